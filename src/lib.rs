@@ -1,1 +1,9 @@
+//! switchboard: a telephony call-center and proactive outbound-dialing server.
+//!
+//! Layers (see docs/architecture.md): protocol cores are sans-IO state machines (`sip`,
+//! `media`, `ivr`), driven by thin tokio shells (`call` actors, `runtime`); services
+//! (`store`) talk to calls by bounded messages; `api` serves HTTP.
 
+pub mod ivr;
+pub mod media;
+pub mod sip;

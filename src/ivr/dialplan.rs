@@ -1,0 +1,119 @@
+//! The dialplan model: what a validated `dialplans/*.toml` file becomes.
+//!
+//! Every reference (step targets, prompts) has been checked by the loader, so the interpreter
+//! can index without failing. See docs/dialplan.md for the language.
+
+use std::collections::HashMap;
+
+use super::expr::Condition;
+use super::say::SayKind;
+
+/// One validated dialplan.
+#[derive(Debug, Clone)]
+pub struct Dialplan {
+    pub name: String,
+    pub file: String,
+    pub start: String,
+    pub language: String,
+    pub max_steps: u32,
+    pub steps: HashMap<String, Step>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub line: usize,
+    pub action: Action,
+}
+
+/// One item of a playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlayItem {
+    /// A prompt by name; may contain `${var}` (then `fallback` is played when it is missing).
+    Prompt { name: String, fallback: Option<String> },
+    /// A value said with fragments.
+    Say { kind: SayKind, value: String },
+    /// Silence in milliseconds.
+    Silence(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupBy {
+    Caller,
+    OrderId,
+}
+
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub timeout_ms: u64,
+    pub max_tries: u32,
+    pub invalid_prompts: Vec<PlayItem>,
+    pub no_input_prompts: Vec<PlayItem>,
+    pub on_failure: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    Play { prompts: Vec<PlayItem>, barge_in: bool, next: String },
+    Menu { prompts: Vec<PlayItem>, choices: Vec<(char, String)>, retry: Retry },
+    Collect {
+        prompts: Vec<PlayItem>,
+        var: String,
+        min_digits: usize,
+        max_digits: usize,
+        terminator: Option<char>,
+        inter_digit_timeout_ms: u64,
+        retry: Retry,
+        next: String,
+    },
+    Lookup { by: LookupBy, value: String, found: String, not_found: String },
+    Branch { when: Vec<(Condition, String)>, otherwise: String },
+    Set { vars: Vec<(String, String)>, next: String },
+    Outcome { choice: String, next: String },
+    Enqueue { queue: String, on_unavailable: String },
+    Goto { next: String },
+    Hangup { cause: String },
+}
+
+impl Action {
+    /// Step names this action can continue to (for load-time checks).
+    pub fn targets(&self) -> Vec<&str> {
+        match self {
+            Action::Play { next, .. } | Action::Set { next, .. } | Action::Outcome { next, .. } | Action::Goto { next } => {
+                vec![next]
+            }
+            Action::Menu { choices, retry, .. } => {
+                let mut v: Vec<&str> = choices.iter().map(|(_, t)| t.as_str()).collect();
+                v.push(&retry.on_failure);
+                v
+            }
+            Action::Collect { retry, next, .. } => vec![next, &retry.on_failure],
+            Action::Lookup { found, not_found, .. } => vec![found, not_found],
+            Action::Branch { when, otherwise } => {
+                let mut v: Vec<&str> = when.iter().map(|(_, t)| t.as_str()).collect();
+                v.push(otherwise);
+                v
+            }
+            Action::Enqueue { on_unavailable, .. } => vec![on_unavailable],
+            Action::Hangup { .. } => vec![],
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Play { .. } => "play",
+            Action::Menu { .. } => "menu",
+            Action::Collect { .. } => "collect",
+            Action::Lookup { .. } => "lookup_ticket",
+            Action::Branch { .. } => "branch",
+            Action::Set { .. } => "set",
+            Action::Outcome { .. } => "outcome",
+            Action::Enqueue { .. } => "enqueue",
+            Action::Goto { .. } => "goto",
+            Action::Hangup { .. } => "hangup",
+        }
+    }
+}
+
+/// The outcomes a call can record (the `call_outcomes.choice` contract).
+pub const OUTCOME_CHOICES: &[&str] = &["wait", "refund", "agent", "opt_out", "no_choice", "callback"];

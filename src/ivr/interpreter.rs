@@ -1,0 +1,600 @@
+//! Dialplan interpreter: a pure state machine that runs one call through one [`Dialplan`].
+//!
+//! Inputs: `start`, `handle_digit`, `handle_playback_finished(id)`, `handle_timeout(now)`,
+//! `handle_lookup_result`, `handle_enqueue_unavailable`. Outputs: [`Output`]s drained with
+//! `poll_output` (play, stop, look up a ticket, record an outcome, log an event, enqueue,
+//! hang up) and `poll_timeout` (the one deadline it waits for). No I/O, no clock: tests run
+//! it in virtual time, the call actor runs it for real.
+//!
+//! Key presses are buffered (type-ahead): a digit pressed during a prompt stops the prompt
+//! (barge-in) and is consumed by the next menu or collect step, as callers expect from
+//! Asterisk/FreeSWITCH IVRs. An invalid choice flushes the buffer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::dialplan::{Action, Dialplan, LookupBy, PlayItem, Retry};
+use super::expr::{expand, Vars};
+use super::say::say;
+
+const MAX_BUFFERED_DIGITS: usize = 64;
+
+/// A playlist entry resolved to prompt names in the call's language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptRef {
+    Prompt { lang: String, name: String, fallback: Option<String> },
+    Silence(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Play { id: u32, items: Vec<PromptRef> },
+    StopPlayback,
+    Lookup { by: LookupBy, value: String },
+    Outcome { choice: String },
+    Event { kind: &'static str, detail: String },
+    Enqueue { queue: String },
+    Hangup { cause: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The step's prompts are playing (id).
+    Prompting(u32),
+    /// Invalid/no-input feedback is playing (id); the step's prompts follow.
+    Feedback(u32),
+    /// Waiting for input until the deadline.
+    Waiting(Instant),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wait {
+    Nothing,
+    Play { id: u32, next: String },
+    Menu { step: String, attempt: u32, phase: Phase },
+    Collect { step: String, attempt: u32, phase: Phase, digits: String },
+    Lookup { step: String },
+    Enqueue { step: String },
+    Done,
+}
+
+pub struct Interpreter {
+    plan: Arc<Dialplan>,
+    vars: Vars,
+    wait: Wait,
+    buffer: VecDeque<char>,
+    outputs: VecDeque<Output>,
+    steps_taken: u32,
+    next_play_id: u32,
+    now: Instant,
+}
+
+impl Interpreter {
+    pub fn new(plan: Arc<Dialplan>, vars: Vars) -> Interpreter {
+        let mut vars = vars;
+        vars.entry("language".to_string()).or_insert_with(|| plan.language.clone());
+        Interpreter {
+            plan,
+            vars,
+            wait: Wait::Nothing,
+            buffer: VecDeque::new(),
+            outputs: VecDeque::new(),
+            steps_taken: 0,
+            next_play_id: 1,
+            now: Instant::now(),
+        }
+    }
+
+    pub fn vars(&self) -> &Vars {
+        &self.vars
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.wait == Wait::Done
+    }
+
+    pub fn start(&mut self, now: Instant) {
+        self.now = now;
+        let start = self.plan.start.clone();
+        self.run(start);
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.wait {
+            Wait::Menu { phase: Phase::Waiting(d), .. } | Wait::Collect { phase: Phase::Waiting(d), .. } => Some(*d),
+            _ => None,
+        }
+    }
+
+    pub fn handle_digit(&mut self, now: Instant, digit: char) {
+        self.now = now;
+        if self.wait == Wait::Done {
+            return;
+        }
+        if self.buffer.len() < MAX_BUFFERED_DIGITS {
+            self.buffer.push_back(digit);
+        }
+        match self.wait.clone() {
+            Wait::Play { next, .. } => {
+                // Barge-in: stop the prompt, keep the digit for the next input step.
+                self.outputs.push_back(Output::StopPlayback);
+                self.run(next);
+            }
+            Wait::Menu { phase, .. } | Wait::Collect { phase, .. } => {
+                if matches!(phase, Phase::Prompting(_) | Phase::Feedback(_)) {
+                    self.outputs.push_back(Output::StopPlayback);
+                }
+                self.consume_input();
+            }
+            _ => {}
+        }
+    }
+
+    pub fn handle_playback_finished(&mut self, now: Instant, id: u32) {
+        self.now = now;
+        match self.wait.clone() {
+            Wait::Play { id: playing, next } if playing == id => self.run(next),
+            Wait::Menu { step, attempt, phase: Phase::Prompting(p) } if p == id => {
+                let timeout = self.retry_of(&step).map_or(5000, |r| r.timeout_ms);
+                self.wait = Wait::Menu { step, attempt, phase: Phase::Waiting(now + Duration::from_millis(timeout)) };
+            }
+            Wait::Collect { step, attempt, phase: Phase::Prompting(p), digits } if p == id => {
+                let timeout = self.retry_of(&step).map_or(5000, |r| r.timeout_ms);
+                self.wait = Wait::Collect { step, attempt, digits, phase: Phase::Waiting(now + Duration::from_millis(timeout)) };
+            }
+            Wait::Menu { step, attempt, phase: Phase::Feedback(p) } if p == id => self.begin_attempt(step, attempt),
+            Wait::Collect { step, attempt, phase: Phase::Feedback(p), .. } if p == id => self.begin_attempt(step, attempt),
+            _ => {}
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        match self.wait.clone() {
+            Wait::Menu { step, attempt, phase: Phase::Waiting(d) } if now >= d => {
+                self.outputs.push_back(Output::Event { kind: "menu_timeout", detail: step.clone() });
+                self.retry(step, attempt, false);
+            }
+            Wait::Collect { step, attempt, phase: Phase::Waiting(d), digits } if now >= d => {
+                if digits.is_empty() {
+                    self.outputs.push_back(Output::Event { kind: "collect_timeout", detail: step.clone() });
+                    self.retry(step, attempt, false);
+                } else {
+                    self.finish_collect(step, attempt, digits);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Result of an `Output::Lookup`: the ticket's fields (`id`, `order_id`, `status`, ...)
+    /// or `None` when no ticket matched.
+    pub fn handle_lookup_result(&mut self, now: Instant, ticket: Option<HashMap<String, String>>) {
+        self.now = now;
+        let Wait::Lookup { step } = self.wait.clone() else { return };
+        let Some(Action::Lookup { found, not_found, .. }) = self.plan.steps.get(&step).map(|s| s.action.clone()) else {
+            return;
+        };
+        match ticket {
+            Some(fields) => {
+                if let Some(lang) = fields.get("language").filter(|l| !l.is_empty()) {
+                    self.vars.insert("language".into(), lang.clone());
+                }
+                for (k, v) in fields {
+                    self.vars.insert(format!("ticket.{k}"), v);
+                }
+                self.outputs.push_back(Output::Event { kind: "lookup", detail: "found".into() });
+                self.run(found);
+            }
+            None => {
+                self.outputs.push_back(Output::Event { kind: "lookup", detail: "not_found".into() });
+                self.run(not_found);
+            }
+        }
+    }
+
+    /// The queue could not take the call (no agents, closed, full).
+    pub fn handle_enqueue_unavailable(&mut self, now: Instant) {
+        self.now = now;
+        let Wait::Enqueue { step } = self.wait.clone() else { return };
+        if let Some(Action::Enqueue { on_unavailable, .. }) = self.plan.steps.get(&step).map(|s| &s.action) {
+            let next = on_unavailable.clone();
+            self.run(next);
+        }
+    }
+
+    fn retry_of(&self, step: &str) -> Option<&Retry> {
+        match self.plan.steps.get(step).map(|s| &s.action) {
+            Some(Action::Menu { retry, .. }) | Some(Action::Collect { retry, .. }) => Some(retry),
+            _ => None,
+        }
+    }
+
+    /// Run steps until one waits for input or playback.
+    fn run(&mut self, first: String) {
+        let mut next = Some(first);
+        while let Some(name) = next.take() {
+            self.steps_taken += 1;
+            if self.steps_taken > self.plan.max_steps {
+                self.outputs.push_back(Output::Event { kind: "step_budget", detail: name });
+                self.hangup("step_budget".into());
+                return;
+            }
+            let Some(step) = self.plan.steps.get(&name) else {
+                // The loader guarantees targets exist; a missing one means a bug, not a crash.
+                self.hangup("dialplan_error".into());
+                return;
+            };
+            let action = step.action.clone();
+            self.outputs.push_back(Output::Event { kind: "step", detail: name.clone() });
+            match action {
+                Action::Play { prompts, barge_in, next: after } => {
+                    if barge_in && !self.buffer.is_empty() {
+                        next = Some(after);
+                        continue;
+                    }
+                    let items = self.resolve(&prompts);
+                    if items.is_empty() {
+                        next = Some(after);
+                        continue;
+                    }
+                    let id = self.play(items);
+                    self.wait = Wait::Play { id, next: after };
+                }
+                Action::Menu { .. } | Action::Collect { .. } => {
+                    self.begin_attempt(name, 1);
+                }
+                Action::Lookup { by, value, .. } => {
+                    let value = expand(&value, &self.vars);
+                    self.outputs.push_back(Output::Lookup { by, value });
+                    self.wait = Wait::Lookup { step: name };
+                }
+                Action::Branch { when, otherwise } => {
+                    let target = when.iter().find(|(c, _)| c.eval(&self.vars)).map_or(otherwise.clone(), |(_, t)| t.clone());
+                    next = Some(target);
+                }
+                Action::Set { vars, next: after } => {
+                    for (k, v) in vars {
+                        let value = expand(&v, &self.vars);
+                        self.vars.insert(k, value);
+                    }
+                    next = Some(after);
+                }
+                Action::Outcome { choice, next: after } => {
+                    self.vars.insert("outcome".into(), choice.clone());
+                    self.outputs.push_back(Output::Outcome { choice });
+                    next = Some(after);
+                }
+                Action::Enqueue { queue, .. } => {
+                    self.outputs.push_back(Output::Enqueue { queue });
+                    self.wait = Wait::Enqueue { step: name };
+                }
+                Action::Goto { next: after } => next = Some(after),
+                Action::Hangup { cause } => self.hangup(cause),
+            }
+        }
+    }
+
+    fn hangup(&mut self, cause: String) {
+        self.outputs.push_back(Output::Hangup { cause });
+        self.wait = Wait::Done;
+    }
+
+    fn play(&mut self, items: Vec<PromptRef>) -> u32 {
+        let id = self.next_play_id;
+        self.next_play_id = self.next_play_id.wrapping_add(1).max(1);
+        self.outputs.push_back(Output::Play { id, items });
+        id
+    }
+
+    fn resolve(&self, items: &[PlayItem]) -> Vec<PromptRef> {
+        let lang = self.vars.get("language").cloned().unwrap_or_else(|| self.plan.language.clone());
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                PlayItem::Prompt { name, fallback } => out.push(PromptRef::Prompt {
+                    lang: lang.clone(),
+                    name: expand(name, &self.vars),
+                    fallback: fallback.clone(),
+                }),
+                PlayItem::Say { kind, value } => {
+                    for name in say(*kind, &expand(value, &self.vars), &lang) {
+                        out.push(PromptRef::Prompt { lang: lang.clone(), name, fallback: None });
+                    }
+                }
+                PlayItem::Silence(ms) => out.push(PromptRef::Silence(*ms)),
+            }
+        }
+        out
+    }
+
+    /// Start (or restart) a menu/collect attempt: type-ahead first, else the prompts.
+    fn begin_attempt(&mut self, step: String, attempt: u32) {
+        let Some(s) = self.plan.steps.get(&step) else { return };
+        let (prompts, timeout) = match &s.action {
+            Action::Menu { prompts, retry, .. } | Action::Collect { prompts, retry, .. } => (prompts.clone(), retry.timeout_ms),
+            _ => return,
+        };
+        let is_menu = matches!(s.action, Action::Menu { .. });
+        let items = self.resolve(&prompts);
+        let phase = if !self.buffer.is_empty() || items.is_empty() {
+            Phase::Waiting(self.now + Duration::from_millis(timeout))
+        } else {
+            Phase::Prompting(self.play(items))
+        };
+        self.wait = if is_menu {
+            Wait::Menu { step, attempt, phase }
+        } else {
+            Wait::Collect { step, attempt, phase, digits: String::new() }
+        };
+        if !self.buffer.is_empty() {
+            self.consume_input();
+        }
+    }
+
+    /// Feed buffered digits to the current menu/collect step.
+    fn consume_input(&mut self) {
+        while let Some(d) = self.buffer.front().copied() {
+            match self.wait.clone() {
+                Wait::Menu { step, attempt, .. } => {
+                    self.buffer.pop_front();
+                    let Some(Action::Menu { choices, .. }) = self.plan.steps.get(&step).map(|s| &s.action) else { return };
+                    match choices.iter().find(|(c, _)| *c == d) {
+                        Some((_, target)) => {
+                            let target = target.clone();
+                            self.outputs.push_back(Output::Event { kind: "menu", detail: format!("{step}={d}") });
+                            self.run(target);
+                        }
+                        None => {
+                            self.outputs.push_back(Output::Event { kind: "menu_invalid", detail: format!("{step}={d}") });
+                            self.buffer.clear();
+                            self.retry(step, attempt, true);
+                        }
+                    }
+                    return;
+                }
+                Wait::Collect { step, attempt, mut digits, .. } => {
+                    self.buffer.pop_front();
+                    let Some(Action::Collect { terminator, max_digits, inter_digit_timeout_ms, .. }) =
+                        self.plan.steps.get(&step).map(|s| s.action.clone())
+                    else {
+                        return;
+                    };
+                    if Some(d) == terminator {
+                        self.finish_collect(step, attempt, digits);
+                        return;
+                    }
+                    digits.push(d);
+                    if digits.len() >= max_digits {
+                        self.finish_collect(step, attempt, digits);
+                        return;
+                    }
+                    let deadline = self.now + Duration::from_millis(inter_digit_timeout_ms);
+                    self.wait = Wait::Collect { step, attempt, digits, phase: Phase::Waiting(deadline) };
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn finish_collect(&mut self, step: String, attempt: u32, digits: String) {
+        let Some(Action::Collect { var, min_digits, next, .. }) = self.plan.steps.get(&step).map(|s| s.action.clone()) else {
+            return;
+        };
+        if digits.len() < min_digits {
+            self.outputs.push_back(Output::Event { kind: "collect_invalid", detail: format!("{step}={digits}") });
+            self.buffer.clear();
+            self.retry(step, attempt, true);
+            return;
+        }
+        self.outputs.push_back(Output::Event { kind: "collect", detail: format!("{var}={digits}") });
+        self.vars.insert(var, digits);
+        self.run(next);
+    }
+
+    fn retry(&mut self, step: String, attempt: u32, invalid: bool) {
+        let Some(retry) = self.retry_of(&step).cloned() else { return };
+        if attempt >= retry.max_tries {
+            self.run(retry.on_failure);
+            return;
+        }
+        let feedback = if invalid { &retry.invalid_prompts } else { &retry.no_input_prompts };
+        let items = self.resolve(feedback);
+        if items.is_empty() {
+            self.begin_attempt(step, attempt + 1);
+            return;
+        }
+        let id = self.play(items);
+        let phase = Phase::Feedback(id);
+        self.wait = match self.plan.steps.get(&step).map(|s| &s.action) {
+            Some(Action::Menu { .. }) => Wait::Menu { step, attempt: attempt + 1, phase },
+            _ => Wait::Collect { step, attempt: attempt + 1, phase, digits: String::new() },
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ivr::loader::{load_str, LoadContext};
+
+    const PLAN: &str = r##"
+[dialplan]
+start = "welcome"
+
+[steps.welcome]
+action = "play"
+prompts = ["welcome"]
+next = "menu"
+
+[steps.menu]
+action = "menu"
+prompts = ["main-menu"]
+choices = { "1" = "order", "2" = "lookup" }
+invalid_prompts = ["invalid"]
+no_input_prompts = ["no-input"]
+timeout_ms = 5000
+max_tries = 3
+on_failure = "bye"
+
+[steps.order]
+action = "collect"
+prompts = ["enter-order-number"]
+var = "order"
+terminator = "#"
+max_digits = 8
+on_failure = "bye"
+next = "say"
+
+[steps.say]
+action = "play"
+prompts = ["order-number", { say = "digits", value = "${order}" }]
+next = "bye"
+
+[steps.lookup]
+action = "lookup_ticket"
+by = "caller"
+found = "refund"
+not_found = "bye"
+
+[steps.refund]
+action = "outcome"
+choice = "refund"
+next = "bye"
+
+[steps.bye]
+action = "hangup"
+"##;
+
+    fn interp() -> (Interpreter, Instant) {
+        let f = |_: &str, _: &str| true;
+        let plan = load_str("t.toml", PLAN, &LoadContext { prompt_exists: &f, queues: &[] }).expect("plan");
+        let mut vars = Vars::new();
+        vars.insert("caller".into(), "+1555".into());
+        (Interpreter::new(Arc::new(plan), vars), Instant::now())
+    }
+
+    fn drain(i: &mut Interpreter) -> Vec<Output> {
+        std::iter::from_fn(|| i.poll_output()).filter(|o| !matches!(o, Output::Event { kind: "step", .. })).collect()
+    }
+
+    fn names(o: &Output) -> Vec<String> {
+        match o {
+            Output::Play { items, .. } => items
+                .iter()
+                .map(|p| match p {
+                    PromptRef::Prompt { name, .. } => name.clone(),
+                    PromptRef::Silence(ms) => format!("silence-{ms}"),
+                })
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    fn play_id(o: &[Output]) -> u32 {
+        o.iter().find_map(|o| if let Output::Play { id, .. } = o { Some(*id) } else { None }).expect("a play")
+    }
+
+    #[test]
+    fn no_input_reprompts_three_times_then_fails() {
+        let (mut i, t0) = interp();
+        i.start(t0);
+        let out = drain(&mut i);
+        assert_eq!(names(&out[0]), ["welcome"]);
+        i.handle_playback_finished(t0, play_id(&out));
+        let out = drain(&mut i);
+        assert_eq!(names(&out[0]), ["main-menu"]);
+        let mut t = t0;
+        let mut id = play_id(&out);
+        for round in 0..3 {
+            i.handle_playback_finished(t, id);
+            assert_eq!(i.poll_timeout(), Some(t + Duration::from_secs(5)));
+            t += Duration::from_secs(5);
+            i.handle_timeout(t - Duration::from_millis(1));
+            assert!(drain(&mut i).is_empty(), "not before the deadline");
+            i.handle_timeout(t);
+            let out = drain(&mut i);
+            if round < 2 {
+                assert_eq!(names(&out[1]), ["no-input"]);
+                i.handle_playback_finished(t, play_id(&out));
+                let out = drain(&mut i);
+                assert_eq!(names(&out[0]), ["main-menu"]);
+                id = play_id(&out);
+            } else {
+                assert_eq!(out.last(), Some(&Output::Hangup { cause: "normal".into() }));
+            }
+        }
+        assert!(i.is_done());
+    }
+
+    #[test]
+    fn barge_in_keeps_digits_and_collects_order_number() {
+        let (mut i, t0) = interp();
+        i.start(t0);
+        drain(&mut i);
+        // "1" during the welcome prompt: it stops, and the menu takes the digit at once.
+        i.handle_digit(t0, '1');
+        let out = drain(&mut i);
+        assert_eq!(out[0], Output::StopPlayback);
+        assert!(out.contains(&Output::Event { kind: "menu", detail: "menu=1".into() }));
+        assert_eq!(names(out.last().expect("play")), ["enter-order-number"]);
+        for d in "1234#".chars() {
+            i.handle_digit(t0, d);
+        }
+        let out = drain(&mut i);
+        assert!(out.contains(&Output::Event { kind: "collect", detail: "order=1234".into() }));
+        assert_eq!(
+            names(out.last().expect("play")),
+            ["order-number", "digit-1", "digit-2", "digit-3", "digit-4"]
+        );
+        assert_eq!(i.vars()["order"], "1234");
+    }
+
+    #[test]
+    fn stale_playback_finished_is_ignored() {
+        let (mut i, t0) = interp();
+        i.start(t0);
+        let first = play_id(&drain(&mut i));
+        i.handle_digit(t0, '5'); // invalid choice at the menu
+        let out = drain(&mut i);
+        assert!(out.contains(&Output::Event { kind: "menu_invalid", detail: "menu=5".into() }));
+        let feedback = play_id(&out);
+        i.handle_playback_finished(t0, first);
+        assert!(drain(&mut i).is_empty(), "old playlist's end must not advance the menu");
+        i.handle_playback_finished(t0, feedback);
+        assert_eq!(names(&drain(&mut i)[0]), ["main-menu"]);
+    }
+
+    #[test]
+    fn lookup_and_outcome() {
+        let (mut i, t0) = interp();
+        i.start(t0);
+        drain(&mut i);
+        i.handle_digit(t0, '2');
+        let out = drain(&mut i);
+        assert!(out.contains(&Output::Lookup { by: LookupBy::Caller, value: "+1555".into() }));
+        let mut t = HashMap::new();
+        t.insert("id".to_string(), "7".to_string());
+        i.handle_lookup_result(t0, Some(t));
+        let out = drain(&mut i);
+        assert!(out.contains(&Output::Outcome { choice: "refund".into() }));
+        assert_eq!(out.last(), Some(&Output::Hangup { cause: "normal".into() }));
+        assert_eq!(i.vars()["ticket.id"], "7");
+    }
+
+    #[test]
+    fn step_budget_stops_loops() {
+        let f = |_: &str, _: &str| true;
+        let src = "[dialplan]\nstart = \"a\"\nmax_steps = 10\n[steps.a]\naction = \"goto\"\nnext = \"b\"\n[steps.b]\naction = \"goto\"\nnext = \"a\"\n";
+        let plan = load_str("loop.toml", src, &LoadContext { prompt_exists: &f, queues: &[] }).expect("plan");
+        let mut i = Interpreter::new(Arc::new(plan), Vars::new());
+        i.start(Instant::now());
+        let out = drain(&mut i);
+        assert_eq!(out.last(), Some(&Output::Hangup { cause: "step_budget".into() }));
+    }
+}

@@ -1,0 +1,8 @@
+//! IVR: the dialplan language (model, loader with file:line errors), expressions, the
+//! say-number/date/money composer, and the pure interpreter. See docs/dialplan.md.
+
+pub mod dialplan;
+pub mod expr;
+pub mod interpreter;
+pub mod loader;
+pub mod say;

@@ -1,0 +1,9 @@
+//! Media: RTP, G.711, RFC 4733 events, the prompt library and player, and the per-call media
+//! session core. Nothing here allocates or locks per packet.
+
+pub mod codec;
+pub mod player;
+pub mod prompts;
+pub mod rtp;
+pub mod session;
+pub mod telephone_event;

@@ -1,0 +1,309 @@
+//! The per-call media core (sans-IO): RTP out on a fixed 20 ms grid, RTP in with symmetric
+//! latching (RFC 4961), RFC 4733 digit extraction and the media inactivity timer.
+//!
+//! Inputs: `handle_datagram(now, bytes, source)`, `play`/`stop_playback`.
+//! Outputs: `poll_transmit(now, buf)` (a packet to send and where), `poll_event()`
+//! (digits, end of playback, media timeout) and `poll_timeout()` (the next instant anything
+//! can happen). Time is only ever passed in, so tests run in virtual time.
+//!
+//! Packets are scheduled at `start + k·20 ms`, never `now + 20 ms`, so send jitter does not
+//! accumulate into drift; the RTP timestamp is `base + k·160` (sample count).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::codec::Codec;
+use super::player::{FillResult, PlayItem, Player};
+use super::rtp::{self, RtpPacket};
+use super::telephone_event::EventReceiver;
+
+pub const FRAME: Duration = Duration::from_millis(20);
+pub const SAMPLES_PER_FRAME: usize = 160;
+/// Largest packet we build: header + one 20 ms G.711 frame.
+pub const MAX_PACKET: usize = rtp::HEADER_LEN + SAMPLES_PER_FRAME;
+/// Falling further behind than this re-anchors the grid instead of bursting packets.
+const MAX_LAG_FRAMES: u64 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaEvent {
+    Digit(char),
+    PlaybackFinished,
+    MediaTimeout,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MediaParams {
+    pub codec: Codec,
+    pub payload_type: u8,
+    pub telephone_event: Option<u8>,
+    pub remote: SocketAddr,
+    pub ssrc: u32,
+    pub initial_seq: u16,
+    pub initial_ts: u32,
+    pub media_timeout: Duration,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MediaStats {
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub late_frames: u64,
+    pub ignored_packets: u64,
+}
+
+#[derive(Debug)]
+pub struct MediaSession {
+    params: MediaParams,
+    remote: SocketAddr,
+    latched: Option<SocketAddr>,
+    anchor: Instant,
+    frame_index: u64,
+    seq: u16,
+    marker_next: bool,
+    sending: bool,
+    last_rx: Instant,
+    player: Player,
+    events: EventReceiver,
+    pending: VecDeque<MediaEvent>,
+    timed_out: bool,
+    pub stats: MediaStats,
+}
+
+impl MediaSession {
+    pub fn new(now: Instant, params: MediaParams) -> MediaSession {
+        MediaSession {
+            remote: params.remote,
+            latched: None,
+            anchor: now,
+            frame_index: 0,
+            seq: params.initial_seq,
+            marker_next: true,
+            sending: !params.remote.ip().is_unspecified() && params.remote.port() != 0,
+            last_rx: now,
+            player: Player::default(),
+            events: EventReceiver::default(),
+            pending: VecDeque::with_capacity(8),
+            timed_out: false,
+            stats: MediaStats::default(),
+            params,
+        }
+    }
+
+    pub fn params(&self) -> &MediaParams {
+        &self.params
+    }
+
+    /// Re-negotiated media (re-INVITE): new remote or hold state, same SSRC and sequence.
+    pub fn update_remote(&mut self, remote: SocketAddr, sending: bool) {
+        self.remote = remote;
+        self.latched = None;
+        self.sending = sending && !remote.ip().is_unspecified() && remote.port() != 0;
+    }
+
+    pub fn play(&mut self, items: Vec<PlayItem>, looping: bool) {
+        self.player.play(items, looping);
+    }
+
+    pub fn stop_playback(&mut self) {
+        self.player.stop();
+    }
+
+    pub fn is_playing(&self) -> bool {
+        self.player.is_playing()
+    }
+
+    /// Where packets go now: the latched source if any, else the SDP address.
+    pub fn destination(&self) -> SocketAddr {
+        self.latched.unwrap_or(self.remote)
+    }
+
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8], source: SocketAddr) {
+        if rtp::is_rtcp(data) {
+            return;
+        }
+        let Ok(pkt) = RtpPacket::parse(data) else {
+            self.stats.ignored_packets += 1;
+            return;
+        };
+        // Symmetric RTP: follow the peer's real source (NAT), but only from a packet that is
+        // plausibly this stream's, so a stray datagram cannot steal the media.
+        let known_pt = pkt.payload_type == self.params.payload_type || Some(pkt.payload_type) == self.params.telephone_event;
+        if !known_pt {
+            self.stats.ignored_packets += 1;
+            return;
+        }
+        if self.latched != Some(source) {
+            let stale = now.saturating_duration_since(self.last_rx) > Duration::from_secs(2);
+            if self.latched.is_none() || stale {
+                self.latched = Some(source);
+            } else {
+                self.stats.ignored_packets += 1;
+                return;
+            }
+        }
+        self.last_rx = now;
+        self.stats.packets_received += 1;
+        if Some(pkt.payload_type) == self.params.telephone_event {
+            if let Some(d) = self.events.handle_packet(pkt.ssrc, pkt.timestamp, pkt.payload) {
+                self.pending.push_back(MediaEvent::Digit(d));
+            }
+        }
+    }
+
+    fn next_send_at(&self) -> Instant {
+        self.anchor + FRAME * (self.frame_index as u32)
+    }
+
+    /// When called at or after the next send slot, write one packet into `buf` and return its
+    /// length and destination.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8; MAX_PACKET]) -> Option<(usize, SocketAddr)> {
+        let due = self.next_send_at();
+        if now < due {
+            return None;
+        }
+        let behind = (now - due).as_micros() / FRAME.as_micros();
+        if behind as u64 > MAX_LAG_FRAMES {
+            // Overloaded or suspended: skip the missed slots rather than burst them; the RTP
+            // timestamp still advances by the samples that elapsed.
+            self.stats.late_frames += behind as u64;
+            self.frame_index += behind as u64;
+        }
+        let k = self.frame_index;
+        self.frame_index += 1;
+        let result = self.player.fill(self.params.codec, &mut buf[rtp::HEADER_LEN..]);
+        if result == FillResult::Finished {
+            self.pending.push_back(MediaEvent::PlaybackFinished);
+        }
+        if !self.sending {
+            return None;
+        }
+        let ts = self.params.initial_ts.wrapping_add((k as u32).wrapping_mul(SAMPLES_PER_FRAME as u32));
+        rtp::write_header(buf, self.marker_next, self.params.payload_type, self.seq, ts, self.params.ssrc);
+        self.marker_next = false;
+        self.seq = self.seq.wrapping_add(1);
+        self.stats.packets_sent += 1;
+        Some((MAX_PACKET, self.destination()))
+    }
+
+    pub fn poll_event(&mut self, now: Instant) -> Option<MediaEvent> {
+        if let Some(e) = self.pending.pop_front() {
+            return Some(e);
+        }
+        if !self.timed_out && self.sending && now.saturating_duration_since(self.last_rx) >= self.params.media_timeout {
+            self.timed_out = true;
+            return Some(MediaEvent::MediaTimeout);
+        }
+        None
+    }
+
+    /// Hold (sendonly/inactive from the peer) must not trip the inactivity timer.
+    pub fn reset_inactivity(&mut self, now: Instant) {
+        self.last_rx = now;
+        self.timed_out = false;
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        let send = self.next_send_at();
+        if self.timed_out {
+            return send;
+        }
+        send.min(self.last_rx + self.params.media_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::prompts::Prompt;
+    use std::sync::Arc;
+
+    fn params() -> MediaParams {
+        MediaParams {
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event: Some(101),
+            remote: "127.0.0.1:4000".parse().expect("addr"),
+            ssrc: 0x1234,
+            initial_seq: 65534,
+            initial_ts: 1000,
+            media_timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn sends_on_a_fixed_grid_with_sample_timestamps() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, params());
+        let mut buf = [0u8; MAX_PACKET];
+        let mut seen = Vec::new();
+        // Wake up with jitter: each wake is 0..7 ms late; the grid must not drift.
+        for k in 0..100u32 {
+            let now = t0 + FRAME * k + Duration::from_millis((k % 8) as u64);
+            assert_eq!(s.poll_timeout(), t0 + FRAME * k);
+            let (len, to) = s.poll_transmit(now, &mut buf).expect("due");
+            assert_eq!((len, to.port()), (MAX_PACKET, 4000));
+            let p = RtpPacket::parse(&buf[..len]).expect("rtp");
+            seen.push((p.sequence, p.timestamp, p.marker));
+            assert!(s.poll_transmit(now, &mut buf).is_none(), "one packet per slot");
+        }
+        assert_eq!(seen[0], (65534, 1000, true));
+        assert_eq!(seen[2], (0, 1320, false));
+        assert_eq!(seen[99].1, 1000 + 99 * 160);
+    }
+
+    #[test]
+    fn skips_instead_of_bursting_when_far_behind() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, params());
+        let mut buf = [0u8; MAX_PACKET];
+        s.poll_transmit(t0, &mut buf).expect("first");
+        let late = t0 + Duration::from_millis(500);
+        s.poll_transmit(late, &mut buf).expect("late");
+        let p = RtpPacket::parse(&buf).expect("rtp");
+        assert_eq!(p.timestamp, 1000 + 25 * 160);
+        assert!(s.poll_transmit(late, &mut buf).is_none());
+        assert_eq!(s.stats.late_frames, 24);
+    }
+
+    fn event_packet(ts: u32, seq: u16, event: u8, end: bool) -> Vec<u8> {
+        let mut b = vec![0u8; 16];
+        rtp::write_header(&mut b, false, 101, seq, ts, 99);
+        b[12] = event;
+        b[13] = if end { 0x80 } else { 0 } | 10;
+        b[15] = 160;
+        b
+    }
+
+    #[test]
+    fn digits_latching_and_timeout() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, params());
+        let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+        let other: SocketAddr = "127.0.0.1:6666".parse().expect("addr");
+        for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
+            s.handle_datagram(t0, &event_packet(800, i as u16, 2, end), peer);
+        }
+        assert_eq!(s.destination(), peer);
+        s.handle_datagram(t0, &event_packet(1600, 9, 3, false), other);
+        assert_eq!(s.poll_event(t0), Some(MediaEvent::Digit('2')));
+        assert_eq!(s.poll_event(t0), None, "hijack attempt ignored, repeats deduplicated");
+        assert_eq!(s.destination(), peer);
+        let later = t0 + Duration::from_secs(30);
+        assert_eq!(s.poll_timeout(), t0 + Duration::ZERO.max(FRAME * 0));
+        assert_eq!(s.poll_event(later), Some(MediaEvent::MediaTimeout));
+        assert_eq!(s.poll_event(later), None);
+    }
+
+    #[test]
+    fn playback_finished_is_reported() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, params());
+        s.play(vec![PlayItem::Prompt(Arc::new(Prompt::from_pcm("x", &[500; 320])))], false);
+        let mut buf = [0u8; MAX_PACKET];
+        s.poll_transmit(t0, &mut buf);
+        assert_eq!(s.poll_event(t0), None);
+        s.poll_transmit(t0 + FRAME, &mut buf);
+        assert_eq!(s.poll_event(t0 + FRAME), Some(MediaEvent::PlaybackFinished));
+    }
+}

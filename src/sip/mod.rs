@@ -1,0 +1,8 @@
+//! SIP signalling: message model and parser, URIs, SDP offer/answer, transactions, dialogs
+//! and the UDP/TCP transports (RFC 3261, RFC 3264, RFC 3581).
+//!
+//! Our own sans-IO core rather than `rsip`/`rsipstack`: see docs/adr/0001-own-sip-core.md.
+
+pub mod message;
+pub mod sdp;
+pub mod uri;
