@@ -4,6 +4,12 @@
 //! `media`, `ivr`), driven by thin tokio shells (`call` actors, `runtime`); services
 //! (`store`) talk to calls by bounded messages; `api` serves HTTP.
 
+pub mod api;
+pub mod call;
+pub mod config;
 pub mod ivr;
 pub mod media;
+pub mod runtime;
+pub mod server;
 pub mod sip;
+pub mod store;

@@ -1,1 +1,207 @@
-fn main() {}
+//! `switchboard` command line: run the server (default), and operator subcommands.
+//! Flags are a public contract (docs/configuration.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use switchboard::config::Config;
+use switchboard::runtime::ports::PortRange;
+use switchboard::server;
+use tracing::{error, info, warn};
+
+#[derive(Parser, Debug)]
+#[command(name = "switchboard", version, about = "Telephony call-center and outbound-dialing server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Run(RunArgs),
+    /// Load and check the dialplans and config, print problems as FILE:LINE: reason.
+    CheckDialplans(RunArgs),
+}
+
+#[derive(Args, Debug, Default, Clone)]
+struct RunArgs {
+    /// Configuration file (TOML); the embedded default is used when absent.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// SIP listen address (UDP and TCP), e.g. 127.0.0.1:5060.
+    #[arg(long, value_name = "ADDR:PORT")]
+    sip_listen: Option<String>,
+    /// HTTP listen address for the API and health check, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR:PORT")]
+    http_listen: Option<String>,
+    /// Database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// RTP port range, inclusive, e.g. 20000-29999.
+    #[arg(long, value_name = "LO-HI")]
+    rtp_ports: Option<String>,
+    /// Do not insert the demo tickets.
+    #[arg(long)]
+    no_demo_data: bool,
+    /// API bearer token (also SWITCHBOARD_API_TOKEN).
+    #[arg(long, env = "SWITCHBOARD_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+}
+
+fn build_config(args: &RunArgs) -> Result<Config, String> {
+    let mut cfg = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::embedded().map_err(|e| e.to_string())?,
+    };
+    if let Some(s) = &args.sip_listen {
+        cfg.sip_listen = s.parse().map_err(|_| format!("--sip-listen '{s}' is not ADDR:PORT"))?;
+        if args.config.is_none() {
+            cfg.media_address = cfg.sip_listen.ip();
+        }
+    }
+    if let Some(s) = &args.http_listen {
+        cfg.http_listen = s.parse().map_err(|_| format!("--http-listen '{s}' is not ADDR:PORT"))?;
+    }
+    if let Some(s) = &args.database {
+        cfg.database = s.clone();
+    }
+    if let Some(s) = &args.rtp_ports {
+        cfg.rtp_ports = PortRange::parse(s).ok_or_else(|| format!("--rtp-ports '{s}' must be LO-HI with 1024 <= LO < HI"))?;
+    }
+    if args.no_demo_data {
+        cfg.demo_data = false;
+    }
+    if args.api_token.is_some() {
+        cfg.api_token = args.api_token.clone();
+    }
+    if cfg.media_address.is_unspecified() {
+        warn!("media address is unspecified; set media_address so SDP carries a reachable IP");
+    }
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let (check_only, args) = match cli.command {
+        Some(Command::Run(a)) => (false, a),
+        Some(Command::CheckDialplans(a)) => (true, a),
+        None => (false, cli.run),
+    };
+    let cfg = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check_only {
+        return check(cfg);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cfg))
+}
+
+fn check(mut cfg: Config) -> ExitCode {
+    cfg.resolve_asset_dirs();
+    let prompts = match switchboard::media::prompts::PromptLibrary::load(&cfg.audio_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match server::load_dialplans(&cfg, &prompts) {
+        Ok(set) => {
+            println!("ok: {} dialplans, {} prompts", set.plans.len(), prompts.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cfg: Config) -> ExitCode {
+    let db_url = cfg.database.clone();
+    let srv = match server::start(cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("switchboard: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("switchboard is running");
+    println!("  SIP   udp+tcp {}   call: sip:hotline@{}", srv.sip_addr, srv.sip_addr);
+    println!("  HTTP  http://{}/healthz", srv.http_addr);
+    println!("  DB    {} ({} demo tickets inserted)", redact(&db_url), srv.demo_tickets_inserted);
+    println!("  Try:  a caller from +15551230001 has a delayed order: press 2, then 1 (wait) or 2 (refund).");
+    println!("  Stop: Ctrl-C (SIGINT) or SIGTERM; SIGHUP reloads dialplans.");
+    wait_for_signals(&srv).await;
+    info!("shutting down: hanging up calls and flushing records");
+    srv.shutdown().await;
+    info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
+            let user = url[s + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(srv: &server::RunningServer) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        error!("cannot install signal handlers");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => match srv.reload_dialplans() {
+                Ok(n) => info!(dialplans = n, "dialplans reloaded"),
+                Err(errors) => {
+                    for e in errors {
+                        error!("{e}");
+                    }
+                    warn!("dialplan reload refused; the running dialplans stay");
+                }
+            },
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_srv: &server::RunningServer) {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -51,7 +51,7 @@ enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Wait {
     Nothing,
-    Play { id: u32, next: String },
+    Play { id: u32, next: String, barge_in: bool },
     Menu { step: String, attempt: u32, phase: Phase },
     Collect { step: String, attempt: u32, phase: Phase, digits: String },
     Lookup { step: String },
@@ -120,7 +120,7 @@ impl Interpreter {
             self.buffer.push_back(digit);
         }
         match self.wait.clone() {
-            Wait::Play { next, .. } => {
+            Wait::Play { next, barge_in: true, .. } => {
                 // Barge-in: stop the prompt, keep the digit for the next input step.
                 self.outputs.push_back(Output::StopPlayback);
                 self.run(next);
@@ -138,7 +138,7 @@ impl Interpreter {
     pub fn handle_playback_finished(&mut self, now: Instant, id: u32) {
         self.now = now;
         match self.wait.clone() {
-            Wait::Play { id: playing, next } if playing == id => self.run(next),
+            Wait::Play { id: playing, next, .. } if playing == id => self.run(next),
             Wait::Menu { step, attempt, phase: Phase::Prompting(p) } if p == id => {
                 let timeout = self.retry_of(&step).map_or(5000, |r| r.timeout_ms);
                 self.wait = Wait::Menu { step, attempt, phase: Phase::Waiting(now + Duration::from_millis(timeout)) };
@@ -244,7 +244,7 @@ impl Interpreter {
                         continue;
                     }
                     let id = self.play(items);
-                    self.wait = Wait::Play { id, next: after };
+                    self.wait = Wait::Play { id, next: after, barge_in };
                 }
                 Action::Menu { .. } | Action::Collect { .. } => {
                     self.begin_attempt(name, 1);

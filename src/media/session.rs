@@ -28,7 +28,8 @@ const MAX_LAG_FRAMES: u64 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaEvent {
     Digit(char),
-    PlaybackFinished,
+    /// The playlist started with this id has played to its end.
+    PlaybackFinished(u32),
     MediaTimeout,
 }
 
@@ -64,9 +65,11 @@ pub struct MediaSession {
     sending: bool,
     last_rx: Instant,
     player: Player,
+    play_id: u32,
     events: EventReceiver,
     pending: VecDeque<MediaEvent>,
     timed_out: bool,
+    expect_rx: bool,
     pub stats: MediaStats,
 }
 
@@ -82,9 +85,11 @@ impl MediaSession {
             sending: !params.remote.ip().is_unspecified() && params.remote.port() != 0,
             last_rx: now,
             player: Player::default(),
+            play_id: 0,
             events: EventReceiver::default(),
             pending: VecDeque::with_capacity(8),
             timed_out: false,
+            expect_rx: true,
             stats: MediaStats::default(),
             params,
         }
@@ -101,7 +106,9 @@ impl MediaSession {
         self.sending = sending && !remote.ip().is_unspecified() && remote.port() != 0;
     }
 
-    pub fn play(&mut self, items: Vec<PlayItem>, looping: bool) {
+    /// Start a playlist, replacing any current one; its end is reported with `id`.
+    pub fn play(&mut self, id: u32, items: Vec<PlayItem>, looping: bool) {
+        self.play_id = id;
         self.player.play(items, looping);
     }
 
@@ -173,7 +180,7 @@ impl MediaSession {
         self.frame_index += 1;
         let result = self.player.fill(self.params.codec, &mut buf[rtp::HEADER_LEN..]);
         if result == FillResult::Finished {
-            self.pending.push_back(MediaEvent::PlaybackFinished);
+            self.pending.push_back(MediaEvent::PlaybackFinished(self.play_id));
         }
         if !self.sending {
             return None;
@@ -190,22 +197,24 @@ impl MediaSession {
         if let Some(e) = self.pending.pop_front() {
             return Some(e);
         }
-        if !self.timed_out && self.sending && now.saturating_duration_since(self.last_rx) >= self.params.media_timeout {
+        if !self.timed_out && self.expect_rx && now.saturating_duration_since(self.last_rx) >= self.params.media_timeout {
             self.timed_out = true;
             return Some(MediaEvent::MediaTimeout);
         }
         None
     }
 
-    /// Hold (sendonly/inactive from the peer) must not trip the inactivity timer.
-    pub fn reset_inactivity(&mut self, now: Instant) {
+    /// Whether the peer is expected to send (not when it put the call on hold with
+    /// `inactive`, or asked us to only send), so hold does not trip the inactivity timer.
+    pub fn set_expect_rx(&mut self, now: Instant, expect: bool) {
+        self.expect_rx = expect;
         self.last_rx = now;
         self.timed_out = false;
     }
 
     pub fn poll_timeout(&self) -> Instant {
         let send = self.next_send_at();
-        if self.timed_out {
+        if self.timed_out || !self.expect_rx {
             return send;
         }
         send.min(self.last_rx + self.params.media_timeout)
@@ -299,11 +308,11 @@ mod tests {
     fn playback_finished_is_reported() {
         let t0 = Instant::now();
         let mut s = MediaSession::new(t0, params());
-        s.play(vec![PlayItem::Prompt(Arc::new(Prompt::from_pcm("x", &[500; 320])))], false);
+        s.play(7, vec![PlayItem::Prompt(Arc::new(Prompt::from_pcm("x", &[500; 320])))], false);
         let mut buf = [0u8; MAX_PACKET];
         s.poll_transmit(t0, &mut buf);
         assert_eq!(s.poll_event(t0), None);
         s.poll_transmit(t0 + FRAME, &mut buf);
-        assert_eq!(s.poll_event(t0 + FRAME), Some(MediaEvent::PlaybackFinished));
+        assert_eq!(s.poll_event(t0 + FRAME), Some(MediaEvent::PlaybackFinished(7)));
     }
 }

@@ -961,3 +961,59 @@ Content-Length: 4\r\n\r\nv=0\n";
         }
     }
 }
+
+/// Build an error response for bytes that did not parse as a request, from whatever Via,
+/// From, To, Call-ID and CSeq lines can be found (RFC 3261 §8.2: answer 400 when possible).
+/// Returns None when the bytes are a response or carry no Via (nowhere to answer).
+pub fn error_response_for_unparsed(data: &[u8], code: u16, reason: &str) -> Option<Vec<u8>> {
+    let start = data.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let data = &data[start..];
+    if data.starts_with(b"SIP/") || data.is_empty() {
+        return None;
+    }
+    let head_end = find_subslice(data, b"\r\n\r\n").unwrap_or(data.len().min(MAX_HEADER_BYTES));
+    let head = String::from_utf8_lossy(&data[..head_end.min(MAX_HEADER_BYTES)]);
+    let mut lines: Vec<String> = Vec::new();
+    for raw in head.split("\r\n").skip(1) {
+        if raw.starts_with([' ', '\t']) {
+            if let Some(last) = lines.last_mut() {
+                last.push(' ');
+                last.push_str(raw.trim());
+            }
+        } else {
+            lines.push(raw.to_string());
+        }
+    }
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    let mut has_via = false;
+    for line in &lines {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let hn = HeaderName::parse(name.trim());
+        if matches!(hn, HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq) {
+            has_via |= hn == HeaderName::Via;
+            let _ = write!(out, "{}: {}\r\n", hn.as_str(), value.trim());
+        }
+    }
+    if !has_via {
+        return None;
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}
+
+#[cfg(test)]
+mod unparsed_tests {
+    use super::*;
+
+    #[test]
+    fn answers_unparseable_requests_with_their_headers() {
+        let raw = b"INVITE sip:x@h SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK9\r\nCall-ID: q\r\nContent-Length: -5\r\n\r\n";
+        assert!(Message::parse(raw, Framing::Datagram).is_err());
+        let resp = error_response_for_unparsed(raw, 400, "Bad Content-Length").expect("answer");
+        let m = Message::parse(&resp, Framing::Datagram).expect("valid response");
+        assert_eq!(m.status(), Some(400));
+        assert_eq!(m.top_via().expect("via").branch(), Some("z9hG4bK9"));
+        assert!(error_response_for_unparsed(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n", 400, "x").is_none());
+        assert!(error_response_for_unparsed(b"garbage", 400, "x").is_none());
+    }
+}

@@ -5,4 +5,5 @@
 
 pub mod message;
 pub mod sdp;
+pub mod transport;
 pub mod uri;

@@ -1,0 +1,72 @@
+//! HTTP API (axum): health and status now; the ops API, live events and the agent
+//! workspace are added by later issues. Every error is JSON `{"error": "..."}` with a 4xx/5xx.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::call::CallContext;
+
+pub struct ApiState {
+    pub ctx: Arc<CallContext>,
+    pub ready: AtomicBool,
+}
+
+/// A JSON error answer.
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/status", get(status))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<Arc<ApiState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    if !s.ready.load(Ordering::Acquire) {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "starting".into()));
+    }
+    if !s.ctx.db.ping().await {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "database unreachable".into()));
+    }
+    Ok(Json(json!({ "status": "ok", "sip": s.ctx.sip_local.to_string() })))
+}
+
+async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    let st = &s.ctx.store.stats;
+    Json(json!({
+        "sip": s.ctx.sip_local.to_string(),
+        "active_calls": s.ctx.active_calls.load(Ordering::Relaxed),
+        "dialplans": s.ctx.dialplans().plans.keys().collect::<Vec<_>>(),
+        "store": {
+            "written": st.written.load(Ordering::Relaxed),
+            "spooled": st.spooled.load(Ordering::Relaxed),
+            "replayed": st.replayed.load(Ordering::Relaxed),
+            "dead_letters": st.dead_letters.load(Ordering::Relaxed),
+            "mailbox_full": st.mailbox_full.load(Ordering::Relaxed),
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_shape() {
+        use axum::response::IntoResponse;
+        let r = super::ApiError(axum::http::StatusCode::BAD_REQUEST, "x".into()).into_response();
+        assert_eq!(r.status(), 400);
+    }
+}

@@ -1,0 +1,833 @@
+//! The inbound call actor: one tokio task per call that owns the INVITE server transaction,
+//! the UAS dialog, the RTP socket and media session, and the dialplan interpreter.
+//!
+//! One `select!` loop waits on the mailbox (SIP from the router, ticket lookups), the RTP
+//! socket and a single reusable `Sleep` reset to the earliest deadline of all the cores
+//! (answer timer, 2xx/BYE retransmissions per RFC 3261 §13.3.1.4 and §17.1.2, the media
+//! send grid, the interpreter's input timeout). After every wake-up, `drive` feeds the
+//! current time to the cores and carries out what they ask. The actor never awaits the
+//! database: records are submitted to the store writer, lookups run in a spawned task.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::dialog::{self, info_digit, response, DialogState, LocalIdentity, T1, T2, TIMEOUT_64T1};
+use super::router::RouterControl;
+use super::CallContext;
+use crate::config::Route;
+use crate::ivr::dialplan::LookupBy;
+use crate::ivr::expr::Vars;
+use crate::ivr::interpreter::{Interpreter, Output, PromptRef};
+use crate::media::codec::Codec;
+use crate::media::player::PlayItem;
+use crate::media::session::{MediaEvent, MediaParams, MediaSession, MAX_PACKET};
+use crate::sip::message::{HeaderName, Message, Method, StartLine};
+use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
+use crate::sip::transport::{Inbound, ReplyPath};
+use crate::sip::uri::Uri;
+use crate::store::ops::StoreOp;
+use crate::store::{now_ts, tickets};
+
+pub const MAILBOX: usize = 64;
+
+/// What reaches a call actor.
+#[derive(Debug)]
+pub enum CallInput {
+    Sip(Inbound),
+    Lookup(Option<HashMap<String, String>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ringing { answer_at: Instant },
+    Answered,
+    /// We sent BYE and wait for its answer.
+    Ending,
+    Done,
+}
+
+/// A message we resend on a timer until something stops it (RFC 3261 §17 timers).
+#[derive(Debug)]
+struct Retransmit {
+    bytes: Vec<u8>,
+    next: Option<Instant>,
+    interval: Duration,
+    give_up: Instant,
+    cseq: u32,
+}
+
+impl Retransmit {
+    fn new(bytes: Vec<u8>, now: Instant, unreliable: bool, cseq: u32) -> Retransmit {
+        Retransmit { bytes, next: unreliable.then(|| now + T1), interval: T1, give_up: now + TIMEOUT_64T1, cseq }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.next.map_or(self.give_up, |n| n.min(self.give_up))
+    }
+}
+
+pub struct InboundCall {
+    ctx: Arc<CallContext>,
+    id: String,
+    invite: Message,
+    invite_branch: String,
+    flow: ReplyPath,
+    local: LocalIdentity,
+    local_tag: String,
+    dialog: DialogState,
+    route: Route,
+    offer: Option<Negotiated>,
+    media_ip: std::net::IpAddr,
+    rtp_port: u16,
+    media: Option<MediaSession>,
+    interp: Option<Interpreter>,
+    phase: Phase,
+    self_tx: mpsc::Sender<CallInput>,
+    event_seq: i64,
+    ended_recorded: bool,
+    sdp_session: u64,
+    sdp_version: u64,
+    last_invite_response: Option<Vec<u8>>,
+    pending_2xx: Option<Retransmit>,
+    bye: Option<Retransmit>,
+    final_wait: Option<Retransmit>,
+    linger_until: Option<Instant>,
+    ticket_id: Option<i64>,
+    caller: String,
+    shutdown_seen: bool,
+}
+
+pub async fn run_inbound(
+    ctx: Arc<CallContext>,
+    inbound: Inbound,
+    route: Route,
+    local: LocalIdentity,
+    self_tx: mpsc::Sender<CallInput>,
+    rx: mpsc::Receiver<CallInput>,
+    shutdown: CancellationToken,
+) {
+    let call_id = inbound.msg.call_id().unwrap_or("").to_string();
+    let span = info_span!("call", call_id = %call_id);
+    async move {
+        let ctx2 = ctx.clone();
+        let sip_call_id = call_id.clone();
+        match InboundCall::start(ctx, inbound, route, local, self_tx).await {
+            Some((call, rtp)) => call.run(rx, rtp, shutdown).await,
+            None => debug!("call refused at start"),
+        }
+        ctx2.active_calls.fetch_sub(1, Ordering::Relaxed);
+        let _ = ctx2.router.send(RouterControl::CallEnded { call_id: sip_call_id }).await;
+    }
+    .instrument(span)
+    .await
+}
+
+impl InboundCall {
+    /// Validate the INVITE, record the call, answer 100/180 (or refuse with 488/503).
+    async fn start(
+        ctx: Arc<CallContext>,
+        inbound: Inbound,
+        route: Route,
+        local: LocalIdentity,
+        self_tx: mpsc::Sender<CallInput>,
+    ) -> Option<(InboundCall, Option<UdpSocket>)> {
+        let now = Instant::now();
+        let invite = inbound.msg;
+        let flow = inbound.reply;
+        let call_id = invite.call_id().ok()?.to_string();
+        let from = invite.from_header().ok()?;
+        let to_value = invite.header(&HeaderName::To)?.to_string();
+        let from_value = invite.header(&HeaderName::From)?.to_string();
+        let invite_branch = invite.top_via().ok()?.branch().unwrap_or("").to_string();
+        let cseq = invite.cseq().ok()?.seq;
+        let local_tag = dialog::new_tag();
+        let remote_target = invite.contact().map(|c| c.uri).unwrap_or_else(|| from.uri.clone());
+        let route_set: Vec<String> = invite.header_values(&HeaderName::RecordRoute).map(str::to_string).collect();
+        let caller_raw = from.uri.user.clone().unwrap_or_default();
+        let caller = tickets::normalize_number(&caller_raw, &ctx.config.default_country_code).unwrap_or(caller_raw.clone());
+        let id = uuid::Uuid::new_v4().to_string();
+        let media_ip = ctx.config.media_address;
+        let mut call = InboundCall {
+            id: id.clone(),
+            invite_branch,
+            flow,
+            local_tag: local_tag.clone(),
+            dialog: DialogState {
+                call_id: call_id.clone(),
+                local_party: format!("{to_value};tag={local_tag}"),
+                remote_party: from_value.clone(),
+                remote_target,
+                route_set,
+                local_cseq: 0,
+                remote_cseq: cseq,
+            },
+            route,
+            offer: None,
+            media_ip,
+            rtp_port: 0,
+            media: None,
+            interp: None,
+            phase: Phase::Ringing { answer_at: now },
+            self_tx,
+            event_seq: 0,
+            ended_recorded: false,
+            sdp_session: rand::random::<u32>() as u64,
+            sdp_version: 1,
+            last_invite_response: None,
+            pending_2xx: None,
+            bye: None,
+            final_wait: None,
+            linger_until: None,
+            ticket_id: None,
+            caller,
+            shutdown_seen: false,
+            local,
+            invite,
+            ctx,
+        };
+        call.ctx.store.submit(StoreOp::CallStarted {
+            id,
+            sip_call_id: call_id,
+            direction: "inbound".into(),
+            from_uri: call.invite.from_header().map(|f| f.uri.to_string()).unwrap_or_default(),
+            to_uri: call.invite.to_header().map(|t| t.uri.to_string()).unwrap_or_default(),
+            caller: Some(call.caller.clone()),
+            dialplan: Some(call.route.dialplan.clone()),
+            campaign_id: None,
+            started_at: now_ts(),
+        });
+        call.send_invite_response(100, "Trying", None);
+
+        // RFC 3264 offer in the INVITE; without a body we offer in the 200 (late offer).
+        if !call.invite.body.is_empty() {
+            let negotiated = SessionDescription::parse(&call.invite.body)
+                .and_then(|sd| sdp::negotiate(&sd, &call.ctx.config.codecs));
+            match negotiated {
+                Ok(n) => call.offer = Some(n),
+                Err(e) => {
+                    info!(error = %e, "no acceptable media in offer");
+                    call.refuse(now, 488, "Not Acceptable Here", "incompatible_media", "failed");
+                    return Some((call, None));
+                }
+            }
+        }
+        let rtp = match call.ctx.ports.bind(media_ip).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "no RTP port");
+                call.refuse(now, 503, "Service Unavailable", "no_rtp_port", "failed");
+                return Some((call, None));
+            }
+        };
+        call.rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        call.send_invite_response(180, "Ringing", None);
+        call.phase = Phase::Ringing { answer_at: now + Duration::from_millis(call.route.ring_ms) };
+        Some((call, Some(rtp)))
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<CallInput>, mut rtp: Option<UdpSocket>, shutdown: CancellationToken) {
+        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut rtp_buf = [0u8; 1500];
+        let mut send_buf = [0u8; MAX_PACKET];
+        loop {
+            let now = Instant::now();
+            self.drive(now, rtp.as_ref(), &mut send_buf);
+            if self.media.is_none() && matches!(self.phase, Phase::Done | Phase::Ending) {
+                rtp = None; // release the port as soon as media is over
+            }
+            if self.finished(now) {
+                break;
+            }
+            let deadline = tokio::time::Instant::from_std(self.next_deadline(now));
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if !self.shutdown_seen => {
+                    self.shutdown_seen = true;
+                    self.on_shutdown(Instant::now());
+                }
+                input = rx.recv() => match input {
+                    Some(CallInput::Sip(inbound)) => self.on_sip(Instant::now(), inbound),
+                    Some(CallInput::Lookup(result)) => self.on_lookup(Instant::now(), result),
+                    None => break,
+                },
+                r = recv_rtp(rtp.as_ref(), &mut rtp_buf) => {
+                    if let (Ok((n, from)), Some(media)) = (r, self.media.as_mut()) {
+                        media.handle_datagram(Instant::now(), &rtp_buf[..n], from);
+                    }
+                }
+                _ = &mut sleep => {}
+            }
+        }
+        if !self.ended_recorded {
+            self.record_end("interrupted", "actor_stopped", None);
+        }
+    }
+
+    fn finished(&self, now: Instant) -> bool {
+        self.phase == Phase::Done
+            && self.bye.is_none()
+            && self.final_wait.is_none()
+            && self.pending_2xx.is_none()
+            && self.linger_until.is_none_or(|t| now >= t)
+    }
+
+    fn next_deadline(&self, now: Instant) -> Instant {
+        let mut d = now + Duration::from_secs(3600);
+        if let Phase::Ringing { answer_at } = self.phase {
+            d = d.min(answer_at);
+        }
+        for r in [&self.pending_2xx, &self.bye, &self.final_wait].into_iter().flatten() {
+            d = d.min(r.deadline());
+        }
+        if let Some(m) = &self.media {
+            d = d.min(m.poll_timeout());
+        }
+        if let Some(t) = self.interp.as_ref().and_then(Interpreter::poll_timeout) {
+            d = d.min(t);
+        }
+        if let Some(t) = self.linger_until {
+            d = d.min(t);
+        }
+        d
+    }
+
+    // ---- time-driven work ------------------------------------------------------------
+
+    fn drive(&mut self, now: Instant, rtp: Option<&UdpSocket>, send_buf: &mut [u8; MAX_PACKET]) {
+        if let Phase::Ringing { answer_at } = self.phase {
+            if now >= answer_at {
+                self.answer(now);
+            }
+        }
+        self.drive_retransmits(now);
+        if let Some(media) = self.media.as_mut() {
+            while let Some((len, dest)) = media.poll_transmit(now, send_buf) {
+                if let Some(sock) = rtp {
+                    let _ = sock.try_send_to(&send_buf[..len], dest);
+                }
+            }
+        }
+        let mut events = [None; 8];
+        let mut n = 0;
+        if let Some(media) = self.media.as_mut() {
+            while n < events.len() {
+                match media.poll_event(now) {
+                    Some(e) => {
+                        events[n] = Some(e);
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+        for e in events.into_iter().take(n).flatten() {
+            match e {
+                MediaEvent::Digit(d) => self.on_digit(now, d),
+                MediaEvent::PlaybackFinished(id) => {
+                    if let Some(i) = self.interp.as_mut() {
+                        i.handle_playback_finished(now, id);
+                    }
+                }
+                MediaEvent::MediaTimeout => {
+                    info!("no RTP for {} s; hanging up", self.ctx.config.media_timeout_s);
+                    self.hangup(now, "media_timeout");
+                }
+            }
+        }
+        if let Some(i) = self.interp.as_mut() {
+            if i.poll_timeout().is_some_and(|t| now >= t) {
+                i.handle_timeout(now);
+            }
+        }
+        self.drain_interpreter(now);
+    }
+
+    fn drive_retransmits(&mut self, now: Instant) {
+        let flow = self.flow.clone();
+        let step = |r: &mut Retransmit| {
+            if let Some(next) = r.next {
+                if now >= next {
+                    flow.send(r.bytes.clone());
+                    r.interval = (r.interval * 2).min(T2);
+                    r.next = Some(now + r.interval);
+                }
+            }
+        };
+        if let Some(r) = self.pending_2xx.as_mut() {
+            if now >= r.give_up {
+                // RFC 3261 §13.3.1.4: no ACK for the 2xx; confirm then end the dialog.
+                self.pending_2xx = None;
+                warn!("no ACK for 200 OK; ending the call");
+                self.hangup(now, "ack_timeout");
+            } else {
+                step(r);
+            }
+        }
+        if let Some(r) = self.bye.as_mut() {
+            if now >= r.give_up {
+                self.bye = None;
+                self.phase = Phase::Done;
+            } else {
+                step(r);
+            }
+        }
+        if let Some(r) = self.final_wait.as_mut() {
+            if now >= r.give_up {
+                self.final_wait = None;
+            } else {
+                step(r);
+            }
+        }
+    }
+
+    // ---- signalling --------------------------------------------------------------------
+
+    fn send_invite_response(&mut self, code: u16, reason: &str, body: Option<String>) -> Vec<u8> {
+        let tag = if code > 100 { Some(self.local_tag.as_str()) } else { None };
+        let mut r = response(&self.invite, code, reason, tag, &self.local);
+        if let Some(b) = body {
+            r.push_header(HeaderName::ContentType, "application/sdp");
+            r.body = Bytes::from(b);
+        }
+        let bytes = r.to_bytes();
+        self.flow.send(bytes.clone());
+        self.last_invite_response = Some(bytes.clone());
+        bytes
+    }
+
+    /// Final non-2xx to the INVITE: wait for its ACK, resending on Timer G (RFC 3261 §17.2.1).
+    fn refuse(&mut self, now: Instant, code: u16, reason: &str, cause: &str, disposition: &str) {
+        let bytes = self.send_invite_response(code, reason, None);
+        self.final_wait = Some(Retransmit::new(bytes, now, self.flow.kind().unreliable(), 0));
+        self.phase = Phase::Done;
+        self.media = None;
+        self.record_end(disposition, cause, Some(code));
+    }
+
+    fn local_sdp(&mut self, neg: Option<&Negotiated>) -> String {
+        let (codecs, te, dir) = match neg {
+            Some(n) => (vec![(n.codec, n.payload_type)], n.telephone_event, n.direction),
+            None => (
+                self.ctx.config.codecs.iter().map(|c| (*c, c.static_pt())).collect(),
+                Some(101),
+                Direction::SendRecv,
+            ),
+        };
+        sdp::render(self.media_ip, self.rtp_port, self.sdp_session, self.sdp_version, &codecs, te, dir)
+    }
+
+    fn answer(&mut self, now: Instant) {
+        let offer = self.offer;
+        let body = self.local_sdp(offer.as_ref());
+        let bytes = self.send_invite_response(200, "OK", Some(body));
+        let cseq = self.dialog.remote_cseq;
+        self.pending_2xx = Some(Retransmit::new(bytes, now, self.flow.kind().unreliable(), cseq));
+        self.phase = Phase::Answered;
+        self.ctx.store.submit(StoreOp::CallAnswered { id: self.id.clone(), at: now_ts() });
+        info!(route = %self.route.to, dialplan = %self.route.dialplan, "answered");
+        if let Some(n) = offer {
+            self.start_media(now, &n);
+        }
+    }
+
+    fn start_media(&mut self, now: Instant, n: &Negotiated) {
+        let params = MediaParams {
+            codec: n.codec,
+            payload_type: n.payload_type,
+            telephone_event: n.telephone_event,
+            remote: n.remote,
+            ssrc: rand::random(),
+            initial_seq: rand::random(),
+            initial_ts: rand::random(),
+            media_timeout: self.ctx.media_timeout(),
+        };
+        self.media = Some(MediaSession::new(now, params));
+        self.start_interpreter(now);
+    }
+
+    fn start_interpreter(&mut self, now: Instant) {
+        let Some(plan) = self.ctx.dialplans().get(&self.route.dialplan) else {
+            warn!(dialplan = %self.route.dialplan, "dialplan vanished; hanging up");
+            self.hangup(now, "no_dialplan");
+            return;
+        };
+        let mut vars = Vars::new();
+        vars.insert("caller".into(), self.caller.clone());
+        vars.insert("called".into(), self.route.to.clone());
+        vars.insert("call_id".into(), self.id.clone());
+        vars.insert("dialplan".into(), plan.name.clone());
+        let mut interp = Interpreter::new(plan, vars);
+        interp.start(now);
+        self.interp = Some(interp);
+        self.drain_interpreter(now);
+    }
+
+    fn on_sip(&mut self, now: Instant, inbound: Inbound) {
+        let msg = inbound.msg;
+        let method = match &msg.start {
+            StartLine::Response { code, .. } => {
+                self.on_response(now, *code, &msg);
+                return;
+            }
+            StartLine::Request { method, .. } => method.clone(),
+        };
+        let to_tag = msg.to_header().ok().and_then(|t| t.tag().map(str::to_string));
+        let branch = msg.top_via().ok().and_then(|v| v.branch().map(str::to_string)).unwrap_or_default();
+        let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+        match method {
+            Method::Invite if to_tag.is_none() => {
+                if branch == self.invite_branch {
+                    // Retransmitted INVITE: repeat our last answer (RFC 3261 §17.2.1).
+                    if let Some(b) = &self.last_invite_response {
+                        self.flow.send(b.clone());
+                    }
+                } else {
+                    self.reply(&msg, 482, "Loop Detected");
+                }
+            }
+            Method::Invite => {
+                if to_tag.as_deref() != Some(&self.local_tag) {
+                    self.reply(&msg, 481, "Call/Transaction Does Not Exist");
+                } else if self.check_cseq(&msg, cseq) {
+                    self.on_reinvite(now, &msg, cseq);
+                }
+            }
+            Method::Ack => self.on_ack(now, &msg, &branch),
+            Method::Cancel => self.on_cancel(now, &msg, &branch),
+            Method::Bye => {
+                if to_tag.as_deref() != Some(&self.local_tag) {
+                    self.reply(&msg, 481, "Call/Transaction Does Not Exist");
+                    return;
+                }
+                self.reply(&msg, 200, "OK");
+                if self.phase != Phase::Done {
+                    info!("caller hung up");
+                    self.end_dialog(now, "answered", "caller_hangup");
+                }
+            }
+            Method::Info => {
+                if to_tag.as_deref() != Some(&self.local_tag) {
+                    self.reply(&msg, 481, "Call/Transaction Does Not Exist");
+                    return;
+                }
+                if !self.check_cseq(&msg, cseq) {
+                    return;
+                }
+                self.reply(&msg, 200, "OK");
+                if let Some(d) = msg.content_type().and_then(|ct| info_digit(ct, &msg.body)) {
+                    self.on_digit(now, d);
+                    self.drain_interpreter(now);
+                }
+            }
+            Method::Options => self.reply(&msg, 200, "OK"),
+            _ => self.reply(&msg, 501, "Not Implemented"),
+        }
+    }
+
+    /// RFC 3261 §12.2.2: a lower CSeq than the last one seen is out of order (500).
+    fn check_cseq(&mut self, msg: &Message, cseq: u32) -> bool {
+        if cseq < self.dialog.remote_cseq {
+            self.reply(msg, 500, "Out Of Order");
+            return false;
+        }
+        self.dialog.remote_cseq = cseq;
+        true
+    }
+
+    fn reply(&self, msg: &Message, code: u16, reason: &str) {
+        let r = response(msg, code, reason, Some(&self.local_tag), &self.local);
+        self.flow.send(r.to_bytes());
+    }
+
+    fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {
+        let Ok(cseq) = msg.cseq() else { return };
+        if cseq.method == Method::Bye && code >= 200 && self.bye.as_ref().is_some_and(|b| b.cseq == cseq.seq) {
+            self.bye = None;
+            self.phase = Phase::Done;
+            let _ = now;
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, msg: &Message, branch: &str) {
+        if self.final_wait.is_some() && branch == self.invite_branch {
+            // ACK for our non-2xx final answer (same transaction).
+            self.final_wait = None;
+            return;
+        }
+        let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+        if self.pending_2xx.as_ref().is_some_and(|p| p.cseq == cseq) {
+            self.pending_2xx = None;
+            // Late offer: the answer to our offer comes in the ACK.
+            if self.offer.is_none() && self.media.is_none() && self.phase == Phase::Answered {
+                let neg = SessionDescription::parse(&msg.body).and_then(|sd| sdp::negotiate(&sd, &self.ctx.config.codecs));
+                match neg {
+                    Ok(n) => {
+                        self.offer = Some(n);
+                        self.start_media(now, &n);
+                    }
+                    Err(e) => {
+                        info!(error = %e, "unusable SDP answer in ACK");
+                        self.hangup(now, "incompatible_media");
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_cancel(&mut self, now: Instant, msg: &Message, branch: &str) {
+        if branch != self.invite_branch {
+            self.reply(msg, 481, "Call/Transaction Does Not Exist");
+            return;
+        }
+        self.reply(msg, 200, "OK");
+        if matches!(self.phase, Phase::Ringing { .. }) {
+            info!("caller cancelled before answer");
+            self.refuse(now, 487, "Request Terminated", "caller_cancel", "cancelled");
+        }
+    }
+
+    fn on_reinvite(&mut self, now: Instant, msg: &Message, cseq: u32) {
+        let current = self.offer;
+        let allowed: Vec<Codec> = current.map_or(self.ctx.config.codecs.clone(), |n| vec![n.codec]);
+        let neg = if msg.body.is_empty() {
+            current.ok_or(sdp::SdpError::NoAudio)
+        } else {
+            SessionDescription::parse(&msg.body).and_then(|sd| sdp::negotiate(&sd, &allowed))
+        };
+        let n = match neg {
+            Ok(n) => n,
+            Err(e) => {
+                info!(error = %e, "re-INVITE refused");
+                self.reply(msg, 488, "Not Acceptable Here");
+                return;
+            }
+        };
+        self.offer = Some(n);
+        if let Some(media) = self.media.as_mut() {
+            let we_send = matches!(n.direction, Direction::SendRecv | Direction::SendOnly);
+            let they_send = matches!(n.direction, Direction::SendRecv | Direction::RecvOnly);
+            media.update_remote(n.remote, we_send && !n.remote.ip().is_unspecified());
+            media.set_expect_rx(now, they_send);
+        }
+        self.sdp_version += 1;
+        let body = self.local_sdp(Some(&n));
+        let mut r = response(msg, 200, "OK", Some(&self.local_tag), &self.local);
+        r.push_header(HeaderName::Contact, self.local.contact.clone());
+        r.push_header(HeaderName::ContentType, "application/sdp");
+        r.body = Bytes::from(body);
+        let bytes = r.to_bytes();
+        self.flow.send(bytes.clone());
+        self.pending_2xx = Some(Retransmit::new(bytes, now, self.flow.kind().unreliable(), cseq));
+        self.record_event("reinvite", n.direction.as_attr().to_string());
+    }
+
+    fn on_shutdown(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Ringing { .. } => self.refuse(now, 503, "Service Unavailable", "shutdown", "failed"),
+            Phase::Answered => self.hangup(now, "shutdown"),
+            Phase::Ending | Phase::Done => {}
+        }
+    }
+
+    /// We end an answered call: BYE (RFC 3261 §15.1.1), retransmitted until answered.
+    fn hangup(&mut self, now: Instant, cause: &str) {
+        match self.phase {
+            Phase::Answered => {
+                let (bye, _branch) = self.dialog.request(Method::Bye, &self.local);
+                let bytes = bye.to_bytes();
+                self.flow.send(bytes.clone());
+                self.bye = Some(Retransmit::new(bytes, now, self.flow.kind().unreliable(), self.dialog.local_cseq));
+                self.pending_2xx = None;
+                self.media = None;
+                self.interp = None;
+                self.phase = Phase::Ending;
+                self.record_end("answered", cause, Some(200));
+            }
+            Phase::Ringing { .. } => self.refuse(now, 480, "Temporarily Unavailable", cause, "failed"),
+            Phase::Ending | Phase::Done => {}
+        }
+    }
+
+    /// The peer ended the dialog (BYE).
+    fn end_dialog(&mut self, now: Instant, disposition: &str, cause: &str) {
+        self.media = None;
+        self.interp = None;
+        self.pending_2xx = None;
+        self.phase = Phase::Done;
+        if self.flow.kind().unreliable() {
+            // Absorb BYE retransmissions for Timer J (RFC 3261 §17.2.2).
+            self.linger_until = Some(now + TIMEOUT_64T1);
+        }
+        self.record_end(disposition, cause, Some(200));
+    }
+
+    // ---- IVR glue ----------------------------------------------------------------------
+
+    fn on_digit(&mut self, now: Instant, d: char) {
+        self.record_event("dtmf", d.to_string());
+        if let Some(i) = self.interp.as_mut() {
+            i.handle_digit(now, d);
+        }
+    }
+
+    fn on_lookup(&mut self, now: Instant, result: Option<HashMap<String, String>>) {
+        if let Some(id) = result.as_ref().and_then(|t| t.get("id")).and_then(|s| s.parse::<i64>().ok()) {
+            self.ticket_id = Some(id);
+            self.ctx.store.submit(StoreOp::CallTicket { id: self.id.clone(), ticket_id: id });
+        }
+        if let Some(i) = self.interp.as_mut() {
+            i.handle_lookup_result(now, result);
+        }
+        self.drain_interpreter(now);
+    }
+
+    fn drain_interpreter(&mut self, now: Instant) {
+        loop {
+            let Some(out) = self.interp.as_mut().and_then(Interpreter::poll_output) else { return };
+            match out {
+                Output::Play { id, items } => self.play(id, items),
+                Output::StopPlayback => {
+                    if let Some(m) = self.media.as_mut() {
+                        m.stop_playback();
+                    }
+                }
+                Output::Lookup { by, value } => self.spawn_lookup(by, value),
+                Output::Outcome { choice } => {
+                    self.record_event("outcome", choice.clone());
+                    self.ctx.store.submit(StoreOp::Outcome {
+                        call_id: self.id.clone(),
+                        ticket_id: self.ticket_id,
+                        choice,
+                        at: now_ts(),
+                    });
+                }
+                Output::Event { kind, detail } => {
+                    if kind != "step" {
+                        self.record_event(kind, detail);
+                    }
+                }
+                Output::Enqueue { queue } => {
+                    // No agent queues are served yet (ACD issue): the dialplan's
+                    // `on_unavailable` branch plays "all agents are busy".
+                    self.record_event("enqueue", format!("{queue}=unavailable"));
+                    if let Some(i) = self.interp.as_mut() {
+                        i.handle_enqueue_unavailable(now);
+                    }
+                }
+                Output::Hangup { cause } => {
+                    let cause = if cause == "normal" { "dialplan_hangup".to_string() } else { cause };
+                    self.hangup(now, &cause);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn play(&mut self, id: u32, items: Vec<PromptRef>) {
+        let Some(media) = self.media.as_mut() else { return };
+        let lib = &self.ctx.prompts;
+        let mut list = Vec::with_capacity(items.len());
+        let mut names = String::new();
+        for item in items {
+            match item {
+                PromptRef::Prompt { lang, name, fallback } => {
+                    let found = lib
+                        .get(&lang, &name)
+                        .or_else(|| fallback.as_deref().and_then(|f| lib.get(&lang, f)))
+                        .or_else(|| lib.get("en", &name));
+                    match found {
+                        Some(p) => {
+                            if !names.is_empty() {
+                                names.push(',');
+                            }
+                            names.push_str(&p.name);
+                            list.push(PlayItem::Prompt(p.clone()));
+                        }
+                        None => debug!(%lang, %name, "prompt missing; skipped"),
+                    }
+                }
+                PromptRef::Silence(ms) => list.push(PlayItem::Silence(ms as usize * 8)),
+            }
+        }
+        if list.is_empty() {
+            // Still report the end of this (empty) playlist so the dialplan moves on.
+            list.push(PlayItem::Silence(0));
+        }
+        media.play(id, list, false);
+        self.record_event("prompt", names);
+    }
+
+    fn spawn_lookup(&self, by: LookupBy, value: String) {
+        let db = self.ctx.db.clone();
+        let tx = self.self_tx.clone();
+        let cc = self.ctx.config.default_country_code.clone();
+        tokio::spawn(async move {
+            let result = match by {
+                LookupBy::Caller => match tickets::normalize_number(&value, &cc) {
+                    Some(phone) => tickets::by_phone(&db, &phone).await,
+                    None => Ok(None),
+                },
+                LookupBy::OrderId => tickets::by_order_id(&db, value.trim()).await,
+            };
+            let ticket = result.unwrap_or_else(|e| {
+                warn!(error = %e, "ticket lookup failed; treating as not found");
+                None
+            });
+            let _ = tx.send(CallInput::Lookup(ticket)).await;
+        });
+    }
+
+    // ---- records -----------------------------------------------------------------------
+
+    fn record_event(&mut self, kind: &str, detail: String) {
+        self.event_seq += 1;
+        self.ctx.store.submit(StoreOp::CallEvent {
+            call_id: self.id.clone(),
+            seq: self.event_seq,
+            at: now_ts(),
+            kind: kind.to_string(),
+            detail,
+        });
+    }
+
+    fn record_end(&mut self, disposition: &str, cause: &str, sip_status: Option<u16>) {
+        if self.ended_recorded {
+            return;
+        }
+        self.ended_recorded = true;
+        self.ctx.store.submit(StoreOp::CallEnded {
+            id: self.id.clone(),
+            ended_at: now_ts(),
+            disposition: disposition.to_string(),
+            hangup_cause: cause.to_string(),
+            sip_status: sip_status.map(i64::from),
+            queue: None,
+            agent: None,
+            wait_ms: None,
+        });
+    }
+}
+
+async fn recv_rtp(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[allow(dead_code)]
+fn _uri_type_check(_: Uri) {}

@@ -1,0 +1,129 @@
+//! Dialog helpers for the UAS side (RFC 3261 §12): building our responses and the requests
+//! we send inside a dialog (BYE), plus the RFC 3261 §17 timer values.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::sip::message::{HeaderName, Message, StartLine};
+use crate::sip::transport::TransportKind;
+use crate::sip::uri::Uri;
+
+pub const T1: Duration = Duration::from_millis(500);
+pub const T2: Duration = Duration::from_secs(4);
+/// 64·T1: how long a transaction may wait for its answer (Timers B, F, H, J).
+pub const TIMEOUT_64T1: Duration = Duration::from_secs(32);
+
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+
+pub fn new_tag() -> String {
+    let n: u64 = rand::thread_rng().gen();
+    format!("{n:016x}")
+}
+
+/// RFC 3261 §8.1.1.7 magic-cookie branch.
+pub fn new_branch() -> String {
+    let n: u64 = rand::thread_rng().gen();
+    format!("z9hG4bK{n:016x}")
+}
+
+/// What our side of a dialog looks like on the wire.
+#[derive(Debug, Clone)]
+pub struct LocalIdentity {
+    pub contact: String,
+    pub via_host: String,
+    pub transport: TransportKind,
+    pub user_agent: String,
+}
+
+/// A response to `req` with our standard headers. `to_tag` is added to To when missing.
+pub fn response(req: &Message, code: u16, reason: &str, to_tag: Option<&str>, local: &LocalIdentity) -> Message {
+    let mut r = req.response(code, reason, to_tag);
+    let dialog_forming = matches!(req.method(), Some(crate::sip::message::Method::Invite)) && (101..300).contains(&code);
+    if dialog_forming {
+        // RFC 3261 §12.1.1: the UAS copies Record-Route into dialog-creating responses.
+        for h in req.headers.iter().filter(|h| h.name == HeaderName::RecordRoute) {
+            r.headers.push(h.clone());
+        }
+        r.push_header(HeaderName::Contact, local.contact.clone());
+    }
+    if code == 200 || code == 405 {
+        r.push_header(HeaderName::Allow, ALLOW);
+    }
+    r.push_header(HeaderName::Other("Server".into()), local.user_agent.clone());
+    r
+}
+
+/// The pieces of a UAS dialog needed to send requests in it.
+#[derive(Debug, Clone)]
+pub struct DialogState {
+    pub call_id: String,
+    /// Our From value when we send requests: the INVITE's To plus our tag.
+    pub local_party: String,
+    /// The remote party: the INVITE's From, tag included.
+    pub remote_party: String,
+    pub remote_target: Uri,
+    pub route_set: Vec<String>,
+    pub local_cseq: u32,
+    pub remote_cseq: u32,
+}
+
+impl DialogState {
+    /// Build an in-dialog request (RFC 3261 §12.2.1.1).
+    pub fn request(&mut self, method: crate::sip::message::Method, local: &LocalIdentity) -> (Message, String) {
+        self.local_cseq += 1;
+        let branch = new_branch();
+        let mut m = Message {
+            start: StartLine::Request { method: method.clone(), uri: self.remote_target.clone() },
+            headers: Vec::with_capacity(10),
+            body: bytes::Bytes::new(),
+        };
+        m.push_header(HeaderName::Via, format!("SIP/2.0/{} {};branch={branch};rport", local.transport.via_name(), local.via_host));
+        m.push_header(HeaderName::MaxForwards, "70");
+        m.push_header(HeaderName::From, self.local_party.clone());
+        m.push_header(HeaderName::To, self.remote_party.clone());
+        m.push_header(HeaderName::CallId, self.call_id.clone());
+        m.push_header(HeaderName::CSeq, format!("{} {}", self.local_cseq, method));
+        for r in &self.route_set {
+            m.push_header(HeaderName::Route, r.clone());
+        }
+        m.push_header(HeaderName::UserAgent, local.user_agent.clone());
+        (m, branch)
+    }
+}
+
+/// Parse a SIP INFO body carrying a DTMF digit: `application/dtmf-relay` (`Signal=5`) or
+/// `application/dtmf` (`5`).
+pub fn info_digit(content_type: &str, body: &[u8]) -> Option<char> {
+    let ct = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let text = std::str::from_utf8(body).ok()?;
+    let raw = match ct.as_str() {
+        "application/dtmf-relay" => text
+            .lines()
+            .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim().eq_ignore_ascii_case("signal")).map(|(_, v)| v.trim()))?,
+        "application/dtmf" => text.trim(),
+        _ => return None,
+    };
+    let c = match raw {
+        "10" => '*',
+        "11" => '#',
+        s if s.len() == 1 => s.chars().next()?.to_ascii_uppercase(),
+        _ => return None,
+    };
+    "0123456789*#ABCD".contains(c).then_some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_digits() {
+        assert_eq!(info_digit("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"), Some('5'));
+        assert_eq!(info_digit("application/dtmf-relay", b"Signal= #\r\n"), Some('#'));
+        assert_eq!(info_digit("Application/DTMF", b"11"), Some('#'));
+        assert_eq!(info_digit("application/dtmf", b"x"), None);
+        assert_eq!(info_digit("text/plain", b"5"), None);
+        assert!(new_branch().starts_with("z9hG4bK"));
+    }
+}

@@ -1,0 +1,226 @@
+//! Configuration: the embedded default (`config/default.toml`), an optional `--config FILE`
+//! that replaces it, and command-line overrides. Errors name the file, line and reason.
+//! Every key is documented in docs/configuration.md.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::media::codec::Codec;
+use crate::runtime::ports::PortRange;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+const DEFAULT_CONFIG_NAME: &str = "<embedded config/default.toml>";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: Option<Spanned<RawServer>>,
+    #[serde(default, rename = "route")]
+    routes: Vec<Spanned<RawRoute>>,
+    #[serde(default, rename = "queue")]
+    queues: Vec<Spanned<RawQueue>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    sip_listen: Option<Spanned<String>>,
+    http_listen: Option<Spanned<String>>,
+    database: Option<String>,
+    rtp_ports: Option<Spanned<String>>,
+    media_address: Option<Spanned<String>>,
+    dialplan_dir: Option<String>,
+    audio_dir: Option<String>,
+    spool_dir: Option<String>,
+    demo_data: Option<bool>,
+    max_calls: Option<usize>,
+    media_timeout_s: Option<u64>,
+    default_country_code: Option<String>,
+    codecs: Option<Spanned<Vec<String>>>,
+    user_agent: Option<String>,
+    api_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    to: String,
+    dialplan: Spanned<String>,
+    ring_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub to: String,
+    pub dialplan: String,
+    pub ring_ms: u64,
+    /// Source line, to report a route whose dialplan is missing.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: String,
+    pub sip_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub database: String,
+    pub rtp_ports: (u16, u16),
+    pub media_address: IpAddr,
+    pub dialplan_dir: PathBuf,
+    pub audio_dir: PathBuf,
+    pub spool_dir: PathBuf,
+    pub demo_data: bool,
+    pub max_calls: usize,
+    pub media_timeout_s: u64,
+    pub default_country_code: String,
+    pub codecs: Vec<Codec>,
+    pub user_agent: String,
+    pub api_token: Option<String>,
+    pub routes: Vec<Route>,
+    pub queues: Vec<String>,
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src.as_bytes()[..offset.min(src.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(DEFAULT_CONFIG_NAME, DEFAULT_CONFIG)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError { file: file.clone(), line: 0, reason: format!("cannot read: {e}") })?;
+        Config::parse(&file, &src)
+    }
+
+    pub fn parse(file: &str, src: &str) -> Result<Config, ConfigError> {
+        let err = |offset: usize, reason: String| ConfigError { file: file.to_string(), line: line_of(src, offset), reason };
+        let raw: RawConfig = toml::from_str(src).map_err(|e| {
+            let line = e.span().map_or(1, |s| line_of(src, s.start));
+            ConfigError { file: file.to_string(), line, reason: e.message().to_string() }
+        })?;
+        let server = raw.server.map(Spanned::into_inner).unwrap_or_default();
+        let addr = |v: &Option<Spanned<String>>, default: &str, key: &str| -> Result<SocketAddr, ConfigError> {
+            match v {
+                Some(s) => s.get_ref().parse().map_err(|_| err(s.span().start, format!("{key} = '{}' is not ADDR:PORT", s.get_ref()))),
+                None => default.parse().map_err(|_| err(0, format!("bad default {key}"))),
+            }
+        };
+        let sip_listen = addr(&server.sip_listen, "127.0.0.1:5060", "sip_listen")?;
+        let http_listen = addr(&server.http_listen, "127.0.0.1:8080", "http_listen")?;
+        let rtp_ports = match &server.rtp_ports {
+            Some(s) => PortRange::parse(s.get_ref())
+                .ok_or_else(|| err(s.span().start, format!("rtp_ports = '{}' must be LO-HI with 1024 <= LO < HI", s.get_ref())))?,
+            None => (20000, 29999),
+        };
+        let media_address = match &server.media_address {
+            Some(s) => s.get_ref().parse().map_err(|_| err(s.span().start, format!("media_address = '{}' is not an IP address", s.get_ref())))?,
+            None => sip_listen.ip(),
+        };
+        let codecs = match &server.codecs {
+            Some(list) => {
+                let mut v = Vec::new();
+                for name in list.get_ref() {
+                    v.push(Codec::parse_name(name).ok_or_else(|| err(list.span().start, format!("unknown codec '{name}' (PCMU, PCMA)")))?);
+                }
+                if v.is_empty() {
+                    return Err(err(list.span().start, "codecs must not be empty".into()));
+                }
+                v
+            }
+            None => vec![Codec::Pcmu, Codec::Pcma],
+        };
+        let mut routes = Vec::new();
+        for r in &raw.routes {
+            let line = line_of(src, r.span().start);
+            let r = r.get_ref();
+            if r.to.is_empty() {
+                return Err(ConfigError { file: file.to_string(), line, reason: "route 'to' must not be empty".into() });
+            }
+            routes.push(Route { to: r.to.clone(), dialplan: r.dialplan.get_ref().clone(), ring_ms: r.ring_ms.unwrap_or(1000), line });
+        }
+        Ok(Config {
+            source: file.to_string(),
+            sip_listen,
+            http_listen,
+            database: server.database.unwrap_or_else(|| "sqlite://data/switchboard.db".into()),
+            rtp_ports,
+            media_address,
+            dialplan_dir: PathBuf::from(server.dialplan_dir.unwrap_or_else(|| "dialplans".into())),
+            audio_dir: PathBuf::from(server.audio_dir.unwrap_or_else(|| "audio".into())),
+            spool_dir: PathBuf::from(server.spool_dir.unwrap_or_else(|| "data".into())),
+            demo_data: server.demo_data.unwrap_or(true),
+            max_calls: server.max_calls.unwrap_or(4000),
+            media_timeout_s: server.media_timeout_s.unwrap_or(30),
+            default_country_code: server.default_country_code.unwrap_or_else(|| "1".into()),
+            codecs,
+            user_agent: server.user_agent.unwrap_or_else(|| "switchboard".into()),
+            api_token: server.api_token,
+            routes,
+            queues: raw.queues.iter().map(|q| q.get_ref().name.clone()).collect(),
+        })
+    }
+
+    /// Resolve relative asset folders: as given when they exist (run from the project root),
+    /// else next to the source tree this binary was built from (run from anywhere on a dev box).
+    pub fn resolve_asset_dirs(&mut self) {
+        for dir in [&mut self.dialplan_dir, &mut self.audio_dir] {
+            if dir.is_relative() && !dir.exists() {
+                let alt = Path::new(env!("CARGO_MANIFEST_DIR")).join(&*dir);
+                if alt.exists() {
+                    *dir = alt;
+                }
+            }
+        }
+    }
+
+    pub fn route_for(&self, user: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.to == user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let c = Config::embedded().expect("default config");
+        assert_eq!(c.sip_listen.to_string(), "127.0.0.1:5060");
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.route_for("hotline").map(|r| r.dialplan.as_str()), Some("hotline"));
+        assert_eq!(c.queues, vec!["support".to_string()]);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let e = Config::parse("x.toml", "[server]\nsip_listen = \"nope\"\n").expect_err("bad");
+        assert_eq!((e.file.as_str(), e.line), ("x.toml", 2));
+        let e = Config::parse("x.toml", "[server]\n\nbogus = 1\n").expect_err("bad");
+        assert_eq!(e.line, 3);
+        assert!(e.reason.contains("bogus"), "{e}");
+        let e = Config::parse("x.toml", "[server]\nrtp_ports = \"9-1\"\n").expect_err("bad");
+        assert!(e.to_string().starts_with("x.toml:2: rtp_ports"), "{e}");
+    }
+}

@@ -1,0 +1,183 @@
+//! Wiring: load config, prompts and dialplans, open the database, bind SIP/HTTP, start the
+//! router, TCP listener, store writer and API; stop them in order. `start` is what `main`
+//! and the integration tests call.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::api::{self, ApiState};
+use crate::call::router::Router;
+use crate::call::CallContext;
+use crate::config::{Config, ConfigError};
+use crate::ivr::loader::{DialplanSet, LoadContext, LoadError};
+use crate::media::prompts::{PromptError, PromptLibrary};
+use crate::runtime::ports::PortRange;
+use crate::store::{self, Db, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Prompts(#[from] PromptError),
+    #[error("dialplan errors:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Dialplans(Vec<LoadError>),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+}
+
+/// A started server.
+pub struct RunningServer {
+    pub sip_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub demo_tickets_inserted: u64,
+    shutdown: CancellationToken,
+    ctx: Arc<CallContext>,
+    tasks: JoinHandle<()>,
+}
+
+pub fn load_dialplans(cfg: &Config, prompts: &PromptLibrary) -> Result<DialplanSet, Vec<LoadError>> {
+    let exists = |lang: &str, name: &str| prompts.has(lang, name);
+    let set = DialplanSet::load_dir(&cfg.dialplan_dir, &LoadContext { prompt_exists: &exists, queues: &cfg.queues })?;
+    let mut errors = Vec::new();
+    for r in &cfg.routes {
+        if set.get(&r.dialplan).is_none() {
+            errors.push(LoadError {
+                file: cfg.source.clone(),
+                line: r.line,
+                reason: format!("route '{}' uses dialplan '{}', which is not in {}", r.to, r.dialplan, cfg.dialplan_dir.display()),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(errors)
+    }
+}
+
+pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
+    cfg.resolve_asset_dirs();
+    let prompts = Arc::new(PromptLibrary::load(&cfg.audio_dir)?);
+    let dialplans = load_dialplans(&cfg, &prompts).map_err(StartError::Dialplans)?;
+    info!(prompts = prompts.len(), dialplans = dialplans.plans.len(), "assets loaded");
+
+    let db = Db::connect(&cfg.database).await?;
+    let spool = cfg.spool_dir.join("spool.jsonl");
+    let (store_handle, store_rx) = store::writer::channel();
+    let dead_letter = spool.with_extension("dead.jsonl");
+    match store::writer::replay_spool(&db, &spool, &dead_letter, &store_handle.stats).await {
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "spool replay failed at start; the writer retries"),
+    }
+    let dangling = db.finalize_dangling_calls().await?;
+    if dangling > 0 {
+        warn!(calls = dangling, "finalized calls left open by a previous run as 'interrupted'");
+    }
+    let demo = if cfg.demo_data { store::demo::load(&db).await? } else { 0 };
+
+    let udp = UdpSocket::bind(cfg.sip_listen)
+        .await
+        .map_err(|e| StartError::Bind { what: "SIP/UDP", addr: cfg.sip_listen, source: e })?;
+    let sip_addr = udp.local_addr().map_err(|e| StartError::Bind { what: "SIP/UDP", addr: cfg.sip_listen, source: e })?;
+    let tcp = TcpListener::bind(sip_addr).await.map_err(|e| StartError::Bind { what: "SIP/TCP", addr: sip_addr, source: e })?;
+    let http = TcpListener::bind(cfg.http_listen)
+        .await
+        .map_err(|e| StartError::Bind { what: "HTTP", addr: cfg.http_listen, source: e })?;
+    let http_addr = http.local_addr().map_err(|e| StartError::Bind { what: "HTTP", addr: cfg.http_listen, source: e })?;
+
+    let shutdown = CancellationToken::new();
+    let store_close = CancellationToken::new();
+    let (router_tx, router_rx) = mpsc::channel(4096);
+    let (tcp_tx, tcp_rx) = mpsc::channel(4096);
+    let ctx = Arc::new(CallContext {
+        ports: PortRange::new(cfg.rtp_ports.0, cfg.rtp_ports.1),
+        sip_local: sip_addr,
+        tcp_local: Some(sip_addr),
+        prompts,
+        dialplans: RwLock::new(Arc::new(dialplans)),
+        store: store_handle.clone(),
+        db: db.clone(),
+        active_calls: AtomicUsize::new(0),
+        router: router_tx,
+        config: cfg,
+    });
+
+    let writer = tokio::spawn(store::writer::run(db.clone(), store_rx, spool, store_handle.stats.clone(), store_close.clone()));
+    drop(store_handle);
+    let calls = TaskTracker::new();
+    let router = Router::new(ctx.clone(), calls.clone(), shutdown.clone());
+    let udp = Arc::new(udp);
+    let router_task = tokio::spawn(router.run(udp, tcp_rx, router_rx));
+    let tcp_task = tokio::spawn(crate::sip::transport::run_tcp_listener(tcp, tcp_tx, shutdown.clone(), 4096));
+    let api_state = Arc::new(ApiState { ctx: ctx.clone(), ready: AtomicBool::new(false) });
+    let app = api::router(api_state.clone());
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(http, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        if let Err(e) = serve.await {
+            error!(error = %e, "HTTP server failed");
+        }
+    });
+    api_state.ready.store(true, Ordering::Release);
+
+    let sd = shutdown.clone();
+    let tasks = tokio::spawn(async move {
+        sd.cancelled().await;
+        calls.close();
+        if tokio::time::timeout(Duration::from_secs(10), calls.wait()).await.is_err() {
+            warn!("some calls did not finish within 10 s of shutdown");
+        }
+        let _ = router_task.await;
+        let _ = tcp_task.await;
+        let _ = http_task.await;
+        store_close.cancel();
+        let _ = writer.await;
+        db.pool.close().await;
+    });
+    Ok(RunningServer { sip_addr, http_addr, demo_tickets_inserted: demo, shutdown, ctx, tasks })
+}
+
+impl RunningServer {
+    /// Stop taking calls, hang up active ones, flush records, then return.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        drop(self.ctx);
+        let _ = self.tasks.await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Reload dialplans (SIGHUP / API): the running set stays when the new one has errors.
+    pub fn reload_dialplans(&self) -> Result<usize, Vec<LoadError>> {
+        let set = load_dialplans(&self.ctx.config, &self.ctx.prompts)?;
+        let n = set.plans.len();
+        match self.ctx.dialplans.write() {
+            Ok(mut g) => *g = Arc::new(set),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+        }
+        Ok(n)
+    }
+
+    pub fn context(&self) -> &Arc<CallContext> {
+        &self.ctx
+    }
+
+    pub fn dialplan_dir(&self) -> &Path {
+        &self.ctx.config.dialplan_dir
+    }
+}

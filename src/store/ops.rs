@@ -1,0 +1,171 @@
+//! Record operations: what calls tell the store, and how each is applied idempotently.
+//!
+//! Every op carries its own key (call UUID, event sequence number) and timestamp taken when
+//! it happened, so a replay after an outage or a crash writes the same rows once, with the
+//! original times. Applying is `INSERT ... ON CONFLICT DO NOTHING` or a guarded `UPDATE`.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Transaction};
+
+use super::Dialect;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum StoreOp {
+    CallStarted {
+        id: String,
+        sip_call_id: String,
+        direction: String,
+        from_uri: String,
+        to_uri: String,
+        caller: Option<String>,
+        dialplan: Option<String>,
+        campaign_id: Option<i64>,
+        started_at: String,
+    },
+    CallAnswered {
+        id: String,
+        at: String,
+    },
+    CallTicket {
+        id: String,
+        ticket_id: i64,
+    },
+    CallEvent {
+        call_id: String,
+        seq: i64,
+        at: String,
+        kind: String,
+        detail: String,
+    },
+    Outcome {
+        call_id: String,
+        ticket_id: Option<i64>,
+        choice: String,
+        at: String,
+    },
+    CallEnded {
+        id: String,
+        ended_at: String,
+        disposition: String,
+        hangup_cause: String,
+        sip_status: Option<i64>,
+        queue: Option<String>,
+        agent: Option<String>,
+        wait_ms: Option<i64>,
+    },
+}
+
+/// Which ticket resolution an outcome choice sets (switchboard owns `resolution`).
+pub fn resolution_for(choice: &str) -> Option<&'static str> {
+    match choice {
+        "wait" => Some("wait"),
+        "refund" => Some("refund"),
+        "opt_out" => Some("opt_out"),
+        _ => None,
+    }
+}
+
+/// Apply one op inside the writer's transaction.
+pub async fn apply(tx: &mut Transaction<'_, Any>, d: Dialect, op: &StoreOp) -> Result<(), sqlx::Error> {
+    match op {
+        StoreOp::CallStarted { id, sip_call_id, direction, from_uri, to_uri, caller, dialplan, campaign_id, started_at } => {
+            let sql = format!(
+                "INSERT INTO call_records (id, sip_call_id, direction, from_uri, to_uri, caller, dialplan, campaign_id, started_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {}) ON CONFLICT (id) DO NOTHING",
+                d.ts(9)
+            );
+            sqlx::query(&sql)
+                .bind(id)
+                .bind(sip_call_id)
+                .bind(direction)
+                .bind(from_uri)
+                .bind(to_uri)
+                .bind(caller.clone())
+                .bind(dialplan.clone())
+                .bind(*campaign_id)
+                .bind(started_at)
+                .execute(&mut **tx)
+                .await?;
+        }
+        StoreOp::CallAnswered { id, at } => {
+            let sql = format!("UPDATE call_records SET answered_at = {} WHERE id = $2 AND answered_at IS NULL", d.ts(1));
+            sqlx::query(&sql).bind(at).bind(id).execute(&mut **tx).await?;
+        }
+        StoreOp::CallTicket { id, ticket_id } => {
+            sqlx::query("UPDATE call_records SET ticket_id = $1 WHERE id = $2")
+                .bind(*ticket_id)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        StoreOp::CallEvent { call_id, seq, at, kind, detail } => {
+            let sql = format!(
+                "INSERT INTO call_events (call_id, seq, at, kind, detail) VALUES ($1, $2, {}, $4, $5) \
+                 ON CONFLICT (call_id, seq) DO NOTHING",
+                d.ts(3)
+            );
+            sqlx::query(&sql).bind(call_id).bind(*seq).bind(at).bind(kind).bind(detail).execute(&mut **tx).await?;
+        }
+        StoreOp::Outcome { call_id, ticket_id, choice, at } => {
+            let sql = format!(
+                "INSERT INTO call_outcomes (call_id, ticket_id, choice, at) VALUES ($1, $2, $3, {}) \
+                 ON CONFLICT (call_id) DO NOTHING",
+                d.ts(4)
+            );
+            let inserted = sqlx::query(&sql).bind(call_id).bind(*ticket_id).bind(choice).bind(at).execute(&mut **tx).await?;
+            // Only the first application of an outcome moves the ticket, so replays are no-ops.
+            if inserted.rows_affected() == 1 {
+                if let (Some(ticket), Some(resolution)) = (ticket_id, resolution_for(choice)) {
+                    let sql = format!(
+                        "UPDATE tickets SET resolution = $1, resolved_at = {}, updated_at = {} WHERE id = $4",
+                        d.ts(2),
+                        d.ts(3)
+                    );
+                    sqlx::query(&sql).bind(resolution).bind(at).bind(at).bind(*ticket).execute(&mut **tx).await?;
+                    if resolution == "refund" {
+                        let sql = format!(
+                            "INSERT INTO refund_requests (ticket_id, call_id, requested_at) VALUES ($1, $2, {}) \
+                             ON CONFLICT (call_id) DO NOTHING",
+                            d.ts(3)
+                        );
+                        sqlx::query(&sql).bind(*ticket).bind(call_id).bind(at).execute(&mut **tx).await?;
+                    }
+                }
+            }
+        }
+        StoreOp::CallEnded { id, ended_at, disposition, hangup_cause, sip_status, queue, agent, wait_ms } => {
+            let sql = format!(
+                "UPDATE call_records SET ended_at = {}, disposition = $2, hangup_cause = $3, sip_status = $4, \
+                 queue = COALESCE($5, queue), agent = COALESCE($6, agent), wait_ms = COALESCE($7, wait_ms) \
+                 WHERE id = $8 AND ended_at IS NULL",
+                d.ts(1)
+            );
+            sqlx::query(&sql)
+                .bind(ended_at)
+                .bind(disposition)
+                .bind(hangup_cause)
+                .bind(*sip_status)
+                .bind(queue.clone())
+                .bind(agent.clone())
+                .bind(*wait_ms)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_round_trip_as_json_lines() {
+        let op = StoreOp::CallEvent { call_id: "c".into(), seq: 3, at: "t".into(), kind: "dtmf".into(), detail: "2".into() };
+        let line = serde_json::to_string(&op).expect("json");
+        assert!(line.starts_with("{\"op\":\"call_event\""));
+        assert_eq!(serde_json::from_str::<StoreOp>(&line).expect("back"), op);
+    }
+}

@@ -1,0 +1,237 @@
+//! The record writer: one task that owns every write of call records, events and outcomes.
+//!
+//! Calls `submit` ops without waiting (bounded mailbox, `try_send`). The writer drains the
+//! mailbox in batches (one transaction per batch). When the database is unreachable, batches
+//! go to an append-only spool file (JSON lines, fsynced per batch) and are replayed in order
+//! once it answers again; a replay after a crash is safe because every op is idempotent. An op
+//! the database rejects as bad data is isolated and written to a dead-letter file instead of
+//! blocking the ones behind it.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::ops::{apply, StoreOp};
+use super::Db;
+
+pub const MAILBOX: usize = 65_536;
+const BATCH: usize = 512;
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub written: AtomicU64,
+    pub spooled: AtomicU64,
+    pub replayed: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub mailbox_full: AtomicU64,
+}
+
+/// Cheap, cloneable way for calls to hand ops to the writer.
+#[derive(Clone, Debug)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<StoreOp>,
+    pub stats: Arc<WriterStats>,
+}
+
+impl StoreHandle {
+    /// Never waits. A full mailbox means the writer is far behind even its spool; the op is
+    /// counted and logged (it has never happened in the benchmarks, see docs/benchmarks.md).
+    pub fn submit(&self, op: StoreOp) {
+        if let Err(e) = self.tx.try_send(op) {
+            self.stats.mailbox_full.fetch_add(1, Ordering::Relaxed);
+            error!(error = %e, "store mailbox full or closed: record op lost");
+        }
+    }
+}
+
+pub fn channel() -> (StoreHandle, mpsc::Receiver<StoreOp>) {
+    let (tx, rx) = mpsc::channel(MAILBOX);
+    (StoreHandle { tx, stats: Arc::new(WriterStats::default()) }, rx)
+}
+
+/// Whether an error says the data is bad (retrying will never help) rather than the
+/// database being unavailable.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => {
+                if let Ok(n) = code.parse::<i64>() {
+                    // SQLite primary result codes: 1 SQL error, 19 constraint, 20 mismatch, 25 range.
+                    matches!(n & 0xFF, 1 | 19 | 20 | 25)
+                } else {
+                    // PostgreSQL SQLSTATE classes 22 data exception, 23 integrity, 42 syntax.
+                    code.starts_with("22") || code.starts_with("23") || code.starts_with("42")
+                }
+            }
+            None => false,
+        },
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => true,
+        _ => false,
+    }
+}
+
+async fn write_batch(db: &Db, ops: &[StoreOp]) -> Result<(), sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    for op in ops {
+        apply(&mut tx, db.dialect, op).await?;
+    }
+    tx.commit().await
+}
+
+/// Write a batch; isolate bad ops. Err means "database unavailable": nothing is lost, the
+/// caller spools the whole batch (idempotent ops make partial earlier success harmless).
+async fn write_or_isolate(db: &Db, ops: &[StoreOp], dead_letter: &Path, stats: &WriterStats) -> Result<(), sqlx::Error> {
+    match write_batch(db, ops).await {
+        Ok(()) => {
+            stats.written.fetch_add(ops.len() as u64, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) if is_data_error(&e) => {
+            for op in ops {
+                match write_batch(db, std::slice::from_ref(op)).await {
+                    Ok(()) => {
+                        stats.written.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) if is_data_error(&e) => {
+                        stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                        error!(error = %e, ?op, "record rejected by the database; kept in dead-letter file");
+                        let _ = append_lines(dead_letter, std::slice::from_ref(op));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn append_lines(path: &Path, ops: &[StoreOp]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut buf = Vec::with_capacity(ops.len() * 160);
+    for op in ops {
+        serde_json::to_writer(&mut buf, op).map_err(std::io::Error::other)?;
+        buf.push(b'\n');
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    f.write_all(&buf)?;
+    f.sync_data()
+}
+
+fn read_spool(path: &Path) -> std::io::Result<Vec<StoreOp>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut ops = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(op) => ops.push(op),
+            // A torn last line from a crash mid-append: the op was never acknowledged.
+            Err(e) => warn!(line = i + 1, error = %e, "skipping unreadable spool line"),
+        }
+    }
+    Ok(ops)
+}
+
+/// Replay the spool into the database. Ok(true) when it is now empty.
+pub async fn replay_spool(db: &Db, spool: &Path, dead_letter: &Path, stats: &WriterStats) -> Result<bool, sqlx::Error> {
+    let ops = match read_spool(spool) {
+        Ok(ops) => ops,
+        Err(e) => {
+            error!(path = %spool.display(), error = %e, "cannot read spool");
+            return Ok(false);
+        }
+    };
+    if ops.is_empty() {
+        let _ = std::fs::remove_file(spool);
+        return Ok(true);
+    }
+    for chunk in ops.chunks(BATCH) {
+        write_or_isolate(db, chunk, dead_letter, stats).await?;
+        stats.replayed.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+    if let Err(e) = std::fs::remove_file(spool) {
+        error!(path = %spool.display(), error = %e, "cannot remove replayed spool");
+    }
+    info!(ops = ops.len(), "spool replayed into the database");
+    Ok(true)
+}
+
+/// The writer task. Ends when every `StoreHandle` is dropped, or `close` is cancelled, and
+/// the mailbox is drained.
+pub async fn run(
+    db: Db,
+    mut rx: mpsc::Receiver<StoreOp>,
+    spool: PathBuf,
+    stats: Arc<WriterStats>,
+    close: tokio_util::sync::CancellationToken,
+) {
+    let mut closing = false;
+    let dead_letter = spool.with_extension("dead.jsonl");
+    let mut outage = spool.exists();
+    let mut batch: Vec<StoreOp> = Vec::with_capacity(BATCH);
+    let mut retry = tokio::time::interval(RETRY_EVERY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = close.cancelled(), if !closing => {
+                // Refuse new ops; what is already queued is still written below.
+                closing = true;
+                rx.close();
+                continue;
+            }
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break;
+                }
+            }
+            _ = retry.tick(), if outage => {
+                match replay_spool(&db, &spool, &dead_letter, &stats).await {
+                    Ok(true) => {
+                        outage = false;
+                        info!("database reachable again; spool drained");
+                    }
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "database still unavailable"),
+                }
+                continue;
+            }
+        }
+        if !outage {
+            match write_or_isolate(&db, &batch, &dead_letter, &stats).await {
+                Ok(()) => {
+                    batch.clear();
+                    continue;
+                }
+                Err(e) => {
+                    error!(error = %e, "database unavailable: spooling call records to {}", spool.display());
+                    outage = true;
+                }
+            }
+        }
+        match append_lines(&spool, &batch) {
+            Ok(()) => {
+                stats.spooled.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => error!(error = %e, ops = batch.len(), "cannot write spool: records kept in memory only"),
+        }
+        batch.clear();
+    }
+    if outage {
+        // Last chance at shutdown; whatever is left stays in the spool for the next start.
+        let _ = replay_spool(&db, &spool, &dead_letter, &stats).await;
+    }
+}
