@@ -121,7 +121,18 @@ fn append_lines(path: &Path, ops: &[StoreOp]) -> std::io::Result<()> {
         serde_json::to_writer(&mut buf, op).map_err(std::io::Error::other)?;
         buf.push(b'\n');
     }
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).read(true).open(path)?;
+    // A crash can leave a torn last line without its newline: never glue a new op onto it.
+    let len = f.metadata()?.len();
+    if len > 0 {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1))?;
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            f.write_all(b"\n")?;
+        }
+    }
     f.write_all(&buf)?;
     f.sync_data()
 }
@@ -181,22 +192,25 @@ pub async fn run(
 ) {
     let mut closing = false;
     let dead_letter = spool.with_extension("dead.jsonl");
-    let mut outage = spool.exists();
+    // Records left by an earlier run or outage go first, so order is kept.
+    let mut outage = match replay_spool(&db, &spool, &dead_letter, &stats).await {
+        Ok(done) => !done,
+        Err(e) => {
+            warn!(error = %e, "database unavailable at start; spooling");
+            true
+        }
+    };
     let mut batch: Vec<StoreOp> = Vec::with_capacity(BATCH);
     let mut retry = tokio::time::interval(RETRY_EVERY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
             _ = close.cancelled(), if !closing => {
                 // Refuse new ops; what is already queued is still written below.
                 closing = true;
                 rx.close();
                 continue;
-            }
-            n = rx.recv_many(&mut batch, BATCH) => {
-                if n == 0 {
-                    break;
-                }
             }
             _ = retry.tick(), if outage => {
                 match replay_spool(&db, &spool, &dead_letter, &stats).await {
@@ -208,6 +222,11 @@ pub async fn run(
                     Err(e) => warn!(error = %e, "database still unavailable"),
                 }
                 continue;
+            }
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break;
+                }
             }
         }
         if !outage {
