@@ -99,7 +99,11 @@ pub struct Config {
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())].iter().filter(|b| **b == b'\n').count() + 1
+    src.as_bytes()[..offset.min(src.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 impl Config {
@@ -110,39 +114,78 @@ impl Config {
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| ConfigError { file: file.clone(), line: 0, reason: format!("cannot read: {e}") })?;
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            reason: format!("cannot read: {e}"),
+        })?;
         Config::parse(&file, &src)
     }
 
     pub fn parse(file: &str, src: &str) -> Result<Config, ConfigError> {
-        let err = |offset: usize, reason: String| ConfigError { file: file.to_string(), line: line_of(src, offset), reason };
+        let err = |offset: usize, reason: String| ConfigError {
+            file: file.to_string(),
+            line: line_of(src, offset),
+            reason,
+        };
         let raw: RawConfig = toml::from_str(src).map_err(|e| {
             let line = e.span().map_or(1, |s| line_of(src, s.start));
-            ConfigError { file: file.to_string(), line, reason: e.message().to_string() }
+            ConfigError {
+                file: file.to_string(),
+                line,
+                reason: e.message().to_string(),
+            }
         })?;
         let server = raw.server.map(Spanned::into_inner).unwrap_or_default();
-        let addr = |v: &Option<Spanned<String>>, default: &str, key: &str| -> Result<SocketAddr, ConfigError> {
+        let addr = |v: &Option<Spanned<String>>,
+                    default: &str,
+                    key: &str|
+         -> Result<SocketAddr, ConfigError> {
             match v {
-                Some(s) => s.get_ref().parse().map_err(|_| err(s.span().start, format!("{key} = '{}' is not ADDR:PORT", s.get_ref()))),
-                None => default.parse().map_err(|_| err(0, format!("bad default {key}"))),
+                Some(s) => s.get_ref().parse().map_err(|_| {
+                    err(
+                        s.span().start,
+                        format!("{key} = '{}' is not ADDR:PORT", s.get_ref()),
+                    )
+                }),
+                None => default
+                    .parse()
+                    .map_err(|_| err(0, format!("bad default {key}"))),
             }
         };
         let sip_listen = addr(&server.sip_listen, "127.0.0.1:5060", "sip_listen")?;
         let http_listen = addr(&server.http_listen, "127.0.0.1:8080", "http_listen")?;
         let rtp_ports = match &server.rtp_ports {
-            Some(s) => PortRange::parse(s.get_ref())
-                .ok_or_else(|| err(s.span().start, format!("rtp_ports = '{}' must be LO-HI with 1024 <= LO < HI", s.get_ref())))?,
+            Some(s) => PortRange::parse(s.get_ref()).ok_or_else(|| {
+                err(
+                    s.span().start,
+                    format!(
+                        "rtp_ports = '{}' must be LO-HI with 1024 <= LO < HI",
+                        s.get_ref()
+                    ),
+                )
+            })?,
             None => (20000, 29999),
         };
         let media_address = match &server.media_address {
-            Some(s) => s.get_ref().parse().map_err(|_| err(s.span().start, format!("media_address = '{}' is not an IP address", s.get_ref())))?,
+            Some(s) => s.get_ref().parse().map_err(|_| {
+                err(
+                    s.span().start,
+                    format!("media_address = '{}' is not an IP address", s.get_ref()),
+                )
+            })?,
             None => sip_listen.ip(),
         };
         let codecs = match &server.codecs {
             Some(list) => {
                 let mut v = Vec::new();
                 for name in list.get_ref() {
-                    v.push(Codec::parse_name(name).ok_or_else(|| err(list.span().start, format!("unknown codec '{name}' (PCMU, PCMA)")))?);
+                    v.push(Codec::parse_name(name).ok_or_else(|| {
+                        err(
+                            list.span().start,
+                            format!("unknown codec '{name}' (PCMU, PCMA)"),
+                        )
+                    })?);
                 }
                 if v.is_empty() {
                     return Err(err(list.span().start, "codecs must not be empty".into()));
@@ -156,15 +199,26 @@ impl Config {
             let line = line_of(src, r.span().start);
             let r = r.get_ref();
             if r.to.is_empty() {
-                return Err(ConfigError { file: file.to_string(), line, reason: "route 'to' must not be empty".into() });
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    line,
+                    reason: "route 'to' must not be empty".into(),
+                });
             }
-            routes.push(Route { to: r.to.clone(), dialplan: r.dialplan.get_ref().clone(), ring_ms: r.ring_ms.unwrap_or(1000), line });
+            routes.push(Route {
+                to: r.to.clone(),
+                dialplan: r.dialplan.get_ref().clone(),
+                ring_ms: r.ring_ms.unwrap_or(1000),
+                line,
+            });
         }
         Ok(Config {
             source: file.to_string(),
             sip_listen,
             http_listen,
-            database: server.database.unwrap_or_else(|| "sqlite://data/switchboard.db".into()),
+            database: server
+                .database
+                .unwrap_or_else(|| "sqlite://data/switchboard.db".into()),
             rtp_ports,
             media_address,
             dialplan_dir: PathBuf::from(server.dialplan_dir.unwrap_or_else(|| "dialplans".into())),
@@ -178,7 +232,11 @@ impl Config {
             user_agent: server.user_agent.unwrap_or_else(|| "switchboard".into()),
             api_token: server.api_token,
             routes,
-            queues: raw.queues.iter().map(|q| q.get_ref().name.clone()).collect(),
+            queues: raw
+                .queues
+                .iter()
+                .map(|q| q.get_ref().name.clone())
+                .collect(),
         })
     }
 
@@ -209,7 +267,10 @@ mod tests {
         let c = Config::embedded().expect("default config");
         assert_eq!(c.sip_listen.to_string(), "127.0.0.1:5060");
         assert_eq!(c.http_listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.route_for("hotline").map(|r| r.dialplan.as_str()), Some("hotline"));
+        assert_eq!(
+            c.route_for("hotline").map(|r| r.dialplan.as_str()),
+            Some("hotline")
+        );
         assert_eq!(c.queues, vec!["support".to_string()]);
     }
 

@@ -11,7 +11,11 @@ use switchboard::server;
 use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
-#[command(name = "switchboard", version, about = "Telephony call-center and outbound-dialing server")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Telephony call-center and outbound-dialing server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -48,7 +52,12 @@ struct RunArgs {
     #[arg(long)]
     no_demo_data: bool,
     /// API bearer token (also SWITCHBOARD_API_TOKEN).
-    #[arg(long, env = "SWITCHBOARD_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     api_token: Option<String>,
 }
 
@@ -58,19 +67,24 @@ fn build_config(args: &RunArgs) -> Result<Config, String> {
         None => Config::embedded().map_err(|e| e.to_string())?,
     };
     if let Some(s) = &args.sip_listen {
-        cfg.sip_listen = s.parse().map_err(|_| format!("--sip-listen '{s}' is not ADDR:PORT"))?;
+        cfg.sip_listen = s
+            .parse()
+            .map_err(|_| format!("--sip-listen '{s}' is not ADDR:PORT"))?;
         if args.config.is_none() {
             cfg.media_address = cfg.sip_listen.ip();
         }
     }
     if let Some(s) = &args.http_listen {
-        cfg.http_listen = s.parse().map_err(|_| format!("--http-listen '{s}' is not ADDR:PORT"))?;
+        cfg.http_listen = s
+            .parse()
+            .map_err(|_| format!("--http-listen '{s}' is not ADDR:PORT"))?;
     }
     if let Some(s) = &args.database {
         cfg.database = s.clone();
     }
     if let Some(s) = &args.rtp_ports {
-        cfg.rtp_ports = PortRange::parse(s).ok_or_else(|| format!("--rtp-ports '{s}' must be LO-HI with 1024 <= LO < HI"))?;
+        cfg.rtp_ports = PortRange::parse(s)
+            .ok_or_else(|| format!("--rtp-ports '{s}' must be LO-HI with 1024 <= LO < HI"))?;
     }
     if args.no_demo_data {
         cfg.demo_data = false;
@@ -87,7 +101,8 @@ fn build_config(args: &RunArgs) -> Result<Config, String> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
         .with_writer(std::io::stderr)
@@ -109,7 +124,10 @@ fn main() -> ExitCode {
     if check_only {
         return check(cfg);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchboard: cannot start runtime: {e}");
@@ -130,7 +148,11 @@ fn check(mut cfg: Config) -> ExitCode {
     };
     match server::load_dialplans(&cfg, &prompts) {
         Ok(set) => {
-            println!("ok: {} dialplans, {} prompts", set.plans.len(), prompts.len());
+            println!(
+                "ok: {} dialplans, {} prompts",
+                set.plans.len(),
+                prompts.len()
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -152,9 +174,16 @@ async fn run(cfg: Config) -> ExitCode {
         }
     };
     println!("switchboard is running");
-    println!("  SIP   udp+tcp {}   call: sip:hotline@{}", srv.sip_addr, srv.sip_addr);
+    println!(
+        "  SIP   udp+tcp {}   call: sip:hotline@{}",
+        srv.sip_addr, srv.sip_addr
+    );
     println!("  HTTP  http://{}/healthz", srv.http_addr);
-    println!("  DB    {} ({} demo tickets inserted)", redact(&db_url), srv.demo_tickets_inserted);
+    println!(
+        "  DB    {} ({} demo tickets inserted)",
+        redact(&db_url),
+        srv.demo_tickets_inserted
+    );
     println!("  Try:  a caller from +15551230001 has a delayed order: press 2, then 1 (wait) or 2 (refund).");
     println!("  Stop: Ctrl-C (SIGINT) or SIGTERM; SIGHUP reloads dialplans.");
     wait_for_signals(&srv).await;
@@ -177,9 +206,11 @@ fn redact(url: &str) -> String {
 #[cfg(unix)]
 async fn wait_for_signals(srv: &server::RunningServer) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         error!("cannot install signal handlers");
         let _ = tokio::signal::ctrl_c().await;
         return;

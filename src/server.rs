@@ -35,7 +35,11 @@ pub enum StartError {
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("cannot bind {what} on {addr}: {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A started server.
@@ -48,16 +52,30 @@ pub struct RunningServer {
     tasks: JoinHandle<()>,
 }
 
-pub fn load_dialplans(cfg: &Config, prompts: &PromptLibrary) -> Result<DialplanSet, Vec<LoadError>> {
+pub fn load_dialplans(
+    cfg: &Config,
+    prompts: &PromptLibrary,
+) -> Result<DialplanSet, Vec<LoadError>> {
     let exists = |lang: &str, name: &str| prompts.has(lang, name);
-    let set = DialplanSet::load_dir(&cfg.dialplan_dir, &LoadContext { prompt_exists: &exists, queues: &cfg.queues })?;
+    let set = DialplanSet::load_dir(
+        &cfg.dialplan_dir,
+        &LoadContext {
+            prompt_exists: &exists,
+            queues: &cfg.queues,
+        },
+    )?;
     let mut errors = Vec::new();
     for r in &cfg.routes {
         if set.get(&r.dialplan).is_none() {
             errors.push(LoadError {
                 file: cfg.source.clone(),
                 line: r.line,
-                reason: format!("route '{}' uses dialplan '{}', which is not in {}", r.to, r.dialplan, cfg.dialplan_dir.display()),
+                reason: format!(
+                    "route '{}' uses dialplan '{}', which is not in {}",
+                    r.to,
+                    r.dialplan,
+                    cfg.dialplan_dir.display()
+                ),
             });
         }
     }
@@ -72,7 +90,11 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     cfg.resolve_asset_dirs();
     let prompts = Arc::new(PromptLibrary::load(&cfg.audio_dir)?);
     let dialplans = load_dialplans(&cfg, &prompts).map_err(StartError::Dialplans)?;
-    info!(prompts = prompts.len(), dialplans = dialplans.plans.len(), "assets loaded");
+    info!(
+        prompts = prompts.len(),
+        dialplans = dialplans.plans.len(),
+        "assets loaded"
+    );
 
     let db = Db::connect(&cfg.database).await?;
     let spool = cfg.spool_dir.join("spool.jsonl");
@@ -84,19 +106,48 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     }
     let dangling = db.finalize_dangling_calls().await?;
     if dangling > 0 {
-        warn!(calls = dangling, "finalized calls left open by a previous run as 'interrupted'");
+        warn!(
+            calls = dangling,
+            "finalized calls left open by a previous run as 'interrupted'"
+        );
     }
-    let demo = if cfg.demo_data { store::demo::load(&db).await? } else { 0 };
+    let demo = if cfg.demo_data {
+        store::demo::load(&db).await?
+    } else {
+        0
+    };
 
     let udp = UdpSocket::bind(cfg.sip_listen)
         .await
-        .map_err(|e| StartError::Bind { what: "SIP/UDP", addr: cfg.sip_listen, source: e })?;
-    let sip_addr = udp.local_addr().map_err(|e| StartError::Bind { what: "SIP/UDP", addr: cfg.sip_listen, source: e })?;
-    let tcp = TcpListener::bind(sip_addr).await.map_err(|e| StartError::Bind { what: "SIP/TCP", addr: sip_addr, source: e })?;
+        .map_err(|e| StartError::Bind {
+            what: "SIP/UDP",
+            addr: cfg.sip_listen,
+            source: e,
+        })?;
+    let sip_addr = udp.local_addr().map_err(|e| StartError::Bind {
+        what: "SIP/UDP",
+        addr: cfg.sip_listen,
+        source: e,
+    })?;
+    let tcp = TcpListener::bind(sip_addr)
+        .await
+        .map_err(|e| StartError::Bind {
+            what: "SIP/TCP",
+            addr: sip_addr,
+            source: e,
+        })?;
     let http = TcpListener::bind(cfg.http_listen)
         .await
-        .map_err(|e| StartError::Bind { what: "HTTP", addr: cfg.http_listen, source: e })?;
-    let http_addr = http.local_addr().map_err(|e| StartError::Bind { what: "HTTP", addr: cfg.http_listen, source: e })?;
+        .map_err(|e| StartError::Bind {
+            what: "HTTP",
+            addr: cfg.http_listen,
+            source: e,
+        })?;
+    let http_addr = http.local_addr().map_err(|e| StartError::Bind {
+        what: "HTTP",
+        addr: cfg.http_listen,
+        source: e,
+    })?;
 
     let shutdown = CancellationToken::new();
     let store_close = CancellationToken::new();
@@ -115,18 +166,33 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         config: cfg,
     });
 
-    let writer = tokio::spawn(store::writer::run(db.clone(), store_rx, spool, store_handle.stats.clone(), store_close.clone()));
+    let writer = tokio::spawn(store::writer::run(
+        db.clone(),
+        store_rx,
+        spool,
+        store_handle.stats.clone(),
+        store_close.clone(),
+    ));
     drop(store_handle);
     let calls = TaskTracker::new();
     let router = Router::new(ctx.clone(), calls.clone(), shutdown.clone());
     let udp = Arc::new(udp);
     let router_task = tokio::spawn(router.run(udp, tcp_rx, router_rx));
-    let tcp_task = tokio::spawn(crate::sip::transport::run_tcp_listener(tcp, tcp_tx, shutdown.clone(), 4096));
-    let api_state = Arc::new(ApiState { ctx: ctx.clone(), ready: AtomicBool::new(false) });
+    let tcp_task = tokio::spawn(crate::sip::transport::run_tcp_listener(
+        tcp,
+        tcp_tx,
+        shutdown.clone(),
+        4096,
+    ));
+    let api_state = Arc::new(ApiState {
+        ctx: ctx.clone(),
+        ready: AtomicBool::new(false),
+    });
     let app = api::router(api_state.clone());
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        let serve = axum::serve(http, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        let serve = axum::serve(http, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = serve.await {
             error!(error = %e, "HTTP server failed");
         }
@@ -137,7 +203,10 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     let tasks = tokio::spawn(async move {
         sd.cancelled().await;
         calls.close();
-        if tokio::time::timeout(Duration::from_secs(10), calls.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), calls.wait())
+            .await
+            .is_err()
+        {
             warn!("some calls did not finish within 10 s of shutdown");
         }
         let _ = router_task.await;
@@ -147,7 +216,14 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         let _ = writer.await;
         db.pool.close().await;
     });
-    Ok(RunningServer { sip_addr, http_addr, demo_tickets_inserted: demo, shutdown, ctx, tasks })
+    Ok(RunningServer {
+        sip_addr,
+        http_addr,
+        demo_tickets_inserted: demo,
+        shutdown,
+        ctx,
+        tasks,
+    })
 }
 
 impl RunningServer {

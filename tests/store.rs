@@ -13,23 +13,41 @@ use switchboard::store::{demo, now_ts, tickets, Db};
 
 async fn sqlite_db(dir: &Path) -> Db {
     let url = format!("sqlite://{}", dir.join("store.db").display());
-    Db::connect(&url).await.expect("sqlite connects and migrates")
+    Db::connect(&url)
+        .await
+        .expect("sqlite connects and migrates")
 }
 
 /// A fresh PostgreSQL schema per test: a new database cloned from nothing.
 async fn pg_db(name: &str) -> Option<Db> {
     let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
-        assert!(std::env::var("CI").is_err(), "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)"
+        );
         eprintln!("SWITCHBOARD_TEST_PG_URL not set: PostgreSQL half of this test skipped (run scripts/test)");
         return None;
     };
     let admin = Db::connect(&url).await.expect("postgres connects");
     let db_name = format!("sb_{name}_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name}")).execute(&admin.pool).await.expect("drop");
-    sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&admin.pool).await.expect("create");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name}"))
+        .execute(&admin.pool)
+        .await
+        .expect("drop");
+    sqlx::query(&format!("CREATE DATABASE {db_name}"))
+        .execute(&admin.pool)
+        .await
+        .expect("create");
     admin.pool.close().await;
-    let base = url.rsplit_once('/').map(|(b, _)| b).expect("url has a database");
-    Some(Db::connect(&format!("{base}/{db_name}")).await.expect("test database connects and migrates"))
+    let base = url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .expect("url has a database");
+    Some(
+        Db::connect(&format!("{base}/{db_name}"))
+            .await
+            .expect("test database connects and migrates"),
+    )
 }
 
 async fn both(name: &str, dir: &Path) -> Vec<Db> {
@@ -41,7 +59,12 @@ async fn both(name: &str, dir: &Path) -> Vec<Db> {
 }
 
 async fn count(db: &Db, sql: &str) -> i64 {
-    sqlx::query(sql).fetch_one(&db.pool).await.expect(sql).try_get::<i64, _>(0).expect("count")
+    sqlx::query(sql)
+        .fetch_one(&db.pool)
+        .await
+        .expect(sql)
+        .try_get::<i64, _>(0)
+        .expect("count")
 }
 
 fn call_ops(call: &str, ticket: i64, choice: &str) -> Vec<StoreOp> {
@@ -58,11 +81,34 @@ fn call_ops(call: &str, ticket: i64, choice: &str) -> Vec<StoreOp> {
             campaign_id: None,
             started_at: t.clone(),
         },
-        StoreOp::CallAnswered { id: call.into(), at: t.clone() },
-        StoreOp::CallTicket { id: call.into(), ticket_id: ticket },
-        StoreOp::CallEvent { call_id: call.into(), seq: 1, at: t.clone(), kind: "dtmf".into(), detail: "2".into() },
-        StoreOp::CallEvent { call_id: call.into(), seq: 2, at: t.clone(), kind: "dtmf".into(), detail: "2".into() },
-        StoreOp::Outcome { call_id: call.into(), ticket_id: Some(ticket), choice: choice.into(), at: t.clone() },
+        StoreOp::CallAnswered {
+            id: call.into(),
+            at: t.clone(),
+        },
+        StoreOp::CallTicket {
+            id: call.into(),
+            ticket_id: ticket,
+        },
+        StoreOp::CallEvent {
+            call_id: call.into(),
+            seq: 1,
+            at: t.clone(),
+            kind: "dtmf".into(),
+            detail: "2".into(),
+        },
+        StoreOp::CallEvent {
+            call_id: call.into(),
+            seq: 2,
+            at: t.clone(),
+            kind: "dtmf".into(),
+            detail: "2".into(),
+        },
+        StoreOp::Outcome {
+            call_id: call.into(),
+            ticket_id: Some(ticket),
+            choice: choice.into(),
+            at: t.clone(),
+        },
         StoreOp::CallEnded {
             id: call.into(),
             ended_at: t,
@@ -77,7 +123,12 @@ fn call_ops(call: &str, ticket: i64, choice: &str) -> Vec<StoreOp> {
 }
 
 async fn ticket_id(db: &Db, order: &str) -> i64 {
-    tickets::by_order_id(db, order).await.expect("lookup").expect("ticket")["id"].parse().expect("id")
+    tickets::by_order_id(db, order)
+        .await
+        .expect("lookup")
+        .expect("ticket")["id"]
+        .parse()
+        .expect("id")
 }
 
 /// Migrations are idempotent, demo data loads once, lookups by phone and order id work.
@@ -85,19 +136,46 @@ async fn ticket_id(db: &Db, order: &str) -> i64 {
 async fn migrations_demo_data_and_lookups() {
     let dir = tempfile::tempdir().expect("tempdir");
     for db in both("lookups", dir.path()).await {
-        assert_eq!(demo::load(&db).await.expect("demo"), demo::DEMO_TICKETS.len() as u64);
-        assert_eq!(demo::load(&db).await.expect("demo again"), 0, "demo insert is idempotent");
-        let t = tickets::by_phone(&db, "+15551230001").await.expect("by phone").expect("found");
+        assert_eq!(
+            demo::load(&db).await.expect("demo"),
+            demo::DEMO_TICKETS.len() as u64
+        );
+        assert_eq!(
+            demo::load(&db).await.expect("demo again"),
+            0,
+            "demo insert is idempotent"
+        );
+        let t = tickets::by_phone(&db, "+15551230001")
+            .await
+            .expect("by phone")
+            .expect("found");
         assert_eq!(t["order_id"], "1001");
         assert_eq!(t["status"], "delayed");
         assert_eq!(t["delay_days"], "5");
-        assert_eq!(t["new_eta"].len(), 10, "new_eta is YYYY-MM-DD: {:?}", t["new_eta"]);
-        assert!(tickets::by_phone(&db, "+19999999999").await.expect("by phone").is_none());
-        assert_eq!(tickets::by_order_id(&db, "2001").await.expect("by order").expect("found")["language"], "zh");
+        assert_eq!(
+            t["new_eta"].len(),
+            10,
+            "new_eta is YYYY-MM-DD: {:?}",
+            t["new_eta"]
+        );
+        assert!(tickets::by_phone(&db, "+19999999999")
+            .await
+            .expect("by phone")
+            .is_none());
+        assert_eq!(
+            tickets::by_order_id(&db, "2001")
+                .await
+                .expect("by order")
+                .expect("found")["language"],
+            "zh"
+        );
     }
     // Connecting again re-runs migrations without error.
     let again = sqlite_db(dir.path()).await;
-    assert_eq!(count(&again, "SELECT COUNT(*) FROM tickets").await, demo::DEMO_TICKETS.len() as i64);
+    assert_eq!(
+        count(&again, "SELECT COUNT(*) FROM tickets").await,
+        demo::DEMO_TICKETS.len() as i64
+    );
 }
 
 /// Replaying the same ops (after an outage or a crash) never duplicates rows nor moves a
@@ -112,7 +190,9 @@ async fn ops_are_idempotent() {
         for _ in 0..3 {
             let mut tx = db.pool.begin().await.expect("begin");
             for op in &ops {
-                switchboard::store::ops::apply(&mut tx, db.dialect, op).await.expect("apply");
+                switchboard::store::ops::apply(&mut tx, db.dialect, op)
+                    .await
+                    .expect("apply");
             }
             tx.commit().await.expect("commit");
         }
@@ -124,21 +204,44 @@ async fn ops_are_idempotent() {
             .fetch_one(&db.pool)
             .await
             .expect("ticket");
-        assert_eq!(row.try_get::<String, _>("resolution").expect("resolution"), "refund");
-        assert!(row.try_get::<Option<String>, _>("r").expect("resolved_at").is_some());
+        assert_eq!(
+            row.try_get::<String, _>("resolution").expect("resolution"),
+            "refund"
+        );
+        assert!(row
+            .try_get::<Option<String>, _>("r")
+            .expect("resolved_at")
+            .is_some());
         let rec = sqlx::query("SELECT disposition, hangup_cause, ticket_id, sip_status FROM call_records WHERE id = 'c-1'")
             .fetch_one(&db.pool)
             .await
             .expect("record");
-        assert_eq!(rec.try_get::<String, _>("disposition").expect("d"), "answered");
+        assert_eq!(
+            rec.try_get::<String, _>("disposition").expect("d"),
+            "answered"
+        );
         assert_eq!(rec.try_get::<i64, _>("ticket_id").expect("t"), ticket);
         assert_eq!(rec.try_get::<i64, _>("sip_status").expect("s"), 200);
         // A later, different outcome for the same call is ignored: one outcome per call.
         let mut tx = db.pool.begin().await.expect("begin");
-        let op = StoreOp::Outcome { call_id: "c-1".into(), ticket_id: Some(ticket), choice: "wait".into(), at: now_ts() };
-        switchboard::store::ops::apply(&mut tx, db.dialect, &op).await.expect("apply");
+        let op = StoreOp::Outcome {
+            call_id: "c-1".into(),
+            ticket_id: Some(ticket),
+            choice: "wait".into(),
+            at: now_ts(),
+        };
+        switchboard::store::ops::apply(&mut tx, db.dialect, &op)
+            .await
+            .expect("apply");
         tx.commit().await.expect("commit");
-        assert_eq!(count(&db, "SELECT COUNT(*) FROM tickets WHERE resolution = 'refund'").await, 1);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM tickets WHERE resolution = 'refund'"
+            )
+            .await,
+            1
+        );
     }
 }
 
@@ -153,33 +256,57 @@ async fn writer_spools_during_outage_and_replays_once() {
         let dead = spool.with_extension("dead.jsonl");
         // An unreachable database: the same schema behind a closed pool.
         let down = db.clone();
-        let closed = Db { pool: sqlx::AnyPool::connect_lazy("sqlite://does/not/exist.db").expect("lazy"), ..down };
+        let closed = Db {
+            pool: sqlx::AnyPool::connect_lazy("sqlite://does/not/exist.db").expect("lazy"),
+            ..down
+        };
         closed.pool.close().await;
         let (handle, rx) = writer::channel();
         let stats = handle.stats.clone();
         let close = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(writer::run(closed, rx, spool.clone(), stats.clone(), close.clone()));
+        let task = tokio::spawn(writer::run(
+            closed,
+            rx,
+            spool.clone(),
+            stats.clone(),
+            close.clone(),
+        ));
         for op in call_ops("c-out", ticket, "wait") {
             handle.submit(op);
         }
         close.cancel();
         drop(handle);
         task.await.expect("writer ends");
-        assert_eq!(stats.spooled.load(std::sync::atomic::Ordering::Relaxed), 7, "every op spooled");
+        assert_eq!(
+            stats.spooled.load(std::sync::atomic::Ordering::Relaxed),
+            7,
+            "every op spooled"
+        );
         assert!(spool.exists());
         assert_eq!(count(&db, "SELECT COUNT(*) FROM call_records").await, 0);
         // The database is back: replay twice (a crash between replay and spool removal).
         let copy = spool.with_extension("copy");
         std::fs::copy(&spool, &copy).expect("copy spool");
         let s = WriterStats::default();
-        assert!(writer::replay_spool(&db, &spool, &dead, &s).await.expect("replay"));
+        assert!(writer::replay_spool(&db, &spool, &dead, &s)
+            .await
+            .expect("replay"));
         std::fs::rename(&copy, &spool).expect("restore spool");
-        assert!(writer::replay_spool(&db, &spool, &dead, &s).await.expect("replay again"));
+        assert!(writer::replay_spool(&db, &spool, &dead, &s)
+            .await
+            .expect("replay again"));
         assert!(!spool.exists(), "spool removed after replay");
         assert_eq!(count(&db, "SELECT COUNT(*) FROM call_records").await, 1);
         assert_eq!(count(&db, "SELECT COUNT(*) FROM call_events").await, 2);
         assert_eq!(count(&db, "SELECT COUNT(*) FROM call_outcomes").await, 1);
-        assert_eq!(count(&db, "SELECT COUNT(*) FROM tickets WHERE resolution = 'wait'").await, 1);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM tickets WHERE resolution = 'wait'"
+            )
+            .await,
+            1
+        );
     }
 }
 
@@ -193,7 +320,13 @@ async fn writer_batches_and_survives_torn_spool() {
         let (handle, rx) = writer::channel();
         let stats: Arc<WriterStats> = handle.stats.clone();
         let close = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(writer::run(db.clone(), rx, spool.clone(), stats.clone(), close.clone()));
+        let task = tokio::spawn(writer::run(
+            db.clone(),
+            rx,
+            spool.clone(),
+            stats.clone(),
+            close.clone(),
+        ));
         for c in 0..200 {
             for op in call_ops(&format!("b-{c}"), 1, "no_choice") {
                 handle.submit(op);
@@ -204,7 +337,14 @@ async fn writer_batches_and_survives_torn_spool() {
         task.await.expect("writer ends");
         assert_eq!(count(&db, "SELECT COUNT(*) FROM call_records").await, 200);
         assert_eq!(count(&db, "SELECT COUNT(*) FROM call_events").await, 400);
-        assert_eq!(count(&db, "SELECT COUNT(*) FROM call_records WHERE ended_at IS NULL").await, 0);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM call_records WHERE ended_at IS NULL"
+            )
+            .await,
+            0
+        );
         assert!(!spool.exists(), "old spool replayed at start then removed");
     }
 }
@@ -222,22 +362,41 @@ async fn other_writers_are_seen_and_respected() {
             db.dialect.date(1),
             db.dialect.ts(2)
         );
-        sqlx::query(&sql).bind("2026-12-24").bind(now_ts()).execute(&other.pool).await.expect("other program inserts");
-        let t = tickets::by_phone(&db, "+15559990001").await.expect("lookup").expect("seen immediately");
+        sqlx::query(&sql)
+            .bind("2026-12-24")
+            .bind(now_ts())
+            .execute(&other.pool)
+            .await
+            .expect("other program inserts");
+        let t = tickets::by_phone(&db, "+15559990001")
+            .await
+            .expect("lookup")
+            .expect("seen immediately");
         assert_eq!(t["new_eta"], "2026-12-24");
         let id: i64 = t["id"].parse().expect("id");
         let mut tx = db.pool.begin().await.expect("begin");
         for op in call_ops("o-1", id, "wait") {
-            switchboard::store::ops::apply(&mut tx, db.dialect, &op).await.expect("apply");
+            switchboard::store::ops::apply(&mut tx, db.dialect, &op)
+                .await
+                .expect("apply");
         }
         tx.commit().await.expect("commit");
-        let row = sqlx::query("SELECT status, customer_name, delay_days, resolution FROM tickets WHERE id = $1")
-            .bind(id)
-            .fetch_one(&db.pool)
-            .await
-            .expect("row");
-        assert_eq!(row.try_get::<String, _>("status").expect("status"), "delayed", "status belongs to the shop system");
-        assert_eq!(row.try_get::<String, _>("customer_name").expect("name"), "New Person");
+        let row = sqlx::query(
+            "SELECT status, customer_name, delay_days, resolution FROM tickets WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .expect("row");
+        assert_eq!(
+            row.try_get::<String, _>("status").expect("status"),
+            "delayed",
+            "status belongs to the shop system"
+        );
+        assert_eq!(
+            row.try_get::<String, _>("customer_name").expect("name"),
+            "New Person"
+        );
         assert_eq!(row.try_get::<i64, _>("delay_days").expect("days"), 4);
         assert_eq!(row.try_get::<String, _>("resolution").expect("res"), "wait");
     }
@@ -251,11 +410,16 @@ async fn dangling_calls_are_interrupted() {
         let ops = call_ops("d-1", 1, "no_choice");
         let mut tx = db.pool.begin().await.expect("begin");
         for op in &ops[..4] {
-            switchboard::store::ops::apply(&mut tx, db.dialect, op).await.expect("apply");
+            switchboard::store::ops::apply(&mut tx, db.dialect, op)
+                .await
+                .expect("apply");
         }
         tx.commit().await.expect("commit");
         assert_eq!(db.finalize_dangling_calls().await.expect("finalize"), 1);
-        assert_eq!(db.finalize_dangling_calls().await.expect("finalize again"), 0);
+        assert_eq!(
+            db.finalize_dangling_calls().await.expect("finalize again"),
+            0
+        );
         let disp: String = sqlx::query("SELECT disposition FROM call_records WHERE id = 'd-1'")
             .fetch_one(&db.pool)
             .await

@@ -40,9 +40,14 @@ async fn healthz(State(s): State<Arc<ApiState>>) -> Result<Json<serde_json::Valu
         return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "starting".into()));
     }
     if !s.ctx.db.ping().await {
-        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "database unreachable".into()));
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database unreachable".into(),
+        ));
     }
-    Ok(Json(json!({ "status": "ok", "sip": s.ctx.sip_local.to_string() })))
+    Ok(Json(
+        json!({ "status": "ok", "sip": s.ctx.sip_local.to_string() }),
+    ))
 }
 
 async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::Value> {

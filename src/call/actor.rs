@@ -42,13 +42,15 @@ pub const MAILBOX: usize = 64;
 /// What reaches a call actor.
 #[derive(Debug)]
 pub enum CallInput {
-    Sip(Inbound),
+    Sip(Box<Inbound>),
     Lookup(Option<HashMap<String, String>>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Ringing { answer_at: Instant },
+    Ringing {
+        answer_at: Instant,
+    },
     Answered,
     /// We sent BYE and wait for its answer.
     Ending,
@@ -67,7 +69,13 @@ struct Retransmit {
 
 impl Retransmit {
     fn new(bytes: Vec<u8>, now: Instant, unreliable: bool, cseq: u32) -> Retransmit {
-        Retransmit { bytes, next: unreliable.then(|| now + T1), interval: T1, give_up: now + TIMEOUT_64T1, cseq }
+        Retransmit {
+            bytes,
+            next: unreliable.then(|| now + T1),
+            interval: T1,
+            give_up: now + TIMEOUT_64T1,
+            cseq,
+        }
     }
 
     fn deadline(&self) -> Instant {
@@ -125,7 +133,12 @@ pub async fn run_inbound(
             None => debug!("call refused at start"),
         }
         ctx2.active_calls.fetch_sub(1, Ordering::Relaxed);
-        let _ = ctx2.router.send(RouterControl::CallEnded { call_id: sip_call_id }).await;
+        let _ = ctx2
+            .router
+            .send(RouterControl::CallEnded {
+                call_id: sip_call_id,
+            })
+            .await;
     }
     .instrument(span)
     .await
@@ -150,10 +163,17 @@ impl InboundCall {
         let invite_branch = invite.top_via().ok()?.branch().unwrap_or("").to_string();
         let cseq = invite.cseq().ok()?.seq;
         let local_tag = dialog::new_tag();
-        let remote_target = invite.contact().map(|c| c.uri).unwrap_or_else(|| from.uri.clone());
-        let route_set: Vec<String> = invite.header_values(&HeaderName::RecordRoute).map(str::to_string).collect();
+        let remote_target = invite
+            .contact()
+            .map(|c| c.uri)
+            .unwrap_or_else(|| from.uri.clone());
+        let route_set: Vec<String> = invite
+            .header_values(&HeaderName::RecordRoute)
+            .map(str::to_string)
+            .collect();
         let caller_raw = from.uri.user.clone().unwrap_or_default();
-        let caller = tickets::normalize_number(&caller_raw, &ctx.config.default_country_code).unwrap_or(caller_raw.clone());
+        let caller = tickets::normalize_number(&caller_raw, &ctx.config.default_country_code)
+            .unwrap_or(caller_raw.clone());
         let id = uuid::Uuid::new_v4().to_string();
         let media_ip = ctx.config.media_address;
         let mut call = InboundCall {
@@ -198,8 +218,16 @@ impl InboundCall {
             id,
             sip_call_id: call_id,
             direction: "inbound".into(),
-            from_uri: call.invite.from_header().map(|f| f.uri.to_string()).unwrap_or_default(),
-            to_uri: call.invite.to_header().map(|t| t.uri.to_string()).unwrap_or_default(),
+            from_uri: call
+                .invite
+                .from_header()
+                .map(|f| f.uri.to_string())
+                .unwrap_or_default(),
+            to_uri: call
+                .invite
+                .to_header()
+                .map(|t| t.uri.to_string())
+                .unwrap_or_default(),
             caller: Some(call.caller.clone()),
             dialplan: Some(call.route.dialplan.clone()),
             campaign_id: None,
@@ -215,7 +243,13 @@ impl InboundCall {
                 Ok(n) => call.offer = Some(n),
                 Err(e) => {
                     info!(error = %e, "no acceptable media in offer");
-                    call.refuse(now, 488, "Not Acceptable Here", "incompatible_media", "failed");
+                    call.refuse(
+                        now,
+                        488,
+                        "Not Acceptable Here",
+                        "incompatible_media",
+                        "failed",
+                    );
                     return Some((call, None));
                 }
             }
@@ -230,11 +264,18 @@ impl InboundCall {
         };
         call.rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
         call.send_invite_response(180, "Ringing", None);
-        call.phase = Phase::Ringing { answer_at: now + Duration::from_millis(call.route.ring_ms) };
+        call.phase = Phase::Ringing {
+            answer_at: now + Duration::from_millis(call.route.ring_ms),
+        };
         Some((call, Some(rtp)))
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<CallInput>, mut rtp: Option<UdpSocket>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<CallInput>,
+        mut rtp: Option<UdpSocket>,
+        shutdown: CancellationToken,
+    ) {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
@@ -260,7 +301,7 @@ impl InboundCall {
                     self.on_shutdown(Instant::now());
                 }
                 input = rx.recv() => match input {
-                    Some(CallInput::Sip(inbound)) => self.on_sip(Instant::now(), inbound),
+                    Some(CallInput::Sip(inbound)) => self.on_sip(Instant::now(), *inbound),
                     Some(CallInput::Lookup(result)) => self.on_lookup(Instant::now(), result),
                     None => break,
                 },
@@ -290,7 +331,10 @@ impl InboundCall {
         if let Phase::Ringing { answer_at } = self.phase {
             d = d.min(answer_at);
         }
-        for r in [&self.pending_2xx, &self.bye, &self.final_wait].into_iter().flatten() {
+        for r in [&self.pending_2xx, &self.bye, &self.final_wait]
+            .into_iter()
+            .flatten()
+        {
             d = d.min(r.deadline());
         }
         if let Some(m) = &self.media {
@@ -343,7 +387,10 @@ impl InboundCall {
                     }
                 }
                 MediaEvent::MediaTimeout => {
-                    info!("no RTP for {} s; hanging up", self.ctx.config.media_timeout_s);
+                    info!(
+                        "no RTP for {} s; hanging up",
+                        self.ctx.config.media_timeout_s
+                    );
                     self.hangup(now, "media_timeout");
                 }
             }
@@ -397,7 +444,11 @@ impl InboundCall {
     // ---- signalling --------------------------------------------------------------------
 
     fn send_invite_response(&mut self, code: u16, reason: &str, body: Option<String>) -> Vec<u8> {
-        let tag = if code > 100 { Some(self.local_tag.as_str()) } else { None };
+        let tag = if code > 100 {
+            Some(self.local_tag.as_str())
+        } else {
+            None
+        };
         let mut r = response(&self.invite, code, reason, tag, &self.local);
         if let Some(b) = body {
             r.push_header(HeaderName::ContentType, "application/sdp");
@@ -412,7 +463,12 @@ impl InboundCall {
     /// Final non-2xx to the INVITE: wait for its ACK, resending on Timer G (RFC 3261 §17.2.1).
     fn refuse(&mut self, now: Instant, code: u16, reason: &str, cause: &str, disposition: &str) {
         let bytes = self.send_invite_response(code, reason, None);
-        self.final_wait = Some(Retransmit::new(bytes, now, self.flow.kind().unreliable(), 0));
+        self.final_wait = Some(Retransmit::new(
+            bytes,
+            now,
+            self.flow.kind().unreliable(),
+            0,
+        ));
         self.phase = Phase::Done;
         self.media = None;
         self.record_end(disposition, cause, Some(code));
@@ -420,14 +476,31 @@ impl InboundCall {
 
     fn local_sdp(&mut self, neg: Option<&Negotiated>) -> String {
         let (codecs, te, dir) = match neg {
-            Some(n) => (vec![(n.codec, n.payload_type)], n.telephone_event, n.direction),
+            Some(n) => (
+                vec![(n.codec, n.payload_type)],
+                n.telephone_event,
+                n.direction,
+            ),
             None => (
-                self.ctx.config.codecs.iter().map(|c| (*c, c.static_pt())).collect(),
+                self.ctx
+                    .config
+                    .codecs
+                    .iter()
+                    .map(|c| (*c, c.static_pt()))
+                    .collect(),
                 Some(101),
                 Direction::SendRecv,
             ),
         };
-        sdp::render(self.media_ip, self.rtp_port, self.sdp_session, self.sdp_version, &codecs, te, dir)
+        sdp::render(
+            self.media_ip,
+            self.rtp_port,
+            self.sdp_session,
+            self.sdp_version,
+            &codecs,
+            te,
+            dir,
+        )
     }
 
     fn answer(&mut self, now: Instant) {
@@ -435,9 +508,17 @@ impl InboundCall {
         let body = self.local_sdp(offer.as_ref());
         let bytes = self.send_invite_response(200, "OK", Some(body));
         let cseq = self.dialog.remote_cseq;
-        self.pending_2xx = Some(Retransmit::new(bytes, now, self.flow.kind().unreliable(), cseq));
+        self.pending_2xx = Some(Retransmit::new(
+            bytes,
+            now,
+            self.flow.kind().unreliable(),
+            cseq,
+        ));
         self.phase = Phase::Answered;
-        self.ctx.store.submit(StoreOp::CallAnswered { id: self.id.clone(), at: now_ts() });
+        self.ctx.store.submit(StoreOp::CallAnswered {
+            id: self.id.clone(),
+            at: now_ts(),
+        });
         info!(route = %self.route.to, dialplan = %self.route.dialplan, "answered");
         if let Some(n) = offer {
             self.start_media(now, &n);
@@ -485,8 +566,15 @@ impl InboundCall {
             }
             StartLine::Request { method, .. } => method.clone(),
         };
-        let to_tag = msg.to_header().ok().and_then(|t| t.tag().map(str::to_string));
-        let branch = msg.top_via().ok().and_then(|v| v.branch().map(str::to_string)).unwrap_or_default();
+        let to_tag = msg
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        let branch = msg
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
         let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
         match method {
             Method::Invite if to_tag.is_none() => {
@@ -555,7 +643,10 @@ impl InboundCall {
 
     fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {
         let Ok(cseq) = msg.cseq() else { return };
-        if cseq.method == Method::Bye && code >= 200 && self.bye.as_ref().is_some_and(|b| b.cseq == cseq.seq) {
+        if cseq.method == Method::Bye
+            && code >= 200
+            && self.bye.as_ref().is_some_and(|b| b.cseq == cseq.seq)
+        {
             self.bye = None;
             self.phase = Phase::Done;
             let _ = now;
@@ -573,7 +664,8 @@ impl InboundCall {
             self.pending_2xx = None;
             // Late offer: the answer to our offer comes in the ACK.
             if self.offer.is_none() && self.media.is_none() && self.phase == Phase::Answered {
-                let neg = SessionDescription::parse(&msg.body).and_then(|sd| sdp::negotiate(&sd, &self.ctx.config.codecs));
+                let neg = SessionDescription::parse(&msg.body)
+                    .and_then(|sd| sdp::negotiate(&sd, &self.ctx.config.codecs));
                 match neg {
                     Ok(n) => {
                         self.offer = Some(n);
@@ -631,13 +723,20 @@ impl InboundCall {
         r.body = Bytes::from(body);
         let bytes = r.to_bytes();
         self.flow.send(bytes.clone());
-        self.pending_2xx = Some(Retransmit::new(bytes, now, self.flow.kind().unreliable(), cseq));
+        self.pending_2xx = Some(Retransmit::new(
+            bytes,
+            now,
+            self.flow.kind().unreliable(),
+            cseq,
+        ));
         self.record_event("reinvite", n.direction.as_attr().to_string());
     }
 
     fn on_shutdown(&mut self, now: Instant) {
         match self.phase {
-            Phase::Ringing { .. } => self.refuse(now, 503, "Service Unavailable", "shutdown", "failed"),
+            Phase::Ringing { .. } => {
+                self.refuse(now, 503, "Service Unavailable", "shutdown", "failed")
+            }
             Phase::Answered => self.hangup(now, "shutdown"),
             Phase::Ending | Phase::Done => {}
         }
@@ -650,14 +749,21 @@ impl InboundCall {
                 let (bye, _branch) = self.dialog.request(Method::Bye, &self.local);
                 let bytes = bye.to_bytes();
                 self.flow.send(bytes.clone());
-                self.bye = Some(Retransmit::new(bytes, now, self.flow.kind().unreliable(), self.dialog.local_cseq));
+                self.bye = Some(Retransmit::new(
+                    bytes,
+                    now,
+                    self.flow.kind().unreliable(),
+                    self.dialog.local_cseq,
+                ));
                 self.pending_2xx = None;
                 self.media = None;
                 self.interp = None;
                 self.phase = Phase::Ending;
                 self.record_end("answered", cause, Some(200));
             }
-            Phase::Ringing { .. } => self.refuse(now, 480, "Temporarily Unavailable", cause, "failed"),
+            Phase::Ringing { .. } => {
+                self.refuse(now, 480, "Temporarily Unavailable", cause, "failed")
+            }
             Phase::Ending | Phase::Done => {}
         }
     }
@@ -685,9 +791,16 @@ impl InboundCall {
     }
 
     fn on_lookup(&mut self, now: Instant, result: Option<HashMap<String, String>>) {
-        if let Some(id) = result.as_ref().and_then(|t| t.get("id")).and_then(|s| s.parse::<i64>().ok()) {
+        if let Some(id) = result
+            .as_ref()
+            .and_then(|t| t.get("id"))
+            .and_then(|s| s.parse::<i64>().ok())
+        {
             self.ticket_id = Some(id);
-            self.ctx.store.submit(StoreOp::CallTicket { id: self.id.clone(), ticket_id: id });
+            self.ctx.store.submit(StoreOp::CallTicket {
+                id: self.id.clone(),
+                ticket_id: id,
+            });
         }
         if let Some(i) = self.interp.as_mut() {
             i.handle_lookup_result(now, result);
@@ -697,7 +810,9 @@ impl InboundCall {
 
     fn drain_interpreter(&mut self, now: Instant) {
         loop {
-            let Some(out) = self.interp.as_mut().and_then(Interpreter::poll_output) else { return };
+            let Some(out) = self.interp.as_mut().and_then(Interpreter::poll_output) else {
+                return;
+            };
             match out {
                 Output::Play { id, items } => self.play(id, items),
                 Output::StopPlayback => {
@@ -729,7 +844,11 @@ impl InboundCall {
                     }
                 }
                 Output::Hangup { cause } => {
-                    let cause = if cause == "normal" { "dialplan_hangup".to_string() } else { cause };
+                    let cause = if cause == "normal" {
+                        "dialplan_hangup".to_string()
+                    } else {
+                        cause
+                    };
                     self.hangup(now, &cause);
                     return;
                 }
@@ -738,13 +857,19 @@ impl InboundCall {
     }
 
     fn play(&mut self, id: u32, items: Vec<PromptRef>) {
-        let Some(media) = self.media.as_mut() else { return };
+        let Some(media) = self.media.as_mut() else {
+            return;
+        };
         let lib = &self.ctx.prompts;
         let mut list = Vec::with_capacity(items.len());
         let mut names = String::new();
         for item in items {
             match item {
-                PromptRef::Prompt { lang, name, fallback } => {
+                PromptRef::Prompt {
+                    lang,
+                    name,
+                    fallback,
+                } => {
                     let found = lib
                         .get(&lang, &name)
                         .or_else(|| fallback.as_deref().and_then(|f| lib.get(&lang, f)))
@@ -822,7 +947,10 @@ impl InboundCall {
     }
 }
 
-async fn recv_rtp(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+async fn recv_rtp(
+    sock: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
     match sock {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,

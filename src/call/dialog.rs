@@ -37,12 +37,23 @@ pub struct LocalIdentity {
 }
 
 /// A response to `req` with our standard headers. `to_tag` is added to To when missing.
-pub fn response(req: &Message, code: u16, reason: &str, to_tag: Option<&str>, local: &LocalIdentity) -> Message {
+pub fn response(
+    req: &Message,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    local: &LocalIdentity,
+) -> Message {
     let mut r = req.response(code, reason, to_tag);
-    let dialog_forming = matches!(req.method(), Some(crate::sip::message::Method::Invite)) && (101..300).contains(&code);
+    let dialog_forming = matches!(req.method(), Some(crate::sip::message::Method::Invite))
+        && (101..300).contains(&code);
     if dialog_forming {
         // RFC 3261 §12.1.1: the UAS copies Record-Route into dialog-creating responses.
-        for h in req.headers.iter().filter(|h| h.name == HeaderName::RecordRoute) {
+        for h in req
+            .headers
+            .iter()
+            .filter(|h| h.name == HeaderName::RecordRoute)
+        {
             r.headers.push(h.clone());
         }
         r.push_header(HeaderName::Contact, local.contact.clone());
@@ -70,15 +81,29 @@ pub struct DialogState {
 
 impl DialogState {
     /// Build an in-dialog request (RFC 3261 §12.2.1.1).
-    pub fn request(&mut self, method: crate::sip::message::Method, local: &LocalIdentity) -> (Message, String) {
+    pub fn request(
+        &mut self,
+        method: crate::sip::message::Method,
+        local: &LocalIdentity,
+    ) -> (Message, String) {
         self.local_cseq += 1;
         let branch = new_branch();
         let mut m = Message {
-            start: StartLine::Request { method: method.clone(), uri: self.remote_target.clone() },
+            start: StartLine::Request {
+                method: method.clone(),
+                uri: self.remote_target.clone(),
+            },
             headers: Vec::with_capacity(10),
             body: bytes::Bytes::new(),
         };
-        m.push_header(HeaderName::Via, format!("SIP/2.0/{} {};branch={branch};rport", local.transport.via_name(), local.via_host));
+        m.push_header(
+            HeaderName::Via,
+            format!(
+                "SIP/2.0/{} {};branch={branch};rport",
+                local.transport.via_name(),
+                local.via_host
+            ),
+        );
         m.push_header(HeaderName::MaxForwards, "70");
         m.push_header(HeaderName::From, self.local_party.clone());
         m.push_header(HeaderName::To, self.remote_party.clone());
@@ -95,12 +120,19 @@ impl DialogState {
 /// Parse a SIP INFO body carrying a DTMF digit: `application/dtmf-relay` (`Signal=5`) or
 /// `application/dtmf` (`5`).
 pub fn info_digit(content_type: &str, body: &[u8]) -> Option<char> {
-    let ct = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let text = std::str::from_utf8(body).ok()?;
     let raw = match ct.as_str() {
-        "application/dtmf-relay" => text
-            .lines()
-            .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim().eq_ignore_ascii_case("signal")).map(|(_, v)| v.trim()))?,
+        "application/dtmf-relay" => text.lines().find_map(|l| {
+            l.split_once('=')
+                .filter(|(k, _)| k.trim().eq_ignore_ascii_case("signal"))
+                .map(|(_, v)| v.trim())
+        })?,
         "application/dtmf" => text.trim(),
         _ => return None,
     };
@@ -119,8 +151,14 @@ mod tests {
 
     #[test]
     fn info_digits() {
-        assert_eq!(info_digit("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"), Some('5'));
-        assert_eq!(info_digit("application/dtmf-relay", b"Signal= #\r\n"), Some('#'));
+        assert_eq!(
+            info_digit("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"),
+            Some('5')
+        );
+        assert_eq!(
+            info_digit("application/dtmf-relay", b"Signal= #\r\n"),
+            Some('#')
+        );
         assert_eq!(info_digit("Application/DTMF", b"11"), Some('#'));
         assert_eq!(info_digit("application/dtmf", b"x"), None);
         assert_eq!(info_digit("text/plain", b"5"), None);

@@ -41,7 +41,12 @@ pub struct Router {
 
 impl Router {
     pub fn new(ctx: Arc<CallContext>, tracker: TaskTracker, shutdown: CancellationToken) -> Router {
-        Router { ctx, calls: HashMap::new(), tracker, shutdown }
+        Router {
+            ctx,
+            calls: HashMap::new(),
+            tracker,
+            shutdown,
+        }
     }
 
     fn local_identity(&self, kind: TransportKind) -> LocalIdentity {
@@ -53,7 +58,12 @@ impl Router {
             TransportKind::Udp => format!("<sip:switchboard@{addr}>"),
             TransportKind::Tcp => format!("<sip:switchboard@{addr};transport=tcp>"),
         };
-        LocalIdentity { contact, via_host: addr.to_string(), transport: kind, user_agent: self.ctx.config.user_agent.clone() }
+        LocalIdentity {
+            contact,
+            via_host: addr.to_string(),
+            transport: kind,
+            user_agent: self.ctx.config.user_agent.clone(),
+        }
     }
 
     pub async fn run(
@@ -140,7 +150,7 @@ impl Router {
             }
             if let Ok(call_id) = msg.call_id() {
                 if let Some(tx) = self.calls.get(call_id) {
-                    let _ = tx.try_send(CallInput::Sip(inbound));
+                    let _ = tx.try_send(CallInput::Sip(Box::new(inbound)));
                 }
             }
             return;
@@ -165,18 +175,27 @@ impl Router {
                 .collect();
             if !unsupported.is_empty() {
                 let list = unsupported.join(", ");
-                self.reply(&inbound, 420, "Bad Extension", &[(HeaderName::Other("Unsupported".into()), list)]);
+                self.reply(
+                    &inbound,
+                    420,
+                    "Bad Extension",
+                    &[(HeaderName::Other("Unsupported".into()), list)],
+                );
                 return;
             }
         }
-        let Ok(call_id) = msg.call_id().map(str::to_string) else { return };
+        let Ok(call_id) = msg.call_id().map(str::to_string) else {
+            return;
+        };
         if let Some(tx) = self.calls.get(&call_id) {
-            match tx.try_send(CallInput::Sip(inbound)) {
+            match tx.try_send(CallInput::Sip(Box::new(inbound))) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => debug!(%call_id, "call mailbox full; dropping (peer retransmits)"),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    debug!(%call_id, "call mailbox full; dropping (peer retransmits)")
+                }
                 Err(mpsc::error::TrySendError::Closed(CallInput::Sip(inbound))) => {
                     self.calls.remove(&call_id);
-                    self.handle_without_dialog(inbound);
+                    self.handle_without_dialog(*inbound);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     self.calls.remove(&call_id);
@@ -189,7 +208,9 @@ impl Router {
 
     fn handle_without_dialog(&mut self, inbound: Inbound) {
         let msg = &inbound.msg;
-        let Some(method) = msg.method().cloned() else { return };
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
         let has_to_tag = msg.to_header().map(|t| t.tag().is_some()).unwrap_or(false);
         match method {
             Method::Ack => {}
@@ -200,23 +221,43 @@ impl Router {
                 &[(HeaderName::Other("Accept".into()), "application/sdp".into())],
             ),
             Method::Invite if !has_to_tag => self.new_call(inbound),
-            Method::Invite | Method::Bye | Method::Cancel | Method::Info | Method::Update | Method::Prack | Method::Refer
+            Method::Invite
+            | Method::Bye
+            | Method::Cancel
+            | Method::Info
+            | Method::Update
+            | Method::Prack
+            | Method::Refer
             | Method::Notify => {
                 self.reply(&inbound, 481, "Call/Transaction Does Not Exist", &[]);
             }
             Method::Register | Method::Subscribe | Method::Publish | Method::Message => {
                 self.reply(&inbound, 405, "Method Not Allowed", &[]);
             }
-            Method::Other(_) => self.reply(&inbound, 501, "Not Implemented", &[(HeaderName::Allow, ALLOW.into())]),
+            Method::Other(_) => self.reply(
+                &inbound,
+                501,
+                "Not Implemented",
+                &[(HeaderName::Allow, ALLOW.into())],
+            ),
         }
     }
 
     fn new_call(&mut self, inbound: Inbound) {
         if self.shutdown.is_cancelled() {
-            self.reply(&inbound, 503, "Service Unavailable", &[(HeaderName::Other("Retry-After".into()), "30".into())]);
+            self.reply(
+                &inbound,
+                503,
+                "Service Unavailable",
+                &[(HeaderName::Other("Retry-After".into()), "30".into())],
+            );
             return;
         }
-        let user = inbound.msg.request_uri().and_then(|u| u.user.clone()).unwrap_or_default();
+        let user = inbound
+            .msg
+            .request_uri()
+            .and_then(|u| u.user.clone())
+            .unwrap_or_default();
         let Some(route) = self.ctx.config.route_for(&user).cloned() else {
             info!(peer = %inbound.reply.peer(), "INVITE for unknown destination");
             self.reply(&inbound, 404, "Not Found", &[]);
@@ -225,23 +266,37 @@ impl Router {
         if let Some(ct) = inbound.msg.content_type() {
             let ct = ct.split(';').next().unwrap_or("").trim();
             if !inbound.msg.body.is_empty() && !ct.eq_ignore_ascii_case("application/sdp") {
-                self.reply(&inbound, 415, "Unsupported Media Type", &[(HeaderName::Other("Accept".into()), "application/sdp".into())]);
+                self.reply(
+                    &inbound,
+                    415,
+                    "Unsupported Media Type",
+                    &[(HeaderName::Other("Accept".into()), "application/sdp".into())],
+                );
                 return;
             }
         }
         let active = self.ctx.active_calls.load(Ordering::Relaxed);
         if active >= self.ctx.config.max_calls {
             warn!(active, "at max_calls; refusing new INVITE");
-            self.reply(&inbound, 503, "Service Unavailable", &[(HeaderName::Other("Retry-After".into()), "5".into())]);
+            self.reply(
+                &inbound,
+                503,
+                "Service Unavailable",
+                &[(HeaderName::Other("Retry-After".into()), "5".into())],
+            );
             return;
         }
-        let Ok(call_id) = inbound.msg.call_id().map(str::to_string) else { return };
+        let Ok(call_id) = inbound.msg.call_id().map(str::to_string) else {
+            return;
+        };
         let local = self.local_identity(inbound.reply.kind());
         let (tx, rx) = mpsc::channel(actor::MAILBOX);
         self.ctx.active_calls.fetch_add(1, Ordering::Relaxed);
         self.calls.insert(call_id, tx.clone());
         let ctx = self.ctx.clone();
         let shutdown = self.shutdown.child_token();
-        self.tracker.spawn(actor::run_inbound(ctx, inbound, route, local, tx, rx, shutdown));
+        self.tracker.spawn(actor::run_inbound(
+            ctx, inbound, route, local, tx, rx, shutdown,
+        ));
     }
 }

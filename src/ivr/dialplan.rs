@@ -30,7 +30,10 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlayItem {
     /// A prompt by name; may contain `${var}` (then `fallback` is played when it is missing).
-    Prompt { name: String, fallback: Option<String> },
+    Prompt {
+        name: String,
+        fallback: Option<String>,
+    },
     /// A value said with fragments.
     Say { kind: SayKind, value: String },
     /// Silence in milliseconds.
@@ -54,8 +57,16 @@ pub struct Retry {
 
 #[derive(Debug, Clone)]
 pub enum Action {
-    Play { prompts: Vec<PlayItem>, barge_in: bool, next: String },
-    Menu { prompts: Vec<PlayItem>, choices: Vec<(char, String)>, retry: Retry },
+    Play {
+        prompts: Vec<PlayItem>,
+        barge_in: bool,
+        next: String,
+    },
+    Menu {
+        prompts: Vec<PlayItem>,
+        choices: Vec<(char, String)>,
+        retry: Retry,
+    },
     Collect {
         prompts: Vec<PlayItem>,
         var: String,
@@ -66,20 +77,44 @@ pub enum Action {
         retry: Retry,
         next: String,
     },
-    Lookup { by: LookupBy, value: String, found: String, not_found: String },
-    Branch { when: Vec<(Condition, String)>, otherwise: String },
-    Set { vars: Vec<(String, String)>, next: String },
-    Outcome { choice: String, next: String },
-    Enqueue { queue: String, on_unavailable: String },
-    Goto { next: String },
-    Hangup { cause: String },
+    Lookup {
+        by: LookupBy,
+        value: String,
+        found: String,
+        not_found: String,
+    },
+    Branch {
+        when: Vec<(Condition, String)>,
+        otherwise: String,
+    },
+    Set {
+        vars: Vec<(String, String)>,
+        next: String,
+    },
+    Outcome {
+        choice: String,
+        next: String,
+    },
+    Enqueue {
+        queue: String,
+        on_unavailable: String,
+    },
+    Goto {
+        next: String,
+    },
+    Hangup {
+        cause: String,
+    },
 }
 
 impl Action {
     /// Step names this action can continue to (for load-time checks).
     pub fn targets(&self) -> Vec<&str> {
         match self {
-            Action::Play { next, .. } | Action::Set { next, .. } | Action::Outcome { next, .. } | Action::Goto { next } => {
+            Action::Play { next, .. }
+            | Action::Set { next, .. }
+            | Action::Outcome { next, .. }
+            | Action::Goto { next } => {
                 vec![next]
             }
             Action::Menu { choices, retry, .. } => {
@@ -88,7 +123,9 @@ impl Action {
                 v
             }
             Action::Collect { retry, next, .. } => vec![next, &retry.on_failure],
-            Action::Lookup { found, not_found, .. } => vec![found, not_found],
+            Action::Lookup {
+                found, not_found, ..
+            } => vec![found, not_found],
             Action::Branch { when, otherwise } => {
                 let mut v: Vec<&str> = when.iter().map(|(_, t)| t.as_str()).collect();
                 v.push(otherwise);
@@ -116,4 +153,11 @@ impl Action {
 }
 
 /// The outcomes a call can record (the `call_outcomes.choice` contract).
-pub const OUTCOME_CHOICES: &[&str] = &["wait", "refund", "agent", "opt_out", "no_choice", "callback"];
+pub const OUTCOME_CHOICES: &[&str] = &[
+    "wait",
+    "refund",
+    "agent",
+    "opt_out",
+    "no_choice",
+    "callback",
+];

@@ -119,13 +119,17 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, ExprError> {
             };
             toks.push(Tok::Op(op));
             i += len;
-        } else if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        } else if c.is_ascii_digit()
+            || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let mut j = i + 1;
             while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == '.') {
                 j += 1;
             }
             let text: String = chars[i..j].iter().collect();
-            let n = text.parse().map_err(|_| ExprError(format!("bad number '{text}'")))?;
+            let n = text
+                .parse()
+                .map_err(|_| ExprError(format!("bad number '{text}'")))?;
             toks.push(Tok::Num(n));
             i = j;
         } else if c.is_alphanumeric() || c == '_' {
@@ -156,7 +160,10 @@ impl Condition {
         let mut pos = 0;
         let c = parse_or(&toks, &mut pos)?;
         if pos != toks.len() {
-            return Err(ExprError(format!("unexpected token at position {}", pos + 1)));
+            return Err(ExprError(format!(
+                "unexpected token at position {}",
+                pos + 1
+            )));
         }
         Ok(c)
     }
@@ -216,7 +223,9 @@ fn parse_and(t: &[Tok], pos: &mut usize) -> Result<Condition, ExprError> {
 }
 
 fn parse_operand(t: &[Tok], pos: &mut usize) -> Result<Operand, ExprError> {
-    let tok = t.get(*pos).ok_or_else(|| ExprError("expected a value".into()))?;
+    let tok = t
+        .get(*pos)
+        .ok_or_else(|| ExprError("expected a value".into()))?;
     *pos += 1;
     match tok {
         Tok::Ident(n) => Ok(Operand::Var(n.clone())),
@@ -241,13 +250,19 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn templates() {
         let v = vars(&[("ticket.order_id", "A-17"), ("n", "3")]);
-        assert_eq!(expand("order ${ticket.order_id} x${n}${missing}!", &v), "order A-17 x3!");
+        assert_eq!(
+            expand("order ${ticket.order_id} x${n}${missing}!", &v),
+            "order A-17 x3!"
+        );
         assert_eq!(expand("broken ${x", &v), "broken ${x");
         assert!(template_is_valid("a ${b} c"));
         assert!(!template_is_valid("a ${} c"));
@@ -256,7 +271,11 @@ mod tests {
 
     #[test]
     fn conditions() {
-        let v = vars(&[("ticket.status", "delayed"), ("ticket.delay_days", "12"), ("segment", "vip")]);
+        let v = vars(&[
+            ("ticket.status", "delayed"),
+            ("ticket.delay_days", "12"),
+            ("segment", "vip"),
+        ]);
         let yes = [
             "ticket.status == 'delayed'",
             "ticket.delay_days > 9",
@@ -267,7 +286,11 @@ mod tests {
         for c in yes {
             assert!(Condition::parse(c).expect(c).eval(&v), "{c}");
         }
-        let no = ["ticket.delay_days < 3", "nothing", "ticket.status == 'delayed' and segment == 'basic'"];
+        let no = [
+            "ticket.delay_days < 3",
+            "nothing",
+            "ticket.status == 'delayed' and segment == 'basic'",
+        ];
         for c in no {
             assert!(!Condition::parse(c).expect(c).eval(&v), "{c}");
         }

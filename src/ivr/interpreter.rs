@@ -23,7 +23,11 @@ const MAX_BUFFERED_DIGITS: usize = 64;
 /// A playlist entry resolved to prompt names in the call's language.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromptRef {
-    Prompt { lang: String, name: String, fallback: Option<String> },
+    Prompt {
+        lang: String,
+        name: String,
+        fallback: Option<String>,
+    },
     Silence(u32),
 }
 
@@ -51,11 +55,28 @@ enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Wait {
     Nothing,
-    Play { id: u32, next: String, barge_in: bool },
-    Menu { step: String, attempt: u32, phase: Phase },
-    Collect { step: String, attempt: u32, phase: Phase, digits: String },
-    Lookup { step: String },
-    Enqueue { step: String },
+    Play {
+        id: u32,
+        next: String,
+        barge_in: bool,
+    },
+    Menu {
+        step: String,
+        attempt: u32,
+        phase: Phase,
+    },
+    Collect {
+        step: String,
+        attempt: u32,
+        phase: Phase,
+        digits: String,
+    },
+    Lookup {
+        step: String,
+    },
+    Enqueue {
+        step: String,
+    },
     Done,
 }
 
@@ -73,7 +94,8 @@ pub struct Interpreter {
 impl Interpreter {
     pub fn new(plan: Arc<Dialplan>, vars: Vars) -> Interpreter {
         let mut vars = vars;
-        vars.entry("language".to_string()).or_insert_with(|| plan.language.clone());
+        vars.entry("language".to_string())
+            .or_insert_with(|| plan.language.clone());
         Interpreter {
             plan,
             vars,
@@ -106,7 +128,14 @@ impl Interpreter {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.wait {
-            Wait::Menu { phase: Phase::Waiting(d), .. } | Wait::Collect { phase: Phase::Waiting(d), .. } => Some(*d),
+            Wait::Menu {
+                phase: Phase::Waiting(d),
+                ..
+            }
+            | Wait::Collect {
+                phase: Phase::Waiting(d),
+                ..
+            } => Some(*d),
             _ => None,
         }
     }
@@ -120,7 +149,11 @@ impl Interpreter {
             self.buffer.push_back(digit);
         }
         match self.wait.clone() {
-            Wait::Play { next, barge_in: true, .. } => {
+            Wait::Play {
+                next,
+                barge_in: true,
+                ..
+            } => {
                 // Barge-in: stop the prompt, keep the digit for the next input step.
                 self.outputs.push_back(Output::StopPlayback);
                 self.run(next);
@@ -138,17 +171,46 @@ impl Interpreter {
     pub fn handle_playback_finished(&mut self, now: Instant, id: u32) {
         self.now = now;
         match self.wait.clone() {
-            Wait::Play { id: playing, next, .. } if playing == id => self.run(next),
-            Wait::Menu { step, attempt, phase: Phase::Prompting(p) } if p == id => {
+            Wait::Play {
+                id: playing, next, ..
+            } if playing == id => self.run(next),
+            Wait::Menu {
+                step,
+                attempt,
+                phase: Phase::Prompting(p),
+            } if p == id => {
                 let timeout = self.retry_of(&step).map_or(5000, |r| r.timeout_ms);
-                self.wait = Wait::Menu { step, attempt, phase: Phase::Waiting(now + Duration::from_millis(timeout)) };
+                self.wait = Wait::Menu {
+                    step,
+                    attempt,
+                    phase: Phase::Waiting(now + Duration::from_millis(timeout)),
+                };
             }
-            Wait::Collect { step, attempt, phase: Phase::Prompting(p), digits } if p == id => {
+            Wait::Collect {
+                step,
+                attempt,
+                phase: Phase::Prompting(p),
+                digits,
+            } if p == id => {
                 let timeout = self.retry_of(&step).map_or(5000, |r| r.timeout_ms);
-                self.wait = Wait::Collect { step, attempt, digits, phase: Phase::Waiting(now + Duration::from_millis(timeout)) };
+                self.wait = Wait::Collect {
+                    step,
+                    attempt,
+                    digits,
+                    phase: Phase::Waiting(now + Duration::from_millis(timeout)),
+                };
             }
-            Wait::Menu { step, attempt, phase: Phase::Feedback(p) } if p == id => self.begin_attempt(step, attempt),
-            Wait::Collect { step, attempt, phase: Phase::Feedback(p), .. } if p == id => self.begin_attempt(step, attempt),
+            Wait::Menu {
+                step,
+                attempt,
+                phase: Phase::Feedback(p),
+            } if p == id => self.begin_attempt(step, attempt),
+            Wait::Collect {
+                step,
+                attempt,
+                phase: Phase::Feedback(p),
+                ..
+            } if p == id => self.begin_attempt(step, attempt),
             _ => {}
         }
     }
@@ -156,13 +218,28 @@ impl Interpreter {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         match self.wait.clone() {
-            Wait::Menu { step, attempt, phase: Phase::Waiting(d) } if now >= d => {
-                self.outputs.push_back(Output::Event { kind: "menu_timeout", detail: step.clone() });
+            Wait::Menu {
+                step,
+                attempt,
+                phase: Phase::Waiting(d),
+            } if now >= d => {
+                self.outputs.push_back(Output::Event {
+                    kind: "menu_timeout",
+                    detail: step.clone(),
+                });
                 self.retry(step, attempt, false);
             }
-            Wait::Collect { step, attempt, phase: Phase::Waiting(d), digits } if now >= d => {
+            Wait::Collect {
+                step,
+                attempt,
+                phase: Phase::Waiting(d),
+                digits,
+            } if now >= d => {
                 if digits.is_empty() {
-                    self.outputs.push_back(Output::Event { kind: "collect_timeout", detail: step.clone() });
+                    self.outputs.push_back(Output::Event {
+                        kind: "collect_timeout",
+                        detail: step.clone(),
+                    });
                     self.retry(step, attempt, false);
                 } else {
                     self.finish_collect(step, attempt, digits);
@@ -176,8 +253,13 @@ impl Interpreter {
     /// or `None` when no ticket matched.
     pub fn handle_lookup_result(&mut self, now: Instant, ticket: Option<HashMap<String, String>>) {
         self.now = now;
-        let Wait::Lookup { step } = self.wait.clone() else { return };
-        let Some(Action::Lookup { found, not_found, .. }) = self.plan.steps.get(&step).map(|s| s.action.clone()) else {
+        let Wait::Lookup { step } = self.wait.clone() else {
+            return;
+        };
+        let Some(Action::Lookup {
+            found, not_found, ..
+        }) = self.plan.steps.get(&step).map(|s| s.action.clone())
+        else {
             return;
         };
         match ticket {
@@ -188,11 +270,17 @@ impl Interpreter {
                 for (k, v) in fields {
                     self.vars.insert(format!("ticket.{k}"), v);
                 }
-                self.outputs.push_back(Output::Event { kind: "lookup", detail: "found".into() });
+                self.outputs.push_back(Output::Event {
+                    kind: "lookup",
+                    detail: "found".into(),
+                });
                 self.run(found);
             }
             None => {
-                self.outputs.push_back(Output::Event { kind: "lookup", detail: "not_found".into() });
+                self.outputs.push_back(Output::Event {
+                    kind: "lookup",
+                    detail: "not_found".into(),
+                });
                 self.run(not_found);
             }
         }
@@ -201,8 +289,12 @@ impl Interpreter {
     /// The queue could not take the call (no agents, closed, full).
     pub fn handle_enqueue_unavailable(&mut self, now: Instant) {
         self.now = now;
-        let Wait::Enqueue { step } = self.wait.clone() else { return };
-        if let Some(Action::Enqueue { on_unavailable, .. }) = self.plan.steps.get(&step).map(|s| &s.action) {
+        let Wait::Enqueue { step } = self.wait.clone() else {
+            return;
+        };
+        if let Some(Action::Enqueue { on_unavailable, .. }) =
+            self.plan.steps.get(&step).map(|s| &s.action)
+        {
             let next = on_unavailable.clone();
             self.run(next);
         }
@@ -221,7 +313,10 @@ impl Interpreter {
         while let Some(name) = next.take() {
             self.steps_taken += 1;
             if self.steps_taken > self.plan.max_steps {
-                self.outputs.push_back(Output::Event { kind: "step_budget", detail: name });
+                self.outputs.push_back(Output::Event {
+                    kind: "step_budget",
+                    detail: name,
+                });
                 self.hangup("step_budget".into());
                 return;
             }
@@ -231,9 +326,16 @@ impl Interpreter {
                 return;
             };
             let action = step.action.clone();
-            self.outputs.push_back(Output::Event { kind: "step", detail: name.clone() });
+            self.outputs.push_back(Output::Event {
+                kind: "step",
+                detail: name.clone(),
+            });
             match action {
-                Action::Play { prompts, barge_in, next: after } => {
+                Action::Play {
+                    prompts,
+                    barge_in,
+                    next: after,
+                } => {
                     if barge_in && !self.buffer.is_empty() {
                         next = Some(after);
                         continue;
@@ -244,7 +346,11 @@ impl Interpreter {
                         continue;
                     }
                     let id = self.play(items);
-                    self.wait = Wait::Play { id, next: after, barge_in };
+                    self.wait = Wait::Play {
+                        id,
+                        next: after,
+                        barge_in,
+                    };
                 }
                 Action::Menu { .. } | Action::Collect { .. } => {
                     self.begin_attempt(name, 1);
@@ -255,7 +361,10 @@ impl Interpreter {
                     self.wait = Wait::Lookup { step: name };
                 }
                 Action::Branch { when, otherwise } => {
-                    let target = when.iter().find(|(c, _)| c.eval(&self.vars)).map_or(otherwise.clone(), |(_, t)| t.clone());
+                    let target = when
+                        .iter()
+                        .find(|(c, _)| c.eval(&self.vars))
+                        .map_or(otherwise.clone(), |(_, t)| t.clone());
                     next = Some(target);
                 }
                 Action::Set { vars, next: after } => {
@@ -265,7 +374,10 @@ impl Interpreter {
                     }
                     next = Some(after);
                 }
-                Action::Outcome { choice, next: after } => {
+                Action::Outcome {
+                    choice,
+                    next: after,
+                } => {
                     self.vars.insert("outcome".into(), choice.clone());
                     self.outputs.push_back(Output::Outcome { choice });
                     next = Some(after);
@@ -293,7 +405,11 @@ impl Interpreter {
     }
 
     fn resolve(&self, items: &[PlayItem]) -> Vec<PromptRef> {
-        let lang = self.vars.get("language").cloned().unwrap_or_else(|| self.plan.language.clone());
+        let lang = self
+            .vars
+            .get("language")
+            .cloned()
+            .unwrap_or_else(|| self.plan.language.clone());
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             match item {
@@ -304,7 +420,11 @@ impl Interpreter {
                 }),
                 PlayItem::Say { kind, value } => {
                     for name in say(*kind, &expand(value, &self.vars), &lang) {
-                        out.push(PromptRef::Prompt { lang: lang.clone(), name, fallback: None });
+                        out.push(PromptRef::Prompt {
+                            lang: lang.clone(),
+                            name,
+                            fallback: None,
+                        });
                     }
                 }
                 PlayItem::Silence(ms) => out.push(PromptRef::Silence(*ms)),
@@ -315,9 +435,13 @@ impl Interpreter {
 
     /// Start (or restart) a menu/collect attempt: type-ahead first, else the prompts.
     fn begin_attempt(&mut self, step: String, attempt: u32) {
-        let Some(s) = self.plan.steps.get(&step) else { return };
+        let Some(s) = self.plan.steps.get(&step) else {
+            return;
+        };
         let (prompts, timeout) = match &s.action {
-            Action::Menu { prompts, retry, .. } | Action::Collect { prompts, retry, .. } => (prompts.clone(), retry.timeout_ms),
+            Action::Menu { prompts, retry, .. } | Action::Collect { prompts, retry, .. } => {
+                (prompts.clone(), retry.timeout_ms)
+            }
             _ => return,
         };
         let is_menu = matches!(s.action, Action::Menu { .. });
@@ -328,9 +452,18 @@ impl Interpreter {
             Phase::Prompting(self.play(items))
         };
         self.wait = if is_menu {
-            Wait::Menu { step, attempt, phase }
+            Wait::Menu {
+                step,
+                attempt,
+                phase,
+            }
         } else {
-            Wait::Collect { step, attempt, phase, digits: String::new() }
+            Wait::Collect {
+                step,
+                attempt,
+                phase,
+                digits: String::new(),
+            }
         };
         if !self.buffer.is_empty() {
             self.consume_input();
@@ -343,25 +476,44 @@ impl Interpreter {
             match self.wait.clone() {
                 Wait::Menu { step, attempt, .. } => {
                     self.buffer.pop_front();
-                    let Some(Action::Menu { choices, .. }) = self.plan.steps.get(&step).map(|s| &s.action) else { return };
+                    let Some(Action::Menu { choices, .. }) =
+                        self.plan.steps.get(&step).map(|s| &s.action)
+                    else {
+                        return;
+                    };
                     match choices.iter().find(|(c, _)| *c == d) {
                         Some((_, target)) => {
                             let target = target.clone();
-                            self.outputs.push_back(Output::Event { kind: "menu", detail: format!("{step}={d}") });
+                            self.outputs.push_back(Output::Event {
+                                kind: "menu",
+                                detail: format!("{step}={d}"),
+                            });
                             self.run(target);
                         }
                         None => {
-                            self.outputs.push_back(Output::Event { kind: "menu_invalid", detail: format!("{step}={d}") });
+                            self.outputs.push_back(Output::Event {
+                                kind: "menu_invalid",
+                                detail: format!("{step}={d}"),
+                            });
                             self.buffer.clear();
                             self.retry(step, attempt, true);
                         }
                     }
                     return;
                 }
-                Wait::Collect { step, attempt, mut digits, .. } => {
+                Wait::Collect {
+                    step,
+                    attempt,
+                    mut digits,
+                    ..
+                } => {
                     self.buffer.pop_front();
-                    let Some(Action::Collect { terminator, max_digits, inter_digit_timeout_ms, .. }) =
-                        self.plan.steps.get(&step).map(|s| s.action.clone())
+                    let Some(Action::Collect {
+                        terminator,
+                        max_digits,
+                        inter_digit_timeout_ms,
+                        ..
+                    }) = self.plan.steps.get(&step).map(|s| s.action.clone())
                     else {
                         return;
                     };
@@ -375,7 +527,12 @@ impl Interpreter {
                         return;
                     }
                     let deadline = self.now + Duration::from_millis(inter_digit_timeout_ms);
-                    self.wait = Wait::Collect { step, attempt, digits, phase: Phase::Waiting(deadline) };
+                    self.wait = Wait::Collect {
+                        step,
+                        attempt,
+                        digits,
+                        phase: Phase::Waiting(deadline),
+                    };
                 }
                 _ => return,
             }
@@ -383,27 +540,45 @@ impl Interpreter {
     }
 
     fn finish_collect(&mut self, step: String, attempt: u32, digits: String) {
-        let Some(Action::Collect { var, min_digits, next, .. }) = self.plan.steps.get(&step).map(|s| s.action.clone()) else {
+        let Some(Action::Collect {
+            var,
+            min_digits,
+            next,
+            ..
+        }) = self.plan.steps.get(&step).map(|s| s.action.clone())
+        else {
             return;
         };
         if digits.len() < min_digits {
-            self.outputs.push_back(Output::Event { kind: "collect_invalid", detail: format!("{step}={digits}") });
+            self.outputs.push_back(Output::Event {
+                kind: "collect_invalid",
+                detail: format!("{step}={digits}"),
+            });
             self.buffer.clear();
             self.retry(step, attempt, true);
             return;
         }
-        self.outputs.push_back(Output::Event { kind: "collect", detail: format!("{var}={digits}") });
+        self.outputs.push_back(Output::Event {
+            kind: "collect",
+            detail: format!("{var}={digits}"),
+        });
         self.vars.insert(var, digits);
         self.run(next);
     }
 
     fn retry(&mut self, step: String, attempt: u32, invalid: bool) {
-        let Some(retry) = self.retry_of(&step).cloned() else { return };
+        let Some(retry) = self.retry_of(&step).cloned() else {
+            return;
+        };
         if attempt >= retry.max_tries {
             self.run(retry.on_failure);
             return;
         }
-        let feedback = if invalid { &retry.invalid_prompts } else { &retry.no_input_prompts };
+        let feedback = if invalid {
+            &retry.invalid_prompts
+        } else {
+            &retry.no_input_prompts
+        };
         let items = self.resolve(feedback);
         if items.is_empty() {
             self.begin_attempt(step, attempt + 1);
@@ -412,8 +587,17 @@ impl Interpreter {
         let id = self.play(items);
         let phase = Phase::Feedback(id);
         self.wait = match self.plan.steps.get(&step).map(|s| &s.action) {
-            Some(Action::Menu { .. }) => Wait::Menu { step, attempt: attempt + 1, phase },
-            _ => Wait::Collect { step, attempt: attempt + 1, phase, digits: String::new() },
+            Some(Action::Menu { .. }) => Wait::Menu {
+                step,
+                attempt: attempt + 1,
+                phase,
+            },
+            _ => Wait::Collect {
+                step,
+                attempt: attempt + 1,
+                phase,
+                digits: String::new(),
+            },
         };
     }
 }
@@ -473,14 +657,24 @@ action = "hangup"
 
     fn interp() -> (Interpreter, Instant) {
         let f = |_: &str, _: &str| true;
-        let plan = load_str("t.toml", PLAN, &LoadContext { prompt_exists: &f, queues: &[] }).expect("plan");
+        let plan = load_str(
+            "t.toml",
+            PLAN,
+            &LoadContext {
+                prompt_exists: &f,
+                queues: &[],
+            },
+        )
+        .expect("plan");
         let mut vars = Vars::new();
         vars.insert("caller".into(), "+1555".into());
         (Interpreter::new(Arc::new(plan), vars), Instant::now())
     }
 
     fn drain(i: &mut Interpreter) -> Vec<Output> {
-        std::iter::from_fn(|| i.poll_output()).filter(|o| !matches!(o, Output::Event { kind: "step", .. })).collect()
+        std::iter::from_fn(|| i.poll_output())
+            .filter(|o| !matches!(o, Output::Event { kind: "step", .. }))
+            .collect()
     }
 
     fn names(o: &Output) -> Vec<String> {
@@ -497,7 +691,15 @@ action = "hangup"
     }
 
     fn play_id(o: &[Output]) -> u32 {
-        o.iter().find_map(|o| if let Output::Play { id, .. } = o { Some(*id) } else { None }).expect("a play")
+        o.iter()
+            .find_map(|o| {
+                if let Output::Play { id, .. } = o {
+                    Some(*id)
+                } else {
+                    None
+                }
+            })
+            .expect("a play")
     }
 
     #[test]
@@ -526,7 +728,12 @@ action = "hangup"
                 assert_eq!(names(&out[0]), ["main-menu"]);
                 id = play_id(&out);
             } else {
-                assert_eq!(out.last(), Some(&Output::Hangup { cause: "normal".into() }));
+                assert_eq!(
+                    out.last(),
+                    Some(&Output::Hangup {
+                        cause: "normal".into()
+                    })
+                );
             }
         }
         assert!(i.is_done());
@@ -541,13 +748,19 @@ action = "hangup"
         i.handle_digit(t0, '1');
         let out = drain(&mut i);
         assert_eq!(out[0], Output::StopPlayback);
-        assert!(out.contains(&Output::Event { kind: "menu", detail: "menu=1".into() }));
+        assert!(out.contains(&Output::Event {
+            kind: "menu",
+            detail: "menu=1".into()
+        }));
         assert_eq!(names(out.last().expect("play")), ["enter-order-number"]);
         for d in "1234#".chars() {
             i.handle_digit(t0, d);
         }
         let out = drain(&mut i);
-        assert!(out.contains(&Output::Event { kind: "collect", detail: "order=1234".into() }));
+        assert!(out.contains(&Output::Event {
+            kind: "collect",
+            detail: "order=1234".into()
+        }));
         assert_eq!(
             names(out.last().expect("play")),
             ["order-number", "digit-1", "digit-2", "digit-3", "digit-4"]
@@ -562,10 +775,16 @@ action = "hangup"
         let first = play_id(&drain(&mut i));
         i.handle_digit(t0, '5'); // invalid choice at the menu
         let out = drain(&mut i);
-        assert!(out.contains(&Output::Event { kind: "menu_invalid", detail: "menu=5".into() }));
+        assert!(out.contains(&Output::Event {
+            kind: "menu_invalid",
+            detail: "menu=5".into()
+        }));
         let feedback = play_id(&out);
         i.handle_playback_finished(t0, first);
-        assert!(drain(&mut i).is_empty(), "old playlist's end must not advance the menu");
+        assert!(
+            drain(&mut i).is_empty(),
+            "old playlist's end must not advance the menu"
+        );
         i.handle_playback_finished(t0, feedback);
         assert_eq!(names(&drain(&mut i)[0]), ["main-menu"]);
     }
@@ -577,13 +796,23 @@ action = "hangup"
         drain(&mut i);
         i.handle_digit(t0, '2');
         let out = drain(&mut i);
-        assert!(out.contains(&Output::Lookup { by: LookupBy::Caller, value: "+1555".into() }));
+        assert!(out.contains(&Output::Lookup {
+            by: LookupBy::Caller,
+            value: "+1555".into()
+        }));
         let mut t = HashMap::new();
         t.insert("id".to_string(), "7".to_string());
         i.handle_lookup_result(t0, Some(t));
         let out = drain(&mut i);
-        assert!(out.contains(&Output::Outcome { choice: "refund".into() }));
-        assert_eq!(out.last(), Some(&Output::Hangup { cause: "normal".into() }));
+        assert!(out.contains(&Output::Outcome {
+            choice: "refund".into()
+        }));
+        assert_eq!(
+            out.last(),
+            Some(&Output::Hangup {
+                cause: "normal".into()
+            })
+        );
         assert_eq!(i.vars()["ticket.id"], "7");
     }
 
@@ -591,10 +820,23 @@ action = "hangup"
     fn step_budget_stops_loops() {
         let f = |_: &str, _: &str| true;
         let src = "[dialplan]\nstart = \"a\"\nmax_steps = 10\n[steps.a]\naction = \"goto\"\nnext = \"b\"\n[steps.b]\naction = \"goto\"\nnext = \"a\"\n";
-        let plan = load_str("loop.toml", src, &LoadContext { prompt_exists: &f, queues: &[] }).expect("plan");
+        let plan = load_str(
+            "loop.toml",
+            src,
+            &LoadContext {
+                prompt_exists: &f,
+                queues: &[],
+            },
+        )
+        .expect("plan");
         let mut i = Interpreter::new(Arc::new(plan), Vars::new());
         i.start(Instant::now());
         let out = drain(&mut i);
-        assert_eq!(out.last(), Some(&Output::Hangup { cause: "step_budget".into() }));
+        assert_eq!(
+            out.last(),
+            Some(&Output::Hangup {
+                cause: "step_budget".into()
+            })
+        );
     }
 }

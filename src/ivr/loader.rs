@@ -125,13 +125,31 @@ impl RawStep {
 }
 
 fn allowed_fields(action: &str) -> Option<&'static [&'static str]> {
-    const RETRY: [&str; 5] = ["timeout_ms", "max_tries", "invalid_prompts", "no_input_prompts", "on_failure"];
+    const RETRY: [&str; 5] = [
+        "timeout_ms",
+        "max_tries",
+        "invalid_prompts",
+        "no_input_prompts",
+        "on_failure",
+    ];
     Some(match action {
         "play" => &["prompts", "next", "barge_in"],
-        "menu" => &["prompts", "choices", RETRY[0], RETRY[1], RETRY[2], RETRY[3], RETRY[4]],
+        "menu" => &[
+            "prompts", "choices", RETRY[0], RETRY[1], RETRY[2], RETRY[3], RETRY[4],
+        ],
         "collect" => &[
-            "prompts", "var", "min_digits", "max_digits", "terminator", "inter_digit_timeout_ms", "next",
-            RETRY[0], RETRY[1], RETRY[2], RETRY[3], RETRY[4],
+            "prompts",
+            "var",
+            "min_digits",
+            "max_digits",
+            "terminator",
+            "inter_digit_timeout_ms",
+            "next",
+            RETRY[0],
+            RETRY[1],
+            RETRY[2],
+            RETRY[3],
+            RETRY[4],
         ],
         "lookup_ticket" => &["by", "value", "found", "not_found"],
         "branch" => &["when", "else"],
@@ -145,21 +163,37 @@ fn allowed_fields(action: &str) -> Option<&'static [&'static str]> {
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())].iter().filter(|b| **b == b'\n').count() + 1
+    src.as_bytes()[..offset.min(src.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 /// Parse and validate one dialplan from its text. `file` is used in errors only.
 pub fn load_str(file: &str, src: &str, ctx: &LoadContext<'_>) -> Result<Dialplan, Vec<LoadError>> {
-    let err = |offset: usize, reason: String| LoadError { file: file.to_string(), line: line_of(src, offset), reason };
+    let err = |offset: usize, reason: String| LoadError {
+        file: file.to_string(),
+        line: line_of(src, offset),
+        reason,
+    };
     let raw: RawFile = toml::from_str(src).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(src, s.start));
-        vec![LoadError { file: file.to_string(), line, reason: e.message().to_string() }]
+        vec![LoadError {
+            file: file.to_string(),
+            line,
+            reason: e.message().to_string(),
+        }]
     })?;
     let mut errors = Vec::new();
     let header_span = raw.dialplan.span();
     let header = raw.dialplan.into_inner();
     let _ = header.description;
-    let default_name = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("dialplan").to_string();
+    let default_name = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("dialplan")
+        .to_string();
     let language = header.language.unwrap_or_else(|| "en".to_string());
     let mut languages = header.languages.unwrap_or_default();
     if !languages.contains(&language) {
@@ -167,7 +201,10 @@ pub fn load_str(file: &str, src: &str, ctx: &LoadContext<'_>) -> Result<Dialplan
     }
     let max_steps = header.max_steps.unwrap_or(500);
     if max_steps == 0 {
-        errors.push(err(header_span.start, "max_steps must be at least 1".into()));
+        errors.push(err(
+            header_span.start,
+            "max_steps must be at least 1".into(),
+        ));
     }
 
     let mut steps = HashMap::new();
@@ -175,10 +212,20 @@ pub fn load_str(file: &str, src: &str, ctx: &LoadContext<'_>) -> Result<Dialplan
         let offset = spanned.span().start;
         match build_step(name, spanned.get_ref(), &languages, ctx) {
             Ok(action) => {
-                steps.insert(name.clone(), Step { name: name.clone(), line: line_of(src, offset), action });
+                steps.insert(
+                    name.clone(),
+                    Step {
+                        name: name.clone(),
+                        line: line_of(src, offset),
+                        action,
+                    },
+                );
             }
             Err((field_offset, reason)) => {
-                errors.push(err(field_offset.unwrap_or(offset), format!("step '{name}': {reason}")));
+                errors.push(err(
+                    field_offset.unwrap_or(offset),
+                    format!("step '{name}': {reason}"),
+                ));
             }
         }
     }
@@ -186,12 +233,18 @@ pub fn load_str(file: &str, src: &str, ctx: &LoadContext<'_>) -> Result<Dialplan
     // References: start and every target.
     let start = header.start.get_ref().clone();
     if !raw.steps.contains_key(&start) {
-        errors.push(err(header.start.span().start, format!("start step '{start}' does not exist")));
+        errors.push(err(
+            header.start.span().start,
+            format!("start step '{start}' does not exist"),
+        ));
     }
     for (name, spanned) in &raw.steps {
         for (target, offset) in raw_targets(spanned.get_ref()) {
             if !raw.steps.contains_key(target) {
-                errors.push(err(offset, format!("step '{name}' goes to '{target}', which does not exist")));
+                errors.push(err(
+                    offset,
+                    format!("step '{name}' goes to '{target}', which does not exist"),
+                ));
             }
         }
     }
@@ -211,7 +264,17 @@ pub fn load_str(file: &str, src: &str, ctx: &LoadContext<'_>) -> Result<Dialplan
 
 fn raw_targets(s: &RawStep) -> Vec<(&str, usize)> {
     let mut v = Vec::new();
-    for t in [&s.next, &s.on_failure, &s.found, &s.not_found, &s.otherwise, &s.on_unavailable].into_iter().flatten() {
+    for t in [
+        &s.next,
+        &s.on_failure,
+        &s.found,
+        &s.not_found,
+        &s.otherwise,
+        &s.on_unavailable,
+    ]
+    .into_iter()
+    .flatten()
+    {
         v.push((t.get_ref().as_str(), t.span().start));
     }
     if let Some(c) = &s.choices {
@@ -240,15 +303,25 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
     };
     for f in s.present_fields() {
         if !allowed.contains(&f) {
-            return Err((action_at, format!("field '{f}' is not used by action '{action}'")));
+            return Err((
+                action_at,
+                format!("field '{f}' is not used by action '{action}'"),
+            ));
         }
     }
     let _ = name;
-    let need = |t: &Option<Spanned<String>>, field: &str| -> Result<String, (Option<usize>, String)> {
-        t.as_ref().map(|t| t.get_ref().clone()).ok_or((action_at, format!("action '{action}' needs '{field}'")))
-    };
+    let need =
+        |t: &Option<Spanned<String>>, field: &str| -> Result<String, (Option<usize>, String)> {
+            t.as_ref()
+                .map(|t| t.get_ref().clone())
+                .ok_or((action_at, format!("action '{action}' needs '{field}'")))
+        };
     let items = |list: &Option<Vec<RawItem>>| -> Result<Vec<PlayItem>, (Option<usize>, String)> {
-        list.as_deref().unwrap_or(&[]).iter().map(|i| build_item(i, languages, ctx).map_err(|r| (action_at, r))).collect()
+        list.as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .map(|i| build_item(i, languages, ctx).map_err(|r| (action_at, r)))
+            .collect()
     };
     let retry = || -> Result<Retry, (Option<usize>, String)> {
         let max_tries = s.max_tries.unwrap_or(3);
@@ -264,28 +337,53 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
         })
     };
     Ok(match action {
-        "play" => Action::Play { prompts: items(&s.prompts)?, barge_in: s.barge_in.unwrap_or(true), next: need(&s.next, "next")? },
+        "play" => Action::Play {
+            prompts: items(&s.prompts)?,
+            barge_in: s.barge_in.unwrap_or(true),
+            next: need(&s.next, "next")?,
+        },
         "menu" => {
-            let raw = s.choices.as_ref().ok_or((action_at, "action 'menu' needs 'choices'".to_string()))?;
+            let raw = s
+                .choices
+                .as_ref()
+                .ok_or((action_at, "action 'menu' needs 'choices'".to_string()))?;
             let mut choices = Vec::new();
             for (key, target) in raw {
                 let mut chars = key.chars();
                 let (Some(c), None) = (chars.next(), chars.next()) else {
-                    return Err((Some(target.span().start), format!("choice '{key}' must be one key (0-9, *, #, A-D)")));
+                    return Err((
+                        Some(target.span().start),
+                        format!("choice '{key}' must be one key (0-9, *, #, A-D)"),
+                    ));
                 };
                 if !"0123456789*#ABCD".contains(c) {
-                    return Err((Some(target.span().start), format!("choice '{key}' must be one key (0-9, *, #, A-D)")));
+                    return Err((
+                        Some(target.span().start),
+                        format!("choice '{key}' must be one key (0-9, *, #, A-D)"),
+                    ));
                 }
                 choices.push((c, target.get_ref().clone()));
             }
-            Action::Menu { prompts: items(&s.prompts)?, choices, retry: retry()? }
+            Action::Menu {
+                prompts: items(&s.prompts)?,
+                choices,
+                retry: retry()?,
+            }
         }
         "collect" => {
-            let var = s.var.clone().ok_or((action_at, "action 'collect' needs 'var'".to_string()))?;
+            let var = s
+                .var
+                .clone()
+                .ok_or((action_at, "action 'collect' needs 'var'".to_string()))?;
             let min_digits = s.min_digits.unwrap_or(1);
             let max_digits = s.max_digits.unwrap_or(20);
             if min_digits > max_digits || max_digits == 0 || max_digits > 64 {
-                return Err((action_at, format!("need 1 <= min_digits <= max_digits <= 64, got {min_digits}..{max_digits}")));
+                return Err((
+                    action_at,
+                    format!(
+                        "need 1 <= min_digits <= max_digits <= 64, got {min_digits}..{max_digits}"
+                    ),
+                ));
             }
             let terminator = match s.terminator.as_deref() {
                 None | Some("") => None,
@@ -307,48 +405,91 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
             let by = match s.by.as_deref() {
                 Some("caller") | None => LookupBy::Caller,
                 Some("order_id") => LookupBy::OrderId,
-                Some(other) => return Err((action_at, format!("by = '{other}' must be 'caller' or 'order_id'"))),
+                Some(other) => {
+                    return Err((
+                        action_at,
+                        format!("by = '{other}' must be 'caller' or 'order_id'"),
+                    ))
+                }
             };
             let value = s.value.clone().unwrap_or_else(|| "${caller}".to_string());
             if !template_is_valid(&value) {
                 return Err((action_at, format!("bad template '{value}'")));
             }
-            Action::Lookup { by, value, found: need(&s.found, "found")?, not_found: need(&s.not_found, "not_found")? }
+            Action::Lookup {
+                by,
+                value,
+                found: need(&s.found, "found")?,
+                not_found: need(&s.not_found, "not_found")?,
+            }
         }
         "branch" => {
             let mut when = Vec::new();
             for w in s.when.as_deref().unwrap_or(&[]) {
-                let c = Condition::parse(w.cond.get_ref())
-                    .map_err(|e| (Some(w.cond.span().start), format!("condition '{}': {e}", w.cond.get_ref())))?;
+                let c = Condition::parse(w.cond.get_ref()).map_err(|e| {
+                    (
+                        Some(w.cond.span().start),
+                        format!("condition '{}': {e}", w.cond.get_ref()),
+                    )
+                })?;
                 when.push((c, w.goto.get_ref().clone()));
             }
-            Action::Branch { when, otherwise: need(&s.otherwise, "else")? }
+            Action::Branch {
+                when,
+                otherwise: need(&s.otherwise, "else")?,
+            }
         }
         "set" => {
-            let vars: Vec<(String, String)> = s.vars.clone().unwrap_or_default().into_iter().collect();
+            let vars: Vec<(String, String)> =
+                s.vars.clone().unwrap_or_default().into_iter().collect();
             for (k, v) in &vars {
                 if !template_is_valid(v) || k.is_empty() {
                     return Err((action_at, format!("bad variable '{k}' = '{v}'")));
                 }
             }
-            Action::Set { vars, next: need(&s.next, "next")? }
+            Action::Set {
+                vars,
+                next: need(&s.next, "next")?,
+            }
         }
         "outcome" => {
-            let choice = s.choice.clone().ok_or((action_at, "action 'outcome' needs 'choice'".to_string()))?;
+            let choice = s
+                .choice
+                .clone()
+                .ok_or((action_at, "action 'outcome' needs 'choice'".to_string()))?;
             if !OUTCOME_CHOICES.contains(&choice.as_str()) {
-                return Err((action_at, format!("choice '{choice}' must be one of {}", OUTCOME_CHOICES.join(", "))));
+                return Err((
+                    action_at,
+                    format!(
+                        "choice '{choice}' must be one of {}",
+                        OUTCOME_CHOICES.join(", ")
+                    ),
+                ));
             }
-            Action::Outcome { choice, next: need(&s.next, "next")? }
+            Action::Outcome {
+                choice,
+                next: need(&s.next, "next")?,
+            }
         }
         "enqueue" => {
-            let queue = s.queue.clone().ok_or((action_at, "action 'enqueue' needs 'queue'".to_string()))?;
+            let queue = s
+                .queue
+                .clone()
+                .ok_or((action_at, "action 'enqueue' needs 'queue'".to_string()))?;
             if !ctx.queues.contains(&queue) {
                 return Err((action_at, format!("queue '{queue}' is not configured")));
             }
-            Action::Enqueue { queue, on_unavailable: need(&s.on_unavailable, "on_unavailable")? }
+            Action::Enqueue {
+                queue,
+                on_unavailable: need(&s.on_unavailable, "on_unavailable")?,
+            }
         }
-        "goto" => Action::Goto { next: need(&s.next, "next")? },
-        "hangup" => Action::Hangup { cause: s.cause.clone().unwrap_or_else(|| "normal".to_string()) },
+        "goto" => Action::Goto {
+            next: need(&s.next, "next")?,
+        },
+        "hangup" => Action::Hangup {
+            cause: s.cause.clone().unwrap_or_else(|| "normal".to_string()),
+        },
         _ => unreachable_action(action_at, action)?,
     })
 }
@@ -357,11 +498,17 @@ fn unreachable_action(at: Option<usize>, action: &str) -> StepResult {
     Err((at, format!("unknown action '{action}'")))
 }
 
-fn build_item(item: &RawItem, languages: &[String], ctx: &LoadContext<'_>) -> Result<PlayItem, String> {
+fn build_item(
+    item: &RawItem,
+    languages: &[String],
+    ctx: &LoadContext<'_>,
+) -> Result<PlayItem, String> {
     let check = |name: &str| -> Result<(), String> {
         for lang in languages {
             if !(ctx.prompt_exists)(lang, name) {
-                return Err(format!("prompt '{name}' does not exist for language '{lang}'"));
+                return Err(format!(
+                    "prompt '{name}' does not exist for language '{lang}'"
+                ));
             }
         }
         Ok(())
@@ -413,7 +560,11 @@ impl DialplanSet {
     /// Load every `*.toml` in `dir`; any error in any file fails the whole set.
     pub fn load_dir(dir: &Path, ctx: &LoadContext<'_>) -> Result<DialplanSet, Vec<LoadError>> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
-            vec![LoadError { file: dir.display().to_string(), line: 0, reason: format!("cannot read folder: {e}") }]
+            vec![LoadError {
+                file: dir.display().to_string(),
+                line: 0,
+                reason: format!("cannot read folder: {e}"),
+            }]
         })?;
         let mut files: Vec<_> = entries
             .filter_map(|e| e.ok())
@@ -428,16 +579,25 @@ impl DialplanSet {
             let src = match std::fs::read_to_string(&path) {
                 Ok(s) => s,
                 Err(e) => {
-                    errors.push(LoadError { file, line: 0, reason: format!("cannot read: {e}") });
+                    errors.push(LoadError {
+                        file,
+                        line: 0,
+                        reason: format!("cannot read: {e}"),
+                    });
                     continue;
                 }
             };
             match load_str(&file, &src, ctx) {
                 Ok(plan) => {
                     if set.plans.contains_key(&plan.name) {
-                        errors.push(LoadError { file, line: 1, reason: format!("dialplan name '{}' is used twice", plan.name) });
+                        errors.push(LoadError {
+                            file,
+                            line: 1,
+                            reason: format!("dialplan name '{}' is used twice", plan.name),
+                        });
                     } else {
-                        set.plans.insert(plan.name.clone(), std::sync::Arc::new(plan));
+                        set.plans
+                            .insert(plan.name.clone(), std::sync::Arc::new(plan));
                     }
                 }
                 Err(mut e) => errors.append(&mut e),
@@ -459,13 +619,25 @@ impl DialplanSet {
 mod tests {
     use super::*;
 
-    fn ctx_all() -> (Box<dyn Fn(&str, &str) -> bool>, Vec<String>) {
-        (Box::new(|_l: &str, n: &str| n != "missing"), vec!["support".to_string()])
+    type PromptCheck = Box<dyn Fn(&str, &str) -> bool>;
+
+    fn ctx_all() -> (PromptCheck, Vec<String>) {
+        (
+            Box::new(|_l: &str, n: &str| n != "missing"),
+            vec!["support".to_string()],
+        )
     }
 
     fn load(src: &str) -> Result<Dialplan, Vec<LoadError>> {
         let (f, q) = ctx_all();
-        load_str("t.toml", src, &LoadContext { prompt_exists: &*f, queues: &q })
+        load_str(
+            "t.toml",
+            src,
+            &LoadContext {
+                prompt_exists: &*f,
+                queues: &q,
+            },
+        )
     }
 
     #[test]
@@ -493,15 +665,21 @@ action = "hangup"
 
     #[test]
     fn errors_point_at_the_line() {
-        let e = load("[dialplan]\nstart = \"a\"\n\n[steps.a]\naction = \"goto\"\nnext = \"nowhere\"\n").expect_err("bad");
+        let e =
+            load("[dialplan]\nstart = \"a\"\n\n[steps.a]\naction = \"goto\"\nnext = \"nowhere\"\n")
+                .expect_err("bad");
         assert_eq!(e[0].line, 6, "{e:?}");
         assert!(e[0].reason.contains("nowhere"));
-        assert_eq!(e[0].to_string(), "t.toml:6: step 'a' goes to 'nowhere', which does not exist");
+        assert_eq!(
+            e[0].to_string(),
+            "t.toml:6: step 'a' goes to 'nowhere', which does not exist"
+        );
 
         let e = load("[dialplan]\nstart = \"a\"\n[steps.a]\naction = \"play\"\nprompts = [\"missing\"]\nnext = \"a\"\n").expect_err("bad");
         assert!(e[0].reason.contains("prompt 'missing'"), "{e:?}");
 
-        let e = load("[dialplan]\nstart = \"a\"\n[steps.a]\naction = \"hangup\"\nnext = \"a\"\n").expect_err("bad");
+        let e = load("[dialplan]\nstart = \"a\"\n[steps.a]\naction = \"hangup\"\nnext = \"a\"\n")
+            .expect_err("bad");
         assert!(e[0].reason.contains("'next' is not used"), "{e:?}");
 
         let e = load("[dialplan]\nstart = \"a\"\n[steps.a]\naction = \"enqueue\"\nqueue = \"sales\"\non_unavailable = \"a\"\n").expect_err("bad");

@@ -43,10 +43,12 @@ pub fn say(kind: SayKind, value: &str, lang: &str) -> Vec<String> {
             Ok(n) => number(n, zh),
             Err(_) => Vec::new(),
         },
-        SayKind::Date => match NaiveDate::parse_from_str(value.trim().get(..10).unwrap_or(""), "%Y-%m-%d") {
-            Ok(d) => date(d, zh),
-            Err(_) => Vec::new(),
-        },
+        SayKind::Date => {
+            match NaiveDate::parse_from_str(value.trim().get(..10).unwrap_or(""), "%Y-%m-%d") {
+                Ok(d) => date(d, zh),
+                Err(_) => Vec::new(),
+            }
+        }
         SayKind::Money => money(value.trim(), zh),
     }
 }
@@ -69,24 +71,24 @@ fn en_number(n: u64, out: &mut Vec<String>) {
     if n >= 1_000_000 {
         en_number(n / 1_000_000, out);
         out.push("num-1000000".into());
-        if n % 1_000_000 != 0 {
+        if !n.is_multiple_of(1_000_000) {
             en_number(n % 1_000_000, out);
         }
     } else if n >= 1000 {
         en_number(n / 1000, out);
         out.push("num-1000".into());
-        if n % 1000 != 0 {
+        if !n.is_multiple_of(1000) {
             en_number(n % 1000, out);
         }
     } else if n >= 100 {
         out.push(format!("num-{}", n / 100));
         out.push("num-100".into());
-        if n % 100 != 0 {
+        if !n.is_multiple_of(100) {
             en_number(n % 100, out);
         }
     } else if n >= 20 {
         out.push(format!("num-{}", n / 10 * 10));
-        if n % 10 != 0 {
+        if !n.is_multiple_of(10) {
             out.push(format!("num-{}", n % 10));
         }
     } else {
@@ -168,13 +170,19 @@ fn date(d: NaiveDate, zh: bool) -> Vec<String> {
         out.push(weekday);
         out
     } else {
-        vec![weekday, format!("month-{}", d.month()), format!("ordinal-{}", d.day())]
+        vec![
+            weekday,
+            format!("month-{}", d.month()),
+            format!("ordinal-{}", d.day()),
+        ]
     }
 }
 
 fn money(value: &str, zh: bool) -> Vec<String> {
     let (whole, frac) = value.split_once('.').unwrap_or((value, ""));
-    let Ok(units) = whole.parse::<u64>() else { return Vec::new() };
+    let Ok(units) = whole.parse::<u64>() else {
+        return Vec::new();
+    };
     let cents: u64 = match frac.len() {
         0 => 0,
         1 => frac.parse::<u64>().map(|c| c * 10).unwrap_or(0),
@@ -188,7 +196,7 @@ fn money(value: &str, zh: bool) -> Vec<String> {
             out.push(format!("digit-{}", cents / 10));
             out.push("zh-jiao".into());
         }
-        if cents % 10 > 0 {
+        if !cents.is_multiple_of(10) {
             out.push(format!("digit-{}", cents % 10));
             out.push("zh-fen".into());
         }
@@ -217,7 +225,10 @@ mod tests {
         assert_eq!(say(SayKind::Number, "0", "en"), s(&["num-0"]));
         assert_eq!(say(SayKind::Number, "15", "en"), s(&["num-15"]));
         assert_eq!(say(SayKind::Number, "42", "en"), s(&["num-40", "num-2"]));
-        assert_eq!(say(SayKind::Number, "305", "en"), s(&["num-3", "num-100", "num-5"]));
+        assert_eq!(
+            say(SayKind::Number, "305", "en"),
+            s(&["num-3", "num-100", "num-5"])
+        );
         assert_eq!(
             say(SayKind::Number, "2026", "en"),
             s(&["num-2", "num-1000", "num-20", "num-6"])
@@ -230,23 +241,47 @@ mod tests {
     fn mandarin_numbers() {
         assert_eq!(say(SayKind::Number, "10", "zh"), s(&["zh-shi"]));
         assert_eq!(say(SayKind::Number, "12", "zh"), s(&["zh-shi", "digit-2"]));
-        assert_eq!(say(SayKind::Number, "35", "zh"), s(&["digit-3", "zh-shi", "digit-5"]));
-        assert_eq!(say(SayKind::Number, "105", "zh"), s(&["digit-1", "zh-bai", "zh-ling", "digit-5"]));
-        assert_eq!(say(SayKind::Number, "110", "zh"), s(&["digit-1", "zh-bai", "digit-1", "zh-shi"]));
-        assert_eq!(say(SayKind::Number, "20005", "zh"), s(&["digit-2", "zh-wan", "zh-ling", "digit-5"]));
+        assert_eq!(
+            say(SayKind::Number, "35", "zh"),
+            s(&["digit-3", "zh-shi", "digit-5"])
+        );
+        assert_eq!(
+            say(SayKind::Number, "105", "zh"),
+            s(&["digit-1", "zh-bai", "zh-ling", "digit-5"])
+        );
+        assert_eq!(
+            say(SayKind::Number, "110", "zh"),
+            s(&["digit-1", "zh-bai", "digit-1", "zh-shi"])
+        );
+        assert_eq!(
+            say(SayKind::Number, "20005", "zh"),
+            s(&["digit-2", "zh-wan", "zh-ling", "digit-5"])
+        );
     }
 
     #[test]
     fn digits_dates_money() {
-        assert_eq!(say(SayKind::Digits, "A-10#", "en"), s(&["digit-1", "digit-0", "pound"]));
+        assert_eq!(
+            say(SayKind::Digits, "A-10#", "en"),
+            s(&["digit-1", "digit-0", "pound"])
+        );
         // 2026-12-01 is a Tuesday.
-        assert_eq!(say(SayKind::Date, "2026-12-01", "en"), s(&["weekday-2", "month-12", "ordinal-1"]));
-        assert_eq!(say(SayKind::Date, "2026-12-01", "zh"), s(&["month-12", "digit-1", "zh-ri", "weekday-2"]));
+        assert_eq!(
+            say(SayKind::Date, "2026-12-01", "en"),
+            s(&["weekday-2", "month-12", "ordinal-1"])
+        );
+        assert_eq!(
+            say(SayKind::Date, "2026-12-01", "zh"),
+            s(&["month-12", "digit-1", "zh-ri", "weekday-2"])
+        );
         assert_eq!(
             say(SayKind::Money, "12.5", "en"),
             s(&["num-12", "dollars", "and", "num-50", "cents"])
         );
-        assert_eq!(say(SayKind::Money, "3.05", "zh"), s(&["digit-3", "zh-yuan", "digit-5", "zh-fen"]));
+        assert_eq!(
+            say(SayKind::Money, "3.05", "zh"),
+            s(&["digit-3", "zh-yuan", "digit-5", "zh-fen"])
+        );
         assert!(say(SayKind::Date, "soon", "en").is_empty());
     }
 }

@@ -157,7 +157,11 @@ const fn build_table(alaw: bool) -> [i16; 256] {
     let mut t = [0i16; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = if alaw { alaw_to_linear(i as u8) } else { ulaw_to_linear(i as u8) };
+        t[i] = if alaw {
+            alaw_to_linear(i as u8)
+        } else {
+            ulaw_to_linear(i as u8)
+        };
         i += 1;
     }
     t
@@ -185,7 +189,11 @@ mod tests {
     #[test]
     fn every_code_word_round_trips() {
         for b in 0..=255u8 {
-            assert_eq!(linear_to_ulaw(ULAW_TO_LINEAR[b as usize]), if b == 0x7F { 0xFF } else { b }, "ulaw {b:#x}");
+            assert_eq!(
+                linear_to_ulaw(ULAW_TO_LINEAR[b as usize]),
+                if b == 0x7F { 0xFF } else { b },
+                "ulaw {b:#x}"
+            );
             assert_eq!(linear_to_alaw(ALAW_TO_LINEAR[b as usize]), b, "alaw {b:#x}");
         }
     }

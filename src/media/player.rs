@@ -63,7 +63,9 @@ impl Player {
         }
         let mut written = 0;
         while written < frame.len() {
-            let Some(item) = self.items.get(self.index) else { break };
+            let Some(item) = self.items.get(self.index) else {
+                break;
+            };
             let remaining = match item {
                 PlayItem::Prompt(p) => {
                     let src = p.encoded(codec);
@@ -126,7 +128,10 @@ mod tests {
     #[test]
     fn plays_items_in_order_then_reports_finished_once() {
         let mut p = Player::default();
-        p.play(vec![PlayItem::Prompt(prompt(200)), PlayItem::Silence(100)], false);
+        p.play(
+            vec![PlayItem::Prompt(prompt(200)), PlayItem::Silence(100)],
+            false,
+        );
         let mut f = [0u8; 160];
         assert_eq!(p.fill(Codec::Pcmu, &mut f), FillResult::Playing);
         assert!(f.iter().all(|b| *b == Codec::Pcmu.encode_sample(1000)));

@@ -13,7 +13,10 @@ use super::codec::Codec;
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
     #[error("{path}: cannot read audio folder: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {reason}")]
     Wav { path: PathBuf, reason: String },
 }
@@ -56,17 +59,35 @@ pub struct PromptLibrary {
 impl PromptLibrary {
     pub fn load(dir: &Path) -> Result<PromptLibrary, PromptError> {
         let mut lib = PromptLibrary::default();
-        let entries = std::fs::read_dir(dir).map_err(|e| PromptError::Dir { path: dir.to_path_buf(), source: e })?;
-        let mut langs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        let entries = std::fs::read_dir(dir).map_err(|e| PromptError::Dir {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let mut langs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
         langs.sort();
         for lang_dir in langs {
-            let Some(lang) = lang_dir.file_name().and_then(|s| s.to_str()).map(str::to_string) else { continue };
-            let files = std::fs::read_dir(&lang_dir).map_err(|e| PromptError::Dir { path: lang_dir.clone(), source: e })?;
+            let Some(lang) = lang_dir
+                .file_name()
+                .and_then(|s| s.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let files = std::fs::read_dir(&lang_dir).map_err(|e| PromptError::Dir {
+                path: lang_dir.clone(),
+                source: e,
+            })?;
             for f in files.filter_map(|e| e.ok()).map(|e| e.path()) {
                 if f.extension().and_then(|e| e.to_str()) != Some("wav") {
                     continue;
                 }
-                let Some(name) = f.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
+                let Some(name) = f.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+                    continue;
+                };
                 let pcm = read_wav_8k_mono(&f)?;
                 lib.insert(&lang, Prompt::from_pcm(&name, &pcm));
             }
@@ -75,7 +96,10 @@ impl PromptLibrary {
     }
 
     pub fn insert(&mut self, lang: &str, prompt: Prompt) {
-        self.prompts.entry(lang.to_string()).or_default().insert(prompt.name.clone(), Arc::new(prompt));
+        self.prompts
+            .entry(lang.to_string())
+            .or_default()
+            .insert(prompt.name.clone(), Arc::new(prompt));
     }
 
     pub fn get(&self, lang: &str, name: &str) -> Option<&Arc<Prompt>> {
@@ -101,14 +125,24 @@ impl PromptLibrary {
 
 /// Read a WAV that must be 8 kHz mono 16-bit PCM; anything else is refused with the reason.
 pub fn read_wav_8k_mono(path: &Path) -> Result<Vec<i16>, PromptError> {
-    let err = |reason: String| PromptError::Wav { path: path.to_path_buf(), reason };
+    let err = |reason: String| PromptError::Wav {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut reader = hound::WavReader::open(path).map_err(|e| err(e.to_string()))?;
     let spec = reader.spec();
-    if spec.sample_rate != 8000 || spec.channels != 1 || spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int {
+    if spec.sample_rate != 8000
+        || spec.channels != 1
+        || spec.bits_per_sample != 16
+        || spec.sample_format != hound::SampleFormat::Int
+    {
         return Err(err(format!(
             "must be 8000 Hz mono 16-bit PCM, is {} Hz {} ch {}-bit {:?}",
             spec.sample_rate, spec.channels, spec.bits_per_sample, spec.sample_format
         )));
     }
-    reader.samples::<i16>().collect::<Result<Vec<_>, _>>().map_err(|e| err(e.to_string()))
+    reader
+        .samples::<i16>()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))
 }

@@ -75,7 +75,14 @@ impl<'a> RtpPacket<'a> {
 }
 
 /// Write a 12-byte RTP header (no CSRC, no extension) into `buf[..12]`.
-pub fn write_header(buf: &mut [u8], marker: bool, payload_type: u8, sequence: u16, timestamp: u32, ssrc: u32) {
+pub fn write_header(
+    buf: &mut [u8],
+    marker: bool,
+    payload_type: u8,
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+) {
     buf[0] = 0x80;
     buf[1] = (if marker { 0x80 } else { 0 }) | (payload_type & 0x7F);
     buf[2..4].copy_from_slice(&sequence.to_be_bytes());
@@ -99,7 +106,10 @@ mod tests {
         buf[12..].fill(0xD5);
         let p = RtpPacket::parse(&buf).expect("parse");
         assert!(p.marker);
-        assert_eq!((p.payload_type, p.sequence, p.timestamp, p.ssrc), (8, 65535, 0xDEADBEEF, 42));
+        assert_eq!(
+            (p.payload_type, p.sequence, p.timestamp, p.ssrc),
+            (8, 65535, 0xDEADBEEF, 42)
+        );
         assert_eq!(p.payload.len(), 160);
     }
 

@@ -135,7 +135,8 @@ impl MediaSession {
         };
         // Symmetric RTP: follow the peer's real source (NAT), but only from a packet that is
         // plausibly this stream's, so a stray datagram cannot steal the media.
-        let known_pt = pkt.payload_type == self.params.payload_type || Some(pkt.payload_type) == self.params.telephone_event;
+        let known_pt = pkt.payload_type == self.params.payload_type
+            || Some(pkt.payload_type) == self.params.telephone_event;
         if !known_pt {
             self.stats.ignored_packets += 1;
             return;
@@ -152,7 +153,10 @@ impl MediaSession {
         self.last_rx = now;
         self.stats.packets_received += 1;
         if Some(pkt.payload_type) == self.params.telephone_event {
-            if let Some(d) = self.events.handle_packet(pkt.ssrc, pkt.timestamp, pkt.payload) {
+            if let Some(d) = self
+                .events
+                .handle_packet(pkt.ssrc, pkt.timestamp, pkt.payload)
+            {
                 self.pending.push_back(MediaEvent::Digit(d));
             }
         }
@@ -164,7 +168,11 @@ impl MediaSession {
 
     /// When called at or after the next send slot, write one packet into `buf` and return its
     /// length and destination.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8; MAX_PACKET]) -> Option<(usize, SocketAddr)> {
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8; MAX_PACKET],
+    ) -> Option<(usize, SocketAddr)> {
         let due = self.next_send_at();
         if now < due {
             return None;
@@ -178,15 +186,28 @@ impl MediaSession {
         }
         let k = self.frame_index;
         self.frame_index += 1;
-        let result = self.player.fill(self.params.codec, &mut buf[rtp::HEADER_LEN..]);
+        let result = self
+            .player
+            .fill(self.params.codec, &mut buf[rtp::HEADER_LEN..]);
         if result == FillResult::Finished {
-            self.pending.push_back(MediaEvent::PlaybackFinished(self.play_id));
+            self.pending
+                .push_back(MediaEvent::PlaybackFinished(self.play_id));
         }
         if !self.sending {
             return None;
         }
-        let ts = self.params.initial_ts.wrapping_add((k as u32).wrapping_mul(SAMPLES_PER_FRAME as u32));
-        rtp::write_header(buf, self.marker_next, self.params.payload_type, self.seq, ts, self.params.ssrc);
+        let ts = self
+            .params
+            .initial_ts
+            .wrapping_add((k as u32).wrapping_mul(SAMPLES_PER_FRAME as u32));
+        rtp::write_header(
+            buf,
+            self.marker_next,
+            self.params.payload_type,
+            self.seq,
+            ts,
+            self.params.ssrc,
+        );
         self.marker_next = false;
         self.seq = self.seq.wrapping_add(1);
         self.stats.packets_sent += 1;
@@ -197,7 +218,10 @@ impl MediaSession {
         if let Some(e) = self.pending.pop_front() {
             return Some(e);
         }
-        if !self.timed_out && self.expect_rx && now.saturating_duration_since(self.last_rx) >= self.params.media_timeout {
+        if !self.timed_out
+            && self.expect_rx
+            && now.saturating_duration_since(self.last_rx) >= self.params.media_timeout
+        {
             self.timed_out = true;
             return Some(MediaEvent::MediaTimeout);
         }
@@ -254,7 +278,10 @@ mod tests {
             assert_eq!((len, to.port()), (MAX_PACKET, 4000));
             let p = RtpPacket::parse(&buf[..len]).expect("rtp");
             seen.push((p.sequence, p.timestamp, p.marker));
-            assert!(s.poll_transmit(now, &mut buf).is_none(), "one packet per slot");
+            assert!(
+                s.poll_transmit(now, &mut buf).is_none(),
+                "one packet per slot"
+            );
         }
         assert_eq!(seen[0], (65534, 1000, true));
         assert_eq!(seen[2], (0, 1320, false));
@@ -296,10 +323,18 @@ mod tests {
         assert_eq!(s.destination(), peer);
         s.handle_datagram(t0, &event_packet(1600, 9, 3, false), other);
         assert_eq!(s.poll_event(t0), Some(MediaEvent::Digit('2')));
-        assert_eq!(s.poll_event(t0), None, "hijack attempt ignored, repeats deduplicated");
+        assert_eq!(
+            s.poll_event(t0),
+            None,
+            "hijack attempt ignored, repeats deduplicated"
+        );
         assert_eq!(s.destination(), peer);
         let later = t0 + Duration::from_secs(30);
-        assert_eq!(s.poll_timeout(), t0 + Duration::ZERO.max(FRAME * 0));
+        assert_eq!(
+            s.poll_timeout(),
+            t0,
+            "nothing sent yet: the first slot is due"
+        );
         assert_eq!(s.poll_event(later), Some(MediaEvent::MediaTimeout));
         assert_eq!(s.poll_event(later), None);
     }
@@ -308,11 +343,21 @@ mod tests {
     fn playback_finished_is_reported() {
         let t0 = Instant::now();
         let mut s = MediaSession::new(t0, params());
-        s.play(7, vec![PlayItem::Prompt(Arc::new(Prompt::from_pcm("x", &[500; 320])))], false);
+        s.play(
+            7,
+            vec![PlayItem::Prompt(Arc::new(Prompt::from_pcm(
+                "x",
+                &[500; 320],
+            )))],
+            false,
+        );
         let mut buf = [0u8; MAX_PACKET];
         s.poll_transmit(t0, &mut buf);
         assert_eq!(s.poll_event(t0), None);
         s.poll_transmit(t0 + FRAME, &mut buf);
-        assert_eq!(s.poll_event(t0 + FRAME), Some(MediaEvent::PlaybackFinished(7)));
+        assert_eq!(
+            s.poll_event(t0 + FRAME),
+            Some(MediaEvent::PlaybackFinished(7))
+        );
     }
 }

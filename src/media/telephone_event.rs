@@ -70,7 +70,13 @@ mod tests {
 
     fn pkt(event: u8, end: bool, duration: u16) -> [u8; 4] {
         let mut out = [0u8; 4];
-        EventPayload { event, end, volume: 10, duration }.write(&mut out);
+        EventPayload {
+            event,
+            end,
+            volume: 10,
+            duration,
+        }
+        .write(&mut out);
         out
     }
 

@@ -25,7 +25,11 @@ pub enum PortError {
 impl PortRange {
     pub fn new(lo: u16, hi: u16) -> PortRange {
         let start = (rand::random::<u32>() % ((hi - lo) as u32 / 2 + 1)) * 2;
-        PortRange { lo, hi, cursor: AtomicU32::new(start) }
+        PortRange {
+            lo,
+            hi,
+            cursor: AtomicU32::new(start),
+        }
     }
 
     /// Parse `LO-HI` (inclusive, at least two ports).
@@ -50,7 +54,10 @@ impl PortRange {
                 return Ok(sock);
             }
         }
-        Err(PortError::Exhausted { lo: self.lo, hi: self.hi })
+        Err(PortError::Exhausted {
+            lo: self.lo,
+            hi: self.hi,
+        })
     }
 }
 
@@ -77,7 +84,10 @@ mod tests {
                 held.push(s);
             }
         }
-        let mut ports: Vec<u16> = held.iter().map(|s| s.local_addr().expect("addr").port()).collect();
+        let mut ports: Vec<u16> = held
+            .iter()
+            .map(|s| s.local_addr().expect("addr").port())
+            .collect();
         ports.dedup();
         assert_eq!(ports.len(), held.len());
         if held.len() == 4 {

@@ -88,7 +88,10 @@ impl SessionDescription {
             if line.is_empty() {
                 continue;
             }
-            let bad = |reason| SdpError::Malformed { line: line_no, reason };
+            let bad = |reason| SdpError::Malformed {
+                line: line_no,
+                reason,
+            };
             let (kind, value) = line.split_once('=').ok_or(bad("expected <type>=<value>"))?;
             if kind.len() != 1 {
                 return Err(bad("type must be one letter"));
@@ -109,7 +112,9 @@ impl SessionDescription {
                     let port: u16 = port_str.parse().map_err(|_| bad("bad m= port"))?;
                     let proto = parts.next().ok_or(bad("m= without proto"))?.to_string();
                     let formats = if proto.contains("RTP") {
-                        parts.map(|f| f.parse::<u8>().map_err(|_| bad("bad payload type"))).collect::<Result<Vec<_>, _>>()?
+                        parts
+                            .map(|f| f.parse::<u8>().map_err(|_| bad("bad payload type")))
+                            .collect::<Result<Vec<_>, _>>()?
                     } else {
                         Vec::new()
                     };
@@ -125,7 +130,9 @@ impl SessionDescription {
                     });
                 }
                 "a" => {
-                    let (name, arg) = value.split_once(':').map_or((value, None), |(n, a)| (n, Some(a)));
+                    let (name, arg) = value
+                        .split_once(':')
+                        .map_or((value, None), |(n, a)| (n, Some(a)));
                     let dir = match name {
                         "sendrecv" => Some(Direction::SendRecv),
                         "sendonly" => Some(Direction::SendOnly),
@@ -172,7 +179,11 @@ fn parse_rtpmap(arg: &str) -> Option<RtpMap> {
     let mut enc = rest.trim().split('/');
     let encoding = enc.next()?.to_string();
     let clock_rate = enc.next()?.parse().ok()?;
-    Some(RtpMap { payload_type: pt.parse().ok()?, encoding, clock_rate })
+    Some(RtpMap {
+        payload_type: pt.parse().ok()?,
+        encoding,
+        clock_rate,
+    })
 }
 
 /// What the two sides agreed for the audio stream.
@@ -189,7 +200,8 @@ pub struct Negotiated {
 
 impl Negotiated {
     pub fn is_on_hold(&self) -> bool {
-        matches!(self.direction, Direction::RecvOnly | Direction::Inactive) || self.remote.ip().is_unspecified()
+        matches!(self.direction, Direction::RecvOnly | Direction::Inactive)
+            || self.remote.ip().is_unspecified()
     }
 }
 
@@ -201,7 +213,10 @@ pub fn negotiate(offer: &SessionDescription, allowed: &[Codec]) -> Result<Negoti
         .iter()
         .find(|m| m.kind == "audio" && m.port != 0 && m.proto.starts_with("RTP/AVP"))
         .ok_or(SdpError::NoAudio)?;
-    let ip = audio.connection.or(offer.connection).ok_or(SdpError::NoConnection)?;
+    let ip = audio
+        .connection
+        .or(offer.connection)
+        .ok_or(SdpError::NoConnection)?;
     let mut chosen = None;
     for &pt in &audio.formats {
         let map = audio.rtpmaps.iter().find(|m| m.payload_type == pt);
@@ -218,9 +233,16 @@ pub fn negotiate(offer: &SessionDescription, allowed: &[Codec]) -> Result<Negoti
     let telephone_event = audio
         .rtpmaps
         .iter()
-        .find(|m| m.encoding.eq_ignore_ascii_case("telephone-event") && m.clock_rate == codec.clock_rate() && audio.formats.contains(&m.payload_type))
+        .find(|m| {
+            m.encoding.eq_ignore_ascii_case("telephone-event")
+                && m.clock_rate == codec.clock_rate()
+                && audio.formats.contains(&m.payload_type)
+        })
         .map(|m| m.payload_type);
-    let offered_dir = audio.direction.or(offer.direction).unwrap_or(Direction::SendRecv);
+    let offered_dir = audio
+        .direction
+        .or(offer.direction)
+        .unwrap_or(Direction::SendRecv);
     Ok(Negotiated {
         codec,
         payload_type,
@@ -242,8 +264,14 @@ pub fn render(
 ) -> String {
     let fam = if local_ip.is_ipv6() { "IP6" } else { "IP4" };
     let mut s = String::with_capacity(256);
-    let _ = write!(s, "v=0\r\no=switchboard {session_id} {version} IN {fam} {local_ip}\r\ns=switchboard\r\n");
-    let _ = write!(s, "c=IN {fam} {local_ip}\r\nt=0 0\r\nm=audio {local_port} RTP/AVP");
+    let _ = write!(
+        s,
+        "v=0\r\no=switchboard {session_id} {version} IN {fam} {local_ip}\r\ns=switchboard\r\n"
+    );
+    let _ = write!(
+        s,
+        "c=IN {fam} {local_ip}\r\nt=0 0\r\nm=audio {local_port} RTP/AVP"
+    );
     for (_, pt) in codecs {
         let _ = write!(s, " {pt}");
     }
@@ -252,11 +280,19 @@ pub fn render(
     }
     s.push_str("\r\n");
     for (codec, pt) in codecs {
-        let _ = write!(s, "a=rtpmap:{pt} {}/{}\r\n", codec.encoding_name(), codec.clock_rate());
+        let _ = write!(
+            s,
+            "a=rtpmap:{pt} {}/{}\r\n",
+            codec.encoding_name(),
+            codec.clock_rate()
+        );
     }
     if let Some(te) = telephone_event {
         let rate = codecs.first().map_or(8000, |(c, _)| c.clock_rate());
-        let _ = write!(s, "a=rtpmap:{te} telephone-event/{rate}\r\na=fmtp:{te} 0-16\r\n");
+        let _ = write!(
+            s,
+            "a=rtpmap:{te} telephone-event/{rate}\r\na=fmtp:{te} 0-16\r\n"
+        );
     }
     let _ = write!(s, "a=ptime:20\r\na={}\r\n", direction.as_attr());
     s
@@ -285,16 +321,25 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n";
 
     #[test]
     fn static_payload_types_without_rtpmap() {
-        let sd = SessionDescription::parse(b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\n").expect("parse");
+        let sd =
+            SessionDescription::parse(b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\n")
+                .expect("parse");
         let n = negotiate(&sd, &[Codec::Pcmu]).expect("negotiate");
         assert_eq!((n.codec, n.telephone_event), (Codec::Pcmu, None));
     }
 
     #[test]
     fn rejects_what_we_cannot_serve() {
-        let g729 = SessionDescription::parse(b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\n").expect("parse");
-        assert_eq!(negotiate(&g729, &[Codec::Pcmu, Codec::Pcma]), Err(SdpError::NoCommonCodec));
-        let video = SessionDescription::parse(b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 4000 RTP/AVP 96\r\n").expect("parse");
+        let g729 =
+            SessionDescription::parse(b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\n")
+                .expect("parse");
+        assert_eq!(
+            negotiate(&g729, &[Codec::Pcmu, Codec::Pcma]),
+            Err(SdpError::NoCommonCodec)
+        );
+        let video =
+            SessionDescription::parse(b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 4000 RTP/AVP 96\r\n")
+                .expect("parse");
         assert_eq!(negotiate(&video, &[Codec::Pcmu]), Err(SdpError::NoAudio));
         assert!(SessionDescription::parse(b"v=0\r\nm=audio x RTP/AVP 0\r\n").is_err());
     }
@@ -310,7 +355,15 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n";
 
     #[test]
     fn answer_round_trips() {
-        let text = render("127.0.0.1".parse().expect("ip"), 20000, 7, 1, &[(Codec::Pcmu, 0)], Some(101), Direction::SendRecv);
+        let text = render(
+            "127.0.0.1".parse().expect("ip"),
+            20000,
+            7,
+            1,
+            &[(Codec::Pcmu, 0)],
+            Some(101),
+            Direction::SendRecv,
+        );
         let sd = SessionDescription::parse(text.as_bytes()).expect("parse");
         let n = negotiate(&sd, &[Codec::Pcmu]).expect("negotiate");
         assert_eq!(n.remote.port(), 20000);

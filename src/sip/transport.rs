@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::message::{error_response_for_unparsed, frame_stream, Framing, Message, StreamFrame, MAX_MESSAGE_BYTES};
+use super::message::{
+    error_response_for_unparsed, frame_stream, Framing, Message, StreamFrame, MAX_MESSAGE_BYTES,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -41,8 +43,15 @@ impl TransportKind {
 /// Where to send anything that belongs to the flow a message came in on.
 #[derive(Debug, Clone)]
 pub enum ReplyPath {
-    Udp { socket: Arc<UdpSocket>, peer: SocketAddr },
-    Tcp { tx: mpsc::Sender<Bytes>, peer: SocketAddr, local: SocketAddr },
+    Udp {
+        socket: Arc<UdpSocket>,
+        peer: SocketAddr,
+    },
+    Tcp {
+        tx: mpsc::Sender<Bytes>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    },
 }
 
 impl ReplyPath {
@@ -94,7 +103,11 @@ pub fn handle_datagram(data: &[u8], reply: &ReplyPath) -> Option<Inbound> {
         return None;
     }
     match Message::parse(data, Framing::Datagram) {
-        Ok(msg) => Some(Inbound { msg, reply: reply.clone(), size: data.len() }),
+        Ok(msg) => Some(Inbound {
+            msg,
+            reply: reply.clone(),
+            size: data.len(),
+        }),
         Err(e) => {
             warn!(peer = %reply.peer(), error = %e, "malformed SIP datagram");
             if let Some(resp) = error_response_for_unparsed(data, e.status(), &e.to_string()) {
@@ -141,7 +154,12 @@ pub async fn run_tcp_listener(
 
 const TCP_IDLE: Duration = Duration::from_secs(600);
 
-async fn serve_tcp(stream: TcpStream, peer: SocketAddr, to_router: mpsc::Sender<Inbound>, shutdown: CancellationToken) {
+async fn serve_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    to_router: mpsc::Sender<Inbound>,
+    shutdown: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let local = match stream.local_addr() {
         Ok(a) => a,
@@ -157,7 +175,11 @@ async fn serve_tcp(stream: TcpStream, peer: SocketAddr, to_router: mpsc::Sender<
         }
         let _ = wr.shutdown().await;
     });
-    let reply = ReplyPath::Tcp { tx: tx.clone(), peer, local };
+    let reply = ReplyPath::Tcp {
+        tx: tx.clone(),
+        peer,
+        local,
+    };
     let mut buf = BytesMut::with_capacity(8192);
     'conn: loop {
         // Drain every complete message in the buffer first.
@@ -175,14 +197,20 @@ async fn serve_tcp(stream: TcpStream, peer: SocketAddr, to_router: mpsc::Sender<
                     let frame = buf.split_to(n);
                     match Message::parse(&frame, Framing::Stream) {
                         Ok(msg) => {
-                            let inbound = Inbound { msg, reply: reply.clone(), size: n };
+                            let inbound = Inbound {
+                                msg,
+                                reply: reply.clone(),
+                                size: n,
+                            };
                             if to_router.send(inbound).await.is_err() {
                                 break 'conn;
                             }
                         }
                         Err(e) => {
                             warn!(%peer, error = %e, "malformed SIP message on TCP");
-                            if let Some(resp) = error_response_for_unparsed(&frame, e.status(), &e.to_string()) {
+                            if let Some(resp) =
+                                error_response_for_unparsed(&frame, e.status(), &e.to_string())
+                            {
                                 reply.send(resp);
                             }
                         }
@@ -192,7 +220,9 @@ async fn serve_tcp(stream: TcpStream, peer: SocketAddr, to_router: mpsc::Sender<
                     // Framing lost (bad Content-Length, oversized header): answer if we can,
                     // then close, since the stream cannot be resynchronised.
                     warn!(%peer, error = %e, "unframeable SIP stream; closing");
-                    if let Some(resp) = error_response_for_unparsed(&buf, e.status(), &e.to_string()) {
+                    if let Some(resp) =
+                        error_response_for_unparsed(&buf, e.status(), &e.to_string())
+                    {
                         reply.send(resp);
                     }
                     break 'conn;

@@ -33,13 +33,18 @@ pub struct Uri {
 
 impl Uri {
     pub fn parse(s: &str) -> Result<Uri, UriError> {
-        if s.is_empty() || s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        if s.is_empty()
+            || s.bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             return Err(UriError);
         }
         let (scheme_str, rest) = s.split_once(':').ok_or(UriError)?;
         if scheme_str.is_empty()
             || !scheme_str.as_bytes()[0].is_ascii_alphabetic()
-            || !scheme_str.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            || !scheme_str
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
         {
             return Err(UriError);
         }
@@ -53,7 +58,14 @@ impl Uri {
             Scheme::Other
         };
         match scheme {
-            Scheme::Other => Ok(Uri { raw: s.to_string(), scheme, user: None, host: String::new(), port: None, params: vec![] }),
+            Scheme::Other => Ok(Uri {
+                raw: s.to_string(),
+                scheme,
+                user: None,
+                host: String::new(),
+                port: None,
+                params: vec![],
+            }),
             Scheme::Tel => {
                 let mut parts = rest.split(';');
                 let number = parts.next().unwrap_or("");
@@ -61,7 +73,14 @@ impl Uri {
                     return Err(UriError);
                 }
                 let params = parse_params(parts)?;
-                Ok(Uri { raw: s.to_string(), scheme, user: Some(unescape(number)), host: String::new(), port: None, params })
+                Ok(Uri {
+                    raw: s.to_string(),
+                    scheme,
+                    user: Some(unescape(number)),
+                    host: String::new(),
+                    port: None,
+                    params,
+                })
             }
             Scheme::Sip | Scheme::Sips => {
                 // Headers (?...) are not used for routing; cut them off.
@@ -84,7 +103,14 @@ impl Uri {
                 let hostport = segs.next().unwrap_or("");
                 let (host, port) = split_host_port(hostport).ok_or(UriError)?;
                 let params = parse_params(segs)?;
-                Ok(Uri { raw: s.to_string(), scheme, user, host, port, params })
+                Ok(Uri {
+                    raw: s.to_string(),
+                    scheme,
+                    user,
+                    host,
+                    port,
+                    params,
+                })
             }
         }
     }
@@ -94,7 +120,10 @@ impl Uri {
     }
 
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
     }
 
     /// Build a `sip:` URI from parts.
@@ -109,7 +138,14 @@ impl Uri {
             raw.push(':');
             raw.push_str(&p.to_string());
         }
-        Uri { raw, scheme: Scheme::Sip, user: user.map(str::to_string), host: host.to_string(), port, params: vec![] }
+        Uri {
+            raw,
+            scheme: Scheme::Sip,
+            user: user.map(str::to_string),
+            host: host.to_string(),
+            port,
+            params: vec![],
+        }
     }
 }
 
@@ -119,7 +155,9 @@ impl fmt::Display for Uri {
     }
 }
 
-fn parse_params<'a>(segs: impl Iterator<Item = &'a str>) -> Result<Vec<(String, Option<String>)>, UriError> {
+fn parse_params<'a>(
+    segs: impl Iterator<Item = &'a str>,
+) -> Result<Vec<(String, Option<String>)>, UriError> {
     let mut params = Vec::new();
     for seg in segs {
         if seg.is_empty() {
@@ -143,7 +181,9 @@ pub fn unescape(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             if let Some(v) = hex {
                 out.push(v);
                 i += 3;
@@ -200,7 +240,10 @@ impl NameAddr {
                     Some(inner.replace("\\\"", "\"").replace("\\\\", "\\"))
                 } else {
                     // Unquoted display names are tokens separated by LWS (RFC 3261 §25.1).
-                    if !disp.split_whitespace().all(|t| t.bytes().all(is_token_byte)) {
+                    if !disp
+                        .split_whitespace()
+                        .all(|t| t.bytes().all(is_token_byte))
+                    {
                         return Err(UriError);
                     }
                     Some(disp.to_string())
@@ -245,15 +288,25 @@ impl NameAddr {
                 }
             }
         }
-        Ok(NameAddr { display, uri, params })
+        Ok(NameAddr {
+            display,
+            uri,
+            params,
+        })
     }
 
     pub fn tag(&self) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case("tag")).and_then(|(_, v)| v.as_deref())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("tag"))
+            .and_then(|(_, v)| v.as_deref())
     }
 
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
     }
 }
 
@@ -287,7 +340,10 @@ mod tests {
         assert_eq!(u.port, Some(5070));
         assert_eq!(u.param("transport"), Some(Some("tcp")));
         assert_eq!(u.param("lr"), Some(None));
-        assert_eq!(u.to_string(), "sip:+1555%31@example.com:5070;transport=tcp;lr");
+        assert_eq!(
+            u.to_string(),
+            "sip:+1555%31@example.com:5070;transport=tcp;lr"
+        );
         let v6 = Uri::parse("sip:[::1]:5060").expect("v6");
         assert_eq!(v6.host, "[::1]");
         assert_eq!(Uri::parse("kmh:x").expect("other").scheme, Scheme::Other);

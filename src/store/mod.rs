@@ -21,7 +21,10 @@ pub enum StoreError {
     #[error("unsupported database URL '{0}' (use sqlite://PATH or postgres://...)")]
     BadUrl(String),
     #[error("cannot create database folder {path}: {source}")]
-    Folder { path: String, source: std::io::Error },
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("migration: {0}")]
@@ -67,7 +70,9 @@ pub struct Db {
 
 /// The current time as stored: ISO-8601 UTC with milliseconds.
 pub fn now_ts() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 impl Db {
@@ -82,12 +87,19 @@ impl Db {
         };
         let mut url = url.to_string();
         if dialect == Dialect::Sqlite {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or("");
             if path != ":memory:" && !path.is_empty() {
-                if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| StoreError::Folder { path: parent.display().to_string(), source: e })?;
+                if let Some(parent) = Path::new(path)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Folder {
+                        path: parent.display().to_string(),
+                        source: e,
+                    })?;
                 }
             }
             if !url.contains('?') {
@@ -112,7 +124,11 @@ impl Db {
             opts
         };
         let pool = opts.connect(&url).await?;
-        let db = Db { pool, dialect, url_redacted: redact(&url) };
+        let db = Db {
+            pool,
+            dialect,
+            url_redacted: redact(&url),
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -120,7 +136,11 @@ impl Db {
     async fn migrate(&self) -> Result<(), StoreError> {
         match self.dialect {
             Dialect::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
-            Dialect::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await?,
+            Dialect::Postgres => {
+                sqlx::migrate!("migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -146,7 +166,12 @@ fn redact(url: &str) -> String {
     if let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@')) {
         let creds = &url[scheme_end + 3..at];
         if let Some(colon) = creds.find(':') {
-            return format!("{}{}:***{}", &url[..scheme_end + 3], &creds[..colon], &url[at..]);
+            return format!(
+                "{}{}:***{}",
+                &url[..scheme_end + 3],
+                &creds[..colon],
+                &url[at..]
+            );
         }
     }
     url.to_string()
@@ -158,7 +183,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
     }
 

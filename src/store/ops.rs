@@ -67,9 +67,23 @@ pub fn resolution_for(choice: &str) -> Option<&'static str> {
 }
 
 /// Apply one op inside the writer's transaction.
-pub async fn apply(tx: &mut Transaction<'_, Any>, d: Dialect, op: &StoreOp) -> Result<(), sqlx::Error> {
+pub async fn apply(
+    tx: &mut Transaction<'_, Any>,
+    d: Dialect,
+    op: &StoreOp,
+) -> Result<(), sqlx::Error> {
     match op {
-        StoreOp::CallStarted { id, sip_call_id, direction, from_uri, to_uri, caller, dialplan, campaign_id, started_at } => {
+        StoreOp::CallStarted {
+            id,
+            sip_call_id,
+            direction,
+            from_uri,
+            to_uri,
+            caller,
+            dialplan,
+            campaign_id,
+            started_at,
+        } => {
             let sql = format!(
                 "INSERT INTO call_records (id, sip_call_id, direction, from_uri, to_uri, caller, dialplan, campaign_id, started_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {}) ON CONFLICT (id) DO NOTHING",
@@ -89,8 +103,15 @@ pub async fn apply(tx: &mut Transaction<'_, Any>, d: Dialect, op: &StoreOp) -> R
                 .await?;
         }
         StoreOp::CallAnswered { id, at } => {
-            let sql = format!("UPDATE call_records SET answered_at = {} WHERE id = $2 AND answered_at IS NULL", d.ts(1));
-            sqlx::query(&sql).bind(at).bind(id).execute(&mut **tx).await?;
+            let sql = format!(
+                "UPDATE call_records SET answered_at = {} WHERE id = $2 AND answered_at IS NULL",
+                d.ts(1)
+            );
+            sqlx::query(&sql)
+                .bind(at)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
         }
         StoreOp::CallTicket { id, ticket_id } => {
             sqlx::query("UPDATE call_records SET ticket_id = $1 WHERE id = $2")
@@ -99,21 +120,45 @@ pub async fn apply(tx: &mut Transaction<'_, Any>, d: Dialect, op: &StoreOp) -> R
                 .execute(&mut **tx)
                 .await?;
         }
-        StoreOp::CallEvent { call_id, seq, at, kind, detail } => {
+        StoreOp::CallEvent {
+            call_id,
+            seq,
+            at,
+            kind,
+            detail,
+        } => {
             let sql = format!(
                 "INSERT INTO call_events (call_id, seq, at, kind, detail) VALUES ($1, $2, {}, $4, $5) \
                  ON CONFLICT (call_id, seq) DO NOTHING",
                 d.ts(3)
             );
-            sqlx::query(&sql).bind(call_id).bind(*seq).bind(at).bind(kind).bind(detail).execute(&mut **tx).await?;
+            sqlx::query(&sql)
+                .bind(call_id)
+                .bind(*seq)
+                .bind(at)
+                .bind(kind)
+                .bind(detail)
+                .execute(&mut **tx)
+                .await?;
         }
-        StoreOp::Outcome { call_id, ticket_id, choice, at } => {
+        StoreOp::Outcome {
+            call_id,
+            ticket_id,
+            choice,
+            at,
+        } => {
             let sql = format!(
                 "INSERT INTO call_outcomes (call_id, ticket_id, choice, at) VALUES ($1, $2, $3, {}) \
                  ON CONFLICT (call_id) DO NOTHING",
                 d.ts(4)
             );
-            let inserted = sqlx::query(&sql).bind(call_id).bind(*ticket_id).bind(choice).bind(at).execute(&mut **tx).await?;
+            let inserted = sqlx::query(&sql)
+                .bind(call_id)
+                .bind(*ticket_id)
+                .bind(choice)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
             // Only the first application of an outcome moves the ticket, so replays are no-ops.
             if inserted.rows_affected() == 1 {
                 if let (Some(ticket), Some(resolution)) = (ticket_id, resolution_for(choice)) {
@@ -122,19 +167,39 @@ pub async fn apply(tx: &mut Transaction<'_, Any>, d: Dialect, op: &StoreOp) -> R
                         d.ts(2),
                         d.ts(3)
                     );
-                    sqlx::query(&sql).bind(resolution).bind(at).bind(at).bind(*ticket).execute(&mut **tx).await?;
+                    sqlx::query(&sql)
+                        .bind(resolution)
+                        .bind(at)
+                        .bind(at)
+                        .bind(*ticket)
+                        .execute(&mut **tx)
+                        .await?;
                     if resolution == "refund" {
                         let sql = format!(
                             "INSERT INTO refund_requests (ticket_id, call_id, requested_at) VALUES ($1, $2, {}) \
                              ON CONFLICT (call_id) DO NOTHING",
                             d.ts(3)
                         );
-                        sqlx::query(&sql).bind(*ticket).bind(call_id).bind(at).execute(&mut **tx).await?;
+                        sqlx::query(&sql)
+                            .bind(*ticket)
+                            .bind(call_id)
+                            .bind(at)
+                            .execute(&mut **tx)
+                            .await?;
                     }
                 }
             }
         }
-        StoreOp::CallEnded { id, ended_at, disposition, hangup_cause, sip_status, queue, agent, wait_ms } => {
+        StoreOp::CallEnded {
+            id,
+            ended_at,
+            disposition,
+            hangup_cause,
+            sip_status,
+            queue,
+            agent,
+            wait_ms,
+        } => {
             let sql = format!(
                 "UPDATE call_records SET ended_at = {}, disposition = $2, hangup_cause = $3, sip_status = $4, \
                  queue = COALESCE($5, queue), agent = COALESCE($6, agent), wait_ms = COALESCE($7, wait_ms) \
@@ -163,7 +228,13 @@ mod tests {
 
     #[test]
     fn ops_round_trip_as_json_lines() {
-        let op = StoreOp::CallEvent { call_id: "c".into(), seq: 3, at: "t".into(), kind: "dtmf".into(), detail: "2".into() };
+        let op = StoreOp::CallEvent {
+            call_id: "c".into(),
+            seq: 3,
+            at: "t".into(),
+            kind: "dtmf".into(),
+            detail: "2".into(),
+        };
         let line = serde_json::to_string(&op).expect("json");
         assert!(line.starts_with("{\"op\":\"call_event\""));
         assert_eq!(serde_json::from_str::<StoreOp>(&line).expect("back"), op);

@@ -19,7 +19,10 @@ pub fn normalize_number(raw: &str, default_cc: &str) -> Option<String> {
         return None;
     }
     // Anything but digits and visual separators means it is not a number (e.g. "anonymous").
-    if raw.chars().any(|c| !(c.is_ascii_digit() || "+-(). ".contains(c))) {
+    if raw
+        .chars()
+        .any(|c| !(c.is_ascii_digit() || "+-(). ".contains(c)))
+    {
         return None;
     }
     if plus {
@@ -37,18 +40,38 @@ pub fn normalize_number(raw: &str, default_cc: &str) -> Option<String> {
     Some(format!("+{default_cc}{}", digits.trim_start_matches('0')))
 }
 
-const COLUMNS: &str = "id, order_id, customer_name, phone, language, segment, timezone, status, delay_days, \
+const COLUMNS: &str =
+    "id, order_id, customer_name, phone, language, segment, timezone, status, delay_days, \
                        CAST(new_eta AS TEXT) AS new_eta, resolution";
 
 fn row_to_map(row: &sqlx::any::AnyRow) -> Result<HashMap<String, String>, sqlx::Error> {
     let mut m = HashMap::new();
     m.insert("id".into(), row.try_get::<i64, _>("id")?.to_string());
-    for col in ["order_id", "customer_name", "phone", "language", "segment", "timezone", "status"] {
+    for col in [
+        "order_id",
+        "customer_name",
+        "phone",
+        "language",
+        "segment",
+        "timezone",
+        "status",
+    ] {
         m.insert(col.into(), row.try_get::<String, _>(col)?);
     }
-    m.insert("delay_days".into(), row.try_get::<i64, _>("delay_days")?.to_string());
-    m.insert("new_eta".into(), row.try_get::<Option<String>, _>("new_eta")?.unwrap_or_default());
-    m.insert("resolution".into(), row.try_get::<Option<String>, _>("resolution")?.unwrap_or_default());
+    m.insert(
+        "delay_days".into(),
+        row.try_get::<i64, _>("delay_days")?.to_string(),
+    );
+    m.insert(
+        "new_eta".into(),
+        row.try_get::<Option<String>, _>("new_eta")?
+            .unwrap_or_default(),
+    );
+    m.insert(
+        "resolution".into(),
+        row.try_get::<Option<String>, _>("resolution")?
+            .unwrap_or_default(),
+    );
     Ok(m)
 }
 
@@ -59,13 +82,22 @@ pub async fn by_phone(db: &Db, phone: &str) -> Result<Option<HashMap<String, Str
         "SELECT {COLUMNS} FROM tickets WHERE phone = $1 ORDER BY \
          CASE WHEN status = 'delayed' AND resolution IS NULL THEN 0 WHEN resolution IS NULL THEN 1 ELSE 2 END, id DESC LIMIT 1"
     );
-    let row = sqlx::query(&sql).bind(phone).fetch_optional(&db.pool).await?;
+    let row = sqlx::query(&sql)
+        .bind(phone)
+        .fetch_optional(&db.pool)
+        .await?;
     Ok(row.as_ref().map(row_to_map).transpose()?)
 }
 
-pub async fn by_order_id(db: &Db, order_id: &str) -> Result<Option<HashMap<String, String>>, StoreError> {
+pub async fn by_order_id(
+    db: &Db,
+    order_id: &str,
+) -> Result<Option<HashMap<String, String>>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM tickets WHERE order_id = $1");
-    let row = sqlx::query(&sql).bind(order_id).fetch_optional(&db.pool).await?;
+    let row = sqlx::query(&sql)
+        .bind(order_id)
+        .fetch_optional(&db.pool)
+        .await?;
     Ok(row.as_ref().map(row_to_map).transpose()?)
 }
 
@@ -75,11 +107,26 @@ mod tests {
 
     #[test]
     fn normalizes_numbers() {
-        assert_eq!(normalize_number("+1 (555) 123-0001", "1").as_deref(), Some("+15551230001"));
-        assert_eq!(normalize_number("15551230001", "1").as_deref(), Some("+15551230001"));
-        assert_eq!(normalize_number("5551230001", "1").as_deref(), Some("+15551230001"));
-        assert_eq!(normalize_number("0044201234567", "1").as_deref(), Some("+44201234567"));
-        assert_eq!(normalize_number("02012345678", "44").as_deref(), Some("+442012345678"));
+        assert_eq!(
+            normalize_number("+1 (555) 123-0001", "1").as_deref(),
+            Some("+15551230001")
+        );
+        assert_eq!(
+            normalize_number("15551230001", "1").as_deref(),
+            Some("+15551230001")
+        );
+        assert_eq!(
+            normalize_number("5551230001", "1").as_deref(),
+            Some("+15551230001")
+        );
+        assert_eq!(
+            normalize_number("0044201234567", "1").as_deref(),
+            Some("+44201234567")
+        );
+        assert_eq!(
+            normalize_number("02012345678", "44").as_deref(),
+            Some("+442012345678")
+        );
         assert_eq!(normalize_number("anonymous", "1"), None);
         assert_eq!(normalize_number("", "1"), None);
     }

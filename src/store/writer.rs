@@ -52,7 +52,13 @@ impl StoreHandle {
 
 pub fn channel() -> (StoreHandle, mpsc::Receiver<StoreOp>) {
     let (tx, rx) = mpsc::channel(MAILBOX);
-    (StoreHandle { tx, stats: Arc::new(WriterStats::default()) }, rx)
+    (
+        StoreHandle {
+            tx,
+            stats: Arc::new(WriterStats::default()),
+        },
+        rx,
+    )
 }
 
 /// Whether an error says the data is bad (retrying will never help) rather than the
@@ -71,7 +77,9 @@ fn is_data_error(e: &sqlx::Error) -> bool {
             }
             None => false,
         },
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => true,
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. } => true,
         _ => false,
     }
 }
@@ -86,7 +94,12 @@ async fn write_batch(db: &Db, ops: &[StoreOp]) -> Result<(), sqlx::Error> {
 
 /// Write a batch; isolate bad ops. Err means "database unavailable": nothing is lost, the
 /// caller spools the whole batch (idempotent ops make partial earlier success harmless).
-async fn write_or_isolate(db: &Db, ops: &[StoreOp], dead_letter: &Path, stats: &WriterStats) -> Result<(), sqlx::Error> {
+async fn write_or_isolate(
+    db: &Db,
+    ops: &[StoreOp],
+    dead_letter: &Path,
+    stats: &WriterStats,
+) -> Result<(), sqlx::Error> {
     match write_batch(db, ops).await {
         Ok(()) => {
             stats.written.fetch_add(ops.len() as u64, Ordering::Relaxed);
@@ -121,7 +134,11 @@ fn append_lines(path: &Path, ops: &[StoreOp]) -> std::io::Result<()> {
         serde_json::to_writer(&mut buf, op).map_err(std::io::Error::other)?;
         buf.push(b'\n');
     }
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).read(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
     // A crash can leave a torn last line without its newline: never glue a new op onto it.
     let len = f.metadata()?.len();
     if len > 0 {
@@ -158,7 +175,12 @@ fn read_spool(path: &Path) -> std::io::Result<Vec<StoreOp>> {
 }
 
 /// Replay the spool into the database. Ok(true) when it is now empty.
-pub async fn replay_spool(db: &Db, spool: &Path, dead_letter: &Path, stats: &WriterStats) -> Result<bool, sqlx::Error> {
+pub async fn replay_spool(
+    db: &Db,
+    spool: &Path,
+    dead_letter: &Path,
+    stats: &WriterStats,
+) -> Result<bool, sqlx::Error> {
     let ops = match read_spool(spool) {
         Ok(ops) => ops,
         Err(e) => {
@@ -172,7 +194,9 @@ pub async fn replay_spool(db: &Db, spool: &Path, dead_letter: &Path, stats: &Wri
     }
     for chunk in ops.chunks(BATCH) {
         write_or_isolate(db, chunk, dead_letter, stats).await?;
-        stats.replayed.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        stats
+            .replayed
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
     if let Err(e) = std::fs::remove_file(spool) {
         error!(path = %spool.display(), error = %e, "cannot remove replayed spool");
@@ -243,9 +267,13 @@ pub async fn run(
         }
         match append_lines(&spool, &batch) {
             Ok(()) => {
-                stats.spooled.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                stats
+                    .spooled
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
-            Err(e) => error!(error = %e, ops = batch.len(), "cannot write spool: records kept in memory only"),
+            Err(e) => {
+                error!(error = %e, ops = batch.len(), "cannot write spool: records kept in memory only")
+            }
         }
         batch.clear();
     }
