@@ -31,6 +31,84 @@ struct RawConfig {
     routes: Vec<Spanned<RawRoute>>,
     #[serde(default, rename = "queue")]
     queues: Vec<Spanned<RawQueue>>,
+    #[serde(default, rename = "trunk")]
+    trunks: Vec<Spanned<RawTrunk>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrunk {
+    name: String,
+    address: String,
+    transport: Option<String>,
+    inbound_cidrs: Option<Vec<String>>,
+    max_channels: Option<u32>,
+    max_cps: Option<f64>,
+    username: Option<String>,
+    password: Option<String>,
+    register: Option<bool>,
+    caller_id: Option<String>,
+}
+
+/// An IPv4/IPv6 network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub net: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (
+                ip.trim().parse::<IpAddr>().ok()?,
+                p.trim().parse::<u8>().ok()?,
+            ),
+            None => {
+                let ip: IpAddr = s.trim().parse().ok()?;
+                (ip, if ip.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Cidr { net: ip, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix as u32)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix as u32)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A SIP trunk to a carrier (outbound calls; inbound calls recognised by source address).
+#[derive(Debug, Clone)]
+pub struct Trunk {
+    pub name: String,
+    pub address: SocketAddr,
+    pub transport: String,
+    pub inbound_cidrs: Vec<Cidr>,
+    pub max_channels: u32,
+    pub max_cps: f64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub register: bool,
+    pub caller_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -51,6 +129,7 @@ struct RawServer {
     codecs: Option<Spanned<Vec<String>>>,
     user_agent: Option<String>,
     api_token: Option<String>,
+    realm: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +163,8 @@ pub struct Config {
     pub database: String,
     pub rtp_ports: (u16, u16),
     pub media_address: IpAddr,
+    /// Whether `media_address` was set in the file (else it follows `sip_listen`).
+    pub media_address_explicit: bool,
     pub dialplan_dir: PathBuf,
     pub audio_dir: PathBuf,
     pub spool_dir: PathBuf,
@@ -96,6 +177,9 @@ pub struct Config {
     pub api_token: Option<String>,
     pub routes: Vec<Route>,
     pub queues: Vec<String>,
+    pub trunks: Vec<Trunk>,
+    /// Digest realm for agent accounts (HA1 depends on it).
+    pub realm: String,
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -212,7 +296,77 @@ impl Config {
                 line,
             });
         }
+        let mut trunks = Vec::new();
+        for t in &raw.trunks {
+            let at = t.span().start;
+            let t = t.get_ref();
+            let address = std::net::ToSocketAddrs::to_socket_addrs(t.address.as_str())
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| {
+                    err(
+                        at,
+                        format!(
+                            "trunk '{}': address '{}' is not HOST:PORT",
+                            t.name, t.address
+                        ),
+                    )
+                })?;
+            let transport = t
+                .transport
+                .clone()
+                .unwrap_or_else(|| "udp".into())
+                .to_ascii_lowercase();
+            if !["udp", "tcp", "tls"].contains(&transport.as_str()) {
+                return Err(err(
+                    at,
+                    format!(
+                        "trunk '{}': transport '{transport}' must be udp, tcp or tls",
+                        t.name
+                    ),
+                ));
+            }
+            if transport != "udp" {
+                return Err(err(
+                    at,
+                    format!(
+                        "trunk '{}': transport '{transport}' is not supported yet (udp only)",
+                        t.name
+                    ),
+                ));
+            }
+            let mut inbound_cidrs = Vec::new();
+            for c in t.inbound_cidrs.as_deref().unwrap_or(&[]) {
+                inbound_cidrs.push(
+                    Cidr::parse(c)
+                        .ok_or_else(|| err(at, format!("trunk '{}': bad CIDR '{c}'", t.name)))?,
+                );
+            }
+            let max_cps = t.max_cps.unwrap_or(10.0);
+            if !(max_cps > 0.0 && max_cps <= 10_000.0) {
+                return Err(err(at, format!("trunk '{}': max_cps must be > 0", t.name)));
+            }
+            if trunks.iter().any(|x: &Trunk| x.name == t.name) {
+                return Err(err(at, format!("trunk '{}' is defined twice", t.name)));
+            }
+            trunks.push(Trunk {
+                name: t.name.clone(),
+                address,
+                transport,
+                inbound_cidrs,
+                max_channels: t.max_channels.unwrap_or(30).max(1),
+                max_cps,
+                username: t.username.clone(),
+                password: t.password.clone(),
+                register: t.register.unwrap_or(false),
+                caller_id: t.caller_id.clone(),
+            });
+        }
+        let media_address_explicit = server.media_address.is_some();
         Ok(Config {
+            media_address_explicit,
+            trunks,
+            realm: server.realm.unwrap_or_else(|| "switchboard".into()),
             source: file.to_string(),
             sip_listen,
             http_listen,
@@ -253,6 +407,10 @@ impl Config {
         }
     }
 
+    pub fn trunk(&self, name: &str) -> Option<&Trunk> {
+        self.trunks.iter().find(|t| t.name == name)
+    }
+
     pub fn route_for(&self, user: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.to == user)
     }
@@ -275,12 +433,34 @@ mod tests {
     }
 
     #[test]
+    fn trunks_and_cidrs() {
+        let c = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"carrier\"\naddress = \"127.0.0.1:5090\"\ntransport = \"udp\"\n\
+             inbound_cidrs = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\nmax_channels = 30\nmax_cps = 10\n",
+        )
+        .expect("trunk config");
+        let t = c.trunk("carrier").expect("trunk");
+        assert_eq!(t.address.port(), 5090);
+        assert!(t.inbound_cidrs[1].contains("10.1.2.3".parse().expect("ip")));
+        assert!(!t.inbound_cidrs[0].contains("127.0.0.2".parse().expect("ip")));
+        assert_eq!(
+            Cidr::parse("::1/128").map(|c| c.contains("::1".parse().expect("ip"))),
+            Some(true)
+        );
+        assert!(Cidr::parse("1.2.3.4/33").is_none());
+    }
+
+    #[test]
     fn errors_name_file_and_line() {
         let e = Config::parse("x.toml", "[server]\nsip_listen = \"nope\"\n").expect_err("bad");
         assert_eq!((e.file.as_str(), e.line), ("x.toml", 2));
         let e = Config::parse("x.toml", "[server]\n\nbogus = 1\n").expect_err("bad");
         assert_eq!(e.line, 3);
         assert!(e.reason.contains("bogus"), "{e}");
+        let e = Config::parse("x.toml", "[[trunk]]\nname = \"c\"\naddress = \"nope\"\n")
+            .expect_err("bad");
+        assert_eq!(e.line, 1, "{e}");
         let e = Config::parse("x.toml", "[server]\nrtp_ports = \"9-1\"\n").expect_err("bad");
         assert!(e.to_string().starts_with("x.toml:2: rtp_ports"), "{e}");
     }

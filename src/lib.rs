@@ -7,8 +7,10 @@
 pub mod api;
 pub mod call;
 pub mod config;
+pub mod dialer;
 pub mod ivr;
 pub mod media;
+pub mod registrar;
 pub mod runtime;
 pub mod server;
 pub mod sip;

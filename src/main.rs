@@ -29,6 +29,40 @@ enum Command {
     Run(RunArgs),
     /// Load and check the dialplans and config, print problems as FILE:LINE: reason.
     CheckDialplans(RunArgs),
+    /// Agent (SIP account) management.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Print the DTMF digits found in-band in an 8 kHz mono 16-bit WAV file.
+    DetectDtmf {
+        /// The WAV file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AgentCommand {
+    /// Create or update an agent/phone account (the password is stored as HA1 only).
+    Add {
+        /// SIP user name (also the name in call_records.agent).
+        name: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        extension: Option<String>,
+        /// Queue the agent serves (repeatable).
+        #[arg(long = "queue", value_name = "Q")]
+        queues: Vec<String>,
+        /// Skill with level 0-10, e.g. lang:zh=5 (repeatable).
+        #[arg(long = "skill", value_name = "S=LEVEL")]
+        skills: Vec<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List agents.
+    List {
+        #[command(flatten)]
+        run: RunArgs,
+    },
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -51,6 +85,9 @@ struct RunArgs {
     /// Do not insert the demo tickets.
     #[arg(long)]
     no_demo_data: bool,
+    /// Address put in SDP and used for RTP sockets (default: the SIP listen address).
+    #[arg(long, value_name = "IP")]
+    media_address: Option<String>,
     /// API bearer token (also SWITCHBOARD_API_TOKEN).
     #[arg(
         long,
@@ -59,6 +96,22 @@ struct RunArgs {
         hide_env_values = true
     )]
     api_token: Option<String>,
+}
+
+impl RunArgs {
+    /// Flags given before a subcommand count too (`switchboard --config X check-dialplans`).
+    fn merged(self, outer: &RunArgs) -> RunArgs {
+        RunArgs {
+            config: self.config.or_else(|| outer.config.clone()),
+            sip_listen: self.sip_listen.or_else(|| outer.sip_listen.clone()),
+            http_listen: self.http_listen.or_else(|| outer.http_listen.clone()),
+            database: self.database.or_else(|| outer.database.clone()),
+            rtp_ports: self.rtp_ports.or_else(|| outer.rtp_ports.clone()),
+            no_demo_data: self.no_demo_data || outer.no_demo_data,
+            media_address: self.media_address.or_else(|| outer.media_address.clone()),
+            api_token: self.api_token.or_else(|| outer.api_token.clone()),
+        }
+    }
 }
 
 fn build_config(args: &RunArgs) -> Result<Config, String> {
@@ -110,8 +163,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let (check_only, args) = match cli.command {
-        Some(Command::Run(a)) => (false, a),
-        Some(Command::CheckDialplans(a)) => (true, a),
+        Some(Command::Run(a)) => (false, a.merged(&cli.run)),
+        Some(Command::CheckDialplans(a)) => (true, a.merged(&cli.run)),
+        Some(Command::Agent(cmd)) => return agent_command(cmd, &cli.run),
+        Some(Command::DetectDtmf { file }) => return detect_dtmf(&file),
         None => (false, cli.run),
     };
     let cfg = match build_config(&args) {
@@ -135,6 +190,127 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(cfg))
+}
+
+fn detect_dtmf(file: &std::path::Path) -> ExitCode {
+    match switchboard::media::dtmf_inband::detect_wav(file) {
+        Ok(digits) => {
+            println!("{}", digits.into_iter().collect::<String>());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {}: {e}", file.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn agent_command(cmd: AgentCommand, outer: &RunArgs) -> ExitCode {
+    use switchboard::store::{agents, Db};
+    let run = match &cmd {
+        AgentCommand::Add { run, .. } | AgentCommand::List { run } => run.clone().merged(outer),
+    };
+    let cfg = match build_config(&run) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let db = match Db::connect(&cfg.database).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match cmd {
+            AgentCommand::Add {
+                name,
+                password,
+                extension,
+                queues,
+                skills,
+                ..
+            } => {
+                if !agents::valid_name(&name) {
+                    eprintln!("switchboard: agent name '{name}' must be 1-64 of A-Z a-z 0-9 - _ .");
+                    return ExitCode::from(2);
+                }
+                if password.is_empty() {
+                    eprintln!("switchboard: --password must not be empty");
+                    return ExitCode::from(2);
+                }
+                let mut parsed = Vec::new();
+                for s in &skills {
+                    match agents::parse_skill(s) {
+                        Some(p) => parsed.push(p),
+                        None => {
+                            eprintln!(
+                                "switchboard: --skill '{s}' must be NAME=LEVEL with LEVEL 0-10"
+                            );
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+                for q in &queues {
+                    if !cfg.queues.contains(q) {
+                        eprintln!("switchboard: warning: queue '{q}' is not in the configuration");
+                    }
+                }
+                let spec = agents::AgentSpec {
+                    name: name.clone(),
+                    password,
+                    extension,
+                    queues,
+                    skills: parsed,
+                    realm: cfg.realm.clone(),
+                };
+                match agents::upsert(&db, &spec).await {
+                    Ok(id) => {
+                        println!("agent {name} saved (id {id}, realm {})", cfg.realm);
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("switchboard: {e}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
+            AgentCommand::List { .. } => match agents::list(&db).await {
+                Ok(list) => {
+                    println!("{:<20} {:<10} {:<20} skills", "name", "extension", "queues");
+                    for a in list {
+                        let skills: Vec<String> =
+                            a.skills.iter().map(|(s, l)| format!("{s}={l}")).collect();
+                        println!(
+                            "{:<20} {:<10} {:<20} {}",
+                            a.name,
+                            a.extension.unwrap_or_default(),
+                            a.queues.join(","),
+                            skills.join(",")
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    ExitCode::from(2)
+                }
+            },
+        }
+    })
 }
 
 fn check(mut cfg: Config) -> ExitCode {

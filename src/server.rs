@@ -100,16 +100,20 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     let spool = cfg.spool_dir.join("spool.jsonl");
     let (store_handle, store_rx) = store::writer::channel();
     let dead_letter = spool.with_extension("dead.jsonl");
+    // Spooled records (a call's real end among them) go in before dangling calls are closed
+    // as interrupted; if the spool cannot be replayed yet, closing them would be premature.
     match store::writer::replay_spool(&db, &spool, &dead_letter, &store_handle.stats).await {
-        Ok(_) => {}
+        Ok(true) => {
+            let dangling = db.finalize_dangling_calls().await?;
+            if dangling > 0 {
+                warn!(
+                    calls = dangling,
+                    "finalized calls left open by a previous run as 'interrupted'"
+                );
+            }
+        }
+        Ok(false) => warn!("spool not replayed at start; dangling calls stay open until it is"),
         Err(e) => warn!(error = %e, "spool replay failed at start; the writer retries"),
-    }
-    let dangling = db.finalize_dangling_calls().await?;
-    if dangling > 0 {
-        warn!(
-            calls = dangling,
-            "finalized calls left open by a previous run as 'interrupted'"
-        );
     }
     let demo = if cfg.demo_data {
         store::demo::load(&db).await?
@@ -153,7 +157,22 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     let store_close = CancellationToken::new();
     let (router_tx, router_rx) = mpsc::channel(4096);
     let (tcp_tx, tcp_rx) = mpsc::channel(4096);
+    let udp = Arc::new(udp);
+    let (registrar, registrar_rx) = crate::registrar::channel();
+    let registrar_core = crate::registrar::Registrar::new(
+        db.clone(),
+        cfg.realm.clone(),
+        crate::call::dialog::LocalIdentity {
+            contact: format!("<sip:switchboard@{sip_addr}>"),
+            via_host: sip_addr.to_string(),
+            transport: crate::sip::transport::TransportKind::Udp,
+            user_agent: cfg.user_agent.clone(),
+        },
+    )
+    .await;
     let ctx = Arc::new(CallContext {
+        registrar,
+        udp: udp.clone(),
         ports: PortRange::new(cfg.rtp_ports.0, cfg.rtp_ports.1),
         sip_local: sip_addr,
         tcp_local: Some(sip_addr),
@@ -174,9 +193,9 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         store_close.clone(),
     ));
     drop(store_handle);
+    let registrar_task = tokio::spawn(registrar_core.run(registrar_rx, shutdown.clone()));
     let calls = TaskTracker::new();
     let router = Router::new(ctx.clone(), calls.clone(), shutdown.clone());
-    let udp = Arc::new(udp);
     let router_task = tokio::spawn(router.run(udp, tcp_rx, router_rx));
     let tcp_task = tokio::spawn(crate::sip::transport::run_tcp_listener(
         tcp,
@@ -210,6 +229,7 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
             warn!("some calls did not finish within 10 s of shutdown");
         }
         let _ = router_task.await;
+        let _ = registrar_task.await;
         let _ = tcp_task.await;
         let _ = http_task.await;
         store_close.cancel();

@@ -32,6 +32,9 @@ pub struct CallContext {
     pub db: Db,
     pub active_calls: AtomicUsize,
     pub router: mpsc::Sender<router::RouterControl>,
+    /// The SIP UDP socket, for requests we originate (outbound calls through trunks).
+    pub udp: Arc<tokio::net::UdpSocket>,
+    pub registrar: crate::registrar::RegistrarHandle,
 }
 
 impl CallContext {

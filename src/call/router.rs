@@ -26,7 +26,14 @@ use crate::sip::uri::Scheme;
 /// Messages from actors to the router.
 #[derive(Debug)]
 pub enum RouterControl {
-    CallEnded { call_id: String },
+    CallEnded {
+        call_id: String,
+    },
+    /// An outbound call announces its Call-ID before sending the INVITE.
+    Register {
+        call_id: String,
+        tx: mpsc::Sender<CallInput>,
+    },
 }
 
 /// SIP extensions we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
@@ -127,6 +134,9 @@ impl Router {
         match c {
             RouterControl::CallEnded { call_id } => {
                 self.calls.remove(&call_id);
+            }
+            RouterControl::Register { call_id, tx } => {
+                self.calls.insert(call_id, tx);
             }
         }
     }
@@ -231,7 +241,12 @@ impl Router {
             | Method::Notify => {
                 self.reply(&inbound, 481, "Call/Transaction Does Not Exist", &[]);
             }
-            Method::Register | Method::Subscribe | Method::Publish | Method::Message => {
+            Method::Register => {
+                if !self.ctx.registrar.offer(inbound) {
+                    warn!("registrar saturated; REGISTER refused with 503");
+                }
+            }
+            Method::Subscribe | Method::Publish | Method::Message => {
                 self.reply(&inbound, 405, "Method Not Allowed", &[]);
             }
             Method::Other(_) => self.reply(

@@ -377,7 +377,7 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
                 .ok_or((action_at, "action 'collect' needs 'var'".to_string()))?;
             let min_digits = s.min_digits.unwrap_or(1);
             let max_digits = s.max_digits.unwrap_or(20);
-            if min_digits > max_digits || max_digits == 0 || max_digits > 64 {
+            if min_digits == 0 || min_digits > max_digits || max_digits > 64 {
                 return Err((
                     action_at,
                     format!(
@@ -412,7 +412,16 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
                     ))
                 }
             };
-            let value = s.value.clone().unwrap_or_else(|| "${caller}".to_string());
+            let value = match (by, s.value.clone()) {
+                (_, Some(v)) => v,
+                (LookupBy::Caller, None) => "${caller}".to_string(),
+                (LookupBy::OrderId, None) => {
+                    return Err((
+                        action_at,
+                        "lookup_ticket by order_id needs 'value' (e.g. \"${order_number}\")".into(),
+                    ))
+                }
+            };
             if !template_is_valid(&value) {
                 return Err((action_at, format!("bad template '{value}'")));
             }

@@ -2,6 +2,7 @@
 //! session core. Nothing here allocates or locks per packet.
 
 pub mod codec;
+pub mod dtmf_inband;
 pub mod player;
 pub mod prompts;
 pub mod rtp;

@@ -73,6 +73,7 @@ impl PromptLibrary {
             let Some(lang) = lang_dir
                 .file_name()
                 .and_then(|s| s.to_str())
+                .filter(|n| is_language_tag(n))
                 .map(str::to_string)
             else {
                 continue;
@@ -121,6 +122,15 @@ impl PromptLibrary {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Language folders are short tags (`en`, `zh`, `pt-BR`); others (e.g. `test/`) are not prompts.
+fn is_language_tag(name: &str) -> bool {
+    let mut parts = name.split('-');
+    let primary = parts.next().unwrap_or("");
+    (2..=3).contains(&primary.len())
+        && primary.bytes().all(|b| b.is_ascii_lowercase())
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// Read a WAV that must be 8 kHz mono 16-bit PCM; anything else is refused with the reason.

@@ -3,6 +3,7 @@
 //!
 //! Our own sans-IO core rather than `rsip`/`rsipstack`: see docs/adr/0001-own-sip-core.md.
 
+pub mod auth;
 pub mod message;
 pub mod sdp;
 pub mod transport;

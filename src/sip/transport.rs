@@ -158,7 +158,7 @@ async fn serve_tcp(
     stream: TcpStream,
     peer: SocketAddr,
     to_router: mpsc::Sender<Inbound>,
-    shutdown: CancellationToken,
+    _shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let local = match stream.local_addr() {
@@ -233,10 +233,9 @@ async fn serve_tcp(
             break;
         }
         buf.reserve(4096);
-        let read = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = tokio::time::timeout(TCP_IDLE, rd.read_buf(&mut buf)) => r,
-        };
+        // Not tied to shutdown: during a graceful stop in-dialog answers (our BYE's 200) must
+        // still be read; the reader ends when the peer closes or the router goes away.
+        let read = tokio::time::timeout(TCP_IDLE, rd.read_buf(&mut buf)).await;
         match read {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(_)) => {}

@@ -5,6 +5,8 @@
 //! Calls never await this module on their media path: they `submit` [`ops::StoreOp`]s to the
 //! writer's bounded mailbox and read tickets from a spawned task. See docs/schema.md.
 
+pub mod agents;
+pub mod campaigns;
 pub mod demo;
 pub mod ops;
 pub mod tickets;

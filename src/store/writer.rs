@@ -40,8 +40,8 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
-    /// Never waits. A full mailbox means the writer is far behind even its spool; the op is
-    /// counted and logged (it has never happened in the benchmarks, see docs/benchmarks.md).
+    /// Never waits. A full mailbox (65 536 ops) means the writer is far behind even its spool;
+    /// the op is counted in `mailbox_full` and logged.
     pub fn submit(&self, op: StoreOp) {
         if let Err(e) = self.tx.try_send(op) {
             self.stats.mailbox_full.fetch_add(1, Ordering::Relaxed);
@@ -270,12 +270,22 @@ pub async fn run(
                 stats
                     .spooled
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                batch.clear();
             }
             Err(e) => {
-                error!(error = %e, ops = batch.len(), "cannot write spool: records kept in memory only")
+                // Disk full or read-only: keep the batch and try again on the next wake-up,
+                // up to a bound; beyond it the oldest ops are dropped and counted.
+                error!(error = %e, ops = batch.len(), "cannot write spool; holding records in memory");
+                if batch.len() > MAILBOX {
+                    let excess = batch.len() - MAILBOX;
+                    batch.drain(..excess);
+                    stats
+                        .mailbox_full
+                        .fetch_add(excess as u64, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        batch.clear();
     }
     if outage {
         // Last chance at shutdown; whatever is left stays in the spool for the next start.

@@ -33,9 +33,12 @@ use crate::media::session::{MediaEvent, MediaParams, MediaSession, MAX_PACKET};
 use crate::sip::message::{HeaderName, Message, Method, StartLine};
 use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
 use crate::sip::transport::{Inbound, ReplyPath};
-use crate::sip::uri::Uri;
 use crate::store::ops::StoreOp;
 use crate::store::{now_ts, tickets};
+
+mod uac;
+
+pub use uac::{run_outbound, CallResult, OutboundRequest};
 
 pub const MAILBOX: usize = 64;
 
@@ -51,6 +54,8 @@ enum Phase {
     Ringing {
         answer_at: Instant,
     },
+    /// Outbound: INVITE sent, waiting for the final answer.
+    Calling,
     Answered,
     /// We sent BYE and wait for its answer.
     Ending,
@@ -83,7 +88,7 @@ impl Retransmit {
     }
 }
 
-pub struct InboundCall {
+pub struct Call {
     ctx: Arc<CallContext>,
     id: String,
     invite: Message,
@@ -112,6 +117,14 @@ pub struct InboundCall {
     ticket_id: Option<i64>,
     caller: String,
     shutdown_seen: bool,
+    /// The UAC side of an outbound call (campaigns); None for inbound calls.
+    uac: Option<Box<uac::Uac>>,
+    /// The dialplan outcome recorded on this call, if any.
+    outcome: Option<String>,
+    /// Variables given by whoever started the call (the dialer's ticket.* for outbound).
+    preset_vars: Vars,
+    /// Whether this call's `active_calls` slot was given back (at Done, not at task exit).
+    slot_released: bool,
 }
 
 pub async fn run_inbound(
@@ -128,11 +141,13 @@ pub async fn run_inbound(
     async move {
         let ctx2 = ctx.clone();
         let sip_call_id = call_id.clone();
-        match InboundCall::start(ctx, inbound, route, local, self_tx).await {
+        match Call::start(ctx, inbound, route, local, self_tx).await {
             Some((call, rtp)) => call.run(rx, rtp, shutdown).await,
-            None => debug!("call refused at start"),
+            None => {
+                debug!("call refused at start");
+                ctx2.active_calls.fetch_sub(1, Ordering::Relaxed);
+            }
         }
-        ctx2.active_calls.fetch_sub(1, Ordering::Relaxed);
         let _ = ctx2
             .router
             .send(RouterControl::CallEnded {
@@ -144,7 +159,7 @@ pub async fn run_inbound(
     .await
 }
 
-impl InboundCall {
+impl Call {
     /// Validate the INVITE, record the call, answer 100/180 (or refuse with 488/503).
     async fn start(
         ctx: Arc<CallContext>,
@@ -152,7 +167,7 @@ impl InboundCall {
         route: Route,
         local: LocalIdentity,
         self_tx: mpsc::Sender<CallInput>,
-    ) -> Option<(InboundCall, Option<UdpSocket>)> {
+    ) -> Option<(Call, Option<UdpSocket>)> {
         let now = Instant::now();
         let invite = inbound.msg;
         let flow = inbound.reply;
@@ -176,7 +191,7 @@ impl InboundCall {
             .unwrap_or(caller_raw.clone());
         let id = uuid::Uuid::new_v4().to_string();
         let media_ip = ctx.config.media_address;
-        let mut call = InboundCall {
+        let mut call = Call {
             id: id.clone(),
             invite_branch,
             flow,
@@ -210,6 +225,10 @@ impl InboundCall {
             ticket_id: None,
             caller,
             shutdown_seen: false,
+            uac: None,
+            outcome: None,
+            preset_vars: Vars::new(),
+            slot_released: false,
             local,
             invite,
             ctx,
@@ -287,6 +306,12 @@ impl InboundCall {
             if self.media.is_none() && matches!(self.phase, Phase::Done | Phase::Ending) {
                 rtp = None; // release the port as soon as media is over
             }
+            if self.phase == Phase::Done && !self.slot_released {
+                // A call lingering only to absorb retransmissions no longer counts against
+                // max_calls.
+                self.slot_released = true;
+                self.ctx.active_calls.fetch_sub(1, Ordering::Relaxed);
+            }
             if self.finished(now) {
                 break;
             }
@@ -316,10 +341,14 @@ impl InboundCall {
         if !self.ended_recorded {
             self.record_end("interrupted", "actor_stopped", None);
         }
+        if !self.slot_released {
+            self.ctx.active_calls.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn finished(&self, now: Instant) -> bool {
         self.phase == Phase::Done
+            && self.uac.as_ref().is_none_or(|u| u.settled())
             && self.bye.is_none()
             && self.final_wait.is_none()
             && self.pending_2xx.is_none()
@@ -346,6 +375,9 @@ impl InboundCall {
         if let Some(t) = self.linger_until {
             d = d.min(t);
         }
+        if let Some(u) = &self.uac {
+            d = d.min(u.deadline());
+        }
         d
     }
 
@@ -358,6 +390,7 @@ impl InboundCall {
             }
         }
         self.drive_retransmits(now);
+        self.drive_uac(now);
         if let Some(media) = self.media.as_mut() {
             while let Some((len, dest)) = media.poll_transmit(now, send_buf) {
                 if let Some(sock) = rtp {
@@ -546,7 +579,7 @@ impl InboundCall {
             self.hangup(now, "no_dialplan");
             return;
         };
-        let mut vars = Vars::new();
+        let mut vars = std::mem::take(&mut self.preset_vars);
         vars.insert("caller".into(), self.caller.clone());
         vars.insert("called".into(), self.route.to.clone());
         vars.insert("call_id".into(), self.id.clone());
@@ -643,6 +676,10 @@ impl InboundCall {
 
     fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {
         let Ok(cseq) = msg.cseq() else { return };
+        if matches!(cseq.method, Method::Invite | Method::Cancel) && self.uac.is_some() {
+            self.on_uac_response(now, code, msg, &cseq);
+            return;
+        }
         if cseq.method == Method::Bye
             && code >= 200
             && self.bye.as_ref().is_some_and(|b| b.cseq == cseq.seq)
@@ -737,7 +774,7 @@ impl InboundCall {
             Phase::Ringing { .. } => {
                 self.refuse(now, 503, "Service Unavailable", "shutdown", "failed")
             }
-            Phase::Answered => self.hangup(now, "shutdown"),
+            Phase::Answered | Phase::Calling => self.hangup(now, "shutdown"),
             Phase::Ending | Phase::Done => {}
         }
     }
@@ -764,6 +801,7 @@ impl InboundCall {
             Phase::Ringing { .. } => {
                 self.refuse(now, 480, "Temporarily Unavailable", cause, "failed")
             }
+            Phase::Calling => self.cancel_outbound(now, cause),
             Phase::Ending | Phase::Done => {}
         }
     }
@@ -822,6 +860,7 @@ impl InboundCall {
                 }
                 Output::Lookup { by, value } => self.spawn_lookup(by, value),
                 Output::Outcome { choice } => {
+                    self.outcome = Some(choice.clone());
                     self.record_event("outcome", choice.clone());
                     self.ctx.store.submit(StoreOp::Outcome {
                         call_id: self.id.clone(),
@@ -934,6 +973,7 @@ impl InboundCall {
             return;
         }
         self.ended_recorded = true;
+        self.report_result(disposition, sip_status);
         self.ctx.store.submit(StoreOp::CallEnded {
             id: self.id.clone(),
             ended_at: now_ts(),
@@ -956,6 +996,3 @@ async fn recv_rtp(
         None => std::future::pending().await,
     }
 }
-
-#[allow(dead_code)]
-fn _uri_type_check(_: Uri) {}

@@ -1,0 +1,745 @@
+//! Outbound calls: the UAC side of the call actor (RFC 3261 §13.2 INVITE client, §17.1.1
+//! client transaction timers, §9.1 CANCEL, §22.2 answering a digest challenge).
+//!
+//! The dialer hands an [`OutboundRequest`] to [`run_outbound`]; the actor registers its
+//! Call-ID with the router (so answers reach it), sends the INVITE through the trunk, and
+//! from the 2xx on runs the very same media + dialplan code as an inbound call. The final
+//! result (disposition, SIP status, outcome) goes back on a oneshot channel.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::{Call, CallInput, Phase, Retransmit};
+use crate::call::dialog::{self, DialogState, LocalIdentity};
+use crate::call::router::RouterControl;
+use crate::call::CallContext;
+use crate::config::{Route, Trunk};
+use crate::ivr::expr::Vars;
+use crate::sip::auth;
+use crate::sip::message::{CSeq, HeaderName, Message, Method, StartLine};
+use crate::sip::sdp::{self, SessionDescription};
+use crate::sip::transport::{ReplyPath, TransportKind};
+use crate::sip::uri::Uri;
+use crate::store::now_ts;
+use crate::store::ops::StoreOp;
+
+/// What the dialer asks for.
+#[derive(Debug)]
+pub struct OutboundRequest {
+    /// E.164 number of the customer.
+    pub to_number: String,
+    pub trunk: Trunk,
+    pub caller_id: String,
+    pub dialplan: String,
+    pub ring_timeout: Duration,
+    /// Variables the dialplan sees (ticket.*, campaign.*).
+    pub vars: Vars,
+    pub ticket_id: Option<i64>,
+    pub campaign_id: Option<i64>,
+    pub result: Option<oneshot::Sender<CallResult>>,
+}
+
+/// How an outbound call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallResult {
+    pub call_uuid: String,
+    /// answered | busy | no_answer | failed | cancelled | machine | interrupted
+    pub disposition: String,
+    pub sip_status: Option<u16>,
+    pub outcome: Option<String>,
+    pub answered: bool,
+}
+
+pub(super) struct Uac {
+    request: Message,
+    bytes: Vec<u8>,
+    branch: String,
+    cseq: u32,
+    /// Timer A resends until a provisional arrives; Timer B gives up.
+    timer: Retransmit,
+    ring_deadline: Instant,
+    provisional: bool,
+    cancel: Option<Retransmit>,
+    cancel_pending: bool,
+    cancel_cause: Option<String>,
+    auth_tried: bool,
+    trunk: Trunk,
+    ack_2xx: Option<Vec<u8>>,
+    final_received: bool,
+    result: Option<oneshot::Sender<CallResult>>,
+    answered: bool,
+}
+
+impl Uac {
+    pub(super) fn deadline(&self) -> Instant {
+        let mut d = if self.final_received {
+            self.ring_deadline.max(self.timer.give_up)
+        } else {
+            self.timer.deadline().min(self.ring_deadline)
+        };
+        if let Some(c) = &self.cancel {
+            d = d.min(c.deadline());
+        }
+        d
+    }
+
+    pub(super) fn settled(&self) -> bool {
+        self.final_received && self.cancel.is_none()
+    }
+}
+
+pub async fn run_outbound(
+    ctx: Arc<CallContext>,
+    req: OutboundRequest,
+    shutdown: CancellationToken,
+) {
+    let (tx, rx) = mpsc::channel(super::MAILBOX);
+    let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), ctx.sip_local.ip());
+    let span = info_span!("call", call_id = %call_id, direction = "outbound");
+    async move {
+        ctx.active_calls.fetch_add(1, Ordering::Relaxed);
+        if ctx
+            .router
+            .send(RouterControl::Register {
+                call_id: call_id.clone(),
+                tx: tx.clone(),
+            })
+            .await
+            .is_ok()
+        {
+            if let Some((call, rtp)) =
+                Call::start_outbound(ctx.clone(), req, call_id.clone(), tx).await
+            {
+                call.run(rx, rtp, shutdown).await;
+            }
+        }
+        ctx.active_calls.fetch_sub(1, Ordering::Relaxed);
+        let _ = ctx.router.send(RouterControl::CallEnded { call_id }).await;
+    }
+    .instrument(span)
+    .await
+}
+
+fn disposition_for(code: u16) -> &'static str {
+    match code {
+        486 | 600 | 603 => "busy",
+        408 | 480 | 487 => "no_answer",
+        _ => "failed",
+    }
+}
+
+impl Call {
+    async fn start_outbound(
+        ctx: Arc<CallContext>,
+        req: OutboundRequest,
+        call_id: String,
+        self_tx: mpsc::Sender<CallInput>,
+    ) -> Option<(Call, Option<tokio::net::UdpSocket>)> {
+        let now = Instant::now();
+        let local_addr = ctx.sip_local;
+        let local = LocalIdentity {
+            contact: format!("<sip:switchboard@{local_addr}>"),
+            via_host: local_addr.to_string(),
+            transport: TransportKind::Udp,
+            user_agent: ctx.config.user_agent.clone(),
+        };
+        let flow = ReplyPath::Udp {
+            socket: ctx.udp.clone(),
+            peer: req.trunk.address,
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let local_tag = dialog::new_tag();
+        let request_uri = Uri::sip(
+            Some(&req.to_number),
+            &req.trunk.address.ip().to_string(),
+            Some(req.trunk.address.port()),
+        );
+        let from = format!(
+            "<sip:{}@{}>;tag={local_tag}",
+            req.caller_id,
+            local_addr.ip()
+        );
+        let to = format!("<{request_uri}>");
+        ctx.store.submit(StoreOp::CallStarted {
+            id: id.clone(),
+            sip_call_id: call_id.clone(),
+            direction: "outbound".into(),
+            from_uri: format!("sip:{}@{}", req.caller_id, local_addr.ip()),
+            to_uri: request_uri.to_string(),
+            caller: Some(req.to_number.clone()),
+            dialplan: Some(req.dialplan.clone()),
+            campaign_id: req.campaign_id,
+            started_at: now_ts(),
+        });
+        if let Some(t) = req.ticket_id {
+            ctx.store.submit(StoreOp::CallTicket {
+                id: id.clone(),
+                ticket_id: t,
+            });
+        }
+        let media_ip = ctx.config.media_address;
+        let rtp = match ctx.ports.bind(media_ip).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "no RTP port for outbound call");
+                ctx.store.submit(StoreOp::CallEnded {
+                    id: id.clone(),
+                    ended_at: now_ts(),
+                    disposition: "failed".into(),
+                    hangup_cause: "no_rtp_port".into(),
+                    sip_status: None,
+                    queue: None,
+                    agent: None,
+                    wait_ms: None,
+                });
+                if let Some(tx) = req.result {
+                    let _ = tx.send(CallResult {
+                        call_uuid: id,
+                        disposition: "failed".into(),
+                        sip_status: None,
+                        outcome: None,
+                        answered: false,
+                    });
+                }
+                return None;
+            }
+        };
+        let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let dialog = DialogState {
+            call_id: call_id.clone(),
+            local_party: from.clone(),
+            remote_party: to.clone(),
+            remote_target: request_uri.clone(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: 0,
+        };
+        let route = Route {
+            to: req.to_number.clone(),
+            dialplan: req.dialplan.clone(),
+            ring_ms: 0,
+            line: 0,
+        };
+        let mut call = Call {
+            ctx,
+            id,
+            invite: Message {
+                start: StartLine::Request {
+                    method: Method::Invite,
+                    uri: request_uri.clone(),
+                },
+                headers: vec![],
+                body: Bytes::new(),
+            },
+            invite_branch: String::new(),
+            flow,
+            local,
+            local_tag,
+            dialog,
+            route,
+            offer: None,
+            media_ip,
+            rtp_port,
+            media: None,
+            interp: None,
+            phase: Phase::Calling,
+            self_tx,
+            event_seq: 0,
+            ended_recorded: false,
+            sdp_session: rand::random::<u32>() as u64,
+            sdp_version: 1,
+            last_invite_response: None,
+            pending_2xx: None,
+            bye: None,
+            final_wait: None,
+            linger_until: None,
+            ticket_id: req.ticket_id,
+            caller: req.to_number.clone(),
+            shutdown_seen: false,
+            uac: None,
+            outcome: None,
+            preset_vars: req.vars,
+            slot_released: false,
+        };
+        let body = call.local_sdp(None);
+        let (invite, branch) = build_invite(&call, &request_uri, &to, 1, body, None);
+        let bytes = invite.to_bytes();
+        call.flow.send(bytes.clone());
+        info!(trunk = %req.trunk.name, "dialing");
+        call.invite_branch = branch.clone();
+        call.invite = invite.clone();
+        call.uac = Some(Box::new(Uac {
+            request: invite,
+            bytes: bytes.clone(),
+            branch,
+            cseq: 1,
+            timer: Retransmit::new(bytes, now, true, 1),
+            ring_deadline: now + req.ring_timeout,
+            provisional: false,
+            cancel: None,
+            cancel_pending: false,
+            cancel_cause: None,
+            auth_tried: false,
+            trunk: req.trunk,
+            ack_2xx: None,
+            final_received: false,
+            result: req.result,
+            answered: false,
+        }));
+        Some((call, Some(rtp)))
+    }
+
+    pub(super) fn drive_uac(&mut self, now: Instant) {
+        let flow = self.flow.clone();
+        let mut timed_out = false;
+        let mut ring_expired = false;
+        let mut cancel_gave_up = false;
+        if let Some(u) = self.uac.as_mut() {
+            if !u.final_received {
+                if now >= u.timer.give_up && !u.provisional {
+                    timed_out = true;
+                } else if !u.provisional {
+                    if let Some(next) = u.timer.next {
+                        if now >= next {
+                            flow.send(u.bytes.clone());
+                            // INVITE retransmissions double without the T2 cap (§17.1.1.2).
+                            u.timer.interval *= 2;
+                            u.timer.next = Some(now + u.timer.interval);
+                        }
+                    }
+                }
+                if now >= u.ring_deadline && u.cancel.is_none() && !u.cancel_pending {
+                    ring_expired = true;
+                }
+            }
+            if let Some(c) = u.cancel.as_mut() {
+                if now >= c.give_up {
+                    cancel_gave_up = true;
+                } else if let Some(next) = c.next {
+                    if now >= next {
+                        flow.send(c.bytes.clone());
+                        c.interval = (c.interval * 2).min(dialog::T2);
+                        c.next = Some(now + c.interval);
+                    }
+                }
+            }
+        }
+        if timed_out {
+            info!("no answer from the trunk (Timer B)");
+            self.finish_outbound(408, "failed", "trunk_timeout");
+        }
+        if ring_expired && self.phase == Phase::Calling {
+            self.cancel_outbound(now, "ring_timeout");
+        }
+        if cancel_gave_up {
+            if let Some(u) = self.uac.as_mut() {
+                u.cancel = None;
+            }
+            if !self.uac.as_ref().is_some_and(|u| u.final_received) {
+                self.finish_outbound(487, "no_answer", "cancel_timeout");
+            }
+        }
+    }
+
+    /// Give up on an outbound call that has not been answered (RFC 3261 §9.1: CANCEL only
+    /// after a provisional response).
+    pub(super) fn cancel_outbound(&mut self, now: Instant, cause: &str) {
+        let Some(u) = self.uac.as_mut() else { return };
+        if u.final_received || u.cancel.is_some() {
+            return;
+        }
+        u.cancel_cause = Some(cause.to_string());
+        if !u.provisional {
+            u.cancel_pending = true;
+            return;
+        }
+        let cancel = build_cancel(&u.request);
+        let bytes = cancel.to_bytes();
+        self.flow.send(bytes.clone());
+        u.cancel = Some(Retransmit::new(bytes, now, true, u.cseq));
+    }
+
+    fn finish_outbound(&mut self, code: u16, disposition: &str, cause: &str) {
+        if let Some(u) = self.uac.as_mut() {
+            u.final_received = true;
+        }
+        self.phase = Phase::Done;
+        self.media = None;
+        self.record_end(disposition, cause, Some(code));
+    }
+
+    pub(super) fn on_uac_response(&mut self, now: Instant, code: u16, msg: &Message, cseq: &CSeq) {
+        let Some(u) = self.uac.as_mut() else { return };
+        if cseq.method == Method::Cancel {
+            if code >= 200 {
+                u.cancel = None;
+            }
+            return;
+        }
+        if cseq.seq != u.cseq {
+            return;
+        }
+        if code < 200 {
+            if !u.provisional {
+                u.provisional = true;
+                u.timer.next = None;
+                if code == 180 || code == 183 {
+                    self.record_event("progress", code.to_string());
+                }
+            }
+            let pending = self.uac.as_ref().is_some_and(|u| u.cancel_pending);
+            if pending {
+                let cause = self
+                    .uac
+                    .as_ref()
+                    .and_then(|u| u.cancel_cause.clone())
+                    .unwrap_or_default();
+                if let Some(u) = self.uac.as_mut() {
+                    u.cancel_pending = false;
+                }
+                self.cancel_outbound(now, &cause);
+            }
+            return;
+        }
+        if (200..300).contains(&code) {
+            self.on_uac_2xx(now, msg);
+            return;
+        }
+        // Final failure: ACK it in the same transaction (§17.1.1.3).
+        let ack = build_non2xx_ack(&u.request, msg);
+        self.flow.send(ack.to_bytes());
+        if u.final_received {
+            return; // retransmitted final answer
+        }
+        let challenged = (code == 401 || code == 407) && !u.auth_tried;
+        if challenged {
+            if let (Some(user), Some(pass)) = (u.trunk.username.clone(), u.trunk.password.clone()) {
+                let header = if code == 401 {
+                    HeaderName::WwwAuthenticate
+                } else {
+                    HeaderName::Other("Proxy-Authenticate".into())
+                };
+                if let Some(ch) = msg
+                    .header(&header)
+                    .and_then(|v| auth::parse_challenge(v).ok())
+                {
+                    self.retry_with_auth(now, code, &ch, &user, &pass);
+                    return;
+                }
+            }
+        }
+        let cause = match self.uac.as_ref().and_then(|u| u.cancel_cause.clone()) {
+            Some(c) if code == 487 => c,
+            _ => format!("sip_{code}"),
+        };
+        let disposition = if code == 487 && cause != "ring_timeout" {
+            "cancelled"
+        } else {
+            disposition_for(code)
+        };
+        info!(code, disposition, "outbound call not answered");
+        self.finish_outbound(code, disposition, &cause);
+    }
+
+    fn retry_with_auth(
+        &mut self,
+        now: Instant,
+        code: u16,
+        ch: &auth::Challenge,
+        user: &str,
+        pass: &str,
+    ) {
+        let Some(u) = self.uac.as_mut() else { return };
+        let cseq = u.cseq + 1;
+        let uri = match &u.request.start {
+            StartLine::Request { uri, .. } => uri.clone(),
+            StartLine::Response { .. } => return,
+        };
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let value = auth::answer_challenge(ch, "INVITE", uri.as_str(), user, pass, &cnonce, 1);
+        let name = if code == 401 {
+            HeaderName::Authorization
+        } else {
+            HeaderName::Other("Proxy-Authorization".into())
+        };
+        let to = u.request.header(&HeaderName::To).unwrap_or("").to_string();
+        let body = u.request.body.clone();
+        let mut invite = u.request.clone();
+        let branch = dialog::new_branch();
+        invite.set_header(
+            HeaderName::Via,
+            format!("SIP/2.0/UDP {};branch={branch};rport", self.local.via_host),
+        );
+        invite.set_header(HeaderName::CSeq, format!("{cseq} INVITE"));
+        invite.headers.retain(|h| !h.name.matches(&name));
+        invite.push_header(name, value);
+        invite.body = body;
+        let bytes = invite.to_bytes();
+        self.flow.send(bytes.clone());
+        let _ = to;
+        u.request = invite.clone();
+        u.bytes = bytes.clone();
+        u.branch = branch.clone();
+        u.cseq = cseq;
+        u.timer = Retransmit::new(bytes, now, true, cseq);
+        u.provisional = false;
+        u.auth_tried = true;
+        self.invite_branch = branch;
+        self.invite = invite;
+        self.dialog.local_cseq = cseq;
+        debug!("answered the trunk's digest challenge");
+    }
+
+    fn on_uac_2xx(&mut self, now: Instant, msg: &Message) {
+        let Some(u) = self.uac.as_mut() else { return };
+        if let Some(ack) = &u.ack_2xx {
+            // Retransmitted 2xx: our ACK was lost (§13.2.2.4).
+            self.flow.send(ack.clone());
+            return;
+        }
+        u.final_received = true;
+        u.answered = true;
+        let cseq = u.cseq;
+        let cancelled = u.cancel_cause.clone();
+        u.cancel = None;
+        if let Ok(to) = msg.header(&HeaderName::To).ok_or(()) {
+            self.dialog.remote_party = to.to_string();
+        }
+        if let Some(c) = msg.contact() {
+            self.dialog.remote_target = c.uri;
+        }
+        self.dialog.route_set = msg
+            .header_values(&HeaderName::RecordRoute)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        self.dialog.local_cseq = cseq;
+        let ack = build_2xx_ack(&self.dialog, &self.local, cseq);
+        let ack_bytes = ack.to_bytes();
+        self.flow.send(ack_bytes.clone());
+        if let Some(u) = self.uac.as_mut() {
+            u.ack_2xx = Some(ack_bytes);
+        }
+        self.phase = Phase::Answered;
+        self.ctx.store.submit(StoreOp::CallAnswered {
+            id: self.id.clone(),
+            at: now_ts(),
+        });
+        if let Some(cause) = cancelled {
+            // 200 crossed our CANCEL: the call exists, so end it properly (§9.1).
+            self.hangup(now, &cause);
+            return;
+        }
+        let neg = SessionDescription::parse(&msg.body)
+            .and_then(|sd| sdp::negotiate(&sd, &self.ctx.config.codecs));
+        match neg {
+            Ok(n) => {
+                info!(codec = ?n.codec, "answered");
+                self.offer = Some(n);
+                self.start_media(now, &n);
+            }
+            Err(e) => {
+                warn!(error = %e, "unusable SDP answer");
+                self.hangup(now, "incompatible_media");
+            }
+        }
+    }
+
+    /// Tell the dialer how the call ended (once).
+    pub(super) fn report_result(&mut self, disposition: &str, sip_status: Option<u16>) {
+        let outcome = self.outcome.clone();
+        let id = self.id.clone();
+        if let Some(u) = self.uac.as_mut() {
+            if let Some(tx) = u.result.take() {
+                let _ = tx.send(CallResult {
+                    call_uuid: id,
+                    disposition: disposition.to_string(),
+                    sip_status,
+                    outcome,
+                    answered: u.answered,
+                });
+            }
+        }
+    }
+}
+
+fn build_invite(
+    call: &Call,
+    uri: &Uri,
+    to: &str,
+    cseq: u32,
+    body: String,
+    auth: Option<(HeaderName, String)>,
+) -> (Message, String) {
+    let branch = dialog::new_branch();
+    let mut m = Message {
+        start: StartLine::Request {
+            method: Method::Invite,
+            uri: uri.clone(),
+        },
+        headers: Vec::with_capacity(12),
+        body: Bytes::from(body),
+    };
+    m.push_header(
+        HeaderName::Via,
+        format!("SIP/2.0/UDP {};branch={branch};rport", call.local.via_host),
+    );
+    m.push_header(HeaderName::MaxForwards, "70");
+    m.push_header(HeaderName::From, call.dialog.local_party.clone());
+    m.push_header(HeaderName::To, to.to_string());
+    m.push_header(HeaderName::CallId, call.dialog.call_id.clone());
+    m.push_header(HeaderName::CSeq, format!("{cseq} INVITE"));
+    m.push_header(HeaderName::Contact, call.local.contact.clone());
+    m.push_header(HeaderName::Allow, dialog::ALLOW);
+    m.push_header(HeaderName::UserAgent, call.local.user_agent.clone());
+    m.push_header(HeaderName::ContentType, "application/sdp");
+    if let Some((n, v)) = auth {
+        m.push_header(n, v);
+    }
+    (m, branch)
+}
+
+/// CANCEL for our INVITE: same Request-URI, top Via, From, To, Call-ID and CSeq number.
+fn build_cancel(invite: &Message) -> Message {
+    let uri = match &invite.start {
+        StartLine::Request { uri, .. } => uri.clone(),
+        StartLine::Response { .. } => Uri::sip(None, "invalid", None),
+    };
+    let mut m = Message {
+        start: StartLine::Request {
+            method: Method::Cancel,
+            uri,
+        },
+        headers: Vec::with_capacity(8),
+        body: Bytes::new(),
+    };
+    for name in [
+        HeaderName::Via,
+        HeaderName::MaxForwards,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+    ] {
+        if let Some(v) = invite.header(&name) {
+            m.push_header(name, v.to_string());
+        }
+    }
+    let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+    m.push_header(HeaderName::CSeq, format!("{seq} CANCEL"));
+    m
+}
+
+/// ACK for a non-2xx final answer: part of the INVITE transaction (§17.1.1.3).
+fn build_non2xx_ack(invite: &Message, resp: &Message) -> Message {
+    let uri = match &invite.start {
+        StartLine::Request { uri, .. } => uri.clone(),
+        StartLine::Response { .. } => Uri::sip(None, "invalid", None),
+    };
+    let mut m = Message {
+        start: StartLine::Request {
+            method: Method::Ack,
+            uri,
+        },
+        headers: Vec::with_capacity(8),
+        body: Bytes::new(),
+    };
+    for name in [HeaderName::Via, HeaderName::MaxForwards, HeaderName::From] {
+        if let Some(v) = invite.header(&name) {
+            m.push_header(name, v.to_string());
+        }
+    }
+    m.push_header(
+        HeaderName::To,
+        resp.header(&HeaderName::To)
+            .or(invite.header(&HeaderName::To))
+            .unwrap_or("")
+            .to_string(),
+    );
+    if let Some(v) = invite.header(&HeaderName::CallId) {
+        m.push_header(HeaderName::CallId, v.to_string());
+    }
+    let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+    m.push_header(HeaderName::CSeq, format!("{seq} ACK"));
+    m
+}
+
+/// ACK for a 2xx: a new request in the dialog with the INVITE's CSeq number (§13.2.2.4).
+fn build_2xx_ack(d: &DialogState, local: &LocalIdentity, cseq: u32) -> Message {
+    let mut m = Message {
+        start: StartLine::Request {
+            method: Method::Ack,
+            uri: d.remote_target.clone(),
+        },
+        headers: Vec::with_capacity(8),
+        body: Bytes::new(),
+    };
+    m.push_header(
+        HeaderName::Via,
+        format!(
+            "SIP/2.0/{} {};branch={};rport",
+            local.transport.via_name(),
+            local.via_host,
+            dialog::new_branch()
+        ),
+    );
+    m.push_header(HeaderName::MaxForwards, "70");
+    m.push_header(HeaderName::From, d.local_party.clone());
+    m.push_header(HeaderName::To, d.remote_party.clone());
+    m.push_header(HeaderName::CallId, d.call_id.clone());
+    m.push_header(HeaderName::CSeq, format!("{cseq} ACK"));
+    for r in &d.route_set {
+        m.push_header(HeaderName::Route, r.clone());
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispositions() {
+        assert_eq!(disposition_for(486), "busy");
+        assert_eq!(disposition_for(603), "busy");
+        assert_eq!(disposition_for(480), "no_answer");
+        assert_eq!(disposition_for(503), "failed");
+    }
+
+    #[test]
+    fn cancel_and_ack_copy_the_transaction() {
+        let raw = "INVITE sip:+1555@10.0.0.1:5090 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKabc;rport\r\n\
+                   Max-Forwards: 70\r\nFrom: <sip:+1550@127.0.0.1>;tag=me\r\nTo: <sip:+1555@10.0.0.1:5090>\r\n\
+                   Call-ID: x@127.0.0.1\r\nCSeq: 3 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let invite =
+            Message::parse(raw.as_bytes(), crate::sip::message::Framing::Datagram).expect("invite");
+        let cancel = build_cancel(&invite);
+        let c = Message::parse(&cancel.to_bytes(), crate::sip::message::Framing::Datagram)
+            .expect("cancel");
+        assert_eq!(c.top_via().expect("via").branch(), Some("z9hG4bKabc"));
+        assert_eq!(
+            c.cseq().expect("cseq"),
+            CSeq {
+                seq: 3,
+                method: Method::Cancel
+            }
+        );
+        c.validate_request().expect("valid CANCEL");
+        let resp = invite.response(486, "Busy Here", Some("them"));
+        let ack = Message::parse(
+            &build_non2xx_ack(&invite, &resp).to_bytes(),
+            crate::sip::message::Framing::Datagram,
+        )
+        .expect("ack");
+        assert_eq!(ack.to_header().expect("to").tag(), Some("them"));
+        assert_eq!(ack.top_via().expect("via").branch(), Some("z9hG4bKabc"));
+        ack.validate_request().expect("valid ACK");
+    }
+}

@@ -1,0 +1,6 @@
+//! Outbound campaign dialer: delivery-delay campaigns that call customers back.
+//!
+//! `core` holds the pure decision rules (calling windows, customer time zones, pacing, retries,
+//! the dial gate); the database and SIP shells drive it.
+
+pub mod core;

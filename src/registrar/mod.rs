@@ -1,0 +1,465 @@
+//! The registrar service (RFC 3261 §10.3) for agents' phones: digest authentication
+//! against HA1 credentials (MD5 and SHA-256, RFC 8760; stale nonces answered with
+//! `stale=true`), bindings with expiry kept across restarts, and protection against
+//! password guessing and floods (per-source failure counting and temporary bans, logged as
+//! security events). One actor owns the binding table; the router hands it REGISTERs and
+//! the ACD asks it where an agent can be reached.
+
+pub mod bindings;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::call::dialog::{new_tag, response, LocalIdentity};
+use crate::sip::auth::{self, NonceKey};
+use crate::sip::message::{HeaderName, Message};
+use crate::sip::transport::{Inbound, ReplyPath};
+use crate::store::agents::{self, BindingRow};
+use crate::store::Db;
+use bindings::{Binding, Bindings, RegisterOutcome, MIN_EXPIRES};
+
+/// Failed authentications from one address within `FAIL_WINDOW` before it is banned.
+const MAX_FAILURES: u32 = 10;
+const FAIL_WINDOW: Duration = Duration::from_secs(60);
+const BAN_TIME: Duration = Duration::from_secs(300);
+/// REGISTERs accepted from one address per `FLOOD_WINDOW` before it is banned.
+const MAX_REQUESTS: u32 = 200;
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+/// Bounded tracking: beyond this many tracked sources, the oldest windows are forgotten.
+const MAX_TRACKED_SOURCES: usize = 100_000;
+pub const MAILBOX: usize = 1024;
+
+/// Where an agent can be reached.
+#[derive(Debug, Clone)]
+pub struct Reachable {
+    pub contact: String,
+    pub flow: Option<ReplyPath>,
+}
+
+#[derive(Debug)]
+pub enum RegistrarMsg {
+    Register(Box<Inbound>),
+    Lookup {
+        aor: String,
+        reply: oneshot::Sender<Vec<Reachable>>,
+    },
+    Registered {
+        reply: oneshot::Sender<Vec<(String, usize)>>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct RegistrarHandle {
+    tx: mpsc::Sender<RegistrarMsg>,
+}
+
+impl RegistrarHandle {
+    /// Hand a REGISTER over; false when the registrar is saturated (answer 503).
+    pub fn offer(&self, inbound: Inbound) -> bool {
+        self.tx
+            .try_send(RegistrarMsg::Register(Box::new(inbound)))
+            .is_ok()
+    }
+
+    pub async fn lookup(&self, aor: &str) -> Vec<Reachable> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(RegistrarMsg::Lookup {
+                aor: aor.to_string(),
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Every registered agent and its number of contacts.
+    pub async fn registered(&self) -> Vec<(String, usize)> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(RegistrarMsg::Registered { reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Default)]
+struct SourceState {
+    failures: u32,
+    fail_window: Option<Instant>,
+    requests: u32,
+    req_window: Option<Instant>,
+    banned_until: Option<Instant>,
+}
+
+pub struct Registrar {
+    db: Db,
+    realm: String,
+    local: LocalIdentity,
+    nonces: NonceKey,
+    /// Challenges offered, in order.
+    algorithms: Vec<auth::Algorithm>,
+    replay: auth::ReplayGuard,
+    bindings: Bindings,
+    sources: HashMap<IpAddr, SourceState>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn ts_after(secs: u64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs as i64))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+pub fn channel() -> (RegistrarHandle, mpsc::Receiver<RegistrarMsg>) {
+    let (tx, rx) = mpsc::channel(MAILBOX);
+    (RegistrarHandle { tx }, rx)
+}
+
+impl Registrar {
+    /// Build the registrar and restore unexpired bindings from the database.
+    pub async fn new(db: Db, realm: String, local: LocalIdentity) -> Registrar {
+        let mut bindings = Bindings::default();
+        let now = Instant::now();
+        let wall = chrono::Utc::now();
+        match agents::load_bindings(&db).await {
+            Ok(rows) => {
+                for r in rows {
+                    let expires_at =
+                        chrono::DateTime::parse_from_rfc3339(&r.expires_at.replace(' ', "T"))
+                            .map(|t| t.with_timezone(&chrono::Utc))
+                            .ok()
+                            .or_else(|| parse_pg_ts(&r.expires_at));
+                    let Some(expires_at) = expires_at else {
+                        continue;
+                    };
+                    let Ok(left) = (expires_at - wall).to_std() else {
+                        continue;
+                    };
+                    bindings.insert_restored(
+                        &r.aor,
+                        Binding {
+                            contact: r.contact,
+                            expires: now + left,
+                            flow: None,
+                            call_id: r.call_id,
+                            cseq: r.cseq as u32,
+                            user_agent: r.user_agent,
+                        },
+                    );
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot restore registrations"),
+        }
+        Registrar {
+            db,
+            realm,
+            local,
+            nonces: NonceKey::new(300),
+            algorithms: vec![auth::Algorithm::Md5, auth::Algorithm::Sha256],
+            replay: auth::ReplayGuard::new(4096),
+            bindings,
+            sources: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<RegistrarMsg>, shutdown: CancellationToken) {
+        let mut sweep = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = sweep.tick() => self.sweep().await,
+                msg = rx.recv() => match msg {
+                    None => break,
+                    Some(RegistrarMsg::Register(inbound)) => self.handle_register(*inbound).await,
+                    Some(RegistrarMsg::Lookup { aor, reply }) => {
+                        let now = Instant::now();
+                        let list = self.bindings.lookup(&aor, now).into_iter()
+                            .map(|b| Reachable { contact: b.contact.clone(), flow: b.flow.clone() })
+                            .collect();
+                        let _ = reply.send(list);
+                    }
+                    Some(RegistrarMsg::Registered { reply }) => {
+                        let now = Instant::now();
+                        let mut v: Vec<(String, usize)> = self.bindings.aors().map(str::to_string).collect::<Vec<_>>()
+                            .into_iter().map(|a| { let n = self.bindings.lookup(&a, now).len(); (a, n) }).filter(|(_, n)| *n > 0).collect();
+                        v.sort();
+                        let _ = reply.send(v);
+                    }
+                },
+            }
+        }
+    }
+
+    async fn sweep(&mut self) {
+        let now = Instant::now();
+        for (aor, contact) in self.bindings.expire(now) {
+            debug!(%aor, "registration expired");
+            let _ = agents::delete_binding(&self.db, &aor, Some(&contact)).await;
+        }
+        self.sources.retain(|_, s| {
+            s.banned_until.is_some_and(|t| t > now)
+                || s.fail_window
+                    .is_some_and(|t| now.duration_since(t) < FAIL_WINDOW)
+                || s.req_window
+                    .is_some_and(|t| now.duration_since(t) < FLOOD_WINDOW)
+        });
+    }
+
+    fn reply(
+        &self,
+        req: &Message,
+        flow: &ReplyPath,
+        code: u16,
+        reason: &str,
+        extra: &[(HeaderName, String)],
+    ) {
+        let tag = new_tag();
+        let mut r = response(req, code, reason, Some(&tag), &self.local);
+        for (n, v) in extra {
+            r.push_header(n.clone(), v.clone());
+        }
+        flow.send(r.to_bytes());
+    }
+
+    /// Count a request from `ip`; false when it is banned (drop silently).
+    fn admit(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.sources.len() >= MAX_TRACKED_SOURCES && !self.sources.contains_key(&ip) {
+            self.sources
+                .retain(|_, s| s.banned_until.is_some_and(|t| t > now));
+        }
+        let s = self.sources.entry(ip).or_default();
+        if s.banned_until.is_some_and(|t| t > now) {
+            return false;
+        }
+        if s.req_window
+            .is_none_or(|t| now.duration_since(t) >= FLOOD_WINDOW)
+        {
+            s.req_window = Some(now);
+            s.requests = 0;
+        }
+        s.requests += 1;
+        if s.requests > MAX_REQUESTS {
+            s.banned_until = Some(now + BAN_TIME);
+            warn!(target: "security", source = %ip, "REGISTER flood: source banned for {} s", BAN_TIME.as_secs());
+            return false;
+        }
+        true
+    }
+
+    fn failed(&mut self, ip: IpAddr, now: Instant, user: &str, why: &str) {
+        let s = self.sources.entry(ip).or_default();
+        if s.fail_window
+            .is_none_or(|t| now.duration_since(t) >= FAIL_WINDOW)
+        {
+            s.fail_window = Some(now);
+            s.failures = 0;
+        }
+        s.failures += 1;
+        warn!(target: "security", source = %ip, user, why, failures = s.failures, "REGISTER authentication failed");
+        if s.failures >= MAX_FAILURES {
+            s.banned_until = Some(now + BAN_TIME);
+            warn!(target: "security", source = %ip, "too many authentication failures: source banned for {} s", BAN_TIME.as_secs());
+        }
+    }
+
+    fn challenge(&self, req: &Message, flow: &ReplyPath, stale: bool) {
+        let nonce = self.nonces.issue_nonce(unix_now());
+        // MD5 first: SIPp and many desk phones answer the first challenge they see even when
+        // it is SHA-256, which they cannot compute; SHA-256-capable clients still find theirs
+        // (RFC 8760 §2.4 allows several challenges; the order is our interop choice).
+        let extra: Vec<(HeaderName, String)> = self
+            .algorithms
+            .iter()
+            .map(|alg| {
+                (
+                    HeaderName::WwwAuthenticate,
+                    auth::challenge_header(&self.realm, &nonce, *alg, stale, None),
+                )
+            })
+            .collect();
+        self.reply(req, flow, 401, "Unauthorized", &extra);
+    }
+
+    async fn handle_register(&mut self, inbound: Inbound) {
+        let now = Instant::now();
+        let req = inbound.msg;
+        let flow = inbound.reply;
+        let ip = flow.peer().ip();
+        if !self.admit(ip, now) {
+            return;
+        }
+        let Ok(to) = req.to_header() else { return };
+        let Some(user) = to.uri.user.clone() else {
+            self.reply(&req, &flow, 404, "Not Found", &[]);
+            return;
+        };
+        // Whole field values: a Digest value contains commas, so it is never list-split.
+        let values = req
+            .headers
+            .iter()
+            .filter(|h| h.name == HeaderName::Authorization)
+            .map(|h| h.value.as_str());
+        let creds = auth::credentials_for_realm(values, &self.realm);
+        let Some(creds) = creds else {
+            self.challenge(&req, &flow, false);
+            return;
+        };
+        let agent = match agents::find_by_user(&self.db, &creds.username).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "agent lookup failed");
+                self.reply(
+                    &req,
+                    &flow,
+                    500,
+                    "Server Internal Error",
+                    &[(HeaderName::Other("Retry-After".into()), "5".into())],
+                );
+                return;
+            }
+        };
+        // Unknown users and wrong passwords get the same answer: which users exist is not
+        // revealed to a scanner.
+        let Some(agent) = agent.filter(|a| a.enabled) else {
+            self.failed(ip, now, &creds.username, "unknown user");
+            self.reply(&req, &flow, 403, "Forbidden", &[]);
+            return;
+        };
+        let method = req
+            .method()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
+        let verdict = auth::verify(
+            &creds,
+            &method,
+            |alg| Some(agent.ha1(alg).to_string()),
+            &self.realm,
+            &self.nonces,
+            unix_now(),
+        )
+        .and_then(|()| self.replay.check_and_record(&creds));
+        match verdict {
+            Ok(()) => {}
+            Err(e) if e.is_stale() => {
+                self.challenge(&req, &flow, true);
+                return;
+            }
+            Err(e) => {
+                self.failed(ip, now, &creds.username, &e.to_string());
+                self.reply(&req, &flow, 403, "Forbidden", &[]);
+                return;
+            }
+        }
+        // The authenticated user may only register its own address of record.
+        if user != agent.name && Some(&user) != agent.extension.as_ref() {
+            self.failed(ip, now, &creds.username, "AOR mismatch");
+            self.reply(&req, &flow, 403, "Forbidden", &[]);
+            return;
+        }
+        let aor = agent.name.clone();
+        match self.bindings.apply(now, &aor, &req, Some(flow.clone())) {
+            RegisterOutcome::Ok {
+                contacts,
+                added,
+                removed,
+            } => {
+                for c in &removed {
+                    let _ = agents::delete_binding(&self.db, &aor, Some(c)).await;
+                }
+                let list = self.bindings.lookup(&aor, now);
+                for b in list.iter().filter(|b| added.contains(&b.contact)) {
+                    let row = BindingRow {
+                        aor: aor.clone(),
+                        contact: b.contact.clone(),
+                        expires_at: ts_after(b.expires.saturating_duration_since(now).as_secs()),
+                        source: format!(
+                            "{}:{}",
+                            flow.kind().via_name().to_ascii_lowercase(),
+                            flow.peer()
+                        ),
+                        user_agent: b.user_agent.clone(),
+                        call_id: b.call_id.clone(),
+                        cseq: b.cseq as i64,
+                    };
+                    if let Err(e) = agents::save_binding(&self.db, &row).await {
+                        warn!(error = %e, "cannot persist registration");
+                    }
+                }
+                let mut extra: Vec<(HeaderName, String)> = contacts
+                    .iter()
+                    .map(|(c, secs)| (HeaderName::Contact, format!("<{c}>;expires={secs}")))
+                    .collect();
+                extra.push((
+                    HeaderName::Other("Date".into()),
+                    chrono::Utc::now()
+                        .format("%a, %d %b %Y %H:%M:%S GMT")
+                        .to_string(),
+                ));
+                info!(agent = %aor, contacts = contacts.len(), "registered");
+                self.reply(&req, &flow, 200, "OK", &extra);
+            }
+            RegisterOutcome::IntervalTooBrief => self.reply(
+                &req,
+                &flow,
+                423,
+                "Interval Too Brief",
+                &[(
+                    HeaderName::Other("Min-Expires".into()),
+                    MIN_EXPIRES.to_string(),
+                )],
+            ),
+            RegisterOutcome::BadRequest(why) => self.reply(&req, &flow, 400, why, &[]),
+            RegisterOutcome::OutOfOrder => self.reply(&req, &flow, 500, "Out Of Order", &[]),
+        }
+    }
+}
+
+/// PostgreSQL's text form of a timestamptz: `2026-11-23 15:26:08.123+00`.
+fn parse_pg_ts(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let s = s.trim();
+    let fixed = if s.ends_with("+00") {
+        format!("{s}:00")
+    } else {
+        s.to_string()
+    };
+    chrono::DateTime::parse_from_str(&fixed, "%Y-%m-%d %H:%M:%S%.f%:z")
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// For tests and the API: shared handle type.
+pub type SharedRegistrar = Arc<RegistrarHandle>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_postgres_timestamps() {
+        assert!(parse_pg_ts("2026-11-23 15:26:08.123+00").is_some());
+        assert!(parse_pg_ts("2026-11-23 15:26:08+00").is_some());
+        assert!(parse_pg_ts("nope").is_none());
+    }
+}

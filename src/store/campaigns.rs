@@ -1,0 +1,515 @@
+//! Campaign persistence: campaigns, their contact lists, dial attempts and do-not-call.
+//!
+//! The rule "never dial the same contact twice for one attempt, also across restart and
+//! kill -9" lives here: [`claim`] inserts the attempt row (unique per contact and attempt
+//! number) and moves the contact to `dialing` in one transaction, guarded by the contact's
+//! current state and attempt count (compare-and-set), before any INVITE is sent. A crash
+//! after the claim leaves the contact `dialing`; [`recover_interrupted`] turns those into
+//! counted, failed attempts that the retry policy schedules, never a silent re-dial.
+
+use sqlx::Row;
+
+use super::{now_ts, Db, StoreError};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CampaignRow {
+    pub id: i64,
+    pub name: String,
+    pub dialplan: String,
+    pub trunk: String,
+    pub caller_id: String,
+    pub state: String,
+    pub spec: serde_json::Value,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContactRow {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub ticket_id: i64,
+    pub phone: String,
+    pub timezone: String,
+    pub priority: i64,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_disposition: Option<String>,
+    pub outcome: Option<String>,
+    pub last_call_id: Option<String>,
+}
+
+/// Which tickets a campaign calls.
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub status: Option<String>,
+    pub min_delay_days: Option<i64>,
+    pub segment: Option<String>,
+    pub ticket_ids: Option<Vec<i64>>,
+    /// Skip tickets that already have a resolution (default).
+    pub unresolved_only: bool,
+}
+
+/// Insert a campaign and build its contact list from the tickets in one transaction.
+/// `priorities` maps a segment to its priority (lower first); others get `default_priority`.
+pub async fn create(
+    db: &Db,
+    name: &str,
+    dialplan: &str,
+    trunk: &str,
+    caller_id: &str,
+    spec: &serde_json::Value,
+    filter: &TicketFilter,
+    priorities: &[(String, i64)],
+    default_priority: i64,
+) -> Result<(i64, u64), StoreError> {
+    let d = db.dialect;
+    let now = now_ts();
+    let mut tx = db.pool.begin().await?;
+    let sql = format!(
+        "INSERT INTO campaigns (name, dialplan, trunk, caller_id, spec, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, {}, {})",
+        d.ts(6),
+        d.ts(7)
+    );
+    sqlx::query(&sql)
+        .bind(name)
+        .bind(dialplan)
+        .bind(trunk)
+        .bind(caller_id)
+        .bind(spec.to_string())
+        .bind(&now)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    let id: i64 = sqlx::query("SELECT id FROM campaigns WHERE name = $1")
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+
+    // Priority: a CASE over the segment rules (values are bound, never spliced).
+    let mut case = String::from("CASE");
+    let mut n = 3;
+    for _ in priorities {
+        case.push_str(&format!(" WHEN segment = ${} THEN ${}", n, n + 1));
+        n += 2;
+    }
+    case.push_str(&format!(" ELSE ${n} END"));
+    n += 1;
+    let mut conds = Vec::new();
+    if filter.status.is_some() {
+        conds.push(format!("status = ${n}"));
+        n += 1;
+    }
+    if filter.min_delay_days.is_some() {
+        conds.push(format!("delay_days >= ${n}"));
+        n += 1;
+    }
+    if filter.segment.is_some() {
+        conds.push(format!("segment = ${n}"));
+        n += 1;
+    }
+    if let Some(ids) = &filter.ticket_ids {
+        let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", n + i)).collect();
+        conds.push(format!(
+            "id IN ({})",
+            if list.is_empty() {
+                "NULL".to_string()
+            } else {
+                list.join(", ")
+            }
+        ));
+    }
+    if filter.unresolved_only {
+        conds.push("resolution IS NULL".into());
+    }
+    let where_clause = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    let sql = format!(
+        "INSERT INTO campaign_contacts (campaign_id, ticket_id, phone, timezone, priority, updated_at) \
+         SELECT $1, id, phone, timezone, {case}, {} FROM tickets {where_clause}",
+        d.ts(2)
+    );
+    let mut q = sqlx::query(&sql).bind(id).bind(&now);
+    for (seg, prio) in priorities {
+        q = q.bind(seg.clone()).bind(*prio);
+    }
+    q = q.bind(default_priority);
+    if let Some(s) = &filter.status {
+        q = q.bind(s.clone());
+    }
+    if let Some(m) = filter.min_delay_days {
+        q = q.bind(m);
+    }
+    if let Some(s) = &filter.segment {
+        q = q.bind(s.clone());
+    }
+    if let Some(ids) = &filter.ticket_ids {
+        for i in ids {
+            q = q.bind(*i);
+        }
+    }
+    let inserted = q.execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    Ok((id, inserted))
+}
+
+const CAMPAIGN_COLUMNS: &str =
+    "id, name, dialplan, trunk, caller_id, state, spec, CAST(created_at AS TEXT) AS created_at, \
+     CAST(started_at AS TEXT) AS started_at, CAST(ended_at AS TEXT) AS ended_at";
+
+fn campaign_from(r: &sqlx::any::AnyRow) -> Result<CampaignRow, sqlx::Error> {
+    let spec: String = r.try_get("spec")?;
+    Ok(CampaignRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        dialplan: r.try_get("dialplan")?,
+        trunk: r.try_get("trunk")?,
+        caller_id: r.try_get("caller_id")?,
+        state: r.try_get("state")?,
+        spec: serde_json::from_str(&spec).unwrap_or(serde_json::Value::Null),
+        created_at: r.try_get("created_at")?,
+        started_at: r.try_get("started_at")?,
+        ended_at: r.try_get("ended_at")?,
+    })
+}
+
+pub async fn get(db: &Db, id: i64) -> Result<Option<CampaignRow>, StoreError> {
+    let r = sqlx::query(&format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(r.as_ref().map(campaign_from).transpose()?)
+}
+
+pub async fn list(db: &Db) -> Result<Vec<CampaignRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id"
+    ))
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(campaign_from)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+pub async fn by_state(db: &Db, state: &str) -> Result<Vec<CampaignRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE state = $1 ORDER BY id"
+    ))
+    .bind(state)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(campaign_from)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Move a campaign between states; `from` guards the transition. Returns false when the
+/// campaign was not in one of `from`.
+pub async fn set_state(db: &Db, id: i64, from: &[&str], to: &str) -> Result<bool, StoreError> {
+    let d = db.dialect;
+    let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+    let extra = match to {
+        "running" => format!(", started_at = COALESCE(started_at, {})", d.ts(3)),
+        "stopped" | "completed" => format!(", ended_at = {}", d.ts(3)),
+        _ => String::new(),
+    };
+    let sql = format!(
+        "UPDATE campaigns SET state = $1, updated_at = {}{extra} WHERE id = $2 AND state IN ({})",
+        d.ts(3),
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(to).bind(id).bind(now_ts());
+    for f in from {
+        q = q.bind(*f);
+    }
+    Ok(q.execute(&db.pool).await?.rows_affected() == 1)
+}
+
+const CONTACT_COLUMNS: &str =
+    "id, campaign_id, ticket_id, phone, timezone, priority, state, attempts, \
+     CAST(next_attempt_at AS TEXT) AS next_attempt_at, last_disposition, outcome, last_call_id";
+
+fn contact_from(r: &sqlx::any::AnyRow) -> Result<ContactRow, sqlx::Error> {
+    Ok(ContactRow {
+        id: r.try_get("id")?,
+        campaign_id: r.try_get("campaign_id")?,
+        ticket_id: r.try_get("ticket_id")?,
+        phone: r.try_get("phone")?,
+        timezone: r.try_get("timezone")?,
+        priority: r.try_get("priority")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_disposition: r.try_get("last_disposition")?,
+        outcome: r.try_get("outcome")?,
+        last_call_id: r.try_get("last_call_id")?,
+    })
+}
+
+pub async fn contacts(
+    db: &Db,
+    campaign: i64,
+    state: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ContactRow>, StoreError> {
+    let rows = match state {
+        Some(s) => {
+            sqlx::query(&format!(
+                "SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 AND state = $2 ORDER BY id LIMIT $3 OFFSET $4"
+            ))
+            .bind(campaign)
+            .bind(s)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&db.pool)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!("SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 ORDER BY id LIMIT $2 OFFSET $3"))
+                .bind(campaign)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&db.pool)
+                .await?
+        }
+    };
+    Ok(rows
+        .iter()
+        .map(contact_from)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Contacts that may be due now: pending, or retry whose time has come. Window, DNC and caps
+/// are checked by the dialer core on each candidate.
+pub async fn due(
+    db: &Db,
+    campaign: i64,
+    now: &str,
+    limit: i64,
+) -> Result<Vec<ContactRow>, StoreError> {
+    let sql = format!(
+        "SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 AND \
+         (state = 'pending' OR (state = 'retry' AND next_attempt_at <= {})) ORDER BY priority, id LIMIT $3",
+        db.dialect.ts(2)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(campaign)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&db.pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(contact_from)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Counts by state and by outcome for progress reports.
+pub async fn progress(
+    db: &Db,
+    campaign: i64,
+) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>), StoreError> {
+    let states = sqlx::query("SELECT state, COUNT(*) AS n FROM campaign_contacts WHERE campaign_id = $1 GROUP BY state ORDER BY state")
+        .bind(campaign)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get::<String, _>("state")?, r.try_get::<i64, _>("n")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let outcomes = sqlx::query(
+        "SELECT COALESCE(outcome, last_disposition) AS o, COUNT(*) AS n FROM campaign_contacts \
+         WHERE campaign_id = $1 AND (outcome IS NOT NULL OR last_disposition IS NOT NULL) GROUP BY COALESCE(outcome, last_disposition) ORDER BY 1",
+    )
+    .bind(campaign)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get::<String, _>("o")?, r.try_get::<i64, _>("n")?)))
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok((states, outcomes))
+}
+
+/// Attempts on a number in the last 30 days, across all campaigns.
+pub async fn attempts_last_30_days(db: &Db, phone: &str, since: &str) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM campaign_attempts WHERE phone = $1 AND started_at >= {}",
+        db.dialect.ts(2)
+    );
+    Ok(sqlx::query(&sql)
+        .bind(phone)
+        .bind(since)
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("n")?)
+}
+
+pub async fn on_dnc(db: &Db, phone: &str) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query("SELECT 1 AS x FROM do_not_call WHERE phone = $1")
+            .bind(phone)
+            .fetch_optional(&db.pool)
+            .await?
+            .is_some(),
+    )
+}
+
+pub async fn add_dnc(db: &Db, phone: &str, reason: &str) -> Result<(), StoreError> {
+    let sql = format!("INSERT INTO do_not_call (phone, reason, added_at) VALUES ($1, $2, {}) ON CONFLICT (phone) DO NOTHING", db.dialect.ts(3));
+    sqlx::query(&sql)
+        .bind(phone)
+        .bind(reason)
+        .bind(now_ts())
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Mark a contact without dialing it (dnc, opted_out, failed by cap).
+pub async fn set_contact_state(
+    db: &Db,
+    contact: i64,
+    state: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE campaign_contacts SET state = $1, last_disposition = COALESCE($2, last_disposition), updated_at = {} WHERE id = $4",
+        db.dialect.ts(3)
+    );
+    sqlx::query(&sql)
+        .bind(state)
+        .bind(reason.map(str::to_string))
+        .bind(now_ts())
+        .bind(contact)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Claim the next attempt of a contact before dialing it. Ok(Some(attempt number)) when this
+/// dialer now owns the attempt; Ok(None) when someone else did or the contact moved on.
+pub async fn claim(db: &Db, c: &ContactRow) -> Result<Option<i64>, StoreError> {
+    let d = db.dialect;
+    let attempt = c.attempts + 1;
+    let now = now_ts();
+    let mut tx = db.pool.begin().await?;
+    let sql = format!(
+        "UPDATE campaign_contacts SET state = 'dialing', attempts = $1, updated_at = {} \
+         WHERE id = $3 AND attempts = $4 AND state IN ('pending', 'retry')",
+        d.ts(2)
+    );
+    let moved = sqlx::query(&sql)
+        .bind(attempt)
+        .bind(&now)
+        .bind(c.id)
+        .bind(c.attempts)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if moved != 1 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let sql = format!(
+        "INSERT INTO campaign_attempts (contact_id, attempt, phone, started_at) VALUES ($1, $2, $3, {}) \
+         ON CONFLICT (contact_id, attempt) DO NOTHING",
+        d.ts(4)
+    );
+    let inserted = sqlx::query(&sql)
+        .bind(c.id)
+        .bind(attempt)
+        .bind(&c.phone)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if inserted != 1 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(attempt))
+}
+
+/// Record how an attempt ended and where the contact goes next.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_attempt(
+    db: &Db,
+    contact: i64,
+    attempt: i64,
+    call_id: Option<&str>,
+    disposition: &str,
+    outcome: Option<&str>,
+    next_state: &str,
+    next_attempt_at: Option<&str>,
+) -> Result<(), StoreError> {
+    let d = db.dialect;
+    let now = now_ts();
+    let mut tx = db.pool.begin().await?;
+    let sql = format!(
+        "UPDATE campaign_attempts SET ended_at = {}, disposition = $2, call_id = COALESCE($3, call_id) \
+         WHERE contact_id = $4 AND attempt = $5",
+        d.ts(1)
+    );
+    sqlx::query(&sql)
+        .bind(&now)
+        .bind(disposition)
+        .bind(call_id.map(str::to_string))
+        .bind(contact)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+    let sql = format!(
+        "UPDATE campaign_contacts SET state = $1, next_attempt_at = {}, last_disposition = $3, \
+         outcome = COALESCE($4, outcome), last_call_id = COALESCE($5, last_call_id), updated_at = {} \
+         WHERE id = $7 AND attempts = $8",
+        d.ts(2),
+        d.ts(6)
+    );
+    sqlx::query(&sql)
+        .bind(next_state)
+        .bind(next_attempt_at.map(str::to_string))
+        .bind(disposition)
+        .bind(outcome.map(str::to_string))
+        .bind(call_id.map(str::to_string))
+        .bind(&now)
+        .bind(contact)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// After a crash: attempts that were claimed but never finished. They were possibly dialed,
+/// so they count; the caller decides their retry.
+pub async fn interrupted_contacts(db: &Db, campaign: i64) -> Result<Vec<ContactRow>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 AND state = 'dialing'"))
+        .bind(campaign)
+        .fetch_all(&db.pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(contact_from)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// How many contacts still have work (for completion).
+pub async fn open_contacts(db: &Db, campaign: i64) -> Result<i64, StoreError> {
+    Ok(sqlx::query("SELECT COUNT(*) AS n FROM campaign_contacts WHERE campaign_id = $1 AND state IN ('pending', 'retry', 'dialing')")
+        .bind(campaign)
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("n")?)
+}
