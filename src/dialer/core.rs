@@ -1241,6 +1241,7 @@ mod tests {
     #[test]
     fn pacer_burst_then_steady_rate() {
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         let mut p = Pacer::new(10.0, 100, t0).unwrap();
         for _ in 0..10 {
             assert!(p.can_dial(t0, 0));
@@ -1249,13 +1250,28 @@ mod tests {
         assert!(!p.can_dial(t0, 0));
         // A bare token bucket would allow dial 11 at t0+100ms; the 1-second window holds it
         // back until the burst is one second old.
-        assert_eq!(p.next_token_at(t0), t0 + Duration::from_secs(1));
-        assert!(!p.can_dial(t0 + Duration::from_millis(999), 0));
-        let t1 = t0 + Duration::from_secs(1);
-        assert!(p.can_dial(t1, 0));
-        p.take(t1);
-        // Afterwards the bucket is the limit: one dial per 100 ms.
-        assert_eq!(p.next_token_at(t1), t1 + Duration::from_millis(100));
+        assert!(!p.can_dial(t0 + ms(100), 0));
+        assert_eq!(p.next_token_at(t0), t0 + ms(1000));
+        assert!(!p.can_dial(t0 + ms(999), 0));
+        // By then the bucket is full again: a new burst of 10 in [t1, t1 + 1 s).
+        let t1 = t0 + ms(1000);
+        for _ in 0..10 {
+            assert!(p.can_dial(t1, 0));
+            p.take(t1);
+        }
+        assert_eq!(p.next_token_at(t1), t1 + ms(1000));
+
+        // Evenly spaced dials at exactly the rate are never held back.
+        let mut p = Pacer::new(10.0, 100, t0).unwrap();
+        for k in 0..100u64 {
+            let t = t0 + ms(100 * k);
+            assert!(p.can_dial(t, 0), "dial {k}");
+            p.take(t);
+        }
+        // Having used no burst, the bucket holds 9 more tokens after the last one: the window
+        // allows them once the dial 1 s earlier is out of it.
+        let last = t0 + ms(9_900);
+        assert_eq!(p.next_token_at(last), last + ms(100));
     }
 
     #[test]
