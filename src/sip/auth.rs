@@ -18,15 +18,15 @@
 //!   `stale=true` re-challenge (RFC 7616 §3.3) never tells a password guesser anything.
 //!   An unknown user costs the same hash work as a known one.
 //! - qop: the server offers only `qop="auth"`. A response without qop (the RFC 2069 form) is
-//!   accepted for MD5 only, for old phones; SHA-256 requires qop (RFC 8760 §2.3 builds on
-//!   RFC 7616, which has no RFC 2069 compatibility). `auth-int` is refused on both sides.
+//!   accepted for MD5 only, for old phones; SHA-256 requires qop (RFC 8760 makes qop
+//!   mandatory and RFC 7616 drops the RFC 2069 form). `auth-int` is refused on both sides.
 //! - Algorithms: `MD5` and `SHA-256` only; `-sess` variants and anything else are
 //!   [`AuthError::UnsupportedAlgorithm`]. A missing `algorithm` means MD5 (RFC 3261 §22.4).
 //! - Parsing is liberal about layout (any order, case-insensitive names, LWS and folded lines,
 //!   empty list elements, quoted or unquoted values) but strict about ambiguity: a repeated
 //!   parameter is [`AuthError::DuplicateParam`], an unterminated quote or a control character
 //!   is [`AuthError::Malformed`]. A scheme other than Digest is [`AuthError::NotDigest`]:
-//!   the server treats those credentials as absent and challenges (RFC 4475 §3.1.2.11).
+//!   the server treats those credentials as absent and challenges (RFC 4475 regaut01).
 //! - Responses are compared in constant time; [`ReplayGuard`] refuses an exact replay of
 //!   an authenticated request within a bounded window.
 
@@ -409,27 +409,18 @@ pub fn parse_credentials(value: &str) -> Result<Credentials, AuthError> {
     })
 }
 
-/// Among the challenges of one 401/407 (one value per header), pick the one to answer:
-/// SHA-256 before MD5 (RFC 8760 §2.4), and only ones [`answer_challenge`] can answer.
-/// Unparseable, non-Digest and unsupported ones are skipped.
+/// Among the challenges of one 401/407 (one value per header, in message order), pick the
+/// one to answer: the topmost that [`answer_challenge`] can answer properly (RFC 8760: the
+/// server lists them most preferred first and the client uses the topmost it supports).
+/// Unparseable, non-Digest, unsupported-algorithm and auth-int-only challenges are skipped.
 pub fn select_challenge<'a>(
     values: impl IntoIterator<Item = &'a str>,
 ) -> Result<Challenge, AuthError> {
-    let mut best: Option<Challenge> = None;
-    for v in values {
-        let Ok(ch) = parse_challenge(v) else { continue };
-        if choose_qop(&ch).is_err() {
-            continue;
-        }
-        let better = match &best {
-            None => true,
-            Some(b) => b.algorithm == Algorithm::Md5 && ch.algorithm == Algorithm::Sha256,
-        };
-        if better {
-            best = Some(ch);
-        }
-    }
-    best.ok_or(AuthError::NoChallenge)
+    values
+        .into_iter()
+        .filter_map(|v| parse_challenge(v).ok())
+        .find(|ch| choose_qop(ch).is_ok())
+        .ok_or(AuthError::NoChallenge)
 }
 
 /// The first Digest credentials for `realm` among a request's `Authorization` (or
@@ -745,7 +736,8 @@ pub fn challenge_header(
 }
 
 /// Both challenges for one 401/407, in header order: SHA-256 first, then MD5 for older
-/// clients (RFC 8760 §2.4). Same nonce in both; send each as its own header field.
+/// clients (RFC 8760: most preferred first; a client answers the topmost it supports).
+/// Same nonce in both; send each as its own header field.
 pub fn challenge_headers(
     realm: &str,
     nonce: &str,
@@ -1138,10 +1130,15 @@ mod tests {
                 Err(AuthError::BadResponse)
             );
         }
-        // The client prefers SHA-256 whatever the header order.
+        // The client answers the topmost challenge it can: ours lists SHA-256 first.
         let picked =
-            select_challenge([md5.as_str(), "Basic realm=\"x\"", sha.as_str()]).expect("select");
+            select_challenge(["Basic realm=\"x\"", sha.as_str(), md5.as_str()]).expect("select");
         assert_eq!(picked.algorithm, Algorithm::Sha256);
+        let int_only = "Digest realm=\"r\", nonce=\"n\", qop=\"auth-int\", algorithm=SHA-256";
+        let sess = "Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256-sess";
+        let picked =
+            select_challenge([int_only, sess, md5.as_str(), sha.as_str()]).expect("select");
+        assert_eq!(picked.algorithm, Algorithm::Md5);
         assert_eq!(
             select_challenge(["Basic realm=\"x\""]),
             Err(AuthError::NoChallenge)
@@ -1325,7 +1322,7 @@ mod tests {
 
     #[test]
     fn unknown_scheme_and_algorithms() {
-        // RFC 4475 §3.1.2.11 (regaut01).
+        // RFC 4475 regaut01.
         assert_eq!(
             parse_credentials("NoOneKnowsThisScheme opaque-data=here"),
             Err(AuthError::NotDigest("NoOneKnowsThisScheme".into()))
