@@ -342,6 +342,7 @@ fn check(mut cfg: Config) -> ExitCode {
 
 async fn run(cfg: Config) -> ExitCode {
     let db_url = cfg.database.clone();
+    let api_token_given = cfg.api_token.is_some();
     let srv = match server::start(cfg).await {
         Ok(s) => s,
         Err(e) => {
@@ -355,6 +356,17 @@ async fn run(cfg: Config) -> ExitCode {
         srv.sip_addr, srv.sip_addr
     );
     println!("  HTTP  http://{}/healthz", srv.http_addr);
+    if api_token_given {
+        println!(
+            "  API   http://{}/api/campaigns (Authorization: Bearer <your --api-token>)",
+            srv.http_addr
+        );
+    } else {
+        println!(
+            "  API   http://{}/api/campaigns (Authorization: Bearer {})",
+            srv.http_addr, srv.api_token
+        );
+    }
     println!(
         "  DB    {} ({} demo tickets inserted)",
         redact(&db_url),

@@ -47,6 +47,8 @@ pub struct RunningServer {
     pub sip_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub demo_tickets_inserted: u64,
+    /// The ops API bearer token (configured, or generated for this run).
+    pub api_token: String,
     shutdown: CancellationToken,
     ctx: Arc<CallContext>,
     tasks: JoinHandle<()>,
@@ -203,9 +205,17 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         shutdown.clone(),
         4096,
     ));
+    let dialer = crate::dialer::DialerHandle::new(ctx.clone(), shutdown.clone());
+    let api_token = ctx
+        .config
+        .api_token
+        .clone()
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
     let api_state = Arc::new(ApiState {
         ctx: ctx.clone(),
         ready: AtomicBool::new(false),
+        dialer: dialer.clone(),
+        token: api_token.clone(),
     });
     let app = api::router(api_state.clone());
     let http_shutdown = shutdown.clone();
@@ -217,10 +227,22 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         }
     });
     api_state.ready.store(true, Ordering::Release);
+    match dialer.resume_running().await {
+        Ok(n) if n > 0 => info!(campaigns = n, "resumed running campaigns"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot resume campaigns"),
+    }
+    let dialer_wait = dialer.clone();
 
     let sd = shutdown.clone();
     let tasks = tokio::spawn(async move {
         sd.cancelled().await;
+        if tokio::time::timeout(Duration::from_secs(10), dialer_wait.wait())
+            .await
+            .is_err()
+        {
+            warn!("campaign calls did not finish within 10 s of shutdown");
+        }
         calls.close();
         if tokio::time::timeout(Duration::from_secs(10), calls.wait())
             .await
@@ -240,6 +262,7 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         sip_addr,
         http_addr,
         demo_tickets_inserted: demo,
+        api_token,
         shutdown,
         ctx,
         tasks,

@@ -96,18 +96,28 @@ pub fn validate(spec: &CampaignSpec, st: &ApiState) -> Result<(), ApiError> {
     }
     match (&spec.tickets, &spec.ticket_ids) {
         (Some(_), Some(_)) => return Err(bad("tickets, ticket_ids: give one of them, not both")),
-        (None, None) => return Err(bad("tickets: a filter (e.g. {\"status\": \"delayed\"}) or ticket_ids is required")),
+        (None, None) => {
+            return Err(bad(
+                "tickets: a filter (e.g. {\"status\": \"delayed\"}) or ticket_ids is required",
+            ))
+        }
         (None, Some(ids)) if ids.is_empty() => return Err(bad("ticket_ids: must not be empty")),
         _ => {}
     }
     if let Some(n) = spec.max_channels {
         if n == 0 || n > trunk.max_channels {
-            return Err(bad(format!("max_channels: must be 1..={} (the trunk's max_channels)", trunk.max_channels)));
+            return Err(bad(format!(
+                "max_channels: must be 1..={} (the trunk's max_channels)",
+                trunk.max_channels
+            )));
         }
     }
     if let Some(c) = spec.max_cps {
         if !(c > 0.0 && c <= trunk.max_cps) {
-            return Err(bad(format!("max_cps: must be > 0 and <= {} (the trunk's max_cps)", trunk.max_cps)));
+            return Err(bad(format!(
+                "max_cps: must be > 0 and <= {} (the trunk's max_cps)",
+                trunk.max_cps
+            )));
         }
     }
     if let Some(r) = spec.ring_timeout_s {
@@ -126,7 +136,8 @@ pub fn validate(spec: &CampaignSpec, st: &ApiState) -> Result<(), ApiError> {
     if let Some(s) = &spec.schedule {
         for (k, v) in [("schedule.start", &s.start), ("schedule.end", &s.end)] {
             if let Some(v) = v {
-                chrono::DateTime::parse_from_rfc3339(v).map_err(|_| bad(format!("{k}: must be an RFC 3339 timestamp")))?;
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .map_err(|_| bad(format!("{k}: must be an RFC 3339 timestamp")))?;
             }
         }
     }
@@ -143,7 +154,10 @@ pub fn validate(spec: &CampaignSpec, st: &ApiState) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn create(State(st): State<Arc<ApiState>>, body: Result<Json<Value>, JsonRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create(
+    State(st): State<Arc<ApiState>>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(raw) = body.map_err(|e| bad(format!("body: {}", e.body_text())))?;
     let spec: CampaignSpec = serde_json::from_value(raw.clone()).map_err(|e| bad(e.to_string()))?;
     validate(&spec, &st)?;
@@ -155,28 +169,58 @@ pub async fn create(State(st): State<Arc<ApiState>>, body: Result<Json<Value>, J
             ticket_ids: None,
             unresolved_only: !t.include_resolved,
         },
-        (None, ids) => TicketFilter { ticket_ids: ids.clone(), unresolved_only: false, ..Default::default() },
+        (None, ids) => TicketFilter {
+            ticket_ids: ids.clone(),
+            unresolved_only: false,
+            ..Default::default()
+        },
     };
-    let priorities: Vec<(String, i64)> =
-        spec.segments.iter().flatten().map(|(seg, r)| (seg.clone(), r.priority.unwrap_or(100))).collect();
-    let result = campaigns::create(&st.ctx.db, &spec.name, &spec.dialplan, &spec.trunk, &spec.caller_id, &raw, &filter, &priorities, 100).await;
+    let priorities: Vec<(String, i64)> = spec
+        .segments
+        .iter()
+        .flatten()
+        .map(|(seg, r)| (seg.clone(), r.priority.unwrap_or(100)))
+        .collect();
+    let result = campaigns::create(
+        &st.ctx.db,
+        &spec.name,
+        &spec.dialplan,
+        &spec.trunk,
+        &spec.caller_id,
+        &raw,
+        &filter,
+        &priorities,
+        100,
+    )
+    .await;
     match result {
-        Ok((id, contacts)) => Ok((StatusCode::CREATED, Json(json!({ "id": id, "name": spec.name, "state": "created", "contacts": contacts })))),
-        Err(e) if e.to_string().to_ascii_lowercase().contains("unique") => {
-            Err(ApiError(StatusCode::CONFLICT, format!("name: a campaign named '{}' exists", spec.name)))
-        }
+        Ok((id, contacts)) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "id": id, "name": spec.name, "state": "created", "contacts": contacts })),
+        )),
+        Err(e) if e.to_string().to_ascii_lowercase().contains("unique") => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("name: a campaign named '{}' exists", spec.name),
+        )),
         Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
 
 async fn campaign_json(st: &ApiState, id: i64) -> Result<Value, ApiError> {
     let Some(c) = campaigns::get(&st.ctx.db, id).await.map_err(internal)? else {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("campaign {id} does not exist")));
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("campaign {id} does not exist"),
+        ));
     };
-    let (states, outcomes) = campaigns::progress(&st.ctx.db, id).await.map_err(internal)?;
+    let (states, outcomes) = campaigns::progress(&st.ctx.db, id)
+        .await
+        .map_err(internal)?;
     let total: i64 = states.iter().map(|(_, n)| n).sum();
-    let states: serde_json::Map<String, Value> = states.into_iter().map(|(k, v)| (k, json!(v))).collect();
-    let outcomes: serde_json::Map<String, Value> = outcomes.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    let states: serde_json::Map<String, Value> =
+        states.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    let outcomes: serde_json::Map<String, Value> =
+        outcomes.into_iter().map(|(k, v)| (k, json!(v))).collect();
     Ok(json!({
         "id": c.id, "name": c.name, "state": c.state, "dialplan": c.dialplan, "trunk": c.trunk,
         "caller_id": c.caller_id, "created_at": c.created_at, "started_at": c.started_at, "ended_at": c.ended_at,
@@ -191,33 +235,65 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| bad(format!("id: '{raw}' is not a campaign id")))
+    raw.parse()
+        .map_err(|_| bad(format!("id: '{raw}' is not a campaign id")))
 }
 
-pub async fn get(State(st): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(campaign_json(&st, parse_id(&id)?).await?))
 }
 
 pub async fn list(State(st): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
     let all = campaigns::list(&st.ctx.db).await.map_err(internal)?;
-    Ok(Json(json!(all.iter().map(|c| json!({"id": c.id, "name": c.name, "state": c.state})).collect::<Vec<_>>())))
+    Ok(Json(json!(all
+        .iter()
+        .map(|c| json!({"id": c.id, "name": c.name, "state": c.state}))
+        .collect::<Vec<_>>())))
 }
 
-pub async fn action(State(st): State<Arc<ApiState>>, Path((id, action)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn action(
+    State(st): State<Arc<ApiState>>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let (from, to): (&[&str], &str) = match action.as_str() {
         "start" => (&["created"], "running"),
         "pause" => (&["running"], "paused"),
         "resume" => (&["paused"], "running"),
         "stop" => (&["created", "running", "paused"], "stopped"),
-        other => return Err(ApiError(StatusCode::NOT_FOUND, format!("unknown action '{other}' (start, pause, resume, stop)"))),
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("unknown action '{other}' (start, pause, resume, stop)"),
+            ))
+        }
     };
-    if campaigns::get(&st.ctx.db, id).await.map_err(internal)?.is_none() {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("campaign {id} does not exist")));
+    if campaigns::get(&st.ctx.db, id)
+        .await
+        .map_err(internal)?
+        .is_none()
+    {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("campaign {id} does not exist"),
+        ));
     }
-    if !campaigns::set_state(&st.ctx.db, id, from, to).await.map_err(internal)? {
-        let current = campaigns::get(&st.ctx.db, id).await.map_err(internal)?.map(|c| c.state).unwrap_or_default();
-        return Err(ApiError(StatusCode::CONFLICT, format!("cannot {action} a campaign that is {current}")));
+    if !campaigns::set_state(&st.ctx.db, id, from, to)
+        .await
+        .map_err(internal)?
+    {
+        let current = campaigns::get(&st.ctx.db, id)
+            .await
+            .map_err(internal)?
+            .map(|c| c.state)
+            .unwrap_or_default();
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("cannot {action} a campaign that is {current}"),
+        ));
     }
     match to {
         "running" => st.dialer.run(id),
@@ -242,6 +318,14 @@ pub async fn contacts(
     let id = parse_id(&id)?;
     let Query(q) = q.map_err(|e| bad(e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let rows = campaigns::contacts(&st.ctx.db, id, q.state.as_deref(), limit, q.offset.unwrap_or(0).max(0)).await.map_err(internal)?;
+    let rows = campaigns::contacts(
+        &st.ctx.db,
+        id,
+        q.state.as_deref(),
+        limit,
+        q.offset.unwrap_or(0).max(0),
+    )
+    .await
+    .map_err(internal)?;
     Ok(Json(json!(rows)))
 }

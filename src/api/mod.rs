@@ -13,9 +13,43 @@ use serde_json::json;
 
 use crate::call::CallContext;
 
+pub mod campaigns;
+
 pub struct ApiState {
     pub ctx: Arc<CallContext>,
     pub ready: AtomicBool,
+    pub dialer: crate::dialer::DialerHandle,
+    /// Bearer token for `/api/*` (except `/api/status`).
+    pub token: String,
+}
+
+/// `Authorization: Bearer <token>` on every ops endpoint; constant-time comparison.
+async fn require_token(
+    State(s): State<Arc<ApiState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = s.token.as_bytes();
+    let ok = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !ok {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// A JSON error answer.
@@ -28,7 +62,21 @@ impl IntoResponse for ApiError {
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
+    use axum::routing::post;
+    let ops = Router::new()
+        .route(
+            "/api/campaigns",
+            post(campaigns::create).get(campaigns::list),
+        )
+        .route("/api/campaigns/{id}", get(campaigns::get))
+        .route("/api/campaigns/{id}/contacts", get(campaigns::contacts))
+        .route("/api/campaigns/{id}/{action}", post(campaigns::action))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
     Router::new()
+        .merge(ops)
         .route("/healthz", get(healthz))
         .route("/api/status", get(status))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })

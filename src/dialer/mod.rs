@@ -4,3 +4,6 @@
 //! the dial gate); the database and SIP shells drive it.
 
 pub mod core;
+pub mod service;
+
+pub use service::{retry_policy_from_json, DialerHandle};

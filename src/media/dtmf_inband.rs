@@ -99,9 +99,11 @@ const REVERSE_TWIST_DB: f32 = 6.0;
 /// 4.6 dB at the ±2.5 % limit); the exact twist check is made on confirmation.
 const WINDOW_TWIST_SLACK_DB: f32 = 5.0;
 /// Each peak must exceed the other tones of its group by this much.
-const GROUP_DOMINANCE_DB: f32 = 9.0;
+const GROUP_DOMINANCE_DB: f32 = 6.0;
 /// The two peaks must hold this share of the window's energy.
 const MIN_ENERGY_SHARE: f32 = 0.6;
+/// ... and, corrected for their measured frequency offsets, this share on confirmation.
+const MIN_TONE_SHARE: f32 = 0.8;
 /// Maximum measured deviation of each tone from its nominal frequency (relative).
 const MAX_FREQ_DEVIATION: f32 = 0.025;
 /// Minimum phase coherence of each tone across the confirming windows.
@@ -272,6 +274,8 @@ struct WindowResult {
     /// Their complex DTFT values (phase referenced to the window start).
     x_low: Cplx,
     x_high: Cplx,
+    /// Signal energy of the window.
+    total: f32,
 }
 
 /// The digit being held (reported, not yet released).
@@ -549,6 +553,7 @@ impl InbandDetector {
             high: ph,
             x_low: xc[lo],
             x_high: xc[hi],
+            total: total_energy,
         };
         if pl < t.min_tone_energy || ph < t.min_tone_energy {
             return w;
@@ -596,7 +601,7 @@ impl InbandDetector {
         let (mut p_low, mut p_high) = (Cplx::ZERO, Cplx::ZERO);
         let (mut m_low, mut m_high) = (0.0f32, 0.0f32);
         let (mut pairs, mut n_strong) = (0usize, 0usize);
-        let (mut ref_low, mut ref_high) = (0.0f32, 0.0f32);
+        let (mut ref_low, mut ref_high, mut total) = (0.0f32, 0.0f32, 0.0f32);
         for (k, &i) in run.iter().enumerate() {
             if !strong(i) {
                 continue;
@@ -604,6 +609,7 @@ impl InbandDetector {
             n_strong += 1;
             ref_low += self.hist[i].low;
             ref_high += self.hist[i].high;
+            total += self.hist[i].total;
             if let Some(&older) = run.get(k + 1) {
                 if strong(older) {
                     let (a, b) = (&self.hist[i], &self.hist[older]);
@@ -634,8 +640,9 @@ impl InbandDetector {
         {
             return None;
         }
-        // Twist on the tone levels corrected for the window's attenuation of a tone
-        // `dev` Hz off its bin (≤ 1.6 dB at ±1.5 %), so that it is the caller's twist.
+        // Twist and energy share on the tone levels corrected for the window's attenuation
+        // of a tone `dev` Hz off its bin (≤ 1.6 dB at ±1.5 %): the caller's twist, and how
+        // much of the signal the two tones are (close to 1 for DTMF, 0.97 at 15 dB SNR).
         let (ref_low, ref_high) = (ref_low / n_strong as f32, ref_high / n_strong as f32);
         let (level_low, level_high) = (
             ref_low / window_gain(dev_low),
@@ -643,6 +650,7 @@ impl InbandDetector {
         );
         if level_low > level_high * self.t.normal_twist
             || level_high > level_low * self.t.reverse_twist
+            || level_low + level_high < MIN_TONE_SHARE * (total / n_strong as f32)
         {
             return None;
         }

@@ -96,7 +96,12 @@ pub async fn create(
         case.push_str(&format!(" WHEN segment = ${} THEN ${}", n, n + 1));
         n += 2;
     }
-    case.push_str(&format!(" ELSE ${n} END"));
+    if priorities.is_empty() {
+        // Cast so PostgreSQL does not have to guess a bare parameter's type.
+        case = format!("CAST(${n} AS BIGINT)");
+    } else {
+        case.push_str(&format!(" ELSE ${n} END"));
+    }
     n += 1;
     let mut conds = Vec::new();
     if filter.status.is_some() {
@@ -301,7 +306,7 @@ pub async fn due(
 ) -> Result<Vec<ContactRow>, StoreError> {
     let sql = format!(
         "SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 AND \
-         (state = 'pending' OR (state = 'retry' AND next_attempt_at <= {})) ORDER BY priority, id LIMIT $3",
+         state IN ('pending', 'retry') AND (next_attempt_at IS NULL OR next_attempt_at <= {}) ORDER BY priority, id LIMIT $3",
         db.dialect.ts(2)
     );
     let rows = sqlx::query(&sql)
@@ -371,6 +376,22 @@ pub async fn add_dnc(db: &Db, phone: &str, reason: &str) -> Result<(), StoreErro
         .bind(phone)
         .bind(reason)
         .bind(now_ts())
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Postpone a contact that may not be dialed yet (outside its calling window).
+pub async fn postpone(db: &Db, contact: i64, until: &str) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE campaign_contacts SET next_attempt_at = {}, updated_at = {} WHERE id = $3 AND state IN ('pending', 'retry')",
+        db.dialect.ts(1),
+        db.dialect.ts(2)
+    );
+    sqlx::query(&sql)
+        .bind(until)
+        .bind(now_ts())
+        .bind(contact)
         .execute(&db.pool)
         .await?;
     Ok(())

@@ -1,0 +1,627 @@
+//! The dialer service: one runner task per running campaign, the shell around the pure
+//! rules in [`super::core`].
+//!
+//! A runner loops: process finished calls (write the attempt's result, decide the contact's
+//! next state with `after_attempt`, add opt-outs to do-not-call, fire the webhook after a
+//! last failed attempt), then dial while both its own pacer and the trunk's shared gate
+//! allow: fetch due contacts, pass each through `may_dial` (window in the customer's zone,
+//! DNC, 30-day cap), claim the attempt in the database (the claim commits before the INVITE
+//! is sent), and start an outbound call actor. It sleeps exactly until the next token or a
+//! result, and polls for due retries once a second.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::core::{
+    after_attempt, may_dial, timezone_for, CallingWindow, ContactState, Disposition, Pacer,
+    Refusal, RetryPolicy,
+};
+use crate::call::actor::{run_outbound, CallResult, OutboundRequest};
+use crate::call::CallContext;
+use crate::store::campaigns::{self, CampaignRow, ContactRow};
+use crate::store::{tickets, StoreError};
+
+/// How many due contacts a runner reads per query.
+const FETCH: i64 = 200;
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Parse and check a retry policy given as JSON (API validation and runners share it).
+pub fn retry_policy_from_json(v: &serde_json::Value) -> Result<RetryPolicy, String> {
+    let p: RetryPolicy = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    p.validate().map_err(|e| e.to_string())?;
+    Ok(p)
+}
+
+/// Settings of a running campaign, from its stored spec.
+#[derive(Debug, Clone)]
+struct Settings {
+    max_channels: u32,
+    max_cps: f64,
+    ring_timeout: Duration,
+    window: CallingWindow,
+    retry: RetryPolicy,
+    webhook_url: Option<String>,
+    schedule_start: Option<DateTime<Utc>>,
+    schedule_end: Option<DateTime<Utc>>,
+}
+
+fn settings(c: &CampaignRow, trunk_channels: u32, trunk_cps: f64) -> Settings {
+    let spec = &c.spec;
+    let window = spec
+        .get("window")
+        .and_then(|w| Some((w.get("start")?.as_str()?, w.get("end")?.as_str()?)))
+        .and_then(|(a, b)| CallingWindow::parse(a, b).ok())
+        .unwrap_or_default();
+    let retry = spec
+        .get("retry")
+        .and_then(|r| retry_policy_from_json(r).ok())
+        .unwrap_or_default();
+    let ts = |k: &str| {
+        spec.get("schedule")
+            .and_then(|s| s.get(k))
+            .and_then(|v| v.as_str())
+            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    Settings {
+        max_channels: spec
+            .get("max_channels")
+            .and_then(|v| v.as_u64())
+            .map_or(trunk_channels, |v| v as u32)
+            .min(trunk_channels)
+            .max(1),
+        max_cps: spec
+            .get("max_cps")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(trunk_cps)
+            .min(trunk_cps),
+        ring_timeout: Duration::from_secs(
+            spec.get("ring_timeout_s")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(25)
+                .clamp(15, 120),
+        ),
+        window,
+        retry,
+        webhook_url: spec
+            .get("webhook_url")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        schedule_start: ts("start"),
+        schedule_end: ts("end"),
+    }
+}
+
+/// Per-trunk limits shared by every campaign using the trunk.
+struct TrunkGate {
+    pacer: Pacer,
+    active: u32,
+}
+
+struct Shared {
+    ctx: Arc<CallContext>,
+    runners: Mutex<HashMap<i64, (CancellationToken, Arc<AtomicU32>)>>,
+    trunks: Mutex<HashMap<String, TrunkGate>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Start/stop campaign runners; cheap to clone.
+#[derive(Clone)]
+pub struct DialerHandle {
+    shared: Arc<Shared>,
+}
+
+impl DialerHandle {
+    pub fn new(ctx: Arc<CallContext>, shutdown: CancellationToken) -> DialerHandle {
+        DialerHandle {
+            shared: Arc::new(Shared {
+                ctx,
+                runners: Mutex::new(HashMap::new()),
+                trunks: Mutex::new(HashMap::new()),
+                tracker: TaskTracker::new(),
+                shutdown,
+            }),
+        }
+    }
+
+    /// Resume every campaign that was running before a restart.
+    pub async fn resume_running(&self) -> Result<usize, StoreError> {
+        let running = campaigns::by_state(&self.shared.ctx.db, "running").await?;
+        for c in &running {
+            self.run(c.id);
+        }
+        Ok(running.len())
+    }
+
+    /// Start a runner for a campaign (idempotent).
+    pub fn run(&self, id: i64) {
+        let mut runners = match self.shared.runners.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if runners.get(&id).is_some_and(|(t, _)| !t.is_cancelled()) {
+            return;
+        }
+        let token = self.shared.shutdown.child_token();
+        let active = Arc::new(AtomicU32::new(0));
+        runners.insert(id, (token.clone(), active.clone()));
+        let shared = self.shared.clone();
+        self.shared.tracker.spawn(
+            async move {
+                if let Err(e) = run_campaign(shared.clone(), id, token, active).await {
+                    warn!(campaign = id, error = %e, "campaign runner stopped on a database error");
+                }
+            }
+            .instrument(info_span!("campaign", id)),
+        );
+    }
+
+    /// Stop dialing new contacts for a campaign (calls in progress finish normally).
+    pub fn halt(&self, id: i64) {
+        let runners = match self.shared.runners.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((t, _)) = runners.get(&id) {
+            t.cancel();
+        }
+    }
+
+    pub fn active_calls(&self, id: i64) -> u32 {
+        let runners = match self.shared.runners.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        runners
+            .get(&id)
+            .map_or(0, |(_, a)| a.load(Ordering::Relaxed))
+    }
+
+    /// Wait for runners and their calls after shutdown was signalled.
+    pub async fn wait(&self) {
+        self.shared.tracker.close();
+        self.shared.tracker.wait().await;
+    }
+}
+
+fn fmt_ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Parse what the database returns for a timestamp (ISO text, or PostgreSQL's text form).
+fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let fixed = if s.len() > 3 && (s.ends_with("+00") || s.ends_with("-00")) {
+        format!("{s}:00")
+    } else {
+        s.to_string()
+    };
+    DateTime::parse_from_str(&fixed, "%Y-%m-%d %H:%M:%S%.f%:z")
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+struct Finished {
+    contact: ContactRow,
+    attempt: i64,
+    result: Option<CallResult>,
+}
+
+async fn run_campaign(
+    shared: Arc<Shared>,
+    id: i64,
+    stop: CancellationToken,
+    active: Arc<AtomicU32>,
+) -> Result<(), StoreError> {
+    let ctx = shared.ctx.clone();
+    let db = &ctx.db;
+    let Some(campaign) = campaigns::get(db, id).await? else {
+        return Ok(());
+    };
+    let Some(trunk) = ctx.config.trunk(&campaign.trunk).cloned() else {
+        warn!(trunk = %campaign.trunk, "campaign's trunk is no longer configured; not dialing");
+        return Ok(());
+    };
+    let st = settings(&campaign, trunk.max_channels, trunk.max_cps);
+    info!(name = %campaign.name, channels = st.max_channels, cps = st.max_cps, "campaign running");
+    let now = Instant::now();
+    let mut pacer = match Pacer::new(st.max_cps, st.max_channels, now) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "bad pacing; not dialing");
+            return Ok(());
+        }
+    };
+    {
+        let mut gates = shared.trunks.lock().unwrap_or_else(|p| p.into_inner());
+        if !gates.contains_key(&trunk.name) {
+            if let Ok(p) = Pacer::new(trunk.max_cps, trunk.max_channels, now) {
+                gates.insert(
+                    trunk.name.clone(),
+                    TrunkGate {
+                        pacer: p,
+                        active: 0,
+                    },
+                );
+            }
+        }
+    }
+    // Attempts claimed before a crash: possibly dialed, so counted and retried per policy.
+    for c in campaigns::interrupted_contacts(db, id).await? {
+        finish(&ctx, &st, &c, c.attempts, None, "interrupted").await?;
+    }
+    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(1024);
+    let mut queue: std::collections::VecDeque<ContactRow> = std::collections::VecDeque::new();
+    let mut stopping = false;
+    loop {
+        // Results first: they free channels and decide retries.
+        while let Ok(f) = done_rx.try_recv() {
+            handle_finished(&ctx, &st, &shared, &trunk.name, &active, f).await?;
+        }
+        if stop.is_cancelled() {
+            stopping = true;
+        }
+        let wall = Utc::now();
+        if st.schedule_end.is_some_and(|e| wall >= e) && !stopping {
+            info!("campaign schedule ended");
+            campaigns::set_state(db, id, &["running"], "completed").await?;
+            stopping = true;
+        }
+        if stopping && active.load(Ordering::Relaxed) == 0 {
+            break;
+        }
+        let mut next_wake = Instant::now() + IDLE_POLL;
+        let before_start = st.schedule_start.is_some_and(|s| wall < s);
+        if !stopping && !before_start {
+            loop {
+                let now = Instant::now();
+                let running = active.load(Ordering::Relaxed);
+                if !pacer.can_dial(now, running) {
+                    if running < st.max_channels {
+                        next_wake = next_wake.min(pacer.next_token_at(now));
+                    }
+                    break;
+                }
+                let trunk_ok = {
+                    let gates = shared.trunks.lock().unwrap_or_else(|p| p.into_inner());
+                    match gates.get(&trunk.name) {
+                        Some(g) if !g.pacer.can_dial(now, g.active) => {
+                            next_wake = next_wake.min(g.pacer.next_token_at(now));
+                            false
+                        }
+                        _ => true,
+                    }
+                };
+                if !trunk_ok {
+                    break;
+                }
+                if queue.is_empty() {
+                    queue.extend(campaigns::due(db, id, &fmt_ts(Utc::now()), FETCH).await?);
+                    if queue.is_empty() {
+                        break;
+                    }
+                }
+                let Some(contact) = queue.pop_front() else {
+                    break;
+                };
+                if dial(
+                    &shared, &st, &trunk, &campaign, contact, &active, &done_tx, &mut pacer,
+                )
+                .await?
+                {
+                    let mut gates = shared.trunks.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(g) = gates.get_mut(&trunk.name) {
+                        g.pacer.take(now);
+                        g.active += 1;
+                    }
+                }
+            }
+            if active.load(Ordering::Relaxed) == 0
+                && queue.is_empty()
+                && campaigns::open_contacts(db, id).await? == 0
+            {
+                info!(name = %campaign.name, "every contact is done; campaign completed");
+                campaigns::set_state(db, id, &["running"], "completed").await?;
+                break;
+            }
+        }
+        let sleep_until = tokio::time::Instant::from_std(
+            next_wake.max(Instant::now() + Duration::from_millis(5)),
+        );
+        tokio::select! {
+            _ = stop.cancelled(), if !stopping => {}
+            Some(f) = done_rx.recv() => handle_finished(&ctx, &st, &shared, &trunk.name, &active, f).await?,
+            _ = tokio::time::sleep_until(sleep_until) => {}
+        }
+    }
+    debug!("campaign runner ends");
+    Ok(())
+}
+
+/// Gate, claim and dial one contact. Ok(true) when a call was started.
+#[allow(clippy::too_many_arguments)]
+async fn dial(
+    shared: &Arc<Shared>,
+    st: &Settings,
+    trunk: &crate::config::Trunk,
+    campaign: &CampaignRow,
+    contact: ContactRow,
+    active: &Arc<AtomicU32>,
+    done_tx: &mpsc::Sender<Finished>,
+    pacer: &mut Pacer,
+) -> Result<bool, StoreError> {
+    let ctx = &shared.ctx;
+    let db = &ctx.db;
+    let wall = Utc::now();
+    let tz = timezone_for(Some(&contact.timezone), &contact.phone);
+    let state = ContactState::parse(&contact.state).unwrap_or(ContactState::Pending);
+    let next = contact.next_attempt_at.as_deref().and_then(parse_ts);
+    let on_dnc = campaigns::on_dnc(db, &contact.phone).await?;
+    let recent = campaigns::attempts_last_30_days(
+        db,
+        &contact.phone,
+        &fmt_ts(wall - chrono::Duration::days(30)),
+    )
+    .await?;
+    match may_dial(
+        wall,
+        tz,
+        &st.window,
+        state,
+        next,
+        on_dnc,
+        recent as u32,
+        &st.retry,
+    ) {
+        Ok(()) => {}
+        Err(Refusal::OutsideWindow(open)) | Err(Refusal::NotDue(open)) => {
+            campaigns::postpone(db, contact.id, &fmt_ts(open)).await?;
+            return Ok(false);
+        }
+        Err(Refusal::DoNotCall) => {
+            campaigns::set_contact_state(db, contact.id, "dnc", Some("do_not_call")).await?;
+            return Ok(false);
+        }
+        Err(Refusal::OptedOut) => {
+            campaigns::set_contact_state(db, contact.id, "opted_out", None).await?;
+            return Ok(false);
+        }
+        Err(Refusal::AttemptCap) => {
+            campaigns::set_contact_state(db, contact.id, "failed", Some("attempt_cap_30_days"))
+                .await?;
+            return Ok(false);
+        }
+        Err(Refusal::NotDialable(_)) => return Ok(false),
+    }
+    let Some(attempt) = campaigns::claim(db, &contact).await? else {
+        return Ok(false);
+    };
+    let ticket = tickets::by_id(db, contact.ticket_id).await?;
+    let mut vars = crate::ivr::expr::Vars::new();
+    if let Some(t) = &ticket {
+        if let Some(lang) = t.get("language").filter(|l| !l.is_empty()) {
+            vars.insert("language".into(), lang.clone());
+        }
+        for (k, v) in t {
+            vars.insert(format!("ticket.{k}"), v.clone());
+        }
+    }
+    vars.insert("campaign.name".into(), campaign.name.clone());
+    vars.insert("campaign.id".into(), campaign.id.to_string());
+    let (tx, rx) = oneshot::channel();
+    let req = OutboundRequest {
+        to_number: contact.phone.clone(),
+        trunk: trunk.clone(),
+        caller_id: campaign.caller_id.clone(),
+        dialplan: campaign.dialplan.clone(),
+        ring_timeout: st.ring_timeout,
+        vars,
+        ticket_id: Some(contact.ticket_id),
+        campaign_id: Some(campaign.id),
+        result: Some(tx),
+    };
+    pacer.take(Instant::now());
+    active.fetch_add(1, Ordering::Relaxed);
+    debug!(contact = contact.id, attempt, "dialing contact");
+    let call_shutdown = shared.shutdown.child_token();
+    shared
+        .tracker
+        .spawn(run_outbound(ctx.clone(), req, call_shutdown));
+    let done_tx = done_tx.clone();
+    shared.tracker.spawn(async move {
+        let result = rx.await.ok();
+        let _ = done_tx
+            .send(Finished {
+                contact,
+                attempt,
+                result,
+            })
+            .await;
+    });
+    Ok(true)
+}
+
+async fn handle_finished(
+    ctx: &Arc<CallContext>,
+    st: &Settings,
+    shared: &Arc<Shared>,
+    trunk: &str,
+    active: &Arc<AtomicU32>,
+    f: Finished,
+) -> Result<(), StoreError> {
+    active.fetch_sub(1, Ordering::Relaxed);
+    {
+        let mut gates = shared.trunks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = gates.get_mut(trunk) {
+            g.active = g.active.saturating_sub(1);
+        }
+    }
+    let disposition = f
+        .result
+        .as_ref()
+        .map_or("interrupted".to_string(), |r| r.disposition.clone());
+    finish(
+        ctx,
+        st,
+        &f.contact,
+        f.attempt,
+        f.result.as_ref(),
+        &disposition,
+    )
+    .await
+}
+
+/// Write an attempt's end and move the contact on.
+async fn finish(
+    ctx: &Arc<CallContext>,
+    st: &Settings,
+    contact: &ContactRow,
+    attempt: i64,
+    result: Option<&CallResult>,
+    disposition: &str,
+) -> Result<(), StoreError> {
+    let db = &ctx.db;
+    let wall = Utc::now();
+    let tz = timezone_for(Some(&contact.timezone), &contact.phone);
+    let disp = Disposition::parse(disposition).unwrap_or(Disposition::Failed);
+    let outcome = result.and_then(|r| r.outcome.clone());
+    let recent = campaigns::attempts_last_30_days(
+        db,
+        &contact.phone,
+        &fmt_ts(wall - chrono::Duration::days(30)),
+    )
+    .await?;
+    let decision = after_attempt(
+        &st.retry,
+        disp,
+        attempt as u32,
+        recent as u32,
+        outcome.as_deref(),
+        wall,
+        &st.window,
+        tz,
+    );
+    let next = decision.next_attempt_at.map(fmt_ts);
+    campaigns::finish_attempt(
+        db,
+        contact.id,
+        attempt,
+        result.map(|r| r.call_uuid.as_str()),
+        disposition,
+        outcome.as_deref(),
+        decision.state.as_str(),
+        next.as_deref(),
+    )
+    .await?;
+    if decision.state == ContactState::OptedOut {
+        campaigns::add_dnc(
+            db,
+            &contact.phone,
+            "opted out by keypad during a campaign call",
+        )
+        .await?;
+    }
+    info!(contact = contact.id, attempt, disposition, outcome = ?outcome, next = %decision.state.as_str(), reason = decision.reason, "attempt finished");
+    if decision.state == ContactState::Failed {
+        if let Some(url) = &st.webhook_url {
+            let ticket = tickets::by_id(db, contact.ticket_id).await.ok().flatten();
+            let body = serde_json::json!({
+                "event": "campaign_contact_failed",
+                "campaign_id": contact.campaign_id,
+                "ticket_id": contact.ticket_id,
+                "ticket": ticket,
+                "phone": contact.phone,
+                "attempts": attempt,
+                "last_disposition": disposition,
+                "reason": decision.reason,
+            });
+            let url = url.clone();
+            tokio::spawn(async move {
+                if let Err(e) = post_json(&url, &body).await {
+                    warn!(%url, error = %e, "webhook failed");
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Minimal HTTP/1.1 POST for the fallback webhook (http:// only; bounded by a timeout).
+async fn post_json(url: &str, body: &serde_json::Value) -> std::io::Result<()> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other("only http:// webhooks"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
+    let payload = body.to_string();
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(&addr).await?;
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+            payload.len()
+        );
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = [0u8; 64];
+        let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await?;
+        let status = String::from_utf8_lossy(&buf[..n]);
+        if status.starts_with("HTTP/1.1 2") || status.starts_with("HTTP/1.0 2") {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "webhook answered {}",
+                status.lines().next().unwrap_or("")
+            )))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| std::io::Error::other("webhook timed out"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_both_engines() {
+        let t = Utc::now();
+        let s = fmt_ts(t);
+        assert_eq!(
+            parse_ts(&s).map(|p| p.timestamp_millis()),
+            Some(t.timestamp_millis())
+        );
+        assert!(parse_ts("2026-11-23 15:26:08.123+00").is_some());
+        assert!(parse_ts("garbage").is_none());
+    }
+
+    #[test]
+    fn retry_policy_json() {
+        let p = retry_policy_from_json(
+            &serde_json::json!({"no_answer": {"after_s": 60, "max_attempts": 2}}),
+        )
+        .expect("ok");
+        assert_eq!(p.no_answer.after_s, 60);
+        assert_eq!(p.busy, RetryPolicy::default().busy);
+        assert!(retry_policy_from_json(&serde_json::json!({"bogus": 1})).is_err());
+    }
+}
