@@ -366,6 +366,17 @@ impl Registrar {
                 self.challenge(&req, &flow, true);
                 return;
             }
+            // Not a wrong password: a nonce from before a restart, another realm, a qop we
+            // do not do. Challenge afresh rather than refuse.
+            Err(
+                auth::AuthError::InvalidNonce
+                | auth::AuthError::RealmMismatch
+                | auth::AuthError::QopRequired,
+            )
+            | Err(auth::AuthError::UnsupportedQop(_)) => {
+                self.challenge(&req, &flow, false);
+                return;
+            }
             Err(e) => {
                 self.failed(ip, now, &creds.username, &e.to_string());
                 self.reply(&req, &flow, 403, "Forbidden", &[]);

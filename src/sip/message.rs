@@ -550,13 +550,16 @@ impl Message {
         match self.header(&HeaderName::MaxForwards) {
             None => Ok(None),
             Some(v) => {
+                // 1*DIGIT (leading zeros allowed, RFC 4475 wsinv has "0068"), value 0..=255.
                 let v = v.trim();
-                if v.is_empty() || v.len() > 3 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(ParseError::Malformed("Max-Forwards"));
                 }
-                v.parse::<u8>()
+                v.parse::<u32>()
+                    .ok()
+                    .and_then(|n| u8::try_from(n).ok())
                     .map(Some)
-                    .map_err(|_| ParseError::Malformed("Max-Forwards"))
+                    .ok_or(ParseError::Malformed("Max-Forwards"))
             }
         }
     }

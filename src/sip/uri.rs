@@ -83,12 +83,13 @@ impl Uri {
                 })
             }
             Scheme::Sip | Scheme::Sips => {
-                // Headers (?...) are not used for routing; cut them off.
-                let rest = rest.split_once('?').map_or(rest, |(a, _)| a);
+                // userinfo may itself contain '?' (RFC 3261 user-unreserved, RFC 4475
+                // intmeth), so split at '@' first and only then cut ?headers off the host part.
                 let (userinfo, hostpart) = match rest.split_once('@') {
                     Some((u, h)) => (Some(u), h),
                     None => (None, rest),
                 };
+                let hostpart = hostpart.split_once('?').map_or(hostpart, |(a, _)| a);
                 let user = match userinfo {
                     Some(u) => {
                         let user = u.split_once(':').map_or(u, |(user, _password)| user);

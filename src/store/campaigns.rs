@@ -53,6 +53,7 @@ pub struct TicketFilter {
 }
 
 /// Insert a campaign and build its contact list from the tickets in one transaction.
+#[allow(clippy::too_many_arguments)]
 /// `priorities` maps a segment to its priority (lower first); others get `default_priority`.
 pub async fn create(
     db: &Db,

@@ -101,6 +101,13 @@ pub async fn by_order_id(
     Ok(row.as_ref().map(row_to_map).transpose()?)
 }
 
+/// One ticket by id (the dialer reads it just before calling, so the notice is current).
+pub async fn by_id(db: &Db, id: i64) -> Result<Option<HashMap<String, String>>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM tickets WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(&db.pool).await?;
+    Ok(row.as_ref().map(row_to_map).transpose()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,11 +137,4 @@ mod tests {
         assert_eq!(normalize_number("anonymous", "1"), None);
         assert_eq!(normalize_number("", "1"), None);
     }
-}
-
-/// One ticket by id (the dialer reads it just before calling, so the notice is current).
-pub async fn by_id(db: &Db, id: i64) -> Result<Option<HashMap<String, String>>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM tickets WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(&db.pool).await?;
-    Ok(row.as_ref().map(row_to_map).transpose()?)
 }

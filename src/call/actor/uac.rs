@@ -425,10 +425,13 @@ impl Call {
                 } else {
                     HeaderName::Other("Proxy-Authenticate".into())
                 };
-                if let Some(ch) = msg
-                    .header(&header)
-                    .and_then(|v| auth::parse_challenge(v).ok())
-                {
+                // Whole values (never comma-split); the first one we can answer wins.
+                let values = msg
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.matches(&header))
+                    .map(|h| h.value.as_str());
+                if let Ok(ch) = auth::select_challenge(values) {
                     self.retry_with_auth(now, code, &ch, &user, &pass);
                     return;
                 }
