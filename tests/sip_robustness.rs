@@ -218,12 +218,9 @@ fn bye_for_unknown_call_gets_481() {
 /// RFC 4475 torture messages: every row of the shared runner passes (valid messages
 /// accepted, invalid ones refused with the right class, the server alive after each).
 ///
-/// Ignored until two parser bugs are fixed (both rows answer 400 to a valid message):
-/// wsinv (`Max-Forwards: 0068` refused by the 3-character limit, src/sip/message.rs
-/// `max_forwards`) and intmeth (a `?` in the Request-URI's user part cuts the URI before
-/// the `@`, src/sip/uri.rs `Uri::parse`). Remove the `ignore` with the fix.
+/// wsinv (`Max-Forwards: 0068`) and intmeth (a `?` in the Request-URI's user part) once
+/// failed here; both are fixed in the parser and covered by tests/rfc4475_parse.rs too.
 #[test]
-#[ignore = "server bug: RFC 4475 wsinv (Max-Forwards 0068) and intmeth ('?' in URI user) get 400"]
 fn rfc4475_torture_tests_pass() {
     let runner = support::repo_root().join("../shared/conformance/rfc4475/run.py");
     if !runner.exists() {
