@@ -13,7 +13,9 @@
 //! * [`detect_wav`] runs the detector over an 8 kHz mono 16-bit WAV file (operator CLI).
 //!
 //! Per call of `process*` nothing is allocated and nothing locks: the state is a few fixed
-//! arrays (under 1 KiB, plus 0.6 KiB of constant tables). Cost: COST_FIGURE
+//! arrays (under 2 KiB with its constant tables). Cost: about 0.54 µs per 160-sample
+//! (20 ms) frame, 3.4 ns per sample, in a release build on this project's x86-64 machine,
+//! i.e. about 0.003 % of one core per call (`tests/dtmf_inband.rs`, `per_frame_cost`).
 //!
 //! # Design
 //!
@@ -579,9 +581,9 @@ impl InbandDetector {
         if pl > ph * t.normal_twist * t.twist_slack || ph > pl * t.reverse_twist * t.twist_slack {
             return w;
         }
-        for j in 0..8 {
+        for (j, pj) in p.iter().enumerate() {
             let peak = if j < 4 { pl } else { ph };
-            if j != lo && j != hi && p[j] * t.dominance > peak {
+            if j != lo && j != hi && pj * t.dominance > peak {
                 return w;
             }
         }
