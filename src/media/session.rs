@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::codec::Codec;
 use super::player::{FillResult, PlayItem, Player};
 use super::rtp::{self, RtpPacket};
+use super::dtmf_inband::InbandDetector;
 use super::telephone_event::EventReceiver;
 
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -67,6 +68,9 @@ pub struct MediaSession {
     player: Player,
     play_id: u32,
     events: EventReceiver,
+    /// In-band (Goertzel) detection, only when no telephone-event was negotiated, so a
+    /// phone that sends both never has a key counted twice.
+    inband: Option<Box<InbandDetector>>,
     pending: VecDeque<MediaEvent>,
     timed_out: bool,
     expect_rx: bool,
@@ -87,6 +91,10 @@ impl MediaSession {
             player: Player::default(),
             play_id: 0,
             events: EventReceiver::default(),
+            inband: params
+                .telephone_event
+                .is_none()
+                .then(|| Box::new(InbandDetector::new())),
             pending: VecDeque::with_capacity(8),
             timed_out: false,
             expect_rx: true,
@@ -158,6 +166,17 @@ impl MediaSession {
                 .handle_packet(pkt.ssrc, pkt.timestamp, pkt.payload)
             {
                 self.pending.push_back(MediaEvent::Digit(d));
+            }
+        } else if let Some(det) = self.inband.as_mut() {
+            // Decode into a stack buffer: no allocation on the per-packet path.
+            let mut pcm = [0i16; SAMPLES_PER_FRAME];
+            for chunk in pkt.payload.chunks(SAMPLES_PER_FRAME) {
+                for (o, b) in pcm.iter_mut().zip(chunk) {
+                    *o = self.params.codec.decode_sample(*b);
+                }
+                if let Some(d) = det.process(&pcm[..chunk.len()]) {
+                    self.pending.push_back(MediaEvent::Digit(d));
+                }
             }
         }
     }
@@ -359,5 +378,31 @@ mod tests {
             s.poll_event(t0 + FRAME),
             Some(MediaEvent::PlaybackFinished(7))
         );
+    }
+
+    #[test]
+    fn inband_digits_when_no_telephone_event_negotiated() {
+        let t0 = Instant::now();
+        let mut p = params();
+        p.telephone_event = None;
+        let mut s = MediaSession::new(t0, p);
+        let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+        // '5' = 770 Hz + 1336 Hz for 100 ms, then 100 ms of silence, in 20 ms PCMU packets.
+        for k in 0..10u32 {
+            let mut pkt = [0u8; MAX_PACKET];
+            rtp::write_header(&mut pkt, false, 0, k as u16, k * 160, 7);
+            for n in 0..160usize {
+                let t = (k as usize * 160 + n) as f64 / 8000.0;
+                let v = if k < 5 {
+                    8000.0 * ((2.0 * std::f64::consts::PI * 770.0 * t).sin() + (2.0 * std::f64::consts::PI * 1336.0 * t).sin())
+                } else {
+                    0.0
+                };
+                pkt[rtp::HEADER_LEN + n] = Codec::Pcmu.encode_sample(v as i16);
+            }
+            s.handle_datagram(t0, &pkt, peer);
+        }
+        assert_eq!(s.poll_event(t0), Some(MediaEvent::Digit('5')));
+        assert_eq!(s.poll_event(t0), None);
     }
 }
