@@ -14,7 +14,10 @@ use switchboard::store::{now_ts, writer, Db};
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_string())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
 }
 
 #[tokio::main]
@@ -34,13 +37,23 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let _ = sqlx::query("DELETE FROM call_events").execute(&db.pool).await;
-    let _ = sqlx::query("DELETE FROM call_records").execute(&db.pool).await;
+    let _ = sqlx::query("DELETE FROM call_events")
+        .execute(&db.pool)
+        .await;
+    let _ = sqlx::query("DELETE FROM call_records")
+        .execute(&db.pool)
+        .await;
     let spool = std::env::temp_dir().join(format!("store-bench-{}.jsonl", std::process::id()));
     let (handle, rx) = writer::channel();
     let stats = handle.stats.clone();
     let close = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(writer::run(db.clone(), rx, spool.clone(), stats.clone(), close.clone()));
+    let task = tokio::spawn(writer::run(
+        db.clone(),
+        rx,
+        spool.clone(),
+        stats.clone(),
+        close.clone(),
+    ));
     let rows_per_call = events + 2; // record (insert + end update) and events
     let total_rows = calls * rows_per_call;
     let mut submit_ns: Vec<u64> = Vec::with_capacity(total_rows);
@@ -63,7 +76,13 @@ async fn main() {
                 started_at: ts.clone(),
             });
             for e in 0..events {
-                ops.push(StoreOp::CallEvent { call_id: id.clone(), seq: e as i64 + 1, at: ts.clone(), kind: "dtmf".into(), detail: "1".into() });
+                ops.push(StoreOp::CallEvent {
+                    call_id: id.clone(),
+                    seq: e as i64 + 1,
+                    at: ts.clone(),
+                    kind: "dtmf".into(),
+                    detail: "1".into(),
+                });
             }
             ops.push(StoreOp::CallEnded {
                 id,
@@ -83,7 +102,10 @@ async fn main() {
         }
         tokio::task::yield_now().await;
         // Keep the mailbox below its bound: a real system's calls arrive over time.
-        while stats.written.load(std::sync::atomic::Ordering::Relaxed) + (writer::MAILBOX as u64 / 2) < ((chunk + 1) * 1000 * rows_per_call) as u64 {
+        while stats.written.load(std::sync::atomic::Ordering::Relaxed)
+            + (writer::MAILBOX as u64 / 2)
+            < ((chunk + 1) * 1000 * rows_per_call) as u64
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -94,7 +116,11 @@ async fn main() {
     let written = stats.written.load(std::sync::atomic::Ordering::Relaxed);
     submit_ns.sort_unstable();
     let pct = |p: f64| submit_ns[((submit_ns.len() as f64 * p) as usize).min(submit_ns.len() - 1)];
-    let engine = if url.starts_with("postgres") { "postgresql" } else { "sqlite" };
+    let engine = if url.starts_with("postgres") {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
     println!("engine={engine} calls={calls} rows={written} seconds={:.2} rows_per_s={:.0} submit_p50_ns={} submit_p99_ns={} submit_max_ns={} mailbox_full={} spooled={}",
         elapsed.as_secs_f64(), written as f64 / elapsed.as_secs_f64(), pct(0.50), pct(0.99), submit_ns.last().copied().unwrap_or(0),
         stats.mailbox_full.load(std::sync::atomic::Ordering::Relaxed), stats.spooled.load(std::sync::atomic::Ordering::Relaxed));

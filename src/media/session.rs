@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::codec::Codec;
+use super::dtmf_inband::InbandDetector;
 use super::player::{FillResult, PlayItem, Player};
 use super::rtp::{self, RtpPacket};
-use super::dtmf_inband::InbandDetector;
 use super::telephone_event::EventReceiver;
 
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -394,7 +394,9 @@ mod tests {
             for n in 0..160usize {
                 let t = (k as usize * 160 + n) as f64 / 8000.0;
                 let v = if k < 5 {
-                    8000.0 * ((2.0 * std::f64::consts::PI * 770.0 * t).sin() + (2.0 * std::f64::consts::PI * 1336.0 * t).sin())
+                    8000.0
+                        * ((2.0 * std::f64::consts::PI * 770.0 * t).sin()
+                            + (2.0 * std::f64::consts::PI * 1336.0 * t).sin())
                 } else {
                     0.0
                 };
