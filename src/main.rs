@@ -127,6 +127,12 @@ fn build_config(args: &RunArgs) -> Result<Config, String> {
             cfg.media_address = cfg.sip_listen.ip();
         }
     }
+    if let Some(s) = &args.media_address {
+        cfg.media_address = s
+            .parse()
+            .map_err(|_| format!("--media-address '{s}' is not an IP address"))?;
+        cfg.media_address_explicit = true;
+    }
     if let Some(s) = &args.http_listen {
         cfg.http_listen = s
             .parse()

@@ -129,6 +129,8 @@ pub fn validate(spec: &CampaignSpec, st: &ApiState) -> Result<(), ApiError> {
         if !valid_hhmm(&w.start) || !valid_hhmm(&w.end) {
             return Err(bad("window: start and end must be HH:MM"));
         }
+        crate::dialer::core::CallingWindow::parse(&w.start, &w.end)
+            .map_err(|e| bad(format!("window: {e}")))?;
     }
     if let Some(r) = &spec.retry {
         crate::dialer::retry_policy_from_json(r).map_err(|e| bad(format!("retry: {e}")))?;
@@ -317,6 +319,16 @@ pub async fn contacts(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let Query(q) = q.map_err(|e| bad(e.body_text()))?;
+    if campaigns::get(&st.ctx.db, id)
+        .await
+        .map_err(internal)?
+        .is_none()
+    {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("campaign {id} does not exist"),
+        ));
+    }
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let rows = campaigns::contacts(
         &st.ctx.db,

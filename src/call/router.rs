@@ -242,8 +242,14 @@ impl Router {
                 self.reply(&inbound, 481, "Call/Transaction Does Not Exist", &[]);
             }
             Method::Register => {
-                if !self.ctx.registrar.offer(inbound) {
+                if let Err(inbound) = self.ctx.registrar.offer(inbound) {
                     warn!("registrar saturated; REGISTER refused with 503");
+                    self.reply(
+                        &inbound,
+                        503,
+                        "Service Unavailable",
+                        &[(HeaderName::Other("Retry-After".into()), "5".into())],
+                    );
                 }
             }
             Method::Subscribe | Method::Publish | Method::Message => {

@@ -25,7 +25,7 @@ use super::core::{
     after_attempt, may_dial, timezone_for, CallingWindow, ContactState, Disposition, Pacer,
     Refusal, RetryPolicy,
 };
-use crate::call::actor::{run_outbound, CallResult, OutboundRequest};
+use crate::call::actor::{run_outbound, CallResult, MachineHandling, OutboundRequest};
 use crate::call::CallContext;
 use crate::store::campaigns::{self, CampaignRow, ContactRow};
 use crate::store::{tickets, StoreError};
@@ -50,6 +50,7 @@ struct Settings {
     window: CallingWindow,
     retry: RetryPolicy,
     webhook_url: Option<String>,
+    machine: Option<MachineHandling>,
     schedule_start: Option<DateTime<Utc>>,
     schedule_end: Option<DateTime<Utc>>,
 }
@@ -96,6 +97,12 @@ fn settings(c: &CampaignRow, trunk_channels: u32, trunk_cps: f64) -> Settings {
             .get("webhook_url")
             .and_then(|v| v.as_str())
             .map(str::to_string),
+        // Answering machines are detected on every campaign call; "voicemail" leaves the
+        // message, anything else hangs up and retries per the `machine` rule.
+        machine: Some(match spec.get("machine").and_then(|v| v.as_str()) {
+            Some("voicemail") => MachineHandling::Voicemail,
+            _ => MachineHandling::Hangup,
+        }),
         schedule_start: ts("start"),
         schedule_end: ts("end"),
     }
@@ -109,10 +116,18 @@ struct TrunkGate {
 
 struct Shared {
     ctx: Arc<CallContext>,
-    runners: Mutex<HashMap<i64, (CancellationToken, Arc<AtomicU32>)>>,
+    /// Per campaign: its stop token, its live call count, and whether its runner task is
+    /// still alive (a paused runner keeps running until its calls have finished).
+    runners: Mutex<HashMap<i64, Runner>>,
     trunks: Mutex<HashMap<String, TrunkGate>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+}
+
+struct Runner {
+    stop: CancellationToken,
+    active: Arc<AtomicU32>,
+    alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Start/stop campaign runners; cheap to clone.
@@ -149,18 +164,46 @@ impl DialerHandle {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if runners.get(&id).is_some_and(|(t, _)| !t.is_cancelled()) {
+        if runners.get(&id).is_some_and(|r| !r.stop.is_cancelled()) {
             return;
         }
-        let token = self.shared.shutdown.child_token();
+        // A paused runner may still be waiting for its calls: the new one starts after it,
+        // so in-flight contacts are not mistaken for crashed ones and channels are not
+        // counted twice.
+        let previous = runners.get(&id).map(|r| r.alive.clone());
+        let stop = self.shared.shutdown.child_token();
         let active = Arc::new(AtomicU32::new(0));
-        runners.insert(id, (token.clone(), active.clone()));
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        runners.insert(
+            id,
+            Runner {
+                stop: stop.clone(),
+                active: active.clone(),
+                alive: alive.clone(),
+            },
+        );
         let shared = self.shared.clone();
         self.shared.tracker.spawn(
             async move {
-                if let Err(e) = run_campaign(shared.clone(), id, token, active).await {
-                    warn!(campaign = id, error = %e, "campaign runner stopped on a database error");
+                if let Some(prev) = previous {
+                    while prev.load(Ordering::Acquire) && !stop.is_cancelled() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
+                // A database outage stops a pass; the runner retries until stopped.
+                while !stop.is_cancelled() {
+                    match run_campaign(shared.clone(), id, stop.clone(), active.clone()).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            warn!(campaign = id, error = %e, "campaign runner hit a database error; retrying in 5 s");
+                            tokio::select! {
+                                _ = stop.cancelled() => {}
+                                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                            }
+                        }
+                    }
+                }
+                alive.store(false, Ordering::Release);
             }
             .instrument(info_span!("campaign", id)),
         );
@@ -172,8 +215,8 @@ impl DialerHandle {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some((t, _)) = runners.get(&id) {
-            t.cancel();
+        if let Some(r) = runners.get(&id) {
+            r.stop.cancel();
         }
     }
 
@@ -184,7 +227,7 @@ impl DialerHandle {
         };
         runners
             .get(&id)
-            .map_or(0, |(_, a)| a.load(Ordering::Relaxed))
+            .map_or(0, |r| r.active.load(Ordering::Relaxed))
     }
 
     /// Wait for runners and their calls after shutdown was signalled.
@@ -192,6 +235,14 @@ impl DialerHandle {
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
     }
+}
+
+/// The customer's zone: the ticket's, unless it is empty or the schema default `UTC`
+/// (meaning "unknown"), in which case it is derived from the number.
+fn contact_zone(c: &ContactRow) -> chrono_tz::Tz {
+    let tz = c.timezone.trim();
+    let known = !tz.is_empty() && !tz.eq_ignore_ascii_case("UTC");
+    timezone_for(known.then_some(tz), &c.phone)
 }
 
 fn fmt_ts(t: DateTime<Utc>) -> String {
@@ -366,7 +417,7 @@ async fn dial(
     let ctx = &shared.ctx;
     let db = &ctx.db;
     let wall = Utc::now();
-    let tz = timezone_for(Some(&contact.timezone), &contact.phone);
+    let tz = contact_zone(&contact);
     let state = ContactState::parse(&contact.state).unwrap_or(ContactState::Pending);
     let next = contact.next_attempt_at.as_deref().and_then(parse_ts);
     let on_dnc = campaigns::on_dnc(db, &contact.phone).await?;
@@ -432,6 +483,7 @@ async fn dial(
         ticket_id: Some(contact.ticket_id),
         campaign_id: Some(campaign.id),
         result: Some(tx),
+        machine: st.machine,
     };
     pacer.take(Instant::now());
     active.fetch_add(1, Ordering::Relaxed);
@@ -495,9 +547,13 @@ async fn finish(
 ) -> Result<(), StoreError> {
     let db = &ctx.db;
     let wall = Utc::now();
-    let tz = timezone_for(Some(&contact.timezone), &contact.phone);
-    let disp = Disposition::parse(disposition).unwrap_or(Disposition::Failed);
+    let tz = contact_zone(contact);
+    let mut disp = Disposition::parse(disposition).unwrap_or(Disposition::Failed);
     let outcome = result.and_then(|r| r.outcome.clone());
+    if disp == Disposition::Machine && outcome.as_deref() == Some("voicemail") {
+        // The message was left: the customer has been told, like an answered call.
+        disp = Disposition::Answered;
+    }
     let recent = campaigns::attempts_last_30_days(
         db,
         &contact.phone,

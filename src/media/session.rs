@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::amd::{Amd, AmdConfig, AmdResult};
 use super::codec::Codec;
 use super::dtmf_inband::InbandDetector;
 use super::player::{FillResult, PlayItem, Player};
@@ -32,6 +33,8 @@ pub enum MediaEvent {
     /// The playlist started with this id has played to its end.
     PlaybackFinished(u32),
     MediaTimeout,
+    /// Answering-machine detection reached a verdict (outbound calls that asked for it).
+    Amd(AmdResult),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +74,7 @@ pub struct MediaSession {
     /// In-band (Goertzel) detection, only when no telephone-event was negotiated, so a
     /// phone that sends both never has a key counted twice.
     inband: Option<Box<InbandDetector>>,
+    amd: Option<Box<Amd>>,
     pending: VecDeque<MediaEvent>,
     timed_out: bool,
     expect_rx: bool,
@@ -91,6 +95,7 @@ impl MediaSession {
             player: Player::default(),
             play_id: 0,
             events: EventReceiver::default(),
+            amd: None,
             inband: params
                 .telephone_event
                 .is_none()
@@ -118,6 +123,11 @@ impl MediaSession {
     pub fn play(&mut self, id: u32, items: Vec<PlayItem>, looping: bool) {
         self.play_id = id;
         self.player.play(items, looping);
+    }
+
+    /// Start answering-machine detection on the audio the peer sends from now on.
+    pub fn start_amd(&mut self, config: &AmdConfig) {
+        self.amd = Amd::new(config).ok().map(Box::new);
     }
 
     pub fn stop_playback(&mut self) {
@@ -167,15 +177,24 @@ impl MediaSession {
             {
                 self.pending.push_back(MediaEvent::Digit(d));
             }
-        } else if let Some(det) = self.inband.as_mut() {
+        } else if self.inband.is_some() || self.amd.is_some() {
             // Decode into a stack buffer: no allocation on the per-packet path.
             let mut pcm = [0i16; SAMPLES_PER_FRAME];
             for chunk in pkt.payload.chunks(SAMPLES_PER_FRAME) {
                 for (o, b) in pcm.iter_mut().zip(chunk) {
                     *o = self.params.codec.decode_sample(*b);
                 }
-                if let Some(d) = det.process(&pcm[..chunk.len()]) {
-                    self.pending.push_back(MediaEvent::Digit(d));
+                let frame = &pcm[..chunk.len()];
+                if let Some(det) = self.inband.as_mut() {
+                    if let Some(d) = det.process(frame) {
+                        self.pending.push_back(MediaEvent::Digit(d));
+                    }
+                }
+                if let Some(amd) = self.amd.as_mut() {
+                    if let Some(r) = amd.process(frame) {
+                        self.pending.push_back(MediaEvent::Amd(r));
+                        self.amd = None;
+                    }
                 }
             }
         }

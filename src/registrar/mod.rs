@@ -60,11 +60,14 @@ pub struct RegistrarHandle {
 }
 
 impl RegistrarHandle {
-    /// Hand a REGISTER over; false when the registrar is saturated (answer 503).
-    pub fn offer(&self, inbound: Inbound) -> bool {
-        self.tx
-            .try_send(RegistrarMsg::Register(Box::new(inbound)))
-            .is_ok()
+    /// Hand a REGISTER over; when the registrar is saturated it comes back (answer 503).
+    pub fn offer(&self, inbound: Inbound) -> Result<(), Box<Inbound>> {
+        match self.tx.try_send(RegistrarMsg::Register(Box::new(inbound))) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(RegistrarMsg::Register(i)))
+            | Err(mpsc::error::TrySendError::Closed(RegistrarMsg::Register(i))) => Err(i),
+            Err(_) => Ok(()),
+        }
     }
 
     pub async fn lookup(&self, aor: &str) -> Vec<Reachable> {

@@ -38,7 +38,7 @@ use crate::store::{now_ts, tickets};
 
 mod uac;
 
-pub use uac::{run_outbound, CallResult, OutboundRequest};
+pub use uac::{run_outbound, CallResult, MachineHandling, OutboundRequest};
 
 pub const MAILBOX: usize = 64;
 
@@ -125,6 +125,10 @@ pub struct Call {
     preset_vars: Vars,
     /// Whether this call's `active_calls` slot was given back (at Done, not at task exit).
     slot_released: bool,
+    /// Outbound: what to do when an answering machine picks up (None: no detection).
+    machine: Option<uac::MachineHandling>,
+    /// Disposition recorded at hangup instead of `answered` (an answering machine).
+    disposition_override: Option<&'static str>,
 }
 
 pub async fn run_inbound(
@@ -229,6 +233,8 @@ impl Call {
             outcome: None,
             preset_vars: Vars::new(),
             slot_released: false,
+            machine: None,
+            disposition_override: None,
             local,
             invite,
             ctx,
@@ -375,8 +381,8 @@ impl Call {
         if let Some(t) = self.linger_until {
             d = d.min(t);
         }
-        if let Some(u) = &self.uac {
-            d = d.min(u.deadline());
+        if let Some(t) = self.uac.as_ref().and_then(|u| u.deadline()) {
+            d = d.min(t);
         }
         d
     }
@@ -414,6 +420,9 @@ impl Call {
         for e in events.into_iter().take(n).flatten() {
             match e {
                 MediaEvent::Digit(d) => self.on_digit(now, d),
+                MediaEvent::PlaybackFinished(id) if id == uac::VOICEMAIL_PLAY_ID => {
+                    self.hangup(now, "voicemail_left");
+                }
                 MediaEvent::PlaybackFinished(id) => {
                     if let Some(i) = self.interp.as_mut() {
                         i.handle_playback_finished(now, id);
@@ -426,6 +435,7 @@ impl Call {
                     );
                     self.hangup(now, "media_timeout");
                 }
+                MediaEvent::Amd(r) => self.on_amd(now, r),
             }
         }
         if let Some(i) = self.interp.as_mut() {
@@ -796,7 +806,8 @@ impl Call {
                 self.media = None;
                 self.interp = None;
                 self.phase = Phase::Ending;
-                self.record_end("answered", cause, Some(200));
+                let disposition = self.disposition_override.unwrap_or("answered");
+                self.record_end(disposition, cause, Some(200));
             }
             Phase::Ringing { .. } => {
                 self.refuse(now, 480, "Temporarily Unavailable", cause, "failed")
@@ -844,6 +855,45 @@ impl Call {
             i.handle_lookup_result(now, result);
         }
         self.drain_interpreter(now);
+    }
+
+    /// Answering-machine verdict on an outbound call: hang up (retry later), or leave the
+    /// short voicemail message once the greeting has had time to end, then hang up.
+    fn on_amd(&mut self, now: Instant, r: crate::media::amd::AmdResult) {
+        self.record_event("amd", format!("{}:{}", r.verdict.as_str(), r.reason));
+        if r.verdict != crate::media::amd::Verdict::Machine {
+            return;
+        }
+        self.disposition_override = Some("machine");
+        match self.machine {
+            Some(uac::MachineHandling::Voicemail) => {
+                self.interp = None;
+                self.outcome = Some("voicemail".into());
+                let lang = self.preset_language();
+                let Some(media) = self.media.as_mut() else {
+                    return;
+                };
+                let mut items = vec![PlayItem::Silence(uac::VOICEMAIL_WAIT_SAMPLES)];
+                if let Some(p) = self
+                    .ctx
+                    .prompts
+                    .get(&lang, "voicemail-message")
+                    .or_else(|| self.ctx.prompts.get("en", "voicemail-message"))
+                {
+                    items.push(PlayItem::Prompt(p.clone()));
+                }
+                media.play(uac::VOICEMAIL_PLAY_ID, items, false);
+                self.record_event("prompt", "voicemail-message".into());
+            }
+            _ => self.hangup(now, "answering_machine"),
+        }
+    }
+
+    fn preset_language(&self) -> String {
+        self.interp
+            .as_ref()
+            .and_then(|i| i.vars().get("language").cloned())
+            .unwrap_or_else(|| "en".to_string())
     }
 
     fn drain_interpreter(&mut self, now: Instant) {

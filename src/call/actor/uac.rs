@@ -29,6 +29,20 @@ use crate::sip::uri::Uri;
 use crate::store::now_ts;
 use crate::store::ops::StoreOp;
 
+/// What to do when answering-machine detection says a machine answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineHandling {
+    /// Hang up; the dialer retries per its `machine` rule.
+    Hangup,
+    /// Leave the short voicemail message after the greeting, then hang up.
+    Voicemail,
+}
+
+/// Playlist id of the voicemail message (never used by the interpreter, which counts from 1).
+pub(super) const VOICEMAIL_PLAY_ID: u32 = u32::MAX;
+/// Time given to the greeting to end before the message starts (8 kHz samples: 2.5 s).
+pub(super) const VOICEMAIL_WAIT_SAMPLES: usize = 20_000;
+
 /// What the dialer asks for.
 #[derive(Debug)]
 pub struct OutboundRequest {
@@ -43,6 +57,8 @@ pub struct OutboundRequest {
     pub ticket_id: Option<i64>,
     pub campaign_id: Option<i64>,
     pub result: Option<oneshot::Sender<CallResult>>,
+    /// Answering-machine detection and handling; None disables detection.
+    pub machine: Option<MachineHandling>,
 }
 
 /// How an outbound call ended.
@@ -74,17 +90,26 @@ pub(super) struct Uac {
     final_received: bool,
     result: Option<oneshot::Sender<CallResult>>,
     answered: bool,
+    ringing_seen: bool,
 }
 
 impl Uac {
-    pub(super) fn deadline(&self) -> Instant {
-        let mut d = if self.final_received {
-            self.ring_deadline.max(self.timer.give_up)
-        } else {
-            self.timer.deadline().min(self.ring_deadline)
-        };
+    /// The next instant this transaction needs attention, if any. Only live timers count:
+    /// a past deadline that nothing clears would wake the actor in a busy loop.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let mut d: Option<Instant> = None;
+        let mut add = |t: Instant| d = Some(d.map_or(t, |x: Instant| x.min(t)));
+        if !self.final_received {
+            if !self.provisional {
+                // Timer A (resend) and Timer B (give up) run until a provisional arrives.
+                add(self.timer.deadline());
+            }
+            if self.cancel.is_none() && !self.cancel_pending {
+                add(self.ring_deadline);
+            }
+        }
         if let Some(c) = &self.cancel {
-            d = d.min(c.deadline());
+            add(c.deadline());
         }
         d
     }
@@ -266,6 +291,8 @@ impl Call {
             outcome: None,
             preset_vars: req.vars,
             slot_released: false,
+            machine: req.machine,
+            disposition_override: None,
         };
         let body = call.local_sdp(None);
         let (invite, branch) = build_invite(&call, &request_uri, &to, 1, body, None);
@@ -291,6 +318,7 @@ impl Call {
             final_received: false,
             result: req.result,
             answered: false,
+            ringing_seen: false,
         }));
         Some((call, Some(rtp)))
     }
@@ -389,9 +417,10 @@ impl Call {
             if !u.provisional {
                 u.provisional = true;
                 u.timer.next = None;
-                if code == 180 || code == 183 {
-                    self.record_event("progress", code.to_string());
-                }
+            }
+            if (code == 180 || code == 183) && !u.ringing_seen {
+                u.ringing_seen = true;
+                self.record_event("progress", code.to_string());
             }
             let pending = self.uac.as_ref().is_some_and(|u| u.cancel_pending);
             if pending {
@@ -548,6 +577,11 @@ impl Call {
                 info!(codec = ?n.codec, "answered");
                 self.offer = Some(n);
                 self.start_media(now, &n);
+                if self.machine.is_some() {
+                    if let Some(m) = self.media.as_mut() {
+                        m.start_amd(&crate::media::amd::AmdConfig::default());
+                    }
+                }
             }
             Err(e) => {
                 warn!(error = %e, "unusable SDP answer");
