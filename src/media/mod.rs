@@ -1,6 +1,7 @@
 //! Media: RTP, G.711, RFC 4733 events, the prompt library and player, and the per-call media
 //! session core. Nothing here allocates or locks per packet.
 
+pub mod amd;
 pub mod codec;
 pub mod dtmf_inband;
 pub mod player;
