@@ -32,10 +32,42 @@ enum Command {
     /// Agent (SIP account) management.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Ticket import for operations.
+    #[command(subcommand)]
+    Tickets(TicketsCommand),
+    /// Call record export for operations.
+    #[command(subcommand)]
+    Calls(CallsCommand),
     /// Print the DTMF digits found in-band in an 8 kHz mono 16-bit WAV file.
     DetectDtmf {
         /// The WAV file.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TicketsCommand {
+    /// Import tickets from CSV (header: order_id, phone[, customer_name, language, segment,
+    /// timezone, status, delay_days, new_eta]); bad rows are listed, good rows imported.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CallsCommand {
+    /// Write call records (with their outcome) started since a date or timestamp as CSV.
+    Export {
+        /// e.g. 2026-11-01 or 2026-11-23T08:00:00.000Z
+        #[arg(long)]
+        since: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
     },
 }
 
@@ -173,6 +205,12 @@ fn main() -> ExitCode {
         Some(Command::CheckDialplans(a)) => (true, a.merged(&cli.run)),
         Some(Command::Agent(cmd)) => return agent_command(cmd, &cli.run),
         Some(Command::DetectDtmf { file }) => return detect_dtmf(&file),
+        Some(Command::Tickets(TicketsCommand::Import { file, run })) => {
+            return tickets_import(&file, run.merged(&cli.run))
+        }
+        Some(Command::Calls(CallsCommand::Export { since, output, run })) => {
+            return calls_export(&since, output.as_deref(), run.merged(&cli.run))
+        }
         None => (false, cli.run),
     };
     let cfg = match build_config(&args) {
@@ -196,6 +234,121 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(cfg))
+}
+
+/// Config, a small runtime and the database, for one-shot operator commands.
+fn with_db<F, Fut>(run: RunArgs, f: F) -> ExitCode
+where
+    F: FnOnce(Config, switchboard::store::Db) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let cfg = match build_config(&run) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match switchboard::store::Db::connect(&cfg.database).await {
+            Ok(db) => f(cfg, db).await,
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+fn tickets_import(file: &std::path::Path, run: RunArgs) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("switchboard: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let name = file.display().to_string();
+    with_db(run, |cfg, db| async move {
+        let progress = |done: usize, total: usize| {
+            let width = 30;
+            let filled = if total == 0 {
+                width
+            } else {
+                done * width / total
+            };
+            eprint!(
+                "\r[{}{}] {done}/{total}",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+        };
+        match switchboard::store::csv::import_tickets(
+            &db,
+            &text,
+            &cfg.default_country_code,
+            progress,
+        )
+        .await
+        {
+            Ok(report) => {
+                eprintln!();
+                for (line, reason) in &report.errors {
+                    println!("{name}:{line}: {reason}");
+                }
+                println!(
+                    "imported {} tickets, {} rows refused",
+                    report.imported,
+                    report.errors.len()
+                );
+                if report.errors.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+fn calls_export(since: &str, output: Option<&std::path::Path>, run: RunArgs) -> ExitCode {
+    let since = since.to_string();
+    let output = output.map(std::path::Path::to_path_buf);
+    with_db(run, |_cfg, db| async move {
+        let mut buf = Vec::new();
+        match switchboard::store::csv::export_calls(&db, &since, &mut buf).await {
+            Ok(n) => {
+                let written = match &output {
+                    Some(p) => std::fs::write(p, &buf),
+                    None => std::io::Write::write_all(&mut std::io::stdout(), &buf),
+                };
+                if let Err(e) = written {
+                    eprintln!("switchboard: cannot write output: {e}");
+                    return ExitCode::from(2);
+                }
+                eprintln!("exported {n} calls");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
 }
 
 fn detect_dtmf(file: &std::path::Path) -> ExitCode {

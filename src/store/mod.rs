@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod campaigns;
+pub mod csv;
 pub mod demo;
 pub mod ops;
 pub mod tickets;
