@@ -784,7 +784,14 @@ impl Call {
             Phase::Ringing { .. } => {
                 self.refuse(now, 503, "Service Unavailable", "shutdown", "failed")
             }
-            Phase::Answered | Phase::Calling => self.hangup(now, "shutdown"),
+            Phase::Answered | Phase::Calling => {
+                // Our own stop cut a campaign call before the customer chose: report it as
+                // interrupted so the dialer retries, not as an answered call without choice.
+                if self.uac.is_some() && self.outcome.is_none() {
+                    self.disposition_override = Some("interrupted");
+                }
+                self.hangup(now, "shutdown")
+            }
             Phase::Ending | Phase::Done => {}
         }
     }

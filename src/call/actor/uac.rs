@@ -342,7 +342,11 @@ impl Call {
                         }
                     }
                 }
-                if now >= u.ring_deadline && u.cancel.is_none() && !u.cancel_pending {
+                if now >= u.ring_deadline
+                    && u.cancel.is_none()
+                    && !u.cancel_pending
+                    && u.cancel_cause.is_none()
+                {
                     ring_expired = true;
                 }
             }
@@ -396,6 +400,7 @@ impl Call {
     fn finish_outbound(&mut self, code: u16, disposition: &str, cause: &str) {
         if let Some(u) = self.uac.as_mut() {
             u.final_received = true;
+            u.cancel = None;
         }
         self.phase = Phase::Done;
         self.media = None;
@@ -406,7 +411,11 @@ impl Call {
         let Some(u) = self.uac.as_mut() else { return };
         if cseq.method == Method::Cancel {
             if code >= 200 {
-                u.cancel = None;
+                // Stop resending the CANCEL but keep its 64·T1 deadline: if the 487 never
+                // comes, the call still ends (RFC 3261 §9.1).
+                if let Some(c) = u.cancel.as_mut() {
+                    c.next = None;
+                }
             }
             return;
         }
