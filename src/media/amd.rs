@@ -532,7 +532,7 @@ mod tests {
     }
 
     fn run(cfg: &AmdConfig, x: &[i16], chunk: usize) -> AmdResult {
-        let mut amd = Amd::new(cfg).unwrap();
+        let mut amd = Amd::new(cfg).expect("valid config");
         for c in x.chunks(chunk) {
             if let Some(r) = amd.process(c) {
                 return r;
@@ -724,7 +724,7 @@ mod tests {
             reason::HUMAN_AFTER_GREETING_SILENCE,
             1200,
         );
-        let mut amd = Amd::new(&AmdConfig::default()).unwrap();
+        let mut amd = Amd::new(&AmdConfig::default()).expect("valid config");
         amd.process(&x[..1600]);
         let cap = AmdConfig::default().max_noise_floor;
         let expected = f32::from(cap) * 10f32.powf(6.0 / 20.0);
@@ -761,9 +761,9 @@ mod tests {
 
     #[test]
     fn reports_once_then_keeps_the_result() {
-        let mut amd = Amd::new(&AmdConfig::default()).unwrap();
+        let mut amd = Amd::new(&AmdConfig::default()).expect("valid config");
         let x = signal(&[(true, 400), (false, 2000)]);
-        let r = amd.process(&x).unwrap();
+        let r = amd.process(&x).expect("decided");
         assert_eq!(amd.process(&x), None);
         assert_eq!(amd.result(), Some(r));
         assert_eq!(amd.finish(), r);
@@ -772,7 +772,7 @@ mod tests {
 
     #[test]
     fn finish_before_a_decision_is_not_sure() {
-        let mut amd = Amd::new(&AmdConfig::default()).unwrap();
+        let mut amd = Amd::new(&AmdConfig::default()).expect("valid config");
         assert_eq!(amd.process(&word(300)), None);
         assert_eq!(amd.process(&[0; 100]), None);
         let r = amd.finish();
@@ -818,7 +818,7 @@ mod tests {
         let c: AmdConfig = toml::from_str(
             "greeting_ms = 2000\ninitial_silence_verdict = \"machine\"\nnoise_margin_db = 8.0",
         )
-        .unwrap();
+        .expect("valid TOML");
         assert_eq!(c.greeting_ms, 2000);
         assert_eq!(c.initial_silence_verdict, Verdict::Machine);
         assert_eq!(c.noise_margin_db, Some(8.0));
