@@ -11,8 +11,8 @@
 //! no-answer numbers; the campaign's channel and calls-per-second caps; call records; the
 //! API's validation answers; and a SIGTERM + restart in the middle of a campaign.
 //!
-//! Two tests are `#[ignore]`d because a server bug blocks them (the reason names it); run
-//! them with `-- --ignored` once it is fixed.
+//! Two tests reproduced server bugs (a CANCEL storm after ring timeout, shutdown cutting a call
+//! reported as no choice); both are fixed and the tests run normally.
 //!
 //! Needs SIPp (`$SWITCHBOARD_SIPP`, else `sipp` on PATH; absent = failure), python3 (pcap
 //! generator) and root (SIPp's `play_pcap_audio` uses a raw socket). About 2 minutes.
@@ -1594,7 +1594,7 @@ fn check_restart_invariants(run: &RestartRun) -> Vec<String> {
 /// SIGTERM in the middle of a campaign, start again on the same database: the campaign
 /// resumes by itself, nobody is dialed beyond the rules, and every customer whose call was
 /// not cut by the stop gets exactly their result. (The customers whose calls were cut are
-/// checked strictly by `campaign_restart_gives_cut_calls_their_result`, ignored for now.)
+/// checked strictly by `campaign_restart_gives_cut_calls_their_result`.)
 #[test]
 fn campaign_resumes_after_sigterm_without_double_dials() {
     let t0 = Instant::now();
@@ -1630,7 +1630,7 @@ fn campaign_resumes_after_sigterm_without_double_dials() {
     ));
     eprintln!(
         "restart: {} farm calls for 10 contacts, {} in flight at SIGTERM, {repeated} dialed twice, \
-         {} problem(s) with the cut calls' results (known server bug, see the ignored test); \
+         {} problem(s) with the cut calls' results (see campaign_restart_gives_cut_calls_their_result); \
          SIPp failed calls {:?}; test runtime {:.1} s",
         run.calls.len(),
         run.in_flight.len(),
@@ -1648,10 +1648,6 @@ fn campaign_resumes_after_sigterm_without_double_dials() {
 /// SIGTERM before choosing must be called again (attempt 2 after an `interrupted` or
 /// `cancelled` attempt 1) and end with their choice, like everybody else.
 #[test]
-#[ignore = "server bug: on SIGTERM an answered campaign call is BYE'd and reported to the dialer \
-            as disposition 'answered' with no outcome (src/call/actor/mod.rs:777 on_shutdown -> \
-            hangup() records 'answered'), so src/dialer/core.rs after_attempt completes the \
-            contact as 'no_choice': the customer is never called again and gets no result"]
 fn campaign_restart_gives_cut_calls_their_result() {
     let run = sigterm_and_restart_mid_campaign();
     let mut errors = check_restart_invariants(&run);
@@ -1672,9 +1668,6 @@ fn campaign_restart_gives_cut_calls_their_result() {
 /// A number that rings until the ring timeout gets ONE CANCEL: the server must not start a
 /// new CANCEL once the first one's 200 came back while the 487 is still on its way.
 #[test]
-#[ignore = "server bug: src/call/actor/uac.rs:317 drive_uac re-fires the ring timeout after the \
-            CANCEL's 200 cleared `u.cancel`, so a CANCEL is sent again on every loop until the \
-            487 arrives (condition lacks `u.cancel_cause.is_none()`)"]
 fn no_answer_call_is_cancelled_exactly_once() {
     let dir = test_dir("switchboard-campaign-cancel-");
     let mut farm = Farm::start(&dir.path().join("farm"));
