@@ -282,11 +282,10 @@ fn tickets_import(file: &std::path::Path, run: RunArgs) -> ExitCode {
     with_db(run, |cfg, db| async move {
         let progress = |done: usize, total: usize| {
             let width = 30;
-            let filled = if total == 0 {
-                width
-            } else {
-                done * width / total
-            };
+            let filled = (done * width)
+                .checked_div(total)
+                .unwrap_or(width)
+                .min(width);
             eprint!(
                 "\r[{}{}] {done}/{total}",
                 "#".repeat(filled),
