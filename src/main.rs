@@ -364,35 +364,11 @@ fn detect_dtmf(file: &std::path::Path) -> ExitCode {
 }
 
 fn agent_command(cmd: AgentCommand, outer: &RunArgs) -> ExitCode {
-    use switchboard::store::{agents, Db};
+    use switchboard::store::agents;
     let run = match &cmd {
         AgentCommand::Add { run, .. } | AgentCommand::List { run } => run.clone().merged(outer),
     };
-    let cfg = match build_config(&run) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("switchboard: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("switchboard: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let db = match Db::connect(&cfg.database).await {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("switchboard: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    with_db(run, |cfg, db| async move {
         match cmd {
             AgentCommand::Add {
                 name,
