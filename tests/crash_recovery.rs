@@ -1,0 +1,95 @@
+//! Crash recovery (issue: the shared ticket database): a server killed with SIGKILL in the
+//! middle of an answered call loses no call record — the next start on the same database
+//! finalizes the dangling call as `interrupted` — and the records written before the crash
+//! (the record itself, its keypad events) are all there, exactly once.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{free_port, http_get_status, repo_root, Scenario, Server};
+
+#[test]
+fn kill_9_mid_call_then_restart_finalizes_the_call_as_interrupted() {
+    let server = Server::start(&[]);
+    // A long call: digit 2 at 1.5 s (main menu → delayed-order lookup), then it stays on the
+    // line; SIPp keeps the call up for 20 s unless the server hangs up.
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '2')], 15_000, 20_000),
+        &["-set", "caller", "+15551230001"],
+    );
+    // Wait until the call is answered and its keypad event is in the database.
+    server.wait_db(
+        Duration::from_secs(15),
+        "answered call with its digit",
+        |db| {
+            let answered =
+                db.count("call_records WHERE answered_at IS NOT NULL AND ended_at IS NULL");
+            let digit = db.count("call_events WHERE kind = 'dtmf' AND detail = '2'");
+            (answered == 1 && digit == 1).then_some(())
+        },
+    );
+    let st = Command::new("kill")
+        .arg("-KILL")
+        .arg(server.pid().to_string())
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    drop(call); // SIPp is stopped by its guard
+
+    // Same database and config, new ports: the restart finalizes the dangling call.
+    let config = server.dir.path().join("config.toml");
+    let http_port = free_port();
+    let sip_port = free_port();
+    let log = std::fs::File::create(server.dir.path().join("restart.log")).expect("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--config"])
+        .arg(&config)
+        .args([
+            "--database",
+            &format!("sqlite://{}", server.db_path.display()),
+        ])
+        .args(["--sip-listen", &format!("127.0.0.1:{sip_port}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+        .args([
+            "--rtp-ports",
+            &format!("{}-{}", server.rtp_ports.0, server.rtp_ports.1),
+        ])
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("restart");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
+    while http_get_status(addr, "/healthz") != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "restarted server never became healthy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let db = server.db();
+    let row = db.row("SELECT disposition, hangup_cause, ended_at FROM call_records");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(row["disposition"].as_str(), Some("interrupted"), "{row:?}");
+    assert_eq!(
+        row["hangup_cause"].as_str(),
+        Some("server_restart"),
+        "{row:?}"
+    );
+    assert!(row["ended_at"].as_str().is_some(), "{row:?}");
+    assert_eq!(
+        db.count("call_records"),
+        1,
+        "one record, not duplicated by the restart"
+    );
+    assert_eq!(
+        db.count("call_events WHERE kind = 'dtmf'"),
+        1,
+        "the keypad event survived once"
+    );
+}
