@@ -648,7 +648,12 @@ pub struct SippProcess {
 }
 
 impl SippProcess {
-    fn spawn(scenario: &Scenario, target: SocketAddr, dir: &Path, args: &[&str]) -> SippProcess {
+    pub fn spawn(
+        scenario: &Scenario,
+        target: SocketAddr,
+        dir: &Path,
+        args: &[&str],
+    ) -> SippProcess {
         let sipp = sipp();
         let scenario_file = match scenario {
             Scenario::Options => repo_root().join("sip-test/uac_options.xml"),
