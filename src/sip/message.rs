@@ -873,24 +873,59 @@ pub fn split_comma_list(value: &str) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The one scanner behind every "outside quoted strings" decision (RFC 3261 §25.1: a
+/// quoted-pair `\x` inside quotes escapes one character): yields each character's byte
+/// index, the character, and whether it stands outside quotes (quote marks and escapes
+/// themselves count as inside).
+pub struct Unquoted<'a> {
+    chars: std::str::CharIndices<'a>,
+    in_quote: bool,
+    escaped: bool,
+}
+
+pub fn unquoted(value: &str) -> Unquoted<'_> {
+    Unquoted {
+        chars: value.char_indices(),
+        in_quote: false,
+        escaped: false,
+    }
+}
+
+impl Unquoted<'_> {
+    /// Consume the rest; true when a quoted string was left open.
+    pub fn ends_in_quote(mut self) -> bool {
+        for _ in self.by_ref() {}
+        self.in_quote
+    }
+}
+
+impl Iterator for Unquoted<'_> {
+    type Item = (usize, char, bool);
+    fn next(&mut self) -> Option<(usize, char, bool)> {
+        let (i, c) = self.chars.next()?;
+        if self.escaped {
+            self.escaped = false;
+            return Some((i, c, false));
+        }
+        match c {
+            '\\' if self.in_quote => self.escaped = true,
+            '"' => self.in_quote = !self.in_quote,
+            _ => return Some((i, c, !self.in_quote)),
+        }
+        Some((i, c, false))
+    }
+}
+
 /// Split on `sep` outside double quotes and angle brackets.
 pub fn split_unquoted(value: &str, sep: char) -> impl Iterator<Item = &str> {
     let mut parts = Vec::new();
     let mut start = 0;
-    let mut in_quote = false;
     let mut in_angle = false;
-    let mut escaped = false;
-    for (i, c) in value.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
+    for (i, c, outside) in unquoted(value) {
         match c {
-            '\\' if in_quote => escaped = true,
-            '"' => in_quote = !in_quote,
-            '<' if !in_quote => in_angle = true,
-            '>' if !in_quote => in_angle = false,
-            c if c == sep && !in_quote && !in_angle => {
+            '<' if outside => in_angle = true,
+            '>' if outside => in_angle = false,
+            c if c == sep && outside && !in_angle => {
                 parts.push(&value[start..i]);
                 start = i + c.len_utf8();
             }

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::message::{is_token_byte, split_host_port, split_unquoted};
+use super::message::{is_token_byte, split_host_port, split_unquoted, unquoted};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("malformed URI")]
@@ -211,25 +211,9 @@ impl NameAddr {
         if unbalanced_quotes(value) {
             return Err(UriError);
         }
-        // Find '<' outside quotes.
-        let mut in_quote = false;
-        let mut escaped = false;
-        let mut lt = None;
-        for (i, c) in value.char_indices() {
-            if escaped {
-                escaped = false;
-                continue;
-            }
-            match c {
-                '\\' if in_quote => escaped = true,
-                '"' => in_quote = !in_quote,
-                '<' if !in_quote => {
-                    lt = Some(i);
-                    break;
-                }
-                _ => {}
-            }
-        }
+        let lt = unquoted(value)
+            .find(|&(_, c, outside)| outside && c == '<')
+            .map(|(i, _, _)| i);
         let (display, uri_str, params_str) = match lt {
             Some(lt) => {
                 let gt = value[lt..].find('>').ok_or(UriError)? + lt;
@@ -312,20 +296,7 @@ impl NameAddr {
 }
 
 fn unbalanced_quotes(s: &str) -> bool {
-    let mut in_quote = false;
-    let mut escaped = false;
-    for c in s.chars() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quote => escaped = true,
-            '"' => in_quote = !in_quote,
-            _ => {}
-        }
-    }
-    in_quote
+    unquoted(s).ends_in_quote()
 }
 
 #[cfg(test)]
