@@ -22,16 +22,20 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Timelike;
+
+mod support;
+
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{Column, Row, TypeInfo, ValueRef};
+use support::{free_port, is_root, read_lossy, repo_root, sipp, tail, wait_child};
 
 const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
 const TOKEN: &str = "campaign-sipp-test-token-7f3a9c";
@@ -57,28 +61,12 @@ fn test_dir(prefix: &str) -> tempfile::TempDir {
     dir
 }
 
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 // ---- ports ---------------------------------------------------------------------------------
 
 static NEXT_BLOCK: AtomicU32 = AtomicU32::new(0);
 
 fn udp_free(port: u16) -> bool {
     UdpSocket::bind((LOCALHOST, port)).is_ok()
-}
-
-/// A loopback port free for TCP and UDP right now.
-fn free_port() -> u16 {
-    for _ in 0..200 {
-        let tcp = TcpListener::bind((LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-        let port = tcp.local_addr().expect("local addr").port();
-        if udp_free(port) {
-            return port;
-        }
-    }
-    panic!("no loopback port free for both TCP and UDP");
 }
 
 /// A block of `size` UDP ports below the ephemeral range, all free now; distinct per call
@@ -100,18 +88,6 @@ fn port_block(base: u32, span: u32, size: u32) -> u16 {
 
 // ---- small process / file helpers ------------------------------------------------------------
 
-fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) => return Some(st),
-            Ok(None) if Instant::now() >= deadline => return None,
-            Ok(None) => std::thread::sleep(Duration::from_millis(25)),
-            Err(e) => panic!("waiting for child {}: {e}", child.id()),
-        }
-    }
-}
-
 fn signal(pid: u32, sig: &str) {
     let st = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -119,51 +95,6 @@ fn signal(pid: u32, sig: &str) {
         .status()
         .expect("run kill");
     assert!(st.success(), "kill -{sig} {pid} failed: {st}");
-}
-
-fn read_lossy(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// `$SWITCHBOARD_SIPP`, else `sipp` on PATH; absent SIPp fails the test.
-fn sipp_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("SWITCHBOARD_SIPP") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "SWITCHBOARD_SIPP={} does not exist",
-            p.display()
-        );
-        return p;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("sipp"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "SIPp not found: set SWITCHBOARD_SIPP or put `sipp` on PATH \
-                 (Debian package sip-tester; scripts/test installs it)"
-            )
-        })
 }
 
 fn make_pcap(dir: &Path, name: &str, args: &[&str]) {
@@ -444,7 +375,7 @@ struct Farm {
 
 impl Farm {
     fn start(dir: &Path) -> Farm {
-        let sipp = sipp_binary();
+        let sipp = sipp();
         assert!(
             is_root(),
             "the farm's play_pcap_audio needs root (raw socket): run the SIP tests as root"
