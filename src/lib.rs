@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod call;
+pub mod cli;
 pub mod config;
 pub mod dialer;
 pub mod ivr;

@@ -38,6 +38,8 @@ enum Command {
     /// Call record export for operations.
     #[command(subcommand)]
     Calls(CallsCommand),
+    /// Outbound campaigns through the running server's HTTP API (docs/api.md).
+    Campaign(switchboard::cli::campaign::CampaignArgs),
     /// Print the DTMF digits found in-band in an 8 kHz mono 16-bit WAV file.
     DetectDtmf {
         /// The WAV file.
@@ -205,6 +207,9 @@ fn main() -> ExitCode {
         Some(Command::CheckDialplans(a)) => (true, a.merged(&cli.run)),
         Some(Command::Agent(cmd)) => return agent_command(cmd, &cli.run),
         Some(Command::DetectDtmf { file }) => return detect_dtmf(&file),
+        Some(Command::Campaign(args)) => {
+            return switchboard::cli::campaign::run(args, cli.run.api_token)
+        }
         Some(Command::Tickets(TicketsCommand::Import { file, run })) => {
             return tickets_import(&file, run.merged(&cli.run))
         }
