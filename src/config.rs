@@ -33,6 +33,8 @@ struct RawConfig {
     queues: Vec<Spanned<RawQueue>>,
     #[serde(default, rename = "trunk")]
     trunks: Vec<Spanned<RawTrunk>>,
+    #[serde(default)]
+    acd: Option<RawAcd>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +146,35 @@ struct RawRoute {
 #[serde(deny_unknown_fields)]
 struct RawQueue {
     name: String,
+    strategy: Option<String>,
+    required_skills: Option<std::collections::HashMap<String, i64>>,
+    ring_timeout_s: Option<u64>,
+    wrapup_s: Option<u64>,
+    max_misses: Option<u32>,
+    max_wait_s: Option<u64>,
+    max_len: Option<usize>,
+    join_empty: Option<bool>,
+    leave_when_empty: Option<bool>,
+    segment_priority: Option<std::collections::HashMap<String, i32>>,
+    service_level_s: Option<u64>,
+    language_skill: Option<bool>,
+    music_on_hold: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAcd {
+    auto_login: Option<bool>,
+}
+
+/// A queue as configured: the ACD's rules plus what the call side needs.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub acd: crate::acd::QueueConfig,
+    /// The caller's language adds a `lang:<language>` skill requirement.
+    pub language_skill: bool,
+    /// Prompt played while waiting (a file under the audio folder, without `.wav`).
+    pub music_on_hold: String,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +208,9 @@ pub struct Config {
     pub api_token: Option<String>,
     pub routes: Vec<Route>,
     pub queues: Vec<String>,
+    pub queue_settings: Vec<QueueSettings>,
+    /// A registered agent phone counts as logged in (`[acd] auto_login`).
+    pub acd_auto_login: bool,
     pub trunks: Vec<Trunk>,
     /// Digest realm for agent accounts (HA1 depends on it).
     pub realm: String,
@@ -362,6 +396,58 @@ impl Config {
                 caller_id: t.caller_id.clone(),
             });
         }
+        let mut queue_settings: Vec<QueueSettings> = Vec::new();
+        for q in &raw.queues {
+            let at = q.span().start;
+            let q = q.get_ref();
+            if queue_settings.iter().any(|x| x.acd.name == q.name) {
+                return Err(err(at, format!("queue '{}' is defined twice", q.name)));
+            }
+            let mut c = crate::acd::QueueConfig::new(&q.name);
+            if let Some(st) = &q.strategy {
+                c.strategy = crate::acd::Strategy::parse(st).ok_or_else(|| {
+                    err(
+                        at,
+                        format!(
+                            "queue '{}': strategy '{st}' must be ring-all, longest-idle, round-robin, fewest-calls, random or skills",
+                            q.name
+                        ),
+                    )
+                })?;
+            }
+            let mut skills: Vec<(String, i64)> = q
+                .required_skills
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            skills.sort();
+            c.required_skills = skills;
+            let secs = |v: Option<u64>, d: u64| std::time::Duration::from_secs(v.unwrap_or(d));
+            c.ring_timeout = secs(q.ring_timeout_s, 15);
+            if c.ring_timeout.is_zero() {
+                return Err(err(
+                    at,
+                    format!("queue '{}': ring_timeout_s must be > 0", q.name),
+                ));
+            }
+            c.wrapup = secs(q.wrapup_s, 5);
+            c.max_misses = q.max_misses.unwrap_or(3);
+            c.max_wait = q
+                .max_wait_s
+                .filter(|s| *s > 0)
+                .map(std::time::Duration::from_secs);
+            c.max_len = q.max_len.filter(|n| *n > 0);
+            c.join_empty = q.join_empty.unwrap_or(true);
+            c.leave_when_empty = q.leave_when_empty.unwrap_or(false);
+            c.segment_priority = q.segment_priority.clone().unwrap_or_default();
+            c.service_level = secs(q.service_level_s, 30);
+            queue_settings.push(QueueSettings {
+                acd: c,
+                language_skill: q.language_skill.unwrap_or(false),
+                music_on_hold: q.music_on_hold.clone().unwrap_or_else(|| "moh".into()),
+            });
+        }
         let media_address_explicit = server.media_address.is_some();
         Ok(Config {
             media_address_explicit,
@@ -391,6 +477,8 @@ impl Config {
                 .iter()
                 .map(|q| q.get_ref().name.clone())
                 .collect(),
+            queue_settings,
+            acd_auto_login: raw.acd.as_ref().and_then(|a| a.auto_login).unwrap_or(true),
         })
     }
 
@@ -409,6 +497,10 @@ impl Config {
 
     pub fn trunk(&self, name: &str) -> Option<&Trunk> {
         self.trunks.iter().find(|t| t.name == name)
+    }
+
+    pub fn queue(&self, name: &str) -> Option<&QueueSettings> {
+        self.queue_settings.iter().find(|q| q.acd.name == name)
     }
 
     pub fn route_for(&self, user: &str) -> Option<&Route> {

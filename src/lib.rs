@@ -4,6 +4,7 @@
 //! `media`, `ivr`), driven by thin tokio shells (`call` actors, `runtime`); services
 //! (`store`) talk to calls by bounded messages; `api` serves HTTP.
 
+pub mod acd;
 pub mod api;
 pub mod call;
 pub mod cli;

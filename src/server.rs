@@ -88,9 +88,29 @@ pub fn load_dialplans(
     }
 }
 
+/// Library "language" under which music-on-hold prompts are kept.
+pub const MOH_LANG: &str = "_moh";
+
 pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     cfg.resolve_asset_dirs();
-    let prompts = Arc::new(PromptLibrary::load(&cfg.audio_dir)?);
+    let mut prompts = PromptLibrary::load(&cfg.audio_dir)?;
+    // Music on hold: any `<name>.wav` at the top of the audio folder a queue names.
+    for q in &cfg.queue_settings {
+        let path = cfg.audio_dir.join(format!("{}.wav", q.music_on_hold));
+        if prompts.has(MOH_LANG, &q.music_on_hold) {
+            continue;
+        }
+        match crate::media::prompts::read_wav_8k_mono(&path) {
+            Ok(pcm) => prompts.insert(
+                MOH_LANG,
+                crate::media::prompts::Prompt::from_pcm(&q.music_on_hold, &pcm),
+            ),
+            Err(e) => {
+                warn!(queue = %q.acd.name, path = %path.display(), error = %e, "no music on hold; callers wait in silence")
+            }
+        }
+    }
+    let prompts = Arc::new(prompts);
     let dialplans = load_dialplans(&cfg, &prompts).map_err(StartError::Dialplans)?;
     info!(
         prompts = prompts.len(),
@@ -160,6 +180,17 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     let (router_tx, router_rx) = mpsc::channel(4096);
     let (tcp_tx, tcp_rx) = mpsc::channel(4096);
     let udp = Arc::new(udp);
+    let queue_cfgs: Vec<crate::acd::QueueConfig> =
+        cfg.queue_settings.iter().map(|q| q.acd.clone()).collect();
+    let (acd, acd_rx) = crate::acd::channel(&queue_cfgs);
+    let acd_core = crate::acd::AcdService::new(
+        &acd,
+        queue_cfgs,
+        cfg.acd_auto_login,
+        &db,
+        store_handle.clone(),
+    )
+    .await;
     let (registrar, registrar_rx) = crate::registrar::channel();
     let registrar_core = crate::registrar::Registrar::new(
         db.clone(),
@@ -171,8 +202,10 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
             user_agent: cfg.user_agent.clone(),
         },
     )
-    .await;
+    .await
+    .with_acd(acd.clone());
     let ctx = Arc::new(CallContext {
+        acd,
         registrar,
         udp: udp.clone(),
         ports: PortRange::new(cfg.rtp_ports.0, cfg.rtp_ports.1),
@@ -195,6 +228,9 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         store_close.clone(),
     ));
     drop(store_handle);
+    // The ACD outlives the calls so their last queue events (abandon, complete) are logged.
+    let acd_close = CancellationToken::new();
+    let acd_task = tokio::spawn(acd_core.run(acd_rx, acd_close.clone()));
     let registrar_task = tokio::spawn(registrar_core.run(registrar_rx, shutdown.clone()));
     let calls = TaskTracker::new();
     let router = Router::new(ctx.clone(), calls.clone(), shutdown.clone());
@@ -252,6 +288,8 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         }
         let _ = router_task.await;
         let _ = registrar_task.await;
+        acd_close.cancel();
+        let _ = acd_task.await;
         let _ = tcp_task.await;
         let _ = http_task.await;
         store_close.cancel();

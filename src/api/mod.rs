@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::call::CallContext;
 
+pub mod acd;
 pub mod campaigns;
 
 pub struct ApiState {
@@ -71,6 +72,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/campaigns/{id}", get(campaigns::get))
         .route("/api/campaigns/{id}/contacts", get(campaigns::contacts))
         .route("/api/campaigns/{id}/{action}", post(campaigns::action))
+        .route("/api/agents/{name}/events", get(acd::events))
+        .route("/api/agents/{name}/disposition", post(acd::disposition))
+        .route("/api/agents/{name}/{action}", post(acd::command))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -79,6 +83,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(ops)
         .route("/healthz", get(healthz))
         .route("/api/status", get(status))
+        .route("/api/agents", get(acd::agents))
+        .route("/api/agents/{name}", get(acd::agent))
+        .route("/api/queues", get(acd::queues))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError(

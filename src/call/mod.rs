@@ -35,6 +35,7 @@ pub struct CallContext {
     /// The SIP UDP socket, for requests we originate (outbound calls through trunks).
     pub udp: Arc<tokio::net::UdpSocket>,
     pub registrar: crate::registrar::RegistrarHandle,
+    pub acd: crate::acd::AcdHandle,
 }
 
 impl CallContext {

@@ -484,6 +484,8 @@ async fn dial(
         campaign_id: Some(campaign.id),
         result: Some(tx),
         machine: st.machine,
+        request_uri: None,
+        leg: None,
     };
     pacer.take(Instant::now());
     active.fetch_add(1, Ordering::Relaxed);

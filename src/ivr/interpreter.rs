@@ -108,6 +108,11 @@ impl Interpreter {
         }
     }
 
+    /// Set a variable from outside the dialplan (e.g. `queue_status` when a queue refuses).
+    pub fn set_var(&mut self, name: &str, value: &str) {
+        self.vars.insert(name.to_string(), value.to_string());
+    }
+
     pub fn vars(&self) -> &Vars {
         &self.vars
     }

@@ -120,6 +120,8 @@ pub struct Registrar {
     replay: auth::ReplayGuard,
     bindings: Bindings,
     sources: HashMap<IpAddr, SourceState>,
+    /// Told whenever an agent's reachability changes.
+    acd: Option<crate::acd::AcdHandle>,
 }
 
 fn unix_now() -> u64 {
@@ -184,11 +186,40 @@ impl Registrar {
             replay: auth::ReplayGuard::new(4096),
             bindings,
             sources: HashMap::new(),
+            acd: None,
         }
+    }
+
+    /// Report reachability changes to the ACD (agents become available when they register).
+    pub fn with_acd(mut self, acd: crate::acd::AcdHandle) -> Registrar {
+        self.acd = Some(acd);
+        self
+    }
+
+    fn notify_acd(&self, aor: &str, def: Option<crate::acd::AgentDef>) {
+        let Some(acd) = &self.acd else { return };
+        let contacts: Vec<Reachable> = self
+            .bindings
+            .lookup(aor, Instant::now())
+            .into_iter()
+            .map(|b| Reachable {
+                contact: b.contact.clone(),
+                flow: b.flow.clone(),
+            })
+            .collect();
+        acd.send(crate::acd::AcdMsg::Reachability {
+            name: aor.to_string(),
+            def,
+            contacts,
+        });
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<RegistrarMsg>, shutdown: CancellationToken) {
         let mut sweep = tokio::time::interval(Duration::from_secs(15));
+        let restored: Vec<String> = self.bindings.aors().map(str::to_string).collect();
+        for aor in restored {
+            self.notify_acd(&aor, None);
+        }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -217,9 +248,16 @@ impl Registrar {
 
     async fn sweep(&mut self) {
         let now = Instant::now();
+        let mut changed: Vec<String> = Vec::new();
         for (aor, contact) in self.bindings.expire(now) {
             debug!(%aor, "registration expired");
             let _ = agents::delete_binding(&self.db, &aor, Some(&contact)).await;
+            if !changed.contains(&aor) {
+                changed.push(aor);
+            }
+        }
+        for aor in changed {
+            self.notify_acd(&aor, None);
         }
         self.sources.retain(|_, s| {
             s.banned_until.is_some_and(|t| t > now)
@@ -433,6 +471,16 @@ impl Registrar {
                 ));
                 info!(agent = %aor, contacts = contacts.len(), "registered");
                 self.reply(&req, &flow, 200, "OK", &extra);
+                // Every successful REGISTER (refreshes too) carries the account as stored, so
+                // queue and skill changes reach the ACD without a restart.
+                self.notify_acd(
+                    &aor,
+                    Some(crate::acd::AgentDef {
+                        name: agent.name.clone(),
+                        queues: agent.queues.clone(),
+                        skills: agent.skills.clone(),
+                    }),
+                );
             }
             RegisterOutcome::IntervalTooBrief => self.reply(
                 &req,

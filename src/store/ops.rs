@@ -54,6 +54,19 @@ pub enum StoreOp {
         agent: Option<String>,
         wait_ms: Option<i64>,
     },
+    /// One ACD event (`queue_log`); `id` makes replays idempotent.
+    QueueLog {
+        id: String,
+        at: String,
+        queue: String,
+        call_id: Option<String>,
+        agent: Option<String>,
+        event: String,
+        position: Option<i64>,
+        wait_ms: Option<i64>,
+        talk_ms: Option<i64>,
+        reason: Option<String>,
+    },
 }
 
 /// Which ticket resolution an outcome choice sets (switchboard owns `resolution`).
@@ -215,6 +228,37 @@ pub async fn apply(
                 .bind(agent.clone())
                 .bind(*wait_ms)
                 .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        StoreOp::QueueLog {
+            id,
+            at,
+            queue,
+            call_id,
+            agent,
+            event,
+            position,
+            wait_ms,
+            talk_ms,
+            reason,
+        } => {
+            let sql = format!(
+                "INSERT INTO queue_log (id, at, queue, call_id, agent, event, position, wait_ms, talk_ms, reason) \
+                 VALUES ($1, {}, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+                d.ts(2)
+            );
+            sqlx::query(&sql)
+                .bind(id)
+                .bind(at)
+                .bind(queue)
+                .bind(call_id.clone())
+                .bind(agent.clone())
+                .bind(event)
+                .bind(*position)
+                .bind(*wait_ms)
+                .bind(*talk_ms)
+                .bind(reason.clone())
                 .execute(&mut **tx)
                 .await?;
         }

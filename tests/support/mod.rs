@@ -733,6 +733,35 @@ impl SippProcess {
         }
     }
 
+    /// SIPp on a ready scenario file with exactly `args` (plus the target), e.g. a UAS.
+    pub fn spawn_file(
+        file: &Path,
+        target: SocketAddr,
+        dir: &Path,
+        args: &[&str],
+        budget: Duration,
+    ) -> SippProcess {
+        let sipp = sipp();
+        let mut cmd_args: Vec<String> = vec!["-sf".into(), file.display().to_string()];
+        cmd_args.extend(args.iter().map(|s| s.to_string()));
+        cmd_args.push(target.to_string());
+        let cmdline = format!("{} {}", sipp.display(), cmd_args.join(" "));
+        let child = Command::new(&sipp)
+            .args(&cmd_args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("stdout.log")).expect("sipp stdout"))
+            .stderr(std::fs::File::create(dir.join("stderr.log")).expect("sipp stderr"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", sipp.display()));
+        SippProcess {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            budget,
+            cmdline,
+        }
+    }
+
     /// Wait for SIPp (its own -timeout plus a margin) and collect its output.
     pub fn wait(mut self) -> SippRun {
         let mut child = self.child.take().expect("sipp child");

@@ -36,8 +36,10 @@ use crate::sip::transport::{Inbound, ReplyPath};
 use crate::store::ops::StoreOp;
 use crate::store::{now_ts, tickets};
 
+mod queue;
 mod uac;
 
+pub use queue::{LegControl, LegEvent, LegLink};
 pub use uac::{run_outbound, CallResult, MachineHandling, OutboundRequest};
 
 pub const MAILBOX: usize = 64;
@@ -47,6 +49,12 @@ pub const MAILBOX: usize = 64;
 pub enum CallInput {
     Sip(Box<Inbound>),
     Lookup(Option<HashMap<String, String>>),
+    /// From the ACD: queue position, refusal, an agent to ring.
+    Acd(crate::acd::AcdEvent),
+    /// From one of this caller's agent legs.
+    Leg(LegEvent),
+    /// To an agent leg, from its caller.
+    LegControl(LegControl),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +137,16 @@ pub struct Call {
     machine: Option<uac::MachineHandling>,
     /// Disposition recorded at hangup instead of `answered` (an answering machine).
     disposition_override: Option<&'static str>,
+    /// This call's RTP socket, shared with the bridged leg that sends from it.
+    rtp_sock: Option<Arc<UdpSocket>>,
+    /// Caller side: waiting in (or connected through) a queue.
+    queue: Option<queue::QueueSession>,
+    /// Agent-leg side: the caller this leg serves.
+    leg: Option<queue::LegLink>,
+    /// Bridged: received RTP is rewritten and sent from the other leg's socket.
+    relay: Option<crate::media::bridge::Relay>,
+    relay_out: Option<Arc<UdpSocket>>,
+    shutdown: CancellationToken,
 }
 
 pub async fn run_inbound(
@@ -145,7 +163,7 @@ pub async fn run_inbound(
     async move {
         let ctx2 = ctx.clone();
         let sip_call_id = call_id.clone();
-        match Call::start(ctx, inbound, route, local, self_tx).await {
+        match Call::start(ctx, inbound, route, local, self_tx, shutdown.clone()).await {
             Some((call, rtp)) => call.run(rx, rtp, shutdown).await,
             None => {
                 debug!("call refused at start");
@@ -171,7 +189,8 @@ impl Call {
         route: Route,
         local: LocalIdentity,
         self_tx: mpsc::Sender<CallInput>,
-    ) -> Option<(Call, Option<UdpSocket>)> {
+        shutdown: CancellationToken,
+    ) -> Option<(Call, Option<Arc<UdpSocket>>)> {
         let now = Instant::now();
         let invite = inbound.msg;
         let flow = inbound.reply;
@@ -235,6 +254,12 @@ impl Call {
             slot_released: false,
             machine: None,
             disposition_override: None,
+            rtp_sock: None,
+            queue: None,
+            leg: None,
+            relay: None,
+            relay_out: None,
+            shutdown,
             local,
             invite,
             ctx,
@@ -280,7 +305,7 @@ impl Call {
             }
         }
         let rtp = match call.ctx.ports.bind(media_ip).await {
-            Ok(s) => s,
+            Ok(s) => Arc::new(s),
             Err(e) => {
                 warn!(error = %e, "no RTP port");
                 call.refuse(now, 503, "Service Unavailable", "no_rtp_port", "failed");
@@ -288,6 +313,7 @@ impl Call {
             }
         };
         call.rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        call.rtp_sock = Some(rtp.clone());
         call.send_invite_response(180, "Ringing", None);
         call.phase = Phase::Ringing {
             answer_at: now + Duration::from_millis(call.route.ring_ms),
@@ -298,7 +324,7 @@ impl Call {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<CallInput>,
-        mut rtp: Option<UdpSocket>,
+        mut rtp: Option<Arc<UdpSocket>>,
         shutdown: CancellationToken,
     ) {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -308,9 +334,13 @@ impl Call {
         let mut send_buf = [0u8; MAX_PACKET];
         loop {
             let now = Instant::now();
-            self.drive(now, rtp.as_ref(), &mut send_buf);
+            self.drive(now, rtp.as_deref(), &mut send_buf);
             if self.media.is_none() && matches!(self.phase, Phase::Done | Phase::Ending) {
-                rtp = None; // release the port as soon as media is over
+                // Release the port as soon as media is over.
+                rtp = None;
+                self.rtp_sock = None;
+                self.relay = None;
+                self.relay_out = None;
             }
             if self.phase == Phase::Done && !self.slot_released {
                 // A call lingering only to absorb retransmissions no longer counts against
@@ -334,11 +364,24 @@ impl Call {
                 input = rx.recv() => match input {
                     Some(CallInput::Sip(inbound)) => self.on_sip(Instant::now(), *inbound),
                     Some(CallInput::Lookup(result)) => self.on_lookup(Instant::now(), result),
+                    Some(CallInput::Acd(e)) => self.on_acd(Instant::now(), e),
+                    Some(CallInput::Leg(e)) => self.on_leg_event(Instant::now(), e),
+                    Some(CallInput::LegControl(c)) => self.on_leg_control(Instant::now(), c),
                     None => break,
                 },
-                r = recv_rtp(rtp.as_ref(), &mut rtp_buf) => {
-                    if let (Ok((n, from)), Some(media)) = (r, self.media.as_mut()) {
-                        media.handle_datagram(Instant::now(), &rtp_buf[..n], from);
+                r = recv_rtp(rtp.as_deref(), &mut rtp_buf) => {
+                    if let Ok((n, from)) = r {
+                        let now = Instant::now();
+                        if let Some(relay) = self.relay.as_mut() {
+                            // Bridged: rewrite in place, send from the other leg's socket.
+                            if let (Some(len), Some(out)) =
+                                (relay.rewrite(now, &mut rtp_buf[..n]), self.relay_out.as_deref())
+                            {
+                                let _ = out.try_send_to(&rtp_buf[..len], relay.dest());
+                            }
+                        } else if let Some(media) = self.media.as_mut() {
+                            media.handle_datagram(now, &rtp_buf[..n], from);
+                        }
                     }
                 }
                 _ = &mut sleep => {}
@@ -384,6 +427,9 @@ impl Call {
         if let Some(t) = self.uac.as_ref().and_then(|u| u.deadline()) {
             d = d.min(t);
         }
+        if let Some(r) = &self.relay {
+            d = d.min(r.last_rx() + self.ctx.media_timeout());
+        }
         d
     }
 
@@ -397,6 +443,18 @@ impl Call {
         }
         self.drive_retransmits(now);
         self.drive_uac(now);
+        if self
+            .relay
+            .as_ref()
+            .is_some_and(|r| now >= r.last_rx() + self.ctx.media_timeout())
+        {
+            info!(
+                "no RTP on the bridge for {} s; hanging up",
+                self.ctx.config.media_timeout_s
+            );
+            self.relay = None;
+            self.hangup(now, "media_timeout");
+        }
         if let Some(media) = self.media.as_mut() {
             while let Some((len, dest)) = media.poll_transmit(now, send_buf) {
                 if let Some(sock) = rtp {
@@ -569,6 +627,11 @@ impl Call {
     }
 
     fn start_media(&mut self, now: Instant, n: &Negotiated) {
+        if self.leg.is_some() {
+            // An agent leg has no media of its own until bridged: hand the answer over.
+            self.leg_answered(now, n);
+            return;
+        }
         let params = MediaParams {
             codec: n.codec,
             payload_type: n.payload_type,
@@ -932,12 +995,8 @@ impl Call {
                     }
                 }
                 Output::Enqueue { queue } => {
-                    // No agent queues are served yet (ACD issue): the dialplan's
-                    // `on_unavailable` branch plays "all agents are busy".
-                    self.record_event("enqueue", format!("{queue}=unavailable"));
-                    if let Some(i) = self.interp.as_mut() {
-                        i.handle_enqueue_unavailable(now);
-                    }
+                    self.enqueue(now, queue);
+                    return;
                 }
                 Output::Hangup { cause } => {
                     let cause = if cause == "normal" {
@@ -1015,6 +1074,10 @@ impl Call {
     // ---- records -----------------------------------------------------------------------
 
     fn record_event(&mut self, kind: &str, detail: String) {
+        if self.leg.is_some() {
+            // An agent leg is part of its caller's call: the caller's record tells the story.
+            return;
+        }
         self.event_seq += 1;
         self.ctx.store.submit(StoreOp::CallEvent {
             call_id: self.id.clone(),
@@ -1030,16 +1093,26 @@ impl Call {
             return;
         }
         self.ended_recorded = true;
+        if self.leg.is_some() {
+            self.report_leg_end(disposition);
+            return;
+        }
         self.report_result(disposition, sip_status);
+        self.leave_queue();
+        let (queue, agent, wait_ms) = self
+            .queue
+            .as_ref()
+            .map(|q| q.record_fields())
+            .unwrap_or_default();
         self.ctx.store.submit(StoreOp::CallEnded {
             id: self.id.clone(),
             ended_at: now_ts(),
             disposition: disposition.to_string(),
             hangup_cause: cause.to_string(),
             sip_status: sip_status.map(i64::from),
-            queue: None,
-            agent: None,
-            wait_ms: None,
+            queue,
+            agent,
+            wait_ms,
         });
     }
 }

@@ -59,6 +59,10 @@ pub struct OutboundRequest {
     pub result: Option<oneshot::Sender<CallResult>>,
     /// Answering-machine detection and handling; None disables detection.
     pub machine: Option<MachineHandling>,
+    /// Request-URI to use instead of `to_number@trunk` (an agent's registered contact).
+    pub request_uri: Option<Uri>,
+    /// Set for an agent leg of a queue call: no records of its own, reports to the caller.
+    pub leg: Option<super::queue::LegLink>,
 }
 
 /// How an outbound call ended.
@@ -114,6 +118,10 @@ impl Uac {
         d
     }
 
+    pub(super) fn answered(&self) -> bool {
+        self.answered
+    }
+
     pub(super) fn settled(&self) -> bool {
         self.final_received && self.cancel.is_none()
     }
@@ -125,6 +133,17 @@ pub async fn run_outbound(
     shutdown: CancellationToken,
 ) {
     let (tx, rx) = mpsc::channel(super::MAILBOX);
+    run_outbound_on(ctx, req, tx, rx, shutdown).await
+}
+
+/// As [`run_outbound`], on a mailbox the caller created (it can reach the call at once).
+pub(super) async fn run_outbound_on(
+    ctx: Arc<CallContext>,
+    req: OutboundRequest,
+    tx: mpsc::Sender<CallInput>,
+    rx: mpsc::Receiver<CallInput>,
+    shutdown: CancellationToken,
+) {
     let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), ctx.sip_local.ip());
     let span = info_span!("call", call_id = %call_id, direction = "outbound");
     async move {
@@ -139,7 +158,7 @@ pub async fn run_outbound(
             .is_ok()
         {
             if let Some((call, rtp)) =
-                Call::start_outbound(ctx.clone(), req, call_id.clone(), tx).await
+                Call::start_outbound(ctx.clone(), req, call_id.clone(), tx, shutdown.clone()).await
             {
                 call.run(rx, rtp, shutdown).await;
             }
@@ -165,7 +184,8 @@ impl Call {
         req: OutboundRequest,
         call_id: String,
         self_tx: mpsc::Sender<CallInput>,
-    ) -> Option<(Call, Option<tokio::net::UdpSocket>)> {
+        shutdown: CancellationToken,
+    ) -> Option<(Call, Option<Arc<tokio::net::UdpSocket>>)> {
         let now = Instant::now();
         let local_addr = ctx.sip_local;
         let local = LocalIdentity {
@@ -180,39 +200,55 @@ impl Call {
         };
         let id = uuid::Uuid::new_v4().to_string();
         let local_tag = dialog::new_tag();
-        let request_uri = Uri::sip(
-            Some(&req.to_number),
-            &req.trunk.address.ip().to_string(),
-            Some(req.trunk.address.port()),
-        );
+        let request_uri = req.request_uri.clone().unwrap_or_else(|| {
+            Uri::sip(
+                Some(&req.to_number),
+                &req.trunk.address.ip().to_string(),
+                Some(req.trunk.address.port()),
+            )
+        });
+        let is_leg = req.leg.is_some();
         let from = format!(
             "<sip:{}@{}>;tag={local_tag}",
             req.caller_id,
             local_addr.ip()
         );
         let to = format!("<{request_uri}>");
-        ctx.store.submit(StoreOp::CallStarted {
-            id: id.clone(),
-            sip_call_id: call_id.clone(),
-            direction: "outbound".into(),
-            from_uri: format!("sip:{}@{}", req.caller_id, local_addr.ip()),
-            to_uri: request_uri.to_string(),
-            caller: Some(req.to_number.clone()),
-            dialplan: Some(req.dialplan.clone()),
-            campaign_id: req.campaign_id,
-            started_at: now_ts(),
-        });
-        if let Some(t) = req.ticket_id {
-            ctx.store.submit(StoreOp::CallTicket {
+        if !is_leg {
+            ctx.store.submit(StoreOp::CallStarted {
                 id: id.clone(),
-                ticket_id: t,
+                sip_call_id: call_id.clone(),
+                direction: "outbound".into(),
+                from_uri: format!("sip:{}@{}", req.caller_id, local_addr.ip()),
+                to_uri: request_uri.to_string(),
+                caller: Some(req.to_number.clone()),
+                dialplan: Some(req.dialplan.clone()),
+                campaign_id: req.campaign_id,
+                started_at: now_ts(),
             });
+            if let Some(t) = req.ticket_id {
+                ctx.store.submit(StoreOp::CallTicket {
+                    id: id.clone(),
+                    ticket_id: t,
+                });
+            }
         }
         let media_ip = ctx.config.media_address;
         let rtp = match ctx.ports.bind(media_ip).await {
-            Ok(s) => s,
+            Ok(s) => Arc::new(s),
             Err(e) => {
                 warn!(error = %e, "no RTP port for outbound call");
+                if let Some(mut link) = req.leg {
+                    link.reported = true;
+                    let _ = link
+                        .caller_tx
+                        .try_send(CallInput::Leg(super::LegEvent::Failed {
+                            leg: link.leg,
+                            agent: link.agent.clone(),
+                            how: crate::acd::OfferEnd::Failed,
+                        }));
+                    return None;
+                }
                 ctx.store.submit(StoreOp::CallEnded {
                     id: id.clone(),
                     ended_at: now_ts(),
@@ -293,6 +329,12 @@ impl Call {
             slot_released: false,
             machine: req.machine,
             disposition_override: None,
+            rtp_sock: Some(rtp.clone()),
+            queue: None,
+            leg: req.leg,
+            relay: None,
+            relay_out: None,
+            shutdown,
         };
         let body = call.local_sdp(None);
         let (invite, branch) = build_invite(&call, &request_uri, &to, 1, body, None);

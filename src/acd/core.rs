@@ -1,0 +1,1585 @@
+//! The ACD core: one authoritative state machine for agents and waiting callers, sans-IO.
+//!
+//! Inputs are events with the current time (a caller joins or leaves, an offer ends, an agent
+//! answers, a call ends, an agent registers or logs in, pauses, ...). Outputs are [`Action`]s
+//! drained by the service: offers to make, callers to tell, `queue_log` rows to write. The
+//! core never sends anything itself and owns no clock, so it is tested in virtual time.
+//!
+//! Why one state machine: the yardsticks' classic failures (an agent offered two calls, a call
+//! bridged to two agents, an agent stuck "on call" after a lost hangup) come from state kept
+//! in several places. Here every agent state change goes through [`Acd`], every transition
+//! checks the call it concerns (so late or repeated events are harmless), and the service
+//! reconciles against live calls.
+//!
+//! Cost: work per event is bounded by the members of the queues involved and the offers made,
+//! never by all queues × all members. Timers (wrap-up end, maximum wait) sit in one heap.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How a queue chooses among available agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Ring every available agent; the first to answer takes the call.
+    RingAll,
+    /// The agent idle the longest.
+    LongestIdle,
+    /// Members in turn, starting after the last one offered.
+    RoundRobin,
+    /// The agent who took the fewest calls, then the longest idle.
+    FewestCalls,
+    Random,
+    /// Highest level on the queue's (and the caller's) required skills, then longest idle.
+    Skills,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Option<Strategy> {
+        Some(match s {
+            "ring-all" | "ringall" => Strategy::RingAll,
+            "longest-idle" => Strategy::LongestIdle,
+            "round-robin" => Strategy::RoundRobin,
+            "fewest-calls" => Strategy::FewestCalls,
+            "random" => Strategy::Random,
+            "skills" | "skills-based" => Strategy::Skills,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::RingAll => "ring-all",
+            Strategy::LongestIdle => "longest-idle",
+            Strategy::RoundRobin => "round-robin",
+            Strategy::FewestCalls => "fewest-calls",
+            Strategy::Random => "random",
+            Strategy::Skills => "skills",
+        }
+    }
+}
+
+/// A queue's rules (from `[[queue]]` in the config).
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub name: String,
+    pub strategy: Strategy,
+    /// Skills every agent must have (at least the given level) to take this queue's calls.
+    pub required_skills: Vec<(String, i64)>,
+    pub ring_timeout: Duration,
+    pub wrapup: Duration,
+    /// Offers in a row an agent lets ring out before being paused (`0`: never).
+    pub max_misses: u32,
+    /// Longest a caller waits before leaving with `timeout` (the dialplan decides what next).
+    pub max_wait: Option<Duration>,
+    /// Most callers waiting at once; beyond it callers are refused with `full`.
+    pub max_len: Option<usize>,
+    /// Whether callers may join while no agent is logged in.
+    pub join_empty: bool,
+    /// Whether waiting callers leave when the last agent logs out.
+    pub leave_when_empty: bool,
+    /// Caller priority by ticket segment (higher first), e.g. vip = 10.
+    pub segment_priority: HashMap<String, i32>,
+    /// Answered within this wait counts toward the service level.
+    pub service_level: Duration,
+}
+
+impl QueueConfig {
+    pub fn new(name: &str) -> QueueConfig {
+        QueueConfig {
+            name: name.to_string(),
+            strategy: Strategy::LongestIdle,
+            required_skills: Vec::new(),
+            ring_timeout: Duration::from_secs(15),
+            wrapup: Duration::from_secs(5),
+            max_misses: 3,
+            max_wait: None,
+            max_len: None,
+            join_empty: true,
+            leave_when_empty: false,
+            segment_priority: HashMap::new(),
+            service_level: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An agent account as the ACD needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentDef {
+    pub name: String,
+    pub queues: Vec<String>,
+    pub skills: Vec<(String, i64)>,
+}
+
+/// The one state an agent is in, as shown by the API and written to `queue_log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    LoggedOut,
+    Available,
+    Offered,
+    OnCall,
+    WrapUp,
+    Paused,
+}
+
+impl AgentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::LoggedOut => "logged_out",
+            AgentState::Available => "available",
+            AgentState::Offered => "offered",
+            AgentState::OnCall => "on_call",
+            AgentState::WrapUp => "wrap_up",
+            AgentState::Paused => "paused",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Activity {
+    Idle,
+    Offered { call: String },
+    OnCall { call: String },
+    WrapUp { until: Instant },
+}
+
+#[derive(Debug, Clone)]
+struct Agent {
+    def: AgentDef,
+    skills: HashMap<String, i64>,
+    reachable: bool,
+    logged_in: bool,
+    paused: Option<String>,
+    activity: Activity,
+    /// Start of the current idle period (longest-idle ordering).
+    idle_since: Instant,
+    since: Instant,
+    calls_taken: u64,
+    misses: u32,
+    /// Bumped on every activity change so stale timers are ignored.
+    epoch: u64,
+}
+
+impl Agent {
+    fn state(&self) -> AgentState {
+        match &self.activity {
+            Activity::Offered { .. } => AgentState::Offered,
+            Activity::OnCall { .. } => AgentState::OnCall,
+            Activity::WrapUp { .. } => AgentState::WrapUp,
+            Activity::Idle if !self.reachable || !self.logged_in => AgentState::LoggedOut,
+            Activity::Idle if self.paused.is_some() => AgentState::Paused,
+            Activity::Idle => AgentState::Available,
+        }
+    }
+
+    fn available(&self) -> bool {
+        self.state() == AgentState::Available
+    }
+
+    fn logged_in(&self) -> bool {
+        self.reachable && self.logged_in
+    }
+
+    fn meets(&self, needs: &[(String, i64)]) -> bool {
+        needs
+            .iter()
+            .all(|(s, lvl)| self.skills.get(s).is_some_and(|l| l >= lvl))
+    }
+
+    fn score(&self, needs: &[(String, i64)]) -> i64 {
+        needs
+            .iter()
+            .map(|(s, _)| self.skills.get(s).copied().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// Why a caller left or was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownQueue,
+    /// No agent logged in and the queue does not take callers then (`join_empty = false`).
+    NoAgents,
+    Full,
+    /// Already in a queue.
+    Duplicate,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnknownQueue => "unknown_queue",
+            Refusal::NoAgents => "no_agents",
+            Refusal::Full => "full",
+            Refusal::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// How an offer to an agent ended without a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferEnd {
+    /// Rang out (ring timeout) — counts as a miss.
+    NoAnswer,
+    /// Refused by the phone (486/603) — counts as a miss.
+    Busy,
+    /// Could not reach the phone (error, timeout of the transaction).
+    Failed,
+    /// Another agent answered first, or the caller left: not the agent's fault.
+    Cancelled,
+}
+
+impl OfferEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfferEnd::NoAnswer => "no_answer",
+            OfferEnd::Busy => "busy",
+            OfferEnd::Failed => "failed",
+            OfferEnd::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One `queue_log` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub queue: String,
+    pub call: Option<String>,
+    pub agent: Option<String>,
+    /// enter | offer | ringnoanswer | connect | abandon | timeout | exitempty | full |
+    /// complete | pause | unpause | login | logout
+    pub event: &'static str,
+    pub position: Option<i64>,
+    pub wait_ms: Option<i64>,
+    pub talk_ms: Option<i64>,
+    pub reason: Option<String>,
+}
+
+impl LogEntry {
+    fn new(queue: &str, event: &'static str) -> LogEntry {
+        LogEntry {
+            queue: queue.to_string(),
+            call: None,
+            agent: None,
+            event,
+            position: None,
+            wait_ms: None,
+            talk_ms: None,
+            reason: None,
+        }
+    }
+}
+
+/// What the core asks the service to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The caller is in the queue at this position (1 = next).
+    Queued {
+        call: String,
+        position: usize,
+    },
+    /// The caller could not join.
+    Refused {
+        call: String,
+        reason: Refusal,
+    },
+    /// Ring these agents for this call.
+    Offer {
+        call: String,
+        queue: String,
+        agents: Vec<String>,
+        ring_timeout: Duration,
+    },
+    /// The caller leaves the queue without an agent (max wait, or the last agent left).
+    Leave {
+        call: String,
+        reason: &'static str,
+    },
+    Log(LogEntry),
+    /// An agent's state changed (dashboard, screen pop subscribers).
+    AgentChanged {
+        agent: String,
+        state: AgentState,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Waiting {
+    queue: String,
+    priority: i32,
+    seq: u64,
+    joined: Instant,
+    needs: Vec<(String, i64)>,
+    /// Agents currently ringing for this call.
+    ringing: Vec<String>,
+    /// Agents tried (and missed) since the last full round.
+    tried: Vec<String>,
+    connected: Option<(String, Instant)>,
+}
+
+/// Per-queue counters since start (the API's service level, ASA, AHT, abandonment).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct QueueStats {
+    pub entered: u64,
+    pub answered: u64,
+    pub answered_within_sl: u64,
+    pub abandoned: u64,
+    pub timed_out: u64,
+    pub completed: u64,
+    pub total_wait_answered_ms: u64,
+    pub total_talk_ms: u64,
+}
+
+impl QueueStats {
+    /// Answered within the service-level time over calls that ended their wait (answered or
+    /// abandoned), as Asterisk's `servicelevelperf`; `None` before any.
+    pub fn service_level(&self) -> Option<f64> {
+        let base = self.answered + self.abandoned;
+        (base > 0).then(|| self.answered_within_sl as f64 / base as f64)
+    }
+    pub fn asa_ms(&self) -> Option<u64> {
+        (self.answered > 0).then(|| self.total_wait_answered_ms / self.answered)
+    }
+    pub fn aht_ms(&self) -> Option<u64> {
+        (self.completed > 0).then(|| self.total_talk_ms / self.completed)
+    }
+    pub fn abandon_rate(&self) -> Option<f64> {
+        let base = self.answered + self.abandoned;
+        (base > 0).then(|| self.abandoned as f64 / base as f64)
+    }
+}
+
+struct Queue {
+    cfg: QueueConfig,
+    /// Waiting callers by (priority desc, arrival).
+    order: BTreeSet<(Reverse<i32>, u64)>,
+    by_seq: HashMap<u64, String>,
+    /// Agent indexes that serve this queue.
+    members: Vec<usize>,
+    rr_next: usize,
+    stats: QueueStats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    WrapUp { agent: usize, epoch: u64 },
+    MaxWait { seq: u64 },
+}
+
+/// Snapshot of one agent for the API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentView {
+    pub name: String,
+    pub state: AgentState,
+    pub reachable: bool,
+    pub paused_reason: Option<String>,
+    pub call: Option<String>,
+    pub queues: Vec<String>,
+    pub skills: Vec<(String, i64)>,
+    pub calls_taken: u64,
+    pub missed_in_a_row: u32,
+    pub state_for_s: u64,
+}
+
+/// Snapshot of one queue for the API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueView {
+    pub name: String,
+    pub strategy: &'static str,
+    pub waiting: usize,
+    pub longest_wait_s: u64,
+    pub agents_logged_in: usize,
+    pub agents_available: usize,
+    pub stats: QueueStats,
+    pub service_level: Option<f64>,
+    pub asa_ms: Option<u64>,
+    pub aht_ms: Option<u64>,
+    pub abandon_rate: Option<f64>,
+}
+
+pub struct Acd {
+    queues: HashMap<String, Queue>,
+    agents: Vec<Agent>,
+    agent_index: HashMap<String, usize>,
+    waiting: HashMap<String, Waiting>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    next_seq: u64,
+    rng: u64,
+    auto_login: bool,
+    actions: VecDeque<Action>,
+}
+
+impl Acd {
+    /// `auto_login`: a registered phone counts as a logged-in agent (else the agent logs in
+    /// by API or feature code).
+    pub fn new(queues: Vec<QueueConfig>, auto_login: bool, seed: u64) -> Acd {
+        Acd {
+            queues: queues
+                .into_iter()
+                .map(|cfg| {
+                    (
+                        cfg.name.clone(),
+                        Queue {
+                            cfg,
+                            order: BTreeSet::new(),
+                            by_seq: HashMap::new(),
+                            members: Vec::new(),
+                            rr_next: 0,
+                            stats: QueueStats::default(),
+                        },
+                    )
+                })
+                .collect(),
+            agents: Vec::new(),
+            agent_index: HashMap::new(),
+            waiting: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_seq: 0,
+            rng: seed | 1,
+            auto_login,
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.queues.contains_key(name)
+    }
+
+    pub fn agent_state(&self, name: &str) -> Option<AgentState> {
+        self.agent_index.get(name).map(|&i| self.agents[i].state())
+    }
+
+    /// The calls agents are busy with (offered or on call), for reconciliation.
+    pub fn busy_calls(&self) -> Vec<(String, String)> {
+        self.agents
+            .iter()
+            .filter_map(|a| match &a.activity {
+                Activity::Offered { call } | Activity::OnCall { call } => {
+                    Some((a.def.name.clone(), call.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn waiting_calls(&self) -> impl Iterator<Item = &str> {
+        self.waiting.keys().map(String::as_str)
+    }
+
+    // ---- agents ------------------------------------------------------------------------
+
+    /// An agent's account was seen (registration, start-up) with its reachability.
+    pub fn agent_update(&mut self, now: Instant, def: AgentDef, reachable: bool) {
+        let idx = match self.agent_index.get(&def.name) {
+            Some(&i) => i,
+            None => {
+                let i = self.agents.len();
+                self.agents.push(Agent {
+                    skills: HashMap::new(),
+                    def: AgentDef {
+                        name: def.name.clone(),
+                        queues: Vec::new(),
+                        skills: Vec::new(),
+                    },
+                    reachable: false,
+                    logged_in: false,
+                    paused: None,
+                    activity: Activity::Idle,
+                    idle_since: now,
+                    since: now,
+                    calls_taken: 0,
+                    misses: 0,
+                    epoch: 0,
+                });
+                self.agent_index.insert(def.name.clone(), i);
+                i
+            }
+        };
+        let before = self.agents[idx].state();
+        let was_in = self.agents[idx].logged_in();
+        if self.agents[idx].def.queues != def.queues {
+            for q in self.queues.values_mut() {
+                q.members.retain(|&m| m != idx);
+            }
+            for qn in &def.queues {
+                if let Some(q) = self.queues.get_mut(qn) {
+                    q.members.push(idx);
+                }
+            }
+        }
+        let a = &mut self.agents[idx];
+        a.skills = def.skills.iter().cloned().collect();
+        a.def = def;
+        if reachable && !a.reachable && self.auto_login {
+            a.logged_in = true;
+        }
+        a.reachable = reachable;
+        let now_in = a.logged_in();
+        if now_in != was_in {
+            self.log_agent(idx, if now_in { "login" } else { "logout" }, None);
+            if !now_in {
+                self.check_empty_queues(now, idx);
+            }
+        }
+        self.after_agent_change(now, idx, before);
+    }
+
+    /// Reachability changed for a known agent (its account unchanged). False if unknown.
+    pub fn set_reachable(&mut self, now: Instant, agent: &str, reachable: bool) -> bool {
+        let Some(&idx) = self.agent_index.get(agent) else {
+            return false;
+        };
+        let def = self.agents[idx].def.clone();
+        self.agent_update(now, def, reachable);
+        true
+    }
+
+    pub fn login(&mut self, now: Instant, agent: &str) -> bool {
+        let Some(&idx) = self.agent_index.get(agent) else {
+            return false;
+        };
+        let before = self.agents[idx].state();
+        if !self.agents[idx].logged_in {
+            self.agents[idx].logged_in = true;
+            if self.agents[idx].reachable {
+                self.log_agent(idx, "login", None);
+            }
+        }
+        self.after_agent_change(now, idx, before);
+        true
+    }
+
+    pub fn logout(&mut self, now: Instant, agent: &str) -> bool {
+        let Some(&idx) = self.agent_index.get(agent) else {
+            return false;
+        };
+        let before = self.agents[idx].state();
+        if self.agents[idx].logged_in {
+            let was_in = self.agents[idx].logged_in();
+            self.agents[idx].logged_in = false;
+            if was_in {
+                self.log_agent(idx, "logout", None);
+                self.check_empty_queues(now, idx);
+            }
+        }
+        self.after_agent_change(now, idx, before);
+        true
+    }
+
+    pub fn pause(&mut self, now: Instant, agent: &str, reason: &str) -> bool {
+        let Some(&idx) = self.agent_index.get(agent) else {
+            return false;
+        };
+        let before = self.agents[idx].state();
+        if self.agents[idx].paused.as_deref() != Some(reason) {
+            self.agents[idx].paused = Some(reason.to_string());
+            self.log_agent(idx, "pause", Some(reason.to_string()));
+        }
+        self.after_agent_change(now, idx, before);
+        true
+    }
+
+    pub fn unpause(&mut self, now: Instant, agent: &str) -> bool {
+        let Some(&idx) = self.agent_index.get(agent) else {
+            return false;
+        };
+        let before = self.agents[idx].state();
+        if self.agents[idx].paused.take().is_some() {
+            self.agents[idx].misses = 0;
+            self.log_agent(idx, "unpause", None);
+        }
+        self.after_agent_change(now, idx, before);
+        true
+    }
+
+    fn log_agent(&mut self, idx: usize, event: &'static str, reason: Option<String>) {
+        let a = &self.agents[idx];
+        let queues = a.def.queues.clone();
+        let name = a.def.name.clone();
+        for q in queues.iter().filter(|q| self.queues.contains_key(*q)) {
+            let mut e = LogEntry::new(q, event);
+            e.agent = Some(name.clone());
+            e.reason = reason.clone();
+            self.actions.push_back(Action::Log(e));
+        }
+    }
+
+    /// Report a state change and give a newly available agent work.
+    fn after_agent_change(&mut self, now: Instant, idx: usize, before: AgentState) {
+        let after = self.agents[idx].state();
+        if after != before {
+            self.agents[idx].since = now;
+            if after == AgentState::Available && before != AgentState::Available {
+                self.agents[idx].idle_since = now;
+            }
+            self.actions.push_back(Action::AgentChanged {
+                agent: self.agents[idx].def.name.clone(),
+                state: after,
+            });
+        }
+        if after == AgentState::Available {
+            self.dispatch_for_agent(now, idx);
+        }
+    }
+
+    fn set_activity(&mut self, now: Instant, idx: usize, activity: Activity) {
+        let before = self.agents[idx].state();
+        self.agents[idx].activity = activity;
+        self.agents[idx].epoch += 1;
+        self.after_agent_change(now, idx, before);
+    }
+
+    /// When the last logged-in member of a queue leaves and the queue empties on that, its
+    /// waiting callers leave too (`leave_when_empty`).
+    fn check_empty_queues(&mut self, _now: Instant, idx: usize) {
+        let queues = self.agents[idx].def.queues.clone();
+        for qn in queues {
+            let Some(q) = self.queues.get(&qn) else {
+                continue;
+            };
+            if !q.cfg.leave_when_empty || q.members.iter().any(|&m| self.agents[m].logged_in()) {
+                continue;
+            }
+            let calls: Vec<String> = q
+                .order
+                .iter()
+                .filter_map(|(_, s)| q.by_seq.get(s).cloned())
+                .collect();
+            for call in calls {
+                if self
+                    .waiting
+                    .get(&call)
+                    .is_some_and(|w| w.ringing.is_empty() && w.connected.is_none())
+                {
+                    self.remove_waiting(&call, "exitempty", None);
+                    self.actions.push_back(Action::Leave {
+                        call,
+                        reason: "no_agents",
+                    });
+                }
+            }
+        }
+    }
+
+    // ---- callers -----------------------------------------------------------------------
+
+    /// A caller asks to wait in `queue`. `segment` sets its priority; `needs` adds skills
+    /// the call requires (e.g. `lang:zh`).
+    pub fn join(
+        &mut self,
+        now: Instant,
+        call: &str,
+        queue: &str,
+        segment: Option<&str>,
+        needs: Vec<(String, i64)>,
+    ) {
+        let refuse = |s: &mut Acd, reason: Refusal| {
+            s.actions.push_back(Action::Refused {
+                call: call.to_string(),
+                reason,
+            });
+        };
+        if self.waiting.contains_key(call) {
+            return refuse(self, Refusal::Duplicate);
+        }
+        let Some(q) = self.queues.get(queue) else {
+            return refuse(self, Refusal::UnknownQueue);
+        };
+        let logged_in = q.members.iter().any(|&m| self.agents[m].logged_in());
+        if !logged_in && !q.cfg.join_empty {
+            let mut e = LogEntry::new(queue, "joinempty");
+            e.call = Some(call.to_string());
+            self.actions.push_back(Action::Log(e));
+            return refuse(self, Refusal::NoAgents);
+        }
+        if q.cfg.max_len.is_some_and(|m| q.order.len() >= m) {
+            let mut e = LogEntry::new(queue, "full");
+            e.call = Some(call.to_string());
+            self.actions.push_back(Action::Log(e));
+            return refuse(self, Refusal::Full);
+        }
+        let priority = segment
+            .and_then(|s| q.cfg.segment_priority.get(s).copied())
+            .unwrap_or(0);
+        let mut all_needs = q.cfg.required_skills.clone();
+        all_needs.extend(needs);
+        let max_wait = q.cfg.max_wait;
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        q.order.insert((Reverse(priority), seq));
+        q.by_seq.insert(seq, call.to_string());
+        q.stats.entered += 1;
+        let position = q.order.range(..(Reverse(priority), seq)).count() + 1;
+        self.waiting.insert(
+            call.to_string(),
+            Waiting {
+                queue: queue.to_string(),
+                priority,
+                seq,
+                joined: now,
+                needs: all_needs,
+                ringing: Vec::new(),
+                tried: Vec::new(),
+                connected: None,
+            },
+        );
+        if let Some(w) = max_wait {
+            self.timers.push(Reverse((now + w, Timer::MaxWait { seq })));
+        }
+        let mut e = LogEntry::new(queue, "enter");
+        e.call = Some(call.to_string());
+        e.position = Some(position as i64);
+        self.actions.push_back(Action::Log(e));
+        self.actions.push_back(Action::Queued {
+            call: call.to_string(),
+            position,
+        });
+        self.dispatch_queue(now, queue);
+    }
+
+    /// The caller is gone (hung up) or left on its own (dialplan, callback). Idempotent.
+    pub fn leave(&mut self, now: Instant, call: &str, reason: &str) {
+        let Some(w) = self.waiting.get(call) else {
+            return;
+        };
+        if w.connected.is_some() {
+            // A connected call ends through `call_ended`; treat this as the caller hanging up.
+            self.call_ended(now, call, "caller");
+            return;
+        }
+        let wait_ms = now.duration_since(w.joined).as_millis() as i64;
+        let ringing = w.ringing.clone();
+        let position = self.position(call);
+        if let Some(q) = self.queues.get_mut(&w.queue) {
+            q.stats.abandoned += 1;
+        }
+        self.remove_waiting(call, "abandon", Some((position, wait_ms, reason)));
+        for agent in ringing {
+            if let Some(&idx) = self.agent_index.get(&agent) {
+                if self.agents[idx].activity
+                    == (Activity::Offered {
+                        call: call.to_string(),
+                    })
+                {
+                    self.set_activity(now, idx, Activity::Idle);
+                }
+            }
+        }
+    }
+
+    fn position(&self, call: &str) -> Option<i64> {
+        let w = self.waiting.get(call)?;
+        let q = self.queues.get(&w.queue)?;
+        Some(q.order.range(..(Reverse(w.priority), w.seq)).count() as i64 + 1)
+    }
+
+    fn remove_waiting(
+        &mut self,
+        call: &str,
+        event: &'static str,
+        detail: Option<(Option<i64>, i64, &str)>,
+    ) -> Option<Waiting> {
+        let w = self.waiting.remove(call)?;
+        if let Some(q) = self.queues.get_mut(&w.queue) {
+            q.order.remove(&(Reverse(w.priority), w.seq));
+            q.by_seq.remove(&w.seq);
+        }
+        let mut e = LogEntry::new(&w.queue, event);
+        e.call = Some(call.to_string());
+        if let Some((position, wait_ms, reason)) = detail {
+            e.position = position;
+            e.wait_ms = Some(wait_ms);
+            e.reason = Some(reason.to_string());
+        }
+        self.actions.push_back(Action::Log(e));
+        Some(w)
+    }
+
+    // ---- offers ------------------------------------------------------------------------
+
+    /// An offer ended without connecting (rang out, refused, failed, cancelled). Idempotent.
+    pub fn offer_ended(&mut self, now: Instant, call: &str, agent: &str, how: OfferEnd) {
+        let Some(&idx) = self.agent_index.get(agent) else {
+            return;
+        };
+        let offered_this = self.agents[idx].activity
+            == Activity::Offered {
+                call: call.to_string(),
+            };
+        let mut queue = None;
+        if let Some(w) = self.waiting.get_mut(call) {
+            let was_ringing = w.ringing.iter().any(|a| a == agent);
+            w.ringing.retain(|a| a != agent);
+            if was_ringing && matches!(how, OfferEnd::NoAnswer | OfferEnd::Busy | OfferEnd::Failed)
+            {
+                w.tried.push(agent.to_string());
+                queue = Some(w.queue.clone());
+                let mut e = LogEntry::new(&w.queue, "ringnoanswer");
+                e.call = Some(call.to_string());
+                e.agent = Some(agent.to_string());
+                e.reason = Some(how.as_str().to_string());
+                self.actions.push_back(Action::Log(e));
+            }
+        }
+        if !offered_this {
+            return;
+        }
+        let missed = matches!(how, OfferEnd::NoAnswer | OfferEnd::Busy);
+        let max_misses = queue
+            .as_deref()
+            .and_then(|q| self.queues.get(q))
+            .map_or(0, |q| q.cfg.max_misses);
+        if missed {
+            self.agents[idx].misses += 1;
+            if max_misses > 0 && self.agents[idx].misses >= max_misses {
+                // The agent walked away from the phone: stop offering it calls.
+                self.agents[idx].paused = Some("auto:no_answer".into());
+                self.log_agent(idx, "pause", Some("auto:no_answer".into()));
+            }
+        }
+        self.set_activity(now, idx, Activity::Idle);
+        // The idle agent got its chance in `after_agent_change`; this call may want others.
+        if let Some(q) = queue {
+            self.dispatch_queue(now, &q);
+        }
+    }
+
+    /// An agent's phone answered an offer. Returns whether the call takes this agent: false
+    /// when the call is gone or already connected to another agent (hang that leg up).
+    pub fn answered(&mut self, now: Instant, call: &str, agent: &str) -> bool {
+        let Some(&idx) = self.agent_index.get(agent) else {
+            return false;
+        };
+        let Some(w) = self.waiting.get_mut(call) else {
+            return false;
+        };
+        if w.connected.is_some() {
+            return false;
+        }
+        let offered_this = self.agents[idx].activity
+            == Activity::Offered {
+                call: call.to_string(),
+            };
+        if !offered_this {
+            return false;
+        }
+        w.connected = Some((agent.to_string(), now));
+        let others: Vec<String> = w.ringing.iter().filter(|a| *a != agent).cloned().collect();
+        w.ringing.clear();
+        let wait = now.duration_since(w.joined);
+        let queue = w.queue.clone();
+        let (priority, seq) = (w.priority, w.seq);
+        if let Some(q) = self.queues.get_mut(&queue) {
+            // Connected callers no longer hold a place in line.
+            q.order.remove(&(Reverse(priority), seq));
+            q.by_seq.remove(&seq);
+            q.stats.answered += 1;
+            q.stats.total_wait_answered_ms += wait.as_millis() as u64;
+            if wait <= q.cfg.service_level {
+                q.stats.answered_within_sl += 1;
+            }
+        }
+        self.agents[idx].misses = 0;
+        self.agents[idx].calls_taken += 1;
+        let mut e = LogEntry::new(&queue, "connect");
+        e.call = Some(call.to_string());
+        e.agent = Some(agent.to_string());
+        e.wait_ms = Some(wait.as_millis() as i64);
+        self.actions.push_back(Action::Log(e));
+        self.set_activity(
+            now,
+            idx,
+            Activity::OnCall {
+                call: call.to_string(),
+            },
+        );
+        for other in others {
+            if let Some(&o) = self.agent_index.get(&other) {
+                if self.agents[o].activity
+                    == (Activity::Offered {
+                        call: call.to_string(),
+                    })
+                {
+                    self.set_activity(now, o, Activity::Idle);
+                }
+            }
+        }
+        true
+    }
+
+    /// A connected call ended (`by`: caller | agent | transfer | error). Idempotent.
+    pub fn call_ended(&mut self, now: Instant, call: &str, by: &str) {
+        let Some(w) = self.waiting.get(call) else {
+            return;
+        };
+        let Some((agent, connected_at)) = w.connected.clone() else {
+            return self.leave(now, call, by);
+        };
+        let talk = now.duration_since(connected_at);
+        let queue = w.queue.clone();
+        self.waiting.remove(call);
+        let wrapup = match self.queues.get_mut(&queue) {
+            Some(q) => {
+                q.stats.completed += 1;
+                q.stats.total_talk_ms += talk.as_millis() as u64;
+                q.cfg.wrapup
+            }
+            None => Duration::ZERO,
+        };
+        let mut e = LogEntry::new(&queue, "complete");
+        e.call = Some(call.to_string());
+        e.agent = Some(agent.clone());
+        e.talk_ms = Some(talk.as_millis() as i64);
+        e.reason = Some(by.to_string());
+        self.actions.push_back(Action::Log(e));
+        let Some(&idx) = self.agent_index.get(&agent) else {
+            return;
+        };
+        if self.agents[idx].activity
+            != (Activity::OnCall {
+                call: call.to_string(),
+            })
+        {
+            return;
+        }
+        if wrapup.is_zero() {
+            self.set_activity(now, idx, Activity::Idle);
+        } else {
+            let until = now + wrapup;
+            self.set_activity(now, idx, Activity::WrapUp { until });
+            let epoch = self.agents[idx].epoch;
+            self.timers
+                .push(Reverse((until, Timer::WrapUp { agent: idx, epoch })));
+        }
+    }
+
+    /// Fire due timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::WrapUp { agent, epoch } => {
+                    if self.agents.get(agent).is_some_and(|a| a.epoch == epoch) {
+                        self.set_activity(now, agent, Activity::Idle);
+                    }
+                }
+                Timer::MaxWait { seq } => {
+                    let call = self
+                        .waiting
+                        .iter()
+                        .find(|(_, w)| w.seq == seq)
+                        .map(|(c, _)| c.clone());
+                    let Some(call) = call else { continue };
+                    let Some(w) = self.waiting.get(&call) else {
+                        continue;
+                    };
+                    if w.connected.is_some() || !w.ringing.is_empty() {
+                        // Ringing an agent right now: let that offer finish first.
+                        self.timers.push(Reverse((
+                            now + Duration::from_secs(1),
+                            Timer::MaxWait { seq },
+                        )));
+                        continue;
+                    }
+                    let wait_ms = now.duration_since(w.joined).as_millis() as i64;
+                    let queue = w.queue.clone();
+                    let position = self.position(&call);
+                    if let Some(q) = self.queues.get_mut(&queue) {
+                        q.stats.timed_out += 1;
+                    }
+                    self.remove_waiting(&call, "timeout", Some((position, wait_ms, "max_wait")));
+                    self.actions.push_back(Action::Leave {
+                        call,
+                        reason: "timeout",
+                    });
+                }
+            }
+        }
+    }
+
+    // ---- dispatch ----------------------------------------------------------------------
+
+    /// An agent became available: offer it the best waiting call among its queues.
+    fn dispatch_for_agent(&mut self, now: Instant, idx: usize) {
+        // Queues ordered by their head caller: highest priority, then longest waiting.
+        let mut heads: Vec<((Reverse<i32>, u64), String)> = self.agents[idx]
+            .def
+            .queues
+            .iter()
+            .filter_map(|qn| {
+                let q = self.queues.get(qn)?;
+                let first = q.order.iter().next()?;
+                Some((*first, qn.clone()))
+            })
+            .collect();
+        heads.sort();
+        for (_, qn) in heads {
+            if !self.agents[idx].available() {
+                break;
+            }
+            self.dispatch_queue(now, &qn);
+        }
+    }
+
+    /// Match waiting callers of `queue`, in order, with available agents.
+    fn dispatch_queue(&mut self, now: Instant, queue: &str) {
+        let Some(q) = self.queues.get(queue) else {
+            return;
+        };
+        if !q.members.iter().any(|&m| self.agents[m].available()) {
+            return;
+        }
+        let order: Vec<u64> = q.order.iter().map(|(_, s)| *s).collect();
+        for seq in order {
+            let Some(call) = self
+                .queues
+                .get(queue)
+                .and_then(|q| q.by_seq.get(&seq).cloned())
+            else {
+                continue;
+            };
+            let Some(w) = self.waiting.get(&call) else {
+                continue;
+            };
+            if !w.ringing.is_empty() || w.connected.is_some() {
+                continue;
+            }
+            let picked = self.pick(queue, &call);
+            if picked.is_empty() {
+                if !self
+                    .queues
+                    .get(queue)
+                    .is_some_and(|q| q.members.iter().any(|&m| self.agents[m].available()))
+                {
+                    break;
+                }
+                continue;
+            }
+            let ring_timeout = self
+                .queues
+                .get(queue)
+                .map_or(Duration::from_secs(15), |q| q.cfg.ring_timeout);
+            let mut names = Vec::with_capacity(picked.len());
+            for idx in picked {
+                names.push(self.agents[idx].def.name.clone());
+                let mut e = LogEntry::new(queue, "offer");
+                e.call = Some(call.clone());
+                e.agent = Some(self.agents[idx].def.name.clone());
+                self.actions.push_back(Action::Log(e));
+                self.set_activity_quiet(now, idx, Activity::Offered { call: call.clone() });
+            }
+            if let Some(w) = self.waiting.get_mut(&call) {
+                w.ringing = names.clone();
+            }
+            self.actions.push_back(Action::Offer {
+                call,
+                queue: queue.to_string(),
+                agents: names,
+                ring_timeout,
+            });
+        }
+    }
+
+    /// Like `set_activity` without re-dispatching (used while dispatching).
+    fn set_activity_quiet(&mut self, now: Instant, idx: usize, activity: Activity) {
+        let before = self.agents[idx].state();
+        self.agents[idx].activity = activity;
+        self.agents[idx].epoch += 1;
+        let after = self.agents[idx].state();
+        if after != before {
+            self.agents[idx].since = now;
+            self.actions.push_back(Action::AgentChanged {
+                agent: self.agents[idx].def.name.clone(),
+                state: after,
+            });
+        }
+    }
+
+    /// Choose agents for a call by the queue's strategy.
+    fn pick(&mut self, queue: &str, call: &str) -> Vec<usize> {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        let Some(w) = self.waiting.get(call) else {
+            return Vec::new();
+        };
+        let eligible = |tried: &[String]| -> Vec<usize> {
+            q.members
+                .iter()
+                .copied()
+                .filter(|&m| {
+                    let a = &self.agents[m];
+                    a.available() && a.meets(&w.needs) && !tried.contains(&a.def.name)
+                })
+                .collect()
+        };
+        let mut cands = eligible(&w.tried);
+        let mut reset_tried = false;
+        if cands.is_empty() && !w.tried.is_empty() {
+            // Everyone got a chance: start a new round.
+            cands = eligible(&[]);
+            reset_tried = !cands.is_empty();
+        }
+        if cands.is_empty() {
+            return Vec::new();
+        }
+        let strategy = q.cfg.strategy;
+        let needs = w.needs.clone();
+        let members = q.members.clone();
+        let rr_next = q.rr_next;
+        if reset_tried {
+            if let Some(w) = self.waiting.get_mut(call) {
+                w.tried.clear();
+            }
+        }
+        let agents = &self.agents;
+        let idle_key = |m: &usize| (agents[*m].idle_since, *m);
+        let chosen = match strategy {
+            Strategy::RingAll => return cands,
+            Strategy::LongestIdle => cands.iter().copied().min_by_key(idle_key),
+            Strategy::FewestCalls => cands
+                .iter()
+                .copied()
+                .min_by_key(|m| (agents[*m].calls_taken, idle_key(m))),
+            Strategy::Skills => cands
+                .iter()
+                .copied()
+                .min_by_key(|m| (Reverse(agents[*m].score(&needs)), idle_key(m))),
+            Strategy::Random => {
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                Some(cands[(self.rng % cands.len() as u64) as usize])
+            }
+            Strategy::RoundRobin => {
+                // First candidate at or after the rotation point in member order.
+                let n = members.len();
+                (0..n)
+                    .map(|k| members[(rr_next + k) % n])
+                    .find(|m| cands.contains(m))
+            }
+        };
+        let Some(chosen) = chosen else {
+            return Vec::new();
+        };
+        if strategy == Strategy::RoundRobin {
+            if let Some(q) = self.queues.get_mut(queue) {
+                let pos = q.members.iter().position(|&m| m == chosen).unwrap_or(0);
+                q.rr_next = pos + 1;
+            }
+        }
+        vec![chosen]
+    }
+
+    // ---- views -------------------------------------------------------------------------
+
+    pub fn agents_view(&self, now: Instant) -> Vec<AgentView> {
+        let mut v: Vec<AgentView> = self
+            .agents
+            .iter()
+            .map(|a| AgentView {
+                name: a.def.name.clone(),
+                state: a.state(),
+                reachable: a.reachable,
+                paused_reason: a.paused.clone(),
+                call: match &a.activity {
+                    Activity::Offered { call } | Activity::OnCall { call } => Some(call.clone()),
+                    _ => None,
+                },
+                queues: a.def.queues.clone(),
+                skills: a.def.skills.clone(),
+                calls_taken: a.calls_taken,
+                missed_in_a_row: a.misses,
+                state_for_s: now.saturating_duration_since(a.since).as_secs(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn queues_view(&self, now: Instant) -> Vec<QueueView> {
+        let mut v: Vec<QueueView> = self
+            .queues
+            .values()
+            .map(|q| {
+                let longest = q
+                    .by_seq
+                    .values()
+                    .filter_map(|c| self.waiting.get(c))
+                    .map(|w| now.saturating_duration_since(w.joined).as_secs())
+                    .max()
+                    .unwrap_or(0);
+                QueueView {
+                    name: q.cfg.name.clone(),
+                    strategy: q.cfg.strategy.as_str(),
+                    waiting: q.order.len(),
+                    longest_wait_s: longest,
+                    agents_logged_in: q
+                        .members
+                        .iter()
+                        .filter(|&&m| self.agents[m].logged_in())
+                        .count(),
+                    agents_available: q
+                        .members
+                        .iter()
+                        .filter(|&&m| self.agents[m].available())
+                        .count(),
+                    service_level: q.stats.service_level(),
+                    asa_ms: q.stats.asa_ms(),
+                    aht_ms: q.stats.aht_ms(),
+                    abandon_rate: q.stats.abandon_rate(),
+                    stats: q.stats.clone(),
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(name: &str, queues: &[&str], skills: &[(&str, i64)]) -> AgentDef {
+        AgentDef {
+            name: name.into(),
+            queues: queues.iter().map(|s| s.to_string()).collect(),
+            skills: skills.iter().map(|(s, l)| (s.to_string(), *l)).collect(),
+        }
+    }
+
+    fn acd(strategy: Strategy) -> (Acd, Instant) {
+        let mut q = QueueConfig::new("support");
+        q.strategy = strategy;
+        q.wrapup = Duration::from_secs(5);
+        q.segment_priority.insert("vip".into(), 10);
+        (Acd::new(vec![q], true, 7), Instant::now())
+    }
+
+    fn drain(a: &mut Acd) -> Vec<Action> {
+        std::iter::from_fn(|| a.poll_action()).collect()
+    }
+
+    fn offers(actions: &[Action]) -> Vec<(String, Vec<String>)> {
+        actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Offer { call, agents, .. } => Some((call.clone(), agents.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn logs(actions: &[Action]) -> Vec<&'static str> {
+        actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Log(e) => Some(e.event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn caller_waits_until_an_agent_registers() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        a.join(t0, "c1", "support", None, vec![]);
+        let acts = drain(&mut a);
+        assert!(acts.contains(&Action::Queued {
+            call: "c1".into(),
+            position: 1
+        }));
+        assert!(offers(&acts).is_empty());
+        a.agent_update(
+            t0 + Duration::from_secs(1),
+            def("alice", &["support"], &[]),
+            true,
+        );
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["alice".into()])]);
+        assert_eq!(a.agent_state("alice"), Some(AgentState::Offered));
+    }
+
+    #[test]
+    fn an_agent_is_never_offered_two_calls() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        a.join(t0, "c1", "support", None, vec![]);
+        a.join(t0, "c2", "support", None, vec![]);
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["alice".into()])]);
+        // While alice rings for c1, c2 is not offered to anyone.
+        a.join(t0, "c3", "support", None, vec![]);
+        assert!(offers(&drain(&mut a)).is_empty());
+        // Alice misses c1: c1 keeps its place at the head of the line (first come, first
+        // served), and with nobody else to try, a new round rings alice again for c1.
+        a.offer_ended(
+            t0 + Duration::from_secs(15),
+            "c1",
+            "alice",
+            OfferEnd::NoAnswer,
+        );
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["alice".into()])]);
+        assert!(logs(&acts).contains(&"ringnoanswer"));
+        // A second agent gets c2, never c1 (already ringing).
+        a.agent_update(t0, def("bob", &["support"], &[]), true);
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c2".into(), vec!["bob".into()])]
+        );
+    }
+
+    #[test]
+    fn longest_idle_and_wrapup() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        a.agent_update(
+            t0 + Duration::from_secs(1),
+            def("bob", &["support"], &[]),
+            true,
+        );
+        a.join(t0 + Duration::from_secs(2), "c1", "support", None, vec![]);
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["alice".into()])]);
+        let t = t0 + Duration::from_secs(3);
+        assert!(a.answered(t, "c1", "alice"));
+        a.call_ended(t + Duration::from_secs(60), "c1", "caller");
+        assert_eq!(a.agent_state("alice"), Some(AgentState::WrapUp));
+        drain(&mut a);
+        // During alice's wrap-up the next caller goes to bob.
+        a.join(t + Duration::from_secs(61), "c2", "support", None, vec![]);
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c2".into(), vec!["bob".into()])]);
+        a.join(t + Duration::from_secs(62), "c3", "support", None, vec![]);
+        assert!(offers(&drain(&mut a)).is_empty());
+        assert_eq!(a.next_deadline(), Some(t + Duration::from_secs(65)));
+        a.handle_timeout(t + Duration::from_secs(64));
+        assert_eq!(a.agent_state("alice"), Some(AgentState::WrapUp));
+        a.handle_timeout(t + Duration::from_secs(65));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c3".into(), vec!["alice".into()])]);
+    }
+
+    #[test]
+    fn ring_all_connects_one_agent_only() {
+        let (mut a, t0) = acd(Strategy::RingAll);
+        for n in ["a1", "a2", "a3"] {
+            a.agent_update(t0, def(n, &["support"], &[]), true);
+        }
+        a.join(t0, "c1", "support", None, vec![]);
+        let acts = drain(&mut a);
+        assert_eq!(
+            offers(&acts),
+            vec![("c1".into(), vec!["a1".into(), "a2".into(), "a3".into()])]
+        );
+        assert!(a.answered(t0, "c1", "a2"));
+        // The 200/CANCEL race: a3 answers too late and must be refused.
+        assert!(!a.answered(t0, "c1", "a3"));
+        assert_eq!(a.agent_state("a2"), Some(AgentState::OnCall));
+        assert_eq!(a.agent_state("a1"), Some(AgentState::Available));
+        assert_eq!(a.agent_state("a3"), Some(AgentState::Available));
+        // Late CANCEL results change nothing.
+        a.offer_ended(t0, "c1", "a1", OfferEnd::Cancelled);
+        a.offer_ended(t0, "c1", "a3", OfferEnd::Cancelled);
+        assert_eq!(a.agent_state("a1"), Some(AgentState::Available));
+        assert_eq!(a.agents_view(t0)[0].missed_in_a_row, 0);
+    }
+
+    #[test]
+    fn priority_callers_first() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        a.join(t0, "c1", "support", None, vec![]);
+        a.join(t0, "c2", "support", Some("vip"), vec![]);
+        let acts = drain(&mut a);
+        assert!(acts.contains(&Action::Queued {
+            call: "c2".into(),
+            position: 1
+        }));
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c2".into(), vec!["alice".into()])]
+        );
+    }
+
+    #[test]
+    fn skills_based_and_required_skills() {
+        let (mut a, t0) = acd(Strategy::Skills);
+        a.agent_update(t0, def("en1", &["support"], &[("lang:en", 3)]), true);
+        a.agent_update(t0, def("en5", &["support"], &[("lang:en", 5)]), true);
+        a.agent_update(t0, def("zh", &["support"], &[("lang:zh", 5)]), true);
+        a.join(t0, "c1", "support", None, vec![("lang:en".into(), 1)]);
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c1".into(), vec!["en5".into()])]
+        );
+        a.join(t0, "c2", "support", None, vec![("lang:zh".into(), 1)]);
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c2".into(), vec!["zh".into()])]
+        );
+        a.join(t0, "c3", "support", None, vec![("lang:fr".into(), 1)]);
+        assert!(offers(&drain(&mut a)).is_empty());
+    }
+
+    #[test]
+    fn round_robin_and_fewest_calls() {
+        let (mut a, t0) = acd(Strategy::RoundRobin);
+        for n in ["a1", "a2", "a3"] {
+            a.agent_update(t0, def(n, &["support"], &[]), true);
+        }
+        let mut order = Vec::new();
+        for i in 0..4 {
+            let c = format!("c{i}");
+            a.join(t0, &c, "support", None, vec![]);
+            let o = offers(&drain(&mut a));
+            order.push(o[0].1[0].clone());
+            assert!(a.answered(t0, &c, &o[0].1[0]));
+            a.call_ended(t0, &c, "caller");
+            a.handle_timeout(t0 + Duration::from_secs(10));
+            drain(&mut a);
+        }
+        assert_eq!(order, vec!["a1", "a2", "a3", "a1"]);
+
+        let (mut a, t0) = acd(Strategy::FewestCalls);
+        a.agent_update(t0, def("a1", &["support"], &[]), true);
+        a.join(t0, "x", "support", None, vec![]);
+        drain(&mut a);
+        assert!(a.answered(t0, "x", "a1"));
+        a.call_ended(t0, "x", "caller");
+        a.handle_timeout(t0 + Duration::from_secs(10));
+        a.agent_update(
+            t0 + Duration::from_secs(20),
+            def("a2", &["support"], &[]),
+            true,
+        );
+        drain(&mut a);
+        a.join(t0 + Duration::from_secs(30), "y", "support", None, vec![]);
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("y".into(), vec!["a2".into()])]
+        );
+    }
+
+    #[test]
+    fn auto_pause_after_misses() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        for i in 0..3 {
+            let c = format!("c{i}");
+            a.join(t0, &c, "support", None, vec![]);
+            drain(&mut a);
+            a.offer_ended(t0, &c, "alice", OfferEnd::NoAnswer);
+            a.leave(t0, &c, "caller_hangup");
+        }
+        assert_eq!(a.agent_state("alice"), Some(AgentState::Paused));
+        let acts = drain(&mut a);
+        assert!(logs(&acts).contains(&"pause"));
+        a.join(t0, "c9", "support", None, vec![]);
+        assert!(offers(&drain(&mut a)).is_empty());
+        a.unpause(t0, "alice");
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c9".into(), vec!["alice".into()])]
+        );
+    }
+
+    #[test]
+    fn abandon_while_ringing_frees_the_agent() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        a.join(t0, "c1", "support", None, vec![]);
+        drain(&mut a);
+        a.leave(t0 + Duration::from_secs(4), "c1", "caller_hangup");
+        assert_eq!(a.agent_state("alice"), Some(AgentState::Available));
+        let acts = drain(&mut a);
+        let abandon = acts.iter().find_map(|x| match x {
+            Action::Log(e) if e.event == "abandon" => Some(e.clone()),
+            _ => None,
+        });
+        let abandon = abandon.expect("abandon logged");
+        assert_eq!(abandon.wait_ms, Some(4000));
+        assert_eq!(abandon.position, Some(1));
+        // Idempotent: a second hangup report does nothing.
+        a.leave(t0 + Duration::from_secs(5), "c1", "caller_hangup");
+        assert!(drain(&mut a).is_empty());
+        let q = &a.queues_view(t0)[0];
+        assert_eq!(q.stats.abandoned, 1);
+        assert_eq!(q.waiting, 0);
+    }
+
+    #[test]
+    fn max_wait_and_join_empty() {
+        let mut q = QueueConfig::new("support");
+        q.max_wait = Some(Duration::from_secs(30));
+        q.join_empty = true;
+        let mut strict = QueueConfig::new("sales");
+        strict.join_empty = false;
+        let mut a = Acd::new(vec![q, strict], true, 1);
+        let t0 = Instant::now();
+        a.join(t0, "c1", "support", None, vec![]);
+        a.join(t0, "c2", "sales", None, vec![]);
+        let acts = drain(&mut a);
+        assert!(acts.contains(&Action::Refused {
+            call: "c2".into(),
+            reason: Refusal::NoAgents
+        }));
+        a.handle_timeout(t0 + Duration::from_secs(30));
+        let acts = drain(&mut a);
+        assert!(acts.contains(&Action::Leave {
+            call: "c1".into(),
+            reason: "timeout"
+        }));
+        assert!(logs(&acts).contains(&"timeout"));
+    }
+
+    #[test]
+    fn queue_stats() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        a.join(t0, "c1", "support", None, vec![]);
+        drain(&mut a);
+        assert!(a.answered(t0 + Duration::from_secs(10), "c1", "alice"));
+        a.call_ended(t0 + Duration::from_secs(70), "c1", "agent");
+        a.join(t0 + Duration::from_secs(71), "c2", "support", None, vec![]);
+        a.leave(t0 + Duration::from_secs(80), "c2", "caller_hangup");
+        let q = &a.queues_view(t0 + Duration::from_secs(80))[0];
+        assert_eq!(q.stats.answered, 1);
+        assert_eq!(q.stats.abandoned, 1);
+        assert_eq!(q.service_level, Some(0.5));
+        assert_eq!(q.asa_ms, Some(10_000));
+        assert_eq!(q.aht_ms, Some(60_000));
+    }
+
+    #[test]
+    fn unreachable_agent_is_logged_out_and_not_offered() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        a.agent_update(t0, def("alice", &["support"], &[]), false);
+        assert_eq!(a.agent_state("alice"), Some(AgentState::LoggedOut));
+        a.join(t0, "c1", "support", None, vec![]);
+        assert!(offers(&drain(&mut a)).is_empty());
+        a.logout(t0, "alice");
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        // With auto_login, a phone that registers again after being unreachable logs in, and
+        // takes the waiting call.
+        assert_eq!(a.agent_state("alice"), Some(AgentState::Offered));
+    }
+}

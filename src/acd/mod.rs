@@ -1,0 +1,444 @@
+//! The ACD service: inbound queues served by agents on SIP phones.
+//!
+//! [`core`] is the sans-IO state machine (agents, waiting callers, strategies, timers); this
+//! module is its tokio shell. One task owns the core; call actors, the registrar and the API
+//! talk to it by bounded messages. It turns the core's actions into messages to call actors
+//! (offers with the agent's registered contacts), `queue_log` rows for the store writer and
+//! agent events for screen-pop subscribers. Every few seconds it reconciles agents that are
+//! "offered" or "on call" against the live call actors, so a lost hangup never leaves an agent
+//! stuck.
+
+pub mod core;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::call::actor::CallInput;
+use crate::registrar::Reachable;
+use crate::store::ops::StoreOp;
+use crate::store::writer::StoreHandle;
+use crate::store::{now_ts, Db};
+pub use core::{Acd, AgentDef, AgentState, AgentView, OfferEnd, QueueConfig, QueueView, Strategy};
+
+pub const MAILBOX: usize = 4096;
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
+/// What the ACD tells a call actor.
+#[derive(Debug)]
+pub enum AcdEvent {
+    /// In line at this position.
+    Queued { position: usize },
+    /// Could not join (`unknown_queue`, `no_agents`, `full`), or left without an agent
+    /// (`timeout`, `no_agents`): the dialplan continues at the step's `on_unavailable`.
+    Unavailable { reason: String },
+    /// Ring this agent at these contacts.
+    Offer {
+        agent: String,
+        contacts: Vec<Reachable>,
+        ring_timeout: Duration,
+    },
+}
+
+/// What reaches the ACD.
+#[derive(Debug)]
+pub enum AcdMsg {
+    Join {
+        call: String,
+        queue: String,
+        segment: Option<String>,
+        needs: Vec<(String, i64)>,
+        caller: String,
+        ticket_id: Option<i64>,
+        tx: mpsc::Sender<CallInput>,
+    },
+    /// The caller left before being connected (hung up, abandoned). Idempotent.
+    Leave { call: String, reason: String },
+    OfferEnded {
+        call: String,
+        agent: String,
+        how: OfferEnd,
+    },
+    /// The agent's phone answered and the call bridged it.
+    Connected { call: String, agent: String },
+    /// A connected call ended; `by` = caller | agent.
+    CallEnded { call: String, by: String },
+    /// Registrar: an agent's contacts changed (empty: unreachable). `def` comes with a
+    /// fresh registration (queues and skills as stored); None keeps what the ACD knows.
+    Reachability {
+        name: String,
+        def: Option<AgentDef>,
+        contacts: Vec<Reachable>,
+    },
+    Command {
+        agent: String,
+        command: AgentCommand,
+        reply: oneshot::Sender<Option<AgentState>>,
+    },
+    Agents {
+        reply: oneshot::Sender<Vec<AgentView>>,
+    },
+    Queues {
+        reply: oneshot::Sender<Vec<QueueView>>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCommand {
+    Login,
+    Logout,
+    Pause(String),
+    Unpause,
+}
+
+/// Screen pop and dashboard feed: what agent subscribers receive.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentFeed {
+    State {
+        agent: String,
+        state: AgentState,
+    },
+    Offer {
+        agent: String,
+        call: String,
+        queue: String,
+        caller: String,
+        ticket_id: Option<i64>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct AcdHandle {
+    tx: mpsc::Sender<AcdMsg>,
+    feed: broadcast::Sender<AgentFeed>,
+    queues: std::sync::Arc<Vec<String>>,
+}
+
+impl AcdHandle {
+    /// Never waits: a full ACD mailbox is logged (the reconciliation repairs lost events).
+    pub fn send(&self, msg: AcdMsg) {
+        if let Err(e) = self.tx.try_send(msg) {
+            warn!(error = %e, "ACD mailbox full or closed: event dropped");
+        }
+    }
+
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.queues.iter().any(|q| q == name)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<AgentFeed> {
+        self.feed.subscribe()
+    }
+
+    pub async fn command(&self, agent: &str, command: AgentCommand) -> Option<AgentState> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(AcdMsg::Command {
+                agent: agent.to_string(),
+                command,
+                reply,
+            })
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
+    pub async fn agents(&self) -> Vec<AgentView> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(AcdMsg::Agents { reply }).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    pub async fn queues(&self) -> Vec<QueueView> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(AcdMsg::Queues { reply }).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+pub fn channel(queues: &[QueueConfig]) -> (AcdHandle, mpsc::Receiver<AcdMsg>) {
+    let (tx, rx) = mpsc::channel(MAILBOX);
+    let (feed, _) = broadcast::channel(1024);
+    (
+        AcdHandle {
+            tx,
+            feed,
+            queues: std::sync::Arc::new(queues.iter().map(|q| q.name.clone()).collect()),
+        },
+        rx,
+    )
+}
+
+struct Member {
+    tx: mpsc::Sender<CallInput>,
+    caller: String,
+    ticket_id: Option<i64>,
+}
+
+pub struct AcdService {
+    core: Acd,
+    calls: HashMap<String, Member>,
+    contacts: HashMap<String, Vec<Reachable>>,
+    store: StoreHandle,
+    feed: broadcast::Sender<AgentFeed>,
+}
+
+impl AcdService {
+    /// Load every agent account (unreachable until its phone registers).
+    pub async fn new(
+        handle: &AcdHandle,
+        queues: Vec<QueueConfig>,
+        auto_login: bool,
+        db: &Db,
+        store: StoreHandle,
+    ) -> AcdService {
+        let mut core = Acd::new(queues, auto_login, rand::random());
+        let now = Instant::now();
+        match crate::store::agents::list(db).await {
+            Ok(rows) => {
+                for r in rows.into_iter().filter(|r| r.enabled) {
+                    core.agent_update(
+                        now,
+                        AgentDef {
+                            name: r.name,
+                            queues: r.queues,
+                            skills: r.skills,
+                        },
+                        false,
+                    );
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot load agents; they appear when they register"),
+        }
+        while core.poll_action().is_some() {}
+        AcdService {
+            core,
+            calls: HashMap::new(),
+            contacts: HashMap::new(),
+            store,
+            feed: handle.feed.clone(),
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<AcdMsg>, shutdown: CancellationToken) {
+        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        loop {
+            let deadline = self
+                .core
+                .next_deadline()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(far);
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                msg = rx.recv() => match msg {
+                    Some(m) => self.handle(Instant::now(), m),
+                    None => break,
+                },
+                _ = &mut sleep => self.core.handle_timeout(Instant::now()),
+                _ = reconcile.tick() => self.reconcile(Instant::now()),
+            }
+            self.drain();
+        }
+    }
+
+    fn handle(&mut self, now: Instant, msg: AcdMsg) {
+        match msg {
+            AcdMsg::Join {
+                call,
+                queue,
+                segment,
+                needs,
+                caller,
+                ticket_id,
+                tx,
+            } => {
+                self.calls.insert(
+                    call.clone(),
+                    Member {
+                        tx,
+                        caller,
+                        ticket_id,
+                    },
+                );
+                self.core
+                    .join(now, &call, &queue, segment.as_deref(), needs);
+            }
+            AcdMsg::Leave { call, reason } => {
+                self.core.leave(now, &call, &reason);
+                self.calls.remove(&call);
+            }
+            AcdMsg::OfferEnded { call, agent, how } => {
+                self.core.offer_ended(now, &call, &agent, how)
+            }
+            AcdMsg::Connected { call, agent } => {
+                if !self.core.answered(now, &call, &agent) {
+                    // The core no longer expects this agent on this call (reconciled away):
+                    // the call actor keeps the bridge, the core will not double-book the agent.
+                    warn!(%call, %agent, "connect not expected by the ACD");
+                }
+            }
+            AcdMsg::CallEnded { call, by } => {
+                self.core.call_ended(now, &call, &by);
+                self.calls.remove(&call);
+            }
+            AcdMsg::Reachability {
+                name,
+                def,
+                contacts,
+            } => {
+                let reachable = !contacts.is_empty();
+                self.contacts.insert(name.clone(), contacts);
+                match def {
+                    Some(d) => self.core.agent_update(now, d, reachable),
+                    None => {
+                        if !self.core.set_reachable(now, &name, reachable) {
+                            debug!(agent = %name, "registration of an agent the ACD does not know");
+                        }
+                    }
+                }
+            }
+            AcdMsg::Command {
+                agent,
+                command,
+                reply,
+            } => {
+                let known = match &command {
+                    AgentCommand::Login => self.core.login(now, &agent),
+                    AgentCommand::Logout => self.core.logout(now, &agent),
+                    AgentCommand::Pause(r) => self.core.pause(now, &agent, r),
+                    AgentCommand::Unpause => self.core.unpause(now, &agent),
+                };
+                let _ = reply.send(known.then(|| self.core.agent_state(&agent)).flatten());
+            }
+            AcdMsg::Agents { reply } => {
+                let _ = reply.send(self.core.agents_view(now));
+            }
+            AcdMsg::Queues { reply } => {
+                let _ = reply.send(self.core.queues_view(now));
+            }
+        }
+    }
+
+    /// Agents busy with calls whose actor is gone: end those calls in the core.
+    fn reconcile(&mut self, now: Instant) {
+        for (agent, call) in self.core.busy_calls() {
+            let gone = self.calls.get(&call).is_none_or(|m| m.tx.is_closed());
+            if gone {
+                warn!(%agent, %call, "reconcile: the agent's call is gone; freeing the agent");
+                self.core.call_ended(now, &call, "lost");
+                self.core.leave(now, &call, "lost");
+                self.calls.remove(&call);
+            }
+        }
+        let lost: Vec<String> = self
+            .core
+            .waiting_calls()
+            .filter(|c| self.calls.get(*c).is_none_or(|m| m.tx.is_closed()))
+            .map(str::to_string)
+            .collect();
+        for call in lost {
+            debug!(%call, "reconcile: waiting caller is gone");
+            self.core.leave(now, &call, "lost");
+            self.calls.remove(&call);
+        }
+    }
+
+    fn tell(&self, call: &str, event: AcdEvent) -> bool {
+        match self.calls.get(call) {
+            Some(m) => m.tx.try_send(CallInput::Acd(event)).is_ok(),
+            None => false,
+        }
+    }
+
+    fn drain(&mut self) {
+        let now = Instant::now();
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                core::Action::Queued { call, position } => {
+                    self.tell(&call, AcdEvent::Queued { position });
+                }
+                core::Action::Refused { call, reason } => {
+                    self.tell(
+                        &call,
+                        AcdEvent::Unavailable {
+                            reason: reason.as_str().to_string(),
+                        },
+                    );
+                    self.calls.remove(&call);
+                }
+                core::Action::Leave { call, reason } => {
+                    self.tell(
+                        &call,
+                        AcdEvent::Unavailable {
+                            reason: reason.to_string(),
+                        },
+                    );
+                    self.calls.remove(&call);
+                }
+                core::Action::Offer {
+                    call,
+                    queue,
+                    agents,
+                    ring_timeout,
+                } => {
+                    for agent in agents {
+                        let contacts = self.contacts.get(&agent).cloned().unwrap_or_default();
+                        let delivered = !contacts.is_empty()
+                            && self.tell(
+                                &call,
+                                AcdEvent::Offer {
+                                    agent: agent.clone(),
+                                    contacts,
+                                    ring_timeout,
+                                },
+                            );
+                        if delivered {
+                            if let Some(m) = self.calls.get(&call) {
+                                let _ = self.feed.send(AgentFeed::Offer {
+                                    agent: agent.clone(),
+                                    call: call.clone(),
+                                    queue: queue.clone(),
+                                    caller: m.caller.clone(),
+                                    ticket_id: m.ticket_id,
+                                });
+                            }
+                        } else {
+                            info!(%agent, %call, "offer could not be delivered");
+                            self.core.offer_ended(now, &call, &agent, OfferEnd::Failed);
+                        }
+                    }
+                }
+                core::Action::Log(e) => self.store.submit(StoreOp::QueueLog {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    at: now_ts(),
+                    queue: e.queue,
+                    call_id: e.call,
+                    agent: e.agent,
+                    event: e.event.to_string(),
+                    position: e.position,
+                    wait_ms: e.wait_ms,
+                    talk_ms: e.talk_ms,
+                    reason: e.reason,
+                }),
+                core::Action::AgentChanged { agent, state } => {
+                    debug!(%agent, state = state.as_str(), "agent state");
+                    let _ = self.feed.send(AgentFeed::State { agent, state });
+                }
+            }
+        }
+    }
+}
