@@ -375,3 +375,277 @@ fn caller_abandons_while_agent_rings() {
     assert_eq!(names, ["enter", "offer", "abandon"]);
     wait_agent_state(&server, "carol", "available", Duration::from_secs(3));
 }
+
+/// A copy of config/default.toml with queue `support` changed by `(key, value)` pairs and its
+/// own spool folder; the returned dir must outlive the server.
+fn config_with(changes: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut text = std::fs::read_to_string(repo_root().join("config/default.toml"))
+        .expect("read default config");
+    let spool = dir.path().join("spool");
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if key == "spool_dir" {
+            out.push_str(&format!("spool_dir = {:?}\n", spool.display().to_string()));
+        } else if let Some((_, v)) = changes.iter().find(|(k, _)| *k == key) {
+            out.push_str(&format!("{key} = {v}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for (k, v) in changes {
+        assert!(
+            out.contains(&format!("{k} = {v}")),
+            "config/default.toml has no '{k}' line to change"
+        );
+    }
+    text = out;
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).expect("write config");
+    let p = path.display().to_string();
+    (dir, p)
+}
+
+fn token(server: &Server) -> String {
+    let log = server.log();
+    log.lines()
+        .find_map(|l| l.split("Authorization: Bearer ").nth(1))
+        .map(|t| t.trim_end_matches(')').trim().to_string())
+        .expect("API token in the server's banner")
+}
+
+fn queue_rows(server: &Server, call_id: &str) -> Vec<DbRow> {
+    server.db().rows(&format!(
+        "SELECT * FROM queue_log WHERE call_id = '{call_id}' ORDER BY at, rowid"
+    ))
+}
+
+/// Ring timeout: the first agent never answers, is CANCELled after `ring_timeout_s`, paused
+/// automatically (`max_misses = 1`), and the call goes to the next agent. Unpausing by API
+/// makes the first agent available again.
+#[test]
+fn ring_timeout_moves_on_and_auto_pauses() {
+    let (_cfg_dir, cfg) = config_with(&[("ring_timeout_s", "2"), ("max_misses", "1")]);
+    let server = Server::start(&["--config", &cfg]);
+    // dave registers first: longest idle, offered first.
+    let dave_port = setup_agent(&server, "dave");
+    std::thread::sleep(Duration::from_millis(200));
+    let erin_port = setup_agent(&server, "erin");
+    let dave = agent_phone(&server, "dave", dave_port, 60_000, 1000);
+    let erin = agent_phone(&server, "erin", erin_port, 300, 3000);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 10_000, 40_000),
+        &caller("+15551239004"),
+    );
+    let erin_run = erin.sipp.wait();
+    assert_eq!(
+        erin_run.code,
+        Some(0),
+        "erin's phone failed\n{}",
+        erin_run.text
+    );
+    call.wait().assert_ok(&server);
+    let dave_run = dave.sipp.wait();
+    assert_eq!(
+        dave_run.code,
+        Some(0),
+        "dave's phone failed\n{}",
+        dave_run.text
+    );
+    assert!(dave_run.text.contains("CANCEL sip:"), "{}", dave_run.text);
+
+    let rec = ended_call(&server, "+15551239004");
+    assert_eq!(rec["agent"], "erin");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let rows = server.wait_db(Duration::from_secs(5), "complete", |_| {
+        let r = queue_rows(&server, &id);
+        r.iter().any(|x| x["event"] == "complete").then_some(r)
+    });
+    let seq: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap_or("").to_string(),
+                r["agent"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("enter", ""),
+        ("offer", "dave"),
+        ("ringnoanswer", "dave"),
+        ("offer", "erin"),
+        ("connect", "erin"),
+        ("complete", "erin"),
+    ];
+    let got: Vec<(&str, &str)> = seq.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(got, expect);
+    assert_eq!(rows[2]["reason"], "no_answer");
+    let pause = server
+        .db()
+        .row("SELECT * FROM queue_log WHERE agent = 'dave' AND event = 'pause'");
+    assert_eq!(pause["reason"], "auto:no_answer");
+    assert_eq!(agent_state(&server, "dave"), "paused");
+
+    let tok = token(&server);
+    let (code, body) = http(server.http_addr, "POST", "/api/agents/dave/unpause", None);
+    assert_eq!(code, 401, "agent commands need the token: {body}");
+    let (code, body) = http(
+        server.http_addr,
+        "POST",
+        "/api/agents/dave/unpause",
+        Some(&tok),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["state"], "available");
+    let (code, body) = http(
+        server.http_addr,
+        "POST",
+        "/api/agents/nobody/pause",
+        Some(&tok),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body["error"].as_str().unwrap_or("").contains("nobody"));
+}
+
+/// Ring-all: both phones ring; the first to answer gets the call, the other is CANCELled
+/// (never two agents on one call), and both are free afterwards.
+#[test]
+fn ring_all_first_answer_wins_other_cancelled() {
+    let (_cfg_dir, cfg) = config_with(&[("strategy", "\"ring-all\"")]);
+    let server = Server::start(&["--config", &cfg]);
+    let fast_port = setup_agent(&server, "fast");
+    let slow_port = setup_agent(&server, "slow");
+    let fast = agent_phone(&server, "fast", fast_port, 500, 2500);
+    let slow = agent_phone(&server, "slow", slow_port, 4000, 1000);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 8000, 40_000),
+        &caller("+15551239005"),
+    );
+    let fast_run = fast.sipp.wait();
+    assert_eq!(
+        fast_run.code,
+        Some(0),
+        "fast phone failed\n{}",
+        fast_run.text
+    );
+    let slow_run = slow.sipp.wait();
+    assert_eq!(
+        slow_run.code,
+        Some(0),
+        "slow phone failed\n{}",
+        slow_run.text
+    );
+    assert!(slow_run.text.contains("CANCEL sip:"), "{}", slow_run.text);
+    call.wait().assert_ok(&server);
+    let rec = ended_call(&server, "+15551239005");
+    assert_eq!(rec["agent"], "fast");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let rows = server.wait_db(Duration::from_secs(5), "complete", |_| {
+        let r = queue_rows(&server, &id);
+        r.iter().any(|x| x["event"] == "complete").then_some(r)
+    });
+    let connects: Vec<&DbRow> = rows.iter().filter(|r| r["event"] == "connect").collect();
+    assert_eq!(connects.len(), 1, "{rows:?}");
+    let offers = rows.iter().filter(|r| r["event"] == "offer").count();
+    assert_eq!(offers, 2, "{rows:?}");
+    wait_agent_state(&server, "slow", "available", Duration::from_secs(3));
+    wait_agent_state(&server, "fast", "available", Duration::from_secs(10));
+}
+
+/// Wrap-up: with one agent and `wrapup_s = 4`, the second caller is offered only after the
+/// agent's wrap-up following the first call.
+#[test]
+fn wrapup_is_respected_between_calls() {
+    let (_cfg_dir, cfg) = config_with(&[("wrapup_s", "4")]);
+    let server = Server::start(&["--config", &cfg]);
+    let port = setup_agent(&server, "frank");
+    let dir = server.dir.path().join("agent-frank-two");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent.xml"))
+        .expect("scenario")
+        .replace("@RING_MS@", "300")
+        .replace("@HOLD_MS@", "2000");
+    let file = dir.join("uas_agent.xml");
+    std::fs::write(&file, text).expect("write");
+    let media = sipp_media_port().to_string();
+    let p = port.to_string();
+    let errors = dir.join("errors.log").display().to_string();
+    let messages = dir.join("messages.log").display().to_string();
+    let phone = SippProcess::spawn_file(
+        &file,
+        server.sip_addr,
+        &dir,
+        &[
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-mp",
+            &media,
+            "-rtp_echo",
+            "-m",
+            "2",
+            "-nostdin",
+            "-timeout",
+            "90s",
+            "-timeout_error",
+            "-trace_err",
+            "-error_file",
+            &errors,
+            "-trace_msg",
+            "-message_file",
+            &messages,
+        ],
+        Duration::from_secs(90),
+    );
+    let c1 = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 6000, 40_000),
+        &caller("+15551239006"),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let c2 = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 14_000, 40_000),
+        &caller("+15551239007"),
+    );
+    c1.wait().assert_ok(&server);
+    c2.wait().assert_ok(&server);
+    let run = phone.wait();
+    assert_eq!(run.code, Some(0), "frank's phone failed\n{}", run.text);
+    let r1 = ended_call(&server, "+15551239006");
+    let r2 = ended_call(&server, "+15551239007");
+    assert_eq!(r1["agent"], "frank");
+    assert_eq!(r2["agent"], "frank");
+    let id1 = r1["id"].as_str().expect("id");
+    let id2 = r2["id"].as_str().expect("id");
+    let ts = |sql: String| -> f64 {
+        let row = server.db().row(&sql);
+        let at = row["at"].as_str().expect("at").to_string();
+        chrono_secs(&at)
+    };
+    let complete1 = ts(format!(
+        "SELECT at FROM queue_log WHERE call_id = '{id1}' AND event = 'complete'"
+    ));
+    let offer2 = ts(format!(
+        "SELECT at FROM queue_log WHERE call_id = '{id2}' AND event = 'offer'"
+    ));
+    let gap = offer2 - complete1;
+    assert!(
+        (3.9..6.0).contains(&gap),
+        "second offer {gap:.3} s after the first call ended (wrap-up 4 s)"
+    );
+    let wait2 = r2["wait_ms"].as_i64().expect("wait_ms");
+    assert!(wait2 > 4000, "second caller waited {wait2} ms");
+}
+
+/// Seconds of the day from `...THH:MM:SS.mmmZ` (both stamps are from one short test).
+fn chrono_secs(ts: &str) -> f64 {
+    let t = ts.split('T').nth(1).unwrap_or(ts).trim_end_matches('Z');
+    let mut parts = t.split(':');
+    let h: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let m: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let s: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    h * 3600.0 + m * 60.0 + s
+}

@@ -980,10 +980,10 @@ impl Acd {
                 }
                 Timer::MaxWait { seq } => {
                     let call = self
-                        .waiting
-                        .iter()
-                        .find(|(_, w)| w.seq == seq)
-                        .map(|(c, _)| c.clone());
+                        .queues
+                        .values()
+                        .find_map(|q| q.by_seq.get(&seq))
+                        .cloned();
                     let Some(call) = call else { continue };
                     let Some(w) = self.waiting.get(&call) else {
                         continue;
@@ -1044,12 +1044,28 @@ impl Acd {
         if !q.members.iter().any(|&m| self.agents[m].available()) {
             return;
         }
-        let order: Vec<u64> = q.order.iter().map(|(_, s)| *s).collect();
-        for seq in order {
+        // Walk the line with a cursor (no copy of it): each step is one B-tree lookup, and
+        // the walk stops as soon as no member is available.
+        let mut cursor: Option<(Reverse<i32>, u64)> = None;
+        loop {
+            let next = {
+                let Some(q) = self.queues.get(queue) else {
+                    return;
+                };
+                let mut range = match cursor {
+                    None => q.order.range(..),
+                    Some(c) => q
+                        .order
+                        .range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)),
+                };
+                range.next().copied()
+            };
+            let Some(key) = next else { break };
+            cursor = Some(key);
             let Some(call) = self
                 .queues
                 .get(queue)
-                .and_then(|q| q.by_seq.get(&seq).cloned())
+                .and_then(|q| q.by_seq.get(&key.1).cloned())
             else {
                 continue;
             };
