@@ -159,6 +159,9 @@ struct RawQueue {
     service_level_s: Option<u64>,
     language_skill: Option<bool>,
     music_on_hold: Option<String>,
+    callback_after_s: Option<u64>,
+    callback_trunk: Option<String>,
+    retry_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -175,6 +178,10 @@ pub struct QueueSettings {
     pub language_skill: bool,
     /// Prompt played while waiting (a file under the audio folder, without `.wav`).
     pub music_on_hold: String,
+    /// After this wait the caller is offered a callback (press 1); None: never.
+    pub callback_after_s: Option<u64>,
+    /// Trunk for callbacks (default: the first trunk).
+    pub callback_trunk: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -442,10 +449,24 @@ impl Config {
             c.leave_when_empty = q.leave_when_empty.unwrap_or(false);
             c.segment_priority = q.segment_priority.clone().unwrap_or_default();
             c.service_level = secs(q.service_level_s, 30);
+            c.retry = secs(q.retry_s, 2).max(std::time::Duration::from_millis(100));
+            if let Some(t) = &q.callback_trunk {
+                if !trunks.iter().any(|x: &Trunk| &x.name == t) {
+                    return Err(err(
+                        at,
+                        format!(
+                            "queue '{}': callback_trunk '{t}' is not a [[trunk]]",
+                            q.name
+                        ),
+                    ));
+                }
+            }
             queue_settings.push(QueueSettings {
                 acd: c,
                 language_skill: q.language_skill.unwrap_or(false),
                 music_on_hold: q.music_on_hold.clone().unwrap_or_else(|| "moh".into()),
+                callback_after_s: q.callback_after_s.filter(|s| *s > 0),
+                callback_trunk: q.callback_trunk.clone(),
             });
         }
         let media_address_explicit = server.media_address.is_some();

@@ -73,7 +73,8 @@ fn agent_phone(server: &Server, name: &str, port: u16, ring_ms: u32, hold_ms: u3
     let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent.xml"))
         .expect("read uas_agent.xml")
         .replace("@RING_MS@", &ring_ms.to_string())
-        .replace("@HOLD_MS@", &hold_ms.to_string());
+        .replace("@HOLD_MS@", &hold_ms.to_string())
+        .replace("@PLAY@", "");
     let file = dir.join("uas_agent.xml");
     std::fs::write(&file, text).expect("write scenario");
     let sipp = spawn_uas(
@@ -379,6 +380,11 @@ fn caller_abandons_while_agent_rings() {
 /// A copy of config/default.toml with queue `support` changed by `(key, value)` pairs and its
 /// own spool folder; the returned dir must outlive the server.
 fn config_with(changes: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    config_with_extra(changes, "")
+}
+
+/// As `config_with`, with `extra` TOML appended (e.g. a `[[trunk]]`).
+fn config_with_extra(changes: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut text = std::fs::read_to_string(repo_root().join("config/default.toml"))
         .expect("read default config");
@@ -401,7 +407,7 @@ fn config_with(changes: &[(&str, &str)]) -> (tempfile::TempDir, String) {
             "config/default.toml has no '{k}' line to change"
         );
     }
-    text = out;
+    text = out + extra;
     let path = dir.path().join("config.toml");
     std::fs::write(&path, text).expect("write config");
     let p = path.display().to_string();
@@ -567,7 +573,8 @@ fn wrapup_is_respected_between_calls() {
     let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent.xml"))
         .expect("scenario")
         .replace("@RING_MS@", "300")
-        .replace("@HOLD_MS@", "2000");
+        .replace("@HOLD_MS@", "2000")
+        .replace("@PLAY@", "");
     let file = dir.join("uas_agent.xml");
     std::fs::write(&file, text).expect("write");
     let media = sipp_media_port().to_string();
@@ -648,4 +655,149 @@ fn chrono_secs(ts: &str) -> f64 {
     let m: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
     let s: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
     h * 3600.0 + m * 60.0 + s
+}
+
+/// Callback instead of waiting: the only agent is paused, the caller is offered a callback
+/// after 2 s, presses 1 and is hung up with its place kept. When the agent is unpaused the
+/// ACD rings the agent FIRST; once the agent answered the customer is dialed through the
+/// trunk and both are bridged.
+#[test]
+fn callback_keeps_place_rings_agent_first_then_customer() {
+    let customer_port = free_port();
+    let trunk = format!(
+        "\n[[trunk]]\nname = \"carrier\"\naddress = \"127.0.0.1:{customer_port}\"\ninbound_cidrs = [\"127.0.0.1/32\"]\n"
+    );
+    let (_cfg_dir, cfg) = config_with_extra(&[("callback_after_s", "2")], &trunk);
+    let server = Server::start(&["--config", &cfg]);
+    let tok = token(&server);
+    let port = setup_agent(&server, "gina");
+    let (code, body) = http(
+        server.http_addr,
+        "POST",
+        "/api/agents/gina/pause",
+        Some(&tok),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["state"], "paused");
+
+    // The customer's phone behind the trunk: answers the callback, waits for our BYE.
+    let cdir = server.dir.path().join("customer");
+    std::fs::create_dir_all(&cdir).expect("dir");
+    let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent.xml"))
+        .expect("scenario")
+        .replace("@RING_MS@", "300")
+        .replace("@HOLD_MS@", "60000")
+        .replace("@PLAY@", &play_silence(&cdir));
+    let cfile = cdir.join("uas_customer.xml");
+    std::fs::write(&cfile, text).expect("write");
+    let customer = spawn_uas(&cfile, &cdir, customer_port, 100_000, server.sip_addr);
+
+    // Press 0 (queue), then 1 after the callback offer; the server confirms and hangs up.
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0'), (7000, '1')], 4000, 40_000),
+        &caller("+15551239008"),
+    );
+    call.wait().assert_ok(&server);
+    let original = ended_call(&server, "+15551239008");
+    assert_eq!(original["hangup_cause"], "callback_requested");
+    let orig_id = original["id"].as_str().expect("id").to_string();
+    server.wait_db(Duration::from_secs(5), "callback outcome", |db| {
+        db.rows(&format!(
+            "SELECT choice FROM call_outcomes WHERE call_id = '{orig_id}' AND choice = 'callback'"
+        ))
+        .pop()
+    });
+    assert_eq!(agent_state(&server, "gina"), "paused");
+
+    // Now gina's phone is ready and she is unpaused: the callback is placed.
+    let phone = agent_phone(&server, "gina", port, 300, 3000);
+    let (code, body) = http(
+        server.http_addr,
+        "POST",
+        "/api/agents/gina/unpause",
+        Some(&tok),
+    );
+    assert_eq!(code, 200, "{body}");
+    let gina = phone.sipp.wait();
+    assert_eq!(gina.code, Some(0), "gina's phone failed\n{}", gina.text);
+    let cust = customer.wait();
+    assert_eq!(cust.code, Some(0), "customer phone failed\n{}", cust.text);
+    assert!(
+        cust.text.contains("INVITE sip:+15551239008@"),
+        "{}",
+        cust.text
+    );
+
+    let cb = server.wait_db(Duration::from_secs(15), "the callback record", |db| {
+        db.rows(
+            "SELECT * FROM call_records WHERE direction = 'outbound' AND caller = '+15551239008' AND ended_at IS NOT NULL",
+        )
+        .pop()
+    });
+    assert_eq!(cb["agent"], "gina");
+    assert_eq!(cb["queue"], "support");
+    assert_eq!(cb["disposition"], "answered");
+    let cb_id = cb["id"].as_str().expect("id").to_string();
+    // The agent was connected before the customer answered.
+    let kinds: Vec<String> = server
+        .db()
+        .rows(&format!(
+            "SELECT kind FROM call_events WHERE call_id = '{cb_id}' ORDER BY seq"
+        ))
+        .into_iter()
+        .map(|r| r["kind"].as_str().unwrap_or("").to_string())
+        .collect();
+    let pos = |k: &str| kinds.iter().position(|x| x == k);
+    assert!(
+        pos("agent_connect").is_some() && pos("agent_connect") < pos("callback_answered"),
+        "{kinds:?}"
+    );
+    let bridge = server.wait_db(Duration::from_secs(5), "bridge counters", |_| {
+        event_detail(&server, &cb_id, "bridge_packets")
+    });
+    assert!(packets(&bridge, "caller_to_agent") >= 50, "{bridge}");
+    assert!(packets(&bridge, "agent_to_caller") >= 50, "{bridge}");
+
+    // One place in line, from the first call to the end of the callback.
+    let events: Vec<String> = queue_events(&server, &orig_id)
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(
+        events,
+        ["enter", "callback", "offer", "connect", "complete"],
+        "queue_log for the original call"
+    );
+    let (_, q) = http(server.http_addr, "GET", "/api/queues", None);
+    let support = q
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "support"))
+        .cloned()
+        .expect("support");
+    assert_eq!(support["stats"]["abandoned"], 0, "{support}");
+    assert_eq!(support["stats"]["answered"], 1, "{support}");
+}
+
+/// A `<nop>` playing 20 s of RTP silence (root: SIPp's play_pcap_audio uses a raw socket).
+fn play_silence(dir: &Path) -> String {
+    assert!(
+        support::is_root(),
+        "play_pcap_audio needs root: run the SIP tests as root"
+    );
+    let pcap = dir.join("silence.pcap");
+    let out = Command::new("python3")
+        .arg(repo_root().join("sip-test/make_dtmf_pcap.py"))
+        .args(["--lead-ms", "20000", "-o"])
+        .arg(&pcap)
+        .output()
+        .expect("python3 make_dtmf_pcap.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!(
+        "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
+        pcap.display()
+    )
 }

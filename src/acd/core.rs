@@ -82,6 +82,9 @@ pub struct QueueConfig {
     pub segment_priority: HashMap<String, i32>,
     /// Answered within this wait counts toward the service level.
     pub service_level: Duration,
+    /// Pause before a caller starts a new round of agents who all missed it (Asterisk's
+    /// `retry`): no hot loop when every phone fails at once.
+    pub retry: Duration,
 }
 
 impl QueueConfig {
@@ -99,6 +102,7 @@ impl QueueConfig {
             leave_when_empty: false,
             segment_priority: HashMap::new(),
             service_level: Duration::from_secs(30),
+            retry: Duration::from_secs(2),
         }
     }
 }
@@ -315,6 +319,8 @@ struct Waiting {
     ringing: Vec<String>,
     /// Agents tried (and missed) since the last full round.
     tried: Vec<String>,
+    /// Set while the caller pauses before its next round (`retry`).
+    retry_at: Option<Instant>,
     connected: Option<(String, Instant)>,
 }
 
@@ -365,6 +371,7 @@ struct Queue {
 enum Timer {
     WrapUp { agent: usize, epoch: u64 },
     MaxWait { seq: u64 },
+    Retry { seq: u64 },
 }
 
 /// Snapshot of one agent for the API.
@@ -732,6 +739,7 @@ impl Acd {
                 needs: all_needs,
                 ringing: Vec::new(),
                 tried: Vec::new(),
+                retry_at: None,
                 connected: None,
             },
         );
@@ -779,6 +787,19 @@ impl Acd {
         }
     }
 
+    /// The caller hung up asking to be called back: the place in line is kept (the service
+    /// now talks to the callback call). Logged as `callback`.
+    pub fn callback(&mut self, now: Instant, call: &str) {
+        let Some(w) = self.waiting.get(call) else {
+            return;
+        };
+        let mut e = LogEntry::new(&w.queue, "callback");
+        e.call = Some(call.to_string());
+        e.wait_ms = Some(now.duration_since(w.joined).as_millis() as i64);
+        e.position = self.position(call);
+        self.actions.push_back(Action::Log(e));
+    }
+
     fn position(&self, call: &str) -> Option<i64> {
         let w = self.waiting.get(call)?;
         let q = self.queues.get(&w.queue)?;
@@ -822,8 +843,10 @@ impl Acd {
         if let Some(w) = self.waiting.get_mut(call) {
             let was_ringing = w.ringing.iter().any(|a| a == agent);
             w.ringing.retain(|a| a != agent);
-            if was_ringing && matches!(how, OfferEnd::NoAnswer | OfferEnd::Busy | OfferEnd::Failed)
-            {
+            // Any end of an offer still ringing counts as tried, a refusal by the call itself
+            // (`Cancelled` while it still waits) too: the next round waits `retry`, so an
+            // offer that fails at once can never spin.
+            if was_ringing {
                 w.tried.push(agent.to_string());
                 queue = Some(w.queue.clone());
                 let mut e = LogEntry::new(&w.queue, "ringnoanswer");
@@ -978,6 +1001,18 @@ impl Acd {
                         self.set_activity(now, agent, Activity::Idle);
                     }
                 }
+                Timer::Retry { seq } => {
+                    let found = self
+                        .queues
+                        .iter()
+                        .find_map(|(qn, q)| q.by_seq.get(&seq).map(|c| (qn.clone(), c.clone())));
+                    let Some((queue, call)) = found else { continue };
+                    if let Some(w) = self.waiting.get_mut(&call) {
+                        w.retry_at = None;
+                        w.tried.clear();
+                    }
+                    self.dispatch_queue(now, &queue);
+                }
                 Timer::MaxWait { seq } => {
                     let call = self
                         .queues
@@ -1075,7 +1110,7 @@ impl Acd {
             if !w.ringing.is_empty() || w.connected.is_some() {
                 continue;
             }
-            let picked = self.pick(queue, &call);
+            let picked = self.pick(now, queue, &call);
             if picked.is_empty() {
                 if !self
                     .queues
@@ -1127,7 +1162,7 @@ impl Acd {
     }
 
     /// Choose agents for a call by the queue's strategy.
-    fn pick(&mut self, queue: &str, call: &str) -> Vec<usize> {
+    fn pick(&mut self, now: Instant, queue: &str, call: &str) -> Vec<usize> {
         let Some(q) = self.queues.get(queue) else {
             return Vec::new();
         };
@@ -1144,25 +1179,25 @@ impl Acd {
                 })
                 .collect()
         };
-        let mut cands = eligible(&w.tried);
-        let mut reset_tried = false;
-        if cands.is_empty() && !w.tried.is_empty() {
-            // Everyone got a chance: start a new round.
-            cands = eligible(&[]);
-            reset_tried = !cands.is_empty();
+        if w.retry_at.is_some() {
+            return Vec::new();
         }
+        let cands = eligible(&w.tried);
         if cands.is_empty() {
+            if !w.tried.is_empty() && !eligible(&[]).is_empty() {
+                // Everyone available already missed this call: a new round after `retry`.
+                let (seq, at) = (w.seq, now + q.cfg.retry);
+                if let Some(w) = self.waiting.get_mut(call) {
+                    w.retry_at = Some(at);
+                }
+                self.timers.push(Reverse((at, Timer::Retry { seq })));
+            }
             return Vec::new();
         }
         let strategy = q.cfg.strategy;
         let needs = w.needs.clone();
         let members = q.members.clone();
         let rr_next = q.rr_next;
-        if reset_tried {
-            if let Some(w) = self.waiting.get_mut(call) {
-                w.tried.clear();
-            }
-        }
         let agents = &self.agents;
         let idle_key = |m: &usize| (agents[*m].idle_since, *m);
         let chosen = match strategy {
@@ -1343,22 +1378,28 @@ mod tests {
         // While alice rings for c1, c2 is not offered to anyone.
         a.join(t0, "c3", "support", None, vec![]);
         assert!(offers(&drain(&mut a)).is_empty());
-        // Alice misses c1: c1 keeps its place at the head of the line (first come, first
-        // served), and with nobody else to try, a new round rings alice again for c1.
-        a.offer_ended(
-            t0 + Duration::from_secs(15),
-            "c1",
-            "alice",
-            OfferEnd::NoAnswer,
-        );
+        // Alice misses c1: c1 keeps its place at the head of the line but pauses `retry`
+        // before ringing her again, so meanwhile she gets the next caller.
+        let t1 = t0 + Duration::from_secs(15);
+        a.offer_ended(t1, "c1", "alice", OfferEnd::NoAnswer);
         let acts = drain(&mut a);
-        assert_eq!(offers(&acts), vec![("c1".into(), vec!["alice".into()])]);
+        assert_eq!(offers(&acts), vec![("c2".into(), vec!["alice".into()])]);
         assert!(logs(&acts).contains(&"ringnoanswer"));
-        // A second agent gets c2, never c1 (already ringing).
-        a.agent_update(t0, def("bob", &["support"], &[]), true);
+        // A second agent gets c3 (c1 pauses, c2 rings alice): never a call already ringing.
+        a.agent_update(t1, def("bob", &["support"], &[]), true);
         assert_eq!(
             offers(&drain(&mut a)),
-            vec![("c2".into(), vec!["bob".into()])]
+            vec![("c3".into(), vec!["bob".into()])]
+        );
+        a.leave(t1, "c2", "caller_hangup");
+        assert!(
+            offers(&drain(&mut a)).is_empty(),
+            "c1 pauses before its new round"
+        );
+        a.handle_timeout(t1 + Duration::from_secs(2));
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c1".into(), vec!["alice".into()])]
         );
     }
 
@@ -1597,5 +1638,51 @@ mod tests {
         // With auto_login, a phone that registers again after being unreachable logs in, and
         // takes the waiting call.
         assert_eq!(a.agent_state("alice"), Some(AgentState::Offered));
+    }
+}
+
+#[cfg(test)]
+mod callback_tests {
+    use super::*;
+
+    #[test]
+    fn paused_agent_unpaused_gets_one_offer_for_a_callback() {
+        let mut q = QueueConfig::new("support");
+        q.join_empty = false;
+        let mut a = Acd::new(vec![q], true, 3);
+        let t0 = Instant::now();
+        a.agent_update(
+            t0,
+            AgentDef {
+                name: "gina".into(),
+                queues: vec!["support".into()],
+                skills: vec![],
+            },
+            true,
+        );
+        a.pause(t0, "gina", "break");
+        a.join(t0, "c1", "support", None, vec![]);
+        a.callback(t0, "c1");
+        while a.poll_action().is_some() {}
+        a.unpause(t0, "gina");
+        let acts: Vec<Action> = std::iter::from_fn(|| a.poll_action()).take(1000).collect();
+        let offers = acts
+            .iter()
+            .filter(|x| matches!(x, Action::Offer { .. }))
+            .count();
+        assert_eq!(offers, 1, "{acts:?}");
+        // The call refuses the offer at once (it cannot take it): no spinning re-offer, the
+        // next round comes after `retry`.
+        a.offer_ended(t0, "c1", "gina", OfferEnd::Cancelled);
+        let again = std::iter::from_fn(|| a.poll_action())
+            .take(1000)
+            .filter(|x| matches!(x, Action::Offer { .. }))
+            .count();
+        assert_eq!(again, 0);
+        a.handle_timeout(t0 + Duration::from_secs(2));
+        let later = std::iter::from_fn(|| a.poll_action())
+            .filter(|x| matches!(x, Action::Offer { .. }))
+            .count();
+        assert_eq!(later, 1);
     }
 }

@@ -66,6 +66,12 @@ pub enum AcdMsg {
     Connected { call: String, agent: String },
     /// A connected call ended; `by` = caller | agent.
     CallEnded { call: String, by: String },
+    /// The caller hung up for a callback: its place in line now belongs to the callback
+    /// call reachable at `tx`.
+    Callback {
+        call: String,
+        tx: mpsc::Sender<CallInput>,
+    },
     /// Registrar: an agent's contacts changed (empty: unreachable). `def` comes with a
     /// fresh registration (queues and skills as stored); None keeps what the ACD knows.
     Reachability {
@@ -291,6 +297,12 @@ impl AcdService {
                     warn!(%call, %agent, "connect not expected by the ACD");
                 }
             }
+            AcdMsg::Callback { call, tx } => {
+                if let Some(m) = self.calls.get_mut(&call) {
+                    m.tx = tx;
+                    self.core.callback(now, &call);
+                }
+            }
             AcdMsg::CallEnded { call, by } => {
                 self.core.call_ended(now, &call, &by);
                 self.calls.remove(&call);
@@ -416,6 +428,10 @@ impl AcdService {
                                     ticket_id: m.ticket_id,
                                 });
                             }
+                        } else if self.calls.get(&call).is_none_or(|m| m.tx.is_closed()) {
+                            info!(%call, "offer for a call that is gone: it leaves the queue");
+                            self.core.leave(now, &call, "lost");
+                            self.calls.remove(&call);
                         } else {
                             info!(%agent, %call, "offer could not be delivered");
                             self.core.offer_ended(now, &call, &agent, OfferEnd::Failed);

@@ -486,6 +486,8 @@ async fn dial(
         machine: st.machine,
         request_uri: None,
         leg: None,
+        park: false,
+        callback_for: None,
     };
     pacer.take(Instant::now());
     active.fetch_add(1, Ordering::Relaxed);

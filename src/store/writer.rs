@@ -44,8 +44,12 @@ impl StoreHandle {
     /// the op is counted in `mailbox_full` and logged.
     pub fn submit(&self, op: StoreOp) {
         if let Err(e) = self.tx.try_send(op) {
-            self.stats.mailbox_full.fetch_add(1, Ordering::Relaxed);
-            error!(error = %e, "store mailbox full or closed: record op lost");
+            // Count every loss; log the first of each burst with the op, not a flood.
+            let n = self.stats.mailbox_full.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() || n == 0 {
+                let op = format!("{:?}", e.into_inner());
+                error!(lost_so_far = n + 1, op = %op.chars().take(200).collect::<String>(), "store mailbox full or closed: record op lost");
+            }
         }
     }
 }

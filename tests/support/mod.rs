@@ -355,9 +355,12 @@ impl Drop for Server {
             let _ = wait_child(&mut self.child, Duration::from_secs(10));
         }
         if std::thread::panicking() {
+            let log = self.log();
+            let head: Vec<&str> = log.lines().take(80).collect();
             eprintln!(
-                "==== server log (test failed) ====\n{}",
-                tail(&self.log(), 200)
+                "==== server log (test failed), first lines ====\n{}\n==== last lines ====\n{}",
+                head.join("\n"),
+                tail(&log, 120)
             );
         }
     }

@@ -39,7 +39,7 @@ use crate::store::{now_ts, tickets};
 mod queue;
 mod uac;
 
-pub use queue::{LegControl, LegEvent, LegLink};
+pub use queue::{CallbackFor, LegControl, LegEvent, LegLink};
 pub use uac::{run_outbound, CallResult, MachineHandling, OutboundRequest};
 
 pub const MAILBOX: usize = 64;
@@ -64,6 +64,8 @@ enum Phase {
     },
     /// Outbound: INVITE sent, waiting for the final answer.
     Calling,
+    /// A queue callback waiting for an agent before dialing the customer.
+    Parked,
     Answered,
     /// We sent BYE and wait for its answer.
     Ending,
@@ -147,6 +149,10 @@ pub struct Call {
     relay: Option<crate::media::bridge::Relay>,
     relay_out: Option<Arc<UdpSocket>>,
     shutdown: CancellationToken,
+    /// Parked callback: the INVITE to send once an agent answered.
+    pending_dial: Option<uac::PendingDial>,
+    /// Callback: the agent leg that answered, waiting for the customer to answer.
+    callback: Option<Box<queue::AnsweredLeg>>,
 }
 
 pub async fn run_inbound(
@@ -260,6 +266,8 @@ impl Call {
             relay: None,
             relay_out: None,
             shutdown,
+            pending_dial: None,
+            callback: None,
             local,
             invite,
             ctx,
@@ -430,6 +438,9 @@ impl Call {
         if let Some(r) = &self.relay {
             d = d.min(r.last_rx() + self.ctx.media_timeout());
         }
+        if let Some(t) = self.queue_deadline() {
+            d = d.min(t);
+        }
         d
     }
 
@@ -443,6 +454,7 @@ impl Call {
         }
         self.drive_retransmits(now);
         self.drive_uac(now);
+        self.drive_queue(now);
         if self
             .relay
             .as_ref()
@@ -481,6 +493,7 @@ impl Call {
                 MediaEvent::PlaybackFinished(id) if id == uac::VOICEMAIL_PLAY_ID => {
                     self.hangup(now, "voicemail_left");
                 }
+                MediaEvent::PlaybackFinished(id) if self.queue_playback_finished(now, id) => {}
                 MediaEvent::PlaybackFinished(id) => {
                     if let Some(i) = self.interp.as_mut() {
                         i.handle_playback_finished(now, id);
@@ -630,6 +643,10 @@ impl Call {
         if self.leg.is_some() {
             // An agent leg has no media of its own until bridged: hand the answer over.
             self.leg_answered(now, n);
+            return;
+        }
+        if self.callback.is_some() {
+            self.callback_answered(now, n);
             return;
         }
         let params = MediaParams {
@@ -855,6 +872,7 @@ impl Call {
                 }
                 self.hangup(now, "shutdown")
             }
+            Phase::Parked => self.hangup(now, "shutdown"),
             Phase::Ending | Phase::Done => {}
         }
     }
@@ -883,6 +901,11 @@ impl Call {
                 self.refuse(now, 480, "Temporarily Unavailable", cause, "failed")
             }
             Phase::Calling => self.cancel_outbound(now, cause),
+            Phase::Parked => {
+                // A callback never dialed: nothing on the wire to end.
+                self.phase = Phase::Done;
+                self.record_end("cancelled", cause, None);
+            }
             Phase::Ending | Phase::Done => {}
         }
     }
@@ -904,6 +927,9 @@ impl Call {
 
     fn on_digit(&mut self, now: Instant, d: char) {
         self.record_event("dtmf", d.to_string());
+        if self.queue_digit(now, d) {
+            return;
+        }
         if let Some(i) = self.interp.as_mut() {
             i.handle_digit(now, d);
         }

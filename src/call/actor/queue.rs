@@ -25,8 +25,18 @@ use crate::registrar::Reachable;
 use crate::sip::transport::ReplyPath;
 use crate::sip::uri::Uri;
 
-/// Playlist id of music on hold (never used by the interpreter).
+/// Playlist ids of music on hold and the callback prompts (never used by the interpreter).
 pub(super) const MOH_PLAY_ID: u32 = u32::MAX - 1;
+const CALLBACK_OFFER_ID: u32 = u32::MAX - 2;
+const CALLBACK_CONFIRM_ID: u32 = u32::MAX - 3;
+
+/// A callback call's place in line: the queue and the ACD key of the original caller.
+#[derive(Debug, Clone)]
+pub struct CallbackFor {
+    pub(super) queue: String,
+    pub(super) acd_key: String,
+    pub(super) original_call: String,
+}
 
 /// An agent leg whose phone answered.
 #[derive(Debug)]
@@ -92,7 +102,13 @@ struct LegHandle {
 #[derive(Debug)]
 pub(super) struct QueueSession {
     queue: String,
+    /// The ACD's key for this place in line: the caller's call id (kept by a callback).
+    acd_key: String,
     joined: Instant,
+    /// When the caller is offered a callback (press 1), if the queue offers them.
+    callback_at: Option<Instant>,
+    callback_offered: bool,
+
     legs: Vec<LegHandle>,
     next_leg: u64,
     connected: Option<(u64, String)>,
@@ -103,6 +119,23 @@ pub(super) struct QueueSession {
 }
 
 impl QueueSession {
+    /// The place in line a callback call takes over (its caller has hung up).
+    pub(super) fn for_callback(cb: &CallbackFor, now: Instant) -> QueueSession {
+        QueueSession {
+            queue: cb.queue.clone(),
+            acd_key: cb.acd_key.clone(),
+            joined: now,
+            callback_at: None,
+            callback_offered: true,
+            legs: Vec::new(),
+            next_leg: 1,
+            connected: None,
+            wait_ms: None,
+            counters: None,
+            told_acd: false,
+        }
+    }
+
     pub(super) fn record_fields(&self) -> (Option<String>, Option<String>, Option<i64>) {
         (
             Some(self.queue.clone()),
@@ -167,9 +200,16 @@ impl Call {
             let lang = vars.get("language").cloned().unwrap_or_else(|| "en".into());
             needs.push((format!("lang:{lang}"), 1));
         }
+        let callback_at = settings
+            .callback_after_s
+            .filter(|_| self.callback_trunk().is_some())
+            .map(|s| now + Duration::from_secs(s));
         self.queue = Some(QueueSession {
             queue: queue.clone(),
+            acd_key: self.id.clone(),
             joined: now,
+            callback_at,
+            callback_offered: false,
             legs: Vec::new(),
             next_leg: 1,
             connected: None,
@@ -189,7 +229,7 @@ impl Call {
             }
         }
         self.ctx.acd.send(AcdMsg::Join {
-            call: self.id.clone(),
+            call: self.id.clone(), // a new place in line: keyed by this call
             queue,
             segment,
             needs,
@@ -238,15 +278,16 @@ impl Call {
     }
 
     fn offer_agent(&mut self, agent: String, contacts: Vec<Reachable>, ring_timeout: Duration) {
-        let usable = self.phase == Phase::Answered
+        let usable = matches!(self.phase, Phase::Answered | Phase::Parked)
             && self
                 .queue
                 .as_ref()
                 .is_some_and(|q| q.connected.is_none() && !q.told_acd);
         let target = contacts.iter().find_map(destination);
         let (true, Some((uri, dest))) = (usable, target) else {
+            debug!(%agent, usable, "offer refused by the call");
             self.ctx.acd.send(AcdMsg::OfferEnded {
-                call: self.id.clone(),
+                call: self.acd_key(),
                 agent,
                 how: if usable {
                     OfferEnd::Failed
@@ -289,6 +330,8 @@ impl Call {
             result: None,
             machine: None,
             request_uri: Some(uri),
+            park: false,
+            callback_for: None,
             leg: Some(LegLink {
                 leg,
                 agent,
@@ -310,8 +353,9 @@ impl Call {
                     l.done = true;
                 }
                 if !q.told_acd {
+                    let key = q.acd_key.clone();
                     self.ctx.acd.send(AcdMsg::OfferEnded {
-                        call: self.id.clone(),
+                        call: key,
                         agent: agent.clone(),
                         how,
                     });
@@ -327,8 +371,9 @@ impl Call {
                 }
                 if q.connected.as_ref().is_some_and(|(id, _)| *id == leg) && !q.told_acd {
                     q.told_acd = true;
+                    let key = q.acd_key.clone();
                     self.ctx.acd.send(AcdMsg::CallEnded {
-                        call: self.id.clone(),
+                        call: key,
                         by: "agent".into(),
                     });
                     info!(%agent, "agent hung up");
@@ -339,76 +384,304 @@ impl Call {
     }
 
     fn on_leg_answered(&mut self, now: Instant, answered: AnsweredLeg) {
-        let AnsweredLeg {
-            leg,
-            agent,
-            media: agent_media,
-            remote,
-            socket: agent_socket,
-            tx: leg_tx,
-        } = answered;
-        let caller_media = self.offer.as_ref().map(leg_media);
-        let caller_dest = self.media.as_ref().map(|m| m.destination());
-        let own_socket = self.rtp_sock.clone();
+        let leg = answered.leg;
+        let agent = answered.agent.clone();
         let Some(q) = self.queue.as_mut() else {
             debug!(%agent, leg, "answer after the caller left the queue: hanging it up");
-            let _ = leg_tx.try_send(CallInput::LegControl(LegControl::Stop));
+            let _ = answered
+                .tx
+                .try_send(CallInput::LegControl(LegControl::Stop));
             return;
         };
-        let can_bridge = q.connected.is_none() && !q.told_acd && self.phase == Phase::Answered;
-        let (true, Some(caller_media), Some(caller_dest), Some(own_socket)) =
-            (can_bridge, caller_media, caller_dest, own_socket)
-        else {
+        let live = match self.phase {
+            Phase::Answered => self.media.is_some() && self.rtp_sock.is_some(),
+            // A parked callback has no customer yet: the agent is connected first.
+            Phase::Parked => self.pending_dial.is_some(),
+            _ => false,
+        };
+        if q.connected.is_some() || q.told_acd || !live {
             // Second 200 (ring-all race, or crossing our CANCEL): that leg hangs up.
             debug!(%agent, "late answer from an agent leg: hanging it up");
-            let _ = leg_tx.try_send(CallInput::LegControl(LegControl::Stop));
-            if let Some(q) = self.queue.as_ref() {
-                if !q.told_acd {
-                    self.ctx.acd.send(AcdMsg::OfferEnded {
-                        call: self.id.clone(),
-                        agent,
-                        how: OfferEnd::Cancelled,
-                    });
-                }
+            let _ = answered
+                .tx
+                .try_send(CallInput::LegControl(LegControl::Stop));
+            if !q.told_acd {
+                let key = q.acd_key.clone();
+                self.ctx.acd.send(AcdMsg::OfferEnded {
+                    call: key,
+                    agent,
+                    how: OfferEnd::Cancelled,
+                });
             }
             return;
-        };
+        }
         let wait_ms = now.duration_since(q.joined).as_millis() as i64;
         q.connected = Some((leg, agent.clone()));
         q.wait_ms = Some(wait_ms);
-        let counters = Arc::new(RelayCounters::default());
-        q.counters = Some(counters.clone());
         for l in q.legs.iter().filter(|l| l.id != leg && !l.done) {
             let _ = l.tx.try_send(CallInput::LegControl(LegControl::Stop));
         }
+        let key = q.acd_key.clone();
         self.ctx.acd.send(AcdMsg::Connected {
-            call: self.id.clone(),
+            call: key,
             agent: agent.clone(),
         });
-        let bridged = leg_tx.try_send(CallInput::LegControl(LegControl::Bridge {
+        self.record_event("agent_connect", agent.clone());
+        info!(%agent, wait_ms, "connected to agent");
+        if self.phase == Phase::Parked {
+            // Callback: now ring the customer; the bridge is made when they answer.
+            self.callback = Some(Box::new(answered));
+            if let Some(d) = self.pending_dial.take() {
+                self.dial(now, d);
+            }
+            return;
+        }
+        let (Some(caller_media), Some(caller_dest)) = (
+            self.offer.as_ref().map(leg_media),
+            self.media.as_ref().map(|m| m.destination()),
+        ) else {
+            return;
+        };
+        self.bridge(now, answered, caller_media, caller_dest);
+        if self.outcome.is_none() {
+            // The customer's choice was to talk to a person (campaign "0", hotline "0").
+            self.outcome = Some("agent".into());
+            self.record_event("outcome", "agent".into());
+            self.ctx.store.submit(crate::store::ops::StoreOp::Outcome {
+                call_id: self.id.clone(),
+                ticket_id: self.ticket_id,
+                choice: "agent".into(),
+                at: crate::store::now_ts(),
+            });
+        }
+    }
+
+    /// Relay media between this call and the agent's leg, both ways.
+    fn bridge(
+        &mut self,
+        now: Instant,
+        agent: AnsweredLeg,
+        caller_media: LegMedia,
+        caller_dest: SocketAddr,
+    ) {
+        let Some(own_socket) = self.rtp_sock.clone() else {
+            return;
+        };
+        let counters = Arc::new(RelayCounters::default());
+        if let Some(q) = self.queue.as_mut() {
+            q.counters = Some(counters.clone());
+        }
+        let bridged = agent.tx.try_send(CallInput::LegControl(LegControl::Bridge {
             socket: own_socket,
             dest: caller_dest,
-            agent: agent_media,
+            agent: agent.media,
             caller: caller_media,
             counters: counters.clone(),
         }));
         if bridged.is_err() {
-            warn!(%agent, "agent leg vanished at bridge time");
+            warn!(agent = %agent.agent, "agent leg vanished at bridge time");
         }
         self.relay = Some(Relay::new(
             now,
             caller_media,
-            agent_media,
-            remote,
+            agent.media,
+            agent.remote,
             Direction::CallerToAgent,
             counters,
         ));
-        self.relay_out = Some(agent_socket);
+        self.relay_out = Some(agent.socket);
         // The call now belongs to the agent: no more prompts, music or dialplan.
         self.media = None;
         self.interp = None;
-        info!(%agent, wait_ms, "connected to agent");
-        self.record_event("agent_connect", agent);
+    }
+
+    /// Callback: the customer answered (the agent is already on the line).
+    pub(super) fn callback_answered(&mut self, now: Instant, n: &crate::sip::sdp::Negotiated) {
+        let Some(agent) = self.callback.take() else {
+            return;
+        };
+        info!(agent = %agent.agent, "callback: customer answered; bridging");
+        self.record_event("callback_answered", agent.agent.clone());
+        self.bridge(now, *agent, leg_media(n), n.remote);
+    }
+
+    /// The trunk used to call customers back (`callback_trunk`, else the first trunk).
+    fn callback_trunk(&self) -> Option<Trunk> {
+        let cfg = &self.ctx.config;
+        let name = self
+            .queue
+            .as_ref()
+            .and_then(|q| cfg.queue(&q.queue))
+            .and_then(|s| s.callback_trunk.clone());
+        match name {
+            Some(n) => cfg.trunk(&n).cloned(),
+            None => cfg.trunks.first().cloned(),
+        }
+    }
+
+    fn acd_key(&self) -> String {
+        self.queue
+            .as_ref()
+            .map_or_else(|| self.id.clone(), |q| q.acd_key.clone())
+    }
+
+    /// The earliest queue timer (callback offer), for the actor's sleep.
+    pub(super) fn queue_deadline(&self) -> Option<Instant> {
+        let q = self.queue.as_ref()?;
+        if q.callback_offered || q.connected.is_some() || q.told_acd {
+            return None;
+        }
+        q.callback_at
+    }
+
+    /// Time-driven queue work: offer the callback once the caller has waited long enough.
+    pub(super) fn drive_queue(&mut self, now: Instant) {
+        if self.queue_deadline().is_none_or(|t| now < t) {
+            return;
+        }
+        let lang = self.preset_language();
+        let prompt = self
+            .ctx
+            .prompts
+            .get(&lang, "callback-offer")
+            .or_else(|| self.ctx.prompts.get("en", "callback-offer"))
+            .cloned();
+        if let Some(q) = self.queue.as_mut() {
+            q.callback_offered = true;
+        }
+        if let (Some(p), Some(m)) = (prompt, self.media.as_mut()) {
+            m.play(CALLBACK_OFFER_ID, vec![PlayItem::Prompt(p)], false);
+        }
+        self.record_event("callback_offer", String::new());
+    }
+
+    /// A digit while waiting in a queue: `1` after the callback offer asks for a callback.
+    /// Returns true when the digit was taken.
+    pub(super) fn queue_digit(&mut self, now: Instant, d: char) -> bool {
+        let Some(q) = self.queue.as_ref() else {
+            return false;
+        };
+        if self.leg.is_some() || q.connected.is_some() || q.told_acd {
+            return false;
+        }
+        let ringing = q.legs.iter().any(|l| !l.done);
+        if d == '1' && q.callback_offered && !ringing && self.phase == Phase::Answered {
+            self.convert_to_callback(now);
+        }
+        true
+    }
+
+    /// Keep the caller's place in line for a callback call, confirm, and hang up.
+    fn convert_to_callback(&mut self, now: Instant) {
+        let Some(trunk) = self.callback_trunk() else {
+            return;
+        };
+        let Some(q) = self.queue.as_mut() else { return };
+        let queue = q.queue.clone();
+        let key = q.acd_key.clone();
+        // The place in line now belongs to the callback call: this call leaves quietly.
+        q.told_acd = true;
+        let (tx, rx) = mpsc::channel(super::MAILBOX);
+        let ring_timeout = self
+            .ctx
+            .config
+            .queue(&queue)
+            .map_or(Duration::from_secs(30), |s| {
+                s.acd.ring_timeout.max(Duration::from_secs(20))
+            });
+        let caller_id = trunk
+            .caller_id
+            .clone()
+            .unwrap_or_else(|| self.route.to.clone());
+        let req = super::OutboundRequest {
+            to_number: self.caller.clone(),
+            trunk,
+            caller_id,
+            dialplan: String::new(),
+            ring_timeout,
+            vars: Default::default(),
+            ticket_id: self.ticket_id,
+            campaign_id: None,
+            result: None,
+            machine: None,
+            request_uri: None,
+            leg: None,
+            park: true,
+            callback_for: Some(CallbackFor {
+                queue: queue.clone(),
+                acd_key: key.clone(),
+                original_call: self.id.clone(),
+            }),
+        };
+        self.ctx.acd.send(AcdMsg::Callback {
+            call: key,
+            tx: tx.clone(),
+        });
+        tokio::spawn(super::uac::run_outbound_on(
+            self.ctx.clone(),
+            req,
+            tx,
+            rx,
+            self.shutdown.clone(),
+        ));
+        self.outcome = Some("callback".into());
+        self.record_event("outcome", "callback".into());
+        self.ctx.store.submit(crate::store::ops::StoreOp::Outcome {
+            call_id: self.id.clone(),
+            ticket_id: self.ticket_id,
+            choice: "callback".into(),
+            at: crate::store::now_ts(),
+        });
+        info!(%queue, "caller chose a callback; keeping the place in line");
+        self.interp = None;
+        let lang = self.preset_language();
+        let prompt = self
+            .ctx
+            .prompts
+            .get(&lang, "callback-confirmed")
+            .or_else(|| self.ctx.prompts.get("en", "callback-confirmed"))
+            .cloned();
+        match (prompt, self.media.as_mut()) {
+            (Some(p), Some(m)) => m.play(CALLBACK_CONFIRM_ID, vec![PlayItem::Prompt(p)], false),
+            _ => self.hangup(now, "callback_requested"),
+        }
+    }
+
+    /// Playlists this module started: true when `id` was one of them.
+    pub(super) fn queue_playback_finished(&mut self, now: Instant, id: u32) -> bool {
+        match id {
+            CALLBACK_OFFER_ID => {
+                self.resume_moh();
+                true
+            }
+            CALLBACK_CONFIRM_ID => {
+                self.hangup(now, "callback_requested");
+                true
+            }
+            MOH_PLAY_ID => true,
+            _ => false,
+        }
+    }
+
+    fn resume_moh(&mut self) {
+        let Some(q) = self.queue.as_ref() else { return };
+        if q.connected.is_some() || q.told_acd {
+            return;
+        }
+        let moh = self
+            .ctx
+            .config
+            .queue(&q.queue)
+            .map(|s| s.music_on_hold.clone())
+            .and_then(|name| {
+                self.ctx
+                    .prompts
+                    .get(crate::server::MOH_LANG, &name)
+                    .cloned()
+            });
+        if let (Some(moh), Some(m)) = (moh, self.media.as_mut()) {
+            m.play(MOH_PLAY_ID, vec![PlayItem::Prompt(moh)], true);
+        }
     }
 
     /// Called once from `record_end`: tell the ACD and the legs this call is over.
@@ -420,13 +693,18 @@ impl Call {
         if !q.told_acd {
             q.told_acd = true;
             let msg = if q.connected.is_some() {
+                let by = if self.callback.is_some() {
+                    "callback_unanswered"
+                } else {
+                    "caller"
+                };
                 AcdMsg::CallEnded {
-                    call: self.id.clone(),
-                    by: "caller".into(),
+                    call: q.acd_key.clone(),
+                    by: by.into(),
                 }
             } else {
                 AcdMsg::Leave {
-                    call: self.id.clone(),
+                    call: q.acd_key.clone(),
                     reason: "caller_hangup".into(),
                 }
             };

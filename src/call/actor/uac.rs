@@ -63,6 +63,20 @@ pub struct OutboundRequest {
     pub request_uri: Option<Uri>,
     /// Set for an agent leg of a queue call: no records of its own, reports to the caller.
     pub leg: Option<super::queue::LegLink>,
+    /// Prepare the call but do not dial (a queue callback dials once an agent answered).
+    pub park: bool,
+    /// A queue callback: the place in line this call takes over.
+    pub callback_for: Option<super::queue::CallbackFor>,
+}
+
+/// An INVITE not sent yet.
+#[derive(Debug)]
+pub(super) struct PendingDial {
+    request_uri: Uri,
+    to: String,
+    trunk: Trunk,
+    ring_timeout: Duration,
+    result: Option<oneshot::Sender<CallResult>>,
 }
 
 /// How an outbound call ended.
@@ -335,34 +349,59 @@ impl Call {
             relay: None,
             relay_out: None,
             shutdown,
+            pending_dial: None,
+            callback: None,
         };
-        let body = call.local_sdp(None);
-        let (invite, branch) = build_invite(&call, &request_uri, &to, 1, body, None);
+        let dial = PendingDial {
+            request_uri,
+            to,
+            trunk: req.trunk,
+            ring_timeout: req.ring_timeout,
+            result: req.result,
+        };
+        if let Some(cb) = &req.callback_for {
+            call.queue = Some(super::queue::QueueSession::for_callback(cb, now));
+            call.record_event("callback_for", cb.original_call.clone());
+        }
+        if req.park {
+            // A queue callback: the agent is connected first, then `dial` rings the customer.
+            call.phase = Phase::Parked;
+            call.pending_dial = Some(dial);
+        } else {
+            call.dial(now, dial);
+        }
+        Some((call, Some(rtp)))
+    }
+
+    /// Send the INVITE (RFC 3261 §13.2.1) and start the client transaction's timers.
+    pub(super) fn dial(&mut self, now: Instant, d: PendingDial) {
+        let body = self.local_sdp(None);
+        let (invite, branch) = build_invite(self, &d.request_uri, &d.to, 1, body, None);
         let bytes = invite.to_bytes();
-        call.flow.send(bytes.clone());
-        info!(trunk = %req.trunk.name, "dialing");
-        call.invite_branch = branch.clone();
-        call.invite = invite.clone();
-        call.uac = Some(Box::new(Uac {
+        self.flow.send(bytes.clone());
+        info!(trunk = %d.trunk.name, "dialing");
+        self.phase = Phase::Calling;
+        self.invite_branch = branch.clone();
+        self.invite = invite.clone();
+        self.uac = Some(Box::new(Uac {
             request: invite,
             bytes: bytes.clone(),
             branch,
             cseq: 1,
             timer: Retransmit::new(bytes, now, true, 1),
-            ring_deadline: now + req.ring_timeout,
+            ring_deadline: now + d.ring_timeout,
             provisional: false,
             cancel: None,
             cancel_pending: false,
             cancel_cause: None,
             auth_tried: false,
-            trunk: req.trunk,
+            trunk: d.trunk,
             ack_2xx: None,
             final_received: false,
-            result: req.result,
+            result: d.result,
             answered: false,
             ringing_seen: false,
         }));
-        Some((call, Some(rtp)))
     }
 
     pub(super) fn drive_uac(&mut self, now: Instant) {
