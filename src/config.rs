@@ -132,6 +132,7 @@ struct RawServer {
     user_agent: Option<String>,
     api_token: Option<String>,
     realm: Option<String>,
+    digest_algorithms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +222,8 @@ pub struct Config {
     pub trunks: Vec<Trunk>,
     /// Digest realm for agent accounts (HA1 depends on it).
     pub realm: String,
+    /// Digest challenges the registrar offers, in order (`[server] digest_algorithms`).
+    pub digest_algorithms: Vec<crate::sip::auth::Algorithm>,
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -261,6 +264,7 @@ impl Config {
                 reason: e.message().to_string(),
             }
         })?;
+        let server_at = raw.server.as_ref().map_or(0, |s| s.span().start);
         let server = raw.server.map(Spanned::into_inner).unwrap_or_default();
         let addr = |v: &Option<Spanned<String>>,
                     default: &str,
@@ -469,11 +473,36 @@ impl Config {
                 callback_trunk: q.callback_trunk.clone(),
             });
         }
+        let digest_algorithms = match &server.digest_algorithms {
+            None => vec![
+                crate::sip::auth::Algorithm::Md5,
+                crate::sip::auth::Algorithm::Sha256,
+            ],
+            Some(list) => {
+                let mut out = Vec::new();
+                for a in list {
+                    let alg = crate::sip::auth::Algorithm::parse(a).map_err(|_| {
+                        err(
+                            server_at,
+                            format!("digest_algorithms: '{a}' must be MD5 or SHA-256"),
+                        )
+                    })?;
+                    if !out.contains(&alg) {
+                        out.push(alg);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(err(server_at, "digest_algorithms must not be empty".into()));
+                }
+                out
+            }
+        };
         let media_address_explicit = server.media_address.is_some();
         Ok(Config {
             media_address_explicit,
             trunks,
             realm: server.realm.unwrap_or_else(|| "switchboard".into()),
+            digest_algorithms,
             source: file.to_string(),
             sip_listen,
             http_listen,

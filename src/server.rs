@@ -195,6 +195,7 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     let registrar_core = crate::registrar::Registrar::new(
         db.clone(),
         cfg.realm.clone(),
+        cfg.digest_algorithms.clone(),
         crate::call::dialog::LocalIdentity {
             contact: format!("<sip:switchboard@{sip_addr}>"),
             via_host: sip_addr.to_string(),

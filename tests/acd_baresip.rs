@@ -8,20 +8,15 @@
 //! baresip 1.0.0 links libre 1.1.0, whose digest code gives up on a 401 as soon as one of its
 //! `WWW-Authenticate` headers has an algorithm other than MD5 (`sip/auth.c`: `ENOSYS`, logged
 //! as "Register: Function not implemented"), even when an MD5 challenge is also present. The
-//! registrar sends MD5 and SHA-256 challenges, so the phone registers through
-//! [`ChallengeFilter`], a UDP relay that drops the SHA-256 challenge and forwards everything
-//! else unchanged (RTP goes directly between the server and baresip). When the registrar can
-//! be told to challenge with MD5 only, point the account at the server and drop the relay.
+//! registrar knows this client (User-Agent `baresip v0.`/`v1.`) and challenges it with MD5
+//! only, so the phone registers directly with the server: this test proves that too.
 
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -124,80 +119,6 @@ fn baresip_sip_port() -> u16 {
     panic!("no loopback port pair free for baresip");
 }
 
-/// The relay in front of the registrar (see the module comment). The phone uses it as its
-/// registrar; datagrams from the phone go to the server, everything else goes to the phone,
-/// with `WWW-Authenticate`/`Proxy-Authenticate` lines for SHA-256 removed from 401/407s.
-struct ChallengeFilter {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    stripped: Arc<AtomicU32>,
-    thread: Option<JoinHandle<()>>,
-}
-
-fn strip_sha256_challenges(msg: &[u8]) -> Option<Vec<u8>> {
-    if !(msg.starts_with(b"SIP/2.0 401") || msg.starts_with(b"SIP/2.0 407")) {
-        return None;
-    }
-    let text = String::from_utf8_lossy(msg);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let keep: Vec<&str> = head
-        .split("\r\n")
-        .filter(|l| {
-            let lower = l.to_ascii_lowercase();
-            let challenge =
-                lower.starts_with("www-authenticate:") || lower.starts_with("proxy-authenticate:");
-            !(challenge && lower.contains("sha-256"))
-        })
-        .collect();
-    Some(format!("{}\r\n\r\n{body}", keep.join("\r\n")).into_bytes())
-}
-
-impl ChallengeFilter {
-    fn start(server: SocketAddr, phone: SocketAddr) -> ChallengeFilter {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        let addr = sock.local_addr().expect("relay addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stripped = Arc::new(AtomicU32::new(0));
-        let (stop2, stripped2) = (stop.clone(), stripped.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65_536];
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let msg = &buf[..n];
-                if from == phone {
-                    let _ = sock.send_to(msg, server);
-                } else if let Some(filtered) = strip_sha256_challenges(msg) {
-                    if filtered.len() != n {
-                        stripped2.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = sock.send_to(&filtered, phone);
-                } else {
-                    let _ = sock.send_to(msg, phone);
-                }
-            }
-        });
-        ChallengeFilter {
-            addr,
-            stop,
-            stripped,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for ChallengeFilter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// baresip with its own config folder; stopped on drop (SIGTERM so its log is flushed, then
 /// SIGKILL after 2 s).
 struct Baresip {
@@ -298,12 +219,11 @@ fn baresip_agent_answers_a_queued_call_with_audio_both_ways() {
     let server = Server::start(&[]);
     add_agent(&server, AGENT, PASSWORD);
     let phone_port = baresip_sip_port();
-    let filter = ChallengeFilter::start(server.sip_addr, ([127, 0, 0, 1], phone_port).into());
     let phone = Baresip::start(
         &binary,
         &server.dir.path().join("baresip"),
         phone_port,
-        filter.addr,
+        server.sip_addr,
     );
 
     wait_for(
@@ -347,10 +267,7 @@ fn baresip_agent_answers_a_queued_call_with_audio_both_ways() {
     });
     let to_agent = packets(&bridge, "caller_to_agent");
     let to_caller = packets(&bridge, "agent_to_caller");
-    eprintln!(
-        "bridge_packets: {bridge} (SHA-256 challenges removed for libre 1.1: {})",
-        filter.stripped.load(Ordering::Relaxed)
-    );
+    eprintln!("bridge_packets: {bridge}");
     // ~6 s bridged at 50 packets/s each way.
     assert!(to_agent >= 100, "caller -> agent: {bridge}");
     assert!(to_caller >= 100, "agent (baresip) -> caller: {bridge}");

@@ -144,7 +144,12 @@ pub fn channel() -> (RegistrarHandle, mpsc::Receiver<RegistrarMsg>) {
 
 impl Registrar {
     /// Build the registrar and restore unexpired bindings from the database.
-    pub async fn new(db: Db, realm: String, local: LocalIdentity) -> Registrar {
+    pub async fn new(
+        db: Db,
+        realm: String,
+        algorithms: Vec<auth::Algorithm>,
+        local: LocalIdentity,
+    ) -> Registrar {
         let mut bindings = Bindings::default();
         let now = Instant::now();
         let wall = chrono::Utc::now();
@@ -182,7 +187,7 @@ impl Registrar {
             realm,
             local,
             nonces: NonceKey::new(300),
-            algorithms: vec![auth::Algorithm::Md5, auth::Algorithm::Sha256],
+            algorithms,
             replay: auth::ReplayGuard::new(4096),
             bindings,
             sources: HashMap::new(),
@@ -330,9 +335,11 @@ impl Registrar {
         // MD5 first: SIPp and many desk phones answer the first challenge they see even when
         // it is SHA-256, which they cannot compute; SHA-256-capable clients still find theirs
         // (RFC 8760 §2.4 allows several challenges; the order is our interop choice).
+        let md5_only = md5_only_client(req);
         let extra: Vec<(HeaderName, String)> = self
             .algorithms
             .iter()
+            .filter(|a| !md5_only || **a == auth::Algorithm::Md5 || self.algorithms.len() == 1)
             .map(|alg| {
                 (
                     HeaderName::WwwAuthenticate,
@@ -498,6 +505,19 @@ impl Registrar {
     }
 }
 
+/// Clients known to fail a 401 that carries any non-MD5 challenge, even next to an MD5 one:
+/// libre before 2.x (baresip 0.x/1.x) stops at the first unknown algorithm and gives up the
+/// whole registration with ENOSYS. They get the MD5 challenge only (when MD5 is offered).
+fn md5_only_client(req: &Message) -> bool {
+    let Some(ua) = req.header(&HeaderName::UserAgent) else {
+        return false;
+    };
+    let ua = ua.trim().to_ascii_lowercase();
+    ["baresip v0.", "baresip v1."]
+        .iter()
+        .any(|p| ua.starts_with(p))
+}
+
 /// PostgreSQL's text form of a timestamptz: `2026-11-23 15:26:08.123+00`.
 fn parse_pg_ts(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let s = s.trim();
@@ -517,6 +537,22 @@ pub type SharedRegistrar = Arc<RegistrarHandle>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_libre_clients_get_md5_only() {
+        let req = |ua: &str| {
+            let raw = format!(
+                "REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKa\r\n\
+                 From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\
+                 User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n"
+            );
+            Message::parse(raw.as_bytes(), crate::sip::message::Framing::Datagram).expect("parse")
+        };
+        assert!(md5_only_client(&req("baresip v1.0.0 (x86_64/linux)")));
+        assert!(md5_only_client(&req("baresip v0.6.1 (arm/linux)")));
+        assert!(!md5_only_client(&req("baresip v3.10.1 (x86_64/linux)")));
+        assert!(!md5_only_client(&req("Linphone/5.2 (belle-sip/5.2)")));
+    }
 
     #[test]
     fn parses_postgres_timestamps() {
