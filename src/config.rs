@@ -163,6 +163,7 @@ struct RawQueue {
     callback_after_s: Option<u64>,
     callback_trunk: Option<String>,
     retry_s: Option<u64>,
+    announce_every_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -183,6 +184,8 @@ pub struct QueueSettings {
     pub callback_after_s: Option<u64>,
     /// Trunk for callbacks (default: the first trunk).
     pub callback_trunk: Option<String>,
+    /// Every this often a waiting caller hears its position and estimated wait; None: never.
+    pub announce_every_s: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -471,6 +474,7 @@ impl Config {
                 music_on_hold: q.music_on_hold.clone().unwrap_or_else(|| "moh".into()),
                 callback_after_s: q.callback_after_s.filter(|s| *s > 0),
                 callback_trunk: q.callback_trunk.clone(),
+                announce_every_s: q.announce_every_s.filter(|s| *s > 0),
             });
         }
         let digest_algorithms = match &server.digest_algorithms {

@@ -130,6 +130,16 @@ fn spawn_uas(
 }
 
 fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    http_body(addr, method, path, token, "")
+}
+
+fn http_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -138,7 +148,8 @@ fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16
         .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("write");
     let mut buf = String::new();
@@ -800,4 +811,82 @@ fn play_silence(dir: &Path) -> String {
         "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
         pcap.display()
     )
+}
+
+/// Hold: the agent's phone puts the caller on hold (re-INVITE sendonly) for longer than the
+/// media timeout, then resumes and talks on. The caller hears music meanwhile, nobody is
+/// hung up for silence, and the bridge carries audio again after the hold.
+#[test]
+fn agent_hold_plays_music_and_resumes_the_bridge() {
+    let (_cfg_dir, cfg) = config_with(&[("media_timeout_s", "2")]);
+    let server = Server::start(&["--config", &cfg]);
+    let port = setup_agent(&server, "hank");
+    let dir = server.dir.path().join("agent-hank");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent_hold.xml"))
+        .expect("scenario")
+        .replace("@TALK_MS@", "2000")
+        .replace("@HOLD_MS@", "4000");
+    let file = dir.join("uas_agent_hold.xml");
+    std::fs::write(&file, text).expect("write");
+    let phone = spawn_uas(&file, &dir, port, 60_000, server.sip_addr);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 20_000, 40_000),
+        &caller("+15551239009"),
+    );
+    let run = phone.wait();
+    assert_eq!(run.code, Some(0), "hank's phone failed\n{}", run.text);
+    call.wait().assert_ok(&server);
+    let rec = ended_call(&server, "+15551239009");
+    assert_eq!(rec["agent"], "hank");
+    assert_eq!(rec["hangup_cause"], "agent_hangup", "{rec:?}");
+    let id = rec["id"].as_str().expect("id").to_string();
+    assert_eq!(event_detail(&server, &id, "hold").as_deref(), Some("agent"));
+    assert_eq!(
+        event_detail(&server, &id, "unhold").as_deref(),
+        Some("agent")
+    );
+    let bridge = server.wait_db(Duration::from_secs(5), "bridge counters", |_| {
+        event_detail(&server, &id, "bridge_packets")
+    });
+    // ~2 s before and ~2 s after the hold, echoed back: both directions relayed.
+    assert!(packets(&bridge, "caller_to_agent") >= 100, "{bridge}");
+    assert!(packets(&bridge, "agent_to_caller") >= 100, "{bridge}");
+}
+
+/// A waiting caller hears its position and estimated wait `announce_every_s` after the last
+/// announcement ended (each takes ~5 s to say); hanging
+/// up while waiting is an abandon with its position and wait.
+#[test]
+fn waiting_caller_hears_position_and_estimated_wait() {
+    let (_cfg_dir, cfg) = config_with(&[("announce_every_s", "2")]);
+    let server = Server::start(&["--config", &cfg]);
+    let tok = token(&server);
+    setup_agent(&server, "ivan");
+    let (code, body) = http(
+        server.http_addr,
+        "POST",
+        "/api/agents/ivan/pause",
+        Some(&tok),
+    );
+    assert_eq!(code, 200, "{body}");
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 16_000, 14_000),
+        &caller("+15551239010"),
+    );
+    call.wait().assert_ok(&server);
+    let rec = ended_call(&server, "+15551239010");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let announce = server.db().rows(&format!(
+        "SELECT detail FROM call_events WHERE call_id = '{id}' AND kind = 'queue_announce'"
+    ));
+    assert!(announce.len() >= 2, "announcements: {announce:?}");
+    // Alone in line, one agent logged in (paused agents do not count: 1 as a floor),
+    // no completed call yet: 3 minutes per call ahead.
+    assert_eq!(announce[0]["detail"], "position=1 ewt_s=180");
+    let names: Vec<String> = queue_events(&server, &id)
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(names, ["enter", "abandon"]);
 }

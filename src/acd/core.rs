@@ -800,6 +800,26 @@ impl Acd {
         self.actions.push_back(Action::Log(e));
     }
 
+    /// A waiting caller's position (1 = next) and estimated wait in seconds: callers ahead
+    /// (and itself) times the queue's average handle time (3 min before any call completed),
+    /// shared by the logged-in agents. Not for callers already ringing or connected.
+    pub fn standing(&self, _now: Instant, call: &str) -> Option<(usize, u64)> {
+        let w = self.waiting.get(call)?;
+        if w.connected.is_some() {
+            return None;
+        }
+        let q = self.queues.get(&w.queue)?;
+        let position = q.order.range(..(Reverse(w.priority), w.seq)).count() + 1;
+        let aht_s = q.stats.aht_ms().map_or(180, |ms| (ms / 1000).max(1));
+        let agents = q
+            .members
+            .iter()
+            .filter(|&&m| self.agents[m].logged_in() && self.agents[m].paused.is_none())
+            .count()
+            .max(1) as u64;
+        Some((position, position as u64 * aht_s / agents))
+    }
+
     fn position(&self, call: &str) -> Option<i64> {
         let w = self.waiting.get(call)?;
         let q = self.queues.get(&w.queue)?;

@@ -35,6 +35,8 @@ pub enum AcdEvent {
     /// Could not join (`unknown_queue`, `no_agents`, `full`), or left without an agent
     /// (`timeout`, `no_agents`): the dialplan continues at the step's `on_unavailable`.
     Unavailable { reason: String },
+    /// Where the caller stands: position (1 = next) and estimated wait in seconds.
+    Position { position: usize, ewt_s: u64 },
     /// Ring this agent at these contacts.
     Offer {
         agent: String,
@@ -66,6 +68,8 @@ pub enum AcdMsg {
     Connected { call: String, agent: String },
     /// A connected call ended; `by` = caller | agent.
     CallEnded { call: String, by: String },
+    /// The caller asks where it stands (answered with `AcdEvent::Position`).
+    Position { call: String },
     /// The caller hung up for a callback: its place in line now belongs to the callback
     /// call reachable at `tx`.
     Callback {
@@ -295,6 +299,11 @@ impl AcdService {
                     // The core no longer expects this agent on this call (reconciled away):
                     // the call actor keeps the bridge, the core will not double-book the agent.
                     warn!(%call, %agent, "connect not expected by the ACD");
+                }
+            }
+            AcdMsg::Position { call } => {
+                if let Some((position, ewt_s)) = self.core.standing(now, &call) {
+                    self.tell(&call, AcdEvent::Position { position, ewt_s });
                 }
             }
             AcdMsg::Callback { call, tx } => {

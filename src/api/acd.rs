@@ -16,6 +16,13 @@ use sqlx::Row;
 use super::{ApiError, ApiState};
 use crate::acd::{AgentCommand, AgentFeed};
 
+/// Parse a JSON body ourselves so every refusal is a JSON `{"error": ...}` 400 naming the
+/// problem (axum's extractor answers in plain text).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
 /// `GET /api/agents`: every agent account with its live state.
 pub async fn agents(State(st): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
     let live = st.ctx.acd.agents().await;
@@ -76,9 +83,13 @@ pub struct CommandBody {
 pub async fn command(
     State(st): State<Arc<ApiState>>,
     Path((name, action)): Path<(String, String)>,
-    body: Option<Json<CommandBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body: CommandBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CommandBody::default()
+    } else {
+        json_body(&body)?
+    };
     let cmd = match action.as_str() {
         "login" => AgentCommand::Login,
         "logout" => AgentCommand::Logout,
@@ -113,8 +124,9 @@ pub struct Disposition {
 pub async fn disposition(
     State(st): State<Arc<ApiState>>,
     Path(name): Path<String>,
-    Json(d): Json<Disposition>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let d: Disposition = json_body(&body)?;
     if d.disposition.trim().is_empty() || d.disposition.len() > 64 {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,

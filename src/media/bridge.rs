@@ -101,6 +101,11 @@ impl Relay {
         self.dest = dest;
     }
 
+    /// Restart the silence clock (after a hold, during which nothing was relayed).
+    pub fn touch(&mut self, now: Instant) {
+        self.last_rx = now;
+    }
+
     pub fn last_rx(&self) -> Instant {
         self.last_rx
     }

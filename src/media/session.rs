@@ -138,6 +138,11 @@ impl MediaSession {
         self.player.is_playing()
     }
 
+    /// The id of the playlist being played, if any.
+    pub fn current_playlist(&self) -> Option<u32> {
+        self.is_playing().then_some(self.play_id)
+    }
+
     /// Where packets go now: the latched source if any, else the SDP address.
     pub fn destination(&self) -> SocketAddr {
         self.latched.unwrap_or(self.remote)

@@ -153,6 +153,10 @@ pub struct Call {
     pending_dial: Option<uac::PendingDial>,
     /// Callback: the agent leg that answered, waiting for the customer to answer.
     callback: Option<Box<queue::AnsweredLeg>>,
+    /// Bridged but on hold: the relay is suspended (the caller hears music on hold).
+    held: bool,
+    /// Where the caller's RTP goes while bridged (music on hold goes there too).
+    relay_caller_dest: Option<SocketAddr>,
 }
 
 pub async fn run_inbound(
@@ -268,6 +272,8 @@ impl Call {
             shutdown,
             pending_dial: None,
             callback: None,
+            held: false,
+            relay_caller_dest: None,
             local,
             invite,
             ctx,
@@ -380,7 +386,13 @@ impl Call {
                 r = recv_rtp(rtp.as_deref(), &mut rtp_buf) => {
                     if let Ok((n, from)) = r {
                         let now = Instant::now();
-                        if let Some(relay) = self.relay.as_mut() {
+                        if self.held {
+                            // On hold: the caller's media session (music) owns the socket;
+                            // an agent leg drops what its phone sends meanwhile.
+                            if let Some(media) = self.media.as_mut() {
+                                media.handle_datagram(now, &rtp_buf[..n], from);
+                            }
+                        } else if let Some(relay) = self.relay.as_mut() {
                             // Bridged: rewrite in place, send from the other leg's socket.
                             if let (Some(len), Some(out)) =
                                 (relay.rewrite(now, &mut rtp_buf[..n]), self.relay_out.as_deref())
@@ -435,7 +447,7 @@ impl Call {
         if let Some(t) = self.uac.as_ref().and_then(|u| u.deadline()) {
             d = d.min(t);
         }
-        if let Some(r) = &self.relay {
+        if let Some(r) = self.relay.as_ref().filter(|_| !self.held) {
             d = d.min(r.last_rx() + self.ctx.media_timeout());
         }
         if let Some(t) = self.queue_deadline() {
@@ -455,10 +467,11 @@ impl Call {
         self.drive_retransmits(now);
         self.drive_uac(now);
         self.drive_queue(now);
-        if self
-            .relay
-            .as_ref()
-            .is_some_and(|r| now >= r.last_rx() + self.ctx.media_timeout())
+        if !self.held
+            && self
+                .relay
+                .as_ref()
+                .is_some_and(|r| now >= r.last_rx() + self.ctx.media_timeout())
         {
             info!(
                 "no RTP on the bridge for {} s; hanging up",
@@ -857,6 +870,9 @@ impl Call {
             cseq,
         ));
         self.record_event("reinvite", n.direction.as_attr().to_string());
+        if self.relay.is_some() || self.held {
+            self.bridged_reinvite(now, &n);
+        }
     }
 
     fn on_shutdown(&mut self, now: Instant) {

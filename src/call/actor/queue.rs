@@ -29,6 +29,7 @@ use crate::sip::uri::Uri;
 pub(super) const MOH_PLAY_ID: u32 = u32::MAX - 1;
 const CALLBACK_OFFER_ID: u32 = u32::MAX - 2;
 const CALLBACK_CONFIRM_ID: u32 = u32::MAX - 3;
+const ANNOUNCE_ID: u32 = u32::MAX - 4;
 
 /// A callback call's place in line: the queue and the ACD key of the original caller.
 #[derive(Debug, Clone)]
@@ -54,6 +55,13 @@ pub struct AnsweredLeg {
 #[derive(Debug)]
 pub enum LegEvent {
     Answered(Box<AnsweredLeg>),
+    /// The agent's phone put the call on hold (`on`) or took it off, and where it now
+    /// receives RTP.
+    Hold {
+        leg: u64,
+        on: bool,
+        remote: SocketAddr,
+    },
     /// The leg ended before being bridged (no answer, busy, failed, cancelled).
     Failed {
         leg: u64,
@@ -80,6 +88,8 @@ pub enum LegControl {
     },
     /// Stop: CANCEL if ringing, BYE if answered.
     Stop,
+    /// The caller's side moved its media (re-INVITE): relay to this address from now on.
+    CallerMoved { dest: SocketAddr },
 }
 
 /// What an agent leg knows about the call it serves.
@@ -108,6 +118,9 @@ pub(super) struct QueueSession {
     /// When the caller is offered a callback (press 1), if the queue offers them.
     callback_at: Option<Instant>,
     callback_offered: bool,
+    /// Next position / estimated-wait announcement, and how often.
+    announce_at: Option<Instant>,
+    announce_every: Option<Duration>,
 
     legs: Vec<LegHandle>,
     next_leg: u64,
@@ -127,6 +140,8 @@ impl QueueSession {
             joined: now,
             callback_at: None,
             callback_offered: true,
+            announce_at: None,
+            announce_every: None,
             legs: Vec::new(),
             next_leg: 1,
             connected: None,
@@ -200,6 +215,7 @@ impl Call {
             let lang = vars.get("language").cloned().unwrap_or_else(|| "en".into());
             needs.push((format!("lang:{lang}"), 1));
         }
+        let announce_every = settings.announce_every_s.map(Duration::from_secs);
         let callback_at = settings
             .callback_after_s
             .filter(|_| self.callback_trunk().is_some())
@@ -210,6 +226,8 @@ impl Call {
             joined: now,
             callback_at,
             callback_offered: false,
+            announce_at: announce_every.map(|d| now + d),
+            announce_every,
             legs: Vec::new(),
             next_leg: 1,
             connected: None,
@@ -218,16 +236,7 @@ impl Call {
             told_acd: false,
         });
         self.record_event("enqueue", queue.clone());
-        if let Some(moh) = self
-            .ctx
-            .prompts
-            .get(crate::server::MOH_LANG, &settings.music_on_hold)
-            .cloned()
-        {
-            if let Some(m) = self.media.as_mut() {
-                m.play(MOH_PLAY_ID, vec![PlayItem::Prompt(moh)], true);
-            }
-        }
+        self.play_moh();
         self.ctx.acd.send(AcdMsg::Join {
             call: self.id.clone(), // a new place in line: keyed by this call
             queue,
@@ -256,6 +265,7 @@ impl Call {
             AcdEvent::Queued { position } => {
                 self.record_event("queue_position", position.to_string());
             }
+            AcdEvent::Position { position, ewt_s } => self.announce(now, position, ewt_s),
             AcdEvent::Unavailable { reason } => {
                 let Some(q) = self.queue.as_mut() else { return };
                 if q.connected.is_some() {
@@ -347,6 +357,7 @@ impl Call {
     pub(super) fn on_leg_event(&mut self, now: Instant, event: LegEvent) {
         match event {
             LegEvent::Answered(a) => self.on_leg_answered(now, *a),
+            LegEvent::Hold { leg, on, remote } => self.agent_hold(now, leg, on, remote),
             LegEvent::Failed { leg, agent, how } => {
                 let Some(q) = self.queue.as_mut() else { return };
                 if let Some(l) = q.legs.iter_mut().find(|l| l.id == leg) {
@@ -490,6 +501,7 @@ impl Call {
             counters,
         ));
         self.relay_out = Some(agent.socket);
+        self.relay_caller_dest = Some(caller_dest);
         // The call now belongs to the agent: no more prompts, music or dialplan.
         self.media = None;
         self.interp = None;
@@ -528,15 +540,39 @@ impl Call {
     /// The earliest queue timer (callback offer), for the actor's sleep.
     pub(super) fn queue_deadline(&self) -> Option<Instant> {
         let q = self.queue.as_ref()?;
-        if q.callback_offered || q.connected.is_some() || q.told_acd {
+        if q.connected.is_some() || q.told_acd || self.phase != Phase::Answered {
             return None;
         }
-        q.callback_at
+        let callback = q.callback_at.filter(|_| !q.callback_offered);
+        match (callback, q.announce_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Time-driven queue work: offer the callback once the caller has waited long enough.
     pub(super) fn drive_queue(&mut self, now: Instant) {
         if self.queue_deadline().is_none_or(|t| now < t) {
+            return;
+        }
+        let announce_due = self
+            .queue
+            .as_ref()
+            .and_then(|q| q.announce_at)
+            .is_some_and(|t| now >= t);
+        if announce_due {
+            if let Some(q) = self.queue.as_mut() {
+                // The next one is scheduled when this one has been said (or skipped).
+                q.announce_at = None;
+                let key = q.acd_key.clone();
+                self.ctx.acd.send(AcdMsg::Position { call: key });
+            }
+        }
+        let callback_due = self
+            .queue
+            .as_ref()
+            .is_some_and(|q| !q.callback_offered && q.callback_at.is_some_and(|t| now >= t));
+        if !callback_due {
             return;
         }
         let lang = self.preset_language();
@@ -647,10 +683,68 @@ impl Call {
         }
     }
 
+    /// "You are caller number N. Your estimated waiting time is M minutes." over the music,
+    /// unless something else is being said or an agent is ringing.
+    fn announce(&mut self, now: Instant, position: usize, ewt_s: u64) {
+        let Some(q) = self.queue.as_mut() else { return };
+        let ringing = q.legs.iter().any(|l| !l.done);
+        if q.connected.is_some() || q.told_acd {
+            return;
+        }
+        let busy = self
+            .media
+            .as_ref()
+            .is_none_or(|m| m.is_playing() && m.current_playlist() != Some(MOH_PLAY_ID));
+        if busy || ringing {
+            // Something else is being said (or an agent rings): try again in a moment.
+            q.announce_at = Some(now + Duration::from_secs(1));
+            return;
+        }
+        let lang = self.preset_language();
+        let minutes = ewt_s.div_ceil(60).max(1);
+        let mut names: Vec<String> = vec!["your-position".into()];
+        names.extend(crate::ivr::say::say(
+            crate::ivr::say::SayKind::Number,
+            &position.to_string(),
+            &lang,
+        ));
+        names.push("in-queue".into());
+        names.push("estimated-wait".into());
+        names.extend(crate::ivr::say::say(
+            crate::ivr::say::SayKind::Number,
+            &minutes.to_string(),
+            &lang,
+        ));
+        names.push(if minutes == 1 { "minute" } else { "minutes" }.into());
+        let lib = &self.ctx.prompts;
+        let items: Vec<PlayItem> = names
+            .iter()
+            .filter_map(|n| lib.get(&lang, n).or_else(|| lib.get("en", n)))
+            .map(|p| PlayItem::Prompt(p.clone()))
+            .collect();
+        if items.is_empty() {
+            return;
+        }
+        if let Some(m) = self.media.as_mut() {
+            m.play(ANNOUNCE_ID, items, false);
+        }
+        self.record_event(
+            "queue_announce",
+            format!("position={position} ewt_s={ewt_s}"),
+        );
+    }
+
     /// Playlists this module started: true when `id` was one of them.
     pub(super) fn queue_playback_finished(&mut self, now: Instant, id: u32) -> bool {
         match id {
             CALLBACK_OFFER_ID => {
+                self.resume_moh();
+                true
+            }
+            ANNOUNCE_ID => {
+                if let Some(q) = self.queue.as_mut() {
+                    q.announce_at = q.announce_every.map(|d| now + d);
+                }
                 self.resume_moh();
                 true
             }
@@ -664,10 +758,18 @@ impl Call {
     }
 
     fn resume_moh(&mut self) {
-        let Some(q) = self.queue.as_ref() else { return };
-        if q.connected.is_some() || q.told_acd {
-            return;
+        let waiting = self
+            .queue
+            .as_ref()
+            .is_some_and(|q| q.connected.is_none() && !q.told_acd);
+        if waiting {
+            self.play_moh();
         }
+    }
+
+    /// Loop the queue's music on hold on this call's media session.
+    fn play_moh(&mut self) {
+        let Some(q) = self.queue.as_ref() else { return };
         let moh = self
             .ctx
             .config
@@ -771,11 +873,88 @@ impl Call {
                 ));
                 self.relay_out = Some(socket);
             }
+            LegControl::CallerMoved { dest } => {
+                if let Some(r) = self.relay.as_mut() {
+                    r.set_dest(dest);
+                }
+            }
             LegControl::Stop => match self.phase {
                 Phase::Calling => self.cancel_outbound(now, "cancelled"),
                 Phase::Answered => self.hangup(now, "caller_gone"),
                 _ => {}
             },
+        }
+    }
+
+    /// A re-INVITE on a bridged leg: hold/unhold and new addresses reach the other side.
+    pub(super) fn bridged_reinvite(&mut self, _now: Instant, n: &crate::sip::sdp::Negotiated) {
+        let on_hold = n.is_on_hold() || n.remote.ip().is_unspecified();
+        if let Some(link) = self.leg.as_ref() {
+            // The agent's phone: hold means the caller hears music until it resumes.
+            if self.held && !on_hold {
+                if let Some(r) = self.relay.as_mut() {
+                    r.touch(_now);
+                }
+            }
+            self.held = on_hold;
+            let _ = link.caller_tx.try_send(CallInput::Leg(LegEvent::Hold {
+                leg: link.leg,
+                on: on_hold,
+                remote: n.remote,
+            }));
+            return;
+        }
+        // The caller's phone moved (or held): the agent leg relays to the new address.
+        if let Some(q) = self.queue.as_ref() {
+            if let Some((leg, _)) = &q.connected {
+                if let Some(l) = q.legs.iter().find(|l| l.id == *leg) {
+                    let _ =
+                        l.tx.try_send(CallInput::LegControl(LegControl::CallerMoved {
+                            dest: n.remote,
+                        }));
+                }
+            }
+        }
+    }
+
+    /// The agent put the caller on hold (music) or took it back (relay again).
+    fn agent_hold(&mut self, now: Instant, leg: u64, on: bool, remote: SocketAddr) {
+        let connected = self
+            .queue
+            .as_ref()
+            .and_then(|q| q.connected.as_ref())
+            .is_some_and(|(id, _)| *id == leg);
+        if !connected || self.phase != Phase::Answered {
+            return;
+        }
+        if let Some(r) = self.relay.as_mut() {
+            r.set_dest(remote);
+        }
+        if on && !self.held {
+            let Some(n) = self.offer else { return };
+            let dest = self.relay_caller_dest.unwrap_or(n.remote);
+            let params = crate::media::session::MediaParams {
+                codec: n.codec,
+                payload_type: n.payload_type,
+                telephone_event: n.telephone_event,
+                remote: dest,
+                ssrc: rand::random(),
+                initial_seq: rand::random(),
+                initial_ts: rand::random(),
+                media_timeout: self.ctx.media_timeout(),
+            };
+            self.media = Some(crate::media::session::MediaSession::new(now, params));
+            self.held = true;
+            self.play_moh();
+            self.record_event("hold", "agent".into());
+        } else if !on && self.held {
+            self.held = false;
+            self.media = None;
+            if let Some(r) = self.relay.as_mut() {
+                // Count from now: the relay was idle while the caller listened to music.
+                r.touch(now);
+            }
+            self.record_event("unhold", "agent".into());
         }
     }
 

@@ -351,6 +351,8 @@ impl Call {
             shutdown,
             pending_dial: None,
             callback: None,
+            held: false,
+            relay_caller_dest: None,
         };
         let dial = PendingDial {
             request_uri,
