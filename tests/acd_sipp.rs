@@ -890,3 +890,108 @@ fn waiting_caller_hears_position_and_estimated_wait() {
         .collect();
     assert_eq!(names, ["enter", "abandon"]);
 }
+
+/// Blind transfer: jack (queue support) REFERs the caller to queue `billing`; the server
+/// accepts (202 + NOTIFY 200), ends jack's part (wrap-up), queues the caller again, and
+/// kate (billing) takes it. queue_log shows both visits; the record names the last agent.
+#[test]
+fn agent_blind_transfers_to_another_queue() {
+    let billing = "\n[[queue]]\nname = \"billing\"\nstrategy = \"longest-idle\"\nwrapup_s = 1\n";
+    let (_cfg_dir, cfg) = config_with_extra(&[], billing);
+    let server = Server::start(&["--config", &cfg]);
+    let jack_port = setup_agent(&server, "jack");
+    let db = format!("sqlite://{}", server.db_path.display());
+    let (st, out, err) = run_binary(
+        &[
+            "agent",
+            "add",
+            "kate",
+            "--password",
+            "s3cret-pw",
+            "--queue",
+            "billing",
+            "--database",
+            &db,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "{out}{err}");
+    let kate_port = free_port();
+    register(&server, kate_port, "kate", "s3cret-pw");
+    wait_agent_state(&server, "kate", "available", Duration::from_secs(5));
+
+    let dir = server.dir.path().join("agent-jack");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent_refer.xml"))
+        .expect("scenario")
+        .replace("@TALK_MS@", "2000")
+        .replace("@TARGET@", "billing");
+    let file = dir.join("uas_agent_refer.xml");
+    std::fs::write(&file, text).expect("write");
+    let jack = spawn_uas(&file, &dir, jack_port, 60_000, server.sip_addr);
+    let kate = agent_phone(&server, "kate", kate_port, 300, 3000);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 15_000, 40_000),
+        &caller("+15551239011"),
+    );
+    let jack_run = jack.wait();
+    assert_eq!(
+        jack_run.code,
+        Some(0),
+        "jack's phone failed\n{}",
+        jack_run.text
+    );
+    assert!(
+        jack_run.text.contains("message/sipfrag"),
+        "{}",
+        jack_run.text
+    );
+    let kate_run = kate.sipp.wait();
+    assert_eq!(
+        kate_run.code,
+        Some(0),
+        "kate's phone failed\n{}",
+        kate_run.text
+    );
+    call.wait().assert_ok(&server);
+
+    let rec = ended_call(&server, "+15551239011");
+    assert_eq!(rec["agent"], "kate");
+    assert_eq!(rec["queue"], "billing");
+    assert_eq!(rec["hangup_cause"], "agent_hangup");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let rows = server.wait_db(Duration::from_secs(5), "second complete", |_| {
+        let r = queue_rows(&server, &id);
+        (r.iter().filter(|x| x["event"] == "complete").count() == 2).then_some(r)
+    });
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["queue"].as_str().unwrap_or("").to_string(),
+                r["event"].as_str().unwrap_or("").to_string(),
+                r["agent"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("support", "enter", ""),
+        ("support", "offer", "jack"),
+        ("support", "connect", "jack"),
+        ("support", "complete", "jack"),
+        ("billing", "enter", ""),
+        ("billing", "offer", "kate"),
+        ("billing", "connect", "kate"),
+        ("billing", "complete", "kate"),
+    ];
+    let got_ref: Vec<(&str, &str, &str)> = got
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(got_ref, expect);
+    assert_eq!(rows[3]["reason"], "transfer");
+    assert_eq!(
+        event_detail(&server, &id, "transfer").as_deref(),
+        Some("support->billing")
+    );
+}

@@ -757,6 +757,15 @@ impl Call {
                     self.drain_interpreter(now);
                 }
             }
+            Method::Refer => {
+                if to_tag.as_deref() != Some(&self.local_tag) {
+                    self.reply(&msg, 481, "Call/Transaction Does Not Exist");
+                    return;
+                }
+                if self.check_cseq(&msg, cseq) {
+                    self.on_refer(now, &msg);
+                }
+            }
             Method::Options => self.reply(&msg, 200, "OK"),
             _ => self.reply(&msg, 501, "Not Implemented"),
         }

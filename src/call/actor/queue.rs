@@ -55,6 +55,11 @@ pub struct AnsweredLeg {
 #[derive(Debug)]
 pub enum LegEvent {
     Answered(Box<AnsweredLeg>),
+    /// The agent's phone asked for a blind transfer (REFER) to this queue.
+    Transfer {
+        leg: u64,
+        queue: String,
+    },
     /// The agent's phone put the call on hold (`on`) or took it off, and where it now
     /// receives RTP.
     Hold {
@@ -253,6 +258,11 @@ impl Call {
         if let Some(m) = self.media.as_mut() {
             m.stop_playback();
         }
+        if self.interp.is_none() {
+            // No dialplan to go back to (a transferred caller): end the call.
+            self.hangup(now, &format!("queue_{reason}"));
+            return;
+        }
         if let Some(i) = self.interp.as_mut() {
             i.set_var("queue_status", reason);
             i.handle_enqueue_unavailable(now);
@@ -358,6 +368,7 @@ impl Call {
         match event {
             LegEvent::Answered(a) => self.on_leg_answered(now, *a),
             LegEvent::Hold { leg, on, remote } => self.agent_hold(now, leg, on, remote),
+            LegEvent::Transfer { leg, queue } => self.transfer_to_queue(now, leg, queue),
             LegEvent::Failed { leg, agent, how } => {
                 let Some(q) = self.queue.as_mut() else { return };
                 if let Some(l) = q.legs.iter_mut().find(|l| l.id == leg) {
@@ -915,6 +926,99 @@ impl Call {
                 }
             }
         }
+    }
+
+    /// REFER (RFC 3515) in a dialog. Only an agent's phone may transfer, and only to a
+    /// configured queue: a customer (or anyone on a trunk) transferring calls through us
+    /// would be toll fraud. Accepted: 202, a NOTIFY with `SIP/2.0 200 OK` (the transfer is
+    /// ours to complete), and the caller is queued again; the agent's leg is then ended.
+    pub(super) fn on_refer(&mut self, now: Instant, msg: &crate::sip::message::Message) {
+        use crate::sip::message::HeaderName;
+        let Some(link) = self.leg.as_ref() else {
+            self.reply(msg, 403, "Forbidden");
+            return;
+        };
+        if self.phase != Phase::Answered || self.relay.is_none() && !self.held {
+            self.reply(msg, 603, "Decline");
+            return;
+        }
+        let target = msg
+            .header(&HeaderName::Other("Refer-To".into()))
+            .or_else(|| msg.header(&HeaderName::Other("r".into())))
+            .and_then(|v| {
+                let v = v.trim();
+                let inner = v
+                    .find('<')
+                    .and_then(|a| v[a + 1..].find('>').map(|b| &v[a + 1..a + 1 + b]))
+                    .unwrap_or(v);
+                Uri::parse(inner).ok()
+            })
+            .and_then(|u| u.user);
+        let Some(queue) = target.filter(|t| self.ctx.acd.has_queue(t)) else {
+            self.reply(msg, 404, "Not Found");
+            return;
+        };
+        self.reply(msg, 202, "Accepted");
+        let (mut notify, _) = self
+            .dialog
+            .request(crate::sip::message::Method::Notify, &self.local);
+        notify.push_header(HeaderName::Other("Event".into()), "refer");
+        notify.push_header(
+            HeaderName::Other("Subscription-State".into()),
+            "terminated;reason=noresource",
+        );
+        notify.push_header(HeaderName::ContentType, "message/sipfrag;version=2.0");
+        notify.body = bytes::Bytes::from_static(b"SIP/2.0 200 OK\r\n");
+        self.flow.send(notify.to_bytes());
+        info!(%queue, "agent transfers the caller to another queue");
+        let _ = link.caller_tx.try_send(CallInput::Leg(LegEvent::Transfer {
+            leg: link.leg,
+            queue,
+        }));
+        let _ = now;
+    }
+
+    /// Blind transfer by the agent: the agent's part ends (wrap-up), the caller hears music
+    /// again and waits in `queue` with a new place in line.
+    fn transfer_to_queue(&mut self, now: Instant, leg: u64, queue: String) {
+        let Some(q) = self.queue.as_mut() else { return };
+        if !q.connected.as_ref().is_some_and(|(id, _)| *id == leg) || self.phase != Phase::Answered
+        {
+            return;
+        }
+        if !q.told_acd {
+            q.told_acd = true;
+            let key = q.acd_key.clone();
+            self.ctx.acd.send(AcdMsg::CallEnded {
+                call: key,
+                by: "transfer".into(),
+            });
+        }
+        for l in q.legs.iter().filter(|l| !l.done) {
+            let _ = l.tx.try_send(CallInput::LegControl(LegControl::Stop));
+        }
+        let from = q.queue.clone();
+        self.relay = None;
+        self.relay_out = None;
+        self.held = false;
+        if self.media.is_none() {
+            let Some(n) = self.offer else { return };
+            let dest = self.relay_caller_dest.unwrap_or(n.remote);
+            let params = crate::media::session::MediaParams {
+                codec: n.codec,
+                payload_type: n.payload_type,
+                telephone_event: n.telephone_event,
+                remote: dest,
+                ssrc: rand::random(),
+                initial_seq: rand::random(),
+                initial_ts: rand::random(),
+                media_timeout: self.ctx.media_timeout(),
+            };
+            self.media = Some(crate::media::session::MediaSession::new(now, params));
+        }
+        self.record_event("transfer", format!("{from}->{queue}"));
+        self.queue = None;
+        self.enqueue(now, queue);
     }
 
     /// The agent put the caller on hold (music) or took it back (relay again).
