@@ -982,8 +982,7 @@ impl Call {
     /// again and waits in `queue` with a new place in line.
     fn transfer_to_queue(&mut self, now: Instant, leg: u64, queue: String) {
         let Some(q) = self.queue.as_mut() else { return };
-        if !q.connected.as_ref().is_some_and(|(id, _)| *id == leg) || self.phase != Phase::Answered
-        {
+        if q.connected.as_ref().is_none_or(|(id, _)| *id != leg) || self.phase != Phase::Answered {
             return;
         }
         if !q.told_acd {
