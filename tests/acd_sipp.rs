@@ -995,3 +995,57 @@ fn agent_blind_transfers_to_another_queue() {
         Some("support->billing")
     );
 }
+
+/// Feature codes from the agent's own phone: *3 pauses and unpauses, *2 logs out, *1 logs
+/// in; each call is answered, confirms with a prompt and is hung up by the server. The same
+/// code from an address the agent did not register from is refused ("not allowed").
+#[test]
+fn feature_codes_from_the_registered_phone() {
+    let server = Server::start(&[]);
+    let port = setup_agent(&server, "lena");
+    let dial = |code: &str, from_port: u16| {
+        let p = from_port.to_string();
+        server
+            .spawn_sipp(
+                &Scenario::Call {
+                    pcap_args: vec!["--lead-ms".into(), "4000".into()],
+                    hold_ms: 10_000,
+                },
+                &["-set", "caller", "lena", "-p", &p, "-s", code],
+            )
+            .wait()
+            .assert_ok(&server);
+    };
+    let result = |n: i64| -> String {
+        server.wait_db(Duration::from_secs(5), "feature result", |db| {
+            let rows = db.rows(
+                "SELECT detail FROM call_events WHERE kind = 'feature_result' ORDER BY at, rowid",
+            );
+            (rows.len() as i64 >= n).then(|| {
+                rows[n as usize - 1]["detail"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+        })
+    };
+    dial("*3", port);
+    assert_eq!(result(1), "agent-paused");
+    assert_eq!(agent_state(&server, "lena"), "paused");
+    dial("*3", port);
+    assert_eq!(result(2), "agent-unpaused");
+    assert_eq!(agent_state(&server, "lena"), "available");
+    dial("*2", free_port());
+    assert_eq!(result(3), "agent-not-allowed");
+    assert_eq!(agent_state(&server, "lena"), "available");
+    dial("*2", port);
+    assert_eq!(result(4), "agent-logged-out");
+    assert_eq!(agent_state(&server, "lena"), "logged_out");
+    dial("*1", port);
+    assert_eq!(result(5), "agent-logged-in");
+    assert_eq!(agent_state(&server, "lena"), "available");
+    let pause = server
+        .db()
+        .row("SELECT * FROM queue_log WHERE agent = 'lena' AND event = 'pause'");
+    assert_eq!(pause["reason"], "phone");
+}

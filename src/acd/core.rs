@@ -465,6 +465,12 @@ impl Acd {
         self.agent_index.get(name).map(|&i| self.agents[i].state())
     }
 
+    pub fn is_paused(&self, name: &str) -> bool {
+        self.agent_index
+            .get(name)
+            .is_some_and(|&i| self.agents[i].paused.is_some())
+    }
+
     /// The calls agents are busy with (offered or on call), for reconciliation.
     pub fn busy_calls(&self) -> Vec<(String, String)> {
         self.agents

@@ -88,12 +88,49 @@ pub enum AcdMsg {
         command: AgentCommand,
         reply: oneshot::Sender<Option<AgentState>>,
     },
+    /// A feature code from a phone at `source`: carried out only when `source` is where
+    /// the agent's phone registered from. Reply: the agent's new state, None if refused.
+    Feature {
+        agent: String,
+        source: std::net::SocketAddr,
+        command: FeatureCommand,
+        reply: oneshot::Sender<Option<FeatureOutcome>>,
+    },
     Agents {
         reply: oneshot::Sender<Vec<AgentView>>,
     },
     Queues {
         reply: oneshot::Sender<Vec<QueueView>>,
     },
+}
+
+/// What a feature code did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureOutcome {
+    LoggedIn,
+    LoggedOut,
+    Paused,
+    Unpaused,
+}
+
+impl FeatureOutcome {
+    /// The confirmation prompt.
+    pub fn prompt(self) -> &'static str {
+        match self {
+            FeatureOutcome::LoggedIn => "agent-logged-in",
+            FeatureOutcome::LoggedOut => "agent-logged-out",
+            FeatureOutcome::Paused => "agent-paused",
+            FeatureOutcome::Unpaused => "agent-unpaused",
+        }
+    }
+}
+
+/// What a feature code asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureCommand {
+    Login,
+    Logout,
+    TogglePause,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +186,25 @@ impl AcdHandle {
         self.tx
             .send(AcdMsg::Command {
                 agent: agent.to_string(),
+                command,
+                reply,
+            })
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
+    pub async fn feature(
+        &self,
+        agent: &str,
+        source: std::net::SocketAddr,
+        command: FeatureCommand,
+    ) -> Option<FeatureOutcome> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(AcdMsg::Feature {
+                agent: agent.to_string(),
+                source,
                 command,
                 reply,
             })
@@ -344,6 +400,41 @@ impl AcdService {
                     AgentCommand::Unpause => self.core.unpause(now, &agent),
                 };
                 let _ = reply.send(known.then(|| self.core.agent_state(&agent)).flatten());
+            }
+            AcdMsg::Feature {
+                agent,
+                source,
+                command,
+                reply,
+            } => {
+                let registered_here = self.contacts.get(&agent).is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.flow.as_ref().is_some_and(|f| f.peer() == source))
+                });
+                if !registered_here {
+                    warn!(target: "security", %agent, %source, "feature code from an address the agent did not register from");
+                    let _ = reply.send(None);
+                    return;
+                }
+                let done = match command {
+                    FeatureCommand::Login => self
+                        .core
+                        .login(now, &agent)
+                        .then_some(FeatureOutcome::LoggedIn),
+                    FeatureCommand::Logout => self
+                        .core
+                        .logout(now, &agent)
+                        .then_some(FeatureOutcome::LoggedOut),
+                    FeatureCommand::TogglePause if self.core.is_paused(&agent) => self
+                        .core
+                        .unpause(now, &agent)
+                        .then_some(FeatureOutcome::Unpaused),
+                    FeatureCommand::TogglePause => self
+                        .core
+                        .pause(now, &agent, "phone")
+                        .then_some(FeatureOutcome::Paused),
+                };
+                let _ = reply.send(done);
             }
             AcdMsg::Agents { reply } => {
                 let _ = reply.send(self.core.agents_view(now));

@@ -279,7 +279,13 @@ impl Router {
             .request_uri()
             .and_then(|u| u.user.clone())
             .unwrap_or_default();
-        let Some(route) = self.ctx.config.route_for(&user).cloned() else {
+        let route = self
+            .ctx
+            .config
+            .route_for(&user)
+            .cloned()
+            .or_else(|| actor::feature_route(&user));
+        let Some(route) = route else {
             info!(peer = %inbound.reply.peer(), "INVITE for unknown destination");
             self.reply(&inbound, 404, "Not Found", &[]);
             return;

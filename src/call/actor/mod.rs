@@ -39,7 +39,7 @@ use crate::store::{now_ts, tickets};
 mod queue;
 mod uac;
 
-pub use queue::{CallbackFor, LegControl, LegEvent, LegLink};
+pub use queue::{feature_route, CallbackFor, LegControl, LegEvent, LegLink};
 pub use uac::{run_outbound, CallResult, MachineHandling, OutboundRequest};
 
 pub const MAILBOX: usize = 64;
@@ -55,6 +55,8 @@ pub enum CallInput {
     Leg(LegEvent),
     /// To an agent leg, from its caller.
     LegControl(LegControl),
+    /// A feature code (*1, *2, *3) was carried out (or refused): the prompt to play.
+    FeatureDone(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,6 +383,7 @@ impl Call {
                     Some(CallInput::Acd(e)) => self.on_acd(Instant::now(), e),
                     Some(CallInput::Leg(e)) => self.on_leg_event(Instant::now(), e),
                     Some(CallInput::LegControl(c)) => self.on_leg_control(Instant::now(), c),
+                    Some(CallInput::FeatureDone(prompt)) => self.feature_done(prompt),
                     None => break,
                 },
                 r = recv_rtp(rtp.as_deref(), &mut rtp_buf) => {
@@ -652,6 +655,20 @@ impl Call {
         }
     }
 
+    /// A fresh media session's parameters (new SSRC, sequence and timestamp origin).
+    fn media_params(&self, n: &Negotiated, remote: SocketAddr) -> MediaParams {
+        MediaParams {
+            codec: n.codec,
+            payload_type: n.payload_type,
+            telephone_event: n.telephone_event,
+            remote,
+            ssrc: rand::random(),
+            initial_seq: rand::random(),
+            initial_ts: rand::random(),
+            media_timeout: self.ctx.media_timeout(),
+        }
+    }
+
     fn start_media(&mut self, now: Instant, n: &Negotiated) {
         if self.leg.is_some() {
             // An agent leg has no media of its own until bridged: hand the answer over.
@@ -662,17 +679,13 @@ impl Call {
             self.callback_answered(now, n);
             return;
         }
-        let params = MediaParams {
-            codec: n.codec,
-            payload_type: n.payload_type,
-            telephone_event: n.telephone_event,
-            remote: n.remote,
-            ssrc: rand::random(),
-            initial_seq: rand::random(),
-            initial_ts: rand::random(),
-            media_timeout: self.ctx.media_timeout(),
-        };
-        self.media = Some(MediaSession::new(now, params));
+        if let Some(code) = self.route.dialplan.strip_prefix(queue::FEATURE_PREFIX) {
+            let code = code.to_string();
+            self.media = Some(MediaSession::new(now, self.media_params(n, n.remote)));
+            self.feature_code(&code);
+            return;
+        }
+        self.media = Some(MediaSession::new(now, self.media_params(n, n.remote)));
         self.start_interpreter(now);
     }
 

@@ -25,6 +25,27 @@ use crate::registrar::Reachable;
 use crate::sip::transport::ReplyPath;
 use crate::sip::uri::Uri;
 
+/// Routes `*1`, `*2`, `*3` to this pseudo-dialplan (see [`feature_route`]).
+pub(super) const FEATURE_PREFIX: &str = "_feature:";
+const FEATURE_ID: u32 = u32::MAX - 5;
+
+/// Agent feature codes dialled from a registered phone: `*1` log in, `*2` log out, `*3`
+/// pause / unpause. Only configured routes take precedence.
+pub fn feature_route(user: &str) -> Option<crate::config::Route> {
+    let code = match user {
+        "*1" => "login",
+        "*2" => "logout",
+        "*3" => "pause",
+        _ => return None,
+    };
+    Some(crate::config::Route {
+        to: user.to_string(),
+        dialplan: format!("{FEATURE_PREFIX}{code}"),
+        ring_ms: 0,
+        line: 0,
+    })
+}
+
 /// Playlist ids of music on hold and the callback prompts (never used by the interpreter).
 pub(super) const MOH_PLAY_ID: u32 = u32::MAX - 1;
 const CALLBACK_OFFER_ID: u32 = u32::MAX - 2;
@@ -763,6 +784,10 @@ impl Call {
                 self.hangup(now, "callback_requested");
                 true
             }
+            FEATURE_ID => {
+                self.hangup(now, "feature_code");
+                true
+            }
             MOH_PLAY_ID => true,
             _ => false,
         }
@@ -928,6 +953,51 @@ impl Call {
         }
     }
 
+    /// A feature code call was answered: ask the ACD (which checks that this call comes
+    /// from the address the agent's phone registered from), then say the result.
+    pub(super) fn feature_code(&mut self, code: &str) {
+        let agent = self
+            .invite
+            .from_header()
+            .ok()
+            .and_then(|f| f.uri.user.clone())
+            .unwrap_or_default();
+        let command = match code {
+            "login" => crate::acd::FeatureCommand::Login,
+            "logout" => crate::acd::FeatureCommand::Logout,
+            _ => crate::acd::FeatureCommand::TogglePause,
+        };
+        let source = self.flow.peer();
+        let acd = self.ctx.acd.clone();
+        let tx = self.self_tx.clone();
+        self.record_event("feature_code", format!("{agent}:{code}"));
+        tokio::spawn(async move {
+            let prompt = acd
+                .feature(&agent, source, command)
+                .await
+                .map_or("agent-not-allowed", crate::acd::FeatureOutcome::prompt);
+            let _ = tx.send(CallInput::FeatureDone(prompt)).await;
+        });
+    }
+
+    pub(super) fn feature_done(&mut self, prompt: &'static str) {
+        self.record_event("feature_result", prompt.to_string());
+        let lang = self.preset_language();
+        let p = self
+            .ctx
+            .prompts
+            .get(&lang, prompt)
+            .or_else(|| self.ctx.prompts.get("en", prompt))
+            .cloned();
+        let items = match p {
+            Some(p) => vec![PlayItem::Prompt(p)],
+            None => vec![PlayItem::Silence(0)],
+        };
+        if let Some(m) = self.media.as_mut() {
+            m.play(FEATURE_ID, items, false);
+        }
+    }
+
     /// REFER (RFC 3515) in a dialog. Only an agent's phone may transfer, and only to a
     /// configured queue: a customer (or anyone on a trunk) transferring calls through us
     /// would be toll fraud. Accepted: 202, a NOTIFY with `SIP/2.0 200 OK` (the transfer is
@@ -1003,16 +1073,7 @@ impl Call {
         if self.media.is_none() {
             let Some(n) = self.offer else { return };
             let dest = self.relay_caller_dest.unwrap_or(n.remote);
-            let params = crate::media::session::MediaParams {
-                codec: n.codec,
-                payload_type: n.payload_type,
-                telephone_event: n.telephone_event,
-                remote: dest,
-                ssrc: rand::random(),
-                initial_seq: rand::random(),
-                initial_ts: rand::random(),
-                media_timeout: self.ctx.media_timeout(),
-            };
+            let params = self.media_params(&n, dest);
             self.media = Some(crate::media::session::MediaSession::new(now, params));
         }
         self.record_event("transfer", format!("{from}->{queue}"));
@@ -1036,16 +1097,7 @@ impl Call {
         if on && !self.held {
             let Some(n) = self.offer else { return };
             let dest = self.relay_caller_dest.unwrap_or(n.remote);
-            let params = crate::media::session::MediaParams {
-                codec: n.codec,
-                payload_type: n.payload_type,
-                telephone_event: n.telephone_event,
-                remote: dest,
-                ssrc: rand::random(),
-                initial_seq: rand::random(),
-                initial_ts: rand::random(),
-                media_timeout: self.ctx.media_timeout(),
-            };
+            let params = self.media_params(&n, dest);
             self.media = Some(crate::media::session::MediaSession::new(now, params));
             self.held = true;
             self.play_moh();
