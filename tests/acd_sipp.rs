@@ -1049,3 +1049,96 @@ fn feature_codes_from_the_registered_phone() {
         .row("SELECT * FROM queue_log WHERE agent = 'lena' AND event = 'pause'");
     assert_eq!(pause["reason"], "phone");
 }
+
+/// Screen pop: a subscriber to the agent's event stream (SSE, token required) receives the
+/// offer with the caller's ticket and recent calls; after the call the agent posts a
+/// disposition and a note onto the call.
+#[test]
+fn screen_pop_on_offer_and_disposition_after_the_call() {
+    let server = Server::start(&[]);
+    let tok = token(&server);
+    let port = setup_agent(&server, "mona");
+    let (code, _) = http(server.http_addr, "GET", "/api/agents/mona/events", None);
+    assert_eq!(
+        code, 401,
+        "the event stream carries customer data: token required"
+    );
+
+    let addr = server.http_addr;
+    let t = tok.clone();
+    let reader = std::thread::spawn(move || -> Option<Value> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        write!(
+            s,
+            "GET /api/agents/mona/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            // Events are "event: NAME\ndata: JSON\n\n"; the body may be chunked, so look
+            // for the data line after "event: offer".
+            if let Some(at) = text.find("event: offer") {
+                let rest = &text[at..];
+                if let Some(d) = rest.find("data: ") {
+                    let line = rest[d + 6..].lines().next().unwrap_or("");
+                    if let Ok(v) = serde_json::from_str::<Value>(line) {
+                        return Some(v);
+                    }
+                }
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let phone = agent_phone(&server, "mona", port, 300, 1500);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 6000, 40_000),
+        &caller("+15551230001"),
+    );
+    let run = phone.sipp.wait();
+    assert_eq!(run.code, Some(0), "mona's phone failed\n{}", run.text);
+    call.wait().assert_ok(&server);
+    let offer = reader.join().expect("reader").expect("an offer event");
+    assert_eq!(offer["agent"], "mona", "{offer}");
+    assert_eq!(offer["caller"], "+15551230001", "{offer}");
+    assert_eq!(offer["queue"], "support", "{offer}");
+    let ticket = &offer["screen_pop"]["ticket"];
+    assert_eq!(ticket["phone"], "+15551230001", "{offer}");
+    assert!(
+        ticket["order_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{offer}"
+    );
+    assert!(offer["screen_pop"]["recent_calls"].is_array(), "{offer}");
+
+    let rec = ended_call(&server, "+15551230001");
+    let id = rec["id"].as_str().expect("id").to_string();
+    assert_eq!(offer["call_id"], id.as_str());
+    let body =
+        format!(r#"{{"call_id": "{id}", "disposition": "resolved", "note": "address fixed"}}"#);
+    let (code, v) = http_body(
+        server.http_addr,
+        "POST",
+        "/api/agents/mona/disposition",
+        Some(&tok),
+        &body,
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = http_body(
+        server.http_addr,
+        "POST",
+        "/api/agents/somebody/disposition",
+        Some(&tok),
+        &body,
+    );
+    assert_eq!(code, 409, "another agent's call: {v}");
+    let note = server.wait_db(Duration::from_secs(5), "the disposition", |_| {
+        event_detail(&server, &id, "agent_disposition")
+    });
+    assert_eq!(note, "resolved: address fixed");
+}
