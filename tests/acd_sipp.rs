@@ -1142,3 +1142,89 @@ fn screen_pop_on_offer_and_disposition_after_the_call() {
     });
     assert_eq!(note, "resolved: address fixed");
 }
+
+/// An agent's own choices survive a restart: a pause (with its reason) and a logout stay,
+/// even though the phones' registrations are restored and would otherwise log them in.
+#[test]
+fn pause_and_logout_survive_a_restart() {
+    let mut server = Server::start(&[]);
+    let tok = token(&server);
+    setup_agent(&server, "olga");
+    setup_agent(&server, "pete");
+    let body = r#"{"reason": "lunch"}"#;
+    let (code, v) = http_body(
+        server.http_addr,
+        "POST",
+        "/api/agents/olga/pause",
+        Some(&tok),
+        body,
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = http(
+        server.http_addr,
+        "POST",
+        "/api/agents/pete/logout",
+        Some(&tok),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "logged_out");
+    // Let the writer store the change, then stop cleanly.
+    server.wait_db(Duration::from_secs(5), "agent_state rows", |db| {
+        (db.count("agent_state") == 2).then_some(())
+    });
+    server.sigterm();
+    assert!(
+        server.wait_exit(Duration::from_secs(15)).is_some(),
+        "server did not stop"
+    );
+
+    let config = server.dir.path().join("config.toml");
+    let http_port = free_port();
+    let sip_port = free_port();
+    let log = std::fs::File::create(server.dir.path().join("restart.log")).expect("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--database",
+            &format!("sqlite://{}", server.db_path.display()),
+        ])
+        .args(["--sip-listen", &format!("127.0.0.1:{sip_port}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+        .args([
+            "--rtp-ports",
+            &format!("{}-{}", server.rtp_ports.0, server.rtp_ports.1),
+        ])
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("restart");
+    let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
+    let states = wait_for(
+        Duration::from_secs(20),
+        "the restarted server's agents",
+        || {
+            let (code, v) =
+                std::panic::catch_unwind(|| http(addr, "GET", "/api/agents", None)).ok()?;
+            (code == 200).then_some(v)
+        },
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let find = |name: &str| {
+        states
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let olga = find("olga");
+    assert_eq!(olga["state"], "paused", "{states}");
+    assert_eq!(olga["paused_reason"], "lunch", "{states}");
+    assert_eq!(olga["reachable"], true, "registration restored: {states}");
+    let pete = find("pete");
+    assert_eq!(pete["state"], "logged_out", "{states}");
+    assert_eq!(pete["reachable"], true, "registration restored: {states}");
+}

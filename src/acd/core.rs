@@ -154,6 +154,9 @@ struct Agent {
     skills: HashMap<String, i64>,
     reachable: bool,
     logged_in: bool,
+    /// Logged out on purpose (API, feature code): a phone registering again does not log
+    /// the agent back in, only an explicit login does.
+    explicit_logout: bool,
     paused: Option<String>,
     activity: Activity,
     /// Start of the current idle period (longest-idle ordering).
@@ -321,6 +324,9 @@ struct Waiting {
     tried: Vec<String>,
     /// Set while the caller pauses before its next round (`retry`).
     retry_at: Option<Instant>,
+    /// A callback: the customer hung up and was promised a call, so no maximum wait and
+    /// no leaving an empty queue — it waits for an agent however long that takes.
+    callback: bool,
     connected: Option<(String, Instant)>,
 }
 
@@ -465,6 +471,22 @@ impl Acd {
         self.agent_index.get(name).map(|&i| self.agents[i].state())
     }
 
+    /// What survives a restart: (explicitly logged out, pause reason).
+    pub fn persistent_flags(&self, name: &str) -> Option<(bool, Option<String>)> {
+        let a = &self.agents[*self.agent_index.get(name)?];
+        Some((a.explicit_logout, a.paused.clone()))
+    }
+
+    /// Restore what a previous run persisted (before any registration is seen).
+    pub fn restore_flags(&mut self, name: &str, explicit_logout: bool, paused: Option<String>) {
+        if let Some(&i) = self.agent_index.get(name) {
+            let a = &mut self.agents[i];
+            a.explicit_logout = explicit_logout;
+            a.logged_in = !explicit_logout && a.logged_in;
+            a.paused = paused;
+        }
+    }
+
     pub fn is_paused(&self, name: &str) -> bool {
         self.agent_index
             .get(name)
@@ -505,6 +527,7 @@ impl Acd {
                     },
                     reachable: false,
                     logged_in: false,
+                    explicit_logout: false,
                     paused: None,
                     activity: Activity::Idle,
                     idle_since: now,
@@ -532,7 +555,7 @@ impl Acd {
         let a = &mut self.agents[idx];
         a.skills = def.skills.iter().cloned().collect();
         a.def = def;
-        if reachable && !a.reachable && self.auto_login {
+        if reachable && !a.reachable && self.auto_login && !a.explicit_logout {
             a.logged_in = true;
         }
         a.reachable = reachable;
@@ -561,6 +584,7 @@ impl Acd {
             return false;
         };
         let before = self.agents[idx].state();
+        self.agents[idx].explicit_logout = false;
         if !self.agents[idx].logged_in {
             self.agents[idx].logged_in = true;
             if self.agents[idx].reachable {
@@ -576,6 +600,7 @@ impl Acd {
             return false;
         };
         let before = self.agents[idx].state();
+        self.agents[idx].explicit_logout = true;
         if self.agents[idx].logged_in {
             let was_in = self.agents[idx].logged_in();
             self.agents[idx].logged_in = false;
@@ -671,7 +696,7 @@ impl Acd {
                 if self
                     .waiting
                     .get(&call)
-                    .is_some_and(|w| w.ringing.is_empty() && w.connected.is_none())
+                    .is_some_and(|w| w.ringing.is_empty() && w.connected.is_none() && !w.callback)
                 {
                     self.remove_waiting(&call, "exitempty", None);
                     self.actions.push_back(Action::Leave {
@@ -746,6 +771,7 @@ impl Acd {
                 ringing: Vec::new(),
                 tried: Vec::new(),
                 retry_at: None,
+                callback: false,
                 connected: None,
             },
         );
@@ -796,9 +822,11 @@ impl Acd {
     /// The caller hung up asking to be called back: the place in line is kept (the service
     /// now talks to the callback call). Logged as `callback`.
     pub fn callback(&mut self, now: Instant, call: &str) {
-        let Some(w) = self.waiting.get(call) else {
+        let Some(w) = self.waiting.get_mut(call) else {
             return;
         };
+        w.callback = true;
+        let w = &*w;
         let mut e = LogEntry::new(&w.queue, "callback");
         e.call = Some(call.to_string());
         e.wait_ms = Some(now.duration_since(w.joined).as_millis() as i64);
@@ -1049,6 +1077,9 @@ impl Acd {
                     let Some(w) = self.waiting.get(&call) else {
                         continue;
                     };
+                    if w.callback {
+                        continue;
+                    }
                     if w.connected.is_some() || !w.ringing.is_empty() {
                         // Ringing an agent right now: let that offer finish first.
                         self.timers.push(Reverse((
@@ -1659,10 +1690,12 @@ mod tests {
         assert_eq!(a.agent_state("alice"), Some(AgentState::LoggedOut));
         a.join(t0, "c1", "support", None, vec![]);
         assert!(offers(&drain(&mut a)).is_empty());
+        // Logged out on purpose: the phone registering again does not log the agent in…
         a.logout(t0, "alice");
         a.agent_update(t0, def("alice", &["support"], &[]), true);
-        // With auto_login, a phone that registers again after being unreachable logs in, and
-        // takes the waiting call.
+        assert_eq!(a.agent_state("alice"), Some(AgentState::LoggedOut));
+        // …an explicit login does, and the waiting call is offered at once.
+        a.login(t0, "alice");
         assert_eq!(a.agent_state("alice"), Some(AgentState::Offered));
     }
 }
@@ -1670,6 +1703,43 @@ mod tests {
 #[cfg(test)]
 mod callback_tests {
     use super::*;
+
+    #[test]
+    fn a_callback_outlives_max_wait_and_an_empty_queue() {
+        let mut q = QueueConfig::new("support");
+        q.max_wait = Some(Duration::from_secs(10));
+        q.leave_when_empty = true;
+        let mut a = Acd::new(vec![q], true, 3);
+        let t0 = Instant::now();
+        let def = AgentDef {
+            name: "gina".into(),
+            queues: vec!["support".into()],
+            skills: vec![],
+        };
+        a.agent_update(t0, def.clone(), true);
+        a.pause(t0, "gina", "break");
+        a.join(t0, "c1", "support", None, vec![]);
+        a.join(t0, "c2", "support", None, vec![]);
+        a.callback(t0, "c1");
+        while a.poll_action().is_some() {}
+        a.agent_update(t0, def.clone(), false);
+        a.handle_timeout(t0 + Duration::from_secs(11));
+        let acts: Vec<Action> = std::iter::from_fn(|| a.poll_action()).collect();
+        // c2 left (no agents, then timeout); the callback c1 stays in line.
+        assert!(acts.contains(&Action::Leave {
+            call: "c2".into(),
+            reason: "no_agents"
+        }));
+        assert!(!acts
+            .iter()
+            .any(|x| matches!(x, Action::Leave { call, .. } if call == "c1")));
+        a.agent_update(t0 + Duration::from_secs(60), def, true);
+        a.unpause(t0 + Duration::from_secs(60), "gina");
+        let offers: Vec<Action> = std::iter::from_fn(|| a.poll_action())
+            .filter(|x| matches!(x, Action::Offer { .. }))
+            .collect();
+        assert_eq!(offers.len(), 1, "{offers:?}");
+    }
 
     #[test]
     fn paused_agent_unpaused_gets_one_offer_for_a_callback() {

@@ -255,9 +255,29 @@ pub struct AcdService {
     contacts: HashMap<String, Vec<Reachable>>,
     store: StoreHandle,
     feed: broadcast::Sender<AgentFeed>,
+    /// Last persisted (logged out on purpose, pause reason) per agent.
+    persisted: HashMap<String, (bool, Option<String>)>,
 }
 
 impl AcdService {
+    /// Write an agent's persistent choices when they changed (login/logout/pause survive a
+    /// restart; see migrations `agent_state`).
+    fn persist(&mut self, agent: &str) {
+        let Some(flags) = self.core.persistent_flags(agent) else {
+            return;
+        };
+        if self.persisted.get(agent) == Some(&flags) {
+            return;
+        }
+        self.store.submit(StoreOp::AgentState {
+            agent: agent.to_string(),
+            logged_out: flags.0,
+            paused_reason: flags.1.clone(),
+            at: now_ts(),
+        });
+        self.persisted.insert(agent.to_string(), flags);
+    }
+
     /// Load every agent account (unreachable until its phone registers).
     pub async fn new(
         handle: &AcdHandle,
@@ -284,6 +304,16 @@ impl AcdService {
             }
             Err(e) => warn!(error = %e, "cannot load agents; they appear when they register"),
         }
+        let mut persisted = HashMap::new();
+        match crate::store::agents::load_states(db).await {
+            Ok(states) => {
+                for (name, logged_out, paused) in states {
+                    core.restore_flags(&name, logged_out, paused.clone());
+                    persisted.insert(name, (logged_out, paused));
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot load agents' saved states; they start fresh"),
+        }
         while core.poll_action().is_some() {}
         AcdService {
             core,
@@ -291,6 +321,7 @@ impl AcdService {
             contacts: HashMap::new(),
             store,
             feed: handle.feed.clone(),
+            persisted,
         }
     }
 
@@ -400,6 +431,7 @@ impl AcdService {
                     AgentCommand::Unpause => self.core.unpause(now, &agent),
                 };
                 let _ = reply.send(known.then(|| self.core.agent_state(&agent)).flatten());
+                self.persist(&agent);
             }
             AcdMsg::Feature {
                 agent,
@@ -435,6 +467,7 @@ impl AcdService {
                         .then_some(FeatureOutcome::Paused),
                 };
                 let _ = reply.send(done);
+                self.persist(&agent);
             }
             AcdMsg::Agents { reply } => {
                 let _ = reply.send(self.core.agents_view(now));
@@ -552,6 +585,8 @@ impl AcdService {
                 }),
                 core::Action::AgentChanged { agent, state } => {
                     debug!(%agent, state = state.as_str(), "agent state");
+                    // Auto-pause after missed offers changes a persistent choice too.
+                    self.persist(&agent);
                     let _ = self.feed.send(AgentFeed::State { agent, state });
                 }
             }

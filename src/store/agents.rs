@@ -270,3 +270,19 @@ mod tests {
         assert!(!valid_name("a@b"));
     }
 }
+
+/// Persisted agent choices: (name, logged out on purpose, pause reason).
+pub async fn load_states(db: &Db) -> Result<Vec<(String, bool, Option<String>)>, StoreError> {
+    let rows = sqlx::query("SELECT agent, logged_out, paused_reason FROM agent_state")
+        .fetch_all(&db.pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let name: String = r.try_get("agent").ok()?;
+            let out: i64 = r.try_get("logged_out").unwrap_or(0);
+            let paused: Option<String> = r.try_get("paused_reason").ok().flatten();
+            Some((name, out != 0, paused))
+        })
+        .collect())
+}

@@ -54,6 +54,13 @@ pub enum StoreOp {
         agent: Option<String>,
         wait_ms: Option<i64>,
     },
+    /// An agent's persistent choices (`agent_state`): last write wins, so replays are safe.
+    AgentState {
+        agent: String,
+        logged_out: bool,
+        paused_reason: Option<String>,
+        at: String,
+    },
     /// One ACD event (`queue_log`); `id` makes replays idempotent.
     QueueLog {
         id: String,
@@ -228,6 +235,26 @@ pub async fn apply(
                 .bind(agent.clone())
                 .bind(*wait_ms)
                 .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        StoreOp::AgentState {
+            agent,
+            logged_out,
+            paused_reason,
+            at,
+        } => {
+            let sql = format!(
+                "INSERT INTO agent_state (agent, logged_out, paused_reason, updated_at) VALUES ($1, $2, $3, {}) \
+                 ON CONFLICT (agent) DO UPDATE SET logged_out = excluded.logged_out, \
+                 paused_reason = excluded.paused_reason, updated_at = excluded.updated_at",
+                d.ts(4)
+            );
+            sqlx::query(&sql)
+                .bind(agent)
+                .bind(i64::from(*logged_out))
+                .bind(paused_reason.clone())
+                .bind(at)
                 .execute(&mut **tx)
                 .await?;
         }

@@ -302,6 +302,13 @@ impl Call {
                 if q.connected.is_some() {
                     return;
                 }
+                if self.phase == Phase::Parked {
+                    // A callback that lost its place (should not happen: callbacks have no
+                    // maximum wait) must not stay parked forever.
+                    q.told_acd = true;
+                    self.hangup(now, &format!("callback_{reason}"));
+                    return;
+                }
                 q.told_acd = true;
                 for l in q.legs.iter().filter(|l| !l.done) {
                     let _ = l.tx.try_send(CallInput::LegControl(LegControl::Stop));
@@ -770,6 +777,12 @@ impl Call {
     pub(super) fn queue_playback_finished(&mut self, now: Instant, id: u32) -> bool {
         match id {
             CALLBACK_OFFER_ID => {
+                // The offer may have cut an announcement short: keep announcing.
+                if let Some(q) = self.queue.as_mut() {
+                    if q.announce_at.is_none() {
+                        q.announce_at = q.announce_every.map(|d| now + d);
+                    }
+                }
                 self.resume_moh();
                 true
             }
