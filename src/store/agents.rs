@@ -256,21 +256,6 @@ pub async fn load_bindings(db: &Db) -> Result<Vec<BindingRow>, StoreError> {
         .map_err(StoreError::from)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn skills_and_names() {
-        assert_eq!(parse_skill("lang:en=5"), Some(("lang:en".into(), 5)));
-        assert_eq!(parse_skill("refunds=11"), None);
-        assert_eq!(parse_skill("=3"), None);
-        assert!(valid_name("agent-1.x"));
-        assert!(!valid_name("a b"));
-        assert!(!valid_name("a@b"));
-    }
-}
-
 /// Persisted agent choices: (name, logged out on purpose, pause reason).
 pub async fn load_states(db: &Db) -> Result<Vec<(String, bool, Option<String>)>, StoreError> {
     let rows = sqlx::query("SELECT agent, logged_out, paused_reason FROM agent_state")
@@ -285,4 +270,19 @@ pub async fn load_states(db: &Db) -> Result<Vec<(String, bool, Option<String>)>,
             Some((name, out != 0, paused))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skills_and_names() {
+        assert_eq!(parse_skill("lang:en=5"), Some(("lang:en".into(), 5)));
+        assert_eq!(parse_skill("refunds=11"), None);
+        assert_eq!(parse_skill("=3"), None);
+        assert!(valid_name("agent-1.x"));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name("a@b"));
+    }
 }
