@@ -133,6 +133,7 @@ struct RawServer {
     api_token: Option<String>,
     realm: Option<String>,
     digest_algorithms: Option<Vec<String>>,
+    recordings_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +165,7 @@ struct RawQueue {
     callback_trunk: Option<String>,
     retry_s: Option<u64>,
     announce_every_s: Option<u64>,
+    record: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -186,6 +188,8 @@ pub struct QueueSettings {
     pub callback_trunk: Option<String>,
     /// Every this often a waiting caller hears its position and estimated wait; None: never.
     pub announce_every_s: Option<u64>,
+    /// Record bridged calls (stereo WAV in `[server] recordings_dir`).
+    pub record: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +214,8 @@ pub struct Config {
     pub dialplan_dir: PathBuf,
     pub audio_dir: PathBuf,
     pub spool_dir: PathBuf,
+    /// Where queue recordings go (`<call id>.wav`).
+    pub recordings_dir: PathBuf,
     pub demo_data: bool,
     pub max_calls: usize,
     pub media_timeout_s: u64,
@@ -475,6 +481,7 @@ impl Config {
                 callback_after_s: q.callback_after_s.filter(|s| *s > 0),
                 callback_trunk: q.callback_trunk.clone(),
                 announce_every_s: q.announce_every_s.filter(|s| *s > 0),
+                record: q.record.unwrap_or(false),
             });
         }
         let digest_algorithms = match &server.digest_algorithms {
@@ -517,6 +524,11 @@ impl Config {
             media_address,
             dialplan_dir: PathBuf::from(server.dialplan_dir.unwrap_or_else(|| "dialplans".into())),
             audio_dir: PathBuf::from(server.audio_dir.unwrap_or_else(|| "audio".into())),
+            recordings_dir: PathBuf::from(
+                server
+                    .recordings_dir
+                    .unwrap_or_else(|| "data/recordings".into()),
+            ),
             spool_dir: PathBuf::from(server.spool_dir.unwrap_or_else(|| "data".into())),
             demo_data: server.demo_data.unwrap_or(true),
             max_calls: server.max_calls.unwrap_or(4000),

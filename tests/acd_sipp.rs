@@ -1228,3 +1228,54 @@ fn pause_and_logout_survive_a_restart() {
     assert_eq!(pete["state"], "logged_out", "{states}");
     assert_eq!(pete["reachable"], true, "registration restored: {states}");
 }
+
+/// Recording per queue: the bridged conversation is written as a stereo WAV (caller left,
+/// agent right) named after the call, its path is on the call record, nothing dropped.
+#[test]
+fn queue_records_the_bridged_call_in_stereo() {
+    let rec_dir = tempfile::tempdir().expect("dir");
+    let dir_value = format!("{:?}", rec_dir.path().display().to_string());
+    let (_cfg_dir, cfg) = config_with(&[("record", "true"), ("recordings_dir", &dir_value)]);
+    let server = Server::start(&["--config", &cfg]);
+    let port = setup_agent(&server, "nina");
+    let phone = agent_phone(&server, "nina", port, 300, 3000);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 10_000, 40_000),
+        &caller("+15551239012"),
+    );
+    let run = phone.sipp.wait();
+    assert_eq!(run.code, Some(0), "nina's phone failed\n{}", run.text);
+    call.wait().assert_ok(&server);
+    let rec = ended_call(&server, "+15551239012");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let path = rec_dir.path().join(format!("{id}.wav"));
+    let stored = server.wait_db(Duration::from_secs(5), "recording_path", |db| {
+        db.rows(&format!(
+            "SELECT recording_path FROM call_records WHERE id = '{id}' AND recording_path IS NOT NULL"
+        ))
+        .pop()
+    });
+    assert_eq!(
+        stored["recording_path"],
+        path.display().to_string().as_str()
+    );
+    let stats = server.wait_db(Duration::from_secs(5), "recording stats", |_| {
+        event_detail(&server, &id, "recording_stats")
+    });
+    assert!(stats.ends_with("frames_dropped=0"), "{stats}");
+    let reader = wait_for(Duration::from_secs(5), "a finalized WAV", || {
+        hound::WavReader::open(&path)
+            .ok()
+            .filter(|r| r.duration() > 0)
+    });
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, 8000, 16)
+    );
+    let secs = reader.duration() as f64 / 8000.0;
+    assert!(
+        (2.5..6.0).contains(&secs),
+        "recorded {secs:.2} s of a ~3 s conversation"
+    );
+}

@@ -47,6 +47,8 @@ pub struct Relay {
     direction: Direction,
     counters: Arc<RelayCounters>,
     last_rx: Instant,
+    /// Recording: what this leg receives goes to this channel (0 caller, 1 agent).
+    recorder: Option<(super::recorder::Recorder, u8)>,
 }
 
 fn ulaw_to_alaw() -> &'static [u8; 256] {
@@ -90,7 +92,17 @@ impl Relay {
             direction,
             counters,
             last_rx: now,
+            recorder: None,
         }
+    }
+
+    /// Also record what this leg receives (before any transcoding).
+    pub fn record(&mut self, recorder: super::recorder::Recorder) {
+        let channel = match self.direction {
+            Direction::CallerToAgent => 0,
+            Direction::AgentToCaller => 1,
+        };
+        self.recorder = Some((recorder, channel));
     }
 
     pub fn dest(&self) -> SocketAddr {
@@ -120,6 +132,9 @@ impl Relay {
         };
         self.last_rx = now;
         let new_pt = if pt == self.from.payload_type {
+            if let Some((rec, channel)) = &self.recorder {
+                rec.push(now, *channel, self.from.codec, &pkt[offset..end]);
+            }
             if self.from.codec != self.to.codec {
                 let table = match self.from.codec {
                     Codec::Pcmu => ulaw_to_alaw(),

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod dtmf_inband;
 pub mod player;
 pub mod prompts;
+pub mod recorder;
 pub mod rtp;
 pub mod session;
 pub mod telephone_event;

@@ -54,6 +54,11 @@ pub enum StoreOp {
         agent: Option<String>,
         wait_ms: Option<i64>,
     },
+    /// Where a call's recording is (`call_records.recording_path`).
+    CallRecording {
+        id: String,
+        path: String,
+    },
     /// An agent's persistent choices (`agent_state`): last write wins, so replays are safe.
     AgentState {
         agent: String,
@@ -234,6 +239,13 @@ pub async fn apply(
                 .bind(queue.clone())
                 .bind(agent.clone())
                 .bind(*wait_ms)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        StoreOp::CallRecording { id, path } => {
+            sqlx::query("UPDATE call_records SET recording_path = $1 WHERE id = $2")
+                .bind(path)
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;

@@ -159,6 +159,8 @@ pub struct Call {
     held: bool,
     /// Where the caller's RTP goes while bridged (music on hold goes there too).
     relay_caller_dest: Option<SocketAddr>,
+    /// This call's recording, if its queue records (for the stats at the end).
+    recording: Option<crate::media::recorder::Recorder>,
 }
 
 pub async fn run_inbound(
@@ -276,6 +278,7 @@ impl Call {
             callback: None,
             held: false,
             relay_caller_dest: None,
+            recording: None,
             local,
             invite,
             ctx,

@@ -111,6 +111,7 @@ pub enum LegControl {
         agent: LegMedia,
         caller: LegMedia,
         counters: Arc<RelayCounters>,
+        recorder: Option<crate::media::recorder::Recorder>,
     },
     /// Stop: CANCEL if ringing, BYE if answered.
     Stop,
@@ -521,29 +522,67 @@ impl Call {
         if let Some(q) = self.queue.as_mut() {
             q.counters = Some(counters.clone());
         }
+        let recorder = self.start_recording(now);
         let bridged = agent.tx.try_send(CallInput::LegControl(LegControl::Bridge {
             socket: own_socket,
             dest: caller_dest,
             agent: agent.media,
             caller: caller_media,
             counters: counters.clone(),
+            recorder: recorder.clone(),
         }));
         if bridged.is_err() {
             warn!(agent = %agent.agent, "agent leg vanished at bridge time");
         }
-        self.relay = Some(Relay::new(
+        let mut relay = Relay::new(
             now,
             caller_media,
             agent.media,
             agent.remote,
             Direction::CallerToAgent,
             counters,
-        ));
+        );
+        if let Some(r) = recorder {
+            relay.record(r);
+        }
+        self.relay = Some(relay);
         self.relay_out = Some(agent.socket);
         self.relay_caller_dest = Some(caller_dest);
         // The call now belongs to the agent: no more prompts, music or dialplan.
         self.media = None;
         self.interp = None;
+    }
+
+    /// Start recording this bridge when the queue records (stereo: caller left, agent
+    /// right). A recording that cannot start is logged; the call goes on unrecorded.
+    fn start_recording(&mut self, now: Instant) -> Option<crate::media::recorder::Recorder> {
+        let queue = self.queue.as_ref()?.queue.clone();
+        if !self.ctx.config.queue(&queue).is_some_and(|s| s.record) {
+            return None;
+        }
+        let path = self
+            .ctx
+            .config
+            .recordings_dir
+            .join(format!("{}.wav", self.id));
+        match crate::media::recorder::Recorder::start(&path, now) {
+            Ok(r) => {
+                let shown = path.display().to_string();
+                self.record_event("recording", shown.clone());
+                self.ctx
+                    .store
+                    .submit(crate::store::ops::StoreOp::CallRecording {
+                        id: self.id.clone(),
+                        path: shown,
+                    });
+                self.recording = Some(r.clone());
+                Some(r)
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot record this call");
+                None
+            }
+        }
     }
 
     /// Callback: the customer answered (the agent is already on the line).
@@ -871,6 +910,15 @@ impl Call {
         if let Some(c) = counts {
             self.record_event("bridge_packets", c);
         }
+        if let Some(r) = self.recording.take() {
+            let st = r.stats();
+            let detail = format!(
+                "frames_written={} frames_dropped={}",
+                st.frames_written.load(std::sync::atomic::Ordering::Relaxed),
+                st.frames_dropped.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            self.record_event("recording_stats", detail);
+        }
     }
 
     // ---- agent-leg side ----------------------------------------------------------------
@@ -908,18 +956,17 @@ impl Call {
                 agent,
                 caller,
                 counters,
+                recorder,
             } => {
                 if self.phase != Phase::Answered {
                     return;
                 }
-                self.relay = Some(Relay::new(
-                    now,
-                    agent,
-                    caller,
-                    dest,
-                    Direction::AgentToCaller,
-                    counters,
-                ));
+                let mut relay =
+                    Relay::new(now, agent, caller, dest, Direction::AgentToCaller, counters);
+                if let Some(r) = recorder {
+                    relay.record(r);
+                }
+                self.relay = Some(relay);
                 self.relay_out = Some(socket);
             }
             LegControl::CallerMoved { dest } => {

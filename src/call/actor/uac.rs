@@ -353,6 +353,7 @@ impl Call {
             callback: None,
             held: false,
             relay_caller_dest: None,
+            recording: None,
         };
         let dial = PendingDial {
             request_uri,
