@@ -565,6 +565,19 @@ impl Config {
         self.trunks.iter().find(|t| t.name == name)
     }
 
+    /// Whether inbound calls are limited to configured trunks' networks: as soon as any
+    /// trunk lists `inbound_cidrs`, INVITEs from anywhere else are refused (403).
+    pub fn inbound_acl_active(&self) -> bool {
+        self.trunks.iter().any(|t| !t.inbound_cidrs.is_empty())
+    }
+
+    /// The trunk whose `inbound_cidrs` contain `ip`.
+    pub fn trunk_for_source(&self, ip: IpAddr) -> Option<&Trunk> {
+        self.trunks
+            .iter()
+            .find(|t| t.inbound_cidrs.iter().any(|c| c.contains(ip)))
+    }
+
     pub fn queue(&self, name: &str) -> Option<&QueueSettings> {
         self.queue_settings.iter().find(|q| q.acd.name == name)
     }

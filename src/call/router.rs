@@ -279,12 +279,20 @@ impl Router {
             .request_uri()
             .and_then(|u| u.user.clone())
             .unwrap_or_default();
-        let route = self
-            .ctx
-            .config
-            .route_for(&user)
-            .cloned()
-            .or_else(|| actor::feature_route(&user));
+        let feature = actor::feature_route(&user);
+        let cfg = &self.ctx.config;
+        let peer = inbound.reply.peer();
+        // Toll-fraud safety: with trunk ACLs configured, only those networks may place calls
+        // (agents' feature codes are checked against their registration by the ACD).
+        if feature.is_none()
+            && cfg.inbound_acl_active()
+            && cfg.trunk_for_source(peer.ip()).is_none()
+        {
+            warn!(target: "security", source = %peer, %user, "INVITE from a source that is no configured trunk: refused");
+            self.reply(&inbound, 403, "Forbidden", &[]);
+            return;
+        }
+        let route = cfg.route_for(&user).cloned().or(feature);
         let Some(route) = route else {
             info!(peer = %inbound.reply.peer(), "INVITE for unknown destination");
             self.reply(&inbound, 404, "Not Found", &[]);

@@ -853,7 +853,12 @@ pub struct SipClient {
 
 impl SipClient {
     pub fn new(server: SocketAddr) -> SipClient {
-        let sock = UdpSocket::bind((LOCALHOST, 0)).expect("bind client socket");
+        SipClient::from_ip(server, LOCALHOST)
+    }
+
+    /// A client bound to another loopback address (e.g. 127.0.0.2, for source ACLs).
+    pub fn from_ip(server: SocketAddr, ip: std::net::Ipv4Addr) -> SipClient {
+        let sock = UdpSocket::bind((ip, 0)).expect("bind client socket");
         let local = sock.local_addr().expect("client addr");
         SipClient {
             sock,
