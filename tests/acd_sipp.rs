@@ -1279,3 +1279,63 @@ fn queue_records_the_bridged_call_in_stereo() {
         "recorded {secs:.2} s of a ~3 s conversation"
     );
 }
+
+/// Caller priority: pressing 0 straight from the main menu, callers are identified by their
+/// number before joining; a VIP (demo ticket +15551230002, segment vip, priority 10) who
+/// joins after a standard caller is offered first.
+#[test]
+fn vip_caller_identified_by_number_goes_first() {
+    let server = Server::start(&[]);
+    let tok = token(&server);
+    let port = setup_agent(&server, "omar");
+    let (code, body) = http(
+        server.http_addr,
+        "POST",
+        "/api/agents/omar/pause",
+        Some(&tok),
+    );
+    assert_eq!(code, 200, "{body}");
+    let standard = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 20_000, 30_000),
+        &caller("+15551239013"),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let vip = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 20_000, 30_000),
+        &caller("+15551230002"),
+    );
+    // Both wait (the only agent is paused); then the agent comes back.
+    server.wait_db(Duration::from_secs(10), "both callers in line", |db| {
+        (db.count("queue_log WHERE event = 'enter'") == 2).then_some(())
+    });
+    let phone = agent_phone(&server, "omar", port, 300, 1000);
+    let (code, body) = http(
+        server.http_addr,
+        "POST",
+        "/api/agents/omar/unpause",
+        Some(&tok),
+    );
+    assert_eq!(code, 200, "{body}");
+    let run = phone.sipp.wait();
+    assert_eq!(run.code, Some(0), "omar's phone failed\n{}", run.text);
+    vip.wait().assert_ok(&server);
+    let vip_rec = ended_call(&server, "+15551230002");
+    assert_eq!(vip_rec["agent"], "omar");
+    assert!(
+        vip_rec["ticket_id"].as_i64().is_some(),
+        "identified: {vip_rec:?}"
+    );
+    let first = server
+        .db()
+        .row("SELECT call_id FROM queue_log WHERE event = 'offer' ORDER BY at, rowid LIMIT 1");
+    assert_eq!(first["call_id"], vip_rec["id"], "the VIP is offered first");
+    let entered = server
+        .db()
+        .rows("SELECT call_id, position FROM queue_log WHERE event = 'enter' ORDER BY at, rowid");
+    assert_eq!(entered[1]["call_id"], vip_rec["id"]);
+    assert_eq!(
+        entered[1]["position"], 1,
+        "the VIP enters ahead of the standard caller"
+    );
+    drop(standard);
+}

@@ -57,6 +57,8 @@ pub enum CallInput {
     LegControl(LegControl),
     /// A feature code (*1, *2, *3) was carried out (or refused): the prompt to play.
     FeatureDone(&'static str),
+    /// The caller's ticket (by number) before joining a queue.
+    QueueIdentified(Option<HashMap<String, String>>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +163,8 @@ pub struct Call {
     relay_caller_dest: Option<SocketAddr>,
     /// This call's recording, if its queue records (for the stats at the end).
     recording: Option<crate::media::recorder::Recorder>,
+    /// Waiting for the caller lookup before joining the queue (the skills it needs).
+    pending_join: Option<Vec<(String, i64)>>,
 }
 
 pub async fn run_inbound(
@@ -279,6 +283,7 @@ impl Call {
             held: false,
             relay_caller_dest: None,
             recording: None,
+            pending_join: None,
             local,
             invite,
             ctx,
@@ -387,6 +392,7 @@ impl Call {
                     Some(CallInput::Leg(e)) => self.on_leg_event(Instant::now(), e),
                     Some(CallInput::LegControl(c)) => self.on_leg_control(Instant::now(), c),
                     Some(CallInput::FeatureDone(prompt)) => self.feature_done(prompt),
+                    Some(CallInput::QueueIdentified(t)) => self.queue_identified(t),
                     None => break,
                 },
                 r = recv_rtp(rtp.as_deref(), &mut rtp_buf) => {

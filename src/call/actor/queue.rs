@@ -264,15 +264,65 @@ impl Call {
         });
         self.record_event("enqueue", queue.clone());
         self.play_moh();
+        if segment.is_none() && self.ticket_id.is_none() {
+            // Not identified yet (e.g. "0" straight from the main menu): look the caller's
+            // number up first, so a VIP gets its priority and the screen pop its ticket.
+            self.pending_join = Some(needs);
+            let db = self.ctx.db.clone();
+            let tx = self.self_tx.clone();
+            let number = self.caller.clone();
+            tokio::spawn(async move {
+                let ticket = crate::store::tickets::by_phone(&db, &number)
+                    .await
+                    .unwrap_or_else(|e| {
+                        warn!(error = %e, "caller lookup for the queue failed; joining unidentified");
+                        None
+                    });
+                let _ = tx.send(CallInput::QueueIdentified(ticket)).await;
+            });
+            return;
+        }
+        self.send_join(segment, needs);
+    }
+
+    fn send_join(&mut self, segment: Option<String>, needs: Vec<(String, i64)>) {
+        let Some(q) = self.queue.as_ref() else { return };
         self.ctx.acd.send(AcdMsg::Join {
             call: self.id.clone(), // a new place in line: keyed by this call
-            queue,
+            queue: q.queue.clone(),
             segment,
             needs,
             caller: self.caller.clone(),
             ticket_id: self.ticket_id,
             tx: self.self_tx.clone(),
         });
+    }
+
+    /// The caller's number was looked up for the queue: join with what it told us.
+    pub(super) fn queue_identified(
+        &mut self,
+        ticket: Option<std::collections::HashMap<String, String>>,
+    ) {
+        let Some(needs) = self.pending_join.take() else {
+            return;
+        };
+        if self.queue.as_ref().is_none_or(|q| q.told_acd) || self.phase != Phase::Answered {
+            return;
+        }
+        let mut segment = None;
+        if let Some(t) = &ticket {
+            if let Some(id) = t.get("id").and_then(|s| s.parse::<i64>().ok()) {
+                self.ticket_id = Some(id);
+                self.ctx
+                    .store
+                    .submit(crate::store::ops::StoreOp::CallTicket {
+                        id: self.id.clone(),
+                        ticket_id: id,
+                    });
+            }
+            segment = t.get("segment").cloned().filter(|s| !s.is_empty());
+        }
+        self.send_join(segment, needs);
     }
 
     /// Back to the dialplan: the step's `on_unavailable` (variable `queue_status` says why).

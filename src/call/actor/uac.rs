@@ -354,6 +354,7 @@ impl Call {
             held: false,
             relay_caller_dest: None,
             recording: None,
+            pending_join: None,
         };
         let dial = PendingDial {
             request_uri,
