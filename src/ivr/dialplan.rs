@@ -99,6 +99,15 @@ pub enum Action {
         queue: String,
         on_unavailable: String,
     },
+    /// Record what the caller says (after the prompts, e.g. a beep) until the terminator
+    /// key or `max_ms`; the file's path goes into `var` when given.
+    Record {
+        prompts: Vec<PlayItem>,
+        max_ms: u64,
+        terminator: char,
+        var: Option<String>,
+        next: String,
+    },
     Goto {
         next: String,
     },
@@ -114,6 +123,7 @@ impl Action {
             Action::Play { next, .. }
             | Action::Set { next, .. }
             | Action::Outcome { next, .. }
+            | Action::Record { next, .. }
             | Action::Goto { next } => {
                 vec![next]
             }
@@ -146,6 +156,7 @@ impl Action {
             Action::Set { .. } => "set",
             Action::Outcome { .. } => "outcome",
             Action::Enqueue { .. } => "enqueue",
+            Action::Record { .. } => "record",
             Action::Goto { .. } => "goto",
             Action::Hangup { .. } => "hangup",
         }

@@ -33,13 +33,34 @@ pub enum PromptRef {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    Play { id: u32, items: Vec<PromptRef> },
+    Play {
+        id: u32,
+        items: Vec<PromptRef>,
+    },
     StopPlayback,
-    Lookup { by: LookupBy, value: String },
-    Outcome { choice: String },
-    Event { kind: &'static str, detail: String },
-    Enqueue { queue: String },
-    Hangup { cause: String },
+    Lookup {
+        by: LookupBy,
+        value: String,
+    },
+    Outcome {
+        choice: String,
+    },
+    Event {
+        kind: &'static str,
+        detail: String,
+    },
+    Enqueue {
+        queue: String,
+    },
+    /// Start recording the caller into a file named after `step`; put its path in `var`.
+    StartRecording {
+        step: String,
+        var: Option<String>,
+    },
+    StopRecording,
+    Hangup {
+        cause: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +97,13 @@ enum Wait {
     },
     Enqueue {
         step: String,
+    },
+    Record {
+        step: String,
+        /// Prompts playing (id) before the recording starts.
+        prompting: Option<u32>,
+        /// The recording's end at the latest (None while prompting).
+        until: Option<Instant>,
     },
     Done,
 }
@@ -141,6 +169,7 @@ impl Interpreter {
                 phase: Phase::Waiting(d),
                 ..
             } => Some(*d),
+            Wait::Record { until, .. } => *until,
             _ => None,
         }
     }
@@ -169,13 +198,69 @@ impl Interpreter {
                 }
                 self.consume_input();
             }
+            Wait::Record {
+                step,
+                until: Some(_),
+                ..
+            } => {
+                // While recording, only the terminator counts; it is not type-ahead.
+                self.buffer.clear();
+                if self.record_terminator(&step) == Some(digit) {
+                    self.finish_recording(&step, "terminator");
+                }
+            }
+            Wait::Record { until: None, .. } => {
+                // Keys during the beep are not part of the message.
+                self.buffer.clear();
+            }
             _ => {}
+        }
+    }
+
+    fn record_terminator(&self, step: &str) -> Option<char> {
+        match self.plan.steps.get(step).map(|s| &s.action) {
+            Some(Action::Record { terminator, .. }) => Some(*terminator),
+            _ => None,
+        }
+    }
+
+    fn start_recording(&mut self, step: String) {
+        let (max_ms, var) = match self.plan.steps.get(&step).map(|s| &s.action) {
+            Some(Action::Record { max_ms, var, .. }) => (*max_ms, var.clone()),
+            _ => return,
+        };
+        self.buffer.clear();
+        self.outputs.push_back(Output::StartRecording {
+            step: step.clone(),
+            var,
+        });
+        self.wait = Wait::Record {
+            step,
+            prompting: None,
+            until: Some(self.now + Duration::from_millis(max_ms)),
+        };
+    }
+
+    fn finish_recording(&mut self, step: &str, why: &str) {
+        self.outputs.push_back(Output::StopRecording);
+        self.outputs.push_back(Output::Event {
+            kind: "record_end",
+            detail: format!("{step}:{why}"),
+        });
+        if let Some(Action::Record { next, .. }) = self.plan.steps.get(step).map(|s| &s.action) {
+            let next = next.clone();
+            self.run(next);
         }
     }
 
     pub fn handle_playback_finished(&mut self, now: Instant, id: u32) {
         self.now = now;
         match self.wait.clone() {
+            Wait::Record {
+                step,
+                prompting: Some(p),
+                ..
+            } if p == id => self.start_recording(step),
             Wait::Play {
                 id: playing, next, ..
             } if playing == id => self.run(next),
@@ -223,6 +308,11 @@ impl Interpreter {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         match self.wait.clone() {
+            Wait::Record {
+                step,
+                until: Some(t),
+                ..
+            } if now >= t => self.finish_recording(&step, "max_ms"),
             Wait::Menu {
                 step,
                 attempt,
@@ -390,6 +480,19 @@ impl Interpreter {
                 Action::Enqueue { queue, .. } => {
                     self.outputs.push_back(Output::Enqueue { queue });
                     self.wait = Wait::Enqueue { step: name };
+                }
+                Action::Record { prompts, .. } => {
+                    let items = self.resolve(&prompts);
+                    if items.is_empty() {
+                        self.start_recording(name);
+                    } else {
+                        let id = self.play(items);
+                        self.wait = Wait::Record {
+                            step: name,
+                            prompting: Some(id),
+                            until: None,
+                        };
+                    }
                 }
                 Action::Goto { next: after } => next = Some(after),
                 Action::Hangup { cause } => self.hangup(cause),
@@ -705,6 +808,66 @@ action = "hangup"
                 }
             })
             .expect("a play")
+    }
+
+    #[test]
+    fn record_after_the_beep_until_the_terminator_or_max() {
+        let plan = r##"
+[dialplan]
+start = "msg"
+
+[steps.msg]
+action = "record"
+prompts = ["beep"]
+max_ms = 5000
+var = "message"
+next = "bye"
+
+[steps.bye]
+action = "hangup"
+"##;
+        let f = |_: &str, _: &str| true;
+        let ctx = LoadContext {
+            prompt_exists: &f,
+            queues: &[],
+        };
+        let plan = Arc::new(load_str("r.toml", plan, &ctx).expect("plan"));
+        let t0 = Instant::now();
+        // Ended by '#': keys during the beep do not count.
+        let mut i = Interpreter::new(plan.clone(), Vars::new());
+        i.start(t0);
+        let out = drain(&mut i);
+        assert_eq!(names(&out[0]), ["beep"]);
+        i.handle_digit(t0, '#');
+        assert!(drain(&mut i).is_empty(), "'#' during the beep is ignored");
+        i.handle_playback_finished(t0, play_id(&out));
+        assert_eq!(
+            drain(&mut i),
+            [Output::StartRecording {
+                step: "msg".into(),
+                var: Some("message".into())
+            }]
+        );
+        assert_eq!(i.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        i.handle_digit(t0, '5');
+        assert!(drain(&mut i).is_empty());
+        i.handle_digit(t0, '#');
+        let out = drain(&mut i);
+        assert_eq!(out[0], Output::StopRecording);
+        assert!(matches!(out.last(), Some(Output::Hangup { .. })));
+        // Ended by max_ms.
+        let mut i = Interpreter::new(plan, Vars::new());
+        i.start(t0);
+        let out = drain(&mut i);
+        i.handle_playback_finished(t0, play_id(&out));
+        drain(&mut i);
+        i.handle_timeout(t0 + Duration::from_secs(5));
+        let out = drain(&mut i);
+        assert_eq!(out[0], Output::StopRecording);
+        assert!(out.contains(&Output::Event {
+            kind: "record_end",
+            detail: "msg:max_ms".into()
+        }));
     }
 
     #[test]

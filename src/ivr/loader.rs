@@ -104,6 +104,7 @@ struct RawStep {
     queue: Option<String>,
     on_unavailable: Option<Spanned<String>>,
     cause: Option<String>,
+    max_ms: Option<u64>,
 }
 
 impl RawStep {
@@ -119,7 +120,7 @@ impl RawStep {
              inter_digit_timeout_ms => "inter_digit_timeout_ms", by => "by", value => "value",
              found => "found", not_found => "not_found", when => "when", otherwise => "else",
              vars => "vars", choice => "choice", queue => "queue", on_unavailable => "on_unavailable",
-             cause => "cause");
+             cause => "cause", max_ms => "max_ms");
         v
     }
 }
@@ -156,6 +157,7 @@ fn allowed_fields(action: &str) -> Option<&'static [&'static str]> {
         "set" => &["vars", "next"],
         "outcome" => &["choice", "next"],
         "enqueue" => &["queue", "on_unavailable"],
+        "record" => &["prompts", "max_ms", "terminator", "var", "next"],
         "goto" => &["next"],
         "hangup" => &["cause"],
         _ => return None,
@@ -298,7 +300,7 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
     let Some(allowed) = allowed_fields(action) else {
         return Err((
             action_at,
-            format!("unknown action '{action}' (expected play, menu, collect, lookup_ticket, branch, set, outcome, enqueue, goto, hangup)"),
+            format!("unknown action '{action}' (expected play, menu, collect, lookup_ticket, branch, set, outcome, enqueue, record, goto, hangup)"),
         ));
     };
     for f in s.present_fields() {
@@ -491,6 +493,27 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
             Action::Enqueue {
                 queue,
                 on_unavailable: need(&s.on_unavailable, "on_unavailable")?,
+            }
+        }
+        "record" => {
+            let max_ms = s.max_ms.unwrap_or(60_000);
+            if !(1000..=600_000).contains(&max_ms) {
+                return Err((
+                    action_at,
+                    format!("max_ms {max_ms} must be between 1000 and 600000"),
+                ));
+            }
+            let terminator = match s.terminator.as_deref() {
+                None => '#',
+                Some(t) if t.len() == 1 && "#*".contains(t) => t.chars().next().unwrap_or('#'),
+                Some(t) => return Err((action_at, format!("terminator '{t}' must be '#' or '*'"))),
+            };
+            Action::Record {
+                prompts: items(&s.prompts)?,
+                max_ms,
+                terminator,
+                var: s.var.clone(),
+                next: need(&s.next, "next")?,
             }
         }
         "goto" => Action::Goto {

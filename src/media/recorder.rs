@@ -72,13 +72,19 @@ impl std::fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// Create the file and start its writer thread.
+    /// Create a stereo file (0 = caller, 1 = agent) and start its writer thread.
     pub fn start(path: &Path, now: Instant) -> Result<Recorder, RecorderError> {
+        Recorder::start_with(path, now, 2)
+    }
+
+    /// Create a file with 1 (the caller only) or 2 channels and start its writer thread.
+    pub fn start_with(path: &Path, now: Instant, channels: u16) -> Result<Recorder, RecorderError> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
+        let channels = channels.clamp(1, 2);
         let spec = hound::WavSpec {
-            channels: 2,
+            channels,
             sample_rate: SAMPLE_RATE,
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
@@ -92,7 +98,7 @@ impl Recorder {
         let st = stats.clone();
         std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || write_loop(rx, writer, &st))
+            .spawn(move || write_loop(rx, writer, &st, channels))
             .map_err(RecorderError::Thread)?;
         Ok(Recorder {
             tx,
@@ -138,6 +144,7 @@ fn write_loop(
     rx: Receiver<Frame>,
     mut w: hound::WavWriter<std::io::BufWriter<std::fs::File>>,
     stats: &RecordingStats,
+    channels: u16,
 ) {
     // Interleaved samples from index `flushed` on.
     let mut pending: std::collections::VecDeque<[i16; 2]> = std::collections::VecDeque::new();
@@ -151,7 +158,12 @@ fn write_loop(
             let Some([l, r]) = pending.pop_front() else {
                 break;
             };
-            if !*failed && (w.write_sample(l).is_err() || w.write_sample(r).is_err()) {
+            let ok = if channels == 1 {
+                w.write_sample(l).is_ok()
+            } else {
+                w.write_sample(l).is_ok() && w.write_sample(r).is_ok()
+            };
+            if !*failed && !ok {
                 *failed = true;
                 tracing::warn!("recording write failed (disk full?); the rest is dropped");
             }

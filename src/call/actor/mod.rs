@@ -165,6 +165,8 @@ pub struct Call {
     recording: Option<crate::media::recorder::Recorder>,
     /// Waiting for the caller lookup before joining the queue (the skills it needs).
     pending_join: Option<Vec<(String, i64)>>,
+    /// A dialplan `record` step in progress (mono, the caller).
+    segment_recorder: Option<crate::media::recorder::Recorder>,
 }
 
 pub async fn run_inbound(
@@ -284,6 +286,7 @@ impl Call {
             relay_caller_dest: None,
             recording: None,
             pending_join: None,
+            segment_recorder: None,
             local,
             invite,
             ctx,
@@ -413,6 +416,14 @@ impl Call {
                             }
                         } else if let Some(media) = self.media.as_mut() {
                             media.handle_datagram(now, &rtp_buf[..n], from);
+                            if let (Some(rec), Some(neg)) = (&self.segment_recorder, &self.offer) {
+                                // A dialplan `record` step: the caller's audio to the file.
+                                if let Ok(p) = crate::media::rtp::RtpPacket::parse(&rtp_buf[..n]) {
+                                    if p.payload_type == neg.payload_type {
+                                        rec.push(now, 0, neg.codec, p.payload);
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -1071,6 +1082,10 @@ impl Call {
                     self.enqueue(now, queue);
                     return;
                 }
+                Output::StartRecording { step, var } => {
+                    self.start_segment_recording(now, &step, var)
+                }
+                Output::StopRecording => self.stop_segment_recording(),
                 Output::Hangup { cause } => {
                     let cause = if cause == "normal" {
                         "dialplan_hangup".to_string()
@@ -1081,6 +1096,41 @@ impl Call {
                     return;
                 }
             }
+        }
+    }
+
+    fn start_segment_recording(&mut self, now: Instant, step: &str, var: Option<String>) {
+        let path = self
+            .ctx
+            .config
+            .recordings_dir
+            .join(format!("{}-{step}.wav", self.id));
+        match crate::media::recorder::Recorder::start_with(&path, now, 1) {
+            Ok(r) => {
+                let shown = path.display().to_string();
+                if let (Some(v), Some(i)) = (var, self.interp.as_mut()) {
+                    i.set_var(&v, &shown);
+                }
+                self.record_event("recording", shown.clone());
+                self.ctx.store.submit(StoreOp::CallRecording {
+                    id: self.id.clone(),
+                    path: shown,
+                });
+                self.segment_recorder = Some(r);
+            }
+            Err(e) => warn!(error = %e, "cannot record; the dialplan goes on"),
+        }
+    }
+
+    fn stop_segment_recording(&mut self) {
+        if let Some(r) = self.segment_recorder.take() {
+            let st = r.stats();
+            let detail = format!(
+                "frames_written={} frames_dropped={}",
+                st.frames_written.load(Ordering::Relaxed),
+                st.frames_dropped.load(Ordering::Relaxed)
+            );
+            self.record_event("recording_stats", detail);
         }
     }
 
@@ -1171,6 +1221,7 @@ impl Call {
             return;
         }
         self.report_result(disposition, sip_status);
+        self.stop_segment_recording();
         self.leave_queue();
         let (queue, agent, wait_ms) = self
             .queue

@@ -355,6 +355,7 @@ impl Call {
             relay_caller_dest: None,
             recording: None,
             pending_join: None,
+            segment_recorder: None,
         };
         let dial = PendingDial {
             request_uri,
