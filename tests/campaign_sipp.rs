@@ -1329,6 +1329,24 @@ fn campaign_api_refuses_bad_requests() {
     assert_eq!(code, 400, "{body}");
     assert!(text(&body["error"]).contains("begin"), "{body}");
 
+    // Segment rules name loaded dialplans and sane language tags.
+    let mut bad = spec.clone();
+    bad["segments"] = json!({"vip": {"priority": 1, "dialplan": "no-such-plan"}});
+    let (code, body) = server.api("POST", "/api/campaigns", Some(&bad));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        text(&body["error"]).contains("segments.vip.dialplan"),
+        "{body}"
+    );
+    let mut bad = spec.clone();
+    bad["segments"] = json!({"vip": {"language": "zh cn"}});
+    let (code, body) = server.api("POST", "/api/campaigns", Some(&bad));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        text(&body["error"]).contains("segments.vip.language"),
+        "{body}"
+    );
+
     // Unknown trunk.
     let mut bad = spec.clone();
     bad["trunk"] = json!("nowhere");

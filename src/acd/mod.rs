@@ -243,6 +243,17 @@ pub fn channel(queues: &[QueueConfig]) -> (AcdHandle, mpsc::Receiver<AcdMsg>) {
     )
 }
 
+/// host:port of a Contact URI, when it is an address literal.
+fn contact_addr(contact: &str) -> Option<std::net::SocketAddr> {
+    let uri = crate::sip::uri::Uri::parse(contact.trim_matches(|c| c == '<' || c == '>')).ok()?;
+    let ip: std::net::IpAddr = uri
+        .host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .ok()?;
+    Some(std::net::SocketAddr::new(ip, uri.port.unwrap_or(5060)))
+}
+
 struct Member {
     tx: mpsc::Sender<CallInput>,
     caller: String,
@@ -439,9 +450,13 @@ impl AcdService {
                 command,
                 reply,
             } => {
+                // The REGISTER's source when known; after a restart the restored binding has
+                // only its Contact, whose host:port must then match.
                 let registered_here = self.contacts.get(&agent).is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.flow.as_ref().is_some_and(|f| f.peer() == source))
+                    cs.iter().any(|c| match &c.flow {
+                        Some(f) => f.peer() == source,
+                        None => contact_addr(&c.contact) == Some(source),
+                    })
                 });
                 if !registered_here {
                     warn!(target: "security", %agent, %source, "feature code from an address the agent did not register from");

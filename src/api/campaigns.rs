@@ -38,6 +38,10 @@ pub struct WindowSpec {
 pub struct SegmentRule {
     /// Lower dials first (default 100).
     pub priority: Option<i64>,
+    /// The dialplan this segment's customers get (e.g. VIPs straight to an agent).
+    pub dialplan: Option<String>,
+    /// The language this segment's customers hear (overrides the ticket's).
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +90,23 @@ pub fn validate(spec: &CampaignSpec, st: &ApiState) -> Result<(), ApiError> {
     }
     if st.ctx.dialplans().get(&spec.dialplan).is_none() {
         return Err(bad(format!("dialplan: '{}' is not loaded", spec.dialplan)));
+    }
+    for (seg, rule) in spec.segments.iter().flatten() {
+        if let Some(d) = &rule.dialplan {
+            if st.ctx.dialplans().get(d).is_none() {
+                return Err(bad(format!("segments.{seg}.dialplan: '{d}' is not loaded")));
+            }
+        }
+        if let Some(l) = &rule.language {
+            let ok = !l.is_empty()
+                && l.len() <= 8
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(bad(format!(
+                    "segments.{seg}.language: '{l}' is not a language tag"
+                )));
+            }
+        }
     }
     let Some(trunk) = cfg.trunk(&spec.trunk) else {
         return Err(bad(format!("trunk: '{}' is not configured", spec.trunk)));

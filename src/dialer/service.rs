@@ -53,6 +53,24 @@ struct Settings {
     machine: Option<MachineHandling>,
     schedule_start: Option<DateTime<Utc>>,
     schedule_end: Option<DateTime<Utc>>,
+    /// Per-segment dialplan and language (`segments.<name>.dialplan|language`).
+    segment_overrides: std::collections::HashMap<String, (Option<String>, Option<String>)>,
+}
+
+/// `segments` of a campaign spec: which dialplan and language each segment uses.
+fn segment_overrides(
+    spec: &serde_json::Value,
+) -> std::collections::HashMap<String, (Option<String>, Option<String>)> {
+    let Some(map) = spec.get("segments").and_then(|v| v.as_object()) else {
+        return Default::default();
+    };
+    map.iter()
+        .map(|(seg, rule)| {
+            let get = |k: &str| rule.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            (seg.clone(), (get("dialplan"), get("language")))
+        })
+        .filter(|(_, (d, l))| d.is_some() || l.is_some())
+        .collect()
 }
 
 fn settings(c: &CampaignRow, trunk_channels: u32, trunk_cps: f64) -> Settings {
@@ -105,6 +123,7 @@ fn settings(c: &CampaignRow, trunk_channels: u32, trunk_cps: f64) -> Settings {
         }),
         schedule_start: ts("start"),
         schedule_end: ts("end"),
+        segment_overrides: segment_overrides(spec),
     }
 }
 
@@ -472,12 +491,23 @@ async fn dial(
     }
     vars.insert("campaign.name".into(), campaign.name.clone());
     vars.insert("campaign.id".into(), campaign.id.to_string());
+    // Segment rules: e.g. VIPs get their own dialplan (straight to an agent) or language.
+    let mut dialplan = campaign.dialplan.clone();
+    let segment = ticket.as_ref().and_then(|t| t.get("segment")).cloned();
+    if let Some((d, l)) = segment.and_then(|s| st.segment_overrides.get(&s)) {
+        if let Some(d) = d {
+            dialplan = d.clone();
+        }
+        if let Some(l) = l {
+            vars.insert("language".into(), l.clone());
+        }
+    }
     let (tx, rx) = oneshot::channel();
     let req = OutboundRequest {
         to_number: contact.phone.clone(),
         trunk: trunk.clone(),
         caller_id: campaign.caller_id.clone(),
-        dialplan: campaign.dialplan.clone(),
+        dialplan,
         ring_timeout: st.ring_timeout,
         vars,
         ticket_id: Some(contact.ticket_id),
@@ -656,6 +686,24 @@ async fn post_json(url: &str, body: &serde_json::Value) -> std::io::Result<()> {
     tokio::time::timeout(Duration::from_secs(10), fut)
         .await
         .map_err(|_| std::io::Error::other("webhook timed out"))?
+}
+
+#[cfg(test)]
+mod segment_tests {
+    #[test]
+    fn segment_rules_pick_dialplan_and_language() {
+        let spec = serde_json::json!({"segments": {
+            "vip": {"priority": 1, "dialplan": "hotline", "language": "zh"},
+            "standard": {"priority": 5}
+        }});
+        let o = super::segment_overrides(&spec);
+        assert_eq!(
+            o.get("vip"),
+            Some(&(Some("hotline".to_string()), Some("zh".to_string())))
+        );
+        assert!(!o.contains_key("standard"), "priority only: no override");
+        assert!(super::segment_overrides(&serde_json::json!({})).is_empty());
+    }
 }
 
 #[cfg(test)]

@@ -167,6 +167,8 @@ pub struct Call {
     pending_join: Option<Vec<(String, i64)>>,
     /// A dialplan `record` step in progress (mono, the caller).
     segment_recorder: Option<crate::media::recorder::Recorder>,
+    /// Bridges recorded so far (file names of later ones get a suffix).
+    bridges_recorded: u32,
 }
 
 pub async fn run_inbound(
@@ -287,6 +289,7 @@ impl Call {
             recording: None,
             pending_join: None,
             segment_recorder: None,
+            bridges_recorded: 0,
             local,
             invite,
             ctx,

@@ -610,11 +610,13 @@ impl Call {
         if !self.ctx.config.queue(&queue).is_some_and(|s| s.record) {
             return None;
         }
-        let path = self
-            .ctx
-            .config
-            .recordings_dir
-            .join(format!("{}.wav", self.id));
+        // A transferred caller is bridged again: each bridge gets its own file.
+        self.bridges_recorded += 1;
+        let name = match self.bridges_recorded {
+            1 => format!("{}.wav", self.id),
+            n => format!("{}-{n}.wav", self.id),
+        };
+        let path = self.ctx.config.recordings_dir.join(name);
         match crate::media::recorder::Recorder::start(&path, now) {
             Ok(r) => {
                 let shown = path.display().to_string();

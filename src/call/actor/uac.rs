@@ -356,6 +356,7 @@ impl Call {
             recording: None,
             pending_join: None,
             segment_recorder: None,
+            bridges_recorded: 0,
         };
         let dial = PendingDial {
             request_uri,
