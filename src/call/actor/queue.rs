@@ -264,20 +264,24 @@ impl Call {
         });
         self.record_event("enqueue", queue.clone());
         self.play_moh();
-        if segment.is_none() && self.ticket_id.is_none() {
-            // Not identified yet (e.g. "0" straight from the main menu): look the caller's
-            // number up first, so a VIP gets its priority and the screen pop its ticket.
+        if segment.is_none() {
+            // Not identified yet (e.g. "0" straight from the main menu, or a transferred
+            // caller whose dialplan is over): look the ticket up first (by the linked ticket,
+            // else by number), so a VIP gets its priority and the screen pop its ticket.
             self.pending_join = Some(needs);
             let db = self.ctx.db.clone();
             let tx = self.self_tx.clone();
             let number = self.caller.clone();
+            let linked = self.ticket_id;
             tokio::spawn(async move {
-                let ticket = crate::store::tickets::by_phone(&db, &number)
-                    .await
-                    .unwrap_or_else(|e| {
-                        warn!(error = %e, "caller lookup for the queue failed; joining unidentified");
-                        None
-                    });
+                let found = match linked {
+                    Some(id) => crate::store::tickets::by_id(&db, id).await,
+                    None => crate::store::tickets::by_phone(&db, &number).await,
+                };
+                let ticket = found.unwrap_or_else(|e| {
+                    warn!(error = %e, "caller lookup for the queue failed; joining unidentified");
+                    None
+                });
                 let _ = tx.send(CallInput::QueueIdentified(ticket)).await;
             });
             return;
