@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{free_port, read_lossy, run_binary, tail, wait_child, wait_for, Scenario, Server};
+use support::{free_port, read_lossy, tail, wait_child, wait_for, Scenario, Server};
 
 const AGENT: &str = "bea";
 const PASSWORD: &str = "bea-s3cret";
@@ -37,27 +37,6 @@ fn baresip_binary() -> PathBuf {
                  (Debian package baresip-core; scripts/test installs it)"
             )
         })
-}
-
-fn add_agent(server: &Server, name: &str, password: &str) {
-    let db = format!("sqlite://{}", server.db_path.display());
-    let (st, out, err) = run_binary(
-        &[
-            "agent",
-            "add",
-            name,
-            "--password",
-            password,
-            "--queue",
-            "support",
-            "--skill",
-            "lang:en=5",
-            "--database",
-            &db,
-        ],
-        Duration::from_secs(20),
-    );
-    assert!(st.success(), "agent add failed: {out}{err}");
 }
 
 fn agent_state(server: &Server, name: &str) -> String {
@@ -217,7 +196,7 @@ fn packets(detail: &str, key: &str) -> u64 {
 fn baresip_agent_answers_a_queued_call_with_audio_both_ways() {
     let binary = baresip_binary();
     let server = Server::start(&[]);
-    add_agent(&server, AGENT, PASSWORD);
+    server.add_agent(AGENT, PASSWORD, &[]);
     let phone_port = baresip_sip_port();
     let phone = Baresip::start(
         &binary,

@@ -18,26 +18,6 @@ use support::{
     SippProcess,
 };
 
-fn add_agent(server: &Server, name: &str, password: &str, extra: &[&str]) {
-    let db = format!("sqlite://{}", server.db_path.display());
-    let mut args = vec![
-        "agent",
-        "add",
-        name,
-        "--password",
-        password,
-        "--queue",
-        "support",
-        "--skill",
-        "lang:en=5",
-        "--database",
-        &db,
-    ];
-    args.extend_from_slice(extra);
-    let (st, out, err) = run_binary(&args, Duration::from_secs(20));
-    assert!(st.success(), "agent add failed: {out}{err}");
-}
-
 /// REGISTER `name` from 127.0.0.1:`port` (the port the agent's UAS then listens on).
 fn register(server: &Server, port: u16, name: &str, password: &str) {
     let dir = server.dir.path().join(format!("reg-{name}-{port}"));
@@ -68,34 +48,37 @@ struct AgentPhone {
 }
 
 fn agent_phone(server: &Server, name: &str, port: u16, ring_ms: u32, hold_ms: u32) -> AgentPhone {
-    let dir = server.dir.path().join(format!("agent-{name}-{port}"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent.xml"))
-        .expect("read uas_agent.xml")
-        .replace("@RING_MS@", &ring_ms.to_string())
-        .replace("@HOLD_MS@", &hold_ms.to_string())
-        .replace("@PLAY@", "");
-    let file = dir.join("uas_agent.xml");
-    std::fs::write(&file, text).expect("write scenario");
-    let sipp = spawn_uas(
-        &file,
-        &dir,
-        port,
-        ring_ms + hold_ms + 40_000,
-        server.sip_addr,
-    );
-    AgentPhone { sipp }
+    let (ring, hold) = (ring_ms.to_string(), hold_ms.to_string());
+    let subs = [("RING_MS", ring.as_str()), ("HOLD_MS", &hold), ("PLAY", "")];
+    let budget = ring_ms + hold_ms + 40_000;
+    AgentPhone {
+        sipp: phone(server, "uas_agent.xml", name, port, &subs, 1, budget),
+    }
 }
 
-fn spawn_uas(
-    file: &Path,
-    dir: &Path,
+/// A SIPp UAS phone: `sip-test/TEMPLATE` with `@KEY@` placeholders replaced, run from
+/// 127.0.0.1:`port` (where the agent registered from) for `calls` calls, echoing RTP.
+fn phone(
+    server: &Server,
+    template: &str,
+    label: &str,
     port: u16,
+    subs: &[(&str, &str)],
+    calls: u32,
     budget_ms: u32,
-    target: SocketAddr,
 ) -> SippProcess {
+    let dir = server.dir.path().join(format!("phone-{label}-{port}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut text = std::fs::read_to_string(repo_root().join("sip-test").join(template))
+        .unwrap_or_else(|e| panic!("read {template}: {e}"));
+    for (k, v) in subs {
+        text = text.replace(&format!("@{k}@"), v);
+    }
+    let file = dir.join(template);
+    std::fs::write(&file, text).expect("write scenario");
     let media = sipp_media_port().to_string();
     let port = port.to_string();
+    let calls = calls.to_string();
     let timeout = format!("{}s", budget_ms / 1000);
     let errors = dir.join("errors.log").display().to_string();
     let messages = dir.join("messages.log").display().to_string();
@@ -108,7 +91,7 @@ fn spawn_uas(
         &media,
         "-rtp_echo",
         "-m",
-        "1",
+        &calls,
         "-nostdin",
         "-timeout",
         &timeout,
@@ -121,9 +104,9 @@ fn spawn_uas(
         &messages,
     ];
     SippProcess::spawn_file(
-        file,
-        target,
-        dir,
+        &file,
+        server.sip_addr,
+        &dir,
         &args,
         Duration::from_millis(budget_ms as u64),
     )
@@ -228,7 +211,7 @@ fn packets(detail: &str, key: &str) -> u64 {
 }
 
 fn setup_agent(server: &Server, name: &str) -> u16 {
-    add_agent(server, name, "s3cret-pw", &[]);
+    server.add_agent(name, "s3cret-pw", &[]);
     let port = free_port();
     register(server, port, name, "s3cret-pw");
     wait_agent_state(server, name, "available", Duration::from_secs(5));
@@ -579,46 +562,8 @@ fn wrapup_is_respected_between_calls() {
     let (_cfg_dir, cfg) = config_with(&[("wrapup_s", "4")]);
     let server = Server::start(&["--config", &cfg]);
     let port = setup_agent(&server, "frank");
-    let dir = server.dir.path().join("agent-frank-two");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent.xml"))
-        .expect("scenario")
-        .replace("@RING_MS@", "300")
-        .replace("@HOLD_MS@", "2000")
-        .replace("@PLAY@", "");
-    let file = dir.join("uas_agent.xml");
-    std::fs::write(&file, text).expect("write");
-    let media = sipp_media_port().to_string();
-    let p = port.to_string();
-    let errors = dir.join("errors.log").display().to_string();
-    let messages = dir.join("messages.log").display().to_string();
-    let phone = SippProcess::spawn_file(
-        &file,
-        server.sip_addr,
-        &dir,
-        &[
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &p,
-            "-mp",
-            &media,
-            "-rtp_echo",
-            "-m",
-            "2",
-            "-nostdin",
-            "-timeout",
-            "90s",
-            "-timeout_error",
-            "-trace_err",
-            "-error_file",
-            &errors,
-            "-trace_msg",
-            "-message_file",
-            &messages,
-        ],
-        Duration::from_secs(90),
-    );
+    let subs = [("RING_MS", "300"), ("HOLD_MS", "2000"), ("PLAY", "")];
+    let phone = phone(&server, "uas_agent.xml", "frank", port, &subs, 2, 90_000);
     let c1 = server.spawn_sipp(
         &Scenario::call_with_digits(&[(1500, '0')], 6000, 40_000),
         &caller("+15551239006"),
@@ -692,16 +637,23 @@ fn callback_keeps_place_rings_agent_first_then_customer() {
     assert_eq!(body["state"], "paused");
 
     // The customer's phone behind the trunk: answers the callback, waits for our BYE.
-    let cdir = server.dir.path().join("customer");
-    std::fs::create_dir_all(&cdir).expect("dir");
-    let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent.xml"))
-        .expect("scenario")
-        .replace("@RING_MS@", "300")
-        .replace("@HOLD_MS@", "60000")
-        .replace("@PLAY@", &play_silence(&cdir));
-    let cfile = cdir.join("uas_customer.xml");
-    std::fs::write(&cfile, text).expect("write");
-    let customer = spawn_uas(&cfile, &cdir, customer_port, 100_000, server.sip_addr);
+    let pcap_dir = server.dir.path().join("customer-audio");
+    std::fs::create_dir_all(&pcap_dir).expect("dir");
+    let play = play_silence(&pcap_dir);
+    let subs = [
+        ("RING_MS", "300"),
+        ("HOLD_MS", "60000"),
+        ("PLAY", play.as_str()),
+    ];
+    let customer = phone(
+        &server,
+        "uas_agent.xml",
+        "customer",
+        customer_port,
+        &subs,
+        1,
+        100_000,
+    );
 
     // Press 0 (queue), then 1 after the callback offer; the server confirms and hangs up.
     let call = server.spawn_sipp(
@@ -821,15 +773,16 @@ fn agent_hold_plays_music_and_resumes_the_bridge() {
     let (_cfg_dir, cfg) = config_with(&[("media_timeout_s", "2")]);
     let server = Server::start(&["--config", &cfg]);
     let port = setup_agent(&server, "hank");
-    let dir = server.dir.path().join("agent-hank");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent_hold.xml"))
-        .expect("scenario")
-        .replace("@TALK_MS@", "2000")
-        .replace("@HOLD_MS@", "4000");
-    let file = dir.join("uas_agent_hold.xml");
-    std::fs::write(&file, text).expect("write");
-    let phone = spawn_uas(&file, &dir, port, 60_000, server.sip_addr);
+    let subs = [("TALK_MS", "2000"), ("HOLD_MS", "4000")];
+    let phone = phone(
+        &server,
+        "uas_agent_hold.xml",
+        "hank",
+        port,
+        &subs,
+        1,
+        60_000,
+    );
     let call = server.spawn_sipp(
         &Scenario::call_with_digits(&[(1500, '0')], 20_000, 40_000),
         &caller("+15551239009"),
@@ -920,15 +873,16 @@ fn agent_blind_transfers_to_another_queue() {
     register(&server, kate_port, "kate", "s3cret-pw");
     wait_agent_state(&server, "kate", "available", Duration::from_secs(5));
 
-    let dir = server.dir.path().join("agent-jack");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let text = std::fs::read_to_string(repo_root().join("sip-test/uas_agent_refer.xml"))
-        .expect("scenario")
-        .replace("@TALK_MS@", "2000")
-        .replace("@TARGET@", "billing");
-    let file = dir.join("uas_agent_refer.xml");
-    std::fs::write(&file, text).expect("write");
-    let jack = spawn_uas(&file, &dir, jack_port, 60_000, server.sip_addr);
+    let subs = [("TALK_MS", "2000"), ("TARGET", "billing")];
+    let jack = phone(
+        &server,
+        "uas_agent_refer.xml",
+        "jack",
+        jack_port,
+        &subs,
+        1,
+        60_000,
+    );
     let kate = agent_phone(&server, "kate", kate_port, 300, 3000);
     let call = server.spawn_sipp(
         &Scenario::call_with_digits(&[(1500, '0')], 15_000, 40_000),
@@ -1178,30 +1132,7 @@ fn pause_and_logout_survive_a_restart() {
         "server did not stop"
     );
 
-    let config = server.dir.path().join("config.toml");
-    let http_port = free_port();
-    let sip_port = free_port();
-    let log = std::fs::File::create(server.dir.path().join("restart.log")).expect("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--database",
-            &format!("sqlite://{}", server.db_path.display()),
-        ])
-        .args(["--sip-listen", &format!("127.0.0.1:{sip_port}")])
-        .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
-        .args([
-            "--rtp-ports",
-            &format!("{}-{}", server.rtp_ports.0, server.rtp_ports.1),
-        ])
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("restart");
-    let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
+    let (mut child, addr) = server.restart_on_same_db();
     let states = wait_for(
         Duration::from_secs(20),
         "the restarted server's agents",

@@ -5,10 +5,10 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{free_port, http_get_status, repo_root, Scenario, Server};
+use support::{http_get_status, Scenario, Server};
 
 #[test]
 fn kill_9_mid_call_then_restart_finalizes_the_call_as_interrupted() {
@@ -39,31 +39,8 @@ fn kill_9_mid_call_then_restart_finalizes_the_call_as_interrupted() {
     drop(call); // SIPp is stopped by its guard
 
     // Same database and config, new ports: the restart finalizes the dangling call.
-    let config = server.dir.path().join("config.toml");
-    let http_port = free_port();
-    let sip_port = free_port();
-    let log = std::fs::File::create(server.dir.path().join("restart.log")).expect("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["--config"])
-        .arg(&config)
-        .args([
-            "--database",
-            &format!("sqlite://{}", server.db_path.display()),
-        ])
-        .args(["--sip-listen", &format!("127.0.0.1:{sip_port}")])
-        .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
-        .args([
-            "--rtp-ports",
-            &format!("{}-{}", server.rtp_ports.0, server.rtp_ports.1),
-        ])
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("restart");
+    let (mut child, addr) = server.restart_on_same_db();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
     while http_get_status(addr, "/healthz") != Some(200) {
         assert!(
             Instant::now() < deadline,

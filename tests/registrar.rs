@@ -8,28 +8,7 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_port, repo_root, run_binary, sipp, Server};
-
-fn add_agent(server: &Server, name: &str, password: &str) {
-    let db = format!("sqlite://{}", server.db_path.display());
-    let (st, out, err) = run_binary(
-        &[
-            "agent",
-            "add",
-            name,
-            "--password",
-            password,
-            "--queue",
-            "support",
-            "--skill",
-            "lang:en=5",
-            "--database",
-            &db,
-        ],
-        Duration::from_secs(20),
-    );
-    assert!(st.success(), "agent add failed: {out}{err}");
-}
+use support::{free_port, repo_root, sipp, Server};
 
 fn sipp_register(
     server: &Server,
@@ -89,7 +68,7 @@ fn sipp_register(
 #[test]
 fn sipp_registers_with_digest_and_bad_password_is_refused() {
     let server = Server::start(&[]);
-    add_agent(&server, "agent1", "secret1");
+    server.add_agent("agent1", "secret1", &[]);
     let phone_port = free_port();
     let (code, text) = sipp_register(&server, phone_port, "agent1", "secret1", 3600);
     assert_eq!(
@@ -150,7 +129,7 @@ fn register_raw(
 #[test]
 fn repeated_auth_failures_ban_the_source() {
     let server = Server::start(&[]);
-    add_agent(&server, "agent2", "right");
+    server.add_agent("agent2", "right", &[]);
     let attacker = UdpSocket::bind("127.0.0.1:0").expect("bind");
     attacker
         .set_read_timeout(Some(Duration::from_millis(700)))
@@ -210,7 +189,7 @@ fn baresip_calls_the_hotline_and_sends_rfc4733() {
         panic!("baresip not found (Debian package baresip-core; scripts/test installs it)");
     };
     let server = Server::start(&[]);
-    add_agent(&server, "agent3", "pw3");
+    server.add_agent("agent3", "pw3", &[]);
     let dir = server.dir.path().join("baresip");
     std::fs::create_dir_all(&dir).expect("dir");
     let sip_port = free_port();

@@ -116,6 +116,15 @@ impl Recorder {
         &self.stats
     }
 
+    /// `frames_written=N frames_dropped=M`, as recorded in `call_events`.
+    pub fn summary(&self) -> String {
+        format!(
+            "frames_written={} frames_dropped={}",
+            self.stats.frames_written.load(Ordering::Relaxed),
+            self.stats.frames_dropped.load(Ordering::Relaxed)
+        )
+    }
+
     /// Record one packet's payload on `channel` (0 caller, 1 agent). Never waits.
     pub fn push(&self, now: Instant, channel: u8, codec: Codec, payload: &[u8]) {
         let base = (now.saturating_duration_since(self.start).as_micros() as u64 * 8) / 1000;

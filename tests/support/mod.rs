@@ -335,6 +335,57 @@ impl Server {
 
     /// Render `scenario`, run SIPp against this server once (`-m 1`) and wait for it.
     /// `args` are extra SIPp arguments, e.g. `["-set", "caller", "+15551230001"]`.
+    /// Start a second server on this one's config and database, on new SIP/HTTP ports (this
+    /// one stopped or killed first). Returns the child (kill it when done) and its HTTP
+    /// address; stderr goes to `restart.log` in the test's folder.
+    pub fn restart_on_same_db(&self) -> (Child, SocketAddr) {
+        let http_port = free_port();
+        let sip_port = free_port();
+        let log = std::fs::File::create(self.dir.path().join("restart.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .args([
+                "--database",
+                &format!("sqlite://{}", self.db_path.display()),
+            ])
+            .args(["--sip-listen", &format!("127.0.0.1:{sip_port}")])
+            .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+            .args([
+                "--rtp-ports",
+                &format!("{}-{}", self.rtp_ports.0, self.rtp_ports.1),
+            ])
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart the server");
+        (child, SocketAddr::from((LOCALHOST, http_port)))
+    }
+
+    /// `switchboard agent add NAME --password P --queue support --skill lang:en=5 ARGS...`
+    /// on this server's database (the contract command of the agent issues).
+    pub fn add_agent(&self, name: &str, password: &str, extra: &[&str]) {
+        let db = format!("sqlite://{}", self.db_path.display());
+        let mut args = vec![
+            "agent",
+            "add",
+            name,
+            "--password",
+            password,
+            "--queue",
+            "support",
+            "--skill",
+            "lang:en=5",
+            "--database",
+            &db,
+        ];
+        args.extend_from_slice(extra);
+        let (st, out, err) = run_binary(&args, Duration::from_secs(20));
+        assert!(st.success(), "agent add failed: {out}{err}");
+    }
+
     pub fn run_sipp(&self, scenario: &Scenario, args: &[&str]) -> SippRun {
         self.spawn_sipp(scenario, args).wait()
     }
@@ -657,7 +708,6 @@ impl SippProcess {
         dir: &Path,
         args: &[&str],
     ) -> SippProcess {
-        let sipp = sipp();
         let scenario_file = match scenario {
             Scenario::Options => repo_root().join("sip-test/uac_options.xml"),
             _ => {
@@ -691,49 +741,37 @@ impl SippProcess {
             }
         };
         let budget = scenario.budget();
-        let mut cmd_args: Vec<String> = vec![
-            "-sf".into(),
-            scenario_file.display().to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            free_port().to_string(),
-            "-mp".into(),
-            sipp_media_port().to_string(),
-            "-m".into(),
-            "1".into(),
-            "-l".into(),
-            "1".into(),
-            "-nostdin".into(),
-            "-timeout".into(),
-            format!("{}s", budget.as_secs()),
-            "-timeout_error".into(),
-            "-trace_err".into(),
-            "-error_file".into(),
-            dir.join("errors.log").display().to_string(),
-            "-trace_msg".into(),
-            "-message_file".into(),
-            dir.join("messages.log").display().to_string(),
-            "-s".into(),
-            "hotline".into(),
+        let port = free_port().to_string();
+        let media = sipp_media_port().to_string();
+        let timeout = format!("{}s", budget.as_secs());
+        let errors = dir.join("errors.log").display().to_string();
+        let messages = dir.join("messages.log").display().to_string();
+        let mut all: Vec<&str> = vec![
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-mp",
+            &media,
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-nostdin",
+            "-timeout",
+            &timeout,
+            "-timeout_error",
+            "-trace_err",
+            "-error_file",
+            &errors,
+            "-trace_msg",
+            "-message_file",
+            &messages,
+            "-s",
+            "hotline",
         ];
-        cmd_args.extend(args.iter().map(|s| s.to_string()));
-        cmd_args.push(target.to_string());
-        let cmdline = format!("{} {}", sipp.display(), cmd_args.join(" "));
-        let child = Command::new(&sipp)
-            .args(&cmd_args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("stdout.log")).expect("sipp stdout"))
-            .stderr(std::fs::File::create(dir.join("stderr.log")).expect("sipp stderr"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", sipp.display()));
-        SippProcess {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-            budget,
-            cmdline,
-        }
+        all.extend_from_slice(args);
+        SippProcess::spawn_file(&scenario_file, target, dir, &all, budget)
     }
 
     /// SIPp on a ready scenario file with exactly `args` (plus the target), e.g. a UAS.

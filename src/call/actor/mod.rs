@@ -1026,24 +1026,30 @@ impl Call {
             Some(uac::MachineHandling::Voicemail) => {
                 self.interp = None;
                 self.outcome = Some("voicemail".into());
-                let lang = self.preset_language();
+                let prompt = self.prompt_in_language("voicemail-message");
                 let Some(media) = self.media.as_mut() else {
                     return;
                 };
                 let mut items = vec![PlayItem::Silence(uac::VOICEMAIL_WAIT_SAMPLES)];
-                if let Some(p) = self
-                    .ctx
-                    .prompts
-                    .get(&lang, "voicemail-message")
-                    .or_else(|| self.ctx.prompts.get("en", "voicemail-message"))
-                {
-                    items.push(PlayItem::Prompt(p.clone()));
+                if let Some(p) = prompt {
+                    items.push(PlayItem::Prompt(p));
                 }
                 media.play(uac::VOICEMAIL_PLAY_ID, items, false);
                 self.record_event("prompt", "voicemail-message".into());
             }
             _ => self.hangup(now, "answering_machine"),
         }
+    }
+
+    /// A prompt in the call's language, else in English (what callers hear when a
+    /// translation is missing), for prompts played outside the dialplan.
+    fn prompt_in_language(&self, name: &str) -> Option<Arc<crate::media::prompts::Prompt>> {
+        let lang = self.preset_language();
+        self.ctx
+            .prompts
+            .get(&lang, name)
+            .or_else(|| self.ctx.prompts.get("en", name))
+            .cloned()
     }
 
     fn preset_language(&self) -> String {
@@ -1127,13 +1133,7 @@ impl Call {
 
     fn stop_segment_recording(&mut self) {
         if let Some(r) = self.segment_recorder.take() {
-            let st = r.stats();
-            let detail = format!(
-                "frames_written={} frames_dropped={}",
-                st.frames_written.load(Ordering::Relaxed),
-                st.frames_dropped.load(Ordering::Relaxed)
-            );
-            self.record_event("recording_stats", detail);
+            self.record_event("recording_stats", r.summary());
         }
     }
 

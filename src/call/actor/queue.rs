@@ -709,13 +709,7 @@ impl Call {
         if !callback_due {
             return;
         }
-        let lang = self.preset_language();
-        let prompt = self
-            .ctx
-            .prompts
-            .get(&lang, "callback-offer")
-            .or_else(|| self.ctx.prompts.get("en", "callback-offer"))
-            .cloned();
+        let prompt = self.prompt_in_language("callback-offer");
         if let Some(q) = self.queue.as_mut() {
             q.callback_offered = true;
         }
@@ -804,13 +798,7 @@ impl Call {
         });
         info!(%queue, "caller chose a callback; keeping the place in line");
         self.interp = None;
-        let lang = self.preset_language();
-        let prompt = self
-            .ctx
-            .prompts
-            .get(&lang, "callback-confirmed")
-            .or_else(|| self.ctx.prompts.get("en", "callback-confirmed"))
-            .cloned();
+        let prompt = self.prompt_in_language("callback-confirmed");
         match (prompt, self.media.as_mut()) {
             (Some(p), Some(m)) => m.play(CALLBACK_CONFIRM_ID, vec![PlayItem::Prompt(p)], false),
             _ => self.hangup(now, "callback_requested"),
@@ -967,13 +955,7 @@ impl Call {
             self.record_event("bridge_packets", c);
         }
         if let Some(r) = self.recording.take() {
-            let st = r.stats();
-            let detail = format!(
-                "frames_written={} frames_dropped={}",
-                st.frames_written.load(std::sync::atomic::Ordering::Relaxed),
-                st.frames_dropped.load(std::sync::atomic::Ordering::Relaxed)
-            );
-            self.record_event("recording_stats", detail);
+            self.record_event("recording_stats", r.summary());
         }
     }
 
@@ -1098,14 +1080,7 @@ impl Call {
 
     pub(super) fn feature_done(&mut self, prompt: &'static str) {
         self.record_event("feature_result", prompt.to_string());
-        let lang = self.preset_language();
-        let p = self
-            .ctx
-            .prompts
-            .get(&lang, prompt)
-            .or_else(|| self.ctx.prompts.get("en", prompt))
-            .cloned();
-        let items = match p {
+        let items = match self.prompt_in_language(prompt) {
             Some(p) => vec![PlayItem::Prompt(p)],
             None => vec![PlayItem::Silence(0)],
         };
