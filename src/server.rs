@@ -34,6 +34,8 @@ pub enum StartError {
     Dialplans(Vec<LoadError>),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Journal(crate::store::journal::JournalError),
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -120,7 +122,19 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
 
     let db = Db::connect(&cfg.database).await?;
     let spool = cfg.spool_dir.join("spool.jsonl");
-    let (store_handle, store_rx) = store::writer::channel();
+    // Ops a killed predecessor had journaled but maybe not written go to the end of the
+    // spool first; the spool replay below then writes them (idempotently) in order.
+    match store::journal::recover_into_spool(&cfg.spool_dir, &spool) {
+        Ok(0) => {}
+        Ok(n) => warn!(
+            ops = n,
+            "journal of a previous run moved to the spool for replay"
+        ),
+        Err(e) => return Err(StartError::Journal(e)),
+    }
+    let journal =
+        Arc::new(store::journal::Journal::open(&cfg.spool_dir).map_err(StartError::Journal)?);
+    let (store_handle, store_rx) = store::writer::channel_with_journal(Some(journal.clone()));
     let dead_letter = spool.with_extension("dead.jsonl");
     // Spooled records (a call's real end among them) go in before dangling calls are closed
     // as interrupted; if the spool cannot be replayed yet, closing them would be premature.
@@ -221,12 +235,13 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         config: cfg,
     });
 
-    let writer = tokio::spawn(store::writer::run(
+    let writer = tokio::spawn(store::writer::run_journaled(
         db.clone(),
         store_rx,
         spool,
         store_handle.stats.clone(),
         store_close.clone(),
+        Some(journal),
     ));
     drop(store_handle);
     // The ACD outlives the calls so their last queue events (abandon, complete) are logged.

@@ -9,6 +9,7 @@ pub mod agents;
 pub mod campaigns;
 pub mod csv;
 pub mod demo;
+pub mod journal;
 pub mod ops;
 pub mod tickets;
 pub mod writer;

@@ -5,7 +5,8 @@
 //! go to an append-only spool file (JSON lines, fsynced per batch) and are replayed in order
 //! once it answers again; a replay after a crash is safe because every op is idempotent. An op
 //! the database rejects as bad data is isolated and written to a dead-letter file instead of
-//! blocking the ones behind it.
+//! blocking the ones behind it. With a [`Journal`], every op is on disk before it is queued,
+//! so a process killed with ops still in the mailbox loses none of them (see `journal.rs`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use super::journal::Journal;
 use super::ops::{apply, StoreOp};
 use super::Db;
 
@@ -32,33 +34,59 @@ pub struct WriterStats {
     pub mailbox_full: AtomicU64,
 }
 
+/// One op in the mailbox, with the journal generation that holds its copy on disk.
+#[derive(Debug)]
+pub struct Queued {
+    gen: Option<u64>,
+    op: StoreOp,
+}
+
 /// Cheap, cloneable way for calls to hand ops to the writer.
 #[derive(Clone, Debug)]
 pub struct StoreHandle {
-    tx: mpsc::Sender<StoreOp>,
+    tx: mpsc::Sender<Queued>,
+    journal: Option<Arc<Journal>>,
     pub stats: Arc<WriterStats>,
 }
 
 impl StoreHandle {
     /// Never waits. A full mailbox (65 536 ops) means the writer is far behind even its spool;
     /// the op is counted in `mailbox_full` and logged.
+    ///
+    /// With a journal the op is appended to it first; an op lost to a full mailbox then
+    /// stays in the journal and is written at the next start.
     pub fn submit(&self, op: StoreOp) {
-        if let Err(e) = self.tx.try_send(op) {
+        let gen = self.journal.as_ref().and_then(|j| j.append(&op));
+        if let Err(e) = self.tx.try_send(Queued { gen, op }) {
             // Count every loss; log the first of each burst with the op, not a flood.
             let n = self.stats.mailbox_full.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() || n == 0 {
-                let op = format!("{:?}", e.into_inner());
+                let op = format!("{:?}", e.into_inner().op);
                 error!(lost_so_far = n + 1, op = %op.chars().take(200).collect::<String>(), "store mailbox full or closed: record op lost");
             }
         }
     }
+
+    /// The journal behind this handle, if any (the writer reports progress to it).
+    pub fn journal(&self) -> Option<Arc<Journal>> {
+        self.journal.clone()
+    }
 }
 
-pub fn channel() -> (StoreHandle, mpsc::Receiver<StoreOp>) {
+/// A mailbox without a journal (tests, benchmarks of the bare writer).
+pub fn channel() -> (StoreHandle, mpsc::Receiver<Queued>) {
+    channel_with_journal(None)
+}
+
+/// A mailbox whose ops are journaled before they are queued (what the server uses).
+pub fn channel_with_journal(
+    journal: Option<Arc<Journal>>,
+) -> (StoreHandle, mpsc::Receiver<Queued>) {
     let (tx, rx) = mpsc::channel(MAILBOX);
     (
         StoreHandle {
             tx,
+            journal,
             stats: Arc::new(WriterStats::default()),
         },
         rx,
@@ -129,7 +157,7 @@ async fn write_or_isolate(
     }
 }
 
-fn append_lines(path: &Path, ops: &[StoreOp]) -> std::io::Result<()> {
+pub(crate) fn append_lines(path: &Path, ops: &[StoreOp]) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
@@ -213,10 +241,22 @@ pub async fn replay_spool(
 /// the mailbox is drained.
 pub async fn run(
     db: Db,
-    mut rx: mpsc::Receiver<StoreOp>,
+    rx: mpsc::Receiver<Queued>,
     spool: PathBuf,
     stats: Arc<WriterStats>,
     close: tokio_util::sync::CancellationToken,
+) {
+    run_journaled(db, rx, spool, stats, close, None).await
+}
+
+/// [`run`], reporting every op it has committed, dead-lettered or spooled to `journal`.
+pub async fn run_journaled(
+    db: Db,
+    mut rx: mpsc::Receiver<Queued>,
+    spool: PathBuf,
+    stats: Arc<WriterStats>,
+    close: tokio_util::sync::CancellationToken,
+    journal: Option<Arc<Journal>>,
 ) {
     let mut closing = false;
     let dead_letter = spool.with_extension("dead.jsonl");
@@ -229,6 +269,17 @@ pub async fn run(
         }
     };
     let mut batch: Vec<StoreOp> = Vec::with_capacity(BATCH);
+    let mut gens: Vec<Option<u64>> = Vec::with_capacity(BATCH); // aligned with `batch`
+    let mut incoming: Vec<Queued> = Vec::with_capacity(BATCH);
+    let mut flat: Vec<u64> = Vec::with_capacity(BATCH);
+    let mut done = |gens: &mut Vec<Option<u64>>| {
+        if let Some(j) = &journal {
+            flat.clear();
+            flat.extend(gens.iter().flatten());
+            j.processed(&flat);
+        }
+        gens.clear();
+    };
     let mut retry = tokio::time::interval(RETRY_EVERY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -251,9 +302,13 @@ pub async fn run(
                 }
                 continue;
             }
-            n = rx.recv_many(&mut batch, BATCH) => {
+            n = rx.recv_many(&mut incoming, BATCH) => {
                 if n == 0 {
                     break;
+                }
+                for q in incoming.drain(..) {
+                    gens.push(q.gen);
+                    batch.push(q.op);
                 }
             }
         }
@@ -261,6 +316,7 @@ pub async fn run(
             match write_or_isolate(&db, &batch, &dead_letter, &stats).await {
                 Ok(()) => {
                     batch.clear();
+                    done(&mut gens);
                     continue;
                 }
                 Err(e) => {
@@ -275,6 +331,7 @@ pub async fn run(
                     .spooled
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 batch.clear();
+                done(&mut gens);
             }
             Err(e) => {
                 // Disk full or read-only: keep the batch and try again on the next wake-up,
@@ -283,6 +340,8 @@ pub async fn run(
                 if batch.len() > MAILBOX {
                     let excess = batch.len() - MAILBOX;
                     batch.drain(..excess);
+                    // Not reported: a journaled op dropped here is written at the next start.
+                    gens.drain(..excess);
                     stats
                         .mailbox_full
                         .fetch_add(excess as u64, Ordering::Relaxed);
@@ -294,5 +353,9 @@ pub async fn run(
     if outage {
         // Last chance at shutdown; whatever is left stays in the spool for the next start.
         let _ = replay_spool(&db, &spool, &dead_letter, &stats).await;
+    }
+    if let Some(j) = &journal {
+        // Everything queued is now in the database or the spool.
+        j.close();
     }
 }
