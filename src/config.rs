@@ -260,7 +260,9 @@ fn split_host(address: &str) -> String {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => address,
     };
-    host.trim_start_matches('[').trim_end_matches(']').to_string()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 fn line_of(src: &str, offset: usize) -> usize {

@@ -288,15 +288,15 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         4096,
     ));
     let tls_task = match (tls_listener, tls_acceptor) {
-        (Some(l), Some(acceptor)) => Some(tokio::spawn(
-            crate::sip::transport::run_stream_listener(
+        (Some(l), Some(acceptor)) => {
+            Some(tokio::spawn(crate::sip::transport::run_stream_listener(
                 l,
                 Some(acceptor),
                 tcp_tx.clone(),
                 shutdown.clone(),
                 4096,
-            ),
-        )),
+            )))
+        }
         _ => None,
     };
     let ws = crate::sip::ws::router(crate::sip::ws::WsState {
@@ -323,7 +323,7 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
             http,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = serve.await {
             error!(error = %e, "HTTP server failed");
         }

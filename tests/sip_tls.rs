@@ -7,16 +7,16 @@
 //! The TLS client is tokio-rustls speaking raw SIP: Debian's SIPp 3.6.1 is built without
 //! TLS (`-t l1` is not among its transports), see docs/clients.md.
 
-mod support;
 #[path = "support/sip_stream.rs"]
 mod sip_stream;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sip_stream::{sdp, self_signed, tls_connect, SipText};
+use sip_stream::{off_runtime, sdp, self_signed, tls_connect, SipText};
 use support::{free_port, repo_root, run_binary, unique, Server};
 
 const T: Duration = Duration::from_secs(5);
@@ -67,7 +67,9 @@ async fn tls_register_options_and_hotline_call() {
     );
     let server = Server::start(&["--config", &cfg.display().to_string()]);
     assert!(
-        server.log().contains(&format!("tls     127.0.0.1:{tls_port}")),
+        server
+            .log()
+            .contains(&format!("tls     127.0.0.1:{tls_port}")),
         "banner names the TLS listener\n{}",
         server.log()
     );
@@ -76,7 +78,9 @@ async fn tls_register_options_and_hotline_call() {
 
     // The certificate verifies for the name it was made for, not for another.
     assert!(
-        tls_connect(addr, &cert.cert_der, "other.example").await.is_err(),
+        tls_connect(addr, &cert.cert_der, "other.example")
+            .await
+            .is_err(),
         "a client verifying another name must fail the handshake"
     );
     let mut c = tls_connect(addr, &cert.cert_der, "localhost")
@@ -86,12 +90,17 @@ async fn tls_register_options_and_hotline_call() {
     let (challenge, ok) = c.register("tlsalice", "tls-secret-1").await;
     assert_eq!(challenge.code(), Some(401), "{}", challenge.0);
     assert_eq!(ok.code(), Some(200), "{}\n{}", ok.0, server.log());
-    let source = server.wait_db(T, "the tls binding", |db| {
-        db.rows("SELECT source FROM registrations WHERE aor = 'tlsalice'")
-            .pop()
-            .and_then(|r| r["source"].as_str().map(str::to_string))
+    let source = off_runtime(|| {
+        server.wait_db(T, "the tls binding", |db| {
+            db.rows("SELECT source FROM registrations WHERE aor = 'tlsalice'")
+                .pop()
+                .and_then(|r| r["source"].as_str().map(str::to_string))
+        })
     });
-    assert!(source.starts_with("tls:127.0.0.1:"), "binding source {source}");
+    assert!(
+        source.starts_with("tls:127.0.0.1:"),
+        "binding source {source}"
+    );
 
     let opts = c.request(
         "OPTIONS",
@@ -108,7 +117,8 @@ async fn tls_register_options_and_hotline_call() {
     let r = r.expect("OPTIONS answered over TLS");
     assert_eq!(r.code(), Some(200), "{}", r.0);
     assert!(
-        r.header("Via").is_some_and(|v| v.starts_with("SIP/2.0/TLS ")),
+        r.header("Via")
+            .is_some_and(|v| v.starts_with("SIP/2.0/TLS ")),
         "{}",
         r.0
     );
@@ -119,12 +129,24 @@ async fn tls_register_options_and_hotline_call() {
         .await
         .expect("second TLS connection");
     let bad = junk
-        .request("OPTIONS", "sip:x@127.0.0.1", "bad-cl", 1, "x", "<sip:x@127.0.0.1>", "", "")
+        .request(
+            "OPTIONS",
+            "sip:x@127.0.0.1",
+            "bad-cl",
+            1,
+            "x",
+            "<sip:x@127.0.0.1>",
+            "",
+            "",
+        )
         .replace("Content-Length: 0", "Content-Length: nope");
     junk.send(&bad).await;
     let (_, r) = junk.final_response(T).await;
     assert_eq!(r.map(|r| r.code()), Some(Some(400)));
-    assert!(junk.recv(T).await.is_none(), "connection closed after lost framing");
+    assert!(
+        junk.recv(T).await.is_none(),
+        "connection closed after lost framing"
+    );
 
     // A hotline call over TLS: answers on the connection, Contact is sips:.
     let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("rtp");
@@ -159,7 +181,9 @@ async fn tls_register_options_and_hotline_call() {
         .find(|l| l.starts_with("From:"))
         .expect("From")
         .to_string();
-    let target = contact.trim_matches(|ch| ch == '<' || ch == '>').to_string();
+    let target = contact
+        .trim_matches(|ch| ch == '<' || ch == '>')
+        .to_string();
     let in_dialog = |method: &str, seq: u32| {
         format!(
             "{method} {target} SIP/2.0\r\nVia: SIP/2.0/TLS {};branch=z9hG4bK{}\r\n\
@@ -178,12 +202,18 @@ async fn tls_register_options_and_hotline_call() {
     assert!(rtp.recv_from(&mut buf).is_ok(), "hotline prompts as RTP");
     c.send(&bye).await;
     let (_, r) = c.final_response(T).await;
-    assert_eq!(r.map(|r| r.code()), Some(Some(200)), "BYE answered over TLS");
-    let rec = server.wait_db(T, "the ended call", |db| {
-        db.rows(&format!(
+    assert_eq!(
+        r.map(|r| r.code()),
+        Some(Some(200)),
+        "BYE answered over TLS"
+    );
+    let rec = off_runtime(|| {
+        server.wait_db(T, "the ended call", |db| {
+            db.rows(&format!(
             "SELECT * FROM call_records WHERE sip_call_id = '{call_id}' AND ended_at IS NOT NULL"
         ))
-        .pop()
+            .pop()
+        })
     });
     assert_eq!(rec["disposition"], "answered", "{rec:?}");
 }
@@ -224,7 +254,10 @@ fn unusable_certificate_or_key_refuses_start() {
         ),
         (
             format!("tls_listen = \"127.0.0.1:{}\"\n", free_port()),
-            vec!["tls-config.toml:5:", "tls_listen needs both tls_cert and tls_key"],
+            vec![
+                "tls-config.toml:5:",
+                "tls_listen needs both tls_cert and tls_key",
+            ],
         ),
     ];
     for (lines, expect) in cases {
@@ -351,5 +384,8 @@ async fn tls_trunk_connection_is_verified_and_reused() {
     // Trusting another certificate: the handshake fails, nothing is connected.
     let bad = trunks(&other_cert.cert);
     let conns = switchboard::sip::tls::TrunkConnections::new(&bad, tx).expect("client");
-    assert!(conns.flow(&bad[0]).await.is_err(), "unverified carrier refused");
+    assert!(
+        conns.flow(&bad[0]).await.is_err(),
+        "unverified carrier refused"
+    );
 }

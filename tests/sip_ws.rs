@@ -6,13 +6,13 @@
 //! The clients are tokio-tungstenite speaking raw SIP, like JsSIP does (`Via: SIP/2.0/WS
 //! xxx.invalid`), so nothing here can reach the client except over its WebSocket.
 
-mod support;
 #[path = "support/sip_stream.rs"]
 mod sip_stream;
+mod support;
 
 use std::time::Duration;
 
-use sip_stream::{response_to, sdp, ws_connect, SipText, StreamClient};
+use sip_stream::{off_runtime, response_to, sdp, ws_connect, SipText, StreamClient};
 use support::{unique, Server};
 
 const T: Duration = Duration::from_secs(5);
@@ -27,10 +27,17 @@ async fn connect(server: &Server) -> StreamClient {
 
 /// Place a call to the hotline from `c`; returns the INVITE's Call-ID, the 200 and the
 /// provisional codes seen, after sending the ACK.
-async fn call_hotline(c: &mut StreamClient, caller: &str, rtp_port: u16) -> (String, SipText, Vec<u16>) {
+async fn call_hotline(
+    c: &mut StreamClient,
+    caller: &str,
+    rtp_port: u16,
+) -> (String, SipText, Vec<u16>) {
     let call_id = unique("ws-call-");
     let uri = format!("sip:hotline@{}", c.server.ip());
-    let contact = format!("Contact: {}\r\nContent-Type: application/sdp\r\n", c.contact(caller));
+    let contact = format!(
+        "Contact: {}\r\nContent-Type: application/sdp\r\n",
+        c.contact(caller)
+    );
     let invite = c.request(
         "INVITE",
         &uri,
@@ -95,16 +102,22 @@ async fn websocket_register_options_malformed_and_hotline_call() {
         ok.0
     );
     assert!(
-        ok.header("Via").is_some_and(|v| v.starts_with("SIP/2.0/WS ") && v.contains(&c.host)),
+        ok.header("Via")
+            .is_some_and(|v| v.starts_with("SIP/2.0/WS ") && v.contains(&c.host)),
         "{}",
         ok.0
     );
-    let source = server.wait_db(T, "the ws binding", |db| {
-        db.rows("SELECT source FROM registrations WHERE aor = 'wsalice'")
-            .pop()
-            .and_then(|r| r["source"].as_str().map(str::to_string))
+    let source = off_runtime(|| {
+        server.wait_db(T, "the ws binding", |db| {
+            db.rows("SELECT source FROM registrations WHERE aor = 'wsalice'")
+                .pop()
+                .and_then(|r| r["source"].as_str().map(str::to_string))
+        })
     });
-    assert!(source.starts_with("ws:127.0.0.1:"), "binding source {source}");
+    assert!(
+        source.starts_with("ws:127.0.0.1:"),
+        "binding source {source}"
+    );
 
     // OPTIONS on the same socket.
     let opts = c.request(
@@ -157,15 +170,19 @@ async fn websocket_register_options_malformed_and_hotline_call() {
     assert!(provisional.contains(&100), "100 Trying: {provisional:?}");
     assert!(provisional.contains(&180), "180 Ringing: {provisional:?}");
     assert!(
-        ok.header("Contact").is_some_and(|v| v.contains("transport=ws")),
+        ok.header("Contact")
+            .is_some_and(|v| v.contains("transport=ws")),
         "{}",
         ok.0
     );
     assert!(ok.body().contains("m=audio"), "SDP answer: {}", ok.0);
     // RTP arrives where our SDP said (the media side is transport-independent).
     let mut buf = [0u8; 2048];
-    rtp.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let (n, _) = rtp.recv_from(&mut buf).expect("RTP from the hotline prompts");
+    rtp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (n, _) = rtp
+        .recv_from(&mut buf)
+        .expect("RTP from the hotline prompts");
     assert!(n >= 12, "an RTP packet");
 
     // Hang up: the BYE's 200 comes back on the socket.
@@ -193,11 +210,13 @@ async fn websocket_register_options_malformed_and_hotline_call() {
         .await;
     let (_, r) = c.final_response(T).await;
     assert_eq!(r.map(|r| r.code()), Some(Some(200)), "BYE answered");
-    let rec = server.wait_db(T, "the ended call", |db| {
-        db.rows(&format!(
+    let rec = off_runtime(|| {
+        server.wait_db(T, "the ended call", |db| {
+            db.rows(&format!(
             "SELECT * FROM call_records WHERE sip_call_id = '{call_id}' AND ended_at IS NOT NULL"
         ))
-        .pop()
+            .pop()
+        })
     });
     assert_eq!(rec["disposition"], "answered", "{rec:?}");
 }
@@ -253,7 +272,9 @@ async fn agent_registered_over_websocket_is_rung_on_its_connection() {
         invite.first_line()
     );
     assert!(
-        invite.header("Via").is_some_and(|v| v.starts_with("SIP/2.0/WS ")),
+        invite
+            .header("Via")
+            .is_some_and(|v| v.starts_with("SIP/2.0/WS ")),
         "{}",
         invite.0
     );
@@ -305,11 +326,13 @@ async fn agent_registered_over_websocket_is_rung_on_its_connection() {
     caller
         .send(&response_to(&caller_bye, 200, "OK", "", "", ""))
         .await;
-    let rec = server.wait_db(T, "the ended queue call", |db| {
-        db.rows(&format!(
+    let rec = off_runtime(|| {
+        server.wait_db(T, "the ended queue call", |db| {
+            db.rows(&format!(
             "SELECT * FROM call_records WHERE sip_call_id = '{call_id}' AND ended_at IS NOT NULL"
         ))
-        .pop()
+            .pop()
+        })
     });
     assert_eq!(rec["agent"], "wsbob", "{rec:?}");
     assert_eq!(rec["hangup_cause"], "agent_hangup", "{rec:?}");

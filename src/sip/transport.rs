@@ -94,7 +94,10 @@ impl ReplyPath {
             }
             ReplyPath::Stream { tx, kind, .. } => {
                 if tx.try_send(Bytes::from(bytes)).is_err() {
-                    debug!(transport = kind.via_name(), "connection queue full or closed");
+                    debug!(
+                        transport = kind.via_name(),
+                        "connection queue full or closed"
+                    );
                 }
             }
         }
@@ -207,8 +210,7 @@ pub async fn run_stream_listener(
                     reader.await;
                 }
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                        .await
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
                             let (_reply, reader) =
@@ -274,7 +276,10 @@ pub fn stream_connection<S>(
     local: SocketAddr,
     kind: TransportKind,
     to_router: mpsc::Sender<Inbound>,
-) -> (ReplyPath, impl std::future::Future<Output = ()> + Send + 'static)
+) -> (
+    ReplyPath,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {

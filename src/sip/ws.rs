@@ -20,7 +20,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, warn};
 
-use super::message::{error_response_for_unparsed, Framing, Message, ParseError, MAX_MESSAGE_BYTES};
+use super::message::{
+    error_response_for_unparsed, Framing, Message, ParseError, MAX_MESSAGE_BYTES,
+};
 use super::transport::{Inbound, ReplyPath, TransportKind, STREAM_QUEUE};
 
 /// The WebSocket subprotocol RFC 7118 §4.1 registers for SIP.
@@ -66,7 +68,10 @@ pub fn classify(data: &[u8]) -> WsInput {
         Ok(m) => m,
         Err(e) => return malformed(e),
     };
-    if msg.header(&super::message::HeaderName::ContentLength).is_some() {
+    if msg
+        .header(&super::message::HeaderName::ContentLength)
+        .is_some()
+    {
         let on_wire = find(data, b"\r\n\r\n")
             .map(|i| data.len() - i - 4)
             .or_else(|| find(data, b"\n\n").map(|i| data.len() - i - 2));

@@ -354,13 +354,23 @@ impl StreamClient {
         let second = self.request("REGISTER", &uri, &call_id, 2, user, &to, &extra, "");
         self.send(&second).await;
         let (_, ok) = self.final_response(Duration::from_secs(5)).await;
-        (challenge, ok.expect("an answer to the authenticated REGISTER"))
+        (
+            challenge,
+            ok.expect("an answer to the authenticated REGISTER"),
+        )
     }
 }
 
 /// The response to `req` (a request received by a test client acting as a UAS): status
 /// line, its Via/From/Call-ID/CSeq, To with `to_tag` added, then `extra` and `body`.
-pub fn response_to(req: &SipText, code: u16, reason: &str, to_tag: &str, extra: &str, body: &str) -> String {
+pub fn response_to(
+    req: &SipText,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &str,
+    body: &str,
+) -> String {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     let head = req.0.split("\r\n\r\n").next().unwrap_or("");
     for line in head.lines().skip(1) {
@@ -368,7 +378,18 @@ pub fn response_to(req: &SipText, code: u16, reason: &str, to_tag: &str, extra: 
             continue;
         };
         let n = name.trim().to_ascii_lowercase();
-        if ["via", "v", "from", "f", "call-id", "i", "cseq", "record-route"].contains(&n.as_str()) {
+        if [
+            "via",
+            "v",
+            "from",
+            "f",
+            "call-id",
+            "i",
+            "cseq",
+            "record-route",
+        ]
+        .contains(&n.as_str())
+        {
             out.push_str(line);
             out.push_str("\r\n");
         } else if n == "to" || n == "t" {
@@ -391,4 +412,10 @@ pub fn sdp(port: u16) -> String {
          m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
          a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
     )
+}
+
+/// Run `f` on a plain thread: the support database helpers start their own runtime, which
+/// tokio refuses inside a test's async runtime.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("helper thread panicked"))
 }
