@@ -82,7 +82,7 @@ impl SipText {
 }
 
 enum Conn {
-    Ws(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>),
+    Ws(Box<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>>),
     Tls {
         stream: Box<tokio_rustls::client::TlsStream<TcpStream>>,
         buf: Vec<u8>,
@@ -123,7 +123,7 @@ pub async fn ws_connect(
                 .map(str::to_string);
             Ok((
                 StreamClient {
-                    conn: Conn::Ws(ws),
+                    conn: Conn::Ws(Box::new(ws)),
                     transport: "WS",
                     host: format!("{}.invalid", unique("ws")),
                     server,
@@ -286,6 +286,7 @@ impl StreamClient {
     }
 
     /// A request from this client. `extra` header lines end in CRLF; Content-Length is added.
+    #[allow(clippy::too_many_arguments)]
     pub fn request(
         &self,
         method: &str,
