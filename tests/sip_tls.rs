@@ -389,3 +389,156 @@ async fn tls_trunk_connection_is_verified_and_reused() {
         "unverified carrier refused"
     );
 }
+
+/// Blocking HTTP/1.1 request to the API; (status, body).
+fn http(addr: SocketAddr, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, T).expect("connect to the API");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let code = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+/// A campaign call through a `transport = "tls"` trunk: the INVITE goes out on a verified
+/// TLS connection with `Via: SIP/2.0/TLS` and a `sips:` Contact, the carrier's 486 comes
+/// back on it, the ACK too, and the call is recorded `busy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_call_goes_out_over_a_tls_trunk() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = self_signed(dir.path());
+    let acceptor =
+        switchboard::sip::tls::acceptor(&cert.cert, &cert.key).expect("carrier acceptor");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let carrier = listener.local_addr().expect("addr");
+    // The carrier answers every INVITE 100 then 486 and reports what it received.
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<String>(64);
+    tokio::spawn(async move {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(mut tls) = acceptor.accept(tcp).await else {
+            return;
+        };
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            while let Some(n) = sip_stream::frame(&buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                buf.drain(..n);
+                let msg = SipText(m.clone());
+                if msg.method() == Some("INVITE") {
+                    for (code, reason) in [(100, "Trying"), (486, "Busy Here")] {
+                        let r = sip_stream::response_to(&msg, code, reason, "carrier1", "", "");
+                        if tls.write_all(r.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = seen_tx.send(m).await;
+            }
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+
+    let token = "tls-trunk-test-token";
+    let tls_port = free_port();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "api_token = \"{token}\"\ntls_listen = \"127.0.0.1:{tls_port}\"\n\
+             tls_cert = {}\ntls_key = {}\n",
+            toml_path(&cert.cert),
+            toml_path(&cert.key)
+        ),
+        &format!(
+            "\n[[trunk]]\nname = \"carrier\"\naddress = \"{carrier}\"\ntransport = \"tls\"\n\
+             tls_ca = {}\n",
+            toml_path(&cert.cert)
+        ),
+    );
+    let server = Server::start(&["--config", &cfg.display().to_string()]);
+    let http_addr = server.http_addr;
+    let spec = r#"{"name": "tls-trunk", "dialplan": "delay-notify", "trunk": "carrier",
+        "caller_id": "+15550100", "ticket_ids": [1], "max_channels": 1, "max_cps": 1,
+        "window": {"start": "00:00", "end": "23:59"}}"#;
+    let (code, body) = off_runtime(|| http(http_addr, "POST", "/api/campaigns", token, spec));
+    assert_eq!(code, 201, "{body}");
+    let id = body
+        .split("\"id\":")
+        .nth(1)
+        .and_then(|s| {
+            s.split(|c: char| !c.is_ascii_digit())
+                .find(|s| !s.is_empty())
+        })
+        .expect("campaign id")
+        .to_string();
+    let (code, body) = off_runtime(|| {
+        http(
+            http_addr,
+            "POST",
+            &format!("/api/campaigns/{id}/start"),
+            token,
+            "",
+        )
+    });
+    assert_eq!(code, 200, "{body}");
+
+    let invite = tokio::time::timeout(Duration::from_secs(15), seen.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no INVITE at the TLS carrier\n{}", server.log()))
+        .expect("carrier running");
+    let invite = SipText(invite);
+    assert_eq!(invite.method(), Some("INVITE"), "{}", invite.0);
+    assert!(
+        invite
+            .header("Via")
+            .is_some_and(|v| v.starts_with("SIP/2.0/TLS ")),
+        "{}",
+        invite.0
+    );
+    assert!(
+        invite
+            .header("Contact")
+            .is_some_and(|v| v.starts_with(&format!("<sips:switchboard@127.0.0.1:{tls_port}"))),
+        "{}",
+        invite.0
+    );
+    let ack = tokio::time::timeout(T, seen.recv())
+        .await
+        .expect("ACK for the 486 in time")
+        .expect("carrier running");
+    let ack = SipText(ack);
+    assert_eq!(ack.method(), Some("ACK"), "{}", ack.0);
+    assert_eq!(ack.header("Call-ID"), invite.header("Call-ID"));
+    let call_id = invite.header("Call-ID").unwrap_or("").to_string();
+    let rec = off_runtime(|| {
+        server.wait_db(T, "the busy outbound call", |db| {
+            db.rows(&format!(
+                "SELECT * FROM call_records WHERE sip_call_id = '{call_id}' AND ended_at IS NOT NULL"
+            ))
+            .pop()
+        })
+    });
+    assert_eq!(rec["disposition"], "busy", "{rec:?}");
+    assert_eq!(rec["sip_status"], 486, "{rec:?}");
+}

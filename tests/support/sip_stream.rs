@@ -168,7 +168,7 @@ pub async fn tls_connect(
 }
 
 /// Length of the first complete message in `buf` (Content-Length framing), if any.
-fn frame(buf: &[u8]) -> Option<usize> {
+pub fn frame(buf: &[u8]) -> Option<usize> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&buf[..end]);
     let len = head
