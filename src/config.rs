@@ -689,4 +689,54 @@ mod tests {
         let e = Config::parse("x.toml", "[server]\nrtp_ports = \"9-1\"\n").expect_err("bad");
         assert!(e.to_string().starts_with("x.toml:2: rtp_ports"), "{e}");
     }
+
+    #[test]
+    fn tls_listener_keys() {
+        let c = Config::parse(
+            "t.toml",
+            "[server]\ntls_listen = \"127.0.0.1:5061\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        )
+        .expect("tls config");
+        let t = c.tls.expect("tls on");
+        assert_eq!(t.listen.port(), 5061);
+        assert_eq!(t.cert, PathBuf::from("c.pem"));
+        assert!(Config::embedded().expect("default").tls.is_none());
+        let e = Config::parse("t.toml", "[server]\n\ntls_listen = \"127.0.0.1:5061\"\n")
+            .expect_err("no files");
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.reason.contains("tls_cert and tls_key"), "{e}");
+        let e = Config::parse("t.toml", "[server]\ntls_cert = \"c.pem\"\n").expect_err("no listen");
+        assert!(e.reason.contains("tls_listen is not"), "{e}");
+        let e = Config::parse(
+            "t.toml",
+            "[server]\ntls_listen = \"nope\"\ntls_cert = \"c\"\ntls_key = \"k\"\n",
+        )
+        .expect_err("bad addr");
+        assert!(e.reason.starts_with("tls_listen = 'nope'"), "{e}");
+    }
+
+    #[test]
+    fn stream_trunks() {
+        let c = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"a\"\naddress = \"127.0.0.1:5061\"\ntransport = \"TLS\"\ntls_ca = \"ca.pem\"\n\
+             [[trunk]]\nname = \"b\"\naddress = \"[::1]:5060\"\ntransport = \"tcp\"\n",
+        )
+        .expect("stream trunks");
+        let a = c.trunk("a").expect("a");
+        assert_eq!(
+            (a.transport.as_str(), a.host.as_str()),
+            ("tls", "127.0.0.1")
+        );
+        assert_eq!(a.tls_ca, Some(PathBuf::from("ca.pem")));
+        let b = c.trunk("b").expect("b");
+        assert_eq!((b.transport.as_str(), b.host.as_str()), ("tcp", "::1"));
+        let e = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"u\"\naddress = \"127.0.0.1:5060\"\ntls_ca = \"ca.pem\"\n",
+        )
+        .expect_err("tls_ca on udp");
+        assert!(e.reason.contains("tls_ca needs transport"), "{e}");
+        assert_eq!(split_host("carrier.example:5061"), "carrier.example");
+    }
 }
