@@ -1,6 +1,7 @@
-//! The SIP router task: reads the UDP socket and the TCP readers' channel, answers what needs
-//! no dialog (OPTIONS, errors, unknown methods), and routes everything else by Call-ID to the
-//! call actor that owns it, creating one for each new INVITE.
+//! The SIP router task: reads the UDP socket and the channel of the stream transports (TCP,
+//! TLS, WebSocket, our trunk connections), answers what needs no dialog (OPTIONS, errors,
+//! unknown methods), and routes everything else by Call-ID to the call actor that owns it,
+//! creating one for each new INVITE.
 //!
 //! It owns the Call-ID map outright (no lock); actors tell it when they end. Delivery to an
 //! actor is `try_send`: a call whose mailbox is full loses a retransmission, never blocks
