@@ -50,6 +50,7 @@ struct RawTrunk {
     password: Option<String>,
     register: Option<bool>,
     caller_id: Option<String>,
+    tls_ca: Option<String>,
 }
 
 /// An IPv4/IPv6 network in CIDR notation.
@@ -98,6 +99,14 @@ impl Cidr {
     }
 }
 
+/// The TLS listener: address and the PEM files of its certificate chain and key.
+#[derive(Debug, Clone)]
+pub struct TlsListen {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// A SIP trunk to a carrier (outbound calls; inbound calls recognised by source address).
 #[derive(Debug, Clone)]
 pub struct Trunk {
@@ -111,6 +120,11 @@ pub struct Trunk {
     pub password: Option<String>,
     pub register: bool,
     pub caller_id: Option<String>,
+    /// HOST of `address` as written: the name a TLS trunk's certificate must carry.
+    pub host: String,
+    /// PEM file of the CAs (or the self-signed certificate) a TLS trunk is verified
+    /// against; None: the Mozilla roots built in.
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -134,6 +148,9 @@ struct RawServer {
     realm: Option<String>,
     digest_algorithms: Option<Vec<String>>,
     recordings_dir: Option<String>,
+    tls_listen: Option<Spanned<String>>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +223,8 @@ pub struct Config {
     pub source: String,
     pub sip_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    /// SIP over TLS (`[server] tls_listen`); None: no TLS listener.
+    pub tls: Option<TlsListen>,
     pub database: String,
     pub rtp_ports: (u16, u16),
     pub media_address: IpAddr,
@@ -233,6 +252,17 @@ pub struct Config {
     pub realm: String,
     /// Digest challenges the registrar offers, in order (`[server] digest_algorithms`).
     pub digest_algorithms: Vec<crate::sip::auth::Algorithm>,
+}
+
+/// HOST of `HOST:PORT` (brackets of an IPv6 literal removed).
+fn split_host(address: &str) -> String {
+    let host = match address.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => address,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -380,15 +410,16 @@ impl Config {
                     ),
                 ));
             }
-            if transport != "udp" {
+            if t.tls_ca.is_some() && transport != "tls" {
                 return Err(err(
                     at,
                     format!(
-                        "trunk '{}': transport '{transport}' is not supported yet (udp only)",
+                        "trunk '{}': tls_ca needs transport = \"tls\" (transport is '{transport}')",
                         t.name
                     ),
                 ));
             }
+            let host = split_host(&t.address);
             let mut inbound_cidrs = Vec::new();
             for c in t.inbound_cidrs.as_deref().unwrap_or(&[]) {
                 inbound_cidrs.push(
@@ -414,6 +445,8 @@ impl Config {
                 password: t.password.clone(),
                 register: t.register.unwrap_or(false),
                 caller_id: t.caller_id.clone(),
+                host,
+                tls_ca: t.tls_ca.as_ref().map(PathBuf::from),
             });
         }
         let mut queue_settings: Vec<QueueSettings> = Vec::new();
@@ -508,6 +541,26 @@ impl Config {
                 out
             }
         };
+        let tls = match (&server.tls_listen, &server.tls_cert, &server.tls_key) {
+            (None, None, None) => None,
+            (Some(_), Some(cert), Some(key)) => Some(TlsListen {
+                listen: addr(&server.tls_listen, "", "tls_listen")?,
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (Some(l), _, _) => {
+                return Err(err(
+                    l.span().start,
+                    "tls_listen needs both tls_cert and tls_key (PEM files)".into(),
+                ))
+            }
+            (None, _, _) => {
+                return Err(err(
+                    server_at,
+                    "tls_cert/tls_key are set but tls_listen is not".into(),
+                ))
+            }
+        };
         let media_address_explicit = server.media_address.is_some();
         Ok(Config {
             media_address_explicit,
@@ -517,6 +570,7 @@ impl Config {
             source: file.to_string(),
             sip_listen,
             http_listen,
+            tls,
             database: server
                 .database
                 .unwrap_or_else(|| "sqlite://data/switchboard.db".into()),
@@ -634,5 +688,55 @@ mod tests {
         assert_eq!(e.line, 1, "{e}");
         let e = Config::parse("x.toml", "[server]\nrtp_ports = \"9-1\"\n").expect_err("bad");
         assert!(e.to_string().starts_with("x.toml:2: rtp_ports"), "{e}");
+    }
+
+    #[test]
+    fn tls_listener_keys() {
+        let c = Config::parse(
+            "t.toml",
+            "[server]\ntls_listen = \"127.0.0.1:5061\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        )
+        .expect("tls config");
+        let t = c.tls.expect("tls on");
+        assert_eq!(t.listen.port(), 5061);
+        assert_eq!(t.cert, PathBuf::from("c.pem"));
+        assert!(Config::embedded().expect("default").tls.is_none());
+        let e = Config::parse("t.toml", "[server]\n\ntls_listen = \"127.0.0.1:5061\"\n")
+            .expect_err("no files");
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.reason.contains("tls_cert and tls_key"), "{e}");
+        let e = Config::parse("t.toml", "[server]\ntls_cert = \"c.pem\"\n").expect_err("no listen");
+        assert!(e.reason.contains("tls_listen is not"), "{e}");
+        let e = Config::parse(
+            "t.toml",
+            "[server]\ntls_listen = \"nope\"\ntls_cert = \"c\"\ntls_key = \"k\"\n",
+        )
+        .expect_err("bad addr");
+        assert!(e.reason.starts_with("tls_listen = 'nope'"), "{e}");
+    }
+
+    #[test]
+    fn stream_trunks() {
+        let c = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"a\"\naddress = \"127.0.0.1:5061\"\ntransport = \"TLS\"\ntls_ca = \"ca.pem\"\n\
+             [[trunk]]\nname = \"b\"\naddress = \"[::1]:5060\"\ntransport = \"tcp\"\n",
+        )
+        .expect("stream trunks");
+        let a = c.trunk("a").expect("a");
+        assert_eq!(
+            (a.transport.as_str(), a.host.as_str()),
+            ("tls", "127.0.0.1")
+        );
+        assert_eq!(a.tls_ca, Some(PathBuf::from("ca.pem")));
+        let b = c.trunk("b").expect("b");
+        assert_eq!((b.transport.as_str(), b.host.as_str()), ("tcp", "::1"));
+        let e = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"u\"\naddress = \"127.0.0.1:5060\"\ntls_ca = \"ca.pem\"\n",
+        )
+        .expect_err("tls_ca on udp");
+        assert!(e.reason.contains("tls_ca needs transport"), "{e}");
+        assert_eq!(split_host("carrier.example:5061"), "carrier.example");
     }
 }

@@ -494,6 +494,13 @@ async fn run(cfg: Config) -> ExitCode {
         "  SIP   udp+tcp {}   call: sip:hotline@{}",
         srv.sip_addr, srv.sip_addr
     );
+    if let Some(tls) = srv.tls_addr {
+        println!("  SIP   tls     {tls}   call: sips:hotline@{tls}");
+    }
+    println!(
+        "  SIP   ws      ws://{}/ws (subprotocol sip)",
+        srv.http_addr
+    );
     println!("  HTTP  http://{}/healthz", srv.http_addr);
     if api_token_given {
         println!(

@@ -1,5 +1,6 @@
-//! Wiring: load config, prompts and dialplans, open the database, bind SIP/HTTP, start the
-//! router, TCP listener, store writer and API; stop them in order. `start` is what `main`
+//! Wiring: load config, prompts and dialplans, load TLS files, open the database, bind
+//! SIP/HTTP, start the router, TCP and TLS listeners, store writer and API (with SIP over
+//! WebSocket on the HTTP port); stop them in order. `start` is what `main`
 //! and the integration tests call.
 
 use std::net::SocketAddr;
@@ -36,6 +37,12 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Journal(crate::store::journal::JournalError),
+    /// A TLS certificate, key or trust file that cannot be used (names the key and file).
+    #[error("{source_file}: {error}")]
+    Tls {
+        source_file: String,
+        error: crate::sip::tls::TlsError,
+    },
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -48,6 +55,8 @@ pub enum StartError {
 pub struct RunningServer {
     pub sip_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The SIP/TLS listener, when `[server] tls_listen` is set.
+    pub tls_addr: Option<SocketAddr>,
     pub demo_tickets_inserted: u64,
     /// The ops API bearer token (configured, or generated for this run).
     pub api_token: String,
@@ -120,6 +129,19 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         "assets loaded"
     );
 
+    // Certificates before anything binds or opens: a bad file is a configuration error.
+    let tls_error = |error| StartError::Tls {
+        source_file: cfg.source.clone(),
+        error,
+    };
+    let tls_acceptor = match &cfg.tls {
+        Some(t) => Some(crate::sip::tls::acceptor(&t.cert, &t.key).map_err(tls_error)?),
+        None => None,
+    };
+    let (tcp_tx, tcp_rx) = mpsc::channel(4096);
+    let trunk_flows =
+        crate::sip::tls::TrunkConnections::new(&cfg.trunks, tcp_tx.clone()).map_err(tls_error)?;
+
     let db = Db::connect(&cfg.database).await?;
     let spool = cfg.spool_dir.join("spool.jsonl");
     // Ops a killed predecessor had journaled but maybe not written go to the end of the
@@ -176,6 +198,26 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
             addr: sip_addr,
             source: e,
         })?;
+    let tls_listener = match &cfg.tls {
+        Some(t) => Some(
+            TcpListener::bind(t.listen)
+                .await
+                .map_err(|e| StartError::Bind {
+                    what: "SIP/TLS",
+                    addr: t.listen,
+                    source: e,
+                })?,
+        ),
+        None => None,
+    };
+    let tls_addr = match (&tls_listener, &cfg.tls) {
+        (Some(l), Some(t)) => Some(l.local_addr().map_err(|e| StartError::Bind {
+            what: "SIP/TLS",
+            addr: t.listen,
+            source: e,
+        })?),
+        _ => None,
+    };
     let http = TcpListener::bind(cfg.http_listen)
         .await
         .map_err(|e| StartError::Bind {
@@ -192,7 +234,6 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     let shutdown = CancellationToken::new();
     let store_close = CancellationToken::new();
     let (router_tx, router_rx) = mpsc::channel(4096);
-    let (tcp_tx, tcp_rx) = mpsc::channel(4096);
     let udp = Arc::new(udp);
     let queue_cfgs: Vec<crate::acd::QueueConfig> =
         cfg.queue_settings.iter().map(|q| q.acd.clone()).collect();
@@ -226,6 +267,9 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         ports: PortRange::new(cfg.rtp_ports.0, cfg.rtp_ports.1),
         sip_local: sip_addr,
         tcp_local: Some(sip_addr),
+        tls_local: tls_addr,
+        ws_local: Some(http_addr),
+        trunk_flows,
         prompts,
         dialplans: RwLock::new(Arc::new(dialplans)),
         store: store_handle.clone(),
@@ -251,12 +295,30 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     let calls = TaskTracker::new();
     let router = Router::new(ctx.clone(), calls.clone(), shutdown.clone());
     let router_task = tokio::spawn(router.run(udp, tcp_rx, router_rx));
-    let tcp_task = tokio::spawn(crate::sip::transport::run_tcp_listener(
+    let tcp_task = tokio::spawn(crate::sip::transport::run_stream_listener(
         tcp,
-        tcp_tx,
+        None,
+        tcp_tx.clone(),
         shutdown.clone(),
         4096,
     ));
+    let tls_task = match (tls_listener, tls_acceptor) {
+        (Some(l), Some(acceptor)) => {
+            Some(tokio::spawn(crate::sip::transport::run_stream_listener(
+                l,
+                Some(acceptor),
+                tcp_tx.clone(),
+                shutdown.clone(),
+                4096,
+            )))
+        }
+        _ => None,
+    };
+    let ws = crate::sip::ws::router(crate::sip::ws::WsState {
+        to_router: tcp_tx,
+        local: http_addr,
+        permits: Arc::new(tokio::sync::Semaphore::new(4096)),
+    });
     let dialer = crate::dialer::DialerHandle::new(ctx.clone(), shutdown.clone());
     let api_token = ctx
         .config
@@ -269,11 +331,14 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         dialer: dialer.clone(),
         token: api_token.clone(),
     });
-    let app = api::router(api_state.clone());
+    let app = api::router(api_state.clone()).merge(ws);
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        let serve = axum::serve(http, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        let serve = axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = serve.await {
             error!(error = %e, "HTTP server failed");
         }
@@ -307,6 +372,9 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         acd_close.cancel();
         let _ = acd_task.await;
         let _ = tcp_task.await;
+        if let Some(t) = tls_task {
+            let _ = t.await;
+        }
         let _ = http_task.await;
         store_close.cancel();
         let _ = writer.await;
@@ -315,6 +383,7 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     Ok(RunningServer {
         sip_addr,
         http_addr,
+        tls_addr,
         demo_tickets_inserted: demo,
         api_token,
         shutdown,

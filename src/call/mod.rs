@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::call::dialog::LocalIdentity;
 use crate::config::Config;
 use crate::ivr::loader::DialplanSet;
 use crate::media::prompts::PromptLibrary;
 use crate::runtime::ports::PortRange;
+use crate::sip::transport::{ReplyPath, TransportKind};
 use crate::store::writer::StoreHandle;
 use crate::store::Db;
 
@@ -24,6 +26,12 @@ pub struct CallContext {
     pub config: Config,
     pub sip_local: SocketAddr,
     pub tcp_local: Option<SocketAddr>,
+    /// The TLS listener's address, when `[server] tls_listen` is set.
+    pub tls_local: Option<SocketAddr>,
+    /// The HTTP listener's address: where SIP over WebSocket is accepted.
+    pub ws_local: Option<SocketAddr>,
+    /// Connections to `tcp`/`tls` trunks.
+    pub trunk_flows: crate::sip::tls::TrunkConnections,
     pub ports: PortRange,
     pub prompts: Arc<PromptLibrary>,
     /// Swapped as a whole on reload; read once when a call starts.
@@ -41,6 +49,38 @@ pub struct CallContext {
 impl CallContext {
     pub fn media_timeout(&self) -> Duration {
         Duration::from_secs(self.config.media_timeout_s.max(1))
+    }
+
+    /// How we appear on `flow`: Via sent-by and Contact on the listener of its transport
+    /// (RFC 3261 §18.2.1/§8.1.1.8), so in-dialog requests can find us; `sips:` over TLS
+    /// (RFC 5630 §3), `transport=ws` over WebSocket (RFC 7118 §5).
+    pub fn local_identity(&self, flow: &ReplyPath) -> LocalIdentity {
+        let kind = flow.kind();
+        let flow_local = match flow {
+            ReplyPath::Stream { local, .. } => Some(*local),
+            ReplyPath::Udp { .. } => None,
+        };
+        let addr = match kind {
+            TransportKind::Udp => self.sip_local,
+            TransportKind::Tcp => self.tcp_local.or(flow_local).unwrap_or(self.sip_local),
+            TransportKind::Tls => self.tls_local.or(flow_local).unwrap_or(self.sip_local),
+            TransportKind::Ws | TransportKind::Wss => {
+                self.ws_local.or(flow_local).unwrap_or(self.sip_local)
+            }
+        };
+        let contact = match kind {
+            TransportKind::Udp => format!("<sip:switchboard@{addr}>"),
+            TransportKind::Tcp => format!("<sip:switchboard@{addr};transport=tcp>"),
+            TransportKind::Tls => format!("<sips:switchboard@{addr}>"),
+            TransportKind::Ws => format!("<sip:switchboard@{addr};transport=ws>"),
+            TransportKind::Wss => format!("<sips:switchboard@{addr};transport=ws>"),
+        };
+        LocalIdentity {
+            contact,
+            via_host: addr.to_string(),
+            transport: kind,
+            user_agent: self.config.user_agent.clone(),
+        }
     }
 
     pub fn dialplans(&self) -> Arc<DialplanSet> {

@@ -1,6 +1,7 @@
-//! The SIP router task: reads the UDP socket and the TCP readers' channel, answers what needs
-//! no dialog (OPTIONS, errors, unknown methods), and routes everything else by Call-ID to the
-//! call actor that owns it, creating one for each new INVITE.
+//! The SIP router task: reads the UDP socket and the channel of the stream transports (TCP,
+//! TLS, WebSocket, our trunk connections), answers what needs no dialog (OPTIONS, errors,
+//! unknown methods), and routes everything else by Call-ID to the call actor that owns it,
+//! creating one for each new INVITE.
 //!
 //! It owns the Call-ID map outright (no lock); actors tell it when they end. Delivery to an
 //! actor is `try_send`: a call whose mailbox is full loses a retransmission, never blocks
@@ -17,10 +18,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::actor::{self, CallInput};
-use super::dialog::{response, LocalIdentity, ALLOW};
+use super::dialog::{response, ALLOW};
 use super::CallContext;
 use crate::sip::message::{HeaderName, Method, StartLine};
-use crate::sip::transport::{handle_datagram, Inbound, ReplyPath, TransportKind};
+use crate::sip::transport::{handle_datagram, Inbound, ReplyPath};
 use crate::sip::uri::Scheme;
 
 /// Messages from actors to the router.
@@ -53,23 +54,6 @@ impl Router {
             calls: HashMap::new(),
             tracker,
             shutdown,
-        }
-    }
-
-    fn local_identity(&self, kind: TransportKind) -> LocalIdentity {
-        let addr = match kind {
-            TransportKind::Udp => self.ctx.sip_local,
-            TransportKind::Tcp => self.ctx.tcp_local.unwrap_or(self.ctx.sip_local),
-        };
-        let contact = match kind {
-            TransportKind::Udp => format!("<sip:switchboard@{addr}>"),
-            TransportKind::Tcp => format!("<sip:switchboard@{addr};transport=tcp>"),
-        };
-        LocalIdentity {
-            contact,
-            via_host: addr.to_string(),
-            transport: kind,
-            user_agent: self.ctx.config.user_agent.clone(),
         }
     }
 
@@ -142,7 +126,7 @@ impl Router {
     }
 
     fn reply(&self, inbound: &Inbound, code: u16, reason: &str, extra: &[(HeaderName, String)]) {
-        let local = self.local_identity(inbound.reply.kind());
+        let local = self.ctx.local_identity(&inbound.reply);
         let tag = super::dialog::new_tag();
         let mut r = response(&inbound.msg, code, reason, Some(&tag), &local);
         for (n, v) in extra {
@@ -324,7 +308,7 @@ impl Router {
         let Ok(call_id) = inbound.msg.call_id().map(str::to_string) else {
             return;
         };
-        let local = self.local_identity(inbound.reply.kind());
+        let local = self.ctx.local_identity(&inbound.reply);
         let (tx, rx) = mpsc::channel(actor::MAILBOX);
         self.ctx.active_calls.fetch_add(1, Ordering::Relaxed);
         self.calls.insert(call_id, tx.clone());

@@ -515,6 +515,7 @@ async fn dial(
         result: Some(tx),
         machine: st.machine,
         request_uri: None,
+        flow: None,
         leg: None,
         park: false,
         callback_for: None,

@@ -507,13 +507,15 @@ impl Registrar {
 
 /// Clients known to fail a 401 that carries any non-MD5 challenge, even next to an MD5 one:
 /// libre before 2.x (baresip 0.x/1.x) stops at the first unknown algorithm and gives up the
-/// whole registration with ENOSYS. They get the MD5 challenge only (when MD5 is offered).
+/// whole registration with ENOSYS; JsSIP 3.x (browser agents over WebSocket) keeps only the
+/// *last* WWW-Authenticate header and aborts unless it is MD5. They get the MD5 challenge
+/// only (when MD5 is offered).
 fn md5_only_client(req: &Message) -> bool {
     let Some(ua) = req.header(&HeaderName::UserAgent) else {
         return false;
     };
     let ua = ua.trim().to_ascii_lowercase();
-    ["baresip v0.", "baresip v1."]
+    ["baresip v0.", "baresip v1.", "jssip 3."]
         .iter()
         .any(|p| ua.starts_with(p))
 }
@@ -551,6 +553,7 @@ mod tests {
         assert!(md5_only_client(&req("baresip v1.0.0 (x86_64/linux)")));
         assert!(md5_only_client(&req("baresip v0.6.1 (arm/linux)")));
         assert!(!md5_only_client(&req("baresip v3.10.1 (x86_64/linux)")));
+        assert!(md5_only_client(&req("JsSIP 3.13.8")));
         assert!(!md5_only_client(&req("Linphone/5.2 (belle-sip/5.2)")));
     }
 

@@ -1,10 +1,12 @@
 //! SIP signalling: message model and parser, URIs, SDP offer/answer, transactions, dialogs
-//! and the UDP/TCP transports (RFC 3261, RFC 3264, RFC 3581).
+//! and the UDP, TCP, TLS and WebSocket transports (RFC 3261, RFC 3264, RFC 3581, RFC 7118).
 //!
 //! Our own sans-IO core rather than `rsip`/`rsipstack`: see docs/adr/0001-own-sip-core.md.
 
 pub mod auth;
 pub mod message;
 pub mod sdp;
+pub mod tls;
 pub mod transport;
 pub mod uri;
+pub mod ws;

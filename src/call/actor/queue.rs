@@ -195,12 +195,19 @@ fn leg_media(n: &crate::sip::sdp::Negotiated) -> LegMedia {
     }
 }
 
-/// Where to send an agent's INVITE: the address its REGISTER came from over UDP (right
-/// behind NAT), else the Contact's host and port.
-fn destination(r: &Reachable) -> Option<(Uri, SocketAddr)> {
+/// Where to send an agent's INVITE: the connection its REGISTER came on while it is up
+/// (TCP, TLS, WebSocket: RFC 5626 flow reuse, the only way to a `.invalid` WebSocket
+/// contact), the address it came from over UDP (right behind NAT), else the Contact's host
+/// and port over UDP.
+fn destination(r: &Reachable) -> Option<(Uri, SocketAddr, Option<ReplyPath>)> {
     let uri = Uri::parse(r.contact.trim_matches(|c| c == '<' || c == '>')).ok()?;
-    if let Some(ReplyPath::Udp { peer, .. }) = &r.flow {
-        return Some((uri, *peer));
+    match &r.flow {
+        Some(ReplyPath::Udp { peer, .. }) => return Some((uri, *peer, None)),
+        Some(f @ ReplyPath::Stream { peer, .. }) if f.is_open() => {
+            return Some((uri, *peer, Some(f.clone())))
+        }
+        Some(f) if f.kind().connection_only() => return None,
+        _ => {}
     }
     let port = uri.port.unwrap_or(5060);
     let addr = (
@@ -210,7 +217,7 @@ fn destination(r: &Reachable) -> Option<(Uri, SocketAddr)> {
         .to_socket_addrs()
         .ok()?
         .next()?;
-    Some((uri, addr))
+    Some((uri, addr, None))
 }
 
 impl Call {
@@ -387,7 +394,7 @@ impl Call {
                 .as_ref()
                 .is_some_and(|q| q.connected.is_none() && !q.told_acd);
         let target = contacts.iter().find_map(destination);
-        let (true, Some((uri, dest))) = (usable, target) else {
+        let (true, Some((uri, dest, flow))) = (usable, target) else {
             debug!(%agent, usable, "offer refused by the call");
             self.ctx.acd.send(AcdMsg::OfferEnded {
                 call: self.acd_key(),
@@ -423,6 +430,8 @@ impl Call {
                 password: None,
                 register: false,
                 caller_id: None,
+                host: dest.ip().to_string(),
+                tls_ca: None,
             },
             caller_id: self.caller.clone(),
             dialplan: String::new(),
@@ -433,6 +442,7 @@ impl Call {
             result: None,
             machine: None,
             request_uri: Some(uri),
+            flow,
             park: false,
             callback_for: None,
             leg: Some(LegLink {
@@ -769,6 +779,7 @@ impl Call {
             result: None,
             machine: None,
             request_uri: None,
+            flow: None,
             leg: None,
             park: true,
             callback_for: Some(CallbackFor {

@@ -24,7 +24,7 @@ use crate::ivr::expr::Vars;
 use crate::sip::auth;
 use crate::sip::message::{CSeq, HeaderName, Message, Method, StartLine};
 use crate::sip::sdp::{self, SessionDescription};
-use crate::sip::transport::{ReplyPath, TransportKind};
+use crate::sip::transport::ReplyPath;
 use crate::sip::uri::Uri;
 use crate::store::now_ts;
 use crate::store::ops::StoreOp;
@@ -61,6 +61,9 @@ pub struct OutboundRequest {
     pub machine: Option<MachineHandling>,
     /// Request-URI to use instead of `to_number@trunk` (an agent's registered contact).
     pub request_uri: Option<Uri>,
+    /// Send on this flow instead of the trunk's transport: the connection an agent
+    /// registered over (TCP, TLS, WebSocket), the only way to reach a `.invalid` contact.
+    pub flow: Option<ReplyPath>,
     /// Set for an agent leg of a queue call: no records of its own, reports to the caller.
     pub leg: Option<super::queue::LegLink>,
     /// Prepare the call but do not dial (a queue callback dials once an agent answered).
@@ -192,6 +195,57 @@ fn disposition_for(code: u16) -> &'static str {
     }
 }
 
+/// Where an outbound INVITE goes: the agent's own connection when it is still up, else the
+/// trunk over its transport (`udp` through the SIP socket, `tcp`/`tls` on a connection we
+/// open or reuse).
+async fn outbound_flow(ctx: &CallContext, req: &OutboundRequest) -> std::io::Result<ReplyPath> {
+    if let Some(f) = req.flow.as_ref().filter(|f| f.is_open()) {
+        return Ok(f.clone());
+    }
+    match req.trunk.transport.as_str() {
+        "tcp" | "tls" => ctx.trunk_flows.flow(&req.trunk).await,
+        _ => Ok(ReplyPath::Udp {
+            socket: ctx.udp.clone(),
+            peer: req.trunk.address,
+        }),
+    }
+}
+
+/// An outbound call that could not even be dialed: tell whoever waits for it, and close
+/// its record (a queue leg has none of its own: its caller is told instead).
+fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: &str) {
+    if let Some(mut link) = req.leg {
+        link.reported = true;
+        let _ = link
+            .caller_tx
+            .try_send(CallInput::Leg(super::LegEvent::Failed {
+                leg: link.leg,
+                agent: link.agent.clone(),
+                how: crate::acd::OfferEnd::Failed,
+            }));
+        return;
+    }
+    ctx.store.submit(StoreOp::CallEnded {
+        id: id.clone(),
+        ended_at: now_ts(),
+        disposition: "failed".into(),
+        hangup_cause: cause.into(),
+        sip_status: None,
+        queue: None,
+        agent: None,
+        wait_ms: None,
+    });
+    if let Some(tx) = req.result {
+        let _ = tx.send(CallResult {
+            call_uuid: id,
+            disposition: "failed".into(),
+            sip_status: None,
+            outcome: None,
+            answered: false,
+        });
+    }
+}
+
 impl Call {
     async fn start_outbound(
         ctx: Arc<CallContext>,
@@ -202,16 +256,6 @@ impl Call {
     ) -> Option<(Call, Option<Arc<tokio::net::UdpSocket>>)> {
         let now = Instant::now();
         let local_addr = ctx.sip_local;
-        let local = LocalIdentity {
-            contact: format!("<sip:switchboard@{local_addr}>"),
-            via_host: local_addr.to_string(),
-            transport: TransportKind::Udp,
-            user_agent: ctx.config.user_agent.clone(),
-        };
-        let flow = ReplyPath::Udp {
-            socket: ctx.udp.clone(),
-            peer: req.trunk.address,
-        };
         let id = uuid::Uuid::new_v4().to_string();
         let local_tag = dialog::new_tag();
         let request_uri = req.request_uri.clone().unwrap_or_else(|| {
@@ -247,41 +291,21 @@ impl Call {
                 });
             }
         }
+        let flow = match outbound_flow(&ctx, &req).await {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(trunk = %req.trunk.name, transport = %req.trunk.transport, error = %e, "cannot reach the trunk");
+                fail_before_dial(&ctx, req, id, "transport_error");
+                return None;
+            }
+        };
+        let local = ctx.local_identity(&flow);
         let media_ip = ctx.config.media_address;
         let rtp = match ctx.ports.bind(media_ip).await {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 warn!(error = %e, "no RTP port for outbound call");
-                if let Some(mut link) = req.leg {
-                    link.reported = true;
-                    let _ = link
-                        .caller_tx
-                        .try_send(CallInput::Leg(super::LegEvent::Failed {
-                            leg: link.leg,
-                            agent: link.agent.clone(),
-                            how: crate::acd::OfferEnd::Failed,
-                        }));
-                    return None;
-                }
-                ctx.store.submit(StoreOp::CallEnded {
-                    id: id.clone(),
-                    ended_at: now_ts(),
-                    disposition: "failed".into(),
-                    hangup_cause: "no_rtp_port".into(),
-                    sip_status: None,
-                    queue: None,
-                    agent: None,
-                    wait_ms: None,
-                });
-                if let Some(tx) = req.result {
-                    let _ = tx.send(CallResult {
-                        call_uuid: id,
-                        disposition: "failed".into(),
-                        sip_status: None,
-                        outcome: None,
-                        answered: false,
-                    });
-                }
+                fail_before_dial(&ctx, req, id, "no_rtp_port");
                 return None;
             }
         };
@@ -394,7 +418,7 @@ impl Call {
             bytes: bytes.clone(),
             branch,
             cseq: 1,
-            timer: Retransmit::new(bytes, now, true, 1),
+            timer: Retransmit::new(bytes, now, self.flow.kind().unreliable(), 1),
             ring_deadline: now + d.ring_timeout,
             provisional: false,
             cancel: None,
@@ -469,6 +493,7 @@ impl Call {
     /// Give up on an outbound call that has not been answered (RFC 3261 §9.1: CANCEL only
     /// after a provisional response).
     pub(super) fn cancel_outbound(&mut self, now: Instant, cause: &str) {
+        let unreliable = self.flow.kind().unreliable();
         let Some(u) = self.uac.as_mut() else { return };
         if u.final_received || u.cancel.is_some() {
             return;
@@ -481,7 +506,7 @@ impl Call {
         let cancel = build_cancel(&u.request);
         let bytes = cancel.to_bytes();
         self.flow.send(bytes.clone());
-        u.cancel = Some(Retransmit::new(bytes, now, true, u.cseq));
+        u.cancel = Some(Retransmit::new(bytes, now, unreliable, u.cseq));
     }
 
     fn finish_outbound(&mut self, code: u16, disposition: &str, cause: &str) {
@@ -602,7 +627,11 @@ impl Call {
         let branch = dialog::new_branch();
         invite.set_header(
             HeaderName::Via,
-            format!("SIP/2.0/UDP {};branch={branch};rport", self.local.via_host),
+            format!(
+                "SIP/2.0/{} {};branch={branch};rport",
+                self.local.transport.via_name(),
+                self.local.via_host
+            ),
         );
         invite.set_header(HeaderName::CSeq, format!("{cseq} INVITE"));
         invite.headers.retain(|h| !h.name.matches(&name));
@@ -615,7 +644,7 @@ impl Call {
         u.bytes = bytes.clone();
         u.branch = branch.clone();
         u.cseq = cseq;
-        u.timer = Retransmit::new(bytes, now, true, cseq);
+        u.timer = Retransmit::new(bytes, now, self.flow.kind().unreliable(), cseq);
         u.provisional = false;
         u.auth_tried = true;
         self.invite_branch = branch;
@@ -723,7 +752,11 @@ fn build_invite(
     };
     m.push_header(
         HeaderName::Via,
-        format!("SIP/2.0/UDP {};branch={branch};rport", call.local.via_host),
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            call.local.transport.via_name(),
+            call.local.via_host
+        ),
     );
     m.push_header(HeaderName::MaxForwards, "70");
     m.push_header(HeaderName::From, call.dialog.local_party.clone());

@@ -1,0 +1,182 @@
+//! TLS for SIP (RFC 3261 §26.3.1 and §18; `sips:` per RFC 5630): loading the server's
+//! certificate and key for the `tls_listen` socket, the trust roots trunks are verified
+//! against, and the connections we open to `transport = "tcp" | "tls"` trunks.
+//!
+//! rustls with the `ring` provider, chosen explicitly so the process never depends on a
+//! global default provider (docs/adr/0003-tls-and-websocket-crates.md). PEM parsing is
+//! rustls' own (`pki_types::pem`). Files are read once at start; a missing or unusable file
+//! stops the start with the key, the path and the reason.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::transport::{connect_stream, Inbound, ReplyPath};
+use crate::config::Trunk;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{key} '{}': cannot read: {source}", path.display())]
+    Read {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{key} '{}': {reason}", path.display())]
+    Invalid {
+        key: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("trunk '{trunk}': address host '{host}' is not a valid TLS server name")]
+    ServerName { trunk: String, host: String },
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(key: &str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        key: key.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn invalid(key: &str, path: &Path, reason: impl Into<String>) -> TlsError {
+    TlsError::Invalid {
+        key: key.to_string(),
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Every certificate in a PEM file; none is an error.
+fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(key, path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(key, path, format!("bad PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(key, path, "no CERTIFICATE block in the PEM file"));
+    }
+    Ok(certs)
+}
+
+/// The acceptor for `[server] tls_listen`: `cert` is a PEM chain (leaf first), `key` its
+/// private key (PKCS#8, PKCS#1 or SEC1 PEM). No client certificates are asked for: agents
+/// authenticate with digest (RFC 3261 §22), trunks by address.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let certs = certificates("tls_cert", cert)?;
+    let key_pem = read("tls_key", key)?;
+    let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        invalid(
+            "tls_key",
+            key,
+            match e {
+                rustls::pki_types::pem::Error::NoItemsFound => {
+                    "no PRIVATE KEY block (PKCS#8, RSA or EC) in the PEM file".to_string()
+                }
+                other => format!("bad PEM: {other}"),
+            },
+        )
+    })?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("tls_cert", cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .map_err(|e| {
+            invalid(
+                "tls_key",
+                key,
+                format!("unusable with tls_cert '{}': {e}", cert.display()),
+            )
+        })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The client side for a trunk: its `tls_ca` file as the only trust anchors when given, else
+/// the Mozilla roots compiled in (`webpki-roots`).
+pub fn connector(trunk: &str, ca: Option<&Path>) -> Result<TlsConnector, TlsError> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let key = format!("trunk '{trunk}': tls_ca");
+            for c in certificates(&key, path)? {
+                roots
+                    .add(c)
+                    .map_err(|e| invalid(&key, path, format!("unusable certificate: {e}")))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid {
+            key: format!("trunk '{trunk}'"),
+            path: PathBuf::new(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Connections to trunks over TCP or TLS, opened on first use and reused by every call
+/// through the trunk while they stay up (RFC 3261 §18.1.1; RFC 5923's reuse, without the
+/// alias negotiation). Answers on them reach the router like any inbound message.
+pub struct TrunkConnections {
+    to_router: mpsc::Sender<Inbound>,
+    tls: HashMap<String, (TlsConnector, ServerName<'static>)>,
+    open: tokio::sync::Mutex<HashMap<String, ReplyPath>>,
+}
+
+impl TrunkConnections {
+    /// Build the TLS clients of every `transport = "tls"` trunk now, so a bad `tls_ca` stops
+    /// the start instead of the first call.
+    pub fn new(trunks: &[Trunk], to_router: mpsc::Sender<Inbound>) -> Result<Self, TlsError> {
+        let mut tls = HashMap::new();
+        for t in trunks.iter().filter(|t| t.transport == "tls") {
+            let name = ServerName::try_from(t.host.clone()).map_err(|_| TlsError::ServerName {
+                trunk: t.name.clone(),
+                host: t.host.clone(),
+            })?;
+            tls.insert(
+                t.name.clone(),
+                (connector(&t.name, t.tls_ca.as_deref())?, name),
+            );
+        }
+        Ok(TrunkConnections {
+            to_router,
+            tls,
+            open: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The open connection to `trunk`, or a new one. Only for stream trunks (`tcp`, `tls`).
+    pub async fn flow(&self, trunk: &Trunk) -> std::io::Result<ReplyPath> {
+        // One lock for lookup and connect: concurrent calls to a trunk that is down share
+        // one connection attempt instead of opening one each.
+        let mut open = self.open.lock().await;
+        if let Some(f) = open.get(&trunk.name).filter(|f| f.is_open()) {
+            return Ok(f.clone());
+        }
+        let tls = match trunk.transport.as_str() {
+            "tls" => Some(self.tls.get(&trunk.name).cloned().ok_or_else(|| {
+                std::io::Error::other(format!("trunk '{}' has no TLS client", trunk.name))
+            })?),
+            _ => None,
+        };
+        let flow = connect_stream(trunk.address, tls, self.to_router.clone()).await?;
+        open.insert(trunk.name.clone(), flow.clone());
+        Ok(flow)
+    }
+}

@@ -1,0 +1,339 @@
+//! SIP over WebSocket (RFC 7118) against the real server on its HTTP port: the upgrade
+//! contract (subprotocol `sip`, paths `/` and `/ws`), digest REGISTER, OPTIONS, a malformed
+//! message answered with 400 on a connection that stays up, a hotline call, and an agent
+//! registered over WebSocket rung on that very connection (its Contact is `.invalid`).
+//!
+//! The clients are tokio-tungstenite speaking raw SIP, like JsSIP does (`Via: SIP/2.0/WS
+//! xxx.invalid`), so nothing here can reach the client except over its WebSocket.
+
+#[path = "support/sip_stream.rs"]
+mod sip_stream;
+mod support;
+
+use std::time::Duration;
+
+use sip_stream::{off_runtime, response_to, sdp, ws_connect, SipText, StreamClient};
+use support::{unique, Server};
+
+const T: Duration = Duration::from_secs(5);
+
+async fn connect(server: &Server) -> StreamClient {
+    let (client, proto) = ws_connect(server.http_addr, "/ws", Some("sip"))
+        .await
+        .unwrap_or_else(|code| panic!("upgrade refused with {code}\n{}", server.log()));
+    assert_eq!(proto.as_deref(), Some("sip"), "subprotocol echoed");
+    client
+}
+
+/// Place a call to the hotline from `c`; returns the INVITE's Call-ID, the 200 and the
+/// provisional codes seen, after sending the ACK.
+async fn call_hotline(
+    c: &mut StreamClient,
+    caller: &str,
+    rtp_port: u16,
+) -> (String, SipText, Vec<u16>) {
+    let call_id = unique("ws-call-");
+    let uri = format!("sip:hotline@{}", c.server.ip());
+    let contact = format!(
+        "Contact: {}\r\nContent-Type: application/sdp\r\n",
+        c.contact(caller)
+    );
+    let invite = c.request(
+        "INVITE",
+        &uri,
+        &call_id,
+        1,
+        caller,
+        &format!("<{uri}>"),
+        &contact,
+        &sdp(rtp_port),
+    );
+    c.send(&invite).await;
+    let (provisional, ok) = c.final_response(Duration::from_secs(10)).await;
+    let ok = ok.expect("a final answer to the INVITE");
+    assert_eq!(ok.code(), Some(200), "{}", ok.0);
+    // ACK for the 2xx: its own transaction, To with the tag, sent to the Contact (§13.2.2.4).
+    let target = ok
+        .header("Contact")
+        .expect("Contact in the 200")
+        .trim_matches(|ch| ch == '<' || ch == '>')
+        .to_string();
+    let from = invite
+        .lines()
+        .find(|l| l.starts_with("From:"))
+        .expect("From")
+        .to_string();
+    let ack = format!(
+        "ACK {target} SIP/2.0\r\nVia: SIP/2.0/WS {};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\n\
+         {from}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        c.host,
+        unique("ack"),
+        ok.header("To").expect("To")
+    );
+    c.send(&ack).await;
+    (call_id, ok, provisional)
+}
+
+/// Upgrade contract, REGISTER 401 → 200 with the binding kept as a `ws:` flow, OPTIONS,
+/// a malformed message, and a hotline call with all of its answers on the WebSocket.
+#[tokio::test]
+async fn websocket_register_options_malformed_and_hotline_call() {
+    let server = Server::start(&[]);
+    server.add_agent("wsalice", "ws-secret-1", &[]);
+
+    // No `sip` subprotocol: not SIP over WebSocket (RFC 7118 §4.1).
+    match ws_connect(server.http_addr, "/ws", None).await {
+        Err(code) => assert_eq!(code, 400),
+        Ok(_) => panic!("an upgrade without the sip subprotocol must be refused"),
+    }
+    // `/` works too (JsSIP uses whatever URL it is given).
+    let (_root, proto) = ws_connect(server.http_addr, "/", Some("sip"))
+        .await
+        .expect("upgrade on /");
+    assert_eq!(proto.as_deref(), Some("sip"));
+
+    let mut c = connect(&server).await;
+    let (challenge, ok) = c.register("wsalice", "ws-secret-1").await;
+    assert_eq!(challenge.code(), Some(401), "{}", challenge.0);
+    assert_eq!(ok.code(), Some(200), "{}\n{}", ok.0, server.log());
+    assert!(
+        ok.header("Contact").is_some_and(|v| v.contains(".invalid")),
+        "200 lists the .invalid binding: {}",
+        ok.0
+    );
+    assert!(
+        ok.header("Via")
+            .is_some_and(|v| v.starts_with("SIP/2.0/WS ") && v.contains(&c.host)),
+        "{}",
+        ok.0
+    );
+    let source = off_runtime(|| {
+        server.wait_db(T, "the ws binding", |db| {
+            db.rows("SELECT source FROM registrations WHERE aor = 'wsalice'")
+                .pop()
+                .and_then(|r| r["source"].as_str().map(str::to_string))
+        })
+    });
+    assert!(
+        source.starts_with("ws:127.0.0.1:"),
+        "binding source {source}"
+    );
+
+    // OPTIONS on the same socket.
+    let opts = c.request(
+        "OPTIONS",
+        &format!("sip:{}", server.http_addr.ip()),
+        &unique("opt-"),
+        1,
+        "wsalice",
+        &format!("<sip:{}>", server.http_addr.ip()),
+        "",
+        "",
+    );
+    c.send(&opts).await;
+    let (_, r) = c.final_response(T).await;
+    assert_eq!(r.map(|r| r.code()), Some(Some(200)));
+
+    // A body shorter than its Content-Length: 400 naming the request, connection stays up.
+    let bad_id = unique("bad-");
+    let bad = c
+        .request(
+            "OPTIONS",
+            &format!("sip:{}", server.http_addr.ip()),
+            &bad_id,
+            1,
+            "wsalice",
+            "<sip:x@127.0.0.1>",
+            "",
+            "",
+        )
+        .replace("Content-Length: 0", "Content-Length: 40");
+    c.send(&format!("{bad}only-ten-b")).await;
+    let (_, r) = c.final_response(T).await;
+    let r = r.expect("an answer to the malformed request");
+    assert_eq!(r.code(), Some(400), "{}", r.0);
+    assert_eq!(r.header("Call-ID"), Some(bad_id.as_str()));
+    // Junk that is no request gets nothing, and does not close the connection either.
+    c.send("hello, not SIP").await;
+    c.send(&opts.replace("CSeq: 1", "CSeq: 2")).await;
+    let (_, r) = c.final_response(T).await;
+    assert_eq!(
+        r.map(|r| r.code()),
+        Some(Some(200)),
+        "connection still serves after junk"
+    );
+
+    // A hotline call: 100/180/200 over the WebSocket, our Contact says transport=ws.
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
+    let port = rtp.local_addr().expect("rtp addr").port();
+    let (call_id, ok, provisional) = call_hotline(&mut c, "+15551237001", port).await;
+    assert!(provisional.contains(&100), "100 Trying: {provisional:?}");
+    assert!(provisional.contains(&180), "180 Ringing: {provisional:?}");
+    assert!(
+        ok.header("Contact")
+            .is_some_and(|v| v.contains("transport=ws")),
+        "{}",
+        ok.0
+    );
+    assert!(ok.body().contains("m=audio"), "SDP answer: {}", ok.0);
+    // RTP arrives where our SDP said (the media side is transport-independent).
+    let mut buf = [0u8; 2048];
+    rtp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (n, _) = rtp
+        .recv_from(&mut buf)
+        .expect("RTP from the hotline prompts");
+    assert!(n >= 12, "an RTP packet");
+
+    // Hang up: the BYE's 200 comes back on the socket.
+    let to = ok.header("To").expect("To").to_string();
+    let target = ok
+        .header("Contact")
+        .expect("Contact")
+        .trim_matches(|ch| ch == '<' || ch == '>')
+        .to_string();
+    let bye = format!(
+        "BYE {target} SIP/2.0\r\nVia: SIP/2.0/WS {};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\n\
+         From: <sip:+15551237001@{}>;tag=x\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\n\
+         Content-Length: 0\r\n\r\n",
+        c.host,
+        unique("bye"),
+        c.server.ip()
+    );
+    // The From tag must be the INVITE's: take it from the 200.
+    let from_tag = ok
+        .header("From")
+        .and_then(|f| f.split(";tag=").nth(1))
+        .expect("From tag")
+        .to_string();
+    c.send(&bye.replace(";tag=x", &format!(";tag={from_tag}")))
+        .await;
+    let (_, r) = c.final_response(T).await;
+    assert_eq!(r.map(|r| r.code()), Some(Some(200)), "BYE answered");
+    let rec = off_runtime(|| {
+        server.wait_db(T, "the ended call", |db| {
+            db.rows(&format!(
+            "SELECT * FROM call_records WHERE sip_call_id = '{call_id}' AND ended_at IS NOT NULL"
+        ))
+            .pop()
+        })
+    });
+    assert_eq!(rec["disposition"], "answered", "{rec:?}");
+}
+
+/// An agent registered over WebSocket is rung on that WebSocket when a caller (here also
+/// on WebSocket) asks for an agent: INVITE to the `.invalid` contact, 180/200 from the
+/// agent, ACK back on the same connection, and the agent's BYE ends the caller's leg.
+#[tokio::test]
+async fn agent_registered_over_websocket_is_rung_on_its_connection() {
+    let server = Server::start(&[]);
+    server.add_agent("wsbob", "ws-secret-2", &[]);
+    let mut agent = connect(&server).await;
+    let (_, ok) = agent.register("wsbob", "ws-secret-2").await;
+    assert_eq!(ok.code(), Some(200), "{}", ok.0);
+
+    let mut caller = connect(&server).await;
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
+    let port = rtp.local_addr().expect("rtp addr").port();
+    let (call_id, ok, _) = call_hotline(&mut caller, "+15551237002", port).await;
+    // Press 0 (agent) with SIP INFO, as JsSIP does.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let to = ok.header("To").expect("To").to_string();
+    let from_tag = ok
+        .header("From")
+        .and_then(|f| f.split(";tag=").nth(1))
+        .expect("From tag")
+        .to_string();
+    let target = ok
+        .header("Contact")
+        .expect("Contact")
+        .trim_matches(|ch| ch == '<' || ch == '>')
+        .to_string();
+    let info = format!(
+        "INFO {target} SIP/2.0\r\nVia: SIP/2.0/WS {};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\n\
+         From: <sip:+15551237002@{}>;tag={from_tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+         CSeq: 2 INFO\r\nContent-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\n\
+         Signal=0\r\nDuration=160\r\n",
+        caller.host,
+        unique("info"),
+        caller.server.ip()
+    );
+    caller.send(&info).await;
+    let (_, r) = caller.final_response(T).await;
+    assert_eq!(r.map(|r| r.code()), Some(Some(200)), "INFO answered");
+
+    let invite = agent
+        .request_of("INVITE", Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("no INVITE on the agent's WebSocket\n{}", server.log()));
+    assert!(
+        invite.first_line().contains(&agent.host),
+        "Request-URI is the registered .invalid contact: {}",
+        invite.first_line()
+    );
+    assert!(
+        invite
+            .header("Via")
+            .is_some_and(|v| v.starts_with("SIP/2.0/WS ")),
+        "{}",
+        invite.0
+    );
+    assert!(invite.body().contains("m=audio"), "{}", invite.0);
+    let agent_rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("agent rtp");
+    let agent_port = agent_rtp.local_addr().expect("addr").port();
+    let tag = unique("at");
+    let contact = format!("Contact: {}\r\n", agent.contact("wsbob"));
+    agent
+        .send(&response_to(&invite, 180, "Ringing", &tag, &contact, ""))
+        .await;
+    agent
+        .send(&response_to(
+            &invite,
+            200,
+            "OK",
+            &tag,
+            &format!("{contact}Content-Type: application/sdp\r\n"),
+            &sdp(agent_port),
+        ))
+        .await;
+    let ack = agent
+        .request_of("ACK", T)
+        .await
+        .expect("ACK on the agent's WebSocket");
+    assert_eq!(ack.header("Call-ID"), invite.header("Call-ID"));
+
+    // The agent hangs up: in-dialog BYE from the agent, the caller is hung up in turn.
+    let bye = format!(
+        "BYE {} SIP/2.0\r\nVia: SIP/2.0/WS {};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\n\
+         From: {};tag={tag}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        invite
+            .header("Contact")
+            .expect("Contact")
+            .trim_matches(|ch| ch == '<' || ch == '>'),
+        agent.host,
+        unique("abye"),
+        invite.header("To").expect("To"),
+        invite.header("From").expect("From"),
+        invite.header("Call-ID").expect("Call-ID"),
+    );
+    agent.send(&bye).await;
+    let (_, r) = agent.final_response(T).await;
+    assert_eq!(r.map(|r| r.code()), Some(Some(200)), "agent's BYE answered");
+    let caller_bye = caller
+        .request_of("BYE", Duration::from_secs(10))
+        .await
+        .expect("the caller is hung up over its WebSocket");
+    caller
+        .send(&response_to(&caller_bye, 200, "OK", "", "", ""))
+        .await;
+    let rec = off_runtime(|| {
+        server.wait_db(T, "the ended queue call", |db| {
+            db.rows(&format!(
+            "SELECT * FROM call_records WHERE sip_call_id = '{call_id}' AND ended_at IS NOT NULL"
+        ))
+            .pop()
+        })
+    });
+    assert_eq!(rec["agent"], "wsbob", "{rec:?}");
+    assert_eq!(rec["hangup_cause"], "agent_hangup", "{rec:?}");
+}
