@@ -13,6 +13,11 @@ use crate::runtime::ports::PortRange;
 
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 const DEFAULT_CONFIG_NAME: &str = "<embedded config/default.toml>";
+/// `[server] codecs` when the key is absent: G.711 first, so every peer that offers G.711
+/// (all of today's SIP phones and trunks) gets exactly what it got before and bridges
+/// between G.711 legs never transcode; G.722 and Opus are accepted when a peer offers
+/// nothing else (a wideband-only phone, a WebRTC gateway) instead of being refused.
+pub const DEFAULT_CODECS: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}: {reason}")]
@@ -318,19 +323,23 @@ impl Config {
             Some(list) => {
                 let mut v = Vec::new();
                 for name in list.get_ref() {
-                    v.push(Codec::parse_name(name).ok_or_else(|| {
+                    let c = Codec::parse_name(name).ok_or_else(|| {
                         err(
                             list.span().start,
-                            format!("unknown codec '{name}' (PCMU, PCMA)"),
+                            format!("unknown codec '{name}' (PCMU, PCMA, G722, opus)"),
                         )
-                    })?);
+                    })?;
+                    // A repeated name keeps its first (most preferred) place.
+                    if !v.contains(&c) {
+                        v.push(c);
+                    }
                 }
                 if v.is_empty() {
                     return Err(err(list.span().start, "codecs must not be empty".into()));
                 }
                 v
             }
-            None => vec![Codec::Pcmu, Codec::Pcma],
+            None => DEFAULT_CODECS.to_vec(),
         };
         let mut routes = Vec::new();
         for r in &raw.routes {
