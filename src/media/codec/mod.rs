@@ -369,4 +369,33 @@ mod tests {
             assert!(out.iter().all(|s| s.abs() < 16), "{out:?}");
         }
     }
+
+    /// Cost figures quoted in docs/architecture.md (run with `--ignored --nocapture`; use
+    /// `--release` for production-like numbers).
+    #[test]
+    #[ignore]
+    fn cost_per_packet() {
+        let pcm: Vec<i16> = (0..160 * 500)
+            .map(|i| (6000.0 * (i as f64 * 0.3).sin() + 2000.0 * (i as f64 * 0.071).sin()) as i16)
+            .collect();
+        for c in Codec::ALL {
+            let mut enc = Encoder::new(c).expect("encoder");
+            let mut dec = Decoder::new(c).expect("decoder");
+            let mut payloads = Vec::new();
+            let mut out = [0u8; 512];
+            let t = std::time::Instant::now();
+            for f in pcm.chunks(FRAME_8K) {
+                let n = enc.encode_8k(f, &mut out).expect("encode");
+                payloads.push(out[..n].to_vec());
+            }
+            let e = t.elapsed() / 500;
+            let mut back = [0i16; MAX_DECODED_8K];
+            let t = std::time::Instant::now();
+            for p in &payloads {
+                dec.decode_8k(p, &mut back).expect("decode");
+            }
+            let d = t.elapsed() / 500;
+            eprintln!("{c:?}: encode {e:?} / decode {d:?} per 20 ms packet");
+        }
+    }
 }
