@@ -107,6 +107,18 @@ struct Baresip {
 
 impl Baresip {
     fn start(binary: &Path, dir: &Path, sip_port: u16, registrar: SocketAddr) -> Baresip {
+        Baresip::start_with(binary, dir, sip_port, registrar, "g711.so", "PCMU,PCMA")
+    }
+
+    /// `module` is the codec module to load, `codecs` the account's `audio_codecs`.
+    fn start_with(
+        binary: &Path,
+        dir: &Path,
+        sip_port: u16,
+        registrar: SocketAddr,
+        module: &str,
+        codecs: &str,
+    ) -> Baresip {
         std::fs::create_dir_all(dir).expect("baresip dir");
         let wav = dir.join("tone.wav");
         write_tone_wav(&wav, 60);
@@ -125,7 +137,7 @@ impl Baresip {
              rtcp_mux no\n\
              dns_server 127.0.0.1:53\n\
              module_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule aufile.so\nmodule aubridge.so\n\
+             module {module}\nmodule aufile.so\nmodule aubridge.so\n\
              module_tmp uuid.so\nmodule_tmp account.so\n\
              module_app menu.so\n",
             wav = wav.display()
@@ -136,7 +148,7 @@ impl Baresip {
             dir.join("accounts"),
             format!(
                 "<sip:{AGENT}@{registrar};transport=udp>;auth_pass={PASSWORD};\
-                 answermode=auto;regint=600;audio_codecs=PCMU,PCMA\n"
+                 answermode=auto;regint=600;audio_codecs={codecs}\n"
             ),
         )
         .expect("baresip accounts");
@@ -194,15 +206,34 @@ fn packets(detail: &str, key: &str) -> u64 {
 /// audio flows both ways through the bridge until the caller hangs up.
 #[test]
 fn baresip_agent_answers_a_queued_call_with_audio_both_ways() {
+    bridged_call_with_baresip("g711.so", "PCMU,PCMA", "Pcmu");
+}
+
+/// The same with a G.722-only baresip (Debian's `g722.so` module): the caller's PCMU and the
+/// agent's G.722 meet in the relay, which transcodes both ways through 8 kHz PCM.
+#[test]
+fn g722_baresip_agent_is_bridged_to_a_pcmu_caller() {
+    bridged_call_with_baresip("g722.so", "G722", "G722");
+}
+
+/// And with an Opus-only baresip (`opus.so`): PCMU/8000 <-> opus/48000, timestamps rescaled.
+#[test]
+fn opus_baresip_agent_is_bridged_to_a_pcmu_caller() {
+    bridged_call_with_baresip("opus.so", "opus", "Opus");
+}
+
+fn bridged_call_with_baresip(module: &str, codecs: &str, expect_codec: &str) {
     let binary = baresip_binary();
     let server = Server::start(&[]);
     server.add_agent(AGENT, PASSWORD, &[]);
     let phone_port = baresip_sip_port();
-    let phone = Baresip::start(
+    let phone = Baresip::start_with(
         &binary,
         &server.dir.path().join("baresip"),
         phone_port,
         server.sip_addr,
+        module,
+        codecs,
     );
 
     wait_for(
@@ -258,5 +289,12 @@ fn baresip_agent_answers_a_queued_call_with_audio_both_ways() {
         log.contains("Call established") && log.contains("aufile"),
         "baresip did not report the established call with its aufile source\n{}",
         tail(&log, 150)
+    );
+    // The agent leg negotiated the phone's codec (the answer to our 4-codec offer).
+    let server_log = server.log();
+    assert!(
+        server_log.contains(&format!("codec={expect_codec}")),
+        "agent leg codec {expect_codec}\n{}",
+        tail(&server_log, 60)
     );
 }

@@ -4,14 +4,15 @@
 //! offered port) must carry that payload type, advance timestamps at the codec's RTP clock
 //! (960 per 20 ms for Opus at 48000, 160 for G.722 at 8000 — RFC 7587 §4.1, RFC 3551
 //! §4.5.2) and decode to the greeting prompt, not to silence or noise. RFC 4733 digits sent
-//! at 48000 on the Opus call drive the menu.
+//! at 48000 on the Opus call drive the menu. The same with SIPp as the caller
+//! (`sip-test/uac_wideband_offer.xml`, whose own regular expressions check the answer).
 
 mod support;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use support::{sdp_offer, Server, SipRequest};
+use support::{free_port, repo_root, sdp_offer, sipp_media_port, Server, SipRequest, SippProcess};
 use switchboard::media::codec::{Codec, Decoder, MAX_DECODED_8K};
 use switchboard::media::rtp::{write_header, RtpPacket};
 
@@ -213,4 +214,61 @@ fn unsupported_offer_gets_488() {
     let r = client.request(&req.bytes());
     assert_eq!(r.code, 488, "{}", r.text);
     client.send(&req.ack_for(&r).bytes());
+}
+
+/// SIPp offers Opus first, then G.722 (no G.711); the default preference answers G.722
+/// (SIPp's `ereg check_it` fails the call otherwise) and the server's RTP, captured at the
+/// port the scenario put in its SDP, is PT 9 stepping 160 per 20 ms.
+#[test]
+fn sipp_wideband_offer_gets_g722() {
+    let server = Server::start(&[]);
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
+    let rtp_port = rtp.local_addr().expect("addr").port().to_string();
+    let dir = server.dir.path().join("sipp-wideband");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let scenario = std::fs::read_to_string(repo_root().join("sip-test/uac_wideband_offer.xml"))
+        .expect("scenario")
+        .replace("@HOLD_MS@", "3000");
+    let file = dir.join("uac_wideband_offer.xml");
+    std::fs::write(&file, scenario).expect("write scenario");
+    let port = free_port().to_string();
+    let media = sipp_media_port().to_string();
+    let errors = dir.join("errors.log").display().to_string();
+    let sipp = SippProcess::spawn_file(
+        &file,
+        server.sip_addr,
+        &dir,
+        &[
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-mp",
+            &media,
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+            "-trace_err",
+            "-error_file",
+            &errors,
+            "-s",
+            "hotline",
+            "-set",
+            "caller",
+            "+15551230077",
+            "-set",
+            "rtp_port",
+            &rtp_port,
+        ],
+        Duration::from_secs(20),
+    );
+    let packets = capture(&rtp, Duration::from_millis(3500));
+    sipp.wait().assert_ok(&server);
+    let level = check_stream(&packets, Codec::G722, 9);
+    assert!(level > 300.0, "the greeting is audible: RMS {level:.0}");
 }
