@@ -62,26 +62,29 @@ fn agent_state(server: &Server, name: &str) -> String {
 
 /// 8 kHz mono 16-bit PCM WAV with a 440 Hz tone. baresip hangs up when the `aufile` source
 /// ends, so it must outlast the call.
-fn write_tone_wav(path: &Path, secs: u32) {
-    let rate = 8000u32;
-    let n = rate * secs;
+/// baresip's `aufile` source must match the codec's sampling rate and channels (8000 mono
+/// for G.711, 16000 mono for G.722, 48000 stereo for Opus: `opus/48000/2`).
+fn write_tone_wav(path: &Path, secs: u32, rate: u32, channels: u16) {
+    let n = rate * secs * channels as u32;
     let mut b = Vec::with_capacity(44 + 2 * n as usize);
     b.extend_from_slice(b"RIFF");
     b.extend_from_slice(&(36 + 2 * n).to_le_bytes());
     b.extend_from_slice(b"WAVEfmt ");
     b.extend_from_slice(&16u32.to_le_bytes());
     b.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&channels.to_le_bytes());
     b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2).to_le_bytes());
-    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
+    b.extend_from_slice(&(2 * channels).to_le_bytes());
     b.extend_from_slice(&16u16.to_le_bytes());
     b.extend_from_slice(b"data");
     b.extend_from_slice(&(2 * n).to_le_bytes());
-    for i in 0..n {
+    for i in 0..n / channels as u32 {
         let t = i as f64 / rate as f64;
         let s = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
-        b.extend_from_slice(&s.to_le_bytes());
+        for _ in 0..channels {
+            b.extend_from_slice(&s.to_le_bytes());
+        }
     }
     std::fs::write(path, b).expect("write tone wav");
 }
@@ -106,10 +109,6 @@ struct Baresip {
 }
 
 impl Baresip {
-    fn start(binary: &Path, dir: &Path, sip_port: u16, registrar: SocketAddr) -> Baresip {
-        Baresip::start_with(binary, dir, sip_port, registrar, "g711.so", "PCMU,PCMA")
-    }
-
     /// `module` is the codec module to load, `codecs` the account's `audio_codecs`.
     fn start_with(
         binary: &Path,
@@ -121,7 +120,12 @@ impl Baresip {
     ) -> Baresip {
         std::fs::create_dir_all(dir).expect("baresip dir");
         let wav = dir.join("tone.wav");
-        write_tone_wav(&wav, 60);
+        let (rate, channels) = match module {
+            "g722.so" => (16000, 1),
+            "opus.so" => (48000, 2),
+            _ => (8000, 1),
+        };
+        write_tone_wav(&wav, 60, rate, channels);
         let (rtp_lo, rtp_hi) = support::rtp_range();
         let config = format!(
             "poll_method epoll\n\
