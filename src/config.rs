@@ -644,4 +644,32 @@ mod tests {
         let e = Config::parse("x.toml", "[server]\nrtp_ports = \"9-1\"\n").expect_err("bad");
         assert!(e.to_string().starts_with("x.toml:2: rtp_ports"), "{e}");
     }
+
+    #[test]
+    fn codecs_are_an_ordered_preference_list() {
+        let c = Config::embedded().expect("default config");
+        assert_eq!(
+            c.codecs,
+            DEFAULT_CODECS.to_vec(),
+            "default.toml matches the built-in default"
+        );
+        let c = Config::parse(
+            "c.toml",
+            "[server]\ncodecs = [\"OPUS\", \"g722\", \"opus\", \"PCMU\"]\n",
+        )
+        .expect("codecs");
+        assert_eq!(
+            c.codecs,
+            vec![Codec::Opus, Codec::G722, Codec::Pcmu],
+            "order kept, duplicate dropped"
+        );
+        let e = Config::parse("c.toml", "[server]\ncodecs = [\"G729\"]\n").expect_err("unknown");
+        assert!(
+            e.reason
+                .contains("unknown codec 'G729' (PCMU, PCMA, G722, opus)"),
+            "{e}"
+        );
+        let e = Config::parse("c.toml", "[server]\ncodecs = []\n").expect_err("empty");
+        assert!(e.reason.contains("must not be empty"), "{e}");
+    }
 }
