@@ -634,13 +634,21 @@ impl Call {
             // An offer (late offer in the 200, outbound INVITE): our list in preference
             // order, dynamic PT for Opus, one telephone-event per clock rate in the list.
             None => {
-                let codecs: Vec<(Codec, u8)> = self
+                let mut codecs: Vec<(Codec, u8)> = self
                     .ctx
                     .config
                     .codecs
                     .iter()
                     .map(|c| (*c, c.offer_pt()))
                     .collect();
+                // An agent leg puts the caller's codec first (when allowed at all): a phone
+                // that answers with it makes the bridge a pass-through, not a transcoder.
+                if let Some(c) = self.leg.as_ref().and_then(|l| l.prefer) {
+                    if let Some(i) = codecs.iter().position(|(x, _)| *x == c) {
+                        let first = codecs.remove(i);
+                        codecs.insert(0, first);
+                    }
+                }
                 let te = sdp::offer_telephone_events(&codecs);
                 (codecs, te, Direction::SendRecv)
             }
