@@ -13,6 +13,11 @@ use crate::runtime::ports::PortRange;
 
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 const DEFAULT_CONFIG_NAME: &str = "<embedded config/default.toml>";
+/// `[server] codecs` when the key is absent: G.711 first, so every peer that offers G.711
+/// (all of today's SIP phones and trunks) gets exactly what it got before and bridges
+/// between G.711 legs never transcode; G.722 and Opus are accepted when a peer offers
+/// nothing else (a wideband-only phone, a WebRTC gateway) instead of being refused.
+pub const DEFAULT_CODECS: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}: {reason}")]
@@ -348,19 +353,23 @@ impl Config {
             Some(list) => {
                 let mut v = Vec::new();
                 for name in list.get_ref() {
-                    v.push(Codec::parse_name(name).ok_or_else(|| {
+                    let c = Codec::parse_name(name).ok_or_else(|| {
                         err(
                             list.span().start,
-                            format!("unknown codec '{name}' (PCMU, PCMA)"),
+                            format!("unknown codec '{name}' (PCMU, PCMA, G722, opus)"),
                         )
-                    })?);
+                    })?;
+                    // A repeated name keeps its first (most preferred) place.
+                    if !v.contains(&c) {
+                        v.push(c);
+                    }
                 }
                 if v.is_empty() {
                     return Err(err(list.span().start, "codecs must not be empty".into()));
                 }
                 v
             }
-            None => vec![Codec::Pcmu, Codec::Pcma],
+            None => DEFAULT_CODECS.to_vec(),
         };
         let mut routes = Vec::new();
         for r in &raw.routes {
@@ -738,5 +747,33 @@ mod tests {
         .expect_err("tls_ca on udp");
         assert!(e.reason.contains("tls_ca needs transport"), "{e}");
         assert_eq!(split_host("carrier.example:5061"), "carrier.example");
+    }
+
+    #[test]
+    fn codecs_are_an_ordered_preference_list() {
+        let c = Config::embedded().expect("default config");
+        assert_eq!(
+            c.codecs,
+            DEFAULT_CODECS.to_vec(),
+            "default.toml matches the built-in default"
+        );
+        let c = Config::parse(
+            "c.toml",
+            "[server]\ncodecs = [\"OPUS\", \"g722\", \"opus\", \"PCMU\"]\n",
+        )
+        .expect("codecs");
+        assert_eq!(
+            c.codecs,
+            vec![Codec::Opus, Codec::G722, Codec::Pcmu],
+            "order kept, duplicate dropped"
+        );
+        let e = Config::parse("c.toml", "[server]\ncodecs = [\"G729\"]\n").expect_err("unknown");
+        assert!(
+            e.reason
+                .contains("unknown codec 'G729' (PCMU, PCMA, G722, opus)"),
+            "{e}"
+        );
+        let e = Config::parse("c.toml", "[server]\ncodecs = []\n").expect_err("empty");
+        assert!(e.reason.contains("must not be empty"), "{e}");
     }
 }

@@ -62,26 +62,29 @@ fn agent_state(server: &Server, name: &str) -> String {
 
 /// 8 kHz mono 16-bit PCM WAV with a 440 Hz tone. baresip hangs up when the `aufile` source
 /// ends, so it must outlast the call.
-fn write_tone_wav(path: &Path, secs: u32) {
-    let rate = 8000u32;
-    let n = rate * secs;
+/// baresip's `aufile` source must match the codec's sampling rate and channels (8000 mono
+/// for G.711, 16000 mono for G.722, 48000 stereo for Opus: `opus/48000/2`).
+fn write_tone_wav(path: &Path, secs: u32, rate: u32, channels: u16) {
+    let n = rate * secs * channels as u32;
     let mut b = Vec::with_capacity(44 + 2 * n as usize);
     b.extend_from_slice(b"RIFF");
     b.extend_from_slice(&(36 + 2 * n).to_le_bytes());
     b.extend_from_slice(b"WAVEfmt ");
     b.extend_from_slice(&16u32.to_le_bytes());
     b.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&channels.to_le_bytes());
     b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2).to_le_bytes());
-    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
+    b.extend_from_slice(&(2 * channels).to_le_bytes());
     b.extend_from_slice(&16u16.to_le_bytes());
     b.extend_from_slice(b"data");
     b.extend_from_slice(&(2 * n).to_le_bytes());
-    for i in 0..n {
+    for i in 0..n / channels as u32 {
         let t = i as f64 / rate as f64;
         let s = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
-        b.extend_from_slice(&s.to_le_bytes());
+        for _ in 0..channels {
+            b.extend_from_slice(&s.to_le_bytes());
+        }
     }
     std::fs::write(path, b).expect("write tone wav");
 }
@@ -106,10 +109,23 @@ struct Baresip {
 }
 
 impl Baresip {
-    fn start(binary: &Path, dir: &Path, sip_port: u16, registrar: SocketAddr) -> Baresip {
+    /// `module` is the codec module to load, `codecs` the account's `audio_codecs`.
+    fn start_with(
+        binary: &Path,
+        dir: &Path,
+        sip_port: u16,
+        registrar: SocketAddr,
+        module: &str,
+        codecs: &str,
+    ) -> Baresip {
         std::fs::create_dir_all(dir).expect("baresip dir");
         let wav = dir.join("tone.wav");
-        write_tone_wav(&wav, 60);
+        let (rate, channels) = match module {
+            "g722.so" => (16000, 1),
+            "opus.so" => (48000, 2),
+            _ => (8000, 1),
+        };
+        write_tone_wav(&wav, 60, rate, channels);
         let (rtp_lo, rtp_hi) = support::rtp_range();
         let config = format!(
             "poll_method epoll\n\
@@ -125,7 +141,7 @@ impl Baresip {
              rtcp_mux no\n\
              dns_server 127.0.0.1:53\n\
              module_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule aufile.so\nmodule aubridge.so\n\
+             module {module}\nmodule aufile.so\nmodule aubridge.so\n\
              module_tmp uuid.so\nmodule_tmp account.so\n\
              module_app menu.so\n",
             wav = wav.display()
@@ -136,7 +152,7 @@ impl Baresip {
             dir.join("accounts"),
             format!(
                 "<sip:{AGENT}@{registrar};transport=udp>;auth_pass={PASSWORD};\
-                 answermode=auto;regint=600;audio_codecs=PCMU,PCMA\n"
+                 answermode=auto;regint=600;audio_codecs={codecs}\n"
             ),
         )
         .expect("baresip accounts");
@@ -194,15 +210,34 @@ fn packets(detail: &str, key: &str) -> u64 {
 /// audio flows both ways through the bridge until the caller hangs up.
 #[test]
 fn baresip_agent_answers_a_queued_call_with_audio_both_ways() {
+    bridged_call_with_baresip("g711.so", "PCMU,PCMA", "Pcmu");
+}
+
+/// The same with a G.722-only baresip (Debian's `g722.so` module): the caller's PCMU and the
+/// agent's G.722 meet in the relay, which transcodes both ways through 8 kHz PCM.
+#[test]
+fn g722_baresip_agent_is_bridged_to_a_pcmu_caller() {
+    bridged_call_with_baresip("g722.so", "G722", "G722");
+}
+
+/// And with an Opus-only baresip (`opus.so`): PCMU/8000 <-> opus/48000, timestamps rescaled.
+#[test]
+fn opus_baresip_agent_is_bridged_to_a_pcmu_caller() {
+    bridged_call_with_baresip("opus.so", "opus", "Opus");
+}
+
+fn bridged_call_with_baresip(module: &str, codecs: &str, expect_codec: &str) {
     let binary = baresip_binary();
     let server = Server::start(&[]);
     server.add_agent(AGENT, PASSWORD, &[]);
     let phone_port = baresip_sip_port();
-    let phone = Baresip::start(
+    let phone = Baresip::start_with(
         &binary,
         &server.dir.path().join("baresip"),
         phone_port,
         server.sip_addr,
+        module,
+        codecs,
     );
 
     wait_for(
@@ -258,5 +293,12 @@ fn baresip_agent_answers_a_queued_call_with_audio_both_ways() {
         log.contains("Call established") && log.contains("aufile"),
         "baresip did not report the established call with its aufile source\n{}",
         tail(&log, 150)
+    );
+    // The agent leg negotiated the phone's codec (the answer to our 4-codec offer).
+    let server_log = server.log();
+    assert!(
+        server_log.contains(&format!("codec={expect_codec}")),
+        "agent leg codec {expect_codec}\n{}",
+        tail(&server_log, 60)
     );
 }

@@ -1,14 +1,23 @@
 //! Prompt library: every WAV under the audio folder, loaded and pre-encoded once at start.
 //!
 //! Layout: `<audio_dir>/<language>/<name>.wav`, 8 kHz mono 16-bit PCM (see audio/README.md).
-//! Prompts are stored already encoded for each G.711 law so the per-packet path is a
-//! `copy_from_slice`.
+//! Prompts are stored already encoded so the per-packet path is a `copy_from_slice`:
+//! - G.711 (both laws) at load, 1 octet per sample each (16 kB per second of prompt);
+//! - G.722 is not stored: the player encodes it live from the μ-law copy (see player.rs:
+//!   an adaptive codec cannot be spliced from pre-encoded pieces);
+//! - Opus (20 ms packets, ~12–16 kbit/s VBR: ~1.5–2 kB per second of prompt) once per
+//!   prompt, on the first call that plays it in Opus (a `OnceLock`: after the first encode
+//!   every read is a plain atomic load, no lock), or for the whole library at start with
+//!   [`PromptLibrary::preencode`]. Lazily by default because encoding the whole shipped
+//!   library would add Opus encode time to every start for a codec most deployments never
+//!   negotiate; a prompt encodes far faster than it plays (a 5 s prompt is 250 frames,
+//!   a few ms), so the first caller does not notice.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use super::codec::Codec;
+use super::codec::{self, Codec, Encoder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
@@ -27,6 +36,69 @@ pub struct Prompt {
     pub name: String,
     pub ulaw: Box<[u8]>,
     pub alaw: Box<[u8]>,
+    opus: OnceLock<OpusFrames>,
+}
+
+/// A prompt as a sequence of Opus packets, one per 20 ms (the last one padded with
+/// silence): all packets back to back in `data`, packet `i` ending at `ends[i]`.
+#[derive(Debug, Default)]
+pub struct OpusFrames {
+    data: Box<[u8]>,
+    ends: Box<[u32]>,
+}
+
+impl OpusFrames {
+    /// Encode 8 kHz PCM with a fresh encoder. An encoder error (there is none for valid
+    /// 160-sample frames) leaves the rest of the prompt out rather than failing the call.
+    pub fn encode(pcm: &[i16]) -> OpusFrames {
+        let Ok(mut enc) = Encoder::new(Codec::Opus) else {
+            return OpusFrames::default();
+        };
+        let mut data = Vec::with_capacity(pcm.len() / 4);
+        let mut ends = Vec::with_capacity(pcm.len().div_ceil(codec::FRAME_8K));
+        let mut frame = [0i16; codec::FRAME_8K];
+        let mut packet = [0u8; codec::opus::MAX_ENCODED];
+        for chunk in pcm.chunks(codec::FRAME_8K) {
+            frame.fill(0);
+            frame[..chunk.len()].copy_from_slice(chunk);
+            let Ok(n) = enc.encode_8k(&frame, &mut packet) else {
+                break;
+            };
+            data.extend_from_slice(&packet[..n]);
+            ends.push(data.len() as u32);
+        }
+        OpusFrames {
+            data: data.into_boxed_slice(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Packet `i` (20 ms).
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends.get(i).map_or(start, |e| *e as usize);
+        self.data.get(start..end).unwrap_or(&[])
+    }
+
+    /// Memory held, for the documentation's cost figures and tests.
+    pub fn bytes(&self) -> usize {
+        self.data.len() + 4 * self.ends.len()
+    }
+}
+
+/// One 20 ms Opus packet of digital silence (the player's filler between prompts).
+pub fn opus_silence_frame() -> &'static [u8] {
+    static F: OnceLock<OpusFrames> = OnceLock::new();
+    F.get_or_init(|| OpusFrames::encode(&[0; codec::FRAME_8K]))
+        .frame(0)
 }
 
 impl Prompt {
@@ -35,13 +107,38 @@ impl Prompt {
             name: name.to_string(),
             ulaw: pcm.iter().map(|s| Codec::Pcmu.encode_sample(*s)).collect(),
             alaw: pcm.iter().map(|s| Codec::Pcma.encode_sample(*s)).collect(),
+            opus: OnceLock::new(),
         }
     }
 
+    /// The 8 kHz PCM, recovered from μ-law (what G.722/Opus encode from: prompts are
+    /// G.711-quality sources already, and this keeps 2 bytes/sample of PCM out of memory).
+    fn pcm(&self) -> Vec<i16> {
+        self.ulaw
+            .iter()
+            .map(|b| Codec::Pcmu.decode_sample(*b))
+            .collect()
+    }
+
+    /// The prompt in a G.711 law, one octet per 8 kHz sample. G.722 is encoded live from
+    /// the μ-law copy and Opus has [`Prompt::opus`]; for those this returns the μ-law.
     pub fn encoded(&self, codec: Codec) -> &[u8] {
         match codec {
-            Codec::Pcmu => &self.ulaw,
             Codec::Pcma => &self.alaw,
+            _ => &self.ulaw,
+        }
+    }
+
+    /// The prompt as Opus packets (encoded on first use).
+    pub fn opus(&self) -> &OpusFrames {
+        self.opus.get_or_init(|| OpusFrames::encode(&self.pcm()))
+    }
+
+    /// Encode for `codec` now (start-up or tests), so no call pays for it. Only Opus has
+    /// anything to do: G.711 is encoded at load and G.722 live.
+    pub fn preencode(&self, codec: Codec) {
+        if codec == Codec::Opus {
+            self.opus();
         }
     }
 
@@ -111,6 +208,13 @@ impl PromptLibrary {
         self.get(lang, name).is_some()
     }
 
+    /// Encode every prompt for `codec` now (G.711 always is); see the module comment.
+    pub fn preencode(&self, codec: Codec) {
+        for p in self.prompts.values().flat_map(HashMap::values) {
+            p.preencode(codec);
+        }
+    }
+
     pub fn languages(&self) -> impl Iterator<Item = &str> {
         self.prompts.keys().map(String::as_str)
     }
@@ -155,4 +259,45 @@ pub fn read_wav_8k_mono(path: &Path) -> Result<Vec<i16>, PromptError> {
         .samples::<i16>()
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::codec::Decoder;
+
+    fn tone(n: usize) -> Vec<i16> {
+        (0..n)
+            .map(|i| {
+                (6000.0 * (2.0 * std::f64::consts::PI * 500.0 * i as f64 / 8000.0).sin()) as i16
+            })
+            .collect()
+    }
+
+    #[test]
+    fn opus_is_encoded_once_and_lazily() {
+        let p = Prompt::from_pcm("t", &tone(8010));
+        assert!(p.opus.get().is_none(), "lazy");
+        let first = p.opus().frame(0).as_ptr();
+        assert_eq!(p.opus().frame(0).as_ptr(), first, "encoded once");
+        let frames = p.opus();
+        assert_eq!(frames.len(), 51, "8010 samples -> 51 packets of 20 ms");
+        // ~16 kbit/s: ~2 kB per second of prompt (vs 8 kB for each G.711 law).
+        assert!(frames.bytes() < 3_000, "{} bytes", frames.bytes());
+        let mut dec = Decoder::new(Codec::Opus).expect("decoder");
+        let mut pcm = [0i16; codec::MAX_DECODED_8K];
+        for i in 0..frames.len() {
+            assert_eq!(
+                dec.decode_8k(frames.frame(i), &mut pcm).expect("decode"),
+                160
+            );
+        }
+        assert!(frames.frame(51).is_empty());
+        assert_eq!(
+            dec.decode_8k(opus_silence_frame(), &mut pcm)
+                .expect("silence"),
+            160
+        );
+        assert!(pcm[..160].iter().all(|s| s.abs() < 64));
+    }
 }

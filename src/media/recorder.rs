@@ -1,7 +1,8 @@
 //! Call recording to WAV (8 kHz, 16-bit; stereo: channel 0 = caller, channel 1 = agent)
 //! without ever blocking the call.
 //!
-//! The media path decodes a packet's G.711 payload into a fixed-size [`Frame`] on the stack
+//! The media path decodes a packet's payload (G.711 here by table; G.722/Opus by the leg's
+//! own decoder, then [`Recorder::push_pcm`]) into a fixed-size [`Frame`] on the stack
 //! and hands it to a bounded `std::sync::mpsc::sync_channel` with `try_send`: the channel's
 //! slots are allocated once, so recording adds no allocation and no lock to the per-packet
 //! path. A dedicated writer thread places frames on a timeline by their arrival time (so
@@ -125,24 +126,39 @@ impl Recorder {
         )
     }
 
-    /// Record one packet's payload on `channel` (0 caller, 1 agent). Never waits.
+    /// Record one G.711 packet's payload on `channel` (0 caller, 1 agent). Never waits.
+    /// Stateful codecs (G.722, Opus) are decoded by the leg's own decoder and go through
+    /// [`Recorder::push_pcm`].
     pub fn push(&self, now: Instant, channel: u8, codec: Codec, payload: &[u8]) {
-        let base = (now.saturating_duration_since(self.start).as_micros() as u64 * 8) / 1000;
+        let mut pcm = [0i16; FRAME_SAMPLES];
         for (i, chunk) in payload.chunks(FRAME_SAMPLES).enumerate() {
-            let mut f = Frame {
-                channel,
-                at: base + (i * FRAME_SAMPLES) as u64,
-                len: chunk.len() as u16,
-                samples: [0; FRAME_SAMPLES],
-            };
-            for (s, b) in f.samples.iter_mut().zip(chunk) {
+            for (s, b) in pcm.iter_mut().zip(chunk) {
                 *s = codec.decode_sample(*b);
             }
-            match self.tx.try_send(f) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                }
+            self.push_at(now, i * FRAME_SAMPLES, channel, &pcm[..chunk.len()]);
+        }
+    }
+
+    /// Record decoded 8 kHz PCM (one packet's worth) on `channel`. Never waits.
+    pub fn push_pcm(&self, now: Instant, channel: u8, pcm: &[i16]) {
+        for (i, chunk) in pcm.chunks(FRAME_SAMPLES).enumerate() {
+            self.push_at(now, i * FRAME_SAMPLES, channel, chunk);
+        }
+    }
+
+    fn push_at(&self, now: Instant, offset: usize, channel: u8, chunk: &[i16]) {
+        let base = (now.saturating_duration_since(self.start).as_micros() as u64 * 8) / 1000;
+        let mut f = Frame {
+            channel,
+            at: base + offset as u64,
+            len: chunk.len() as u16,
+            samples: [0; FRAME_SAMPLES],
+        };
+        f.samples[..chunk.len()].copy_from_slice(chunk);
+        match self.tx.try_send(f) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

@@ -7,23 +7,31 @@
 //! can happen). Time is only ever passed in, so tests run in virtual time.
 //!
 //! Packets are scheduled at `start + k·20 ms`, never `now + 20 ms`, so send jitter does not
-//! accumulate into drift; the RTP timestamp is `base + k·160` (sample count).
+//! accumulate into drift; the RTP timestamp is `base + k·step` with the codec's 20 ms step
+//! at its RTP clock (160 for G.711 and G.722 — RFC 3551 §4.5.2 clocks G.722 at 8000 —
+//! and 960 for Opus at 48000, RFC 7587 §4.1).
+//!
+//! Received audio is decoded (into a stack buffer, by the leg's own decoder) only when
+//! something listens: in-band DTMF (waveform codecs without telephone-event), AMD, or a
+//! recording of the leg.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::amd::{Amd, AmdConfig, AmdResult};
-use super::codec::Codec;
+use super::codec::{self, Codec, Decoder};
 use super::dtmf_inband::InbandDetector;
 use super::player::{FillResult, PlayItem, Player};
 use super::rtp::{self, RtpPacket};
 use super::telephone_event::EventReceiver;
 
 pub const FRAME: Duration = Duration::from_millis(20);
+/// 8 kHz samples per 20 ms frame (the internal audio rate).
 pub const SAMPLES_PER_FRAME: usize = 160;
-/// Largest packet we build: header + one 20 ms G.711 frame.
-pub const MAX_PACKET: usize = rtp::HEADER_LEN + SAMPLES_PER_FRAME;
+/// Largest packet we build: header + the largest 20 ms payload (an Opus packet; G.711 and
+/// G.722 are 160 octets).
+pub const MAX_PACKET: usize = rtp::HEADER_LEN + codec::opus::MAX_ENCODED;
 /// Falling further behind than this re-anchors the grid instead of bursting packets.
 const MAX_LAG_FRAMES: u64 = 5;
 
@@ -75,6 +83,10 @@ pub struct MediaSession {
     /// phone that sends both never has a key counted twice.
     inband: Option<Box<InbandDetector>>,
     amd: Option<Box<Amd>>,
+    /// The received stream's decoder, created with the session (G.722/Opus state).
+    decoder: Option<Decoder>,
+    /// Record what the peer sends (a dialplan `record` step), channel 0.
+    recorder: Option<super::recorder::Recorder>,
     pending: VecDeque<MediaEvent>,
     timed_out: bool,
     expect_rx: bool,
@@ -96,10 +108,12 @@ impl MediaSession {
             play_id: 0,
             events: EventReceiver::default(),
             amd: None,
-            inband: params
-                .telephone_event
-                .is_none()
+            inband: (params.telephone_event.is_none() && params.codec.carries_inband_dtmf())
                 .then(|| Box::new(InbandDetector::new())),
+            // libopus can only fail to create a decoder on bad arguments or out of memory;
+            // then nothing is decoded (no AMD/in-band/recording) but the call goes on.
+            decoder: Decoder::new(params.codec).ok(),
+            recorder: None,
             pending: VecDeque::with_capacity(8),
             timed_out: false,
             expect_rx: true,
@@ -128,6 +142,11 @@ impl MediaSession {
     /// Start answering-machine detection on the audio the peer sends from now on.
     pub fn start_amd(&mut self, config: &AmdConfig) {
         self.amd = Amd::new(config).ok().map(Box::new);
+    }
+
+    /// Record (or stop recording, `None`) the decoded audio the peer sends.
+    pub fn set_recorder(&mut self, recorder: Option<super::recorder::Recorder>) {
+        self.recorder = recorder;
     }
 
     pub fn stop_playback(&mut self) {
@@ -182,14 +201,21 @@ impl MediaSession {
             {
                 self.pending.push_back(MediaEvent::Digit(d));
             }
-        } else if self.inband.is_some() || self.amd.is_some() {
-            // Decode into a stack buffer: no allocation on the per-packet path.
-            let mut pcm = [0i16; SAMPLES_PER_FRAME];
-            for chunk in pkt.payload.chunks(SAMPLES_PER_FRAME) {
-                for (o, b) in pcm.iter_mut().zip(chunk) {
-                    *o = self.params.codec.decode_sample(*b);
-                }
-                let frame = &pcm[..chunk.len()];
+        } else if self.inband.is_some() || self.amd.is_some() || self.recorder.is_some() {
+            let Some(decoder) = self.decoder.as_mut() else {
+                return;
+            };
+            // Decode into a stack buffer: no allocation on the per-packet path. A corrupt
+            // payload is counted and skipped.
+            let mut pcm = [0i16; codec::MAX_DECODED_8K];
+            let Ok(n) = decoder.decode_8k(pkt.payload, &mut pcm) else {
+                self.stats.ignored_packets += 1;
+                return;
+            };
+            if let Some(rec) = &self.recorder {
+                rec.push_pcm(now, 0, &pcm[..n]);
+            }
+            for frame in pcm[..n].chunks(SAMPLES_PER_FRAME) {
                 if let Some(det) = self.inband.as_mut() {
                     if let Some(d) = det.process(frame) {
                         self.pending.push_back(MediaEvent::Digit(d));
@@ -229,7 +255,7 @@ impl MediaSession {
         }
         let k = self.frame_index;
         self.frame_index += 1;
-        let result = self
+        let (result, len) = self
             .player
             .fill(self.params.codec, &mut buf[rtp::HEADER_LEN..]);
         if result == FillResult::Finished {
@@ -242,7 +268,7 @@ impl MediaSession {
         let ts = self
             .params
             .initial_ts
-            .wrapping_add((k as u32).wrapping_mul(SAMPLES_PER_FRAME as u32));
+            .wrapping_add((k as u32).wrapping_mul(self.params.codec.timestamp_step()));
         rtp::write_header(
             buf,
             self.marker_next,
@@ -254,7 +280,7 @@ impl MediaSession {
         self.marker_next = false;
         self.seq = self.seq.wrapping_add(1);
         self.stats.packets_sent += 1;
-        Some((MAX_PACKET, self.destination()))
+        Some((rtp::HEADER_LEN + len, self.destination()))
     }
 
     pub fn poll_event(&mut self, now: Instant) -> Option<MediaEvent> {
@@ -318,7 +344,7 @@ mod tests {
             let now = t0 + FRAME * k + Duration::from_millis((k % 8) as u64);
             assert_eq!(s.poll_timeout(), t0 + FRAME * k);
             let (len, to) = s.poll_transmit(now, &mut buf).expect("due");
-            assert_eq!((len, to.port()), (MAX_PACKET, 4000));
+            assert_eq!((len, to.port()), (rtp::HEADER_LEN + 160, 4000));
             let p = RtpPacket::parse(&buf[..len]).expect("rtp");
             seen.push((p.sequence, p.timestamp, p.marker));
             assert!(
@@ -426,9 +452,97 @@ mod tests {
                 };
                 pkt[rtp::HEADER_LEN + n] = Codec::Pcmu.encode_sample(v as i16);
             }
-            s.handle_datagram(t0, &pkt, peer);
+            s.handle_datagram(t0, &pkt[..rtp::HEADER_LEN + 160], peer);
         }
         assert_eq!(s.poll_event(t0), Some(MediaEvent::Digit('5')));
         assert_eq!(s.poll_event(t0), None);
+    }
+
+    #[test]
+    fn timestamps_follow_the_codec_clock() {
+        // RTP timestamp steps per 20 ms: G.722 is clocked at 8000 (RFC 3551 §4.5.2) although
+        // it samples at 16 kHz; Opus is always 48000 (RFC 7587 §4.1).
+        for (codec, pt, step, payload) in [
+            (Codec::Pcma, 8, 160, Some(160)),
+            (Codec::G722, 9, 160, Some(160)),
+            (Codec::Opus, 111, 960, None),
+        ] {
+            let t0 = Instant::now();
+            let mut p = params();
+            p.codec = codec;
+            p.payload_type = pt;
+            let mut s = MediaSession::new(t0, p);
+            s.play(
+                1,
+                vec![PlayItem::Prompt(Arc::new(Prompt::from_pcm(
+                    "x",
+                    &[900; 800],
+                )))],
+                false,
+            );
+            let mut buf = [0u8; MAX_PACKET];
+            for k in 0..10u32 {
+                let (len, _) = s.poll_transmit(t0 + FRAME * k, &mut buf).expect("due");
+                let pkt = RtpPacket::parse(&buf[..len]).expect("rtp");
+                assert_eq!(pkt.payload_type, pt);
+                assert_eq!(pkt.timestamp, 1000 + k * step, "{codec:?}");
+                match payload {
+                    Some(n) => assert_eq!(pkt.payload.len(), n),
+                    None => assert!(!pkt.payload.is_empty() && pkt.payload.len() < 200),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn g722_and_opus_audio_reaches_inband_dtmf_and_the_decoder() {
+        use crate::media::codec::Encoder;
+        // '5' in G.722 without telephone-event: detected in-band from the decoded low band.
+        // Opus without telephone-event: no in-band detector (browsers send RFC 4733).
+        for (codec, pt, expect) in [(Codec::G722, 9, Some('5')), (Codec::Opus, 111, None)] {
+            let t0 = Instant::now();
+            let mut p = params();
+            p.codec = codec;
+            p.payload_type = pt;
+            p.telephone_event = None;
+            let mut s = MediaSession::new(t0, p);
+            let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+            let mut enc = Encoder::new(codec).expect("encoder");
+            for k in 0..10u32 {
+                let mut frame = [0i16; 160];
+                for (n, v) in frame.iter_mut().enumerate() {
+                    let t = (k as usize * 160 + n) as f64 / 8000.0;
+                    if k < 5 {
+                        *v = (8000.0
+                            * ((2.0 * std::f64::consts::PI * 770.0 * t).sin()
+                                + (2.0 * std::f64::consts::PI * 1336.0 * t).sin()))
+                            as i16;
+                    }
+                }
+                let mut pkt = [0u8; MAX_PACKET];
+                rtp::write_header(&mut pkt, false, pt, k as u16, k * codec.timestamp_step(), 7);
+                let n = enc
+                    .encode_8k(&frame, &mut pkt[rtp::HEADER_LEN..])
+                    .expect("encode");
+                s.handle_datagram(t0, &pkt[..rtp::HEADER_LEN + n], peer);
+            }
+            assert_eq!(s.poll_event(t0), expect.map(MediaEvent::Digit), "{codec:?}");
+            assert_eq!(s.stats.packets_received, 10);
+        }
+    }
+
+    #[test]
+    fn corrupt_opus_payloads_are_counted_not_fatal() {
+        let t0 = Instant::now();
+        let mut p = params();
+        p.codec = Codec::Opus;
+        p.payload_type = 111;
+        let mut s = MediaSession::new(t0, p);
+        s.start_amd(&AmdConfig::default());
+        let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+        let mut pkt = [0xFFu8; 40];
+        rtp::write_header(&mut pkt, false, 111, 1, 960, 7);
+        s.handle_datagram(t0, &pkt, peer);
+        assert_eq!(s.stats.packets_received, 1);
     }
 }

@@ -413,20 +413,13 @@ impl Call {
                         } else if let Some(relay) = self.relay.as_mut() {
                             // Bridged: rewrite in place, send from the other leg's socket.
                             if let (Some(len), Some(out)) =
-                                (relay.rewrite(now, &mut rtp_buf[..n]), self.relay_out.as_deref())
+                                (relay.rewrite(now, &mut rtp_buf, n), self.relay_out.as_deref())
                             {
                                 let _ = out.try_send_to(&rtp_buf[..len], relay.dest());
                             }
                         } else if let Some(media) = self.media.as_mut() {
+                            // A dialplan `record` step is fed by the session's decoder.
                             media.handle_datagram(now, &rtp_buf[..n], from);
-                            if let (Some(rec), Some(neg)) = (&self.segment_recorder, &self.offer) {
-                                // A dialplan `record` step: the caller's audio to the file.
-                                if let Ok(p) = crate::media::rtp::RtpPacket::parse(&rtp_buf[..n]) {
-                                    if p.payload_type == neg.payload_type {
-                                        rec.push(now, 0, neg.codec, p.payload);
-                                    }
-                                }
-                            }
                         }
                     }
                 }
@@ -629,21 +622,36 @@ impl Call {
 
     fn local_sdp(&mut self, neg: Option<&Negotiated>) -> String {
         let (codecs, te, dir) = match neg {
+            // An answer: the chosen codec with the offer's PT, its telephone-event (whose
+            // clock is the codec's: 48000 for Opus).
             Some(n) => (
                 vec![(n.codec, n.payload_type)],
-                n.telephone_event,
+                n.telephone_event
+                    .map(|pt| vec![(pt, n.codec.clock_rate())])
+                    .unwrap_or_default(),
                 n.direction,
             ),
-            None => (
-                self.ctx
+            // An offer (late offer in the 200, outbound INVITE): our list in preference
+            // order, dynamic PT for Opus, one telephone-event per clock rate in the list.
+            None => {
+                let mut codecs: Vec<(Codec, u8)> = self
+                    .ctx
                     .config
                     .codecs
                     .iter()
-                    .map(|c| (*c, c.static_pt()))
-                    .collect(),
-                Some(101),
-                Direction::SendRecv,
-            ),
+                    .map(|c| (*c, c.offer_pt()))
+                    .collect();
+                // An agent leg puts the caller's codec first (when allowed at all): a phone
+                // that answers with it makes the bridge a pass-through, not a transcoder.
+                if let Some(c) = self.leg.as_ref().and_then(|l| l.prefer) {
+                    if let Some(i) = codecs.iter().position(|(x, _)| *x == c) {
+                        let first = codecs.remove(i);
+                        codecs.insert(0, first);
+                    }
+                }
+                let te = sdp::offer_telephone_events(&codecs);
+                (codecs, te, Direction::SendRecv)
+            }
         };
         sdp::render(
             self.media_ip,
@@ -651,7 +659,7 @@ impl Call {
             self.sdp_session,
             self.sdp_version,
             &codecs,
-            te,
+            &te,
             dir,
         )
     }
@@ -850,7 +858,7 @@ impl Call {
             // Late offer: the answer to our offer comes in the ACK.
             if self.offer.is_none() && self.media.is_none() && self.phase == Phase::Answered {
                 let neg = SessionDescription::parse(&msg.body)
-                    .and_then(|sd| sdp::negotiate(&sd, &self.ctx.config.codecs));
+                    .and_then(|sd| sdp::negotiate_answer(&sd, &self.ctx.config.codecs));
                 match neg {
                     Ok(n) => {
                         self.offer = Some(n);
@@ -1125,6 +1133,10 @@ impl Call {
                     id: self.id.clone(),
                     path: shown,
                 });
+                if let Some(m) = self.media.as_mut() {
+                    // The caller's audio, decoded by the session (any codec), to the file.
+                    m.set_recorder(Some(r.clone()));
+                }
                 self.segment_recorder = Some(r);
             }
             Err(e) => warn!(error = %e, "cannot record; the dialplan goes on"),
@@ -1132,6 +1144,9 @@ impl Call {
     }
 
     fn stop_segment_recording(&mut self) {
+        if let Some(m) = self.media.as_mut() {
+            m.set_recorder(None);
+        }
         if let Some(r) = self.segment_recorder.take() {
             self.record_event("recording_stats", r.summary());
         }

@@ -126,6 +126,9 @@ pub struct LegLink {
     pub(super) agent: String,
     pub(super) caller_tx: mpsc::Sender<CallInput>,
     pub(super) reported: bool,
+    /// The caller's negotiated codec: offered first to the agent's phone, so that the
+    /// bridge usually passes payloads through instead of transcoding.
+    pub(super) prefer: Option<crate::media::codec::Codec>,
 }
 
 #[derive(Debug)]
@@ -450,6 +453,7 @@ impl Call {
                 agent,
                 caller_tx: self.self_tx.clone(),
                 reported: false,
+                prefer: self.offer.map(|n| n.codec),
             }),
         };
         let ctx = self.ctx.clone();

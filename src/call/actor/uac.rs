@@ -695,8 +695,9 @@ impl Call {
             self.hangup(now, &cause);
             return;
         }
+        // The answer to our offer: the answerer's first common codec is what it sends.
         let neg = SessionDescription::parse(&msg.body)
-            .and_then(|sd| sdp::negotiate(&sd, &self.ctx.config.codecs));
+            .and_then(|sd| sdp::negotiate_answer(&sd, &self.ctx.config.codecs));
         match neg {
             Ok(n) => {
                 info!(codec = ?n.codec, "answered");

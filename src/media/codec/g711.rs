@@ -1,77 +1,8 @@
-//! Audio codecs: G.711 μ-law (PCMU) and A-law (PCMA) per ITU-T G.711, by table.
+//! ITU-T G.711 μ-law (PCMU) and A-law (PCMA), by table (RFC 3551 §4.5.14: 8000 Hz, one
+//! octet per sample).
 //!
 //! Decoding is a 256-entry table built at compile time; encoding is the classic segment
 //! search. Both are allocation-free and branch-light because they run per sample.
-
-/// Codecs switchboard can speak on an RTP leg.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    Pcmu,
-    Pcma,
-}
-
-impl Codec {
-    pub fn from_rtpmap(encoding: &str, clock_rate: u32) -> Option<Codec> {
-        match (encoding.to_ascii_uppercase().as_str(), clock_rate) {
-            ("PCMU", 8000) => Some(Codec::Pcmu),
-            ("PCMA", 8000) => Some(Codec::Pcma),
-            _ => None,
-        }
-    }
-
-    /// RFC 3551 static payload types.
-    pub fn from_static_pt(pt: u8) -> Option<Codec> {
-        match pt {
-            0 => Some(Codec::Pcmu),
-            8 => Some(Codec::Pcma),
-            _ => None,
-        }
-    }
-
-    pub fn static_pt(self) -> u8 {
-        match self {
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
-        }
-    }
-
-    pub fn encoding_name(self) -> &'static str {
-        match self {
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-        }
-    }
-
-    pub fn clock_rate(self) -> u32 {
-        8000
-    }
-
-    /// The encoded byte for digital silence.
-    pub fn silence_byte(self) -> u8 {
-        match self {
-            Codec::Pcmu => 0xFF,
-            Codec::Pcma => 0xD5,
-        }
-    }
-
-    pub fn encode_sample(self, s: i16) -> u8 {
-        match self {
-            Codec::Pcmu => linear_to_ulaw(s),
-            Codec::Pcma => linear_to_alaw(s),
-        }
-    }
-
-    pub fn decode_sample(self, b: u8) -> i16 {
-        match self {
-            Codec::Pcmu => ULAW_TO_LINEAR[b as usize],
-            Codec::Pcma => ALAW_TO_LINEAR[b as usize],
-        }
-    }
-
-    pub fn parse_name(name: &str) -> Option<Codec> {
-        Codec::from_rtpmap(name, 8000)
-    }
-}
 
 const ULAW_BIAS: i32 = 0x84;
 const ULAW_CLIP: i32 = 32635;
@@ -172,6 +103,7 @@ pub static ALAW_TO_LINEAR: [i16; 256] = build_table(true);
 
 #[cfg(test)]
 mod tests {
+    use super::super::Codec;
     use super::*;
 
     #[test]
