@@ -27,7 +27,7 @@ cleanup() { if [[ -n "$SRV" ]]; then kill "$SRV" 2>/dev/null || true; wait "$SRV
 trap cleanup EXIT
 cargo build --release --bin switchboard --example ivr_load >/dev/null 2>&1
 # Two sockets per call on the tool's side, one on the server's, plus the lingering ones.
-ulimit -n 65536
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 mkdir -p "$OUT/dialplans"
 cp dialplans/*.toml bench/ivr_bench.toml "$OUT/dialplans/"
@@ -52,17 +52,24 @@ sleep 1
 
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores; $CALLS calls at $RATE/s, held ${SECS} s"
 echo "# load before: $(uptime | sed 's/.*load average/load average/')"
+PERFJOB=
 if [[ "${PERF:-0}" == 1 ]]; then
   # In the middle of the steady window: ramp (CALLS/RATE s) + half the hold.
   ( sleep $(( CALLS / ${RATE%.*} + SECS / 2 - 5 )); \
     perf record -g -F 499 -p "$SRV" -o "$OUT/perf.data" -- sleep 10 >/dev/null 2>&1 ) &
+  PERFJOB=$!
 fi
+ctx() { cat /proc/$SRV/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
+CTX0=$(ctx); T0=$(date +%s.%N)
 target/release/examples/ivr_load --server 127.0.0.1:$SIP_PORT --calls "$CALLS" --rate "$RATE" \
-  --hold "$SECS" --rx-threads "$RX_THREADS" --server-pid "$SRV" --per-call > "$OUT/tool.out" 2>"$OUT/tool.err" || true
+  --hold "$SECS" --rx-threads "$RX_THREADS" --rx-tick-us "${RX_TICK_US:-500}" --server-pid "$SRV" \
+  --per-call > "$OUT/tool.out" 2>"$OUT/tool.err" || true
+CTX1=$(ctx); T1=$(date +%s.%N)
 echo "# load after:  $(uptime | sed 's/.*load average/load average/')"
 grep -v '^call ' "$OUT/tool.out" || true
-grep -q . "$OUT/tool.err" && { echo "# tool stderr:"; tail -5 "$OUT/tool.err"; }
-wait
+if grep -q . "$OUT/tool.err"; then echo "# tool stderr:"; tail -5 "$OUT/tool.err"; fi
+if [[ -n "$PERFJOB" ]]; then wait "$PERFJOB" || true; fi
+echo "# server context switches: $(echo "($CTX1 - $CTX0) / ($T1 - $T0)" | bc) per second (whole run)"
 echo "# server warnings: $(grep -c ' WARN ' "$OUT/server.log" || true), errors: $(grep -c ' ERROR ' "$OUT/server.log" || true)"
 if [[ -f "$OUT/perf.data" ]]; then
   perf report -i "$OUT/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null \

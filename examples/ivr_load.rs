@@ -57,6 +57,13 @@ struct Args {
     /// Receiver threads (each polls its share of the RTP sockets).
     #[arg(long, default_value_t = 2)]
     rx_threads: usize,
+    /// Receivers wake on this tick (µs) and drain every ready socket, instead of blocking
+    /// until a packet arrives: on one box a sender pays for waking a blocked receiver
+    /// (loopback delivers in the sender's system call), so blocking receivers would bill the
+    /// server a wake-up per packet that a phone on another machine never costs it. Arrival
+    /// times are then late by up to one tick. 0: block (exact times, dearer for the server).
+    #[arg(long, default_value_t = 500)]
+    rx_tick_us: u64,
     /// The server's pid, to sample its RSS and CPU.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -205,13 +212,14 @@ fn main() {
     let me = ProcSample::take(std::process::id(), run.clock.ns());
     let udp_errs0 = udp_rcvbuf_errors();
 
+    let tick = Duration::from_micros(args.rx_tick_us);
     let receivers: Vec<_> = rx_socks
         .into_iter()
         .map(|socks| {
             let run = run.clone();
             std::thread::Builder::new()
                 .name("rtp-rx".into())
-                .spawn(move || receiver(&run, socks))
+                .spawn(move || receiver(&run, socks, tick))
                 .expect("spawn receiver")
         })
         .collect();
@@ -818,6 +826,7 @@ impl RxStats {
 fn receiver(
     run: &Run,
     mut socks: Vec<(usize, mio::net::UdpSocket)>,
+    tick: Duration,
 ) -> (RxStats, Vec<(usize, RxCall)>) {
     let mut poll = mio::Poll::new().expect("epoll");
     for (k, (_, s)) in socks.iter_mut().enumerate() {
@@ -829,8 +838,22 @@ fn receiver(
     let mut st = RxStats::new();
     let mut calls = vec![RxCall::default(); socks.len()];
     let mut buf = [0u8; 2048];
+    let mut next_tick = Instant::now();
     while !run.stop.load(Ordering::Acquire) {
-        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(50))) {
+        let timeout = if tick.is_zero() {
+            Duration::from_millis(50)
+        } else {
+            // Absolute ticks, so the receiver's own work does not stretch them.
+            next_tick += tick;
+            let now = Instant::now();
+            if next_tick > now {
+                std::thread::sleep(next_tick - now);
+            } else {
+                next_tick = now;
+            }
+            Duration::ZERO
+        };
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             assert_eq!(e.kind(), ErrorKind::Interrupted, "poll: {e}");
             continue;
         }
