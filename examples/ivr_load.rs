@@ -179,7 +179,10 @@ struct Run {
 fn main() {
     let args = Args::parse();
     let n = args.calls;
-    assert!(n > 0 && args.rx_threads > 0, "need calls and receiver threads");
+    assert!(
+        n > 0 && args.rx_threads > 0,
+        "need calls and receiver threads"
+    );
     let run = Arc::new(Run {
         clock: Clock(Instant::now()),
         calls: (0..n)
@@ -727,7 +730,8 @@ fn sender(run: &Run, args: &Args, socks: Vec<UdpSocket>) -> TxStats {
                 pkt[rtp::HEADER_LEN..rtp::HEADER_LEN + 4].copy_from_slice(&ev);
                 len = rtp::HEADER_LEN + 4;
                 if f == 1 {
-                    sh.key_sent_ns.store(run.clock.ns().max(1), Ordering::Release);
+                    sh.key_sent_ns
+                        .store(run.clock.ns().max(1), Ordering::Release);
                     stats.keys += 1;
                 }
                 c.key_frame = if f >= KEY_FRAMES + KEY_END_REPEATS {
@@ -1040,8 +1044,8 @@ fn report(r: &ReportIn) {
     );
     let mut mem_ok = None;
     if let (Some(idle), Some(((Some(s0), _), (Some(s1), _)))) = (r.idle, r.steady) {
-        let per_call_kib = (s1.rss_kib.max(s0.rss_kib) as f64 - idle.rss_kib as f64)
-            / active.max(1) as f64;
+        let per_call_kib =
+            (s1.rss_kib.max(s0.rss_kib) as f64 - idle.rss_kib as f64) / active.max(1) as f64;
         let cores = s1.cores_since(s0);
         let _ = write!(
             s,
@@ -1089,9 +1093,15 @@ fn report(r: &ReportIn) {
     if let Some(ok) = mem_ok {
         println!("#   memory per call <= 64 KiB: {}", verdict(ok));
     }
-    println!("#   all calls answered and held: {}", verdict(r.sip.failed == 0 && r.sip.ended_by_server == 0 && active == a.calls));
+    println!(
+        "#   all calls answered and held: {}",
+        verdict(r.sip.failed == 0 && r.sip.ended_by_server == 0 && active == a.calls)
+    );
 
-    for (name, h) in [("steady window", &rx.steady), ("whole call (ramp included)", &rx.all)] {
+    for (name, h) in [
+        ("steady window", &rx.steady),
+        ("whole call (ramp included)", &rx.all),
+    ] {
         println!(
             "# inter-arrival, {name}: n={} p0.1={:.2} p1={:.2} p50={:.2} p99={:.2} p99.9={:.2} p99.99={:.2} max={:.2} ms",
             h.n,
@@ -1103,10 +1113,18 @@ fn report(r: &ReportIn) {
             h.quantile_ms(0.9999),
             h.max_ms()
         );
-        let edges = [0.0, 10.0, 18.0, 19.0, 19.5, 20.5, 21.0, 22.0, 30.0, 50.0, 100.0, 2000.0];
+        let edges = [
+            0.0, 10.0, 18.0, 19.0, 19.5, 20.5, 21.0, 22.0, 30.0, 50.0, 100.0, 2000.0,
+        ];
         let mut line = String::from("#   ");
         for w in edges.windows(2) {
-            let _ = write!(line, "[{}-{}): {}  ", w[0], w[1], h.count_between_ms(w[0], w[1]));
+            let _ = write!(
+                line,
+                "[{}-{}): {}  ",
+                w[0],
+                w[1],
+                h.count_between_ms(w[0], w[1])
+            );
         }
         println!("{line}");
     }

@@ -403,7 +403,10 @@ mod tests {
         assert!(marker_at(&mut s, 2), "first packet of the prompt");
         assert!(!marker_at(&mut s, 3));
         s.play(2, vec![prompt()], false);
-        assert!(marker_at(&mut s, 4), "a prompt replacing another (barge-in)");
+        assert!(
+            marker_at(&mut s, 4),
+            "a prompt replacing another (barge-in)"
+        );
         assert!(!marker_at(&mut s, 5));
     }
 
