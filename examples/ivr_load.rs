@@ -990,6 +990,9 @@ fn udp_rcvbuf_errors() -> u64 {
 
 // ---- report ---------------------------------------------------------------------------------
 
+/// The server's sample (when its pid is known) and the tool's, taken together.
+type Samples = (Option<ProcSample>, ProcSample);
+
 struct ReportIn<'a> {
     args: &'a Args,
     run: &'a Run,
@@ -998,10 +1001,7 @@ struct ReportIn<'a> {
     rx: &'a RxStats,
     per_call: &'a [(usize, RxCall)],
     idle: Option<&'a ProcSample>,
-    steady: Option<(
-        &'a (Option<ProcSample>, ProcSample),
-        &'a (Option<ProcSample>, ProcSample),
-    )>,
+    steady: Option<(&'a Samples, &'a Samples)>,
     me: (&'a ProcSample, &'a ProcSample),
     peak_rss_kib: u64,
     udp_errs: u64,
