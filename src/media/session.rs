@@ -134,8 +134,13 @@ impl MediaSession {
     }
 
     /// Start a playlist, replacing any current one; its end is reported with `id`.
+    ///
+    /// The first packet of the playlist carries the RTP marker bit: a new prompt is a new
+    /// talkspurt (RFC 3551 §4.1), so a receiver can re-align its jitter buffer, and a test
+    /// can see exactly when the prompt started (key press → prompt latency).
     pub fn play(&mut self, id: u32, items: Vec<PlayItem>, looping: bool) {
         self.play_id = id;
+        self.marker_next = true;
         self.player.play(items, looping);
     }
 
@@ -406,6 +411,29 @@ mod tests {
         );
         assert_eq!(s.poll_event(later), Some(MediaEvent::MediaTimeout));
         assert_eq!(s.poll_event(later), None);
+    }
+
+    #[test]
+    fn a_new_playlist_starts_with_the_marker_bit() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, params());
+        let mut buf = [0u8; MAX_PACKET];
+        let mut marker_at = |s: &mut MediaSession, k: u32| {
+            s.poll_transmit(t0 + FRAME * k, &mut buf).expect("due");
+            RtpPacket::parse(&buf).expect("rtp").marker
+        };
+        assert!(marker_at(&mut s, 0), "first packet of the stream");
+        assert!(!marker_at(&mut s, 1));
+        let prompt = || PlayItem::Prompt(Arc::new(Prompt::from_pcm("x", &[500; 800])));
+        s.play(1, vec![prompt()], false);
+        assert!(marker_at(&mut s, 2), "first packet of the prompt");
+        assert!(!marker_at(&mut s, 3));
+        s.play(2, vec![prompt()], false);
+        assert!(
+            marker_at(&mut s, 4),
+            "a prompt replacing another (barge-in)"
+        );
+        assert!(!marker_at(&mut s, 5));
     }
 
     #[test]

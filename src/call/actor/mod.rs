@@ -362,6 +362,11 @@ impl Call {
         tokio::pin!(sleep);
         let mut rtp_buf = [0u8; 1500];
         let mut send_buf = [0u8; MAX_PACKET];
+        // One cancellation future for the whole call, not a new one per wake-up: creating
+        // and dropping it registers and unregisters a waiter (two lock round trips) on
+        // every RTP packet and every 20 ms send tick.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let now = Instant::now();
             self.drive(now, rtp.as_deref(), &mut send_buf);
@@ -387,7 +392,7 @@ impl Call {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled(), if !self.shutdown_seen => {
+                _ = &mut cancelled, if !self.shutdown_seen => {
                     self.shutdown_seen = true;
                     self.on_shutdown(Instant::now());
                 }
