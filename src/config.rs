@@ -40,6 +40,19 @@ struct RawConfig {
     trunks: Vec<Spanned<RawTrunk>>,
     #[serde(default)]
     acd: Option<RawAcd>,
+    #[serde(default)]
+    security: Option<Spanned<RawSecurity>>,
+}
+
+/// `[security]`: the router's per-source guard (src/sip/guard.rs).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    trusted_cidrs: Option<Vec<String>>,
+    scanner_user_agents: Option<Vec<String>>,
+    request_limit: Option<u32>,
+    window_s: Option<u64>,
+    ban_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +270,53 @@ pub struct Config {
     pub realm: String,
     /// Digest challenges the registrar offers, in order (`[server] digest_algorithms`).
     pub digest_algorithms: Vec<crate::sip::auth::Algorithm>,
+    /// `[security]`, with every trunk's `inbound_cidrs` added to the trusted networks.
+    pub guard: crate::sip::guard::GuardConfig,
+}
+
+fn security_config(
+    raw: Option<Spanned<RawSecurity>>,
+    trunks: &[Trunk],
+    err: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<crate::sip::guard::GuardConfig, ConfigError> {
+    use std::time::Duration;
+    let mut g = crate::sip::guard::GuardConfig::default();
+    if let Some(raw) = raw {
+        let at = raw.span().start;
+        let raw = raw.into_inner();
+        if let Some(list) = raw.trusted_cidrs {
+            g.trusted = list
+                .iter()
+                .map(|c| {
+                    Cidr::parse(c).ok_or_else(|| {
+                        err(at, format!("[security] trusted_cidrs: '{c}' is not a CIDR"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(list) = raw.scanner_user_agents {
+            g.scanners = list.iter().map(|s| s.to_ascii_lowercase()).collect();
+        }
+        if let Some(n) = raw.request_limit {
+            if n == 0 {
+                return Err(err(at, "[security] request_limit must be at least 1".into()));
+            }
+            g.request_limit = n;
+        }
+        if let Some(s) = raw.window_s {
+            if s == 0 {
+                return Err(err(at, "[security] window_s must be at least 1".into()));
+            }
+            g.window = Duration::from_secs(s);
+        }
+        if let Some(s) = raw.ban_s {
+            g.ban = Duration::from_secs(s);
+        }
+    }
+    for t in trunks {
+        g.trusted.extend(t.inbound_cidrs.iter().copied());
+    }
+    Ok(g)
 }
 
 /// HOST of `HOST:PORT` (brackets of an IPv6 literal removed).
@@ -571,7 +631,9 @@ impl Config {
             }
         };
         let media_address_explicit = server.media_address.is_some();
+        let guard = security_config(raw.security, &trunks, &err)?;
         Ok(Config {
+            guard,
             media_address_explicit,
             trunks,
             realm: server.realm.unwrap_or_else(|| "switchboard".into()),

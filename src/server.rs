@@ -257,6 +257,7 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
             transport: crate::sip::transport::TransportKind::Udp,
             user_agent: cfg.user_agent.clone(),
         },
+        Some(udp.clone()),
     )
     .await
     .with_acd(acd.clone());
@@ -275,6 +276,7 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         store: store_handle.clone(),
         db: db.clone(),
         active_calls: AtomicUsize::new(0),
+        security_drops: std::sync::atomic::AtomicU64::new(0),
         router: router_tx,
         config: cfg,
     });

@@ -116,6 +116,7 @@ async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     Json(json!({
         "sip": s.ctx.sip_local.to_string(),
         "active_calls": s.ctx.active_calls.load(Ordering::Relaxed),
+        "security_drops": s.ctx.security_drops.load(Ordering::Relaxed),
         "dialplans": s.ctx.dialplans().plans.keys().collect::<Vec<_>>(),
         "store": {
             "written": st.written.load(Ordering::Relaxed),

@@ -39,6 +39,8 @@ pub struct CallContext {
     pub store: StoreHandle,
     pub db: Db,
     pub active_calls: AtomicUsize,
+    /// Out-of-dialog requests the router's source guard dropped (scanners, floods, bans).
+    pub security_drops: std::sync::atomic::AtomicU64,
     pub router: mpsc::Sender<router::RouterControl>,
     /// The SIP UDP socket, for requests we originate (outbound calls through trunks).
     pub udp: Arc<tokio::net::UdpSocket>,

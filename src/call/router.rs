@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use super::actor::{self, CallInput};
 use super::dialog::{response, ALLOW};
 use super::CallContext;
+use crate::sip::guard::{SourceGuard, Verdict};
 use crate::sip::message::{HeaderName, Method, StartLine};
 use crate::sip::transport::{handle_datagram, Inbound, ReplyPath};
 use crate::sip::uri::Scheme;
@@ -45,11 +46,15 @@ pub struct Router {
     calls: HashMap<String, mpsc::Sender<CallInput>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    guard: SourceGuard,
+    guard_swept: std::time::Instant,
 }
 
 impl Router {
     pub fn new(ctx: Arc<CallContext>, tracker: TaskTracker, shutdown: CancellationToken) -> Router {
         Router {
+            guard: SourceGuard::new(ctx.config.guard.clone()),
+            guard_swept: std::time::Instant::now(),
             ctx,
             calls: HashMap::new(),
             tracker,
@@ -205,6 +210,9 @@ impl Router {
         let Some(method) = msg.method().cloned() else {
             return;
         };
+        if method != Method::Ack && !self.admit(&inbound, &method) {
+            return;
+        }
         let has_to_tag = msg.to_header().map(|t| t.tag().is_some()).unwrap_or(false);
         match method {
             Method::Ack => {}
@@ -246,6 +254,43 @@ impl Router {
                 &[(HeaderName::Allow, ALLOW.into())],
             ),
         }
+    }
+
+    /// The per-source guard for requests outside any dialog: false means drop unanswered.
+    fn admit(&mut self, inbound: &Inbound, method: &Method) -> bool {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.guard_swept) >= std::time::Duration::from_secs(1) {
+            self.guard.expire(now);
+            self.guard_swept = now;
+        }
+        let peer = inbound.reply.peer();
+        let ua = inbound.msg.header(&HeaderName::UserAgent).unwrap_or("");
+        let verdict = self.guard.check(peer.ip(), ua, now);
+        match verdict {
+            Verdict::Admit => return true,
+            Verdict::Banned => debug!(source = %peer, %method, "banned source: dropped"),
+            Verdict::Scanner { banned } => warn!(
+                target: "security",
+                source = %peer,
+                %method,
+                user_agent = ua,
+                banned,
+                "scanner user agent: dropped unanswered"
+            ),
+            Verdict::Flood => warn!(
+                target: "security",
+                source = %peer,
+                %method,
+                limit = self.ctx.config.guard.request_limit,
+                window_s = self.ctx.config.guard.window.as_secs(),
+                "request flood: source banned for {} s",
+                self.ctx.config.guard.ban.as_secs()
+            ),
+        }
+        self.ctx
+            .security_drops
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        false
     }
 
     fn new_call(&mut self, inbound: Inbound) {

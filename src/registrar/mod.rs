@@ -142,6 +142,23 @@ pub fn channel() -> (RegistrarHandle, mpsc::Receiver<RegistrarMsg>) {
     (RegistrarHandle { tx }, rx)
 }
 
+/// The flow of a binding restored at start. A UDP registration is reached again at the
+/// address its REGISTER came from (`source = "udp:IP:PORT"`), not at its Contact: behind NAT
+/// the Contact holds a private address, while the NAT's mapping to the source usually
+/// outlives a restart of a few seconds (phones refresh it with keep-alives). Connections
+/// (TCP, TLS, WebSocket) are gone with the process: those phones are reached at their
+/// Contact until they register again.
+fn restored_flow(
+    source: &str,
+    udp: Option<&std::sync::Arc<tokio::net::UdpSocket>>,
+) -> Option<ReplyPath> {
+    let peer = source.strip_prefix("udp:")?.parse().ok()?;
+    Some(ReplyPath::Udp {
+        socket: udp?.clone(),
+        peer,
+    })
+}
+
 impl Registrar {
     /// Build the registrar and restore unexpired bindings from the database.
     pub async fn new(
@@ -149,6 +166,7 @@ impl Registrar {
         realm: String,
         algorithms: Vec<auth::Algorithm>,
         local: LocalIdentity,
+        udp: Option<std::sync::Arc<tokio::net::UdpSocket>>,
     ) -> Registrar {
         let mut bindings = Bindings::default();
         let now = Instant::now();
@@ -167,12 +185,13 @@ impl Registrar {
                     let Ok(left) = (expires_at - wall).to_std() else {
                         continue;
                     };
+                    let flow = restored_flow(&r.source, udp.as_ref());
                     bindings.insert_restored(
                         &r.aor,
                         Binding {
                             contact: r.contact,
                             expires: now + left,
-                            flow: None,
+                            flow,
                             call_id: r.call_id,
                             cseq: r.cseq as u32,
                             user_agent: r.user_agent,

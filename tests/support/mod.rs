@@ -133,6 +133,12 @@ pub fn tail(text: &str, lines: usize) -> String {
 
 /// A minimal HTTP/1.1 GET: returns the status code, None when nothing answers.
 pub fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    http_get(addr, path).map(|(code, _)| code)
+}
+
+/// A minimal HTTP/1.1 GET: the status code and the body (not de-chunked: the API answers
+/// with Content-Length), None when nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -143,9 +149,10 @@ pub fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
     .ok()?;
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    let head = String::from_utf8_lossy(&buf);
-    let status = head.lines().next()?.split_whitespace().nth(1)?;
-    status.parse().ok()
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    Some((status, body))
 }
 
 // ---- the server under test -----------------------------------------------------------------
@@ -163,6 +170,19 @@ pub struct Server {
     sipp_runs: AtomicU32,
     // Last: the files are removed after the child is gone.
     pub dir: TempDir,
+}
+
+/// Our copy of `config/default.toml` (spool in `dir`) with `extra` TOML appended, for tests
+/// that need a section of their own; pass it with `--config`.
+#[allow(dead_code)]
+pub fn config_with(dir: &Path, extra: &str) -> PathBuf {
+    let path = isolated_config(dir);
+    let mut text = std::fs::read_to_string(&path).expect("read test config");
+    text.push('\n');
+    text.push_str(extra);
+    text.push('\n');
+    std::fs::write(&path, text).expect("write test config");
+    path
 }
 
 /// Our copy of `config/default.toml` with only `spool_dir` moved into the test's temp dir

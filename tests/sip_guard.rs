@@ -1,0 +1,99 @@
+//! The router's per-source guard, black-box over raw UDP from several loopback addresses:
+//! scanner user agents are never answered and get their source banned, a request flood
+//! bans its source, and legitimate callers (the host itself, other sources) keep being
+//! served throughout. Each refusal is logged as a security event.
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use support::{config_with, Scenario, Server, SipClient, SipRequest};
+
+fn options(client: &SipClient, user_agent: Option<&str>) -> Vec<u8> {
+    let mut req = SipRequest::new("OPTIONS", "hotline", client);
+    if let Some(ua) = user_agent {
+        req = req.header("User-Agent", ua);
+    }
+    req.bytes()
+}
+
+/// An answer within `wait`, or None.
+fn answer(client: &SipClient, bytes: &[u8], wait: Duration) -> Option<u16> {
+    client.send(bytes);
+    client.final_response(wait).map(|r| r.code)
+}
+
+#[test]
+fn scanner_user_agents_get_no_answer_and_their_source_is_banned() {
+    let server = Server::start(&[]);
+    let scanner = SipClient::from_ip(server.sip_addr, Ipv4Addr::new(127, 0, 0, 7));
+    let quiet = Duration::from_millis(700);
+    assert_eq!(
+        answer(&scanner, &options(&scanner, Some("friendly-scanner")), quiet),
+        None,
+        "a scanner is not answered"
+    );
+    // An INVITE that would otherwise get 404 tells the scanner nothing either.
+    let invite = SipRequest::new("INVITE", "100", &scanner).header("User-Agent", "sipvicious");
+    assert_eq!(answer(&scanner, &invite.bytes(), quiet), None);
+    // The source stays banned without the tell-tale header.
+    assert_eq!(answer(&scanner, &options(&scanner, None), quiet), None);
+    // Everyone else is served, the host itself even when it sends a scanner's header
+    // (dropped, never banned: trusted).
+    let other = SipClient::from_ip(server.sip_addr, Ipv4Addr::new(127, 0, 0, 8));
+    assert_eq!(answer(&other, &options(&other, Some("Linphone/5.2")), quiet * 4), Some(200));
+    let local = server.sip_client();
+    assert_eq!(answer(&local, &options(&local, Some("VaxSIPUserAgent/3.1")), quiet), None);
+    assert_eq!(answer(&local, &options(&local, None), quiet * 4), Some(200));
+    let log = server.log();
+    assert!(
+        log.contains("scanner user agent") && log.contains("127.0.0.7"),
+        "security event logged\n{log}"
+    );
+}
+
+#[test]
+fn a_request_flood_bans_its_source_while_calls_go_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = config_with(
+        dir.path(),
+        "[security]\nrequest_limit = 20\nwindow_s = 10\nban_s = 60\n",
+    );
+    let server = Server::start(&["--config", cfg.to_str().expect("utf-8 path")]);
+    let flooder = SipClient::from_ip(server.sip_addr, Ipv4Addr::new(127, 0, 0, 9));
+    for _ in 0..60 {
+        flooder.send(&options(&flooder, None));
+    }
+    let answers = flooder.drain(Duration::from_secs(2));
+    assert_eq!(
+        answers.len(),
+        20,
+        "exactly request_limit answers before the ban: {:?}",
+        answers.iter().map(|r| r.code).collect::<Vec<_>>()
+    );
+    assert!(answers.iter().all(|r| r.code == 200));
+    assert_eq!(
+        answer(&flooder, &options(&flooder, None), Duration::from_millis(700)),
+        None,
+        "banned"
+    );
+    // A real call from the host completes during the ban.
+    server
+        .run_sipp(
+            &Scenario::call_with_digits(&[(500, '1')], 500, 0),
+            &["-set", "caller", "+15551230004"],
+        )
+        .assert_ok(&server);
+    let (_, body) = support::http_get(server.http_addr, "/api/status").expect("status");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
+    assert!(
+        status["security_drops"].as_u64().unwrap_or(0) >= 41,
+        "drops counted in /api/status: {status}"
+    );
+    assert!(
+        server.log().contains("request flood"),
+        "security event logged\n{}",
+        server.log()
+    );
+}
