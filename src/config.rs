@@ -299,7 +299,10 @@ fn security_config(
         }
         if let Some(n) = raw.request_limit {
             if n == 0 {
-                return Err(err(at, "[security] request_limit must be at least 1".into()));
+                return Err(err(
+                    at,
+                    "[security] request_limit must be at least 1".into(),
+                ));
             }
             g.request_limit = n;
         }

@@ -8,7 +8,7 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use support::{config_with, Scenario, Server, SipClient, SipRequest};
+use support::{config_with, sdp_offer, Scenario, Server, SipClient, SipRequest};
 
 fn options(client: &SipClient, user_agent: Option<&str>) -> Vec<u8> {
     let mut req = SipRequest::new("OPTIONS", "hotline", client);
@@ -30,7 +30,11 @@ fn scanner_user_agents_get_no_answer_and_their_source_is_banned() {
     let scanner = SipClient::from_ip(server.sip_addr, Ipv4Addr::new(127, 0, 0, 7));
     let quiet = Duration::from_millis(700);
     assert_eq!(
-        answer(&scanner, &options(&scanner, Some("friendly-scanner")), quiet),
+        answer(
+            &scanner,
+            &options(&scanner, Some("friendly-scanner")),
+            quiet
+        ),
         None,
         "a scanner is not answered"
     );
@@ -42,9 +46,15 @@ fn scanner_user_agents_get_no_answer_and_their_source_is_banned() {
     // Everyone else is served, the host itself even when it sends a scanner's header
     // (dropped, never banned: trusted).
     let other = SipClient::from_ip(server.sip_addr, Ipv4Addr::new(127, 0, 0, 8));
-    assert_eq!(answer(&other, &options(&other, Some("Linphone/5.2")), quiet * 4), Some(200));
+    assert_eq!(
+        answer(&other, &options(&other, Some("Linphone/5.2")), quiet * 4),
+        Some(200)
+    );
     let local = server.sip_client();
-    assert_eq!(answer(&local, &options(&local, Some("VaxSIPUserAgent/3.1")), quiet), None);
+    assert_eq!(
+        answer(&local, &options(&local, Some("VaxSIPUserAgent/3.1")), quiet),
+        None
+    );
     assert_eq!(answer(&local, &options(&local, None), quiet * 4), Some(200));
     let log = server.log();
     assert!(
@@ -74,17 +84,27 @@ fn a_request_flood_bans_its_source_while_calls_go_on() {
     );
     assert!(answers.iter().all(|r| r.code == 200));
     assert_eq!(
-        answer(&flooder, &options(&flooder, None), Duration::from_millis(700)),
+        answer(
+            &flooder,
+            &options(&flooder, None),
+            Duration::from_millis(700)
+        ),
         None,
         "banned"
     );
-    // A real call from the host completes during the ban.
+    // The host is served during the ban: SIPp's OPTIONS, and a call gets answered.
     server
-        .run_sipp(
-            &Scenario::call_with_digits(&[(500, '1')], 500, 0),
-            &["-set", "caller", "+15551230004"],
-        )
+        .run_sipp(&Scenario::Options, &["-set", "caller", "+15551230004"])
         .assert_ok(&server);
+    let local = server.sip_client();
+    let sdp = sdp_offer(40_000, "0", &["0 PCMU/8000"]);
+    let invite = SipRequest::new("INVITE", "hotline", &local).body("application/sdp", &sdp);
+    local.send(&invite.bytes());
+    let r = local
+        .final_response(Duration::from_secs(5))
+        .expect("the hotline answers during the ban");
+    assert_eq!(r.code, 200, "{}", r.text);
+    local.send(&invite.ack_for(&r).bytes());
     let (_, body) = support::http_get(server.http_addr, "/api/status").expect("status");
     let status: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
     assert!(

@@ -226,9 +226,15 @@ mod tests {
         let t0 = Instant::now();
         let a = ip("127.0.0.9");
         for i in 0..5 {
-            assert_eq!(g.check(a, "", t0 + Duration::from_millis(i)), Verdict::Admit);
+            assert_eq!(
+                g.check(a, "", t0 + Duration::from_millis(i)),
+                Verdict::Admit
+            );
         }
-        assert_eq!(g.check(a, "", t0 + Duration::from_millis(6)), Verdict::Flood);
+        assert_eq!(
+            g.check(a, "", t0 + Duration::from_millis(6)),
+            Verdict::Flood
+        );
         assert_eq!(g.check(a, "", t0 + Duration::from_secs(1)), Verdict::Banned);
         // Another source is unaffected.
         assert_eq!(g.check(ip("127.0.0.10"), "", t0), Verdict::Admit);
