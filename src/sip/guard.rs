@@ -210,7 +210,7 @@ mod tests {
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+        s.parse().expect("test address")
     }
 
     fn guard(limit: u32) -> SourceGuard {
