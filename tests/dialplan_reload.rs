@@ -102,7 +102,9 @@ fn config_with_plans(dir: &Path, plans: &Path) -> String {
     path.display().to_string()
 }
 
-const NEW_HOTLINE: &str = "[dialplan]\nname = \"hotline\"\nstart = \"bye\"\n\n[steps.bye]\naction = \"hangup\"\ncause = \"reloaded_plan\"\n";
+/// One second of silence (so SIPp is waiting for the BYE, not still starting its media),
+/// then a hangup with a cause the shipped hotline never uses.
+const NEW_HOTLINE: &str = "[dialplan]\nname = \"hotline\"\nstart = \"pause\"\n\n[steps.pause]\naction = \"play\"\nprompts = [{ silence_ms = 1000 }]\nnext = \"bye\"\n\n[steps.bye]\naction = \"hangup\"\ncause = \"reloaded_plan\"\n";
 
 #[test]
 fn api_reload_refuses_bad_plans_then_swaps_in_good_ones() {
