@@ -115,6 +115,15 @@ put("rtp", "csrc-ext-pad.rtp",
 put("rtp", "rtcp-sr.rtp", struct.pack("!BBHI", 0x80, 200, 6, 0x1234) + b"\x00" * 20)
 put("rtp", "event-payload.bin", b"\x0b\x8a\xff\xff")
 
+# --- rtcp: compound SR + SDES + BYE, RR with a block, truncated -----------------------------
+block = struct.pack("!IB3sIIII", 0xBEEF, 25, b"\x00\x00\x0c", 0x10005, 77, 0x12345678, 65536)
+sr = struct.pack("!BBHIIIIII", 0x81, 200, 12, 0x1234, 0xE0000000, 0x80000000, 160000, 1000, 160000) + block
+sdes = struct.pack("!BBHIBB", 0x81, 202, 5, 0x1234, 1, 11) + b"sb-00001234" + b"\x00" * 3
+bye = struct.pack("!BBHI", 0x81, 203, 1, 0x1234)
+put("rtcp", "sr-sdes-bye.rtcp", sr + sdes + bye)
+put("rtcp", "rr-block.rtcp", struct.pack("!BBHI", 0x81, 201, 7, 0x99) + block)
+put("rtcp", "truncated.rtcp", (sr + sdes)[:40])
+
 # --- dialplan: the shipped dialplans plus a minimal one -------------------------------------
 for path in sorted(glob.glob(os.path.join(ROOT, "dialplans", "*.toml"))):
     with open(path, "rb") as f:

@@ -13,7 +13,7 @@
 set -u
 cd "$(dirname "$0")"
 SECS="${1:-120}"
-TARGETS="${TARGETS:-sip_message sdp digest_auth rtp dialplan codec_decode}"
+TARGETS="${TARGETS:-sip_message sdp digest_auth rtp rtcp dialplan codec_decode}"
 export RUSTC_BOOTSTRAP=1
 mkdir -p logs
 RUSTC_BOOTSTRAP=1 cargo fuzz build -a || exit 2

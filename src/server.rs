@@ -99,6 +99,27 @@ pub fn load_dialplans(
     }
 }
 
+/// Reload every dialplan in `dialplan_dir` (SIGHUP and `POST /api/dialplans/reload`): all or
+/// nothing — the running set is replaced only when every file loads and every route finds
+/// its plan. Returns the loaded plan names (sorted) or every `file:line: reason` error.
+///
+/// Reloads are serialized: without it, a slow reload that started first could finish last
+/// and put back an older view of the folder over a newer one.
+pub fn reload_dialplans(ctx: &CallContext) -> Result<Vec<String>, Vec<LoadError>> {
+    static RELOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = RELOAD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let set = load_dialplans(&ctx.config, &ctx.prompts)?;
+    let mut names: Vec<String> = set.plans.keys().cloned().collect();
+    names.sort();
+    match ctx.dialplans.write() {
+        Ok(mut g) => *g = Arc::new(set),
+        Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+    }
+    Ok(names)
+}
+
 /// Library "language" under which music-on-hold prompts are kept.
 pub const MOH_LANG: &str = "_moh";
 
@@ -406,15 +427,9 @@ impl RunningServer {
         self.shutdown.clone()
     }
 
-    /// Reload dialplans (SIGHUP / API): the running set stays when the new one has errors.
+    /// Reload dialplans (SIGHUP): the running set stays when the new one has errors.
     pub fn reload_dialplans(&self) -> Result<usize, Vec<LoadError>> {
-        let set = load_dialplans(&self.ctx.config, &self.ctx.prompts)?;
-        let n = set.plans.len();
-        match self.ctx.dialplans.write() {
-            Ok(mut g) => *g = Arc::new(set),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
-        }
-        Ok(n)
+        reload_dialplans(&self.ctx).map(|names| names.len())
     }
 
     pub fn context(&self) -> &Arc<CallContext> {

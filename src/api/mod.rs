@@ -1,5 +1,5 @@
-//! HTTP API (axum): health and status now; the ops API, live events and the agent
-//! workspace are added by later issues. Every error is JSON `{"error": "..."}` with a 4xx/5xx.
+//! HTTP API (axum): health, status, dialplan reload; campaigns and the ACD in submodules.
+//! Every error is JSON `{"error": "..."}` with a 4xx/5xx.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -75,6 +75,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/agents/{name}/events", get(acd::events))
         .route("/api/agents/{name}/disposition", post(acd::disposition))
         .route("/api/agents/{name}/{action}", post(acd::command))
+        .route("/api/dialplans/reload", post(reload_dialplans))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -126,6 +127,52 @@ async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::Value> {
             "mailbox_full": st.mailbox_full.load(Ordering::Relaxed),
         }
     }))
+}
+
+/// `POST /api/dialplans/reload`: what SIGHUP does, with the answer in the response — 200
+/// with the loaded plan names, or 422 with every `file:line: reason` while the running set
+/// stays. The folder is read on a blocking thread (file I/O must not stall the runtime's
+/// workers, which also drive the calls' media).
+async fn reload_dialplans(State(s): State<Arc<ApiState>>) -> Response {
+    let ctx = s.ctx.clone();
+    let result = tokio::task::spawn_blocking(move || crate::server::reload_dialplans(&ctx)).await;
+    match result {
+        Ok(Ok(names)) => {
+            tracing::info!(dialplans = names.len(), "dialplans reloaded (API)");
+            Json(json!({ "reloaded": true, "dialplans": names })).into_response()
+        }
+        Ok(Err(errors)) => {
+            for e in &errors {
+                tracing::error!("{e}");
+            }
+            tracing::warn!("dialplan reload refused (API); the running dialplans stay");
+            let list: Vec<serde_json::Value> = errors
+                .iter()
+                .map(|e| {
+                    json!({
+                        "file": e.file,
+                        "line": e.line,
+                        "reason": e.reason,
+                        "message": e.to_string(),
+                    })
+                })
+                .collect();
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "error": "dialplans have errors; the running dialplans stay",
+                    "errors": list,
+                    "running": s.ctx.dialplans().plans.keys().collect::<Vec<_>>(),
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload task failed: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 #[cfg(test)]

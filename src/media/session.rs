@@ -13,16 +13,28 @@
 //!
 //! Received audio is decoded (into a stack buffer, by the leg's own decoder) only when
 //! something listens: in-band DTMF (waveform codecs without telephone-event), AMD, or a
-//! recording of the leg.
+//! recording of the leg. Those listeners get the audio through a small jitter/reorder buffer
+//! ([`super::jitter`]: in order, duplicates and late packets dropped, gaps given up after
+//! 60 ms); RFC 4733 events do not go through it (they carry their own redundancy and are
+//! de-duplicated by timestamp).
+//!
+//! RTCP (RFC 3550): every received RTP packet updates the receive statistics (loss,
+//! extended highest sequence, A.8 jitter); `poll_rtcp` emits an SR (when we sent RTP since
+//! the last report) or RR every ~5 s (randomized 0.5–1.5×, the first after ~2.5 s) for the
+//! RTCP port (RTP port + 1 of the peer, or the address its RTCP comes from); `handle_rtcp`
+//! takes the peer's SR/RR (LSR/DLSR for our reports, its view of our stream, the RTT), and
+//! `rtcp_bye` writes the final report with a BYE at hangup.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::amd::{Amd, AmdConfig, AmdResult};
 use super::codec::{self, Codec, Decoder};
 use super::dtmf_inband::InbandDetector;
+use super::jitter::{Insert, JitterBuffer, JitterStats};
 use super::player::{FillResult, PlayItem, Player};
+use super::rtcp::{self, NtpClock, RtcpPacket, RxStats};
 use super::rtp::{self, RtpPacket};
 use super::telephone_event::EventReceiver;
 
@@ -34,6 +46,9 @@ pub const SAMPLES_PER_FRAME: usize = 160;
 pub const MAX_PACKET: usize = rtp::HEADER_LEN + codec::opus::MAX_ENCODED;
 /// Falling further behind than this re-anchors the grid instead of bursting packets.
 const MAX_LAG_FRAMES: u64 = 5;
+/// The RTCP report interval before randomization (RFC 3550 §6.2: the 5 s minimum, which is
+/// what a two-party call gets); the first report comes after half of it.
+pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaEvent {
@@ -60,9 +75,87 @@ pub struct MediaParams {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MediaStats {
     pub packets_sent: u64,
+    /// Payload octets sent (the SR's octet count).
+    pub octets_sent: u64,
     pub packets_received: u64,
     pub late_frames: u64,
     pub ignored_packets: u64,
+    /// Received stream, from the sequence numbers (RFC 3550 A.3): expected − received.
+    pub lost: u64,
+    /// Received copies of a packet already received (within the last 64 numbers).
+    pub duplicates: u64,
+    /// Packets that arrived after a higher-numbered one.
+    pub reordered: u64,
+    /// Packets that arrived after the jitter buffer gave up on them (audio listeners only).
+    pub late: u64,
+    pub rtcp_sent: u64,
+    pub rtcp_received: u64,
+    /// RTCP datagrams that did not parse (or parts of them).
+    pub rtcp_ignored: u64,
+}
+
+/// What the peer's RTCP reports say about the stream we send (the last report, and the worst
+/// seen), and the round-trip time computed from them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteReport {
+    /// Report blocks about our SSRC received.
+    pub reports: u64,
+    /// Sender reports received (the peer sends media).
+    pub sender_reports: u64,
+    pub fraction_lost: u8,
+    pub max_fraction_lost: u8,
+    pub cumulative_lost: i32,
+    /// Interarrival jitter the peer measured, in our RTP timestamp units.
+    pub jitter: u32,
+    pub max_jitter: u32,
+    pub rtt: Option<Duration>,
+    pub max_rtt: Option<Duration>,
+    /// The peer sent an RTCP BYE.
+    pub bye: bool,
+}
+
+#[derive(Debug)]
+struct RtcpState {
+    clock: NtpClock,
+    next_at: Instant,
+    rng: u32,
+    /// RTP packets sent since the last report: SR, else RR.
+    sent_since_report: bool,
+    /// Middle 32 bits of the last SR received and when it arrived (for LSR/DLSR).
+    last_sr: Option<(u32, Instant)>,
+    /// Where the peer's RTCP comes from (symmetric RTCP, like RTP latching).
+    latched: Option<SocketAddr>,
+    remote: RemoteReport,
+}
+
+impl RtcpState {
+    fn new(now: Instant, ssrc: u32) -> RtcpState {
+        let mut st = RtcpState {
+            clock: NtpClock::new(now, SystemTime::now()),
+            next_at: now,
+            rng: ssrc ^ 0x9E37_79B9,
+            sent_since_report: false,
+            last_sr: None,
+            latched: None,
+            remote: RemoteReport::default(),
+        };
+        if st.rng == 0 {
+            st.rng = 1;
+        }
+        st.next_at = now + st.interval(RTCP_INTERVAL / 2);
+        st
+    }
+
+    /// `base` × a factor uniform in [0.5, 1.5) (RFC 3550 §6.3.1), from a per-session
+    /// xorshift so tests are deterministic and no global RNG is touched.
+    fn interval(&mut self, base: Duration) -> Duration {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng = x;
+        base.mul_f64(0.5 + (x % 1000) as f64 / 1000.0)
+    }
 }
 
 #[derive(Debug)]
@@ -90,12 +183,16 @@ pub struct MediaSession {
     pending: VecDeque<MediaEvent>,
     timed_out: bool,
     expect_rx: bool,
+    /// Reorder buffer in front of the audio listeners; created with the first listener.
+    jitter: Option<Box<JitterBuffer>>,
+    rx: RxStats,
+    rtcp: RtcpState,
     pub stats: MediaStats,
 }
 
 impl MediaSession {
     pub fn new(now: Instant, params: MediaParams) -> MediaSession {
-        MediaSession {
+        let mut s = MediaSession {
             remote: params.remote,
             latched: None,
             anchor: now,
@@ -117,9 +214,101 @@ impl MediaSession {
             pending: VecDeque::with_capacity(8),
             timed_out: false,
             expect_rx: true,
+            jitter: None,
+            rx: RxStats::default(),
+            rtcp: RtcpState::new(now, params.ssrc),
             stats: MediaStats::default(),
             params,
+        };
+        if s.inband.is_some() {
+            s.ensure_jitter(now);
         }
+        s
+    }
+
+    /// The reorder buffer, sized for the codec's largest payload (G.711/G.722 up to 120 ms
+    /// = 960 octets; Opus up to 1275 octets per RFC 6716 §3.4, rounded up).
+    fn ensure_jitter(&mut self, now: Instant) {
+        if self.jitter.is_none() {
+            let max = match self.params.codec {
+                Codec::Opus => 1280,
+                _ => codec::MAX_DECODED_8K,
+            };
+            self.jitter = Some(Box::new(JitterBuffer::new(
+                max,
+                self.params.codec.clock_rate(),
+                now,
+            )));
+        }
+    }
+
+    /// The reorder buffer's counters, if audio listeners ever ran.
+    pub fn jitter_stats(&self) -> Option<JitterStats> {
+        self.jitter.as_ref().map(|j| j.stats)
+    }
+
+    /// Receive statistics of the peer's stream (RFC 3550 A.1/A.8).
+    pub fn receive_stats(&self) -> &RxStats {
+        &self.rx
+    }
+
+    /// What the peer's RTCP says about our stream.
+    pub fn remote_report(&self) -> RemoteReport {
+        self.rtcp.remote
+    }
+
+    /// Pin the wall clock that NTP timestamps are computed from (tests).
+    pub fn set_wall_clock(&mut self, at: Instant, wall: SystemTime) {
+        self.rtcp.clock = NtpClock::new(at, wall);
+    }
+
+    /// One line for the call's events: our side's view of the received stream.
+    pub fn summary(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "sent={} received={} lost={} duplicates={} reordered={} late={} jitter_ms={:.1} rtcp_sent={} rtcp_received={}",
+            s.packets_sent,
+            s.packets_received,
+            s.lost,
+            s.duplicates,
+            s.reordered,
+            s.late,
+            self.ts_to_ms(self.rx.jitter_ts()),
+            s.rtcp_sent,
+            s.rtcp_received,
+        )
+    }
+
+    /// One line for the call's events: the peer's reports about our stream, or None when it
+    /// sent none.
+    pub fn remote_summary(&self) -> Option<String> {
+        let r = &self.rtcp.remote;
+        if r.reports == 0 && r.sender_reports == 0 && !r.bye {
+            return None;
+        }
+        let ms = |d: Option<Duration>| {
+            d.map_or_else(
+                || "-".to_string(),
+                |d| format!("{:.1}", d.as_secs_f64() * 1000.0),
+            )
+        };
+        Some(format!(
+            "reports={} sender_reports={} fraction_lost={:.3} max_fraction_lost={:.3} cumulative_lost={} jitter_ms={:.1} max_jitter_ms={:.1} rtt_ms={} max_rtt_ms={} bye={}",
+            r.reports,
+            r.sender_reports,
+            r.fraction_lost as f64 / 256.0,
+            r.max_fraction_lost as f64 / 256.0,
+            r.cumulative_lost,
+            self.ts_to_ms(r.jitter),
+            self.ts_to_ms(r.max_jitter),
+            ms(r.rtt),
+            ms(r.max_rtt),
+            r.bye,
+        ))
+    }
+
+    fn ts_to_ms(&self, ticks: u32) -> f64 {
+        ticks as f64 * 1000.0 / self.params.codec.clock_rate() as f64
     }
 
     pub fn params(&self) -> &MediaParams {
@@ -147,10 +336,16 @@ impl MediaSession {
     /// Start answering-machine detection on the audio the peer sends from now on.
     pub fn start_amd(&mut self, config: &AmdConfig) {
         self.amd = Amd::new(config).ok().map(Box::new);
+        if self.amd.is_some() {
+            self.ensure_jitter(self.last_rx);
+        }
     }
 
     /// Record (or stop recording, `None`) the decoded audio the peer sends.
     pub fn set_recorder(&mut self, recorder: Option<super::recorder::Recorder>) {
+        if recorder.is_some() {
+            self.ensure_jitter(self.last_rx);
+        }
         self.recorder = recorder;
     }
 
@@ -174,6 +369,8 @@ impl MediaSession {
 
     pub fn handle_datagram(&mut self, now: Instant, data: &[u8], source: SocketAddr) {
         if rtp::is_rtcp(data) {
+            // RTCP on the RTP port (a peer multiplexing, RFC 5761): take it as RTCP.
+            self.handle_rtcp(now, data, source);
             return;
         }
         let Ok(pkt) = RtpPacket::parse(data) else {
@@ -199,7 +396,21 @@ impl MediaSession {
         }
         self.last_rx = now;
         self.stats.packets_received += 1;
-        if Some(pkt.payload_type) == self.params.telephone_event {
+        let is_event = Some(pkt.payload_type) == self.params.telephone_event;
+        // Arrival time in the stream's timestamp units (origin: session start) for A.8.
+        let arrival_ts = (now.saturating_duration_since(self.anchor).as_micros() as u64
+            * self.params.codec.clock_rate() as u64
+            / 1_000_000) as u32;
+        self.rx.on_packet(
+            pkt.ssrc,
+            pkt.sequence,
+            arrival_ts,
+            (!is_event).then_some(pkt.timestamp),
+        );
+        self.stats.lost = self.rx.lost();
+        self.stats.duplicates = self.rx.duplicates;
+        self.stats.reordered = self.rx.reordered;
+        if is_event {
             if let Some(d) = self
                 .events
                 .handle_packet(pkt.ssrc, pkt.timestamp, pkt.payload)
@@ -207,33 +418,190 @@ impl MediaSession {
                 self.pending.push_back(MediaEvent::Digit(d));
             }
         } else if self.inband.is_some() || self.amd.is_some() || self.recorder.is_some() {
-            let Some(decoder) = self.decoder.as_mut() else {
-                return;
+            // Bounded: each `Full` round releases or gives up at least one buffered number
+            // (or resynchronises), after which the packet fits.
+            for _ in 0..=jitter_rounds() {
+                let Some(jb) = self.jitter.as_mut() else {
+                    return;
+                };
+                match jb.insert(now, pkt.ssrc, pkt.sequence, pkt.timestamp, pkt.payload) {
+                    Insert::Full => self.drain_jitter(now),
+                    Insert::Late => {
+                        self.stats.late += 1;
+                        break;
+                    }
+                    Insert::Oversize => {
+                        self.stats.ignored_packets += 1;
+                        break;
+                    }
+                    Insert::Buffered | Insert::Duplicate => break,
+                }
+            }
+            self.drain_jitter(now);
+        }
+    }
+
+    /// Release what the reorder buffer lets go at `now` to the audio listeners: decoded into
+    /// a stack buffer (no allocation on the per-packet path); a corrupt payload is counted
+    /// and skipped.
+    fn drain_jitter(&mut self, now: Instant) {
+        let MediaSession {
+            jitter,
+            decoder,
+            inband,
+            amd,
+            recorder,
+            pending,
+            stats,
+            ..
+        } = self;
+        let Some(jb) = jitter.as_mut() else {
+            return;
+        };
+        while let Some(f) = jb.pop(now) {
+            let Some(decoder) = decoder.as_mut() else {
+                continue;
             };
-            // Decode into a stack buffer: no allocation on the per-packet path. A corrupt
-            // payload is counted and skipped.
             let mut pcm = [0i16; codec::MAX_DECODED_8K];
-            let Ok(n) = decoder.decode_8k(pkt.payload, &mut pcm) else {
-                self.stats.ignored_packets += 1;
-                return;
+            let Ok(n) = decoder.decode_8k(f.payload, &mut pcm) else {
+                stats.ignored_packets += 1;
+                continue;
             };
-            if let Some(rec) = &self.recorder {
-                rec.push_pcm(now, 0, &pcm[..n]);
+            if let Some(rec) = recorder.as_ref() {
+                // Placed by its playout time, so reordered audio lands where it belongs.
+                rec.push_pcm(f.play_at, 0, &pcm[..n]);
             }
             for frame in pcm[..n].chunks(SAMPLES_PER_FRAME) {
-                if let Some(det) = self.inband.as_mut() {
+                if let Some(det) = inband.as_mut() {
                     if let Some(d) = det.process(frame) {
-                        self.pending.push_back(MediaEvent::Digit(d));
+                        pending.push_back(MediaEvent::Digit(d));
                     }
                 }
-                if let Some(amd) = self.amd.as_mut() {
-                    if let Some(r) = amd.process(frame) {
-                        self.pending.push_back(MediaEvent::Amd(r));
-                        self.amd = None;
+                if let Some(a) = amd.as_mut() {
+                    if let Some(r) = a.process(frame) {
+                        pending.push_back(MediaEvent::Amd(r));
+                        *amd = None;
                     }
                 }
             }
         }
+    }
+
+    /// Take one RTCP datagram (compound SR/RR/SDES/BYE) from the peer. Malformed parts are
+    /// counted and the rest of that datagram is ignored; nothing here can fail the call.
+    pub fn handle_rtcp(&mut self, now: Instant, data: &[u8], source: SocketAddr) {
+        let mut any = false;
+        let mut bad = false;
+        let ours = self.params.ssrc;
+        let arrival = rtcp::ntp_middle(self.rtcp.clock.ntp(now));
+        for p in rtcp::parse_compound(data) {
+            let p = match p {
+                Ok(p) => p,
+                Err(_) => {
+                    bad = true;
+                    break;
+                }
+            };
+            any = true;
+            let reports = match p {
+                RtcpPacket::Sr {
+                    ssrc, ntp, reports, ..
+                } => {
+                    if self.rx.ssrc.is_none_or(|s| s == ssrc) {
+                        self.rtcp.last_sr = Some((rtcp::ntp_middle(ntp), now));
+                    }
+                    self.rtcp.remote.sender_reports += 1;
+                    Some(reports)
+                }
+                RtcpPacket::Rr { reports, .. } => Some(reports),
+                RtcpPacket::Bye { .. } => {
+                    self.rtcp.remote.bye = true;
+                    None
+                }
+                RtcpPacket::Sdes { .. } | RtcpPacket::Other { .. } => None,
+            };
+            for b in reports
+                .iter()
+                .flat_map(|r| r.iter())
+                .filter(|b| b.ssrc == ours)
+            {
+                let r = &mut self.rtcp.remote;
+                r.reports += 1;
+                r.fraction_lost = b.fraction_lost;
+                r.max_fraction_lost = r.max_fraction_lost.max(b.fraction_lost);
+                r.cumulative_lost = b.cumulative_lost;
+                r.jitter = b.jitter;
+                r.max_jitter = r.max_jitter.max(b.jitter);
+                if let Some(rtt) = rtcp::rtt(arrival, &b) {
+                    r.rtt = Some(rtt);
+                    r.max_rtt = Some(r.max_rtt.map_or(rtt, |m| m.max(rtt)));
+                }
+            }
+        }
+        if any {
+            self.stats.rtcp_received += 1;
+            self.rtcp.latched = Some(source);
+        }
+        if bad || !any {
+            self.stats.rtcp_ignored += 1;
+        }
+    }
+
+    /// Where RTCP goes: where the peer's RTCP comes from, else its RTP address + 1
+    /// (RFC 3550 §11; we never answer `a=rtcp-mux`, so the peer uses separate ports).
+    pub fn rtcp_destination(&self) -> SocketAddr {
+        self.rtcp.latched.unwrap_or_else(|| {
+            let d = self.destination();
+            SocketAddr::new(d.ip(), d.port().wrapping_add(1))
+        })
+    }
+
+    fn build_rtcp(&mut self, now: Instant, buf: &mut [u8; rtcp::MAX_COMPOUND], bye: bool) -> usize {
+        let sender = self.rtcp.sent_since_report.then(|| {
+            let ticks = now.saturating_duration_since(self.anchor).as_micros() as u64
+                * self.params.codec.clock_rate() as u64
+                / 1_000_000;
+            rtcp::SenderInfo {
+                ntp: self.rtcp.clock.ntp(now),
+                rtp_timestamp: self.params.initial_ts.wrapping_add(ticks as u32),
+                packet_count: self.stats.packets_sent as u32,
+                octet_count: self.stats.octets_sent as u32,
+            }
+        });
+        let (lsr, dlsr) = self.rtcp.last_sr.map_or((0, 0), |(lsr, at)| {
+            (lsr, rtcp::to_short(now.saturating_duration_since(at)))
+        });
+        let block = self.rx.report(lsr, dlsr);
+        self.rtcp.sent_since_report = false;
+        self.stats.rtcp_sent += 1;
+        rtcp::write_compound(buf, self.params.ssrc, sender, block, bye)
+    }
+
+    /// When a report is due: write it into `buf` and say where it goes.
+    pub fn poll_rtcp(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8; rtcp::MAX_COMPOUND],
+    ) -> Option<(usize, SocketAddr)> {
+        if now < self.rtcp.next_at || self.destination().port() == 0 {
+            return None;
+        }
+        self.rtcp.next_at = now + self.rtcp.interval(RTCP_INTERVAL);
+        let n = self.build_rtcp(now, buf, false);
+        Some((n, self.rtcp_destination()))
+    }
+
+    /// The last report, with a BYE (RFC 3550 §6.6), for the end of the call.
+    pub fn rtcp_bye(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8; rtcp::MAX_COMPOUND],
+    ) -> Option<(usize, SocketAddr)> {
+        if self.destination().port() == 0 {
+            return None;
+        }
+        let n = self.build_rtcp(now, buf, true);
+        Some((n, self.rtcp_destination()))
     }
 
     fn next_send_at(&self) -> Instant {
@@ -250,6 +618,11 @@ impl MediaSession {
         let due = self.next_send_at();
         if now < due {
             return None;
+        }
+        // The send tick also lets the reorder buffer give up on gaps (60 ms wait, checked
+        // every 20 ms: no extra wake-ups).
+        if self.jitter.as_ref().is_some_and(|j| !j.is_empty()) {
+            self.drain_jitter(now);
         }
         let behind = (now - due).as_micros() / FRAME.as_micros();
         if behind as u64 > MAX_LAG_FRAMES {
@@ -285,6 +658,8 @@ impl MediaSession {
         self.marker_next = false;
         self.seq = self.seq.wrapping_add(1);
         self.stats.packets_sent += 1;
+        self.stats.octets_sent += len as u64;
+        self.rtcp.sent_since_report = true;
         Some((rtp::HEADER_LEN + len, self.destination()))
     }
 
@@ -311,12 +686,18 @@ impl MediaSession {
     }
 
     pub fn poll_timeout(&self) -> Instant {
-        let send = self.next_send_at();
+        let send = self.next_send_at().min(self.rtcp.next_at);
         if self.timed_out || !self.expect_rx {
             return send;
         }
         send.min(self.last_rx + self.params.media_timeout)
     }
+}
+
+/// Upper bound of insert attempts for one packet: each `Full` is followed by a drain that
+/// makes progress, and a window's worth of drains always makes room.
+const fn jitter_rounds() -> usize {
+    super::jitter::DEPTH + 2
 }
 
 #[cfg(test)]
@@ -572,5 +953,277 @@ mod tests {
         rtp::write_header(&mut pkt, false, 111, 1, 960, 7);
         s.handle_datagram(t0, &pkt, peer);
         assert_eq!(s.stats.packets_received, 1);
+    }
+
+    /// PCMU packets of '5' (770 + 1336 Hz) for 100 ms then 100 ms of silence.
+    fn tone_packets() -> Vec<Vec<u8>> {
+        (0..10u32)
+            .map(|k| {
+                let mut pkt = vec![0u8; rtp::HEADER_LEN + 160];
+                rtp::write_header(&mut pkt, false, 0, k as u16, k * 160, 7);
+                for n in 0..160usize {
+                    let t = (k as usize * 160 + n) as f64 / 8000.0;
+                    let v = if k < 5 {
+                        8000.0
+                            * ((2.0 * std::f64::consts::PI * 770.0 * t).sin()
+                                + (2.0 * std::f64::consts::PI * 1336.0 * t).sin())
+                    } else {
+                        0.0
+                    };
+                    pkt[rtp::HEADER_LEN + n] = Codec::Pcmu.encode_sample(v as i16);
+                }
+                pkt
+            })
+            .collect()
+    }
+
+    #[test]
+    fn inband_listeners_get_reordered_and_duplicated_audio_in_order() {
+        let t0 = Instant::now();
+        let mut p = params();
+        p.telephone_event = None;
+        let mut s = MediaSession::new(t0, p);
+        let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+        let pkts = tone_packets();
+        // 1 and 2 swapped, 3 duplicated, 6 lost, everything 20 ms apart.
+        let order = [0usize, 2, 1, 3, 3, 4, 5, 7, 8, 9];
+        for (i, k) in order.iter().enumerate() {
+            s.handle_datagram(t0 + FRAME * i as u32, &pkts[*k], peer);
+        }
+        let mut buf = [0u8; MAX_PACKET];
+        for k in 0..20u32 {
+            s.poll_transmit(t0 + FRAME * k, &mut buf);
+        }
+        let end = t0 + FRAME * 20;
+        assert_eq!(s.poll_event(end), Some(MediaEvent::Digit('5')), "one digit");
+        assert_eq!(s.poll_event(end), None, "not two");
+        assert_eq!(s.stats.packets_received, 10);
+        assert_eq!(
+            (s.stats.lost, s.stats.duplicates, s.stats.reordered),
+            (1, 1, 1)
+        );
+        let j = s.jitter_stats().expect("buffer in front of the detector");
+        assert_eq!((j.released, j.lost, j.duplicates), (9, 1, 1));
+        // Packet 6 arriving now is late for the listeners.
+        s.handle_datagram(end, &pkts[6], peer);
+        assert_eq!(s.stats.late, 1);
+        assert_eq!(s.stats.lost, 0, "it did arrive: no longer lost on the wire");
+    }
+
+    #[test]
+    fn no_buffer_without_audio_listeners() {
+        let t0 = Instant::now();
+        let s = MediaSession::new(t0, params());
+        assert!(
+            s.jitter_stats().is_none(),
+            "telephone-event: no in-band detector, no buffer"
+        );
+    }
+
+    fn rtcp_of(buf: &[u8]) -> Vec<RtcpPacket<'_>> {
+        rtcp::parse_compound(buf)
+            .collect::<Result<_, _>>()
+            .expect("our RTCP parses")
+    }
+
+    #[test]
+    fn reports_come_every_few_seconds_sr_when_sending_rr_otherwise() {
+        let t0 = Instant::now();
+        let mut p = params();
+        p.initial_seq = 100;
+        let mut s = MediaSession::new(t0, p);
+        let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+        let mut rbuf = [0u8; rtcp::MAX_COMPOUND];
+        let mut buf = [0u8; MAX_PACKET];
+        assert!(s.poll_rtcp(t0, &mut rbuf).is_none(), "not at once");
+        // 10 s of a stream from the peer that loses every 10th packet, while we send.
+        let mut reports = Vec::new();
+        let mut at = t0;
+        for k in 0..500u32 {
+            at = t0 + FRAME * k;
+            if k % 10 != 9 {
+                let mut pkt = [0u8; rtp::HEADER_LEN + 160];
+                rtp::write_header(&mut pkt, false, 0, k as u16, k * 160, 0xBEEF);
+                s.handle_datagram(at, &pkt, peer);
+            }
+            s.poll_transmit(at, &mut buf);
+            if let Some((n, dest)) = s.poll_rtcp(at, &mut rbuf) {
+                assert_eq!(
+                    dest,
+                    "127.0.0.1:5556".parse().expect("addr"),
+                    "RTP port + 1"
+                );
+                reports.push((at - t0, rbuf[..n].to_vec()));
+            }
+            assert!(s.poll_timeout() <= at + FRAME);
+        }
+        assert!(
+            (2..=5).contains(&reports.len()),
+            "{} reports in 10 s",
+            reports.len()
+        );
+        let first = reports[0].0;
+        assert!(
+            first >= Duration::from_millis(1250) && first < Duration::from_millis(3750),
+            "{first:?}"
+        );
+        for w in reports.windows(2) {
+            let gap = w[1].0 - w[0].0;
+            assert!(
+                gap >= Duration::from_millis(2480) && gap <= Duration::from_millis(7520),
+                "{gap:?}"
+            );
+        }
+        let (when, last) = reports.last().expect("one");
+        match rtcp_of(last)[0] {
+            RtcpPacket::Sr {
+                ssrc,
+                packet_count,
+                octet_count,
+                rtp_timestamp,
+                reports,
+                ..
+            } => {
+                assert_eq!(ssrc, 0x1234);
+                let sent = (when.as_millis() / 20 + 1) as u32;
+                assert_eq!(packet_count, sent);
+                assert_eq!(octet_count, 160 * sent);
+                // RTP time of the report instant: initial + elapsed samples.
+                assert_eq!(rtp_timestamp, 1000 + (when.as_micros() * 8 / 1000) as u32);
+                let b = reports.iter().next().expect("a block about the peer");
+                assert_eq!(b.ssrc, 0xBEEF);
+                assert!(b.cumulative_lost > 0);
+                assert!(
+                    (20..=31).contains(&b.fraction_lost),
+                    "~10 % = 25/256: {}",
+                    b.fraction_lost
+                );
+                assert_eq!(b.jitter, 0, "virtual time: perfectly regular arrivals");
+                assert_eq!(b.lsr, 0, "no SR from the peer yet");
+            }
+            ref other => panic!("want SR, got {other:?}"),
+        }
+        // Stop sending (hold): the next report is an RR.
+        s.update_remote(peer, false);
+        let mut t = at;
+        let rr = loop {
+            t += FRAME;
+            s.poll_transmit(t, &mut buf);
+            if let Some((n, _)) = s.poll_rtcp(t, &mut rbuf) {
+                break rbuf[..n].to_vec();
+            }
+        };
+        // The first after hold may still cover packets sent before it; the one after must be RR.
+        let rr = if matches!(rtcp_of(&rr)[0], RtcpPacket::Sr { .. }) {
+            loop {
+                t += FRAME;
+                s.poll_transmit(t, &mut buf);
+                if let Some((n, _)) = s.poll_rtcp(t, &mut rbuf) {
+                    break rbuf[..n].to_vec();
+                }
+            }
+        } else {
+            rr
+        };
+        assert!(matches!(
+            rtcp_of(&rr)[0],
+            RtcpPacket::Rr { ssrc: 0x1234, .. }
+        ));
+        let (n, _) = s.rtcp_bye(t, &mut rbuf).expect("bye");
+        let pkts = rtcp_of(&rbuf[..n]);
+        assert_eq!(
+            pkts.last().expect("bye").bye_ssrcs().collect::<Vec<_>>(),
+            [0x1234]
+        );
+    }
+
+    #[test]
+    fn peer_reports_give_lsr_dlsr_rtt_and_figures() {
+        use std::time::UNIX_EPOCH;
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, params());
+        s.set_wall_clock(t0, UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+        let peer_rtcp: SocketAddr = "127.0.0.1:7001".parse().expect("addr");
+        let mut buf = [0u8; MAX_PACKET];
+        let mut rbuf = [0u8; rtcp::MAX_COMPOUND];
+        s.poll_transmit(t0, &mut buf);
+        // Our SR at 3 s.
+        let t_sr = t0 + Duration::from_secs(3);
+        let (n, _) = loop {
+            if let Some(x) = s.poll_rtcp(t_sr, &mut rbuf) {
+                break x;
+            }
+            s.rtcp.next_at = t_sr;
+        };
+        let our_ntp = match rtcp_of(&rbuf[..n])[0] {
+            RtcpPacket::Sr { ntp, .. } => ntp,
+            ref o => panic!("want SR, got {o:?}"),
+        };
+        // The peer's SR (with a block about us: lsr = our SR, held 50 ms) arrives 130 ms after
+        // ours: RTT = 130 - 50 = 80 ms.
+        let block = rtcp::ReportBlock {
+            ssrc: 0x1234,
+            fraction_lost: 64,
+            cumulative_lost: 12,
+            extended_highest_seq: 7,
+            jitter: 160,
+            lsr: rtcp::ntp_middle(our_ntp),
+            dlsr: rtcp::to_short(Duration::from_millis(50)),
+        };
+        let sender = rtcp::SenderInfo {
+            ntp: 0x1111_2222_3333_4444,
+            rtp_timestamp: 9,
+            packet_count: 1,
+            octet_count: 160,
+        };
+        let mut peer_buf = [0u8; rtcp::MAX_COMPOUND];
+        let pn = rtcp::write_compound(&mut peer_buf, 0xBEEF, Some(sender), Some(block), false);
+        let t_rx = t_sr + Duration::from_millis(130);
+        s.handle_rtcp(t_rx, &peer_buf[..pn], peer_rtcp);
+        let r = s.remote_report();
+        assert_eq!(
+            (
+                r.reports,
+                r.sender_reports,
+                r.fraction_lost,
+                r.cumulative_lost,
+                r.jitter
+            ),
+            (1, 1, 64, 12, 160)
+        );
+        let rtt = r.rtt.expect("rtt").as_secs_f64();
+        assert!((rtt - 0.080).abs() < 0.001, "{rtt}");
+        assert_eq!(
+            s.rtcp_destination(),
+            peer_rtcp,
+            "RTCP latched to where the peer's comes from"
+        );
+        // Our next report carries LSR = the peer's SR and DLSR = time since.
+        let mut pkt = [0u8; rtp::HEADER_LEN + 160];
+        rtp::write_header(&mut pkt, false, 0, 1, 160, 0xBEEF);
+        s.handle_datagram(t_rx, &pkt, peer);
+        let t_next = t_rx + Duration::from_millis(500);
+        let (n, _) = s.rtcp_bye(t_next, &mut rbuf).expect("report");
+        let b = match rtcp_of(&rbuf[..n])[0] {
+            RtcpPacket::Sr { reports, .. } | RtcpPacket::Rr { reports, .. } => {
+                reports.iter().next().expect("block")
+            }
+            ref o => panic!("want a report, got {o:?}"),
+        };
+        assert_eq!(b.lsr, 0x2222_3333);
+        assert_eq!(b.dlsr, rtcp::to_short(Duration::from_millis(500)));
+        // Garbage and a BYE: counted, flagged, never a panic.
+        s.handle_rtcp(t_next, &[0x80, 201, 0xFF, 0xFF], peer_rtcp);
+        assert_eq!(s.stats.rtcp_ignored, 1);
+        let mut bye = [0u8; rtcp::MAX_COMPOUND];
+        let bn = rtcp::write_compound(&mut bye, 0xBEEF, None, None, true);
+        s.handle_rtcp(t_next, &bye[..bn], peer_rtcp);
+        assert!(s.remote_report().bye);
+        assert!(
+            s.remote_summary().expect("summary").contains("rtt_ms=80."),
+            "{:?}",
+            s.remote_summary()
+        );
     }
 }

@@ -3,6 +3,10 @@
 //! No free-list to lock: a rotating cursor proposes even ports and the OS decides, because a
 //! bind that fails (in use by an earlier call or another program) simply moves on. Sockets are
 //! released by dropping them.
+//!
+//! RTP is always on an even port so that the odd port above it can carry RTCP (RFC 3550
+//! §11); [`PortRange::bind_pair`] takes both, and only an even port whose odd neighbour is
+//! also free (and inside the range) is used, so SDP needs no `a=rtcp` line.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -61,6 +65,35 @@ impl PortRange {
     }
 }
 
+impl PortRange {
+    /// Bind an even RTP port and the RTCP port above it (both in the range).
+    pub async fn bind_pair(&self, ip: IpAddr) -> Result<(UdpSocket, UdpSocket), PortError> {
+        let even_lo = self.lo + (self.lo % 2);
+        if even_lo >= self.hi {
+            return Err(PortError::Exhausted {
+                lo: self.lo,
+                hi: self.hi,
+            });
+        }
+        // Even ports p with p + 1 <= hi.
+        let slots = ((self.hi - 1 - even_lo) / 2 + 1) as u32;
+        for _ in 0..slots {
+            let n = self.cursor.fetch_add(1, Ordering::Relaxed) % slots;
+            let port = even_lo + (n * 2) as u16;
+            let Ok(rtp) = UdpSocket::bind(SocketAddr::new(ip, port)).await else {
+                continue;
+            };
+            if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+                return Ok((rtp, rtcp));
+            }
+        }
+        Err(PortError::Exhausted {
+            lo: self.lo,
+            hi: self.hi,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +126,27 @@ mod tests {
         if held.len() == 4 {
             assert!(range.bind(ip).await.is_err());
         }
+    }
+
+    #[tokio::test]
+    async fn pairs_are_even_then_odd_and_skip_a_taken_odd_port() {
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        // 41101 taken by someone else: 41100 cannot be used, 41102/41103 can.
+        let Ok(squatter) = UdpSocket::bind(SocketAddr::new(ip, 41101)).await else {
+            return; // the port is busy on this machine: nothing to prove
+        };
+        let range = PortRange::new(41100, 41103);
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            if let Ok((rtp, rtcp)) = range.bind_pair(ip).await {
+                let p = rtp.local_addr().expect("addr").port();
+                assert_eq!(p % 2, 0);
+                assert_eq!(rtcp.local_addr().expect("addr").port(), p + 1);
+                assert_ne!(p, 41100, "its RTCP port is taken");
+                held.push((rtp, rtcp));
+            }
+        }
+        assert!(held.len() <= 1);
+        drop(squatter);
     }
 }

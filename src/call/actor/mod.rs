@@ -145,6 +145,8 @@ pub struct Call {
     disposition_override: Option<&'static str>,
     /// This call's RTP socket, shared with the bridged leg that sends from it.
     rtp_sock: Option<Arc<UdpSocket>>,
+    /// The RTCP socket (RTP port + 1): reports of the media session go out and come in here.
+    rtcp_sock: Option<Arc<UdpSocket>>,
     /// Caller side: waiting in (or connected through) a queue.
     queue: Option<queue::QueueSession>,
     /// Agent-leg side: the caller this leg serves.
@@ -277,6 +279,7 @@ impl Call {
             machine: None,
             disposition_override: None,
             rtp_sock: None,
+            rtcp_sock: None,
             queue: None,
             leg: None,
             relay: None,
@@ -334,8 +337,11 @@ impl Call {
                 }
             }
         }
-        let rtp = match call.ctx.ports.bind(media_ip).await {
-            Ok(s) => Arc::new(s),
+        let rtp = match call.ctx.ports.bind_pair(media_ip).await {
+            Ok((rtp, rtcp)) => {
+                call.rtcp_sock = Some(Arc::new(rtcp));
+                Arc::new(rtp)
+            }
             Err(e) => {
                 warn!(error = %e, "no RTP port");
                 call.refuse(now, 503, "Service Unavailable", "no_rtp_port", "failed");
@@ -362,6 +368,8 @@ impl Call {
         tokio::pin!(sleep);
         let mut rtp_buf = [0u8; 1500];
         let mut send_buf = [0u8; MAX_PACKET];
+        let mut rtcp = self.rtcp_sock.clone();
+        let mut rtcp_buf = [0u8; 1500];
         // One cancellation future for the whole call, not a new one per wake-up: creating
         // and dropping it registers and unregisters a waiter (two lock round trips) on
         // every RTP packet and every 20 ms send tick.
@@ -374,6 +382,8 @@ impl Call {
                 // Release the port as soon as media is over.
                 rtp = None;
                 self.rtp_sock = None;
+                rtcp = None;
+                self.rtcp_sock = None;
                 self.relay = None;
                 self.relay_out = None;
             }
@@ -426,6 +436,13 @@ impl Call {
                             // A dialplan `record` step is fed by the session's decoder.
                             media.handle_datagram(now, &rtp_buf[..n], from);
                         }
+                    }
+                }
+                r = recv_rtp(rtcp.as_deref(), &mut rtcp_buf) => {
+                    // Reports for our media session; a bridged leg reads and drops them
+                    // (the relay does not terminate RTCP: docs/architecture.md "RTCP").
+                    if let (Ok((n, from)), Some(media)) = (r, self.media.as_mut()) {
+                        media.handle_rtcp(Instant::now(), &rtcp_buf[..n], from);
                     }
                 }
                 _ = &mut sleep => {}
@@ -508,6 +525,12 @@ impl Call {
             while let Some((len, dest)) = media.poll_transmit(now, send_buf) {
                 if let Some(sock) = rtp {
                     let _ = sock.try_send_to(&send_buf[..len], dest);
+                }
+            }
+            let mut rtcp_out = [0u8; crate::media::rtcp::MAX_COMPOUND];
+            if let Some((len, dest)) = media.poll_rtcp(now, &mut rtcp_out) {
+                if let Some(sock) = self.rtcp_sock.as_deref() {
+                    let _ = sock.try_send_to(&rtcp_out[..len], dest);
                 }
             }
         }
@@ -965,7 +988,7 @@ impl Call {
                     self.dialog.local_cseq,
                 ));
                 self.pending_2xx = None;
-                self.media = None;
+                self.end_media(now);
                 self.interp = None;
                 self.phase = Phase::Ending;
                 let disposition = self.disposition_override.unwrap_or("answered");
@@ -986,7 +1009,7 @@ impl Call {
 
     /// The peer ended the dialog (BYE).
     fn end_dialog(&mut self, now: Instant, disposition: &str, cause: &str) {
-        self.media = None;
+        self.end_media(now);
         self.interp = None;
         self.pending_2xx = None;
         self.phase = Phase::Done;
@@ -995,6 +1018,25 @@ impl Call {
             self.linger_until = Some(now + TIMEOUT_64T1);
         }
         self.record_end(disposition, cause, Some(200));
+    }
+
+    /// The call is over: the media session's last RTCP report with a BYE (RFC 3550 §6.6),
+    /// and its figures into the call's events (`rtp_stats`, and `rtcp_remote` when the peer
+    /// sent reports; docs/schema.md).
+    fn end_media(&mut self, now: Instant) {
+        let Some(mut media) = self.media.take() else {
+            return;
+        };
+        let mut buf = [0u8; crate::media::rtcp::MAX_COMPOUND];
+        if let (Some((len, dest)), Some(sock)) =
+            (media.rtcp_bye(now, &mut buf), self.rtcp_sock.as_deref())
+        {
+            let _ = sock.try_send_to(&buf[..len], dest);
+        }
+        self.record_event("rtp_stats", media.summary());
+        if let Some(remote) = media.remote_summary() {
+            self.record_event("rtcp_remote", remote);
+        }
     }
 
     // ---- IVR glue ----------------------------------------------------------------------

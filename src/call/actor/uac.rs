@@ -301,8 +301,8 @@ impl Call {
         };
         let local = ctx.local_identity(&flow);
         let media_ip = ctx.config.media_address;
-        let rtp = match ctx.ports.bind(media_ip).await {
-            Ok(s) => Arc::new(s),
+        let (rtp, rtcp_sock) = match ctx.ports.bind_pair(media_ip).await {
+            Ok((rtp, rtcp)) => (Arc::new(rtp), Some(Arc::new(rtcp))),
             Err(e) => {
                 warn!(error = %e, "no RTP port for outbound call");
                 fail_before_dial(&ctx, req, id, "no_rtp_port");
@@ -368,6 +368,7 @@ impl Call {
             machine: req.machine,
             disposition_override: None,
             rtp_sock: Some(rtp.clone()),
+            rtcp_sock,
             queue: None,
             leg: req.leg,
             relay: None,
