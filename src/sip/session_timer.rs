@@ -230,9 +230,12 @@ impl SessionTimer {
         match self.refresher {
             Refresher::Uac => self.expiry_deadline(),
             Refresher::Uas if self.in_flight => self.refreshed_at + self.interval,
+            // A retry (after 491) never goes past the expiry itself.
             Refresher::Uas => self
                 .retry_at
-                .unwrap_or(self.refreshed_at + self.interval / 2),
+                .map_or(self.refreshed_at + self.interval / 2, |r| {
+                    r.min(self.refreshed_at + self.interval)
+                }),
         }
     }
 
@@ -243,7 +246,9 @@ impl SessionTimer {
         }
         match self.refresher {
             Refresher::Uac => Some(Event::Expired),
-            Refresher::Uas if self.in_flight => Some(Event::Expired),
+            Refresher::Uas if self.in_flight || now >= self.refreshed_at + self.interval => {
+                Some(Event::Expired)
+            }
             Refresher::Uas => {
                 self.in_flight = true;
                 self.retry_at = None;
@@ -488,6 +493,16 @@ mod tests {
         assert_eq!(t.interval(), Duration::from_secs(300));
         assert_eq!(t.poll(t1), Some(Event::RefreshDue));
         assert_eq!(t.refresh_headers()[0].1, "300;refresher=uas");
+        // A retry delay that would land past SE: the session expires at SE instead.
+        let mut t = SessionTimer::start(t0, 4, Refresher::Uas);
+        assert_eq!(t.poll(t0 + Duration::from_secs(2)), Some(Event::RefreshDue));
+        t.on_refresh_response(
+            t0 + Duration::from_secs(2),
+            &response(491, ""),
+            Duration::from_secs(3),
+        );
+        assert_eq!(t.deadline(), t0 + Duration::from_secs(4));
+        assert_eq!(t.poll(t0 + Duration::from_secs(4)), Some(Event::Expired));
     }
 
     #[test]
