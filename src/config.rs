@@ -159,6 +159,8 @@ struct RawServer {
     demo_data: Option<bool>,
     max_calls: Option<usize>,
     media_timeout_s: Option<u64>,
+    session_expires_s: Option<u32>,
+    session_min_se_s: Option<u32>,
     default_country_code: Option<String>,
     codecs: Option<Spanned<Vec<String>>>,
     user_agent: Option<String>,
@@ -256,6 +258,11 @@ pub struct Config {
     pub demo_data: bool,
     pub max_calls: usize,
     pub media_timeout_s: u64,
+    /// RFC 4028 session interval we prefer when a caller asks for a session timer.
+    pub session_expires_s: u32,
+    /// Smallest session interval we accept (422 below it); the RFC floor is 90 s, lower
+    /// values are allowed for tests.
+    pub session_min_se_s: u32,
     pub default_country_code: String,
     pub codecs: Vec<Codec>,
     pub user_agent: String,
@@ -634,9 +641,21 @@ impl Config {
             }
         };
         let media_address_explicit = server.media_address.is_some();
+        let session_min_se_s = server.session_min_se_s.unwrap_or(90);
+        let session_expires_s = server.session_expires_s.unwrap_or(1800);
+        if session_min_se_s == 0 || session_expires_s < session_min_se_s {
+            return Err(err(
+                server_at,
+                format!(
+                    "session_min_se_s must be at least 1 and session_expires_s ({session_expires_s}) at least session_min_se_s ({session_min_se_s})"
+                ),
+            ));
+        }
         let guard = security_config(raw.security, &trunks, &err)?;
         Ok(Config {
             guard,
+            session_expires_s,
+            session_min_se_s,
             media_address_explicit,
             trunks,
             realm: server.realm.unwrap_or_else(|| "switchboard".into()),
@@ -729,6 +748,25 @@ mod tests {
             Some("hotline")
         );
         assert_eq!(c.queues, vec!["support".to_string()]);
+    }
+
+    #[test]
+    fn session_timer_keys() {
+        let c = Config::embedded().expect("default config");
+        assert_eq!((c.session_expires_s, c.session_min_se_s), (1800, 90));
+        let c = Config::parse(
+            "t.toml",
+            "[server]\nsession_expires_s = 4\nsession_min_se_s = 1\n",
+        )
+        .expect("low values for tests");
+        assert_eq!((c.session_expires_s, c.session_min_se_s), (4, 1));
+        for bad in [
+            "[server]\nsession_min_se_s = 0\n",
+            "[server]\nsession_expires_s = 60\n",
+        ] {
+            let e = Config::parse("t.toml", bad).expect_err(bad);
+            assert!(e.reason.contains("session_min_se_s"), "{e}");
+        }
     }
 
     #[test]

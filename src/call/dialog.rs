@@ -14,7 +14,7 @@ pub const T2: Duration = Duration::from_secs(4);
 /// 64·T1: how long a transaction may wait for its answer (Timers B, F, H, J).
 pub const TIMEOUT_64T1: Duration = Duration::from_secs(32);
 
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
 
 pub fn new_tag() -> String {
     let n: u64 = rand::thread_rng().gen();

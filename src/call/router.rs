@@ -39,7 +39,7 @@ pub enum RouterControl {
 }
 
 /// SIP extensions we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
-const SUPPORTED: &[&str] = &[];
+const SUPPORTED: &[&str] = &["timer"];
 
 pub struct Router {
     ctx: Arc<CallContext>,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod guard;
 pub mod message;
 pub mod sdp;
+pub mod session_timer;
 pub mod tls;
 pub mod transport;
 pub mod uri;

@@ -36,6 +36,7 @@ use crate::sip::transport::{Inbound, ReplyPath};
 use crate::store::ops::StoreOp;
 use crate::store::{now_ts, tickets};
 
+mod in_dialog;
 mod queue;
 mod uac;
 
@@ -171,6 +172,8 @@ pub struct Call {
     segment_recorder: Option<crate::media::recorder::Recorder>,
     /// Bridges recorded so far (file names of later ones get a suffix).
     bridges_recorded: u32,
+    /// Session timer, our refreshes, re-INVITE/UPDATE bookkeeping (in_dialog.rs).
+    in_dialog: in_dialog::InDialog,
 }
 
 pub async fn run_inbound(
@@ -293,6 +296,7 @@ impl Call {
             pending_join: None,
             segment_recorder: None,
             bridges_recorded: 0,
+            in_dialog: Default::default(),
             local,
             invite,
             ctx,
@@ -317,6 +321,9 @@ impl Call {
             started_at: now_ts(),
         });
         call.send_invite_response(100, "Trying", None);
+        if !call.session_timer_at_invite(now) {
+            return Some((call, None));
+        }
 
         // RFC 3264 offer in the INVITE; without a body we offer in the 200 (late offer).
         if !call.invite.body.is_empty() {
@@ -494,6 +501,9 @@ impl Call {
         if let Some(t) = self.queue_deadline() {
             d = d.min(t);
         }
+        if let Some(t) = self.session_deadline() {
+            d = d.min(t);
+        }
         d
     }
 
@@ -506,6 +516,7 @@ impl Call {
             }
         }
         self.drive_retransmits(now);
+        self.drive_in_dialog(now);
         self.drive_uac(now);
         self.drive_queue(now);
         if !self.held
@@ -624,6 +635,9 @@ impl Call {
             None
         };
         let mut r = response(&self.invite, code, reason, tag, &self.local);
+        for (n, v) in self.invite_final_headers(code) {
+            r.push_header(n, v);
+        }
         if let Some(b) = body {
             r.push_header(HeaderName::ContentType, "application/sdp");
             r.body = Bytes::from(b);
@@ -704,6 +718,7 @@ impl Call {
             cseq,
         ));
         self.phase = Phase::Answered;
+        self.session_timer_answered(now);
         self.ctx.store.submit(StoreOp::CallAnswered {
             id: self.id.clone(),
             at: now_ts(),
@@ -798,8 +813,8 @@ impl Call {
             Method::Invite => {
                 if to_tag.as_deref() != Some(&self.local_tag) {
                     self.reply(&msg, 481, "Call/Transaction Does Not Exist");
-                } else if self.check_cseq(&msg, cseq) {
-                    self.on_reinvite(now, &msg, cseq);
+                } else {
+                    self.on_reinvite_request(now, &msg, &branch);
                 }
             }
             Method::Ack => self.on_ack(now, &msg, &branch),
@@ -838,6 +853,13 @@ impl Call {
                     self.on_refer(now, &msg);
                 }
             }
+            Method::Update => {
+                if to_tag.as_deref() != Some(&self.local_tag) {
+                    self.reply(&msg, 481, "Call/Transaction Does Not Exist");
+                    return;
+                }
+                self.on_update(now, &msg);
+            }
             Method::Options => self.reply(&msg, 200, "OK"),
             _ => self.reply(&msg, 501, "Not Implemented"),
         }
@@ -860,6 +882,9 @@ impl Call {
 
     fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {
         let Ok(cseq) = msg.cseq() else { return };
+        if self.on_in_dialog_response(now, code, msg, &cseq) {
+            return;
+        }
         if matches!(cseq.method, Method::Invite | Method::Cancel) && self.uac.is_some() {
             self.on_uac_response(now, code, msg, &cseq);
             return;
@@ -913,33 +938,25 @@ impl Call {
         }
     }
 
-    fn on_reinvite(&mut self, now: Instant, msg: &Message, cseq: u32) {
-        let current = self.offer;
-        let allowed: Vec<Codec> = current.map_or(self.ctx.config.codecs.clone(), |n| vec![n.codec]);
-        let neg = if msg.body.is_empty() {
-            current.ok_or(sdp::SdpError::NoAudio)
-        } else {
-            SessionDescription::parse(&msg.body).and_then(|sd| sdp::negotiate(&sd, &allowed))
+    /// A re-INVITE we accept (overlap, CSeq and session interval already checked): answer
+    /// its offer (or offer again when it has none) in a 200 resent until ACKed.
+    fn on_reinvite(
+        &mut self,
+        now: Instant,
+        msg: &Message,
+        cseq: u32,
+        extra: Vec<(HeaderName, String)>,
+    ) {
+        let Some(n) = self.apply_offer(now, msg) else {
+            return;
         };
-        let n = match neg {
-            Ok(n) => n,
-            Err(e) => {
-                info!(error = %e, "re-INVITE refused");
-                self.reply(msg, 488, "Not Acceptable Here");
-                return;
-            }
-        };
-        self.offer = Some(n);
-        if let Some(media) = self.media.as_mut() {
-            let we_send = matches!(n.direction, Direction::SendRecv | Direction::SendOnly);
-            let they_send = matches!(n.direction, Direction::SendRecv | Direction::RecvOnly);
-            media.update_remote(n.remote, we_send && !n.remote.ip().is_unspecified());
-            media.set_expect_rx(now, they_send);
-        }
         self.sdp_version += 1;
         let body = self.local_sdp(Some(&n));
         let mut r = response(msg, 200, "OK", Some(&self.local_tag), &self.local);
         r.push_header(HeaderName::Contact, self.local.contact.clone());
+        for (name, v) in extra {
+            r.push_header(name, v);
+        }
         r.push_header(HeaderName::ContentType, "application/sdp");
         r.body = Bytes::from(body);
         let bytes = r.to_bytes();

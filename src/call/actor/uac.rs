@@ -382,6 +382,7 @@ impl Call {
             pending_join: None,
             segment_recorder: None,
             bridges_recorded: 0,
+            in_dialog: Default::default(),
         };
         let dial = PendingDial {
             request_uri,

@@ -1,0 +1,464 @@
+//! In-dialog requests of calls we answer beyond BYE and INFO: re-INVITE and UPDATE (RFC
+//! 3311) offer/answer, RFC 4028 session timers driven from `crate::sip::session_timer`, our
+//! own refreshes (UPDATE, or re-INVITE when the peer does not allow UPDATE) and the RFC 3261
+//! §14 rules for overlapping re-INVITEs (491 when ours is outstanding, 500 + Retry-After
+//! while a received one is not yet ACKed; after a 491 to ours, retry after a random delay).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::Rng;
+use tracing::{info, warn};
+
+use super::{Call, Phase, Retransmit};
+use crate::call::dialog::{response, T2};
+use crate::sip::message::{HeaderName, Message, Method};
+use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
+use crate::sip::session_timer::{self, Answer, Event, Limits, SessionTimer};
+
+/// The in-dialog state of a call (kept in one field so the call constructors stay short).
+#[derive(Debug, Default)]
+pub(super) struct InDialog {
+    /// The running session timer (None: the peer asked for none, or turned it off).
+    timer: Option<SessionTimer>,
+    /// What we answered to the INVITE's Session-Expires; the timer starts with the 200.
+    invite_answer: Option<Answer>,
+    /// The INVITE's Allow listed UPDATE: our refreshes use it (no SDP), else re-INVITE.
+    peer_allows_update: bool,
+    /// Our own in-dialog request (a refresh) waiting for its final answer.
+    out: Option<OutRequest>,
+    /// The ACK to our last re-INVITE's 2xx, resent when the peer retransmits that 2xx.
+    last_ack: Option<(u32, Vec<u8>)>,
+    /// Branch of the last received re-INVITE (a retransmission gets the same 200 again).
+    reinvite_branch: Option<String>,
+    /// The last answer to an UPDATE (CSeq, bytes): a retransmission gets it again.
+    last_update: Option<(u32, Vec<u8>)>,
+}
+
+/// Header fields to add to a response.
+type Extra = Vec<(HeaderName, String)>;
+
+#[derive(Debug)]
+struct OutRequest {
+    method: Method,
+    cseq: u32,
+    /// Our Via: the ACK of a non-2xx final answer belongs to the same transaction.
+    via: String,
+    retransmit: Retransmit,
+}
+
+impl InDialog {
+    /// Our outstanding request of `method` that has no final answer yet.
+    fn outstanding(&self, method: &Method) -> bool {
+        self.out.as_ref().is_some_and(|o| o.method == *method)
+    }
+}
+
+impl Call {
+    fn timer_limits(&self) -> Limits {
+        Limits {
+            session_expires: self.ctx.config.session_expires_s,
+            min_se: self.ctx.config.session_min_se_s,
+        }
+    }
+
+    /// At the INVITE: what to answer to its Session-Expires. False: refused with 422.
+    pub(super) fn session_timer_at_invite(&mut self, now: Instant) -> bool {
+        self.in_dialog.peer_allows_update = session_timer::allows(&self.invite, "UPDATE");
+        let a = session_timer::answer(self.timer_limits(), &self.invite);
+        if let Answer::TooSmall { min_se } = a {
+            info!(min_se, "session interval too small");
+            self.in_dialog.invite_answer = Some(a);
+            self.refuse(
+                now,
+                422,
+                "Session Interval Too Small",
+                "session_interval_too_small",
+                "failed",
+            );
+            return false;
+        }
+        self.in_dialog.invite_answer = Some(a);
+        true
+    }
+
+    /// Extra headers of our final answer to the INVITE (Session-Expires, or Min-SE in 422).
+    pub(super) fn invite_final_headers(&self, code: u16) -> Vec<(HeaderName, String)> {
+        match self.in_dialog.invite_answer {
+            Some(a @ Answer::Timer { .. }) if (200..300).contains(&code) => {
+                let mut h = a.headers();
+                h.push((HeaderName::Supported, "timer".into()));
+                h
+            }
+            Some(a @ Answer::TooSmall { .. }) if code == 422 => a.headers(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The 200 to the INVITE went out: the session timer runs from now.
+    pub(super) fn session_timer_answered(&mut self, now: Instant) {
+        if let Some(Answer::Timer {
+            interval,
+            refresher,
+            ..
+        }) = self.in_dialog.invite_answer
+        {
+            self.in_dialog.timer = Some(SessionTimer::start(now, interval, refresher));
+            self.record_event(
+                "session_timer",
+                format!("{interval};refresher={}", refresher.as_str()),
+            );
+        }
+    }
+
+    pub(super) fn session_deadline(&self) -> Option<Instant> {
+        let t = self
+            .in_dialog
+            .timer
+            .as_ref()
+            .filter(|_| self.phase == Phase::Answered)
+            .map(SessionTimer::deadline);
+        let r = self.in_dialog.out.as_ref().map(|o| o.retransmit.deadline());
+        match (t, r) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Called from `drive`: retransmit our refresh, fire refresh-due and expiry.
+    pub(super) fn drive_in_dialog(&mut self, now: Instant) {
+        if self.phase != Phase::Answered {
+            self.in_dialog.timer = None;
+            self.in_dialog.out = None;
+            return;
+        }
+        if let Some(o) = self.in_dialog.out.as_mut() {
+            if now >= o.retransmit.give_up {
+                warn!(method = %o.method, "no answer to our refresh");
+                self.in_dialog.out = None;
+                if let Some(t) = self.in_dialog.timer.as_mut() {
+                    t.on_refresh_timeout();
+                }
+            } else if let Some(next) = o.retransmit.next {
+                if now >= next {
+                    self.flow.send(o.retransmit.bytes.clone());
+                    // Timer A doubles without a cap for INVITE, Timer E caps at T2.
+                    o.retransmit.interval *= 2;
+                    if o.method != Method::Invite {
+                        o.retransmit.interval = o.retransmit.interval.min(T2);
+                    }
+                    o.retransmit.next = Some(now + o.retransmit.interval);
+                }
+            }
+        }
+        let event = self.in_dialog.timer.as_mut().and_then(|t| t.poll(now));
+        match event {
+            Some(Event::Expired) => {
+                info!("session timer expired without a refresh; hanging up");
+                self.in_dialog.timer = None;
+                self.hangup(now, "session_expired");
+            }
+            Some(Event::RefreshDue) => self.send_refresh(now),
+            None => {}
+        }
+    }
+
+    /// We are the refresher: UPDATE without a body when the peer allows it, else a
+    /// re-INVITE offering our current SDP (unchanged version, RFC 3264 §8).
+    fn send_refresh(&mut self, now: Instant) {
+        if self.pending_2xx.is_some() || self.in_dialog.out.is_some() {
+            // An offer/answer of the peer is not finished: refreshing now would overlap.
+            if let Some(t) = self.in_dialog.timer.as_mut() {
+                t.postpone(now + Duration::from_secs(1));
+            }
+            return;
+        }
+        let Some(timer) = self.in_dialog.timer.as_ref() else {
+            return;
+        };
+        let headers = timer.refresh_headers();
+        let method = if self.in_dialog.peer_allows_update {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let (mut req, _branch) = self.dialog.request(method.clone(), &self.local);
+        req.push_header(HeaderName::Contact, self.local.contact.clone());
+        for (n, v) in headers {
+            req.push_header(n, v);
+        }
+        if method == Method::Invite {
+            let offer = self.offer;
+            let body = self.local_sdp(offer.as_ref());
+            req.push_header(HeaderName::ContentType, "application/sdp");
+            req.body = Bytes::from(body);
+        }
+        let via = req.header(&HeaderName::Via).unwrap_or_default().to_string();
+        let bytes = req.to_bytes();
+        self.flow.send(bytes.clone());
+        info!(%method, "session refresh sent");
+        self.in_dialog.out = Some(OutRequest {
+            via,
+            method,
+            cseq: self.dialog.local_cseq,
+            retransmit: Retransmit::new(
+                bytes,
+                now,
+                self.flow.kind().unreliable(),
+                self.dialog.local_cseq,
+            ),
+        });
+    }
+
+    /// A response to a request of ours in this dialog other than BYE. True when it was one.
+    pub(super) fn on_in_dialog_response(
+        &mut self,
+        now: Instant,
+        code: u16,
+        msg: &Message,
+        cseq: &crate::sip::message::CSeq,
+    ) -> bool {
+        if cseq.method == Method::Invite
+            && (200..300).contains(&code)
+            && self.in_dialog.out.is_none()
+        {
+            // A retransmitted 2xx to our re-INVITE: its ACK got lost.
+            if let Some((seq, ack)) = &self.in_dialog.last_ack {
+                if *seq == cseq.seq {
+                    self.flow.send(ack.clone());
+                    return true;
+                }
+            }
+        }
+        let ours = self
+            .in_dialog
+            .out
+            .as_ref()
+            .is_some_and(|o| o.cseq == cseq.seq && o.method == cseq.method);
+        if !ours {
+            return false;
+        }
+        if code < 200 {
+            // Provisional: the peer has it, stop resending (Timer A/E), keep the deadline.
+            if let Some(o) = self.in_dialog.out.as_mut() {
+                o.retransmit.next = None;
+            }
+            return true;
+        }
+        let Some(out) = self.in_dialog.out.take() else {
+            return true;
+        };
+        if cseq.method == Method::Invite {
+            // RFC 3261 §13.2.2.4: every 2xx gets an ACK of its own (new branch); a non-2xx
+            // is ACKed inside the INVITE transaction (same branch, §17.1.1.3). Both carry
+            // the INVITE's CSeq number.
+            let (mut ack, _branch) = self.dialog.request(Method::Ack, &self.local);
+            self.dialog.local_cseq -= 1;
+            ack.set_header(HeaderName::CSeq, format!("{} ACK", cseq.seq));
+            if !(200..300).contains(&code) {
+                ack.set_header(HeaderName::Via, out.via);
+            }
+            let bytes = ack.to_bytes();
+            self.flow.send(bytes.clone());
+            if (200..300).contains(&code) {
+                self.in_dialog.last_ack = Some((cseq.seq, bytes));
+            }
+        }
+        match code {
+            408 | 481 => {
+                // RFC 3261 §12.2.1.2: the dialog is gone at the far end.
+                info!(code, "refresh refused: the dialog is gone");
+                self.hangup(now, "refresh_failed");
+                return true;
+            }
+            491 => info!("our refresh met the peer's: retrying after a random delay"),
+            _ => {}
+        }
+        // We do not own the Call-ID of a call we answered: 0..2 s (RFC 3261 §14.1).
+        let retry = Duration::from_millis(rand::thread_rng().gen_range(0..2000));
+        if let Some(t) = self.in_dialog.timer.as_mut() {
+            t.on_refresh_response(now, msg, retry);
+        }
+        true
+    }
+
+    /// Timer answer to a refresh request; `Err` carries the 422's headers.
+    fn refresh_answer(&mut self, now: Instant, msg: &Message) -> Result<Extra, Extra> {
+        let a = session_timer::answer(self.timer_limits(), msg);
+        match a {
+            Answer::TooSmall { .. } => Err(a.headers()),
+            Answer::NoTimer => {
+                // RFC 4028 §7.4: a refresh without Session-Expires turns the timer off.
+                self.in_dialog.timer = None;
+                Ok(Vec::new())
+            }
+            Answer::Timer {
+                interval,
+                refresher,
+                ..
+            } => {
+                let restarted = self
+                    .in_dialog
+                    .timer
+                    .as_mut()
+                    .is_some_and(|t| t.on_peer_refresh(now, &a));
+                if !restarted {
+                    self.in_dialog.timer = Some(SessionTimer::start(now, interval, refresher));
+                }
+                let mut h = a.headers();
+                h.push((HeaderName::Supported, "timer".into()));
+                Ok(h)
+            }
+        }
+    }
+
+    fn reply_with(&self, msg: &Message, code: u16, reason: &str, extra: &[(HeaderName, String)]) {
+        let mut r = response(msg, code, reason, Some(&self.local_tag), &self.local);
+        for (n, v) in extra {
+            r.push_header(n.clone(), v.clone());
+        }
+        self.flow.send(r.to_bytes());
+    }
+
+    /// 500 with Retry-After 0..10 s (RFC 3261 §14.2), for requests that would overlap an
+    /// offer/answer in progress.
+    fn reply_retry_later(&self, msg: &Message) {
+        let secs: u32 = rand::thread_rng().gen_range(0..=10);
+        self.reply_with(
+            msg,
+            500,
+            "Server Internal Error",
+            &[(HeaderName::Other("Retry-After".into()), secs.to_string())],
+        );
+    }
+
+    /// A re-INVITE (To tag ours, CSeq not lower than the last). Returns after answering.
+    pub(super) fn on_reinvite_request(&mut self, now: Instant, msg: &Message, branch: &str) {
+        let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+        if let Some(p) = self.pending_2xx.as_ref() {
+            if p.cseq == cseq && self.in_dialog.reinvite_branch.as_deref() == Some(branch) {
+                // Retransmission of the re-INVITE we answered: the same 200 again.
+                self.flow.send(p.bytes.clone());
+                return;
+            }
+        }
+        if !self.check_cseq(msg, cseq) {
+            return;
+        }
+        if self.in_dialog.outstanding(&Method::Invite) {
+            info!("re-INVITE while ours is outstanding: 491");
+            self.reply(msg, 491, "Request Pending");
+            return;
+        }
+        if self.pending_2xx.is_some() {
+            info!("re-INVITE before the previous INVITE's ACK: 500 with Retry-After");
+            self.reply_retry_later(msg);
+            return;
+        }
+        let timer_headers = match self.refresh_answer(now, msg) {
+            Ok(h) => h,
+            Err(h) => {
+                self.reply_with(msg, 422, "Session Interval Too Small", &h);
+                return;
+            }
+        };
+        self.in_dialog.reinvite_branch = Some(branch.to_string());
+        self.on_reinvite(now, msg, cseq, timer_headers);
+    }
+
+    /// UPDATE (RFC 3311): a session refresh, with or without a new offer.
+    pub(super) fn on_update(&mut self, now: Instant, msg: &Message) {
+        let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+        if let Some((seq, bytes)) = &self.in_dialog.last_update {
+            if *seq == cseq {
+                self.flow.send(bytes.clone());
+                return;
+            }
+        }
+        if !self.check_cseq(msg, cseq) {
+            return;
+        }
+        let has_offer = !msg.body.is_empty();
+        if self.in_dialog.outstanding(&Method::Update)
+            || (has_offer && self.in_dialog.outstanding(&Method::Invite))
+        {
+            info!("UPDATE while our request is outstanding: 491");
+            self.reply(msg, 491, "Request Pending");
+            return;
+        }
+        if has_offer && self.pending_2xx.is_some() && self.offer.is_none() {
+            // Our offer (late-offer 200) awaits its answer in the ACK (RFC 3311 §5.2).
+            self.reply_retry_later(msg);
+            return;
+        }
+        let mut extra = match self.refresh_answer(now, msg) {
+            Ok(h) => h,
+            Err(h) => {
+                self.reply_with(msg, 422, "Session Interval Too Small", &h);
+                return;
+            }
+        };
+        let mut body = None;
+        if has_offer {
+            let Some(n) = self.apply_offer(now, msg) else {
+                return;
+            };
+            self.sdp_version += 1;
+            body = Some(self.local_sdp(Some(&n)));
+            extra.push((HeaderName::ContentType, "application/sdp".into()));
+            if self.relay.is_some() || self.held {
+                self.bridged_reinvite(now, &n);
+            }
+        }
+        let mut r = response(msg, 200, "OK", Some(&self.local_tag), &self.local);
+        r.push_header(HeaderName::Contact, self.local.contact.clone());
+        for (n, v) in extra {
+            r.push_header(n, v);
+        }
+        if let Some(b) = body {
+            r.body = Bytes::from(b);
+        }
+        let bytes = r.to_bytes();
+        self.flow.send(bytes.clone());
+        self.in_dialog.last_update = Some((cseq, bytes));
+        self.record_event("update", if has_offer { "offer" } else { "refresh" }.into());
+    }
+
+    /// Negotiate the offer in a re-INVITE or UPDATE and apply it to the media (488 when
+    /// unusable). An empty body keeps the current session (we offer it again).
+    pub(super) fn apply_offer(&mut self, now: Instant, msg: &Message) -> Option<Negotiated> {
+        let current = self.offer;
+        // Mid-call the codec stays: only the one in use is acceptable.
+        let allowed: Vec<crate::media::codec::Codec> =
+            current.map_or(self.ctx.config.codecs.clone(), |n| vec![n.codec]);
+        let neg = if msg.body.is_empty() {
+            current.ok_or(sdp::SdpError::NoAudio)
+        } else {
+            SessionDescription::parse(&msg.body).and_then(|sd| sdp::negotiate(&sd, &allowed))
+        };
+        let n = match neg {
+            Ok(n) => n,
+            Err(e) => {
+                info!(error = %e, "offer in dialog refused");
+                self.reply(msg, 488, "Not Acceptable Here");
+                return None;
+            }
+        };
+        let was_held = current.is_some_and(|c| c.is_on_hold());
+        self.offer = Some(n);
+        if let Some(media) = self.media.as_mut() {
+            let we_send = matches!(n.direction, Direction::SendRecv | Direction::SendOnly);
+            let they_send = matches!(n.direction, Direction::SendRecv | Direction::RecvOnly);
+            media.update_remote(n.remote, we_send && !n.remote.ip().is_unspecified());
+            media.set_expect_rx(now, they_send);
+        }
+        // The caller's hold (our answer recvonly/inactive) and its end, for the record.
+        let dir_changed = current.is_some_and(|c| c.direction != n.direction);
+        if n.is_on_hold() && (dir_changed || !was_held) {
+            self.record_event("hold", format!("caller:{}", n.direction.as_attr()));
+        } else if was_held && !n.is_on_hold() {
+            self.record_event("unhold", format!("caller:{}", n.direction.as_attr()));
+        }
+        Some(n)
+    }
+}

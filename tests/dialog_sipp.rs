@@ -1,0 +1,589 @@
+//! Dialog-level SIP end to end against the real `switchboard` binary (issue 3, dialog
+//! part): RFC 4028 session timers (the caller refreshing by UPDATE and then falling silent,
+//! 422 below our minimum, the server refreshing by re-INVITE and retrying after a 491),
+//! overlapping re-INVITEs (500 + Retry-After, 491), hold/unhold by re-INVITE with the
+//! server's RTP captured, INFO DTMF driving the hotline, a CANCEL crossing the 200, and a
+//! whole call under SIPp's `-lost 10`. SIPp scenarios are in `sip-test/`; the results are
+//! checked through the database as another program would see them.
+//!
+//! Needs SIPp (`$SWITCHBOARD_SIPP` or `sipp` on PATH); the loss test also needs root
+//! (SIPp's pcap play). Run: `cargo test --test dialog_sipp -- --test-threads=1`.
+
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use support::{
+    free_port, repo_root, sdp_offer, sipp_media_port, DbRow, Scenario, Server, SippProcess,
+    SippRun, TestDb,
+};
+use tempfile::TempDir;
+
+const DB_WAIT: Duration = Duration::from_secs(5);
+
+/// The smallest session interval the timer tests configure (RFC 4028's floor is 90 s; the
+/// server allows less so that a test can watch a session expire in seconds).
+const MIN_SE: u32 = 2;
+
+/// A server on a copy of `config/default.toml` with `edits` applied: each `(prefix, line)`
+/// replaces the first line starting with `prefix` (the spool always moves to a temp dir).
+fn server_with(edits: &[(&str, &str)]) -> (Server, TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("switchboard-dialog-")
+        .tempdir()
+        .expect("temp dir");
+    let mut text = std::fs::read_to_string(repo_root().join("config/default.toml"))
+        .expect("read config/default.toml");
+    let spool = format!(
+        "spool_dir = {:?}",
+        dir.path().join("spool").display().to_string()
+    );
+    let mut all: Vec<(&str, &str)> = vec![("spool_dir", spool.as_str())];
+    all.extend_from_slice(edits);
+    for (prefix, line) in all {
+        let start = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("config/default.toml has no line starting with {prefix}"));
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines[start] = line.to_string();
+        text = lines.join("\n") + "\n";
+    }
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).expect("write config");
+    let cfg = path.display().to_string();
+    (Server::start(&["--config", &cfg]), dir)
+}
+
+fn timer_server() -> (Server, TempDir) {
+    let min = format!("session_min_se_s = {MIN_SE}");
+    server_with(&[("session_min_se_s", &min)])
+}
+
+/// Run a `sip-test/` scenario (after `@TOKEN@` replacements) once against `server`.
+fn run_scenario(
+    server: &Server,
+    template: &str,
+    replace: &[(&str, &str)],
+    args: &[&str],
+    budget: Duration,
+) -> SippRun {
+    spawn_scenario(server, template, replace, args, budget).wait()
+}
+
+fn spawn_scenario(
+    server: &Server,
+    template: &str,
+    replace: &[(&str, &str)],
+    args: &[&str],
+    budget: Duration,
+) -> SippProcess {
+    let dir: PathBuf = server
+        .dir
+        .path()
+        .join(format!("sipp-{}", support::unique("s")));
+    std::fs::create_dir_all(&dir).expect("sipp dir");
+    let mut text =
+        std::fs::read_to_string(repo_root().join("sip-test").join(template)).expect("scenario");
+    for (k, v) in replace {
+        text = text.replace(k, v);
+    }
+    let file = dir.join(template);
+    std::fs::write(&file, text).expect("write scenario");
+    let port = free_port().to_string();
+    let media = sipp_media_port().to_string();
+    let timeout = format!("{}s", budget.as_secs());
+    let errors = dir.join("errors.log").display().to_string();
+    let messages = dir.join("messages.log").display().to_string();
+    let mut all: Vec<&str> = vec![
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-mp",
+        &media,
+        "-m",
+        "1",
+        "-l",
+        "1",
+        "-nostdin",
+        "-timeout",
+        &timeout,
+        "-timeout_error",
+        "-trace_err",
+        "-error_file",
+        &errors,
+        "-trace_msg",
+        "-message_file",
+        &messages,
+        "-s",
+        "hotline",
+    ];
+    all.extend_from_slice(args);
+    SippProcess::spawn_file(&file, server.sip_addr, &dir, &all, budget)
+}
+
+/// The one ended call record of `caller`.
+fn ended_call(server: &Server, caller: &str) -> DbRow {
+    server.wait_db(DB_WAIT, &format!("an ended call from {caller}"), |db| {
+        db.rows(&format!(
+            "SELECT *, (julianday(ended_at) - julianday(answered_at)) * 86400.0 AS talk_s \
+             FROM call_records WHERE caller = '{caller}' AND ended_at IS NOT NULL"
+        ))
+        .pop()
+    })
+}
+
+fn events(db: &TestDb, call: &DbRow) -> Vec<(String, String)> {
+    let id = call["id"].as_str().expect("call id");
+    db.rows(&format!(
+        "SELECT kind, detail FROM call_events WHERE call_id = '{id}' ORDER BY seq"
+    ))
+    .into_iter()
+    .map(|r| {
+        (
+            r["kind"].as_str().unwrap_or("").to_string(),
+            r["detail"].as_str().unwrap_or("").to_string(),
+        )
+    })
+    .collect()
+}
+
+fn has(ev: &[(String, String)], kind: &str, detail: &str) -> bool {
+    ev.iter().any(|(k, d)| k == kind && d == detail)
+}
+
+fn caller(n: &str) -> [&str; 3] {
+    ["-set", "caller", n]
+}
+
+/// Session timer, the caller refreshing: 200 with Session-Expires + Require (SIPp checks),
+/// one UPDATE refresh answered with Session-Expires, then silence: the server sends BYE
+/// SE − SE/3 after the refresh and records `session_expired`.
+#[test]
+fn session_timer_refreshed_by_update_then_expires_with_bye() {
+    let (server, _cfg) = timer_server();
+    run_scenario(
+        &server,
+        "uac_session_timer.xml",
+        &[],
+        &caller("+15552000001"),
+        Duration::from_secs(20),
+    )
+    .assert_ok(&server);
+    let call = ended_call(&server, "+15552000001");
+    assert_eq!(call["hangup_cause"], "session_expired", "{call:#?}");
+    assert_eq!(call["disposition"], "answered", "{call:#?}");
+    // UPDATE at 0.5 s restarts the 2 s interval: BYE at 0.5 + 2 − 2/3 ≈ 1.83 s after the
+    // answer (without the restart it would come at 1.33 s).
+    let talk = call["talk_s"].as_f64().expect("talk_s");
+    assert!(
+        (1.6..3.5).contains(&talk),
+        "BYE {talk:.2} s after the answer"
+    );
+    let ev = events(&server.db(), &call);
+    assert!(has(&ev, "session_timer", "2;refresher=uac"), "{ev:#?}");
+    assert!(has(&ev, "update", "refresh"), "{ev:#?}");
+}
+
+/// Below `session_min_se_s`: 422 with Min-SE (SIPp checks the value), recorded as failed.
+#[test]
+fn session_interval_too_small_gets_422_with_min_se() {
+    let (server, _cfg) = timer_server();
+    let min = MIN_SE.to_string();
+    run_scenario(
+        &server,
+        "uac_session_too_small.xml",
+        &[("@MIN_SE@", &min)],
+        &caller("+15552000002"),
+        Duration::from_secs(10),
+    )
+    .assert_ok(&server);
+    let call = server.wait_db(DB_WAIT, "the refused call", |db| {
+        db.rows("SELECT * FROM call_records WHERE caller = '+15552000002' AND ended_at IS NOT NULL")
+            .pop()
+    });
+    assert_eq!(call["sip_status"], 422, "{call:#?}");
+    assert_eq!(call["hangup_cause"], "session_interval_too_small");
+    assert!(call["answered_at"].is_null(), "{call:#?}");
+}
+
+/// A re-INVITE before the ACK of the INVITE's 200 gets 500 with Retry-After 0..10 (SIPp
+/// checks); once ACKed, a re-INVITE is answered 200 and the call ends normally.
+#[test]
+fn reinvite_before_ack_gets_500_with_retry_after() {
+    let server = Server::start(&[]);
+    run_scenario(
+        &server,
+        "uac_reinvite_overlap.xml",
+        &[],
+        &caller("+15552000003"),
+        Duration::from_secs(15),
+    )
+    .assert_ok(&server);
+    let call = ended_call(&server, "+15552000003");
+    assert_eq!(call["hangup_cause"], "caller_hangup", "{call:#?}");
+    let ev = events(&server.db(), &call);
+    let reinvites = ev.iter().filter(|(k, _)| k == "reinvite").count();
+    assert_eq!(
+        reinvites, 1,
+        "only the second re-INVITE was accepted: {ev:#?}"
+    );
+}
+
+/// Hold and resume: sendonly → our answer recvonly, inactive → inactive, sendrecv →
+/// sendrecv (SIPp checks each answer); the server's RTP, captured at the SDP's port, stops
+/// while held and resumes after; the record has the hold and unhold events.
+#[test]
+fn reinvite_hold_inactive_resume() {
+    let server = Server::start(&[]);
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
+    rtp.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let rtp_port = rtp.local_addr().expect("addr").port().to_string();
+    let sipp = spawn_scenario(
+        &server,
+        "uac_reinvite_hold.xml",
+        &[],
+        &[
+            "-set",
+            "caller",
+            "+15552000004",
+            "-set",
+            "rtp_port",
+            &rtp_port,
+        ],
+        Duration::from_secs(25),
+    );
+    // Arrival times of the server's RTP over the whole scenario (~7 s).
+    let start = Instant::now();
+    let mut arrivals = Vec::new();
+    let mut buf = [0u8; 1500];
+    while start.elapsed() < Duration::from_secs(9) {
+        if let Ok((n, _)) = rtp.recv_from(&mut buf) {
+            if n > 12 {
+                arrivals.push(start.elapsed());
+            }
+        }
+    }
+    sipp.wait().assert_ok(&server);
+    assert!(arrivals.len() > 100, "{} RTP packets", arrivals.len());
+    let (gap_at, gap) = arrivals
+        .windows(2)
+        .map(|w| (w[0], w[1] - w[0]))
+        .max_by_key(|(_, g)| *g)
+        .expect("packets");
+    // Held for 3 s (1.5 s sendonly + 1.5 s inactive): no RTP from us meanwhile.
+    assert!(
+        gap >= Duration::from_millis(2500),
+        "largest RTP gap {gap:?} at {gap_at:?}: the server kept sending while held"
+    );
+    let after = arrivals.iter().filter(|t| **t > gap_at + gap).count();
+    assert!(after >= 40, "audio resumed after unhold: {after} packets");
+    let call = ended_call(&server, "+15552000004");
+    let ev = events(&server.db(), &call);
+    assert!(has(&ev, "hold", "caller:recvonly"), "{ev:#?}");
+    assert!(has(&ev, "hold", "caller:inactive"), "{ev:#?}");
+    assert!(has(&ev, "unhold", "caller:sendrecv"), "{ev:#?}");
+    assert_eq!(call["hangup_cause"], "caller_hangup", "{call:#?}");
+}
+
+/// The delayed-order refund flow (2, then 2) keyed by INFO — `application/dtmf-relay` for
+/// the first digit, `application/dtmf` for the second — resolves the ticket as RFC 4733
+/// digits do (tests/hotline_sipp.rs).
+#[test]
+fn info_dtmf_drives_the_hotline_to_a_refund() {
+    let server = Server::start(&[]);
+    run_scenario(
+        &server,
+        "uac_info_dtmf.xml",
+        &[],
+        &[
+            "-set",
+            "caller",
+            "+15551230001",
+            "-set",
+            "d1",
+            "2",
+            "-set",
+            "d2",
+            "2",
+        ],
+        Duration::from_secs(40),
+    )
+    .assert_ok(&server);
+    let call = ended_call(&server, "+15551230001");
+    let db = server.db();
+    let ev = events(&db, &call);
+    let digits: Vec<&str> = ev
+        .iter()
+        .filter(|(k, _)| k == "dtmf")
+        .map(|(_, d)| d.as_str())
+        .collect();
+    assert_eq!(digits, ["2", "2"], "{ev:#?}");
+    assert!(has(&ev, "menu", "main_menu=2"), "{ev:#?}");
+    assert!(has(&ev, "menu", "delayed_menu=2"), "{ev:#?}");
+    let outcome = db.row("SELECT choice, call_id FROM call_outcomes");
+    assert_eq!(outcome["choice"], "refund");
+    assert_eq!(outcome["call_id"], call["id"]);
+    let t = db.row("SELECT resolution FROM tickets WHERE order_id = '1001'");
+    assert_eq!(t["resolution"], "refund");
+}
+
+/// A CANCEL right behind the INVITE to a route that answers at once crosses the 200: the
+/// call ends cleanly with exactly one record, either cancelled (487) or answered and hung
+/// up by the caller.
+#[test]
+fn cancel_crossing_the_200_ends_with_one_clean_record() {
+    let (server, _cfg) = server_with(&[("ring_ms = 1000", "ring_ms = 0")]);
+    run_scenario(
+        &server,
+        "uac_cancel_race.xml",
+        &[],
+        &caller("+15552000005"),
+        Duration::from_secs(15),
+    )
+    .assert_ok(&server);
+    let call = ended_call(&server, "+15552000005");
+    let records = server
+        .db()
+        .count("call_records WHERE caller = '+15552000005'");
+    assert_eq!(records, 1);
+    let cancelled = call["disposition"] == "cancelled" && call["sip_status"] == 487;
+    let answered = call["disposition"] == "answered"
+        && call["hangup_cause"] == "caller_hangup"
+        && call["answered_at"].is_string();
+    assert!(cancelled || answered, "{call:#?}");
+    // Nothing left over: no active call once it ended.
+    let status = server.wait_db(DB_WAIT, "no active calls", |_| {
+        let body = http_get(server.http_addr, "/api/status")?;
+        body.contains("\"active_calls\":0").then_some(body)
+    });
+    assert!(status.contains("active_calls"), "{status}");
+}
+
+/// A whole hotline call (refund by RFC 4733 digits) with SIPp losing 10 % of the SIP
+/// messages it sends and receives: retransmissions on both sides carry it through; the
+/// record is complete and SIPp exits 0. Repeated 3 times for different loss patterns.
+#[test]
+fn call_completes_under_ten_percent_sip_loss() {
+    for round in 0..3 {
+        let server = Server::start(&[]);
+        let scenario = Scenario::call_with_digits(&[(1500, '2'), (9000, '2')], 1000, 20_000);
+        let run = server.run_sipp(
+            &scenario,
+            &["-lost", "10", "-set", "caller", "+15551230001"],
+        );
+        run.assert_ok(&server);
+        let call = ended_call(&server, "+15551230001");
+        assert_eq!(call["disposition"], "answered", "round {round}: {call:#?}");
+        assert_eq!(call["sip_status"], 200, "round {round}: {call:#?}");
+        assert!(call["answered_at"].is_string(), "round {round}: {call:#?}");
+        let db = server.db();
+        let outcome = db.row("SELECT choice FROM call_outcomes");
+        assert_eq!(outcome["choice"], "refund", "round {round}");
+        let ev = events(&db, &call);
+        let digits = ev.iter().filter(|(k, _)| k == "dtmf").count();
+        assert_eq!(digits, 2, "round {round}: {ev:#?}");
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+// ---- the server as refresher, raw SIP ---------------------------------------------------
+
+/// One UDP peer speaking raw SIP (requests and responses both arrive here).
+struct Peer {
+    sock: UdpSocket,
+    local: SocketAddr,
+    server: SocketAddr,
+}
+
+impl Peer {
+    fn new(server: SocketAddr) -> Peer {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let local = sock.local_addr().expect("addr");
+        Peer {
+            sock,
+            local,
+            server,
+        }
+    }
+
+    fn send(&self, text: &str) {
+        self.sock
+            .send_to(text.as_bytes(), self.server)
+            .expect("send");
+    }
+
+    /// The next message whose first line starts with `start` (others are skipped).
+    #[track_caller]
+    fn expect(&self, start: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                panic!("no '{start}' within {timeout:?}");
+            };
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("timeout");
+            if let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if text.starts_with(start) {
+                    return text;
+                }
+            }
+        }
+    }
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    let head = msg.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .skip(1)
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
+
+/// Our answer to a request of the server: its Via, From, To, Call-ID and CSeq copied.
+fn answer(req: &str, code: u16, reason: &str, peer: &Peer, body: &str) -> String {
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".into()
+    };
+    format!(
+        "SIP/2.0 {code} {reason}\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+         Contact: <sip:peer@{}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        header(req, "Via"),
+        header(req, "From"),
+        header(req, "To"),
+        header(req, "Call-ID"),
+        header(req, "CSeq"),
+        peer.local,
+        body.len()
+    )
+}
+
+/// The caller asks the server to refresh (refresher=uas) and does not allow UPDATE: the
+/// server sends re-INVITEs at SE/2 carrying Session-Expires and our SDP. A 491 to one is
+/// ACKed and retried within 0..2 s (RFC 3261 §14.1); our own re-INVITE sent while the
+/// server's is outstanding gets 491; answering the refresh keeps the call up past SE.
+#[test]
+fn server_refreshes_by_reinvite_and_retries_after_491() {
+    let (server, _cfg) = timer_server();
+    let peer = Peer::new(server.sip_addr);
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+    let sdp = sdp_offer(
+        rtp.local_addr().expect("addr").port(),
+        "0 101",
+        &["0 PCMU/8000", "101 telephone-event/8000"],
+    );
+    let call_id = support::unique("refresh-");
+    let from = format!("<sip:+15552000006@{}>;tag=peer1", peer.local);
+    let invite = format!(
+        "INVITE sip:hotline@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKinv1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: {from}\r\nTo: <sip:hotline@{srv}>\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:+15552000006@{me}>\r\nAllow: INVITE, ACK, BYE, CANCEL\r\n\
+         Supported: timer\r\nSession-Expires: 6;refresher=uas\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {len}\r\n\r\n{sdp}",
+        srv = server.sip_addr,
+        me = peer.local,
+        len = sdp.len()
+    );
+    peer.send(&invite);
+    let ok = peer.expect("SIP/2.0 200", Duration::from_secs(5));
+    assert_eq!(header(&ok, "Session-Expires"), "6;refresher=uas", "{ok}");
+    assert_eq!(header(&ok, "Require"), "timer", "{ok}");
+    let to = header(&ok, "To").to_string();
+    let in_dialog = |method: &str, cseq: u32, branch: &str, body: &str| {
+        let ct = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".into()
+        };
+        format!(
+            "{method} sip:hotline@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\nContact: <sip:+15552000006@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len(),
+            srv = server.sip_addr,
+            me = peer.local,
+        )
+    };
+    peer.send(&in_dialog("ACK", 1, "z9hG4bKack1", ""));
+    let answered = Instant::now();
+
+    // First refresh at SE/2 = 3 s: a re-INVITE with our SDP, Session-Expires refresher=uas.
+    // (SE 6 s: the 0..2 s retry after a 491 still lands before the session expires.)
+    let r1 = peer.expect("INVITE ", Duration::from_secs(5));
+    let t1 = answered.elapsed();
+    assert!(
+        (Duration::from_millis(2800)..Duration::from_millis(4000)).contains(&t1),
+        "refresh at {t1:?}, SE/2 = 3 s"
+    );
+    assert_eq!(header(&r1, "Session-Expires"), "6;refresher=uas", "{r1}");
+    assert!(r1.contains("m=audio"), "the re-INVITE offers our SDP: {r1}");
+    peer.send(&answer(&r1, 491, "Request Pending", &peer, ""));
+    let ack = peer.expect("ACK ", Duration::from_secs(2));
+    assert_eq!(
+        header(&ack, "CSeq").split_whitespace().next(),
+        header(&r1, "CSeq").split_whitespace().next(),
+        "the ACK of the 491 has the re-INVITE's CSeq number"
+    );
+    // The retry: a new re-INVITE (higher CSeq) within 0..2 s (plus scheduling slack).
+    let sent_491 = Instant::now();
+    let r2 = loop {
+        let m = peer.expect("INVITE ", Duration::from_secs(3));
+        if header(&m, "CSeq") != header(&r1, "CSeq") {
+            break m;
+        }
+    };
+    assert!(
+        sent_491.elapsed() < Duration::from_millis(2600),
+        "retry after {:?}",
+        sent_491.elapsed()
+    );
+    // Glare: our own re-INVITE while the server's is outstanding gets 491.
+    let ours = in_dialog("INVITE", 2, "z9hG4bKre2", &sdp);
+    peer.send(&ours);
+    let r491 = peer.expect("SIP/2.0 491", Duration::from_secs(2));
+    assert!(header(&r491, "CSeq").starts_with("2 INVITE"), "{r491}");
+    peer.send(&in_dialog("ACK", 2, "z9hG4bKre2", ""));
+    // Now answer the server's refresh: it ACKs, the session is refreshed.
+    peer.send(&answer(&r2, 200, "OK", &peer, &sdp));
+    let ack2 = peer.expect("ACK ", Duration::from_secs(2));
+    assert_eq!(
+        header(&ack2, "CSeq").split_whitespace().next(),
+        header(&r2, "CSeq").split_whitespace().next(),
+    );
+    // The next refresh comes SE/2 later: answer it at once; the call stays up past SE.
+    let r3 = peer.expect("INVITE ", Duration::from_secs(5));
+    peer.send(&answer(&r3, 200, "OK", &peer, &sdp));
+    peer.expect("ACK ", Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(300));
+    peer.send(&in_dialog("BYE", 3, "z9hG4bKbye3", ""));
+    peer.expect("SIP/2.0 200", Duration::from_secs(2));
+    let call = ended_call(&server, "+15552000006");
+    assert_eq!(call["hangup_cause"], "caller_hangup", "{call:#?}");
+    let talk = call["talk_s"].as_f64().expect("talk_s");
+    assert!(talk > 6.0, "the refreshed session outlived SE: {talk:.2} s");
+}
