@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod message;
+pub mod registration;
 pub mod sdp;
 pub mod tls;
 pub mod transport;
