@@ -478,7 +478,14 @@ impl Call {
         let Some(u) = self.uac.as_ref() else {
             return false;
         };
-        if self.leg.is_some() || u.cancel_cause.is_some() || u.answered {
+        // A CANCEL we sent, or one pending for any reason but the ring timeout, ends the
+        // call; a ring timeout on a trunk that never even said 100 Trying (Timer B runs
+        // longer than most ring timeouts) is no reason not to try the next trunk.
+        let withdrawn = u.cancel.is_some()
+            || u.cancel_cause
+                .as_deref()
+                .is_some_and(|c| c != "ring_timeout" || u.provisional);
+        if self.leg.is_some() || withdrawn || u.answered {
             return false;
         }
         let ctx = self.ctx.clone();
@@ -577,6 +584,8 @@ impl Call {
             u.slot = slot;
             u.final_received = false;
             u.ringing_seen = false;
+            u.cancel_pending = false;
+            u.cancel_cause = None;
         }
     }
 
