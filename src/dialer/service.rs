@@ -359,6 +359,13 @@ async fn run_campaign(
                         break;
                     }
                 };
+                // Held from before the database round trips below: another campaign on
+                // the same trunk checking meanwhile sees the channel taken. A contact that
+                // is then not dialed gives it back (the rate token stays spent).
+                let Some(slot) = ctx.trunk_gates.try_take(&via.name, now) else {
+                    next_wake = next_wake.min(now + Duration::from_millis(20));
+                    break;
+                };
                 if queue.is_empty() {
                     queue.extend(campaigns::due(db, id, &fmt_ts(Utc::now()), FETCH).await?);
                     if queue.is_empty() {
@@ -369,7 +376,7 @@ async fn run_campaign(
                     break;
                 };
                 dial(
-                    &shared, &st, &via, &campaign, contact, &active, &done_tx, &mut pacer,
+                    &shared, &st, &via, slot, &campaign, contact, &active, &done_tx, &mut pacer,
                 )
                 .await?;
             }
@@ -401,6 +408,7 @@ async fn dial(
     shared: &Arc<Shared>,
     st: &Settings,
     trunk: &crate::config::Trunk,
+    slot: super::gate::TrunkSlot,
     campaign: &CampaignRow,
     contact: ContactRow,
     active: &Arc<AtomicU32>,
@@ -477,7 +485,6 @@ async fn dial(
         }
     }
     let (tx, rx) = oneshot::channel();
-    let slot = ctx.trunk_gates.take(&trunk.name, Instant::now());
     let req = OutboundRequest {
         slot: Some(slot),
         to_number: contact.phone.clone(),
