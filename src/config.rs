@@ -69,6 +69,12 @@ struct RawTrunk {
     register: Option<bool>,
     caller_id: Option<String>,
     tls_ca: Option<String>,
+    register_expires: Option<u32>,
+    auth_username: Option<String>,
+    from_user: Option<String>,
+    contact_user: Option<String>,
+    failover: Option<String>,
+    pai: Option<bool>,
 }
 
 /// An IPv4/IPv6 network in CIDR notation.
@@ -143,6 +149,51 @@ pub struct Trunk {
     /// PEM file of the CAs (or the self-signed certificate) a TLS trunk is verified
     /// against; None: the Mozilla roots built in.
     pub tls_ca: Option<PathBuf>,
+    /// Expires we ask for in REGISTER (the registrar may grant less, or ask for more).
+    pub register_expires: u32,
+    /// Digest user name when it differs from the account (`username`) in the AOR.
+    pub auth_username: Option<String>,
+    /// From user of every INVITE through this trunk instead of the call's caller ID (some
+    /// carriers want the account there; the caller ID then goes in P-Asserted-Identity).
+    pub from_user: Option<String>,
+    /// User part of the Contact we register (default: `username`).
+    pub contact_user: Option<String>,
+    /// Trunk to retry on when this one answers 503/408, does not answer, or is full.
+    pub failover: Option<String>,
+    /// Send `P-Asserted-Identity` with the caller ID (RFC 3325) on INVITEs.
+    pub pai: bool,
+}
+
+impl Trunk {
+    /// A plain peer reached at `address` (an agent's phone): no limits worth naming, no
+    /// credentials, no registration, no failover.
+    pub fn peer(name: String, address: SocketAddr) -> Trunk {
+        Trunk {
+            name,
+            address,
+            transport: "udp".into(),
+            inbound_cidrs: Vec::new(),
+            max_channels: 1,
+            max_cps: 1.0,
+            username: None,
+            password: None,
+            register: false,
+            caller_id: None,
+            host: address.ip().to_string(),
+            tls_ca: None,
+            register_expires: 3600,
+            auth_username: None,
+            from_user: None,
+            contact_user: None,
+            failover: None,
+            pai: false,
+        }
+    }
+
+    /// The digest user name: `auth_username`, else `username`.
+    pub fn auth_user(&self) -> Option<&str> {
+        self.auth_username.as_deref().or(self.username.as_deref())
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -329,6 +380,37 @@ fn security_config(
     Ok(g)
 }
 
+/// Every `failover` names another trunk and following them never comes back to where it
+/// started (a cycle would retry a refused call forever). Err: index of the trunk at fault.
+fn check_failover(trunks: &[Trunk]) -> Result<(), (usize, String)> {
+    for (i, t) in trunks.iter().enumerate() {
+        let Some(next) = &t.failover else { continue };
+        if !trunks.iter().any(|x| &x.name == next) {
+            return Err((
+                i,
+                format!("trunk '{}': failover '{next}' is not a [[trunk]]", t.name),
+            ));
+        }
+        let mut path = vec![t.name.as_str()];
+        let mut cur = Some(next.as_str());
+        while let Some(n) = cur {
+            if path.contains(&n) {
+                path.push(n);
+                return Err((
+                    i,
+                    format!("trunk '{}': failover cycle {}", t.name, path.join(" -> ")),
+                ));
+            }
+            path.push(n);
+            cur = trunks
+                .iter()
+                .find(|x| x.name == n)
+                .and_then(|x| x.failover.as_deref());
+        }
+    }
+    Ok(())
+}
+
 /// HOST of `HOST:PORT` (brackets of an IPv6 literal removed).
 fn split_host(address: &str) -> String {
     let host = match address.rsplit_once(':') {
@@ -460,6 +542,7 @@ impl Config {
             });
         }
         let mut trunks = Vec::new();
+        let mut trunk_at = Vec::new();
         for t in &raw.trunks {
             let at = t.span().start;
             let t = t.get_ref();
@@ -513,6 +596,27 @@ impl Config {
             if trunks.iter().any(|x: &Trunk| x.name == t.name) {
                 return Err(err(at, format!("trunk '{}' is defined twice", t.name)));
             }
+            let register = t.register.unwrap_or(false);
+            if register && (t.username.is_none() || t.password.is_none()) {
+                return Err(err(
+                    at,
+                    format!(
+                        "trunk '{}': register = true needs username and password",
+                        t.name
+                    ),
+                ));
+            }
+            let register_expires = t.register_expires.unwrap_or(3600);
+            if !(10..=86_400).contains(&register_expires) {
+                return Err(err(
+                    at,
+                    format!(
+                        "trunk '{}': register_expires must be 10..=86400 seconds",
+                        t.name
+                    ),
+                ));
+            }
+            trunk_at.push(at);
             trunks.push(Trunk {
                 name: t.name.clone(),
                 address,
@@ -522,12 +626,19 @@ impl Config {
                 max_cps,
                 username: t.username.clone(),
                 password: t.password.clone(),
-                register: t.register.unwrap_or(false),
+                register,
                 caller_id: t.caller_id.clone(),
                 host,
                 tls_ca: t.tls_ca.as_ref().map(PathBuf::from),
+                register_expires,
+                auth_username: t.auth_username.clone(),
+                from_user: t.from_user.clone(),
+                contact_user: t.contact_user.clone(),
+                failover: t.failover.clone(),
+                pai: t.pai.unwrap_or(false),
             });
         }
+        check_failover(&trunks).map_err(|(i, reason)| err(trunk_at[i], reason))?;
         let mut queue_settings: Vec<QueueSettings> = Vec::new();
         for q in &raw.queues {
             let at = q.span().start;
@@ -850,6 +961,66 @@ mod tests {
         .expect_err("tls_ca on udp");
         assert!(e.reason.contains("tls_ca needs transport"), "{e}");
         assert_eq!(split_host("carrier.example:5061"), "carrier.example");
+    }
+
+    #[test]
+    fn trunk_registration_and_failover_keys() {
+        let c = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"a\"\naddress = \"127.0.0.1:5090\"\nusername = \"u\"\npassword = \"p\"\n\
+             register = true\nregister_expires = 120\nauth_username = \"au\"\nfailover = \"b\"\npai = true\n\
+             from_user = \"acct\"\n\
+             [[trunk]]\nname = \"b\"\naddress = \"127.0.0.1:5091\"\n",
+        )
+        .expect("keys");
+        let a = c.trunk("a").expect("a");
+        assert!(a.register && a.pai);
+        assert_eq!(a.register_expires, 120);
+        assert_eq!(a.auth_user(), Some("au"));
+        assert_eq!(a.failover.as_deref(), Some("b"));
+        assert_eq!(a.from_user.as_deref(), Some("acct"));
+        let b = c.trunk("b").expect("b");
+        assert_eq!(
+            (b.register_expires, b.pai, b.failover.is_none()),
+            (3600, false, true)
+        );
+        assert_eq!(b.auth_user(), None);
+
+        let e = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"a\"\naddress = \"127.0.0.1:5090\"\n\n[[trunk]]\nname = \"b\"\n\
+             address = \"127.0.0.1:5091\"\nfailover = \"zz\"\n",
+        )
+        .expect_err("unknown failover");
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.reason.contains("failover 'zz' is not a [[trunk]]"), "{e}");
+        let e = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"a\"\naddress = \"127.0.0.1:5090\"\nfailover = \"b\"\n\
+             [[trunk]]\nname = \"b\"\naddress = \"127.0.0.1:5091\"\nfailover = \"c\"\n\
+             [[trunk]]\nname = \"c\"\naddress = \"127.0.0.1:5092\"\nfailover = \"a\"\n",
+        )
+        .expect_err("cycle");
+        assert_eq!(e.line, 1, "{e}");
+        assert!(e.reason.contains("failover cycle a -> b -> c -> a"), "{e}");
+        let e = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"a\"\naddress = \"127.0.0.1:5090\"\nfailover = \"a\"\n",
+        )
+        .expect_err("self");
+        assert!(e.reason.contains("failover cycle a -> a"), "{e}");
+        let e = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"a\"\naddress = \"127.0.0.1:5090\"\nregister = true\n",
+        )
+        .expect_err("register without credentials");
+        assert!(e.reason.contains("needs username and password"), "{e}");
+        let e = Config::parse(
+            "t.toml",
+            "[[trunk]]\nname = \"a\"\naddress = \"127.0.0.1:5090\"\nregister_expires = 5\n",
+        )
+        .expect_err("expires");
+        assert!(e.reason.contains("register_expires"), "{e}");
     }
 
     #[test]

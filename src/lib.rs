@@ -17,3 +17,4 @@ pub mod runtime;
 pub mod server;
 pub mod sip;
 pub mod store;
+pub mod trunk_reg;

@@ -283,6 +283,8 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     .await
     .with_acd(acd.clone());
     let ctx = Arc::new(CallContext {
+        trunk_gates: crate::dialer::gate::TrunkGates::new(&cfg.trunks, std::time::Instant::now()),
+        trunk_registrations: Default::default(),
         acd,
         registrar,
         udp: udp.clone(),
@@ -318,6 +320,8 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     let calls = TaskTracker::new();
     let router = Router::new(ctx.clone(), calls.clone(), shutdown.clone());
     let router_task = tokio::spawn(router.run(udp, tcp_rx, router_rx));
+    // Tracked with the calls: shutdown waits for their `Expires: 0` before the router goes.
+    crate::trunk_reg::spawn_all(&ctx, &calls, &shutdown);
     let tcp_task = tokio::spawn(crate::sip::transport::run_stream_listener(
         tcp,
         None,

@@ -15,6 +15,7 @@ use crate::call::CallContext;
 
 pub mod acd;
 pub mod campaigns;
+pub mod trunks;
 
 pub struct ApiState {
     pub ctx: Arc<CallContext>,
@@ -72,6 +73,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/campaigns/{id}", get(campaigns::get))
         .route("/api/campaigns/{id}/contacts", get(campaigns::contacts))
         .route("/api/campaigns/{id}/{action}", post(campaigns::action))
+        .route("/api/trunks", get(trunks::list))
         .route("/api/agents/{name}/events", get(acd::events))
         .route("/api/agents/{name}/disposition", post(acd::disposition))
         .route("/api/agents/{name}/{action}", post(acd::command))

@@ -46,6 +46,10 @@ pub struct CallContext {
     pub udp: Arc<tokio::net::UdpSocket>,
     pub registrar: crate::registrar::RegistrarHandle,
     pub acd: crate::acd::AcdHandle,
+    /// Each trunk's max_channels/max_cps, shared by campaigns and failovers.
+    pub trunk_gates: crate::dialer::gate::TrunkGates,
+    /// Registration state of trunks with `register = true` (for the API).
+    pub trunk_registrations: crate::trunk_reg::TrunkRegistrations,
 }
 
 impl CallContext {

@@ -4,6 +4,7 @@
 //! the dial gate); the database and SIP shells drive it.
 
 pub mod core;
+pub mod gate;
 pub mod service;
 
 pub use service::{retry_policy_from_json, DialerHandle};

@@ -127,18 +127,11 @@ fn settings(c: &CampaignRow, trunk_channels: u32, trunk_cps: f64) -> Settings {
     }
 }
 
-/// Per-trunk limits shared by every campaign using the trunk.
-struct TrunkGate {
-    pacer: Pacer,
-    active: u32,
-}
-
 struct Shared {
     ctx: Arc<CallContext>,
     /// Per campaign: its stop token, its live call count, and whether its runner task is
     /// still alive (a paused runner keeps running until its calls have finished).
     runners: Mutex<HashMap<i64, Runner>>,
-    trunks: Mutex<HashMap<String, TrunkGate>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -161,7 +154,6 @@ impl DialerHandle {
             shared: Arc::new(Shared {
                 ctx,
                 runners: Mutex::new(HashMap::new()),
-                trunks: Mutex::new(HashMap::new()),
                 tracker: TaskTracker::new(),
                 shutdown,
             }),
@@ -315,20 +307,6 @@ async fn run_campaign(
             return Ok(());
         }
     };
-    {
-        let mut gates = shared.trunks.lock().unwrap_or_else(|p| p.into_inner());
-        if !gates.contains_key(&trunk.name) {
-            if let Ok(p) = Pacer::new(trunk.max_cps, trunk.max_channels, now) {
-                gates.insert(
-                    trunk.name.clone(),
-                    TrunkGate {
-                        pacer: p,
-                        active: 0,
-                    },
-                );
-            }
-        }
-    }
     // Attempts claimed before a crash: possibly dialed, so counted and retried per policy.
     for c in campaigns::interrupted_contacts(db, id).await? {
         finish(&ctx, &st, &c, c.attempts, None, "interrupted").await?;
@@ -339,7 +317,7 @@ async fn run_campaign(
     loop {
         // Results first: they free channels and decide retries.
         while let Ok(f) = done_rx.try_recv() {
-            handle_finished(&ctx, &st, &shared, &trunk.name, &active, f).await?;
+            handle_finished(&ctx, &st, &active, f).await?;
         }
         if stop.is_cancelled() {
             stopping = true;
@@ -365,19 +343,29 @@ async fn run_campaign(
                     }
                     break;
                 }
-                let trunk_ok = {
-                    let gates = shared.trunks.lock().unwrap_or_else(|p| p.into_inner());
-                    match gates.get(&trunk.name) {
-                        Some(g) if !g.pacer.can_dial(now, g.active) => {
-                            next_wake = next_wake.min(g.pacer.next_token_at(now));
-                            false
+                // The trunk's own gate, shared with every other campaign; a full trunk
+                // hands the call to its `failover` trunk when that one has room.
+                let via = match super::gate::pick_trunk(
+                    &ctx.trunk_gates,
+                    &ctx.config.trunks,
+                    &trunk,
+                    now,
+                ) {
+                    Ok(t) => t.clone(),
+                    Err(wait) => {
+                        if let Some(t) = wait {
+                            next_wake = next_wake.min(t);
                         }
-                        _ => true,
+                        break;
                     }
                 };
-                if !trunk_ok {
+                // Held from before the database round trips below: another campaign on
+                // the same trunk checking meanwhile sees the channel taken. A contact that
+                // is then not dialed gives it back (the rate token stays spent).
+                let Some(slot) = ctx.trunk_gates.try_take(&via.name, now) else {
+                    next_wake = next_wake.min(now + Duration::from_millis(20));
                     break;
-                }
+                };
                 if queue.is_empty() {
                     queue.extend(campaigns::due(db, id, &fmt_ts(Utc::now()), FETCH).await?);
                     if queue.is_empty() {
@@ -387,17 +375,10 @@ async fn run_campaign(
                 let Some(contact) = queue.pop_front() else {
                     break;
                 };
-                if dial(
-                    &shared, &st, &trunk, &campaign, contact, &active, &done_tx, &mut pacer,
+                dial(
+                    &shared, &st, &via, slot, &campaign, contact, &active, &done_tx, &mut pacer,
                 )
-                .await?
-                {
-                    let mut gates = shared.trunks.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(g) = gates.get_mut(&trunk.name) {
-                        g.pacer.take(now);
-                        g.active += 1;
-                    }
-                }
+                .await?;
             }
             if active.load(Ordering::Relaxed) == 0
                 && queue.is_empty()
@@ -413,7 +394,7 @@ async fn run_campaign(
         );
         tokio::select! {
             _ = stop.cancelled(), if !stopping => {}
-            Some(f) = done_rx.recv() => handle_finished(&ctx, &st, &shared, &trunk.name, &active, f).await?,
+            Some(f) = done_rx.recv() => handle_finished(&ctx, &st, &active, f).await?,
             _ = tokio::time::sleep_until(sleep_until) => {}
         }
     }
@@ -427,6 +408,7 @@ async fn dial(
     shared: &Arc<Shared>,
     st: &Settings,
     trunk: &crate::config::Trunk,
+    slot: super::gate::TrunkSlot,
     campaign: &CampaignRow,
     contact: ContactRow,
     active: &Arc<AtomicU32>,
@@ -504,6 +486,7 @@ async fn dial(
     }
     let (tx, rx) = oneshot::channel();
     let req = OutboundRequest {
+        slot: Some(slot),
         to_number: contact.phone.clone(),
         trunk: trunk.clone(),
         caller_id: campaign.caller_id.clone(),
@@ -544,18 +527,11 @@ async fn dial(
 async fn handle_finished(
     ctx: &Arc<CallContext>,
     st: &Settings,
-    shared: &Arc<Shared>,
-    trunk: &str,
     active: &Arc<AtomicU32>,
     f: Finished,
 ) -> Result<(), StoreError> {
+    // The trunk's channel went back when the call dropped its slot.
     active.fetch_sub(1, Ordering::Relaxed);
-    {
-        let mut gates = shared.trunks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(g) = gates.get_mut(trunk) {
-            g.active = g.active.saturating_sub(1);
-        }
-    }
     let disposition = f
         .result
         .as_ref()

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod guard;
 pub mod message;
+pub mod registration;
 pub mod sdp;
 pub mod session_timer;
 pub mod tls;

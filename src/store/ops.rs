@@ -31,6 +31,11 @@ pub enum StoreOp {
         id: String,
         ticket_id: i64,
     },
+    /// The trunk an outbound call's INVITE went through (written again on failover).
+    CallTrunk {
+        id: String,
+        trunk: String,
+    },
     CallEvent {
         call_id: String,
         seq: i64,
@@ -141,6 +146,13 @@ pub async fn apply(
         StoreOp::CallTicket { id, ticket_id } => {
             sqlx::query("UPDATE call_records SET ticket_id = $1 WHERE id = $2")
                 .bind(*ticket_id)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        StoreOp::CallTrunk { id, trunk } => {
+            sqlx::query("UPDATE call_records SET trunk = $1 WHERE id = $2")
+                .bind(trunk)
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;

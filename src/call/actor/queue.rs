@@ -422,20 +422,7 @@ impl Call {
         self.record_event("agent_offer", agent.clone());
         let req = super::OutboundRequest {
             to_number: uri.user.clone().unwrap_or_else(|| agent.clone()),
-            trunk: Trunk {
-                name: format!("agent:{agent}"),
-                address: dest,
-                transport: "udp".into(),
-                inbound_cidrs: Vec::new(),
-                max_channels: 1,
-                max_cps: 1.0,
-                username: None,
-                password: None,
-                register: false,
-                caller_id: None,
-                host: dest.ip().to_string(),
-                tls_ca: None,
-            },
+            trunk: Trunk::peer(format!("agent:{agent}"), dest),
             caller_id: self.caller.clone(),
             dialplan: String::new(),
             ring_timeout,
@@ -447,6 +434,7 @@ impl Call {
             request_uri: Some(uri),
             flow,
             park: false,
+            slot: None,
             callback_for: None,
             leg: Some(LegLink {
                 leg,
@@ -786,6 +774,7 @@ impl Call {
             flow: None,
             leg: None,
             park: true,
+            slot: None,
             callback_for: Some(CallbackFor {
                 queue: queue.clone(),
                 acd_key: key.clone(),

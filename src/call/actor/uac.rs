@@ -70,6 +70,9 @@ pub struct OutboundRequest {
     pub park: bool,
     /// A queue callback: the place in line this call takes over.
     pub callback_for: Option<super::queue::CallbackFor>,
+    /// The channel this call holds on `trunk`'s gate (campaign calls); a failover takes
+    /// one on the next trunk the same way. None: not gated (callbacks, agent legs).
+    pub slot: Option<crate::dialer::gate::TrunkSlot>,
 }
 
 /// An INVITE not sent yet.
@@ -80,6 +83,9 @@ pub(super) struct PendingDial {
     trunk: Trunk,
     ring_timeout: Duration,
     result: Option<oneshot::Sender<CallResult>>,
+    caller_id: String,
+    slot: Option<crate::dialer::gate::TrunkSlot>,
+    failover_flows: Vec<(String, ReplyPath)>,
 }
 
 /// How an outbound call ended.
@@ -112,6 +118,14 @@ pub(super) struct Uac {
     result: Option<oneshot::Sender<CallResult>>,
     answered: bool,
     ringing_seen: bool,
+    ring_timeout: Duration,
+    /// The call's caller ID (P-Asserted-Identity when the trunk has `pai`).
+    caller_id: String,
+    /// Held until the result is reported: the channel on `trunk`'s gate.
+    slot: Option<crate::dialer::gate::TrunkSlot>,
+    /// Connections to stream (tcp/tls) failover trunks, opened before dialing: the actor
+    /// cannot wait for a connect when the first trunk fails.
+    failover_flows: Vec<(String, ReplyPath)>,
 }
 
 impl Uac {
@@ -266,18 +280,20 @@ impl Call {
             )
         });
         let is_leg = req.leg.is_some();
-        let from = format!(
-            "<sip:{}@{}>;tag={local_tag}",
-            req.caller_id,
-            local_addr.ip()
-        );
+        // The trunk's `from_user` (an account some carriers insist on) else the caller ID.
+        let from_user = req
+            .trunk
+            .from_user
+            .clone()
+            .unwrap_or_else(|| req.caller_id.clone());
+        let from = format!("<sip:{from_user}@{}>;tag={local_tag}", local_addr.ip());
         let to = format!("<{request_uri}>");
         if !is_leg {
             ctx.store.submit(StoreOp::CallStarted {
                 id: id.clone(),
                 sip_call_id: call_id.clone(),
                 direction: "outbound".into(),
-                from_uri: format!("sip:{}@{}", req.caller_id, local_addr.ip()),
+                from_uri: format!("sip:{from_user}@{}", local_addr.ip()),
                 to_uri: request_uri.to_string(),
                 caller: Some(req.to_number.clone()),
                 dialplan: Some(req.dialplan.clone()),
@@ -300,6 +316,11 @@ impl Call {
             }
         };
         let local = ctx.local_identity(&flow);
+        let failover_flows = if is_leg {
+            Vec::new()
+        } else {
+            stream_failover_flows(&ctx, &req.trunk).await
+        };
         let media_ip = ctx.config.media_address;
         let (rtp, rtcp_sock) = match ctx.ports.bind_pair(media_ip).await {
             Ok((rtp, rtcp)) => (Arc::new(rtp), Some(Arc::new(rtcp))),
@@ -390,6 +411,9 @@ impl Call {
             trunk: req.trunk,
             ring_timeout: req.ring_timeout,
             result: req.result,
+            caller_id: req.caller_id,
+            slot: req.slot,
+            failover_flows,
         };
         if let Some(cb) = &req.callback_for {
             call.queue = Some(super::queue::QueueSession::for_callback(cb, now));
@@ -408,10 +432,17 @@ impl Call {
     /// Send the INVITE (RFC 3261 §13.2.1) and start the client transaction's timers.
     pub(super) fn dial(&mut self, now: Instant, d: PendingDial) {
         let body = self.local_sdp(None);
-        let (invite, branch) = build_invite(self, &d.request_uri, &d.to, 1, body, None);
+        let (mut invite, branch) = build_invite(self, &d.request_uri, &d.to, 1, body, None);
+        add_pai(&mut invite, &d.trunk, &d.caller_id);
         let bytes = invite.to_bytes();
         self.flow.send(bytes.clone());
         info!(trunk = %d.trunk.name, "dialing");
+        if self.leg.is_none() {
+            self.ctx.store.submit(StoreOp::CallTrunk {
+                id: self.id.clone(),
+                trunk: d.trunk.name.clone(),
+            });
+        }
         self.phase = Phase::Calling;
         self.invite_branch = branch.clone();
         self.invite = invite.clone();
@@ -433,7 +464,131 @@ impl Call {
             result: d.result,
             answered: false,
             ringing_seen: false,
+            ring_timeout: d.ring_timeout,
+            caller_id: d.caller_id,
+            slot: d.slot,
+            failover_flows: d.failover_flows,
         }));
+    }
+
+    /// The first trunk answered 503 or 408, or nothing at all (Timer B): send the INVITE
+    /// again through its `failover` trunk (the first of the chain whose gate has room),
+    /// as a new transaction of the same call (RFC 3261 §8.1.3.4: an alternate server for a
+    /// 503): same Call-ID, From tag and SDP offer, CSeq + 1, new branch, the new trunk's
+    /// Request-URI. False when there is none to go to; the caller then ends the call.
+    fn try_failover(&mut self, now: Instant, code: u16) -> bool {
+        let Some(u) = self.uac.as_ref() else {
+            return false;
+        };
+        // A CANCEL we sent, or one pending for any reason but the ring timeout, ends the
+        // call; a ring timeout on a trunk that never even said 100 Trying (Timer B runs
+        // longer than most ring timeouts) is no reason not to try the next trunk.
+        let withdrawn = u.cancel.is_some()
+            || u.cancel_cause
+                .as_deref()
+                .is_some_and(|c| c != "ring_timeout" || u.provisional);
+        if self.leg.is_some() || withdrawn || u.answered {
+            return false;
+        }
+        let ctx = self.ctx.clone();
+        let gated = u.slot.is_some();
+        let mut seen = vec![u.trunk.name.clone()];
+        let mut next = u.trunk.failover.clone();
+        while let Some(name) = next {
+            if seen.contains(&name) {
+                break;
+            }
+            seen.push(name.clone());
+            let Some(t) = ctx.config.trunk(&name).cloned() else {
+                break;
+            };
+            next = t.failover.clone();
+            let flow = match t.transport.as_str() {
+                "tcp" | "tls" => match u.failover_flows.iter().find(|(n, _)| *n == t.name) {
+                    Some((_, f)) if f.is_open() => f.clone(),
+                    _ => continue,
+                },
+                _ => ReplyPath::Udp {
+                    socket: ctx.udp.clone(),
+                    peer: t.address,
+                },
+            };
+            // The next trunk's own max_channels/max_cps: a full one is skipped.
+            let slot = if gated {
+                match ctx.trunk_gates.try_take(&t.name, now) {
+                    Some(s) => Some(s),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            self.redial_on(now, t, flow, slot, code);
+            return true;
+        }
+        false
+    }
+
+    fn redial_on(
+        &mut self,
+        now: Instant,
+        trunk: Trunk,
+        flow: ReplyPath,
+        slot: Option<crate::dialer::gate::TrunkSlot>,
+        code: u16,
+    ) {
+        let Some(old) = self.uac.as_ref().map(|u| u.trunk.name.clone()) else {
+            return;
+        };
+        info!(from = %old, to = %trunk.name, code, "failing over to the next trunk");
+        self.record_event("failover", format!("{old}>{} {code}", trunk.name));
+        self.flow = flow;
+        self.local = self.ctx.local_identity(&self.flow);
+        let request_uri = Uri::sip(
+            Some(&self.caller),
+            &trunk.address.ip().to_string(),
+            Some(trunk.address.port()),
+        );
+        let to = format!("<{request_uri}>");
+        self.dialog.remote_party = to.clone();
+        self.dialog.remote_target = request_uri.clone();
+        let Some((cseq, body, caller_id)) = self.uac.as_ref().map(|u| {
+            (
+                u.cseq + 1,
+                String::from_utf8_lossy(&u.request.body).into_owned(),
+                u.caller_id.clone(),
+            )
+        }) else {
+            return;
+        };
+        let (mut invite, branch) = build_invite(self, &request_uri, &to, cseq, body, None);
+        add_pai(&mut invite, &trunk, &caller_id);
+        let bytes = invite.to_bytes();
+        self.flow.send(bytes.clone());
+        self.ctx.store.submit(StoreOp::CallTrunk {
+            id: self.id.clone(),
+            trunk: trunk.name.clone(),
+        });
+        let unreliable = self.flow.kind().unreliable();
+        self.invite_branch = branch.clone();
+        self.invite = invite.clone();
+        self.dialog.local_cseq = cseq;
+        if let Some(u) = self.uac.as_mut() {
+            u.request = invite;
+            u.bytes = bytes.clone();
+            u.branch = branch;
+            u.cseq = cseq;
+            u.timer = Retransmit::new(bytes, now, unreliable, cseq);
+            u.ring_deadline = now + u.ring_timeout;
+            u.provisional = false;
+            u.auth_tried = false;
+            u.trunk = trunk;
+            // The first trunk's channel goes back as the next one's is taken.
+            u.slot = slot;
+            u.final_received = false;
+            u.ringing_seen = false;
+            u.cancel_pending = false;
+            u.cancel_cause = None;
+        }
     }
 
     pub(super) fn drive_uac(&mut self, now: Instant) {
@@ -477,7 +632,9 @@ impl Call {
         }
         if timed_out {
             info!("no answer from the trunk (Timer B)");
-            self.finish_outbound(408, "failed", "trunk_timeout");
+            if !self.try_failover(now, 408) {
+                self.finish_outbound(408, "failed", "trunk_timeout");
+            }
         }
         if ring_expired && self.phase == Phase::Calling {
             self.cancel_outbound(now, "ring_timeout");
@@ -588,6 +745,11 @@ impl Call {
                     return;
                 }
             }
+        }
+        // Only "this trunk cannot take it now" fails over; 486, 404, 487, ... are the
+        // customer's or the number's answer and would be the same on any trunk.
+        if matches!(code, 503 | 408) && self.try_failover(now, code) {
+            return;
         }
         let cause = match self.uac.as_ref().and_then(|u| u.cancel_cause.clone()) {
             Some(c) if code == 487 => c,
@@ -723,6 +885,8 @@ impl Call {
         let outcome = self.outcome.clone();
         let id = self.id.clone();
         if let Some(u) = self.uac.as_mut() {
+            // The call is over for the trunk: its channel is free for the next dial.
+            u.slot = None;
             if let Some(tx) = u.result.take() {
                 let _ = tx.send(CallResult {
                     call_uuid: id,
@@ -734,6 +898,43 @@ impl Call {
             }
         }
     }
+}
+
+/// `P-Asserted-Identity` (RFC 3325) with the caller ID, for a trunk with `pai = true`:
+/// the carrier trusts us to assert who calls, whatever From says.
+fn add_pai(invite: &mut Message, trunk: &Trunk, caller_id: &str) {
+    if trunk.pai && !caller_id.is_empty() {
+        invite.push_header(
+            HeaderName::Other("P-Asserted-Identity".into()),
+            format!("<sip:{caller_id}@{}>", trunk.host),
+        );
+    }
+}
+
+/// Connections to the stream (tcp/tls) trunks of `trunk`'s failover chain, opened now
+/// (or reused) so a failover can send at once; a trunk that cannot be reached is left out
+/// (the failover skips it).
+async fn stream_failover_flows(ctx: &CallContext, trunk: &Trunk) -> Vec<(String, ReplyPath)> {
+    let mut out = Vec::new();
+    let mut seen = vec![trunk.name.clone()];
+    let mut next = trunk.failover.clone();
+    while let Some(name) = next {
+        if seen.contains(&name) {
+            break;
+        }
+        seen.push(name.clone());
+        let Some(t) = ctx.config.trunk(&name) else {
+            break;
+        };
+        next = t.failover.clone();
+        if matches!(t.transport.as_str(), "tcp" | "tls") {
+            match ctx.trunk_flows.flow(t).await {
+                Ok(f) => out.push((name, f)),
+                Err(e) => debug!(trunk = %name, error = %e, "failover trunk unreachable"),
+            }
+        }
+    }
+    out
 }
 
 fn build_invite(
