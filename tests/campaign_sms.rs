@@ -71,11 +71,11 @@ impl Gateway {
                     200
                 };
                 g.lock().unwrap_or_else(|p| p.into_inner()).push(req);
+                // One write: a reader that takes the first segment sees the whole status line.
                 let mut conn = conn;
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
+                let answer =
+                    format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(answer.as_bytes());
             }
         });
         Gateway {
@@ -302,7 +302,7 @@ fn failed_contacts_get_one_text_with_retries_and_a_restart_sends_nothing_again()
         }
     }
     let (_, progress) = server.api("GET", &format!("/api/campaigns/{id}"), None);
-    if progress["progress"]["sms"] != json!({"sent": 2, "failed": 3}) {
+    if progress["progress"]["sms"] != json!({"sent": 3, "failed": 2}) {
         errors.push(format!("progress.sms: {}", progress["progress"]));
     }
     assert!(
