@@ -70,8 +70,7 @@ pub fn backoff(tries_made: u32, retry_s: u64) -> Duration {
     Duration::from_secs(
         retry_s
             .saturating_mul(1u64 << shift)
-            .min(MAX_BACKOFF_S)
-            .max(1),
+            .clamp(1, MAX_BACKOFF_S),
     )
 }
 

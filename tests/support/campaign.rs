@@ -310,7 +310,7 @@ impl Behaviour {
             Behaviour::Press2 => Some(("refund", Some("refund"))),
             Behaviour::Press0 => Some(("callback", None)),
             Behaviour::Machine => Some(("no_choice", None)),
-            Behaviour::OptOut => Some(("opt_out", None)),
+            Behaviour::OptOut => Some(("opt_out", Some("opt_out"))),
             Behaviour::Ring | Behaviour::Busy | Behaviour::NotFound => None,
         }
     }
