@@ -42,6 +42,8 @@ struct RawConfig {
     acd: Option<RawAcd>,
     #[serde(default)]
     security: Option<Spanned<RawSecurity>>,
+    #[serde(default)]
+    sms: Option<Spanned<RawSms>>,
 }
 
 /// `[security]`: the router's per-source guard (src/sip/guard.rs).
@@ -53,6 +55,43 @@ struct RawSecurity {
     request_limit: Option<u32>,
     window_s: Option<u64>,
     ban_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSms {
+    url: String,
+    from: String,
+    token: Option<String>,
+    text: Option<String>,
+    max_tries: Option<u32>,
+    retry_s: Option<u64>,
+    timeout_s: Option<u64>,
+}
+
+/// The text a campaign's SMS fallback sends when neither the campaign's `sms_text` nor
+/// `[sms] text` is given.
+pub const DEFAULT_SMS_TEXT: &str = "Hello ${name}, your order ${order_id} is delayed; the new delivery date is ${new_date}. Call us to keep waiting or get a refund.";
+
+/// The SMS gateway used by campaigns' SMS fallback (`[sms]`): a generic HTTP endpoint that
+/// takes one JSON POST per text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmsGateway {
+    /// `http://HOST:PORT/PATH` of the gateway.
+    pub url: String,
+    /// Sender number or name the gateway puts on the text.
+    pub from: String,
+    /// Sent as `Authorization: Bearer TOKEN` when set.
+    pub token: Option<String>,
+    /// Template (`${name}`, `${order_id}`, `${new_date}`, `${delay_days}`, `${phone}`,
+    /// `${campaign}`, `${ticket.COLUMN}`).
+    pub text: String,
+    /// Requests per text before it is given up as failed (>= 1).
+    pub max_tries: u32,
+    /// Back-off before the second try; doubles per try, at most an hour.
+    pub retry_s: u64,
+    /// Bound on one request (connect, send, answer).
+    pub timeout_s: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,6 +369,8 @@ pub struct Config {
     pub digest_algorithms: Vec<crate::sip::auth::Algorithm>,
     /// `[security]`, with every trunk's `inbound_cidrs` added to the trusted networks.
     pub guard: crate::sip::guard::GuardConfig,
+    /// The SMS gateway for campaigns' SMS fallback (`[sms]`); None: no SMS fallback.
+    pub sms: Option<SmsGateway>,
 }
 
 fn security_config(
@@ -763,10 +804,51 @@ impl Config {
             ));
         }
         let guard = security_config(raw.security, &trunks, &err)?;
+        let sms = match &raw.sms {
+            None => None,
+            Some(sp) => {
+                let at = sp.span().start;
+                let r = sp.get_ref();
+                if !r.url.starts_with("http://") || r.url.len() <= "http://".len() {
+                    return Err(err(
+                        at,
+                        format!("[sms] url '{}' must be an http:// URL", r.url),
+                    ));
+                }
+                if r.from.trim().is_empty() {
+                    return Err(err(at, "[sms] from must not be empty".into()));
+                }
+                let text = r.text.clone().unwrap_or_else(|| DEFAULT_SMS_TEXT.into());
+                if text.trim().is_empty() || !crate::ivr::expr::template_is_valid(&text) {
+                    return Err(err(
+                        at,
+                        "[sms] text must be a non-empty template (${name} ...)".into(),
+                    ));
+                }
+                let max_tries = r.max_tries.unwrap_or(5);
+                if !(1..=20).contains(&max_tries) {
+                    return Err(err(at, "[sms] max_tries must be 1..=20".into()));
+                }
+                let timeout_s = r.timeout_s.unwrap_or(10);
+                if !(1..=120).contains(&timeout_s) {
+                    return Err(err(at, "[sms] timeout_s must be 1..=120".into()));
+                }
+                Some(SmsGateway {
+                    url: r.url.clone(),
+                    from: r.from.clone(),
+                    token: r.token.clone().filter(|t| !t.is_empty()),
+                    text,
+                    max_tries,
+                    retry_s: r.retry_s.unwrap_or(30).clamp(1, 3600),
+                    timeout_s,
+                })
+            }
+        };
         Ok(Config {
             guard,
             session_expires_s,
             session_min_se_s,
+            sms,
             media_address_explicit,
             trunks,
             realm: server.realm.unwrap_or_else(|| "switchboard".into()),

@@ -371,6 +371,7 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         }
     });
     api_state.ready.store(true, Ordering::Release);
+    dialer.start_sms();
     match dialer.resume_running().await {
         Ok(n) if n > 0 => info!(campaigns = n, "resumed running campaigns"),
         Ok(_) => {}

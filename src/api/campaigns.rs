@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiState};
+use crate::dialer::service::Fallback;
 use crate::store::campaigns::{self, TicketFilter};
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +73,10 @@ pub struct CampaignSpec {
     pub machine: Option<String>,
     /// Called with the ticket and outcome after the last failed attempt.
     pub webhook_url: Option<String>,
+    /// After the last failed attempt: "webhook" (default), "sms" or "both".
+    pub fallback: Option<String>,
+    /// The SMS text template for this campaign (default `[sms] text`).
+    pub sms_text: Option<String>,
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -174,6 +179,34 @@ pub fn validate(spec: &CampaignSpec, st: &ApiState) -> Result<(), ApiError> {
             return Err(bad("webhook_url: must be an http:// URL"));
         }
     }
+    let fallback = match spec.fallback.as_deref() {
+        None => Fallback::Webhook,
+        Some(f) => {
+            Fallback::parse(f).ok_or_else(|| bad("fallback: must be 'webhook', 'sms' or 'both'"))?
+        }
+    };
+    if spec.fallback.is_some() && fallback != Fallback::Sms && spec.webhook_url.is_none() {
+        return Err(bad(format!(
+            "fallback: '{}' needs webhook_url",
+            spec.fallback.as_deref().unwrap_or_default()
+        )));
+    }
+    if fallback != Fallback::Webhook && cfg.sms.is_none() {
+        return Err(bad(format!(
+            "fallback: '{}' needs an [sms] gateway in the server's config",
+            spec.fallback.as_deref().unwrap_or_default()
+        )));
+    }
+    if let Some(t) = spec.sms_text.as_deref() {
+        if t.trim().is_empty() || t.len() > 1000 || !crate::ivr::expr::template_is_valid(t) {
+            return Err(bad(
+                "sms_text: must be a template of 1-1000 characters (${name}, ${order_id}, ${new_date} ...)",
+            ));
+        }
+        if fallback == Fallback::Webhook {
+            return Err(bad("sms_text: needs fallback 'sms' or 'both'"));
+        }
+    }
     Ok(())
 }
 
@@ -244,11 +277,17 @@ async fn campaign_json(st: &ApiState, id: i64) -> Result<Value, ApiError> {
         states.into_iter().map(|(k, v)| (k, json!(v))).collect();
     let outcomes: serde_json::Map<String, Value> =
         outcomes.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    let sms: serde_json::Map<String, Value> = campaigns::sms_progress(&st.ctx.db, id)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
     Ok(json!({
         "id": c.id, "name": c.name, "state": c.state, "dialplan": c.dialplan, "trunk": c.trunk,
         "caller_id": c.caller_id, "created_at": c.created_at, "started_at": c.started_at, "ended_at": c.ended_at,
         "spec": c.spec,
-        "progress": { "total": total, "contacts": states, "outcomes": outcomes },
+        "progress": { "total": total, "contacts": states, "outcomes": outcomes, "sms": sms },
         "active_calls": st.dialer.active_calls(id),
     }))
 }

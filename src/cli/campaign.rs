@@ -473,6 +473,14 @@ pub fn render_status(v: &Value) -> String {
     for (s, n) in &outcomes {
         let _ = writeln!(out, "  {s:<14}{n}");
     }
+    // The SMS fallback's texts, only when the campaign has any.
+    let sms = counts(v.pointer("/progress/sms"));
+    if !sms.is_empty() {
+        out.push_str("sms:\n");
+        for (s, n) in &sms {
+            let _ = writeln!(out, "  {s:<14}{n}");
+        }
+    }
     out
 }
 
@@ -508,13 +516,13 @@ pub fn progress_line(v: &Value) -> String {
 
 fn render_contacts(v: &Value) -> String {
     let mut out = format!(
-        "{:>6} {:>7} {:<16} {:<10} {:>8} {:<20} {:<12} next attempt\n",
-        "id", "ticket", "phone", "state", "attempts", "last disposition", "outcome"
+        "{:>6} {:>7} {:<16} {:<10} {:>8} {:<20} {:<12} {:<8} next attempt\n",
+        "id", "ticket", "phone", "state", "attempts", "last disposition", "outcome", "sms"
     );
     for c in v.as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "{:>6} {:>7} {:<16} {:<10} {:>8} {:<20} {:<12} {}",
+            "{:>6} {:>7} {:<16} {:<10} {:>8} {:<20} {:<12} {:<8} {}",
             scalar(c.get("id")),
             scalar(c.get("ticket_id")),
             scalar(c.get("phone")),
@@ -522,6 +530,7 @@ fn render_contacts(v: &Value) -> String {
             scalar(c.get("attempts")),
             scalar(c.get("last_disposition")),
             scalar(c.get("outcome")),
+            scalar(c.get("sms")),
             scalar(c.get("next_attempt_at")),
         );
     }
@@ -569,6 +578,18 @@ mod tests {
         assert!(text.contains("contacts: 4\n"));
         assert!(
             text.contains("outcomes:\n  busy          1\n  refund        1\n  wait          1\n")
+        );
+    }
+
+    #[test]
+    fn status_shows_sms_counts_only_when_there_are_texts() {
+        assert!(!render_status(&sample()).contains("sms:"));
+        let mut v = sample();
+        v["progress"]["sms"] = json!({"sent": 3, "failed": 1});
+        let text = render_status(&v);
+        assert!(
+            text.ends_with("sms:\n  failed        1\n  sent          3\n"),
+            "{text}"
         );
     }
 

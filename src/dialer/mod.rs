@@ -1,10 +1,12 @@
 //! Outbound campaign dialer: delivery-delay campaigns that call customers back.
 //!
 //! `core` holds the pure decision rules (calling windows, customer time zones, pacing, retries,
-//! the dial gate); the database and SIP shells drive it.
+//! the dial gate); the database and SIP shells drive it. `sms` is the SMS fallback after a
+//! contact's last failed attempt.
 
 pub mod core;
 pub mod gate;
 pub mod service;
+pub mod sms;
 
 pub use service::{retry_policy_from_json, DialerHandle};

@@ -2,8 +2,8 @@
 //! rules in [`super::core`].
 //!
 //! A runner loops: process finished calls (write the attempt's result, decide the contact's
-//! next state with `after_attempt`, add opt-outs to do-not-call, fire the webhook after a
-//! last failed attempt), then dial while both its own pacer and the trunk's shared gate
+//! next state with `after_attempt`, add opt-outs to do-not-call, fire the webhook and/or
+//! queue the SMS (see [`super::sms`]) after a last failed attempt), then dial while both its own pacer and the trunk's shared gate
 //! allow: fetch due contacts, pass each through `may_dial` (window in the customer's zone,
 //! DNC, 30-day cap), claim the attempt in the database (the claim commits before the INVITE
 //! is sent), and start an outbound call actor. It sleeps exactly until the next token or a
@@ -50,11 +50,43 @@ struct Settings {
     window: CallingWindow,
     retry: RetryPolicy,
     webhook_url: Option<String>,
+    /// After the last failed attempt: the webhook (`webhook_url`), an SMS, or both.
+    fallback: Fallback,
+    /// The campaign's own SMS text (`sms_text`), else `[sms] text`.
+    sms_text: Option<String>,
     machine: Option<MachineHandling>,
     schedule_start: Option<DateTime<Utc>>,
     schedule_end: Option<DateTime<Utc>>,
     /// Per-segment dialplan and language (`segments.<name>.dialplan|language`).
     segment_overrides: std::collections::HashMap<String, (Option<String>, Option<String>)>,
+}
+
+/// What a campaign does for a contact whose last attempt failed (`fallback` in its spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// POST to `webhook_url` (when given): the default, as before `fallback` existed.
+    Webhook,
+    Sms,
+    Both,
+}
+
+impl Fallback {
+    pub fn parse(s: &str) -> Option<Fallback> {
+        match s {
+            "webhook" => Some(Fallback::Webhook),
+            "sms" => Some(Fallback::Sms),
+            "both" => Some(Fallback::Both),
+            _ => None,
+        }
+    }
+
+    fn webhook(self) -> bool {
+        self != Fallback::Sms
+    }
+
+    fn sms(self) -> bool {
+        self != Fallback::Webhook
+    }
 }
 
 /// `segments` of a campaign spec: which dialplan and language each segment uses.
@@ -115,6 +147,15 @@ fn settings(c: &CampaignRow, trunk_channels: u32, trunk_cps: f64) -> Settings {
             .get("webhook_url")
             .and_then(|v| v.as_str())
             .map(str::to_string),
+        fallback: spec
+            .get("fallback")
+            .and_then(|v| v.as_str())
+            .and_then(Fallback::parse)
+            .unwrap_or(Fallback::Webhook),
+        sms_text: spec
+            .get("sms_text")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
         // Answering machines are detected on every campaign call; "voicemail" leaves the
         // message, anything else hangs up and retries per the `machine` rule.
         machine: Some(match spec.get("machine").and_then(|v| v.as_str()) {
@@ -134,6 +175,8 @@ struct Shared {
     runners: Mutex<HashMap<i64, Runner>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Wakes the SMS sender when a text is queued.
+    sms_wake: Arc<tokio::sync::Notify>,
 }
 
 struct Runner {
@@ -156,8 +199,22 @@ impl DialerHandle {
                 runners: Mutex::new(HashMap::new()),
                 tracker: TaskTracker::new(),
                 shutdown,
+                sms_wake: Arc::new(tokio::sync::Notify::new()),
             }),
         }
+    }
+
+    /// Start the SMS fallback sender when `[sms]` is configured (once, at start).
+    pub fn start_sms(&self) {
+        let Some(gw) = self.shared.ctx.config.sms.clone() else {
+            return;
+        };
+        self.shared.tracker.spawn(super::sms::run_sender(
+            self.shared.ctx.db.clone(),
+            gw,
+            self.shared.sms_wake.clone(),
+            self.shared.shutdown.clone(),
+        ));
     }
 
     /// Resume every campaign that was running before a restart.
@@ -309,7 +366,7 @@ async fn run_campaign(
     };
     // Attempts claimed before a crash: possibly dialed, so counted and retried per policy.
     for c in campaigns::interrupted_contacts(db, id).await? {
-        finish(&ctx, &st, &c, c.attempts, None, "interrupted").await?;
+        finish(&ctx, &st, &shared, &c, c.attempts, None, "interrupted").await?;
     }
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(1024);
     let mut queue: std::collections::VecDeque<ContactRow> = std::collections::VecDeque::new();
@@ -539,6 +596,7 @@ async fn handle_finished(
     finish(
         ctx,
         st,
+        shared,
         &f.contact,
         f.attempt,
         f.result.as_ref(),
@@ -551,6 +609,7 @@ async fn handle_finished(
 async fn finish(
     ctx: &Arc<CallContext>,
     st: &Settings,
+    shared: &Arc<Shared>,
     contact: &ContactRow,
     attempt: i64,
     result: Option<&CallResult>,
@@ -602,7 +661,10 @@ async fn finish(
         .await?;
     }
     info!(contact = contact.id, attempt, disposition, outcome = ?outcome, next = %decision.state.as_str(), reason = decision.reason, "attempt finished");
-    if decision.state == ContactState::Failed {
+    if decision.state == ContactState::Failed && st.fallback.sms() {
+        queue_sms(ctx, st, shared, contact).await?;
+    }
+    if decision.state == ContactState::Failed && st.fallback.webhook() {
         if let Some(url) = &st.webhook_url {
             let ticket = tickets::by_id(db, contact.ticket_id).await.ok().flatten();
             let body = serde_json::json!({
@@ -622,6 +684,36 @@ async fn finish(
                 }
             });
         }
+    }
+    Ok(())
+}
+
+/// Queue the contact's fallback SMS (at most one per contact: the row is keyed by it) and
+/// wake the sender. The text is rendered now, from the ticket as it is at the contact's end.
+async fn queue_sms(
+    ctx: &Arc<CallContext>,
+    st: &Settings,
+    shared: &Arc<Shared>,
+    contact: &ContactRow,
+) -> Result<(), StoreError> {
+    let Some(gw) = &ctx.config.sms else {
+        warn!(
+            contact = contact.id,
+            "SMS fallback asked for but no [sms] gateway is configured"
+        );
+        return Ok(());
+    };
+    let db = &ctx.db;
+    let ticket = tickets::by_id(db, contact.ticket_id).await?;
+    let campaign = campaigns::get(db, contact.campaign_id)
+        .await?
+        .map(|c| c.name)
+        .unwrap_or_default();
+    let template = st.sms_text.as_deref().unwrap_or(&gw.text);
+    let body = super::sms::render(template, ticket.as_ref(), &contact.phone, &campaign);
+    if campaigns::enqueue_sms(db, contact, &body, &fmt_ts(Utc::now())).await? {
+        debug!(contact = contact.id, "SMS fallback queued");
+        shared.sms_wake.notify_one();
     }
     Ok(())
 }

@@ -39,6 +39,10 @@ pub struct ContactRow {
     pub last_disposition: Option<String>,
     pub outcome: Option<String>,
     pub last_call_id: Option<String>,
+    /// SMS fallback: `pending`, `sending`, `sent` or `failed`; None: no SMS for this contact.
+    pub sms: Option<String>,
+    /// Why the SMS's last try failed (`failed`, or a retry pending).
+    pub sms_error: Option<String>,
 }
 
 /// Which tickets a campaign calls.
@@ -244,7 +248,9 @@ pub async fn set_state(db: &Db, id: i64, from: &[&str], to: &str) -> Result<bool
 
 const CONTACT_COLUMNS: &str =
     "id, campaign_id, ticket_id, phone, timezone, priority, state, attempts, \
-     CAST(next_attempt_at AS TEXT) AS next_attempt_at, last_disposition, outcome, last_call_id";
+     CAST(next_attempt_at AS TEXT) AS next_attempt_at, last_disposition, outcome, last_call_id, \
+     (SELECT s.state FROM campaign_sms s WHERE s.contact_id = campaign_contacts.id) AS sms, \
+     (SELECT s.last_error FROM campaign_sms s WHERE s.contact_id = campaign_contacts.id) AS sms_error";
 
 fn contact_from(r: &sqlx::any::AnyRow) -> Result<ContactRow, sqlx::Error> {
     Ok(ContactRow {
@@ -260,6 +266,8 @@ fn contact_from(r: &sqlx::any::AnyRow) -> Result<ContactRow, sqlx::Error> {
         last_disposition: r.try_get("last_disposition")?,
         outcome: r.try_get("outcome")?,
         last_call_id: r.try_get("last_call_id")?,
+        sms: r.try_get("sms")?,
+        sms_error: r.try_get("sms_error")?,
     })
 }
 
@@ -534,4 +542,160 @@ pub async fn open_contacts(db: &Db, campaign: i64) -> Result<i64, StoreError> {
         .fetch_one(&db.pool)
         .await?
         .try_get("n")?)
+}
+
+/// An SMS the sender has to (re)try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsRow {
+    pub contact_id: i64,
+    pub campaign_id: i64,
+    pub phone: String,
+    pub body: String,
+    pub tries: i64,
+}
+
+/// Queue the fallback SMS of a contact. The contact id is the primary key: a second call
+/// (a restart replaying the contact's end) changes nothing. Ok(true) when it was queued now.
+pub async fn enqueue_sms(
+    db: &Db,
+    contact: &ContactRow,
+    body: &str,
+    now: &str,
+) -> Result<bool, StoreError> {
+    let d = db.dialect;
+    let sql = format!(
+        "INSERT INTO campaign_sms (contact_id, campaign_id, ticket_id, phone, body, state, tries, \
+         next_try_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, {}, {}, {}) \
+         ON CONFLICT (contact_id) DO NOTHING",
+        d.ts(6),
+        d.ts(7),
+        d.ts(8)
+    );
+    Ok(sqlx::query(&sql)
+        .bind(contact.id)
+        .bind(contact.campaign_id)
+        .bind(contact.ticket_id)
+        .bind(&contact.phone)
+        .bind(body)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&db.pool)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// Texts whose next try is due, oldest first.
+pub async fn sms_due(db: &Db, now: &str, limit: i64) -> Result<Vec<SmsRow>, StoreError> {
+    let sql = format!(
+        "SELECT contact_id, campaign_id, phone, body, tries FROM campaign_sms \
+         WHERE state = 'pending' AND next_try_at <= {} ORDER BY next_try_at, contact_id LIMIT $2",
+        db.dialect.ts(1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SmsRow {
+                contact_id: r.try_get("contact_id")?,
+                campaign_id: r.try_get("campaign_id")?,
+                phone: r.try_get("phone")?,
+                body: r.try_get("body")?,
+                tries: r.try_get("tries")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// Record a try before it is made (`sending`, tries + 1), guarded by the tries seen: only
+/// one sender makes it. Ok(false): someone else did, or the row moved on.
+pub async fn sms_begin_try(
+    db: &Db,
+    contact: i64,
+    tries: i64,
+    now: &str,
+) -> Result<bool, StoreError> {
+    let sql = format!(
+        "UPDATE campaign_sms SET state = 'sending', tries = $1, updated_at = {} \
+         WHERE contact_id = $3 AND tries = $4 AND state = 'pending'",
+        db.dialect.ts(2)
+    );
+    Ok(sqlx::query(&sql)
+        .bind(tries + 1)
+        .bind(now)
+        .bind(contact)
+        .bind(tries)
+        .execute(&db.pool)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// Record how a try ended: `sent`, `failed` (given up), or `pending` again with the time of
+/// the next try.
+pub async fn sms_end_try(
+    db: &Db,
+    contact: i64,
+    state: &str,
+    error: Option<&str>,
+    next_try_at: &str,
+    now: &str,
+) -> Result<(), StoreError> {
+    let d = db.dialect;
+    let sent = if state == "sent" {
+        d.ts(5)
+    } else {
+        "sent_at".to_string()
+    };
+    let sql = format!(
+        "UPDATE campaign_sms SET state = $1, last_error = COALESCE($2, last_error), next_try_at = {}, \
+         updated_at = {}, sent_at = {sent} WHERE contact_id = $6 AND state = 'sending'",
+        d.ts(3),
+        d.ts(4)
+    );
+    sqlx::query(&sql)
+        .bind(state)
+        .bind(error.map(str::to_string))
+        .bind(next_try_at)
+        .bind(now)
+        .bind(now)
+        .bind(contact)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// At start: a try that was being made when the server stopped may have reached the
+/// gateway, so it is not made again (at most one text per contact): it ends `failed`.
+pub async fn sms_fail_interrupted(db: &Db, now: &str) -> Result<u64, StoreError> {
+    let sql = format!(
+        "UPDATE campaign_sms SET state = 'failed', \
+         last_error = 'interrupted while sending (not retried: the gateway may have taken it)', \
+         updated_at = {} WHERE state = 'sending'",
+        db.dialect.ts(1)
+    );
+    Ok(sqlx::query(&sql)
+        .bind(now)
+        .execute(&db.pool)
+        .await?
+        .rows_affected())
+}
+
+/// SMS counts by state for a campaign's progress.
+pub async fn sms_progress(db: &Db, campaign: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    sqlx::query(
+        "SELECT state, COUNT(*) AS n FROM campaign_sms WHERE campaign_id = $1 GROUP BY state ORDER BY state",
+    )
+    .bind(campaign)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get::<String, _>("state")?, r.try_get::<i64, _>("n")?)))
+    .collect::<Result<Vec<_>, sqlx::Error>>()
+    .map_err(StoreError::from)
 }

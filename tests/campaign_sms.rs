@@ -1,0 +1,343 @@
+//! The SMS fallback end to end: the real binary dials the SIPp customer farm; customers who
+//! end `failed` (busy, unknown number) get one text through a tiny HTTP SMS gateway run by
+//! this test on loopback, which refuses the first try (503) so the back-off retry is seen,
+//! refuses one customer for good (400), and is unreachable-in-effect (always 503) for
+//! another. Also the webhook (`fallback = "both"`), what operators see in the contact
+//! listing and in the progress, the API's refusals of bad `fallback` fields, and that a
+//! restart sends nothing again.
+//!
+//! Needs SIPp, python3 and root like `campaign_sipp.rs`.
+//! Run: `cargo test --test campaign_sms -- --test-threads=1`.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[path = "support/campaign.rs"]
+mod campaign;
+mod support;
+
+use campaign::*;
+use serde_json::{json, Value};
+
+const SMS_TOKEN: &str = "sms-gateway-secret-42";
+
+/// One request the gateway received.
+#[derive(Debug, Clone)]
+struct Got {
+    at: Instant,
+    path: String,
+    headers: HashMap<String, String>,
+    body: Value,
+}
+
+/// The HTTP SMS gateway (and webhook receiver): answers by the text's recipient.
+struct Gateway {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<Got>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// `answer(to, tries so far for `to`)` gives the status for an SMS request.
+    fn start(answer: impl Fn(&str, usize) -> u16 + Send + 'static) -> Gateway {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind gateway");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let got: Arc<Mutex<Vec<Got>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, st) = (got.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut tries: HashMap<String, usize> = HashMap::new();
+            while !st.load(Ordering::Relaxed) {
+                let Ok((conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let Some(req) = read_request(conn.try_clone().ok(), Instant::now()) else {
+                    continue;
+                };
+                let code = if req.path.starts_with("/sms") {
+                    let to = req.body["to"].as_str().unwrap_or("").to_string();
+                    let n = tries.entry(to.clone()).or_default();
+                    let code = answer(&to, *n);
+                    *n += 1;
+                    code
+                } else {
+                    200
+                };
+                g.lock().unwrap_or_else(|p| p.into_inner()).push(req);
+                // One write: a reader that takes the first segment sees the whole status line.
+                let mut conn = conn;
+                let answer =
+                    format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(answer.as_bytes());
+            }
+        });
+        Gateway {
+            addr,
+            got,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn requests(&self) -> Vec<Got> {
+        self.got.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read_request(conn: Option<TcpStream>, at: Instant) -> Option<Got> {
+    let mut conn = conn?;
+    conn.set_nonblocking(false).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let path = lines.next()?.split_whitespace().nth(1)?.to_string();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers.get("content-length")?.parse().ok()?;
+    while buf.len() < head_end + 4 + len {
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = serde_json::from_slice(&buf[head_end + 4..head_end + 4 + len]).ok()?;
+    Some(Got {
+        at,
+        path,
+        headers,
+        body,
+    })
+}
+
+#[test]
+fn failed_contacts_get_one_text_with_retries_and_a_restart_sends_nothing_again() {
+    let t0 = Instant::now();
+    use Behaviour::*;
+    let plan = [Busy, NotFound, Busy, Busy, Press1, NotFound];
+    let tickets_plan = tickets(5, &plan);
+    let refused = tickets_plan[2].phone.clone(); // the gateway says 400 for this one
+    let always_503 = tickets_plan[3].phone.clone(); // never taken: gives up after 3 tries
+    let (r2, a2) = (refused.clone(), always_503.clone());
+    let gateway = Gateway::start(move |to, n| {
+        if to == r2 {
+            400
+        } else if to == a2 || n == 0 {
+            503
+        } else {
+            202
+        }
+    });
+
+    let dir = test_dir("switchboard-campaign-sms-");
+    let mut farm = Farm::start(&dir.path().join("farm"));
+    let opts = ServerOptions {
+        extra: format!(
+            "[sms]\nurl = \"http://{}/sms/send\"\nfrom = \"+15550100\"\ntoken = \"{SMS_TOKEN}\"\n\
+             retry_s = 1\nmax_tries = 3\ntimeout_s = 5\n\
+             text = \"Hello ${{name}}, order ${{order_id}} is late; new date ${{new_date}}.\"\n",
+            gateway.addr
+        ),
+        ..ServerOptions::default()
+    };
+    let setup = ServerSetup::with(dir.path(), farm.port, &opts);
+    let mut server = setup.start(1);
+    let db = Db::open(&setup.db_path);
+    let tickets: Vec<(i64, Ticket)> = tickets_plan
+        .iter()
+        .map(|t| (db.insert_ticket(t), t.clone()))
+        .collect();
+
+    // Bad fallback fields are refused, naming the field.
+    let mut spec = campaign_spec("sms-6", 4, 2);
+    for (field, value, want) in [
+        ("fallback", json!("pigeon"), "fallback: must be"),
+        ("fallback", json!("webhook"), "needs webhook_url"),
+        ("sms_text", json!("  "), "sms_text"),
+    ] {
+        let mut bad = spec.clone();
+        bad[field] = value;
+        let (code, body) = server.api("POST", "/api/campaigns", Some(&bad));
+        assert_eq!(code, 400, "{field}: {body}");
+        assert!(text(&body["error"]).contains(want), "{field}: {body}");
+    }
+
+    spec["retry"]["busy"] = json!({"after_s": 2, "max_attempts": 1});
+    spec["retry"]["failed"] = json!({"after_s": 2, "max_attempts": 1});
+    spec["fallback"] = json!("both");
+    spec["webhook_url"] = json!(format!("http://{}/hook", gateway.addr));
+    let id = server.create_campaign(&spec);
+    assert_eq!(server.start_campaign(id), "running");
+    server.wait_state(id, "completed", Duration::from_secs(60), &db);
+
+    // Every text ends sent or failed; that is what operators see in the listing.
+    let failed: Vec<&(i64, Ticket)> = tickets
+        .iter()
+        .filter(|(_, t)| t.behaviour != Press1)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listing = loop {
+        let (code, rows) = server.api("GET", &format!("/api/campaigns/{id}/contacts"), None);
+        assert_eq!(code, 200, "{rows}");
+        let done = rows.as_array().map_or(0, |r| {
+            r.iter()
+                .filter(|c| c["sms"] == "sent" || c["sms"] == "failed")
+                .count()
+        });
+        if done == failed.len() {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "texts not finished after 30 s: {rows}\n{:?}\n{}",
+            gateway.requests(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let by_phone: HashMap<String, Value> = listing
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| (text(&c["phone"]).to_string(), c.clone()))
+        .collect();
+    let got = gateway.requests();
+    let sms: Vec<&Got> = got.iter().filter(|g| g.path == "/sms/send").collect();
+    let hooks: Vec<&Got> = got.iter().filter(|g| g.path == "/hook").collect();
+    let mut errors = Vec::new();
+    for (tid, t) in &tickets {
+        let c = &by_phone[&t.phone];
+        let mine: Vec<&&Got> = sms
+            .iter()
+            .filter(|g| g.body["to"] == t.phone.as_str())
+            .collect();
+        let hook_n = hooks
+            .iter()
+            .filter(|g| g.body["ticket_id"].as_i64() == Some(*tid))
+            .count();
+        if t.behaviour == Press1 {
+            if !mine.is_empty() || !c["sms"].is_null() || hook_n != 0 {
+                errors.push(format!("{}: answered, yet texted {c}", t.phone));
+            }
+            continue;
+        }
+        if c["state"] != "failed" || hook_n != 1 {
+            errors.push(format!("{}: contact {c}, {hook_n} webhook calls", t.phone));
+        }
+        let (want_state, want_tries, want_error) = if t.phone == refused {
+            ("failed", 1, "refused the text: 400")
+        } else if t.phone == always_503 {
+            ("failed", 3, "gave up after 3 tries")
+        } else {
+            ("sent", 2, "gateway answered 503")
+        };
+        if c["sms"] != want_state
+            || mine.len() != want_tries
+            || !text(&c["sms_error"]).contains(want_error)
+        {
+            errors.push(format!(
+                "{}: sms {} ({}) after {} requests, expected {want_state} after {want_tries} ({want_error})",
+                t.phone,
+                c["sms"],
+                c["sms_error"],
+                mine.len()
+            ));
+        }
+        // Every try of one text: same key, token, sender, rendered text.
+        let want_text = format!(
+            "Hello Customer {}, order {} is late; new date 2026-12-24.",
+            t.order_id, t.order_id
+        );
+        let key = format!("switchboard-sms-{}", c["id"]);
+        for g in &mine {
+            if g.headers.get("authorization").map(String::as_str)
+                != Some(&format!("Bearer {SMS_TOKEN}"))
+                || g.headers.get("idempotency-key") != Some(&key)
+                || g.body["id"] != key.as_str()
+                || g.body["from"] != "+15550100"
+                || g.body["text"] != want_text.as_str()
+            {
+                errors.push(format!(
+                    "{}: request {g:?}, expected key {key}, text {want_text:?}",
+                    t.phone
+                ));
+            }
+        }
+        // Back-off: 1 s, then 2 s.
+        for w in mine.windows(2) {
+            let gap = w[1].at.duration_since(w[0].at);
+            if gap < Duration::from_millis(900) {
+                errors.push(format!("{}: retried after only {gap:?}", t.phone));
+            }
+        }
+    }
+    let (_, progress) = server.api("GET", &format!("/api/campaigns/{id}"), None);
+    if progress["progress"]["sms"] != json!({"sent": 3, "failed": 2}) {
+        errors.push(format!("progress.sms: {}", progress["progress"]));
+    }
+    assert!(
+        errors.is_empty(),
+        "{} problem(s):\n  {}\n{listing:#}\n{}",
+        errors.len(),
+        errors.join("\n  "),
+        server.log()
+    );
+
+    // A restart sends nothing again: every text is recorded as done.
+    let before = gateway.requests().len();
+    let status = server.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    drop(server);
+    let server = setup.start(2);
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, after) = server.api("GET", &format!("/api/campaigns/{id}/contacts"), None);
+    assert_eq!(
+        gateway.requests().len(),
+        before,
+        "requests after the restart: {:?}",
+        &gateway.requests()[before..]
+    );
+    assert_eq!(after, listing, "the listing changed across the restart");
+    let calls = farm.stop().calls();
+    assert_eq!(
+        calls.len(),
+        tickets.len(),
+        "one dial per contact: {calls:#?}"
+    );
+    eprintln!(
+        "campaign_sms: {} SMS requests, {} webhook calls; test {:.1} s",
+        sms.len(),
+        hooks.len(),
+        t0.elapsed().as_secs_f64()
+    );
+}
