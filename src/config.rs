@@ -146,6 +146,7 @@ struct RawServer {
     demo_data: Option<bool>,
     max_calls: Option<usize>,
     media_timeout_s: Option<u64>,
+    lookup_timeout_ms: Option<u64>,
     default_country_code: Option<String>,
     codecs: Option<Spanned<Vec<String>>>,
     user_agent: Option<String>,
@@ -243,6 +244,9 @@ pub struct Config {
     pub demo_data: bool,
     pub max_calls: usize,
     pub media_timeout_s: u64,
+    /// The most a ticket lookup may hold a call up (`[server] lookup_timeout_ms`); beyond
+    /// it the lookup counts as unavailable.
+    pub lookup_timeout_ms: u64,
     pub default_country_code: String,
     pub codecs: Vec<Codec>,
     pub user_agent: String,
@@ -596,6 +600,7 @@ impl Config {
             demo_data: server.demo_data.unwrap_or(true),
             max_calls: server.max_calls.unwrap_or(4000),
             media_timeout_s: server.media_timeout_s.unwrap_or(30),
+            lookup_timeout_ms: server.lookup_timeout_ms.unwrap_or(1000).clamp(50, 10_000),
             default_country_code: server.default_country_code.unwrap_or_else(|| "1".into()),
             codecs,
             user_agent: server.user_agent.unwrap_or_else(|| "switchboard".into()),
