@@ -44,15 +44,31 @@ async fn main() {
         .execute(&db.pool)
         .await;
     let spool = std::env::temp_dir().join(format!("store-bench-{}.jsonl", std::process::id()));
-    let (handle, rx) = writer::channel();
+    // `--journal on`: as the server runs it, every submit first appends the op to the
+    // write-ahead journal (one mutex and one write(2)), which is what a call pays.
+    let journal_on = arg("--journal", "off") == "on";
+    let journal_dir = std::env::temp_dir().join(format!("store-bench-j-{}", std::process::id()));
+    let journal = if journal_on {
+        match switchboard::store::journal::Journal::open(&journal_dir) {
+            Ok(j) => Some(std::sync::Arc::new(j)),
+            Err(e) => {
+                eprintln!("store_bench: {e}");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        None
+    };
+    let (handle, rx) = writer::channel_with_journal(journal.clone());
     let stats = handle.stats.clone();
     let close = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(writer::run(
+    let task = tokio::spawn(writer::run_journaled(
         db.clone(),
         rx,
         spool.clone(),
         stats.clone(),
         close.clone(),
+        journal,
     ));
     let rows_per_call = events + 2; // record (insert + end update) and events
     let total_rows = calls * rows_per_call;
@@ -121,10 +137,11 @@ async fn main() {
     } else {
         "sqlite"
     };
-    println!("engine={engine} calls={calls} rows={written} seconds={:.2} rows_per_s={:.0} submit_p50_ns={} submit_p99_ns={} submit_max_ns={} mailbox_full={} spooled={}",
-        elapsed.as_secs_f64(), written as f64 / elapsed.as_secs_f64(), pct(0.50), pct(0.99), submit_ns.last().copied().unwrap_or(0),
+    println!("engine={engine} journal={} calls={calls} rows={written} seconds={:.2} rows_per_s={:.0} submit_p50_ns={} submit_p99_ns={} submit_max_ns={} mailbox_full={} spooled={}",
+        if journal_on { "on" } else { "off" }, elapsed.as_secs_f64(), written as f64 / elapsed.as_secs_f64(), pct(0.50), pct(0.99), submit_ns.last().copied().unwrap_or(0),
         stats.mailbox_full.load(std::sync::atomic::Ordering::Relaxed), stats.spooled.load(std::sync::atomic::Ordering::Relaxed));
     let _ = std::fs::remove_file(&spool);
+    let _ = std::fs::remove_dir_all(&journal_dir);
     if written as usize != total_rows {
         eprintln!("store_bench: wrote {written} of {total_rows} rows");
         std::process::exit(1);

@@ -251,6 +251,7 @@ struct RawServer {
     media_timeout_s: Option<u64>,
     session_expires_s: Option<u32>,
     session_min_se_s: Option<u32>,
+    lookup_timeout_ms: Option<u64>,
     default_country_code: Option<String>,
     codecs: Option<Spanned<Vec<String>>>,
     user_agent: Option<String>,
@@ -353,6 +354,9 @@ pub struct Config {
     /// Smallest session interval we accept (422 below it); the RFC floor is 90 s, lower
     /// values are allowed for tests.
     pub session_min_se_s: u32,
+    /// The most a ticket lookup may hold a call up (`[server] lookup_timeout_ms`); beyond
+    /// it the lookup counts as unavailable.
+    pub lookup_timeout_ms: u64,
     pub default_country_code: String,
     pub codecs: Vec<Codec>,
     pub user_agent: String,
@@ -873,6 +877,7 @@ impl Config {
             demo_data: server.demo_data.unwrap_or(true),
             max_calls: server.max_calls.unwrap_or(4000),
             media_timeout_s: server.media_timeout_s.unwrap_or(30),
+            lookup_timeout_ms: server.lookup_timeout_ms.unwrap_or(1000).clamp(50, 10_000),
             default_country_code: server.default_country_code.unwrap_or_else(|| "1".into()),
             codecs,
             user_agent: server.user_agent.unwrap_or_else(|| "switchboard".into()),

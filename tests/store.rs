@@ -430,3 +430,120 @@ async fn dangling_calls_are_interrupted() {
         let _ = HashMap::<String, String>::new();
     }
 }
+
+/// Two writers race on a ticket's resolution (switchboard's outcome and, say, an agent in the
+/// order system): the decision made last wins, whichever write reaches the database last
+/// (docs/schema.md "Two writers"). Here our outcome arrives late, as after an outage, and is
+/// older than the other writer's decision: the ticket keeps the other writer's, the call's
+/// outcome row is still kept, no refund request is made and `updated_at` does not go back.
+/// A later call's newer decision then wins over the other writer's.
+#[tokio::test]
+async fn resolution_race_is_won_by_the_later_decision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for db in both("race", dir.path()).await {
+        demo::load(&db).await.expect("demo");
+        let ticket = ticket_id(&db, "1002").await;
+        let (t_call, t_other, t_later) = (
+            "2026-12-02T10:00:00.000Z",
+            "2026-12-02T10:00:05.000Z",
+            "2026-12-02T10:01:00.000Z",
+        );
+        // The other writer resolves the ticket at t_other (also touching a field it owns).
+        let sql = format!(
+            "UPDATE tickets SET resolution = 'wait', resolved_at = {}, updated_at = {}, \
+             new_eta = {} WHERE id = $4",
+            db.dialect.ts(1),
+            db.dialect.ts(2),
+            db.dialect.date(3)
+        );
+        sqlx::query(&sql)
+            .bind(t_other)
+            .bind(t_other)
+            .bind("2027-01-15")
+            .bind(ticket)
+            .execute(&db.pool)
+            .await
+            .expect("other writer");
+        let outcome = |call: &str, choice: &str, at: &str| StoreOp::Outcome {
+            call_id: call.into(),
+            ticket_id: Some(ticket),
+            choice: choice.into(),
+            at: at.into(),
+        };
+        let apply = |op: StoreOp| {
+            let db = db.clone();
+            async move {
+                let mut tx = db.pool.begin().await.expect("begin");
+                switchboard::store::ops::apply(&mut tx, db.dialect, &op)
+                    .await
+                    .expect("apply");
+                tx.commit().await.expect("commit");
+            }
+        };
+        // Our caller chose a refund at t_call, before the other writer's decision; the op
+        // reaches the database only now (replayed from the spool).
+        apply(outcome("late-1", "refund", t_call)).await;
+        let read = || {
+            let db = db.clone();
+            async move {
+                let r = sqlx::query(&format!(
+                    "SELECT resolution, {} AS r, {} AS u, {} AS eta FROM tickets WHERE id = $1",
+                    db.dialect.text("resolved_at"),
+                    db.dialect.text("updated_at"),
+                    db.dialect.text("new_eta")
+                ))
+                .bind(ticket)
+                .fetch_one(&db.pool)
+                .await
+                .expect("ticket");
+                (
+                    r.try_get::<String, _>("resolution").expect("resolution"),
+                    r.try_get::<String, _>("r").expect("resolved_at"),
+                    r.try_get::<String, _>("u").expect("updated_at"),
+                    r.try_get::<String, _>("eta").expect("new_eta"),
+                )
+            }
+        };
+        let (res, resolved, updated, eta) = read().await;
+        assert_eq!(
+            res, "wait",
+            "the newer decision (the other writer's) is kept"
+        );
+        // (PostgreSQL prints TIMESTAMPTZ in the session's zone: compare minutes and seconds.)
+        assert!(resolved.contains(":00:05"), "{resolved}");
+        assert!(
+            updated.contains(":00:05"),
+            "updated_at not moved back: {updated}"
+        );
+        assert_eq!(eta, "2027-01-15", "new_eta is the other writer's");
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM call_outcomes WHERE call_id = 'late-1' AND choice = 'refund'"
+            )
+            .await,
+            1,
+            "what the caller chose is still recorded"
+        );
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM refund_requests").await,
+            0,
+            "no refund request for a resolution that did not stand"
+        );
+        // A later call decides after the other writer: it wins.
+        apply(outcome("later-2", "refund", t_later)).await;
+        let (res, resolved, updated, eta) = read().await;
+        assert_eq!(res, "refund");
+        assert!(resolved.contains(":01:00"), "{resolved}");
+        assert!(updated.contains(":01:00"), "{updated}");
+        assert_eq!(eta, "2027-01-15");
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM refund_requests WHERE call_id = 'later-2'"
+            )
+            .await,
+            1
+        );
+    }
+}

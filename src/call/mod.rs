@@ -57,6 +57,11 @@ impl CallContext {
         Duration::from_secs(self.config.media_timeout_s.max(1))
     }
 
+    /// How long a ticket lookup may keep a call waiting before it counts as unavailable.
+    pub fn lookup_budget(&self) -> Duration {
+        Duration::from_millis(self.config.lookup_timeout_ms)
+    }
+
     /// How we appear on `flow`: Via sent-by and Contact on the listener of its transport
     /// (RFC 3261 §18.2.1/§8.1.1.8), so in-dialog requests can find us; `sips:` over TLS
     /// (RFC 5630 §3), `transport=ws` over WebSocket (RFC 7118 §5).

@@ -82,6 +82,9 @@ pub enum Action {
         value: String,
         found: String,
         not_found: String,
+        /// Where to go when the database did not answer within the lookup budget (or
+        /// failed); None: `not_found`.
+        unavailable: Option<String>,
     },
     Branch {
         when: Vec<(Condition, String)>,
@@ -134,8 +137,15 @@ impl Action {
             }
             Action::Collect { retry, next, .. } => vec![next, &retry.on_failure],
             Action::Lookup {
-                found, not_found, ..
-            } => vec![found, not_found],
+                found,
+                not_found,
+                unavailable,
+                ..
+            } => {
+                let mut v = vec![found.as_str(), not_found.as_str()];
+                v.extend(unavailable.as_deref());
+                v
+            }
             Action::Branch { when, otherwise } => {
                 let mut v: Vec<&str> = when.iter().map(|(_, t)| t.as_str()).collect();
                 v.push(otherwise);

@@ -381,6 +381,29 @@ impl Interpreter {
         }
     }
 
+    /// The database did not answer an `Output::Lookup` within the lookup budget, or failed:
+    /// event `lookup` (`unavailable`), then the step's `unavailable` target, else its
+    /// `not_found` one. `ticket.*` variables from an earlier lookup are left as they were.
+    pub fn handle_lookup_unavailable(&mut self, now: Instant) {
+        self.now = now;
+        let Wait::Lookup { step } = self.wait.clone() else {
+            return;
+        };
+        let Some(Action::Lookup {
+            not_found,
+            unavailable,
+            ..
+        }) = self.plan.steps.get(&step).map(|s| s.action.clone())
+        else {
+            return;
+        };
+        self.outputs.push_back(Output::Event {
+            kind: "lookup",
+            detail: "unavailable".into(),
+        });
+        self.run(unavailable.unwrap_or(not_found));
+    }
+
     /// The queue could not take the call (no agents, closed, full).
     pub fn handle_enqueue_unavailable(&mut self, now: Instant) {
         self.now = now;
@@ -982,6 +1005,70 @@ action = "hangup"
             })
         );
         assert_eq!(i.vars()["ticket.id"], "7");
+    }
+
+    fn interp_with(plan_src: &str) -> (Interpreter, Instant) {
+        let f = |_: &str, _: &str| true;
+        let plan = load_str(
+            "t.toml",
+            plan_src,
+            &LoadContext {
+                prompt_exists: &f,
+                queues: &[],
+            },
+        )
+        .expect("plan");
+        let mut vars = Vars::new();
+        vars.insert("caller".into(), "+1555".into());
+        (Interpreter::new(Arc::new(plan), vars), Instant::now())
+    }
+
+    #[test]
+    fn unavailable_lookup_takes_its_own_branch_else_not_found() {
+        // With `unavailable`: the database did not answer in time -> that step, no outcome.
+        let src = PLAN.replace(
+            "found = \"refund\"\nnot_found = \"bye\"\n",
+            "found = \"refund\"\nnot_found = \"bye\"\nunavailable = \"order\"\n",
+        );
+        assert_ne!(src, PLAN, "the plan was changed");
+        let (mut i, t0) = interp_with(&src);
+        i.start(t0);
+        drain(&mut i);
+        i.handle_digit(t0, '2');
+        drain(&mut i);
+        i.handle_lookup_unavailable(t0);
+        let out = drain(&mut i);
+        assert!(out.contains(&Output::Event {
+            kind: "lookup",
+            detail: "unavailable".into()
+        }));
+        assert!(!out.iter().any(|o| matches!(o, Output::Outcome { .. })));
+        assert_eq!(names(&out[out.len() - 1]), ["enter-order-number"]);
+        // A late answer after the budget is ignored: the call has moved on.
+        let mut t = HashMap::new();
+        t.insert("id".to_string(), "7".to_string());
+        i.handle_lookup_result(t0, Some(t));
+        assert!(drain(&mut i).is_empty());
+        assert!(!i.vars().contains_key("ticket.id"));
+
+        // Without it: the not_found branch, as before.
+        let (mut i, t0) = interp();
+        i.start(t0);
+        drain(&mut i);
+        i.handle_digit(t0, '2');
+        drain(&mut i);
+        i.handle_lookup_unavailable(t0);
+        let out = drain(&mut i);
+        assert!(out.contains(&Output::Event {
+            kind: "lookup",
+            detail: "unavailable".into()
+        }));
+        assert_eq!(
+            out.last(),
+            Some(&Output::Hangup {
+                cause: "normal".into()
+            })
+        );
     }
 
     #[test]

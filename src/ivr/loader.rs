@@ -96,6 +96,7 @@ struct RawStep {
     value: Option<String>,
     found: Option<Spanned<String>>,
     not_found: Option<Spanned<String>>,
+    unavailable: Option<Spanned<String>>,
     when: Option<Vec<RawWhen>>,
     #[serde(rename = "else")]
     otherwise: Option<Spanned<String>>,
@@ -118,7 +119,7 @@ impl RawStep {
              no_input_prompts => "no_input_prompts", on_failure => "on_failure", var => "var",
              min_digits => "min_digits", max_digits => "max_digits", terminator => "terminator",
              inter_digit_timeout_ms => "inter_digit_timeout_ms", by => "by", value => "value",
-             found => "found", not_found => "not_found", when => "when", otherwise => "else",
+             found => "found", not_found => "not_found", unavailable => "unavailable", when => "when", otherwise => "else",
              vars => "vars", choice => "choice", queue => "queue", on_unavailable => "on_unavailable",
              cause => "cause", max_ms => "max_ms");
         v
@@ -152,7 +153,7 @@ fn allowed_fields(action: &str) -> Option<&'static [&'static str]> {
             RETRY[3],
             RETRY[4],
         ],
-        "lookup_ticket" => &["by", "value", "found", "not_found"],
+        "lookup_ticket" => &["by", "value", "found", "not_found", "unavailable"],
         "branch" => &["when", "else"],
         "set" => &["vars", "next"],
         "outcome" => &["choice", "next"],
@@ -271,6 +272,7 @@ fn raw_targets(s: &RawStep) -> Vec<(&str, usize)> {
         &s.on_failure,
         &s.found,
         &s.not_found,
+        &s.unavailable,
         &s.otherwise,
         &s.on_unavailable,
     ]
@@ -432,6 +434,7 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
                 value,
                 found: need(&s.found, "found")?,
                 not_found: need(&s.not_found, "not_found")?,
+                unavailable: s.unavailable.as_ref().map(|u| u.get_ref().clone()),
             }
         }
         "branch" => {

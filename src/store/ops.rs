@@ -3,9 +3,15 @@
 //! Every op carries its own key (call UUID, event sequence number) and timestamp taken when
 //! it happened, so a replay after an outage or a crash writes the same rows once, with the
 //! original times. Applying is `INSERT ... ON CONFLICT DO NOTHING` or a guarded `UPDATE`.
+//!
+//! The one field another system may also write is a ticket's `resolution` (an agent in the
+//! order system, say). An outcome moves it only when its own time is not older than the
+//! ticket's `resolved_at` (docs/schema.md "Two writers"), so the later decision wins no
+//! matter which write arrives last — also when ours arrives from the spool after an outage.
 
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
+use tracing::warn;
 
 use super::Dialect;
 
@@ -199,19 +205,41 @@ pub async fn apply(
             // Only the first application of an outcome moves the ticket, so replays are no-ops.
             if inserted.rows_affected() == 1 {
                 if let (Some(ticket), Some(resolution)) = (ticket_id, resolution_for(choice)) {
+                    // The optimistic check: `resolved_at` is the version of `resolution`.
+                    // The decision made last wins, whichever write reaches the database
+                    // last: an outcome replayed after an outage never overwrites a resolution
+                    // another writer (or a later call) decided after the caller chose. The
+                    // row is re-read under its lock by the UPDATE itself (PostgreSQL
+                    // re-evaluates the WHERE on the newest row version; SQLite has one
+                    // writer), so no read-then-write gap exists. `updated_at` only moves
+                    // forward: a late replay must not make the ticket look older.
                     let sql = format!(
-                        "UPDATE tickets SET resolution = $1, resolved_at = {}, updated_at = {} WHERE id = $4",
-                        d.ts(2),
-                        d.ts(3)
+                        "UPDATE tickets SET resolution = $1, resolved_at = {at2}, \
+                         updated_at = CASE WHEN updated_at < {at3} THEN {at3} ELSE updated_at END \
+                         WHERE id = $4 AND (resolved_at IS NULL OR resolved_at <= {at2})",
+                        at2 = d.ts(2),
+                        at3 = d.ts(3)
                     );
-                    sqlx::query(&sql)
+                    let moved = sqlx::query(&sql)
                         .bind(resolution)
                         .bind(at)
                         .bind(at)
                         .bind(*ticket)
                         .execute(&mut **tx)
-                        .await?;
-                    if resolution == "refund" {
+                        .await?
+                        .rows_affected()
+                        == 1;
+                    if !moved {
+                        warn!(
+                            ticket = *ticket,
+                            call_id = %call_id,
+                            choice = %choice,
+                            at = %at,
+                            "outcome older than the ticket's resolution (decided by another \
+                             writer meanwhile): the ticket keeps the newer one"
+                        );
+                    }
+                    if moved && resolution == "refund" {
                         let sql = format!(
                             "INSERT INTO refund_requests (ticket_id, call_id, requested_at) VALUES ($1, $2, {}) \
                              ON CONFLICT (call_id) DO NOTHING",

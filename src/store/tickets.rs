@@ -4,10 +4,39 @@
 //! the call, so a ticket inserted by another program is found by the next call.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
 
 use sqlx::Row;
 
 use super::{Db, StoreError};
+
+/// Why a lookup made during a call has no answer: the call then takes its "unavailable"
+/// path instead of waiting (docs/dialplan.md `lookup_ticket`).
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No answer within the budget: PostgreSQL stopped or unreachable (the pool keeps
+    /// trying to connect until its own 5 s acquire timeout), a lock held, a slow disk.
+    #[error("no answer from the database within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Run a ticket read for a call, giving up after `budget`. The read is dropped (cancelled)
+/// at the deadline, so it never delivers a late answer to a call that has moved on.
+pub async fn within<F>(
+    budget: Duration,
+    read: F,
+) -> Result<Option<HashMap<String, String>>, LookupError>
+where
+    F: Future<Output = Result<Option<HashMap<String, String>>, StoreError>>,
+{
+    match tokio::time::timeout(budget, read).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(LookupError::Timeout(budget)),
+    }
+}
 
 /// Bring a calling number to E.164 (`+` and digits) so it matches `tickets.phone`.
 /// `00` international prefixes become `+`; a national number gets `default_cc`.
@@ -111,6 +140,27 @@ pub async fn by_id(db: &Db, id: i64) -> Result<Option<HashMap<String, String>>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_read_that_does_not_answer_in_time_is_given_up() {
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(None)
+        };
+        let t0 = std::time::Instant::now();
+        let r = within(Duration::from_millis(100), slow).await;
+        assert!(matches!(r, Err(LookupError::Timeout(_))), "{r:?}");
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        let quick = async { Ok(Some(HashMap::new())) };
+        assert!(matches!(
+            within(Duration::from_millis(100), quick).await,
+            Ok(Some(_))
+        ));
+    }
 
     #[test]
     fn normalizes_numbers() {

@@ -226,6 +226,12 @@ impl Server {
     /// `GET /healthz` answers 200. `extra_args` go after ours (a `--config` there replaces
     /// the test's default copy).
     pub fn start(extra_args: &[&str]) -> Server {
+        Server::start_on(None, extra_args)
+    }
+
+    /// [`Server::start`] on the database at `url` (e.g. a PostgreSQL test database) instead
+    /// of a fresh SQLite file; `None`: the SQLite file. `db()` reads the SQLite file only.
+    pub fn start_on(url: Option<&str>, extra_args: &[&str]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("switchboard-it-")
             .tempdir()
@@ -236,9 +242,10 @@ impl Server {
         let db_path = dir.path().join("t.db");
         let stdout_path = dir.path().join("server.stdout");
         let stderr_path = dir.path().join("server.stderr");
+        let url = url.map_or_else(|| format!("sqlite://{}", db_path.display()), str::to_string);
         let mut args: Vec<String> = vec![
             "--database".into(),
-            format!("sqlite://{}", db_path.display()),
+            url,
             "--sip-listen".into(),
             format!("127.0.0.1:{sip_port}"),
             "--http-listen".into(),
@@ -700,6 +707,40 @@ fn python(script: &str, args: &[String], cwd: &Path) -> String {
     text
 }
 
+/// Write `scenario`'s SIPp file into `dir` (with its pcap for a call) and return its path.
+pub fn render_scenario(scenario: &Scenario, dir: &Path) -> PathBuf {
+    if let Scenario::Options = scenario {
+        return repo_root().join("sip-test/uac_options.xml");
+    }
+    let out = dir.join(scenario.template());
+    let mut render: Vec<String> = vec![scenario.template().into(), out.display().to_string()];
+    match scenario {
+        Scenario::Call { pcap_args, hold_ms } => {
+            assert!(
+                is_root(),
+                "SIPp's play_pcap_audio needs root (raw socket): run the SIP tests as root"
+            );
+            let pcap = dir.join("in.pcap");
+            let mut a = pcap_args.clone();
+            a.extend(["-o".into(), pcap.display().to_string()]);
+            python("make_dtmf_pcap.py", &a, dir);
+            render.extend([
+                "--pcap".into(),
+                pcap.display().to_string(),
+                "--hold-ms".into(),
+                hold_ms.to_string(),
+            ]);
+        }
+        Scenario::HangupEarly { hold_ms } => {
+            render.extend(["--hold-ms".into(), hold_ms.to_string()])
+        }
+        Scenario::Cancel { ring_ms } => render.extend(["--ring-ms".into(), ring_ms.to_string()]),
+        Scenario::Options => unreachable!(),
+    }
+    python("render.py", &render, dir);
+    out
+}
+
 /// Result of one SIPp run.
 #[derive(Debug)]
 pub struct SippRun {
@@ -737,38 +778,7 @@ impl SippProcess {
         dir: &Path,
         args: &[&str],
     ) -> SippProcess {
-        let scenario_file = match scenario {
-            Scenario::Options => repo_root().join("sip-test/uac_options.xml"),
-            _ => {
-                let out = dir.join(scenario.template());
-                let mut render: Vec<String> =
-                    vec![scenario.template().into(), out.display().to_string()];
-                match scenario {
-                    Scenario::Call { pcap_args, hold_ms } => {
-                        assert!(is_root(), "SIPp's play_pcap_audio needs root (raw socket): run the SIP tests as root");
-                        let pcap = dir.join("in.pcap");
-                        let mut a = pcap_args.clone();
-                        a.extend(["-o".into(), pcap.display().to_string()]);
-                        python("make_dtmf_pcap.py", &a, dir);
-                        render.extend([
-                            "--pcap".into(),
-                            pcap.display().to_string(),
-                            "--hold-ms".into(),
-                            hold_ms.to_string(),
-                        ]);
-                    }
-                    Scenario::HangupEarly { hold_ms } => {
-                        render.extend(["--hold-ms".into(), hold_ms.to_string()])
-                    }
-                    Scenario::Cancel { ring_ms } => {
-                        render.extend(["--ring-ms".into(), ring_ms.to_string()])
-                    }
-                    Scenario::Options => unreachable!(),
-                }
-                python("render.py", &render, dir);
-                out
-            }
-        };
+        let scenario_file = render_scenario(scenario, dir);
         let budget = scenario.budget();
         let port = free_port().to_string();
         let media = sipp_media_port().to_string();

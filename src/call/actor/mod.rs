@@ -50,6 +50,8 @@ pub const MAILBOX: usize = 64;
 pub enum CallInput {
     Sip(Box<Inbound>),
     Lookup(Option<HashMap<String, String>>),
+    /// The database gave no answer within the lookup budget (or failed).
+    LookupUnavailable,
     /// From the ACD: queue position, refusal, an agent to ring.
     Acd(crate::acd::AcdEvent),
     /// From one of this caller's agent legs.
@@ -416,6 +418,7 @@ impl Call {
                 input = rx.recv() => match input {
                     Some(CallInput::Sip(inbound)) => self.on_sip(Instant::now(), *inbound),
                     Some(CallInput::Lookup(result)) => self.on_lookup(Instant::now(), result),
+                    Some(CallInput::LookupUnavailable) => self.on_lookup_unavailable(Instant::now()),
                     Some(CallInput::Acd(e)) => self.on_acd(Instant::now(), e),
                     Some(CallInput::Leg(e)) => self.on_leg_event(Instant::now(), e),
                     Some(CallInput::LegControl(c)) => self.on_leg_control(Instant::now(), c),
@@ -1086,6 +1089,13 @@ impl Call {
         self.drain_interpreter(now);
     }
 
+    fn on_lookup_unavailable(&mut self, now: Instant) {
+        if let Some(i) = self.interp.as_mut() {
+            i.handle_lookup_unavailable(now);
+        }
+        self.drain_interpreter(now);
+    }
+
     /// Answering-machine verdict on an outbound call: hang up (retry later), or leave the
     /// short voicemail message once the greeting has had time to end, then hang up.
     fn on_amd(&mut self, now: Instant, r: crate::media::amd::AmdResult) {
@@ -1260,19 +1270,29 @@ impl Call {
         let db = self.ctx.db.clone();
         let tx = self.self_tx.clone();
         let cc = self.ctx.config.default_country_code.clone();
+        let budget = self.ctx.lookup_budget();
         tokio::spawn(async move {
-            let result = match by {
-                LookupBy::Caller => match tickets::normalize_number(&value, &cc) {
-                    Some(phone) => tickets::by_phone(&db, &phone).await,
-                    None => Ok(None),
-                },
-                LookupBy::OrderId => tickets::by_order_id(&db, value.trim()).await,
+            // Bounded: during a database outage the pool would keep a read waiting for its
+            // 5 s acquire timeout (longer still on a hung connection) while the caller
+            // hears silence. Past the budget the dialplan's `unavailable` path runs.
+            let result = tickets::within(budget, async {
+                match by {
+                    LookupBy::Caller => match tickets::normalize_number(&value, &cc) {
+                        Some(phone) => tickets::by_phone(&db, &phone).await,
+                        None => Ok(None),
+                    },
+                    LookupBy::OrderId => tickets::by_order_id(&db, value.trim()).await,
+                }
+            })
+            .await;
+            let input = match result {
+                Ok(ticket) => CallInput::Lookup(ticket),
+                Err(e) => {
+                    warn!(error = %e, "ticket lookup unavailable; the dialplan's unavailable path runs");
+                    CallInput::LookupUnavailable
+                }
             };
-            let ticket = result.unwrap_or_else(|e| {
-                warn!(error = %e, "ticket lookup failed; treating as not found");
-                None
-            });
-            let _ = tx.send(CallInput::Lookup(ticket)).await;
+            let _ = tx.send(input).await;
         });
     }
 

@@ -283,11 +283,17 @@ impl Call {
             let tx = self.self_tx.clone();
             let number = self.caller.clone();
             let linked = self.ticket_id;
+            let budget = self.ctx.lookup_budget();
             tokio::spawn(async move {
-                let found = match linked {
-                    Some(id) => crate::store::tickets::by_id(&db, id).await,
-                    None => crate::store::tickets::by_phone(&db, &number).await,
-                };
+                // Bounded like the dialplan's lookups: an outage must not keep the caller
+                // out of the line.
+                let found = crate::store::tickets::within(budget, async {
+                    match linked {
+                        Some(id) => crate::store::tickets::by_id(&db, id).await,
+                        None => crate::store::tickets::by_phone(&db, &number).await,
+                    }
+                })
+                .await;
                 let ticket = found.unwrap_or_else(|e| {
                     warn!(error = %e, "caller lookup for the queue failed; joining unidentified");
                     None
