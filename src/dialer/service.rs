@@ -374,7 +374,7 @@ async fn run_campaign(
     loop {
         // Results first: they free channels and decide retries.
         while let Ok(f) = done_rx.try_recv() {
-            handle_finished(&ctx, &st, &active, f).await?;
+            handle_finished(&ctx, &st, &shared, &active, f).await?;
         }
         if stop.is_cancelled() {
             stopping = true;
@@ -451,7 +451,7 @@ async fn run_campaign(
         );
         tokio::select! {
             _ = stop.cancelled(), if !stopping => {}
-            Some(f) = done_rx.recv() => handle_finished(&ctx, &st, &active, f).await?,
+            Some(f) = done_rx.recv() => handle_finished(&ctx, &st, &shared, &active, f).await?,
             _ = tokio::time::sleep_until(sleep_until) => {}
         }
     }
@@ -584,6 +584,7 @@ async fn dial(
 async fn handle_finished(
     ctx: &Arc<CallContext>,
     st: &Settings,
+    shared: &Arc<Shared>,
     active: &Arc<AtomicU32>,
     f: Finished,
 ) -> Result<(), StoreError> {
