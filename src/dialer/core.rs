@@ -357,7 +357,7 @@ pub const MIN_CPS: f64 = 1e-4;
 /// Highest accepted `max_cps`.
 pub const MAX_CPS: f64 = 10_000.0;
 
-const SLIDING_WINDOW: Duration = Duration::from_secs(1);
+pub const SLIDING_WINDOW: Duration = Duration::from_secs(1);
 
 /// Dial pacing: at most `max_cps` calls per second and `max_channels` simultaneous calls.
 ///
@@ -383,6 +383,8 @@ pub struct Pacer {
     tat: Instant,
     /// The last `burst` dial instants, oldest first.
     recent: VecDeque<Instant>,
+    /// No dial before this instant (see `hold_until`).
+    not_before: Option<Instant>,
 }
 
 fn pace_params(max_cps: f64) -> Result<(u32, Duration), DialerError> {
@@ -406,7 +408,17 @@ impl Pacer {
             interval,
             tat: now,
             recent: VecDeque::with_capacity(burst as usize),
+            not_before: None,
         })
+    }
+
+    /// Allow no dial before `at`. A runner started right after a restart knows nothing of
+    /// the dials the previous process made in its last second; holding the first dial
+    /// until one sliding window after this process started (`SLIDING_WINDOW` after start)
+    /// keeps every 1-second window within the cap across the restart, at the cost of a
+    /// one-second pause when a campaign resumes after a restart.
+    pub fn hold_until(&mut self, at: Instant) {
+        self.not_before = Some(self.not_before.map_or(at, |t| t.max(at)));
     }
 
     /// Change the limits (live campaign edit). Past dials keep counting: the bucket's debt and
@@ -443,6 +455,9 @@ impl Pacer {
     /// When the rate rules (ignoring channels) next allow a dial, `>= now`.
     fn rate_ready_at(&self, now: Instant) -> Instant {
         let mut at = now;
+        if let Some(t) = self.not_before {
+            at = at.max(t);
+        }
         // Token bucket: conforming once tat - tolerance <= at.
         if let Some(t) = self.tat.checked_sub(self.tolerance()) {
             at = at.max(t);
@@ -1272,6 +1287,22 @@ mod tests {
         // allows them once the dial 1 s earlier is out of it.
         let last = t0 + ms(9_900);
         assert_eq!(p.next_token_at(last), last + ms(100));
+    }
+
+    #[test]
+    fn pacer_hold_until_delays_the_first_burst() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(20.0, 100, t0).expect("pacer");
+        p.hold_until(t0 + SLIDING_WINDOW);
+        assert!(!p.can_dial(t0, 0));
+        assert!(!p.can_dial(t0 + Duration::from_millis(999), 0));
+        assert_eq!(p.next_token_at(t0), t0 + SLIDING_WINDOW);
+        let t1 = t0 + SLIDING_WINDOW;
+        for _ in 0..20 {
+            assert!(p.can_dial(t1, 0));
+            p.take(t1);
+        }
+        assert!(!p.can_dial(t1, 0));
     }
 
     #[test]

@@ -177,6 +177,9 @@ struct Shared {
     shutdown: CancellationToken,
     /// Wakes the SMS sender when a text is queued.
     sms_wake: Arc<tokio::sync::Notify>,
+    /// When this process's dialer started: no campaign dials within the first second
+    /// (`Pacer::hold_until`), so a restart cannot double the calls-per-second cap.
+    started: Instant,
 }
 
 struct Runner {
@@ -200,6 +203,7 @@ impl DialerHandle {
                 tracker: TaskTracker::new(),
                 shutdown,
                 sms_wake: Arc::new(tokio::sync::Notify::new()),
+                started: Instant::now(),
             }),
         }
     }
@@ -364,6 +368,7 @@ async fn run_campaign(
             return Ok(());
         }
     };
+    pacer.hold_until(shared.started + crate::dialer::core::SLIDING_WINDOW);
     // Attempts claimed before a crash: possibly dialed, so counted and retried per policy.
     for c in campaigns::interrupted_contacts(db, id).await? {
         finish(&ctx, &st, &shared, &c, c.attempts, None, "interrupted").await?;
