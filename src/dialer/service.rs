@@ -520,6 +520,9 @@ async fn dial(
         }
         Err(Refusal::NotDialable(_)) => return Ok(false),
     }
+    if shared.shutdown.is_cancelled() {
+        return Ok(false);
+    }
     let Some(attempt) = campaigns::claim(db, &contact).await? else {
         return Ok(false);
     };
@@ -565,6 +568,14 @@ async fn dial(
         park: false,
         callback_for: None,
     };
+    if shared.shutdown.is_cancelled() {
+        // The stop began while this contact was being claimed: do not start a call that
+        // shutdown would have to cut (and might not finish cutting before the process
+        // exits). The claimed attempt was never dialed; it is closed as interrupted and
+        // retried per policy, like any attempt a stop cut.
+        finish(ctx, st, shared, &contact, attempt, None, "interrupted").await?;
+        return Ok(false);
+    }
     pacer.take(Instant::now());
     active.fetch_add(1, Ordering::Relaxed);
     debug!(contact = contact.id, attempt, "dialing contact");

@@ -294,6 +294,14 @@ impl Server {
                 panic!("server exited during start with {status}\n{}", self.log());
             }
             if http_get_status(self.http_addr, "/healthz") == Some(200) {
+                // /healthz turns 200 a moment before main prints the banner (tests read
+                // the API token from it): wait for its last line too.
+                let banner_by = Instant::now() + Duration::from_secs(5);
+                while !read_lossy(&self.stdout_path).contains("  Stop:")
+                    && Instant::now() < banner_by
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 return;
             }
             assert!(
