@@ -139,7 +139,13 @@ fn other_program_writes_tickets_while_calls_run() {
         inserted.last().and_then(Value::as_str).unwrap_or("")
     ));
     let newest_phone = newest["phone"].as_str().expect("phone").to_string();
-    let scenario = Scenario::HangupEarly { hold_ms: 4_000 };
+    // The order system marks it delayed (another write from outside), then its customer
+    // calls and keeps waiting.
+    db.exec(&format!(
+        "UPDATE tickets SET status = 'delayed', delay_days = 2, new_eta = '2030-02-01' WHERE id = {}",
+        newest["id"]
+    ));
+    let scenario = Scenario::call_with_digits(&[(1500, '2'), (9000, '1')], 1000, 20_000);
     server
         .run_sipp(&scenario, &["-set", "caller", &newest_phone])
         .assert_ok(&server);
@@ -153,4 +159,12 @@ fn other_program_writes_tickets_while_calls_run() {
         call["ticket_id"], newest["id"],
         "the new ticket was found: {call:?}"
     );
+    let t = server.wait_db(DB_WAIT, "the new ticket resolved", |db| {
+        let t = db.row(&format!(
+            "SELECT resolution FROM tickets WHERE id = {}",
+            newest["id"]
+        ));
+        (!t["resolution"].is_null()).then_some(t)
+    });
+    assert_eq!(t["resolution"], "wait", "{t:?}");
 }
