@@ -15,10 +15,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::{
-    free_port, repo_root, sdp_offer, sipp_media_port, DbRow, Scenario, Server, SippProcess,
-    SippRun, TestDb,
-};
+use support::{repo_root, sdp_offer, DbRow, Scenario, Server, SippProcess, SippRun, TestDb};
 use tempfile::TempDir;
 
 const DB_WAIT: Duration = Duration::from_secs(5);
@@ -92,37 +89,7 @@ fn spawn_scenario(
     }
     let file = dir.join(template);
     std::fs::write(&file, text).expect("write scenario");
-    let port = free_port().to_string();
-    let media = sipp_media_port().to_string();
-    let timeout = format!("{}s", budget.as_secs());
-    let errors = dir.join("errors.log").display().to_string();
-    let messages = dir.join("messages.log").display().to_string();
-    let mut all: Vec<&str> = vec![
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-mp",
-        &media,
-        "-m",
-        "1",
-        "-l",
-        "1",
-        "-nostdin",
-        "-timeout",
-        &timeout,
-        "-timeout_error",
-        "-trace_err",
-        "-error_file",
-        &errors,
-        "-trace_msg",
-        "-message_file",
-        &messages,
-        "-s",
-        "hotline",
-    ];
-    all.extend_from_slice(args);
-    SippProcess::spawn_file(&file, server.sip_addr, &dir, &all, budget)
+    SippProcess::spawn_caller_file(&file, server.sip_addr, &dir, args, budget)
 }
 
 /// The one ended call record of `caller`.
@@ -137,18 +104,7 @@ fn ended_call(server: &Server, caller: &str) -> DbRow {
 }
 
 fn events(db: &TestDb, call: &DbRow) -> Vec<(String, String)> {
-    let id = call["id"].as_str().expect("call id");
-    db.rows(&format!(
-        "SELECT kind, detail FROM call_events WHERE call_id = '{id}' ORDER BY seq"
-    ))
-    .into_iter()
-    .map(|r| {
-        (
-            r["kind"].as_str().unwrap_or("").to_string(),
-            r["detail"].as_str().unwrap_or("").to_string(),
-        )
-    })
-    .collect()
+    db.call_events(call["id"].as_str().expect("call id"))
 }
 
 fn has(ev: &[(String, String)], kind: &str, detail: &str) -> bool {

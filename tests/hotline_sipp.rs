@@ -34,18 +34,7 @@ fn ended_call(server: &Server, caller: &str) -> DbRow {
 }
 
 fn events(db: &TestDb, call_id: &Value) -> Vec<(String, String)> {
-    let id = call_id.as_str().expect("call id is text");
-    db.rows(&format!(
-        "SELECT kind, detail FROM call_events WHERE call_id = '{id}' ORDER BY seq"
-    ))
-    .into_iter()
-    .map(|r| {
-        (
-            r["kind"].as_str().unwrap_or("").to_string(),
-            r["detail"].as_str().unwrap_or("").to_string(),
-        )
-    })
-    .collect()
+    db.call_events(call_id.as_str().expect("call id is text"))
 }
 
 fn has_event(events: &[(String, String)], kind: &str, detail: &str) -> bool {

@@ -559,6 +559,21 @@ impl TestDb {
         rows.remove(0)
     }
 
+    /// A call's `call_events` as (kind, detail), in order.
+    pub fn call_events(&self, call_id: &str) -> Vec<(String, String)> {
+        self.rows(&format!(
+            "SELECT kind, detail FROM call_events WHERE call_id = '{call_id}' ORDER BY seq"
+        ))
+        .into_iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap_or("").to_string(),
+                r["detail"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+    }
+
     pub fn count(&self, sql_where: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) AS n FROM {sql_where}");
         self.row(&sql)["n"].as_i64().expect("count is an integer")
@@ -787,7 +802,18 @@ impl SippProcess {
         args: &[&str],
     ) -> SippProcess {
         let scenario_file = render_scenario(scenario, dir);
-        let budget = scenario.budget();
+        SippProcess::spawn_caller_file(&scenario_file, target, dir, args, scenario.budget())
+    }
+
+    /// SIPp as one caller of the hotline on a ready scenario file: one call from a free
+    /// port pair, `-timeout` = `budget`, error and message traces in `dir`, then `args`.
+    pub fn spawn_caller_file(
+        file: &Path,
+        target: SocketAddr,
+        dir: &Path,
+        args: &[&str],
+        budget: Duration,
+    ) -> SippProcess {
         let port = free_port().to_string();
         let media = sipp_media_port().to_string();
         let timeout = format!("{}s", budget.as_secs());
@@ -818,7 +844,7 @@ impl SippProcess {
             "hotline",
         ];
         all.extend_from_slice(args);
-        SippProcess::spawn_file(&scenario_file, target, dir, &all, budget)
+        SippProcess::spawn_file(file, target, dir, &all, budget)
     }
 
     /// SIPp on a ready scenario file with exactly `args` (plus the target), e.g. a UAS.
