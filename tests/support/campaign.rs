@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Timelike;
 use serde_json::{json, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 
 use crate::support::{free_port, is_root, read_lossy, repo_root, sipp, tail, wait_child};
@@ -181,21 +181,7 @@ pub struct Db {
 
 impl Db {
     pub fn open(path: &Path) -> Db {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(false)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = rt
-            .block_on(
-                SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(opts),
-            )
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let (rt, pool) = crate::support::open_sqlite(path, Duration::from_secs(10));
         Db { rt, pool }
     }
 

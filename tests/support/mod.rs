@@ -494,6 +494,27 @@ pub fn run_binary(args: &[&str], timeout: Duration) -> (ExitStatus, String, Stri
 pub type DbRow = BTreeMap<String, Value>;
 
 /// Direct SQL access to the server's SQLite file, as another program would have.
+/// An existing SQLite database (the server's) on a one-connection pool with its own
+/// single-threaded runtime, for tests that read it while the server writes.
+pub fn open_sqlite(path: &Path, busy: Duration) -> (tokio::runtime::Runtime, SqlitePool) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .busy_timeout(busy);
+    let pool = rt
+        .block_on(
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts),
+        )
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    (rt, pool)
+}
+
 pub struct TestDb {
     rt: tokio::runtime::Runtime,
     pool: SqlitePool,
@@ -501,21 +522,7 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn open(path: &Path) -> TestDb {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(false)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = rt
-            .block_on(
-                SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(opts),
-            )
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let (rt, pool) = open_sqlite(path, Duration::from_secs(5));
         TestDb { rt, pool }
     }
 
