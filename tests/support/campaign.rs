@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use chrono::Timelike;
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Column, Row, TypeInfo, ValueRef};
 
 use crate::support::{free_port, is_root, read_lossy, repo_root, sipp, tail, wait_child};
 
@@ -171,7 +170,7 @@ pub fn dechunk(mut s: &str) -> String {
 
 // ---- database ------------------------------------------------------------------------------
 
-pub type DbRow = BTreeMap<String, Value>;
+pub use crate::support::DbRow;
 
 /// Direct SQL on the server's SQLite file, as the ticket system would do.
 pub struct Db {
@@ -186,21 +185,7 @@ impl Db {
     }
 
     pub fn to_map(row: &SqliteRow) -> DbRow {
-        let mut m = BTreeMap::new();
-        for (i, col) in row.columns().iter().enumerate() {
-            let raw = row.try_get_raw(i).expect("column");
-            let v = if raw.is_null() {
-                Value::Null
-            } else {
-                match raw.type_info().name() {
-                    "INTEGER" => Value::from(row.try_get::<i64, _>(i).expect("integer")),
-                    "REAL" => Value::from(row.try_get::<f64, _>(i).expect("real")),
-                    _ => Value::from(row.try_get::<String, _>(i).unwrap_or_default()),
-                }
-            };
-            m.insert(col.name().to_string(), v);
-        }
-        m
+        crate::support::TestDb::to_map(row)
     }
 
     pub fn rows(&self, sql: &str) -> Vec<DbRow> {

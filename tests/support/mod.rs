@@ -526,7 +526,8 @@ impl TestDb {
         TestDb { rt, pool }
     }
 
-    fn to_map(row: &SqliteRow) -> DbRow {
+    /// One SQLite row as column name → JSON value (NULL, integer, real, text; blobs as text).
+    pub fn to_map(row: &SqliteRow) -> DbRow {
         let mut m = BTreeMap::new();
         for (i, col) in row.columns().iter().enumerate() {
             let raw = row.try_get_raw(i).expect("column");
