@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::net::UdpSocket;
 
+use crate::media::socket::MediaSocket;
+
 #[derive(Debug)]
 pub struct PortRange {
     lo: u16,
@@ -66,8 +68,10 @@ impl PortRange {
 }
 
 impl PortRange {
-    /// Bind an even RTP port and the RTCP port above it (both in the range).
-    pub async fn bind_pair(&self, ip: IpAddr) -> Result<(UdpSocket, UdpSocket), PortError> {
+    /// Bind an even RTP port and the RTCP port above it (both in the range). The RTP socket
+    /// is read on the call's send tick ([`MediaSocket`]); RTCP (one report every few seconds)
+    /// stays an ordinary reactor-driven socket.
+    pub async fn bind_pair(&self, ip: IpAddr) -> Result<(MediaSocket, UdpSocket), PortError> {
         let even_lo = self.lo + (self.lo % 2);
         if even_lo >= self.hi {
             return Err(PortError::Exhausted {
@@ -80,7 +84,7 @@ impl PortRange {
         for _ in 0..slots {
             let n = self.cursor.fetch_add(1, Ordering::Relaxed) % slots;
             let port = even_lo + (n * 2) as u16;
-            let Ok(rtp) = UdpSocket::bind(SocketAddr::new(ip, port)).await else {
+            let Ok(rtp) = MediaSocket::bind(SocketAddr::new(ip, port)) else {
                 continue;
             };
             if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {

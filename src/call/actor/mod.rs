@@ -30,6 +30,7 @@ use crate::ivr::interpreter::{Interpreter, Output, PromptRef};
 use crate::media::codec::Codec;
 use crate::media::player::PlayItem;
 use crate::media::session::{MediaEvent, MediaParams, MediaSession, MAX_PACKET};
+use crate::media::socket::{MediaSocket, Readiness};
 use crate::sip::message::{HeaderName, Message, Method, StartLine};
 use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
 use crate::sip::transport::{Inbound, ReplyPath};
@@ -146,8 +147,10 @@ pub struct Call {
     machine: Option<uac::MachineHandling>,
     /// Disposition recorded at hangup instead of `answered` (an answering machine).
     disposition_override: Option<&'static str>,
-    /// This call's RTP socket, shared with the bridged leg that sends from it.
-    rtp_sock: Option<Arc<UdpSocket>>,
+    /// This call's RTP socket, shared with the bridged leg that sends from it. Read on the
+    /// send tick while the call runs its own media session, on readiness while it relays
+    /// (`media::socket`).
+    rtp_sock: Option<Arc<MediaSocket>>,
     /// The RTCP socket (RTP port + 1): reports of the media session go out and come in here.
     rtcp_sock: Option<Arc<UdpSocket>>,
     /// Caller side: waiting in (or connected through) a queue.
@@ -156,7 +159,7 @@ pub struct Call {
     leg: Option<queue::LegLink>,
     /// Bridged: received RTP is rewritten and sent from the other leg's socket.
     relay: Option<crate::media::bridge::Relay>,
-    relay_out: Option<Arc<UdpSocket>>,
+    relay_out: Option<Arc<MediaSocket>>,
     shutdown: CancellationToken,
     /// Parked callback: the INVITE to send once an agent answered.
     pending_dial: Option<uac::PendingDial>,
@@ -219,7 +222,7 @@ impl Call {
         local: LocalIdentity,
         self_tx: mpsc::Sender<CallInput>,
         shutdown: CancellationToken,
-    ) -> Option<(Call, Option<Arc<UdpSocket>>)> {
+    ) -> Option<(Call, Option<Arc<MediaSocket>>)> {
         let now = Instant::now();
         let invite = inbound.msg;
         let flow = inbound.reply;
@@ -369,7 +372,7 @@ impl Call {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<CallInput>,
-        mut rtp: Option<Arc<UdpSocket>>,
+        mut rtp: Option<Arc<MediaSocket>>,
         shutdown: CancellationToken,
     ) {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -379,6 +382,8 @@ impl Call {
         let mut send_buf = [0u8; MAX_PACKET];
         let mut rtcp = self.rtcp_sock.clone();
         let mut rtcp_buf = [0u8; 1500];
+        // Registered with the reactor only while relaying a bridge (media::socket).
+        let mut relay_ready: Option<Readiness> = None;
         // One cancellation future for the whole call, not a new one per wake-up: creating
         // and dropping it registers and unregisters a waiter (two lock round trips) on
         // every RTP packet and every 20 ms send tick.
@@ -386,6 +391,10 @@ impl Call {
         tokio::pin!(cancelled);
         loop {
             let now = Instant::now();
+            if relay_ready.is_none() {
+                // Playing our own media (or nothing yet): what arrived since the last tick.
+                self.receive_on_tick(now, rtp.as_deref(), &mut rtp_buf);
+            }
             self.drive(now, rtp.as_deref(), &mut send_buf);
             if self.media.is_none() && matches!(self.phase, Phase::Done | Phase::Ending) {
                 // Release the port as soon as media is over.
@@ -395,6 +404,23 @@ impl Call {
                 self.rtcp_sock = None;
                 self.relay = None;
                 self.relay_out = None;
+            }
+            let relaying = self.relay.is_some() && !self.held;
+            match (&relay_ready, relaying, rtp.as_ref()) {
+                (None, true, Some(sock)) => match Readiness::new(sock) {
+                    // What waited in the socket predates the bridge (a ringing phone's early
+                    // media, the caller's last words to the IVR): not for the other leg.
+                    Ok(r) => {
+                        sock.drain(&mut rtp_buf, 1024, |_, _, _| {});
+                        relay_ready = Some(r);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot watch the RTP socket; ending the bridge");
+                        self.hangup(now, "no_rtp_socket");
+                    }
+                },
+                (Some(_), false, _) | (Some(_), _, None) => relay_ready = None,
+                _ => {}
             }
             if self.phase == Phase::Done && !self.slot_released {
                 // A call lingering only to absorb retransmissions no longer counts against
@@ -426,26 +452,19 @@ impl Call {
                     Some(CallInput::QueueIdentified(t)) => self.queue_identified(t),
                     None => break,
                 },
-                r = recv_rtp(rtp.as_deref(), &mut rtp_buf) => {
-                    if let Ok((n, from)) = r {
+                r = relay_readable(relay_ready.as_ref()) => {
+                    if let Ok(guard) = r {
                         let now = Instant::now();
-                        if self.held {
-                            // On hold: the caller's media session (music) owns the socket;
-                            // an agent leg drops what its phone sends meanwhile.
-                            if let Some(media) = self.media.as_mut() {
-                                media.handle_datagram(now, &rtp_buf[..n], from);
-                            }
-                        } else if let Some(relay) = self.relay.as_mut() {
+                        guard.drain(&mut rtp_buf, RX_BURST, |buf, n, _from| {
                             // Bridged: rewrite in place, send from the other leg's socket.
-                            if let (Some(len), Some(out)) =
-                                (relay.rewrite(now, &mut rtp_buf, n), self.relay_out.as_deref())
-                            {
-                                let _ = out.try_send_to(&rtp_buf[..len], relay.dest());
+                            if let Some(relay) = self.relay.as_mut() {
+                                if let (Some(len), Some(out)) =
+                                    (relay.rewrite(now, buf, n), self.relay_out.as_deref())
+                                {
+                                    let _ = out.try_send_to(&buf[..len], relay.dest());
+                                }
                             }
-                        } else if let Some(media) = self.media.as_mut() {
-                            // A dialplan `record` step is fed by the session's decoder.
-                            media.handle_datagram(now, &rtp_buf[..n], from);
-                        }
+                        });
                     }
                 }
                 r = recv_rtp(rtcp.as_deref(), &mut rtcp_buf) => {
@@ -464,6 +483,22 @@ impl Call {
         if !self.slot_released {
             self.ctx.active_calls.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Everything that reached the RTP socket since the last wake-up goes to the media
+    /// session (or is dropped when there is none: ringing, lingering, an agent leg's phone
+    /// talking while its caller is on hold).
+    fn receive_on_tick(&mut self, now: Instant, rtp: Option<&MediaSocket>, buf: &mut [u8; 1500]) {
+        let Some(sock) = rtp else { return };
+        let media = &mut self.media;
+        // Without a session nothing is kept: empty the socket, so that what a phone sent
+        // before the call was answered (or bridged) is not played out later.
+        let limit = if media.is_some() { RX_BURST } else { 1024 };
+        sock.drain(buf, limit, |b, n, from| {
+            if let Some(m) = media.as_mut() {
+                m.handle_datagram(now, &b[..n], from);
+            }
+        });
     }
 
     fn finished(&self, now: Instant) -> bool {
@@ -512,7 +547,7 @@ impl Call {
 
     // ---- time-driven work ------------------------------------------------------------
 
-    fn drive(&mut self, now: Instant, rtp: Option<&UdpSocket>, send_buf: &mut [u8; MAX_PACKET]) {
+    fn drive(&mut self, now: Instant, rtp: Option<&MediaSocket>, send_buf: &mut [u8; MAX_PACKET]) {
         if let Phase::Ringing { answer_at } = self.phase {
             if now >= answer_at {
                 self.answer(now);
@@ -535,6 +570,16 @@ impl Call {
             self.relay = None;
             self.hangup(now, "media_timeout");
         }
+        // Digits and timeouts first, so that a key seen on this tick starts the next prompt
+        // in this tick's packet; then the packet; then what sending it produced (the end of
+        // a playlist), so the following prompt starts on the next slot with no gap.
+        self.handle_media_events(now);
+        if let Some(i) = self.interp.as_mut() {
+            if i.poll_timeout().is_some_and(|t| now >= t) {
+                i.handle_timeout(now);
+            }
+        }
+        self.drain_interpreter(now);
         if let Some(media) = self.media.as_mut() {
             while let Some((len, dest)) = media.poll_transmit(now, send_buf) {
                 if let Some(sock) = rtp {
@@ -548,6 +593,13 @@ impl Call {
                 }
             }
         }
+        if self.handle_media_events(now) {
+            self.drain_interpreter(now);
+        }
+    }
+
+    /// Carry out what the media session reported; whether it reported anything.
+    fn handle_media_events(&mut self, now: Instant) -> bool {
         let mut events = [None; 8];
         let mut n = 0;
         if let Some(media) = self.media.as_mut() {
@@ -583,12 +635,7 @@ impl Call {
                 MediaEvent::Amd(r) => self.on_amd(now, r),
             }
         }
-        if let Some(i) = self.interp.as_mut() {
-            if i.poll_timeout().is_some_and(|t| now >= t) {
-                i.handle_timeout(now);
-            }
-        }
-        self.drain_interpreter(now);
+        n > 0
     }
 
     fn drive_retransmits(&mut self, now: Instant) {
@@ -1340,6 +1387,17 @@ impl Call {
             agent,
             wait_ms,
         });
+    }
+}
+
+/// Datagrams read from the RTP socket per wake-up at most: 25 frames of 20 ms — what a
+/// peer that bursts after a stall can send — while a flood cannot hold the call's task.
+const RX_BURST: usize = 25;
+
+async fn relay_readable(r: Option<&Readiness>) -> std::io::Result<crate::media::socket::ReadyGuard<'_>> {
+    match r {
+        Some(r) => r.readable().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -12,7 +12,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -67,7 +66,7 @@ pub struct AnsweredLeg {
     agent: String,
     media: LegMedia,
     remote: SocketAddr,
-    socket: Arc<UdpSocket>,
+    socket: Arc<crate::media::socket::MediaSocket>,
     /// The leg's own mailbox, so even an unexpected answer can be hung up.
     tx: mpsc::Sender<CallInput>,
 }
@@ -106,7 +105,7 @@ pub enum LegEvent {
 pub enum LegControl {
     /// You won: relay what the agent sends to the caller from the caller's socket.
     Bridge {
-        socket: Arc<UdpSocket>,
+        socket: Arc<crate::media::socket::MediaSocket>,
         dest: SocketAddr,
         agent: LegMedia,
         caller: LegMedia,

@@ -267,7 +267,7 @@ impl Call {
         call_id: String,
         self_tx: mpsc::Sender<CallInput>,
         shutdown: CancellationToken,
-    ) -> Option<(Call, Option<Arc<tokio::net::UdpSocket>>)> {
+    ) -> Option<(Call, Option<Arc<crate::media::socket::MediaSocket>>)> {
         let now = Instant::now();
         let local_addr = ctx.sip_local;
         let id = uuid::Uuid::new_v4().to_string();
