@@ -206,6 +206,8 @@ fn main() {
     for i in 0..n {
         let s = UdpSocket::bind((LOCAL_IP, 0)).expect("bind an RTP socket (ulimit -n?)");
         s.set_nonblocking(true).expect("nonblocking");
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+            .expect("SO_TIMESTAMPNS");
         rtp_ports.push(s.local_addr().expect("local addr").port());
         tx_socks.push(s.try_clone().expect("dup RTP socket"));
         rx_socks[i % args.rx_threads].push((i, mio::net::UdpSocket::from_std(s)));
@@ -792,6 +794,9 @@ struct RxStats {
     received: u64,
     not_measured: u64,
     foreign: u64,
+    rtcp: u64,
+    /// Arrivals timed by the kernel (SO_TIMESTAMPNS) rather than when this thread ran.
+    kernel_stamped: u64,
     lost: u64,
     gaps_over_22: u64,
     calls_with_gaps: u64,
@@ -807,6 +812,8 @@ impl RxStats {
             received: 0,
             not_measured: 0,
             foreign: 0,
+            rtcp: 0,
+            kernel_stamped: 0,
             lost: 0,
             gaps_over_22: 0,
             calls_with_gaps: 0,
@@ -820,11 +827,55 @@ impl RxStats {
         self.received += o.received;
         self.not_measured += o.not_measured;
         self.foreign += o.foreign;
+        self.rtcp += o.rtcp;
+        self.kernel_stamped += o.kernel_stamped;
         self.lost += o.lost;
         self.gaps_over_22 += o.gaps_over_22;
         self.calls_with_gaps += o.calls_with_gaps;
         self.keys_missed += o.keys_missed;
     }
+}
+
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// One datagram, non-blocking, with its kernel arrival time on the run's clock when the
+/// socket has SO_TIMESTAMPNS (it does: see `main`). Arrival times taken when this thread
+/// happens to run would charge the tool's own scheduling delays (it shares 2 cores with the
+/// server) to the server's send intervals; on loopback the kernel stamps the packet inside
+/// the server's `sendto`, so the stamp is the server's send time. `Ok(None)`: nothing waits.
+fn recv_stamped(
+    sock: &mio::net::UdpSocket,
+    buf: &mut [u8],
+    cmsg: &mut Vec<u8>,
+    wall_offset: u64,
+) -> std::io::Result<Option<(usize, Option<u64>)>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = match recvmsg::<SockaddrStorage>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(cmsg),
+        MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(m) => m,
+        Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+        Err(e) => return Err(std::io::Error::from(e)),
+    };
+    let mut at = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                let wall = ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64;
+                at = Some(wall.saturating_sub(wall_offset));
+            }
+        }
+    }
+    Ok(Some((msg.bytes, at)))
 }
 
 fn receiver(
@@ -842,6 +893,10 @@ fn receiver(
     let mut st = RxStats::new();
     let mut calls = vec![RxCall::default(); socks.len()];
     let mut buf = [0u8; 2048];
+    // One control buffer for every receive (no allocation per packet).
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    // Kernel stamps are wall-clock; the run's clock is monotonic from its start.
+    let wall_offset = wall_ns().saturating_sub(run.clock.ns());
     let mut next_tick = Instant::now();
     while !run.stop.load(Ordering::Acquire) {
         let timeout = if tick.is_zero() {
@@ -867,12 +922,21 @@ fn receiver(
             let sh = &run.calls[*i];
             let c = &mut calls[k];
             loop {
-                let len = match sock.recv_from(&mut buf) {
-                    Ok((len, _)) => len,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                let (len, now) = match recv_stamped(sock, &mut buf, &mut cmsg, wall_offset) {
+                    Ok(Some((len, Some(at)))) => {
+                        st.kernel_stamped += 1;
+                        (len, at)
+                    }
+                    Ok(Some((len, None))) => (len, run.clock.ns()),
+                    Ok(None) => break,
                     Err(e) => panic!("RTP recv: {e}"),
                 };
-                let now = run.clock.ns();
+                if len >= 2 && (192..=223).contains(&buf[1]) {
+                    // RTCP (RFC 5761 §4): the server reports to our RTP port + 1, which is
+                    // another call's RTP socket here. Not audio, not part of the figures.
+                    st.rtcp += 1;
+                    continue;
+                }
                 let Ok(p) = RtpPacket::parse(&buf[..len]) else {
                     st.foreign += 1;
                     continue;
@@ -1152,8 +1216,9 @@ fn report(r: &ReportIn) {
         r.sip.bye_unanswered
     );
     println!(
-        "# calls with a gap > 22 ms: {} of {}; packets outside the measured part of a call: {}, not RTP: {}",
-        rx.calls_with_gaps, active, rx.not_measured, rx.foreign
+        "# calls with a gap > 22 ms: {} of {}; packets outside the measured part of a call: {}, not RTP: {}, RTCP: {}; arrivals timed by the kernel: {} of {}",
+        rx.calls_with_gaps, active, rx.not_measured, rx.foreign, rx.rtcp, rx.kernel_stamped,
+        rx.received + rx.not_measured
     );
     println!(
         "# tool: sent {} packets ({} keys), send errors {}; sender woke late max {:.2} ms, {} phases > 2 ms late",
