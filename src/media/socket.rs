@@ -15,8 +15,12 @@
 //! relaying the actor takes a [`Readiness`] for the socket — one `epoll` registration,
 //! dropped (deregistered) when the bridge ends or the caller is put on hold.
 
-use std::io;
+use std::cell::RefCell;
+use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+
+use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 
 /// A bound, non-blocking UDP socket for RTP (or RTCP). Shared (`Arc`) between the two legs
 /// of a bridge: each leg's actor sends the other leg's relayed packets from it.
@@ -50,27 +54,111 @@ impl MediaSocket {
 
     /// Hand every waiting datagram to `f`, at most `limit` of them (a flood cannot keep a call
     /// in this loop). Returns how many were read.
-    pub fn drain(
-        &self,
-        buf: &mut [u8],
-        limit: usize,
-        mut f: impl FnMut(&mut [u8], usize, SocketAddr),
-    ) -> usize {
-        let mut n = 0;
-        while n < limit {
-            match self.sock.recv_from(buf) {
-                Ok((len, from)) => {
-                    n += 1;
-                    f(buf, len, from);
+    ///
+    /// One `recvmmsg(2)` reads up to [`BATCH`] datagrams; a batch that comes back short means
+    /// the socket is empty, so the usual tick (one packet waiting) costs one system call and
+    /// not two (the packet, then the `EAGAIN`). The headers and buffers are per worker thread
+    /// (allocated once, on the thread's first call): the call's task holds nothing for them.
+    pub fn drain(&self, limit: usize, mut f: impl FnMut(&[u8], SocketAddr)) -> usize {
+        BATCH_STATE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut state) => {
+                let state = state.get_or_insert_with(Batch::new);
+                let mut n = 0;
+                while n < limit {
+                    let got = state.receive(self.sock.as_raw_fd(), |p, from| {
+                        n += 1;
+                        f(p, from)
+                    });
+                    if got < BATCH {
+                        break;
+                    }
                 }
-                // WouldBlock: nothing more waiting. Anything else (ICMP port unreachable
-                // reported as ECONNREFUSED on Linux, say) is not the call's business: stop
-                // for this tick.
-                Err(_) => break,
+                n
+            }
+            // Re-entered from `f` (nothing does that today): the plain path.
+            Err(_) => {
+                let mut buf = [0u8; MAX_DATAGRAM];
+                let mut n = 0;
+                while n < limit {
+                    match self.sock.recv_from(&mut buf) {
+                        Ok((len, from)) => {
+                            n += 1;
+                            f(&buf[..len], from);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                n
+            }
+        })
+    }
+}
+
+/// Datagrams per `recvmmsg` call.
+pub const BATCH: usize = 4;
+/// Largest datagram kept whole (an Ethernet MTU); longer ones are truncated, which the RTP
+/// parser then refuses.
+const MAX_DATAGRAM: usize = 1500;
+
+thread_local! {
+    static BATCH_STATE: RefCell<Option<Batch>> = const { RefCell::new(None) };
+}
+
+/// The `recvmmsg` headers and buffers of one worker thread.
+struct Batch {
+    headers: MultiHeaders<SockaddrStorage>,
+    bufs: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            headers: MultiHeaders::preallocate(BATCH, None),
+            bufs: Box::new([[0u8; MAX_DATAGRAM]; BATCH]),
+        }
+    }
+
+    /// One non-blocking `recvmmsg`; hands each datagram to `f`; how many came.
+    fn receive(&mut self, fd: RawFd, mut f: impl FnMut(&[u8], SocketAddr)) -> usize {
+        let mut meta = [(0usize, None::<SocketAddr>); BATCH];
+        let got = {
+            let [a, b, c, d] = &mut *self.bufs;
+            let mut iovs = [
+                [IoSliceMut::new(a)],
+                [IoSliceMut::new(b)],
+                [IoSliceMut::new(c)],
+                [IoSliceMut::new(d)],
+            ];
+            match recvmmsg(fd, &mut self.headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+                Ok(results) => {
+                    let mut k = 0;
+                    for r in results {
+                        if k < BATCH {
+                            meta[k] = (r.bytes.min(MAX_DATAGRAM), r.address.and_then(to_socket_addr));
+                            k += 1;
+                        }
+                    }
+                    k
+                }
+                // EAGAIN (nothing waits) or an error that is not the call's business (an ICMP
+                // port unreachable reported as ECONNREFUSED): nothing this tick.
+                Err(_) => 0,
+            }
+        };
+        for (buf, (len, from)) in self.bufs.iter().zip(meta).take(got) {
+            if let Some(from) = from {
+                f(&buf[..len], from);
             }
         }
-        n
+        got
     }
+}
+
+fn to_socket_addr(a: SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 /// Readiness notifications for a [`MediaSocket`] while a leg relays: a duplicate of its
@@ -147,12 +235,21 @@ mod tests {
             b.send_to(&[i; 12], to).expect("send");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let mut buf = [0u8; 64];
         let mut seen = Vec::new();
-        assert_eq!(a.drain(&mut buf, 3, |p, n, _| seen.push(p[..n][0])), 3);
-        assert_eq!(a.drain(&mut buf, 8, |p, n, _| seen.push(p[..n][0])), 2);
-        assert_eq!(a.drain(&mut buf, 8, |_, _, _| {}), 0);
-        assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+        let from = b.local_addr().expect("addr");
+        assert_eq!(a.drain(3, |p, f| seen.push((p.len(), p[0], f))), 3);
+        assert_eq!(a.drain(8, |p, f| seen.push((p.len(), p[0], f))), 2);
+        assert_eq!(a.drain(8, |_, _| {}), 0);
+        let want: Vec<_> = (0..5u8).map(|i| (12, i, from)).collect();
+        assert_eq!(seen, want);
+        // More than one batch waiting, sizes kept per datagram.
+        for i in 0..(BATCH as u8 * 2 + 1) {
+            b.send_to(&vec![i; 20 + usize::from(i)], to).expect("send");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut sizes = Vec::new();
+        assert_eq!(a.drain(64, |p, _| sizes.push(p.len())), BATCH * 2 + 1);
+        assert_eq!(sizes, (0..BATCH * 2 + 1).map(|i| 20 + i).collect::<Vec<_>>());
     }
 
     #[tokio::test]
@@ -181,6 +278,6 @@ mod tests {
         // Deregistered, the socket still works for tick-driven reads.
         b.send_to(&[9; 4], to).expect("send");
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(a.drain(&mut buf, 4, |_, _, _| {}), 1);
+        assert_eq!(a.drain(4, |_, _| {}), 1);
     }
 }

@@ -393,7 +393,7 @@ impl Call {
             let now = Instant::now();
             if relay_ready.is_none() {
                 // Playing our own media (or nothing yet): what arrived since the last tick.
-                self.receive_on_tick(now, rtp.as_deref(), &mut rtp_buf);
+                self.receive_on_tick(now, rtp.as_deref());
             }
             self.drive(now, rtp.as_deref(), &mut send_buf);
             if self.media.is_none() && matches!(self.phase, Phase::Done | Phase::Ending) {
@@ -411,7 +411,7 @@ impl Call {
                     // What waited in the socket predates the bridge (a ringing phone's early
                     // media, the caller's last words to the IVR): not for the other leg.
                     Ok(r) => {
-                        sock.drain(&mut rtp_buf, 1024, |_, _, _| {});
+                        sock.drain(1024, |_, _| {});
                         relay_ready = Some(r);
                     }
                     Err(e) => {
@@ -488,15 +488,15 @@ impl Call {
     /// Everything that reached the RTP socket since the last wake-up goes to the media
     /// session (or is dropped when there is none: ringing, lingering, an agent leg's phone
     /// talking while its caller is on hold).
-    fn receive_on_tick(&mut self, now: Instant, rtp: Option<&MediaSocket>, buf: &mut [u8; 1500]) {
+    fn receive_on_tick(&mut self, now: Instant, rtp: Option<&MediaSocket>) {
         let Some(sock) = rtp else { return };
         let media = &mut self.media;
         // Without a session nothing is kept: empty the socket, so that what a phone sent
         // before the call was answered (or bridged) is not played out later.
         let limit = if media.is_some() { RX_BURST } else { 1024 };
-        sock.drain(buf, limit, |b, n, from| {
+        sock.drain(limit, |packet, from| {
             if let Some(m) = media.as_mut() {
-                m.handle_datagram(now, &b[..n], from);
+                m.handle_datagram(now, packet, from);
             }
         });
     }
