@@ -1,11 +1,13 @@
 //! The inbound call actor: one tokio task per call that owns the INVITE server transaction,
 //! the UAS dialog, the RTP socket and media session, and the dialplan interpreter.
 //!
-//! One `select!` loop waits on the mailbox (SIP from the router, ticket lookups), the RTP
-//! socket and a single reusable `Sleep` reset to the earliest deadline of all the cores
-//! (answer timer, 2xx/BYE retransmissions per RFC 3261 §13.3.1.4 and §17.1.2, the media
-//! send grid, the interpreter's input timeout). After every wake-up, `drive` feeds the
-//! current time to the cores and carries out what they ask. The actor never awaits the
+//! One `select!` loop waits on the mailbox (SIP from the router, ticket lookups), the RTCP
+//! socket, the RTP socket only while relaying a bridge, and a single reusable `Sleep` reset
+//! to the earliest deadline of all the cores (answer timer, 2xx/BYE retransmissions per
+//! RFC 3261 §13.3.1.4 and §17.1.2, the media send grid, the interpreter's input timeout).
+//! After every wake-up the actor first drains the RTP socket into the media session (when it
+//! is not relaying: received audio is read on the 20 ms send tick, `media::socket`), then
+//! `drive` feeds the current time to the cores and carries out what they ask. The actor never awaits the
 //! database: records are submitted to the store writer, lookups run in a spawned task.
 
 use std::collections::HashMap;
