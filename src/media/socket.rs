@@ -20,7 +20,12 @@ use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
-use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::socket::{
+    recvmmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage,
+};
+use nix::sys::time::TimeSpec;
 
 /// A bound, non-blocking UDP socket for RTP (or RTCP). Shared (`Arc`) between the two legs
 /// of a bridge: each leg's actor sends the other leg's relayed packets from it.
@@ -34,6 +39,10 @@ impl MediaSocket {
     pub fn bind(addr: SocketAddr) -> io::Result<MediaSocket> {
         let sock = UdpSocket::bind(addr)?;
         sock.set_nonblocking(true)?;
+        // Kernel arrival stamps: a packet read on the tick after it arrived still gets its
+        // true arrival time (RTCP interarrival jitter, DLSR). Without them (some
+        // sandboxes refuse the option) the tick's time is used.
+        let _ = setsockopt(&sock, sockopt::ReceiveTimestampns, &true);
         Ok(MediaSocket { sock })
     }
 
@@ -59,17 +68,28 @@ impl MediaSocket {
     /// the socket is empty, so the usual tick (one packet waiting) costs one system call and
     /// not two (the packet, then the `EAGAIN`). The headers and buffers are per worker thread
     /// (allocated once, on the thread's first call): the call's task holds nothing for them.
-    pub fn drain(&self, limit: usize, mut f: impl FnMut(&[u8], SocketAddr)) -> usize {
+    ///
+    /// `f` gets each datagram with its arrival time: the kernel's receive stamp mapped onto
+    /// the monotonic clock (at most `now`, and `now` when there is no stamp or the wall
+    /// clock stepped).
+    pub fn drain(
+        &self,
+        now: Instant,
+        limit: usize,
+        mut f: impl FnMut(&[u8], SocketAddr, Instant),
+    ) -> usize {
         BATCH_STATE.with(|cell| match cell.try_borrow_mut() {
             Ok(mut state) => {
                 let state = state.get_or_insert_with(Batch::new);
+                let clock = Stamps::new(now);
                 let mut n = 0;
                 while n < limit {
-                    let got = state.receive(self.sock.as_raw_fd(), |p, from| {
+                    let max = (limit - n).min(BATCH);
+                    let got = state.receive(self.sock.as_raw_fd(), &clock, max, |p, from, at| {
                         n += 1;
-                        f(p, from)
+                        f(p, from, at)
                     });
-                    if got < BATCH {
+                    if got < max {
                         break;
                     }
                 }
@@ -83,7 +103,7 @@ impl MediaSocket {
                     match self.sock.recv_from(&mut buf) {
                         Ok((len, from)) => {
                             n += 1;
-                            f(&buf[..len], from);
+                            f(&buf[..len], from, now);
                         }
                         Err(_) => break,
                     }
@@ -91,6 +111,35 @@ impl MediaSocket {
                 n
             }
         })
+    }
+}
+
+/// Maps kernel receive stamps (wall clock) onto `Instant`s, from one reading of both clocks
+/// per drain.
+struct Stamps {
+    now: Instant,
+    wall_ns: i128,
+}
+
+impl Stamps {
+    fn new(now: Instant) -> Stamps {
+        let wall_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Stamps { now, wall_ns }
+    }
+
+    fn arrival(&self, stamp: Option<TimeSpec>) -> Instant {
+        let Some(ts) = stamp else { return self.now };
+        let stamp_ns = i128::from(ts.tv_sec()) * 1_000_000_000 + i128::from(ts.tv_nsec());
+        let age = self.wall_ns - stamp_ns;
+        // A negative age or one over a second is a stepped wall clock, not a real wait.
+        if !(0..=1_000_000_000).contains(&age) {
+            return self.now;
+        }
+        self.now
+            .checked_sub(Duration::from_nanos(age as u64))
+            .unwrap_or(self.now)
     }
 }
 
@@ -113,14 +162,20 @@ struct Batch {
 impl Batch {
     fn new() -> Batch {
         Batch {
-            headers: MultiHeaders::preallocate(BATCH, None),
+            headers: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(TimeSpec))),
             bufs: Box::new([[0u8; MAX_DATAGRAM]; BATCH]),
         }
     }
 
     /// One non-blocking `recvmmsg`; hands each datagram to `f`; how many came.
-    fn receive(&mut self, fd: RawFd, mut f: impl FnMut(&[u8], SocketAddr)) -> usize {
-        let mut meta = [(0usize, None::<SocketAddr>); BATCH];
+    fn receive(
+        &mut self,
+        fd: RawFd,
+        clock: &Stamps,
+        max: usize,
+        mut f: impl FnMut(&[u8], SocketAddr, Instant),
+    ) -> usize {
+        let mut meta = [(0usize, None::<SocketAddr>, clock.now); BATCH];
         let got = {
             let [a, b, c, d] = &mut *self.bufs;
             let mut iovs = [
@@ -129,12 +184,30 @@ impl Batch {
                 [IoSliceMut::new(c)],
                 [IoSliceMut::new(d)],
             ];
-            match recvmmsg(fd, &mut self.headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+            match recvmmsg(
+                fd,
+                &mut self.headers,
+                iovs.iter_mut().take(max),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            ) {
                 Ok(results) => {
                     let mut k = 0;
                     for r in results {
                         if k < BATCH {
-                            meta[k] = (r.bytes.min(MAX_DATAGRAM), r.address.and_then(to_socket_addr));
+                            let mut stamp = None;
+                            if let Ok(cmsgs) = r.cmsgs() {
+                                for c in cmsgs {
+                                    if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                                        stamp = Some(ts);
+                                    }
+                                }
+                            }
+                            meta[k] = (
+                                r.bytes.min(MAX_DATAGRAM),
+                                r.address.and_then(to_socket_addr),
+                                clock.arrival(stamp),
+                            );
                             k += 1;
                         }
                     }
@@ -145,9 +218,9 @@ impl Batch {
                 Err(_) => 0,
             }
         };
-        for (buf, (len, from)) in self.bufs.iter().zip(meta).take(got) {
+        for (buf, (len, from, at)) in self.bufs.iter().zip(meta).take(got) {
             if let Some(from) = from {
-                f(&buf[..len], from);
+                f(&buf[..len], from, at);
             }
         }
         got
@@ -237,9 +310,28 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut seen = Vec::new();
         let from = b.local_addr().expect("addr");
-        assert_eq!(a.drain(3, |p, f| seen.push((p.len(), p[0], f))), 3);
-        assert_eq!(a.drain(8, |p, f| seen.push((p.len(), p[0], f))), 2);
-        assert_eq!(a.drain(8, |_, _| {}), 0);
+        let sent_by = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let now = Instant::now();
+        let mut ages = Vec::new();
+        assert_eq!(
+            a.drain(now, 3, |p, f, at| {
+                seen.push((p.len(), p[0], f));
+                ages.push(now - at);
+            }),
+            3
+        );
+        assert_eq!(a.drain(now, 8, |p, f, _| seen.push((p.len(), p[0], f))), 2);
+        assert_eq!(a.drain(now, 8, |_, _, _| {}), 0);
+        // Kernel stamps: the packets arrived before `sent_by`, 30 ms or more before `now`.
+        for age in ages {
+            assert!(
+                age >= now - sent_by,
+                "arrival {age:?} before now, sent {:?} before",
+                now - sent_by
+            );
+            assert!(age < std::time::Duration::from_secs(1));
+        }
         let want: Vec<_> = (0..5u8).map(|i| (12, i, from)).collect();
         assert_eq!(seen, want);
         // More than one batch waiting, sizes kept per datagram.
@@ -248,8 +340,14 @@ mod tests {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut sizes = Vec::new();
-        assert_eq!(a.drain(64, |p, _| sizes.push(p.len())), BATCH * 2 + 1);
-        assert_eq!(sizes, (0..BATCH * 2 + 1).map(|i| 20 + i).collect::<Vec<_>>());
+        assert_eq!(
+            a.drain(Instant::now(), 64, |p, _, _| sizes.push(p.len())),
+            BATCH * 2 + 1
+        );
+        assert_eq!(
+            sizes,
+            (0..BATCH * 2 + 1).map(|i| 20 + i).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]
@@ -278,6 +376,6 @@ mod tests {
         // Deregistered, the socket still works for tick-driven reads.
         b.send_to(&[9; 4], to).expect("send");
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(a.drain(4, |_, _| {}), 1);
+        assert_eq!(a.drain(Instant::now(), 4, |_, _, _| {}), 1);
     }
 }

@@ -413,7 +413,7 @@ impl Call {
                     // What waited in the socket predates the bridge (a ringing phone's early
                     // media, the caller's last words to the IVR): not for the other leg.
                     Ok(r) => {
-                        sock.drain(1024, |_, _| {});
+                        sock.drain(now, 1024, |_, _, _| {});
                         relay_ready = Some(r);
                     }
                     Err(e) => {
@@ -496,9 +496,9 @@ impl Call {
         // Without a session nothing is kept: empty the socket, so that what a phone sent
         // before the call was answered (or bridged) is not played out later.
         let limit = if media.is_some() { RX_BURST } else { 1024 };
-        sock.drain(limit, |packet, from| {
+        sock.drain(now, limit, |packet, from, arrived| {
             if let Some(m) = media.as_mut() {
-                m.handle_datagram(now, packet, from);
+                m.handle_datagram(arrived, packet, from);
             }
         });
     }
@@ -1396,7 +1396,9 @@ impl Call {
 /// peer that bursts after a stall can send — while a flood cannot hold the call's task.
 const RX_BURST: usize = 25;
 
-async fn relay_readable(r: Option<&Readiness>) -> std::io::Result<crate::media::socket::ReadyGuard<'_>> {
+async fn relay_readable(
+    r: Option<&Readiness>,
+) -> std::io::Result<crate::media::socket::ReadyGuard<'_>> {
     match r {
         Some(r) => r.readable().await,
         None => std::future::pending().await,
