@@ -15,11 +15,10 @@
 //! relaying the actor takes a [`Readiness`] for the socket — one `epoll` registration,
 //! dropped (deregistered) when the bridge ends or the caller is put on hold.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::socket::{
@@ -27,8 +26,8 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeSpec;
 
-/// A bound, non-blocking UDP socket for RTP (or RTCP). Shared (`Arc`) between the two legs
-/// of a bridge: each leg's actor sends the other leg's relayed packets from it.
+/// A call leg's bound, non-blocking RTP socket. Shared (`Arc`) between the two legs of a
+/// bridge: each leg's actor sends the other leg's relayed packets from it.
 #[derive(Debug)]
 pub struct MediaSocket {
     sock: UdpSocket,
@@ -54,11 +53,6 @@ impl MediaSocket {
     /// what real-time media wants (a late frame is worth nothing).
     pub fn try_send_to(&self, buf: &[u8], dest: SocketAddr) -> io::Result<usize> {
         self.sock.send_to(buf, dest)
-    }
-
-    /// One datagram if one is waiting (`WouldBlock` when none is).
-    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.sock.recv_from(buf)
     }
 
     /// Hand every waiting datagram to `f`, at most `limit` of them (a flood cannot keep a call
@@ -95,44 +89,39 @@ impl MediaSocket {
                 }
                 n
             }
-            // Re-entered from `f` (nothing does that today): the plain path.
-            Err(_) => {
-                let mut buf = [0u8; MAX_DATAGRAM];
-                let mut n = 0;
-                while n < limit {
-                    match self.sock.recv_from(&mut buf) {
-                        Ok((len, from)) => {
-                            n += 1;
-                            f(&buf[..len], from, now);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                n
-            }
+            // Re-entered from `f` (nothing does that): read nothing now; what waits stays in
+            // the socket for the next tick.
+            Err(_) => 0,
         })
     }
 }
 
-/// Maps kernel receive stamps (wall clock) onto `Instant`s, from one reading of both clocks
-/// per drain.
+/// Maps kernel receive stamps (wall clock) onto `Instant`s. The wall clock is read once per
+/// drain, and only when a stamped packet came (most ticks of a quiet socket read nothing).
 struct Stamps {
     now: Instant,
-    wall_ns: i128,
+    wall_ns: Cell<Option<i128>>,
 }
 
 impl Stamps {
     fn new(now: Instant) -> Stamps {
-        let wall_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        Stamps { now, wall_ns }
+        Stamps {
+            now,
+            wall_ns: Cell::new(None),
+        }
     }
 
     fn arrival(&self, stamp: Option<TimeSpec>) -> Instant {
         let Some(ts) = stamp else { return self.now };
+        let wall_ns = self.wall_ns.get().unwrap_or_else(|| {
+            let w = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i128);
+            self.wall_ns.set(Some(w));
+            w
+        });
         let stamp_ns = i128::from(ts.tv_sec()) * 1_000_000_000 + i128::from(ts.tv_nsec());
-        let age = self.wall_ns - stamp_ns;
+        let age = wall_ns - stamp_ns;
         // A negative age or one over a second is a stepped wall clock, not a real wait.
         if !(0..=1_000_000_000).contains(&age) {
             return self.now;

@@ -7,8 +7,9 @@
 //! RFC 3261 §13.3.1.4 and §17.1.2, the media send grid, the interpreter's input timeout).
 //! After every wake-up the actor first drains the RTP socket into the media session (when it
 //! is not relaying: received audio is read on the 20 ms send tick, `media::socket`), then
-//! `drive` feeds the current time to the cores and carries out what they ask. The actor never awaits the
-//! database: records are submitted to the store writer, lookups run in a spawned task.
+//! `drive` feeds the current time to the cores and carries out what they ask. The actor
+//! never awaits the database: records are submitted to the store writer, lookups run in a
+//! spawned task.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
