@@ -248,6 +248,7 @@ struct RawServer {
     spool_dir: Option<String>,
     demo_data: Option<bool>,
     max_calls: Option<usize>,
+    realtime_priority: Option<Spanned<i64>>,
     media_timeout_s: Option<u64>,
     session_expires_s: Option<u32>,
     session_min_se_s: Option<u32>,
@@ -329,6 +330,10 @@ pub struct Route {
     pub line: usize,
 }
 
+/// Asterisk's `-p` priority: above every time-sharing thread, below the kernel's own
+/// real-time threads (watchdogs, IRQ threads run at 50 and up).
+pub const DEFAULT_REALTIME_PRIORITY: u8 = 10;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: String,
@@ -348,6 +353,9 @@ pub struct Config {
     pub recordings_dir: PathBuf,
     pub demo_data: bool,
     pub max_calls: usize,
+    /// `SCHED_RR` priority for the server's threads (1-99); 0: normal time-sharing
+    /// (`[server] realtime_priority`, runtime::priority).
+    pub realtime_priority: u8,
     pub media_timeout_s: u64,
     /// RFC 4028 session interval we prefer when a caller asks for a session timer.
     pub session_expires_s: u32,
@@ -536,6 +544,22 @@ impl Config {
                 )
             })?,
             None => (20000, 29999),
+        };
+        let realtime_priority = match &server.realtime_priority {
+            Some(p) => u8::try_from(*p.get_ref())
+                .ok()
+                .filter(|v| *v <= crate::runtime::priority::MAX_PRIORITY)
+                .ok_or_else(|| {
+                    err(
+                        p.span().start,
+                        format!(
+                            "realtime_priority = {} must be 0 (off) to {}",
+                            p.get_ref(),
+                            crate::runtime::priority::MAX_PRIORITY
+                        ),
+                    )
+                })?,
+            None => DEFAULT_REALTIME_PRIORITY,
         };
         let media_address = match &server.media_address {
             Some(s) => s.get_ref().parse().map_err(|_| {
@@ -876,6 +900,7 @@ impl Config {
             spool_dir: PathBuf::from(server.spool_dir.unwrap_or_else(|| "data".into())),
             demo_data: server.demo_data.unwrap_or(true),
             max_calls: server.max_calls.unwrap_or(4000),
+            realtime_priority,
             media_timeout_s: server.media_timeout_s.unwrap_or(30),
             lookup_timeout_ms: server.lookup_timeout_ms.unwrap_or(1000).clamp(50, 10_000),
             default_country_code: server.default_country_code.unwrap_or_else(|| "1".into()),
@@ -996,6 +1021,13 @@ mod tests {
         let e = Config::parse("x.toml", "[[trunk]]\nname = \"c\"\naddress = \"nope\"\n")
             .expect_err("bad");
         assert_eq!(e.line, 1, "{e}");
+        let e = Config::parse("x.toml", "[server]\nrealtime_priority = 100\n").expect_err("bad");
+        assert!(
+            e.to_string().starts_with("x.toml:2: realtime_priority = 100"),
+            "{e}"
+        );
+        let off = Config::parse("x.toml", "[server]\nrealtime_priority = 0\n");
+        assert_eq!(off.map(|c| c.realtime_priority).ok(), Some(0));
         let e = Config::parse("x.toml", "[server]\nrtp_ports = \"9-1\"\n").expect_err("bad");
         assert!(e.to_string().starts_with("x.toml:2: rtp_ports"), "{e}");
     }

@@ -130,6 +130,10 @@ struct RunArgs {
         hide_env_values = true
     )]
     api_token: Option<String>,
+    /// SCHED_RR priority for the server's threads, 1-99; 0 runs at normal priority
+    /// (default: [server] realtime_priority, 10).
+    #[arg(long, value_name = "N")]
+    realtime_priority: Option<u8>,
 }
 
 impl RunArgs {
@@ -144,6 +148,7 @@ impl RunArgs {
             no_demo_data: self.no_demo_data || outer.no_demo_data,
             media_address: self.media_address.or_else(|| outer.media_address.clone()),
             api_token: self.api_token.or_else(|| outer.api_token.clone()),
+            realtime_priority: self.realtime_priority.or(outer.realtime_priority),
         }
     }
 }
@@ -184,6 +189,15 @@ fn build_config(args: &RunArgs) -> Result<Config, String> {
     }
     if args.api_token.is_some() {
         cfg.api_token = args.api_token.clone();
+    }
+    if let Some(p) = args.realtime_priority {
+        if p > switchboard::runtime::priority::MAX_PRIORITY {
+            return Err(format!(
+                "--realtime-priority {p} must be 0 (off) to {}",
+                switchboard::runtime::priority::MAX_PRIORITY
+            ));
+        }
+        cfg.realtime_priority = p;
     }
     if cfg.media_address.is_unspecified() {
         warn!("media address is unspecified; set media_address so SDP carries a reachable IP");
@@ -227,6 +241,18 @@ fn main() -> ExitCode {
     };
     if check_only {
         return check(cfg);
+    }
+    // Before the runtime exists: its threads inherit the policy (runtime::priority).
+    match cfg.realtime_priority {
+        0 => info!("real-time priority off: running at normal priority"),
+        p => match switchboard::runtime::priority::set_realtime(p) {
+            Ok(()) => info!(priority = p, "running at real-time priority (SCHED_RR)"),
+            Err(e) => warn!(
+                priority = p,
+                "real-time priority {e}: running at normal priority; send timing may suffer \
+                 on a busy machine (docs/operations.md \"Real-time priority\")"
+            ),
+        },
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -518,6 +544,11 @@ async fn run(cfg: Config) -> ExitCode {
         redact(&db_url),
         srv.demo_tickets_inserted
     );
+    // What the kernel says of this (runtime) thread, not what the config asked for.
+    match switchboard::runtime::priority::current_realtime_priority() {
+        Some(p) => println!("  CPU   real-time priority SCHED_RR {p}"),
+        None => println!("  CPU   normal priority (real-time not set or not permitted)"),
+    }
     println!("  Try:  a caller from +15551230001 has a delayed order: press 2, then 1 (wait) or 2 (refund).");
     println!("  Stop: Ctrl-C (SIGINT) or SIGTERM; SIGHUP reloads dialplans.");
     wait_for_signals(&srv).await;
