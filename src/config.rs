@@ -1023,7 +1023,8 @@ mod tests {
         assert_eq!(e.line, 1, "{e}");
         let e = Config::parse("x.toml", "[server]\nrealtime_priority = 100\n").expect_err("bad");
         assert!(
-            e.to_string().starts_with("x.toml:2: realtime_priority = 100"),
+            e.to_string()
+                .starts_with("x.toml:2: realtime_priority = 100"),
             "{e}"
         );
         let off = Config::parse("x.toml", "[server]\nrealtime_priority = 0\n");

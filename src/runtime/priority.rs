@@ -59,9 +59,7 @@ pub fn set_realtime(priority: u8) -> Result<(), PriorityError> {
 pub fn current_realtime_priority() -> Option<u8> {
     let tid = thread_priority::thread_native_id();
     match thread_priority::thread_schedule_policy_param(tid) {
-        Ok((policy, param)) if matches!(policy, ThreadSchedulePolicy::Realtime(_)) => {
-            u8::try_from(param.sched_priority).ok()
-        }
+        Ok((ThreadSchedulePolicy::Realtime(_), param)) => u8::try_from(param.sched_priority).ok(),
         _ => None,
     }
 }
