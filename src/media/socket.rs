@@ -293,13 +293,13 @@ mod tests {
     fn drain_reads_what_waits_and_stops_at_the_limit() {
         let (a, b) = pair();
         let to = a.local_addr().expect("addr");
+        let before_send = Instant::now();
         for i in 0..5u8 {
             b.send_to(&[i; 12], to).expect("send");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut seen = Vec::new();
         let from = b.local_addr().expect("addr");
-        let sent_by = Instant::now();
         std::thread::sleep(std::time::Duration::from_millis(30));
         let now = Instant::now();
         let mut ages = Vec::new();
@@ -312,14 +312,15 @@ mod tests {
         );
         assert_eq!(a.drain(now, 8, |p, f, _| seen.push((p.len(), p[0], f))), 2);
         assert_eq!(a.drain(now, 8, |_, _, _| {}), 0);
-        // Kernel stamps: the packets arrived before `sent_by`, 30 ms or more before `now`.
+        // Kernel stamps: each packet arrived after it was sent (with slack for the stamp's
+        // mapping, which reads the wall clock after `now`). Not required: before `sent_by`;
+        // on a loaded box the loopback softirq may deliver, and stamp, it later.
+        let slack = std::time::Duration::from_millis(5);
         for age in ages {
             assert!(
-                age >= now - sent_by,
-                "arrival {age:?} before now, sent {:?} before",
-                now - sent_by
+                age <= now - before_send + slack,
+                "arrival {age:?} before now, before sending"
             );
-            assert!(age < std::time::Duration::from_secs(1));
         }
         let want: Vec<_> = (0..5u8).map(|i| (12, i, from)).collect();
         assert_eq!(seen, want);
