@@ -132,7 +132,7 @@ struct RunArgs {
     api_token: Option<String>,
     /// SCHED_RR priority for the server's threads, 1-99; 0 runs at normal priority
     /// (default: [server] realtime_priority, 10).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=99))]
     realtime_priority: Option<u8>,
 }
 
@@ -191,12 +191,6 @@ fn build_config(args: &RunArgs) -> Result<Config, String> {
         cfg.api_token = args.api_token.clone();
     }
     if let Some(p) = args.realtime_priority {
-        if p > switchboard::runtime::priority::MAX_PRIORITY {
-            return Err(format!(
-                "--realtime-priority {p} must be 0 (off) to {}",
-                switchboard::runtime::priority::MAX_PRIORITY
-            ));
-        }
         cfg.realtime_priority = p;
     }
     if cfg.media_address.is_unspecified() {

@@ -313,10 +313,12 @@ mod tests {
         assert_eq!(a.drain(now, 8, |p, f, _| seen.push((p.len(), p[0], f))), 2);
         assert_eq!(a.drain(now, 8, |_, _, _| {}), 0);
         // Kernel stamps: each packet arrived after it was sent (with slack for the stamp's
-        // mapping, which reads the wall clock after `now`). Not required: before `sent_by`;
-        // on a loaded box the loopback softirq may deliver, and stamp, it later.
+        // mapping, which reads the wall clock after `now`) and before it was read (a read
+        // without a stamp would give `now` itself, age zero). Usually 30 ms or more before
+        // `now`, but on a loaded box the loopback softirq may deliver, and stamp, it later.
         let slack = std::time::Duration::from_millis(5);
         for age in ages {
+            assert!(age > std::time::Duration::ZERO, "no kernel stamp used");
             assert!(
                 age <= now - before_send + slack,
                 "arrival {age:?} before now, before sending"
