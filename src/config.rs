@@ -11,6 +11,11 @@ use toml::Spanned;
 use crate::media::codec::Codec;
 use crate::runtime::ports::PortRange;
 
+/// `[server] overload_queue_ms` when not set: well under SIP's T1 (500 ms), so an INVITE
+/// that is accepted is still answered before its first retransmission, and well above what
+/// a healthy server shows (a few milliseconds at the knee, docs/benchmarks.md).
+pub const DEFAULT_OVERLOAD_QUEUE_MS: u64 = 150;
+
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 const DEFAULT_CONFIG_NAME: &str = "<embedded config/default.toml>";
 /// `[server] codecs` when the key is absent: G.711 first, so every peer that offers G.711
@@ -253,6 +258,7 @@ struct RawServer {
     session_expires_s: Option<u32>,
     session_min_se_s: Option<u32>,
     lookup_timeout_ms: Option<u64>,
+    overload_queue_ms: Option<u64>,
     default_country_code: Option<String>,
     codecs: Option<Spanned<Vec<String>>>,
     user_agent: Option<String>,
@@ -365,6 +371,10 @@ pub struct Config {
     /// The most a ticket lookup may hold a call up (`[server] lookup_timeout_ms`); beyond
     /// it the lookup counts as unavailable.
     pub lookup_timeout_ms: u64,
+    /// Overload control (`[server] overload_queue_ms`): a new INVITE that waited longer than
+    /// this between the kernel and the router is refused with 503 + Retry-After before any
+    /// call state exists (0: off).
+    pub overload_queue_ms: u64,
     pub default_country_code: String,
     pub codecs: Vec<Codec>,
     pub user_agent: String,
@@ -903,6 +913,9 @@ impl Config {
             realtime_priority,
             media_timeout_s: server.media_timeout_s.unwrap_or(30),
             lookup_timeout_ms: server.lookup_timeout_ms.unwrap_or(1000).clamp(50, 10_000),
+            overload_queue_ms: server
+                .overload_queue_ms
+                .unwrap_or(DEFAULT_OVERLOAD_QUEUE_MS),
             default_country_code: server.default_country_code.unwrap_or_else(|| "1".into()),
             codecs,
             user_agent: server.user_agent.unwrap_or_else(|| "switchboard".into()),

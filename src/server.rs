@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -298,7 +298,8 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         dialplans: RwLock::new(Arc::new(dialplans)),
         store: store_handle.clone(),
         db: db.clone(),
-        active_calls: AtomicUsize::new(0),
+        overload_refusals: Default::default(),
+        active_calls: crate::call::slots::CallSlots::new(),
         security_drops: std::sync::atomic::AtomicU64::new(0),
         router: router_tx,
         config: cfg,

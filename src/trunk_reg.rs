@@ -230,5 +230,11 @@ async fn run(ctx: Arc<CallContext>, trunk: Trunk, shutdown: CancellationToken) {
             }
         }
     }
-    let _ = ctx.router.send(RouterControl::CallEnded { call_id }).await;
+    let _ = ctx
+        .router
+        .send(RouterControl::CallEnded {
+            call_id,
+            bye_answer: None,
+        })
+        .await;
 }

@@ -4,6 +4,8 @@
 //! `call_records.queue/agent/wait_ms`, the exact `queue_log` sequence, the live API views,
 //! and that no agent is left stuck whoever hangs up first, and when the caller abandons.
 
+#[path = "support/campaign.rs"]
+mod campaign;
 mod support;
 
 use std::io::{Read, Write};
@@ -1269,4 +1271,125 @@ fn vip_caller_identified_by_number_goes_first() {
         "the VIP enters ahead of the standard caller"
     );
     drop(standard);
+}
+
+/// `active_calls` from `/api/status` (read with the admin token).
+fn active_calls(server: &Server, tok: &str) -> u64 {
+    let (code, v) = http(server.http_addr, "GET", "/api/status", Some(tok));
+    assert_eq!(code, 200, "GET /api/status: {v}");
+    v["active_calls"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("active_calls in {v}"))
+}
+
+fn wait_no_active_calls(server: &Server, tok: &str, after: &str) {
+    let mut last = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        last = active_calls(server, tok);
+        if last == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "active_calls is {last}, not 0, 15 s after {after}\n{}",
+        server.log()
+    );
+}
+
+/// Every kind of call holds one call slot and gives it back once (issue 14 #1: an outbound
+/// call gave its slot back twice, `active_calls` wrapped to 2^64-1 and every inbound INVITE
+/// got 503). A campaign call answered by a customer who presses 1, then a caller who reaches
+/// an agent (the agent leg is an outbound call too), then a plain hotline call that must be
+/// answered: `active_calls` is back to 0 after each.
+#[test]
+fn call_slots_return_after_campaign_agent_leg_and_hotline_calls() {
+    let farm_dir = tempfile::tempdir().expect("temp dir");
+    let mut farm = campaign::Farm::start(farm_dir.path());
+    let trunk = format!(
+        "\n[[trunk]]\nname = \"carrier\"\naddress = \"127.0.0.1:{}\"\ninbound_cidrs = [\"127.0.0.1/32\"]\n",
+        farm.port
+    );
+    let (_cfg_dir, cfg) = config_with_extra(&[], &trunk);
+    let server = Server::start(&["--config", &cfg]);
+    let tok = token(&server);
+    assert_eq!(active_calls(&server, &tok), 0);
+
+    // 1. A campaign call: the customer (the campaign tests' SIPp farm: a number ending in 1
+    //    answers and presses 1) keeps waiting.
+    server.db().exec(
+        "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, status, delay_days, new_eta) \
+         VALUES ('SLOT-1', 'Slot Tester', '+15551239051', 'en', 'slot-test', 'UTC', 'delayed', 3, '2026-12-24')",
+    );
+    let spec = serde_json::json!({
+        "name": "slots",
+        "dialplan": "delay-notify",
+        "trunk": "carrier",
+        "caller_id": "+15550100",
+        "tickets": {"status": "delayed", "segment": "slot-test"},
+        "max_channels": 1,
+        "max_cps": 1,
+        "window": {"start": "00:00", "end": "23:59"}
+    });
+    let (code, created) = http_body(
+        server.http_addr,
+        "POST",
+        "/api/campaigns",
+        Some(&tok),
+        &spec.to_string(),
+    );
+    assert_eq!(code, 201, "create campaign: {created}");
+    let id = created["id"].as_i64().expect("campaign id");
+    let (code, body) = http(
+        server.http_addr,
+        "POST",
+        &format!("/api/campaigns/{id}/start"),
+        Some(&tok),
+    );
+    assert_eq!(code, 200, "start campaign: {body}");
+    let choice = server.wait_db(Duration::from_secs(45), "the customer's choice", |db| {
+        db.rows(
+            "SELECT choice FROM call_outcomes WHERE ticket_id = \
+             (SELECT id FROM tickets WHERE order_id = 'SLOT-1')",
+        )
+        .pop()
+    });
+    assert_eq!(choice["choice"], "wait", "{choice:?}");
+    wait_no_active_calls(&server, &tok, "the campaign call");
+    let dials = farm.stop().calls().len();
+    assert_eq!(dials, 1, "one dial reached the farm\n{}", farm.output());
+    assert_eq!(farm.failed_calls(), Some(0), "{}", farm.output());
+
+    // 2. A caller reaches an agent through the queue (caller leg + agent leg).
+    let port = setup_agent(&server, "sam");
+    let agent = agent_phone(&server, "sam", port, 300, 2000);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 8_000, 30_000),
+        &caller("+15551239051"),
+    );
+    let agent_run = agent.sipp.wait();
+    assert_eq!(
+        agent_run.code,
+        Some(0),
+        "agent phone failed\n{}",
+        agent_run.text
+    );
+    call.wait().assert_ok(&server);
+    assert_eq!(ended_call(&server, "+15551239051")["agent"], "sam");
+    wait_no_active_calls(&server, &tok, "the agent call");
+
+    // 3. A plain hotline call is answered (not refused with 503) and gives its slot back.
+    server
+        .spawn_sipp(
+            &Scenario::call_with_digits(&[], 2_000, 4_000),
+            &caller("+15551239052"),
+        )
+        .wait()
+        .assert_ok(&server);
+    assert_eq!(
+        ended_call(&server, "+15551239052")["disposition"],
+        "answered"
+    );
+    wait_no_active_calls(&server, &tok, "the hotline call");
 }

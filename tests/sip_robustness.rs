@@ -215,6 +215,50 @@ fn bye_for_unknown_call_gets_481() {
     assert_eq!(r.code, 481, "{}", r.text);
 }
 
+/// The caller's BYE ends the call at once: a retransmission of that BYE (as if our 200 was
+/// lost) is still answered 200 with the same tag for Timer J, now by the router from the
+/// answer the call left behind (RFC 3261 §17.2.2), while a BYE of a new transaction gets
+/// 481 and the call holds no slot.
+#[test]
+fn bye_retransmission_after_the_call_ended_gets_the_same_200() {
+    let server = Server::start(&[]);
+    let token = server
+        .log()
+        .lines()
+        .find_map(|l| l.split("Authorization: Bearer ").nth(1))
+        .map(|t| t.trim_end_matches(')').trim().to_string())
+        .expect("API token in the banner");
+    let client = server.sip_client();
+    let sdp = sdp_offer(40_000, "0", &["0 PCMU/8000"]);
+    let invite = SipRequest::new("INVITE", "hotline", &client).body("application/sdp", &sdp);
+    let ok = client.request(&invite.bytes());
+    assert_eq!(ok.code, 200, "{}", ok.text);
+    client.send(&invite.ack_for(&ok).bytes());
+    let to = ok.header("To").unwrap_or("").to_string();
+    let bye = SipRequest::new("BYE", "hotline", &client)
+        .header("Call-ID", invite.call_id())
+        .header("From", invite.get("From"))
+        .header("To", &to)
+        .header("CSeq", "2 BYE");
+    let first = client.request(&bye.bytes());
+    assert_eq!(first.code, 200, "{}", first.text);
+    support::wait_for(Duration::from_secs(5), "no active call", || {
+        let status = support::http_get_with_token(server.http_addr, "/api/status", &token)?;
+        status.contains("\"active_calls\":0").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let again = client.request(&bye.bytes());
+    assert_eq!(again.code, 200, "retransmitted BYE: {}", again.text);
+    assert_eq!(again.header("To"), first.header("To"), "same answer");
+    let other = SipRequest::new("BYE", "hotline", &client)
+        .header("Call-ID", invite.call_id())
+        .header("From", invite.get("From"))
+        .header("To", &to)
+        .header("CSeq", "3 BYE");
+    let r = client.request(&other.bytes());
+    assert_eq!(r.code, 481, "a new BYE transaction: {}", r.text);
+}
+
 /// RFC 4475 torture messages: every row of the shared runner passes (valid messages
 /// accepted, invalid ones refused with the right class, the server alive after each).
 ///

@@ -118,8 +118,9 @@ async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     let st = &s.ctx.store.stats;
     Json(json!({
         "sip": s.ctx.sip_local.to_string(),
-        "active_calls": s.ctx.active_calls.load(Ordering::Relaxed),
+        "active_calls": s.ctx.active_calls.active(),
         "security_drops": s.ctx.security_drops.load(Ordering::Relaxed),
+        "overload_refused": s.ctx.overload_refusals.load(Ordering::Relaxed),
         "dialplans": s.ctx.dialplans().plans.keys().collect::<Vec<_>>(),
         "store": {
             "written": st.written.load(Ordering::Relaxed),

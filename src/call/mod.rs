@@ -4,9 +4,9 @@
 pub mod actor;
 pub mod dialog;
 pub mod router;
+pub mod slots;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -38,7 +38,10 @@ pub struct CallContext {
     pub dialplans: RwLock<Arc<DialplanSet>>,
     pub store: StoreHandle,
     pub db: Db,
-    pub active_calls: AtomicUsize,
+    /// Live calls (`max_calls`, `/api/status` active_calls): each holds a [`slots::CallSlot`].
+    pub active_calls: Arc<slots::CallSlots>,
+    /// New INVITEs refused with 503 by overload control (`[server] overload_queue_ms`).
+    pub overload_refusals: std::sync::atomic::AtomicU64,
     /// Out-of-dialog requests the router's source guard dropped (scanners, floods, bans).
     pub security_drops: std::sync::atomic::AtomicU64,
     pub router: mpsc::Sender<router::RouterControl>,

@@ -6,10 +6,24 @@
 //! It owns the Call-ID map outright (no lock); actors tell it when they end. Delivery to an
 //! actor is `try_send`: a call whose mailbox is full loses a retransmission, never blocks
 //! the router, and new INVITEs beyond capacity get `503` with `Retry-After` (back-pressure).
+//!
+//! **Overload control.** Every UDP datagram comes with how long it waited since the kernel
+//! received it (`runtime::stamped`). A new INVITE that waited longer than `[server]
+//! overload_queue_ms` is refused with `503` + `Retry-After` on the spot: no call task, no
+//! RTP port, no record. The excess is shed at the cost of one parse and one small answer,
+//! calls already accepted keep the CPU, and INVITEs are accepted again as soon as the queue
+//! has drained (the decision is per INVITE, there is no state to reset).
+//!
+//! **Lingering after BYE.** A call whose peer hung up over UDP must answer retransmissions
+//! of that BYE for Timer J (64·T1, RFC 3261 §17.2.2). The call task does not stay for that:
+//! it hands the router its `200 OK` ([`ByeAnswer`], a few hundred bytes) and ends, so a
+//! finished call holds no task, mailbox, dialog or media state (issue 14 #3: 25 KB per
+//! finished call at 2000 calls/s was 1.6 GB of lingering calls).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -20,6 +34,7 @@ use tracing::{debug, info, warn};
 use super::actor::{self, CallInput};
 use super::dialog::{response, ALLOW};
 use super::CallContext;
+use crate::runtime::stamped::StampedReceiver;
 use crate::sip::guard::{SourceGuard, Verdict};
 use crate::sip::message::{HeaderName, Method, StartLine};
 use crate::sip::transport::{handle_datagram, Inbound, ReplyPath};
@@ -30,12 +45,25 @@ use crate::sip::uri::Scheme;
 pub enum RouterControl {
     CallEnded {
         call_id: String,
+        /// The call's answer to its peer's BYE, to repeat for retransmissions of that BYE
+        /// until Timer J (UDP only).
+        bye_answer: Option<ByeAnswer>,
     },
     /// An outbound call announces its Call-ID before sending the INVITE.
     Register {
         call_id: String,
         tx: mpsc::Sender<CallInput>,
     },
+}
+
+/// A finished call's `200 OK` to the BYE that ended it (RFC 3261 §17.2.2: the server
+/// transaction repeats its final response to retransmissions until Timer J fires).
+#[derive(Debug)]
+pub struct ByeAnswer {
+    /// The BYE's Via branch: a BYE with another branch is another transaction.
+    pub branch: String,
+    pub bytes: Vec<u8>,
+    pub until: Instant,
 }
 
 /// SIP extensions we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
@@ -48,6 +76,16 @@ pub struct Router {
     shutdown: CancellationToken,
     guard: SourceGuard,
     guard_swept: std::time::Instant,
+    /// Finished calls' BYE answers by Call-ID, and their expiry order (Timer J is the same
+    /// for all, so the order of insertion is the order of expiry).
+    lingering: HashMap<String, ByeAnswer>,
+    linger_order: VecDeque<(Instant, String)>,
+    /// Requests that found their call's mailbox closed: routed again once the call's
+    /// `CallEnded` (sent before its mailbox closes) has been taken from the control channel.
+    deferred: Vec<Inbound>,
+    /// How long the datagram being handled waited before the router read it.
+    queued: Duration,
+    overload_limit: Option<Duration>,
 }
 
 impl Router {
@@ -55,6 +93,12 @@ impl Router {
         Router {
             guard: SourceGuard::new(ctx.config.guard.clone()),
             guard_swept: std::time::Instant::now(),
+            lingering: HashMap::new(),
+            linger_order: VecDeque::new(),
+            deferred: Vec::new(),
+            queued: Duration::ZERO,
+            overload_limit: (ctx.config.overload_queue_ms > 0)
+                .then(|| Duration::from_millis(ctx.config.overload_queue_ms)),
             ctx,
             calls: HashMap::new(),
             tracker,
@@ -69,15 +113,18 @@ impl Router {
         mut control: mpsc::Receiver<RouterControl>,
     ) {
         let mut buf = vec![0u8; 65_536];
+        let mut stamped = StampedReceiver::new(&udp);
         loop {
             tokio::select! {
                 biased;
                 Some(c) = control.recv() => self.handle_control(c),
-                r = udp.recv_from(&mut buf) => match r {
-                    Ok((n, peer)) => {
+                r = stamped.recv(&udp, &mut buf) => match r {
+                    Ok((n, peer, queued)) => {
                         let reply = ReplyPath::Udp { socket: udp.clone(), peer };
                         if let Some(inbound) = handle_datagram(&buf[..n], &reply) {
+                            self.queued = queued;
                             self.handle_inbound(inbound);
+                            self.queued = Duration::ZERO;
                         }
                     }
                     // ICMP port unreachable from a vanished peer shows up here on Linux.
@@ -93,6 +140,40 @@ impl Router {
                     break;
                 }
             }
+            self.after_event(&mut control);
+        }
+    }
+
+    /// Housekeeping after each event: requests whose call just ended, expired BYE answers.
+    fn after_event(&mut self, control: &mut mpsc::Receiver<RouterControl>) {
+        if !self.deferred.is_empty() {
+            // Their calls announced their end before closing their mailboxes: take those
+            // announcements first, so a BYE retransmission finds the call's answer.
+            while let Ok(c) = control.try_recv() {
+                self.handle_control(c);
+            }
+            for inbound in std::mem::take(&mut self.deferred) {
+                self.handle_ended(inbound);
+            }
+        }
+        if let Some((until, _)) = self.linger_order.front() {
+            let now = Instant::now();
+            if *until <= now {
+                while let Some((until, call_id)) = self.linger_order.pop_front() {
+                    if until > now {
+                        self.linger_order.push_front((until, call_id));
+                        break;
+                    }
+                    if self.lingering.get(&call_id).is_some_and(|a| a.until <= now) {
+                        self.lingering.remove(&call_id);
+                    }
+                }
+                if self.lingering.is_empty() {
+                    // Give back the table's memory after a burst.
+                    self.lingering.shrink_to(1024);
+                    self.linger_order.shrink_to(1024);
+                }
+            }
         }
     }
 
@@ -105,6 +186,7 @@ impl Router {
     ) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while !self.calls.is_empty() {
+            self.after_event(control);
             tokio::select! {
                 Some(c) = control.recv() => self.handle_control(c),
                 r = udp.recv_from(buf) => if let Ok((n, peer)) = r {
@@ -121,8 +203,15 @@ impl Router {
 
     fn handle_control(&mut self, c: RouterControl) {
         match c {
-            RouterControl::CallEnded { call_id } => {
+            RouterControl::CallEnded {
+                call_id,
+                bye_answer,
+            } => {
                 self.calls.remove(&call_id);
+                if let Some(answer) = bye_answer {
+                    self.linger_order.push_back((answer.until, call_id.clone()));
+                    self.lingering.insert(call_id, answer);
+                }
             }
             RouterControl::Register { call_id, tx } => {
                 self.calls.insert(call_id, tx);
@@ -194,13 +283,41 @@ impl Router {
                 }
                 Err(mpsc::error::TrySendError::Closed(CallInput::Sip(inbound))) => {
                     self.calls.remove(&call_id);
-                    self.handle_without_dialog(*inbound);
+                    self.deferred.push(*inbound);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     self.calls.remove(&call_id);
                 }
             }
             return;
+        }
+        self.handle_ended(inbound);
+    }
+
+    /// A request for no live call: a retransmission of the BYE that ended a call gets that
+    /// call's answer again (and its ACKs are absorbed), anything else is out of dialog.
+    fn handle_ended(&mut self, inbound: Inbound) {
+        if let Some(answer) = inbound
+            .msg
+            .call_id()
+            .ok()
+            .and_then(|id| self.lingering.get(id))
+        {
+            match inbound.msg.method() {
+                Some(Method::Ack) => return,
+                Some(Method::Bye)
+                    if inbound
+                        .msg
+                        .top_via()
+                        .ok()
+                        .and_then(|v| v.branch().map(|b| b == answer.branch))
+                        .unwrap_or(false) =>
+                {
+                    inbound.reply.send(answer.bytes.clone());
+                    return;
+                }
+                _ => {}
+            }
         }
         self.handle_without_dialog(inbound);
     }
@@ -339,9 +456,26 @@ impl Router {
                 return;
             }
         }
-        let active = self.ctx.active_calls.load(Ordering::Relaxed);
-        if active >= self.ctx.config.max_calls {
-            warn!(active, "at max_calls; refusing new INVITE");
+        if self.overload_limit.is_some_and(|limit| self.queued > limit) {
+            // Overload: refused before any call state exists (see the module doc).
+            self.ctx.overload_refusals.fetch_add(1, Ordering::Relaxed);
+            debug!(
+                queued_ms = self.queued.as_millis() as u64,
+                "overload: INVITE refused with 503"
+            );
+            self.reply(
+                &inbound,
+                503,
+                "Service Unavailable",
+                &[(HeaderName::Other("Retry-After".into()), "2".into())],
+            );
+            return;
+        }
+        let Some(slot) = self.ctx.active_calls.try_acquire(self.ctx.config.max_calls) else {
+            warn!(
+                active = self.ctx.active_calls.active(),
+                "at max_calls; refusing new INVITE"
+            );
             self.reply(
                 &inbound,
                 503,
@@ -349,18 +483,17 @@ impl Router {
                 &[(HeaderName::Other("Retry-After".into()), "5".into())],
             );
             return;
-        }
+        };
         let Ok(call_id) = inbound.msg.call_id().map(str::to_string) else {
             return;
         };
         let local = self.ctx.local_identity(&inbound.reply);
         let (tx, rx) = mpsc::channel(actor::MAILBOX);
-        self.ctx.active_calls.fetch_add(1, Ordering::Relaxed);
         self.calls.insert(call_id, tx.clone());
         let ctx = self.ctx.clone();
         let shutdown = self.shutdown.child_token();
         self.tracker.spawn(actor::run_inbound(
-            ctx, inbound, route, local, tx, rx, shutdown,
+            ctx, slot, inbound, route, local, tx, rx, shutdown,
         ));
     }
 }

@@ -26,6 +26,8 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeSpec;
 
+use crate::runtime::stamped::to_socket_addr;
+
 /// A call leg's bound, non-blocking RTP socket. Shared (`Arc`) between the two legs of a
 /// bridge: each leg's actor sends the other leg's relayed packets from it.
 #[derive(Debug)]
@@ -214,13 +216,6 @@ impl Batch {
         }
         got
     }
-}
-
-fn to_socket_addr(a: SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 /// Readiness notifications for a [`MediaSocket`] while a leg relays: a duplicate of its

@@ -139,12 +139,23 @@ pub fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
 /// A minimal HTTP/1.1 GET: the status code and the body (not de-chunked: the API answers
 /// with Content-Length), None when nothing answers.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_auth(addr, path, None)
+}
+
+/// The body of a GET with `Authorization: Bearer token` when it answers 200.
+#[allow(dead_code)]
+pub fn http_get_with_token(addr: SocketAddr, path: &str, token: &str) -> Option<String> {
+    http_get_auth(addr, path, Some(token)).and_then(|(code, body)| (code == 200).then_some(body))
+}
+
+fn http_get_auth(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut buf = Vec::new();

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::dialog::{self, info_digit, response, DialogState, LocalIdentity, T1, T2, TIMEOUT_64T1};
-use super::router::RouterControl;
+use super::router::{ByeAnswer, RouterControl};
+use super::slots::CallSlot;
 use super::CallContext;
 use crate::config::Route;
 use crate::ivr::dialplan::LookupBy;
@@ -134,7 +134,9 @@ pub struct Call {
     pending_2xx: Option<Retransmit>,
     bye: Option<Retransmit>,
     final_wait: Option<Retransmit>,
-    linger_until: Option<Instant>,
+    /// Our 200 to the peer's BYE (UDP), handed to the router at the end so it can answer
+    /// that BYE's retransmissions for Timer J without this call (router.rs).
+    bye_answer: Option<ByeAnswer>,
     ticket_id: Option<i64>,
     caller: String,
     shutdown_seen: bool,
@@ -144,8 +146,9 @@ pub struct Call {
     outcome: Option<String>,
     /// Variables given by whoever started the call (the dialer's ticket.* for outbound).
     preset_vars: Vars,
-    /// Whether this call's `active_calls` slot was given back (at Done, not at task exit).
-    slot_released: bool,
+    /// This call's place in `active_calls`: given back at Done (a call lingering only to
+    /// absorb retransmissions no longer counts against max_calls), else when the task ends.
+    slot: Option<CallSlot>,
     /// Outbound: what to do when an answering machine picks up (None: no detection).
     machine: Option<uac::MachineHandling>,
     /// Disposition recorded at hangup instead of `answered` (an answering machine).
@@ -184,8 +187,10 @@ pub struct Call {
     in_dialog: in_dialog::InDialog,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run_inbound(
     ctx: Arc<CallContext>,
+    slot: CallSlot,
     inbound: Inbound,
     route: Route,
     local: LocalIdentity,
@@ -198,19 +203,26 @@ pub async fn run_inbound(
     async move {
         let ctx2 = ctx.clone();
         let sip_call_id = call_id.clone();
-        match Call::start(ctx, inbound, route, local, self_tx, shutdown.clone()).await {
-            Some((call, rtp)) => call.run(rx, rtp, shutdown).await,
-            None => {
-                debug!("call refused at start");
-                ctx2.active_calls.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
+        let mut rx = rx;
+        // A call refused at start drops its slot with it.
+        let bye_answer =
+            match Call::start(ctx, slot, inbound, route, local, self_tx, shutdown.clone()).await {
+                Some((call, rtp)) => call.run(&mut rx, rtp, shutdown).await,
+                None => {
+                    debug!("call refused at start");
+                    None
+                }
+            };
+        // Announced before the mailbox closes (`rx` drops after this): the router takes a
+        // request that finds the mailbox closed as one for a call that has ended.
         let _ = ctx2
             .router
             .send(RouterControl::CallEnded {
                 call_id: sip_call_id,
+                bye_answer,
             })
             .await;
+        drop(rx);
     }
     .instrument(span)
     .await
@@ -220,6 +232,7 @@ impl Call {
     /// Validate the INVITE, record the call, answer 100/180 (or refuse with 488/503).
     async fn start(
         ctx: Arc<CallContext>,
+        slot: CallSlot,
         inbound: Inbound,
         route: Route,
         local: LocalIdentity,
@@ -279,14 +292,14 @@ impl Call {
             pending_2xx: None,
             bye: None,
             final_wait: None,
-            linger_until: None,
+            bye_answer: None,
             ticket_id: None,
             caller,
             shutdown_seen: false,
             uac: None,
             outcome: None,
             preset_vars: Vars::new(),
-            slot_released: false,
+            slot: Some(slot),
             machine: None,
             disposition_override: None,
             rtp_sock: None,
@@ -372,12 +385,13 @@ impl Call {
         Some((call, Some(rtp)))
     }
 
+    /// The call's life; returns its answer to the peer's BYE when that must outlive it.
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<CallInput>,
+        rx: &mut mpsc::Receiver<CallInput>,
         mut rtp: Option<Arc<MediaSocket>>,
         shutdown: CancellationToken,
-    ) {
+    ) -> Option<ByeAnswer> {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
@@ -425,13 +439,12 @@ impl Call {
                 (Some(_), false, _) | (Some(_), _, None) => relay_ready = None,
                 _ => {}
             }
-            if self.phase == Phase::Done && !self.slot_released {
+            if self.phase == Phase::Done {
                 // A call lingering only to absorb retransmissions no longer counts against
                 // max_calls.
-                self.slot_released = true;
-                self.ctx.active_calls.fetch_sub(1, Ordering::Relaxed);
+                self.slot = None;
             }
-            if self.finished(now) {
+            if self.finished() {
                 break;
             }
             let deadline = tokio::time::Instant::from_std(self.next_deadline(now));
@@ -483,9 +496,8 @@ impl Call {
         if !self.ended_recorded {
             self.record_end("interrupted", "actor_stopped", None);
         }
-        if !self.slot_released {
-            self.ctx.active_calls.fetch_sub(1, Ordering::Relaxed);
-        }
+        // `self.slot`, if still held, goes back as the call drops.
+        self.bye_answer.take()
     }
 
     /// Everything that reached the RTP socket since the last wake-up goes to the media
@@ -504,13 +516,12 @@ impl Call {
         });
     }
 
-    fn finished(&self, now: Instant) -> bool {
+    fn finished(&self) -> bool {
         self.phase == Phase::Done
             && self.uac.as_ref().is_none_or(|u| u.settled())
             && self.bye.is_none()
             && self.final_wait.is_none()
             && self.pending_2xx.is_none()
-            && self.linger_until.is_none_or(|t| now >= t)
     }
 
     fn next_deadline(&self, now: Instant) -> Instant {
@@ -528,9 +539,6 @@ impl Call {
             d = d.min(m.poll_timeout());
         }
         if let Some(t) = self.interp.as_ref().and_then(Interpreter::poll_timeout) {
-            d = d.min(t);
-        }
-        if let Some(t) = self.linger_until {
             d = d.min(t);
         }
         if let Some(t) = self.uac.as_ref().and_then(|u| u.deadline()) {
@@ -877,7 +885,16 @@ impl Call {
                     self.reply(&msg, 481, "Call/Transaction Does Not Exist");
                     return;
                 }
-                self.reply(&msg, 200, "OK");
+                let answer = self.reply_kept(&msg, 200, "OK");
+                if self.flow.kind().unreliable() {
+                    // Absorb BYE retransmissions for Timer J (RFC 3261 §17.2.2): the router
+                    // repeats this answer after the call has ended.
+                    self.bye_answer = Some(ByeAnswer {
+                        branch: branch.clone(),
+                        bytes: answer,
+                        until: now + TIMEOUT_64T1,
+                    });
+                }
                 if self.phase != Phase::Done {
                     info!("caller hung up");
                     self.end_dialog(now, "answered", "caller_hangup");
@@ -931,6 +948,13 @@ impl Call {
     fn reply(&self, msg: &Message, code: u16, reason: &str) {
         let r = response(msg, code, reason, Some(&self.local_tag), &self.local);
         self.flow.send(r.to_bytes());
+    }
+
+    /// [`Call::reply`], keeping a copy of what was sent (to repeat it for retransmissions).
+    fn reply_kept(&self, msg: &Message, code: u16, reason: &str) -> Vec<u8> {
+        let bytes = response(msg, code, reason, Some(&self.local_tag), &self.local).to_bytes();
+        self.flow.send(bytes.clone());
+        bytes
     }
 
     fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {
@@ -1083,10 +1107,6 @@ impl Call {
         self.interp = None;
         self.pending_2xx = None;
         self.phase = Phase::Done;
-        if self.flow.kind().unreliable() {
-            // Absorb BYE retransmissions for Timer J (RFC 3261 §17.2.2).
-            self.linger_until = Some(now + TIMEOUT_64T1);
-        }
         self.record_end(disposition, cause, Some(200));
     }
 

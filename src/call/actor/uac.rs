@@ -6,7 +6,6 @@
 //! from the 2xx on runs the very same media + dialplan code as an inbound call. The final
 //! result (disposition, SIP status, outcome) goes back on a oneshot channel.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::{Call, CallInput, Phase, Retransmit};
 use crate::call::dialog::{self, DialogState, LocalIdentity};
 use crate::call::router::RouterControl;
+use crate::call::slots::CallSlot;
 use crate::call::CallContext;
 use crate::config::{Route, Trunk};
 use crate::ivr::expr::Vars;
@@ -172,13 +172,15 @@ pub(super) async fn run_outbound_on(
     ctx: Arc<CallContext>,
     req: OutboundRequest,
     tx: mpsc::Sender<CallInput>,
-    rx: mpsc::Receiver<CallInput>,
+    mut rx: mpsc::Receiver<CallInput>,
     shutdown: CancellationToken,
 ) {
     let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), ctx.sip_local.ip());
     let span = info_span!("call", call_id = %call_id, direction = "outbound");
     async move {
-        ctx.active_calls.fetch_add(1, Ordering::Relaxed);
+        // Given back exactly once: by the call when it is over, else when this task ends.
+        let slot = ctx.active_calls.acquire();
+        let mut bye_answer = None;
         if ctx
             .router
             .send(RouterControl::Register {
@@ -188,14 +190,28 @@ pub(super) async fn run_outbound_on(
             .await
             .is_ok()
         {
-            if let Some((call, rtp)) =
-                Call::start_outbound(ctx.clone(), req, call_id.clone(), tx, shutdown.clone()).await
+            if let Some((call, rtp)) = Call::start_outbound(
+                ctx.clone(),
+                slot,
+                req,
+                call_id.clone(),
+                tx,
+                shutdown.clone(),
+            )
+            .await
             {
-                call.run(rx, rtp, shutdown).await;
+                bye_answer = call.run(&mut rx, rtp, shutdown).await;
             }
         }
-        ctx.active_calls.fetch_sub(1, Ordering::Relaxed);
-        let _ = ctx.router.send(RouterControl::CallEnded { call_id }).await;
+        // Before the mailbox closes (see run_inbound).
+        let _ = ctx
+            .router
+            .send(RouterControl::CallEnded {
+                call_id,
+                bye_answer,
+            })
+            .await;
+        drop(rx);
     }
     .instrument(span)
     .await
@@ -263,6 +279,7 @@ fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: 
 impl Call {
     async fn start_outbound(
         ctx: Arc<CallContext>,
+        slot: CallSlot,
         req: OutboundRequest,
         call_id: String,
         self_tx: mpsc::Sender<CallInput>,
@@ -378,14 +395,14 @@ impl Call {
             pending_2xx: None,
             bye: None,
             final_wait: None,
-            linger_until: None,
+            bye_answer: None,
             ticket_id: req.ticket_id,
             caller: req.to_number.clone(),
             shutdown_seen: false,
             uac: None,
             outcome: None,
             preset_vars: req.vars,
-            slot_released: false,
+            slot: Some(slot),
             machine: req.machine,
             disposition_override: None,
             rtp_sock: Some(rtp.clone()),
