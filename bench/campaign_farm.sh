@@ -60,9 +60,12 @@ command -v sipp >/dev/null || { echo "sipp not found" >&2; exit 2; }
 
 OUT=$(mktemp -d /tmp/switchboard-campaign-farm.XXXXXX)
 SRV=; FARM=
+# A smoke run that passed leaves nothing behind; any other run keeps its raw files.
 cleanup() {
+  local rc=$?
   [[ -n "$SRV" ]] && { kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; }
   [[ -n "$FARM" ]] && { kill "$FARM" 2>/dev/null || true; wait "$FARM" 2>/dev/null || true; }
+  if [[ $SMOKE == 1 && $rc == 0 ]]; then rm -rf "$OUT"; fi
 }
 trap cleanup EXIT
 
@@ -86,11 +89,11 @@ python3 $PY --script "100:2" --tail-ms 100 -o "$OUT/farm_press2.pcap" >/dev/null
 python3 $PY --script "100:0" --tail-ms 100 -o "$OUT/farm_press0.pcap" >/dev/null 2>&1
 python3 $PY --script "100:1" --tail-ms 100 -o "$OUT/farm_slow1.pcap" >/dev/null 2>&1
 python3 $PY --script "100:8" --tail-ms 100 -o "$OUT/farm_press8.pcap" >/dev/null 2>&1
+python3 $PY --lead-ms 200 -o "$OUT/farm_silence.pcap" >/dev/null 2>&1
 # A pcap the scenario names but this script does not make stops SIPp at start: check them all.
 for f in $(grep -o '@PCAP_DIR@/[a-z0-9_]*\.pcap' sip-test/uas_farm.xml | sort -u); do
   [[ -s "$OUT/${f#@PCAP_DIR@/}" ]] || { echo "sip-test/uas_farm.xml needs ${f#@PCAP_DIR@/}, not made here" >&2; exit 1; }
 done
-python3 $PY --lead-ms 200 -o "$OUT/farm_silence.pcap" >/dev/null 2>&1
 sed "s|@PCAP_DIR@|$OUT|g" sip-test/uas_farm.xml > "$OUT/uas_farm.xml"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # SIPp: a raw socket per playing call
 (cd "$OUT" && exec sipp -sf uas_farm.xml -i 127.0.0.1 -p "$FARM_PORT" -mi 127.0.0.1 -mp "$FARM_MEDIA" \

@@ -42,7 +42,12 @@ fi
 RX_THREADS=${RX_THREADS:-2}
 OUT=$(mktemp -d /tmp/switchboard-ivr-bench.XXXXXX)
 SRV=
-cleanup() { if [[ -n "$SRV" ]]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; fi; }
+# A smoke run that passed leaves nothing behind; any other run keeps its raw files.
+cleanup() {
+  local rc=$?
+  if [[ -n "$SRV" ]]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; fi
+  if [[ $SMOKE == 1 && $rc == 0 ]]; then rm -rf "$OUT"; fi
+}
 trap cleanup EXIT
 if [[ $SMOKE == 1 ]]; then
   cargo build --example ivr_load >/dev/null

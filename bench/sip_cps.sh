@@ -24,7 +24,9 @@ fi
 CALLS=$((RATE * SECS))
 OUT=$(mktemp -d /tmp/switchboard-bench.XXXXXX)
 SRV=
-trap 'if [[ -n "$SRV" ]]; then kill $SRV 2>/dev/null || true; wait $SRV 2>/dev/null || true; fi' EXIT
+# A smoke run that passed leaves nothing behind; any other run keeps its raw files.
+trap 'rc=$?; if [[ -n "$SRV" ]]; then kill $SRV 2>/dev/null || true; wait $SRV 2>/dev/null || true; fi
+      if [[ $SMOKE == 1 && $rc == 0 ]]; then rm -rf "$OUT"; fi' EXIT
 if [[ $SMOKE == 1 ]]; then
   BIN=${SWITCHBOARD_BIN:-${CARGO_TARGET_DIR:-target}/debug/switchboard}
   [[ -n "${SWITCHBOARD_BIN:-}" ]] || cargo build --bin switchboard >/dev/null
