@@ -163,9 +163,7 @@ impl RunArgs {
             no_demo_data: self.no_demo_data || outer.no_demo_data,
             media_address: self.media_address.or_else(|| outer.media_address.clone()),
             api_token: self.api_token.or_else(|| outer.api_token.clone()),
-            api_read_token: self
-                .api_read_token
-                .or_else(|| outer.api_read_token.clone()),
+            api_read_token: self.api_read_token.or_else(|| outer.api_read_token.clone()),
             realtime_priority: self.realtime_priority.or(outer.realtime_priority),
         }
     }

@@ -63,7 +63,30 @@ fn smoke(script: &str) -> Result<Duration, String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("out");
     let t0 = Instant::now();
-    let mut child = Command::new("bash")
+    let mut cmd = Command::new("bash");
+    // What cargo sets for this test (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...) would reach
+    // the script's `cargo build --example`, and build scripts that watch those variables
+    // (ring's) would rebuild — and again for the next `cargo test`. The script gets the
+    // environment a developer's shell has.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_CFG_",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+        {
+            cmd.env_remove(&*key);
+        }
+    }
+    let mut child = cmd
         .arg(root().join("bench").join(script))
         .current_dir(root())
         .env("SMOKE", "1")

@@ -381,15 +381,25 @@ fn agent_add_stdin(dir: &Path, name: &str, input: &[u8], extra: &[&str]) -> Run 
 fn agent_add_reads_the_password_from_stdin() {
     use switchboard::sip::auth::{ha1, Algorithm};
     let dir = tempfile::tempdir().expect("temp dir");
-    let run = agent_add_stdin(dir.path(), "stdin-ann", b"s3cret pw\nsecond line\n", &["--password-stdin"])
-        .ok("agent add --password-stdin");
+    let run = agent_add_stdin(
+        dir.path(),
+        "stdin-ann",
+        b"s3cret pw\nsecond line\n",
+        &["--password-stdin"],
+    )
+    .ok("agent add --password-stdin");
     let realm = run
         .stdout
         .split("realm ")
         .nth(1)
         .map(|r| r.trim().trim_end_matches(')').to_string())
         .unwrap_or_else(|| panic!("realm in the output: {run:#?}"));
-    let run2 = agent_add_stdin(dir.path(), "stdin-bob", b"crlf-pw\r\n", &["--password-stdin"]);
+    let run2 = agent_add_stdin(
+        dir.path(),
+        "stdin-bob",
+        b"crlf-pw\r\n",
+        &["--password-stdin"],
+    );
     run2.ok("agent add --password-stdin with CRLF");
     let run3 = agent_add_stdin(dir.path(), "flag-cy", b"", &["--password", "flag-pw"]);
     run3.ok("agent add --password (discouraged, still supported)");
@@ -400,9 +410,7 @@ fn agent_add_reads_the_password_from_stdin() {
         ("stdin-bob", "crlf-pw"),
         ("flag-cy", "flag-pw"),
     ] {
-        let row = db.row(&format!(
-            "SELECT ha1_md5 FROM agents WHERE name = '{name}'"
-        ));
+        let row = db.row(&format!("SELECT ha1_md5 FROM agents WHERE name = '{name}'"));
         assert_eq!(
             row["ha1_md5"],
             ha1(Algorithm::Md5, name, &realm, password),
@@ -413,12 +421,19 @@ fn agent_add_reads_the_password_from_stdin() {
     for (input, extra, what) in [
         (&b""[..], &["--password-stdin"][..], "no input"),
         (b"\n", &["--password-stdin"], "an empty line"),
-        (b"pw\n", &["--password-stdin", "--password", "pw"], "both forms"),
+        (
+            b"pw\n",
+            &["--password-stdin", "--password", "pw"],
+            "both forms",
+        ),
         (b"pw\n", &[], "neither form"),
     ] {
         let run = agent_add_stdin(dir.path(), "refused", input, extra);
         assert_eq!(run.code, Some(2), "{what} must be refused: {run:#?}");
-        assert!(run.stderr.contains("password"), "{what}: the reason names the password: {run:#?}");
+        assert!(
+            run.stderr.contains("password"),
+            "{what}: the reason names the password: {run:#?}"
+        );
     }
     assert_eq!(
         db.count("agents WHERE name = 'refused'"),
