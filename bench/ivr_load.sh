@@ -18,19 +18,47 @@
 # the steady window, and the machine's load. PERF=1 also records `perf record -g` of the
 # server for 10 s in the middle of the steady window. Everything on 127.0.0.1; stops by
 # itself.
+#
+# SMOKE=1 bench/ivr_load.sh: 10 calls held 3 s on the debug build (SWITCHBOARD_BIN, else
+# target/debug/switchboard; the tool built without --release), a free SIP port, the server at
+# normal priority (tests/bench_smoke.rs): fails when the run breaks (the server dies, the
+# tool fails, no summary or no answered call), never on the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CALLS=${1:-2000}
-SECS=${2:-60}
-RATE=${RATE:-100}
+SMOKE=${SMOKE:-0}
+if [[ $SMOKE == 1 ]]; then
+  CALLS=${1:-10}
+  SECS=${2:-3}
+  RATE=${RATE:-10}
+  RT_PRIORITY=${RT_PRIORITY:-0}
+  SIP_PORT=${SIP_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+else
+  CALLS=${1:-2000}
+  SECS=${2:-60}
+  RATE=${RATE:-100}
+  RT_PRIORITY=${RT_PRIORITY:-10}
+  SIP_PORT=${SIP_PORT:-35160}
+fi
 RX_THREADS=${RX_THREADS:-2}
-RT_PRIORITY=${RT_PRIORITY:-10}
-SIP_PORT=${SIP_PORT:-35160}
 OUT=$(mktemp -d /tmp/switchboard-ivr-bench.XXXXXX)
 SRV=
-cleanup() { if [[ -n "$SRV" ]]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; fi; }
+# A smoke run that passed leaves nothing behind; any other run keeps its raw files.
+cleanup() {
+  local rc=$?
+  if [[ -n "$SRV" ]]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; fi
+  if [[ $SMOKE == 1 && $rc == 0 ]]; then rm -rf "$OUT"; fi
+}
 trap cleanup EXIT
-cargo build --release --bin switchboard --example ivr_load >/dev/null 2>&1
+if [[ $SMOKE == 1 ]]; then
+  cargo build --example ivr_load >/dev/null
+  BIN=${SWITCHBOARD_BIN:-${CARGO_TARGET_DIR:-target}/debug/switchboard}
+  [[ -n "${SWITCHBOARD_BIN:-}" ]] || cargo build --bin switchboard >/dev/null
+  TOOL=${CARGO_TARGET_DIR:-target}/debug/examples/ivr_load
+else
+  cargo build --release --bin switchboard --example ivr_load >/dev/null 2>&1
+  BIN=${CARGO_TARGET_DIR:-target}/release/switchboard
+  TOOL=${CARGO_TARGET_DIR:-target}/release/examples/ivr_load
+fi
 # Two sockets per call on the tool's side, one on the server's, plus the lingering ones.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -51,7 +79,7 @@ CFG
 # NICE=-10: server and tool ahead of other work on a shared machine (emulates a box of
 # their own; the compile jobs of others still get the rest).
 NICE=${NICE:-0}
-RUST_LOG=warn nice -n "$NICE" target/release/switchboard --config "$OUT/bench.toml" --sip-listen 127.0.0.1:$SIP_PORT \
+RUST_LOG=warn nice -n "$NICE" "$BIN" --config "$OUT/bench.toml" --sip-listen 127.0.0.1:$SIP_PORT \
   --http-listen 127.0.0.1:0 --rtp-ports 40000-59999 >"$OUT/server.log" 2>&1 &
 SRV=$!
 for _ in $(seq 100); do grep -qs "switchboard is running" "$OUT/server.log" && break; sleep 0.1; done
@@ -69,9 +97,10 @@ if [[ "${PERF:-0}" == 1 ]]; then
 fi
 ctx() { cat /proc/$SRV/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 CTX0=$(ctx); T0=$(date +%s.%N)
-nice -n "$NICE" target/release/examples/ivr_load --server 127.0.0.1:$SIP_PORT --calls "$CALLS" --rate "$RATE" \
+TOOL_RC=0
+nice -n "$NICE" "$TOOL" --server 127.0.0.1:$SIP_PORT --calls "$CALLS" --rate "$RATE" \
   --hold "$SECS" --rx-threads "$RX_THREADS" --rx-tick-us "${RX_TICK_US:-500}" --server-pid "$SRV" \
-  --per-call > "$OUT/tool.out" 2>"$OUT/tool.err" || true
+  --per-call > "$OUT/tool.out" 2>"$OUT/tool.err" || TOOL_RC=$?
 CTX1=$(ctx); T1=$(date +%s.%N)
 echo "# load after:  $(uptime | sed 's/.*load average/load average/')"
 grep -v '^call ' "$OUT/tool.out" || true
@@ -83,5 +112,14 @@ if [[ -f "$OUT/perf.data" ]]; then
   perf report -i "$OUT/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null \
     | grep -E '^ +[0-9]' | head -30 > "$OUT/perf.top" || true
   echo "# perf (server, self time, top):"; cat "$OUT/perf.top"
+fi
+if [[ $SMOKE == 1 ]]; then
+  kill -0 "$SRV" 2>/dev/null || { echo "smoke: the server died" >&2; tail -20 "$OUT/server.log" >&2; exit 1; }
+  [[ $TOOL_RC == 0 ]] || { echo "smoke: ivr_load exited $TOOL_RC" >&2; exit 1; }
+  # The summary line must be there and calls must have been answered (a broken run, not a
+  # judged figure).
+  grep -Eq '^calls=[0-9]+ answered=[1-9]' "$OUT/tool.out" \
+    || { echo "smoke: no summary with answered calls in tool.out" >&2; exit 1; }
+  echo "smoke: ok"
 fi
 echo "raw files: $OUT (tool.out has one line per call)"

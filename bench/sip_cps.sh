@@ -6,15 +6,38 @@
 #
 # Prints SIPp's totals, the INVITE->200 response-time distribution (SIPp response time 1),
 # and the server's peak RSS. Everything on 127.0.0.1; stops by itself.
+#
+# SMOKE=1 bench/sip_cps.sh: 20 calls/s for 2 s against the debug build (SWITCHBOARD_BIN, else
+# target/debug/switchboard), free ports (tests/bench_smoke.rs): fails when the run breaks
+# (SIPp fails, the server dies, a figure is missing), never on the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RATE=${1:-2000}
-SECS=${2:-60}
+SMOKE=${SMOKE:-0}; export SMOKE
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if [[ $SMOKE == 1 ]]; then
+  RATE=${1:-20}
+  SECS=${2:-2}
+else
+  RATE=${1:-2000}
+  SECS=${2:-60}
+fi
 CALLS=$((RATE * SECS))
 OUT=$(mktemp -d /tmp/switchboard-bench.XXXXXX)
-trap 'kill $SRV 2>/dev/null || true; wait $SRV 2>/dev/null || true' EXIT
-cargo build --release >/dev/null 2>&1
-SIP_PORT=${SIP_PORT:-35060}
+SRV=
+# A smoke run that passed leaves nothing behind; any other run keeps its raw files.
+trap 'rc=$?; if [[ -n "$SRV" ]]; then kill $SRV 2>/dev/null || true; wait $SRV 2>/dev/null || true; fi
+      if [[ $SMOKE == 1 && $rc == 0 ]]; then rm -rf "$OUT"; fi' EXIT
+if [[ $SMOKE == 1 ]]; then
+  BIN=${SWITCHBOARD_BIN:-${CARGO_TARGET_DIR:-target}/debug/switchboard}
+  [[ -n "${SWITCHBOARD_BIN:-}" ]] || cargo build --bin switchboard >/dev/null
+  SIP_PORT=${SIP_PORT:-$(free_port)}
+  UAC_PORT=$(free_port)
+else
+  cargo build --release >/dev/null 2>&1
+  BIN=${CARGO_TARGET_DIR:-target}/release/switchboard
+  SIP_PORT=${SIP_PORT:-35060}
+  UAC_PORT=35070
+fi
 cat config/default.toml > "$OUT/bench.toml"
 sed -i "s|database = .*|database = \"sqlite://$OUT/bench.db\"|; s|spool_dir = .*|spool_dir = \"$OUT\"|; s|max_calls = .*|max_calls = 20000|" "$OUT/bench.toml"
 cat >> "$OUT/bench.toml" <<CFG
@@ -24,19 +47,21 @@ to = "bench"
 dialplan = "hotline"
 ring_ms = 0
 CFG
-RUST_LOG=warn target/release/switchboard --config "$OUT/bench.toml" --sip-listen 127.0.0.1:$SIP_PORT \
+RUST_LOG=warn "$BIN" --config "$OUT/bench.toml" --sip-listen 127.0.0.1:$SIP_PORT \
   --http-listen 127.0.0.1:0 --rtp-ports 40000-59999 >"$OUT/server.log" 2>&1 &
 SRV=$!
-for _ in $(seq 50); do grep -qs "switchboard is running" "$OUT/server.log" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -qs "switchboard is running" "$OUT/server.log" && break; sleep 0.1; done
+grep -qs "switchboard is running" "$OUT/server.log" || { echo "server did not start:"; cat "$OUT/server.log"; exit 1; }
 peak=0
 ( while kill -0 $SRV 2>/dev/null; do
     rss=$(awk '/VmRSS/ {print $2}' /proc/$SRV/status 2>/dev/null || echo 0)
     echo "$rss"; sleep 0.5; done ) > "$OUT/rss.txt" &
 RSSMON=$!
 cd "$OUT"
-sipp -sn uac -s bench -i 127.0.0.1 -p 35070 -r "$RATE" -rp 1000 -m "$CALLS" -l 20000 -d 0 \
+SIPP_RC=0
+sipp -sn uac -s bench -i 127.0.0.1 -p "$UAC_PORT" -r "$RATE" -rp 1000 -m "$CALLS" -l 20000 -d 0 \
   -nostdin -timeout $((SECS + 60))s -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 \
-  -trace_err -error_file err.log 127.0.0.1:$SIP_PORT > sipp.out 2>&1 || true
+  -trace_err -error_file err.log 127.0.0.1:$SIP_PORT > sipp.out 2>&1 || SIPP_RC=$?
 kill $RSSMON 2>/dev/null || true
 cd - >/dev/null
 python3 - "$OUT" "$RATE" "$SECS" <<'PY'
@@ -60,5 +85,14 @@ if rtts:
 rss = [int(x) for x in open(os.path.join(out, "rss.txt")).read().split() if x.isdigit()]
 if rss:
     print(f"server RSS: start {rss[0]/1024:.1f} MiB  peak {max(rss)/1024:.1f} MiB")
+if os.environ.get("SMOKE") == "1":
+    # The run broke (not judged: the figures): no call made, or no INVITE->200 time.
+    if int(col("TotalCallCreated")) == 0 or not rtts or not rss:
+        sys.exit("smoke: a figure is missing (calls created, INVITE->200 times, RSS)")
 PY
+if [[ $SMOKE == 1 ]]; then
+  kill -0 "$SRV" 2>/dev/null || { echo "smoke: the server died" >&2; tail -20 "$OUT/server.log" >&2; exit 1; }
+  [[ $SIPP_RC == 0 ]] || { echo "smoke: SIPp exited $SIPP_RC" >&2; tail -20 "$OUT/sipp.out" >&2; exit 1; }
+  echo "smoke: ok"
+fi
 echo "raw files: $OUT"

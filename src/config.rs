@@ -49,6 +49,17 @@ struct RawConfig {
     security: Option<Spanned<RawSecurity>>,
     #[serde(default)]
     sms: Option<Spanned<RawSms>>,
+    #[serde(default)]
+    api: Option<RawApi>,
+}
+
+/// `[api]`: who may read the status endpoints (`/api/status`, `/api/agents`,
+/// `/api/agents/{name}`, `/api/queues`). The admin token (`[server] api_token`) always reads.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    read_token: Option<String>,
+    anonymous_read: Option<bool>,
 }
 
 /// `[security]`: the router's per-source guard (src/sip/guard.rs).
@@ -379,6 +390,11 @@ pub struct Config {
     pub codecs: Vec<Codec>,
     pub user_agent: String,
     pub api_token: Option<String>,
+    /// Bearer token that may only read (`[api] read_token`, SWITCHBOARD_API_READ_TOKEN).
+    pub api_read_token: Option<String>,
+    /// Reads without any token (`[api] anonymous_read`): an explicit opt-in, off by default,
+    /// since agent names and states are not for anyone who reaches the port.
+    pub api_anonymous_read: bool,
     pub routes: Vec<Route>,
     pub queues: Vec<String>,
     pub queue_settings: Vec<QueueSettings>,
@@ -920,6 +936,16 @@ impl Config {
             codecs,
             user_agent: server.user_agent.unwrap_or_else(|| "switchboard".into()),
             api_token: server.api_token,
+            api_read_token: raw
+                .api
+                .as_ref()
+                .and_then(|a| a.read_token.clone())
+                .filter(|t| !t.is_empty()),
+            api_anonymous_read: raw
+                .api
+                .as_ref()
+                .and_then(|a| a.anonymous_read)
+                .unwrap_or(false),
             routes,
             queues: raw
                 .queues

@@ -79,8 +79,14 @@ enum AgentCommand {
     Add {
         /// SIP user name (also the name in call_records.agent).
         name: String,
-        #[arg(long)]
-        password: String,
+        /// The password on the command line: visible in `ps` and shell history; prefer
+        /// --password-stdin.
+        #[arg(long, required_unless_present = "password_stdin")]
+        password: Option<String>,
+        /// Read the password from the first line of standard input (the preferred form,
+        /// e.g. `printf '%s\n' "$PW" | switchboard agent add NAME --password-stdin`).
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
         #[arg(long)]
         extension: Option<String>,
         /// Queue the agent serves (repeatable).
@@ -130,6 +136,15 @@ struct RunArgs {
         hide_env_values = true
     )]
     api_token: Option<String>,
+    /// Read-only API bearer token for /api/status, /api/agents, /api/queues (also
+    /// SWITCHBOARD_API_READ_TOKEN; default: [api] read_token). The admin token also reads.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_API_READ_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    api_read_token: Option<String>,
     /// SCHED_RR priority for the server's threads, 1-99; 0 runs at normal priority
     /// (default: [server] realtime_priority, 10).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=99))]
@@ -148,6 +163,7 @@ impl RunArgs {
             no_demo_data: self.no_demo_data || outer.no_demo_data,
             media_address: self.media_address.or_else(|| outer.media_address.clone()),
             api_token: self.api_token.or_else(|| outer.api_token.clone()),
+            api_read_token: self.api_read_token.or_else(|| outer.api_read_token.clone()),
             realtime_priority: self.realtime_priority.or(outer.realtime_priority),
         }
     }
@@ -189,6 +205,9 @@ fn build_config(args: &RunArgs) -> Result<Config, String> {
     }
     if args.api_token.is_some() {
         cfg.api_token = args.api_token.clone();
+    }
+    if let Some(t) = args.api_read_token.as_ref().filter(|t| !t.is_empty()) {
+        cfg.api_read_token = Some(t.clone());
     }
     if let Some(p) = args.realtime_priority {
         cfg.realtime_priority = p;
@@ -388,10 +407,41 @@ fn detect_dtmf(file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `--password-stdin`: the first line of `input` without its line ending; an empty line or
+/// no input at all is refused (an account must not get an empty password by accident).
+fn password_from(mut input: impl std::io::BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    if password.is_empty() {
+        return Err("no password on standard input (an empty line is refused)".into());
+    }
+    Ok(password.to_string())
+}
+
 fn agent_command(cmd: AgentCommand, outer: &RunArgs) -> ExitCode {
     use switchboard::store::agents;
     let run = match &cmd {
         AgentCommand::Add { run, .. } | AgentCommand::List { run } => run.clone().merged(outer),
+    };
+    // The password is read before the database is opened: a wrong invocation fails fast.
+    let stdin_password = match &cmd {
+        AgentCommand::Add {
+            password_stdin: true,
+            ..
+        } => match password_from(std::io::stdin().lock()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("switchboard: --password-stdin: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
     };
     with_db(run, |cfg, db| async move {
         match cmd {
@@ -407,10 +457,10 @@ fn agent_command(cmd: AgentCommand, outer: &RunArgs) -> ExitCode {
                     eprintln!("switchboard: agent name '{name}' must be 1-64 of A-Z a-z 0-9 - _ .");
                     return ExitCode::from(2);
                 }
-                if password.is_empty() {
+                let Some(password) = stdin_password.or(password).filter(|p| !p.is_empty()) else {
                     eprintln!("switchboard: --password must not be empty");
                     return ExitCode::from(2);
-                }
+                };
                 let mut parsed = Vec::new();
                 for s in &skills {
                     match agents::parse_skill(s) {

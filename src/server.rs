@@ -358,6 +358,8 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         ready: AtomicBool::new(false),
         dialer: dialer.clone(),
         token: api_token.clone(),
+        read_token: ctx.config.api_read_token.clone(),
+        anonymous_read: ctx.config.api_anonymous_read,
     });
     let app = api::router(api_state.clone()).merge(ws);
     let http_shutdown = shutdown.clone();

@@ -149,7 +149,12 @@ fn http_body(
 }
 
 fn agent_state(server: &Server, name: &str) -> String {
-    let (code, v) = http(server.http_addr, "GET", "/api/agents", None);
+    let (code, v) = http(
+        server.http_addr,
+        "GET",
+        "/api/agents",
+        Some(&server.api_token()),
+    );
     assert_eq!(code, 200, "GET /api/agents: {v}");
     v.as_array()
         .and_then(|a| a.iter().find(|x| x["name"] == name))
@@ -283,7 +288,12 @@ fn agent_answers_audio_both_ways_agent_hangs_up() {
     let st = agent_state(&server, "alice");
     assert!(st == "wrap_up" || st == "available", "alice is {st}");
     wait_agent_state(&server, "alice", "available", Duration::from_secs(10));
-    let (code, q) = http(server.http_addr, "GET", "/api/queues", None);
+    let (code, q) = http(
+        server.http_addr,
+        "GET",
+        "/api/queues",
+        Some(&server.api_token()),
+    );
     assert_eq!(code, 200);
     let support = q
         .as_array()
@@ -733,7 +743,12 @@ fn callback_keeps_place_rings_agent_first_then_customer() {
         ["enter", "callback", "offer", "connect", "complete"],
         "queue_log for the original call"
     );
-    let (_, q) = http(server.http_addr, "GET", "/api/queues", None);
+    let (_, q) = http(
+        server.http_addr,
+        "GET",
+        "/api/queues",
+        Some(&server.api_token()),
+    );
     let support = q
         .as_array()
         .and_then(|a| a.iter().find(|x| x["name"] == "support"))
@@ -1135,12 +1150,13 @@ fn pause_and_logout_survive_a_restart() {
     );
 
     let (mut child, addr) = server.restart_on_same_db();
+    let tok = server.api_token();
     let states = wait_for(
         Duration::from_secs(20),
         "the restarted server's agents",
         || {
             let (code, v) =
-                std::panic::catch_unwind(|| http(addr, "GET", "/api/agents", None)).ok()?;
+                std::panic::catch_unwind(|| http(addr, "GET", "/api/agents", Some(&tok))).ok()?;
             (code == 200).then_some(v)
         },
     );

@@ -15,7 +15,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::{repo_root, sdp_offer, DbRow, Scenario, Server, SippProcess, SippRun, TestDb};
+use support::{
+    repo_root, sdp_offer, wait_for, DbRow, Scenario, Server, SippProcess, SippRun, TestDb,
+};
 use tempfile::TempDir;
 
 const DB_WAIT: Duration = Duration::from_secs(5);
@@ -314,10 +316,36 @@ fn cancel_crossing_the_200_ends_with_one_clean_record() {
     assert!(cancelled || answered, "{call:#?}");
     // Nothing left over: no active call once it ended.
     let status = server.wait_db(DB_WAIT, "no active calls", |_| {
-        let body = http_get(server.http_addr, "/api/status")?;
+        let (_, body) = server.api_get("/api/status")?;
         body.contains("\"active_calls\":0").then_some(body)
     });
     assert!(status.contains("active_calls"), "{status}");
+}
+
+/// `--database sqlite::memory:` (issue: it failed at start with "no such table: tickets",
+/// each pooled connection getting its own empty database): the server starts on one shared
+/// in-memory database, answers /api/status, takes a call and writes its record.
+#[test]
+fn server_runs_on_an_in_memory_database() {
+    let server = Server::start_on(Some("sqlite::memory:"), &[]);
+    let (code, body) = server.api_get("/api/status").expect("status answers");
+    assert_eq!(code, 200, "{body}");
+    server
+        .run_sipp(
+            &Scenario::HangupEarly { hold_ms: 1500 },
+            &caller("+15551230009"),
+        )
+        .assert_ok(&server);
+    // CallStarted, events, CallEnded: written by the writer, none spooled.
+    let status = wait_for(DB_WAIT, "the call's records written", || {
+        let (_, body) = server.api_get("/api/status")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (v["active_calls"] == 0 && v["store"]["written"].as_u64().unwrap_or(0) >= 2).then_some(v)
+    });
+    assert_eq!(status["store"]["spooled"], 0, "{status}");
+    assert_eq!(status["store"]["dead_letters"], 0, "{status}");
+    let log = server.log();
+    assert!(!log.contains("no such table"), "{log}");
 }
 
 /// A whole hotline call (refund by RFC 4733 digits) with SIPp losing 10 % of the SIP
@@ -344,20 +372,6 @@ fn call_completes_under_ten_percent_sip_loss() {
         let digits = ev.iter().filter(|(k, _)| k == "dtmf").count();
         assert_eq!(digits, 2, "round {round}: {ev:#?}");
     }
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 // ---- the server as refresher, raw SIP ---------------------------------------------------

@@ -105,7 +105,7 @@ fn a_request_flood_bans_its_source_while_calls_go_on() {
         .expect("the hotline answers during the ban");
     assert_eq!(r.code, 200, "{}", r.text);
     local.send(&invite.ack_for(&r).bytes());
-    let (_, body) = support::http_get(server.http_addr, "/api/status").expect("status");
+    let (_, body) = server.api_get("/api/status").expect("status");
     let status: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
     assert!(
         status["security_drops"].as_u64().unwrap_or(0) >= 41,
@@ -115,5 +115,87 @@ fn a_request_flood_bans_its_source_while_calls_go_on() {
         server.log().contains("request flood"),
         "security event logged\n{}",
         server.log()
+    );
+}
+
+/// The read endpoints (issue: `/api/status`, `/api/agents`, `/api/queues` answered anyone):
+/// 401 with a JSON reason without a token or with a wrong one; the read token
+/// (`[api] read_token`) and the admin token read; the read token does not write or reach
+/// the admin endpoints; `/healthz` stays anonymous. `[api] anonymous_read = true` opts back
+/// into tokenless reads, and `--api-read-token` sets the read token too.
+#[test]
+fn read_endpoints_need_the_read_or_the_admin_token() {
+    use support::http_get_with;
+    const ADMIN: &str = "admin-token-3f9a";
+    const READER: &str = "read-token-77c1";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config_with(dir.path(), &format!("[api]\nread_token = \"{READER}\"\n"));
+    let cfg = cfg.display().to_string();
+    let server = Server::start(&["--config", &cfg, "--api-token", ADMIN]);
+    let addr = server.http_addr;
+    let reads = ["/api/status", "/api/agents", "/api/queues"];
+    for path in reads {
+        for token in [None, Some("wrong"), Some(&READER[1..])] {
+            let (code, body) = http_get_with(addr, path, token).expect("answer");
+            assert_eq!(code, 401, "{path} with {token:?}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+            assert!(v["error"].is_string(), "{path}: {body}");
+        }
+        for token in [READER, ADMIN] {
+            let (code, body) = http_get_with(addr, path, Some(token)).expect("answer");
+            assert_eq!(code, 200, "{path} with {token}: {body}");
+        }
+    }
+    // An unknown agent: the token is checked first (no name probing without one).
+    assert_eq!(
+        http_get_with(addr, "/api/agents/nobody", None).map(|r| r.0),
+        Some(401)
+    );
+    assert_eq!(
+        http_get_with(addr, "/api/agents/nobody", Some(READER)).map(|r| r.0),
+        Some(404)
+    );
+    // The read token is not an admin token.
+    assert_eq!(
+        http_get_with(addr, "/api/campaigns", Some(READER)).map(|r| r.0),
+        Some(401)
+    );
+    assert_eq!(
+        http_get_with(addr, "/api/trunks", Some(READER)).map(|r| r.0),
+        Some(401)
+    );
+    assert_eq!(
+        http_get_with(addr, "/healthz", None).map(|r| r.0),
+        Some(200),
+        "the health probe stays anonymous"
+    );
+    drop(server);
+
+    // Explicit opt-in to anonymous reads; the flag's read token.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config_with(dir.path(), "[api]\nanonymous_read = true\n");
+    let cfg = cfg.display().to_string();
+    let server = Server::start(&["--config", &cfg]);
+    for path in reads {
+        assert_eq!(
+            http_get_with(server.http_addr, path, None).map(|r| r.0),
+            Some(200),
+            "{path} with anonymous_read"
+        );
+    }
+    assert_eq!(
+        http_get_with(server.http_addr, "/api/campaigns", None).map(|r| r.0),
+        Some(401),
+        "anonymous_read opens the reads only"
+    );
+    drop(server);
+    let server = Server::start(&["--api-read-token", READER]);
+    assert_eq!(
+        http_get_with(server.http_addr, "/api/status", Some(READER)).map(|r| r.0),
+        Some(200)
+    );
+    assert_eq!(
+        http_get_with(server.http_addr, "/api/status", None).map(|r| r.0),
+        Some(401)
     );
 }

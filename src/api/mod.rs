@@ -1,4 +1,6 @@
 //! HTTP API (axum): health, status, dialplan reload; campaigns and the ACD in submodules.
+//! `/healthz` is anonymous; the read endpoints take the admin or the read-only token (or
+//! none, when `[api] anonymous_read` opts in); everything else takes the admin token.
 //! Every error is JSON `{"error": "..."}` with a 4xx/5xx.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +23,59 @@ pub struct ApiState {
     pub ctx: Arc<CallContext>,
     pub ready: AtomicBool,
     pub dialer: crate::dialer::DialerHandle,
-    /// Bearer token for `/api/*` (except `/api/status`).
+    /// Admin bearer token: every `/api/*` endpoint.
     pub token: String,
+    /// Read-only bearer token: the read endpoints only (`[api] read_token`).
+    pub read_token: Option<String>,
+    /// Read endpoints answer without a token (`[api] anonymous_read`, off by default).
+    pub anonymous_read: bool,
+}
+
+/// The bearer token of a request, "" when there is none.
+fn bearer(req: &axum::extract::Request) -> &str {
+    req.headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
+/// Constant-time comparison (the time taken says nothing about how much of a guess matched).
+fn token_matches(given: &str, expected: &str) -> bool {
+    let expected = expected.as_bytes();
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn unauthorized() -> Response {
+    ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token".into(),
+    )
+    .into_response()
+}
+
+/// The read endpoints (status, agents, queues): the admin token, the read token, or no
+/// token at all when anonymous reads were opted into.
+async fn require_read_token(
+    State(s): State<Arc<ApiState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = bearer(&req);
+    let ok = s.anonymous_read
+        || token_matches(given, &s.token)
+        || s.read_token
+            .as_deref()
+            .is_some_and(|t| token_matches(given, t));
+    if !ok {
+        return unauthorized();
+    }
+    next.run(req).await
 }
 
 /// `Authorization: Bearer <token>` on every ops endpoint; constant-time comparison.
@@ -31,25 +84,8 @@ async fn require_token(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let given = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let expected = s.token.as_bytes();
-    let ok = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !ok {
-        return ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token".into(),
-        )
-        .into_response();
+    if !token_matches(bearer(&req), &s.token) {
+        return unauthorized();
     }
     next.run(req).await
 }
@@ -82,13 +118,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             require_token,
         ));
-    Router::new()
-        .merge(ops)
-        .route("/healthz", get(healthz))
+    let reads = Router::new()
         .route("/api/status", get(status))
         .route("/api/agents", get(acd::agents))
         .route("/api/agents/{name}", get(acd::agent))
         .route("/api/queues", get(acd::queues))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_read_token,
+        ));
+    Router::new()
+        .merge(ops)
+        .merge(reads)
+        // The load balancer's probe: anonymous, and it says nothing sensitive.
+        .route("/healthz", get(healthz))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError(

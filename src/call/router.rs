@@ -352,7 +352,7 @@ impl Router {
             }
             Method::Register => {
                 if let Err(inbound) = self.ctx.registrar.offer(inbound) {
-                    warn!("registrar saturated; REGISTER refused with 503");
+                    warn!("registrar saturated; REGISTER refused with 503 (Retry-After: 5)");
                     self.reply(
                         &inbound,
                         503,

@@ -89,13 +89,22 @@ impl Db {
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
+        let url_redacted = redact(url);
         let mut url = url.to_string();
+        let mut in_memory = false;
         if dialect == Dialect::Sqlite {
             let path = url
                 .trim_start_matches("sqlite://")
                 .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or("");
-            if path != ":memory:" && !path.is_empty() {
+            if path == ":memory:" {
+                // sqlx's `:memory:` names a new database each time the URL is parsed, and the
+                // Any driver parses it once per pooled connection: every connection would get
+                // its own empty database ("no such table"). One named, shared-cache database
+                // for the whole pool instead.
+                in_memory = true;
+                url = shared_memory_url();
+            } else if !path.is_empty() {
                 if let Some(parent) = Path::new(path)
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
@@ -113,6 +122,15 @@ impl Db {
         let opts = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(5));
+        // An in-memory database lives as long as one connection to it: keep one open for the
+        // pool's life and never retire it (the default idle timeout and lifetime would).
+        let opts = if in_memory {
+            opts.min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            opts
+        };
         let opts = if dialect == Dialect::Sqlite {
             opts.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -131,7 +149,7 @@ impl Db {
         let db = Db {
             pool,
             dialect,
-            url_redacted: redact(&url),
+            url_redacted,
         };
         db.migrate().await?;
         Ok(db)
@@ -163,6 +181,17 @@ impl Db {
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
+}
+
+/// `sqlite::memory:` as one named in-memory database shared by every connection of this
+/// pool (unique per process and per `connect`, so two pools never share by accident).
+fn shared_memory_url() -> String {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "sqlite:file:switchboard-memory-{}-{n}?mode=memory&cache=shared",
+        std::process::id()
+    )
 }
 
 fn redact(url: &str) -> String {
@@ -198,6 +227,42 @@ mod tests {
     fn dialect_placeholders() {
         assert_eq!(Dialect::Sqlite.ts(2), "$2");
         assert_eq!(Dialect::Postgres.ts(2), "CAST($2 AS TIMESTAMPTZ)");
+    }
+
+    /// `sqlite::memory:` is one database for every pooled connection (it used to be one per
+    /// connection: "no such table: tickets" on the second), and two pools do not share one.
+    #[tokio::test]
+    async fn in_memory_database_is_shared_by_the_pool() {
+        let db = Db::connect("sqlite::memory:").await.expect("connect");
+        assert_eq!(db.url_redacted, "sqlite::memory:");
+        // Hold several connections at once so the pool must open more than one.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(db.pool.acquire().await.expect("acquire"));
+        }
+        for conn in &mut held {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("tickets table on every connection");
+            assert_eq!(n, 0);
+        }
+        sqlx::query("INSERT INTO tickets (order_id, customer_name, phone, status) VALUES ('1', 'A', '+15550000001', 'shipped')")
+            .execute(&mut *held[0])
+            .await
+            .expect("insert");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets")
+            .fetch_one(&mut *held[3])
+            .await
+            .expect("count");
+        assert_eq!(n, 1, "a row written on one connection is seen on another");
+        drop(held);
+        let other = Db::connect("sqlite::memory:").await.expect("second pool");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets")
+            .fetch_one(&other.pool)
+            .await
+            .expect("count");
+        assert_eq!(n, 0, "a second in-memory database starts empty");
     }
 
     #[allow(dead_code)]

@@ -139,20 +139,17 @@ pub fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
 /// A minimal HTTP/1.1 GET: the status code and the body (not de-chunked: the API answers
 /// with Content-Length), None when nothing answers.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    http_get_auth(addr, path, None)
+    http_get_with(addr, path, None)
 }
 
-/// The body of a GET with `Authorization: Bearer token` when it answers 200.
-#[allow(dead_code)]
-pub fn http_get_with_token(addr: SocketAddr, path: &str, token: &str) -> Option<String> {
-    http_get_auth(addr, path, Some(token)).and_then(|(code, body)| (code == 200).then_some(body))
-}
-
-fn http_get_auth(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+/// [`http_get`] with `Authorization: Bearer <token>` when a token is given.
+pub fn http_get_with(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
@@ -185,6 +182,8 @@ pub struct Server {
     pub http_addr: SocketAddr,
     pub rtp_ports: (u16, u16),
     pub db_path: PathBuf,
+    /// `--api-token` when the test gave one (else the banner has the generated token).
+    api_token: Option<String>,
     stdout_path: PathBuf,
     stderr_path: PathBuf,
     sipp_runs: AtomicU32,
@@ -269,6 +268,11 @@ impl Server {
             args.push(isolated_config(dir.path()).display().to_string());
         }
         args.extend(extra_args.iter().map(|s| s.to_string()));
+        let api_token = extra_args
+            .iter()
+            .position(|a| *a == "--api-token")
+            .and_then(|i| extra_args.get(i + 1))
+            .map(|t| t.to_string());
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(&args)
             .current_dir(repo_root())
@@ -288,6 +292,7 @@ impl Server {
             http_addr: SocketAddr::from((LOCALHOST, http_port)),
             rtp_ports,
             db_path,
+            api_token,
             stdout_path,
             stderr_path,
             sipp_runs: AtomicU32::new(0),
@@ -326,6 +331,25 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The admin API token: the one given with `--api-token`, else the generated one the
+    /// banner prints.
+    pub fn api_token(&self) -> String {
+        if let Some(t) = &self.api_token {
+            return t.clone();
+        }
+        read_lossy(&self.stdout_path)
+            .lines()
+            .find_map(|l| l.split("Authorization: Bearer ").nth(1))
+            .map(|t| t.trim_end_matches(')').trim().to_string())
+            .expect("API token in the server's banner")
+    }
+
+    /// `GET path` with the admin token (the read endpoints need a token since
+    /// `[api] anonymous_read` is off by default).
+    pub fn api_get(&self, path: &str) -> Option<(u16, String)> {
+        http_get_with(self.http_addr, path, Some(&self.api_token()))
     }
 
     /// stdout + stderr of the server so far.
@@ -390,7 +414,7 @@ impl Server {
 
     /// Render `scenario`, run SIPp against this server once (`-m 1`) and wait for it.
     /// `args` are extra SIPp arguments, e.g. `["-set", "caller", "+15551230001"]`.
-    /// Start a second server on this one's config and database, on new SIP/HTTP ports (this
+    /// Start a second server on this one's config, database and admin token, on new SIP/HTTP ports (this
     /// one stopped or killed first). Returns the child (kill it when done) and its HTTP
     /// address; stderr goes to `restart.log` in the test's folder.
     pub fn restart_on_same_db(&self) -> (Child, SocketAddr) {
@@ -410,6 +434,8 @@ impl Server {
                 "--rtp-ports",
                 &format!("{}-{}", self.rtp_ports.0, self.rtp_ports.1),
             ])
+            // The same admin token, so `api_token()` reads this one too.
+            .args(["--api-token", &self.api_token()])
             .current_dir(repo_root())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
