@@ -144,13 +144,15 @@ impl Url {
         if host.is_empty() {
             return Err(bad("has no host"));
         }
-        let port = match authority.port() {
+        // `Authority::port()` says None for a port that does not parse: look ourselves.
+        let auth = authority.as_str();
+        let after_host = auth.rfind(']').map_or(auth, |i| &auth[i + 1..]);
+        let port = match after_host.rsplit_once(':') {
             None => match scheme {
                 Scheme::Http => 80,
                 Scheme::Https => 443,
             },
-            Some(p) => p
-                .as_str()
+            Some((_, p)) => p
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
@@ -536,6 +538,19 @@ pub(crate) mod test_server {
         pub fn requests(&self) -> Vec<Got> {
             self.got.lock().unwrap_or_else(|p| p.into_inner()).clone()
         }
+
+        /// Failed TLS handshakes, waiting up to 5 s for `want` (the server side may record
+        /// its failure after the client has already given up).
+        pub async fn refused_eventually(&self, want: usize) -> usize {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let n = *self.refused.lock().unwrap_or_else(|p| p.into_inner());
+                if n >= want || tokio::time::Instant::now() > deadline {
+                    return n;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
     }
 
     /// Serve `answer` (raw bytes) to every request; TLS with `ca`'s leaf when given.
@@ -747,7 +762,7 @@ mod tests {
             assert!(e.to_string().contains("certificate"), "{e}");
         }
         assert!(srv.requests().is_empty());
-        assert_eq!(*srv.refused.lock().expect("lock"), 2);
+        assert_eq!(srv.refused_eventually(2).await, 2);
         // A plain-HTTP server behind an https:// URL: refused too, nothing sent in clear.
         let plain = start(None, b"HTTP/1.1 200 OK\r\n\r\n".to_vec()).await;
         let e = client(2000, DEFAULT_MAX_BODY, None)

@@ -372,7 +372,7 @@ mod tests {
             Next::Retry(_, r) if r.contains("gateway unreachable") && r.contains("certificate")
         ));
         assert_eq!(srv.requests().len(), 1, "nothing more reached the gateway");
-        assert_eq!(*srv.refused.lock().expect("lock"), 1);
+        assert_eq!(srv.refused_eventually(1).await, 1);
     }
 
     #[tokio::test]
