@@ -420,7 +420,7 @@ fn texts_and_webhooks_go_over_https_to_a_gateway_signed_by_the_configured_ca() {
         ..ServerOptions::default()
     };
     let setup = ServerSetup::with(dir.path(), farm.port, &opts);
-    let mut server = setup.start(1);
+    let server = setup.start(1);
     let db = Db::open(&setup.db_path);
     for t in &tickets_plan {
         db.insert_ticket(t);
