@@ -51,6 +51,8 @@ struct RawConfig {
     sms: Option<Spanned<RawSms>>,
     #[serde(default)]
     api: Option<RawApi>,
+    #[serde(default)]
+    webhooks: Option<Spanned<RawWebhooks>>,
 }
 
 /// `[api]`: who may read the status endpoints (`/api/status`, `/api/agents`,
@@ -60,6 +62,14 @@ struct RawConfig {
 struct RawApi {
     read_token: Option<String>,
     anonymous_read: Option<bool>,
+}
+
+/// `[webhooks]`: how campaigns' fallback webhooks (`webhook_url`) are sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    ca_file: Option<String>,
+    timeout_s: Option<u64>,
 }
 
 /// `[security]`: the router's per-source guard (src/sip/guard.rs).
@@ -83,6 +93,7 @@ struct RawSms {
     max_tries: Option<u32>,
     retry_s: Option<u64>,
     timeout_s: Option<u64>,
+    ca_file: Option<String>,
 }
 
 /// The text a campaign's SMS fallback sends when neither the campaign's `sms_text` nor
@@ -93,7 +104,7 @@ pub const DEFAULT_SMS_TEXT: &str = "Hello ${name}, your order ${order_id} is del
 /// takes one JSON POST per text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SmsGateway {
-    /// `http://HOST:PORT/PATH` of the gateway.
+    /// `https://HOST[:PORT]/PATH` (or `http://`) of the gateway.
     pub url: String,
     /// Sender number or name the gateway puts on the text.
     pub from: String,
@@ -106,8 +117,28 @@ pub struct SmsGateway {
     pub max_tries: u32,
     /// Back-off before the second try; doubles per try, at most an hour.
     pub retry_s: u64,
-    /// Bound on one request (connect, send, answer).
+    /// Bound on connecting to the gateway (TCP and TLS), and again on the exchange.
     pub timeout_s: u64,
+    /// Extra trust anchors (PEM) for an `https://` gateway, beside the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How campaigns' fallback webhooks are sent (`[webhooks]`; defaults without it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhooks {
+    /// Extra trust anchors (PEM) for `https://` webhooks, beside the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// Bound on connecting (TCP and TLS), and again on the exchange.
+    pub timeout_s: u64,
+}
+
+impl Default for Webhooks {
+    fn default() -> Webhooks {
+        Webhooks {
+            ca_file: None,
+            timeout_s: 10,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -409,6 +440,8 @@ pub struct Config {
     pub guard: crate::sip::guard::GuardConfig,
     /// The SMS gateway for campaigns' SMS fallback (`[sms]`); None: no SMS fallback.
     pub sms: Option<SmsGateway>,
+    /// Campaigns' fallback webhooks (`[webhooks]`).
+    pub webhooks: Webhooks,
 }
 
 fn security_config(
@@ -863,10 +896,10 @@ impl Config {
             Some(sp) => {
                 let at = sp.span().start;
                 let r = sp.get_ref();
-                if !r.url.starts_with("http://") || r.url.len() <= "http://".len() {
+                if let Err(e) = crate::http_client::Url::parse(&r.url) {
                     return Err(err(
                         at,
-                        format!("[sms] url '{}' must be an http:// URL", r.url),
+                        format!("[sms] url must be an https:// or http:// URL: {e}"),
                     ));
                 }
                 if r.from.trim().is_empty() {
@@ -895,7 +928,25 @@ impl Config {
                     max_tries,
                     retry_s: r.retry_s.unwrap_or(30).clamp(1, 3600),
                     timeout_s,
+                    ca_file: r.ca_file.as_ref().map(PathBuf::from),
                 })
+            }
+        };
+        let webhooks = match &raw.webhooks {
+            None => Webhooks::default(),
+            Some(sp) => {
+                let r = sp.get_ref();
+                let timeout_s = r.timeout_s.unwrap_or(10);
+                if !(1..=120).contains(&timeout_s) {
+                    return Err(err(
+                        sp.span().start,
+                        "[webhooks] timeout_s must be 1..=120".into(),
+                    ));
+                }
+                Webhooks {
+                    ca_file: r.ca_file.as_ref().map(PathBuf::from),
+                    timeout_s,
+                }
             }
         };
         Ok(Config {
@@ -903,6 +954,7 @@ impl Config {
             session_expires_s,
             session_min_se_s,
             sms,
+            webhooks,
             media_address_explicit,
             trunks,
             realm: server.realm.unwrap_or_else(|| "switchboard".into()),
@@ -1070,6 +1122,49 @@ mod tests {
         assert_eq!(off.map(|c| c.realtime_priority).ok(), Some(0));
         let e = Config::parse("x.toml", "[server]\nrtp_ports = \"9-1\"\n").expect_err("bad");
         assert!(e.to_string().starts_with("x.toml:2: rtp_ports"), "{e}");
+    }
+
+    #[test]
+    fn sms_and_webhook_https_keys() {
+        let c = Config::parse(
+            "t.toml",
+            "[sms]\nurl = \"https://gw.example:8443/v1/sms\"\nfrom = \"+1\"\nca_file = \"ca.pem\"\n\
+             [webhooks]\nca_file = \"hooks.pem\"\ntimeout_s = 3\n",
+        )
+        .expect("https gateway");
+        let sms = c.sms.expect("sms");
+        assert_eq!(sms.url, "https://gw.example:8443/v1/sms");
+        assert_eq!(sms.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(
+            c.webhooks,
+            Webhooks {
+                ca_file: Some(PathBuf::from("hooks.pem")),
+                timeout_s: 3
+            }
+        );
+        // Plain http stays accepted; no [webhooks] gives the defaults.
+        let c = Config::parse(
+            "t.toml",
+            "[sms]\nurl = \"http://gw:8088/\"\nfrom = \"+1\"\n",
+        )
+        .expect("http gateway");
+        assert_eq!(c.sms.expect("sms").ca_file, None);
+        assert_eq!(c.webhooks, Webhooks::default());
+        for (bad, want) in [
+            (
+                "[sms]\nurl = \"ftp://gw/\"\nfrom = \"+1\"\n",
+                "[sms] url must be",
+            ),
+            (
+                "[sms]\nurl = \"gw:80\"\nfrom = \"+1\"\n",
+                "[sms] url must be",
+            ),
+            ("[webhooks]\ntimeout_s = 0\n", "[webhooks] timeout_s"),
+            ("[webhooks]\nca = \"x\"\n", "unknown field"),
+        ] {
+            let e = Config::parse("t.toml", bad).expect_err(bad);
+            assert!(e.reason.contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod call;
 pub mod cli;
 pub mod config;
 pub mod dialer;
+pub mod http_client;
 pub mod ivr;
 pub mod media;
 pub mod registrar;

@@ -43,6 +43,12 @@ pub enum StartError {
         source_file: String,
         error: crate::sip::tls::TlsError,
     },
+    /// The SMS gateway's or the webhooks' HTTP client cannot be made (URL, `ca_file`).
+    #[error("{source_file}: {error}")]
+    Http {
+        source_file: String,
+        error: crate::http_client::HttpError,
+    },
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -159,6 +165,11 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         Some(t) => Some(crate::sip::tls::acceptor(&t.cert, &t.key).map_err(tls_error)?),
         None => None,
     };
+    let dialer_http =
+        crate::dialer::DialerHttp::from_config(&cfg).map_err(|error| StartError::Http {
+            source_file: cfg.source.clone(),
+            error,
+        })?;
     let (tcp_tx, tcp_rx) = mpsc::channel(4096);
     let trunk_flows =
         crate::sip::tls::TrunkConnections::new(&cfg.trunks, tcp_tx.clone()).map_err(tls_error)?;
@@ -347,7 +358,7 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         local: http_addr,
         permits: Arc::new(tokio::sync::Semaphore::new(4096)),
     });
-    let dialer = crate::dialer::DialerHandle::new(ctx.clone(), shutdown.clone());
+    let dialer = crate::dialer::DialerHandle::new(ctx.clone(), shutdown.clone(), dialer_http);
     let api_token = ctx
         .config
         .api_token

@@ -6,12 +6,15 @@
 //! listing and in the progress, the API's refusals of bad `fallback` fields, and that a
 //! restart sends nothing again.
 //!
+//! A second test runs the gateway and the webhook receiver over HTTPS with a certificate from
+//! a CA made at test time, trusted through `[sms] ca_file` and `[webhooks] ca_file`.
+//!
 //! Needs SIPp, python3 and root like `campaign_sipp.rs`.
 //! Run: `cargo test --test campaign_sms -- --test-threads=1`.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +48,14 @@ struct Gateway {
 impl Gateway {
     /// `answer(to, tries so far for `to`)` gives the status for an SMS request.
     fn start(answer: impl Fn(&str, usize) -> u16 + Send + 'static) -> Gateway {
+        Gateway::start_with(None, answer)
+    }
+
+    /// The same over TLS with `tls`'s certificate when given.
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        answer: impl Fn(&str, usize) -> u16 + Send + 'static,
+    ) -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind gateway");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -58,7 +69,20 @@ impl Gateway {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
-                let Some(req) = read_request(conn.try_clone().ok(), Instant::now()) else {
+                if conn.set_nonblocking(false).is_err()
+                    || conn.set_read_timeout(Some(Duration::from_secs(5))).is_err()
+                {
+                    continue;
+                }
+                let mut conn: Box<dyn ReadWrite> = match &tls {
+                    Some(cfg) => match rustls::ServerConnection::new(cfg.clone()) {
+                        Ok(c) => Box::new(rustls::StreamOwned::new(c, conn)),
+                        Err(_) => continue,
+                    },
+                    None => Box::new(conn),
+                };
+                // A refused TLS handshake ends here: nothing is read.
+                let Some(req) = read_request(&mut *conn, Instant::now()) else {
                     continue;
                 };
                 let code = if req.path.starts_with("/sms") {
@@ -72,10 +96,10 @@ impl Gateway {
                 };
                 g.lock().unwrap_or_else(|p| p.into_inner()).push(req);
                 // One write: a reader that takes the first segment sees the whole status line.
-                let mut conn = conn;
                 let answer =
                     format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                 let _ = conn.write_all(answer.as_bytes());
+                let _ = conn.flush();
             }
         });
         Gateway {
@@ -100,10 +124,11 @@ impl Drop for Gateway {
     }
 }
 
-fn read_request(conn: Option<TcpStream>, at: Instant) -> Option<Got> {
-    let mut conn = conn?;
-    conn.set_nonblocking(false).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+/// A connection the gateway reads a request from and answers on: TCP or TLS over it.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn read_request(conn: &mut dyn ReadWrite, at: Instant) -> Option<Got> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     let head_end = loop {
@@ -340,4 +365,128 @@ fn failed_contacts_get_one_text_with_retries_and_a_restart_sends_nothing_again()
         hooks.len(),
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// A CA made now, and the TLS server config of a `localhost` / `127.0.0.1` certificate it
+/// signed; the CA certificate is written to `dir/ca.pem`.
+fn test_ca(dir: &std::path::Path) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf cert");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).expect("write ca.pem");
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+    )
+    .expect("server cert");
+    (ca_file, Arc::new(cfg))
+}
+
+#[test]
+fn texts_and_webhooks_go_over_https_to_a_gateway_signed_by_the_configured_ca() {
+    use Behaviour::*;
+    let plan = [Busy, NotFound];
+    let tickets_plan = tickets(6, &plan);
+    let dir = test_dir("switchboard-campaign-sms-tls-");
+    let (ca_file, tls) = test_ca(dir.path());
+    let gateway = Gateway::start_with(Some(tls), |_, _| 202);
+
+    let mut farm = Farm::start(&dir.path().join("farm"));
+    let opts = ServerOptions {
+        extra: format!(
+            "[sms]\nurl = \"https://localhost:{}/sms/send\"\nfrom = \"+15550100\"\n\
+             token = \"{SMS_TOKEN}\"\nca_file = \"{}\"\nretry_s = 1\nmax_tries = 2\ntimeout_s = 5\n\
+             [webhooks]\nca_file = \"{}\"\ntimeout_s = 5\n",
+            gateway.addr.port(),
+            ca_file.display(),
+            ca_file.display()
+        ),
+        ..ServerOptions::default()
+    };
+    let setup = ServerSetup::with(dir.path(), farm.port, &opts);
+    let server = setup.start(1);
+    let db = Db::open(&setup.db_path);
+    for t in &tickets_plan {
+        db.insert_ticket(t);
+    }
+    let mut spec = campaign_spec("sms-tls", 4, 2);
+    spec["retry"]["busy"] = json!({"after_s": 2, "max_attempts": 1});
+    spec["retry"]["failed"] = json!({"after_s": 2, "max_attempts": 1});
+    spec["fallback"] = json!("both");
+    spec["webhook_url"] = json!(format!("https://127.0.0.1:{}/hook", gateway.addr.port()));
+    let id = server.create_campaign(&spec);
+    assert_eq!(server.start_campaign(id), "running");
+    server.wait_state(id, "completed", Duration::from_secs(60), &db);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listing = loop {
+        let (code, rows) = server.api("GET", &format!("/api/campaigns/{id}/contacts"), None);
+        assert_eq!(code, 200, "{rows}");
+        let sent = rows
+            .as_array()
+            .map_or(0, |r| r.iter().filter(|c| c["sms"] == "sent").count());
+        let hooks = gateway
+            .requests()
+            .iter()
+            .filter(|g| g.path == "/hook")
+            .count();
+        if sent == plan.len() && hooks == plan.len() {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "texts or webhooks not delivered over TLS after 30 s: {rows}\n{:?}\n{}",
+            gateway.requests(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let got = gateway.requests();
+    let sms: Vec<&Got> = got.iter().filter(|g| g.path == "/sms/send").collect();
+    assert_eq!(
+        sms.len(),
+        plan.len(),
+        "one request per text: {got:?}\n{listing:#}"
+    );
+    for t in &tickets_plan {
+        let mine: Vec<&&Got> = sms
+            .iter()
+            .filter(|g| g.body["to"] == t.phone.as_str())
+            .collect();
+        assert_eq!(mine.len(), 1, "{}: {sms:?}", t.phone);
+        assert_eq!(
+            mine[0].headers.get("authorization").map(String::as_str),
+            Some(&*format!("Bearer {SMS_TOKEN}")),
+            "{:?}",
+            mine[0]
+        );
+    }
+    assert!(
+        got.iter()
+            .filter(|g| g.path == "/hook")
+            .all(|g| g.body["event"] == "campaign_contact_failed"),
+        "{got:?}"
+    );
+    assert!(
+        !server.log().contains("plain http://"),
+        "no clear-text warning for an https gateway"
+    );
+    drop(server);
+    farm.stop();
 }

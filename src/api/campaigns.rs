@@ -175,8 +175,8 @@ pub fn validate(spec: &CampaignSpec, st: &ApiState) -> Result<(), ApiError> {
         }
     }
     if let Some(u) = spec.webhook_url.as_deref() {
-        if !u.starts_with("http://") {
-            return Err(bad("webhook_url: must be an http:// URL"));
+        if crate::http_client::Url::parse(u).is_err() {
+            return Err(bad("webhook_url: must be an https:// or http:// URL"));
         }
     }
     let fallback = match spec.fallback.as_deref() {

@@ -1,6 +1,7 @@
 //! `switchboard campaign ...`: the campaign REST API (docs/api.md) from the command line.
-//! Each action is one HTTP request to the running server ([`super::http`]); the answer is
-//! printed human-readable, or as the server's raw JSON with `--json`.
+//! Each action is one HTTP request to the running server (`http://` or `https://`, through
+//! [`crate::http_client`]); the answer is printed human-readable, or as the server's raw
+//! JSON with `--json`.
 //!
 //! Exit codes: 0 success; 1 the server answered 4xx/5xx (its `error` reason goes to
 //! stderr); 2 usage errors (bad flags, unreadable file, bad `--server` URL) and failures to
@@ -15,10 +16,14 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::http::{Client, HttpError, Response, ServerUrl};
+use crate::http_client::{HttpClient, HttpError, Method, Request, Response, Url};
 
 /// Default `--server` when neither the flag nor `SWITCHBOARD_SERVER` is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+/// Bound on connecting to the server, and again on one exchange.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer accepted (a long contact listing).
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// How often `status --watch` polls and redraws.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -52,9 +57,41 @@ pub struct ConnArgs {
         hide_env_values = true
     )]
     pub api_token: Option<String>,
+    /// Extra trust anchors (PEM) for an `https://` server, beside the Mozilla roots (also
+    /// SWITCHBOARD_CA_FILE).
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_CA_FILE",
+        value_name = "FILE.pem"
+    )]
+    pub ca_file: Option<PathBuf>,
     /// Print the server's JSON answer as is instead of the human-readable form.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// The server's API: its base URL (a path prefix is kept) and token.
+struct Client {
+    url: Url,
+    token: Option<String>,
+    http: HttpClient,
+}
+
+impl Client {
+    /// `method` on the API path (which starts with `/`); any HTTP status is `Ok`.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Response, HttpError> {
+        let mut req = Request::new(method, self.url.join(path)).bearer(self.token.as_deref());
+        if let Some(b) = body {
+            req = req.json_bytes(b.to_vec());
+        }
+        self.http.send(req).await
+    }
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -198,20 +235,31 @@ pub fn run(args: CampaignArgs, outer_token: Option<String>) -> ExitCode {
 }
 
 async fn execute(args: CampaignArgs, outer_token: Option<String>) -> Result<(), CliError> {
-    let url = ServerUrl::parse(&args.conn.server).map_err(|e| CliError::Usage(e.to_string()))?;
+    let url = Url::parse(&args.conn.server).map_err(|e| CliError::Usage(e.to_string()))?;
+    if url.path.contains('?') {
+        return Err(CliError::Usage(format!(
+            "--server '{url}': must not have a query"
+        )));
+    }
+    let http = HttpClient::new(
+        TIMEOUT,
+        MAX_BODY,
+        args.conn.ca_file.as_deref().map(|p| ("--ca-file", p)),
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?;
     let token = args.conn.api_token.clone().or(outer_token);
-    let client = Client::new(url, token);
+    let client = Client { url, token, http };
     let json = args.conn.json;
     match args.action {
         CampaignAction::Create { file } => {
             let body = read_body(&file)?;
-            let v = call(&client, "POST", "/api/campaigns", Some(&body), json).await?;
+            let v = call(&client, Method::POST, "/api/campaigns", Some(&body), json).await?;
             if let Some(v) = v {
                 println!("{}", render_created(&v));
             }
         }
         CampaignAction::List => {
-            if let Some(v) = call(&client, "GET", "/api/campaigns", None, json).await? {
+            if let Some(v) = call(&client, Method::GET, "/api/campaigns", None, json).await? {
                 print!("{}", render_list(&v));
             }
         }
@@ -220,8 +268,14 @@ async fn execute(args: CampaignArgs, outer_token: Option<String>) -> Result<(), 
         CampaignAction::Resume { id } => action(&client, id, "resume", json).await?,
         CampaignAction::Stop { id } => action(&client, id, "stop", json).await?,
         CampaignAction::Status { id, watch: false } => {
-            if let Some(v) =
-                call(&client, "GET", &format!("/api/campaigns/{id}"), None, json).await?
+            if let Some(v) = call(
+                &client,
+                Method::GET,
+                &format!("/api/campaigns/{id}"),
+                None,
+                json,
+            )
+            .await?
             {
                 print!("{}", render_status(&v));
             }
@@ -248,7 +302,7 @@ async fn execute(args: CampaignArgs, outer_token: Option<String>) -> Result<(), 
                 path.push('?');
                 path.push_str(&query.join("&"));
             }
-            if let Some(v) = call(&client, "GET", &path, None, json).await? {
+            if let Some(v) = call(&client, Method::GET, &path, None, json).await? {
                 print!("{}", render_contacts(&v));
             }
         }
@@ -272,7 +326,7 @@ fn read_body(file: &std::path::Path) -> Result<Vec<u8>, CliError> {
 /// returned for the caller to render; 4xx/5xx becomes [`CliError::Server`].
 async fn call(
     client: &Client,
-    method: &str,
+    method: Method,
     path: &str,
     body: Option<&[u8]>,
     json: bool,
@@ -288,7 +342,7 @@ async fn call(
 /// The request, with 4xx/5xx turned into errors.
 async fn request(
     client: &Client,
-    method: &str,
+    method: Method,
     path: &str,
     body: Option<&[u8]>,
 ) -> Result<Response, CliError> {
@@ -298,14 +352,14 @@ async fn request(
             .then_some("give the server's token with --api-token or SWITCHBOARD_API_TOKEN");
         return Err(CliError::Server {
             status: resp.status,
-            body: resp.body,
+            body: resp.body.to_vec(),
             hint,
         });
     }
     if !resp.is_success() {
         return Err(CliError::Unexpected {
             status: resp.status,
-            reason: resp.reason,
+            reason: resp.reason().to_string(),
             url: client.url.to_string(),
         });
     }
@@ -314,7 +368,7 @@ async fn request(
 
 async fn action(client: &Client, id: i64, what: &str, json: bool) -> Result<(), CliError> {
     let path = format!("/api/campaigns/{id}/{what}");
-    if let Some(v) = call(client, "POST", &path, None, json).await? {
+    if let Some(v) = call(client, Method::POST, &path, None, json).await? {
         print!("{}", render_status(&v));
     }
     Ok(())
@@ -333,7 +387,7 @@ async fn watch(client: &Client, id: i64, json: bool) -> Result<(), CliError> {
     let mut width = 0;
     loop {
         ticker.tick().await;
-        let resp = match request(client, "GET", &path, None).await {
+        let resp = match request(client, Method::GET, &path, None).await {
             Ok(r) => r,
             Err(e) => {
                 if drawn {

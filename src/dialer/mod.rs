@@ -9,4 +9,4 @@ pub mod gate;
 pub mod service;
 pub mod sms;
 
-pub use service::{retry_policy_from_json, DialerHandle};
+pub use service::{retry_policy_from_json, DialerHandle, DialerHttp};

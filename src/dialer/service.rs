@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,6 +26,8 @@ use super::core::{
 };
 use crate::call::actor::{run_outbound, CallResult, MachineHandling, OutboundRequest};
 use crate::call::CallContext;
+use crate::config::Config;
+use crate::http_client::{HttpClient, HttpError, Method, Request, Url, DEFAULT_MAX_BODY};
 use crate::store::campaigns::{self, CampaignRow, ContactRow};
 use crate::store::{tickets, StoreError};
 
@@ -177,6 +178,8 @@ struct Shared {
     shutdown: CancellationToken,
     /// Wakes the SMS sender when a text is queued.
     sms_wake: Arc<tokio::sync::Notify>,
+    /// The outbound HTTP ends, made once at start.
+    http: DialerHttp,
     /// When this process's dialer started: no campaign dials within the first second
     /// (`Pacer::hold_until`), so a restart cannot double the calls-per-second cap.
     started: Instant,
@@ -188,6 +191,32 @@ struct Runner {
     alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// The dialer's outbound HTTP: the `[sms]` gateway (when configured) and the client for
+/// campaigns' webhooks (`[webhooks]`). Made before the server binds anything, so an unusable
+/// URL or CA file stops the start.
+#[derive(Debug, Clone)]
+pub struct DialerHttp {
+    sms: Option<super::sms::Gateway>,
+    webhook: HttpClient,
+}
+
+impl DialerHttp {
+    pub fn from_config(config: &Config) -> Result<DialerHttp, HttpError> {
+        let sms = config
+            .sms
+            .clone()
+            .map(super::sms::Gateway::new)
+            .transpose()?;
+        let w = &config.webhooks;
+        let webhook = HttpClient::new(
+            Duration::from_secs(w.timeout_s),
+            DEFAULT_MAX_BODY,
+            w.ca_file.as_deref().map(|p| ("[webhooks] ca_file", p)),
+        )?;
+        Ok(DialerHttp { sms, webhook })
+    }
+}
+
 /// Start/stop campaign runners; cheap to clone.
 #[derive(Clone)]
 pub struct DialerHandle {
@@ -195,7 +224,11 @@ pub struct DialerHandle {
 }
 
 impl DialerHandle {
-    pub fn new(ctx: Arc<CallContext>, shutdown: CancellationToken) -> DialerHandle {
+    pub fn new(
+        ctx: Arc<CallContext>,
+        shutdown: CancellationToken,
+        http: DialerHttp,
+    ) -> DialerHandle {
         DialerHandle {
             shared: Arc::new(Shared {
                 ctx,
@@ -203,6 +236,7 @@ impl DialerHandle {
                 tracker: TaskTracker::new(),
                 shutdown,
                 sms_wake: Arc::new(tokio::sync::Notify::new()),
+                http,
                 started: Instant::now(),
             }),
         }
@@ -210,7 +244,7 @@ impl DialerHandle {
 
     /// Start the SMS fallback sender when `[sms]` is configured (once, at start).
     pub fn start_sms(&self) {
-        let Some(gw) = self.shared.ctx.config.sms.clone() else {
+        let Some(gw) = self.shared.http.sms.clone() else {
             return;
         };
         self.shared.tracker.spawn(super::sms::run_sender(
@@ -695,8 +729,9 @@ async fn finish(
                 "reason": decision.reason,
             });
             let url = url.clone();
+            let client = shared.http.webhook.clone();
             tokio::spawn(async move {
-                if let Err(e) = post_json(&url, &body).await {
+                if let Err(e) = post_webhook(&client, &url, &body).await {
                     warn!(%url, error = %e, "webhook failed");
                 }
             });
@@ -735,43 +770,33 @@ async fn queue_sms(
     Ok(())
 }
 
-/// Minimal HTTP/1.1 POST for the fallback webhook (http:// only; bounded by a timeout).
-async fn post_json(url: &str, body: &serde_json::Value) -> std::io::Result<()> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| std::io::Error::other("only http:// webhooks"))?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+/// Why a webhook was not accepted.
+#[derive(Debug, thiserror::Error)]
+enum WebhookError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("webhook answered {0}")]
+    Status(u16),
+}
+
+/// POST the fallback webhook once (`http://` or `https://`); accepted on 2xx.
+async fn post_webhook(
+    client: &HttpClient,
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<(), WebhookError> {
+    let req = Request::new(Method::POST, Url::parse(url)?).json(body);
+    let status = match client.send(req).await {
+        Ok(r) => r.status,
+        // The status line came; the body is not needed to judge it.
+        Err(HttpError::TooLarge { status, .. }) => status,
+        Err(e) => return Err(e.into()),
     };
-    let addr = if hostport.contains(':') {
-        hostport.to_string()
+    if (200..300).contains(&status) {
+        Ok(())
     } else {
-        format!("{hostport}:80")
-    };
-    let payload = body.to_string();
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(&addr).await?;
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-            payload.len()
-        );
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = [0u8; 64];
-        let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await?;
-        let status = String::from_utf8_lossy(&buf[..n]);
-        if status.starts_with("HTTP/1.1 2") || status.starts_with("HTTP/1.0 2") {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!(
-                "webhook answered {}",
-                status.lines().next().unwrap_or("")
-            )))
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .map_err(|_| std::io::Error::other("webhook timed out"))?
+        Err(WebhookError::Status(status))
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! SMS fallback: after a contact's last failed attempt the campaign runner queues one text
 //! (`campaign_sms`, keyed by the contact, so at most one per contact, also across restarts);
 //! this module renders it and a sender task delivers it through a generic HTTP SMS gateway
-//! (`[sms]` in the config), off the call path.
+//! (`[sms]` in the config; `https://` with certificate verification, recommended, or
+//! `http://`) with the shared client (`crate::http_client`), off the call path.
 //!
 //! At most once: every try is recorded (`sending`, tries + 1) before the request goes out.
 //! A try is made again, after a doubling back-off, only when the gateway certainly did not
@@ -18,12 +19,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http::header::HeaderName;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::SmsGateway;
+use crate::http_client::{HttpClient, HttpError, Method, Request, Scheme, Url, DEFAULT_MAX_BODY};
 use crate::store::campaigns::{self, SmsRow};
 use crate::store::{now_ts, Db, StoreError};
 
@@ -134,77 +136,55 @@ pub fn idempotency_key(contact: i64) -> String {
     format!("switchboard-sms-{contact}")
 }
 
-/// One HTTP/1.1 POST (http:// only), bounded by `timeout` as a whole.
+/// One POST of a text to the gateway (`http://` or `https://`, through the shared client).
 pub async fn post(
-    url: &str,
+    client: &HttpClient,
+    url: &Url,
     token: Option<&str>,
     key: &str,
     body: &serde_json::Value,
-    timeout: Duration,
 ) -> PostResult {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return PostResult::NotSent("only http:// gateways".into());
-    };
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
-    let connect = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await;
-    let mut s = match connect {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return PostResult::NotSent(format!("connect {addr}: {e}")),
-        Err(_) => return PostResult::NotSent(format!("connect {addr}: timed out")),
-    };
-    let payload = body.to_string();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\n{auth}\
-         Idempotency-Key: {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-        payload.len()
-    );
-    let exchange = async {
-        s.write_all(req.as_bytes()).await?;
-        // The status line is all we need; read until it is complete.
-        let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 256];
-        while !buf.contains(&b'\n') && buf.len() < 4096 {
-            let n = s.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<Vec<u8>, std::io::Error>(buf)
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => PostResult::NoAnswer(format!("timed out after {timeout:?}")),
-        Ok(Err(e)) => PostResult::NoAnswer(e.to_string()),
-        Ok(Ok(buf)) => {
-            let head = String::from_utf8_lossy(&buf);
-            let status = head
-                .lines()
-                .next()
-                .filter(|l| l.starts_with("HTTP/1."))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|c| c.parse::<u16>().ok());
-            match status {
-                Some(code) => PostResult::Answered(code),
-                None => PostResult::NoAnswer("no HTTP status line in the answer".into()),
-            }
-        }
+    let req = Request::new(Method::POST, url.clone())
+        .bearer(token)
+        .header(HeaderName::from_static("idempotency-key"), key)
+        .json(body);
+    match client.send(req).await {
+        Ok(r) => PostResult::Answered(r.status),
+        // The status line came; the body is not needed to judge it.
+        Err(HttpError::TooLarge { status, .. }) => PostResult::Answered(status),
+        Err(e) if e.not_sent() => PostResult::NotSent(e.to_string()),
+        Err(e) => PostResult::NoAnswer(e.to_string()),
+    }
+}
+
+/// The gateway as the sender uses it: the URL checked and a client with the configured
+/// timeout and extra trust (`[sms] ca_file`) made once, at start.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub config: SmsGateway,
+    pub url: Url,
+    pub client: HttpClient,
+}
+
+impl Gateway {
+    pub fn new(config: SmsGateway) -> Result<Gateway, HttpError> {
+        let url = Url::parse(&config.url)?;
+        let client = HttpClient::new(
+            Duration::from_secs(config.timeout_s),
+            DEFAULT_MAX_BODY,
+            config.ca_file.as_deref().map(|p| ("[sms] ca_file", p)),
+        )?;
+        Ok(Gateway {
+            config,
+            url,
+            client,
+        })
     }
 }
 
 /// The sender: delivers due texts one at a time until shutdown. `wake` is notified when a
 /// text is queued.
-pub async fn run_sender(db: Db, gw: SmsGateway, wake: Arc<Notify>, shutdown: CancellationToken) {
+pub async fn run_sender(db: Db, gw: Gateway, wake: Arc<Notify>, shutdown: CancellationToken) {
     match campaigns::sms_fail_interrupted(&db, &now_ts()).await {
         Ok(0) => {}
         Ok(n) => warn!(
@@ -212,6 +192,9 @@ pub async fn run_sender(db: Db, gw: SmsGateway, wake: Arc<Notify>, shutdown: Can
             "SMS tries cut by the last stop are not repeated (the gateway may have them)"
         ),
         Err(e) => warn!(error = %e, "cannot check for interrupted SMS tries"),
+    }
+    if gw.url.scheme == Scheme::Http {
+        warn!(url = %gw.url, "the SMS gateway is plain http://: its token and the texts cross the network in clear; use https://");
     }
     info!(url = %gw.url, "SMS fallback sender running");
     loop {
@@ -227,8 +210,8 @@ pub async fn run_sender(db: Db, gw: SmsGateway, wake: Arc<Notify>, shutdown: Can
 }
 
 /// Try every due text once.
-async fn pass(db: &Db, gw: &SmsGateway, shutdown: &CancellationToken) -> Result<(), StoreError> {
-    let timeout = Duration::from_secs(gw.timeout_s);
+async fn pass(db: &Db, gw: &Gateway, shutdown: &CancellationToken) -> Result<(), StoreError> {
+    let cfg = &gw.config;
     loop {
         let due = campaigns::sms_due(db, &now_ts(), BATCH).await?;
         if due.is_empty() {
@@ -243,16 +226,16 @@ async fn pass(db: &Db, gw: &SmsGateway, shutdown: &CancellationToken) -> Result<
             }
             let tries_made = (sms.tries + 1).max(1) as u32;
             let key = idempotency_key(sms.contact_id);
-            let body = request_body(gw, &sms);
+            let body = request_body(cfg, &sms);
             let result = tokio::select! {
-                r = post(&gw.url, gw.token.as_deref(), &key, &body, timeout) => r,
+                r = post(&gw.client, &gw.url, cfg.token.as_deref(), &key, &body) => r,
                 // Left `sending`: the next start records it as failed, never sends it twice.
                 _ = shutdown.cancelled() => return Ok(()),
             };
             let now = chrono::Utc::now();
             let stamp =
                 |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-            match next_after(&result, tries_made, gw.max_tries, gw.retry_s) {
+            match next_after(&result, tries_made, cfg.max_tries, cfg.retry_s) {
                 Next::Sent => {
                     campaigns::sms_end_try(
                         db,
@@ -326,6 +309,89 @@ mod tests {
         assert_eq!(backoff(3, 30), Duration::from_secs(120));
         assert_eq!(backoff(40, 30), Duration::from_secs(MAX_BACKOFF_S));
         assert_eq!(backoff(0, 0), Duration::from_secs(1));
+    }
+
+    fn gateway(url: String, ca_file: Option<std::path::PathBuf>) -> Gateway {
+        Gateway::new(SmsGateway {
+            url,
+            from: "+15550100".into(),
+            token: Some("gw-token".into()),
+            text: "t".into(),
+            max_tries: 3,
+            retry_s: 1,
+            timeout_s: 5,
+            ca_file,
+        })
+        .expect("gateway")
+    }
+
+    async fn post_to(gw: &Gateway) -> PostResult {
+        let body = serde_json::json!({"to": "+15550199", "text": "late"});
+        post(
+            &gw.client,
+            &gw.url,
+            gw.config.token.as_deref(),
+            "switchboard-sms-7",
+            &body,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn delivers_over_https_to_a_gateway_signed_by_the_configured_ca() {
+        use crate::http_client::test_server::{start, TestCa};
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_file = ca.write_ca(dir.path());
+        let srv = start(
+            Some(&ca),
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        )
+        .await;
+        let url = format!("https://localhost:{}/sms/send", srv.port);
+        let result = post_to(&gateway(url.clone(), Some(ca_file))).await;
+        assert_eq!(result, PostResult::Answered(202));
+        assert_eq!(next_after(&result, 1, 3, 1), Next::Sent);
+        let got = srv.requests();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].head.starts_with("POST /sms/send HTTP/1.1"));
+        assert_eq!(got[0].header("authorization"), Some("Bearer gw-token"));
+        assert_eq!(got[0].header("idempotency-key"), Some("switchboard-sms-7"));
+        let body: serde_json::Value = serde_json::from_slice(&got[0].body).expect("json");
+        assert_eq!(body["to"], "+15550199");
+
+        // Without the CA the same gateway is refused at the handshake: nothing is sent, the
+        // reason is kept and the text is tried again later.
+        let result = post_to(&gateway(url, None)).await;
+        let PostResult::NotSent(reason) = &result else {
+            panic!("expected NotSent, got {result:?}");
+        };
+        assert!(reason.contains("certificate"), "{reason}");
+        assert!(matches!(
+            next_after(&result, 1, 3, 1),
+            Next::Retry(_, r) if r.contains("gateway unreachable") && r.contains("certificate")
+        ));
+        assert_eq!(srv.requests().len(), 1, "nothing more reached the gateway");
+        assert_eq!(srv.refused_eventually(1).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_500_is_retried_and_a_huge_answer_is_judged_by_its_status() {
+        use crate::http_client::test_server::start;
+        let srv = start(
+            None,
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\nno".to_vec(),
+        )
+        .await;
+        let result = post_to(&gateway(format!("http://127.0.0.1:{}/sms", srv.port), None)).await;
+        assert_eq!(result, PostResult::Answered(500));
+        assert!(matches!(next_after(&result, 1, 3, 1), Next::Retry(..)));
+
+        let mut huge = b"HTTP/1.1 202 Accepted\r\nConnection: close\r\n\r\n".to_vec();
+        huge.resize(huge.len() + 10 * DEFAULT_MAX_BODY, b'z');
+        let srv = start(None, huge).await;
+        let result = post_to(&gateway(format!("http://127.0.0.1:{}/sms", srv.port), None)).await;
+        assert_eq!(result, PostResult::Answered(202));
     }
 
     #[test]

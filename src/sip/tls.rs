@@ -38,7 +38,7 @@ pub enum TlsError {
     ServerName { trunk: String, host: String },
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -59,7 +59,10 @@ fn invalid(key: &str, path: &Path, reason: impl Into<String>) -> TlsError {
 }
 
 /// Every certificate in a PEM file; none is an error.
-fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certificates(
+    key: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(key, path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
