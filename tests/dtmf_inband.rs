@@ -417,7 +417,11 @@ fn keys_of_70ms_with_a_10ms_hole_in_the_middle_are_all_reported() {
     for lead in (0..53).step_by(3) {
         for resume in 0..3 {
             let x = holed_keys(30.0, 10.0, 30.0, lead, resume, &mut rng).pcm();
-            assert_eq!(detect(&x), KEYS, "30+10+30 ms, lead {lead}, resume {resume}");
+            assert_eq!(
+                detect(&x),
+                KEYS,
+                "30+10+30 ms, lead {lead}, resume {resume}"
+            );
         }
         // The same keys without the hole (70 ms tones, 70 ms pauses).
         let x = holed_keys(35.0, 0.0, 35.0, lead, 0, &mut rng).pcm();

@@ -137,8 +137,10 @@ const PRESENT_DB: f32 = -8.0;
 const PRESENT_MIN_SHARE: f32 = 0.3;
 /// Consecutive sub-blocks without the held tone that release it.
 const RELEASE_SUB_BLOCKS: u8 = 3;
-/// Windows kept for the confirmation (≥ `MIN_STRONG_WINDOWS`; more = more averaging).
-const HISTORY: usize = 8;
+/// Windows kept for the confirmation (≥ `MIN_STRONG_WINDOWS`; more = more averaging): 16
+/// windows span 106 ms, enough for a 70 ms key with a 10 ms hole in it (Q.24) to be seen
+/// whole.
+const HISTORY: usize = 16;
 /// Digits [`InbandDetector::process`] can hold back for [`InbandDetector::next_digit`].
 const PENDING: usize = 16;
 
@@ -294,6 +296,10 @@ struct WindowResult {
     x_high: Cplx,
     /// Signal energy of the window.
     total: f32,
+    /// Digit index whose two tones are present in the window's *newest sub-block* (each at
+    /// least `PRESENT_DB` above the minimum level, together `PRESENT_MIN_SHARE` of its
+    /// energy): what `confirm` uses to tell a hole in a key from a pause between keys.
+    sub_digit: Option<u8>,
 }
 
 /// The digit being held (reported, not yet released).
@@ -489,7 +495,8 @@ impl InbandDetector {
             for (i, xi) in x.iter_mut().enumerate() {
                 *xi = self.prev_h[i].add(self.t.hop[i].mul(h[i]));
             }
-            let w = self.classify(&x, self.prev_energy + energy);
+            let mut w = self.classify(&x, self.prev_energy + energy);
+            w.sub_digit = self.sub_block_pair(&h, energy);
             self.hist[self.hist_head] = w;
             self.hist_head = (self.hist_head + 1) % HISTORY;
             self.hist_len = (self.hist_len + 1).min(HISTORY);
@@ -541,6 +548,24 @@ impl InbandDetector {
         }
     }
 
+    /// The key whose two tones are present in a sub-block, without reference to a held
+    /// key: the strongest tone of each group at least `PRESENT_DB` above the minimum tone
+    /// level (a sub-block scores half a window) and the two together at least
+    /// `PRESENT_MIN_SHARE` of the sub-block's energy. A sub-block at least ~10 % filled
+    /// with a key at a normal level passes; silence, noise and speech between keys do not.
+    fn sub_block_pair(&self, h: &[Cplx; 8], energy: f32) -> Option<u8> {
+        let norm = 2.0 / SUB_BLOCK as f32;
+        let mut p = [0.0f32; 8];
+        for (pi, hi) in p.iter_mut().zip(h) {
+            *pi = hi.norm_sqr() * norm;
+        }
+        let lo = argmax(&p[0..4]);
+        let hi = 4 + argmax(&p[4..8]);
+        let min = 0.5 * self.t.min_tone_energy * self.t.present;
+        (p[lo] >= min && p[hi] >= min && p[lo] + p[hi] >= PRESENT_MIN_SHARE * energy)
+            .then_some((lo * 4 + (hi - 4)) as u8)
+    }
+
     /// Per-window checks: level, twist, one dominant tone per group, energy share.
     fn classify(&self, x: &[Cplx; 8], total_energy: f32) -> WindowResult {
         let t = &self.t;
@@ -572,6 +597,7 @@ impl InbandDetector {
             x_low: xc[lo],
             x_high: xc[hi],
             total: total_energy,
+            sub_digit: None,
         };
         if pl < t.min_tone_energy || ph < t.min_tone_energy {
             return w;
@@ -596,31 +622,48 @@ impl InbandDetector {
 
     /// Confirmation of digit `d` shown by the newest window: duration (strong windows),
     /// measured frequencies and coherence. Returns the tone levels for the hold check.
+    ///
+    /// The key is every window showing `d` back to the last *pause*: `RELEASE_SUB_BLOCKS`
+    /// consecutive sub-blocks without `d`'s two tones (the rule that releases a held key).
+    /// A hole of ≤ 10 ms (Q.24 interruption) leaves at most 2 such sub-blocks, so the
+    /// windows on both sides of it count for the duration; a pause of ≥ 26.4 ms always
+    /// leaves 3, so separate bursts never add up.
     fn confirm(&self, d: u8) -> Option<(f32, f32)> {
-        // The run of windows showing `d`, newest first.
-        let mut run = [0usize; HISTORY];
+        // The windows showing `d` since the last pause, newest first, with their age in hops.
+        let mut run = [(0usize, 0usize); HISTORY];
         let mut n = 0;
-        while n < self.hist_len {
-            let idx = (self.hist_head + HISTORY - 1 - n) % HISTORY;
-            if self.hist[idx].digit != Some(d) {
-                break;
+        let mut absent = 0u8;
+        for age in 0..self.hist_len {
+            let idx = (self.hist_head + HISTORY - 1 - age) % HISTORY;
+            let w = &self.hist[idx];
+            if w.sub_digit == Some(d) {
+                absent = 0;
+            } else {
+                absent += 1;
+                if absent >= RELEASE_SUB_BLOCKS {
+                    break;
+                }
             }
-            run[n] = idx;
-            n += 1;
+            if w.digit == Some(d) {
+                run[n] = (idx, age);
+                n += 1;
+            }
         }
         if n < MIN_STRONG_WINDOWS {
             return None;
         }
         let run = &run[..n];
         let level = |i: usize| self.hist[i].low + self.hist[i].high;
-        let peak = run.iter().map(|&i| level(i)).fold(0.0f32, f32::max);
+        let peak = run.iter().map(|&(i, _)| level(i)).fold(0.0f32, f32::max);
         let strong = |i: usize| level(i) >= peak * self.t.strong;
 
+        // Phase pairs only between strong windows one hop apart: across a hole the phase of
+        // the resumed tone is arbitrary.
         let (mut p_low, mut p_high) = (Cplx::ZERO, Cplx::ZERO);
         let (mut m_low, mut m_high) = (0.0f32, 0.0f32);
         let (mut pairs, mut n_strong) = (0usize, 0usize);
         let (mut ref_low, mut ref_high, mut total) = (0.0f32, 0.0f32, 0.0f32);
-        for (k, &i) in run.iter().enumerate() {
+        for (k, &(i, age)) in run.iter().enumerate() {
             if !strong(i) {
                 continue;
             }
@@ -628,8 +671,8 @@ impl InbandDetector {
             ref_low += self.hist[i].low;
             ref_high += self.hist[i].high;
             total += self.hist[i].total;
-            if let Some(&older) = run.get(k + 1) {
-                if strong(older) {
+            if let Some(&(older, older_age)) = run.get(k + 1) {
+                if older_age == age + 1 && strong(older) {
                     let (a, b) = (&self.hist[i], &self.hist[older]);
                     let ql = a.x_low.mul_conj(b.x_low);
                     let qh = a.x_high.mul_conj(b.x_high);
@@ -641,7 +684,10 @@ impl InbandDetector {
                 }
             }
         }
-        if pairs + 1 < MIN_STRONG_WINDOWS {
+        // Duration: `MIN_STRONG_WINDOWS` strong windows, in one stretch or in two around a
+        // hole (n_strong = pairs + stretches). A single burst is judged exactly as before.
+        let stretches = n_strong - pairs;
+        if n_strong < MIN_STRONG_WINDOWS || stretches > 2 {
             return None;
         }
         let (lo, hi) = tone_indices(d);
