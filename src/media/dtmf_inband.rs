@@ -47,11 +47,21 @@
 //!
 //! | Check | Threshold | Serves |
 //! |---|---|---|
-//! | ≥ 4 consecutive *strong* windows (energy within 2 dB of the run's maximum) | `MIN_STRONG_WINDOWS`, `STRONG_DB` | Q.24 duration, accept ≥ 40 ms / reject < 23 ms: a 40 ms tone always covers ≥ 5 whole sub-blocks, hence ≥ 4 whole windows; a 23 ms tone covers ≤ 3 whole sub-blocks and only a window ≥ 79 % filled is strong, so it yields ≤ 3. Measured: never detected ≤ 26 ms, always from 36 ms |
-//! | measured frequency of each tone within ±2.5 % of nominal | `MAX_FREQ_DEVIATION` | Q.24 frequency tolerance, accept ±1.5 % / reject ±3.5 % (midway; Q.23 senders are within ±1.8 %). Measured edges: ±2.5–2.8 % |
+//! | ≥ 4 *strong* windows (energy within 2 dB of the key's maximum), consecutive or in two stretches around a hole | `MIN_STRONG_WINDOWS`, `STRONG_DB` | Q.24 duration, accept ≥ 40 ms / reject < 23 ms: a 40 ms tone always covers ≥ 5 whole sub-blocks, hence ≥ 4 whole windows; a 23 ms tone covers ≤ 3 whole sub-blocks and only a window ≥ 79 % filled is strong, so it yields ≤ 3. Measured: never detected ≤ 26 ms, always from 36 ms. A key with a hole of ≤ 10 ms counts with its whole duration (below) |
+//! | measured frequency of each tone within ±2.5 % of nominal | `MAX_FREQ_DEVIATION` | Q.24 frequency tolerance, accept ±1.5 % / reject ±3.5 % (midway; Q.23 senders are within ±1.8 %). Measured edges: ±2.4–2.8 % |
 //! | phase coherence ≥ 0.8 | `MIN_COHERENCE` | talk-off: a key is a steady sine, speech glides |
 //! | twist, on levels corrected for the measured offsets: low ≤ high + 10 dB, high ≤ low + 6 dB | `NORMAL_TWIST_DB`, `REVERSE_TWIST_DB` | Q.24 twist: accept 8 dB normal / 4 dB reverse, with 2 dB margin for noise; 12 dB normal / 10 dB reverse are rejected |
 //! | the two tones, corrected for the offsets, are ≥ 80 % of the signal energy | `MIN_TONE_SHARE` | talk-off and music; pure DTMF scores ≈ 1, 0.97 at 15 dB SNR (Q.24 noise) |
+//!
+//! **Holes before confirmation.** The windows of a key are all those showing it back to
+//! the last *pause*, i.e. `RELEASE_SUB_BLOCKS` = 3 consecutive sub-blocks whose two
+//! strongest tones are not the key's pair at a usable level and share (the rule that
+//! releases a held key, below, without a reference level). A hole of ≤ 10 ms leaves at
+//! most 2 such sub-blocks, so a 30 ms + 10 ms hole + 30 ms key counts as one 70 ms key
+//! although neither half is long enough on its own; a pause of ≥ 26.4 ms always leaves 3,
+//! so bursts separated by a pause never add up to a key. The phase pairs of the frequency
+//! measurement are only taken between strong windows one hop apart (the tone may resume
+//! with any phase).
 //!
 //! The frequency is *measured*, not inferred from the bin: the main lobe (±75 Hz) is far
 //! wider than 3.5 % of 697 Hz (24 Hz), and no block short enough to tell 23 ms from
@@ -76,8 +86,10 @@
 //!
 //! All 16 keys, 50 ms on / 50 ms off; ±1.5 % accepted and ±3.5 % … 6 % rejected for every
 //! tone and combination; 40 ms accepted and 23 ms / 20 ms rejected at every sample
-//! alignment; 10 ms interruptions bridged (also with phase jumps) and 40 ms pauses
-//! recognised; twist 8 dB normal / 4 dB reverse accepted, 12 dB / 10 dB rejected; 15 dB
+//! alignment; 10 ms interruptions bridged (also with phase jumps), also before the key
+//! was confirmed (16 keys of 30 ms + 10 ms hole + 30 ms, 70 ms pauses, at every alignment,
+//! also off-centre and at 15 dB SNR), 20 ms bursts 40 ms apart not joined, and 40 ms
+//! pauses recognised; twist 8 dB normal / 4 dB reverse accepted, 12 dB / 10 dB rejected; 15 dB
 //! SNR white noise (100 seeds × 16 keys), also combined with 8 dB twist, ±1.5 % or 40 ms;
 //! G.711 μ-law and A-law round trips; chunking invariance; talk-off: zero digits on the
 //! 417 s of English and Mandarin prompts, test greetings and music on hold in `audio/`
