@@ -175,7 +175,7 @@ pub async fn import_tickets(
     let mut rows = 0u64;
     while reader.read_byte_record(&mut record)? {
         rows += 1;
-        if rows % PROGRESS_EVERY == 0 {
+        if rows.is_multiple_of(PROGRESS_EVERY) {
             progress(ImportProgress {
                 rows,
                 bytes: reader.position().byte(),
