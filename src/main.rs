@@ -315,8 +315,12 @@ where
 }
 
 fn tickets_import(file: &std::path::Path, run: RunArgs) -> ExitCode {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
+    // Streamed: the file is read record by record while the rows are inserted.
+    let (input, size) = match std::fs::File::open(file).and_then(|f| {
+        let size = f.metadata()?.len();
+        Ok((f, size))
+    }) {
+        Ok(v) => v,
         Err(e) => {
             eprintln!("switchboard: {}: {e}", file.display());
             return ExitCode::from(2);
@@ -324,21 +328,24 @@ fn tickets_import(file: &std::path::Path, run: RunArgs) -> ExitCode {
     };
     let name = file.display().to_string();
     with_db(run, |cfg, db| async move {
-        let progress = |done: usize, total: usize| {
-            let width = 30;
-            let filled = (done * width)
-                .checked_div(total)
+        // On stderr, so that stdout stays the list of refused rows and the summary.
+        let progress = |p: switchboard::store::csv::ImportProgress| {
+            let width = 30u64;
+            let filled = (p.bytes * width)
+                .checked_div(size)
                 .unwrap_or(width)
-                .min(width);
+                .min(width) as usize;
             eprint!(
-                "\r[{}{}] {done}/{total}",
+                "\r[{}{}] {} rows, {} %",
                 "#".repeat(filled),
-                " ".repeat(width - filled)
+                " ".repeat(width as usize - filled),
+                p.rows,
+                (p.bytes * 100).checked_div(size).unwrap_or(100).min(100)
             );
         };
         match switchboard::store::csv::import_tickets(
             &db,
-            &text,
+            input,
             &cfg.default_country_code,
             progress,
         )
@@ -361,7 +368,8 @@ fn tickets_import(file: &std::path::Path, run: RunArgs) -> ExitCode {
                 }
             }
             Err(e) => {
-                eprintln!("switchboard: {e}");
+                eprintln!();
+                eprintln!("switchboard: {name}: {e}");
                 ExitCode::from(2)
             }
         }

@@ -383,6 +383,108 @@ fn interruption_of_10ms_in_a_100ms_tone_gives_one_digit() {
     }
 }
 
+/// The shape: every key of `KEYS` as a tone of `first` ms, a hole of `gap` ms, a tone
+/// of `second` ms, then 70 ms of silence, after `lead` samples of silence. The tone resumes
+/// after the hole as in the 100 ms test above (`resume`: 0 phase continuing, 1 phase jump of
+/// π, 2 random phases).
+fn holed_keys(first: f64, gap: f64, second: f64, lead: usize, resume: u8, rng: &mut Rng) -> Sig {
+    let mut s = Sig::new().silence(lead);
+    for key in KEYS.chars() {
+        let (lo, hi) = freqs(key);
+        let (n1, gap, n2) = (ms(first), ms(gap), ms(second));
+        let (pl, ph) = (rng.phase(), rng.phase());
+        let w = |f: f64| 2.0 * PI * f * (n1 + gap) as f64 / 8000.0;
+        let (ql, qh) = match resume {
+            0 => (pl + w(lo), ph + w(hi)),
+            1 => (pl + w(lo) + PI, ph + w(hi) + PI),
+            _ => (rng.phase(), rng.phase()),
+        };
+        s = s
+            .dual((lo, AMP, pl), (hi, AMP, ph), n1)
+            .silence(gap)
+            .dual((lo, AMP, ql), (hi, AMP, qh), n2)
+            .silence(ms(70.0));
+    }
+    s
+}
+
+#[test]
+fn keys_of_70ms_with_a_10ms_hole_in_the_middle_are_all_reported() {
+    // Q.24: an interruption of up to 10 ms neither splits nor loses a key, and the tone's
+    // duration is that of the whole tone: 30 ms + 10 ms hole + 30 ms is one 70 ms key,
+    // although neither half is a key on its own (the duration rule needs ~36 ms).
+    let mut rng = Rng(29);
+    for lead in (0..53).step_by(3) {
+        for resume in 0..3 {
+            let x = holed_keys(30.0, 10.0, 30.0, lead, resume, &mut rng).pcm();
+            assert_eq!(
+                detect(&x),
+                KEYS,
+                "30+10+30 ms, lead {lead}, resume {resume}"
+            );
+        }
+        // The same keys without the hole (70 ms tones, 70 ms pauses).
+        let x = holed_keys(35.0, 0.0, 35.0, lead, 0, &mut rng).pcm();
+        assert_eq!(detect(&x), KEYS, "70 ms, lead {lead}");
+    }
+    // Hole off-centre, and in 15 dB SNR noise.
+    let sigma = noise_sigma(AMP, AMP, 15.0);
+    for (first, second) in [(25.0, 35.0), (35.0, 25.0), (30.0, 40.0), (40.0, 30.0)] {
+        for lead in (0..53).step_by(5) {
+            for resume in 0..3 {
+                let x = holed_keys(first, 10.0, second, lead, resume, &mut rng).pcm();
+                assert_eq!(
+                    detect(&x),
+                    KEYS,
+                    "{first}+10+{second} ms, lead {lead}, resume {resume}"
+                );
+                let x = holed_keys(30.0, 10.0, 30.0, lead, resume, &mut rng)
+                    .noise(sigma, &mut rng)
+                    .pcm();
+                assert_eq!(
+                    detect(&x),
+                    KEYS,
+                    "30+10+30 ms at 15 dB SNR, lead {lead}, resume {resume}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_hole_is_not_bridged_into_a_key_across_a_pause() {
+    // Bridging holes must not defeat the duration rule: two 20 ms bursts of the same key
+    // 40 ms apart (a pause, Q.24) stay two rejected bursts, never one key.
+    let mut rng = Rng(30);
+    for lead in 0..53 {
+        for resume in 0..3 {
+            let x = holed_keys(20.0, 40.0, 20.0, lead, resume, &mut rng).pcm();
+            assert_eq!(detect(&x), "", "20+40+20 ms, lead {lead}, resume {resume}");
+        }
+    }
+}
+
+#[test]
+fn detect_wav_reports_every_key_of_the_holed_sequence() {
+    // The operator's view (`switchboard detect-dtmf FILE.wav`): the file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = Rng(31);
+    let path = dir.path().join("holed.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).expect("create");
+    for s in holed_keys(30.0, 10.0, 30.0, 800, 0, &mut rng).pcm() {
+        w.write_sample(s).expect("write");
+    }
+    w.finalize().expect("finalize");
+    let got: String = detect_wav(&path).expect("detect").into_iter().collect();
+    assert_eq!(got, KEYS);
+}
+
 #[test]
 fn pause_of_40ms_separates_two_presses_of_the_same_key() {
     let mut rng = Rng(10);

@@ -33,6 +33,9 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Reading or writing CSV (ticket import, call export): I/O, or a malformed stream.
+    #[error("CSV: {0}")]
+    Csv(#[from] ::csv::Error),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
