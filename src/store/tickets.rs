@@ -73,7 +73,14 @@ pub fn normalize_number(raw: &str, default_cc: &str) -> Option<String> {
         Some(rest) if !rest.is_empty() => format!("+{rest}"),
         _ => compact,
     };
-    let region = default_region(default_cc);
+    // An international number is read without a default region: given one, the crate strips
+    // that region's trunk prefix from the other country's number (`+39 06…` read with GB
+    // would lose Italy's 0).
+    let region = if text.starts_with('+') {
+        None
+    } else {
+        default_region(default_cc)
+    };
     let number = phonenumber::parse(region, &text).ok()?;
     let mut out = String::new();
     // The formatter fails (instead of panicking through `to_string`) on an unknown country code.
