@@ -291,9 +291,10 @@ fn trunk(name: &str, port: u16, extra: &str) -> String {
 }
 
 /// A zone whose 00:00-23:59 window is open for the next hour (UTC, except near midnight).
+/// `Etc/UTC`: the dialer reads the schema default `UTC` as "not set" (docs/schema.md).
 fn open_zone() -> &'static str {
     if (1..=21).contains(&chrono::Utc::now().hour()) {
-        "UTC"
+        "Etc/UTC"
     } else {
         "America/Chicago"
     }

@@ -5,15 +5,16 @@
 //!
 //! - [`CallingWindow`]: the legal calling hours (default 08:00–21:00), evaluated in the
 //!   customer's own time zone, midnight-wrapping windows and DST days included.
-//! - [`timezone_for`]: the customer's zone — the ticket's IANA zone, else a best guess from the
-//!   phone number's country (and NANP area) code, else UTC.
+//! - [`timezones_for`]: the customer's candidate zones — the ticket's IANA zone, else every zone
+//!   the phone number can be in (libphonenumber's data, [`super::zones`]), else none: the
+//!   contact is then not dialled (`no_timezone`), never dialled by a guessed zone.
 //! - [`Pacer`]: calls-per-second and channel limits (a GCRA token bucket plus a 1-second
 //!   sliding window), with [`Pacer::next_token_at`] so the service sleeps exactly until the
 //!   next allowed dial.
 //! - [`RetryPolicy`] / [`after_attempt`]: what a finished attempt ([`Disposition`]) does to the
 //!   contact ([`ContactState`], next attempt time), VICIdial-like defaults.
-//! - [`may_dial`]: the single gate the service must pass before every dial (window, due time,
-//!   DNC / opt-out, 30-day attempt cap, dialable state).
+//! - [`may_dial`]: the single gate the service must pass before every dial (window open in
+//!   every candidate zone, due time, DNC / opt-out, 30-day attempt cap, dialable state).
 //!
 //! Inputs are plain values; nothing here reads a clock, a database or the network. Wall-clock
 //! rules take `now: DateTime<Utc>`, pacing takes `std::time::Instant`.
@@ -26,6 +27,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+
+use super::zones::zones_for_number;
 
 /// Errors of the dialer core: bad configuration values.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -51,6 +54,10 @@ pub enum DialerError {
 /// Days of local dates / UTC time scanned by [`CallingWindow::next_open`]; a non-empty window
 /// opens at least once in any two consecutive local days, so this is ample.
 const SCAN_DAYS: i64 = 5;
+
+/// Days scanned by [`CallingWindow::next_open_all`] for several zones: their common window
+/// can shrink or vanish for some days around DST changes, so look a little further.
+const SCAN_DAYS_ALL: i64 = 10;
 
 /// The hours during which a customer may be called, in the customer's local wall-clock time.
 ///
@@ -125,37 +132,65 @@ impl CallingWindow {
         self.contains_local(now.with_timezone(&tz).time())
     }
 
+    /// Whether `now` falls inside the window in EVERY zone of `zones` (a number that can be in
+    /// several zones is called only when it is a legal hour in all of them). False for no
+    /// zones: an unplaced customer is never inside calling hours.
+    pub fn contains_all(&self, now: DateTime<Utc>, zones: &[Tz]) -> bool {
+        !zones.is_empty() && zones.iter().all(|&tz| self.contains(now, tz))
+    }
+
     /// The earliest instant `>= now` at which the window is open: `now` itself when it is open,
     /// else the next opening. Exact across DST transitions (computed from the zone's rules, not
     /// by adding 24 h).
     pub fn next_open(&self, now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
-        if self.contains(now, tz) {
-            return now;
+        // Unreachable fallback for a non-empty window (it opens at least every other local
+        // day); it still never claims the window is open now.
+        self.next_open_all(now, &[tz])
+            .unwrap_or(now + TimeDelta::days(1))
+    }
+
+    /// The earliest instant `>= now` at which the window is open in every zone of `zones`
+    /// ([`Self::contains_all`]). None when there are no zones, or when the zones are so far
+    /// apart that the window is never open in all of them at once within the next
+    /// [`SCAN_DAYS_ALL`] days (e.g. a 09:00–17:00 window over all of Russia).
+    pub fn next_open_all(&self, now: DateTime<Utc>, zones: &[Tz]) -> Option<DateTime<Utc>> {
+        if zones.is_empty() {
+            return None;
         }
-        // The window can only switch from closed to open when the wall clock passes `start`
-        // (a local `date + start` instant) or jumps at a UTC-offset transition. Collect both
-        // kinds of candidates and keep the earliest one at which the window is open.
+        if self.contains_all(now, zones) {
+            return Some(now);
+        }
+        // The window can only switch from closed to open in one zone when that zone's wall
+        // clock passes `start` (a local `date + start` instant) or jumps at a UTC-offset
+        // transition; so it opens in all of them at one of those instants of some zone. Collect
+        // both kinds of candidates for every zone and keep the earliest one at which the window
+        // is open everywhere.
+        let days = if zones.len() == 1 {
+            SCAN_DAYS
+        } else {
+            SCAN_DAYS_ALL
+        };
         let mut best: Option<DateTime<Utc>> = None;
         let mut consider = |c: DateTime<Utc>| {
-            if c >= now && self.contains(c, tz) && best.is_none_or(|b| c < b) {
+            if c >= now && best.is_none_or(|b| c < b) && self.contains_all(c, zones) {
                 best = Some(c);
             }
         };
-        let today = now.with_timezone(&tz).date_naive();
-        for day in -1..=SCAN_DAYS {
-            let Some(date) = today.checked_add_signed(TimeDelta::days(day)) else {
-                continue;
-            };
-            for c in local_instants(tz, date, self.start) {
+        for &tz in zones {
+            let today = now.with_timezone(&tz).date_naive();
+            for day in -1..=days {
+                let Some(date) = today.checked_add_signed(TimeDelta::days(day)) else {
+                    continue;
+                };
+                for c in local_instants(tz, date, self.start) {
+                    consider(c);
+                }
+            }
+            for c in offset_transitions(tz, now, now + TimeDelta::days(days)) {
                 consider(c);
             }
         }
-        for c in offset_transitions(tz, now, now + TimeDelta::days(SCAN_DAYS)) {
-            consider(c);
-        }
-        // Unreachable for a non-empty window (it opens at least every other local day); the
-        // fallback still never claims the window is open now.
-        best.unwrap_or(now + TimeDelta::days(1))
+        best
     }
 }
 
@@ -218,134 +253,20 @@ fn offset_transitions(tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Dat
 // Customer time zone
 // ---------------------------------------------------------------------------------------------
 
-/// The customer's time zone.
+/// The customer's candidate time zones: the window must be open in every one of them.
 ///
-/// The ticket's IANA zone (`"Europe/Paris"`) always wins when it is a valid name. Otherwise the
-/// zone is a **best guess** from the E.164 number (`+` or `00` prefix; spaces, dots, dashes and
-/// parentheses ignored): NANP numbers (+1) by area code for the main US/Canadian zones (unknown
-/// area codes → America/New_York), other countries by country code to their capital's or most
-/// populous zone (e.g. +44 London, +49 Berlin, +33 Paris, +86 Shanghai, +81 Tokyo, +61 Sydney,
-/// +91 Kolkata). Countries spanning several zones (US, Canada, Australia, Russia, Brazil…) can
-/// be wrong by hours: store the zone on the ticket when it matters. Anything else → UTC.
-pub fn timezone_for(ticket_tz: Option<&str>, phone_e164: &str) -> Tz {
+/// The ticket's IANA zone (`"Europe/Paris"`) always wins when it is a valid name: one zone.
+/// Otherwise every zone the E.164 number (`+` or `00` prefix; spaces, dots, dashes and
+/// parentheses ignored) can be in, from libphonenumber's numbering data ([`zones_for_number`]):
+/// NANP numbers by area code, split by exchange where an area code spans zones (else all of its
+/// zones); other countries by prefix where the data has one, else all the country's zones.
+/// Empty when the number cannot be placed (invalid, non-geographic +1 800, unknown country):
+/// the dialer refuses such a contact ([`Refusal::NoTimezone`]) rather than assume a zone.
+pub fn timezones_for(ticket_tz: Option<&str>, phone_e164: &str) -> Vec<Tz> {
     if let Some(tz) = ticket_tz.and_then(|s| s.trim().parse::<Tz>().ok()) {
-        return tz;
+        return vec![tz];
     }
-    let Some(digits) = e164_digits(phone_e164) else {
-        return Tz::UTC;
-    };
-    if let Some(rest) = digits.strip_prefix('1') {
-        let area = rest.get(..3).and_then(|a| a.parse::<u16>().ok());
-        return area.and_then(nanp_zone).unwrap_or(Tz::America__New_York);
-    }
-    (1..=3)
-        .rev()
-        .filter_map(|n| digits.get(..n))
-        .find_map(country_zone)
-        .unwrap_or(Tz::UTC)
-}
-
-/// The digits after the international prefix (`+` or `00`), or None when `phone` is not in
-/// international form.
-fn e164_digits(phone: &str) -> Option<String> {
-    let t = phone.trim();
-    let rest = t.strip_prefix('+').or_else(|| t.strip_prefix("00"))?;
-    let digits: String = rest
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-        .collect();
-    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
-}
-
-/// Country calling code (prefix-free, so the longest match is the only match) → zone.
-fn country_zone(cc: &str) -> Option<Tz> {
-    Some(match cc {
-        "7" => Tz::Europe__Moscow,
-        "20" => Tz::Africa__Cairo,
-        "27" => Tz::Africa__Johannesburg,
-        "30" => Tz::Europe__Athens,
-        "31" => Tz::Europe__Amsterdam,
-        "32" => Tz::Europe__Brussels,
-        "33" => Tz::Europe__Paris,
-        "34" => Tz::Europe__Madrid,
-        "36" => Tz::Europe__Budapest,
-        "39" => Tz::Europe__Rome,
-        "40" => Tz::Europe__Bucharest,
-        "41" => Tz::Europe__Zurich,
-        "43" => Tz::Europe__Vienna,
-        "44" => Tz::Europe__London,
-        "45" => Tz::Europe__Copenhagen,
-        "46" => Tz::Europe__Stockholm,
-        "47" => Tz::Europe__Oslo,
-        "48" => Tz::Europe__Warsaw,
-        "49" => Tz::Europe__Berlin,
-        "52" => Tz::America__Mexico_City,
-        "54" => Tz::America__Argentina__Buenos_Aires,
-        "55" => Tz::America__Sao_Paulo,
-        "60" => Tz::Asia__Kuala_Lumpur,
-        "61" => Tz::Australia__Sydney,
-        "62" => Tz::Asia__Jakarta,
-        "63" => Tz::Asia__Manila,
-        "64" => Tz::Pacific__Auckland,
-        "65" => Tz::Asia__Singapore,
-        "66" => Tz::Asia__Bangkok,
-        "81" => Tz::Asia__Tokyo,
-        "82" => Tz::Asia__Seoul,
-        "84" => Tz::Asia__Ho_Chi_Minh,
-        "86" => Tz::Asia__Shanghai,
-        "90" => Tz::Europe__Istanbul,
-        "91" => Tz::Asia__Kolkata,
-        "212" => Tz::Africa__Casablanca,
-        "216" => Tz::Africa__Tunis,
-        "234" => Tz::Africa__Lagos,
-        "351" => Tz::Europe__Lisbon,
-        "352" => Tz::Europe__Luxembourg,
-        "353" => Tz::Europe__Dublin,
-        "358" => Tz::Europe__Helsinki,
-        "420" => Tz::Europe__Prague,
-        "852" => Tz::Asia__Hong_Kong,
-        "886" => Tz::Asia__Taipei,
-        "971" => Tz::Asia__Dubai,
-        "972" => Tz::Asia__Jerusalem,
-        _ => return None,
-    })
-}
-
-/// NANP area code → zone, for the main US and Canadian areas. Not exhaustive.
-fn nanp_zone(area: u16) -> Option<Tz> {
-    Some(match area {
-        // Eastern (US)
-        201 | 202 | 203 | 212 | 215 | 216 | 240 | 267 | 301 | 305 | 313 | 332 | 347 | 404 | 407
-        | 410 | 412 | 443 | 470 | 513 | 516 | 551 | 561 | 585 | 607 | 614 | 617 | 631 | 646
-        | 678 | 703 | 704 | 716 | 718 | 754 | 770 | 781 | 786 | 813 | 857 | 908 | 914 | 917
-        | 919 | 929 | 954 | 973 => Tz::America__New_York,
-        // Eastern (Canada)
-        416 | 437 | 438 | 514 | 613 | 647 | 905 => Tz::America__Toronto,
-        // Central
-        205 | 210 | 214 | 281 | 312 | 314 | 346 | 402 | 405 | 414 | 469 | 504 | 512 | 612 | 615
-        | 630 | 651 | 708 | 713 | 737 | 773 | 816 | 817 | 832 | 847 | 872 | 901 | 918 | 972 => {
-            Tz::America__Chicago
-        }
-        204 | 431 => Tz::America__Winnipeg,
-        306 | 639 => Tz::America__Regina,
-        // Mountain
-        208 | 303 | 307 | 385 | 406 | 505 | 720 | 801 => Tz::America__Denver,
-        480 | 520 | 602 | 623 | 928 => Tz::America__Phoenix,
-        403 | 587 | 780 | 825 => Tz::America__Edmonton,
-        // Pacific
-        206 | 213 | 253 | 310 | 323 | 408 | 415 | 424 | 425 | 503 | 510 | 562 | 619 | 626 | 628
-        | 650 | 661 | 669 | 702 | 714 | 725 | 747 | 760 | 818 | 858 | 909 | 916 | 949 | 951
-        | 971 => Tz::America__Los_Angeles,
-        236 | 250 | 604 | 778 => Tz::America__Vancouver,
-        // Elsewhere
-        907 => Tz::America__Anchorage,
-        808 => Tz::Pacific__Honolulu,
-        787 | 939 => Tz::America__Puerto_Rico,
-        506 => Tz::America__Moncton,
-        782 | 902 => Tz::America__Halifax,
-        709 => Tz::America__St_Johns,
-        _ => return None,
-    })
+    zones_for_number(phone_e164)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -739,7 +660,7 @@ pub struct Decision {
     /// Stable snake_case reason for the database / reports: `choice`, `no_choice`,
     /// `answered_other`, `opted_out`, `retry_busy`, `retry_no_answer`, `retry_failed`,
     /// `retry_machine`, `retry_interrupted`, `max_attempts`, `attempt_cap_30_days`,
-    /// `cancelled`.
+    /// `cancelled`, `no_timezone`, `no_common_window`.
     pub reason: &'static str,
 }
 
@@ -762,9 +683,12 @@ pub const OPT_OUT: &str = "opt_out";
 ///   any other outcome → `Completed` (`answered_other`);
 /// - busy / no_answer / failed / machine / interrupted (a server crash mid-attempt counts as an
 ///   attempt and is retried like `failed`) → `RetryScheduled` at `now + after_s`, pushed to the
-///   next window opening when that falls outside the window, while `attempts_so_far <
+///   next window opening (open in every zone of `zones`) when that falls outside the window,
+///   while `attempts_so_far <
 ///   rule.max_attempts` and `attempts_last_30_days < max_attempts_per_30_days`; else `Failed`
-///   (`max_attempts` / `attempt_cap_30_days`);
+///   (`max_attempts` / `attempt_cap_30_days`); a retry that no calling hour can ever take
+///   (`zones` empty, or never open in all of them at once) → `Failed` (`no_timezone` /
+///   `no_common_window`);
 /// - cancelled (our doing, not the customer's) → back to `Pending` with no due time, unless the
 ///   30-day cap is already reached (`Failed`).
 #[allow(clippy::too_many_arguments)] // the brief's flat signature: every input is a DB column
@@ -776,7 +700,7 @@ pub fn after_attempt(
     outcome: Option<&str>,
     now: DateTime<Utc>,
     window: &CallingWindow,
-    tz: Tz,
+    zones: &[Tz],
 ) -> Decision {
     let done = |state, reason| Decision {
         state,
@@ -817,9 +741,15 @@ pub fn after_attempt(
     }
     let delay = TimeDelta::seconds(rule.after_s.min(MAX_RETRY_AFTER_S) as i64);
     let earliest = now.checked_add_signed(delay).unwrap_or(now);
+    if zones.is_empty() {
+        return done(ContactState::Failed, Refusal::NoTimezone.reason());
+    }
+    let Some(next) = window.next_open_all(earliest, zones) else {
+        return done(ContactState::Failed, Refusal::NoCommonWindow.reason());
+    };
     Decision {
         state: ContactState::RetryScheduled,
-        next_attempt_at: Some(window.next_open(earliest, tz)),
+        next_attempt_at: Some(next),
         reason: match disposition {
             Disposition::Busy => "retry_busy",
             Disposition::NoAnswer => "retry_no_answer",
@@ -853,6 +783,14 @@ pub enum Refusal {
     /// The contact's state does not allow a dial (in progress or finished).
     #[error("contact is {0}, not dialable")]
     NotDialable(ContactState),
+    /// No zone is known for the customer (no ticket zone, and the number cannot be placed):
+    /// calling hours cannot be checked, so the contact is not dialled.
+    #[error("no time zone for the customer: calling hours cannot be checked")]
+    NoTimezone,
+    /// The number can be in several zones and the calling window is never open in all of them
+    /// at once (e.g. a short window over a country spanning many zones).
+    #[error("the calling window is never open in all of the customer's possible time zones")]
+    NoCommonWindow,
 }
 
 impl Refusal {
@@ -869,17 +807,35 @@ impl Refusal {
     pub fn is_permanent(&self) -> bool {
         matches!(self, Refusal::DoNotCall | Refusal::OptedOut)
     }
+
+    /// The stable snake_case reason recorded on a contact the refusal ends (the contact's
+    /// `last_disposition`): `no_timezone`, `no_common_window`, `do_not_call`, `opted_out`,
+    /// `attempt_cap_30_days`; `outside_window`, `not_due`, `not_dialable` for the others.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::OutsideWindow(_) => "outside_window",
+            Refusal::NotDue(_) => "not_due",
+            Refusal::DoNotCall => "do_not_call",
+            Refusal::OptedOut => "opted_out",
+            Refusal::AttemptCap => "attempt_cap_30_days",
+            Refusal::NotDialable(_) => "not_dialable",
+            Refusal::NoTimezone => "no_timezone",
+            Refusal::NoCommonWindow => "no_common_window",
+        }
+    }
 }
 
 /// The gate the service must pass immediately before every dial.
 ///
 /// `attempts_last_30_days` counts attempts already made (not the one about to be made).
 /// Checked in order: opted out, DNC (`on_dnc` or state `dnc`), dialable state (`pending` or
-/// `retry`), 30-day cap, due time, calling window in `tz`.
+/// `retry`), 30-day cap, due time, a known zone ([`Refusal::NoTimezone`]), calling window open
+/// in every zone of `zones` ([`Refusal::OutsideWindow`] with the instant it opens in all of
+/// them, or [`Refusal::NoCommonWindow`] when it never does).
 #[allow(clippy::too_many_arguments)] // the brief's flat signature: every input is a DB column
 pub fn may_dial(
     now: DateTime<Utc>,
-    tz: Tz,
+    zones: &[Tz],
     window: &CallingWindow,
     state: ContactState,
     next_attempt_at: Option<DateTime<Utc>>,
@@ -904,10 +860,14 @@ pub fn may_dial(
             return Err(Refusal::NotDue(at));
         }
     }
-    if !window.contains(now, tz) {
-        return Err(Refusal::OutsideWindow(window.next_open(now, tz)));
+    if zones.is_empty() {
+        return Err(Refusal::NoTimezone);
     }
-    Ok(())
+    match window.next_open_all(now, zones) {
+        Some(open) if open == now => Ok(()),
+        Some(open) => Err(Refusal::OutsideWindow(open)),
+        None => Err(Refusal::NoCommonWindow),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1153,83 +1113,265 @@ mod tests {
 
     // ---- time zone derivation ----
 
-    #[test]
-    fn ticket_zone_wins() {
-        assert_eq!(
-            timezone_for(Some("Europe/Paris"), "+12125551234"),
-            Tz::Europe__Paris
-        );
-        assert_eq!(
-            timezone_for(Some(" Asia/Tokyo "), "+33612345678"),
-            Tz::Asia__Tokyo
-        );
-        assert_eq!(timezone_for(Some("UTC"), "+33612345678"), Tz::UTC);
-        // Invalid or empty ticket zones fall back to the number.
-        assert_eq!(
-            timezone_for(Some("Mars/Olympus"), "+33612345678"),
-            Tz::Europe__Paris
-        );
-        assert_eq!(timezone_for(Some(""), "+4915112345678"), Tz::Europe__Berlin);
-        assert_eq!(timezone_for(None, "+4915112345678"), Tz::Europe__Berlin);
+    fn names(zones: &[Tz]) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = zones.iter().map(|z| z.name()).collect();
+        v.sort_unstable();
+        v
     }
 
     #[test]
-    fn zone_from_country_code() {
-        let cases = [
-            ("+442079460000", Tz::Europe__London),
-            ("+49 30 123456", Tz::Europe__Berlin),
-            ("+33 6 12 34 56 78", Tz::Europe__Paris),
-            ("+8613800138000", Tz::Asia__Shanghai),
-            ("+81-3-1234-5678", Tz::Asia__Tokyo),
-            ("+61 2 9999 9999", Tz::Australia__Sydney),
-            ("+919876543210", Tz::Asia__Kolkata),
-            ("0033612345678", Tz::Europe__Paris),
-            ("+353 1 234 5678", Tz::Europe__Dublin), // 3-digit code, not +35
-            ("+852 2345 6789", Tz::Asia__Hong_Kong), // not +85
-            ("+74951234567", Tz::Europe__Moscow),
+    fn ticket_zone_wins() {
+        assert_eq!(
+            timezones_for(Some("Europe/Paris"), "+12125551234"),
+            [Tz::Europe__Paris]
+        );
+        assert_eq!(
+            timezones_for(Some(" Asia/Tokyo "), "+33612345678"),
+            [Tz::Asia__Tokyo]
+        );
+        assert_eq!(timezones_for(Some("UTC"), "+33612345678"), [Tz::UTC]);
+        // A ticket zone also places a number the data cannot (test numbers, toll-free).
+        assert_eq!(
+            timezones_for(Some("America/New_York"), "+15551230001"),
+            [NY]
+        );
+        // Invalid or empty ticket zones fall back to the number.
+        assert_eq!(
+            timezones_for(Some("Mars/Olympus"), "+33612345678"),
+            [Tz::Europe__Paris]
+        );
+        assert_eq!(
+            timezones_for(Some(""), "+4915112345678"),
+            [Tz::Europe__Berlin]
+        );
+        assert_eq!(timezones_for(None, "+4915112345678"), [Tz::Europe__Berlin]);
+    }
+
+    /// Every US zone from the number alone, including the Pacific area codes the old partial
+    /// table did not know and dialled as New York.
+    #[test]
+    fn zones_from_nanp_numbers() {
+        let cases: [(&str, &[&str]); 13] = [
+            ("+1 (646) 555-1234", &["America/New_York"]),
+            ("+13125551234", &["America/Chicago"]),
+            ("+13035551234", &["America/Denver"]),
+            ("+16025551234", &["America/Phoenix"]),
+            ("+12135551234", &["America/Los_Angeles"]),
+            ("+15305551234", &["America/Los_Angeles"]), // was New York
+            ("+17075551234", &["America/Los_Angeles"]), // was New York
+            ("+19075551234", &["America/Adak", "America/Anchorage"]),
+            ("+18085551234", &["Pacific/Honolulu"]),
+            ("+14165551234", &["America/Toronto"]),
+            ("+16045551234", &["America/Vancouver"]),
+            ("+18765551234", &["America/Jamaica"]), // was New York
+            (
+                "+17015551234",
+                &["America/Denver", "America/North_Dakota/Center"],
+            ),
         ];
-        for (phone, tz) in cases {
-            assert_eq!(timezone_for(None, phone), tz, "{phone}");
+        for (phone, want) in cases {
+            assert_eq!(names(&timezones_for(None, phone)), want, "{phone}");
         }
     }
 
     #[test]
-    fn zone_from_nanp_area_code() {
-        let cases = [
+    fn zones_from_other_countries() {
+        let cases: [(&str, &[&str]); 9] = [
+            ("+442079460000", &["Europe/London"]),
+            ("+49 30 123456", &["Europe/Berlin"]),
+            ("+33 1 42 68 53 00", &["Europe/Paris"]),
+            ("+86 10 1234 5678", &["Asia/Shanghai"]),
+            ("+81-3-1234-5678", &["Asia/Tokyo"]),
+            ("+61 2 9999 9999", &["Australia/Sydney"]),
+            ("0033142685300", &["Europe/Paris"]),
+            // 3-digit code, not +35. libphonenumber places Ireland on London's clock (the
+            // same offsets and DST dates as Dublin's).
+            (
+                "+353 1 234 5678",
+                &["Europe/Guernsey", "Europe/Isle_of_Man", "Europe/London"],
+            ),
+            ("+852 2345 6789", &["Asia/Hong_Kong"]), // not +85
+        ];
+        for (phone, want) in cases {
+            assert_eq!(names(&timezones_for(None, phone)), want, "{phone}");
+        }
+        // Multi-zone countries give every candidate: a Russian mobile (anywhere in Russia).
+        let ru = timezones_for(None, "+7 912 345 67 89");
+        assert!(ru.len() > 5, "{ru:?}");
+        assert!(ru.contains(&Tz::Europe__Moscow) && ru.contains(&Tz::Asia__Vladivostok));
+    }
+
+    #[test]
+    fn unplaceable_numbers_have_no_zone() {
+        for phone in [
+            "",
+            "12125551234", // not international
+            "0612345678",
+            "+",
+            "+1",
+            "+999123",
+            "+44abc",
+            "sip:1@x",
+            "+18005551234", // toll-free: nowhere in particular
+            "+15551230001", // not an area code
+        ] {
+            assert_eq!(timezones_for(None, phone), [], "{phone:?}");
+        }
+    }
+
+    /// Calling hours over several candidate zones: open only while open in every one; the
+    /// next opening is when the last of them opens.
+    #[test]
+    fn window_over_several_zones() {
+        let w = CallingWindow::default(); // 08:00–21:00
+        let boise_or_la = [Tz::America__Boise, Tz::America__Los_Angeles];
+        // 2024-07-01: Boise is UTC-6 (MDT), Los Angeles UTC-7 (PDT). 08:00 PDT = 15:00Z.
+        assert!(!w.contains_all(utc("2024-07-01T14:59:59Z"), &boise_or_la)); // 08:59 MDT, 07:59 PDT
+        assert!(w.contains_all(utc("2024-07-01T15:00:00Z"), &boise_or_la));
+        // 21:00 MDT = 03:00Z: closes for Boise while Los Angeles is still at 20:00.
+        assert!(w.contains_all(utc("2024-07-02T02:59:59Z"), &boise_or_la));
+        assert!(!w.contains_all(utc("2024-07-02T03:00:00Z"), &boise_or_la));
+        assert_eq!(
+            w.next_open_all(utc("2024-07-02T03:00:00Z"), &boise_or_la),
+            Some(utc("2024-07-02T15:00:00Z"))
+        );
+        assert_eq!(
+            w.next_open_all(utc("2024-07-01T12:00:00Z"), &boise_or_la),
+            Some(utc("2024-07-01T15:00:00Z"))
+        );
+        // No zone: never open.
+        assert!(!w.contains_all(utc("2024-07-01T18:00:00Z"), &[]));
+        assert_eq!(w.next_open_all(utc("2024-07-01T18:00:00Z"), &[]), None);
+        // Zones too far apart for a short window: never open in all at once.
+        let short = win("09:00", "12:00");
+        let apart = [Tz::Europe__Moscow, Tz::Asia__Vladivostok]; // 7 hours apart
+        assert_eq!(
+            short.next_open_all(utc("2024-07-01T00:00:00Z"), &apart),
+            None
+        );
+        // A single zone agrees with next_open.
+        let t = utc("2024-07-01T03:00:00Z");
+        assert_eq!(w.next_open_all(t, &[NY]), Some(w.next_open(t, NY)));
+    }
+
+    /// The 08:00–21:00 default at its edges in every US zone ("09:00–21:00" style edges: the
+    /// last second before the start is closed, the start is open, the last second before the
+    /// end is open, the end is closed), on a summer and a winter day (DST on and off; Arizona
+    /// and Hawaii never change).
+    #[test]
+    fn window_edges_in_every_us_zone() {
+        let w = win("09:00", "21:00");
+        let zones = [
             ("+12125551234", NY),
-            ("+1 (646) 555-1234", NY),
-            ("+19175551234", NY),
             ("+13125551234", Tz::America__Chicago),
             ("+13035551234", Tz::America__Denver),
             ("+16025551234", Tz::America__Phoenix),
             ("+12135551234", Tz::America__Los_Angeles),
-            ("+13105551234", Tz::America__Los_Angeles),
-            ("+14155551234", Tz::America__Los_Angeles),
-            ("+14165551234", Tz::America__Toronto),
-            ("+16045551234", Tz::America__Vancouver),
             ("+18085551234", Tz::Pacific__Honolulu),
-            ("+19075551234", Tz::America__Anchorage),
-            ("+18765551234", NY), // unknown area (Jamaica) → Eastern guess
-            ("+1", NY),           // too short for an area code
         ];
-        for (phone, tz) in cases {
-            assert_eq!(timezone_for(None, phone), tz, "{phone}");
+        for (phone, tz) in zones {
+            let got = timezones_for(None, phone);
+            assert_eq!(got, [tz], "{phone}");
+            for date in ["2024-07-15", "2024-01-15"] {
+                let at = |hms: &str| {
+                    let local = chrono::NaiveDateTime::parse_from_str(
+                        &format!("{date} {hms}"),
+                        "%Y-%m-%d %H:%M:%S",
+                    )
+                    .unwrap();
+                    tz.from_local_datetime(&local)
+                        .single()
+                        .unwrap()
+                        .with_timezone(&Utc)
+                };
+                let ctx = format!("{phone} {date}");
+                assert!(!w.contains_all(at("08:59:59"), &got), "{ctx} 08:59:59");
+                assert!(w.contains_all(at("09:00:00"), &got), "{ctx} 09:00");
+                assert!(w.contains_all(at("20:59:59"), &got), "{ctx} 20:59:59");
+                assert!(!w.contains_all(at("21:00:00"), &got), "{ctx} 21:00");
+                assert_eq!(w.next_open_all(at("08:59:59"), &got), Some(at("09:00:00")));
+                let policy = RetryPolicy::default();
+                let dial =
+                    |t| may_dial(t, &got, &w, ContactState::Pending, None, false, 0, &policy);
+                assert_eq!(
+                    dial(at("08:59:59")),
+                    Err(Refusal::OutsideWindow(at("09:00:00")))
+                );
+                assert_eq!(dial(at("09:00:00")), Ok(()));
+                assert_eq!(dial(at("20:59:59")), Ok(()));
+                assert!(matches!(
+                    dial(at("21:00:00")),
+                    Err(Refusal::OutsideWindow(_))
+                ));
+            }
         }
+        // Alaska: both Anchorage and Adak (one hour behind) must be inside.
+        let ak = timezones_for(None, "+19075551234");
+        let adak_nine = utc("2024-07-15T18:00:00Z"); // 09:00 HDT Adak, 10:00 AKDT Anchorage
+        assert!(!w.contains_all(adak_nine - TimeDelta::seconds(1), &ak));
+        assert!(w.contains_all(adak_nine, &ak));
+        let anchorage_nine_pm = utc("2024-07-16T05:00:00Z"); // 21:00 AKDT
+        assert!(w.contains_all(anchorage_nine_pm - TimeDelta::seconds(1), &ak));
+        assert!(!w.contains_all(anchorage_nine_pm, &ak));
     }
 
+    /// The bug this fixes: a Northern California number (area code 530, not in the old
+    /// table) was taken for New York and could be dialled at 05:00 local time.
     #[test]
-    fn zone_unknown_is_utc() {
-        for phone in [
-            "",
-            "12125551234",
-            "0612345678",
-            "+",
-            "+999123",
-            "+44abc",
-            "sip:1@x",
-        ] {
-            assert_eq!(timezone_for(None, phone), Tz::UTC, "{phone:?}");
-        }
+    fn pacific_number_not_dialled_at_five_am() {
+        let w = CallingWindow::default();
+        let policy = RetryPolicy::default();
+        let five_am_pdt = utc("2024-07-15T12:00:00Z"); // 08:00 EDT, 05:00 PDT
+        let zones = timezones_for(None, "+15305550123");
+        assert_eq!(
+            may_dial(
+                five_am_pdt,
+                &zones,
+                &w,
+                ContactState::Pending,
+                None,
+                false,
+                0,
+                &policy
+            ),
+            Err(Refusal::OutsideWindow(utc("2024-07-15T15:00:00Z")))
+        );
+    }
+
+    /// Around DST changes the common window of two zones follows each zone's own clock.
+    #[test]
+    fn window_over_several_zones_across_dst() {
+        let w = CallingWindow::default();
+        // Phoenix has no DST, Denver does: on 2024-03-10 Denver springs forward.
+        let az_or_mt = [Tz::America__Phoenix, Tz::America__Denver];
+        // Saturday 2024-03-09: both UTC-7, 08:00 = 15:00Z.
+        assert_eq!(
+            w.next_open_all(utc("2024-03-09T10:00:00Z"), &az_or_mt),
+            Some(utc("2024-03-09T15:00:00Z"))
+        );
+        // Sunday: Denver is UTC-6 (08:00 = 14:00Z), Phoenix still UTC-7 (08:00 = 15:00Z);
+        // the later one counts. Closing: 21:00 MDT = 03:00Z comes before 21:00 MST = 04:00Z.
+        assert_eq!(
+            w.next_open_all(utc("2024-03-10T10:00:00Z"), &az_or_mt),
+            Some(utc("2024-03-10T15:00:00Z"))
+        );
+        assert!(w.contains_all(utc("2024-03-11T02:59:59Z"), &az_or_mt));
+        assert!(!w.contains_all(utc("2024-03-11T03:00:00Z"), &az_or_mt));
+        // Europe falls back on 2024-10-27, New York on 2024-11-03: in between London is 4 h
+        // ahead of New York instead of 5.
+        let both = [Tz::Europe__London, NY];
+        // 2024-10-28: 08:00 EDT = 12:00Z (London 12:00 GMT); London closes at 21:00Z.
+        assert_eq!(
+            w.next_open_all(utc("2024-10-28T05:00:00Z"), &both),
+            Some(utc("2024-10-28T12:00:00Z"))
+        );
+        assert!(w.contains_all(utc("2024-10-28T20:59:59Z"), &both));
+        assert!(!w.contains_all(utc("2024-10-28T21:00:00Z"), &both));
+        // 2024-11-04 (New York on EST): 08:00 EST = 13:00Z.
+        assert_eq!(
+            w.next_open_all(utc("2024-11-04T05:00:00Z"), &both),
+            Some(utc("2024-11-04T13:00:00Z"))
+        );
     }
 
     // ---- pacer ----
@@ -1546,7 +1688,7 @@ mod tests {
             outcome,
             utc(now),
             &CallingWindow::default(),
-            NY,
+            &[NY],
         )
     }
 
@@ -1648,12 +1790,30 @@ mod tests {
         let mut policy = RetryPolicy::default();
         policy.busy.max_attempts = 10;
         let w = CallingWindow::default();
-        let dec = after_attempt(&policy, Disposition::Busy, 3, 3, None, utc(MIDDAY), &w, NY);
+        let dec = after_attempt(
+            &policy,
+            Disposition::Busy,
+            3,
+            3,
+            None,
+            utc(MIDDAY),
+            &w,
+            &[NY],
+        );
         assert_eq!(
             (dec.state, dec.reason),
             (ContactState::Failed, "attempt_cap_30_days")
         );
-        let dec = after_attempt(&policy, Disposition::Busy, 5, 2, None, utc(MIDDAY), &w, NY);
+        let dec = after_attempt(
+            &policy,
+            Disposition::Busy,
+            5,
+            2,
+            None,
+            utc(MIDDAY),
+            &w,
+            &[NY],
+        );
         assert_eq!(dec.state, ContactState::RetryScheduled);
         // max_attempts 0 never retries.
         policy.machine.max_attempts = 0;
@@ -1665,7 +1825,7 @@ mod tests {
             None,
             utc(MIDDAY),
             &w,
-            NY,
+            &[NY],
         );
         assert_eq!(dec.state, ContactState::Failed);
     }
@@ -1690,7 +1850,7 @@ mod tests {
             None,
             utc("2024-07-01T12:55:00Z"), // 20:55 local
             &CallingWindow::default(),
-            SH,
+            &[SH],
         );
         assert_eq!(dec.next_attempt_at, Some(utc("2024-07-02T00:00:00Z")));
     }
@@ -1724,7 +1884,7 @@ mod tests {
     ) -> Result<(), Refusal> {
         may_dial(
             utc(now),
-            NY,
+            &[NY],
             &CallingWindow::default(),
             state,
             next.map(utc),
@@ -1829,23 +1989,25 @@ mod tests {
             next_off in prop::option::of(-100_000i64..100_000),
             dnc in any::<bool>(),
             last30 in 0u32..6,
-            zone in 0usize..3,
+            zone in 0usize..5,
         ) {
-            let tz = [NY, SH, Tz::Europe__London][zone];
+            let all = [NY, SH, Tz::Europe__London, Tz::America__Los_Angeles, Tz::Asia__Tokyo];
+            // One zone, or two candidate zones (a number placed in several).
+            let zones: Vec<Tz> = if zone < 3 { vec![all[zone]] } else { vec![all[zone - 3], all[zone - 2]] };
             let now = DateTime::from_timestamp(secs, 0).unwrap();
             let state = ContactState::ALL[state];
             let next = next_off.map(|o| now + TimeDelta::seconds(o));
             let w = CallingWindow::default();
             let policy = RetryPolicy::default();
-            match may_dial(now, tz, &w, state, next, dnc, last30, &policy) {
+            match may_dial(now, &zones, &w, state, next, dnc, last30, &policy) {
                 Ok(()) => {
-                    prop_assert!(w.contains(now, tz));
+                    prop_assert!(zones.iter().all(|&tz| w.contains(now, tz)));
                     prop_assert!(!dnc && state.is_dialable());
                     prop_assert!(last30 < policy.max_attempts_per_30_days);
                     prop_assert!(next.is_none_or(|t| t <= now));
                 }
                 Err(Refusal::OutsideWindow(at)) => {
-                    prop_assert!(at > now && w.contains(at, tz));
+                    prop_assert!(at > now && zones.iter().all(|&tz| w.contains(at, tz)));
                 }
                 Err(_) => {}
             }

@@ -8,5 +8,6 @@ pub mod core;
 pub mod gate;
 pub mod service;
 pub mod sms;
+pub mod zones;
 
 pub use service::{retry_policy_from_json, DialerHandle, DialerHttp};

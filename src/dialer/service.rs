@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::core::{
-    after_attempt, may_dial, timezone_for, CallingWindow, ContactState, Disposition, Pacer,
+    after_attempt, may_dial, timezones_for, CallingWindow, ContactState, Disposition, Pacer,
     Refusal, RetryPolicy,
 };
 use crate::call::actor::{run_outbound, CallResult, MachineHandling, OutboundRequest};
@@ -343,12 +343,13 @@ impl DialerHandle {
     }
 }
 
-/// The customer's zone: the ticket's, unless it is empty or the schema default `UTC`
-/// (meaning "unknown"), in which case it is derived from the number.
-fn contact_zone(c: &ContactRow) -> chrono_tz::Tz {
+/// The customer's candidate zones: the ticket's, unless it is empty or the schema default
+/// `UTC` (meaning "unknown"), in which case every zone the number can be in (none when the
+/// number cannot be placed: the contact is then refused, `no_timezone`).
+fn contact_zones(c: &ContactRow) -> Vec<chrono_tz::Tz> {
     let tz = c.timezone.trim();
     let known = !tz.is_empty() && !tz.eq_ignore_ascii_case("UTC");
-    timezone_for(known.then_some(tz), &c.phone)
+    timezones_for(known.then_some(tz), &c.phone)
 }
 
 fn fmt_ts(t: DateTime<Utc>) -> String {
@@ -514,7 +515,7 @@ async fn dial(
     let ctx = &shared.ctx;
     let db = &ctx.db;
     let wall = Utc::now();
-    let tz = contact_zone(&contact);
+    let zones = contact_zones(&contact);
     let state = ContactState::parse(&contact.state).unwrap_or(ContactState::Pending);
     let next = contact.next_attempt_at.as_deref().and_then(parse_ts);
     let on_dnc = campaigns::on_dnc(db, &contact.phone).await?;
@@ -526,7 +527,7 @@ async fn dial(
     .await?;
     match may_dial(
         wall,
-        tz,
+        &zones,
         &st.window,
         state,
         next,
@@ -553,6 +554,13 @@ async fn dial(
             return Ok(false);
         }
         Err(Refusal::NotDialable(_)) => return Ok(false),
+        Err(r @ (Refusal::NoTimezone | Refusal::NoCommonWindow)) => {
+            // Calling hours cannot be honoured for this customer: skip the contact with the
+            // reason recorded rather than dial by a guessed zone (docs/operations.md).
+            warn!(contact = contact.id, phone = %contact.phone, reason = r.reason(), "contact skipped: {r}");
+            campaigns::set_contact_state(db, contact.id, "failed", Some(r.reason())).await?;
+            return Ok(false);
+        }
     }
     if shared.shutdown.is_cancelled() {
         return Ok(false);
@@ -668,7 +676,7 @@ async fn finish(
 ) -> Result<(), StoreError> {
     let db = &ctx.db;
     let wall = Utc::now();
-    let tz = contact_zone(contact);
+    let zones = contact_zones(contact);
     let mut disp = Disposition::parse(disposition).unwrap_or(Disposition::Failed);
     let outcome = result.and_then(|r| r.outcome.clone());
     if disp == Disposition::Machine && outcome.as_deref() == Some("voicemail") {
@@ -689,7 +697,7 @@ async fn finish(
         outcome.as_deref(),
         wall,
         &st.window,
-        tz,
+        &zones,
     );
     let next = decision.next_attempt_at.map(fmt_ts);
     campaigns::finish_attempt(

@@ -4,9 +4,11 @@
 //! the call, so a ticket inserted by another program is found by the next call.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use phonenumber::Mode;
 use sqlx::Row;
 
 use super::{Db, StoreError};
@@ -39,34 +41,68 @@ where
 }
 
 /// Bring a calling number to E.164 (`+` and digits) so it matches `tickets.phone`.
-/// `00` international prefixes become `+`; a national number gets `default_cc`.
+///
+/// Parsed by libphonenumber's rules (the `phonenumber` crate's metadata): a national number is
+/// read as a number of the main country of `default_cc` (e.g. `1` → US, `44` → GB, `39` → IT),
+/// so the national trunk prefix is removed only where that country's plan says so (UK
+/// `020…` → `+4420…`, but Italy keeps its 0: `06…` → `+3906…`). `+` numbers and the country's
+/// own international prefix (`011` from the US, `00` from most others) are read as
+/// international; `00` is also read as international for every country, as it always was here
+/// (no NANP number starts with 0). The number is not required to be *assigned* (demo and test
+/// numbers such as `+1 555 123 0001` normalise), only well formed. None for anything that is
+/// not a number (`anonymous`, empty, letters) or that the country's plan cannot read.
 pub fn normalize_number(raw: &str, default_cc: &str) -> Option<String> {
     let raw = raw.trim();
-    let plus = raw.starts_with('+');
-    let digits: String = raw.chars().filter(|c| c.is_ascii_digit()).collect();
-    if digits.is_empty() || digits.len() > 15 {
+    let digits = raw.chars().filter(char::is_ascii_digit).count();
+    if digits == 0 || digits > 17 {
         return None;
     }
-    // Anything but digits and visual separators means it is not a number (e.g. "anonymous").
+    // Anything but digits and visual separators means it is not a number (e.g. "anonymous");
+    // libphonenumber would read letters as a vanity number, which a caller ID never is.
     if raw
         .chars()
         .any(|c| !(c.is_ascii_digit() || "+-(). ".contains(c)))
     {
         return None;
     }
-    if plus {
-        return Some(format!("+{digits}"));
-    }
-    if let Some(rest) = digits.strip_prefix("00") {
-        return Some(format!("+{rest}"));
-    }
-    if default_cc == "1" && digits.len() == 11 && digits.starts_with('1') {
-        return Some(format!("+{digits}"));
-    }
-    if digits.len() >= 10 && default_cc == "1" {
-        return Some(format!("+1{digits}"));
-    }
-    Some(format!("+{default_cc}{}", digits.trim_start_matches('0')))
+    let compact: String = raw
+        .chars()
+        .filter(|c| *c == '+' || c.is_ascii_digit())
+        .collect();
+    let text = match compact.strip_prefix("00") {
+        Some(rest) if !rest.is_empty() => format!("+{rest}"),
+        _ => compact,
+    };
+    // An international number is read without a default region: given one, the crate strips
+    // that region's trunk prefix from the other country's number (`+39 06…` read with GB
+    // would lose Italy's 0).
+    let region = if text.starts_with('+') {
+        None
+    } else {
+        default_region(default_cc)
+    };
+    let number = phonenumber::parse(region, &text).ok()?;
+    let mut out = String::new();
+    // The formatter fails (instead of panicking through `to_string`) on an unknown country code.
+    fmt::write(
+        &mut out,
+        format_args!("{}", number.format().mode(Mode::E164)),
+    )
+    .ok()?;
+    let e164_digits = out.strip_prefix('+')?;
+    (!e164_digits.is_empty()
+        && e164_digits.len() <= 15
+        && e164_digits.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(out)
+}
+
+/// The main region of a country calling code (`"1"` → US, `"44"` → GB), for reading national
+/// numbers. None for a code the metadata does not know (then only `+` numbers parse).
+fn default_region(cc: &str) -> Option<phonenumber::country::Id> {
+    let code: u16 = cc.trim().trim_start_matches('+').parse().ok()?;
+    let regions = phonenumber::metadata::DATABASE.region(&code)?;
+    // The database lists the code's main country first.
+    regions.first()?.parse().ok()
 }
 
 const COLUMNS: &str =
@@ -186,5 +222,43 @@ mod tests {
         );
         assert_eq!(normalize_number("anonymous", "1"), None);
         assert_eq!(normalize_number("", "1"), None);
+    }
+
+    /// libphonenumber rules per country: the national trunk prefix goes only where the plan
+    /// drops it. Italy keeps its leading 0 (`+39 06…`), which the old "strip every leading 0
+    /// after a non-US country code" rule got wrong.
+    #[test]
+    fn normalizes_by_each_countrys_plan() {
+        let n = |raw: &str, cc: &str| normalize_number(raw, cc);
+        // Italy: a Rome landline keeps its 0, nationally and internationally written.
+        assert_eq!(n("06 6982 1234", "39").as_deref(), Some("+390669821234"));
+        assert_eq!(n("+39 06 6982 1234", "1").as_deref(), Some("+390669821234"));
+        assert_eq!(
+            n("0039 06 6982 1234", "44").as_deref(),
+            Some("+390669821234")
+        );
+        // Italian mobiles have no 0.
+        assert_eq!(n("312 345 6789", "39").as_deref(), Some("+393123456789"));
+        // UK and Germany: trunk 0 dropped.
+        assert_eq!(n("020 7946 0018", "44").as_deref(), Some("+442079460018"));
+        assert_eq!(n("030 1234567", "49").as_deref(), Some("+49301234567"));
+        // China: trunk 0 dropped from a Beijing landline.
+        assert_eq!(n("010 1234 5678", "86").as_deref(), Some("+861012345678"));
+        // Australia (Sydney landline), Brazil (São Paulo mobile).
+        assert_eq!(n("(02) 9374 4000", "61").as_deref(), Some("+61293744000"));
+        assert_eq!(
+            n("+55 11 91234-5678", "1").as_deref(),
+            Some("+5511912345678")
+        );
+        // The US international prefix 011, and a Canadian number from the US default.
+        assert_eq!(
+            n("011 44 20 7946 0018", "1").as_deref(),
+            Some("+442079460018")
+        );
+        assert_eq!(n("1 (416) 555-0199", "1").as_deref(), Some("+14165550199"));
+        // Not numbers.
+        assert_eq!(n("+", "1"), None);
+        assert_eq!(n("sip:alice", "1"), None);
+        assert_eq!(n("12345678901234567890", "1"), None);
     }
 }

@@ -307,11 +307,13 @@ pub struct Ticket {
 }
 
 /// A zone in which the campaign window 00:00-23:59 is open now and for the next hour or two:
-/// UTC, except around UTC midnight, where America/Chicago is mid-evening.
+/// UTC, except around UTC midnight, where America/Chicago is mid-evening. `Etc/UTC`, not
+/// `UTC`: the dialer reads the schema default `UTC` as "zone not set" and places the number
+/// instead, and the test numbers (+1 555…) cannot be placed (`no_timezone`).
 pub fn open_zone() -> &'static str {
     let h = chrono::Utc::now().hour();
     if (1..=21).contains(&h) {
-        "UTC"
+        "Etc/UTC"
     } else {
         "America/Chicago"
     }
