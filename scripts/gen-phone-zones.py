@@ -10,10 +10,9 @@ Cargo.lock) so the parser and the zone table describe the same numbering plan:
     PYTHONPATH=/tmp/pnpy python3 scripts/gen-phone-zones.py > src/dialer/phone_zones.tsv
     cargo test --lib dialer::zones    # every zone parses; every valid +1 area code is covered
 
-One deliberate change from the upstream data: the country-level entry for `1` (every NANP zone
-from Guam to Newfoundland) is dropped, so a +1 number whose area code is not in the table has
-NO zone (the dialer refuses it, `no_timezone`) instead of a zone set whose calling windows never
-overlap. Everything else is copied as is; the lookup is longest-prefix, like libphonenumber's.
+Everything is copied as is (the country-level entries too: `1` lists every NANP zone from Guam
+to Newfoundland, the candidates of a +1 number placed nowhere in particular); the lookup is
+longest-prefix, like libphonenumber's.
 """
 
 import sys
@@ -21,7 +20,7 @@ import sys
 import phonenumbers
 from phonenumbers.tzdata import TIMEZONE_DATA
 
-DROPPED = {"1"}
+DROPPED: set[str] = set()
 
 
 def main() -> None:

@@ -260,8 +260,9 @@ fn offset_transitions(tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Dat
 /// parentheses ignored) can be in, from libphonenumber's numbering data ([`zones_for_number`]):
 /// NANP numbers by area code, split by exchange where an area code spans zones (else all of its
 /// zones); other countries by prefix where the data has one, else all the country's zones.
-/// Empty when the number cannot be placed (invalid, non-geographic +1 800, unknown country):
-/// the dialer refuses such a contact ([`Refusal::NoTimezone`]) rather than assume a zone.
+/// A number placed nowhere in particular (toll-free +1 800, an invalid number) gets every zone
+/// of its country. Empty when its country is unknown: the dialer refuses such a contact
+/// ([`Refusal::NoTimezone`]) rather than assume a zone.
 pub fn timezones_for(ticket_tz: Option<&str>, phone_e164: &str) -> Vec<Tz> {
     if let Some(tz) = ticket_tz.and_then(|s| s.trim().parse::<Tz>().ok()) {
         return vec![tz];
@@ -1212,10 +1213,22 @@ mod tests {
             "+999123",
             "+44abc",
             "sip:1@x",
-            "+18005551234", // toll-free: nowhere in particular
-            "+15551230001", // not an area code
         ] {
             assert_eq!(timezones_for(None, phone), [], "{phone:?}");
+        }
+    }
+
+    /// A +1 number placed nowhere in particular has every NANP zone: a usual window is never
+    /// open in all of them (refused, not guessed), a round-the-clock window is.
+    #[test]
+    fn numbers_placed_nowhere_need_the_window_open_in_their_whole_country() {
+        for phone in ["+18005551234", "+15551230001"] {
+            let zones = timezones_for(None, phone);
+            assert!(zones.len() > 20, "{phone}: {zones:?}");
+            let day = CallingWindow::default();
+            assert!(!day.contains_all(utc("2024-07-01T18:00:00Z"), &zones));
+            let all_day = CallingWindow::parse("00:00", "23:59").expect("window");
+            assert!(all_day.contains_all(utc("2024-07-01T18:30:00Z"), &zones));
         }
     }
 

@@ -2,8 +2,13 @@
 //!
 //! Calling hours must never be broken by a guess, so a number maps to a SET of candidate zones
 //! taken from complete numbering data, and the dialer calls only when the window is open in all
-//! of them ([`super::core::CallingWindow::contains_all`]). A number the data does not place has
-//! no zone at all (the dialer then refuses it, `no_timezone`) — there is no default zone.
+//! of them ([`super::core::CallingWindow::contains_all`]). A number of a known country that the
+//! data does not place more precisely (a toll-free +1 800, a mobile outside the countries that
+//! tie mobiles to areas, a number not valid in its plan such as the fictional +1 555 ones) gets
+//! EVERY zone of its country: for the NANP that is Guam to Newfoundland, whose usual 09:00–21:00
+//! windows never overlap, so such a contact is refused (`no_common_window`) unless the campaign
+//! calls around the clock. A number of no known country has no zone at all (`no_timezone`).
+//! There is no default zone.
 //!
 //! The table is `phone_zones.tsv` beside this file: libphonenumber's time-zone mapping
 //! (E.164 prefix → zones, longest prefix wins; NANP by area code and, where an area code spans
@@ -46,9 +51,10 @@ fn longest_prefix() -> usize {
 /// mobile one where mobile numbers are tied to an area, [`GEO_MOBILE_CODES`]) by its longest
 /// prefix in the table; any other valid number (a
 /// mobile elsewhere, toll-free, VoIP…) by its country code alone, i.e. every zone of the
-/// country. Empty when the number is not in international form, is not a valid number of its
-/// country's plan (per the `phonenumber` crate's metadata), or the data has no zone for it
-/// (e.g. NANP non-geographic numbers such as +1 800: the country-level `1` entry is dropped).
+/// country. A number that is not valid in its country's plan (per the `phonenumber` crate's
+/// metadata) gets every zone of its country too: where the subscriber is cannot be known, so
+/// every place it could be must be inside the window. Empty when the number is not in
+/// international form or its country code is unknown.
 pub fn zones_for_number(phone: &str) -> Vec<Tz> {
     let Some(digits) = e164_digits(phone) else {
         return Vec::new();
@@ -62,8 +68,11 @@ pub fn zones_for_number(phone: &str) -> Vec<Tz> {
         return Vec::new();
     };
     let national = &digits[cc.len()..];
+    if national.is_empty() {
+        return Vec::new();
+    }
     match classify(&regions, national) {
-        Kind::Invalid => Vec::new(),
+        Kind::Invalid => zones_for_digits(cc),
         Kind::Geographic => zones_for_digits(&digits),
         Kind::Mobile if GEO_MOBILE_CODES.contains(&cc) => zones_for_digits(&digits),
         Kind::Mobile | Kind::NonGeographic => zones_for_digits(cc),
@@ -290,9 +299,27 @@ mod tests {
     }
 
     #[test]
+    fn numbers_placed_nowhere_in_particular_get_every_zone_of_their_country() {
+        // Toll-free, and a fictional number (555 is not an area code): anywhere in the NANP.
+        for n in ["+1 800 555 0100", "+1 555 123 0001"] {
+            let z = zones(n);
+            for tz in [
+                "Pacific/Guam",
+                "America/St_Johns",
+                "Pacific/Honolulu",
+                "America/New_York",
+            ] {
+                assert!(z.contains(&tz), "{n}: {z:?}");
+            }
+        }
+        assert!(
+            !zones("+39 123").is_empty(),
+            "an invalid Italian number: Italy's zone"
+        );
+    }
+
+    #[test]
     fn unknown_numbers_have_no_zone() {
-        assert!(zones("+1 800 555 0100").is_empty()); // toll-free: nowhere in particular
-        assert!(zones("+1 555 123 0001").is_empty()); // not an area code
         assert!(zones("5551230001").is_empty()); // not international
         assert!(zones("").is_empty());
         assert!(zones("+999 123").is_empty());
