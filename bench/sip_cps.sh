@@ -5,7 +5,14 @@
 #   bench/sip_cps.sh [RATE] [SECONDS]        default 2000 calls/s for 60 s
 #
 # Prints SIPp's totals, the INVITE->200 response-time distribution (SIPp response time 1),
-# and the server's peak RSS. Everything on 127.0.0.1; stops by itself.
+# the server's CPU per successful call, its peak RSS and its RSS after the run.
+# Everything on 127.0.0.1; stops by itself.
+#
+# Overload (issue 14 #2): OVERLOAD_RATE=N OVERLOAD_SECS=S adds a second SIPp offering N more
+# calls/s for the first S seconds of the run, on top of RATE. Printed per SIPp: successful,
+# refused (503), timed out; the server's CPU per successful call over the whole run; and
+# after the overload ends, the seconds until the normal load's per-second failures are 0.
+# RT_PRIORITY=N runs the server with --realtime-priority N (default: the shipped config's).
 #
 # SMOKE=1 bench/sip_cps.sh: 20 calls/s for 2 s against the debug build (SWITCHBOARD_BIN, else
 # target/debug/switchboard), free ports (tests/bench_smoke.rs): fails when the run breaks
@@ -47,8 +54,10 @@ to = "bench"
 dialplan = "hotline"
 ring_ms = 0
 CFG
+PRIO_ARGS=()
+[[ -n "${RT_PRIORITY:-}" ]] && PRIO_ARGS=(--realtime-priority "$RT_PRIORITY")
 RUST_LOG=warn "$BIN" --config "$OUT/bench.toml" --sip-listen 127.0.0.1:$SIP_PORT \
-  --http-listen 127.0.0.1:0 --rtp-ports 40000-59999 >"$OUT/server.log" 2>&1 &
+  --http-listen 127.0.0.1:0 --rtp-ports 40000-59999 "${PRIO_ARGS[@]}" >"$OUT/server.log" 2>&1 &
 SRV=$!
 for _ in $(seq 100); do grep -qs "switchboard is running" "$OUT/server.log" && break; sleep 0.1; done
 grep -qs "switchboard is running" "$OUT/server.log" || { echo "server did not start:"; cat "$OUT/server.log"; exit 1; }
@@ -57,21 +66,70 @@ peak=0
     rss=$(awk '/VmRSS/ {print $2}' /proc/$SRV/status 2>/dev/null || echo 0)
     echo "$rss"; sleep 0.5; done ) > "$OUT/rss.txt" &
 RSSMON=$!
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SRV/stat" 2>/dev/null || echo 0; }
+CPU0=$(cpu_ticks)
 cd "$OUT"
+OVERLOAD_RATE=${OVERLOAD_RATE:-0}
+OVERLOAD_SECS=${OVERLOAD_SECS:-0}
+OVL=
+if ((OVERLOAD_RATE > 0 && OVERLOAD_SECS > 0)); then
+  mkdir -p overload
+  (cd overload && exec sipp -sn uac -s bench -i 127.0.0.1 -p "$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" \
+    -r "$OVERLOAD_RATE" -rp 1000 -m $((OVERLOAD_RATE * OVERLOAD_SECS)) -l 40000 -d 0 \
+    -nostdin -timeout $((OVERLOAD_SECS + 60))s -trace_stat -stf stat.csv -fd 1 \
+    127.0.0.1:$SIP_PORT > sipp.out 2>&1) &
+  OVL=$!
+fi
 SIPP_RC=0
 sipp -sn uac -s bench -i 127.0.0.1 -p "$UAC_PORT" -r "$RATE" -rp 1000 -m "$CALLS" -l 20000 -d 0 \
   -nostdin -timeout $((SECS + 60))s -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 \
   -trace_err -error_file err.log 127.0.0.1:$SIP_PORT > sipp.out 2>&1 || SIPP_RC=$?
+[[ -n "$OVL" ]] && { wait "$OVL" || true; }
+CPU1=$(cpu_ticks)
+# What a finished call leaves behind (the router keeps a BYE answer for Timer J, 32 s).
+sleep 5
+RSS_AFTER=$(awk '/VmRSS/ {print $2}' "/proc/$SRV/status" 2>/dev/null || echo 0)
 kill $RSSMON 2>/dev/null || true
 cd - >/dev/null
-python3 - "$OUT" "$RATE" "$SECS" <<'PY'
+python3 - "$OUT" "$RATE" "$SECS" "$((CPU1 - CPU0))" "$(getconf CLK_TCK)" "$RSS_AFTER" "$OVERLOAD_SECS" <<'PY'
 import csv, glob, os, sys
 out, rate, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rows = list(csv.reader(open(os.path.join(out, "stat.csv")), delimiter=";"))
-head, last = rows[0], rows[-1]
+cpu_s = int(sys.argv[4]) / int(sys.argv[5])
+rss_after, ovl_secs = int(sys.argv[6]), int(sys.argv[7])
+
+def totals(path):
+    rows = list(csv.reader(open(path), delimiter=";"))
+    return rows[0], rows[1:]
+
+def fig(head, row, name):
+    return int(float(row[head.index(name)])) if name in head else 0
+
+def line(label, head, row):
+    refused = fig(head, row, "FailedUnexpectedMessage(C)")
+    timeouts = fig(head, row, "FailedMaxUDPRetrans(C)") + fig(head, row, "FailedTimeoutOnRecv(C)")
+    print(f"{label}: total {fig(head, row, 'TotalCallCreated')}  successful {fig(head, row, 'SuccessfulCall(C)')}"
+          f"  failed {fig(head, row, 'FailedCall(C)')} (refused 503 {refused}, timed out {timeouts})"
+          f"  INVITE retransmissions {fig(head, row, 'Retransmissions(C)')}")
+    return fig(head, row, "SuccessfulCall(C)")
+
+head, rows = totals(os.path.join(out, "stat.csv"))
+last = rows[-1]
 col = lambda name: last[head.index(name)]
 print(f"target {rate} calls/s for {secs} s")
-print(f"calls: total {col('TotalCallCreated')}  successful {col('SuccessfulCall(C)')}  failed {col('FailedCall(C)')}")
+ok = line("calls", head, last)
+ovl_stat = os.path.join(out, "overload", "stat.csv")
+if os.path.exists(ovl_stat):
+    oh, orows = totals(ovl_stat)
+    ok += line(f"overload calls (extra, first {ovl_secs} s)", oh, orows[-1])
+    # Recovery: after the overload ends, the first second from which the normal load has no
+    # failures (periodic counts, one row per second).
+    per_fail = [fig(head, r, "FailedCall(P)") for r in rows]
+    after = per_fail[ovl_secs:]
+    bad = [i for i, f in enumerate(after) if f > 0]
+    print(f"recovered {bad[-1] + 1 if bad else 0} s after the overload ended "
+          f"(normal-load failures per second after it: {after[:15]})")
+if ok:
+    print(f"server CPU: {cpu_s:.1f} s, {1000 * cpu_s / ok:.3f} ms per successful call")
 rtts = []
 for f in glob.glob(os.path.join(out, "*_rtt.csv")):
     for r in csv.reader(open(f), delimiter=";"):
@@ -84,7 +142,8 @@ if rtts:
     print(f"INVITE->200 ms: p50 {p(0.5):.2f}  p99 {p(0.99):.2f}  max {rtts[-1]:.2f}  (n={len(rtts)})")
 rss = [int(x) for x in open(os.path.join(out, "rss.txt")).read().split() if x.isdigit()]
 if rss:
-    print(f"server RSS: start {rss[0]/1024:.1f} MiB  peak {max(rss)/1024:.1f} MiB")
+    print(f"server RSS: start {rss[0]/1024:.1f} MiB  peak {max(rss)/1024:.1f} MiB"
+          f"  5 s after the last call {rss_after/1024:.1f} MiB")
 if os.environ.get("SMOKE") == "1":
     # The run broke (not judged: the figures): no call made, or no INVITE->200 time.
     if int(col("TotalCallCreated")) == 0 or not rtts or not rss:
