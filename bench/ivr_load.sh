@@ -8,9 +8,10 @@
 #   bench/ivr_load.sh [CALLS] [SECONDS]        default 2000 calls held 60 s
 #   RATE=100 RX_THREADS=2 NICE=-10 PERF=1 RT_PRIORITY=0 bench/ivr_load.sh 2000 60
 #
-# RT_PRIORITY: the server's [server] realtime_priority (default 10, as shipped; 0 measures
-# it at normal priority, competing with the tool for the CPUs as equals). The tool always
-# runs at normal priority.
+# RT_PRIORITY: the server's [server] realtime_priority (default: as shipped in
+# config/default.toml, 0 = normal priority, competing with the tool for the CPUs as equals;
+# 10 = SCHED_RR, the opt-in for a dedicated media box). The tool always runs at normal
+# priority. SERVER_NICE: the server's nice value (default NICE).
 #
 # Prints the tool's one-line summary, the targets (send interval p1/p99 within 20 +- 2 ms,
 # nothing lost, key -> next prompt p99 <= 60 ms, <= 64 KiB per call), the distributions,
@@ -36,7 +37,7 @@ else
   CALLS=${1:-2000}
   SECS=${2:-60}
   RATE=${RATE:-100}
-  RT_PRIORITY=${RT_PRIORITY:-10}
+  RT_PRIORITY=${RT_PRIORITY:-$(awk -F'[= #]+' '/^realtime_priority/ {print $2}' config/default.toml)}
   SIP_PORT=${SIP_PORT:-35160}
 fi
 RX_THREADS=${RX_THREADS:-2}
@@ -79,14 +80,16 @@ CFG
 # NICE=-10: server and tool ahead of other work on a shared machine (emulates a box of
 # their own; the compile jobs of others still get the rest).
 NICE=${NICE:-0}
-RUST_LOG=warn nice -n "$NICE" "$BIN" --config "$OUT/bench.toml" --sip-listen 127.0.0.1:$SIP_PORT \
+# SERVER_NICE: the server's own nice value (default NICE), the tool keeps NICE.
+SERVER_NICE=${SERVER_NICE:-$NICE}
+RUST_LOG=warn nice -n "$SERVER_NICE" "$BIN" --config "$OUT/bench.toml" --sip-listen 127.0.0.1:$SIP_PORT \
   --http-listen 127.0.0.1:0 --rtp-ports 40000-59999 >"$OUT/server.log" 2>&1 &
 SRV=$!
 for _ in $(seq 100); do grep -qs "switchboard is running" "$OUT/server.log" && break; sleep 0.1; done
 grep -qs "switchboard is running" "$OUT/server.log" || { echo "server did not start:"; cat "$OUT/server.log"; exit 1; }
 sleep 1
 
-echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores; $CALLS calls at $RATE/s, held ${SECS} s, nice $NICE, server realtime_priority $RT_PRIORITY"
+echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores; $CALLS calls at $RATE/s, held ${SECS} s, nice $NICE (server $SERVER_NICE), server realtime_priority $RT_PRIORITY"
 echo "# load before: $(uptime | sed 's/.*load average/load average/')"
 PERFJOB=
 if [[ "${PERF:-0}" == 1 ]]; then

@@ -378,9 +378,13 @@ pub struct Route {
     pub line: usize,
 }
 
-/// Asterisk's `-p` priority: above every time-sharing thread, below the kernel's own
-/// real-time threads (watchdogs, IRQ threads run at 50 and up).
-pub const DEFAULT_REALTIME_PRIORITY: u8 = 10;
+/// Normal time-sharing priority by default (as Asterisk and FreeSWITCH ship: their `-p` /
+/// `-rp` are opt-in). At `SCHED_RR` every wake-up of the server preempts everything else on
+/// the box: at 2000 call setups/s on 2 cores that starved the callers' own user agent (and
+/// would starve a PostgreSQL or Kamailio beside it) until calls timed out by the thousand
+/// (issue 14 #2, docs/benchmarks.md "Real-time priority"). Operators of a dedicated media box
+/// opt in with `realtime_priority = 10` (Asterisk's `-p` level).
+pub const DEFAULT_REALTIME_PRIORITY: u8 = 0;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -310,6 +310,7 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         store: store_handle.clone(),
         db: db.clone(),
         overload_refusals: Default::default(),
+        calls_started: Default::default(),
         active_calls: crate::call::slots::CallSlots::new(),
         security_drops: std::sync::atomic::AtomicU64::new(0),
         router: router_tx,

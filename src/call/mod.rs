@@ -42,6 +42,9 @@ pub struct CallContext {
     pub active_calls: Arc<slots::CallSlots>,
     /// New INVITEs refused with 503 by overload control (`[server] overload_queue_ms`).
     pub overload_refusals: std::sync::atomic::AtomicU64,
+    /// Inbound call tasks that have started running (the router compares it with the ones
+    /// it spawned: the wait of the oldest not yet started is its overload signal).
+    pub calls_started: std::sync::atomic::AtomicU64,
     /// Out-of-dialog requests the router's source guard dropped (scanners, floods, bans).
     pub security_drops: std::sync::atomic::AtomicU64,
     pub router: mpsc::Sender<router::RouterControl>,

@@ -85,6 +85,10 @@ pub struct Router {
     deferred: Vec<Inbound>,
     /// How long the datagram being handled waited before the router read it.
     queued: Duration,
+    /// When each inbound call task not yet known to have started was spawned (tasks start in
+    /// about the order they were spawned), and how many starts were taken off the front.
+    spawned: VecDeque<Instant>,
+    starts_seen: u64,
     overload_limit: Option<Duration>,
 }
 
@@ -97,6 +101,8 @@ impl Router {
             linger_order: VecDeque::new(),
             deferred: Vec::new(),
             queued: Duration::ZERO,
+            spawned: VecDeque::new(),
+            starts_seen: 0,
             overload_limit: (ctx.config.overload_queue_ms > 0)
                 .then(|| Duration::from_millis(ctx.config.overload_queue_ms)),
             ctx,
@@ -373,6 +379,26 @@ impl Router {
         }
     }
 
+    /// Overload: the longer of this INVITE's wait in the socket and the wait of the oldest
+    /// call task spawned but not started yet, when it is over `overload_queue_ms`. The
+    /// second matters as much as the first: the router reads fast and hands calls to tasks,
+    /// and when the workers fall behind it is the tasks that wait.
+    fn overloaded(&mut self) -> Option<Duration> {
+        let limit = self.overload_limit?;
+        let started = self.ctx.calls_started.load(Ordering::Relaxed);
+        while self.starts_seen < started && self.spawned.pop_front().is_some() {
+            self.starts_seen += 1;
+        }
+        if self.spawned.is_empty() {
+            // Caught up (also re-aligns the count if a task started before being recorded).
+            self.starts_seen = started;
+            self.spawned.shrink_to(256);
+        }
+        let oldest = self.spawned.front().map_or(Duration::ZERO, |t| t.elapsed());
+        let waited = self.queued.max(oldest);
+        (waited > limit).then_some(waited)
+    }
+
     /// The per-source guard for requests outside any dialog: false means drop unanswered.
     fn admit(&mut self, inbound: &Inbound, method: &Method) -> bool {
         let now = std::time::Instant::now();
@@ -456,11 +482,11 @@ impl Router {
                 return;
             }
         }
-        if self.overload_limit.is_some_and(|limit| self.queued > limit) {
+        if let Some(waited) = self.overloaded() {
             // Overload: refused before any call state exists (see the module doc).
             self.ctx.overload_refusals.fetch_add(1, Ordering::Relaxed);
             debug!(
-                queued_ms = self.queued.as_millis() as u64,
+                waited_ms = waited.as_millis() as u64,
                 "overload: INVITE refused with 503"
             );
             self.reply(
@@ -492,6 +518,9 @@ impl Router {
         self.calls.insert(call_id, tx.clone());
         let ctx = self.ctx.clone();
         let shutdown = self.shutdown.child_token();
+        if self.overload_limit.is_some() {
+            self.spawned.push_back(Instant::now());
+        }
         self.tracker.spawn(actor::run_inbound(
             ctx, slot, inbound, route, local, tx, rx, shutdown,
         ));

@@ -201,6 +201,9 @@ pub async fn run_inbound(
     let call_id = inbound.msg.call_id().unwrap_or("").to_string();
     let span = info_span!("call", call_id = %call_id);
     async move {
+        // First poll: the router's overload control measures how long calls wait for this.
+        ctx.calls_started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ctx2 = ctx.clone();
         let sip_call_id = call_id.clone();
         let mut rx = rx;
