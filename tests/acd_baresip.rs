@@ -13,8 +13,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -40,19 +39,12 @@ fn baresip_binary() -> PathBuf {
 }
 
 fn agent_state(server: &Server, name: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&server.http_addr, Duration::from_secs(5))
-        .expect("connect to the HTTP API");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET /api/agents HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).expect("read");
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("");
-    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    // The read endpoints need a token ([api] anonymous_read is off by default).
+    let body = server
+        .api_get("/api/agents")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     v.as_array()
         .and_then(|a| a.iter().find(|x| x["name"] == name))
         .and_then(|x| x["state"].as_str())
