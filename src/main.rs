@@ -255,17 +255,30 @@ fn main() -> ExitCode {
     if check_only {
         return check(cfg);
     }
-    // Before the runtime exists: its threads inherit the policy (runtime::priority).
-    match cfg.realtime_priority {
-        0 => info!("real-time priority off: running at normal priority"),
-        p => match switchboard::runtime::priority::set_realtime(p) {
-            Ok(()) => info!(priority = p, "running at real-time priority (SCHED_RR)"),
-            Err(e) => warn!(
+    // Call tasks get their own runtime, and only its threads get the real-time policy
+    // (runtime::calls): signalling, the store and the API stay at normal priority.
+    let calls = match switchboard::runtime::calls::build(cfg.realtime_priority) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the call runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    use switchboard::runtime::calls::{call_priority, CallPriority};
+    match (cfg.realtime_priority, call_priority()) {
+        (0, _) => info!("real-time priority off: call threads at normal priority"),
+        (p, CallPriority::Realtime(_)) => {
+            info!(
                 priority = p,
-                "real-time priority {e}: running at normal priority; send timing may suffer \
-                 on a busy machine (docs/operations.md \"Real-time priority\")"
-            ),
-        },
+                "call threads at real-time priority (SCHED_RR)"
+            )
+        }
+        (p, _) => warn!(
+            priority = p,
+            "real-time priority not permitted (needs CAP_SYS_NICE or RLIMIT_RTPRIO): call \
+             threads at normal priority; send timing may suffer on a busy machine \
+             (docs/operations.md \"Real-time priority\")"
+        ),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -277,7 +290,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cfg))
+    let code = runtime.block_on(run(cfg, calls.handle().clone()));
+    // Calls have ended (shutdown waited for them); what is left (a lookup past its
+    // deadline) is not waited for.
+    calls.shutdown_background();
+    code
 }
 
 /// Config, a small runtime and the database, for one-shot operator commands.
@@ -557,10 +574,10 @@ fn check(mut cfg: Config) -> ExitCode {
     }
 }
 
-async fn run(cfg: Config) -> ExitCode {
+async fn run(cfg: Config, calls_rt: tokio::runtime::Handle) -> ExitCode {
     let db_url = cfg.database.clone();
     let api_token_given = cfg.api_token.is_some();
-    let srv = match server::start(cfg).await {
+    let srv = match server::start_on(cfg, calls_rt).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("switchboard: cannot start: {e}");
@@ -596,10 +613,17 @@ async fn run(cfg: Config) -> ExitCode {
         redact(&db_url),
         srv.demo_tickets_inserted
     );
-    // What the kernel says of this (runtime) thread, not what the config asked for.
-    match switchboard::runtime::priority::current_realtime_priority() {
-        Some(p) => println!("  CPU   real-time priority SCHED_RR {p}"),
-        None => println!("  CPU   normal priority (real-time not set or not permitted)"),
+    // What the kernel gave the call threads, not what the config asked for.
+    match switchboard::runtime::calls::call_priority() {
+        switchboard::runtime::calls::CallPriority::Realtime(p) => {
+            println!("  CPU   call threads at real-time priority SCHED_RR {p}; signalling at normal priority")
+        }
+        switchboard::runtime::calls::CallPriority::Refused => {
+            println!("  CPU   normal priority (real-time asked for but not permitted)")
+        }
+        switchboard::runtime::calls::CallPriority::Normal => {
+            println!("  CPU   normal priority (realtime_priority = 0)")
+        }
     }
     println!("  Try:  a caller from +15551230001 has a delayed order: press 2, then 1 (wait) or 2 (refund).");
     println!("  Stop: Ctrl-C (SIGINT) or SIGTERM; SIGHUP reloads dialplans.");

@@ -129,7 +129,18 @@ pub fn reload_dialplans(ctx: &CallContext) -> Result<Vec<String>, Vec<LoadError>
 /// Library "language" under which music-on-hold prompts are kept.
 pub const MOH_LANG: &str = "_moh";
 
-pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
+/// Start the server with its call tasks on the current runtime (tests, one-runtime embedders).
+pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
+    start_on(cfg, tokio::runtime::Handle::current()).await
+}
+
+/// Start the server with its call tasks on `calls`, the call runtime (`runtime::calls`:
+/// `realtime_priority` applies to its threads only); everything else runs on the current
+/// runtime.
+pub async fn start_on(
+    mut cfg: Config,
+    calls_rt: tokio::runtime::Handle,
+) -> Result<RunningServer, StartError> {
     cfg.resolve_asset_dirs();
     let mut prompts = PromptLibrary::load(&cfg.audio_dir)?;
     // Music on hold: any `<name>.wav` at the top of the audio folder a queue names.
@@ -311,6 +322,9 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         db: db.clone(),
         overload_refusals: Default::default(),
         calls_started: Default::default(),
+        call_lag: crate::runtime::calls::CallLag::new(),
+        overload: Default::default(),
+        calls_rt,
         active_calls: crate::call::slots::CallSlots::new(),
         security_drops: std::sync::atomic::AtomicU64::new(0),
         router: router_tx,
@@ -333,6 +347,9 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
     let calls = TaskTracker::new();
     let router = Router::new(ctx.clone(), calls.clone(), shutdown.clone());
     let router_task = tokio::spawn(router.run(udp, tcp_rx, router_rx));
+    // How late call tasks run (overload control's second signal), measured where they run.
+    ctx.calls_rt
+        .spawn(ctx.call_lag.clone().probe(shutdown.clone()));
     // Tracked with the calls: shutdown waits for their `Expires: 0` before the router goes.
     crate::trunk_reg::spawn_all(&ctx, &calls, &shutdown);
     let tcp_task = tokio::spawn(crate::sip::transport::run_stream_listener(

@@ -45,6 +45,15 @@ pub struct CallContext {
     /// Inbound call tasks that have started running (the router compares it with the ones
     /// it spawned: the wait of the oldest not yet started is its overload signal).
     pub calls_started: std::sync::atomic::AtomicU64,
+    /// When overload control last refused a call (calls waiting for an ACK give up early
+    /// while it is recent).
+    pub overload: router::OverloadMark,
+    /// How late the call runtime runs (overload control; `runtime::calls`).
+    pub call_lag: Arc<crate::runtime::calls::CallLag>,
+    /// Where call tasks run: the call runtime (`realtime_priority` applies to its threads
+    /// only). Tasks a call spawns land there by themselves; services that start calls
+    /// (router, dialer) spawn on this handle.
+    pub calls_rt: tokio::runtime::Handle,
     /// Out-of-dialog requests the router's source guard dropped (scanners, floods, bans).
     pub security_drops: std::sync::atomic::AtomicU64,
     pub router: mpsc::Sender<router::RouterControl>,

@@ -21,7 +21,7 @@
 //! finished call at 2000 calls/s was 1.6 GB of lingering calls).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,48 @@ pub struct ByeAnswer {
 
 /// SIP extensions we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
 const SUPPORTED: &[&str] = &["timer"];
+
+/// When overload control last refused a new call: calls check it to shed what an overload
+/// leaves behind (a 200 never ACKed because its caller gave up while we were behind).
+#[derive(Debug)]
+pub struct OverloadMark {
+    base: Instant,
+    /// Milliseconds since `base` of the last refusal, plus one (0: never).
+    last_ms: AtomicU64,
+}
+
+impl Default for OverloadMark {
+    fn default() -> Self {
+        OverloadMark {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+/// How long after the last overload refusal the server still counts as overloaded.
+pub const OVERLOAD_MEMORY: Duration = Duration::from_secs(5);
+
+impl OverloadMark {
+    pub fn mark(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.base).as_millis();
+        self.last_ms.store(
+            u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether a call was refused for overload within [`OVERLOAD_MEMORY`] of `now`.
+    pub fn recent(&self, now: Instant) -> bool {
+        match self.last_ms.load(Ordering::Relaxed) {
+            0 => false,
+            n => {
+                let at = self.base + Duration::from_millis(n - 1);
+                now.saturating_duration_since(at) <= OVERLOAD_MEMORY
+            }
+        }
+    }
+}
 
 pub struct Router {
     ctx: Arc<CallContext>,
@@ -379,10 +421,12 @@ impl Router {
         }
     }
 
-    /// Overload: the longer of this INVITE's wait in the socket and the wait of the oldest
-    /// call task spawned but not started yet, when it is over `overload_queue_ms`. The
-    /// second matters as much as the first: the router reads fast and hands calls to tasks,
-    /// and when the workers fall behind it is the tasks that wait.
+    /// Overload: the longest of this INVITE's wait in the socket, the wait of the oldest
+    /// call task spawned but not started yet, and how late the call runtime runs
+    /// (`runtime::calls::CallLag`), when it is over `overload_queue_ms`. The second and third
+    /// matter as much as the first: the router reads fast and hands calls to tasks, and when
+    /// the call workers fall behind it is the calls already accepted that wait — their
+    /// answers, their BYEs and their media ticks.
     fn overloaded(&mut self) -> Option<Duration> {
         let limit = self.overload_limit?;
         let started = self.ctx.calls_started.load(Ordering::Relaxed);
@@ -395,7 +439,8 @@ impl Router {
             self.spawned.shrink_to(256);
         }
         let oldest = self.spawned.front().map_or(Duration::ZERO, |t| t.elapsed());
-        let waited = self.queued.max(oldest);
+        let lag = self.ctx.call_lag.lag(Instant::now());
+        let waited = self.queued.max(oldest).max(lag);
         (waited > limit).then_some(waited)
     }
 
@@ -485,6 +530,7 @@ impl Router {
         if let Some(waited) = self.overloaded() {
             // Overload: refused before any call state exists (see the module doc).
             self.ctx.overload_refusals.fetch_add(1, Ordering::Relaxed);
+            self.ctx.overload.mark(Instant::now());
             debug!(
                 waited_ms = waited.as_millis() as u64,
                 "overload: INVITE refused with 503"
@@ -521,8 +567,28 @@ impl Router {
         if self.overload_limit.is_some() {
             self.spawned.push_back(Instant::now());
         }
-        self.tracker.spawn(actor::run_inbound(
-            ctx, slot, inbound, route, local, tx, rx, shutdown,
-        ));
+        let calls_rt = ctx.calls_rt.clone();
+        self.tracker.spawn_on(
+            actor::run_inbound(ctx, slot, inbound, route, local, tx, rx, shutdown),
+            &calls_rt,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_is_recent_for_a_few_seconds_after_a_refusal() {
+        let mark = OverloadMark::default();
+        let t0 = mark.base;
+        assert!(!mark.recent(t0), "never refused: not overloaded");
+        mark.mark(t0 + Duration::from_secs(10));
+        assert!(mark.recent(t0 + Duration::from_secs(10)));
+        assert!(mark.recent(t0 + Duration::from_secs(10) + OVERLOAD_MEMORY));
+        assert!(!mark.recent(t0 + Duration::from_secs(11) + OVERLOAD_MEMORY));
+        mark.mark(t0);
+        assert!(mark.recent(t0), "a refusal at the very start still counts");
     }
 }

@@ -624,7 +624,7 @@ async fn dial(
     let call_shutdown = shared.shutdown.child_token();
     shared
         .tracker
-        .spawn(run_outbound(ctx.clone(), req, call_shutdown));
+        .spawn_on(run_outbound(ctx.clone(), req, call_shutdown), &ctx.calls_rt);
     let done_tx = done_tx.clone();
     shared.tracker.spawn(async move {
         let result = rx.await.ok();

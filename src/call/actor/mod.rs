@@ -83,6 +83,10 @@ enum Phase {
     Done,
 }
 
+/// Under overload, how long an answered call waits for its ACK (and then for the answer to
+/// its BYE) before it is given up: 8·T1, i.e. the 200 was sent four times.
+const OVERLOAD_ACK_WAIT: Duration = Duration::from_secs(4);
+
 /// A message we resend on a timer until something stops it (RFC 3261 §17 timers).
 #[derive(Debug)]
 struct Retransmit {
@@ -132,6 +136,8 @@ pub struct Call {
     sdp_version: u64,
     last_invite_response: Option<Vec<u8>>,
     pending_2xx: Option<Retransmit>,
+    /// The answered offer whose media starts when the caller's ACK arrives (see `answer`).
+    media_on_ack: Option<Negotiated>,
     bye: Option<Retransmit>,
     final_wait: Option<Retransmit>,
     /// Our 200 to the peer's BYE (UDP), handed to the router at the end so it can answer
@@ -293,6 +299,7 @@ impl Call {
             sdp_version: 1,
             last_invite_response: None,
             pending_2xx: None,
+            media_on_ack: None,
             bye: None,
             final_wait: None,
             bye_answer: None,
@@ -663,12 +670,22 @@ impl Call {
                 }
             }
         };
+        let overloaded = self.ctx.overload.recent(now);
         if let Some(r) = self.pending_2xx.as_mut() {
-            if now >= r.give_up {
+            // Under overload a 200 not ACKed after 8·T1 (sent four times) is a caller that
+            // gave up while we were behind: end it now instead of after 64·T1.
+            let early = overloaded && now >= r.give_up - TIMEOUT_64T1 + OVERLOAD_ACK_WAIT;
+            if now >= r.give_up || early {
                 // RFC 3261 §13.3.1.4: no ACK for the 2xx; confirm then end the dialog.
                 self.pending_2xx = None;
-                warn!("no ACK for 200 OK; ending the call");
+                warn!(early, "no ACK for 200 OK; ending the call");
                 self.hangup(now, "ack_timeout");
+                if early {
+                    // Its BYE is as unlikely to be answered: do not retransmit it for 32 s.
+                    if let Some(b) = self.bye.as_mut() {
+                        b.give_up = b.give_up.min(now + OVERLOAD_ACK_WAIT);
+                    }
+                }
             } else {
                 step(r);
             }
@@ -788,9 +805,12 @@ impl Call {
             at: now_ts(),
         });
         info!(route = %self.route.to, dialplan = %self.route.dialplan, "answered");
-        if let Some(n) = offer {
-            self.start_media(now, &n);
-        }
+        // Media (and the dialplan) start when the ACK confirms the call, not with the 200.
+        // The difference for a caller is one round trip of prompt; the difference under
+        // overload is everything: a call whose caller gave up before our 200 arrived is
+        // never ACKed, and it must not play prompts to nobody for 32 s (Timer H) while the
+        // server is already behind (docs/benchmarks.md, "Overload").
+        self.media_on_ack = offer;
     }
 
     /// A fresh media session's parameters (new SSRC, sequence and timestamp origin).
@@ -988,6 +1008,12 @@ impl Call {
         let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
         if self.pending_2xx.as_ref().is_some_and(|p| p.cseq == cseq) {
             self.pending_2xx = None;
+            if let Some(n) = self.media_on_ack.take() {
+                if self.phase == Phase::Answered {
+                    self.start_media(now, &n);
+                }
+                return;
+            }
             // Late offer: the answer to our offer comes in the ACK.
             if self.offer.is_none() && self.media.is_none() && self.phase == Phase::Answered {
                 let neg = SessionDescription::parse(&msg.body)

@@ -393,6 +393,7 @@ impl Call {
             sdp_version: 1,
             last_invite_response: None,
             pending_2xx: None,
+            media_on_ack: None,
             bye: None,
             final_wait: None,
             bye_answer: None,
