@@ -20,6 +20,12 @@
 # server for 10 s in the middle of the steady window. Everything on 127.0.0.1; stops by
 # itself.
 #
+# PGBENCH_URL=postgres://...: a PostgreSQL on the same box (issue 14: real-time call threads
+# must not starve a co-located database). The script initialises pgbench's tables there
+# (scale 10), runs `pgbench -S -c 2 -j 2` for 10 s before the calls (the baseline) and again
+# through the steady window, and prints both: transactions per second and latency
+# (average, stddev).
+#
 # SMOKE=1 bench/ivr_load.sh: 10 calls held 3 s on the debug build (SWITCHBOARD_BIN, else
 # target/debug/switchboard; the tool built without --release), a free SIP port, the server at
 # normal priority (tests/bench_smoke.rs): fails when the run breaks (the server dies, the
@@ -98,6 +104,15 @@ if [[ "${PERF:-0}" == 1 ]]; then
     perf record -g -F 499 -p "$SRV" -o "$OUT/perf.data" -- sleep 10 >/dev/null 2>&1 ) &
   PERFJOB=$!
 fi
+PGJOB=
+if [[ -n "${PGBENCH_URL:-}" ]]; then
+  pgbench -i -q -s 10 "$PGBENCH_URL" >"$OUT/pgbench-init.log" 2>&1 || { echo "pgbench -i failed:"; cat "$OUT/pgbench-init.log"; exit 1; }
+  pgbench -S -c 2 -j 2 -T 10 "$PGBENCH_URL" >"$OUT/pgbench-alone.log" 2>&1 || true
+  # Through the steady window: after the ramp, for the hold less 5 s.
+  ( sleep $(( CALLS / ${RATE%.*} + 2 )); \
+    pgbench -S -c 2 -j 2 -T $(( SECS > 10 ? SECS - 5 : 5 )) "$PGBENCH_URL" >"$OUT/pgbench-loaded.log" 2>&1 ) &
+  PGJOB=$!
+fi
 ctx() { cat /proc/$SRV/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 CTX0=$(ctx); T0=$(date +%s.%N)
 TOOL_RC=0
@@ -109,6 +124,12 @@ echo "# load after:  $(uptime | sed 's/.*load average/load average/')"
 grep -v '^call ' "$OUT/tool.out" || true
 if grep -q . "$OUT/tool.err"; then echo "# tool stderr:"; tail -5 "$OUT/tool.err"; fi
 if [[ -n "$PERFJOB" ]]; then wait "$PERFJOB" || true; fi
+if [[ -n "$PGJOB" ]]; then
+  wait "$PGJOB" || true
+  for run in alone loaded; do
+    echo "# pgbench -S -c 2 ($run): $(grep -E '^(tps|latency average|latency stddev)' "$OUT/pgbench-$run.log" | sed 's/ (without initial connection time)//' | tr '\n' ';')"
+  done
+fi
 echo "# server context switches: $(echo "($CTX1 - $CTX0) / ($T1 - $T0)" | bc) per second (whole run)"
 echo "# server warnings: $(grep -c ' WARN ' "$OUT/server.log" || true), errors: $(grep -c ' ERROR ' "$OUT/server.log" || true)"
 if [[ -f "$OUT/perf.data" ]]; then

@@ -11,15 +11,15 @@
 //! registrar knows this client (User-Agent `baresip v0.`/`v1.`) and challenges it with MD5
 //! only, so the phone registers directly with the server: this test proves that too.
 
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::{free_port, read_lossy, tail, wait_child, wait_for, Scenario, Server};
 use serde_json::Value;
-use support::{free_port, read_lossy, tail, wait_child, wait_for, Scenario, Server};
 
 const AGENT: &str = "bea";
 const PASSWORD: &str = "bea-s3cret";

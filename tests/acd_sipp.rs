@@ -4,9 +4,7 @@
 //! `call_records.queue/agent/wait_ms`, the exact `queue_log` sequence, the live API views,
 //! and that no agent is left stuck whoever hangs up first, and when the caller abandons.
 
-#[path = "support/campaign.rs"]
-mod campaign;
-mod support;
+use crate::{campaign, support};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,11 +12,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
-use support::{
+use crate::support::{
     free_port, repo_root, run_binary, sipp, sipp_media_port, wait_for, DbRow, Scenario, Server,
     SippProcess,
 };
+use serde_json::Value;
 
 /// REGISTER `name` from 127.0.0.1:`port` (the port the agent's UAS then listens on).
 fn register(server: &Server, port: u16, name: &str, password: &str) {

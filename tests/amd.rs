@@ -5,7 +5,7 @@
 //! no noise or white noise at −50 / −40 dBFS (RMS relative to 32768, seeded PRNG), and
 //! linear or after a G.711 μ-law round trip.
 //!
-//! `cargo test --test amd -- --nocapture` prints the accuracy tables.
+//! `cargo test --test suite -- amd:: --nocapture` prints the accuracy tables.
 
 use std::path::PathBuf;
 
@@ -520,7 +520,7 @@ fn classify_wav_errors() {
     );
 }
 
-/// `cargo test --release --test amd -- --ignored --nocapture per_frame_cost`
+/// `cargo test --release --test suite -- --ignored --nocapture amd::per_frame_cost`
 #[test]
 #[ignore]
 fn per_frame_cost() {
@@ -543,7 +543,7 @@ fn per_frame_cost() {
 }
 
 /// Parameter exploration behind the defaults (fixed threshold × noise margin, per speech
-/// level): `cargo test --test amd -- --ignored --nocapture parameter_sweep`.
+/// level): `cargo test --test suite -- --ignored --nocapture amd::parameter_sweep`.
 #[test]
 #[ignore]
 fn parameter_sweep() {

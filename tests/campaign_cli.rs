@@ -10,7 +10,7 @@
 //! with the server's reason (unknown field, unknown campaign, wrong token), 2 for usage and
 //! connection errors. About 5 s.
 
-mod support;
+use crate::support;
 
 use std::io::Write as _;
 use std::net::UdpSocket;
@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::{read_lossy, repo_root, wait_child, wait_for, Server, LOCALHOST};
 use serde_json::Value;
-use support::{read_lossy, repo_root, wait_child, wait_for, Server, LOCALHOST};
 
 const TOKEN: &str = "campaign-cli-test-token-5e81b0";
 /// Every CLI run must end within this.

@@ -23,22 +23,20 @@
 //! timeout, one try.
 //!
 //! Needs SIPp (`$SWITCHBOARD_SIPP`, else `sipp` on PATH), python3 and root, like
-//! `campaign_sipp.rs`. Run: `cargo test --test campaign_large -- --test-threads=1`;
+//! `campaign_sipp.rs`. Run: `cargo test --test suite -- campaign_large:: --test-threads=1`;
 //! `SWITCHBOARD_TEST_KEEP=1` keeps the folders.
+
+use crate::campaign;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-#[path = "support/campaign.rs"]
-mod campaign;
-mod support;
-
+use crate::support::{repo_root, tail};
 use campaign::*;
 use chrono::{DateTime, NaiveTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
-use support::{repo_root, tail};
 
 const CHANNELS: usize = 40;
 const CPS: usize = 20;

@@ -16,22 +16,20 @@
 //!
 //! Needs SIPp (`$SWITCHBOARD_SIPP`, else `sipp` on PATH; absent = failure), python3 (pcap
 //! generator) and root (SIPp's `play_pcap_audio` uses a raw socket). About 2 minutes.
-//! Run: `cargo test --test campaign_sipp -- --test-threads=1`; `SWITCHBOARD_TEST_KEEP=1`
+//! Run: `cargo test --test suite -- campaign_sipp:: --test-threads=1`; `SWITCHBOARD_TEST_KEEP=1`
 //! keeps each test's folder (config, database, server logs, the farm's SIPp traces).
 //! The harness (farm, trace, server, checks) is `tests/support/campaign.rs`.
+
+use crate::campaign;
 
 use std::collections::HashSet;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-#[path = "support/campaign.rs"]
-mod campaign;
-mod support;
-
+use crate::support::{free_port, tail};
 use campaign::*;
 use serde_json::json;
-use support::{free_port, tail};
 
 // ---- the tests -----------------------------------------------------------------------------
 

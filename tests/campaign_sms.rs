@@ -10,7 +10,9 @@
 //! a CA made at test time, trusted through `[sms] ca_file` and `[webhooks] ca_file`.
 //!
 //! Needs SIPp, python3 and root like `campaign_sipp.rs`.
-//! Run: `cargo test --test campaign_sms -- --test-threads=1`.
+//! Run: `cargo test --test suite -- campaign_sms:: --test-threads=1`.
+
+use crate::campaign;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -18,10 +20,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-#[path = "support/campaign.rs"]
-mod campaign;
-mod support;
 
 use campaign::*;
 use serde_json::{json, Value};

@@ -7,12 +7,14 @@
 //! at 48000 on the Opus call drive the menu. The same with SIPp as the caller
 //! (`sip-test/uac_wideband_offer.xml`, whose own regular expressions check the answer).
 
-mod support;
+use crate::support;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use support::{free_port, repo_root, sdp_offer, sipp_media_port, Server, SipRequest, SippProcess};
+use crate::support::{
+    free_port, repo_root, sdp_offer, sipp_media_port, Server, SipRequest, SippProcess,
+};
 use switchboard::media::codec::{Codec, Decoder, MAX_DECODED_8K};
 use switchboard::media::rtp::{write_header, RtpPacket};
 

@@ -6,14 +6,12 @@
 //! resolution, no field the other program owns was overwritten (its last write stands),
 //! and a ticket it inserted is found by the next call.
 
-mod support;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::{repo_root, wait_child, Scenario, Server};
 use serde_json::Value;
-use support::{repo_root, wait_child, Scenario, Server};
 
 const CALLERS: usize = 5;
 const DB_WAIT: Duration = Duration::from_secs(15);

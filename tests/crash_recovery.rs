@@ -3,12 +3,12 @@
 //! finalizes the dangling call as `interrupted` — and the records written before the crash
 //! (the record itself, its keypad events) are all there, exactly once.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{http_get_status, Scenario, Server};
+use crate::support::{http_get_status, Scenario, Server};
 
 #[test]
 fn kill_9_mid_call_then_restart_finalizes_the_call_as_interrupted() {

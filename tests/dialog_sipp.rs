@@ -7,15 +7,15 @@
 //! checked through the database as another program would see them.
 //!
 //! Needs SIPp (`$SWITCHBOARD_SIPP` or `sipp` on PATH); the loss test also needs root
-//! (SIPp's pcap play). Run: `cargo test --test dialog_sipp -- --test-threads=1`.
+//! (SIPp's pcap play). Run: `cargo test --test suite -- dialog_sipp:: --test-threads=1`.
 
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::{
+use crate::support::{
     repo_root, sdp_offer, wait_for, DbRow, Scenario, Server, SippProcess, SippRun, TestDb,
 };
 use tempfile::TempDir;

@@ -4,17 +4,15 @@
 //! runs the new plan.
 //!
 //! Needs SIPp (`$SWITCHBOARD_SIPP` or `sipp` on PATH) and root (SIPp's pcap play).
-//! Run: `cargo test --test dialplan_reload -- --test-threads=1`.
-
-mod support;
+//! Run: `cargo test --test suite -- dialplan_reload:: --test-threads=1`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{repo_root, DbRow, Scenario, Server};
 use serde_json::Value;
-use support::{repo_root, DbRow, Scenario, Server};
 
 const DB_WAIT: Duration = Duration::from_secs(5);
 

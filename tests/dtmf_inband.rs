@@ -4,7 +4,7 @@
 //! round trips and chunking invariance. Signals are generated here (exact sines, seeded
 //! noise); the talk-off corpus is `audio/`.
 //!
-//! `cargo test --test dtmf_inband -- --nocapture` prints the measured boundaries and the
+//! `cargo test --test suite -- dtmf_inband:: --nocapture` prints the measured boundaries and the
 //! talk-off statistics; `cargo test --release --test dtmf_inband -- --ignored --nocapture
 //! per_frame_cost` prints the per-frame cost.
 
@@ -1015,7 +1015,7 @@ fn detect_wav_reads_a_file_and_reports_typed_errors() {
 // Cost
 // ---------------------------------------------------------------------------------------
 
-/// `cargo test --release --test dtmf_inband -- --ignored --nocapture per_frame_cost`
+/// `cargo test --release --test suite -- --ignored --nocapture dtmf_inband::per_frame_cost`
 #[test]
 #[ignore = "timing; run in release mode"]
 fn per_frame_cost() {

@@ -5,12 +5,12 @@
 //! Needs SIPp (`$SWITCHBOARD_SIPP` or `sipp` on PATH) and root (SIPp's pcap play); both are
 //! failures when missing, never silent passes. Run: `scripts/test hotline_sipp`.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::{run_binary, DbRow, Scenario, Server, TestDb};
 use serde_json::Value;
-use support::{run_binary, DbRow, Scenario, Server, TestDb};
 
 /// How long the writer may take to make a finished call visible (it batches).
 const DB_WAIT: Duration = Duration::from_secs(5);

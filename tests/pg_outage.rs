@@ -5,7 +5,7 @@
 //! database is down gives up within `lookup_timeout_ms` and takes the dialplan's
 //! `unavailable` path. Uses its own throwaway PostgreSQL server so it can stop and start it.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
-use support::{
+use crate::support::{
     free_port, http_get_status, is_root, read_lossy, render_scenario, repo_root, sipp_media_port,
     tail, Scenario, SippProcess,
 };
+use sqlx::Row;
 
 fn pg_bin() -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")

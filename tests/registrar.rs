@@ -2,13 +2,13 @@
 //! persisted and visible, failures counted into a ban, and a real softphone (baresip)
 //! registering and calling the hotline.
 
-mod support;
+use crate::support;
 
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_port, repo_root, sipp, Server};
+use crate::support::{free_port, repo_root, sipp, Server};
 
 fn sipp_register(
     server: &Server,

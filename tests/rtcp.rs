@@ -5,12 +5,12 @@
 //! with sane fields, a report block about the caller's stream that shows the injected loss,
 //! and a BYE once the call ends. Loopback only; bounded by the 12 s of media plus timeouts.
 
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{sdp_offer, sipp_media_port, Server, SipRequest};
+use crate::support::{sdp_offer, sipp_media_port, Server, SipRequest};
 use switchboard::media::rtcp::{parse_compound, RtcpPacket};
 use switchboard::media::rtp::{write_header, RtpPacket};
 

@@ -3,12 +3,12 @@
 //! bans its source, and legitimate callers (the host itself, other sources) keep being
 //! served throughout. Each refusal is logged as a security event.
 
-mod support;
+use crate::support;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use support::{config_with, sdp_offer, Scenario, Server, SipClient, SipRequest};
+use crate::support::{config_with, sdp_offer, Scenario, Server, SipClient, SipRequest};
 
 fn options(client: &SipClient, user_agent: Option<&str>) -> Vec<u8> {
     let mut req = SipRequest::new("OPTIONS", "hotline", client);

@@ -2,12 +2,12 @@
 //! (RFC 3261 error answers, malformed input) plus SIPp's OPTIONS and the RFC 4475 torture
 //! messages from `../shared/conformance/rfc4475`.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{http_get_status, sdp_offer, Scenario, Server, SipRequest};
+use crate::support::{http_get_status, sdp_offer, Scenario, Server, SipRequest};
 
 /// The server still works: a fresh OPTIONS gets 200 and /healthz is 200.
 fn assert_alive(server: &Server) {

@@ -7,17 +7,15 @@
 //! The TLS client is tokio-rustls speaking raw SIP: Debian's SIPp 3.6.1 is built without
 //! TLS (`-t l1` is not among its transports), see docs/clients.md.
 
-#[path = "support/sip_stream.rs"]
-mod sip_stream;
-mod support;
+use crate::sip_stream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{free_port, repo_root, run_binary, unique, Server};
 use sip_stream::{off_runtime, sdp, self_signed, tls_connect, SipText};
-use support::{free_port, repo_root, run_binary, unique, Server};
 
 const T: Duration = Duration::from_secs(5);
 

@@ -6,14 +6,12 @@
 //! The clients are tokio-tungstenite speaking raw SIP, like JsSIP does (`Via: SIP/2.0/WS
 //! xxx.invalid`), so nothing here can reach the client except over its WebSocket.
 
-#[path = "support/sip_stream.rs"]
-mod sip_stream;
-mod support;
+use crate::sip_stream;
 
 use std::time::Duration;
 
+use crate::support::{unique, Server};
 use sip_stream::{off_runtime, response_to, sdp, ws_connect, SipText, StreamClient};
-use support::{unique, Server};
 
 const T: Duration = Duration::from_secs(5);
 

@@ -2,12 +2,10 @@
 //! any other network is refused with 403 before anything is set up (and logged as a security
 //! event), while the trunk's own network reaches the hotline as before.
 
-mod support;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use support::{repo_root, sdp_offer, Server, SipClient, SipRequest};
+use crate::support::{repo_root, sdp_offer, Server, SipClient, SipRequest};
 
 fn config_with_trunk(cidr: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("dir");

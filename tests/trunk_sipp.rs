@@ -14,8 +14,10 @@
 //!
 //! Every check reads SIPp's own message trace or the database, not the server's word.
 //! Needs SIPp (`$SWITCHBOARD_SIPP`, else `sipp` on PATH); no root (no RTP is played).
-//! Run: `cargo test --test trunk_sipp -- --test-threads=1` (about 70 s, most of it the
+//! Run: `cargo test --test suite -- trunk_sipp:: --test-threads=1` (about 70 s, most of it the
 //! Timer B case's 32 s).
+
+use crate::support;
 
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
@@ -27,9 +29,7 @@ use std::time::{Duration, Instant};
 use chrono::Timelike;
 use serde_json::{json, Value};
 
-mod support;
-
-use support::{free_port, read_lossy, repo_root, sipp, tail, wait_child, Server};
+use crate::support::{free_port, read_lossy, repo_root, sipp, tail, wait_child, Server};
 
 const TOKEN: &str = "trunk-sipp-test-token-31b7";
 

@@ -2,11 +2,9 @@
 //! intro, talks (RTP) and presses # — the message is a mono 8 kHz WAV whose path is on the
 //! call record, the step ended on the terminator, and nothing was dropped.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{repo_root, wait_for, Scenario, Server};
+use crate::support::{repo_root, wait_for, Scenario, Server};
 
 #[test]
 fn caller_leaves_a_message_ended_by_pound() {

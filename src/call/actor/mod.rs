@@ -805,12 +805,17 @@ impl Call {
             at: now_ts(),
         });
         info!(route = %self.route.to, dialplan = %self.route.dialplan, "answered");
-        // Media (and the dialplan) start when the ACK confirms the call, not with the 200.
-        // The difference for a caller is one round trip of prompt; the difference under
-        // overload is everything: a call whose caller gave up before our 200 arrived is
+        // Under overload, media (and the dialplan) start when the ACK confirms the call,
+        // not with the 200: a call whose caller gave up before our late 200 arrived is
         // never ACKed, and it must not play prompts to nobody for 32 s (Timer H) while the
-        // server is already behind (docs/benchmarks.md, "Overload").
-        self.media_on_ack = offer;
+        // server is already behind (docs/benchmarks.md, "Overload"). Otherwise they start
+        // at once: on a lossy path the ACK may be lost and come 500 ms later with the
+        // retransmitted 200, and a caller who already pressed a key must be heard.
+        match offer {
+            Some(n) if self.ctx.overload.recent(now) => self.media_on_ack = Some(n),
+            Some(n) => self.start_media(now, &n),
+            None => {}
+        }
     }
 
     /// A fresh media session's parameters (new SSRC, sequence and timestamp origin).
