@@ -387,7 +387,16 @@ async fn main() {
     // progress (GET /api/campaigns/{id}).
     if let Some(id) = first_id {
         let t = Instant::now();
-        let due = campaigns::due(&db, id, &now_ts(), 200)
+        let due = campaigns::due(
+            &db,
+            id,
+            &now_ts(),
+            200,
+            campaigns::Lease {
+                node: "bench",
+                ttl_s: 15,
+            },
+        )
             .await
             .map(|v| v.len())
             .unwrap_or(0);
