@@ -397,9 +397,9 @@ async fn main() {
                 ttl_s: 15,
             },
         )
-            .await
-            .map(|v| v.len())
-            .unwrap_or(0);
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0);
         let due_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let open = campaigns::open_contacts(&db, id).await.unwrap_or(-1);

@@ -147,8 +147,8 @@ pub async fn run(ctx: Arc<CallContext>, me: NodeInfo, close: CancellationToken) 
                     match nodes::register(db, &me).await {
                         Ok(()) => {
                             if step.beat == NodeState::Draining {
-                                let _ = nodes::set_state(db, &me.node_id, NodeState::Draining)
-                                    .await;
+                                let _ =
+                                    nodes::set_state(db, &me.node_id, NodeState::Draining).await;
                             }
                             BeatResult::DeclaredDead
                         }
@@ -199,7 +199,9 @@ async fn sweep(db: &Db, me: &str, dead_after_s: i64) {
                     calls = n,
                     "node declared dead (no heartbeat for {dead_after_s} s): its open calls closed as 'interrupted'"
                 ),
-                Err(e) => error!(node = %peer, error = %e, "node declared dead but its calls could not be closed"),
+                Err(e) => {
+                    error!(node = %peer, error = %e, "node declared dead but its calls could not be closed")
+                }
             },
             Ok(false) => {} // another survivor was first, or it came back
             Err(e) => warn!(node = %peer, error = %e, "cannot declare node dead"),
@@ -235,7 +237,13 @@ mod tests {
         let t0 = Instant::now();
         let mut m = Membership::new(timing(), true, t0);
         let s = m.poll(t0).expect("first beat at once");
-        assert_eq!(s, Step { beat: NodeState::Running, sweep: true });
+        assert_eq!(
+            s,
+            Step {
+                beat: NodeState::Running,
+                sweep: true
+            }
+        );
         assert!(m.poll(t0).is_none(), "one beat at a time");
         m.on_beat(t0, BeatResult::Ok);
         assert_eq!(m.next_wake(), t0 + Duration::from_secs(5));
@@ -243,7 +251,11 @@ mod tests {
         let t5 = t0 + Duration::from_secs(5);
         assert!(m.poll(t5).is_some());
         m.on_beat(t5, BeatResult::Failed);
-        assert_eq!(m.next_wake(), t5 + Duration::from_secs(1), "a failed beat is retried in 1 s");
+        assert_eq!(
+            m.next_wake(),
+            t5 + Duration::from_secs(1),
+            "a failed beat is retried in 1 s"
+        );
         assert!(!m.out_of_touch(t5 + Duration::from_secs(1)));
     }
 
@@ -272,7 +284,10 @@ mod tests {
         m.drain();
         assert_eq!(
             m.poll(t0),
-            Some(Step { beat: NodeState::Draining, sweep: false })
+            Some(Step {
+                beat: NodeState::Draining,
+                sweep: false
+            })
         );
     }
 }

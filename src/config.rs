@@ -492,8 +492,7 @@ impl Default for ClusterTiming {
 pub fn valid_node_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
@@ -1029,12 +1028,17 @@ impl Config {
             Some(sp) => {
                 let r = sp.get_ref();
                 let d = ClusterTiming::default();
-                let heartbeat = r.heartbeat_s.map_or(d.heartbeat, std::time::Duration::from_secs);
+                let heartbeat = r
+                    .heartbeat_s
+                    .map_or(d.heartbeat, std::time::Duration::from_secs);
                 let dead_after = r
                     .dead_after_s
                     .map_or(d.dead_after, std::time::Duration::from_secs);
                 if heartbeat.is_zero() || heartbeat > std::time::Duration::from_secs(300) {
-                    return Err(err(sp.span().start, "[cluster] heartbeat_s must be 1..=300".into()));
+                    return Err(err(
+                        sp.span().start,
+                        "[cluster] heartbeat_s must be 1..=300".into(),
+                    ));
                 }
                 // Two missed heartbeats at least, so one slow write does not kill a node.
                 if dead_after < heartbeat * 2 {
@@ -1045,7 +1049,10 @@ impl Config {
                 }
                 let drain = r.drain_s.map_or(d.drain, std::time::Duration::from_secs);
                 if drain > std::time::Duration::from_secs(86_400) {
-                    return Err(err(sp.span().start, "[cluster] drain_s must be at most 86400".into()));
+                    return Err(err(
+                        sp.span().start,
+                        "[cluster] drain_s must be at most 86400".into(),
+                    ));
                 }
                 ClusterTiming {
                     heartbeat,

@@ -219,9 +219,7 @@ fn build_config(args: &RunArgs) -> Result<Config, String> {
     }
     if let Some(n) = &args.node_id {
         if !switchboard::config::valid_node_id(n) {
-            return Err(format!(
-                "--node-id '{n}' must be 1-64 of A-Z a-z 0-9 - _ ."
-            ));
+            return Err(format!("--node-id '{n}' must be 1-64 of A-Z a-z 0-9 - _ ."));
         }
         cfg.node_id = n.clone();
     }

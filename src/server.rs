@@ -444,12 +444,8 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         // while it still finishes them; then the row says it left cleanly.
         membership_close.cancel();
         let _ = membership.await;
-        if let Err(e) = store::nodes::set_state(
-            &db,
-            &node_info.node_id,
-            store::nodes::NodeState::Stopped,
-        )
-        .await
+        if let Err(e) =
+            store::nodes::set_state(&db, &node_info.node_id, store::nodes::NodeState::Stopped).await
         {
             warn!(error = %e, "node state 'stopped' not written");
         }

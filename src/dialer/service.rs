@@ -432,7 +432,11 @@ async fn run_campaign(
             // Dialing contacts of a node that died: their attempt is over (counted once,
             // as interrupted) and the retry policy decides, as after our own crash.
             for c in campaigns::take_orphans(db, id, lease).await? {
-                warn!(contact = c.id, attempt = c.attempts, "contact of a dead node taken over: attempt closed as interrupted");
+                warn!(
+                    contact = c.id,
+                    attempt = c.attempts,
+                    "contact of a dead node taken over: attempt closed as interrupted"
+                );
                 finish(&ctx, &st, &shared, &c, c.attempts, None, "interrupted").await?;
             }
         }
@@ -481,9 +485,7 @@ async fn run_campaign(
                     break;
                 };
                 if queue.is_empty() {
-                    queue.extend(
-                        campaigns::due(db, id, &fmt_ts(Utc::now()), FETCH, lease).await?,
-                    );
+                    queue.extend(campaigns::due(db, id, &fmt_ts(Utc::now()), FETCH, lease).await?);
                     if queue.is_empty() {
                         break;
                     }

@@ -74,9 +74,9 @@ impl Dialect {
     /// The database's clock plus (or minus, when negative) parameter `$n` seconds (an integer).
     pub fn now_plus(self, n: usize) -> String {
         match self {
-            Dialect::Sqlite => format!(
-                "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('%+d seconds', ${n}))"
-            ),
+            Dialect::Sqlite => {
+                format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('%+d seconds', ${n}))")
+            }
             Dialect::Postgres => {
                 format!("(now() + make_interval(secs => CAST(${n} AS DOUBLE PRECISION)))")
             }

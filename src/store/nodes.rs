@@ -99,12 +99,7 @@ pub enum Beat {
 
 /// Refresh this node's heartbeat and state, and the leases of its dialing campaign contacts
 /// (they expire `lease_s` after the last heartbeat that renewed them).
-pub async fn beat(
-    db: &Db,
-    node: &str,
-    state: NodeState,
-    lease_s: i64,
-) -> Result<Beat, StoreError> {
+pub async fn beat(db: &Db, node: &str, state: NodeState, lease_s: i64) -> Result<Beat, StoreError> {
     let d = db.dialect;
     let mut tx = db.pool.begin().await?;
     let sql = format!(
@@ -207,11 +202,7 @@ pub async fn finalize_node_calls(db: &Db, node: &str) -> Result<u64, StoreError>
 /// - PostgreSQL: this node's own open rows; rows without a node (written before nodes had
 ///   names, by a single node) only when no other node is heart-beating, since one of them
 ///   might be that single node still running an older release.
-pub async fn finalize_own_calls(
-    db: &Db,
-    node: &str,
-    dead_after_s: i64,
-) -> Result<u64, StoreError> {
+pub async fn finalize_own_calls(db: &Db, node: &str, dead_after_s: i64) -> Result<u64, StoreError> {
     if db.dialect == Dialect::Sqlite {
         return db.finalize_dangling_calls().await;
     }
@@ -304,17 +295,25 @@ mod tests {
         register(&db, &info("a")).await.expect("a");
         register(&db, &info("b")).await.expect("b");
         assert!(!declare_dead(&db, "a", 15).await.expect("fresh"));
-        sqlx::query("UPDATE nodes SET heartbeat_at = '2000-01-01T00:00:00.000Z' WHERE node_id = 'a'")
-            .execute(&db.pool)
-            .await
-            .expect("age a");
+        sqlx::query(
+            "UPDATE nodes SET heartbeat_at = '2000-01-01T00:00:00.000Z' WHERE node_id = 'a'",
+        )
+        .execute(&db.pool)
+        .await
+        .expect("age a");
         assert_eq!(stale_peers(&db, "b", 15).await.expect("stale"), vec!["a"]);
         assert!(stale_peers(&db, "a", 15).await.expect("own").is_empty());
         assert!(declare_dead(&db, "a", 15).await.expect("dead"));
         assert!(!declare_dead(&db, "a", 15).await.expect("only once"));
-        assert_eq!(beat(&db, "a", NodeState::Running, 15).await.expect("beat"), Beat::DeclaredDead);
+        assert_eq!(
+            beat(&db, "a", NodeState::Running, 15).await.expect("beat"),
+            Beat::DeclaredDead
+        );
         register(&db, &info("a")).await.expect("rejoin");
-        assert_eq!(beat(&db, "a", NodeState::Draining, 15).await.expect("beat"), Beat::Written);
+        assert_eq!(
+            beat(&db, "a", NodeState::Draining, 15).await.expect("beat"),
+            Beat::Written
+        );
         let rows = list(&db).await.expect("list");
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].state, "draining");
@@ -334,15 +333,17 @@ mod tests {
                 .expect("insert");
         }
         assert_eq!(finalize_node_calls(&db, "a").await.expect("a"), 1);
-        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_records WHERE ended_at IS NULL")
-            .fetch_one(&db.pool)
-            .await
-            .expect("count");
+        let open: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM call_records WHERE ended_at IS NULL")
+                .fetch_one(&db.pool)
+                .await
+                .expect("count");
         assert_eq!(open, 2);
-        let cause: String = sqlx::query_scalar("SELECT hangup_cause FROM call_records WHERE id = 'c1'")
-            .fetch_one(&db.pool)
-            .await
-            .expect("cause");
+        let cause: String =
+            sqlx::query_scalar("SELECT hangup_cause FROM call_records WHERE id = 'c1'")
+                .fetch_one(&db.pool)
+                .await
+                .expect("cause");
         assert_eq!(cause, "node_dead");
     }
 }
