@@ -387,10 +387,19 @@ async fn main() {
     // progress (GET /api/campaigns/{id}).
     if let Some(id) = first_id {
         let t = Instant::now();
-        let due = campaigns::due(&db, id, &now_ts(), 200)
-            .await
-            .map(|v| v.len())
-            .unwrap_or(0);
+        let due = campaigns::due(
+            &db,
+            id,
+            &now_ts(),
+            200,
+            campaigns::Lease {
+                node: "bench",
+                ttl_s: 15,
+            },
+        )
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0);
         let due_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let open = campaigns::open_contacts(&db, id).await.unwrap_or(-1);

@@ -90,6 +90,7 @@ async fn main() {
                 dialplan: Some("hotline".into()),
                 campaign_id: None,
                 started_at: ts.clone(),
+                node: None,
             });
             for e in 0..events {
                 ops.push(StoreOp::CallEvent {

@@ -53,6 +53,18 @@ struct RawConfig {
     api: Option<RawApi>,
     #[serde(default)]
     webhooks: Option<Spanned<RawWebhooks>>,
+    #[serde(default)]
+    cluster: Option<Spanned<RawCluster>>,
+}
+
+/// `[cluster]`: heart-beating and dead-node detection between nodes sharing one PostgreSQL
+/// (docs/adr/0007-cluster-state.md).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    heartbeat_s: Option<u64>,
+    dead_after_s: Option<u64>,
+    drain_s: Option<u64>,
 }
 
 /// `[api]`: who may read the status endpoints (`/api/status`, `/api/agents`,
@@ -311,6 +323,7 @@ struct RawServer {
     tls_listen: Option<Spanned<String>>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    node_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -446,6 +459,53 @@ pub struct Config {
     pub sms: Option<SmsGateway>,
     /// Campaigns' fallback webhooks (`[webhooks]`).
     pub webhooks: Webhooks,
+    /// This node's name (`[server] node_id`, `--node-id`; default: the host name): written on
+    /// its call records, its `nodes` row and its campaign leases.
+    pub node_id: String,
+    /// `[cluster]` timing.
+    pub cluster: ClusterTiming,
+}
+
+/// `[cluster]`: how often a node heart-beats and how old a heartbeat may get before a
+/// survivor declares the node dead (and finalises its calls, retries its contacts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterTiming {
+    pub heartbeat: std::time::Duration,
+    pub dead_after: std::time::Duration,
+    /// How long SIGTERM lets calls in progress finish while draining before the node stops
+    /// (hanging up what is left). 0: stop at once, as a single node always did.
+    pub drain: std::time::Duration,
+}
+
+impl Default for ClusterTiming {
+    fn default() -> Self {
+        ClusterTiming {
+            heartbeat: std::time::Duration::from_secs(5),
+            dead_after: std::time::Duration::from_secs(15),
+            drain: std::time::Duration::ZERO,
+        }
+    }
+}
+
+/// A node name: 1-64 of A-Z a-z 0-9 - _ . (it goes into SQL as a bound value, logs and
+/// metrics labels).
+pub fn valid_node_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The default node name: the kernel's host name, else `HOSTNAME`, else `switchboard`.
+pub fn default_node_id() -> String {
+    let from_kernel = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string());
+    from_kernel
+        .into_iter()
+        .chain(std::env::var("HOSTNAME").ok())
+        .find(|h| valid_node_id(h))
+        .unwrap_or_else(|| "switchboard".into())
 }
 
 fn security_config(
@@ -953,7 +1013,57 @@ impl Config {
                 }
             }
         };
+        let node_id = match server.node_id {
+            Some(n) if !valid_node_id(&n) => {
+                return Err(err(
+                    0,
+                    format!("[server] node_id '{n}' must be 1-64 of A-Z a-z 0-9 - _ ."),
+                ))
+            }
+            Some(n) => n,
+            None => default_node_id(),
+        };
+        let cluster = match &raw.cluster {
+            None => ClusterTiming::default(),
+            Some(sp) => {
+                let r = sp.get_ref();
+                let d = ClusterTiming::default();
+                let heartbeat = r
+                    .heartbeat_s
+                    .map_or(d.heartbeat, std::time::Duration::from_secs);
+                let dead_after = r
+                    .dead_after_s
+                    .map_or(d.dead_after, std::time::Duration::from_secs);
+                if heartbeat.is_zero() || heartbeat > std::time::Duration::from_secs(300) {
+                    return Err(err(
+                        sp.span().start,
+                        "[cluster] heartbeat_s must be 1..=300".into(),
+                    ));
+                }
+                // Two missed heartbeats at least, so one slow write does not kill a node.
+                if dead_after < heartbeat * 2 {
+                    return Err(err(
+                        sp.span().start,
+                        "[cluster] dead_after_s must be at least twice heartbeat_s".into(),
+                    ));
+                }
+                let drain = r.drain_s.map_or(d.drain, std::time::Duration::from_secs);
+                if drain > std::time::Duration::from_secs(86_400) {
+                    return Err(err(
+                        sp.span().start,
+                        "[cluster] drain_s must be at most 86400".into(),
+                    ));
+                }
+                ClusterTiming {
+                    heartbeat,
+                    dead_after,
+                    drain,
+                }
+            }
+        };
         Ok(Config {
+            node_id,
+            cluster,
             guard,
             session_expires_s,
             session_min_se_s,

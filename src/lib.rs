@@ -8,6 +8,7 @@ pub mod acd;
 pub mod api;
 pub mod call;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dialer;
 pub mod http_client;

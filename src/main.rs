@@ -149,6 +149,10 @@ struct RunArgs {
     /// (default: [server] realtime_priority, 0 = normal priority).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=99))]
     realtime_priority: Option<u8>,
+    /// This node's name in a cluster: on its call records, its `nodes` row and its campaign
+    /// leases (default: [server] node_id, else the host name).
+    #[arg(long, value_name = "NAME")]
+    node_id: Option<String>,
 }
 
 impl RunArgs {
@@ -165,6 +169,7 @@ impl RunArgs {
             api_token: self.api_token.or_else(|| outer.api_token.clone()),
             api_read_token: self.api_read_token.or_else(|| outer.api_read_token.clone()),
             realtime_priority: self.realtime_priority.or(outer.realtime_priority),
+            node_id: self.node_id.or_else(|| outer.node_id.clone()),
         }
     }
 }
@@ -211,6 +216,12 @@ fn build_config(args: &RunArgs) -> Result<Config, String> {
     }
     if let Some(p) = args.realtime_priority {
         cfg.realtime_priority = p;
+    }
+    if let Some(n) = &args.node_id {
+        if !switchboard::config::valid_node_id(n) {
+            return Err(format!("--node-id '{n}' must be 1-64 of A-Z a-z 0-9 - _ ."));
+        }
+        cfg.node_id = n.clone();
     }
     if cfg.media_address.is_unspecified() {
         warn!("media address is unspecified; set media_address so SDP carries a reachable IP");
@@ -658,7 +669,33 @@ async fn wait_for_signals(srv: &server::RunningServer) {
     };
     loop {
         tokio::select! {
-            _ = term.recv() => return,
+            _ = term.recv() => {
+                // Drain first: the edge stops sending calls here (OPTIONS and INVITEs get
+                // 503), calls in progress get `[cluster] drain_s` to finish. A second
+                // SIGTERM or a SIGINT stops at once.
+                srv.drain().await;
+                let window = srv.context().config.cluster.drain;
+                if window.is_zero() {
+                    return;
+                }
+                info!(calls = srv.active_calls(), drain_s = window.as_secs(), "SIGTERM: draining; SIGTERM again or SIGINT stops at once");
+                let deadline = tokio::time::Instant::now() + window;
+                loop {
+                    if srv.active_calls() == 0 {
+                        info!("drained: no call in progress");
+                        return;
+                    }
+                    tokio::select! {
+                        _ = term.recv() => return,
+                        _ = int.recv() => return,
+                        _ = tokio::time::sleep_until(deadline) => {
+                            warn!(calls = srv.active_calls(), "drain window over; hanging up the calls left");
+                            return;
+                        }
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                    }
+                }
+            }
             _ = int.recv() => return,
             _ = hup.recv() => match srv.reload_dialplans() {
                 Ok(n) => info!(dialplans = n, "dialplans reloaded"),

@@ -205,7 +205,13 @@ pub async fn start_on(
     // as interrupted; if the spool cannot be replayed yet, closing them would be premature.
     match store::writer::replay_spool(&db, &spool, &dead_letter, &store_handle.stats).await {
         Ok(true) => {
-            let dangling = db.finalize_dangling_calls().await?;
+            // Only this node's calls (SQLite: every open row; docs/adr/0007-cluster-state.md).
+            let dangling = store::nodes::finalize_own_calls(
+                &db,
+                &cfg.node_id,
+                cfg.cluster.dead_after.as_secs() as i64,
+            )
+            .await?;
             if dangling > 0 {
                 warn!(
                     calls = dangling,
@@ -328,9 +334,24 @@ pub async fn start_on(
         active_calls: crate::call::slots::CallSlots::new(),
         security_drops: std::sync::atomic::AtomicU64::new(0),
         router: router_tx,
+        draining: std::sync::atomic::AtomicBool::new(false),
         config: cfg,
     });
 
+    let node_info = store::nodes::NodeInfo {
+        node_id: ctx.config.node_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        sip_addr: sip_addr.to_string(),
+        http_addr: http_addr.to_string(),
+    };
+    store::nodes::register(&db, &node_info).await?;
+    info!(node = %node_info.node_id, "node registered");
+    let membership_close = CancellationToken::new();
+    let membership = tokio::spawn(crate::cluster::run(
+        ctx.clone(),
+        node_info.clone(),
+        membership_close.clone(),
+    ));
     let writer = tokio::spawn(store::writer::run_journaled(
         db.clone(),
         store_rx,
@@ -436,6 +457,15 @@ pub async fn start_on(
             let _ = t.await;
         }
         let _ = http_task.await;
+        // Heart-beating until the calls are done, so no survivor takes this node for dead
+        // while it still finishes them; then the row says it left cleanly.
+        membership_close.cancel();
+        let _ = membership.await;
+        if let Err(e) =
+            store::nodes::set_state(&db, &node_info.node_id, store::nodes::NodeState::Stopped).await
+        {
+            warn!(error = %e, "node state 'stopped' not written");
+        }
         store_close.cancel();
         let _ = writer.await;
         db.pool.close().await;
@@ -458,6 +488,17 @@ impl RunningServer {
         self.shutdown.cancel();
         drop(self.ctx);
         let _ = self.tasks.await;
+    }
+
+    /// Drain (SIGTERM, `POST /api/drain`): refuse new calls with 503, let current ones
+    /// finish; see [`crate::cluster::drain`].
+    pub async fn drain(&self) {
+        crate::cluster::drain(&self.ctx).await
+    }
+
+    /// Calls in progress on this node.
+    pub fn active_calls(&self) -> usize {
+        self.ctx.active_calls.active()
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {

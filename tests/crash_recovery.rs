@@ -162,3 +162,171 @@ fn kill_9_while_the_writer_is_blocked_loses_no_record() {
     assert!(row["ended_at"].as_str().is_some(), "{row:?}");
     assert!(row["answered_at"].as_str().is_some(), "{row:?}");
 }
+
+// ---- two nodes on one PostgreSQL (issue 18: scale-out) -------------------------------------
+
+/// Crash recovery scoped to a node: A holds a call; B is killed and restarted beside it and
+/// leaves A's live row alone; A is drained (OPTIONS 503) and killed with SIGKILL; after
+/// `[cluster] dead_after_s` B declares A dead and closes A's call `interrupted`, once.
+#[test]
+fn two_nodes_on_postgres_restart_leaves_the_other_alone_and_a_dead_node_is_finalized() {
+    let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)"
+        );
+        eprintln!("SWITCHBOARD_TEST_PG_URL not set: skipped");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let db = rt
+        .block_on(switchboard::store::Db::connect(&url))
+        .expect("connect to the test PostgreSQL");
+    let q = |sql: &str, node: &str| -> i64 {
+        rt.block_on(
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(node.to_string())
+                .fetch_one(&db.pool),
+        )
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let node_a = support::unique("a");
+    let node_b = support::unique("b");
+    // Each node its own config copy (its own spool), fast cluster timing.
+    let cluster = "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\n";
+    let dir_a = tempfile::tempdir().expect("dir");
+    let dir_b = tempfile::tempdir().expect("dir");
+    let cfg_a = support::config_with(dir_a.path(), cluster);
+    let cfg_b = support::config_with(dir_b.path(), cluster);
+    let start = |node: &str, cfg: &std::path::Path| {
+        Server::start_on(
+            Some(&url),
+            &["--node-id", node, "--config", &cfg.display().to_string()],
+        )
+    };
+    let a = start(&node_a, &cfg_a);
+    let call = a.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '2')], 25_000, 30_000),
+        &["-set", "caller", "+15551230001"],
+    );
+    let live_on_a = "SELECT COUNT(*) FROM call_records WHERE node = $1 AND answered_at IS NOT NULL AND ended_at IS NULL";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while q(live_on_a, &node_a) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "A's call never answered\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // B starts, is killed with SIGKILL, and starts again: A's live row is untouched.
+    let b = start(&node_b, &cfg_b);
+    let st = Command::new("kill")
+        .args(["-KILL", &b.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    drop(b);
+    let b = start(&node_b, &cfg_b);
+    assert_eq!(
+        q(live_on_a, &node_a),
+        1,
+        "B's restart closed A's live call\n{}",
+        b.log()
+    );
+    assert!(
+        b.log().contains("node registered"),
+        "B registered its node row\n{}",
+        b.log()
+    );
+    // Both nodes running in the nodes table.
+    let running = "SELECT COUNT(*) FROM nodes WHERE node_id = $1 AND state = 'running'";
+    assert_eq!(q(running, &node_a), 1);
+    assert_eq!(q(running, &node_b), 1);
+
+    // Drain A through the API: its OPTIONS answer turns 503, the row says draining, the
+    // call goes on.
+    let client = support::SipClient::new(a.sip_addr);
+    let options = |client: &support::SipClient| {
+        client.send(&support::SipRequest::new("OPTIONS", "hotline", client).bytes());
+        client
+            .final_response(Duration::from_secs(3))
+            .map(|r| r.code)
+    };
+    assert_eq!(options(&client), Some(200));
+    assert_eq!(post(a.http_addr, "/api/drain", &a.api_token()), 200);
+    assert_eq!(
+        options(&client),
+        Some(503),
+        "a draining node answers OPTIONS 503"
+    );
+    let draining = "SELECT COUNT(*) FROM nodes WHERE node_id = $1 AND state = 'draining'";
+    assert_eq!(q(draining, &node_a), 1);
+    assert_eq!(q(live_on_a, &node_a), 1, "draining does not cut the call");
+
+    // A dies. Within dead_after_s (3) + a heartbeat or two, B declares it dead and closes
+    // its call as interrupted — not before dead_after_s.
+    let killed = Instant::now();
+    let st = Command::new("kill")
+        .args(["-KILL", &a.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    drop(call);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        q(live_on_a, &node_a),
+        1,
+        "A's call closed before dead_after_s"
+    );
+    let closed = "SELECT COUNT(*) FROM call_records WHERE node = $1 AND ended_at IS NOT NULL \
+                  AND disposition = 'interrupted' AND hangup_cause = 'node_dead'";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while q(closed, &node_a) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "B never finalized A's call\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(killed.elapsed() >= Duration::from_secs(3));
+    assert_eq!(
+        q(
+            "SELECT COUNT(*) FROM nodes WHERE node_id = $1 AND state = 'dead'",
+            &node_a
+        ),
+        1
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM call_records WHERE node = $1", &node_a),
+        1,
+        "one row, not duplicated"
+    );
+    assert!(b.log().contains("node declared dead"), "{}", b.log());
+    drop(a);
+}
+
+/// `POST path` with a bearer token and no body; the status code.
+fn post(addr: std::net::SocketAddr, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}

@@ -80,6 +80,7 @@ fn call_ops(call: &str, ticket: i64, choice: &str) -> Vec<StoreOp> {
             dialplan: Some("hotline".into()),
             campaign_id: None,
             started_at: t.clone(),
+            node: None,
         },
         StoreOp::CallAnswered {
             id: call.into(),

@@ -114,6 +114,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/agents/{name}/disposition", post(acd::disposition))
         .route("/api/agents/{name}/{action}", post(acd::command))
         .route("/api/dialplans/reload", post(reload_dialplans))
+        .route("/api/drain", post(drain))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -123,6 +124,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/agents", get(acd::agents))
         .route("/api/agents/{name}", get(acd::agent))
         .route("/api/queues", get(acd::queues))
+        .route("/api/nodes", get(nodes))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_read_token,
@@ -161,6 +163,8 @@ async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     let st = &s.ctx.store.stats;
     Json(json!({
         "sip": s.ctx.sip_local.to_string(),
+        "node": s.ctx.config.node_id,
+        "draining": s.ctx.draining.load(Ordering::Relaxed),
         "active_calls": s.ctx.active_calls.active(),
         "security_drops": s.ctx.security_drops.load(Ordering::Relaxed),
         "overload_refused": s.ctx.overload_refusals.load(Ordering::Relaxed),
@@ -173,6 +177,26 @@ async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::Value> {
             "mailbox_full": st.mailbox_full.load(Ordering::Relaxed),
         }
     }))
+}
+
+/// `POST /api/drain`: put this node in draining (what SIGTERM starts with): OPTIONS and new
+/// INVITEs are answered 503, calls in progress finish, the `nodes` row says `draining`.
+/// Idempotent; there is no un-drain (restart the node to take calls again).
+async fn drain(State(s): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    crate::cluster::drain(&s.ctx).await;
+    Json(json!({
+        "node": s.ctx.config.node_id,
+        "draining": true,
+        "active_calls": s.ctx.active_calls.active(),
+    }))
+}
+
+/// `GET /api/nodes`: every node's row (state, heartbeat and its age by the database's clock).
+async fn nodes(State(s): State<Arc<ApiState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let rows = crate::store::nodes::list(&s.ctx.db)
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(json!({ "me": s.ctx.config.node_id, "nodes": rows })))
 }
 
 /// `POST /api/dialplans/reload`: what SIGHUP does, with the answer in the response — 200

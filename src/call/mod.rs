@@ -65,6 +65,9 @@ pub struct CallContext {
     pub trunk_gates: crate::dialer::gate::TrunkGates,
     /// Registration state of trunks with `register = true` (for the API).
     pub trunk_registrations: crate::trunk_reg::TrunkRegistrations,
+    /// Draining (SIGTERM, `POST /api/drain`): OPTIONS and new INVITEs are answered 503 so
+    /// the edge's dispatcher sends new calls elsewhere; calls in progress finish.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl CallContext {

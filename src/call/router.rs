@@ -381,6 +381,14 @@ impl Router {
         let has_to_tag = msg.to_header().map(|t| t.tag().is_some()).unwrap_or(false);
         match method {
             Method::Ack => {}
+            // A draining node says so to the edge's keep-alive probe (Kamailio's dispatcher
+            // marks it inactive and sends new calls to the other nodes).
+            Method::Options if self.ctx.draining.load(Ordering::Relaxed) => self.reply(
+                &inbound,
+                503,
+                "Service Unavailable",
+                &[(HeaderName::Other("Retry-After".into()), "30".into())],
+            ),
             Method::Options => self.reply(
                 &inbound,
                 200,
@@ -482,7 +490,7 @@ impl Router {
     }
 
     fn new_call(&mut self, inbound: Inbound) {
-        if self.shutdown.is_cancelled() {
+        if self.shutdown.is_cancelled() || self.ctx.draining.load(Ordering::Relaxed) {
             self.reply(
                 &inbound,
                 503,

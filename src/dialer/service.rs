@@ -404,10 +404,17 @@ async fn run_campaign(
         }
     };
     pacer.hold_until(shared.started + crate::dialer::core::SLIDING_WINDOW);
-    // Attempts claimed before a crash: possibly dialed, so counted and retried per policy.
-    for c in campaigns::interrupted_contacts(db, id).await? {
+    let dead_after_s = ctx.config.cluster.dead_after.as_secs() as i64;
+    let lease = campaigns::Lease {
+        node: &ctx.config.node_id,
+        ttl_s: dead_after_s,
+    };
+    // Attempts this node claimed before a crash: possibly dialed, so counted and retried per
+    // policy. Another node's are taken over only once it is dead (`take_orphans` below).
+    for c in campaigns::interrupted_contacts(db, id, lease.node, dead_after_s).await? {
         finish(&ctx, &st, &shared, &c, c.attempts, None, "interrupted").await?;
     }
+    let mut next_orphan_check = Instant::now();
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(1024);
     let mut queue: std::collections::VecDeque<ContactRow> = std::collections::VecDeque::new();
     let mut stopping = false;
@@ -416,8 +423,22 @@ async fn run_campaign(
         while let Ok(f) = done_rx.try_recv() {
             handle_finished(&ctx, &st, &shared, &active, f).await?;
         }
-        if stop.is_cancelled() {
+        // A draining node finishes its calls and claims no new contact.
+        if stop.is_cancelled() || ctx.draining.load(Ordering::Relaxed) {
             stopping = true;
+        }
+        if !stopping && Instant::now() >= next_orphan_check {
+            next_orphan_check = Instant::now() + ctx.config.cluster.heartbeat;
+            // Dialing contacts of a node that died: their attempt is over (counted once,
+            // as interrupted) and the retry policy decides, as after our own crash.
+            for c in campaigns::take_orphans(db, id, lease).await? {
+                warn!(
+                    contact = c.id,
+                    attempt = c.attempts,
+                    "contact of a dead node taken over: attempt closed as interrupted"
+                );
+                finish(&ctx, &st, &shared, &c, c.attempts, None, "interrupted").await?;
+            }
         }
         let wall = Utc::now();
         if st.schedule_end.is_some_and(|e| wall >= e) && !stopping {
@@ -464,7 +485,7 @@ async fn run_campaign(
                     break;
                 };
                 if queue.is_empty() {
-                    queue.extend(campaigns::due(db, id, &fmt_ts(Utc::now()), FETCH).await?);
+                    queue.extend(campaigns::due(db, id, &fmt_ts(Utc::now()), FETCH, lease).await?);
                     if queue.is_empty() {
                         break;
                     }
@@ -565,7 +586,11 @@ async fn dial(
     if shared.shutdown.is_cancelled() {
         return Ok(false);
     }
-    let Some(attempt) = campaigns::claim(db, &contact).await? else {
+    let lease = campaigns::Lease {
+        node: &ctx.config.node_id,
+        ttl_s: ctx.config.cluster.dead_after.as_secs() as i64,
+    };
+    let Some(attempt) = campaigns::claim(db, &contact, lease).await? else {
         return Ok(false);
     };
     let ticket = tickets::by_id(db, contact.ticket_id).await?;

@@ -6,6 +6,16 @@
 //! current state and attempt count (compare-and-set), before any INVITE is sent. A crash
 //! after the claim leaves the contact `dialing`; [`recover_interrupted`] turns those into
 //! counted, failed attempts that the retry policy schedules, never a silent re-dial.
+//!
+//! Several nodes on one PostgreSQL share campaigns through leases (`lease_owner`,
+//! `lease_expires_at`; docs/adr/0007-cluster-state.md): [`due`] reserves a batch of due
+//! contacts for this node with `FOR UPDATE SKIP LOCKED`, so nodes do not fight over the same
+//! rows; [`claim`] (still the compare-and-set that makes an attempt happen once) makes this
+//! node the owner of the dialing contact, and the node's heartbeat renews that lease. A node
+//! that dies stops renewing: once it is declared dead and the lease has run out, a survivor
+//! takes the contact over ([`take_orphans`]) and closes the attempt as interrupted, exactly
+//! what a restart does with its own. SQLite serves one node: the leases are written but
+//! never contended.
 
 use sqlx::Row;
 
@@ -305,14 +315,62 @@ pub async fn contacts(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Who leases contacts, and for how long a lease lasts without renewal.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub node: &'a str,
+    pub ttl_s: i64,
+}
+
+/// Other nodes alive by their heartbeat (PostgreSQL; `$n` is minus the dead-after seconds).
+fn other_live_nodes(db: &Db, me: usize, n: usize) -> String {
+    format!(
+        "SELECT 1 FROM nodes WHERE node_id <> ${me} AND state IN ('running', 'draining') AND heartbeat_at >= {}",
+        db.dialect.now_plus(n)
+    )
+}
+
 /// Contacts that may be due now: pending, or retry whose time has come. Window, DNC and caps
 /// are checked by the dialer core on each candidate.
+///
+/// On PostgreSQL the batch is reserved for `lease.node` (rows another node reserved and whose
+/// reservation has not run out are skipped, and rows being reserved right now by another
+/// node are skipped rather than waited for: `FOR UPDATE SKIP LOCKED`). A reservation only
+/// spreads work: [`claim`] decides who dials.
 pub async fn due(
     db: &Db,
     campaign: i64,
     now: &str,
     limit: i64,
+    lease: Lease<'_>,
 ) -> Result<Vec<ContactRow>, StoreError> {
+    if db.dialect == super::Dialect::Postgres {
+        let sql = format!(
+            "UPDATE campaign_contacts SET lease_owner = $4, lease_expires_at = {exp} \
+             WHERE id IN (SELECT id FROM campaign_contacts WHERE campaign_id = $1 AND \
+               state IN ('pending', 'retry') AND (next_attempt_at IS NULL OR next_attempt_at <= {ts}) \
+               AND (lease_owner IS NULL OR lease_owner = $4 OR lease_expires_at IS NULL OR lease_expires_at < now()) \
+               ORDER BY priority, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING {CONTACT_COLUMNS}",
+            exp = db.dialect.now_plus(5),
+            ts = db.dialect.ts(2)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(campaign)
+            .bind(now)
+            .bind(limit)
+            .bind(lease.node)
+            .bind(lease.ttl_s)
+            .fetch_all(&db.pool)
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(contact_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        // RETURNING has no order.
+        out.sort_by_key(|c| (c.priority, c.id));
+        return Ok(out);
+    }
     let sql = format!(
         "SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 AND \
          state IN ('pending', 'retry') AND (next_attempt_at IS NULL OR next_attempt_at <= {}) ORDER BY priority, id LIMIT $3",
@@ -429,21 +487,30 @@ pub async fn set_contact_state(
 
 /// Claim the next attempt of a contact before dialing it. Ok(Some(attempt number)) when this
 /// dialer now owns the attempt; Ok(None) when someone else did or the contact moved on.
-pub async fn claim(db: &Db, c: &ContactRow) -> Result<Option<i64>, StoreError> {
+///
+/// The claim makes `lease.node` the contact's owner until `lease.ttl_s` from now (renewed by
+/// the node's heartbeat). A contact another node holds a live reservation on is left to it.
+pub async fn claim(db: &Db, c: &ContactRow, lease: Lease<'_>) -> Result<Option<i64>, StoreError> {
     let d = db.dialect;
     let attempt = c.attempts + 1;
     let now = now_ts();
     let mut tx = db.pool.begin().await?;
     let sql = format!(
-        "UPDATE campaign_contacts SET state = 'dialing', attempts = $1, updated_at = {} \
-         WHERE id = $3 AND attempts = $4 AND state IN ('pending', 'retry')",
-        d.ts(2)
+        "UPDATE campaign_contacts SET state = 'dialing', attempts = $1, updated_at = {}, \
+         lease_owner = $5, lease_expires_at = {} \
+         WHERE id = $3 AND attempts = $4 AND state IN ('pending', 'retry') \
+         AND (lease_owner IS NULL OR lease_owner = $5 OR lease_expires_at IS NULL OR lease_expires_at < {})",
+        d.ts(2),
+        d.now_plus(6),
+        d.now()
     );
     let moved = sqlx::query(&sql)
         .bind(attempt)
         .bind(&now)
         .bind(c.id)
         .bind(c.attempts)
+        .bind(lease.node)
+        .bind(lease.ttl_s)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -502,7 +569,8 @@ pub async fn finish_attempt(
         .await?;
     let sql = format!(
         "UPDATE campaign_contacts SET state = $1, next_attempt_at = {}, last_disposition = $3, \
-         outcome = COALESCE($4, outcome), last_call_id = COALESCE($5, last_call_id), updated_at = {} \
+         outcome = COALESCE($4, outcome), last_call_id = COALESCE($5, last_call_id), updated_at = {}, \
+         lease_owner = NULL, lease_expires_at = NULL \
          WHERE id = $7 AND attempts = $8",
         d.ts(2),
         d.ts(6)
@@ -524,9 +592,66 @@ pub async fn finish_attempt(
 
 /// After a crash: attempts that were claimed but never finished. They were possibly dialed,
 /// so they count; the caller decides their retry.
-pub async fn interrupted_contacts(db: &Db, campaign: i64) -> Result<Vec<ContactRow>, StoreError> {
-    let rows = sqlx::query(&format!("SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 AND state = 'dialing'"))
+///
+/// SQLite (one node): every dialing contact. PostgreSQL: this node's own (`lease_owner`),
+/// and those without an owner (claimed before leases existed) only when no other node is
+/// heart-beating; another node's are taken over by [`take_orphans`] once it is dead.
+pub async fn interrupted_contacts(
+    db: &Db,
+    campaign: i64,
+    node: &str,
+    dead_after_s: i64,
+) -> Result<Vec<ContactRow>, StoreError> {
+    let rows = if db.dialect == super::Dialect::Postgres {
+        sqlx::query(&format!(
+            "SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 AND state = 'dialing' \
+             AND (lease_owner = $2 OR (lease_owner IS NULL AND NOT EXISTS ({})))",
+            other_live_nodes(db, 2, 3)
+        ))
         .bind(campaign)
+        .bind(node)
+        .bind(-dead_after_s)
+        .fetch_all(&db.pool)
+        .await?
+    } else {
+        sqlx::query(&format!("SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 AND state = 'dialing'"))
+            .bind(campaign)
+            .fetch_all(&db.pool)
+            .await?
+    };
+    Ok(rows
+        .iter()
+        .map(contact_from)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// PostgreSQL: take over the dialing contacts of nodes that are gone — the lease has run out
+/// and the owner is not running or draining (declared dead, or stopped before its calls
+/// ended). Each row moves to exactly one survivor (`FOR UPDATE SKIP LOCKED`, then the lease
+/// is this node's); the caller closes the attempt as interrupted and the retry policy
+/// decides, as for its own crashed attempts. SQLite: none (one node).
+pub async fn take_orphans(
+    db: &Db,
+    campaign: i64,
+    lease: Lease<'_>,
+) -> Result<Vec<ContactRow>, StoreError> {
+    if db.dialect != super::Dialect::Postgres {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE campaign_contacts SET lease_owner = $2, lease_expires_at = {} \
+         WHERE id IN (SELECT c.id FROM campaign_contacts c WHERE c.campaign_id = $1 AND c.state = 'dialing' \
+           AND c.lease_owner IS NOT NULL AND c.lease_owner <> $2 \
+           AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now()) \
+           AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = c.lease_owner AND n.state IN ('running', 'draining')) \
+           FOR UPDATE SKIP LOCKED) \
+         RETURNING {CONTACT_COLUMNS}",
+        db.dialect.now_plus(3)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(campaign)
+        .bind(lease.node)
+        .bind(lease.ttl_s)
         .fetch_all(&db.pool)
         .await?;
     Ok(rows

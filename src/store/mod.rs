@@ -10,6 +10,7 @@ pub mod campaigns;
 pub mod csv;
 pub mod demo;
 pub mod journal;
+pub mod nodes;
 pub mod ops;
 pub mod tickets;
 pub mod writer;
@@ -58,6 +59,27 @@ impl Dialect {
         match self {
             Dialect::Sqlite => format!("${n}"),
             Dialect::Postgres => format!("CAST(${n} AS DATE)"),
+        }
+    }
+
+    /// The database's own clock, `now()`: heartbeats and leases are compared on one clock,
+    /// never on two nodes' clocks (which may disagree by seconds).
+    pub fn now(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            Dialect::Postgres => "now()",
+        }
+    }
+
+    /// The database's clock plus (or minus, when negative) parameter `$n` seconds (an integer).
+    pub fn now_plus(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => {
+                format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('%+d seconds', ${n}))")
+            }
+            Dialect::Postgres => {
+                format!("(now() + make_interval(secs => CAST(${n} AS DOUBLE PRECISION)))")
+            }
         }
     }
 
@@ -171,6 +193,8 @@ impl Db {
     }
 
     /// After a crash: calls that never got their end written are closed as `interrupted`.
+    /// Every open row, whichever node wrote it: the single-node (SQLite) recovery. A node on
+    /// a shared PostgreSQL uses [`nodes::finalize_own_calls`] instead.
     pub async fn finalize_dangling_calls(&self) -> Result<u64, StoreError> {
         let sql = format!(
             "UPDATE call_records SET ended_at = {}, disposition = 'interrupted', hangup_cause = 'server_restart' \

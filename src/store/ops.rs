@@ -28,6 +28,10 @@ pub enum StoreOp {
         dialplan: Option<String>,
         campaign_id: Option<i64>,
         started_at: String,
+        /// The node that handles the call (`[server] node_id`); absent in ops journaled
+        /// before nodes had names (written as NULL).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     CallAnswered {
         id: String,
@@ -119,10 +123,11 @@ pub async fn apply(
             dialplan,
             campaign_id,
             started_at,
+            node,
         } => {
             let sql = format!(
-                "INSERT INTO call_records (id, sip_call_id, direction, from_uri, to_uri, caller, dialplan, campaign_id, started_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {}) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO call_records (id, sip_call_id, direction, from_uri, to_uri, caller, dialplan, campaign_id, started_at, node) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {}, $10) ON CONFLICT (id) DO NOTHING",
                 d.ts(9)
             );
             sqlx::query(&sql)
@@ -135,6 +140,7 @@ pub async fn apply(
                 .bind(dialplan.clone())
                 .bind(*campaign_id)
                 .bind(started_at)
+                .bind(node.clone())
                 .execute(&mut **tx)
                 .await?;
         }

@@ -350,6 +350,7 @@ impl Call {
             dialplan: Some(call.route.dialplan.clone()),
             campaign_id: None,
             started_at: now_ts(),
+            node: Some(call.ctx.config.node_id.clone()),
         });
         call.send_invite_response(100, "Trying", None);
         if !call.session_timer_at_invite(now) {

@@ -316,6 +316,7 @@ impl Call {
                 dialplan: Some(req.dialplan.clone()),
                 campaign_id: req.campaign_id,
                 started_at: now_ts(),
+                node: Some(ctx.config.node_id.clone()),
             });
             if let Some(t) = req.ticket_id {
                 ctx.store.submit(StoreOp::CallTicket {
