@@ -168,6 +168,8 @@ async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::Value> {
         "active_calls": s.ctx.active_calls.active(),
         "security_drops": s.ctx.security_drops.load(Ordering::Relaxed),
         "overload_refused": s.ctx.overload_refusals.load(Ordering::Relaxed),
+        "call_lag_ms": u64::try_from(s.ctx.call_lag.lag(std::time::Instant::now()).as_millis())
+            .unwrap_or(u64::MAX),
         "dialplans": s.ctx.dialplans().plans.keys().collect::<Vec<_>>(),
         "store": {
             "written": st.written.load(Ordering::Relaxed),
