@@ -229,12 +229,52 @@ pub struct TlsListen {
     pub key: PathBuf,
 }
 
+/// How we reach a trunk (`[[trunk]] transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkTransport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl TrunkTransport {
+    /// The config spelling, also what the API reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrunkTransport::Udp => "udp",
+            TrunkTransport::Tcp => "tcp",
+            TrunkTransport::Tls => "tls",
+        }
+    }
+
+    /// Connection-oriented: requests go over one connection opened on first use
+    /// (`sip::tls::TrunkConnections`), not the shared UDP socket.
+    pub fn is_stream(self) -> bool {
+        !matches!(self, TrunkTransport::Udp)
+    }
+
+    fn parse(s: &str) -> Option<TrunkTransport> {
+        match s.to_ascii_lowercase().as_str() {
+            "udp" => Some(TrunkTransport::Udp),
+            "tcp" => Some(TrunkTransport::Tcp),
+            "tls" => Some(TrunkTransport::Tls),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TrunkTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A SIP trunk to a carrier (outbound calls; inbound calls recognised by source address).
 #[derive(Debug, Clone)]
 pub struct Trunk {
     pub name: String,
     pub address: SocketAddr,
-    pub transport: String,
+    pub transport: TrunkTransport,
     pub inbound_cidrs: Vec<Cidr>,
     pub max_channels: u32,
     pub max_cps: f64,
@@ -269,7 +309,7 @@ impl Trunk {
         Trunk {
             name,
             address,
-            transport: "udp".into(),
+            transport: TrunkTransport::Udp,
             inbound_cidrs: Vec::new(),
             max_channels: 1,
             max_cps: 1.0,
@@ -750,21 +790,18 @@ impl Config {
                         ),
                     )
                 })?;
-            let transport = t
-                .transport
-                .clone()
-                .unwrap_or_else(|| "udp".into())
-                .to_ascii_lowercase();
-            if !["udp", "tcp", "tls"].contains(&transport.as_str()) {
+            let given = t.transport.as_deref().unwrap_or("udp");
+            let Some(transport) = TrunkTransport::parse(given) else {
                 return Err(err(
                     at,
                     format!(
-                        "trunk '{}': transport '{transport}' must be udp, tcp or tls",
-                        t.name
+                        "trunk '{}': transport '{}' must be udp, tcp or tls",
+                        t.name,
+                        given.to_ascii_lowercase()
                     ),
                 ));
-            }
-            if t.tls_ca.is_some() && transport != "tls" {
+            };
+            if t.tls_ca.is_some() && transport != TrunkTransport::Tls {
                 return Err(err(
                     at,
                     format!(

@@ -310,7 +310,11 @@ pub async fn start_on(
     )
     .await
     .with_acd(acd.clone());
+    // Every call and every task a call starts (ticket lookups, agent legs, feature codes):
+    // shutdown waits for them.
+    let calls = TaskTracker::new();
     let ctx = Arc::new(CallContext {
+        tracker: calls.clone(),
         trunk_gates: crate::dialer::gate::TrunkGates::new(&cfg.trunks, std::time::Instant::now()),
         trunk_registrations: Default::default(),
         acd,
@@ -365,7 +369,6 @@ pub async fn start_on(
     let acd_close = CancellationToken::new();
     let acd_task = tokio::spawn(acd_core.run(acd_rx, acd_close.clone()));
     let registrar_task = tokio::spawn(registrar_core.run(registrar_rx, shutdown.clone()));
-    let calls = TaskTracker::new();
     let router = Router::new(ctx.clone(), calls.clone(), shutdown.clone());
     let router_task = tokio::spawn(router.run(udp, tcp_rx, router_rx));
     // How late call tasks run (overload control's second signal), measured where they run.

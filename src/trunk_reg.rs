@@ -17,7 +17,7 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::call::actor::CallInput;
 use crate::call::router::RouterControl;
 use crate::call::CallContext;
-use crate::config::Trunk;
+use crate::config::{Trunk, TrunkTransport};
 use crate::sip::registration::{Phase, RegConfig, RegStatus, Registration};
 use crate::sip::transport::ReplyPath;
 use crate::sip::uri::Uri;
@@ -71,10 +71,10 @@ fn reg_config(ctx: &CallContext, trunk: &Trunk, flow: &ReplyPath) -> Option<RegC
     let local = ctx.local_identity(flow);
     let host = host_part(&trunk.host);
     let port = trunk.address.port();
-    let registrar = match trunk.transport.as_str() {
-        "tcp" => format!("sip:{host}:{port};transport=tcp"),
-        "tls" => format!("sips:{host}:{port}"),
-        _ => format!("sip:{host}:{port}"),
+    let registrar = match trunk.transport {
+        TrunkTransport::Tcp => format!("sip:{host}:{port};transport=tcp"),
+        TrunkTransport::Tls => format!("sips:{host}:{port}"),
+        TrunkTransport::Udp => format!("sip:{host}:{port}"),
     };
     let contact_user = trunk.contact_user.clone().unwrap_or_else(|| user.clone());
     // Our usual Contact on this transport, with the account's user instead of ours: the
@@ -105,9 +105,9 @@ fn reg_config(ctx: &CallContext, trunk: &Trunk, flow: &ReplyPath) -> Option<RegC
 }
 
 async fn flow_for(ctx: &CallContext, trunk: &Trunk) -> std::io::Result<ReplyPath> {
-    match trunk.transport.as_str() {
-        "tcp" | "tls" => ctx.trunk_flows.flow(trunk).await,
-        _ => Ok(ReplyPath::Udp {
+    match trunk.transport {
+        TrunkTransport::Tcp | TrunkTransport::Tls => ctx.trunk_flows.flow(trunk).await,
+        TrunkTransport::Udp => Ok(ReplyPath::Udp {
             socket: ctx.udp.clone(),
             peer: trunk.address,
         }),

@@ -167,10 +167,26 @@ pub struct AcdHandle {
 
 impl AcdHandle {
     /// Never waits: a full ACD mailbox is logged (the reconciliation repairs lost events).
+    /// For events that must not be lost, callers use [`AcdHandle::try_send`] and keep what
+    /// did not fit (a call's ACD outbox).
     pub fn send(&self, msg: AcdMsg) {
         if let Err(e) = self.tx.try_send(msg) {
             warn!(error = %e, "ACD mailbox full or closed: event dropped");
         }
+    }
+
+    /// Never waits: hands the message back when the mailbox is full (the caller keeps it and
+    /// tries again); a closed ACD (shutdown) takes it and drops it.
+    pub fn try_send(&self, msg: AcdMsg) -> Result<(), AcdMsg> {
+        match self.tx.try_send(msg) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(m)) => Err(m),
+        }
+    }
+
+    /// Waits for room: for what a call leaves in its outbox when it ends.
+    pub async fn send_wait(&self, msg: AcdMsg) {
+        let _ = self.tx.send(msg).await;
     }
 
     pub fn has_queue(&self, name: &str) -> bool {

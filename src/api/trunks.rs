@@ -23,7 +23,7 @@ pub async fn list(State(s): State<Arc<ApiState>>) -> Json<Value> {
             json!({
                 "name": t.name,
                 "address": t.address.to_string(),
-                "transport": t.transport,
+                "transport": t.transport.as_str(),
                 "max_channels": t.max_channels,
                 "max_cps": t.max_cps,
                 "active_channels": ctx.trunk_gates.active(&t.name),

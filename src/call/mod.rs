@@ -54,6 +54,9 @@ pub struct CallContext {
     /// only). Tasks a call spawns land there by themselves; services that start calls
     /// (router, dialer) spawn on this handle.
     pub calls_rt: tokio::runtime::Handle,
+    /// Calls and the tasks they start (lookups, agent legs, feature codes): shutdown waits
+    /// for all of them.
+    pub tracker: tokio_util::task::TaskTracker,
     /// Out-of-dialog requests the router's source guard dropped (scanners, floods, bans).
     pub security_drops: std::sync::atomic::AtomicU64,
     pub router: mpsc::Sender<router::RouterControl>,

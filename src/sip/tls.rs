@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::transport::{connect_stream, Inbound, ReplyPath};
-use crate::config::Trunk;
+use crate::config::{Trunk, TrunkTransport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -136,50 +136,64 @@ pub fn connector(trunk: &str, ca: Option<&Path>) -> Result<TlsConnector, TlsErro
 /// Connections to trunks over TCP or TLS, opened on first use and reused by every call
 /// through the trunk while they stay up (RFC 3261 §18.1.1; RFC 5923's reuse, without the
 /// alias negotiation). Answers on them reach the router like any inbound message.
+///
+/// Each trunk has its own lock, held across its connect and TLS handshake: concurrent calls
+/// to one trunk that is down share one attempt instead of opening one each, and a dead trunk
+/// (a connect that runs into its timeout) does not hold up calls to the others.
 pub struct TrunkConnections {
     to_router: mpsc::Sender<Inbound>,
-    tls: HashMap<String, (TlsConnector, ServerName<'static>)>,
-    open: tokio::sync::Mutex<HashMap<String, ReplyPath>>,
+    trunks: HashMap<String, TrunkConnection>,
+}
+
+struct TrunkConnection {
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    open: tokio::sync::Mutex<Option<ReplyPath>>,
 }
 
 impl TrunkConnections {
     /// Build the TLS clients of every `transport = "tls"` trunk now, so a bad `tls_ca` stops
     /// the start instead of the first call.
     pub fn new(trunks: &[Trunk], to_router: mpsc::Sender<Inbound>) -> Result<Self, TlsError> {
-        let mut tls = HashMap::new();
-        for t in trunks.iter().filter(|t| t.transport == "tls") {
-            let name = ServerName::try_from(t.host.clone()).map_err(|_| TlsError::ServerName {
-                trunk: t.name.clone(),
-                host: t.host.clone(),
-            })?;
-            tls.insert(
+        let mut map = HashMap::new();
+        for t in trunks.iter().filter(|t| t.transport.is_stream()) {
+            let tls = if t.transport == TrunkTransport::Tls {
+                let name =
+                    ServerName::try_from(t.host.clone()).map_err(|_| TlsError::ServerName {
+                        trunk: t.name.clone(),
+                        host: t.host.clone(),
+                    })?;
+                Some((connector(&t.name, t.tls_ca.as_deref())?, name))
+            } else {
+                None
+            };
+            map.insert(
                 t.name.clone(),
-                (connector(&t.name, t.tls_ca.as_deref())?, name),
+                TrunkConnection {
+                    tls,
+                    open: tokio::sync::Mutex::new(None),
+                },
             );
         }
         Ok(TrunkConnections {
             to_router,
-            tls,
-            open: tokio::sync::Mutex::new(HashMap::new()),
+            trunks: map,
         })
     }
 
     /// The open connection to `trunk`, or a new one. Only for stream trunks (`tcp`, `tls`).
     pub async fn flow(&self, trunk: &Trunk) -> std::io::Result<ReplyPath> {
-        // One lock for lookup and connect: concurrent calls to a trunk that is down share
-        // one connection attempt instead of opening one each.
-        let mut open = self.open.lock().await;
-        if let Some(f) = open.get(&trunk.name).filter(|f| f.is_open()) {
+        let conn = self.trunks.get(&trunk.name).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "trunk '{}' is not a tcp/tls trunk of this configuration",
+                trunk.name
+            ))
+        })?;
+        let mut open = conn.open.lock().await;
+        if let Some(f) = open.as_ref().filter(|f| f.is_open()) {
             return Ok(f.clone());
         }
-        let tls = match trunk.transport.as_str() {
-            "tls" => Some(self.tls.get(&trunk.name).cloned().ok_or_else(|| {
-                std::io::Error::other(format!("trunk '{}' has no TLS client", trunk.name))
-            })?),
-            _ => None,
-        };
-        let flow = connect_stream(trunk.address, tls, self.to_router.clone()).await?;
-        open.insert(trunk.name.clone(), flow.clone());
+        let flow = connect_stream(trunk.address, conn.tls.clone(), self.to_router.clone()).await?;
+        *open = Some(flow.clone());
         Ok(flow)
     }
 }

@@ -83,6 +83,30 @@ enum Phase {
     Done,
 }
 
+/// Send `msg` to the ACD, or keep it in `outbox` (behind anything already kept, so the
+/// order holds) when the mailbox is full. A function of the two fields, so a caller holding
+/// another field of the call (its queue state) can use it.
+fn acd_send_or_keep(
+    ctx: &CallContext,
+    outbox: &mut std::collections::VecDeque<crate::acd::AcdMsg>,
+    msg: crate::acd::AcdMsg,
+) {
+    if outbox.is_empty() {
+        match ctx.acd.try_send(msg) {
+            Ok(()) => {}
+            Err(m) => {
+                warn!("ACD mailbox full: event kept, sent when there is room");
+                outbox.push_back(m);
+            }
+        }
+    } else {
+        outbox.push_back(msg);
+    }
+}
+
+/// How soon a call retries ACD events that found the ACD's mailbox full.
+const ACD_RETRY: Duration = Duration::from_millis(10);
+
 /// Under overload, how long an answered call waits for its ACK (and then for the answer to
 /// its BYE) before it is given up: 8·T1, i.e. the 200 was sent four times.
 const OVERLOAD_ACK_WAIT: Duration = Duration::from_secs(4);
@@ -138,6 +162,10 @@ pub struct Call {
     pending_2xx: Option<Retransmit>,
     /// The answered offer whose media starts when the caller's ACK arrives (see `answer`).
     media_on_ack: Option<Negotiated>,
+    /// ACD events that found the ACD's mailbox full: kept in order and sent on the next
+    /// wake-ups (a queue event lost would leave an agent or a caller stuck), the rest after
+    /// the call ends.
+    acd_outbox: std::collections::VecDeque<crate::acd::AcdMsg>,
     bye: Option<Retransmit>,
     final_wait: Option<Retransmit>,
     /// Our 200 to the peer's BYE (UDP), handed to the router at the end so it can answer
@@ -300,6 +328,7 @@ impl Call {
             last_invite_response: None,
             pending_2xx: None,
             media_on_ack: None,
+            acd_outbox: Default::default(),
             bye: None,
             final_wait: None,
             bye_answer: None,
@@ -507,6 +536,16 @@ impl Call {
         if !self.ended_recorded {
             self.record_end("interrupted", "actor_stopped", None);
         }
+        if !self.acd_outbox.is_empty() {
+            // Still no room when the call ended: a tracked task delivers them in order.
+            let acd = self.ctx.acd.clone();
+            let outbox = std::mem::take(&mut self.acd_outbox);
+            self.ctx.tracker.spawn(async move {
+                for m in outbox {
+                    acd.send_wait(m).await;
+                }
+            });
+        }
         // `self.slot`, if still held, goes back as the call drops.
         self.bye_answer.take()
     }
@@ -564,12 +603,30 @@ impl Call {
         if let Some(t) = self.session_deadline() {
             d = d.min(t);
         }
+        if !self.acd_outbox.is_empty() {
+            d = d.min(now + ACD_RETRY);
+        }
         d
+    }
+
+    /// An event for the ACD that must not be lost: sent now, or kept until there is room.
+    pub(super) fn acd_send(&mut self, msg: crate::acd::AcdMsg) {
+        acd_send_or_keep(&self.ctx, &mut self.acd_outbox, msg);
+    }
+
+    fn flush_acd_outbox(&mut self) {
+        while let Some(m) = self.acd_outbox.pop_front() {
+            if let Err(m) = self.ctx.acd.try_send(m) {
+                self.acd_outbox.push_front(m);
+                return;
+            }
+        }
     }
 
     // ---- time-driven work ------------------------------------------------------------
 
     fn drive(&mut self, now: Instant, rtp: Option<&MediaSocket>, send_buf: &mut [u8; MAX_PACKET]) {
+        self.flush_acd_outbox();
         if let Phase::Ringing { answer_at } = self.phase {
             if now >= answer_at {
                 self.answer(now);
@@ -1376,7 +1433,7 @@ impl Call {
         let tx = self.self_tx.clone();
         let cc = self.ctx.config.default_country_code.clone();
         let budget = self.ctx.lookup_budget();
-        tokio::spawn(async move {
+        self.ctx.tracker.spawn(async move {
             // Bounded: during a database outage the pool would keep a read waiting for its
             // 5 s acquire timeout (longer still on a hung connection) while the caller
             // hears silence. Past the budget the dialplan's `unavailable` path runs.

@@ -8,7 +8,7 @@
 //! gets, so an agent is never offered two calls. Every end path (caller hangs up, agent hangs
 //! up, either side fails) goes through `record_end`, which tells the ACD exactly once.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -211,15 +211,17 @@ fn destination(r: &Reachable) -> Option<(Uri, SocketAddr, Option<ReplyPath>)> {
         Some(f) if f.kind().connection_only() => return None,
         _ => {}
     }
+    // Only an address: a name would need a DNS lookup, which blocks (std's resolver) on the
+    // call's task. Phones put their address in Contact; a binding without a flow is one
+    // restored from the database after a restart, and its phone re-registers within its
+    // expiry anyway.
     let port = uri.port.unwrap_or(5060);
-    let addr = (
-        uri.host.as_str().trim_matches(|c| c == '[' || c == ']'),
-        port,
-    )
-        .to_socket_addrs()
-        .ok()?
-        .next()?;
-    Some((uri, addr, None))
+    let host = uri.host.as_str().trim_matches(|c| c == '[' || c == ']');
+    let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+        debug!(contact = %r.contact, "agent contact is a host name and no connection is open: skipped");
+        return None;
+    };
+    Some((uri, SocketAddr::new(ip, port), None))
 }
 
 impl Call {
@@ -283,7 +285,7 @@ impl Call {
             let number = self.caller.clone();
             let linked = self.ticket_id;
             let budget = self.ctx.lookup_budget();
-            tokio::spawn(async move {
+            self.ctx.tracker.spawn(async move {
                 // Bounded like the dialplan's lookups: an outage must not keep the caller
                 // out of the line.
                 let found = crate::store::tickets::within(budget, async {
@@ -306,7 +308,7 @@ impl Call {
 
     fn send_join(&mut self, segment: Option<String>, needs: Vec<(String, i64)>) {
         let Some(q) = self.queue.as_ref() else { return };
-        self.ctx.acd.send(AcdMsg::Join {
+        self.acd_send(AcdMsg::Join {
             call: self.id.clone(), // a new place in line: keyed by this call
             queue: q.queue.clone(),
             segment,
@@ -404,7 +406,7 @@ impl Call {
         let target = contacts.iter().find_map(destination);
         let (true, Some((uri, dest, flow))) = (usable, target) else {
             debug!(%agent, usable, "offer refused by the call");
-            self.ctx.acd.send(AcdMsg::OfferEnded {
+            self.acd_send(AcdMsg::OfferEnded {
                 call: self.acd_key(),
                 agent,
                 how: if usable {
@@ -451,7 +453,9 @@ impl Call {
         };
         let ctx = self.ctx.clone();
         let shutdown = self.shutdown.clone();
-        tokio::spawn(super::uac::run_outbound_on(ctx, req, tx, rx, shutdown));
+        self.ctx
+            .tracker
+            .spawn(super::uac::run_outbound_on(ctx, req, tx, rx, shutdown));
     }
 
     pub(super) fn on_leg_event(&mut self, now: Instant, event: LegEvent) {
@@ -466,7 +470,7 @@ impl Call {
                 }
                 if !q.told_acd {
                     let key = q.acd_key.clone();
-                    self.ctx.acd.send(AcdMsg::OfferEnded {
+                    self.acd_send(AcdMsg::OfferEnded {
                         call: key,
                         agent: agent.clone(),
                         how,
@@ -484,7 +488,7 @@ impl Call {
                 if q.connected.as_ref().is_some_and(|(id, _)| *id == leg) && !q.told_acd {
                     q.told_acd = true;
                     let key = q.acd_key.clone();
-                    self.ctx.acd.send(AcdMsg::CallEnded {
+                    self.acd_send(AcdMsg::CallEnded {
                         call: key,
                         by: "agent".into(),
                     });
@@ -519,7 +523,7 @@ impl Call {
                 .try_send(CallInput::LegControl(LegControl::Stop));
             if !q.told_acd {
                 let key = q.acd_key.clone();
-                self.ctx.acd.send(AcdMsg::OfferEnded {
+                self.acd_send(AcdMsg::OfferEnded {
                     call: key,
                     agent,
                     how: OfferEnd::Cancelled,
@@ -534,7 +538,7 @@ impl Call {
             let _ = l.tx.try_send(CallInput::LegControl(LegControl::Stop));
         }
         let key = q.acd_key.clone();
-        self.ctx.acd.send(AcdMsg::Connected {
+        self.acd_send(AcdMsg::Connected {
             call: key,
             agent: agent.clone(),
         });
@@ -706,7 +710,7 @@ impl Call {
                 // The next one is scheduled when this one has been said (or skipped).
                 q.announce_at = None;
                 let key = q.acd_key.clone();
-                self.ctx.acd.send(AcdMsg::Position { call: key });
+                self.acd_send(AcdMsg::Position { call: key });
             }
         }
         let callback_due = self
@@ -786,11 +790,11 @@ impl Call {
                 original_call: self.id.clone(),
             }),
         };
-        self.ctx.acd.send(AcdMsg::Callback {
+        self.acd_send(AcdMsg::Callback {
             call: key,
             tx: tx.clone(),
         });
-        tokio::spawn(super::uac::run_outbound_on(
+        self.ctx.tracker.spawn(super::uac::run_outbound_on(
             self.ctx.clone(),
             req,
             tx,
@@ -951,7 +955,7 @@ impl Call {
                     reason: "caller_hangup".into(),
                 }
             };
-            self.ctx.acd.send(msg);
+            super::acd_send_or_keep(&self.ctx, &mut self.acd_outbox, msg);
         }
         let counts = q.counters.as_ref().map(|c| {
             format!(
@@ -1078,7 +1082,7 @@ impl Call {
         let acd = self.ctx.acd.clone();
         let tx = self.self_tx.clone();
         self.record_event("feature_code", format!("{agent}:{code}"));
-        tokio::spawn(async move {
+        self.ctx.tracker.spawn(async move {
             let prompt = acd
                 .feature(&agent, source, command)
                 .await
@@ -1158,10 +1162,14 @@ impl Call {
         if !q.told_acd {
             q.told_acd = true;
             let key = q.acd_key.clone();
-            self.ctx.acd.send(AcdMsg::CallEnded {
-                call: key,
-                by: "transfer".into(),
-            });
+            super::acd_send_or_keep(
+                &self.ctx,
+                &mut self.acd_outbox,
+                AcdMsg::CallEnded {
+                    call: key,
+                    by: "transfer".into(),
+                },
+            );
         }
         for l in q.legs.iter().filter(|l| !l.done) {
             let _ = l.tx.try_send(CallInput::LegControl(LegControl::Stop));

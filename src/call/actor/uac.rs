@@ -19,7 +19,7 @@ use crate::call::dialog::{self, DialogState, LocalIdentity};
 use crate::call::router::RouterControl;
 use crate::call::slots::CallSlot;
 use crate::call::CallContext;
-use crate::config::{Route, Trunk};
+use crate::config::{Route, Trunk, TrunkTransport};
 use crate::ivr::expr::Vars;
 use crate::sip::auth;
 use crate::sip::message::{CSeq, HeaderName, Message, Method, StartLine};
@@ -232,9 +232,9 @@ async fn outbound_flow(ctx: &CallContext, req: &OutboundRequest) -> std::io::Res
     if let Some(f) = req.flow.as_ref().filter(|f| f.is_open()) {
         return Ok(f.clone());
     }
-    match req.trunk.transport.as_str() {
-        "tcp" | "tls" => ctx.trunk_flows.flow(&req.trunk).await,
-        _ => Ok(ReplyPath::Udp {
+    match req.trunk.transport {
+        TrunkTransport::Tcp | TrunkTransport::Tls => ctx.trunk_flows.flow(&req.trunk).await,
+        TrunkTransport::Udp => Ok(ReplyPath::Udp {
             socket: ctx.udp.clone(),
             peer: req.trunk.address,
         }),
@@ -395,6 +395,7 @@ impl Call {
             last_invite_response: None,
             pending_2xx: None,
             media_on_ack: None,
+            acd_outbox: Default::default(),
             bye: None,
             final_wait: None,
             bye_answer: None,
@@ -522,11 +523,13 @@ impl Call {
                 break;
             };
             next = t.failover.clone();
-            let flow = match t.transport.as_str() {
-                "tcp" | "tls" => match u.failover_flows.iter().find(|(n, _)| *n == t.name) {
-                    Some((_, f)) if f.is_open() => f.clone(),
-                    _ => continue,
-                },
+            let flow = match t.transport {
+                TrunkTransport::Tcp | TrunkTransport::Tls => {
+                    match u.failover_flows.iter().find(|(n, _)| *n == t.name) {
+                        Some((_, f)) if f.is_open() => f.clone(),
+                        _ => continue,
+                    }
+                }
                 _ => ReplyPath::Udp {
                     socket: ctx.udp.clone(),
                     peer: t.address,
@@ -946,7 +949,7 @@ async fn stream_failover_flows(ctx: &CallContext, trunk: &Trunk) -> Vec<(String,
             break;
         };
         next = t.failover.clone();
-        if matches!(t.transport.as_str(), "tcp" | "tls") {
+        if t.transport.is_stream() {
             match ctx.trunk_flows.flow(t).await {
                 Ok(f) => out.push((name, f)),
                 Err(e) => debug!(trunk = %name, error = %e, "failover trunk unreachable"),
