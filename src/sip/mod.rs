@@ -10,6 +10,7 @@ pub mod registration;
 pub mod sdp;
 pub mod session_timer;
 pub mod tls;
+pub mod transaction;
 pub mod transport;
 pub mod uri;
 pub mod ws;
