@@ -116,6 +116,18 @@ impl InviteClient {
         self.state == InviteClientState::Proceeding
     }
 
+    /// A CANCEL for this INVITE went out: if no final response comes within 64·T1 the
+    /// transaction is given up (§9.1), reported as Timer B. Without a CANCEL, Proceeding
+    /// has no timer: the TU's ring timeout is what ends it.
+    pub fn cancel_sent(&mut self, now: Instant) {
+        if matches!(
+            self.state,
+            InviteClientState::Calling | InviteClientState::Proceeding
+        ) {
+            self.core.arm(Timer::B, now);
+        }
+    }
+
     fn on_timer(&mut self, timer: Timer, due: Instant, _now: Instant) {
         use InviteClientState::*;
         match (timer, self.state) {
@@ -124,7 +136,7 @@ impl InviteClient {
                 self.interval *= 2;
                 self.core.arm_retransmit(Timer::A, due + self.interval);
             }
-            (Timer::B, Calling) => {
+            (Timer::B, Calling | Proceeding) => {
                 self.core.emit(Event::Timeout(Timer::B));
                 self.enter_terminated();
             }

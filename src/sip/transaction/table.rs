@@ -267,12 +267,13 @@ impl<C: Clone> TransactionTable<C> {
         key: &TransactionKey,
         now: Instant,
     ) -> Result<TransactionKey, TransactionError> {
-        let e = self.txns.get(key).ok_or(TransactionError::NotFound)?;
-        let Transaction::InviteClient(t) = &e.txn else {
+        let e = self.txns.get_mut(key).ok_or(TransactionError::NotFound)?;
+        let Transaction::InviteClient(t) = &mut e.txn else {
             return Err(TransactionError::NotInviteClient);
         };
         let cancel = build_cancel(t.request());
         let reliable = t.is_reliable();
+        t.cancel_sent(now);
         let ctx = e.ctx.clone();
         self.start_client(cancel, now, ctx, reliable)
     }
