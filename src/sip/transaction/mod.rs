@@ -28,6 +28,7 @@ mod table;
 mod timer;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
 mod tests;
 
 use std::collections::VecDeque;
