@@ -4,12 +4,14 @@
 //! Our own sans-IO core rather than `rsip`/`rsipstack`: see docs/adr/0001-own-sip-core.md.
 
 pub mod auth;
+pub mod dialog;
 pub mod guard;
 pub mod message;
 pub mod registration;
 pub mod sdp;
 pub mod session_timer;
 pub mod tls;
+pub mod transaction;
 pub mod transport;
 pub mod uri;
 pub mod ws;

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::{Call, Phase, Retransmit};
 use crate::call::dialog::{response, T2};
+use crate::sip::dialog::{self, OfferAnswerState, Overlap};
 use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
 use crate::sip::session_timer::{self, Answer, Event, Limits, SessionTimer};
@@ -320,10 +321,21 @@ impl Call {
         self.flow.send(r.to_bytes());
     }
 
+    /// Where offer/answer stands, for the overlap rules of [`dialog`].
+    fn offer_answer_state(&self) -> OfferAnswerState {
+        OfferAnswerState {
+            our_invite_pending: self.in_dialog.outstanding(&Method::Invite),
+            our_update_pending: self.in_dialog.outstanding(&Method::Update),
+            unacked_2xx: self.pending_2xx.is_some(),
+            // No negotiated offer of theirs yet: our 2xx carried the offer (late offer).
+            offer_in_our_2xx: self.offer.is_none(),
+        }
+    }
+
     /// 500 with Retry-After 0..10 s (RFC 3261 §14.2), for requests that would overlap an
     /// offer/answer in progress.
     fn reply_retry_later(&self, msg: &Message) {
-        let secs: u32 = rand::thread_rng().gen_range(0..=10);
+        let secs: u32 = rand::thread_rng().gen_range(0..=dialog::RETRY_AFTER_MAX_SECS);
         self.reply_with(
             msg,
             500,
@@ -345,15 +357,18 @@ impl Call {
         if !self.check_cseq(msg, cseq) {
             return;
         }
-        if self.in_dialog.outstanding(&Method::Invite) {
-            info!("re-INVITE while ours is outstanding: 491");
-            self.reply(msg, 491, "Request Pending");
-            return;
-        }
-        if self.pending_2xx.is_some() {
-            info!("re-INVITE before the previous INVITE's ACK: 500 with Retry-After");
-            self.reply_retry_later(msg);
-            return;
+        match dialog::on_reinvite(self.offer_answer_state()) {
+            Overlap::Proceed => {}
+            Overlap::RequestPending => {
+                info!("re-INVITE while ours is outstanding: 491");
+                self.reply(msg, 491, "Request Pending");
+                return;
+            }
+            Overlap::RetryLater => {
+                info!("re-INVITE before the previous INVITE's ACK: 500 with Retry-After");
+                self.reply_retry_later(msg);
+                return;
+            }
         }
         let timer_headers = match self.refresh_answer(now, msg) {
             Ok(h) => h,
@@ -379,17 +394,18 @@ impl Call {
             return;
         }
         let has_offer = !msg.body.is_empty();
-        if self.in_dialog.outstanding(&Method::Update)
-            || (has_offer && self.in_dialog.outstanding(&Method::Invite))
-        {
-            info!("UPDATE while our request is outstanding: 491");
-            self.reply(msg, 491, "Request Pending");
-            return;
-        }
-        if has_offer && self.pending_2xx.is_some() && self.offer.is_none() {
-            // Our offer (late-offer 200) awaits its answer in the ACK (RFC 3311 §5.2).
-            self.reply_retry_later(msg);
-            return;
+        match dialog::on_update(self.offer_answer_state(), has_offer) {
+            Overlap::Proceed => {}
+            Overlap::RequestPending => {
+                info!("UPDATE while our request is outstanding: 491");
+                self.reply(msg, 491, "Request Pending");
+                return;
+            }
+            Overlap::RetryLater => {
+                // Our offer (late-offer 200) awaits its answer in the ACK (RFC 3311 §5.2).
+                self.reply_retry_later(msg);
+                return;
+            }
         }
         let mut extra = match self.refresh_answer(now, msg) {
             Ok(h) => h,

@@ -1,0 +1,347 @@
+//! The transaction table: finds the transaction a message belongs to, creates server
+//! transactions for new requests, runs the timers of all of them and drops the ones that
+//! ended.
+//!
+//! Matching (RFC 3261 §17.1.3, §17.2.3, §9.2):
+//! - a response goes to the client transaction with its top Via branch and CSeq method;
+//!   none: [`Incoming::Unmatched`] (a stray, or a 2xx retransmission after Timer M);
+//! - a request goes to the server transaction with its branch, sent-by and method (ACK
+//!   counted as INVITE, so the ACK for a non-2xx final finds its INVITE); none: a new
+//!   server transaction — except an ACK, which never creates one (an ACK for a 2xx belongs
+//!   to the dialog: [`Incoming::Unmatched`]);
+//! - a CANCEL gets its own server transaction and is reported with the INVITE server
+//!   transaction it cancels, if that one is still here.
+//!
+//! Each transaction carries a context `C` from the shell (the flow it arrived on or is
+//! sent over), handed back with every message to send.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use super::{
+    build_cancel, Event, InviteClient, InviteServer, NonInviteClient, NonInviteServer, Role,
+    TimerConfig, TransactionError, TransactionKey,
+};
+use crate::sip::message::{Message, Method};
+
+/// What became of a received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A new server transaction: the TU handles the request and answers on `key`.
+    New(TransactionKey),
+    /// A CANCEL (its own server transaction, `key`) for the INVITE server transaction
+    /// `invite`, when it is known.
+    Cancel {
+        key: TransactionKey,
+        invite: Option<TransactionKey>,
+    },
+    /// Matched an existing transaction: a retransmission or ACK absorbed, or a response
+    /// whose consequences come out of `poll_event`.
+    Matched(TransactionKey),
+    /// No transaction: an ACK for a 2xx (the dialog's), or a stray response.
+    Unmatched,
+}
+
+/// A message to send, with the context of the transaction it belongs to.
+#[derive(Debug, Clone)]
+pub struct TableTransmit<C> {
+    pub key: TransactionKey,
+    pub ctx: C,
+    pub message: Message,
+}
+
+#[derive(Debug)]
+enum Transaction {
+    InviteClient(InviteClient),
+    InviteServer(InviteServer),
+    NonInviteClient(NonInviteClient),
+    NonInviteServer(NonInviteServer),
+}
+
+macro_rules! each {
+    ($t:expr, $x:ident => $e:expr) => {
+        match $t {
+            Transaction::InviteClient($x) => $e,
+            Transaction::InviteServer($x) => $e,
+            Transaction::NonInviteClient($x) => $e,
+            Transaction::NonInviteServer($x) => $e,
+        }
+    };
+}
+
+impl Transaction {
+    fn poll_transmit(&mut self) -> Option<Message> {
+        each!(self, t => t.poll_transmit())
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        each!(self, t => t.poll_event())
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        each!(self, t => t.poll_timeout())
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        each!(self, t => t.handle_timeout(now))
+    }
+    fn is_terminated(&self) -> bool {
+        each!(self, t => t.is_terminated())
+    }
+    fn handle_transport_error(&mut self) {
+        each!(self, t => t.handle_transport_error())
+    }
+}
+
+#[derive(Debug)]
+struct Entry<C> {
+    txn: Transaction,
+    ctx: C,
+}
+
+/// All transactions of one endpoint.
+#[derive(Debug)]
+pub struct TransactionTable<C> {
+    cfg: TimerConfig,
+    txns: HashMap<TransactionKey, Entry<C>>,
+    /// INVITE client transactions whose CANCEL waits for a provisional (§9.1).
+    cancel_pending: HashSet<TransactionKey>,
+    transmits: VecDeque<TableTransmit<C>>,
+    events: VecDeque<(TransactionKey, Event)>,
+}
+
+impl<C: Clone> TransactionTable<C> {
+    pub fn new(cfg: TimerConfig) -> TransactionTable<C> {
+        TransactionTable {
+            cfg,
+            txns: HashMap::new(),
+            cancel_pending: HashSet::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Transactions alive (not yet terminated).
+    pub fn len(&self) -> usize {
+        self.txns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txns.is_empty()
+    }
+
+    pub fn contains(&self, key: &TransactionKey) -> bool {
+        self.txns.contains_key(key)
+    }
+
+    /// A request from the network. `ctx` and `reliable` describe the flow it came on and
+    /// are used only when it starts a new transaction.
+    pub fn handle_request(
+        &mut self,
+        request: Message,
+        now: Instant,
+        ctx: C,
+        reliable: bool,
+    ) -> Result<Incoming, TransactionError> {
+        let key = TransactionKey::server(&request)?;
+        let is_ack = request.method() == Some(&Method::Ack);
+        if let Some(e) = self.txns.get_mut(&key) {
+            match &mut e.txn {
+                Transaction::InviteServer(t) => t.handle_request(request, now),
+                Transaction::NonInviteServer(t) if !is_ack => t.handle_request(request, now),
+                _ => return Ok(Incoming::Unmatched),
+            }
+            self.collect(&key);
+            return Ok(Incoming::Matched(key));
+        }
+        if is_ack {
+            return Ok(Incoming::Unmatched);
+        }
+        let is_invite = request.method() == Some(&Method::Invite);
+        let is_cancel = request.method() == Some(&Method::Cancel);
+        let txn = if is_invite {
+            Transaction::InviteServer(InviteServer::new(request, now, self.cfg, reliable))
+        } else {
+            Transaction::NonInviteServer(NonInviteServer::new(request, now, self.cfg, reliable))
+        };
+        self.txns.insert(key.clone(), Entry { txn, ctx });
+        if is_cancel {
+            let inv = key.cancelled_invite();
+            let invite = self.txns.contains_key(&inv).then_some(inv);
+            return Ok(Incoming::Cancel { key, invite });
+        }
+        Ok(Incoming::New(key))
+    }
+
+    /// A response from the network.
+    pub fn handle_response(&mut self, response: Message, now: Instant) -> Incoming {
+        let Ok(key) = TransactionKey::client(&response) else {
+            return Incoming::Unmatched;
+        };
+        let code = response.status().unwrap_or(0);
+        let provisional = (100..200).contains(&code);
+        let Some(e) = self.txns.get_mut(&key) else {
+            return Incoming::Unmatched;
+        };
+        match &mut e.txn {
+            Transaction::InviteClient(t) => t.handle_response(response, now),
+            Transaction::NonInviteClient(t) => t.handle_response(response, now),
+            _ => return Incoming::Unmatched,
+        }
+        if self.cancel_pending.contains(&key) {
+            if provisional {
+                self.cancel_pending.remove(&key);
+                // The CANCEL's own outcome is reported on its key; a failure to start it
+                // (a duplicate) leaves the INVITE to finish on its own.
+                let _ = self.send_cancel(&key, now);
+            } else if code >= 200 {
+                self.cancel_pending.remove(&key);
+            }
+        }
+        self.collect(&key);
+        Incoming::Matched(key)
+    }
+
+    /// Start a client transaction for a request the TU built (with a fresh branch).
+    pub fn start_client(
+        &mut self,
+        request: Message,
+        now: Instant,
+        ctx: C,
+        reliable: bool,
+    ) -> Result<TransactionKey, TransactionError> {
+        let key = TransactionKey::client(&request)?;
+        if self.txns.contains_key(&key) {
+            return Err(TransactionError::Duplicate);
+        }
+        let txn = match request.method() {
+            Some(Method::Invite) => {
+                Transaction::InviteClient(InviteClient::new(request, now, self.cfg, reliable))
+            }
+            Some(Method::Ack) | None => return Err(TransactionError::NotAResponse),
+            Some(_) => {
+                Transaction::NonInviteClient(NonInviteClient::new(request, now, self.cfg, reliable))
+            }
+        };
+        self.txns.insert(key.clone(), Entry { txn, ctx });
+        self.collect(&key);
+        Ok(key)
+    }
+
+    /// The TU answers a server transaction.
+    pub fn send_response(
+        &mut self,
+        key: &TransactionKey,
+        response: Message,
+        now: Instant,
+    ) -> Result<(), TransactionError> {
+        let e = self.txns.get_mut(key).ok_or(TransactionError::NotFound)?;
+        let r = match &mut e.txn {
+            Transaction::InviteServer(t) => t.send_response(response, now),
+            Transaction::NonInviteServer(t) => t.send_response(response, now),
+            _ => Err(TransactionError::NotFound),
+        };
+        self.collect(key);
+        r
+    }
+
+    /// Cancel an INVITE we sent (§9.1). Returns the CANCEL's client transaction key once
+    /// it is sent, `None` when it waits for a provisional response first.
+    pub fn cancel(
+        &mut self,
+        key: &TransactionKey,
+        now: Instant,
+    ) -> Result<Option<TransactionKey>, TransactionError> {
+        let e = self.txns.get(key).ok_or(TransactionError::NotFound)?;
+        let Transaction::InviteClient(t) = &e.txn else {
+            return Err(TransactionError::NotInviteClient);
+        };
+        if t.can_cancel() {
+            return self.send_cancel(key, now).map(Some);
+        }
+        if t.state() == super::InviteClientState::Calling {
+            self.cancel_pending.insert(key.clone());
+        }
+        Ok(None)
+    }
+
+    fn send_cancel(
+        &mut self,
+        key: &TransactionKey,
+        now: Instant,
+    ) -> Result<TransactionKey, TransactionError> {
+        let e = self.txns.get_mut(key).ok_or(TransactionError::NotFound)?;
+        let Transaction::InviteClient(t) = &mut e.txn else {
+            return Err(TransactionError::NotInviteClient);
+        };
+        let cancel = build_cancel(t.request());
+        let reliable = t.is_reliable();
+        t.cancel_sent(now);
+        let ctx = e.ctx.clone();
+        self.start_client(cancel, now, ctx, reliable)
+    }
+
+    /// The transport failed on a transaction's flow.
+    pub fn handle_transport_error(&mut self, key: &TransactionKey) {
+        if let Some(e) = self.txns.get_mut(key) {
+            e.txn.handle_transport_error();
+            self.collect(key);
+        }
+    }
+
+    /// The earliest timer of any transaction. (A scan: fine for the few hundred
+    /// transactions alive at once; a deadline heap is the upgrade path.)
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.txns
+            .values()
+            .filter_map(|e| e.txn.poll_timeout())
+            .min()
+    }
+
+    /// Run every timer due at `now`; terminated transactions are dropped.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<TransactionKey> = self
+            .txns
+            .iter()
+            .filter(|(_, e)| e.txn.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(e) = self.txns.get_mut(&key) {
+                e.txn.handle_timeout(now);
+            }
+            self.collect(&key);
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<TableTransmit<C>> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<(TransactionKey, Event)> {
+        self.events.pop_front()
+    }
+
+    /// The role of a key's transaction, if it is alive.
+    pub fn role(&self, key: &TransactionKey) -> Option<Role> {
+        self.txns.get(key).map(|_| key.role)
+    }
+
+    /// Move a transaction's output to the table queues; drop it once terminated.
+    fn collect(&mut self, key: &TransactionKey) {
+        let Some(e) = self.txns.get_mut(key) else {
+            return;
+        };
+        while let Some(message) = e.txn.poll_transmit() {
+            self.transmits.push_back(TableTransmit {
+                key: key.clone(),
+                ctx: e.ctx.clone(),
+                message,
+            });
+        }
+        while let Some(ev) = e.txn.poll_event() {
+            self.events.push_back((key.clone(), ev));
+        }
+        if e.txn.is_terminated() {
+            self.txns.remove(key);
+            self.cancel_pending.remove(key);
+        }
+    }
+}
