@@ -52,6 +52,8 @@ struct RawConfig {
     #[serde(default)]
     api: Option<RawApi>,
     #[serde(default)]
+    metrics: Option<RawMetrics>,
+    #[serde(default)]
     webhooks: Option<Spanned<RawWebhooks>>,
 }
 
@@ -62,6 +64,35 @@ struct RawConfig {
 struct RawApi {
     read_token: Option<String>,
     anonymous_read: Option<bool>,
+}
+
+/// `[metrics]`: who may scrape `GET /metrics`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// Scrapes without a token (off by default: queue and campaign names are business data).
+    public: Option<bool>,
+}
+
+/// `[server] log_format`: how log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// `[webhooks]`: how campaigns' fallback webhooks (`webhook_url`) are sent.
@@ -311,6 +342,7 @@ struct RawServer {
     tls_listen: Option<Spanned<String>>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,6 +462,10 @@ pub struct Config {
     /// Reads without any token (`[api] anonymous_read`): an explicit opt-in, off by default,
     /// since agent names and states are not for anyone who reaches the port.
     pub api_anonymous_read: bool,
+    /// `GET /metrics` without a token (`[metrics] public`, off by default).
+    pub metrics_public: bool,
+    /// `[server] log_format` (`--log-format` overrides it).
+    pub log_format: LogFormat,
     pub routes: Vec<Route>,
     pub queues: Vec<String>,
     pub queue_settings: Vec<QueueSettings>,
@@ -1002,6 +1038,12 @@ impl Config {
                 .as_ref()
                 .and_then(|a| a.anonymous_read)
                 .unwrap_or(false),
+            metrics_public: raw
+                .metrics
+                .as_ref()
+                .and_then(|m| m.public)
+                .unwrap_or(false),
+            log_format: server.log_format.unwrap_or_default(),
             routes,
             queues: raw
                 .queues
