@@ -804,4 +804,68 @@ mod tests {
         assert!(bytes > 10_000);
         assert!(per < Duration::from_millis(50), "{per:?}");
     }
+
+    /// The SQL half on SQLite: 50 queues with 10 000 calls today (30 000 `queue_log` rows plus
+    /// 30 000 of an older day), 20 campaigns of 1 000 contacts. Checks the figures and prints
+    /// what reading them costs (the figure in docs/benchmarks.md).
+    #[tokio::test]
+    async fn history_reads_the_day_from_the_database() {
+        let db = crate::store::Db::connect("sqlite::memory:").await.expect("db");
+        let now = crate::store::now_ts();
+        let gen = |n: usize| format!("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {}) ", n - 1);
+        for (day, prefix) in [(now.as_str(), "t"), ("2000-01-01T00:00:00.000Z", "o")] {
+            for (event, extra) in [
+                ("enter", "NULL, NULL"),
+                ("connect", "(i % 60) * 1000, NULL"),
+                ("complete", "NULL, 120000"),
+            ] {
+                let sql = format!(
+                    "INSERT INTO queue_log (id, at, queue, call_id, agent, event, wait_ms, talk_ms) {} \
+                     SELECT '{prefix}{event}' || i, $1, 'q' || (i % 50), '{prefix}c' || i, 'agent' || (i % 500), '{event}', {extra} FROM n",
+                    gen(10_000)
+                );
+                sqlx::query(&sql).bind(day).execute(&db.pool).await.expect("queue_log rows");
+            }
+        }
+        for c in 1..=20 {
+            sqlx::query("INSERT INTO campaigns (id, name, dialplan, trunk, caller_id, state, spec, created_at, updated_at) \
+                 VALUES ($1, $2, 'd', 't', '1', 'running', '{}', $3, $3)")
+                .bind(c as i64)
+                .bind(format!("c{c}"))
+                .bind(now.clone())
+                .execute(&db.pool)
+                .await
+                .expect("campaign");
+            let sql = format!(
+                "INSERT INTO campaign_contacts (campaign_id, ticket_id, phone, timezone, state, outcome, updated_at) {} \
+                 SELECT $1, i, '+1555' || i, 'UTC', CASE WHEN i % 2 = 0 THEN 'completed' ELSE 'pending' END, \
+                 CASE WHEN i % 2 = 0 THEN 'wait' END, $2 FROM n",
+                gen(1000)
+            );
+            sqlx::query(&sql).bind(c as i64).bind(now.clone()).execute(&db.pool).await.expect("contacts");
+        }
+        let sl: Vec<(String, u64)> = (0..50).map(|q| (format!("q{q}"), 30_000)).collect();
+        let h = history(&db, &sl).await.expect("history");
+        let q0 = &h.queues["q0"];
+        assert_eq!(q0.today.offered, 200, "only today's rows");
+        assert_eq!(q0.today.answered, 200);
+        // waits are (i % 60) s for i = 0, 50, 100…: within 30 s when i % 60 <= 30.
+        let within = (0..10_000).step_by(50).filter(|i| i % 60 <= 30).count() as i64;
+        assert_eq!(q0.today.answered_within_sl, within);
+        assert_eq!(q0.completed_today, 200);
+        assert_eq!(h.agent_calls["agent0"], 20);
+        assert_eq!(h.campaigns.len(), 20);
+        assert_eq!(h.campaigns[0].contacts["completed"], 500);
+        assert_eq!(h.campaigns[0].outcomes["wait"], 500);
+        assert_eq!(h.campaigns[0].finished_recently, 500);
+        let runs = 10;
+        let start = std::time::Instant::now();
+        for _ in 0..runs {
+            history(&db, &sl).await.expect("history");
+        }
+        println!(
+            "wallboard history on SQLite (60 000 queue_log rows, 20 x 1 000 contacts): {:?} per read",
+            start.elapsed() / runs
+        );
+    }
 }
