@@ -1038,11 +1038,7 @@ impl Config {
                 .as_ref()
                 .and_then(|a| a.anonymous_read)
                 .unwrap_or(false),
-            metrics_public: raw
-                .metrics
-                .as_ref()
-                .and_then(|m| m.public)
-                .unwrap_or(false),
+            metrics_public: raw.metrics.as_ref().and_then(|m| m.public).unwrap_or(false),
             log_format: server.log_format.unwrap_or_default(),
             routes,
             queues: raw

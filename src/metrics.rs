@@ -21,7 +21,9 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use ::metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
-use ::metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use ::metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use ::metrics_util::MetricKindMask;
 
 use crate::sip::message::Method;
@@ -162,8 +164,12 @@ impl Metrics {
                 .iter()
                 .map(|m| counter("switchboard_sip_requests_total", &[("method", m)]))
                 .collect(),
-            drops: [DropReason::Banned, DropReason::Scanner, DropReason::Flood]
-                .map(|r| counter("switchboard_security_drops_total", &[("reason", r.as_str())])),
+            drops: [DropReason::Banned, DropReason::Scanner, DropReason::Flood].map(|r| {
+                counter(
+                    "switchboard_security_drops_total",
+                    &[("reason", r.as_str())],
+                )
+            }),
             setup: recorder.register_histogram(
                 &Key::from_static_name("switchboard_call_setup_seconds"),
                 &METADATA,
@@ -175,9 +181,14 @@ impl Metrics {
         };
         // Present from the first scrape (a counter that appears later breaks rate() joins).
         for d in [Direction::Inbound, Direction::Outbound] {
-            m.set_gauge("switchboard_calls_active", &[("direction", d.as_str())], 0.0);
+            m.set_gauge(
+                "switchboard_calls_active",
+                &[("direction", d.as_str())],
+                0.0,
+            );
         }
-        m.counter("switchboard_store_spooled_total", &[]).absolute(0);
+        m.counter("switchboard_store_spooled_total", &[])
+            .absolute(0);
         m
     }
 
@@ -263,7 +274,10 @@ impl Metrics {
         };
         self.counter(
             "switchboard_calls_total",
-            &[("direction", direction.as_str()), ("disposition", disposition)],
+            &[
+                ("direction", direction.as_str()),
+                ("disposition", disposition),
+            ],
         )
         .increment(1);
     }
@@ -310,19 +324,71 @@ fn describe(r: &PrometheusRecorder) {
             _ => r.describe_histogram(k, None, h),
         }
     };
-    d("switchboard_calls_active", "Calls with an open call record, by direction.", 1);
-    d("switchboard_calls_total", "Calls ended, by direction and disposition.", 0);
-    d("switchboard_call_setup_seconds", "Time from a call's start (INVITE received or sent) to its answer.", 2);
-    d("switchboard_sip_requests_total", "SIP requests received, by method.", 0);
-    d("switchboard_sip_responses_total", "SIP responses sent, by status code.", 0);
-    d("switchboard_rtp_packets_total", "RTP packets sent and received by the calls' media sessions.", 0);
-    d("switchboard_rtp_late_packets_total", "RTP packets that arrived after the jitter buffer gave up on them.", 0);
-    d("switchboard_queue_waiting", "Callers waiting in a queue.", 1);
-    d("switchboard_queue_longest_wait_seconds", "Wait of the longest-waiting caller in a queue.", 1);
-    d("switchboard_agents", "Agents known to the ACD, by state.", 1);
-    d("switchboard_campaign_contacts", "Campaign contacts, by campaign and state.", 1);
-    d("switchboard_store_spooled_total", "Record-store ops written to the spool file while the database was unreachable.", 0);
-    d("switchboard_security_drops_total", "Out-of-dialog SIP requests the source guard dropped, by reason.", 0);
+    d(
+        "switchboard_calls_active",
+        "Calls with an open call record, by direction.",
+        1,
+    );
+    d(
+        "switchboard_calls_total",
+        "Calls ended, by direction and disposition.",
+        0,
+    );
+    d(
+        "switchboard_call_setup_seconds",
+        "Time from a call's start (INVITE received or sent) to its answer.",
+        2,
+    );
+    d(
+        "switchboard_sip_requests_total",
+        "SIP requests received, by method.",
+        0,
+    );
+    d(
+        "switchboard_sip_responses_total",
+        "SIP responses sent, by status code.",
+        0,
+    );
+    d(
+        "switchboard_rtp_packets_total",
+        "RTP packets sent and received by the calls' media sessions.",
+        0,
+    );
+    d(
+        "switchboard_rtp_late_packets_total",
+        "RTP packets that arrived after the jitter buffer gave up on them.",
+        0,
+    );
+    d(
+        "switchboard_queue_waiting",
+        "Callers waiting in a queue.",
+        1,
+    );
+    d(
+        "switchboard_queue_longest_wait_seconds",
+        "Wait of the longest-waiting caller in a queue.",
+        1,
+    );
+    d(
+        "switchboard_agents",
+        "Agents known to the ACD, by state.",
+        1,
+    );
+    d(
+        "switchboard_campaign_contacts",
+        "Campaign contacts, by campaign and state.",
+        1,
+    );
+    d(
+        "switchboard_store_spooled_total",
+        "Record-store ops written to the spool file while the database was unreachable.",
+        0,
+    );
+    d(
+        "switchboard_security_drops_total",
+        "Out-of-dialog SIP requests the source guard dropped, by reason.",
+        0,
+    );
 }
 
 /// A media session's packet counts as last added to [`global`]: the session counts in its
@@ -377,7 +443,8 @@ mod tests {
     fn calls_rtp_and_sip_show_in_the_text() {
         let m = global();
         let before = m.render(0);
-        let base = value(&before, "switchboard_rtp_packets_total{direction=\"sent\"}").unwrap_or(0.0);
+        let base =
+            value(&before, "switchboard_rtp_packets_total{direction=\"sent\"}").unwrap_or(0.0);
         m.call_started("unit-1", "inbound");
         m.call_answered("unit-1");
         let mut f = RtpFlush::new(Instant::now());
@@ -387,7 +454,9 @@ mod tests {
         m.sip_sent(b"SIP/2.0 486 Busy Here\r\n");
         m.sip_sent(b"INVITE sip:x SIP/2.0\r\n");
         let during = m.render(3);
-        assert!(value(&during, "switchboard_calls_active{direction=\"inbound\"}").unwrap_or(0.0) >= 1.0);
+        assert!(
+            value(&during, "switchboard_calls_active{direction=\"inbound\"}").unwrap_or(0.0) >= 1.0
+        );
         m.call_ended("unit-1", "completed");
         let text = m.render(3);
         assert_eq!(
@@ -396,7 +465,8 @@ mod tests {
         );
         assert!(text.contains("switchboard_sip_responses_total{code=\"486\"}"));
         assert!(text.contains("switchboard_sip_requests_total{method=\"INVITE\"}"));
-        assert!(text.contains("switchboard_calls_total{direction=\"inbound\",disposition=\"completed\"}"));
+        assert!(text
+            .contains("switchboard_calls_total{direction=\"inbound\",disposition=\"completed\"}"));
         assert!(text.contains("# TYPE switchboard_call_setup_seconds histogram"));
         assert!(text.contains("switchboard_call_setup_seconds_bucket{le=\"0.05\"}"));
         assert_eq!(value(&text, "switchboard_store_spooled_total"), Some(3.0));

@@ -420,7 +420,10 @@ fn metrics_scrape_passes_promtool_and_counts_a_call() {
         "switchboard_agents{state=\"available\"}",
         "switchboard_store_spooled_total",
     ] {
-        assert!(before.contains(name), "{name} in the first scrape:\n{before}");
+        assert!(
+            before.contains(name),
+            "{name} in the first scrape:\n{before}"
+        );
     }
 
     let scenario = Scenario::call_with_digits(&[(1500, '2'), (9000, '1')], 1000, 20_000);
@@ -431,12 +434,28 @@ fn metrics_scrape_passes_promtool_and_counts_a_call() {
 
     let after = scrape();
     promtool_check(&after);
-    assert_eq!(series(&after, answered), series(&before, answered) + 1.0, "{after}");
-    assert!(series(&after, invites) >= series(&before, invites) + 1.0, "{after}");
-    assert!(series(&after, setups) >= series(&before, setups) + 1.0, "{after}");
+    assert_eq!(
+        series(&after, answered),
+        series(&before, answered) + 1.0,
+        "{after}"
+    );
+    assert!(
+        series(&after, invites) >= series(&before, invites) + 1.0,
+        "{after}"
+    );
+    assert!(
+        series(&after, setups) >= series(&before, setups) + 1.0,
+        "{after}"
+    );
     // ~10 s of media each way at 50 packets a second, flushed when the session ended.
-    assert!(series(&after, rtp_in) >= series(&before, rtp_in) + 100.0, "{after}");
-    assert!(series(&after, rtp_out) >= series(&before, rtp_out) + 100.0, "{after}");
+    assert!(
+        series(&after, rtp_in) >= series(&before, rtp_in) + 100.0,
+        "{after}"
+    );
+    assert!(
+        series(&after, rtp_out) >= series(&before, rtp_out) + 100.0,
+        "{after}"
+    );
     assert!(
         after.contains("switchboard_sip_responses_total{code=\"200\"}"),
         "{after}"

@@ -37,7 +37,11 @@ const CONTACT_STATES: [&str; 8] = [
 pub async fn scrape(State(st): State<Arc<ApiState>>) -> Response {
     let m = crate::metrics::global();
     for q in st.ctx.acd.queues().await {
-        m.set_gauge("switchboard_queue_waiting", &[("queue", &q.name)], q.waiting as f64);
+        m.set_gauge(
+            "switchboard_queue_waiting",
+            &[("queue", &q.name)],
+            q.waiting as f64,
+        );
         m.set_gauge(
             "switchboard_queue_longest_wait_seconds",
             &[("queue", &q.name)],
@@ -92,7 +96,10 @@ pub async fn scrape(State(st): State<Arc<ApiState>>) -> Response {
         .load(std::sync::atomic::Ordering::Relaxed);
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         m.render(spooled),
     )
         .into_response()

@@ -28,6 +28,9 @@ use crate::store::{Db, Dialect};
 
 /// How often the shared builder looks for a change.
 pub const TICK: Duration = Duration::from_millis(500);
+/// The streams re-read the day's figures from the database this often (live states every
+/// [`TICK`]): reading them is the expensive part (docs/benchmarks.md "Wallboard snapshot").
+pub const HISTORY_EVERY: Duration = Duration::from_secs(2);
 /// A stream sends the snapshot at least this often, changed or not.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// The "recent" service-level window.
@@ -212,29 +215,66 @@ pub async fn history(db: &Db, sl_ms: &[(String, u64)]) -> Result<History, sqlx::
     let today = day_start();
     let recent = ts_ago(RECENT);
     // Per-queue service-level thresholds: `CASE queue WHEN $n THEN <ms> ... END`.
-    let mut case = String::from("CASE queue");
-    for (i, (_, ms)) in sl_ms.iter().enumerate() {
-        case.push_str(&format!(" WHEN ${} THEN {ms}", i + 3));
-    }
-    case.push_str(" ELSE 30000 END");
+    // When every queue has the same threshold (the usual case) it is a constant; else a
+    // `CASE` by queue name, evaluated for connect rows only.
+    let same = match sl_ms.first() {
+        None => Some(30_000),
+        Some(f) => sl_ms.iter().all(|q| q.1 == f.1).then_some(f.1),
+    };
+    let case = match same {
+        Some(ms) => ms.to_string(),
+        None => {
+            let mut case = String::from("CASE queue");
+            for (i, (_, ms)) in sl_ms.iter().enumerate() {
+                case.push_str(&format!(" WHEN ${} THEN {ms}", i + 3));
+            }
+            case.push_str(" ELSE 30000 END");
+            case
+        }
+    };
+    let bind_names = same.is_none();
     let (t1, t2) = (d.ts(1), d.ts(2));
-    let w = |since: &str, cond: &str| sum(&format!("CASE WHEN at >= {since} AND {cond} THEN 1 ELSE 0 END"));
+    let w = |since: &str, cond: &str| {
+        sum(&format!(
+            "CASE WHEN at >= {since} AND {cond} THEN 1 ELSE 0 END"
+        ))
+    };
     let wv = |since: &str, cond: &str, col: &str| {
-        sum(&format!("CASE WHEN at >= {since} AND {cond} THEN {col} ELSE 0 END"))
+        sum(&format!(
+            "CASE WHEN at >= {since} AND {cond} THEN {col} ELSE 0 END"
+        ))
     };
     let mut cols = Vec::new();
     for (tag, since) in [("t", &t1), ("r", &t2)] {
         cols.push(format!("{} AS {tag}_offered", w(since, "event = 'enter'")));
-        cols.push(format!("{} AS {tag}_answered", w(since, "event = 'connect'")));
+        cols.push(format!(
+            "{} AS {tag}_answered",
+            w(since, "event = 'connect'")
+        ));
         cols.push(format!(
             "{} AS {tag}_within",
             w(since, &format!("event = 'connect' AND wait_ms <= ({case})"))
         ));
-        cols.push(format!("{} AS {tag}_abandoned", w(since, "event = 'abandon'")));
-        cols.push(format!("{} AS {tag}_timeout", w(since, "event = 'timeout'")));
-        cols.push(format!("{} AS {tag}_completed", w(since, "event = 'complete'")));
-        cols.push(format!("{} AS {tag}_wait", wv(since, "event = 'connect'", "wait_ms")));
-        cols.push(format!("{} AS {tag}_talk", wv(since, "event = 'complete'", "talk_ms")));
+        cols.push(format!(
+            "{} AS {tag}_abandoned",
+            w(since, "event = 'abandon'")
+        ));
+        cols.push(format!(
+            "{} AS {tag}_timeout",
+            w(since, "event = 'timeout'")
+        ));
+        cols.push(format!(
+            "{} AS {tag}_completed",
+            w(since, "event = 'complete'")
+        ));
+        cols.push(format!(
+            "{} AS {tag}_wait",
+            wv(since, "event = 'connect'", "wait_ms")
+        ));
+        cols.push(format!(
+            "{} AS {tag}_talk",
+            wv(since, "event = 'complete'", "talk_ms")
+        ));
     }
     // Both windows in one pass over the rows since the earlier of the two.
     let earliest = if recent < today { &t2 } else { &t1 };
@@ -243,8 +283,10 @@ pub async fn history(db: &Db, sl_ms: &[(String, u64)]) -> Result<History, sqlx::
         cols.join(", ")
     );
     let mut q = sqlx::query(&sql).bind(today.clone()).bind(recent.clone());
-    for (name, _) in sl_ms {
-        q = q.bind(name.clone());
+    if bind_names {
+        for (name, _) in sl_ms {
+            q = q.bind(name.clone());
+        }
     }
     let mut queues = HashMap::new();
     for r in q.fetch_all(&db.pool).await? {
@@ -277,7 +319,11 @@ pub async fn history(db: &Db, sl_ms: &[(String, u64)]) -> Result<History, sqlx::
          AND agent IS NOT NULL GROUP BY agent"
     );
     let mut agent_calls = HashMap::new();
-    for r in sqlx::query(&sql).bind(today.clone()).fetch_all(&db.pool).await? {
+    for r in sqlx::query(&sql)
+        .bind(today.clone())
+        .fetch_all(&db.pool)
+        .await?
+    {
         agent_calls.insert(r.try_get::<String, _>("agent")?, int(&r, "n"));
     }
 
@@ -304,7 +350,11 @@ async fn campaign_history(
         d.ts(1)
     );
     let mut out: Vec<CampaignHistory> = Vec::new();
-    for r in sqlx::query(&sql).bind(today.to_string()).fetch_all(&db.pool).await? {
+    for r in sqlx::query(&sql)
+        .bind(today.to_string())
+        .fetch_all(&db.pool)
+        .await?
+    {
         out.push(CampaignHistory {
             id: r.try_get("id")?,
             name: r.try_get("name")?,
@@ -322,14 +372,16 @@ async fn campaign_history(
         .collect::<Vec<_>>()
         .join(",");
     let index: HashMap<i64, usize> = out.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
-    let mut each = |rows: Vec<sqlx::any::AnyRow>, f: &mut dyn FnMut(&mut CampaignHistory, &sqlx::any::AnyRow)| {
-        for r in rows {
-            let id: i64 = r.try_get("campaign_id").unwrap_or(-1);
-            if let Some(c) = index.get(&id).and_then(|&i| out.get_mut(i)) {
-                f(c, &r);
+    let mut each =
+        |rows: Vec<sqlx::any::AnyRow>,
+         f: &mut dyn FnMut(&mut CampaignHistory, &sqlx::any::AnyRow)| {
+            for r in rows {
+                let id: i64 = r.try_get("campaign_id").unwrap_or(-1);
+                if let Some(c) = index.get(&id).and_then(|&i| out.get_mut(i)) {
+                    f(c, &r);
+                }
             }
-        }
-    };
+        };
     let rows = sqlx::query(&format!(
         "SELECT campaign_id, state, COUNT(*) AS n FROM campaign_contacts \
          WHERE campaign_id IN ({ids}) GROUP BY campaign_id, state"
@@ -423,7 +475,11 @@ async fn hotline_history(db: &Db, d: Dialect, today: &str) -> Result<HotlineBoar
         calls_today,
         ..HotlineBoard::default()
     };
-    for r in sqlx::query(&sql).bind(today.to_string()).fetch_all(&db.pool).await? {
+    for r in sqlx::query(&sql)
+        .bind(today.to_string())
+        .fetch_all(&db.pool)
+        .await?
+    {
         let choice: String = r.try_get("choice")?;
         let segment: String = r.try_get("segment")?;
         let n = int(&r, "n");
@@ -530,8 +586,10 @@ pub fn build(
             let eta_s = (cpm > 0.0 && remaining > 0)
                 .then(|| (remaining as f64 / cpm * 60.0).round() as i64)
                 .or((remaining == 0).then_some(0));
-            let mut outcomes: BTreeMap<String, i64> =
-                CAMPAIGN_OUTCOMES.iter().map(|o| (o.to_string(), 0)).collect();
+            let mut outcomes: BTreeMap<String, i64> = CAMPAIGN_OUTCOMES
+                .iter()
+                .map(|o| (o.to_string(), 0))
+                .collect();
             for (k, v) in &c.outcomes {
                 *outcomes.entry(k.clone()).or_default() += v;
             }
@@ -565,6 +623,17 @@ pub fn build(
 
 /// Read everything and build one snapshot.
 pub async fn snapshot(st: &ApiState) -> Result<Snapshot, sqlx::Error> {
+    let (sl, sl_s) = thresholds(st);
+    let (h, queues, agents) = tokio::join!(
+        history(&st.ctx.db, &sl),
+        st.ctx.acd.queues(),
+        st.ctx.acd.agents()
+    );
+    Ok(build(&h?, &queues, &agents, &sl_s))
+}
+
+/// Each configured queue's service-level threshold, in ms (for SQL) and in s (for the page).
+fn thresholds(st: &ApiState) -> (Vec<(String, u64)>, HashMap<String, u64>) {
     let cfg = &st.ctx.config;
     let sl: Vec<(String, u64)> = cfg
         .queue_settings
@@ -572,12 +641,7 @@ pub async fn snapshot(st: &ApiState) -> Result<Snapshot, sqlx::Error> {
         .map(|q| (q.acd.name.clone(), q.acd.service_level.as_millis() as u64))
         .collect();
     let sl_s: HashMap<String, u64> = sl.iter().map(|(n, ms)| (n.clone(), ms / 1000)).collect();
-    let (h, queues, agents) = tokio::join!(
-        history(&st.ctx.db, &sl),
-        st.ctx.acd.queues(),
-        st.ctx.acd.agents()
-    );
-    Ok(build(&h?, &queues, &agents, &sl_s))
+    (sl, sl_s)
 }
 
 // ---- the shared builder for the SSE streams ------------------------------------------------
@@ -605,15 +669,31 @@ impl Hub {
             let mut last_sent = tokio::time::Instant::now();
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (sl, sl_s) = thresholds(&st);
+            // The day's figures are read at most every HISTORY_EVERY; live states every tick.
+            let mut hist: Option<(tokio::time::Instant, History)> = None;
             while tx.receiver_count() > 0 {
                 tick.tick().await;
-                let json = match snapshot(&st).await {
-                    Ok(s) => serde_json::to_string(&s).unwrap_or_default(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "wallboard: figures not read");
-                        continue;
+                if hist
+                    .as_ref()
+                    .is_none_or(|(at, _)| at.elapsed() >= HISTORY_EVERY)
+                {
+                    match history(&st.ctx.db, &sl).await {
+                        Ok(h) => hist = Some((tokio::time::Instant::now(), h)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "wallboard: figures not read");
+                            if hist.is_none() {
+                                continue;
+                            }
+                        }
                     }
+                }
+                let Some((_, h)) = hist.as_ref() else {
+                    continue;
                 };
+                let (queues, agents) = tokio::join!(st.ctx.acd.queues(), st.ctx.acd.agents());
+                let json =
+                    serde_json::to_string(&build(h, &queues, &agents, &sl_s)).unwrap_or_default();
                 if json != last || last_sent.elapsed() >= HEARTBEAT {
                     last_sent = tokio::time::Instant::now();
                     last.clone_from(&json);
@@ -649,7 +729,10 @@ pub async fn events(
             return None;
         }
         let data = rx.borrow_and_update().clone();
-        Some((Ok(Event::default().event("snapshot").data(&*data)), (rx, false)))
+        Some((
+            Ok(Event::default().event("snapshot").data(&*data)),
+            (rx, false),
+        ))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
@@ -730,10 +813,15 @@ mod tests {
                 id: c as i64 + 1,
                 name: format!("c{c}"),
                 state: "running".into(),
-                contacts: [("pending", 600), ("dialing", 10), ("completed", 300), ("failed", 90)]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
+                contacts: [
+                    ("pending", 600),
+                    ("dialing", 10),
+                    ("completed", 300),
+                    ("failed", 90),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
                 outcomes: [("wait", 200), ("refund", 100), ("busy", 90)]
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v))
@@ -766,7 +854,10 @@ mod tests {
         assert_eq!(q.today.abandon_rate, Some(0.2));
         assert_eq!(q.last_30_min.service_level, None);
         let c = &s.campaigns[0];
-        assert_eq!((c.total, c.done, c.remaining, c.in_progress), (1000, 390, 610, 10));
+        assert_eq!(
+            (c.total, c.done, c.remaining, c.in_progress),
+            (1000, 390, 610, 10)
+        );
         assert_eq!(c.outcomes["wait"], 200);
         assert_eq!(c.outcomes["sms_sent"], 0, "every outcome key is present");
         assert_eq!(c.contacts_per_minute, 5.0);
@@ -789,7 +880,13 @@ mod tests {
             AgentState::Paused,
         ];
         let agents: Vec<AgentView> = (0..500)
-            .map(|i| agent(i, states[i % 4], vec![format!("q{}", i % 50), format!("q{}", (i + 7) % 50)]))
+            .map(|i| {
+                agent(
+                    i,
+                    states[i % 4],
+                    vec![format!("q{}", i % 50), format!("q{}", (i + 7) % 50)],
+                )
+            })
             .collect();
         let sl = HashMap::new();
         let runs = 50;
@@ -810,9 +907,16 @@ mod tests {
     /// what reading them costs (the figure in docs/benchmarks.md).
     #[tokio::test]
     async fn history_reads_the_day_from_the_database() {
-        let db = crate::store::Db::connect("sqlite::memory:").await.expect("db");
+        let db = crate::store::Db::connect("sqlite::memory:")
+            .await
+            .expect("db");
         let now = crate::store::now_ts();
-        let gen = |n: usize| format!("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {}) ", n - 1);
+        let gen = |n: usize| {
+            format!(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {}) ",
+                n - 1
+            )
+        };
         for (day, prefix) in [(now.as_str(), "t"), ("2000-01-01T00:00:00.000Z", "o")] {
             for (event, extra) in [
                 ("enter", "NULL, NULL"),
@@ -824,7 +928,11 @@ mod tests {
                      SELECT '{prefix}{event}' || i, $1, 'q' || (i % 50), '{prefix}c' || i, 'agent' || (i % 500), '{event}', {extra} FROM n",
                     gen(10_000)
                 );
-                sqlx::query(&sql).bind(day).execute(&db.pool).await.expect("queue_log rows");
+                sqlx::query(&sql)
+                    .bind(day)
+                    .execute(&db.pool)
+                    .await
+                    .expect("queue_log rows");
             }
         }
         for c in 1..=20 {
@@ -842,10 +950,15 @@ mod tests {
                  CASE WHEN i % 2 = 0 THEN 'wait' END, $2 FROM n",
                 gen(1000)
             );
-            sqlx::query(&sql).bind(c as i64).bind(now.clone()).execute(&db.pool).await.expect("contacts");
+            sqlx::query(&sql)
+                .bind(c as i64)
+                .bind(now.clone())
+                .execute(&db.pool)
+                .await
+                .expect("contacts");
         }
         let sl: Vec<(String, u64)> = (0..50).map(|q| (format!("q{q}"), 30_000)).collect();
-        let h = history(&db, &sl).await.expect("history");
+        let h = super::history(&db, &sl).await.expect("history");
         let q0 = &h.queues["q0"];
         assert_eq!(q0.today.offered, 200, "only today's rows");
         assert_eq!(q0.today.answered, 200);
@@ -861,7 +974,7 @@ mod tests {
         let runs = 10;
         let start = std::time::Instant::now();
         for _ in 0..runs {
-            history(&db, &sl).await.expect("history");
+            super::history(&db, &sl).await.expect("history");
         }
         println!(
             "wallboard history on SQLite (60 000 queue_log rows, 20 x 1 000 contacts): {:?} per read",

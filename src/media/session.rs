@@ -195,7 +195,8 @@ pub struct MediaSession {
 impl Drop for MediaSession {
     fn drop(&mut self) {
         let s = &self.stats;
-        self.metrics.flush(s.packets_sent, s.packets_received, s.late);
+        self.metrics
+            .flush(s.packets_sent, s.packets_received, s.late);
     }
 }
 
