@@ -399,7 +399,7 @@ fn promtool_check(text: &str) {
 /// real SIPp call (docs/operations.md "Metrics").
 #[test]
 fn metrics_scrape_passes_promtool_and_counts_a_call() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--log-format", "json"]);
     let anon = support::http_get(server.http_addr, "/metrics").expect("HTTP answers");
     assert_eq!(anon.0, 401, "no token, not public: {anon:?}");
     let scrape = || {
@@ -465,4 +465,32 @@ fn metrics_scrape_passes_promtool_and_counts_a_call() {
         0.0,
         "{after}"
     );
+
+    // `--log-format json`: every line on standard error is one JSON object.
+    let log = server.log();
+    let stderr = log.split("---- server stderr ----").nth(1).unwrap_or("");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "{log}");
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+    }
+
+    // Every HTTP answer carries the request id: the client's, or a new one.
+    use std::io::{Read as _, Write as _};
+    let ask = |extra: &str| {
+        let mut s = std::net::TcpStream::connect(server.http_addr).expect("connect");
+        write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        text.lines()
+            .find_map(|l| l.strip_prefix("x-request-id: ").map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert_eq!(ask("X-Request-Id: proxy-42\r\n"), "proxy-42");
+    assert_eq!(ask("").len(), 32, "a new UUID (simple form)");
 }

@@ -80,7 +80,7 @@ pub struct Window {
     pub service_level: Option<f64>,
     pub asa_s: Option<f64>,
     pub aht_s: Option<f64>,
-    /// Abandoned over answered + abandoned + timed out.
+    /// Abandoned over answered + abandoned (as `/api/queues`).
     pub abandon_rate: Option<f64>,
 }
 
@@ -505,7 +505,7 @@ fn finish(mut w: Window, wait_ms: i64, talk_ms: i64, completed: i64) -> Window {
     w.service_level = ratio(w.answered_within_sl, w.answered + w.abandoned);
     w.asa_s = ratio(wait_ms, w.answered).map(|v| v / 1000.0);
     w.aht_s = ratio(talk_ms, completed).map(|v| v / 1000.0);
-    w.abandon_rate = ratio(w.abandoned, w.answered + w.abandoned + w.timed_out);
+    w.abandon_rate = ratio(w.abandoned, w.answered + w.abandoned);
     w
 }
 
