@@ -1094,6 +1094,24 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// `[metrics] public` and `[server] log_format`: off / text by default, read when set,
+    /// and a log format other than text or json is refused at load.
+    #[test]
+    fn metrics_public_and_log_format() {
+        let c = Config::embedded().expect("default config");
+        assert!(!c.metrics_public);
+        assert_eq!(c.log_format, LogFormat::Text);
+        let c = Config::parse(
+            "x.toml",
+            "[server]\nlog_format = \"json\"\n[metrics]\npublic = true\n",
+        )
+        .expect("parses");
+        assert!(c.metrics_public);
+        assert_eq!(c.log_format, LogFormat::Json);
+        Config::parse("x.toml", "[server]\nlog_format = \"xml\"\n").expect_err("xml refused");
+        Config::parse("x.toml", "[metrics]\nopen = true\n").expect_err("unknown key");
+    }
+
     #[test]
     fn embedded_default_parses() {
         let c = Config::embedded().expect("default config");
