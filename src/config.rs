@@ -52,6 +52,8 @@ struct RawConfig {
     #[serde(default)]
     api: Option<RawApi>,
     #[serde(default)]
+    metrics: Option<RawMetrics>,
+    #[serde(default)]
     webhooks: Option<Spanned<RawWebhooks>>,
     #[serde(default)]
     cluster: Option<Spanned<RawCluster>>,
@@ -74,6 +76,35 @@ struct RawCluster {
 struct RawApi {
     read_token: Option<String>,
     anonymous_read: Option<bool>,
+}
+
+/// `[metrics]`: who may scrape `GET /metrics`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// Scrapes without a token (off by default: queue and campaign names are business data).
+    public: Option<bool>,
+}
+
+/// `[server] log_format`: how log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// `[webhooks]`: how campaigns' fallback webhooks (`webhook_url`) are sent.
@@ -364,6 +395,7 @@ struct RawServer {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     node_id: Option<String>,
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -483,6 +515,10 @@ pub struct Config {
     /// Reads without any token (`[api] anonymous_read`): an explicit opt-in, off by default,
     /// since agent names and states are not for anyone who reaches the port.
     pub api_anonymous_read: bool,
+    /// `GET /metrics` without a token (`[metrics] public`, off by default).
+    pub metrics_public: bool,
+    /// `[server] log_format` (`--log-format` overrides it).
+    pub log_format: LogFormat,
     pub routes: Vec<Route>,
     pub queues: Vec<String>,
     pub queue_settings: Vec<QueueSettings>,
@@ -1149,6 +1185,8 @@ impl Config {
                 .as_ref()
                 .and_then(|a| a.anonymous_read)
                 .unwrap_or(false),
+            metrics_public: raw.metrics.as_ref().and_then(|m| m.public).unwrap_or(false),
+            log_format: server.log_format.unwrap_or_default(),
             routes,
             queues: raw
                 .queues
@@ -1202,6 +1240,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[metrics] public` and `[server] log_format`: off / text by default, read when set,
+    /// and a log format other than text or json is refused at load.
+    #[test]
+    fn metrics_public_and_log_format() {
+        let c = Config::embedded().expect("default config");
+        assert!(!c.metrics_public);
+        assert_eq!(c.log_format, LogFormat::Text);
+        let c = Config::parse(
+            "x.toml",
+            "[server]\nlog_format = \"json\"\n[metrics]\npublic = true\n",
+        )
+        .expect("parses");
+        assert!(c.metrics_public);
+        assert_eq!(c.log_format, LogFormat::Json);
+        Config::parse("x.toml", "[server]\nlog_format = \"xml\"\n").expect_err("xml refused");
+        Config::parse("x.toml", "[metrics]\nopen = true\n").expect_err("unknown key");
+    }
 
     #[test]
     fn embedded_default_parses() {

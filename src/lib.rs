@@ -14,6 +14,7 @@ pub mod dialer;
 pub mod http_client;
 pub mod ivr;
 pub mod media;
+pub mod metrics;
 pub mod registrar;
 pub mod runtime;
 pub mod server;

@@ -413,8 +413,12 @@ pub async fn start_on(
         token: api_token.clone(),
         read_token: ctx.config.api_read_token.clone(),
         anonymous_read: ctx.config.api_anonymous_read,
+        metrics_public: ctx.config.metrics_public,
+        wallboard: Default::default(),
     });
-    let app = api::router(api_state.clone()).merge(ws);
+    let app = api::router(api_state.clone())
+        .merge(ws)
+        .layer(axum::middleware::from_fn(api::request_span));
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(

@@ -1407,3 +1407,135 @@ fn call_slots_return_after_campaign_agent_leg_and_hotline_calls() {
     );
     wait_no_active_calls(&server, &tok, "the hotline call");
 }
+
+/// playwright-core for the page tests, installed by npm at test time into a cache folder in
+/// the target directory (once; the browser itself is Debian's chromium).
+fn playwright_modules() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-playwright");
+    let module = dir.join("node_modules/playwright-core/package.json");
+    if !module.is_file() {
+        std::fs::create_dir_all(&dir).expect("npm cache dir");
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("playwright-core@1.65.1")
+            .output()
+            .expect("npm runs (Debian npm; scripts/test installs it)");
+        assert!(
+            out.status.success() && module.is_file(),
+            "npm install playwright-core failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir.join("node_modules")
+}
+
+/// A stored timestamp (ISO-8601 UTC) as Unix milliseconds.
+fn epoch_ms(ts: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .unwrap_or_else(|e| panic!("timestamp {ts}: {e}"))
+        .timestamp_millis()
+}
+
+/// The wallboard in real Chromium: signed in with the read token, it shows a SIPp caller
+/// waiting in `support` within 2 s of the caller entering the queue (`queue_log` enter), and
+/// the service level and ASA appear once the agent answers. Screenshot: the test folder, or
+/// `$SWITCHBOARD_SCREENSHOT_DIR/wallboard.png` (docs/screenshots/wallboard.png comes from here).
+#[test]
+fn wallboard_page_shows_waiting_caller_within_2s_and_sl_after_answer() {
+    use std::io::BufRead;
+    let server = Server::start(&["--api-read-token", "wallboard-read-token"]);
+    let port = setup_agent(&server, "wendy");
+    let modules = playwright_modules();
+    let shot_dir = std::env::var("SWITCHBOARD_SCREENSHOT_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| server.dir.path().to_path_buf());
+    std::fs::create_dir_all(&shot_dir).expect("screenshot dir");
+    let shot = shot_dir.join("wallboard.png");
+    let node_log = server.dir.path().join("wallboard-node.log");
+    let mut node = Command::new("node")
+        .arg(repo_root().join("tests/support/wallboard.js"))
+        .env("NODE_PATH", &modules)
+        .env(
+            "WALLBOARD_URL",
+            format!("http://{}/wallboard", server.http_addr),
+        )
+        .env("WALLBOARD_TOKEN", "wallboard-read-token")
+        .env("QUEUE", "support")
+        .env("SCREENSHOT", &shot)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&node_log).expect("node log"))
+        .spawn()
+        .expect("node runs (Debian nodejs)");
+    let mut lines = std::io::BufReader::new(node.stdout.take().expect("node stdout")).lines();
+    let mut next = |word: &str| -> (i64, String) {
+        for line in lines.by_ref() {
+            let line = line.unwrap_or_default();
+            let mut parts = line.splitn(3, ' ');
+            if parts.next() == Some(word) {
+                let at = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                return (at, parts.next().unwrap_or("").to_string());
+            }
+        }
+        panic!(
+            "wallboard.js ended before {word}\n{}\n{}",
+            support::read_lossy(&node_log),
+            server.log()
+        );
+    };
+    next("READY");
+
+    // The agent rings 6 s before answering: the caller waits in line meanwhile.
+    let phone = agent_phone(&server, "wendy", port, 6000, 3000);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 14_000, 40_000),
+        &caller("+15551239717"),
+    );
+    let (seen_ms, longest) = next("WAITING");
+    let (_, sl) = next("SL");
+    next("DONE");
+    let status = node.wait().expect("node exit");
+    assert!(status.success(), "{}", support::read_lossy(&node_log));
+    let agent_run = phone.sipp.wait();
+    assert_eq!(agent_run.code, Some(0), "agent phone\n{}", agent_run.text);
+    call.wait().assert_ok(&server);
+
+    let rec = ended_call(&server, "+15551239717");
+    assert_eq!(rec["agent"], "wendy", "{rec:?}");
+    let id = rec["id"].as_str().expect("id");
+    let enter = server.db().row(&format!(
+        "SELECT at FROM queue_log WHERE call_id = '{id}' AND event = 'enter'"
+    ));
+    let enter_ms = epoch_ms(enter["at"].as_str().expect("enter at"));
+    let lag = seen_ms - enter_ms;
+    println!("wallboard showed the waiting caller {lag} ms after the queue entry");
+    assert!(
+        (0..=2000).contains(&lag),
+        "the page showed the caller {lag} ms after it entered the queue (longest wait {longest})"
+    );
+    let sl: Value = serde_json::from_str(&sl).expect("SL detail is JSON");
+    assert_eq!(sl["sl"], "100%", "answered within 30 s: {sl}");
+    let asa = sl["asa"].as_str().unwrap_or("");
+    assert!(asa.ends_with(" s") && asa != "0 s", "ASA shown: {sl}");
+    assert!(shot.is_file(), "screenshot written");
+
+    // The JSON snapshot agrees and the read token is enough; no token is refused.
+    let (code, snap) = http(
+        server.http_addr,
+        "GET",
+        "/api/wallboard",
+        Some("wallboard-read-token"),
+    );
+    assert_eq!(code, 200, "{snap}");
+    let q = snap["queues"]
+        .as_array()
+        .and_then(|a| a.iter().find(|q| q["name"] == "support"))
+        .cloned()
+        .expect("support in the snapshot");
+    assert_eq!(q["today"]["answered"], 1, "{q}");
+    assert_eq!(q["today"]["offered"], 1, "{q}");
+    let (code, _) = http(server.http_addr, "GET", "/api/wallboard", None);
+    assert_eq!(code, 401);
+}

@@ -352,3 +352,145 @@ fn bad_config_or_dialplan_is_refused_at_start_with_file_and_line() {
     std::fs::write(&cfg, text).expect("write config");
     assert_refused(common(&cfg), &broken.display().to_string(), 7);
 }
+
+/// The value of one series in a Prometheus text scrape (0 when the series is absent).
+fn series(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)
+                .filter(|rest| rest.starts_with(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// `promtool check metrics` on a scrape: exit 0 and no lint problems. promtool
+/// (`$SWITCHBOARD_PROMTOOL`, else on PATH; Debian `prometheus`) missing is a failure.
+fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    let promtool = std::env::var("SWITCHBOARD_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{promtool} not runnable ({e}): install Debian `prometheus` (scripts/test does)")
+        });
+    child
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(text.as_bytes())
+        .expect("write the scrape to promtool");
+    let out = child.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({}): {}{}\n--- scrape ---\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `GET /metrics`: refused without a token, Prometheus text that `promtool check metrics`
+/// accepts with one, and the call counters, setup histogram, SIP and RTP counters move with a
+/// real SIPp call (docs/operations.md "Metrics").
+#[test]
+fn metrics_scrape_passes_promtool_and_counts_a_call() {
+    let server = Server::start(&["--log-format", "json"]);
+    let anon = support::http_get(server.http_addr, "/metrics").expect("HTTP answers");
+    assert_eq!(anon.0, 401, "no token, not public: {anon:?}");
+    let scrape = || {
+        let (status, body) = server.api_get("/metrics").expect("HTTP answers");
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let before = scrape();
+    promtool_check(&before);
+    let answered = r#"switchboard_calls_total{direction="inbound",disposition="answered"}"#;
+    let rtp_in = r#"switchboard_rtp_packets_total{direction="received"}"#;
+    let rtp_out = r#"switchboard_rtp_packets_total{direction="sent"}"#;
+    let invites = r#"switchboard_sip_requests_total{method="INVITE"}"#;
+    let setups = "switchboard_call_setup_seconds_count";
+    for name in [
+        "switchboard_calls_active{direction=\"inbound\"}",
+        "switchboard_queue_waiting{queue=\"support\"}",
+        "switchboard_agents{state=\"available\"}",
+        "switchboard_store_spooled_total",
+    ] {
+        assert!(
+            before.contains(name),
+            "{name} in the first scrape:\n{before}"
+        );
+    }
+
+    let scenario = Scenario::call_with_digits(&[(1500, '2'), (9000, '1')], 1000, 20_000);
+    server
+        .run_sipp(&scenario, &caller("+15551230002"))
+        .assert_ok(&server);
+    ended_call(&server, "+15551230002");
+
+    let after = scrape();
+    promtool_check(&after);
+    assert_eq!(
+        series(&after, answered),
+        series(&before, answered) + 1.0,
+        "{after}"
+    );
+    assert!(
+        series(&after, invites) >= series(&before, invites) + 1.0,
+        "{after}"
+    );
+    assert!(
+        series(&after, setups) >= series(&before, setups) + 1.0,
+        "{after}"
+    );
+    // ~10 s of media each way at 50 packets a second, flushed when the session ended.
+    assert!(
+        series(&after, rtp_in) >= series(&before, rtp_in) + 100.0,
+        "{after}"
+    );
+    assert!(
+        series(&after, rtp_out) >= series(&before, rtp_out) + 100.0,
+        "{after}"
+    );
+    assert!(
+        after.contains("switchboard_sip_responses_total{code=\"200\"}"),
+        "{after}"
+    );
+    assert_eq!(
+        series(&after, "switchboard_calls_active{direction=\"inbound\"}"),
+        0.0,
+        "{after}"
+    );
+
+    // `--log-format json`: every line on standard error is one JSON object.
+    let log = server.log();
+    let stderr = log.split("---- server stderr ----").nth(1).unwrap_or("");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "{log}");
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+    }
+
+    // Every HTTP answer carries the request id: the client's, or a new one.
+    use std::io::{Read as _, Write as _};
+    let ask = |extra: &str| {
+        let mut s = std::net::TcpStream::connect(server.http_addr).expect("connect");
+        write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        text.lines()
+            .find_map(|l| l.strip_prefix("x-request-id: ").map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert_eq!(ask("X-Request-Id: proxy-42\r\n"), "proxy-42");
+    assert_eq!(ask("").len(), 32, "a new UUID (simple form)");
+}

@@ -548,3 +548,104 @@ async fn resolution_race_is_won_by_the_later_decision() {
         );
     }
 }
+
+/// The wallboard's figures of the day (`switchboard::api::wallboard::history`) read the same
+/// on both engines: a hotline call that ended in self-service, a queued call answered in
+/// 12 s by alice, a campaign with one settled contact (its SQL casts and timestamp
+/// parameters must suit PostgreSQL's TIMESTAMPTZ and NUMERIC sums as well as SQLite's text).
+#[tokio::test]
+async fn wallboard_history_reads_the_day_on_both_engines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for db in both("wallboard", dir.path()).await {
+        demo::load(&db).await.expect("demo");
+        let ticket = ticket_id(&db, "1001").await;
+        let mut ops = call_ops("wb-1", ticket, "refund");
+        let t = now_ts();
+        for (i, (event, wait, talk)) in [
+            ("enter", None, None),
+            ("connect", Some(12_000), None),
+            ("complete", None, Some(60_000)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            ops.push(StoreOp::QueueLog {
+                id: format!("wb-q{i}"),
+                at: t.clone(),
+                queue: "support".into(),
+                call_id: Some("wb-2".into()),
+                agent: Some("alice".into()),
+                event: event.into(),
+                position: Some(1),
+                wait_ms: wait,
+                talk_ms: talk,
+                reason: None,
+            });
+        }
+        let mut tx = db.pool.begin().await.expect("begin");
+        for op in &ops {
+            switchboard::store::ops::apply(&mut tx, db.dialect, op)
+                .await
+                .expect("apply");
+        }
+        tx.commit().await.expect("commit");
+        let sql = format!(
+            "INSERT INTO campaigns (name, dialplan, trunk, caller_id, state, spec, created_at, updated_at) \
+             VALUES ('wb', 'd', 't', '1', 'running', '{{}}', {0}, {0})",
+            db.dialect.ts(1)
+        );
+        sqlx::query(&sql)
+            .bind(t.clone())
+            .execute(&db.pool)
+            .await
+            .expect("campaign");
+        let cid = count(&db, "SELECT MAX(id) FROM campaigns").await;
+        let sql = format!(
+            "INSERT INTO campaign_contacts (campaign_id, ticket_id, phone, timezone, state, outcome, updated_at) \
+             VALUES ($1, $2, '+15551230001', 'UTC', 'completed', 'wait', {})",
+            db.dialect.ts(3)
+        );
+        sqlx::query(&sql)
+            .bind(cid)
+            .bind(ticket)
+            .bind(t.clone())
+            .execute(&db.pool)
+            .await
+            .expect("contact");
+
+        let sl = vec![
+            ("support".to_string(), 30_000),
+            ("sales".to_string(), 20_000),
+        ];
+        let h = switchboard::api::wallboard::history(&db, &sl)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e}", db.dialect));
+        let q = &h.queues["support"];
+        assert_eq!(
+            (
+                q.today.offered,
+                q.today.answered,
+                q.today.answered_within_sl
+            ),
+            (1, 1, 1),
+            "{:?}",
+            db.dialect
+        );
+        assert_eq!((q.wait_sum_today_ms, q.talk_sum_today_ms), (12_000, 60_000));
+        assert_eq!(q.recent.answered, 1);
+        assert_eq!(h.agent_calls["alice"], 1);
+        assert_eq!(h.hotline.calls_today, 1);
+        assert_eq!(h.hotline.self_service, 1);
+        assert_eq!(h.hotline.by_outcome["refund"], 1);
+        let c = h.campaigns.iter().find(|c| c.id == cid).expect("campaign");
+        assert_eq!(c.contacts["completed"], 1);
+        assert_eq!(c.outcomes["wait"], 1);
+        assert_eq!(c.finished_recently, 1);
+        // One threshold for every queue: the constant form of the query.
+        let one = vec![("support".to_string(), 30_000)];
+        let h1 = switchboard::api::wallboard::history(&db, &one)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e}", db.dialect));
+        assert_eq!(h1.queues["support"].today.answered_within_sl, 1);
+    }
+}

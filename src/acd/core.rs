@@ -409,6 +409,8 @@ pub struct QueueView {
     pub asa_ms: Option<u64>,
     pub aht_ms: Option<u64>,
     pub abandon_rate: Option<f64>,
+    /// Callers who hung up after asking to be called back and wait for an agent.
+    pub callbacks_pending: usize,
 }
 
 pub struct Acd {
@@ -1351,6 +1353,12 @@ impl Acd {
                     asa_ms: q.stats.asa_ms(),
                     aht_ms: q.stats.aht_ms(),
                     abandon_rate: q.stats.abandon_rate(),
+                    callbacks_pending: q
+                        .by_seq
+                        .values()
+                        .filter_map(|c| self.waiting.get(c))
+                        .filter(|w| w.callback)
+                        .count(),
                     stats: q.stats.clone(),
                 }
             })

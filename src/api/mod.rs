@@ -17,7 +17,9 @@ use crate::call::CallContext;
 
 pub mod acd;
 pub mod campaigns;
+pub mod metrics;
 pub mod trunks;
+pub mod wallboard;
 
 pub struct ApiState {
     pub ctx: Arc<CallContext>,
@@ -29,6 +31,10 @@ pub struct ApiState {
     pub read_token: Option<String>,
     /// Read endpoints answer without a token (`[api] anonymous_read`, off by default).
     pub anonymous_read: bool,
+    /// `GET /metrics` without a token (`[metrics] public`).
+    pub metrics_public: bool,
+    /// The wallboard streams' shared snapshot builder.
+    pub wallboard: wallboard::Hub,
 }
 
 /// The bearer token of a request, "" when there is none.
@@ -78,6 +84,25 @@ async fn require_read_token(
     next.run(req).await
 }
 
+/// `GET /metrics`: as the read endpoints, but opened to anonymous scrapers only by
+/// `[metrics] public` (a Prometheus server on the same network usually has no token).
+async fn require_metrics_token(
+    State(s): State<Arc<ApiState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = bearer(&req);
+    let ok = s.metrics_public
+        || token_matches(given, &s.token)
+        || s.read_token
+            .as_deref()
+            .is_some_and(|t| token_matches(given, t));
+    if !ok {
+        return unauthorized();
+    }
+    next.run(req).await
+}
+
 /// `Authorization: Bearer <token>` on every ops endpoint; constant-time comparison.
 async fn require_token(
     State(s): State<Arc<ApiState>>,
@@ -88,6 +113,44 @@ async fn require_token(
         return unauthorized();
     }
     next.run(req).await
+}
+
+/// Longest `X-Request-Id` taken from a client (a proxy's id); longer or odd ones are replaced.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Every HTTP request runs in an `http` span with its request id, method and path, so each
+/// log line it causes (text or JSON) carries the id; the id is the client's `X-Request-Id`
+/// when it sent a sane one (a proxy's), else a new UUID, and is echoed in the response.
+pub async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument as _;
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let span = tracing::info_span!(
+        "http",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    let started = std::time::Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "http request"
+        )
+    });
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
 }
 
 /// A JSON error answer.
@@ -125,15 +188,26 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/agents/{name}", get(acd::agent))
         .route("/api/queues", get(acd::queues))
         .route("/api/nodes", get(nodes))
+        .route("/api/wallboard", get(wallboard::get))
+        .route("/api/wallboard/events", get(wallboard::events))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_read_token,
         ));
+    let metrics = Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_metrics_token,
+        ));
     Router::new()
         .merge(ops)
         .merge(reads)
+        .merge(metrics)
         // The load balancer's probe: anonymous, and it says nothing sensitive.
         .route("/healthz", get(healthz))
+        // The page itself holds no figures: it reads them with the token it is given.
+        .route("/wallboard", get(wallboard::page))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError(

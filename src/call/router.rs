@@ -291,6 +291,7 @@ impl Router {
             }
             return;
         };
+        crate::metrics::global().sip_request(method);
         if let Err(e) = msg.validate_request() {
             warn!(peer = %inbound.reply.peer(), error = %e, %method, "rejecting malformed request");
             if *method != Method::Ack {
@@ -486,6 +487,11 @@ impl Router {
         self.ctx
             .security_drops
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::global().security_drop(match verdict {
+            Verdict::Scanner { .. } => crate::metrics::DropReason::Scanner,
+            Verdict::Flood => crate::metrics::DropReason::Flood,
+            _ => crate::metrics::DropReason::Banned,
+        });
         false
     }
 

@@ -63,6 +63,16 @@ pub struct Relay {
     rec_decoder: Option<Decoder>,
     /// (first input timestamp, its output value) when the two clocks differ.
     ts_map: Option<(u32, u32)>,
+    /// Packets relayed (each one received and sent), added to the process's metrics once a
+    /// second and at drop, never per packet.
+    relayed: u64,
+    metrics: crate::metrics::RtpFlush,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.metrics.flush(self.relayed, self.relayed, 0);
+    }
 }
 
 /// How audio payloads cross.
@@ -132,6 +142,8 @@ impl Relay {
             counters,
             last_rx: now,
             recorder: None,
+            relayed: 0,
+            metrics: crate::metrics::RtpFlush::new(now),
         }
     }
 
@@ -262,6 +274,8 @@ impl Relay {
             Direction::AgentToCaller => &self.counters.agent_to_caller,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.relayed += 1;
+        self.metrics.maybe(now, self.relayed, self.relayed, 0);
         Some(out_len)
     }
 }

@@ -188,6 +188,16 @@ pub struct MediaSession {
     rx: RxStats,
     rtcp: RtcpState,
     pub stats: MediaStats,
+    /// What of `stats` was added to the process's metrics (once a second and at drop).
+    metrics: crate::metrics::RtpFlush,
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        let s = &self.stats;
+        self.metrics
+            .flush(s.packets_sent, s.packets_received, s.late);
+    }
 }
 
 impl MediaSession {
@@ -218,6 +228,7 @@ impl MediaSession {
             rx: RxStats::default(),
             rtcp: RtcpState::new(now, params.ssrc),
             stats: MediaStats::default(),
+            metrics: crate::metrics::RtpFlush::new(now),
             params,
         };
         if s.inband.is_some() {
@@ -619,6 +630,10 @@ impl MediaSession {
         if now < due {
             return None;
         }
+        // Per-packet counts stay in `stats`; the shared counters see them once a second.
+        let s = &self.stats;
+        self.metrics
+            .maybe(now, s.packets_sent, s.packets_received, s.late);
         // The send tick also lets the reorder buffer give up on gaps (60 ms wait, checked
         // every 20 ms: no extra wake-ups).
         if self.jitter.as_ref().is_some_and(|j| !j.is_empty()) {

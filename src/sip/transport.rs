@@ -86,6 +86,7 @@ impl ReplyPath {
     /// Send without waiting: a full socket buffer or connection queue drops the message, as
     /// UDP would; retransmission timers recover (RFC 3261 §17).
     pub fn send(&self, bytes: Vec<u8>) {
+        crate::metrics::global().sip_sent(&bytes);
         match self {
             ReplyPath::Udp { socket, peer } => {
                 if let Err(e) = socket.try_send_to(&bytes, *peer) {

@@ -56,6 +56,17 @@ impl StoreHandle {
     /// With a journal the op is appended to it first; an op lost to a full mailbox then
     /// stays in the journal and is written at the next start.
     pub fn submit(&self, op: StoreOp) {
+        // Call counts and setup times for `/metrics`: once per call event.
+        match &op {
+            StoreOp::CallStarted { id, direction, .. } => {
+                crate::metrics::global().call_started(id, direction)
+            }
+            StoreOp::CallAnswered { id, .. } => crate::metrics::global().call_answered(id),
+            StoreOp::CallEnded {
+                id, disposition, ..
+            } => crate::metrics::global().call_ended(id, disposition),
+            _ => {}
+        }
         let gen = self.journal.as_ref().and_then(|j| j.append(&op));
         if let Err(e) = self.tx.try_send(Queued { gen, op }) {
             // Count every loss; log the first of each burst with the op, not a flood.

@@ -1,0 +1,474 @@
+//! Prometheus metrics (`GET /metrics`): the process's counters and the gauges computed when
+//! a scrape asks for them.
+//!
+//! Built on the `metrics` facade and `metrics-exporter-prometheus` (docs/operations.md
+//! "Metrics" says why this pair: it writes the Prometheus text format 0.0.4 that
+//! `promtool check metrics` and every scraper read, with `_total` counters typed as such).
+//! The recorder is ours, not installed as the global `metrics` recorder, so nothing else in
+//! the process can write into it by accident; it is one per process like the counters it
+//! holds (the media, transport and store layers reach it through [`global`] without being
+//! handed a context).
+//!
+//! Hot paths never look a label set up: RTP is counted in each media session's own
+//! counters and flushed here once a second and when the session ends
+//! ([`RtpFlush`]), through counter handles resolved once at start; SIP requests by method use
+//! a pre-resolved handle per method. Gauges (calls active, queues, agents, campaigns) are set
+//! at scrape time from the live services, so a stale value cannot linger in a handle.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use ::metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
+use ::metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use ::metrics_util::MetricKindMask;
+
+use crate::sip::message::Method;
+
+static METADATA: Metadata<'static> = Metadata::new("switchboard", Level::INFO, None);
+
+/// Buckets of `switchboard_call_setup_seconds`: INVITE to answer, from a fast IVR pick-up to a
+/// customer who lets it ring.
+const SETUP_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0];
+
+/// How often a live media session adds its packet counts here.
+pub const RTP_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Call direction, as in `call_records.direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+
+    fn parse(s: &str) -> Direction {
+        if s == "outbound" {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why the SIP source guard dropped a request (`switchboard_security_drops_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    Banned,
+    Scanner,
+    Flood,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Banned => "banned",
+            DropReason::Scanner => "scanner",
+            DropReason::Flood => "flood",
+        }
+    }
+}
+
+/// Methods with a pre-resolved request counter (anything else counts as `other`).
+const METHODS: &[&str] = &[
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "REFER",
+    "NOTIFY",
+    "SUBSCRIBE",
+    "UPDATE",
+    "PRACK",
+    "MESSAGE",
+    "PUBLISH",
+    "other",
+];
+
+/// A call between its record's start and end, for the setup histogram and the totals.
+#[derive(Debug)]
+struct LiveCall {
+    direction: Direction,
+    started: Instant,
+}
+
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    rtp_sent: Counter,
+    rtp_received: Counter,
+    rtp_late: Counter,
+    requests: Vec<Counter>,
+    drops: [Counter; 3],
+    setup: Histogram,
+    active: [AtomicI64; 2],
+    /// Calls by record id; touched once per call event, never per packet.
+    calls: Mutex<HashMap<String, LiveCall>>,
+}
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    static M: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &M
+}
+
+fn labels(pairs: &[(&'static str, &str)]) -> Vec<Label> {
+    pairs
+        .iter()
+        .map(|(k, v)| Label::new(*k, v.to_string()))
+        .collect()
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let builder = PrometheusBuilder::new()
+            // Scrape-time gauges of a queue or campaign that no longer exists drop out.
+            .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(300)));
+        // The bucket list is a non-empty constant: this cannot fail, and if it did the
+        // setup time would be a summary rather than no metrics at all.
+        let builder = builder
+            .set_buckets_for_metric(
+                Matcher::Full("switchboard_call_setup_seconds".into()),
+                SETUP_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        describe(&recorder);
+        let counter = |name: &'static str, pairs: &[(&'static str, &str)]| {
+            recorder.register_counter(&Key::from_parts(name, labels(pairs)), &METADATA)
+        };
+        let rtp = "switchboard_rtp_packets_total";
+        let m = Metrics {
+            rtp_sent: counter(rtp, &[("direction", "sent")]),
+            rtp_received: counter(rtp, &[("direction", "received")]),
+            rtp_late: counter("switchboard_rtp_late_packets_total", &[]),
+            requests: METHODS
+                .iter()
+                .map(|m| counter("switchboard_sip_requests_total", &[("method", m)]))
+                .collect(),
+            drops: [DropReason::Banned, DropReason::Scanner, DropReason::Flood].map(|r| {
+                counter(
+                    "switchboard_security_drops_total",
+                    &[("reason", r.as_str())],
+                )
+            }),
+            setup: recorder.register_histogram(
+                &Key::from_static_name("switchboard_call_setup_seconds"),
+                &METADATA,
+            ),
+            active: [AtomicI64::new(0), AtomicI64::new(0)],
+            calls: Mutex::new(HashMap::new()),
+            recorder,
+            handle,
+        };
+        // Present from the first scrape (a counter that appears later breaks rate() joins).
+        for d in [Direction::Inbound, Direction::Outbound] {
+            m.set_gauge(
+                "switchboard_calls_active",
+                &[("direction", d.as_str())],
+                0.0,
+            );
+        }
+        m.counter("switchboard_store_spooled_total", &[])
+            .absolute(0);
+        m
+    }
+
+    fn counter(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels(pairs)), &METADATA)
+    }
+
+    /// Set a gauge (scrape time only: a lookup and an allocation for its labels).
+    pub fn set_gauge(&self, name: &'static str, pairs: &[(&'static str, &str)], v: f64) {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels(pairs)), &METADATA)
+            .set(v);
+    }
+
+    /// A SIP request the router received.
+    pub fn sip_request(&self, method: &Method) {
+        let name = method.as_str();
+        let i = METHODS[..METHODS.len() - 1]
+            .iter()
+            .position(|m| *m == name)
+            .unwrap_or(METHODS.len() - 1);
+        if let Some(c) = self.requests.get(i) {
+            c.increment(1);
+        }
+    }
+
+    /// Bytes about to be sent on a SIP flow: counted when they are a response. Reads the
+    /// status line's three digits only (`SIP/2.0 NNN`).
+    pub fn sip_sent(&self, bytes: &[u8]) {
+        let Some(rest) = bytes.strip_prefix(b"SIP/2.0 ") else {
+            return;
+        };
+        let Some(code) = rest.get(..3).filter(|c| c.iter().all(u8::is_ascii_digit)) else {
+            return;
+        };
+        let code = std::str::from_utf8(code).unwrap_or("000");
+        self.counter("switchboard_sip_responses_total", &[("code", code)])
+            .increment(1);
+    }
+
+    pub fn security_drop(&self, reason: DropReason) {
+        self.drops[reason as usize].increment(1);
+    }
+
+    /// A call record started (`StoreOp::CallStarted`).
+    pub fn call_started(&self, id: &str, direction: &str) {
+        let direction = Direction::parse(direction);
+        self.active[direction.index()].fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.insert(
+                id.to_string(),
+                LiveCall {
+                    direction,
+                    started: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// A call answered (`StoreOp::CallAnswered`): its setup time into the histogram.
+    pub fn call_answered(&self, id: &str) {
+        let started = self
+            .calls
+            .lock()
+            .ok()
+            .and_then(|c| c.get(id).map(|l| l.started));
+        if let Some(s) = started {
+            self.setup.record(s.elapsed().as_secs_f64());
+        }
+    }
+
+    /// A call ended (`StoreOp::CallEnded`). A call whose start was never recorded (an
+    /// outbound attempt that failed before it was sent) counts as outbound, not active.
+    pub fn call_ended(&self, id: &str, disposition: &str) {
+        let live = self.calls.lock().ok().and_then(|mut c| c.remove(id));
+        let direction = match live {
+            Some(l) => {
+                self.active[l.direction.index()].fetch_sub(1, Ordering::Relaxed);
+                l.direction
+            }
+            None => Direction::Outbound,
+        };
+        self.counter(
+            "switchboard_calls_total",
+            &[
+                ("direction", direction.as_str()),
+                ("disposition", disposition),
+            ],
+        )
+        .increment(1);
+    }
+
+    /// Add a media session's packets since its last flush.
+    pub fn rtp(&self, sent: u64, received: u64, late: u64) {
+        if sent > 0 {
+            self.rtp_sent.increment(sent);
+        }
+        if received > 0 {
+            self.rtp_received.increment(received);
+        }
+        if late > 0 {
+            self.rtp_late.increment(late);
+        }
+    }
+
+    /// Calls whose record is open, by direction.
+    pub fn calls_active(&self, d: Direction) -> i64 {
+        self.active[d.index()].load(Ordering::Relaxed).max(0)
+    }
+
+    /// Set the scrape-time values that come from the process itself and render everything.
+    pub fn render(&self, spooled: u64) -> String {
+        for d in [Direction::Inbound, Direction::Outbound] {
+            self.set_gauge(
+                "switchboard_calls_active",
+                &[("direction", d.as_str())],
+                self.calls_active(d) as f64,
+            );
+        }
+        self.counter("switchboard_store_spooled_total", &[])
+            .absolute(spooled);
+        self.handle.render()
+    }
+}
+
+fn describe(r: &PrometheusRecorder) {
+    let d = |name: &'static str, help: &'static str, kind: u8| {
+        let (k, h) = (name.into(), help.into());
+        match kind {
+            0 => r.describe_counter(k, None, h),
+            1 => r.describe_gauge(k, None, h),
+            _ => r.describe_histogram(k, None, h),
+        }
+    };
+    d(
+        "switchboard_calls_active",
+        "Calls with an open call record, by direction.",
+        1,
+    );
+    d(
+        "switchboard_calls_total",
+        "Calls ended, by direction and disposition.",
+        0,
+    );
+    d(
+        "switchboard_call_setup_seconds",
+        "Time from a call's start (INVITE received or sent) to its answer.",
+        2,
+    );
+    d(
+        "switchboard_sip_requests_total",
+        "SIP requests received, by method.",
+        0,
+    );
+    d(
+        "switchboard_sip_responses_total",
+        "SIP responses sent, by status code.",
+        0,
+    );
+    d(
+        "switchboard_rtp_packets_total",
+        "RTP packets sent and received by the calls' media sessions.",
+        0,
+    );
+    d(
+        "switchboard_rtp_late_packets_total",
+        "RTP packets that arrived after the jitter buffer gave up on them.",
+        0,
+    );
+    d(
+        "switchboard_queue_waiting",
+        "Callers waiting in a queue.",
+        1,
+    );
+    d(
+        "switchboard_queue_longest_wait_seconds",
+        "Wait of the longest-waiting caller in a queue.",
+        1,
+    );
+    d(
+        "switchboard_agents",
+        "Agents known to the ACD, by state.",
+        1,
+    );
+    d(
+        "switchboard_campaign_contacts",
+        "Campaign contacts, by campaign and state.",
+        1,
+    );
+    d(
+        "switchboard_store_spooled_total",
+        "Record-store ops written to the spool file while the database was unreachable.",
+        0,
+    );
+    d(
+        "switchboard_security_drops_total",
+        "Out-of-dialog SIP requests the source guard dropped, by reason.",
+        0,
+    );
+}
+
+/// A media session's packet counts as last added to [`global`]: the session counts in its
+/// own fields per packet and adds the difference here once a second and when it ends.
+#[derive(Debug)]
+pub struct RtpFlush {
+    sent: u64,
+    received: u64,
+    late: u64,
+    next: Instant,
+}
+
+impl RtpFlush {
+    pub fn new(now: Instant) -> RtpFlush {
+        RtpFlush {
+            sent: 0,
+            received: 0,
+            late: 0,
+            next: now + RTP_FLUSH_EVERY,
+        }
+    }
+
+    /// Flush when a second has passed (one comparison per tick otherwise).
+    #[inline]
+    pub fn maybe(&mut self, now: Instant, sent: u64, received: u64, late: u64) {
+        if now >= self.next {
+            self.next = now + RTP_FLUSH_EVERY;
+            self.flush(sent, received, late);
+        }
+    }
+
+    pub fn flush(&mut self, sent: u64, received: u64, late: u64) {
+        global().rtp(
+            sent.saturating_sub(self.sent),
+            received.saturating_sub(self.received),
+            late.saturating_sub(self.late),
+        );
+        (self.sent, self.received, self.late) = (sent, received, late);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    }
+
+    #[test]
+    fn calls_rtp_and_sip_show_in_the_text() {
+        let m = global();
+        let before = m.render(0);
+        let base =
+            value(&before, "switchboard_rtp_packets_total{direction=\"sent\"}").unwrap_or(0.0);
+        m.call_started("unit-1", "inbound");
+        m.call_answered("unit-1");
+        let mut f = RtpFlush::new(Instant::now());
+        f.flush(10, 7, 1);
+        f.flush(15, 7, 1);
+        m.sip_request(&Method::Invite);
+        m.sip_sent(b"SIP/2.0 486 Busy Here\r\n");
+        m.sip_sent(b"INVITE sip:x SIP/2.0\r\n");
+        let during = m.render(3);
+        assert!(
+            value(&during, "switchboard_calls_active{direction=\"inbound\"}").unwrap_or(0.0) >= 1.0
+        );
+        m.call_ended("unit-1", "completed");
+        let text = m.render(3);
+        assert_eq!(
+            value(&text, "switchboard_rtp_packets_total{direction=\"sent\"}"),
+            Some(base + 15.0)
+        );
+        assert!(text.contains("switchboard_sip_responses_total{code=\"486\"}"));
+        assert!(text.contains("switchboard_sip_requests_total{method=\"INVITE\"}"));
+        assert!(text
+            .contains("switchboard_calls_total{direction=\"inbound\",disposition=\"completed\"}"));
+        assert!(text.contains("# TYPE switchboard_call_setup_seconds histogram"));
+        assert!(text.contains("switchboard_call_setup_seconds_bucket{le=\"0.05\"}"));
+        assert_eq!(value(&text, "switchboard_store_spooled_total"), Some(3.0));
+    }
+}
