@@ -17,6 +17,7 @@ use crate::call::CallContext;
 
 pub mod acd;
 pub mod campaigns;
+pub mod https;
 pub mod trunks;
 
 pub struct ApiState {
