@@ -387,6 +387,9 @@ pub async fn start(mut cfg: Config) -> Result<RunningServer, StartError> {
         token: api_token.clone(),
         read_token: ctx.config.api_read_token.clone(),
         anonymous_read: ctx.config.api_anonymous_read,
+        https: ctx.config.http_tls.is_some(),
+        sessions: std::sync::Mutex::new(api::session::Sessions::new(ctx.config.agent_session_ttl)),
+        login_guard: Default::default(),
     });
     let app = api::router(api_state.clone()).merge(ws);
     let http_shutdown = shutdown.clone();
