@@ -459,12 +459,11 @@ pub async fn screen_pop(st: &ApiState, call: &str, caller: &str, ticket_id: Opti
          o.choice, d.outcome, d.resolution, d.note \
          FROM call_records r LEFT JOIN call_outcomes o ON o.call_id = r.id \
          LEFT JOIN dispositions d ON d.call_id = r.id \
-         WHERE (r.ticket_id = $1 OR r.caller = $2) AND r.id <> $3 \
+         WHERE r.ticket_id = $1 OR r.caller = $2 \
          ORDER BY r.started_at DESC LIMIT 10",
     )
     .bind(ticket_key)
     .bind(caller)
-    .bind(call)
     .fetch_all(&db.pool)
     .await
     .map(|rows| {
