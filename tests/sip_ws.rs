@@ -373,7 +373,10 @@ const JSON: &str = "Content-Type: application/json\r\n";
 /// The `sb_agent=…` value of a response's Set-Cookie.
 fn session_of(head: &str) -> String {
     head.lines()
-        .find_map(|l| l.strip_prefix("set-cookie: ").or(l.strip_prefix("Set-Cookie: ")))
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or(l.strip_prefix("Set-Cookie: "))
+        })
         .and_then(|v| v.strip_prefix("sb_agent="))
         .and_then(|v| v.split(';').next())
         .unwrap_or_default()
@@ -411,7 +414,10 @@ fn agent_session_api_contract() {
         JSON,
         r#"{"name":"nobody","password":"x"}"#,
     );
-    assert_eq!(code, 401, "unknown agent answers like a wrong password: {body}");
+    assert_eq!(
+        code, 401,
+        "unknown agent answers like a wrong password: {body}"
+    );
     // A form post (not JSON) is refused before anything is checked.
     let (code, _, _) = http_req(
         a,
@@ -602,8 +608,8 @@ async fn browser_agent_login_pause_and_cookie() {
     }
 
     // The pause as the admin API sees it.
-    let (code, body) = off_runtime(|| server.api_get("/api/agents/webalice"))
-        .expect("admin API answers");
+    let (code, body) =
+        off_runtime(|| server.api_get("/api/agents/webalice")).expect("admin API answers");
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["state"], "paused", "{v}");
