@@ -19,3 +19,4 @@ pub mod server;
 pub mod sip;
 pub mod store;
 pub mod trunk_reg;
+pub mod webrtc;
