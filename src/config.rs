@@ -57,6 +57,8 @@ struct RawConfig {
     webhooks: Option<Spanned<RawWebhooks>>,
     #[serde(default)]
     cluster: Option<Spanned<RawCluster>>,
+    #[serde(default)]
+    http: Option<Spanned<RawHttp>>,
 }
 
 /// `[cluster]`: heart-beating and dead-node detection between nodes sharing one PostgreSQL
@@ -67,6 +69,14 @@ struct RawCluster {
     heartbeat_s: Option<u64>,
     dead_after_s: Option<u64>,
     drain_s: Option<u64>,
+}
+
+/// `[http]`: the HTTP port's own settings (the port itself is `[server] http_listen`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 /// `[api]`: who may read the status endpoints (`/api/status`, `/api/agents`,
@@ -434,6 +444,30 @@ struct RawQueue {
 #[serde(deny_unknown_fields)]
 struct RawAcd {
     auto_login: Option<bool>,
+    pause_reasons: Option<Vec<String>>,
+    dispositions: Option<Vec<String>>,
+    session_ttl_s: Option<u64>,
+}
+
+/// `[acd] pause_reasons` when not set: what an agent may give as the reason of a pause.
+pub const DEFAULT_PAUSE_REASONS: [&str; 4] = ["break", "lunch", "training", "after-call"];
+/// `[acd] dispositions` when not set: the outcomes an agent picks from after a call.
+pub const DEFAULT_DISPOSITIONS: [&str; 5] = [
+    "resolved",
+    "refund-issued",
+    "callback-promised",
+    "escalated",
+    "no-resolution",
+];
+/// `[acd] session_ttl_s` when not set: a browser agent's session lasts a shift (8 h) and
+/// no longer; every authorised request slides it.
+pub const DEFAULT_SESSION_TTL_S: u64 = 8 * 3600;
+
+/// HTTPS on the HTTP port (`[http] tls_cert`, `tls_key`): PEM files, read at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A queue as configured: the ACD's rules plus what the call side needs.
@@ -478,6 +512,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// SIP over TLS (`[server] tls_listen`); None: no TLS listener.
     pub tls: Option<TlsListen>,
+    /// HTTPS (and so WSS) on `http_listen` (`[http] tls_cert`, `tls_key`); None: plain HTTP.
+    pub http_tls: Option<HttpTls>,
     pub database: String,
     pub rtp_ports: (u16, u16),
     pub media_address: IpAddr,
@@ -524,6 +560,12 @@ pub struct Config {
     pub queue_settings: Vec<QueueSettings>,
     /// A registered agent phone counts as logged in (`[acd] auto_login`).
     pub acd_auto_login: bool,
+    /// Reasons an agent may give for a pause in the workspace (`[acd] pause_reasons`).
+    pub pause_reasons: Vec<String>,
+    /// Outcomes an agent picks from after a call (`[acd] dispositions`).
+    pub dispositions: Vec<String>,
+    /// Idle lifetime of a browser agent's session (`[acd] session_ttl_s`).
+    pub agent_session_ttl: std::time::Duration,
     pub trunks: Vec<Trunk>,
     /// Digest realm for agent accounts (HA1 depends on it).
     pub realm: String,
@@ -1134,9 +1176,69 @@ impl Config {
                 }
             }
         };
+        let http_tls = match raw.http {
+            None => None,
+            Some(sp) => {
+                let at = sp.span().start;
+                match sp.into_inner() {
+                    RawHttp {
+                        tls_cert: Some(c),
+                        tls_key: Some(k),
+                    } => Some(HttpTls {
+                        cert: PathBuf::from(c),
+                        key: PathBuf::from(k),
+                    }),
+                    RawHttp {
+                        tls_cert: None,
+                        tls_key: None,
+                    } => None,
+                    _ => {
+                        return Err(err(
+                            at,
+                            "[http] needs both tls_cert and tls_key (PEM files) for HTTPS".into(),
+                        ))
+                    }
+                }
+            }
+        };
+        let list = |v: Option<Vec<String>>, default: &[&str], key: &str| {
+            let v: Vec<String> = v
+                .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+                .into_iter()
+                .map(|s| s.trim().to_string())
+                .collect();
+            if v.is_empty() || v.iter().any(|s| s.is_empty() || s.len() > 64) {
+                return Err(err(
+                    0,
+                    format!("[acd] {key}: give at least one entry, each 1..64 characters"),
+                ));
+            }
+            Ok(v)
+        };
+        let acd = raw.acd.as_ref();
+        let pause_reasons = list(
+            acd.and_then(|a| a.pause_reasons.clone()),
+            &DEFAULT_PAUSE_REASONS,
+            "pause_reasons",
+        )?;
+        let dispositions = list(
+            acd.and_then(|a| a.dispositions.clone()),
+            &DEFAULT_DISPOSITIONS,
+            "dispositions",
+        )?;
+        let session_ttl_s = acd
+            .and_then(|a| a.session_ttl_s)
+            .unwrap_or(DEFAULT_SESSION_TTL_S);
+        if session_ttl_s < 60 {
+            return Err(err(0, "[acd] session_ttl_s must be at least 60".into()));
+        }
         Ok(Config {
             node_id,
             cluster,
+            http_tls,
+            pause_reasons,
+            dispositions,
+            agent_session_ttl: std::time::Duration::from_secs(session_ttl_s),
             guard,
             session_expires_s,
             session_min_se_s,
@@ -1372,6 +1474,32 @@ mod tests {
             let e = Config::parse("t.toml", bad).expect_err(bad);
             assert!(e.reason.contains(want), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn http_tls_and_agent_lists() {
+        let c = Config::embedded().expect("default config");
+        assert_eq!(c.http_tls, None);
+        assert_eq!(c.pause_reasons, DEFAULT_PAUSE_REASONS.map(String::from));
+        assert_eq!(c.dispositions.len(), DEFAULT_DISPOSITIONS.len());
+        let c = Config::parse(
+            "t.toml",
+            "[http]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[acd]\npause_reasons = [\"coffee\"]\n",
+        )
+        .expect("https config");
+        assert_eq!(
+            c.http_tls,
+            Some(HttpTls {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        assert_eq!(c.pause_reasons, vec!["coffee".to_string()]);
+        let e = Config::parse("t.toml", "\n[http]\ntls_cert = \"c.pem\"\n").expect_err("half");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.reason.contains("tls_key"), "{e}");
+        let e = Config::parse("t.toml", "[acd]\npause_reasons = []\n").expect_err("empty");
+        assert!(e.reason.contains("pause_reasons"), "{e}");
     }
 
     #[test]

@@ -21,3 +21,4 @@ pub mod server;
 pub mod sip;
 pub mod store;
 pub mod trunk_reg;
+pub mod webrtc;

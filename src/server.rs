@@ -176,6 +176,20 @@ pub async fn start_on(
         Some(t) => Some(crate::sip::tls::acceptor(&t.cert, &t.key).map_err(tls_error)?),
         None => None,
     };
+    let http_tls = match &cfg.http_tls {
+        Some(t) => {
+            let mut sc = crate::sip::tls::server_config(
+                "[http] tls_cert",
+                "[http] tls_key",
+                &t.cert,
+                &t.key,
+            )
+            .map_err(tls_error)?;
+            sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(sc)))
+        }
+        None => None,
+    };
     let dialer_http =
         crate::dialer::DialerHttp::from_config(&cfg).map_err(|error| StartError::Http {
             source_file: cfg.source.clone(),
@@ -399,6 +413,7 @@ pub async fn start_on(
         to_router: tcp_tx,
         local: http_addr,
         permits: Arc::new(tokio::sync::Semaphore::new(4096)),
+        tls: http_tls.is_some(),
     });
     let dialer = crate::dialer::DialerHandle::new(ctx.clone(), shutdown.clone(), dialer_http);
     let api_token = ctx
@@ -415,18 +430,40 @@ pub async fn start_on(
         anonymous_read: ctx.config.api_anonymous_read,
         metrics_public: ctx.config.metrics_public,
         wallboard: Default::default(),
+        https: ctx.config.http_tls.is_some(),
+        sessions: std::sync::Mutex::new(api::session::Sessions::new(ctx.config.agent_session_ttl)),
+        login_guard: Default::default(),
     });
     let app = api::router(api_state.clone())
         .merge(ws)
         .layer(axum::middleware::from_fn(api::request_span));
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        let serve = axum::serve(
-            http,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
-        if let Err(e) = serve.await {
+        let stop = http_shutdown.clone();
+        let result = match http_tls {
+            Some(acceptor) => {
+                use axum::serve::ListenerExt;
+                // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a custom listener.
+                let listener =
+                    api::https::TlsListener::new(http, http_addr, acceptor, http_shutdown.clone())
+                        .tap_io(|_| {});
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+            }
+            None => {
+                axum::serve(
+                    http,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+            }
+        };
+        if let Err(e) = result {
             error!(error = %e, "HTTP server failed");
         }
     });

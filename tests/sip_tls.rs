@@ -258,8 +258,36 @@ fn unusable_certificate_or_key_refuses_start() {
             ],
         ),
     ];
-    for (lines, expect) in cases {
-        let cfg = config(dir.path(), &lines, "");
+    // `[http] tls_cert`/`tls_key` (HTTPS on the HTTP port): the same refusals, naming the
+    // section's keys.
+    let http_cases = [
+        (
+            format!(
+                "\n[http]\ntls_cert = {}\ntls_key = {}\n",
+                toml_path(&missing),
+                toml_path(&cert.key)
+            ),
+            vec!["[http] tls_cert", "missing.pem", "cannot read"],
+        ),
+        (
+            format!(
+                "\n[http]\ntls_cert = {}\ntls_key = {}\n",
+                toml_path(&cert.cert),
+                toml_path(&cert.cert)
+            ),
+            vec!["[http] tls_key", "cert.pem", "no PRIVATE KEY"],
+        ),
+        (
+            format!("\n[http]\ntls_cert = {}\n", toml_path(&cert.cert)),
+            vec!["[http] needs both tls_cert and tls_key"],
+        ),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|(l, e)| (l, String::new(), e))
+        .chain(http_cases.into_iter().map(|(x, e)| (String::new(), x, e)));
+    for (lines, extra, expect) in cases {
+        let cfg = config(dir.path(), &lines, &extra);
         let (st, out, err) = run_binary(
             &[
                 "--config",
@@ -273,9 +301,9 @@ fn unusable_certificate_or_key_refuses_start() {
             ],
             Duration::from_secs(20),
         );
-        assert_eq!(st.code(), Some(2), "{lines}\n{out}{err}");
+        assert_eq!(st.code(), Some(2), "{lines}{extra}\n{out}{err}");
         for e in expect {
-            assert!(err.contains(e), "'{e}' missing for\n{lines}\n{err}");
+            assert!(err.contains(e), "'{e}' missing for\n{lines}{extra}\n{err}");
         }
     }
 }
@@ -539,4 +567,140 @@ async fn campaign_call_goes_out_over_a_tls_trunk() {
     });
     assert_eq!(rec["disposition"], "busy", "{rec:?}");
     assert_eq!(rec["sip_status"], 486, "{rec:?}");
+}
+
+/// HTTPS on the HTTP port (`[http] tls_cert`, `tls_key`): the API answers over TLS (verified
+/// against the self-signed certificate), a plain-HTTP request gets no HTTP answer, and SIP
+/// over WebSocket on `/ws` is now WSS: an OPTIONS over it is answered.
+#[tokio::test]
+async fn https_serves_the_api_and_wss() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = self_signed(dir.path());
+    let cfg = config(
+        dir.path(),
+        "",
+        &format!(
+            "\n[http]\ntls_cert = {}\ntls_key = {}\n",
+            toml_path(&cert.cert),
+            toml_path(&cert.key)
+        ),
+    );
+    let http_port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], http_port).into();
+    let log = dir.path().join("server.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "--config",
+            &cfg.display().to_string(),
+            "--database",
+            &format!("sqlite://{}", dir.path().join("t.db").display()),
+            "--http-listen",
+            &format!("127.0.0.1:{http_port}"),
+            "--sip-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .current_dir(repo_root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn switchboard");
+    let connector = {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert_der.clone()).expect("trust the cert");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    };
+    let tls = || async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        connector.connect(name, tcp).await
+    };
+    // Wait for /healthz over HTTPS.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        if let Ok(mut s) = tls().await {
+            let req = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+            if s.write_all(req.as_bytes()).await.is_ok() {
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf).await;
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if text.starts_with("HTTP/1.1 200") {
+                    break text;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no HTTPS /healthz within 20 s\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+
+    // Plain HTTP on the HTTPS port: no HTTP answer comes back.
+    let plain = tokio::time::timeout(T, async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf).await;
+        buf
+    })
+    .await
+    .unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&plain).starts_with("HTTP/1.1 200"),
+        "plain HTTP must not be served on the HTTPS port"
+    );
+
+    // WSS: the upgrade with the `sip` subprotocol, then an OPTIONS answered on it.
+    let mut req = format!("wss://localhost:{http_port}/ws")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sip".parse().expect("header"));
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls().await.expect("tls"))
+        .await
+        .expect("WSS upgrade");
+    assert_eq!(
+        resp.headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("sip")
+    );
+    let call_id = unique("wss-opt-");
+    let options = format!(
+        "OPTIONS sip:localhost SIP/2.0\r\nVia: SIP/2.0/WSS abc.invalid;branch=z9hG4bK{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@abc.invalid>;tag=1\r\nTo: <sip:localhost>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    ws.send(Message::text(options)).await.expect("send OPTIONS");
+    let answer = tokio::time::timeout(T, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                return t.to_string();
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("an answer to OPTIONS over WSS");
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    assert!(answer.contains(&call_id), "{answer}");
+    let _ = child.kill();
+    let _ = child.wait();
 }

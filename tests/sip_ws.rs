@@ -335,3 +335,303 @@ async fn agent_registered_over_websocket_is_rung_on_its_connection() {
     assert_eq!(rec["agent"], "wsbob", "{rec:?}");
     assert_eq!(rec["hangup_cause"], "agent_hangup", "{rec:?}");
 }
+
+/// One HTTP/1.1 request with extra header lines; (status, head, body).
+fn http_req(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, T).expect("connect to the API");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, head.to_string(), body.to_string())
+}
+
+const JSON: &str = "Content-Type: application/json\r\n";
+
+/// The `sb_agent=…` value of a response's Set-Cookie.
+fn session_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or(l.strip_prefix("Set-Cookie: "))
+        })
+        .and_then(|v| v.strip_prefix("sb_agent="))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The browser agent's API without a browser: wrong password 401 (and logged as a security
+/// event), the cookie's flags, a forged or missing cookie 401 on `/api/agent/me`, a pause
+/// reason outside the list 400, a second login taking the session over, logout ending it.
+#[test]
+fn agent_session_api_contract() {
+    let server = Server::start(&[]);
+    server.add_agent("webbob", "web-secret-2", &[]);
+    let a = server.http_addr;
+    let login = |pw: &str| {
+        http_req(
+            a,
+            "POST",
+            "/api/agent/login",
+            JSON,
+            &format!(r#"{{"name":"webbob","password":"{pw}"}}"#),
+        )
+    };
+    let (code, _, body) = login("nope");
+    assert_eq!(code, 401, "{body}");
+    assert!(
+        server.log().contains("web login failed"),
+        "wrong password logged as a security event\n{}",
+        server.log()
+    );
+    let (code, _, body) = http_req(
+        a,
+        "POST",
+        "/api/agent/login",
+        JSON,
+        r#"{"name":"nobody","password":"x"}"#,
+    );
+    assert_eq!(
+        code, 401,
+        "unknown agent answers like a wrong password: {body}"
+    );
+    // A form post (not JSON) is refused before anything is checked.
+    let (code, _, _) = http_req(
+        a,
+        "POST",
+        "/api/agent/login",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        "name=webbob&password=web-secret-2",
+    );
+    assert_eq!(code, 415);
+
+    let (code, head, body) = login("web-secret-2");
+    assert_eq!(code, 200, "{body}\n{}", server.log());
+    let cookie_line = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("Set-Cookie")
+        .to_string();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie_line.contains(flag), "{cookie_line}");
+    }
+    assert!(!cookie_line.contains("Secure"), "plain HTTP: not Secure");
+    let first = session_of(&head);
+    assert_eq!(first.len(), 64, "256-bit id: {cookie_line}");
+
+    let me = |cookie: &str| {
+        http_req(
+            a,
+            "GET",
+            "/api/agent/me",
+            &format!("Cookie: sb_agent={cookie}\r\n"),
+            "",
+        )
+    };
+    let (code, _, body) = me(&first);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["name"], "webbob");
+    assert_eq!(v["pause_reasons"][1], "lunch", "{v}");
+    assert!(v["dispositions"].as_array().is_some_and(|d| !d.is_empty()));
+    // Forged (right length, wrong value), empty, or no cookie at all: 401.
+    assert_eq!(me(&"0".repeat(64)).0, 401);
+    assert_eq!(me("").0, 401);
+    assert_eq!(http_req(a, "GET", "/api/agent/me", "", "").0, 401);
+    // The admin token is no session.
+    let admin = format!("Authorization: Bearer {}\r\n", server.api_token());
+    assert_eq!(http_req(a, "GET", "/api/agent/me", &admin, "").0, 401);
+
+    let cookie = format!("Cookie: sb_agent={first}\r\n{JSON}");
+    let (code, _, body) = http_req(
+        a,
+        "POST",
+        "/api/agent/state",
+        &cookie,
+        r#"{"state":"paused","reason":"nap"}"#,
+    );
+    assert_eq!(code, 400, "reason outside [acd] pause_reasons: {body}");
+    let (code, _, body) = http_req(
+        a,
+        "POST",
+        "/api/agent/disposition",
+        &cookie,
+        r#"{"call_id":"no-such-call","outcome":"resolved","resolution":"refund"}"#,
+    );
+    assert_eq!(code, 404, "{body}");
+
+    // A second login takes over: the first session is revoked.
+    let (code, head, body) = login("web-secret-2");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"took_over\":true"), "{body}");
+    let second = session_of(&head);
+    assert_eq!(me(&first).0, 401, "the older session is revoked");
+    assert_eq!(me(&second).0, 200);
+    let (code, head, _) = http_req(
+        a,
+        "POST",
+        "/api/agent/logout",
+        &format!("Cookie: sb_agent={second}\r\n"),
+        "",
+    );
+    assert_eq!(code, 200);
+    assert!(head.contains("Max-Age=0"), "cookie cleared: {head}");
+    assert_eq!(me(&second).0, 401, "logged out");
+}
+
+/// Where playwright-core lives for the browser tests: installed once with npm into
+/// `target/browser-deps` (pinned version), reused by later runs.
+fn playwright_node_path() -> std::path::PathBuf {
+    let dir = support::repo_root().join("target/browser-deps");
+    let modules = dir.join("node_modules");
+    if !modules.join("playwright-core/package.json").exists() {
+        std::fs::create_dir_all(&dir).expect("target/browser-deps");
+        let st = std::process::Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                &dir.display().to_string(),
+                "playwright-core@1.65.1",
+            ])
+            .status()
+            .expect("npm (apt-get install npm) to install playwright-core");
+        assert!(st.success(), "npm install playwright-core failed");
+    }
+    modules
+}
+
+/// Real headless Chromium on `GET /agent`, driven by the data-testid contract: a wrong
+/// password is refused on the page, the right one shows the state, a pause with a reason
+/// from the list shows on the page and through the admin API; the cookie is HttpOnly and
+/// SameSite=Strict (the page's script cannot read it), and a forged one gets 401.
+/// `SWITCHBOARD_SCREENSHOT=path.png` saves a screenshot of the page (docs/screenshots).
+/// The agent's phone registers over `/ws` first, as the page's WebRTC phone will (until
+/// then an agent without a registered phone shows as logged out to the ACD).
+#[tokio::test]
+async fn browser_agent_login_pause_and_cookie() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "Chromium not found at {chromium} (apt-get install chromium, or set CHROMIUM)"
+    );
+    let node_path = playwright_node_path();
+    let server = Server::start(&[]);
+    server.add_agent("webalice", "web-secret-1", &[]);
+    let mut phone = connect(&server).await;
+    let (_, ok) = phone.register("webalice", "web-secret-1").await;
+    assert_eq!(ok.code(), Some(200), "{}\n{}", ok.0, server.log());
+    let script = support::repo_root().join("tests/browser/agent_login.js");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(&script)
+        .arg(format!("http://{}", server.http_addr))
+        .arg("webalice")
+        .arg("web-secret-1")
+        .env("NODE_PATH", &node_path)
+        .env("CHROMIUM", &chromium);
+    if let Ok(shot) = std::env::var("SWITCHBOARD_SCREENSHOT") {
+        cmd.arg(shot);
+    }
+    let out = off_runtime(move || cmd.output()).expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser driver failed: {stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let r: serde_json::Value = serde_json::from_str(
+        stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .expect("driver JSON"),
+    )
+    .expect("driver JSON");
+    assert!(
+        r["wrong_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("wrong agent name or password")),
+        "{r}"
+    );
+    assert_eq!(r["wrong_state_visible"], false, "{r}");
+    assert_eq!(r["pause_reasons"][1], "lunch", "{r}");
+    assert!(
+        r["state_after_pause"]
+            .as_str()
+            .is_some_and(|s| s.contains("paused") && s.contains("lunch")),
+        "{r}"
+    );
+    assert_eq!(r["cookie"]["httpOnly"], true, "{r}");
+    assert_eq!(r["cookie"]["sameSite"], "Strict", "{r}");
+    assert_eq!(r["js_sees_cookie"], false, "{r}");
+    let ids: Vec<&str> = r["testids"]
+        .as_array()
+        .expect("testids")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for id in [
+        "login-user",
+        "agent-state",
+        "incoming-call",
+        "dtmf-pad",
+        "screen-pop-history",
+        "disposition-submit",
+        "call-stats-rx-packets",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from the page: {ids:?}");
+    }
+
+    // The pause as the admin API sees it.
+    let (code, body) =
+        off_runtime(|| server.api_get("/api/agents/webalice")).expect("admin API answers");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["state"], "paused", "{v}");
+    assert_eq!(v["paused_reason"], "lunch", "{v}");
+
+    // The browser's cookie works from here too; a forged one does not.
+    let good = r["cookie"]["value"].as_str().expect("cookie value");
+    let addr = server.http_addr;
+    let me = move |c: String| {
+        off_runtime(move || {
+            http_req(
+                addr,
+                "GET",
+                "/api/agent/me",
+                &format!("Cookie: sb_agent={c}\r\n"),
+                "",
+            )
+            .0
+        })
+    };
+    assert_eq!(me(good.to_string()), 200);
+    let mut forged = good.to_string();
+    let last = if forged.ends_with('0') { "1" } else { "0" };
+    forged.replace_range(63.., last);
+    assert_eq!(me(forged), 401, "a forged cookie is refused");
+    drop(phone);
+}

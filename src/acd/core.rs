@@ -401,6 +401,9 @@ pub struct QueueView {
     pub name: String,
     pub strategy: &'static str,
     pub waiting: usize,
+    /// Of `waiting`, the callers who hung up on a promised callback (`callback_after_s`);
+    /// the workspace shows them as pending callbacks.
+    pub callbacks_waiting: usize,
     pub longest_wait_s: u64,
     pub agents_logged_in: usize,
     pub agents_available: usize,
@@ -638,6 +641,20 @@ impl Acd {
             self.log_agent(idx, "unpause", None);
         }
         self.after_agent_change(now, idx, before);
+        true
+    }
+
+    /// The agent finished its after-call work early (the workspace's disposition was
+    /// submitted): wrap-up ends now instead of at its timer. Any other state is left alone.
+    /// False: no such agent.
+    pub fn end_wrapup(&mut self, now: Instant, agent: &str) -> bool {
+        let Some(&idx) = self.agent_index.get(agent) else {
+            return false;
+        };
+        if matches!(self.agents[idx].activity, Activity::WrapUp { .. }) {
+            // The epoch moves on, so the pending wrap-up timer fires into nothing.
+            self.set_activity(now, idx, Activity::Idle);
+        }
         true
     }
 
@@ -1338,6 +1355,12 @@ impl Acd {
                     name: q.cfg.name.clone(),
                     strategy: q.cfg.strategy.as_str(),
                     waiting: q.order.len(),
+                    callbacks_waiting: q
+                        .by_seq
+                        .values()
+                        .filter_map(|c| self.waiting.get(c))
+                        .filter(|w| w.callback)
+                        .count(),
                     longest_wait_s: longest,
                     agents_logged_in: q
                         .members
@@ -1497,6 +1520,29 @@ mod tests {
         a.handle_timeout(t + Duration::from_secs(65));
         let acts = drain(&mut a);
         assert_eq!(offers(&acts), vec![("c3".into(), vec!["alice".into()])]);
+    }
+
+    #[test]
+    fn disposition_ends_wrapup_early() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        a.join(t0, "c1", "support", None, vec![]);
+        drain(&mut a);
+        assert!(a.answered(t0, "c1", "alice"));
+        a.call_ended(t0 + Duration::from_secs(30), "c1", "caller");
+        assert_eq!(a.agent_state("alice"), Some(AgentState::WrapUp));
+        // Not in wrap-up: nothing changes; unknown agent: false.
+        assert!(!a.end_wrapup(t0, "nobody"));
+        a.join(t0 + Duration::from_secs(31), "c2", "support", None, vec![]);
+        assert!(offers(&drain(&mut a)).is_empty(), "alice wraps up");
+        assert!(a.end_wrapup(t0 + Duration::from_secs(32), "alice"));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c2".into(), vec!["alice".into()])]);
+        // The old wrap-up timer fires into nothing.
+        a.handle_timeout(t0 + Duration::from_secs(60));
+        assert_eq!(a.agent_state("alice"), Some(AgentState::Offered));
+        assert!(a.end_wrapup(t0 + Duration::from_secs(61), "alice"));
+        assert_eq!(a.agent_state("alice"), Some(AgentState::Offered));
     }
 
     #[test]

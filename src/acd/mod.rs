@@ -139,6 +139,8 @@ pub enum AgentCommand {
     Logout,
     Pause(String),
     Unpause,
+    /// After-call work is done (the workspace's disposition): wrap-up ends now.
+    EndWrapUp,
 }
 
 /// Screen pop and dashboard feed: what agent subscribers receive.
@@ -456,6 +458,7 @@ impl AcdService {
                     AgentCommand::Logout => self.core.logout(now, &agent),
                     AgentCommand::Pause(r) => self.core.pause(now, &agent, r),
                     AgentCommand::Unpause => self.core.unpause(now, &agent),
+                    AgentCommand::EndWrapUp => self.core.end_wrapup(now, &agent),
                 };
                 let _ = reply.send(known.then(|| self.core.agent_state(&agent)).flatten());
                 self.persist(&agent);

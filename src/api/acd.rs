@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::Row;
 
 use super::{ApiError, ApiState};
-use crate::acd::{AgentCommand, AgentFeed};
+use crate::acd::AgentCommand;
 
 /// Parse a JSON body ourselves so every refusal is a JSON `{"error": ...}` 400 naming the
 /// problem (axum's extractor answers in plain text).
@@ -166,85 +166,11 @@ pub async fn disposition(
     Ok(Json(json!({"call_id": d.call_id, "accepted": true})))
 }
 
-/// The screen pop: the caller's ticket and recent calls with their outcomes.
-async fn screen_pop(st: &ApiState, caller: &str, ticket_id: Option<i64>) -> Value {
-    let db = &st.ctx.db;
-    let ticket = match ticket_id {
-        Some(id) => crate::store::tickets::by_id(db, id).await.ok().flatten(),
-        None => crate::store::tickets::by_phone(db, caller)
-            .await
-            .ok()
-            .flatten(),
-    };
-    let history = sqlx::query(
-        "SELECT r.id, r.started_at, r.direction, r.disposition, r.agent, o.choice \
-         FROM call_records r LEFT JOIN call_outcomes o ON o.call_id = r.id \
-         WHERE r.caller = $1 ORDER BY r.started_at DESC LIMIT 10",
-    )
-    .bind(caller)
-    .fetch_all(&db.pool)
-    .await
-    .map(|rows| {
-        rows.iter()
-            .map(|r| {
-                json!({
-                    "call_id": r.try_get::<String, _>("id").unwrap_or_default(),
-                    "started_at": r.try_get::<String, _>("started_at").unwrap_or_default(),
-                    "direction": r.try_get::<String, _>("direction").unwrap_or_default(),
-                    "disposition": r.try_get::<Option<String>, _>("disposition").ok().flatten(),
-                    "agent": r.try_get::<Option<String>, _>("agent").ok().flatten(),
-                    "outcome": r.try_get::<Option<String>, _>("choice").ok().flatten(),
-                })
-            })
-            .collect::<Vec<_>>()
-    })
-    .unwrap_or_default();
-    json!({ "ticket": ticket, "recent_calls": history })
-}
-
 /// `GET /api/agents/{name}/events`: Server-Sent Events for one agent (`state`, and `offer`
 /// with the screen pop). Token required: it carries customer data.
 pub async fn events(
     State(st): State<Arc<ApiState>>,
     Path(name): Path<String>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let rx = st.ctx.acd.subscribe();
-    let hello = Event::default()
-        .event("hello")
-        .data(json!({ "agent": name }).to_string());
-    let state = (st, name, rx, Some(hello));
-    let stream = futures_util::stream::unfold(state, |(st, name, mut rx, hello)| async move {
-        if let Some(h) = hello {
-            return Some((Ok(h), (st, name, rx, None)));
-        }
-        loop {
-            let item = match rx.recv().await {
-                Ok(i) => i,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return None,
-            };
-            let event = match item {
-                AgentFeed::State { agent, state } if agent == name => Event::default()
-                    .event("state")
-                    .data(json!({ "agent": agent, "state": state }).to_string()),
-                AgentFeed::Offer {
-                    agent,
-                    call,
-                    queue,
-                    caller,
-                    ticket_id,
-                } if agent == name => {
-                    let pop = screen_pop(&st, &caller, ticket_id).await;
-                    let data = json!({
-                        "agent": agent, "call_id": call, "queue": queue,
-                        "caller": caller, "screen_pop": pop,
-                    });
-                    Event::default().event("offer").data(data.to_string())
-                }
-                _ => continue,
-            };
-            return Some((Ok(event), (st, name, rx, None)));
-        }
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    super::agent::agent_stream(st, name, None)
 }

@@ -16,8 +16,11 @@ use serde_json::json;
 use crate::call::CallContext;
 
 pub mod acd;
+pub mod agent;
 pub mod campaigns;
 pub mod metrics;
+pub mod https;
+pub mod session;
 pub mod trunks;
 pub mod wallboard;
 
@@ -35,6 +38,12 @@ pub struct ApiState {
     pub metrics_public: bool,
     /// The wallboard streams' shared snapshot builder.
     pub wallboard: wallboard::Hub,
+    /// The HTTP port serves HTTPS (`[http] tls_cert`): session cookies are `Secure`.
+    pub https: bool,
+    /// Browser agents' sessions (`/api/agent/*`); never held across an await.
+    pub sessions: std::sync::Mutex<session::Sessions>,
+    /// Wrong web-login passwords per source, with bans.
+    pub login_guard: std::sync::Mutex<session::LoginGuard>,
 }
 
 /// The bearer token of a request, "" when there is none.
@@ -200,10 +209,24 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             require_metrics_token,
         ));
+    // The browser agent's own endpoints: its session cookie, never a bearer token.
+    let agent_own = Router::new()
+        .route("/api/agent/logout", post(agent::logout))
+        .route("/api/agent/me", get(agent::me))
+        .route("/api/agent/state", post(agent::set_state))
+        .route("/api/agent/events", get(agent::events))
+        .route("/api/agent/disposition", post(agent::disposition))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            agent::require_session,
+        ));
     Router::new()
         .merge(ops)
         .merge(reads)
         .merge(metrics)
+        .merge(agent_own)
+        .route("/api/agent/login", post(agent::login))
+        .route("/agent", get(agent::page))
         // The load balancer's probe: anonymous, and it says nothing sensitive.
         .route("/healthz", get(healthz))
         // The page itself holds no figures: it reads them with the token it is given.

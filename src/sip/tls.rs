@@ -77,11 +77,24 @@ pub(crate) fn certificates(
 /// private key (PKCS#8, PKCS#1 or SEC1 PEM). No client certificates are asked for: agents
 /// authenticate with digest (RFC 3261 §22), trunks by address.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
-    let certs = certificates("tls_cert", cert)?;
-    let key_pem = read("tls_key", key)?;
+    Ok(TlsAcceptor::from(Arc::new(server_config(
+        "tls_cert", "tls_key", cert, key,
+    )?)))
+}
+
+/// A TLS server configuration from a PEM chain and key; errors name the configuration keys
+/// (`cert_key`, `key_key`) so the start error points at the right section.
+pub fn server_config(
+    cert_key: &str,
+    key_key: &str,
+    cert: &Path,
+    key: &Path,
+) -> Result<ServerConfig, TlsError> {
+    let certs = certificates(cert_key, cert)?;
+    let key_pem = read(key_key, key)?;
     let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         invalid(
-            "tls_key",
+            key_key,
             key,
             match e {
                 rustls::pki_types::pem::Error::NoItemsFound => {
@@ -91,19 +104,18 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
             },
         )
     })?;
-    let config = ServerConfig::builder_with_provider(provider())
+    ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| invalid("tls_cert", cert, e.to_string()))?
+        .map_err(|e| invalid(cert_key, cert, e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, private)
         .map_err(|e| {
             invalid(
-                "tls_key",
+                key_key,
                 key,
-                format!("unusable with tls_cert '{}': {e}", cert.display()),
+                format!("unusable with {cert_key} '{}': {e}", cert.display()),
             )
-        })?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        })
 }
 
 /// The client side for a trunk: its `tls_ca` file as the only trust anchors when given, else

@@ -88,6 +88,8 @@ pub struct WsState {
     /// The HTTP listener's address (the `local` side of every WebSocket flow).
     pub local: SocketAddr,
     pub permits: Arc<Semaphore>,
+    /// The HTTP port serves HTTPS (`[http] tls_cert`): every connection is WSS.
+    pub tls: bool,
 }
 
 /// `GET /` and `GET /ws` upgraded to SIP over WebSocket. Merged into the API router; no
@@ -124,11 +126,13 @@ async fn upgrade(
         warn!(%peer, "too many WebSocket connections; refusing");
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     };
-    // Behind a TLS-terminating proxy the client speaks wss (Via transport WSS).
+    // Served over HTTPS ([http] tls_cert), or behind a TLS-terminating proxy: the client
+    // speaks wss (Via transport WSS).
     let kind = match headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
     {
+        _ if state.tls => TransportKind::Wss,
         Some(p) if p.eq_ignore_ascii_case("https") => TransportKind::Wss,
         _ => TransportKind::Ws,
     };
