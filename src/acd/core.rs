@@ -401,9 +401,6 @@ pub struct QueueView {
     pub name: String,
     pub strategy: &'static str,
     pub waiting: usize,
-    /// Of `waiting`, the callers who hung up on a promised callback (`callback_after_s`);
-    /// the workspace shows them as pending callbacks.
-    pub callbacks_waiting: usize,
     pub longest_wait_s: u64,
     pub agents_logged_in: usize,
     pub agents_available: usize,
@@ -412,7 +409,9 @@ pub struct QueueView {
     pub asa_ms: Option<u64>,
     pub aht_ms: Option<u64>,
     pub abandon_rate: Option<f64>,
-    /// Callers who hung up after asking to be called back and wait for an agent.
+    /// Of `waiting`, the callers who hung up after asking to be called back
+    /// (`callback_after_s`) and keep their place: the wallboard's and the agent workspace's
+    /// pending callbacks.
     pub callbacks_pending: usize,
 }
 
@@ -1355,12 +1354,6 @@ impl Acd {
                     name: q.cfg.name.clone(),
                     strategy: q.cfg.strategy.as_str(),
                     waiting: q.order.len(),
-                    callbacks_waiting: q
-                        .by_seq
-                        .values()
-                        .filter_map(|c| self.waiting.get(c))
-                        .filter(|w| w.callback)
-                        .count(),
                     longest_wait_s: longest,
                     agents_logged_in: q
                         .members

@@ -262,8 +262,8 @@ pub async fn me(
         .queues()
         .await
         .into_iter()
-        .filter(|q| queues.contains(&q.name) && q.callbacks_waiting > 0)
-        .map(|q| json!({"queue": q.name, "waiting": q.callbacks_waiting}))
+        .filter(|q| queues.contains(&q.name) && q.callbacks_pending > 0)
+        .map(|q| json!({"queue": q.name, "waiting": q.callbacks_pending}))
         .collect();
     let wrapup_s = st
         .ctx
