@@ -55,6 +55,17 @@ struct RawConfig {
     webhooks: Option<Spanned<RawWebhooks>>,
     #[serde(default)]
     cluster: Option<Spanned<RawCluster>>,
+    #[serde(default)]
+    language: Option<Spanned<RawLanguage>>,
+}
+
+/// `[language]`: how a call's language is chosen before the first word when the caller's
+/// ticket does not say (src/ivr/language.rs).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLanguage {
+    /// E.164 prefix (`"+86"`) -> language (`"zh"`); replaces the built-in table.
+    prefixes: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[cluster]`: heart-beating and dead-node detection between nodes sharing one PostgreSQL
@@ -464,6 +475,9 @@ pub struct Config {
     pub node_id: String,
     /// `[cluster]` timing.
     pub cluster: ClusterTiming,
+    /// `[language] prefixes`: the calling number's prefix -> the call's language when no
+    /// ticket says.
+    pub language_prefixes: crate::ivr::language::PrefixTable,
 }
 
 /// `[cluster]`: how often a node heart-beats and how old a heartbeat may get before a
@@ -1061,7 +1075,34 @@ impl Config {
                 }
             }
         };
+        let language_prefixes = match raw.language.as_ref() {
+            Some(sp) => match sp.get_ref().prefixes.as_ref() {
+                Some(map) => {
+                    for (prefix, lang) in map {
+                        let digits = prefix.strip_prefix('+').unwrap_or("");
+                        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                            return Err(err(
+                                sp.span().start,
+                                format!("[language] prefixes: '{prefix}' is not '+' and digits"),
+                            ));
+                        }
+                        if lang.is_empty() {
+                            return Err(err(
+                                sp.span().start,
+                                format!("[language] prefixes: '{prefix}' has an empty language"),
+                            ));
+                        }
+                    }
+                    crate::ivr::language::PrefixTable::new(
+                        map.iter().map(|(p, l)| (p.clone(), l.clone())),
+                    )
+                }
+                None => crate::ivr::language::PrefixTable::default(),
+            },
+            None => crate::ivr::language::PrefixTable::default(),
+        };
         Ok(Config {
+            language_prefixes,
             node_id,
             cluster,
             guard,

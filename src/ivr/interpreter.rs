@@ -1094,4 +1094,79 @@ action = "hangup"
             })
         );
     }
+
+    /// The shipped hotline and delay notice with the language from `vars`: the prompts of
+    /// the first play, in which language.
+    fn shipped(file: &str, vars: &[(&str, &str)]) -> (Interpreter, Vec<Output>) {
+        let path = format!("{}/dialplans/{file}", env!("CARGO_MANIFEST_DIR"));
+        let src = std::fs::read_to_string(&path).expect("shipped dialplan");
+        let f = |_: &str, _: &str| true;
+        let queues = vec!["support".to_string()];
+        let plan = load_str(
+            file,
+            &src,
+            &LoadContext {
+                prompt_exists: &f,
+                queues: &queues,
+            },
+        )
+        .expect("shipped plan loads");
+        let vars: Vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut i = Interpreter::new(Arc::new(plan), vars);
+        i.start(Instant::now());
+        let out = drain(&mut i);
+        (i, out)
+    }
+
+    fn first_play(o: &[Output]) -> (String, Vec<String>) {
+        o.iter()
+            .find_map(|o| match o {
+                Output::Play { items, .. } => match items.first() {
+                    Some(PromptRef::Prompt { lang, .. }) => Some((lang.clone(), names(o))),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .expect("a play")
+    }
+
+    #[test]
+    fn shipped_plans_start_in_the_known_language() {
+        for (file, first) in [("hotline.toml", "welcome"), ("delay-notify.toml", "hello")] {
+            let (_, o) = shipped(file, &[("language", "zh"), ("language_source", "prefix")]);
+            let (lang, names) = first_play(&o);
+            assert_eq!((lang.as_str(), names[0].as_str()), ("zh", first), "{file}");
+            let (_, o) = shipped(file, &[("language", "en"), ("language_source", "ticket")]);
+            let (lang, names) = first_play(&o);
+            assert_eq!((lang.as_str(), names[0].as_str()), ("en", first), "{file}");
+        }
+    }
+
+    #[test]
+    fn shipped_plans_offer_the_bilingual_choice_when_nothing_decides() {
+        for (file, first) in [("hotline.toml", "welcome"), ("delay-notify.toml", "hello")] {
+            let (mut i, o) = shipped(file, &[("language_source", "unknown")]);
+            assert_eq!(first_play(&o).1, vec!["choose-language"], "{file}");
+            i.handle_digit(Instant::now(), '1');
+            let o = drain(&mut i);
+            let (lang, names) = first_play(&o);
+            assert_eq!(
+                (lang.as_str(), names[0].as_str()),
+                ("zh", first),
+                "{file}: 1 = zh"
+            );
+
+            let (mut i, _) = shipped(file, &[("language_source", "unknown")]);
+            i.handle_digit(Instant::now(), '2');
+            let (lang, names) = first_play(&drain(&mut i));
+            assert_eq!(
+                (lang.as_str(), names[0].as_str()),
+                ("en", first),
+                "{file}: 2 = en"
+            );
+        }
+    }
 }

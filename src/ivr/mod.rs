@@ -4,5 +4,6 @@
 pub mod dialplan;
 pub mod expr;
 pub mod interpreter;
+pub mod language;
 pub mod loader;
 pub mod say;
