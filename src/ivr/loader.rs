@@ -106,6 +106,8 @@ struct RawStep {
     on_unavailable: Option<Spanned<String>>,
     cause: Option<String>,
     max_ms: Option<u64>,
+    open: Option<Spanned<String>>,
+    closed: Option<Spanned<String>>,
 }
 
 impl RawStep {
@@ -121,7 +123,7 @@ impl RawStep {
              inter_digit_timeout_ms => "inter_digit_timeout_ms", by => "by", value => "value",
              found => "found", not_found => "not_found", unavailable => "unavailable", when => "when", otherwise => "else",
              vars => "vars", choice => "choice", queue => "queue", on_unavailable => "on_unavailable",
-             cause => "cause", max_ms => "max_ms");
+             cause => "cause", max_ms => "max_ms", open => "open", closed => "closed");
         v
     }
 }
@@ -160,6 +162,7 @@ fn allowed_fields(action: &str) -> Option<&'static [&'static str]> {
         "enqueue" => &["queue", "on_unavailable"],
         "record" => &["prompts", "max_ms", "terminator", "var", "next"],
         "goto" => &["next"],
+        "hours" => &["open", "closed"],
         "hangup" => &["cause"],
         _ => return None,
     })
@@ -453,6 +456,10 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
                 otherwise: need(&s.otherwise, "else")?,
             }
         }
+        "hours" => Action::Hours {
+            open: need(&s.open, "open")?,
+            closed: need(&s.closed, "closed")?,
+        },
         "set" => {
             let vars: Vec<(String, String)> =
                 s.vars.clone().unwrap_or_default().into_iter().collect();
