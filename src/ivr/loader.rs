@@ -596,7 +596,13 @@ fn build_item(
 #[derive(Debug, Clone, Default)]
 pub struct DialplanSet {
     pub plans: HashMap<String, std::sync::Arc<Dialplan>>,
+    /// The holiday calendar (`holidays.toml` in the same folder, reloaded with the plans);
+    /// empty when there is no such file.
+    pub holidays: std::collections::BTreeSet<chrono::NaiveDate>,
 }
+
+/// The holiday calendar's file name in the dialplan folder (not a dialplan).
+pub const HOLIDAYS_FILE: &str = "holidays.toml";
 
 impl DialplanSet {
     /// Load every `*.toml` in `dir`; any error in any file fails the whole set.
@@ -629,6 +635,20 @@ impl DialplanSet {
                     continue;
                 }
             };
+            if path.file_name().and_then(|n| n.to_str()) == Some(HOLIDAYS_FILE) {
+                match super::hours::parse_holidays(&file, &src) {
+                    Ok(days) => set.holidays = days,
+                    Err(super::hours::HoursError::Holidays { file, line, reason }) => {
+                        errors.push(LoadError { file, line, reason })
+                    }
+                    Err(e) => errors.push(LoadError {
+                        file,
+                        line: 0,
+                        reason: e.to_string(),
+                    }),
+                }
+                continue;
+            }
             match load_str(&file, &src, ctx) {
                 Ok(plan) => {
                     if set.plans.contains_key(&plan.name) {

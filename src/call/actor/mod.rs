@@ -938,7 +938,11 @@ impl Call {
         vars.insert("called".into(), self.route.to.clone());
         vars.insert("call_id".into(), self.id.clone());
         vars.insert("dialplan".into(), plan.name.clone());
+        let holidays = self.ctx.dialplans().holidays.clone();
         let mut interp = Interpreter::new(plan, vars);
+        if let Some(h) = &self.ctx.config.service_hours {
+            interp.set_clock(Arc::new(h.with_holidays(holidays)), chrono::Utc::now(), now);
+        }
         interp.start(now);
         self.interp = Some(interp);
         self.drain_interpreter(now);
