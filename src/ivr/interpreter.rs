@@ -1293,4 +1293,66 @@ action = "hangup"
             detail: "open".into()
         }));
     }
+
+    #[test]
+    fn shipped_hotline_outside_hours_offers_self_service_and_a_callback_never_the_queue() {
+        let week = crate::ivr::hours::parse_ranges("09:00-18:00").expect("range");
+        let hours = Arc::new(crate::ivr::hours::ServiceHours::new(
+            chrono_tz::Asia::Shanghai,
+            [chrono::Weekday::Wed, chrono::Weekday::Thu].map(|d| (d, week.clone())),
+            Default::default(),
+        ));
+        // Wednesday 2026-12-09 20:00 in Shanghai.
+        let wall = chrono::DateTime::parse_from_rfc3339("2026-12-09T12:00:00Z")
+            .expect("t")
+            .with_timezone(&chrono::Utc);
+        for (key, expect_outcome) in [('3', true), ('0', true), ('1', false)] {
+            let path = format!("{}/dialplans/hotline.toml", env!("CARGO_MANIFEST_DIR"));
+            let src = std::fs::read_to_string(&path).expect("hotline");
+            let f = |_: &str, _: &str| true;
+            let queues = vec!["support".to_string()];
+            let plan = load_str(
+                "hotline.toml",
+                &src,
+                &LoadContext {
+                    prompt_exists: &f,
+                    queues: &queues,
+                },
+            )
+            .expect("plan");
+            let mut vars = Vars::new();
+            vars.insert("language".into(), "zh".into());
+            vars.insert("language_source".into(), "prefix".into());
+            let mut i = Interpreter::new(Arc::new(plan), vars);
+            let t = Instant::now();
+            i.set_clock(hours.clone(), wall, t);
+            i.start(t);
+            let o = drain(&mut i);
+            i.handle_playback_finished(t, play_id(&o));
+            let o = drain(&mut i);
+            assert!(o.contains(&Output::Event {
+                kind: "hours",
+                detail: "closed".into()
+            }));
+            assert_eq!(first_play(&o).1, vec!["service-closed"]);
+            i.handle_digit(t, key);
+            let o = drain(&mut i);
+            assert!(
+                !o.iter().any(|x| matches!(x, Output::Enqueue { .. })),
+                "never queued outside hours: {o:?}"
+            );
+            assert_eq!(
+                o.contains(&Output::Outcome {
+                    choice: "callback".into()
+                }),
+                expect_outcome,
+                "key {key}: {o:?}"
+            );
+            if expect_outcome {
+                assert_eq!(first_play(&o).1, vec!["callback-next-morning"]);
+            } else {
+                assert_eq!(first_play(&o).1, vec!["enter-order-number"]);
+            }
+        }
+    }
 }
