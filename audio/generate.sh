@@ -3,6 +3,7 @@
 #
 #   audio/prompts/en.tsv  -> audio/en/NAME.wav   (espeak-ng voice en-us)
 #   audio/prompts/zh.tsv  -> audio/zh/NAME.wav   (espeak-ng Mandarin voice)
+#   audio/prompts/bilingual.tsv -> audio/{zh,en}/NAME.wav (Mandarin half, then English)
 #   audio/moh.wav                                (synthesized music on hold)
 #   audio/test/greeting-machine.wav, greeting-human.wav (test fixtures)
 #
@@ -225,6 +226,25 @@ render_tests() {
 }
 
 # --------------------------------------------------------------------------
+# Bilingual prompts (prompts/bilingual.tsv: name<TAB>Mandarin<TAB>English): the Mandarin
+# half in the Mandarin voice, 0.3 s of silence, the English half in the English voice;
+# written to both audio/zh/NAME.wav and audio/en/NAME.wav (the language choice is played
+# before the call's language is known). Runs after render_tsv, which would remove them.
+# --------------------------------------------------------------------------
+render_bilingual() {
+    local zh_voice=$1 tsv="$PROMPTS_DIR/bilingual.tsv" name zh_text en_text
+    [[ -f $tsv ]] || return 0
+    while IFS=$'\t' read -r name zh_text en_text || [[ -n $name ]]; do
+        [[ -z $name || $name == \#* ]] && continue
+        speak "$zh_voice" "$ZH_SPEED" "$zh_text" "$TMP/bi-zh.wav" 0.3
+        speak "$EN_VOICE" "$EN_SPEED" "$en_text" "$TMP/bi-en.wav"
+        "${SOX[@]}" "$TMP/bi-zh.wav" "$TMP/bi-en.wav" "${FMT[@]}" "$AUDIO_DIR/zh/$name.wav"
+        cp -f "$AUDIO_DIR/zh/$name.wav" "$AUDIO_DIR/en/$name.wav"
+        log "bilingual: $name"
+    done <"$tsv"
+}
+
+# --------------------------------------------------------------------------
 main() {
     ensure_deps
     voice_exists "$EN_VOICE" || { log "espeak-ng voice $EN_VOICE not available"; exit 1; }
@@ -235,6 +255,9 @@ main() {
         render_tsv zh "$zh" "$ZH_SPEED" "$([[ $zh == cmn-latn-pinyin ]] && echo 1 || echo 0)"
     else
         log "WARNING: no Mandarin espeak-ng voice (cmn-latn-pinyin / cmn); audio/zh not regenerated"
+    fi
+    if [[ -n ${zh:-} ]]; then
+        render_bilingual "$zh"
     fi
     render_moh
     render_tests

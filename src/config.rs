@@ -59,6 +59,30 @@ struct RawConfig {
     cluster: Option<Spanned<RawCluster>>,
     #[serde(default)]
     http: Option<Spanned<RawHttp>>,
+    #[serde(default)]
+    language: Option<Spanned<RawLanguage>>,
+    #[serde(default)]
+    service: Option<Spanned<RawService>>,
+}
+
+/// `[service]`: the service's local time and business hours (the dialplan `hours` step);
+/// holidays are `holidays.toml` in the dialplan folder.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    /// IANA zone, e.g. "Asia/Shanghai" (default UTC).
+    timezone: Option<String>,
+    /// Day (`mon`..`sun`) -> "HH:MM-HH:MM[,HH:MM-HH:MM]"; days not listed are closed.
+    hours: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `[language]`: how a call's language is chosen before the first word when the caller's
+/// ticket does not say (src/ivr/language.rs).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLanguage {
+    /// E.164 prefix (`"+86"`) -> language (`"zh"`); replaces the built-in table.
+    prefixes: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[cluster]`: heart-beating and dead-node detection between nodes sharing one PostgreSQL
@@ -582,6 +606,12 @@ pub struct Config {
     pub node_id: String,
     /// `[cluster]` timing.
     pub cluster: ClusterTiming,
+    /// `[language] prefixes`: the calling number's prefix -> the call's language when no
+    /// ticket says.
+    pub language_prefixes: crate::ivr::language::PrefixTable,
+    /// `[service]` business hours (holidays empty; the dialplan set carries them); None: no
+    /// hours configured, the `hours` step always says open.
+    pub service_hours: Option<crate::ivr::hours::ServiceHours>,
 }
 
 /// `[cluster]`: how often a node heart-beats and how old a heartbeat may get before a
@@ -1176,6 +1206,66 @@ impl Config {
                 }
             }
         };
+        let language_prefixes = match raw.language.as_ref() {
+            Some(sp) => match sp.get_ref().prefixes.as_ref() {
+                Some(map) => {
+                    for (prefix, lang) in map {
+                        let digits = prefix.strip_prefix('+').unwrap_or("");
+                        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                            return Err(err(
+                                sp.span().start,
+                                format!("[language] prefixes: '{prefix}' is not '+' and digits"),
+                            ));
+                        }
+                        if lang.is_empty() {
+                            return Err(err(
+                                sp.span().start,
+                                format!("[language] prefixes: '{prefix}' has an empty language"),
+                            ));
+                        }
+                    }
+                    crate::ivr::language::PrefixTable::new(
+                        map.iter().map(|(p, l)| (p.clone(), l.clone())),
+                    )
+                }
+                None => crate::ivr::language::PrefixTable::default(),
+            },
+            None => crate::ivr::language::PrefixTable::default(),
+        };
+        let service_hours = match raw.service.as_ref() {
+            None => None,
+            Some(sp) => {
+                let r = sp.get_ref();
+                let at = sp.span().start;
+                let tz = match r.timezone.as_deref() {
+                    None => chrono_tz::UTC,
+                    Some(z) => z.parse::<chrono_tz::Tz>().map_err(|_| {
+                        err(
+                            at,
+                            format!("[service] timezone '{z}' is not an IANA time zone"),
+                        )
+                    })?,
+                };
+                match &r.hours {
+                    None => None,
+                    Some(map) => {
+                        let mut weekly = Vec::new();
+                        for (day, ranges) in map {
+                            let d = crate::ivr::hours::parse_day(day)
+                                .map_err(|e| err(at, format!("[service] hours: {e}")))?;
+                            let rs = crate::ivr::hours::parse_ranges(ranges)
+                                .map_err(|e| err(at, format!("[service] hours.{day}: {e}")))?;
+                            weekly.push((d, rs));
+                        }
+                        Some(crate::ivr::hours::ServiceHours::new(
+                            tz,
+                            weekly,
+                            Default::default(),
+                        ))
+                    }
+                }
+            }
+        };
         let http_tls = match raw.http {
             None => None,
             Some(sp) => {
@@ -1233,6 +1323,8 @@ impl Config {
             return Err(err(0, "[acd] session_ttl_s must be at least 60".into()));
         }
         Ok(Config {
+            language_prefixes,
+            service_hours,
             node_id,
             cluster,
             http_tls,
@@ -1638,5 +1730,43 @@ mod tests {
         );
         let e = Config::parse("c.toml", "[server]\ncodecs = []\n").expect_err("empty");
         assert!(e.reason.contains("must not be empty"), "{e}");
+    }
+
+    #[test]
+    fn service_hours_and_language_prefixes() {
+        let c = Config::parse(
+            "t.toml",
+            "[service]\ntimezone = \"Asia/Shanghai\"\nhours = { mon = \"09:00-18:00\", sat = \"10:00-12:00,13:00-16:00\" }\n\n[language]\nprefixes = { \"+65\" = \"zh\" }\n",
+        )
+        .expect("config");
+        let h = c.service_hours.expect("hours");
+        assert_eq!(h.tz, chrono_tz::Asia::Shanghai);
+        // Monday 2026-12-07 10:00 Shanghai.
+        let t = chrono::DateTime::parse_from_rfc3339("2026-12-07T02:00:00Z")
+            .expect("t")
+            .with_timezone(&chrono::Utc);
+        assert!(h.is_open(t));
+        assert_eq!(c.language_prefixes.lookup("+6591234567"), Some("zh"));
+        assert_eq!(
+            c.language_prefixes.lookup("+8613800138000"),
+            None,
+            "replaced"
+        );
+        assert_eq!(
+            Config::embedded()
+                .expect("default")
+                .language_prefixes
+                .lookup("+8613800138000"),
+            Some("zh")
+        );
+        for bad in [
+            "[service]\ntimezone = \"Mars/Base\"\n",
+            "[service]\nhours = { monday = \"09:00-18:00\" }\n",
+            "[service]\nhours = { mon = \"18:00-09:00\" }\n",
+            "[language]\nprefixes = { \"86\" = \"zh\" }\n",
+        ] {
+            let e = Config::parse("t.toml", bad).expect_err(bad);
+            assert!(e.to_string().contains("t.toml:1"), "{bad}: {e}");
+        }
     }
 }

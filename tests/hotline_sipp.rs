@@ -493,4 +493,85 @@ fn metrics_scrape_passes_promtool_and_counts_a_call() {
     };
     assert_eq!(ask("X-Request-Id: proxy-42\r\n"), "proxy-42");
     assert_eq!(ask("").len(), 32, "a new UUID (simple form)");
+
+/// Issue 19: the language before the first word. A Mandarin customer (ticket language `zh`,
+/// calling from a +1 number, so the ticket must win over the prefix table) hears the hotline
+/// in Mandarin from the welcome on, and presses 2 then 2: the refund lands on the ticket.
+#[test]
+fn mandarin_ticket_caller_hears_mandarin_from_the_first_word_and_refunds() {
+    let server = Server::start(&[]);
+    let db = server.db();
+    let inserted = db.exec(
+        "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, status, delay_days, new_eta) \
+         VALUES ('8601', '王芳', '+15557778601', 'zh', 'standard', 'Asia/Shanghai', 'delayed', 3, '2030-12-20')",
+    );
+    assert_eq!(inserted, 1);
+    let scenario = Scenario::call_with_digits(&[(2000, '2'), (11000, '2')], 1000, 25_000);
+    server
+        .run_sipp(&scenario, &caller("+15557778601"))
+        .assert_ok(&server);
+
+    let call = ended_call(&server, "+15557778601");
+    let ev = events(&db, &call["id"]);
+    assert!(has_event(&ev, "language", "zh:ticket"), "{ev:#?}");
+    let prompts: Vec<&str> = ev
+        .iter()
+        .filter(|(k, _)| k == "prompt")
+        .map(|(_, d)| d.as_str())
+        .collect();
+    assert_eq!(
+        prompts.first(),
+        Some(&"welcome"),
+        "no language menu: {ev:#?}"
+    );
+    assert!(
+        !prompts.iter().any(|p| p.contains("choose-language")),
+        "{ev:#?}"
+    );
+    assert!(
+        has_event(&ev, "menu", "main_menu=2") && has_event(&ev, "menu", "delayed_menu=2"),
+        "{ev:#?}"
+    );
+    let ticket = server.wait_db(DB_WAIT, "ticket 8601 resolved", |db| {
+        let t = db.row("SELECT resolution FROM tickets WHERE order_id = '8601'");
+        (!t["resolution"].is_null()).then_some(t)
+    });
+    assert_eq!(ticket["resolution"], "refund", "{ticket:?}");
+}
+
+/// Issue 19: a +86 number without a ticket is Mandarin by the prefix table; a number no
+/// prefix decides (+33) hears the bilingual choice first, and 1 switches to Mandarin.
+#[test]
+fn language_by_prefix_else_bilingual_choice_first() {
+    let server = Server::start(&[]);
+    let db = server.db();
+    // +86: straight to the welcome, in Mandarin; hang up after it.
+    let scenario = Scenario::call_with_digits(&[], 1000, 3_000);
+    let _ = server.run_sipp(&scenario, &caller("+8613800138000"));
+    let call = ended_call(&server, "+8613800138000");
+    let ev = events(&db, &call["id"]);
+    assert!(has_event(&ev, "language", "zh:prefix"), "{ev:#?}");
+    let first = ev
+        .iter()
+        .find(|(k, _)| k == "prompt")
+        .map(|(_, d)| d.as_str());
+    assert_eq!(first, Some("welcome"), "{ev:#?}");
+
+    // +33: nothing decides, so the bilingual menu comes first; 1 = Mandarin, then the welcome.
+    let scenario = Scenario::call_with_digits(&[(2500, '1')], 1000, 8_000);
+    let _ = server.run_sipp(&scenario, &caller("+33612345678"));
+    let call = ended_call(&server, "+33612345678");
+    let ev = events(&db, &call["id"]);
+    assert!(has_event(&ev, "language", "-:unknown"), "{ev:#?}");
+    let prompts: Vec<&str> = ev
+        .iter()
+        .filter(|(k, _)| k == "prompt")
+        .map(|(_, d)| d.as_str())
+        .collect();
+    assert_eq!(
+        prompts.get(..2),
+        Some(&["choose-language", "welcome"][..]),
+        "{ev:#?}"
+    );
+    assert!(has_event(&ev, "menu", "choose_language=1"), "{ev:#?}");
 }

@@ -616,6 +616,18 @@ async fn dial(
             vars.insert("language".into(), l.clone());
         }
     }
+    // The language before the first word: the ticket's (or the segment's), else the
+    // customer's number's prefix, else unknown (the dialplan may offer the choice).
+    if vars.contains_key("language") {
+        vars.insert("language_source".into(), "ticket".into());
+    } else {
+        let (lang, source) =
+            crate::ivr::language::choose(None, &contact.phone, &ctx.config.language_prefixes);
+        if let Some(l) = lang {
+            vars.insert("language".into(), l);
+        }
+        vars.insert("language_source".into(), source.as_str().into());
+    }
     let (tx, rx) = oneshot::channel();
     let req = OutboundRequest {
         slot: Some(slot),

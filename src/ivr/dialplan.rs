@@ -114,6 +114,12 @@ pub enum Action {
     Goto {
         next: String,
     },
+    /// Business hours and holidays (`[service]`, dialplans/holidays.toml): `open` when the
+    /// service is open now (or no hours are configured), else `closed`.
+    Hours {
+        open: String,
+        closed: String,
+    },
     Hangup {
         cause: String,
     },
@@ -152,6 +158,7 @@ impl Action {
                 v
             }
             Action::Enqueue { on_unavailable, .. } => vec![on_unavailable],
+            Action::Hours { open, closed } => vec![open, closed],
             Action::Hangup { .. } => vec![],
         }
     }
@@ -168,6 +175,7 @@ impl Action {
             Action::Enqueue { .. } => "enqueue",
             Action::Record { .. } => "record",
             Action::Goto { .. } => "goto",
+            Action::Hours { .. } => "hours",
             Action::Hangup { .. } => "hangup",
         }
     }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use super::dialplan::{Action, Dialplan, LookupBy, PlayItem, Retry};
 use super::expr::{expand, Vars};
+use super::hours::ServiceHours;
 use super::say::say;
+use chrono::{DateTime, Utc};
 
 const MAX_BUFFERED_DIGITS: usize = 64;
 
@@ -117,6 +119,8 @@ pub struct Interpreter {
     steps_taken: u32,
     next_play_id: u32,
     now: Instant,
+    /// Business hours and the wall clock at one instant (`set_clock`); None: always open.
+    clock: Option<(Arc<ServiceHours>, DateTime<Utc>, Instant)>,
 }
 
 impl Interpreter {
@@ -133,7 +137,30 @@ impl Interpreter {
             steps_taken: 0,
             next_play_id: 1,
             now: Instant::now(),
+            clock: None,
         }
+    }
+
+    /// The service's hours and the wall-clock time `wall` at the instant `at`: `hours` steps
+    /// judge the wall time then (advanced by the call's elapsed time). Tests pass a fixed one.
+    pub fn set_clock(&mut self, hours: Arc<ServiceHours>, wall: DateTime<Utc>, at: Instant) {
+        self.clock = Some((hours, wall, at));
+    }
+
+    /// Open, or closed with the next opening (local `YYYY-MM-DD HH:MM`, if any).
+    fn service_open(&self) -> (bool, Option<String>) {
+        let Some((hours, wall, at)) = &self.clock else {
+            return (true, None);
+        };
+        let elapsed = self.now.saturating_duration_since(*at);
+        let now = *wall + chrono::Duration::from_std(elapsed).unwrap_or_default();
+        if hours.is_open(now) {
+            return (true, None);
+        }
+        let next = hours
+            .next_opening(now)
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string());
+        (false, next)
     }
 
     /// Set a variable from outside the dialplan (e.g. `queue_status` when a queue refuses).
@@ -518,6 +545,20 @@ impl Interpreter {
                     }
                 }
                 Action::Goto { next: after } => next = Some(after),
+                Action::Hours { open, closed } => {
+                    let (is_open, next_open) = self.service_open();
+                    self.outputs.push_back(Output::Event {
+                        kind: "hours",
+                        detail: if is_open { "open" } else { "closed" }.into(),
+                    });
+                    if let Some(t) = next_open {
+                        // "2026-12-10 09:00": for a `say = "date"` and the callback note.
+                        self.vars
+                            .insert("service.next_open_date".into(), t[..10].to_string());
+                        self.vars.insert("service.next_open".into(), t);
+                    }
+                    next = Some(if is_open { open } else { closed });
+                }
                 Action::Hangup { cause } => self.hangup(cause),
             }
         }
@@ -1093,5 +1134,225 @@ action = "hangup"
                 cause: "step_budget".into()
             })
         );
+    }
+
+    /// The shipped hotline and delay notice with the language from `vars`: the prompts of
+    /// the first play, in which language.
+    fn shipped(file: &str, vars: &[(&str, &str)]) -> (Interpreter, Vec<Output>) {
+        let path = format!("{}/dialplans/{file}", env!("CARGO_MANIFEST_DIR"));
+        let src = std::fs::read_to_string(&path).expect("shipped dialplan");
+        let f = |_: &str, _: &str| true;
+        let queues = vec!["support".to_string()];
+        let plan = load_str(
+            file,
+            &src,
+            &LoadContext {
+                prompt_exists: &f,
+                queues: &queues,
+            },
+        )
+        .expect("shipped plan loads");
+        let vars: Vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut i = Interpreter::new(Arc::new(plan), vars);
+        i.start(Instant::now());
+        let out = drain(&mut i);
+        (i, out)
+    }
+
+    fn first_play(o: &[Output]) -> (String, Vec<String>) {
+        o.iter()
+            .find_map(|o| match o {
+                Output::Play { items, .. } => match items.first() {
+                    Some(PromptRef::Prompt { lang, .. }) => Some((lang.clone(), names(o))),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .expect("a play")
+    }
+
+    #[test]
+    fn shipped_plans_start_in_the_known_language() {
+        for (file, first) in [("hotline.toml", "welcome"), ("delay-notify.toml", "hello")] {
+            let (_, o) = shipped(file, &[("language", "zh"), ("language_source", "prefix")]);
+            let (lang, names) = first_play(&o);
+            assert_eq!((lang.as_str(), names[0].as_str()), ("zh", first), "{file}");
+            let (_, o) = shipped(file, &[("language", "en"), ("language_source", "ticket")]);
+            let (lang, names) = first_play(&o);
+            assert_eq!((lang.as_str(), names[0].as_str()), ("en", first), "{file}");
+        }
+    }
+
+    #[test]
+    fn shipped_plans_offer_the_bilingual_choice_when_nothing_decides() {
+        for (file, first) in [("hotline.toml", "welcome"), ("delay-notify.toml", "hello")] {
+            let (mut i, o) = shipped(file, &[("language_source", "unknown")]);
+            assert_eq!(first_play(&o).1, vec!["choose-language"], "{file}");
+            i.handle_digit(Instant::now(), '1');
+            let o = drain(&mut i);
+            let (lang, names) = first_play(&o);
+            assert_eq!(
+                (lang.as_str(), names[0].as_str()),
+                ("zh", first),
+                "{file}: 1 = zh"
+            );
+
+            let (mut i, _) = shipped(file, &[("language_source", "unknown")]);
+            i.handle_digit(Instant::now(), '2');
+            let (lang, names) = first_play(&drain(&mut i));
+            assert_eq!(
+                (lang.as_str(), names[0].as_str()),
+                ("en", first),
+                "{file}: 2 = en"
+            );
+        }
+    }
+
+    #[test]
+    fn hours_step_follows_the_fixed_clock() {
+        const HOURS_PLAN: &str = r##"
+[dialplan]
+start = "check"
+
+[steps.check]
+action = "hours"
+open = "menu"
+closed = "closed"
+
+[steps.menu]
+action = "play"
+prompts = ["main-menu"]
+next = "bye"
+
+[steps.closed]
+action = "play"
+prompts = ["closed", { say = "date", value = "${service.next_open_date}" }]
+next = "bye"
+
+[steps.bye]
+action = "hangup"
+"##;
+        let f = |_: &str, _: &str| true;
+        let plan = Arc::new(
+            load_str(
+                "t.toml",
+                HOURS_PLAN,
+                &LoadContext {
+                    prompt_exists: &f,
+                    queues: &[],
+                },
+            )
+            .expect("plan"),
+        );
+        let week = crate::ivr::hours::parse_ranges("09:00-18:00").expect("range");
+        let hours = Arc::new(crate::ivr::hours::ServiceHours::new(
+            chrono_tz::Asia::Shanghai,
+            [chrono::Weekday::Wed, chrono::Weekday::Thu].map(|d| (d, week.clone())),
+            Default::default(),
+        ));
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&chrono::Utc)
+        };
+        let run = |wall: &str| {
+            let mut i = Interpreter::new(plan.clone(), Vars::new());
+            let t = Instant::now();
+            i.set_clock(hours.clone(), at(wall), t);
+            i.start(t);
+            let out: Vec<Output> = std::iter::from_fn(|| i.poll_output()).collect();
+            (i, out)
+        };
+        // Wednesday 10:00 Shanghai: open.
+        let (_, out) = run("2026-12-09T02:00:00Z");
+        assert!(out.contains(&Output::Event {
+            kind: "hours",
+            detail: "open".into()
+        }));
+        assert_eq!(first_play(&out).1, vec!["main-menu"]);
+        // Wednesday 20:00 Shanghai: closed, next opening Thursday 09:00.
+        let (i, out) = run("2026-12-09T12:00:00Z");
+        assert!(out.contains(&Output::Event {
+            kind: "hours",
+            detail: "closed".into()
+        }));
+        assert_eq!(first_play(&out).1[0], "closed");
+        assert_eq!(
+            i.vars().get("service.next_open").map(String::as_str),
+            Some("2026-12-10 09:00")
+        );
+        // No clock: always open.
+        let mut i = Interpreter::new(plan.clone(), Vars::new());
+        i.start(Instant::now());
+        let out: Vec<Output> = std::iter::from_fn(|| i.poll_output()).collect();
+        assert!(out.contains(&Output::Event {
+            kind: "hours",
+            detail: "open".into()
+        }));
+    }
+
+    #[test]
+    fn shipped_hotline_outside_hours_offers_self_service_and_a_callback_never_the_queue() {
+        let week = crate::ivr::hours::parse_ranges("09:00-18:00").expect("range");
+        let hours = Arc::new(crate::ivr::hours::ServiceHours::new(
+            chrono_tz::Asia::Shanghai,
+            [chrono::Weekday::Wed, chrono::Weekday::Thu].map(|d| (d, week.clone())),
+            Default::default(),
+        ));
+        // Wednesday 2026-12-09 20:00 in Shanghai.
+        let wall = chrono::DateTime::parse_from_rfc3339("2026-12-09T12:00:00Z")
+            .expect("t")
+            .with_timezone(&chrono::Utc);
+        for (key, expect_outcome) in [('3', true), ('0', true), ('1', false)] {
+            let path = format!("{}/dialplans/hotline.toml", env!("CARGO_MANIFEST_DIR"));
+            let src = std::fs::read_to_string(&path).expect("hotline");
+            let f = |_: &str, _: &str| true;
+            let queues = vec!["support".to_string()];
+            let plan = load_str(
+                "hotline.toml",
+                &src,
+                &LoadContext {
+                    prompt_exists: &f,
+                    queues: &queues,
+                },
+            )
+            .expect("plan");
+            let mut vars = Vars::new();
+            vars.insert("language".into(), "zh".into());
+            vars.insert("language_source".into(), "prefix".into());
+            let mut i = Interpreter::new(Arc::new(plan), vars);
+            let t = Instant::now();
+            i.set_clock(hours.clone(), wall, t);
+            i.start(t);
+            let o = drain(&mut i);
+            i.handle_playback_finished(t, play_id(&o));
+            let o = drain(&mut i);
+            assert!(o.contains(&Output::Event {
+                kind: "hours",
+                detail: "closed".into()
+            }));
+            assert_eq!(first_play(&o).1, vec!["service-closed"]);
+            i.handle_digit(t, key);
+            let o = drain(&mut i);
+            assert!(
+                !o.iter().any(|x| matches!(x, Output::Enqueue { .. })),
+                "never queued outside hours: {o:?}"
+            );
+            assert_eq!(
+                o.contains(&Output::Outcome {
+                    choice: "callback".into()
+                }),
+                expect_outcome,
+                "key {key}: {o:?}"
+            );
+            if expect_outcome {
+                assert_eq!(first_play(&o).1, vec!["callback-next-morning"]);
+            } else {
+                assert_eq!(first_play(&o).1, vec!["enter-order-number"]);
+            }
+        }
     }
 }

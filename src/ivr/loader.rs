@@ -106,6 +106,8 @@ struct RawStep {
     on_unavailable: Option<Spanned<String>>,
     cause: Option<String>,
     max_ms: Option<u64>,
+    open: Option<Spanned<String>>,
+    closed: Option<Spanned<String>>,
 }
 
 impl RawStep {
@@ -121,7 +123,7 @@ impl RawStep {
              inter_digit_timeout_ms => "inter_digit_timeout_ms", by => "by", value => "value",
              found => "found", not_found => "not_found", unavailable => "unavailable", when => "when", otherwise => "else",
              vars => "vars", choice => "choice", queue => "queue", on_unavailable => "on_unavailable",
-             cause => "cause", max_ms => "max_ms");
+             cause => "cause", max_ms => "max_ms", open => "open", closed => "closed");
         v
     }
 }
@@ -160,6 +162,7 @@ fn allowed_fields(action: &str) -> Option<&'static [&'static str]> {
         "enqueue" => &["queue", "on_unavailable"],
         "record" => &["prompts", "max_ms", "terminator", "var", "next"],
         "goto" => &["next"],
+        "hours" => &["open", "closed"],
         "hangup" => &["cause"],
         _ => return None,
     })
@@ -453,6 +456,10 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
                 otherwise: need(&s.otherwise, "else")?,
             }
         }
+        "hours" => Action::Hours {
+            open: need(&s.open, "open")?,
+            closed: need(&s.closed, "closed")?,
+        },
         "set" => {
             let vars: Vec<(String, String)> =
                 s.vars.clone().unwrap_or_default().into_iter().collect();
@@ -589,7 +596,13 @@ fn build_item(
 #[derive(Debug, Clone, Default)]
 pub struct DialplanSet {
     pub plans: HashMap<String, std::sync::Arc<Dialplan>>,
+    /// The holiday calendar (`holidays.toml` in the same folder, reloaded with the plans);
+    /// empty when there is no such file.
+    pub holidays: std::collections::BTreeSet<chrono::NaiveDate>,
 }
+
+/// The holiday calendar's file name in the dialplan folder (not a dialplan).
+pub const HOLIDAYS_FILE: &str = "holidays.toml";
 
 impl DialplanSet {
     /// Load every `*.toml` in `dir`; any error in any file fails the whole set.
@@ -622,6 +635,20 @@ impl DialplanSet {
                     continue;
                 }
             };
+            if path.file_name().and_then(|n| n.to_str()) == Some(HOLIDAYS_FILE) {
+                match super::hours::parse_holidays(&file, &src) {
+                    Ok(days) => set.holidays = days,
+                    Err(super::hours::HoursError::Holidays { file, line, reason }) => {
+                        errors.push(LoadError { file, line, reason })
+                    }
+                    Err(e) => errors.push(LoadError {
+                        file,
+                        line: 0,
+                        reason: e.to_string(),
+                    }),
+                }
+                continue;
+            }
             match load_str(&file, &src, ctx) {
                 Ok(plan) => {
                     if set.plans.contains_key(&plan.name) {

@@ -3,6 +3,8 @@
 
 pub mod dialplan;
 pub mod expr;
+pub mod hours;
 pub mod interpreter;
+pub mod language;
 pub mod loader;
 pub mod say;

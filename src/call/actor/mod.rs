@@ -30,6 +30,7 @@ use crate::config::Route;
 use crate::ivr::dialplan::LookupBy;
 use crate::ivr::expr::Vars;
 use crate::ivr::interpreter::{Interpreter, Output, PromptRef};
+use crate::ivr::language::LanguageSource;
 use crate::media::codec::Codec;
 use crate::media::player::PlayItem;
 use crate::media::session::{MediaEvent, MediaParams, MediaSession, MAX_PACKET};
@@ -66,6 +67,9 @@ pub enum CallInput {
     FeatureDone(&'static str),
     /// The caller's ticket (by number) before joining a queue.
     QueueIdentified(Option<HashMap<String, String>>),
+    /// The caller's ticket's language (None: no ticket, or no answer within the lookup
+    /// budget), looked up before the dialplan's first word.
+    LanguageIdentified(Option<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +184,9 @@ pub struct Call {
     outcome: Option<String>,
     /// Variables given by whoever started the call (the dialer's ticket.* for outbound).
     preset_vars: Vars,
+    /// Keys pressed while the caller's language is being looked up (the dialplan has not
+    /// started yet); Some while waiting. They reach the dialplan as type-ahead.
+    awaiting_language: Option<Vec<char>>,
     /// This call's place in `active_calls`: given back at Done (a call lingering only to
     /// absorb retransmissions no longer counts against max_calls), else when the task ends.
     slot: Option<CallSlot>,
@@ -338,6 +345,7 @@ impl Call {
             uac: None,
             outcome: None,
             preset_vars: Vars::new(),
+            awaiting_language: None,
             slot: Some(slot),
             machine: None,
             disposition_override: None,
@@ -506,6 +514,9 @@ impl Call {
                     Some(CallInput::LegControl(c)) => self.on_leg_control(Instant::now(), c),
                     Some(CallInput::FeatureDone(prompt)) => self.feature_done(prompt),
                     Some(CallInput::QueueIdentified(t)) => self.queue_identified(t),
+                    Some(CallInput::LanguageIdentified(l)) => {
+                        self.language_identified(Instant::now(), l)
+                    }
                     None => break,
                 },
                 r = relay_readable(relay_ready.as_ref()) => {
@@ -910,7 +921,70 @@ impl Call {
         self.start_interpreter(now);
     }
 
+    /// The language before the first word (src/ivr/language.rs): a preset one (the dialer's
+    /// ticket) is kept; else the caller's ticket is looked up by number within the lookup
+    /// budget, and the dialplan starts when it answers (or does not).
     fn start_interpreter(&mut self, now: Instant) {
+        if self.preset_vars.contains_key("language")
+            || self.preset_vars.contains_key("language_source")
+        {
+            self.preset_vars
+                .entry("language_source".into())
+                .or_insert_with(|| LanguageSource::Ticket.as_str().into());
+            self.run_interpreter(now);
+            return;
+        }
+        self.awaiting_language = Some(Vec::new());
+        let db = self.ctx.db.clone();
+        let tx = self.self_tx.clone();
+        let number = self.caller.clone();
+        let budget = self.ctx.lookup_budget();
+        tokio::spawn(async move {
+            let found = crate::store::tickets::within(budget, async {
+                crate::store::tickets::by_phone(&db, &number).await
+            })
+            .await;
+            let lang = found
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "language lookup failed; choosing by number");
+                    None
+                })
+                .and_then(|t| t.get("language").cloned());
+            let _ = tx.send(CallInput::LanguageIdentified(lang)).await;
+        });
+    }
+
+    fn language_identified(&mut self, now: Instant, ticket_language: Option<String>) {
+        let Some(typed) = self.awaiting_language.take() else {
+            return;
+        };
+        if self.phase != Phase::Answered || self.media.is_none() {
+            return;
+        }
+        let (lang, source) = crate::ivr::language::choose(
+            ticket_language.as_deref(),
+            &self.caller,
+            &self.ctx.config.language_prefixes,
+        );
+        self.record_event(
+            "language",
+            format!("{}:{}", lang.as_deref().unwrap_or("-"), source.as_str()),
+        );
+        if let Some(l) = lang {
+            self.preset_vars.insert("language".into(), l);
+        }
+        self.preset_vars
+            .insert("language_source".into(), source.as_str().into());
+        self.run_interpreter(now);
+        for d in typed {
+            if let Some(i) = self.interp.as_mut() {
+                i.handle_digit(now, d);
+            }
+        }
+        self.drain_interpreter(now);
+    }
+
+    fn run_interpreter(&mut self, now: Instant) {
         let Some(plan) = self.ctx.dialplans().get(&self.route.dialplan) else {
             warn!(dialplan = %self.route.dialplan, "dialplan vanished; hanging up");
             self.hangup(now, "no_dialplan");
@@ -921,7 +995,11 @@ impl Call {
         vars.insert("called".into(), self.route.to.clone());
         vars.insert("call_id".into(), self.id.clone());
         vars.insert("dialplan".into(), plan.name.clone());
+        let holidays = self.ctx.dialplans().holidays.clone();
         let mut interp = Interpreter::new(plan, vars);
+        if let Some(h) = &self.ctx.config.service_hours {
+            interp.set_clock(Arc::new(h.with_holidays(holidays)), chrono::Utc::now(), now);
+        }
         interp.start(now);
         self.interp = Some(interp);
         self.drain_interpreter(now);
@@ -1226,6 +1304,10 @@ impl Call {
     fn on_digit(&mut self, now: Instant, d: char) {
         self.record_event("dtmf", d.to_string());
         if self.queue_digit(now, d) {
+            return;
+        }
+        if let Some(typed) = self.awaiting_language.as_mut() {
+            typed.push(d);
             return;
         }
         if let Some(i) = self.interp.as_mut() {

@@ -405,6 +405,7 @@ impl Call {
             uac: None,
             outcome: None,
             preset_vars: req.vars,
+            awaiting_language: None,
             slot: Some(slot),
             machine: req.machine,
             disposition_override: None,
