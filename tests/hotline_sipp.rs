@@ -493,6 +493,7 @@ fn metrics_scrape_passes_promtool_and_counts_a_call() {
     };
     assert_eq!(ask("X-Request-Id: proxy-42\r\n"), "proxy-42");
     assert_eq!(ask("").len(), 32, "a new UUID (simple form)");
+}
 
 /// Issue 19: the language before the first word. A Mandarin customer (ticket language `zh`,
 /// calling from a +1 number, so the ticket must win over the prefix table) hears the hotline
