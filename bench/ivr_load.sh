@@ -107,10 +107,10 @@ fi
 PGJOB=
 if [[ -n "${PGBENCH_URL:-}" ]]; then
   pgbench -i -q -s 10 "$PGBENCH_URL" >"$OUT/pgbench-init.log" 2>&1 || { echo "pgbench -i failed:"; cat "$OUT/pgbench-init.log"; exit 1; }
-  pgbench -S -c 2 -j 2 -T 10 "$PGBENCH_URL" >"$OUT/pgbench-alone.log" 2>&1 || true
+  pgbench -S -c 2 -j 2 ${PGBENCH_RATE:+-R $PGBENCH_RATE} -T 10 "$PGBENCH_URL" >"$OUT/pgbench-alone.log" 2>&1 || true
   # Through the steady window: after the ramp, for the hold less 5 s.
   ( sleep $(( CALLS / ${RATE%.*} + 2 )); \
-    pgbench -S -c 2 -j 2 -T $(( SECS > 10 ? SECS - 5 : 5 )) "$PGBENCH_URL" >"$OUT/pgbench-loaded.log" 2>&1 ) &
+    pgbench -S -c 2 -j 2 ${PGBENCH_RATE:+-R $PGBENCH_RATE} -T $(( SECS > 10 ? SECS - 5 : 5 )) "$PGBENCH_URL" >"$OUT/pgbench-loaded.log" 2>&1 ) &
   PGJOB=$!
 fi
 ctx() { cat /proc/$SRV/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
@@ -127,7 +127,7 @@ if [[ -n "$PERFJOB" ]]; then wait "$PERFJOB" || true; fi
 if [[ -n "$PGJOB" ]]; then
   wait "$PGJOB" || true
   for run in alone loaded; do
-    echo "# pgbench -S -c 2 ($run): $(grep -E '^(tps|latency average|latency stddev)' "$OUT/pgbench-$run.log" | sed 's/ (without initial connection time)//' | tr '\n' ';')"
+    echo "# pgbench -S -c 2 ($run): $(grep -E '^(tps|latency average|latency stddev|rate limit schedule lag)' "$OUT/pgbench-$run.log" | sed 's/ (without initial connection time)//' | tr '\n' ';')"
   done
 fi
 echo "# server context switches: $(echo "($CTX1 - $CTX0) / ($T1 - $T0)" | bc) per second (whole run)"

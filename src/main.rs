@@ -150,7 +150,7 @@ struct RunArgs {
     )]
     api_read_token: Option<String>,
     /// SCHED_RR priority for the server's threads, 1-99; 0 runs at normal priority
-    /// (default: [server] realtime_priority, 0 = normal priority).
+    /// (default: [server] realtime_priority, 10; applies to the call threads only).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=99))]
     realtime_priority: Option<u8>,
     /// This node's name in a cluster: on its call records, its `nodes` row and its campaign

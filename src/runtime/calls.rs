@@ -17,7 +17,7 @@
 //! [`CallLag`] is the second signal: how late the call runtime itself runs.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,21 +54,40 @@ pub fn call_priority() -> CallPriority {
 /// `SCHED_RR` `realtime_priority` when that is not 0 (and the system allows it; otherwise
 /// they run at normal priority and [`call_priority`] says `Refused`).
 pub fn build(realtime_priority: u8) -> io::Result<tokio::runtime::Runtime> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Arc::new(AtomicUsize::new(0));
     let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.enable_all().thread_name("switchboard-call");
+    b.enable_all()
+        .worker_threads(workers)
+        .thread_name("switchboard-call");
     if realtime_priority > 0 {
+        let started = started.clone();
         b.on_thread_start(move || {
-            // The first refusal is reported by whoever reads call_priority(); later threads
-            // would be refused the same way.
-            let got = match priority::set_realtime(realtime_priority) {
-                Ok(()) => realtime_priority,
-                Err(_) => REFUSED,
-            };
-            CALL_THREAD_PRIORITY.store(got, Ordering::Relaxed);
+            // A refusal on any thread is what call_priority() reports.
+            match priority::set_realtime(realtime_priority) {
+                Ok(()) => {
+                    let _ = CALL_THREAD_PRIORITY.compare_exchange(
+                        0,
+                        realtime_priority,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                Err(_) => CALL_THREAD_PRIORITY.store(REFUSED, Ordering::Relaxed),
+            }
+            started.fetch_add(1, Ordering::Release);
         });
     }
-    // The workers (and with them on_thread_start) are started by build().
-    b.build()
+    let rt = b.build()?;
+    if realtime_priority > 0 {
+        // The workers start on their own threads: wait (briefly) until each has set its
+        // policy, so the start-up log and the banner say what the kernel gave them.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while started.load(Ordering::Acquire) < workers && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Ok(rt)
 }
 
 /// How late the call runtime runs: a probe task on it wakes every [`PROBE_PERIOD`] and
