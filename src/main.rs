@@ -149,7 +149,7 @@ struct RunArgs {
         hide_env_values = true
     )]
     api_read_token: Option<String>,
-    /// SCHED_RR priority for the server's threads, 1-99; 0 runs at normal priority
+    /// SCHED_RR priority for the call threads, 1-99; 0 runs them at normal priority
     /// (default: [server] realtime_priority, 10; applies to the call threads only).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=99))]
     realtime_priority: Option<u8>,
