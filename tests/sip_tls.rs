@@ -373,7 +373,7 @@ async fn tls_trunk_connection_is_verified_and_reused() {
             .trunks
     };
     let good = trunks(&cert.cert);
-    assert_eq!(good[0].transport, "tls");
+    assert_eq!(good[0].transport.as_str(), "tls");
     assert_eq!(good[0].host, "127.0.0.1");
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let conns = switchboard::sip::tls::TrunkConnections::new(&good, tx.clone()).expect("client");

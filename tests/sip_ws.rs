@@ -6,7 +6,7 @@
 //! The clients are tokio-tungstenite speaking raw SIP, like JsSIP does (`Via: SIP/2.0/WS
 //! xxx.invalid`), so nothing here can reach the client except over its WebSocket.
 
-use crate::sip_stream;
+use crate::{sip_stream, support};
 
 use std::time::Duration;
 

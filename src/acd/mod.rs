@@ -177,12 +177,12 @@ impl AcdHandle {
         }
     }
 
-    /// Never waits: hands the message back when the mailbox is full (the caller keeps it and
-    /// tries again); a closed ACD (shutdown) takes it and drops it.
-    pub fn try_send(&self, msg: AcdMsg) -> Result<(), AcdMsg> {
+    /// Never waits: hands the message back (`Some`) when the mailbox is full (the caller
+    /// keeps it and tries again); a closed ACD (shutdown) takes it and drops it (`None`).
+    pub fn try_send(&self, msg: AcdMsg) -> Option<AcdMsg> {
         match self.tx.try_send(msg) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(m)) => Err(m),
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+            Err(mpsc::error::TrySendError::Full(m)) => Some(m),
         }
     }
 

@@ -96,12 +96,9 @@ fn acd_send_or_keep(
     msg: crate::acd::AcdMsg,
 ) {
     if outbox.is_empty() {
-        match ctx.acd.try_send(msg) {
-            Ok(()) => {}
-            Err(m) => {
-                warn!("ACD mailbox full: event kept, sent when there is room");
-                outbox.push_back(m);
-            }
+        if let Some(m) = ctx.acd.try_send(msg) {
+            warn!("ACD mailbox full: event kept, sent when there is room");
+            outbox.push_back(m);
         }
     } else {
         outbox.push_back(msg);
@@ -627,7 +624,7 @@ impl Call {
 
     fn flush_acd_outbox(&mut self) {
         while let Some(m) = self.acd_outbox.pop_front() {
-            if let Err(m) = self.ctx.acd.try_send(m) {
+            if let Some(m) = self.ctx.acd.try_send(m) {
                 self.acd_outbox.push_front(m);
                 return;
             }
