@@ -74,6 +74,14 @@ fn unauthorized() -> Response {
     .into_response()
 }
 
+/// The admin token or the read token: who may read without `anonymous_read` / `public`.
+fn reader_token(s: &ApiState, given: &str) -> bool {
+    token_matches(given, &s.token)
+        || s.read_token
+            .as_deref()
+            .is_some_and(|t| token_matches(given, t))
+}
+
 /// The read endpoints (status, agents, queues): the admin token, the read token, or no
 /// token at all when anonymous reads were opted into.
 async fn require_read_token(
@@ -81,13 +89,7 @@ async fn require_read_token(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let given = bearer(&req);
-    let ok = s.anonymous_read
-        || token_matches(given, &s.token)
-        || s.read_token
-            .as_deref()
-            .is_some_and(|t| token_matches(given, t));
-    if !ok {
+    if !(s.anonymous_read || reader_token(&s, bearer(&req))) {
         return unauthorized();
     }
     next.run(req).await
@@ -100,13 +102,7 @@ async fn require_metrics_token(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let given = bearer(&req);
-    let ok = s.metrics_public
-        || token_matches(given, &s.token)
-        || s.read_token
-            .as_deref()
-            .is_some_and(|t| token_matches(given, t));
-    if !ok {
+    if !(s.metrics_public || reader_token(&s, bearer(&req))) {
         return unauthorized();
     }
     next.run(req).await
