@@ -72,17 +72,21 @@ cd "$OUT"
 OVERLOAD_RATE=${OVERLOAD_RATE:-0}
 OVERLOAD_SECS=${OVERLOAD_SECS:-0}
 OVL=
+# The load generators' own CPU (they share the cores with the server), when GNU time is there.
+timed() { local out=$1; shift; if [[ -x /usr/bin/time ]]; then /usr/bin/time -f "%U %S" -o "$out" "$@"; else "$@"; fi; }
+# A call that waits for an answer that never comes is aborted after 35 s (-recv_timeout),
+# and a SIPp that still does not end is stopped (timeout): every run ends by itself.
 if ((OVERLOAD_RATE > 0 && OVERLOAD_SECS > 0)); then
   mkdir -p overload
-  (cd overload && exec sipp -sn uac -s bench -i 127.0.0.1 -p "$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" \
+  (cd overload && timed ../sipp-overload.cpu timeout -s INT $((OVERLOAD_SECS + 120)) sipp -sn uac -s bench -i 127.0.0.1 -p "$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" \
     -r "$OVERLOAD_RATE" -rp 1000 -m $((OVERLOAD_RATE * OVERLOAD_SECS)) -l 40000 -d 0 \
-    -nostdin -timeout $((OVERLOAD_SECS + 60))s -trace_stat -stf stat.csv -fd 1 \
+    -nostdin -recv_timeout 35000 -timeout $((OVERLOAD_SECS + 60))s -trace_stat -stf stat.csv -fd 1 \
     127.0.0.1:$SIP_PORT > sipp.out 2>&1) &
   OVL=$!
 fi
 SIPP_RC=0
-sipp -sn uac -s bench -i 127.0.0.1 -p "$UAC_PORT" -r "$RATE" -rp 1000 -m "$CALLS" -l 20000 -d 0 \
-  -nostdin -timeout $((SECS + 60))s -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 \
+timed sipp-normal.cpu timeout -s INT $((SECS + 120)) sipp -sn uac -s bench -i 127.0.0.1 -p "$UAC_PORT" -r "$RATE" -rp 1000 -m "$CALLS" -l 20000 -d 0 \
+  -nostdin -recv_timeout 35000 -timeout $((SECS + 60))s -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 \
   -trace_err -error_file err.log 127.0.0.1:$SIP_PORT > sipp.out 2>&1 || SIPP_RC=$?
 [[ -n "$OVL" ]] && { wait "$OVL" || true; }
 CPU1=$(cpu_ticks)
@@ -130,6 +134,14 @@ if os.path.exists(ovl_stat):
           f"(normal-load failures per second after it: {after[:15]})")
 if ok:
     print(f"server CPU: {cpu_s:.1f} s, {1000 * cpu_s / ok:.3f} ms per successful call")
+for name in ("sipp-normal.cpu", "sipp-overload.cpu"):
+    path = os.path.join(out, name)
+    if os.path.exists(path):
+        try:
+            u, s_ = open(path).read().split()[-2:]
+            print(f"{name[:-4]} CPU: {float(u) + float(s_):.1f} s")
+        except ValueError:
+            pass
 rtts = []
 for f in glob.glob(os.path.join(out, "*_rtt.csv")):
     for r in csv.reader(open(f), delimiter=";"):

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::api::{self, ApiState};
 use crate::call::router::Router;
@@ -249,6 +249,13 @@ pub async fn start_on(
             addr: cfg.sip_listen,
             source: e,
         })?;
+    match crate::runtime::stamped::set_receive_buffer(
+        &udp,
+        crate::runtime::stamped::SIP_RECEIVE_BUFFER,
+    ) {
+        Ok(granted) => debug!(granted, "SIP/UDP receive buffer"),
+        Err(e) => warn!(error = %e, "SIP/UDP receive buffer left at the system default"),
+    }
     let sip_addr = udp.local_addr().map_err(|e| StartError::Bind {
         what: "SIP/UDP",
         addr: cfg.sip_listen,

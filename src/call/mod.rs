@@ -2,6 +2,7 @@
 //! owning its dialog, media session and interpreter, and the shared context they use.
 
 pub mod actor;
+pub mod admission;
 pub mod dialog;
 pub mod router;
 pub mod slots;

@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::actor::{self, CallInput};
+use super::admission::{Decision, RateGate, RefusedInvites};
 use super::dialog::{response, ALLOW};
 use super::CallContext;
 use crate::runtime::stamped::StampedReceiver;
@@ -132,7 +133,18 @@ pub struct Router {
     spawned: VecDeque<Instant>,
     starts_seen: u64,
     overload_limit: Option<Duration>,
+    /// The admitted rate under overload (`call::admission`); `None` when overload control
+    /// is off (`overload_queue_ms = 0`).
+    gate: Option<RateGate>,
+    /// INVITEs refused for overload, so their retransmissions get the same `503`.
+    refused: RefusedInvites,
 }
+
+/// Timer H (64·T1): how long a refused INVITE's transaction absorbs retransmissions.
+const REFUSED_KEEP: Duration = Duration::from_secs(32);
+/// At most this many refusals remembered (24 bytes each, about 8 MB at the cap; 32 s of
+/// refusals at 10 000/s).
+const REFUSED_CAP: usize = 320_000;
 
 impl Router {
     pub fn new(ctx: Arc<CallContext>, tracker: TaskTracker, shutdown: CancellationToken) -> Router {
@@ -147,6 +159,13 @@ impl Router {
             starts_seen: 0,
             overload_limit: (ctx.config.overload_queue_ms > 0)
                 .then(|| Duration::from_millis(ctx.config.overload_queue_ms)),
+            gate: (ctx.config.overload_queue_ms > 0).then(|| {
+                RateGate::new(
+                    Duration::from_millis(ctx.config.overload_queue_ms),
+                    Instant::now(),
+                )
+            }),
+            refused: RefusedInvites::new(REFUSED_KEEP, REFUSED_CAP),
             ctx,
             calls: HashMap::new(),
             tracker,
@@ -203,6 +222,9 @@ impl Router {
             for inbound in std::mem::take(&mut self.deferred) {
                 self.handle_ended(inbound);
             }
+        }
+        if !self.refused.is_empty() {
+            self.refused.expire(Instant::now());
         }
         if let Some((until, _)) = self.linger_order.front() {
             let now = Instant::now();
@@ -268,9 +290,19 @@ impl Router {
     }
 
     fn reply(&self, inbound: &Inbound, code: u16, reason: &str, extra: &[(HeaderName, String)]) {
+        self.reply_tagged(inbound, code, reason, extra, &super::dialog::new_tag());
+    }
+
+    fn reply_tagged(
+        &self,
+        inbound: &Inbound,
+        code: u16,
+        reason: &str,
+        extra: &[(HeaderName, String)],
+        tag: &str,
+    ) {
         let local = self.ctx.local_identity(&inbound.reply);
-        let tag = super::dialog::new_tag();
-        let mut r = response(&inbound.msg, code, reason, Some(&tag), &local);
+        let mut r = response(&inbound.msg, code, reason, Some(tag), &local);
         for (n, v) in extra {
             r.push_header(n.clone(), v.clone());
         }
@@ -430,14 +462,13 @@ impl Router {
         }
     }
 
-    /// Overload: the longest of this INVITE's wait in the socket, the wait of the oldest
-    /// call task spawned but not started yet, and how late the call runtime runs
-    /// (`runtime::calls::CallLag`), when it is over `overload_queue_ms`. The second and third
-    /// matter as much as the first: the router reads fast and hands calls to tasks, and when
-    /// the call workers fall behind it is the calls already accepted that wait — their
-    /// answers, their BYEs and their media ticks.
-    fn overloaded(&mut self) -> Option<Duration> {
-        let limit = self.overload_limit?;
+    /// The longest of this INVITE's wait in the socket, the wait of the oldest call task
+    /// spawned but not started yet, and how late the call runtime runs
+    /// (`runtime::calls::CallLag`): what the admission gate compares with
+    /// `overload_queue_ms`. The second and third matter as much as the first: the router
+    /// reads fast and hands calls to tasks, and when the call workers fall behind it is the
+    /// calls already accepted that wait — their answers, their BYEs and their media ticks.
+    fn longest_wait(&mut self) -> Duration {
         let started = self.ctx.calls_started.load(Ordering::Relaxed);
         while self.starts_seen < started && self.spawned.pop_front().is_some() {
             self.starts_seen += 1;
@@ -449,8 +480,21 @@ impl Router {
         }
         let oldest = self.spawned.front().map_or(Duration::ZERO, |t| t.elapsed());
         let lag = self.ctx.call_lag.lag(Instant::now());
-        let waited = self.queued.max(oldest).max(lag);
-        (waited > limit).then_some(waited)
+        self.queued.max(oldest).max(lag)
+    }
+
+    /// Overload control for one new INVITE: `None` admits it, `Some(wait)` refuses it (the
+    /// wait measured, for the log). A retransmission of a refused INVITE is refused again
+    /// by the caller of this, before it gets here.
+    fn overloaded(&mut self) -> Option<Duration> {
+        self.overload_limit?;
+        let waited = self.longest_wait();
+        let now = Instant::now();
+        let gate = self.gate.as_mut()?;
+        match gate.offer(now, waited) {
+            Decision::Admit => None,
+            Decision::RefuseBacklog | Decision::RefuseRate => Some(waited),
+        }
     }
 
     /// The per-source guard for requests outside any dialog: false means drop unanswered.
@@ -496,6 +540,22 @@ impl Router {
     }
 
     fn new_call(&mut self, inbound: Inbound) {
+        let refusal_key = match (inbound.msg.call_id(), inbound.msg.top_via()) {
+            (Ok(call_id), Ok(via)) => via.branch().map(|b| self.refused.key(call_id, b)),
+            _ => None,
+        };
+        if let Some(key) = refusal_key.filter(|k| self.refused.contains(*k)) {
+            // A retransmission of an INVITE refused for overload: its transaction answers
+            // again, the same `503` with the same tag, and nothing else happens.
+            self.reply_tagged(
+                &inbound,
+                503,
+                "Service Unavailable",
+                &[(HeaderName::Other("Retry-After".into()), "2".into())],
+                &RefusedInvites::tag(key),
+            );
+            return;
+        }
         if self.shutdown.is_cancelled() || self.ctx.draining.load(Ordering::Relaxed) {
             self.reply(
                 &inbound,
@@ -543,17 +603,26 @@ impl Router {
         }
         if let Some(waited) = self.overloaded() {
             // Overload: refused before any call state exists (see the module doc).
+            let now = Instant::now();
             self.ctx.overload_refusals.fetch_add(1, Ordering::Relaxed);
-            self.ctx.overload.mark(Instant::now());
+            self.ctx.overload.mark(now);
             debug!(
                 waited_ms = waited.as_millis() as u64,
                 "overload: INVITE refused with 503"
             );
-            self.reply(
+            let tag = match refusal_key {
+                Some(key) => {
+                    self.refused.remember(key, now);
+                    RefusedInvites::tag(key)
+                }
+                None => super::dialog::new_tag(),
+            };
+            self.reply_tagged(
                 &inbound,
                 503,
                 "Service Unavailable",
                 &[(HeaderName::Other("Retry-After".into()), "2".into())],
+                &tag,
             );
             return;
         }
