@@ -330,3 +330,288 @@ fn post(addr: std::net::SocketAddr, path: &str, token: &str) -> u16 {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
 }
+
+// ---- Kamailio at the edge (issue 18: deploy/kamailio/kamailio.cfg) -------------------------
+
+/// `deploy/kamailio/kamailio.cfg` run as a child process (killed on drop) in front of the
+/// given nodes: its dispatcher list file, control socket and log live in a temp dir.
+struct Kamailio {
+    child: std::process::Child,
+    sip_addr: std::net::SocketAddr,
+    ctl: String,
+    log_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Kamailio {
+    /// The Kamailio binary, or `None` (with a message) when the package is not installed.
+    fn binary() -> Option<std::path::PathBuf> {
+        ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    fn start(bin: &std::path::Path, nodes: &[std::net::SocketAddr]) -> Kamailio {
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-kamailio-")
+            .tempdir()
+            .expect("temp dir");
+        let list = dir.path().join("dispatcher.list");
+        let text: String = nodes.iter().map(|n| format!("1 sip:{n}\n")).collect();
+        std::fs::write(&list, text).expect("write dispatcher list");
+        let port = support::free_port();
+        let sip_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let ctl = format!("unix:{}", dir.path().join("ctl").display());
+        let log_path = dir.path().join("kamailio.log");
+        let child = Command::new(bin)
+            .args(["-DD", "-E", "-m", "32", "-M", "4", "-f"])
+            .arg(support::repo_root().join("deploy/kamailio/kamailio.cfg"))
+            .args(["-A", &format!("LISTEN=udp:{sip_addr}")])
+            .args(["-A", &format!("DISPATCHER_LIST=\"{}\"", list.display())])
+            .args(["-A", &format!("CTL_SOCKET=\"{ctl}\"")])
+            .args(["-A", "PING_INTERVAL=1"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("kamailio.out")).expect("file"))
+            .stderr(std::fs::File::create(&log_path).expect("file"))
+            .spawn()
+            .expect("spawn kamailio");
+        Kamailio {
+            child,
+            sip_addr,
+            ctl,
+            log_path,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        support::tail(&support::read_lossy(&self.log_path), 60)
+    }
+
+    /// The dispatcher's flags per node (`AP` active+probing, `IP` inactive+probing …) from
+    /// `kamcmd dispatcher.list`; empty while Kamailio is not up yet.
+    fn flags(&self) -> Vec<(String, String)> {
+        let Ok(out) = Command::new("kamcmd")
+            .args(["-s", &self.ctl, "dispatcher.list"])
+            .output()
+        else {
+            return Vec::new();
+        };
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut uri = None;
+        let mut flags = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(u) = line.strip_prefix("URI: sip:") {
+                uri = Some(u.to_string());
+            } else if let Some(f) = line.strip_prefix("FLAGS: ") {
+                if let Some(u) = uri.take() {
+                    flags.push((u, f.to_string()));
+                }
+            }
+        }
+        flags.sort();
+        flags
+    }
+
+    /// Wait until the dispatcher has `node` with flags starting with `state` (`A`, `I`).
+    fn wait_node(&self, node: std::net::SocketAddr, state: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let flags = self.flags();
+            if flags
+                .iter()
+                .any(|(u, f)| *u == node.to_string() && f.starts_with(state))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kamailio never showed {node} as {state}: {flags:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIPp hotline callers through the edge: `calls` calls at `rate`/s, each hanging up
+    /// `hold_ms` after the ACK, from caller `caller`.
+    fn callers(&self, calls: u32, rate: u32, hold_ms: u32, caller: &str) -> support::SippProcess {
+        let dir = self._dir.path().join(format!("sipp-{}", caller.trim_start_matches('+')));
+        std::fs::create_dir_all(&dir).expect("sipp dir");
+        let file = support::render_scenario(&Scenario::HangupEarly { hold_ms }, &dir);
+        let port = support::free_port().to_string();
+        let media = support::sipp_media_port().to_string();
+        let errors = dir.join("errors.log").display().to_string();
+        let (calls, rate) = (calls.to_string(), rate.to_string());
+        let budget = Duration::from_secs(90);
+        support::SippProcess::spawn_file(
+            &file,
+            self.sip_addr,
+            &dir,
+            &[
+                "-i", "127.0.0.1", "-p", &port, "-mp", &media, "-m", &calls, "-r", &rate, "-l",
+                "500", "-nostdin", "-timeout", "80s", "-timeout_error", "-trace_err",
+                "-error_file", &errors, "-s", "hotline", "-set", "caller", caller,
+            ],
+            budget,
+        )
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // SIGTERM: the main process stops its children; SIGKILL would leave them running.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        if support::wait_child(&mut self.child, Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Kamailio in front of two nodes on PostgreSQL: 100 SIPp hotline calls through the edge are
+/// spread over both nodes, each recorded once with its node; then node A is drained with
+/// `POST /api/drain` while it holds calls: the dispatcher's OPTIONS probe takes A out of
+/// rotation, every new call lands on B, and A's calls in progress finish normally.
+#[test]
+fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
+    let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)"
+        );
+        eprintln!("SWITCHBOARD_TEST_PG_URL not set: skipped");
+        return;
+    };
+    let Some(kamailio_bin) = Kamailio::binary() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have kamailio installed (scripts/test installs the kamailio package)"
+        );
+        eprintln!("kamailio is not installed (apt-get install kamailio; scripts/test does): skipped");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let db = rt
+        .block_on(switchboard::store::Db::connect(&url))
+        .expect("connect to the test PostgreSQL");
+    let q = |sql: &str, node: &str| -> i64 {
+        rt.block_on(
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(node.to_string())
+                .fetch_one(&db.pool),
+        )
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let node_a = support::unique("ka");
+    let node_b = support::unique("kb");
+    let cluster = "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\n";
+    let dir_a = tempfile::tempdir().expect("dir");
+    let dir_b = tempfile::tempdir().expect("dir");
+    let cfg_a = support::config_with(dir_a.path(), cluster);
+    let cfg_b = support::config_with(dir_b.path(), cluster);
+    let start = |node: &str, cfg: &std::path::Path| {
+        Server::start_on(
+            Some(&url),
+            &["--node-id", node, "--config", &cfg.display().to_string()],
+        )
+    };
+    let a = start(&node_a, &cfg_a);
+    let b = start(&node_b, &cfg_b);
+    let edge = Kamailio::start(&kamailio_bin, &[a.sip_addr, b.sip_addr]);
+    edge.wait_node(a.sip_addr, "A", Duration::from_secs(15));
+    edge.wait_node(b.sip_addr, "A", Duration::from_secs(15));
+
+    // 1. 100 calls through the edge: all recorded once, finished, on both nodes.
+    let calls = "SELECT COUNT(*) FROM call_records WHERE node = $1";
+    let ended = "SELECT COUNT(*) FROM call_records WHERE node = $1 AND ended_at IS NOT NULL \
+                 AND disposition IS DISTINCT FROM 'interrupted'";
+    let distinct = "SELECT COUNT(DISTINCT sip_call_id) FROM call_records WHERE node = $1";
+    let run = edge.callers(100, 25, 1000, "+15551230100").wait();
+    assert_eq!(
+        run.code,
+        Some(0),
+        "SIPp through kamailio failed\n{}\n{}",
+        run.text,
+        edge.log()
+    );
+    let (on_a, on_b) = (q(calls, &node_a), q(calls, &node_b));
+    assert_eq!(on_a + on_b, 100, "every call recorded once: A {on_a}, B {on_b}");
+    assert_eq!(q(distinct, &node_a) + q(distinct, &node_b), 100);
+    assert!(
+        on_a >= 20 && on_b >= 20,
+        "round-robin used both nodes: A {on_a}, B {on_b}"
+    );
+    // The BYE went through the edge too (record-route): every row is closed normally.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q(ended, &node_a) + q(ended, &node_b) != 100 {
+        assert!(
+            Instant::now() < deadline,
+            "not all calls ended normally: A {}/{on_a}, B {}/{on_b}",
+            q(ended, &node_a),
+            q(ended, &node_b)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 2. Long calls on both nodes, then A drains while it holds some of them.
+    let long = edge.callers(10, 10, 10_000, "+15551230101");
+    let live = "SELECT COUNT(*) FROM call_records WHERE node = $1 AND answered_at IS NOT NULL \
+                AND ended_at IS NULL";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while q(live, &node_a) < 3 || q(live, &node_b) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "long calls never up on both nodes: A {}, B {}\n{}",
+            q(live, &node_a),
+            q(live, &node_b),
+            edge.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let held_by_a = q(live, &node_a);
+    assert_eq!(post(a.http_addr, "/api/drain", &a.api_token()), 200);
+    edge.wait_node(a.sip_addr, "I", Duration::from_secs(5));
+    let a_before = q(calls, &node_a);
+    let b_before = q(calls, &node_b);
+    let after = edge.callers(20, 20, 300, "+15551230102").wait();
+    assert_eq!(after.code, Some(0), "calls during the drain\n{}", after.text);
+    assert_eq!(
+        q(calls, &node_a),
+        a_before,
+        "the edge sent a new call to the draining node"
+    );
+    assert_eq!(q(calls, &node_b), b_before + 20, "B took every new call");
+    // A's calls in progress were not cut: still up while the edge routed around A, then
+    // SIPp's long calls all pass and A's rows end normally.
+    assert!(
+        q(live, &node_a) > 0,
+        "A still holds calls ({held_by_a} at the drain) while B takes the new ones"
+    );
+    let long = long.wait();
+    assert_eq!(
+        long.code,
+        Some(0),
+        "A's calls in progress finished during the drain\n{}",
+        long.text
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q(ended, &node_a) != a_before || q(live, &node_a) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "A's calls did not end normally: {} of {a_before}\n{}",
+            q(ended, &node_a),
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(edge);
+    drop(a);
+    drop(b);
+}
