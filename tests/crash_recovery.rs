@@ -437,7 +437,10 @@ impl Kamailio {
     /// SIPp hotline callers through the edge: `calls` calls at `rate`/s, each hanging up
     /// `hold_ms` after the ACK, from caller `caller`.
     fn callers(&self, calls: u32, rate: u32, hold_ms: u32, caller: &str) -> support::SippProcess {
-        let dir = self._dir.path().join(format!("sipp-{}", caller.trim_start_matches('+')));
+        let dir = self
+            ._dir
+            .path()
+            .join(format!("sipp-{}", caller.trim_start_matches('+')));
         std::fs::create_dir_all(&dir).expect("sipp dir");
         let file = support::render_scenario(&Scenario::HangupEarly { hold_ms }, &dir);
         let port = support::free_port().to_string();
@@ -450,9 +453,30 @@ impl Kamailio {
             self.sip_addr,
             &dir,
             &[
-                "-i", "127.0.0.1", "-p", &port, "-mp", &media, "-m", &calls, "-r", &rate, "-l",
-                "500", "-nostdin", "-timeout", "80s", "-timeout_error", "-trace_err",
-                "-error_file", &errors, "-s", "hotline", "-set", "caller", caller,
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-mp",
+                &media,
+                "-m",
+                &calls,
+                "-r",
+                &rate,
+                "-l",
+                "500",
+                "-nostdin",
+                "-timeout",
+                "80s",
+                "-timeout_error",
+                "-trace_err",
+                "-error_file",
+                &errors,
+                "-s",
+                "hotline",
+                "-set",
+                "caller",
+                caller,
             ],
             budget,
         )
@@ -491,7 +515,9 @@ fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
             std::env::var("CI").is_err(),
             "CI must have kamailio installed (scripts/test installs the kamailio package)"
         );
-        eprintln!("kamailio is not installed (apt-get install kamailio; scripts/test does): skipped");
+        eprintln!(
+            "kamailio is not installed (apt-get install kamailio; scripts/test does): skipped"
+        );
         return;
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -533,7 +559,7 @@ fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
     let ended = "SELECT COUNT(*) FROM call_records WHERE node = $1 AND ended_at IS NOT NULL \
                  AND disposition IS DISTINCT FROM 'interrupted'";
     let distinct = "SELECT COUNT(DISTINCT sip_call_id) FROM call_records WHERE node = $1";
-    let run = edge.callers(100, 25, 1000, "+15551230100").wait();
+    let run = edge.callers(100, 10, 500, "+15551230100").wait();
     assert_eq!(
         run.code,
         Some(0),
@@ -542,7 +568,11 @@ fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
         edge.log()
     );
     let (on_a, on_b) = (q(calls, &node_a), q(calls, &node_b));
-    assert_eq!(on_a + on_b, 100, "every call recorded once: A {on_a}, B {on_b}");
+    assert_eq!(
+        on_a + on_b,
+        100,
+        "every call recorded once: A {on_a}, B {on_b}"
+    );
     assert_eq!(q(distinct, &node_a) + q(distinct, &node_b), 100);
     assert!(
         on_a >= 20 && on_b >= 20,
@@ -560,12 +590,14 @@ fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // 2. Long calls on both nodes, then A drains while it holds some of them.
-    let long = edge.callers(10, 10, 10_000, "+15551230101");
+    // 2. Long calls on both nodes, then A drains while it holds some of them. (Gentle rates:
+    // a test server has 40 RTP ports, and a node out of ports answers 503, which the edge
+    // rightly takes as "out of rotation".)
+    let long = edge.callers(6, 6, 10_000, "+15551230101");
     let live = "SELECT COUNT(*) FROM call_records WHERE node = $1 AND answered_at IS NOT NULL \
                 AND ended_at IS NULL";
     let deadline = Instant::now() + Duration::from_secs(15);
-    while q(live, &node_a) < 3 || q(live, &node_b) < 3 {
+    while q(live, &node_a) < 2 || q(live, &node_b) < 2 {
         assert!(
             Instant::now() < deadline,
             "long calls never up on both nodes: A {}, B {}\n{}",
@@ -580,14 +612,19 @@ fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
     edge.wait_node(a.sip_addr, "I", Duration::from_secs(5));
     let a_before = q(calls, &node_a);
     let b_before = q(calls, &node_b);
-    let after = edge.callers(20, 20, 300, "+15551230102").wait();
-    assert_eq!(after.code, Some(0), "calls during the drain\n{}", after.text);
+    let after = edge.callers(12, 4, 300, "+15551230102").wait();
+    assert_eq!(
+        after.code,
+        Some(0),
+        "calls during the drain\n{}",
+        after.text
+    );
     assert_eq!(
         q(calls, &node_a),
         a_before,
         "the edge sent a new call to the draining node"
     );
-    assert_eq!(q(calls, &node_b), b_before + 20, "B took every new call");
+    assert_eq!(q(calls, &node_b), b_before + 12, "B took every new call");
     // A's calls in progress were not cut: still up while the edge routed around A, then
     // SIPp's long calls all pass and A's rows end normally.
     assert!(
