@@ -652,3 +652,276 @@ fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
     drop(a);
     drop(b);
 }
+
+/// Campaign contact leases across two nodes (issue 18): A and B run one campaign on
+/// PostgreSQL against the SIPp customer farm; A is killed with SIGKILL while it is dialing.
+/// B declares A dead, A's dialing contacts are finished `interrupted` once their leases ran
+/// out and B calls them again — never while A's lease held — and every contact completes
+/// with its one outcome; the farm saw exactly one INVITE per attempt.
+#[test]
+fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
+    use crate::campaign::{self, Behaviour, Farm, ServerOptions, ServerSetup};
+    let Ok(base_url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)"
+        );
+        eprintln!("SWITCHBOARD_TEST_PG_URL not set: skipped");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A database of its own: the campaign takes every delayed ticket of the database.
+    let (prefix, base_db) = base_url.rsplit_once('/').expect("database URL with a name");
+    let name = format!(
+        "{}_lease_{}",
+        base_db.split('?').next().unwrap_or("t"),
+        std::process::id()
+    );
+    let admin = rt
+        .block_on(switchboard::store::Db::connect(&base_url))
+        .expect("connect to the test PostgreSQL");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        rt.block_on(sqlx::query(&sql).execute(&admin.pool))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let url = format!("{prefix}/{name}");
+
+    let dir = campaign::test_dir("switchboard-leases-");
+    let farm_dir = dir.path().join("farm");
+    let mut farm = Farm::start(&farm_dir);
+    let opts = ServerOptions {
+        extra: "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\n".into(),
+        ..ServerOptions::default()
+    };
+    let node_a = support::unique("la");
+    let node_b = support::unique("lb");
+    let farm_port = farm.port;
+    let start = |node: &str| {
+        let d = dir.path().join(node);
+        std::fs::create_dir_all(&d).expect("node dir");
+        let setup = ServerSetup::with(&d, farm_port, &opts);
+        Server::start_on(
+            Some(&url),
+            &[
+                "--node-id",
+                node,
+                "--config",
+                &setup.config.display().to_string(),
+                "--api-token",
+                campaign::TOKEN,
+                "--no-demo-data",
+            ],
+        )
+    };
+    let a = start(&node_a);
+    let db = rt
+        .block_on(switchboard::store::Db::connect(&url))
+        .expect("connect to the lease test database");
+    let count = |sql: &str, bind: &str| -> i64 {
+        rt.block_on(
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(bind.to_string())
+                .fetch_one(&db.pool),
+        )
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let count0 = |sql: &str| -> i64 {
+        rt.block_on(sqlx::query_scalar::<_, i64>(sql).fetch_one(&db.pool))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    // 12 customers who answer and press 1 after 6 s: calls long enough to be cut.
+    let tickets = campaign::tickets(7, &[Behaviour::SlowPress1; 12]);
+    for t in &tickets {
+        rt.block_on(
+            sqlx::query(
+                "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, \
+                 status, delay_days, new_eta) VALUES ($1, $2, $3, 'en', 'standard', $4, 'delayed', $5, '2026-12-24')",
+            )
+            .bind(&t.order_id)
+            .bind(format!("Customer {}", t.order_id))
+            .bind(&t.phone)
+            .bind(&t.timezone)
+            .bind(t.delay_days)
+            .execute(&db.pool),
+        )
+        .unwrap_or_else(|e| panic!("insert ticket {t:?}: {e}"));
+    }
+    let b = start(&node_b);
+    let (code, body) = campaign::http(
+        a.http_addr,
+        "POST",
+        "/api/campaigns",
+        Some(campaign::TOKEN),
+        Some(&campaign::campaign_spec("leases-12", 3, 2)),
+    );
+    assert_eq!(code, 201, "{body}\n{}", a.log());
+    let id = body["id"].as_i64().expect("campaign id").to_string();
+    let (code, body) = campaign::http(
+        a.http_addr,
+        "POST",
+        &format!("/api/campaigns/{id}/start"),
+        Some(campaign::TOKEN),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // Both nodes dialing; then A dies.
+    let dialing_by = |node: &str| {
+        count(
+            &format!(
+                "SELECT COUNT(*) FROM campaign_contacts WHERE campaign_id = {id} \
+                 AND state = 'dialing' AND lease_owner = $1"
+            ),
+            node,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dialing_by(&node_a) < 1 || dialing_by(&node_b) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "both nodes never dialed at once: A {}, B {}\n{}\n{}",
+            dialing_by(&node_a),
+            dialing_by(&node_b),
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = Command::new("kill")
+        .args(["-KILL", &a.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let killed = Instant::now();
+    // What A held when it died (nothing changes them until their leases run out).
+    let held: Vec<i64> = rt
+        .block_on(
+            sqlx::query_scalar::<_, i64>(&format!(
+                "SELECT id FROM campaign_contacts WHERE campaign_id = {id} \
+                 AND state = 'dialing' AND lease_owner = $1 ORDER BY id"
+            ))
+            .bind(node_a.clone())
+            .fetch_all(&db.pool),
+        )
+        .expect("A's contacts");
+    assert!(!held.is_empty());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        dialing_by(&node_a),
+        held.len() as i64,
+        "A's leased contacts were touched before dead_after_s"
+    );
+
+    // B finishes the campaign alone.
+    let completed =
+        format!("SELECT COUNT(*) FROM campaigns WHERE id = {id} AND state = 'completed'");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while count0(&completed) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the campaign never completed on B\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(killed.elapsed() >= Duration::from_secs(3));
+    // The store writer batches: every attempt's call record written (not A's cut ones: A
+    // may have died before its writer wrote them).
+    let unrecorded = format!(
+        "SELECT COUNT(*) FROM campaign_attempts a JOIN campaign_contacts c ON c.id = a.contact_id \
+         WHERE c.campaign_id = {id} AND a.disposition IS DISTINCT FROM 'interrupted' \
+         AND (a.call_id IS NULL OR a.call_id NOT IN \
+         (SELECT id FROM call_records WHERE ended_at IS NOT NULL))"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count0(&unrecorded) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} attempts without a finished call record\n{}",
+            count0(&unrecorded),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1000)); // the farm's last BYEs
+    let farm_calls = farm.stop().calls();
+
+    let rows = rt
+        .block_on(
+            sqlx::query_as::<_, (i64, String, i64, String, Option<String>, bool)>(&format!(
+                "SELECT c.id, c.state, a.attempt, COALESCE(a.disposition, ''), r.node, \
+                        COALESCE(a.started_at >= prev.ended_at, true) \
+                 FROM campaign_contacts c \
+                 JOIN campaign_attempts a ON a.contact_id = c.id \
+                 LEFT JOIN campaign_attempts prev ON prev.contact_id = c.id AND prev.attempt = a.attempt - 1 \
+                 LEFT JOIN call_records r ON r.id = a.call_id \
+                 WHERE c.campaign_id = {id} ORDER BY c.id, a.attempt"
+            ))
+            .fetch_all(&db.pool),
+        )
+        .expect("attempts");
+    let mut errors = Vec::new();
+    let contacts: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.0).collect();
+    if contacts.len() != 12 {
+        errors.push(format!("{} contacts with attempts, not 12", contacts.len()));
+    }
+    for c in &contacts {
+        let mine: Vec<_> = rows.iter().filter(|r| r.0 == *c).collect();
+        let was_held = held.contains(c);
+        let want = if was_held { 2 } else { 1 };
+        if mine.len() != want || mine.iter().any(|r| r.1 != "completed") {
+            errors.push(format!("contact {c} (held by A: {was_held}): {mine:?}"));
+            continue;
+        }
+        if was_held {
+            if mine[0].3 != "interrupted" || mine[1].4.as_deref() != Some(node_b.as_str()) {
+                errors.push(format!(
+                    "contact {c}: not interrupted then retried by B: {mine:?}"
+                ));
+            }
+            if !mine[1].5 {
+                errors.push(format!(
+                    "contact {c}: attempt 2 started before attempt 1 ended: {mine:?}"
+                ));
+            }
+        }
+    }
+    let attempts = rows.len();
+    if farm_calls.len() != attempts {
+        errors.push(format!(
+            "the farm saw {} calls for {attempts} attempts",
+            farm_calls.len()
+        ));
+    }
+    let outcomes = count0(&format!(
+        "SELECT COUNT(*) FROM call_outcomes o JOIN campaign_contacts c ON c.ticket_id = o.ticket_id \
+         WHERE c.campaign_id = {id}"
+    ));
+    if outcomes != 12 {
+        errors.push(format!("{outcomes} outcome rows for 12 customers"));
+    }
+    eprintln!(
+        "leases: A held {} contacts at SIGKILL, {attempts} attempts, farm calls {}, campaign done {:.1} s after the kill",
+        held.len(),
+        farm_calls.len(),
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(
+        errors.is_empty(),
+        "{}\n{rows:?}\n---- B ----\n{}",
+        errors.join("\n"),
+        b.log()
+    );
+    drop(b);
+    drop(a);
+    drop(db);
+    let _ = rt.block_on(
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin.pool),
+    );
+}
