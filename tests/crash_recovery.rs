@@ -2,7 +2,12 @@
 //! middle of an answered call loses no call record — the next start on the same database
 //! finalizes the dangling call as `interrupted` — and the records written before the crash
 //! (the record itself, its keypad events) are all there, exactly once.
-
+//!
+//! Several nodes on one PostgreSQL (issue 18, `SWITCHBOARD_TEST_PG_URL`; skipped without
+//! it outside CI): scoped recovery and dead-node takeover; SIPp calls through a real Kamailio
+//! running `deploy/kamailio/kamailio.cfg` (skipped outside CI when the `kamailio` package is
+//! missing; `scripts/test` installs it), spread over the nodes and routed around a draining
+//! one; campaign contact leases of a node killed mid-campaign taken over by the other.
 use crate::support;
 
 use std::process::Command;
