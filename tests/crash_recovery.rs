@@ -8,6 +8,7 @@
 //! running `deploy/kamailio/kamailio.cfg` (skipped outside CI when the `kamailio` package is
 //! missing; `scripts/test` installs it), spread over the nodes and routed around a draining
 //! one; campaign contact leases of a node killed mid-campaign taken over by the other.
+
 use crate::support;
 
 use std::process::Command;
