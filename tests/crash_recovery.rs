@@ -502,12 +502,12 @@ impl Drop for Kamailio {
     }
 }
 
-/// Kamailio in front of two nodes on PostgreSQL: 100 SIPp hotline calls through the edge are
-/// spread over both nodes, each recorded once with its node; then node A is drained with
+/// Kamailio in front of three nodes on PostgreSQL: 150 SIPp hotline calls through the edge
+/// are spread over all three, each recorded once with its node; then node A is drained with
 /// `POST /api/drain` while it holds calls: the dispatcher's OPTIONS probe takes A out of
-/// rotation, every new call lands on B, and A's calls in progress finish normally.
+/// rotation, every new call lands on B or C, and A's calls in progress finish normally.
 #[test]
-fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
+fn kamailio_spreads_calls_over_three_nodes_and_stops_sending_to_a_draining_one() {
     let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
         assert!(
             std::env::var("CI").is_err(),
@@ -541,31 +541,39 @@ fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
         )
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     };
-    let node_a = support::unique("ka");
-    let node_b = support::unique("kb");
+    let names = [
+        support::unique("ka"),
+        support::unique("kb"),
+        support::unique("kc"),
+    ];
     let cluster = "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\n";
-    let dir_a = tempfile::tempdir().expect("dir");
-    let dir_b = tempfile::tempdir().expect("dir");
-    let cfg_a = support::config_with(dir_a.path(), cluster);
-    let cfg_b = support::config_with(dir_b.path(), cluster);
-    let start = |node: &str, cfg: &std::path::Path| {
-        Server::start_on(
-            Some(&url),
-            &["--node-id", node, "--config", &cfg.display().to_string()],
-        )
-    };
-    let a = start(&node_a, &cfg_a);
-    let b = start(&node_b, &cfg_b);
-    let edge = Kamailio::start(&kamailio_bin, &[a.sip_addr, b.sip_addr]);
-    edge.wait_node(a.sip_addr, "A", Duration::from_secs(15));
-    edge.wait_node(b.sip_addr, "A", Duration::from_secs(15));
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes: Vec<Server> = names
+        .iter()
+        .zip(&dirs)
+        .map(|(node, dir)| {
+            let cfg = support::config_with(dir.path(), cluster);
+            Server::start_on(
+                Some(&url),
+                &["--node-id", node, "--config", &cfg.display().to_string()],
+            )
+        })
+        .collect();
+    let addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.sip_addr).collect();
+    let edge = Kamailio::start(&kamailio_bin, &addrs);
+    for addr in &addrs {
+        edge.wait_node(*addr, "A", Duration::from_secs(15));
+    }
+    // Per node, in `names` order.
+    let per = |sql: &str| -> Vec<i64> { names.iter().map(|n| q(sql, n)).collect() };
+    let (a, node_a) = (&nodes[0], &names[0]);
 
-    // 1. 100 calls through the edge: all recorded once, finished, on both nodes.
+    // 1. 150 calls through the edge: all recorded once, finished, on every node.
     let calls = "SELECT COUNT(*) FROM call_records WHERE node = $1";
     let ended = "SELECT COUNT(*) FROM call_records WHERE node = $1 AND ended_at IS NOT NULL \
                  AND disposition IS DISTINCT FROM 'interrupted'";
     let distinct = "SELECT COUNT(DISTINCT sip_call_id) FROM call_records WHERE node = $1";
-    let run = edge.callers(100, 10, 500, "+15551230100").wait();
+    let run = edge.callers(150, 10, 500, "+15551230100").wait();
     assert_eq!(
         run.code,
         Some(0),
@@ -573,51 +581,48 @@ fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
         run.text,
         edge.log()
     );
-    let (on_a, on_b) = (q(calls, &node_a), q(calls, &node_b));
+    let spread = per(calls);
     assert_eq!(
-        on_a + on_b,
-        100,
-        "every call recorded once: A {on_a}, B {on_b}"
+        spread.iter().sum::<i64>(),
+        150,
+        "every call recorded once: {spread:?}"
     );
-    assert_eq!(q(distinct, &node_a) + q(distinct, &node_b), 100);
+    assert_eq!(per(distinct).iter().sum::<i64>(), 150);
     assert!(
-        on_a >= 20 && on_b >= 20,
-        "round-robin used both nodes: A {on_a}, B {on_b}"
+        spread.iter().all(|n| *n >= 30),
+        "round-robin used every node: {spread:?}"
     );
     // The BYE went through the edge too (record-route): every row is closed normally.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while q(ended, &node_a) + q(ended, &node_b) != 100 {
+    while per(ended) != spread {
         assert!(
             Instant::now() < deadline,
-            "not all calls ended normally: A {}/{on_a}, B {}/{on_b}",
-            q(ended, &node_a),
-            q(ended, &node_b)
+            "not all calls ended normally: {:?} of {spread:?}",
+            per(ended)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // 2. Long calls on both nodes, then A drains while it holds some of them. (Gentle rates:
+    // 2. Long calls on every node, then A drains while it holds some of them. (Gentle rates:
     // a test server has 40 RTP ports, and a node out of ports answers 503, which the edge
     // rightly takes as "out of rotation".)
     let long = edge.callers(6, 6, 10_000, "+15551230101");
     let live = "SELECT COUNT(*) FROM call_records WHERE node = $1 AND answered_at IS NOT NULL \
                 AND ended_at IS NULL";
     let deadline = Instant::now() + Duration::from_secs(15);
-    while q(live, &node_a) < 2 || q(live, &node_b) < 2 {
+    while per(live).iter().any(|n| *n < 2) {
         assert!(
             Instant::now() < deadline,
-            "long calls never up on both nodes: A {}, B {}\n{}",
-            q(live, &node_a),
-            q(live, &node_b),
+            "long calls never up on every node: {:?}\n{}",
+            per(live),
             edge.log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let held_by_a = q(live, &node_a);
+    let held_by_a = q(live, node_a);
     assert_eq!(post(a.http_addr, "/api/drain", &a.api_token()), 200);
     edge.wait_node(a.sip_addr, "I", Duration::from_secs(5));
-    let a_before = q(calls, &node_a);
-    let b_before = q(calls, &node_b);
+    let before = per(calls);
     let after = edge.callers(12, 4, 300, "+15551230102").wait();
     assert_eq!(
         after.code,
@@ -625,17 +630,25 @@ fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
         "calls during the drain\n{}",
         after.text
     );
+    let now = per(calls);
     assert_eq!(
-        q(calls, &node_a),
-        a_before,
-        "the edge sent a new call to the draining node"
+        now[0], before[0],
+        "the edge sent a new call to the draining node: {before:?} -> {now:?}"
     );
-    assert_eq!(q(calls, &node_b), b_before + 12, "B took every new call");
+    assert_eq!(
+        now[1] + now[2],
+        before[1] + before[2] + 12,
+        "B and C took every new call: {before:?} -> {now:?}"
+    );
+    assert!(
+        now[1] > before[1] && now[2] > before[2],
+        "both remaining nodes share the new calls: {before:?} -> {now:?}"
+    );
     // A's calls in progress were not cut: still up while the edge routed around A, then
     // SIPp's long calls all pass and A's rows end normally.
     assert!(
-        q(live, &node_a) > 0,
-        "A still holds calls ({held_by_a} at the drain) while B takes the new ones"
+        q(live, node_a) > 0,
+        "A still holds calls ({held_by_a} at the drain) while B and C take the new ones"
     );
     let long = long.wait();
     assert_eq!(
@@ -645,18 +658,18 @@ fn kamailio_spreads_calls_over_two_nodes_and_stops_sending_to_a_draining_one() {
         long.text
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while q(ended, &node_a) != a_before || q(live, &node_a) != 0 {
+    while q(ended, node_a) != before[0] || q(live, node_a) != 0 {
         assert!(
             Instant::now() < deadline,
-            "A's calls did not end normally: {} of {a_before}\n{}",
-            q(ended, &node_a),
+            "A's calls did not end normally: {} of {}\n{}",
+            q(ended, node_a),
+            before[0],
             a.log()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(edge);
-    drop(a);
-    drop(b);
+    drop(nodes);
 }
 
 /// Campaign contact leases across two nodes (issue 18): A and B run one campaign on
