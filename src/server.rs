@@ -481,6 +481,31 @@ pub async fn start_on(
         Ok(_) => {}
         Err(e) => warn!(error = %e, "cannot resume campaigns"),
     }
+    if ctx.db.dialect == crate::store::Dialect::Postgres {
+        // A cluster: campaigns started through another node are picked up at the next beat.
+        let (adopter, stop, ctx) = (dialer.clone(), shutdown.clone(), ctx.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ctx.config.cluster.heartbeat);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if ctx.draining.load(Ordering::Relaxed) {
+                    continue;
+                }
+                match adopter.adopt_running().await {
+                    Ok(n) if n > 0 => info!(
+                        campaigns = n,
+                        "running campaigns started elsewhere picked up"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "cannot look for running campaigns"),
+                }
+            }
+        });
+    }
     let dialer_wait = dialer.clone();
 
     let sd = shutdown.clone();

@@ -2,6 +2,12 @@
 //! middle of an answered call loses no call record — the next start on the same database
 //! finalizes the dangling call as `interrupted` — and the records written before the crash
 //! (the record itself, its keypad events) are all there, exactly once.
+//!
+//! Several nodes on one PostgreSQL (issue 18, `SWITCHBOARD_TEST_PG_URL`; skipped without
+//! it outside CI): scoped recovery and dead-node takeover; SIPp calls through a real Kamailio
+//! running `deploy/kamailio/kamailio.cfg` (skipped outside CI when the `kamailio` package is
+//! missing; `scripts/test` installs it), spread over the nodes and routed around a draining
+//! one; campaign contact leases of a node killed mid-campaign taken over by the other.
 
 use crate::support;
 
@@ -329,4 +335,612 @@ fn post(addr: std::net::SocketAddr, path: &str, token: &str) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
+}
+
+// ---- Kamailio at the edge (issue 18: deploy/kamailio/kamailio.cfg) -------------------------
+
+/// `deploy/kamailio/kamailio.cfg` run as a child process (killed on drop) in front of the
+/// given nodes: its dispatcher list file, control socket and log live in a temp dir.
+struct Kamailio {
+    child: std::process::Child,
+    sip_addr: std::net::SocketAddr,
+    ctl: String,
+    log_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Kamailio {
+    /// The Kamailio binary, or `None` (with a message) when the package is not installed.
+    fn binary() -> Option<std::path::PathBuf> {
+        ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    fn start(bin: &std::path::Path, nodes: &[std::net::SocketAddr]) -> Kamailio {
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-kamailio-")
+            .tempdir()
+            .expect("temp dir");
+        let list = dir.path().join("dispatcher.list");
+        let text: String = nodes.iter().map(|n| format!("1 sip:{n}\n")).collect();
+        std::fs::write(&list, text).expect("write dispatcher list");
+        let port = support::free_port();
+        let sip_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let ctl = format!("unix:{}", dir.path().join("ctl").display());
+        let log_path = dir.path().join("kamailio.log");
+        let child = Command::new(bin)
+            .args(["-DD", "-E", "-m", "32", "-M", "4", "-f"])
+            .arg(support::repo_root().join("deploy/kamailio/kamailio.cfg"))
+            .args(["-A", &format!("LISTEN=udp:{sip_addr}")])
+            .args(["-A", &format!("DISPATCHER_LIST=\"{}\"", list.display())])
+            .args(["-A", &format!("CTL_SOCKET=\"{ctl}\"")])
+            .args(["-A", "PING_INTERVAL=1"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("kamailio.out")).expect("file"))
+            .stderr(std::fs::File::create(&log_path).expect("file"))
+            .spawn()
+            .expect("spawn kamailio");
+        Kamailio {
+            child,
+            sip_addr,
+            ctl,
+            log_path,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        support::tail(&support::read_lossy(&self.log_path), 60)
+    }
+
+    /// The dispatcher's flags per node (`AP` active+probing, `IP` inactive+probing …) from
+    /// `kamcmd dispatcher.list`; empty while Kamailio is not up yet.
+    fn flags(&self) -> Vec<(String, String)> {
+        let Ok(out) = Command::new("kamcmd")
+            .args(["-s", &self.ctl, "dispatcher.list"])
+            .output()
+        else {
+            return Vec::new();
+        };
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut uri = None;
+        let mut flags = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(u) = line.strip_prefix("URI: sip:") {
+                uri = Some(u.to_string());
+            } else if let Some(f) = line.strip_prefix("FLAGS: ") {
+                if let Some(u) = uri.take() {
+                    flags.push((u, f.to_string()));
+                }
+            }
+        }
+        flags.sort();
+        flags
+    }
+
+    /// Wait until the dispatcher has `node` with flags starting with `state` (`A`, `I`).
+    fn wait_node(&self, node: std::net::SocketAddr, state: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let flags = self.flags();
+            if flags
+                .iter()
+                .any(|(u, f)| *u == node.to_string() && f.starts_with(state))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kamailio never showed {node} as {state}: {flags:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIPp hotline callers through the edge: `calls` calls at `rate`/s, each hanging up
+    /// `hold_ms` after the ACK, from caller `caller`.
+    fn callers(&self, calls: u32, rate: u32, hold_ms: u32, caller: &str) -> support::SippProcess {
+        let dir = self
+            ._dir
+            .path()
+            .join(format!("sipp-{}", caller.trim_start_matches('+')));
+        std::fs::create_dir_all(&dir).expect("sipp dir");
+        let file = support::render_scenario(&Scenario::HangupEarly { hold_ms }, &dir);
+        let port = support::free_port().to_string();
+        let media = support::sipp_media_port().to_string();
+        let errors = dir.join("errors.log").display().to_string();
+        let (calls, rate) = (calls.to_string(), rate.to_string());
+        let budget = Duration::from_secs(90);
+        support::SippProcess::spawn_file(
+            &file,
+            self.sip_addr,
+            &dir,
+            &[
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-mp",
+                &media,
+                "-m",
+                &calls,
+                "-r",
+                &rate,
+                "-l",
+                "500",
+                "-nostdin",
+                "-timeout",
+                "80s",
+                "-timeout_error",
+                "-trace_err",
+                "-error_file",
+                &errors,
+                "-s",
+                "hotline",
+                "-set",
+                "caller",
+                caller,
+            ],
+            budget,
+        )
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // SIGTERM: the main process stops its children; SIGKILL would leave them running.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        if support::wait_child(&mut self.child, Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Kamailio in front of three nodes on PostgreSQL: 150 SIPp hotline calls through the edge
+/// are spread over all three, each recorded once with its node; then node A is drained with
+/// `POST /api/drain` while it holds calls: the dispatcher's OPTIONS probe takes A out of
+/// rotation, every new call lands on B or C, and A's calls in progress finish normally.
+#[test]
+fn kamailio_spreads_calls_over_three_nodes_and_stops_sending_to_a_draining_one() {
+    let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)"
+        );
+        eprintln!("SWITCHBOARD_TEST_PG_URL not set: skipped");
+        return;
+    };
+    let Some(kamailio_bin) = Kamailio::binary() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have kamailio installed (scripts/test installs the kamailio package)"
+        );
+        eprintln!(
+            "kamailio is not installed (apt-get install kamailio; scripts/test does): skipped"
+        );
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let db = rt
+        .block_on(switchboard::store::Db::connect(&url))
+        .expect("connect to the test PostgreSQL");
+    let q = |sql: &str, node: &str| -> i64 {
+        rt.block_on(
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(node.to_string())
+                .fetch_one(&db.pool),
+        )
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let names = [
+        support::unique("ka"),
+        support::unique("kb"),
+        support::unique("kc"),
+    ];
+    let cluster = "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\n";
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes: Vec<Server> = names
+        .iter()
+        .zip(&dirs)
+        .map(|(node, dir)| {
+            let cfg = support::config_with(dir.path(), cluster);
+            Server::start_on(
+                Some(&url),
+                &["--node-id", node, "--config", &cfg.display().to_string()],
+            )
+        })
+        .collect();
+    let addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.sip_addr).collect();
+    let edge = Kamailio::start(&kamailio_bin, &addrs);
+    for addr in &addrs {
+        edge.wait_node(*addr, "A", Duration::from_secs(15));
+    }
+    // Per node, in `names` order.
+    let per = |sql: &str| -> Vec<i64> { names.iter().map(|n| q(sql, n)).collect() };
+    let (a, node_a) = (&nodes[0], &names[0]);
+
+    // 1. 150 calls through the edge: all recorded once, finished, on every node.
+    let calls = "SELECT COUNT(*) FROM call_records WHERE node = $1";
+    let ended = "SELECT COUNT(*) FROM call_records WHERE node = $1 AND ended_at IS NOT NULL \
+                 AND disposition IS DISTINCT FROM 'interrupted'";
+    let distinct = "SELECT COUNT(DISTINCT sip_call_id) FROM call_records WHERE node = $1";
+    let run = edge.callers(150, 10, 500, "+15551230100").wait();
+    assert_eq!(
+        run.code,
+        Some(0),
+        "SIPp through kamailio failed\n{}\n{}",
+        run.text,
+        edge.log()
+    );
+    let spread = per(calls);
+    assert_eq!(
+        spread.iter().sum::<i64>(),
+        150,
+        "every call recorded once: {spread:?}"
+    );
+    assert_eq!(per(distinct).iter().sum::<i64>(), 150);
+    assert!(
+        spread.iter().all(|n| *n >= 30),
+        "round-robin used every node: {spread:?}"
+    );
+    // The BYE went through the edge too (record-route): every row is closed normally.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while per(ended) != spread {
+        assert!(
+            Instant::now() < deadline,
+            "not all calls ended normally: {:?} of {spread:?}",
+            per(ended)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 2. Long calls on every node, then A drains while it holds some of them. (Gentle rates:
+    // a test server has 40 RTP ports, and a node out of ports answers 503, which the edge
+    // rightly takes as "out of rotation".)
+    let long = edge.callers(6, 6, 10_000, "+15551230101");
+    let live = "SELECT COUNT(*) FROM call_records WHERE node = $1 AND answered_at IS NOT NULL \
+                AND ended_at IS NULL";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while per(live).iter().any(|n| *n < 2) {
+        assert!(
+            Instant::now() < deadline,
+            "long calls never up on every node: {:?}\n{}",
+            per(live),
+            edge.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let held_by_a = q(live, node_a);
+    assert_eq!(post(a.http_addr, "/api/drain", &a.api_token()), 200);
+    edge.wait_node(a.sip_addr, "I", Duration::from_secs(5));
+    let before = per(calls);
+    let after = edge.callers(12, 4, 300, "+15551230102").wait();
+    assert_eq!(
+        after.code,
+        Some(0),
+        "calls during the drain\n{}",
+        after.text
+    );
+    let now = per(calls);
+    assert_eq!(
+        now[0], before[0],
+        "the edge sent a new call to the draining node: {before:?} -> {now:?}"
+    );
+    assert_eq!(
+        now[1] + now[2],
+        before[1] + before[2] + 12,
+        "B and C took every new call: {before:?} -> {now:?}"
+    );
+    assert!(
+        now[1] > before[1] && now[2] > before[2],
+        "both remaining nodes share the new calls: {before:?} -> {now:?}"
+    );
+    // A's calls in progress were not cut: still up while the edge routed around A, then
+    // SIPp's long calls all pass and A's rows end normally.
+    assert!(
+        q(live, node_a) > 0,
+        "A still holds calls ({held_by_a} at the drain) while B and C take the new ones"
+    );
+    let long = long.wait();
+    assert_eq!(
+        long.code,
+        Some(0),
+        "A's calls in progress finished during the drain\n{}",
+        long.text
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q(ended, node_a) != before[0] || q(live, node_a) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "A's calls did not end normally: {} of {}\n{}",
+            q(ended, node_a),
+            before[0],
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(edge);
+    drop(nodes);
+}
+
+/// Campaign contact leases across two nodes (issue 18): A and B run one campaign on
+/// PostgreSQL against the SIPp customer farm; A is killed with SIGKILL while it is dialing.
+/// B declares A dead, A's dialing contacts are finished `interrupted` once their leases ran
+/// out and B calls them again — never while A's lease held — and every contact completes
+/// with its one outcome; the farm saw exactly one INVITE per attempt.
+#[test]
+fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
+    use crate::campaign::{self, Behaviour, Farm, ServerOptions, ServerSetup};
+    let Ok(base_url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)"
+        );
+        eprintln!("SWITCHBOARD_TEST_PG_URL not set: skipped");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A database of its own: the campaign takes every delayed ticket of the database.
+    let (prefix, base_db) = base_url.rsplit_once('/').expect("database URL with a name");
+    let name = format!(
+        "{}_lease_{}",
+        base_db.split('?').next().unwrap_or("t"),
+        std::process::id()
+    );
+    let admin = rt
+        .block_on(switchboard::store::Db::connect(&base_url))
+        .expect("connect to the test PostgreSQL");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        rt.block_on(sqlx::query(&sql).execute(&admin.pool))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let url = format!("{prefix}/{name}");
+
+    let dir = campaign::test_dir("switchboard-leases-");
+    let farm_dir = dir.path().join("farm");
+    let mut farm = Farm::start(&farm_dir);
+    let opts = ServerOptions {
+        extra: "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\n".into(),
+        ..ServerOptions::default()
+    };
+    let node_a = support::unique("la");
+    let node_b = support::unique("lb");
+    let farm_port = farm.port;
+    let start = |node: &str| {
+        let d = dir.path().join(node);
+        std::fs::create_dir_all(&d).expect("node dir");
+        let setup = ServerSetup::with(&d, farm_port, &opts);
+        Server::start_on(
+            Some(&url),
+            &[
+                "--node-id",
+                node,
+                "--config",
+                &setup.config.display().to_string(),
+                "--api-token",
+                campaign::TOKEN,
+                "--no-demo-data",
+            ],
+        )
+    };
+    let a = start(&node_a);
+    let db = rt
+        .block_on(switchboard::store::Db::connect(&url))
+        .expect("connect to the lease test database");
+    let count = |sql: &str, bind: &str| -> i64 {
+        rt.block_on(
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(bind.to_string())
+                .fetch_one(&db.pool),
+        )
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let count0 = |sql: &str| -> i64 {
+        rt.block_on(sqlx::query_scalar::<_, i64>(sql).fetch_one(&db.pool))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    // 12 customers who answer and press 1 after 6 s: calls long enough to be cut.
+    let tickets = campaign::tickets(7, &[Behaviour::SlowPress1; 12]);
+    for t in &tickets {
+        rt.block_on(
+            sqlx::query(
+                "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, \
+                 status, delay_days, new_eta) VALUES ($1, $2, $3, 'en', 'standard', $4, 'delayed', $5, '2026-12-24')",
+            )
+            .bind(&t.order_id)
+            .bind(format!("Customer {}", t.order_id))
+            .bind(&t.phone)
+            .bind(&t.timezone)
+            .bind(t.delay_days)
+            .execute(&db.pool),
+        )
+        .unwrap_or_else(|e| panic!("insert ticket {t:?}: {e}"));
+    }
+    let b = start(&node_b);
+    let (code, body) = campaign::http(
+        a.http_addr,
+        "POST",
+        "/api/campaigns",
+        Some(campaign::TOKEN),
+        Some(&campaign::campaign_spec("leases-12", 3, 2)),
+    );
+    assert_eq!(code, 201, "{body}\n{}", a.log());
+    let id = body["id"].as_i64().expect("campaign id").to_string();
+    let (code, body) = campaign::http(
+        a.http_addr,
+        "POST",
+        &format!("/api/campaigns/{id}/start"),
+        Some(campaign::TOKEN),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // Both nodes dialing; then A dies.
+    let dialing_by = |node: &str| {
+        count(
+            &format!(
+                "SELECT COUNT(*) FROM campaign_contacts WHERE campaign_id = {id} \
+                 AND state = 'dialing' AND lease_owner = $1"
+            ),
+            node,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dialing_by(&node_a) < 1 || dialing_by(&node_b) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "both nodes never dialed at once: A {}, B {}\n{}\n{}",
+            dialing_by(&node_a),
+            dialing_by(&node_b),
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = Command::new("kill")
+        .args(["-KILL", &a.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let killed = Instant::now();
+    // What A held when it died (nothing changes them until their leases run out).
+    let held: Vec<i64> = rt
+        .block_on(
+            sqlx::query_scalar::<_, i64>(&format!(
+                "SELECT id FROM campaign_contacts WHERE campaign_id = {id} \
+                 AND state = 'dialing' AND lease_owner = $1 ORDER BY id"
+            ))
+            .bind(node_a.clone())
+            .fetch_all(&db.pool),
+        )
+        .expect("A's contacts");
+    assert!(!held.is_empty());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        dialing_by(&node_a),
+        held.len() as i64,
+        "A's leased contacts were touched before dead_after_s"
+    );
+
+    // B finishes the campaign alone.
+    let completed =
+        format!("SELECT COUNT(*) FROM campaigns WHERE id = {id} AND state = 'completed'");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while count0(&completed) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the campaign never completed on B\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(killed.elapsed() >= Duration::from_secs(3));
+    // The store writer batches: every attempt's call record written (not A's cut ones: A
+    // may have died before its writer wrote them).
+    let unrecorded = format!(
+        "SELECT COUNT(*) FROM campaign_attempts a JOIN campaign_contacts c ON c.id = a.contact_id \
+         WHERE c.campaign_id = {id} AND a.disposition IS DISTINCT FROM 'interrupted' \
+         AND (a.call_id IS NULL OR a.call_id NOT IN \
+         (SELECT id FROM call_records WHERE ended_at IS NOT NULL))"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count0(&unrecorded) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} attempts without a finished call record\n{}",
+            count0(&unrecorded),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1000)); // the farm's last BYEs
+    let farm_calls = farm.stop().calls();
+
+    let rows = rt
+        .block_on(
+            sqlx::query_as::<_, (i64, String, i64, String, Option<String>, bool)>(&format!(
+                "SELECT c.id, c.state, a.attempt, COALESCE(a.disposition, ''), r.node, \
+                        COALESCE(a.started_at >= prev.ended_at, true) \
+                 FROM campaign_contacts c \
+                 JOIN campaign_attempts a ON a.contact_id = c.id \
+                 LEFT JOIN campaign_attempts prev ON prev.contact_id = c.id AND prev.attempt = a.attempt - 1 \
+                 LEFT JOIN call_records r ON r.id = a.call_id \
+                 WHERE c.campaign_id = {id} ORDER BY c.id, a.attempt"
+            ))
+            .fetch_all(&db.pool),
+        )
+        .expect("attempts");
+    let mut errors = Vec::new();
+    let contacts: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.0).collect();
+    if contacts.len() != 12 {
+        errors.push(format!("{} contacts with attempts, not 12", contacts.len()));
+    }
+    for c in &contacts {
+        let mine: Vec<_> = rows.iter().filter(|r| r.0 == *c).collect();
+        let was_held = held.contains(c);
+        let want = if was_held { 2 } else { 1 };
+        if mine.len() != want || mine.iter().any(|r| r.1 != "completed") {
+            errors.push(format!("contact {c} (held by A: {was_held}): {mine:?}"));
+            continue;
+        }
+        if was_held {
+            if mine[0].3 != "interrupted" || mine[1].4.as_deref() != Some(node_b.as_str()) {
+                errors.push(format!(
+                    "contact {c}: not interrupted then retried by B: {mine:?}"
+                ));
+            }
+            if !mine[1].5 {
+                errors.push(format!(
+                    "contact {c}: attempt 2 started before attempt 1 ended: {mine:?}"
+                ));
+            }
+        }
+    }
+    let attempts = rows.len();
+    if farm_calls.len() != attempts {
+        errors.push(format!(
+            "the farm saw {} calls for {attempts} attempts",
+            farm_calls.len()
+        ));
+    }
+    let outcomes = count0(&format!(
+        "SELECT COUNT(*) FROM call_outcomes o JOIN campaign_contacts c ON c.ticket_id = o.ticket_id \
+         WHERE c.campaign_id = {id}"
+    ));
+    if outcomes != 12 {
+        errors.push(format!("{outcomes} outcome rows for 12 customers"));
+    }
+    eprintln!(
+        "leases: A held {} contacts at SIGKILL, {attempts} attempts, farm calls {}, campaign done {:.1} s after the kill",
+        held.len(),
+        farm_calls.len(),
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(
+        errors.is_empty(),
+        "{}\n{rows:?}\n---- B ----\n{}",
+        errors.join("\n"),
+        b.log()
+    );
+    drop(b);
+    drop(a);
+    drop(db);
+    let _ = rt.block_on(
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin.pool),
+    );
 }

@@ -264,6 +264,29 @@ impl DialerHandle {
         Ok(running.len())
     }
 
+    /// Start runners for the running campaigns this node has never run: in a cluster a
+    /// campaign started through another node's API (the nodes poll for them; see
+    /// docs/deployment.md). A campaign with a runner here, even a stopped one, is left alone:
+    /// its pause or end was decided on this node.
+    pub async fn adopt_running(&self) -> Result<usize, StoreError> {
+        let running = campaigns::by_state(&self.shared.ctx.db, "running").await?;
+        let new: Vec<i64> = {
+            let runners = match self.shared.runners.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            running
+                .iter()
+                .map(|c| c.id)
+                .filter(|id| !runners.contains_key(id))
+                .collect()
+        };
+        for id in &new {
+            self.run(*id);
+        }
+        Ok(new.len())
+    }
+
     /// Start a runner for a campaign (idempotent).
     pub fn run(&self, id: i64) {
         let mut runners = match self.shared.runners.lock() {
