@@ -127,9 +127,14 @@ impl WebRtcLeg {
             consent_lost: false,
             closed: false,
         };
-        // The offer's audio m-line is known now: pick what we send with.
         leg.rtc.handle_input(Input::Timeout(now))?;
-        Ok((leg, answer.to_sdp_string()))
+        let answer = answer.to_sdp_string();
+        // Pick the codec now, not at the MediaAdded event: the call side sets up the bridge
+        // (pass-through or transcoding) before the browser connects.
+        if let Some(mid) = audio_mid(&answer) {
+            leg.choose_codec(Mid::from(mid));
+        }
+        Ok((leg, answer))
     }
 
     /// The negotiated codec, once known (after the answer).
@@ -226,7 +231,7 @@ impl WebRtcLeg {
                     }))
                 }
                 Output::Event(e) => match e {
-                    Event::MediaAdded(m) if m.kind == MediaKind::Audio => {
+                    Event::MediaAdded(m) if m.kind == MediaKind::Audio && self.codec.is_none() => {
                         self.choose_codec(m.mid);
                     }
                     Event::Connected => {
@@ -281,6 +286,21 @@ impl WebRtcLeg {
     }
 }
 
+/// The `a=mid` of the first audio m-line of an SDP.
+fn audio_mid(sdp: &str) -> Option<&str> {
+    let mut in_audio = false;
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            in_audio = line.starts_with("m=audio");
+        } else if in_audio {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                return Some(mid.trim());
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,11 +318,18 @@ mod tests {
     /// A browser stand-in: a full-ICE str0m peer that offers audio (what Chromium does,
     /// with PCMU and Opus), on loopback.
     fn browser(now: Instant) -> (Rtc, Mid, String, str0m::change::SdpPendingOffer) {
+        browser_with(now, true)
+    }
+
+    fn browser_with(
+        now: Instant,
+        pcmu: bool,
+    ) -> (Rtc, Mid, String, str0m::change::SdpPendingOffer) {
         // Chromium offers Opus first and PCMU among the rest (`111 63 9 0 8 …`).
         let mut b = Rtc::builder()
             .clear_codecs()
             .enable_opus(true)
-            .enable_pcmu(true)
+            .enable_pcmu(pcmu)
             .build();
         b.add_local_candidate(Candidate::host(addr(BROWSER), "udp").expect("candidate"));
         let _ = now;
@@ -310,6 +337,20 @@ mod tests {
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let (offer, pending) = api.apply().expect("an offer");
         (b, mid, offer.to_sdp_string(), pending)
+    }
+
+    /// The codec is known as soon as the offer is accepted: PCMU when offered (pass-through
+    /// to G.711 callers), Opus otherwise.
+    #[test]
+    fn codec_is_chosen_with_the_answer() {
+        let now = Instant::now();
+        let (_b, _mid, offer, _p) = browser_with(now, true);
+        let (leg, _) = WebRtcLeg::accept_offer(now, addr(SERVER), &offer).expect("accepted");
+        assert_eq!(leg.codec(), Some(LegCodec::Pcmu));
+        let (_b, _mid, offer, _p) = browser_with(now, false);
+        let (leg, answer) = WebRtcLeg::accept_offer(now, addr(SERVER), &offer).expect("accepted");
+        assert_eq!(leg.codec(), Some(LegCodec::Opus), "{answer}");
+        assert_eq!(leg.codec().map(LegCodec::clock_rate), Some(48_000));
     }
 
     #[test]
