@@ -753,6 +753,7 @@ async fn browser_webrtc_leg_connects_and_audio_flows_both_ways() {
         "browser driver failed: {r}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    eprintln!("browser: {r}; leg heard {heard} packets ({heard_loud} not silence)");
     let s = &r["stats"];
     assert_eq!(s["conn"], "connected", "{r}");
     assert_eq!(s["dtls"], "connected", "{r}");
