@@ -635,3 +635,150 @@ async fn browser_agent_login_pause_and_cookie() {
     assert_eq!(me(forged), 401, "a forged cookie is refused");
     drop(phone);
 }
+
+/// Real headless Chromium against the str0m leg (src/webrtc) over loopback UDP: the page's
+/// offer (host candidate 127.0.0.1, no mDNS) is accepted by [`WebRtcLeg::accept_offer`], our
+/// ICE-lite answer goes back, ICE and DTLS-SRTP connect, and PCMU flows both ways: the
+/// browser's getStats counts packets from the leg, the leg hears the browser's microphone.
+#[tokio::test]
+async fn browser_webrtc_leg_connects_and_audio_flows_both_ways() {
+    use std::io::{BufRead, Write};
+    use switchboard::webrtc::{driver, Frame, LegCodec, LegNotice, WebRtcLeg};
+
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "Chromium not found at {chromium} (apt-get install chromium, or set CHROMIUM)"
+    );
+    let node_path = playwright_node_path();
+    let script = support::repo_root().join("tests/browser/webrtc_leg.js");
+    let mut child = std::process::Command::new("node")
+        .arg(&script)
+        .env("NODE_PATH", &node_path)
+        .env("CHROMIUM", &chromium)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run node");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(8);
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line_tx.blocking_send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let offer_line = tokio::time::timeout(Duration::from_secs(30), line_rx.recv())
+        .await
+        .expect("the page's offer in time")
+        .expect("driver output");
+    let offer: String = serde_json::from_str(
+        offer_line
+            .strip_prefix("OFFER ")
+            .unwrap_or_else(|| panic!("expected OFFER, got {offer_line}")),
+    )
+    .expect("offer JSON");
+    assert!(
+        offer.contains(" 127.0.0.1 ") && !offer.contains(".local "),
+        "a loopback host candidate, not an mDNS name: {offer}"
+    );
+
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("leg socket");
+    let local = socket.local_addr().expect("leg address");
+    let (leg, answer) =
+        WebRtcLeg::accept_offer(std::time::Instant::now(), local, &offer).expect("offer accepted");
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert_eq!(
+        leg.codec(),
+        Some(LegCodec::Pcmu),
+        "PCMU chosen from Chromium's offer"
+    );
+    writeln!(
+        stdin,
+        "ANSWER {}",
+        serde_json::to_string(&answer).expect("json")
+    )
+    .expect("answer to the page");
+    stdin.flush().expect("flush");
+
+    let (frames_tx, frames_rx) = tokio::sync::mpsc::channel::<Frame>(16);
+    let (notice_tx, mut notices) = tokio::sync::mpsc::channel::<LegNotice>(64);
+    let task = tokio::spawn(driver::run(leg, socket, frames_rx, notice_tx));
+
+    // Until the page reports: a 400 Hz tone in PCMU every 20 ms (RTP time from the sample
+    // count), count what the browser sends us.
+    let tone: Vec<u8> = (0..160)
+        .map(|i| {
+            let s = (f64::from(i) * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin() * 8000.0;
+            switchboard::media::codec::Codec::Pcmu.encode_sample(s as i16)
+        })
+        .collect();
+    let (mut connected, mut heard, mut heard_loud) = (false, 0usize, 0usize);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut k = 0u64;
+    let report = loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if connected {
+                    let _ = frames_tx.try_send(Frame { rtp_time: k * 160, payload: tone.clone() });
+                    k += 1;
+                }
+            }
+            n = notices.recv() => match n {
+                Some(LegNotice::Connected) => connected = true,
+                Some(LegNotice::Audio { payload, .. }) => {
+                    heard += 1;
+                    if payload.iter().any(|&b| b != 0xff && b != 0x7f) {
+                        heard_loud += 1;
+                    }
+                }
+                Some(LegNotice::Closed { why }) => panic!("leg closed early: {why}"),
+                None => panic!("leg task ended"),
+            },
+            l = line_rx.recv() => break l.expect("the page's report"),
+        }
+    };
+    let out = off_runtime(move || child.wait_with_output()).expect("node exits");
+    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
+    assert!(
+        out.status.success(),
+        "browser driver failed: {r}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("browser: {r}; leg heard {heard} packets ({heard_loud} not silence)");
+    let s = &r["stats"];
+    assert_eq!(s["conn"], "connected", "{r}");
+    assert_eq!(s["dtls"], "connected", "{r}");
+    assert!(connected, "the leg saw Connected: {r}");
+    assert!(
+        s["rx_bytes"].as_u64().unwrap_or(0) > 0 && s["rx_packets"].as_u64().unwrap_or(0) >= 50,
+        "the browser received the leg's audio: {r}"
+    );
+    assert!(
+        s["codecs"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|m| m == "audio/PCMU")),
+        "PCMU negotiated: {r}"
+    );
+    assert!(
+        heard >= 50,
+        "the leg heard the browser: {heard} packets; {r}"
+    );
+    assert!(
+        heard_loud > 0,
+        "the fake microphone's beep is not silence: {heard} packets; {r}"
+    );
+    drop(frames_tx);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("leg task ends with the call")
+        .expect("leg task");
+}

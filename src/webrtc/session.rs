@@ -8,7 +8,7 @@
 //! Opus 48 kHz); transcoding and the bridge to the caller's SIP leg stay in `media/`.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
@@ -65,6 +65,11 @@ pub enum LegEvent {
     Closed { why: &'static str },
 }
 
+/// RFC 7675 §5.1: consent expires 30 s after the last authenticated packet. An ICE-lite
+/// agent sends no checks of its own, so it judges consent by what it hears: browsers send a
+/// consent check every ~5 s, and media far more often.
+const CONSENT_EXPIRY: Duration = Duration::from_secs(30);
+
 /// One browser media leg.
 pub struct WebRtcLeg {
     rtc: Rtc,
@@ -73,6 +78,12 @@ pub struct WebRtcLeg {
     pt: Option<Pt>,
     codec: Option<LegCodec>,
     next_timeout: Option<Instant>,
+    /// ICE and DTLS came up once: from then on, a lost path is a lost browser.
+    connected: bool,
+    /// When the browser was last heard (any datagram str0m accepted).
+    last_heard: Instant,
+    /// Consent expired in `handle_timeout`; reported by the next `poll_event`.
+    consent_lost: bool,
     closed: bool,
 }
 
@@ -111,11 +122,19 @@ impl WebRtcLeg {
             pt: None,
             codec: None,
             next_timeout: None,
+            connected: false,
+            last_heard: now,
+            consent_lost: false,
             closed: false,
         };
-        // The offer's audio m-line is known now: pick what we send with.
         leg.rtc.handle_input(Input::Timeout(now))?;
-        Ok((leg, answer.to_sdp_string()))
+        let answer = answer.to_sdp_string();
+        // Pick the codec now, not at the MediaAdded event: the call side sets up the bridge
+        // (pass-through or transcoding) before the browser connects.
+        if let Some(mid) = audio_mid(&answer) {
+            leg.choose_codec(Mid::from(mid));
+        }
+        Ok((leg, answer))
     }
 
     /// The negotiated codec, once known (after the answer).
@@ -134,6 +153,7 @@ impl WebRtcLeg {
             // Not STUN/DTLS/RTP (RFC 7983 demultiplexing): ignore, as on any media port.
             return Ok(());
         };
+        self.last_heard = now;
         self.rtc.handle_input(Input::Receive(
             now,
             Receive {
@@ -148,6 +168,9 @@ impl WebRtcLeg {
 
     /// Time moved on (call at [`WebRtcLeg::poll_timeout`]).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), WebRtcError> {
+        if self.connected && now >= self.last_heard + CONSENT_EXPIRY {
+            self.consent_lost = true;
+        }
         self.rtc.handle_input(Input::Timeout(now))?;
         Ok(())
     }
@@ -174,7 +197,14 @@ impl WebRtcLeg {
 
     /// When [`WebRtcLeg::handle_timeout`] is due (after the outputs are drained).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_timeout
+        if self.closed {
+            return None;
+        }
+        let consent = self.connected.then(|| self.last_heard + CONSENT_EXPIRY);
+        match (self.next_timeout, consent) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next thing to do; None when only a timeout is pending.
@@ -182,6 +212,12 @@ impl WebRtcLeg {
         loop {
             if self.closed {
                 return Ok(None);
+            }
+            if self.consent_lost {
+                self.closed = true;
+                return Ok(Some(LegEvent::Closed {
+                    why: "ice_consent_lost",
+                }));
             }
             match self.rtc.poll_output()? {
                 Output::Timeout(t) => {
@@ -195,11 +231,19 @@ impl WebRtcLeg {
                     }))
                 }
                 Output::Event(e) => match e {
-                    Event::MediaAdded(m) if m.kind == MediaKind::Audio => {
+                    Event::MediaAdded(m) if m.kind == MediaKind::Audio && self.codec.is_none() => {
                         self.choose_codec(m.mid);
                     }
-                    Event::Connected => return Ok(Some(LegEvent::Connected)),
-                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    Event::Connected => {
+                        self.connected = true;
+                        return Ok(Some(LegEvent::Connected));
+                    }
+                    // Before the first check arrives an ICE-lite agent has no usable pair
+                    // and str0m says Disconnected at once (the offer's candidates are never
+                    // checked by a lite agent): that is "not yet", not "gone".
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                        if self.connected =>
+                    {
                         self.closed = true;
                         return Ok(Some(LegEvent::Closed {
                             why: "ice_consent_lost",
@@ -242,6 +286,21 @@ impl WebRtcLeg {
     }
 }
 
+/// The `a=mid` of the first audio m-line of an SDP.
+fn audio_mid(sdp: &str) -> Option<&str> {
+    let mut in_audio = false;
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            in_audio = line.starts_with("m=audio");
+        } else if in_audio {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                return Some(mid.trim());
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,13 +318,39 @@ mod tests {
     /// A browser stand-in: a full-ICE str0m peer that offers audio (what Chromium does,
     /// with PCMU and Opus), on loopback.
     fn browser(now: Instant) -> (Rtc, Mid, String, str0m::change::SdpPendingOffer) {
-        let mut b = Rtc::builder().build();
+        browser_with(now, true)
+    }
+
+    fn browser_with(
+        now: Instant,
+        pcmu: bool,
+    ) -> (Rtc, Mid, String, str0m::change::SdpPendingOffer) {
+        // Chromium offers Opus first and PCMU among the rest (`111 63 9 0 8 …`).
+        let mut b = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true)
+            .enable_pcmu(pcmu)
+            .build();
         b.add_local_candidate(Candidate::host(addr(BROWSER), "udp").expect("candidate"));
         let _ = now;
         let mut api = b.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let (offer, pending) = api.apply().expect("an offer");
         (b, mid, offer.to_sdp_string(), pending)
+    }
+
+    /// The codec is known as soon as the offer is accepted: PCMU when offered (pass-through
+    /// to G.711 callers), Opus otherwise.
+    #[test]
+    fn codec_is_chosen_with_the_answer() {
+        let now = Instant::now();
+        let (_b, _mid, offer, _p) = browser_with(now, true);
+        let (leg, _) = WebRtcLeg::accept_offer(now, addr(SERVER), &offer).expect("accepted");
+        assert_eq!(leg.codec(), Some(LegCodec::Pcmu));
+        let (_b, _mid, offer, _p) = browser_with(now, false);
+        let (leg, answer) = WebRtcLeg::accept_offer(now, addr(SERVER), &offer).expect("accepted");
+        assert_eq!(leg.codec(), Some(LegCodec::Opus), "{answer}");
+        assert_eq!(leg.codec().map(LegCodec::clock_rate), Some(48_000));
     }
 
     #[test]
@@ -293,8 +378,11 @@ mod tests {
     /// Offer/answer, ICE-lite + DTLS-SRTP to `Connected` on both sides in virtual time, then
     /// PCMU both ways; finally the browser goes silent and consent expires (RFC 7675).
     #[test]
-    #[ignore = "does not reach Connected yet in the in-memory loop (under investigation; see docs/adr/0006)"]
     fn handshake_media_both_ways_and_consent_loss() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("str0m=debug,dimpl=debug")
+            .with_test_writer()
+            .try_init();
         let t0 = Instant::now();
         let (mut b, b_mid, offer, pending) = browser(t0);
         let (mut leg, answer) =
