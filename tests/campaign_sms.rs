@@ -553,7 +553,7 @@ fn inbound_body(id: &str, from: &str, text: &str) -> String {
 fn sms_replies_record_the_choice_like_a_keypad() {
     use Behaviour::*;
     let plan = [Busy, NotFound, Busy, Busy, NotFound];
-    let tickets_plan = tickets(7, &plan);
+    let tickets_plan = tickets(8, &plan);
     let gateway = Gateway::start(|_, _| 202);
     let dir = test_dir("switchboard-sms-replies-");
     let mut farm = Farm::start(&dir.path().join("farm"));
