@@ -489,3 +489,80 @@ fn no_answer_call_is_cancelled_exactly_once() {
     }
     assert_eq!(farm.failed_calls(), Some(0), "{}", farm.output());
 }
+
+/// Issue 19: a Mandarin campaign call. Tickets in `zh` on +1 numbers (the prefix table says
+/// English): the notice starts at once with the hello (the ticket decides, no language menu),
+/// the delay and the date are said as a Mandarin speaker does (延误了两天 … 12月二十四日
+/// 星期四: `zh-` fragments only Mandarin uses), and the key pressed is on the ticket.
+#[test]
+fn mandarin_campaign_call_is_mandarin_from_the_first_word() {
+    use Behaviour::*;
+    let dir = test_dir("switchboard-campaign-zh-");
+    let mut farm = Farm::start(&dir.path().join("farm"));
+    let setup = ServerSetup::new(dir.path(), farm.port);
+    let server = setup.start(1);
+    let db = Db::open(&setup.db_path);
+    // The machine never presses: it hears the whole notice (a key during the Mandarin hello
+    // skips the delay). delay_days is 2 + index % 3: two days for the first.
+    let plan = [Machine, Press2];
+    let tickets: Vec<(i64, Ticket)> = tickets(9, &plan)
+        .into_iter()
+        .map(|t| (db.insert_ticket(&t), t))
+        .collect();
+    for (id, _) in &tickets {
+        db.rows(&format!(
+            "UPDATE tickets SET language = 'zh' WHERE id = {id}"
+        ));
+    }
+    let id = server.create_campaign(&campaign_spec("zh-notice", 2, 2));
+    assert_eq!(server.start_campaign(id), "running");
+    server.wait_state(id, "completed", Duration::from_secs(120), &db);
+    wait_records_flushed(&db, id, &server);
+    let errors = check_contacts(&db, id, &tickets, false);
+    report("contacts", &errors, &db, id, &server.log());
+
+    let mut errors = Vec::new();
+    for (tid, t) in &tickets {
+        let call = db.rows(&format!(
+            "SELECT id FROM call_records WHERE ticket_id = {tid} AND campaign_id = {id}"
+        ));
+        let Some(call_id) = call.first().map(|r| text(&r["id"]).to_string()) else {
+            errors.push(format!("ticket {tid}: no call record"));
+            continue;
+        };
+        let ev = db.rows(&format!(
+            "SELECT kind, detail FROM call_events WHERE call_id = '{call_id}' ORDER BY seq"
+        ));
+        let of = |kind: &str| -> Vec<String> {
+            ev.iter()
+                .filter(|e| e["kind"] == kind)
+                .map(|e| text(&e["detail"]).to_string())
+                .collect()
+        };
+        let prompts = of("prompt");
+        if !prompts
+            .first()
+            .is_some_and(|p| p.starts_with("hello,this-is-shop,digit-"))
+            || prompts.iter().any(|p| p.contains("choose-language"))
+        {
+            errors.push(format!("ticket {tid}: prompts {prompts:?}"));
+        }
+        if t.behaviour == Machine {
+            // 已经延误了 两 天 … 12月 二十四 日 星期四 (2026-12-24 is a Thursday).
+            let want = "it-is-delayed-by,zh-liang,days,new-delivery-date,month-12,digit-2,zh-shi,digit-4,zh-ri,weekday-4";
+            if !prompts.iter().any(|p| p == want) {
+                errors.push(format!(
+                    "ticket {tid}: no Mandarin delay {want:?} in {prompts:?}"
+                ));
+            }
+        }
+    }
+    farm.stop();
+    assert!(
+        errors.is_empty(),
+        "{} problem(s):\n  {}\n{}",
+        errors.len(),
+        errors.join("\n  "),
+        db.dump(id)
+    );
+}

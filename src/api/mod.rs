@@ -21,6 +21,7 @@ pub mod campaigns;
 pub mod https;
 pub mod metrics;
 pub mod session;
+pub mod sms;
 pub mod trunks;
 pub mod wallboard;
 
@@ -222,6 +223,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(metrics)
         .merge(agent_own)
         .route("/api/agent/login", post(agent::login))
+        // The SMS gateway's webhook: signed with `[sms] inbound_secret`, no bearer token.
+        .route("/api/sms/inbound", post(sms::inbound))
         .route("/agent", get(agent::page))
         // The load balancer's probe: anonymous, and it says nothing sensitive.
         .route("/healthz", get(healthz))
