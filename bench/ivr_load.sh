@@ -144,7 +144,7 @@ if [[ -n "${KAMAILIO_RATE:-}" ]]; then
     local d="$OUT/kamailio-$1" c0 c1; mkdir -p "$d"; c0=$(kam_ticks)
     (cd "$d" && timeout -s INT $(( $2 + 60 )) sipp -sf "$ROOT_DIR/bench/uac_edge.xml" -s kbench -i 127.0.0.1 -p $((SIP_PORT + 101)) \
       -r "$KAMAILIO_RATE" -m $(( KAMAILIO_RATE * $2 )) -d 0 -nostdin -recv_timeout 35000 \
-      -trace_stat -stf stat.csv -trace_rtt -rtt_freq 1 127.0.0.1:$KPORT >sipp.out 2>&1) || true
+      -trace_stat -stf stat.csv -trace_rtt -rtt_freq 1 -trace_err -error_file err.log 127.0.0.1:$KPORT >sipp.out 2>&1) || true
     c1=$(kam_ticks); echo "$((c1 - c0)) $2 $(getconf CLK_TCK)" > "$d/kamailio.cpu"
   }
   ksipp alone 10
