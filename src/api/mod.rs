@@ -22,6 +22,7 @@ pub mod console;
 pub mod https;
 pub mod metrics;
 pub mod operator;
+pub mod reports;
 pub mod session;
 pub mod trunks;
 pub mod wallboard;
@@ -250,6 +251,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/nodes", get(nodes))
         .route("/api/wallboard", get(wallboard::get))
         .route("/api/wallboard/events", get(wallboard::events))
+        .route("/api/reports/queues", get(reports::queues_report))
+        .route("/api/reports/calls", get(reports::calls_report))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_read_token,
