@@ -27,11 +27,12 @@
 # (average, stddev).
 #
 # KAMAILIO_RATE=N: a Kamailio on the same box (issue 14: nor a co-located SIP edge). The
-# script starts Kamailio with deploy/kamailio/kamailio.cfg, the server its only node, and
-# runs SIPp's UAC through it at N calls/s (route `kbench`: hotline, answered at once, BYE
-# right after the ACK) for 10 s before the IVR calls (the baseline) and again through the
-# steady window; it prints both: calls, failures, INVITE->200 through the edge (p50, p99,
-# max) and Kamailio's CPU.
+# script starts Kamailio with deploy/kamailio/kamailio.cfg in front of a SIPp node that
+# answers at once (bench/uas_edge.xml: a SIPp and not the server, so the figure is the
+# edge's own latency beside the real-time call threads, not the server's set-up work), and
+# runs a SIPp UAC through it (bench/uac_edge.xml) at N calls/s for 10 s before the IVR
+# calls (the baseline) and again through the steady window; it prints both: calls,
+# failures, INVITE->200 through the edge (p50, p99, max) and Kamailio's CPU.
 #
 # SMOKE=1 bench/ivr_load.sh: 10 calls held 3 s on the debug build (SWITCHBOARD_BIN, else
 # target/debug/switchboard; the tool built without --release), a free SIP port, the server at
@@ -59,9 +60,11 @@ OUT=$(mktemp -d /tmp/switchboard-ivr-bench.XXXXXX)
 SRV=
 # A smoke run that passed leaves nothing behind; any other run keeps its raw files.
 KAM=
+KNODE=
 cleanup() {
   local rc=$?
   if [[ -n "$KAM" ]]; then kill "$KAM" 2>/dev/null || true; wait "$KAM" 2>/dev/null || true; fi
+  if [[ -n "$KNODE" ]]; then kill "$KNODE" 2>/dev/null || true; wait "$KNODE" 2>/dev/null || true; fi
   if [[ -n "$SRV" ]]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; fi
   if [[ $SMOKE == 1 && $rc == 0 ]]; then rm -rf "$OUT"; fi
 }
@@ -91,11 +94,6 @@ cat >> "$OUT/bench.toml" <<CFG
 [[route]]
 to = "ivrbench"
 dialplan = "ivr_bench"
-ring_ms = 0
-
-[[route]]
-to = "kbench"
-dialplan = "hotline"
 ring_ms = 0
 CFG
 # NICE=-10: server and tool ahead of other work on a shared machine (emulates a box of
@@ -131,7 +129,12 @@ fi
 KJOB=
 if [[ -n "${KAMAILIO_RATE:-}" ]]; then
   KPORT=$((SIP_PORT + 100))
-  echo "1 sip:127.0.0.1:$SIP_PORT" > "$OUT/dispatcher.list"
+  NPORT=$((SIP_PORT + 102))
+  mkdir -p "$OUT/edge-node"
+  (cd "$OUT/edge-node" && exec sipp -sf "$ROOT_DIR/bench/uas_edge.xml" -i 127.0.0.1 -p "$NPORT" -nostdin \
+    -trace_err -error_file err.log >sipp.out 2>&1) &
+  KNODE=$!
+  echo "1 sip:127.0.0.1:$NPORT" > "$OUT/dispatcher.list"
   PATH=$PATH:/usr/sbin setsid kamailio -DD -E -m 64 -M 8 -f deploy/kamailio/kamailio.cfg \
     -A "LISTEN=udp:127.0.0.1:$KPORT" -A "DISPATCHER_LIST=\"$OUT/dispatcher.list\"" \
     -A "CTL_SOCKET=\"unix:$OUT/kamctl\"" -A "PING_INTERVAL=1" </dev/null >/dev/null 2>"$OUT/kamailio.log" &
