@@ -89,6 +89,8 @@ sed -i "s|database = .*|database = \"sqlite://$OUT/bench.db\"|; s|spool_dir = .*
   s|max_calls = .*|max_calls = 20000|; s|^realtime_priority = .*|realtime_priority = $RT_PRIORITY|; s|media_timeout_s = .*|media_timeout_s = 120|; \
   s|dialplan_dir = .*|dialplan_dir = \"$OUT/dialplans\"|; s|recordings_dir = .*|recordings_dir = \"$OUT/rec\"|; \
   s|audio_dir = .*|audio_dir = \"$PWD/audio\"|" "$OUT/bench.toml"
+# CALL_THREADS=N: [server] call_threads (default: the shipped config's).
+[[ -n "${CALL_THREADS:-}" ]] && sed -i "s|^call_threads = .*|call_threads = $CALL_THREADS|" "$OUT/bench.toml"
 cat >> "$OUT/bench.toml" <<CFG
 
 [[route]]

@@ -421,6 +421,7 @@ struct RawServer {
     demo_data: Option<bool>,
     max_calls: Option<usize>,
     realtime_priority: Option<Spanned<i64>>,
+    call_threads: Option<usize>,
     media_timeout_s: Option<u64>,
     session_expires_s: Option<u32>,
     session_min_se_s: Option<u32>,
@@ -562,6 +563,9 @@ pub struct Config {
     /// `SCHED_RR` priority for the server's threads (1-99); 0: normal time-sharing
     /// (`[server] realtime_priority`, runtime::priority).
     pub realtime_priority: u8,
+    /// Threads of the call runtime (`[server] call_threads`); 0: one per core. Fewer
+    /// threads than cores bound what real-time call work can take from the other processes.
+    pub call_threads: usize,
     pub media_timeout_s: u64,
     /// RFC 4028 session interval we prefer when a caller asks for a session timer.
     pub session_expires_s: u32,
@@ -1409,6 +1413,7 @@ impl Config {
             demo_data: server.demo_data.unwrap_or(true),
             max_calls: server.max_calls.unwrap_or(4000),
             realtime_priority,
+            call_threads: server.call_threads.unwrap_or(0),
             media_timeout_s: server.media_timeout_s.unwrap_or(30),
             lookup_timeout_ms: server.lookup_timeout_ms.unwrap_or(1000).clamp(50, 10_000),
             overload_queue_ms: server

@@ -335,7 +335,7 @@ fn main() -> ExitCode {
     }
     // Call tasks get their own runtime, and only its threads get the real-time policy
     // (runtime::calls): signalling, the store and the API stay at normal priority.
-    let calls = match switchboard::runtime::calls::build(cfg.realtime_priority) {
+    let calls = match switchboard::runtime::calls::build(cfg.realtime_priority, cfg.call_threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchboard: cannot start the call runtime: {e}");
