@@ -1302,19 +1302,20 @@ impl Config {
             Some(sp) => {
                 let at = sp.span().start;
                 let w = sp.into_inner();
-                let addr =
-                    match w.public_address {
-                        None => None,
-                        Some(a) => match a.trim().parse::<IpAddr>() {
-                            Ok(ip) if !ip.is_unspecified() => Some(ip),
-                            _ => return Err(err(
+                let addr = match w.public_address {
+                    None => None,
+                    Some(a) => match a.trim().parse::<IpAddr>() {
+                        Ok(ip) if !ip.is_unspecified() => Some(ip),
+                        _ => {
+                            return Err(err(
                                 at,
                                 format!(
                                     "[webrtc] public_address = '{a}' is not a usable IP address"
                                 ),
-                            )),
-                        },
-                    };
+                            ))
+                        }
+                    },
+                };
                 if w.ice_servers.iter().any(|s| s.urls.is_empty()) {
                     return Err(err(
                         at,

@@ -86,8 +86,13 @@ pub enum AcdMsg {
         contacts: Vec<Reachable>,
     },
     /// The agent's browser phone (`/agent` page) turned on or off: reachable while on, even
-    /// with no SIP phone registered.
-    BrowserPhone { name: String, on: bool },
+    /// with no SIP phone registered. `def` as with `Reachability` (the account as stored,
+    /// so an agent added since start-up is known without a REGISTER).
+    BrowserPhone {
+        name: String,
+        def: Option<AgentDef>,
+        on: bool,
+    },
     Command {
         agent: String,
         command: AgentCommand,
@@ -456,15 +461,20 @@ impl AcdService {
                     }
                 }
             }
-            AcdMsg::BrowserPhone { name, on } => {
+            AcdMsg::BrowserPhone { name, def, on } => {
                 if on {
                     self.browsers.insert(name.clone());
                 } else {
                     self.browsers.remove(&name);
                 }
                 let reachable = on || self.contacts.get(&name).is_some_and(|c| !c.is_empty());
-                if !self.core.set_reachable(now, &name, reachable) {
-                    debug!(agent = %name, "browser phone of an agent the ACD does not know");
+                match def {
+                    Some(d) => self.core.agent_update(now, d, reachable),
+                    None => {
+                        if !self.core.set_reachable(now, &name, reachable) {
+                            debug!(agent = %name, "browser phone of an agent the ACD does not know");
+                        }
+                    }
                 }
             }
             AcdMsg::Command {

@@ -306,6 +306,7 @@ fn phone_off(st: &ApiState, agent: &str) {
     if st.ctx.phones.set(agent, false) {
         st.ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
             name: agent.to_string(),
+            def: None,
             on: false,
         });
     }
@@ -327,12 +328,31 @@ pub async fn phone(
 ) -> Result<Json<Value>, ApiError> {
     let b: PhoneBody = json_body(&headers, &body)?;
     if b.on {
-        if st.ctx.phones.set(&s.agent, true) {
-            st.ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
-                name: s.agent.clone(),
-                on: true,
+        // The account as stored (queues, skills): the ACD may not know an agent added since
+        // it started, as a REGISTER would tell it.
+        let def = crate::store::agents::find_by_user(&st.ctx.db, &s.agent)
+            .await
+            .map_err(db_error)?
+            .filter(|a| a.name == s.agent && a.enabled)
+            .map(|a| crate::acd::AgentDef {
+                name: a.name,
+                queues: a.queues,
+                skills: a.skills,
             });
-        }
+        let Some(def) = def else {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!("agent '{}' is disabled or gone", s.agent),
+            ));
+        };
+        st.ctx.phones.set(&s.agent, true);
+        st.ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
+            name: s.agent.clone(),
+            def: Some(def),
+            on: true,
+        });
+        // Taking calls here is being on duty (as the web login is).
+        st.ctx.acd.command(&s.agent, AgentCommand::Login).await;
     } else {
         phone_off(&st, &s.agent);
     }
