@@ -783,15 +783,19 @@ async fn browser_webrtc_leg_connects_and_audio_flows_both_ways() {
         .expect("leg task");
 }
 
-/// The browser as an ACD agent leg, end to end: a SIPp customer (an RTP tone from a pcap)
-/// calls into queue `support`; the agent, logged in on `GET /agent` in headless Chromium
-/// with "take calls in this browser" on, is rung in the page (`incoming-call`), answers
-/// there (the page's WebRTC offer to `POST /api/agent/answer`), and audio flows both ways
-/// through the caller's relay (the browser's getStats: packets and audio energy from the
-/// caller; the server's bridge counters: packets from the agent to the caller). The agent
-/// hangs up in the page: the caller gets the BYE, the record names the agent.
-#[test]
-fn browser_agent_answers_a_queue_call_in_the_page() {
+/// A server whose hotline queues at once (so a customer's pcap can be a tone from the
+/// start: a pressed 0 would have to come before any audio), agent `webcarol` logged in on
+/// `/agent` in headless Chromium (tests/browser/agent_call.js in `mode`) with the browser
+/// phone on and `available` with no SIP phone at all. Returns the temp dir, the server, the
+/// driver and its stdout lines (after `READY`).
+fn browser_agent_ready(
+    mode: &str,
+) -> (
+    tempfile::TempDir,
+    Server,
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+) {
     use std::io::BufRead;
 
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -800,8 +804,6 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
         "Chromium not found at {chromium} (apt-get install chromium, or set CHROMIUM)"
     );
     let node_path = playwright_node_path();
-    // The hotline replaced by a plan that queues at once, so the customer's pcap can be a
-    // tone from the start (a pressed 0 would have to come before any audio).
     let dir = tempfile::tempdir().expect("temp dir");
     let plans = dir.path().join("plans");
     std::fs::create_dir(&plans).expect("plans dir");
@@ -836,6 +838,7 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
         .arg(format!("http://{}", server.http_addr))
         .arg("webcarol")
         .arg("web-secret-3")
+        .arg(mode)
         .env("NODE_PATH", &node_path)
         .env("CHROMIUM", &chromium)
         .stdout(std::process::Stdio::piped())
@@ -868,6 +871,19 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
             (code == 200 && v["state"] == "available").then_some(())
         },
     );
+    (dir, server, child, line_rx)
+}
+
+/// The browser as an ACD agent leg, end to end: a SIPp customer (an RTP tone from a pcap)
+/// calls into queue `support`; the agent, logged in on `GET /agent` in headless Chromium
+/// with "take calls in this browser" on, is rung in the page (`incoming-call`), answers
+/// there (the page's WebRTC offer to `POST /api/agent/answer`), and audio flows both ways
+/// through the caller's relay (the browser's getStats: packets and audio energy from the
+/// caller; the server's bridge counters: packets from the agent to the caller). The agent
+/// hangs up in the page: the caller gets the BYE, the record names the agent.
+#[test]
+fn browser_agent_answers_a_queue_call_in_the_page() {
+    let (dir, server, child, line_rx) = browser_agent_ready("answer");
 
     // 12 s of a 400 Hz tone from the customer, who stays on the line until the BYE.
     let tone = dir.path().join("tone.ulaw");
@@ -968,4 +984,47 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
             .any(|e| e["kind"] == "agent_connect" && e["detail"] == "webcarol"),
         "{events:?}"
     );
+}
+
+/// The caller hangs up while the page rings: the page is told (`call-ended`, `cancelled`)
+/// and stops ringing, the agent is free again (the ring was not its fault: no miss), and
+/// the record says the caller abandoned with no agent.
+#[test]
+fn browser_ring_ends_when_the_caller_hangs_up() {
+    let (_dir, server, child, line_rx) = browser_agent_ready("ring-only");
+    let caller = server.spawn_sipp(
+        &support::Scenario::HangupEarly { hold_ms: 3000 },
+        &["-set", "caller", "+15551239778"],
+    );
+    let report = line_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
+    let out = child.wait_with_output().expect("node exits");
+    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
+    assert!(
+        out.status.success(),
+        "browser driver failed: {r}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert!(
+        r["note"].as_str().is_some_and(|n| n.contains("cancelled")),
+        "the page saw the ring cancelled: {r}"
+    );
+    assert_eq!(r["ringing_after"], serde_json::Value::Null, "{r}");
+    caller.wait().assert_ok(&server);
+    let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
+        db.rows(
+            "SELECT * FROM call_records WHERE caller = '+15551239778' AND direction = 'inbound' \
+             AND ended_at IS NOT NULL",
+        )
+        .pop()
+    });
+    assert_eq!(rec["queue"], "support", "{rec:?}");
+    assert_eq!(rec["agent"], serde_json::Value::Null, "{rec:?}");
+    support::wait_for(Duration::from_secs(10), "webcarol available again", || {
+        let (code, body) = server.api_get("/api/agents/webcarol")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && v["state"] == "available").then_some(v)
+    });
 }

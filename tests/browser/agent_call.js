@@ -4,11 +4,13 @@
 // server), wait until audio flows both ways, read getStats, click `hangup`, and print one
 // JSON line of what it saw. tests/sip_ws.rs starts the SIPp caller after READY and checks
 // the server's side.
-// usage: node agent_call.js BASE_URL AGENT PASSWORD
+// Mode `ring-only`: do not answer; wait for the ring to end by itself (the caller hung up)
+// and report the `call-ended` reason the page saw.
+// usage: node agent_call.js BASE_URL AGENT PASSWORD [answer|ring-only]
 // (playwright-core through NODE_PATH; Chromium at $CHROMIUM or /usr/bin/chromium.)
 const { chromium } = require('playwright-core');
 
-const [base, agent, password] = process.argv.slice(2);
+const [base, agent, password, mode = 'answer'] = process.argv.slice(2);
 // As tests/browser/webrtc_leg.js: fake microphone (a beep), loopback host candidates that
 // are IPs, not mDNS names.
 const args = ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
@@ -51,6 +53,13 @@ async function stats(page) {
     await by('incoming-call').waitFor({ state: 'visible', timeout: 30000 });
     out.steps.push('ringing');
     out.screen_pop_name = await by('screen-pop-name').textContent();
+    if (mode === 'ring-only') {
+      await by('incoming-call').waitFor({ state: 'hidden', timeout: 30000 });
+      out.note = await page.locator('#phone-note').textContent();
+      out.ringing_after = await page.evaluate(() => phone.ringing);
+      process.stdout.write(JSON.stringify(out) + '\n');
+      return;
+    }
     await by('answer').click();
     const deadline = Date.now() + 20000;
     let s = {};
