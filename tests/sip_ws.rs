@@ -987,8 +987,9 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
 }
 
 /// The caller hangs up while the page rings: the page is told (`call-ended`, `cancelled`)
-/// and stops ringing, the agent is free again (the ring was not its fault: no miss), and
-/// the record says the caller abandoned with no agent.
+/// and stops ringing, and the record says the caller left with no agent. Then the page
+/// closes: its last event stream gone, the browser phone goes off and the agent is
+/// unreachable (not stuck `offered`, and not rung in a page that is gone).
 #[test]
 fn browser_ring_ends_when_the_caller_hangs_up() {
     let (_dir, server, child, line_rx) = browser_agent_ready("ring-only");
@@ -1022,9 +1023,16 @@ fn browser_ring_ends_when_the_caller_hangs_up() {
     });
     assert_eq!(rec["queue"], "support", "{rec:?}");
     assert_eq!(rec["agent"], serde_json::Value::Null, "{rec:?}");
-    support::wait_for(Duration::from_secs(10), "webcarol available again", || {
-        let (code, body) = server.api_get("/api/agents/webcarol")?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        (code == 200 && v["state"] == "available").then_some(v)
-    });
+    // The ring left the agent free (not stuck `offered`); the page has closed since (the
+    // driver exited), and with its last event stream gone the browser phone is off: the
+    // agent is no longer reachable, so a vanished page is not rung.
+    support::wait_for(
+        Duration::from_secs(10),
+        "webcarol unreachable once the page is gone",
+        || {
+            let (code, body) = server.api_get("/api/agents/webcarol")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (code == 200 && v["state"] == "logged_out" && v["reachable"] == false).then_some(v)
+        },
+    );
 }

@@ -537,7 +537,38 @@ pub async fn events(
     State(st): State<Arc<ApiState>>,
     Extension(s): Extension<SessionInfo>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    agent_stream(st, s.agent, Some(s.ended))
+    let watch = PageWatch::new(st.clone(), &s.agent);
+    agent_stream(st, s.agent, Some(s.ended), Some(watch))
+}
+
+/// An open page event stream of an agent (see [`crate::webrtc::phones::Phones::watch`]):
+/// when the last one of the agent closes, an idle browser phone goes off and the ACD is told.
+pub struct PageWatch {
+    st: Arc<ApiState>,
+    agent: String,
+}
+
+impl PageWatch {
+    fn new(st: Arc<ApiState>, agent: &str) -> PageWatch {
+        st.ctx.phones.watch(agent);
+        PageWatch {
+            st,
+            agent: agent.to_string(),
+        }
+    }
+}
+
+impl Drop for PageWatch {
+    fn drop(&mut self) {
+        if self.st.ctx.phones.unwatch(&self.agent) {
+            info!(agent = %self.agent, "the page's event stream closed: browser phone off");
+            self.st.ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
+                name: self.agent.clone(),
+                def: None,
+                on: false,
+            });
+        }
+    }
 }
 
 /// The per-agent event stream shared with the admin `GET /api/agents/{name}/events`.
@@ -545,6 +576,7 @@ pub fn agent_stream(
     st: Arc<ApiState>,
     name: String,
     ended: Option<tokio_util::sync::CancellationToken>,
+    watch: Option<PageWatch>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let rx = st.ctx.acd.subscribe();
     let phone_rx = st.ctx.phones.subscribe();
@@ -552,21 +584,21 @@ pub fn agent_stream(
         .event("hello")
         .data(json!({ "agent": name }).to_string());
     let ended = ended.unwrap_or_default();
-    let state = (st, name, (rx, phone_rx), Some(hello), ended, false);
+    let state = (st, name, (rx, phone_rx, watch), Some(hello), ended, false);
     let stream = futures_util::stream::unfold(
         state,
-        |(st, name, (mut rx, mut phone_rx), hello, ended, done)| async move {
+        |(st, name, (mut rx, mut phone_rx, watch), hello, ended, done)| async move {
             if done {
                 return None;
             }
             if let Some(h) = hello {
-                return Some((Ok(h), (st, name, (rx, phone_rx), None, ended, false)));
+                return Some((Ok(h), (st, name, (rx, phone_rx, watch), None, ended, false)));
             }
             loop {
                 let item = tokio::select! {
                     _ = ended.cancelled() => {
                         let e = Event::default().event("revoked").data("{}");
-                        return Some((Ok(e), (st, name, (rx, phone_rx), None, ended, true)));
+                        return Some((Ok(e), (st, name, (rx, phone_rx, watch), None, ended, true)));
                     }
                     r = rx.recv() => match r {
                         Ok(i) => Ok(i),
@@ -606,7 +638,10 @@ pub fn agent_stream(
                     .data(json!({ "agent": agent, "call_id": call, "why": why }).to_string()),
                     _ => continue,
                 };
-                return Some((Ok(event), (st, name, (rx, phone_rx), None, ended, false)));
+                return Some((
+                    Ok(event),
+                    (st, name, (rx, phone_rx, watch), None, ended, false),
+                ));
             }
         },
     );

@@ -51,26 +51,67 @@ struct Phone {
     calls: HashMap<String, mpsc::Sender<PageAction>>,
 }
 
+#[derive(Debug, Default)]
+struct Table {
+    phones: HashMap<String, Phone>,
+    /// Open page event streams per agent: the last one closing (the tab is gone) turns an
+    /// idle phone off, so a vanished page is not rung.
+    watchers: HashMap<String, usize>,
+}
+
 #[derive(Debug)]
 pub struct Phones {
-    inner: Mutex<HashMap<String, Phone>>,
+    inner: Mutex<Table>,
     events: broadcast::Sender<PhoneEvent>,
 }
 
 impl Default for Phones {
     fn default() -> Self {
         Phones {
-            inner: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Table::default()),
             events: broadcast::channel(256).0,
         }
     }
 }
 
 impl Phones {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Phone>> {
-        // A panic while holding this lock leaves a consistent map (every change is one insert
-        // or remove), so a poisoned lock is still usable.
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        // A panic while holding this lock leaves a consistent table (every change is one
+        // insert or remove), so a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock(&self) -> PhonesGuard<'_> {
+        PhonesGuard(self.table())
+    }
+
+    /// A page's event stream opened for `agent`.
+    pub fn watch(&self, agent: &str) {
+        *self.table().watchers.entry(agent.to_string()).or_default() += 1;
+    }
+
+    /// A page's event stream closed. When it was the agent's last one and its phone is on
+    /// with no call in progress, the phone is turned off: returns true (the caller tells the
+    /// ACD). A phone with a call keeps it (the media may outlive a dropped stream; consent
+    /// ends a vanished browser's call).
+    pub fn unwatch(&self, agent: &str) -> bool {
+        let mut t = self.table();
+        let left = match t.watchers.get_mut(agent) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n
+            }
+            None => 0,
+        };
+        if left > 0 {
+            return false;
+        }
+        t.watchers.remove(agent);
+        if t.phones.get(agent).is_some_and(|p| p.calls.is_empty()) {
+            t.phones.remove(agent);
+            return true;
+        }
+        false
     }
 
     /// Turn the agent's browser phone on or off. Off drops the rings in progress (their legs
@@ -123,6 +164,22 @@ impl Phones {
 
     pub fn subscribe(&self) -> broadcast::Receiver<PhoneEvent> {
         self.events.subscribe()
+    }
+}
+
+/// The lock on the table, seen as the map of phones.
+struct PhonesGuard<'a>(std::sync::MutexGuard<'a, Table>);
+
+impl std::ops::Deref for PhonesGuard<'_> {
+    type Target = HashMap<String, Phone>;
+    fn deref(&self) -> &Self::Target {
+        &self.0.phones
+    }
+}
+
+impl std::ops::DerefMut for PhonesGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0.phones
     }
 }
 
@@ -193,5 +250,23 @@ mod tests {
             phones.act("ann", "c1", PageAction::Hangup),
             Err(PhoneError::NoCall)
         );
+    }
+
+    #[test]
+    fn the_last_page_stream_closing_turns_an_idle_phone_off() {
+        let phones = Phones::default();
+        phones.set("ann", true);
+        phones.watch("ann");
+        phones.watch("ann");
+        assert!(!phones.unwatch("ann"), "another stream is open");
+        assert!(phones.is_on("ann"));
+        let ring = phones.ring("ann", "c1").expect("rung");
+        assert!(!phones.unwatch("ann"), "a call in progress keeps the phone");
+        assert!(phones.is_on("ann"));
+        drop(ring);
+        phones.watch("ann");
+        assert!(phones.unwatch("ann"), "last stream, idle: off");
+        assert!(!phones.is_on("ann"));
+        assert!(!phones.unwatch("bob"), "never on");
     }
 }
