@@ -26,12 +26,21 @@
 # through the steady window, and prints both: transactions per second and latency
 # (average, stddev).
 #
+# KAMAILIO_RATE=N: a Kamailio on the same box (issue 14: nor a co-located SIP edge). The
+# script starts Kamailio with deploy/kamailio/kamailio.cfg in front of a SIPp node that
+# answers at once (bench/uas_edge.xml: a SIPp and not the server, so the figure is the
+# edge's own latency beside the real-time call threads, not the server's set-up work), and
+# runs a SIPp UAC through it (bench/uac_edge.xml) at N calls/s for 10 s before the IVR
+# calls (the baseline) and again through the steady window; it prints both: calls,
+# failures, INVITE->200 through the edge (p50, p99, max) and Kamailio's CPU.
+#
 # SMOKE=1 bench/ivr_load.sh: 10 calls held 3 s on the debug build (SWITCHBOARD_BIN, else
 # target/debug/switchboard; the tool built without --release), a free SIP port, the server at
 # normal priority (tests/bench_smoke.rs): fails when the run breaks (the server dies, the
 # tool fails, no summary or no answered call), never on the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT_DIR=$PWD
 SMOKE=${SMOKE:-0}
 if [[ $SMOKE == 1 ]]; then
   CALLS=${1:-10}
@@ -50,8 +59,12 @@ RX_THREADS=${RX_THREADS:-2}
 OUT=$(mktemp -d /tmp/switchboard-ivr-bench.XXXXXX)
 SRV=
 # A smoke run that passed leaves nothing behind; any other run keeps its raw files.
+KAM=
+KNODE=
 cleanup() {
   local rc=$?
+  if [[ -n "$KAM" ]]; then kill "$KAM" 2>/dev/null || true; wait "$KAM" 2>/dev/null || true; fi
+  if [[ -n "$KNODE" ]]; then kill "$KNODE" 2>/dev/null || true; wait "$KNODE" 2>/dev/null || true; fi
   if [[ -n "$SRV" ]]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; fi
   if [[ $SMOKE == 1 && $rc == 0 ]]; then rm -rf "$OUT"; fi
 }
@@ -76,6 +89,8 @@ sed -i "s|database = .*|database = \"sqlite://$OUT/bench.db\"|; s|spool_dir = .*
   s|max_calls = .*|max_calls = 20000|; s|^realtime_priority = .*|realtime_priority = $RT_PRIORITY|; s|media_timeout_s = .*|media_timeout_s = 120|; \
   s|dialplan_dir = .*|dialplan_dir = \"$OUT/dialplans\"|; s|recordings_dir = .*|recordings_dir = \"$OUT/rec\"|; \
   s|audio_dir = .*|audio_dir = \"$PWD/audio\"|" "$OUT/bench.toml"
+# CALL_THREADS=N: [server] call_threads (default: the shipped config's).
+[[ -n "${CALL_THREADS:-}" ]] && sed -i "s|^call_threads = .*|call_threads = $CALL_THREADS|" "$OUT/bench.toml"
 cat >> "$OUT/bench.toml" <<CFG
 
 [[route]]
@@ -113,6 +128,34 @@ if [[ -n "${PGBENCH_URL:-}" ]]; then
     pgbench -S -c 2 -j 2 ${PGBENCH_RATE:+-R $PGBENCH_RATE} -T $(( SECS > 10 ? SECS - 5 : 5 )) "$PGBENCH_URL" >"$OUT/pgbench-loaded.log" 2>&1 ) &
   PGJOB=$!
 fi
+KJOB=
+if [[ -n "${KAMAILIO_RATE:-}" ]]; then
+  KPORT=$((SIP_PORT + 100))
+  NPORT=$((SIP_PORT + 102))
+  mkdir -p "$OUT/edge-node"
+  (cd "$OUT/edge-node" && exec sipp -sf "$ROOT_DIR/bench/uas_edge.xml" -i 127.0.0.1 -p "$NPORT" -nostdin \
+    -trace_err -error_file err.log >sipp.out 2>&1) &
+  KNODE=$!
+  echo "1 sip:127.0.0.1:$NPORT" > "$OUT/dispatcher.list"
+  PATH=$PATH:/usr/sbin setsid kamailio -DD -E -m 64 -M 8 -f deploy/kamailio/kamailio.cfg \
+    -A "LISTEN=udp:127.0.0.1:$KPORT" -A "DISPATCHER_LIST=\"$OUT/dispatcher.list\"" \
+    -A "CTL_SOCKET=\"unix:$OUT/kamctl\"" -A "PING_INTERVAL=1" </dev/null >/dev/null 2>"$OUT/kamailio.log" &
+  KAM=$!
+  sleep 3
+  kill -0 "$KAM" 2>/dev/null || { echo "kamailio did not start:"; tail -20 "$OUT/kamailio.log"; exit 1; }
+  # Kamailio's CPU: every process of its session (the main one and its children).
+  kam_ticks() { for p in $(pgrep -s "$KAM"); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+  ksipp() { # label seconds
+    local d="$OUT/kamailio-$1" c0 c1; mkdir -p "$d"; c0=$(kam_ticks)
+    (cd "$d" && timeout -s INT $(( $2 + 60 )) sipp -sf "$ROOT_DIR/bench/uac_edge.xml" -s kbench -i 127.0.0.1 -p $((SIP_PORT + 101)) \
+      -r "$KAMAILIO_RATE" -m $(( KAMAILIO_RATE * $2 )) -d 0 -nostdin -recv_timeout 35000 \
+      -trace_stat -stf stat.csv -trace_rtt -rtt_freq 1 -trace_err -error_file err.log 127.0.0.1:$KPORT >sipp.out 2>&1) || true
+    c1=$(kam_ticks); echo "$((c1 - c0)) $2 $(getconf CLK_TCK)" > "$d/kamailio.cpu"
+  }
+  ksipp alone 10
+  ( sleep $(( CALLS / ${RATE%.*} + 2 )); ksipp loaded $(( SECS > 10 ? SECS - 5 : 5 )) ) &
+  KJOB=$!
+fi
 ctx() { cat /proc/$SRV/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 CTX0=$(ctx); T0=$(date +%s.%N)
 TOOL_RC=0
@@ -129,6 +172,30 @@ if [[ -n "$PGJOB" ]]; then
   for run in alone loaded; do
     echo "# pgbench -S -c 2 ($run): $(grep -E '^(tps|latency average|latency stddev|rate limit schedule lag)' "$OUT/pgbench-$run.log" | sed 's/ (without initial connection time)//' | tr '\n' ';')"
   done
+fi
+if [[ -n "$KJOB" ]]; then
+  wait "$KJOB" || true
+  python3 - "$OUT" <<'PY'
+import csv, glob, os, sys
+out = sys.argv[1]
+for run in ("alone", "loaded"):
+    d = os.path.join(out, f"kamailio-{run}")
+    try:
+        rows = list(csv.reader(open(os.path.join(d, "stat.csv")), delimiter=";"))
+        h, last = rows[0], rows[-1]
+        f = lambda n: int(float(last[h.index(n)]))
+        rtts = sorted(float(r[1]) for p in glob.glob(os.path.join(d, "*_rtt.csv"))
+                      for r in csv.reader(open(p), delimiter=";")
+                      if len(r) >= 3 and r[2].strip() == "1" and r[1].replace(".", "", 1).isdigit())
+        q = lambda x: rtts[min(len(rtts) - 1, int(len(rtts) * x))] if rtts else float("nan")
+        ticks, secs, hz = open(os.path.join(d, "kamailio.cpu")).read().split()
+        cpu = int(ticks) / int(hz)
+        print(f"# kamailio ({run}): calls {f('TotalCallCreated')} ok {f('SuccessfulCall(C)')} failed {f('FailedCall(C)')}"
+              f" retransmissions {f('Retransmissions(C)')}; INVITE->200 through the edge p50 {q(0.5):.0f} p99 {q(0.99):.0f}"
+              f" max {rtts[-1] if rtts else float('nan'):.0f} ms; kamailio CPU {cpu:.2f} s over {secs} s")
+    except (OSError, ValueError, IndexError) as e:
+        print(f"# kamailio ({run}): no figures ({e})")
+PY
 fi
 echo "# server context switches: $(echo "($CTX1 - $CTX0) / ($T1 - $T0)" | bc) per second (whole run)"
 echo "# server warnings: $(grep -c ' WARN ' "$OUT/server.log" || true), errors: $(grep -c ' ERROR ' "$OUT/server.log" || true)"

@@ -47,6 +47,8 @@ else
 fi
 cat config/default.toml > "$OUT/bench.toml"
 sed -i "s|database = .*|database = \"sqlite://$OUT/bench.db\"|; s|spool_dir = .*|spool_dir = \"$OUT\"|; s|max_calls = .*|max_calls = 20000|" "$OUT/bench.toml"
+# CALL_THREADS=N: [server] call_threads (default: the shipped config's).
+[[ -n "${CALL_THREADS:-}" ]] && sed -i "s|^call_threads = .*|call_threads = $CALL_THREADS|" "$OUT/bench.toml"
 cat >> "$OUT/bench.toml" <<CFG
 
 [[route]]

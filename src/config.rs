@@ -197,6 +197,12 @@ struct RawSms {
     retry_s: Option<u64>,
     timeout_s: Option<u64>,
     ca_file: Option<String>,
+    /// HMAC key of `POST /api/sms/inbound` (replies to the notice); unset: replies off.
+    inbound_secret: Option<String>,
+    replay_window_s: Option<u64>,
+    help_text: Option<String>,
+    /// `[sms.replies]`: choice -> words that choose it.
+    replies: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 /// The text a campaign's SMS fallback sends when neither the campaign's `sms_text` nor
@@ -224,6 +230,8 @@ pub struct SmsGateway {
     pub timeout_s: u64,
     /// Extra trust anchors (PEM) for an `https://` gateway, beside the Mozilla roots.
     pub ca_file: Option<PathBuf>,
+    /// Replies to the notice (`POST /api/sms/inbound`): set by `[sms] inbound_secret`.
+    pub inbound: Option<crate::dialer::sms_reply::InboundConfig>,
 }
 
 /// How campaigns' fallback webhooks are sent (`[webhooks]`; defaults without it).
@@ -439,6 +447,7 @@ struct RawServer {
     demo_data: Option<bool>,
     max_calls: Option<usize>,
     realtime_priority: Option<Spanned<i64>>,
+    call_threads: Option<usize>,
     media_timeout_s: Option<u64>,
     session_expires_s: Option<u32>,
     session_min_se_s: Option<u32>,
@@ -584,6 +593,9 @@ pub struct Config {
     /// `SCHED_RR` priority for the server's threads (1-99); 0: normal time-sharing
     /// (`[server] realtime_priority`, runtime::priority).
     pub realtime_priority: u8,
+    /// Threads of the call runtime (`[server] call_threads`); 0: one per core. Fewer
+    /// threads than cores bound what real-time call work can take from the other processes.
+    pub call_threads: usize,
     pub media_timeout_s: u64,
     /// RFC 4028 session interval we prefer when a caller asks for a session timer.
     pub session_expires_s: u32,
@@ -1160,7 +1172,47 @@ impl Config {
                 if !(1..=120).contains(&timeout_s) {
                     return Err(err(at, "[sms] timeout_s must be 1..=120".into()));
                 }
+                let inbound = match r.inbound_secret.as_deref() {
+                    None => None,
+                    Some(secret) if secret.len() < 16 => {
+                        return Err(err(
+                            at,
+                            "[sms] inbound_secret must be at least 16 characters".into(),
+                        ));
+                    }
+                    Some(secret) => {
+                        let replay_window_s = r.replay_window_s.unwrap_or(300);
+                        if !(10..=3600).contains(&replay_window_s) {
+                            return Err(err(at, "[sms] replay_window_s must be 10..=3600".into()));
+                        }
+                        let help_text = r
+                            .help_text
+                            .clone()
+                            .unwrap_or_else(|| crate::dialer::sms_reply::DEFAULT_HELP_TEXT.into());
+                        if help_text.trim().is_empty() {
+                            return Err(err(at, "[sms] help_text must not be empty".into()));
+                        }
+                        let replies = crate::dialer::sms_reply::InboundConfig::replies_from(
+                            &r.replies.clone().unwrap_or_default(),
+                        )
+                        .map_err(|e| err(at, e))?;
+                        Some(crate::dialer::sms_reply::InboundConfig {
+                            secret: secret.to_string(),
+                            replay_window_s,
+                            replies,
+                            help_text,
+                        })
+                    }
+                };
+                if inbound.is_none() && (r.replies.is_some() || r.help_text.is_some()) {
+                    return Err(err(
+                        at,
+                        "[sms] replies/help_text need inbound_secret (replies are off without it)"
+                            .into(),
+                    ));
+                }
                 Some(SmsGateway {
+                    inbound,
                     url: r.url.clone(),
                     from: r.from.clone(),
                     token: r.token.clone().filter(|t| !t.is_empty()),
@@ -1421,6 +1473,7 @@ impl Config {
             demo_data: server.demo_data.unwrap_or(true),
             max_calls: server.max_calls.unwrap_or(4000),
             realtime_priority,
+            call_threads: server.call_threads.unwrap_or(0),
             media_timeout_s: server.media_timeout_s.unwrap_or(30),
             lookup_timeout_ms: server.lookup_timeout_ms.unwrap_or(1000).clamp(50, 10_000),
             overload_queue_ms: server
@@ -1584,6 +1637,42 @@ mod tests {
         assert_eq!(off.map(|c| c.realtime_priority).ok(), Some(0));
         let e = Config::parse("x.toml", "[server]\nrtp_ports = \"9-1\"\n").expect_err("bad");
         assert!(e.to_string().starts_with("x.toml:2: rtp_ports"), "{e}");
+    }
+
+    #[test]
+    fn sms_inbound_keys() {
+        let c = Config::parse(
+            "t.toml",
+            "[sms]\nurl = \"http://gw:8088/\"\nfrom = \"+1\"\ninbound_secret = \"0123456789abcdef\"\n\
+             replay_window_s = 60\nhelp_text = \"1 or 2\"\n[sms.replies]\nrefund = [\"R\", \"退款\"]\n",
+        )
+        .expect("inbound");
+        let inbound = c.sms.and_then(|s| s.inbound).expect("inbound");
+        assert_eq!(inbound.replay_window_s, 60);
+        assert_eq!(inbound.help_text, "1 or 2");
+        assert_eq!(
+            inbound.choice("r"),
+            Some(crate::dialer::sms_reply::ReplyChoice::Refund)
+        );
+        assert_eq!(inbound.choice("2"), None);
+        let off = Config::parse("t.toml", "[sms]\nurl = \"http://gw/\"\nfrom = \"+1\"\n");
+        assert_eq!(off.ok().and_then(|c| c.sms).map(|s| s.inbound), Some(None));
+        for (bad, want) in [
+            ("inbound_secret = \"short\"\n", "at least 16"),
+            (
+                "inbound_secret = \"0123456789abcdef\"\nreplay_window_s = 5\n",
+                "replay_window_s",
+            ),
+            ("help_text = \"x\"\n", "need inbound_secret"),
+            (
+                "inbound_secret = \"0123456789abcdef\"\n[sms.replies]\nmaybe = [\"x\"]\n",
+                "not a choice",
+            ),
+        ] {
+            let text = format!("[sms]\nurl = \"http://gw/\"\nfrom = \"+1\"\n{bad}");
+            let e = Config::parse("t.toml", &text).expect_err(bad);
+            assert!(e.reason.contains(want), "{e}");
+        }
     }
 
     #[test]

@@ -36,6 +36,9 @@ enum Command {
     /// Agent (SIP account) management.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Operators (console and wallboard logins) management.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Ticket import for operations.
     #[command(subcommand)]
     Tickets(TicketsCommand),
@@ -103,6 +106,32 @@ enum AgentCommand {
         run: RunArgs,
     },
     /// List agents.
+    List {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OperatorCommand {
+    /// Create or update an operator (the password is stored as an argon2id hash only).
+    Add {
+        /// Login name (1-64 of A-Z a-z 0-9 - _ .).
+        name: String,
+        /// admin (everything) or viewer (wallboard, reports, reads).
+        #[arg(long, value_parser = ["admin", "viewer"])]
+        role: String,
+        /// The password on the command line: visible in `ps` and shell history; prefer
+        /// --password-stdin.
+        #[arg(long, required_unless_present = "password_stdin")]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List operators.
     List {
         #[command(flatten)]
         run: RunArgs,
@@ -281,6 +310,7 @@ fn main() -> ExitCode {
         Some(Command::Run(a)) => (false, a.merged(&cli.run)),
         Some(Command::CheckDialplans(a)) => (true, a.merged(&cli.run)),
         Some(Command::Agent(cmd)) => return agent_command(cmd, &cli.run),
+        Some(Command::Operator(cmd)) => return operator_command(cmd, &cli.run),
         Some(Command::DetectDtmf { file }) => return detect_dtmf(&file),
         Some(Command::Campaign(args)) => {
             return switchboard::cli::campaign::run(args, cli.run.api_token)
@@ -305,7 +335,7 @@ fn main() -> ExitCode {
     }
     // Call tasks get their own runtime, and only its threads get the real-time policy
     // (runtime::calls): signalling, the store and the API stay at normal priority.
-    let calls = match switchboard::runtime::calls::build(cfg.realtime_priority) {
+    let calls = match switchboard::runtime::calls::build(cfg.realtime_priority, cfg.call_threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchboard: cannot start the call runtime: {e}");
@@ -591,6 +621,86 @@ fn agent_command(cmd: AgentCommand, outer: &RunArgs) -> ExitCode {
                     ExitCode::from(2)
                 }
             },
+        }
+    })
+}
+
+fn operator_command(cmd: OperatorCommand, outer: &RunArgs) -> ExitCode {
+    use switchboard::store::operators::{self, Role};
+    let run = match &cmd {
+        OperatorCommand::Add { run, .. } | OperatorCommand::List { run } => {
+            run.clone().merged(outer)
+        }
+    };
+    // Checked and hashed before the database is opened: a wrong invocation fails fast.
+    let add = match &cmd {
+        OperatorCommand::Add {
+            name,
+            role,
+            password,
+            password_stdin,
+            ..
+        } => {
+            if !operators::valid_name(name) {
+                eprintln!("switchboard: operator name '{name}' must be 1-64 of A-Z a-z 0-9 - _ .");
+                return ExitCode::from(2);
+            }
+            let Some(role) = Role::parse(role) else {
+                eprintln!("switchboard: --role must be admin or viewer");
+                return ExitCode::from(2);
+            };
+            let password = if *password_stdin {
+                match password_from(std::io::stdin().lock()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("switchboard: --password-stdin: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                match password.as_deref().filter(|p| !p.is_empty()) {
+                    Some(p) => p.to_string(),
+                    None => {
+                        eprintln!("switchboard: --password must not be empty");
+                        return ExitCode::from(2);
+                    }
+                }
+            };
+            match operators::hash_password(&password) {
+                Ok(hash) => Some((name.clone(), role, hash)),
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        OperatorCommand::List { .. } => None,
+    };
+    with_db(run, |_cfg, db| async move {
+        if let Some((name, role, hash)) = add {
+            return match operators::upsert(&db, &name, role, &hash).await {
+                Ok(id) => {
+                    println!("operator {name} saved (id {id}, role {})", role.as_str());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        match operators::list(&db).await {
+            Ok(list) => {
+                println!("{:<20} {:<8} enabled", "name", "role");
+                for o in list {
+                    println!("{:<20} {:<8} {}", o.name, o.role.as_str(), o.enabled);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::from(2)
+            }
         }
     })
 }

@@ -109,6 +109,39 @@ struct LiveCall {
     started: Instant,
 }
 
+/// A call record open longer than this is taken to have lost its `CallEnded` (a task that
+/// died without ending its record): it leaves the map and the active gauge.
+const STALE_CALL: Duration = Duration::from_secs(12 * 3600);
+/// The map is swept when it reaches this size, then at twice the size that survived.
+const SWEEP_AT_LEAST: usize = 1024;
+
+/// The open calls by record id, swept of stale entries as it grows (amortised O(1)).
+#[derive(Default)]
+struct LiveCalls {
+    map: HashMap<String, LiveCall>,
+    sweep_at: usize,
+}
+
+impl LiveCalls {
+    /// Insert, first sweeping when the map has grown to `sweep_at`; returns how many stale
+    /// calls of each direction were dropped (for the active gauges).
+    fn insert(&mut self, id: String, call: LiveCall, now: Instant) -> [i64; 2] {
+        let mut dropped = [0i64; 2];
+        if self.map.len() >= self.sweep_at.max(SWEEP_AT_LEAST) {
+            self.map.retain(|_, c| {
+                let keep = now.saturating_duration_since(c.started) < STALE_CALL;
+                if !keep {
+                    dropped[c.direction.index()] += 1;
+                }
+                keep
+            });
+            self.sweep_at = (self.map.len() * 2).max(SWEEP_AT_LEAST);
+        }
+        self.map.insert(id, call);
+        dropped
+    }
+}
+
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
@@ -120,7 +153,7 @@ pub struct Metrics {
     setup: Histogram,
     active: [AtomicI64; 2],
     /// Calls by record id; touched once per call event, never per packet.
-    calls: Mutex<HashMap<String, LiveCall>>,
+    calls: Mutex<LiveCalls>,
 }
 
 /// The process's metrics.
@@ -175,7 +208,7 @@ impl Metrics {
                 &METADATA,
             ),
             active: [AtomicI64::new(0), AtomicI64::new(0)],
-            calls: Mutex::new(HashMap::new()),
+            calls: Mutex::new(LiveCalls::default()),
             recorder,
             handle,
         };
@@ -238,14 +271,22 @@ impl Metrics {
     pub fn call_started(&self, id: &str, direction: &str) {
         let direction = Direction::parse(direction);
         self.active[direction.index()].fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.insert(
+        let now = Instant::now();
+        let dropped = match self.calls.lock() {
+            Ok(mut calls) => calls.insert(
                 id.to_string(),
                 LiveCall {
                     direction,
-                    started: Instant::now(),
+                    started: now,
                 },
-            );
+                now,
+            ),
+            Err(_) => [0, 0],
+        };
+        for (gauge, n) in self.active.iter().zip(dropped) {
+            if n > 0 {
+                gauge.fetch_sub(n, Ordering::Relaxed);
+            }
         }
     }
 
@@ -255,7 +296,7 @@ impl Metrics {
             .calls
             .lock()
             .ok()
-            .and_then(|c| c.get(id).map(|l| l.started));
+            .and_then(|c| c.map.get(id).map(|l| l.started));
         if let Some(s) = started {
             self.setup.record(s.elapsed().as_secs_f64());
         }
@@ -264,7 +305,7 @@ impl Metrics {
     /// A call ended (`StoreOp::CallEnded`). A call whose start was never recorded (an
     /// outbound attempt that failed before it was sent) counts as outbound, not active.
     pub fn call_ended(&self, id: &str, disposition: &str) {
-        let live = self.calls.lock().ok().and_then(|mut c| c.remove(id));
+        let live = self.calls.lock().ok().and_then(|mut c| c.map.remove(id));
         let direction = match live {
             Some(l) => {
                 self.active[l.direction.index()].fetch_sub(1, Ordering::Relaxed);
@@ -432,6 +473,32 @@ impl RtpFlush {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn calls_that_never_end_are_swept_as_the_map_grows() {
+        use super::*;
+        let mut live = LiveCalls::default();
+        let t0 = Instant::now();
+        let call = |started| LiveCall {
+            direction: Direction::Inbound,
+            started,
+        };
+        for i in 0..SWEEP_AT_LEAST {
+            assert_eq!(live.insert(format!("old{i}"), call(t0), t0), [0, 0]);
+        }
+        // Half a day later the next start sweeps every call that never ended.
+        let later = t0 + STALE_CALL + Duration::from_secs(1);
+        let dropped = live.insert("new".into(), call(later), later);
+        assert_eq!(dropped[Direction::Inbound.index()], SWEEP_AT_LEAST as i64);
+        assert_eq!(live.map.len(), 1);
+        // Young calls survive a sweep, and the next one waits for the map to double.
+        let mut live = LiveCalls::default();
+        for i in 0..=SWEEP_AT_LEAST {
+            live.insert(format!("c{i}"), call(t0), t0);
+        }
+        assert_eq!(live.map.len(), SWEEP_AT_LEAST + 1);
+        assert_eq!(live.sweep_at, SWEEP_AT_LEAST * 2);
+    }
+
     use super::*;
 
     fn value(text: &str, series: &str) -> Option<f64> {

@@ -440,6 +440,9 @@ pub async fn start_on(
         wallboard: Default::default(),
         https: ctx.config.http_tls.is_some(),
         sessions: std::sync::Mutex::new(api::session::Sessions::new(ctx.config.agent_session_ttl)),
+        operator_sessions: std::sync::Mutex::new(api::session::Sessions::new(
+            ctx.config.agent_session_ttl,
+        )),
         login_guard: Default::default(),
     });
     let app = api::router(api_state.clone())

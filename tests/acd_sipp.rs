@@ -1408,29 +1408,6 @@ fn call_slots_return_after_campaign_agent_leg_and_hotline_calls() {
     wait_no_active_calls(&server, &tok, "the hotline call");
 }
 
-/// playwright-core for the page tests, installed by npm at test time into a cache folder in
-/// the target directory (once; the browser itself is Debian's chromium).
-fn playwright_modules() -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-playwright");
-    let module = dir.join("node_modules/playwright-core/package.json");
-    if !module.is_file() {
-        std::fs::create_dir_all(&dir).expect("npm cache dir");
-        let out = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .arg("playwright-core@1.65.1")
-            .output()
-            .expect("npm runs (Debian npm; scripts/test installs it)");
-        assert!(
-            out.status.success() && module.is_file(),
-            "npm install playwright-core failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    dir.join("node_modules")
-}
-
 /// A stored timestamp (ISO-8601 UTC) as Unix milliseconds.
 fn epoch_ms(ts: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(ts)
@@ -1447,7 +1424,7 @@ fn wallboard_page_shows_waiting_caller_within_2s_and_sl_after_answer() {
     use std::io::BufRead;
     let server = Server::start(&["--api-read-token", "wallboard-read-token"]);
     let port = setup_agent(&server, "wendy");
-    let modules = playwright_modules();
+    let modules = support::playwright_modules();
     let shot_dir = std::env::var("SWITCHBOARD_SCREENSHOT_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| server.dir.path().to_path_buf());

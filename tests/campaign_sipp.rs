@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{free_port, tail};
 use campaign::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 // ---- the tests -----------------------------------------------------------------------------
 
@@ -488,4 +488,238 @@ fn no_answer_call_is_cancelled_exactly_once() {
         );
     }
     assert_eq!(farm.failed_calls(), Some(0), "{}", farm.output());
+}
+
+/// Issue 19: a Mandarin campaign call. Tickets in `zh` on +1 numbers (the prefix table says
+/// English): the notice starts at once with the hello (the ticket decides, no language menu),
+/// the delay and the date are said as a Mandarin speaker does (延误了两天 … 12月二十四日
+/// 星期四: `zh-` fragments only Mandarin uses), and the key pressed is on the ticket.
+#[test]
+fn mandarin_campaign_call_is_mandarin_from_the_first_word() {
+    use Behaviour::*;
+    let dir = test_dir("switchboard-campaign-zh-");
+    let mut farm = Farm::start(&dir.path().join("farm"));
+    let setup = ServerSetup::new(dir.path(), farm.port);
+    let server = setup.start(1);
+    let db = Db::open(&setup.db_path);
+    // The machine never presses: it hears the whole notice (a key during the Mandarin hello
+    // skips the delay). delay_days is 2 + index % 3: two days for the first.
+    let plan = [Machine, Press2];
+    let tickets: Vec<(i64, Ticket)> = tickets(9, &plan)
+        .into_iter()
+        .map(|t| (db.insert_ticket(&t), t))
+        .collect();
+    for (id, _) in &tickets {
+        db.rows(&format!(
+            "UPDATE tickets SET language = 'zh' WHERE id = {id}"
+        ));
+    }
+    let id = server.create_campaign(&campaign_spec("zh-notice", 2, 2));
+    assert_eq!(server.start_campaign(id), "running");
+    server.wait_state(id, "completed", Duration::from_secs(120), &db);
+    wait_records_flushed(&db, id, &server);
+    let errors = check_contacts(&db, id, &tickets, false);
+    report("contacts", &errors, &db, id, &server.log());
+
+    let mut errors = Vec::new();
+    for (tid, t) in &tickets {
+        let call = db.rows(&format!(
+            "SELECT id FROM call_records WHERE ticket_id = {tid} AND campaign_id = {id}"
+        ));
+        let Some(call_id) = call.first().map(|r| text(&r["id"]).to_string()) else {
+            errors.push(format!("ticket {tid}: no call record"));
+            continue;
+        };
+        let ev = db.rows(&format!(
+            "SELECT kind, detail FROM call_events WHERE call_id = '{call_id}' ORDER BY seq"
+        ));
+        let of = |kind: &str| -> Vec<String> {
+            ev.iter()
+                .filter(|e| e["kind"] == kind)
+                .map(|e| text(&e["detail"]).to_string())
+                .collect()
+        };
+        let prompts = of("prompt");
+        if !prompts
+            .first()
+            .is_some_and(|p| p.starts_with("hello,this-is-shop,digit-"))
+            || prompts.iter().any(|p| p.contains("choose-language"))
+        {
+            errors.push(format!("ticket {tid}: prompts {prompts:?}"));
+        }
+        if t.behaviour == Machine {
+            // 已经延误了 两 天 … 12月 二十四 日 星期四 (2026-12-24 is a Thursday).
+            let want = "it-is-delayed-by,zh-liang,days,new-delivery-date,month-12,digit-2,zh-shi,digit-4,zh-ri,weekday-4";
+            if !prompts.iter().any(|p| p == want) {
+                errors.push(format!(
+                    "ticket {tid}: no Mandarin delay {want:?} in {prompts:?}"
+                ));
+            }
+        }
+    }
+    farm.stop();
+    assert!(
+        errors.is_empty(),
+        "{} problem(s):\n  {}\n{}",
+        errors.len(),
+        errors.join("\n  "),
+        db.dump(id)
+    );
+}
+
+/// `switchboard operator add NAME --role ROLE --password-stdin` against the test's database.
+fn add_operator(setup: &ServerSetup, name: &str, role: &str, password: &str) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["operator", "add", name, "--role", role, "--password-stdin"])
+        .arg("--database")
+        .arg(format!("sqlite://{}", setup.db_path.display()))
+        .arg("--config")
+        .arg(&setup.config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("switchboard operator add");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password to stdin");
+    let out = child.wait_with_output().expect("operator add ends");
+    assert!(
+        out.status.success(),
+        "operator add {name}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The operations console in real Chromium: an admin operator (added with the CLI, argon2
+/// hash) logs in, creates a campaign from the delayed-orders list, starts it from the page and
+/// watches it dial the SIPp farm to the end; the outcome counts on the page match the
+/// database. Before that, a viewer operator's start of it is refused by the server (403, the
+/// reason shown) and it stays `created`. The admin bearer token still works.
+/// Screenshot: the test folder, or `$SWITCHBOARD_SCREENSHOT_DIR/console.png`.
+#[test]
+fn console_admin_runs_a_campaign_and_viewer_is_refused() {
+    use std::io::BufRead;
+    let dir = test_dir("switchboard-console-");
+    let farm = Farm::start(&dir.path().join("farm"));
+    let setup = ServerSetup::new(dir.path(), farm.port);
+    // Operators before the server: the CLI migrates the new database itself.
+    add_operator(&setup, "olga", "admin", "olga-pass-1");
+    add_operator(&setup, "victor", "viewer", "victor-pass-2");
+    let server = setup.start(1);
+    let db = Db::open(&setup.db_path);
+    use Behaviour::*;
+    let plan = [Press1, Press2, Press1, Press2];
+    for t in tickets(7, &plan) {
+        db.insert_ticket(&t);
+    }
+
+    let modules = crate::support::playwright_modules();
+    let shot_dir = std::env::var("SWITCHBOARD_SCREENSHOT_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().to_path_buf());
+    std::fs::create_dir_all(&shot_dir).expect("screenshot dir");
+    let node_log = dir.path().join("console-node.log");
+    let mut node = std::process::Command::new("node")
+        .arg(crate::support::repo_root().join("tests/support/console.js"))
+        .env("NODE_PATH", &modules)
+        .env("CONSOLE_URL", format!("http://{}/console", setup.http))
+        .env("ADMIN_USER", "olga")
+        .env("ADMIN_PASSWORD", "olga-pass-1")
+        .env("VIEWER_USER", "victor")
+        .env("VIEWER_PASSWORD", "victor-pass-2")
+        .env("CAMPAIGN_NAME", "console-delay-notice")
+        .env("TRUNK", "carrier")
+        .env("EXPECT_TOTAL", plan.len().to_string())
+        .env("SCREENSHOT", shot_dir.join("console.png"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&node_log).expect("node log"))
+        .spawn()
+        .expect("node runs (Debian nodejs)");
+    let mut lines = std::io::BufReader::new(node.stdout.take().expect("node stdout")).lines();
+    let mut next = |word: &str| -> String {
+        for line in lines.by_ref() {
+            let line = line.unwrap_or_default();
+            eprintln!("console.js: {line}");
+            let mut parts = line.splitn(3, ' ');
+            if parts.next() == Some(word) {
+                parts.next();
+                return parts.next().unwrap_or("").to_string();
+            }
+        }
+        panic!(
+            "console.js ended before {word}\n{}\n{}",
+            crate::support::read_lossy(&node_log),
+            server.log()
+        );
+    };
+    let id: i64 = next("CREATED").trim().parse().expect("campaign id");
+    let refused = next("REFUSED");
+    next("RUNNING");
+    let done: Value = serde_json::from_str(&next("DONE")).expect("DONE json");
+    let status = node.wait().expect("node exit");
+    assert!(
+        status.success(),
+        "{}",
+        crate::support::read_lossy(&node_log)
+    );
+
+    // The page's figures are the database's.
+    let created = db.rows(&format!(
+        "SELECT name, state FROM campaigns WHERE id = {id}"
+    ));
+    assert_eq!(text(&created[0]["name"]), "console-delay-notice");
+    assert_eq!(text(&created[0]["state"]), "completed");
+    let total = db.count(&format!(
+        "SELECT COUNT(*) FROM campaign_contacts WHERE campaign_id = {id}"
+    ));
+    assert_eq!(total, plan.len() as i64);
+    assert_eq!(
+        done["progress"],
+        format!("{total} / {total} (100 %)"),
+        "{done}"
+    );
+    let (_, api) = server.api("GET", &format!("/api/campaigns/{id}"), None);
+    let outcomes = api["progress"]["outcomes"]
+        .as_object()
+        .expect("outcomes")
+        .clone();
+    assert!(!outcomes.is_empty(), "{api}");
+    for (k, v) in &outcomes {
+        assert_eq!(
+            &done["outcomes"][k], v,
+            "outcome {k}: page {done} vs API {api}"
+        );
+    }
+    assert_eq!(
+        done["outcomes"].as_object().map(|o| o.len()),
+        Some(outcomes.len()),
+        "{done} vs {api}"
+    );
+    let waits = db.count(&format!(
+        "SELECT COUNT(*) FROM campaign_contacts WHERE campaign_id = {id} AND outcome = 'wait'"
+    ));
+    assert_eq!(
+        outcomes.get("wait").and_then(Value::as_i64),
+        Some(waits),
+        "{api}"
+    );
+
+    // The viewer: refused with the reason (the page checked the state stayed `created`).
+    assert!(
+        refused.contains("403") && refused.contains("viewer"),
+        "{refused}"
+    );
+    // The bearer token keeps working beside the sessions.
+    let (code, _) = server.api("GET", "/api/campaigns", None);
+    assert_eq!(code, 200);
+    assert!(
+        server.log().contains("viewer refused a change"),
+        "the refusal is logged"
+    );
 }

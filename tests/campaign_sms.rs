@@ -488,3 +488,271 @@ fn texts_and_webhooks_go_over_https_to_a_gateway_signed_by_the_configured_ca() {
     drop(server);
     farm.stop();
 }
+
+const INBOUND_SECRET: &str = "inbound-hmac-secret-0123";
+
+/// POST a body to `/api/sms/inbound` signed as the gateway does (computed here with the
+/// HMAC crates, not the server's code): `sig` overrides the signature, `ts` the timestamp.
+fn post_inbound(addr: SocketAddr, body: &str, ts: Option<i64>, sig: Option<&str>) -> (u16, Value) {
+    use hmac::{Hmac, Mac};
+    let ts = ts
+        .unwrap_or_else(|| chrono::Utc::now().timestamp())
+        .to_string();
+    let mut mac =
+        <Hmac<sha2::Sha256> as Mac>::new_from_slice(INBOUND_SECRET.as_bytes()).expect("hmac key");
+    mac.update(format!("{ts}.{body}").as_bytes());
+    let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let sig = sig.unwrap_or(&good);
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = format!(
+        "POST /api/sms/inbound HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !sig.is_empty() {
+        req.push_str(&format!(
+            "X-Switchboard-Timestamp: {ts}\r\nX-Switchboard-Signature: {sig}\r\n"
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read answer");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let rest = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, serde_json::from_str(&rest).unwrap_or(Value::Null))
+}
+
+fn inbound_body(id: &str, from: &str, text: &str) -> String {
+    json!({"id": id, "from": from, "to": "+15550100", "text": text}).to_string()
+}
+
+/// Customers who got the delay notice by SMS answer it by SMS: each reply is recorded exactly
+/// as the keypad choice would be (call_outcomes with channel `sms`, the ticket's resolution,
+/// a refund request, the contact's outcome; opt-out goes on the do-not-call list), a reply
+/// not understood gets the help text once (through the gateway), re-deliveries are recorded
+/// once, and forged, stale, malformed or unknown-number requests are refused with a reason.
+#[test]
+fn sms_replies_record_the_choice_like_a_keypad() {
+    use Behaviour::*;
+    let plan = [Busy, NotFound, Busy, Busy, NotFound];
+    let tickets_plan = tickets(8, &plan);
+    let gateway = Gateway::start(|_, _| 202);
+    let dir = test_dir("switchboard-sms-replies-");
+    let mut farm = Farm::start(&dir.path().join("farm"));
+    let opts = ServerOptions {
+        extra: format!(
+            "[sms]\nurl = \"http://{}/sms/send\"\nfrom = \"+15550100\"\ntoken = \"{SMS_TOKEN}\"\n\
+             retry_s = 1\nmax_tries = 2\ntimeout_s = 5\ninbound_secret = \"{INBOUND_SECRET}\"\n\
+             replay_window_s = 120\nhelp_text = \"Reply 1 or 2. 回复 1 或 2。\"\n",
+            gateway.addr
+        ),
+        ..ServerOptions::default()
+    };
+    let setup = ServerSetup::with(dir.path(), farm.port, &opts);
+    let server = setup.start(1);
+    let db = Db::open(&setup.db_path);
+    let ids: Vec<i64> = tickets_plan.iter().map(|t| db.insert_ticket(t)).collect();
+    let mut spec = campaign_spec("sms-replies", 4, 2);
+    spec["retry"]["busy"] = json!({"after_s": 2, "max_attempts": 1});
+    spec["retry"]["failed"] = json!({"after_s": 2, "max_attempts": 1});
+    spec["fallback"] = json!("sms");
+    let id = server.create_campaign(&spec);
+    assert_eq!(server.start_campaign(id), "running");
+    server.wait_state(id, "completed", Duration::from_secs(60), &db);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.count(&format!(
+        "SELECT COUNT(*) FROM campaign_sms WHERE campaign_id = {id} AND state = 'sent'"
+    )) < plan.len() as i64
+    {
+        assert!(
+            Instant::now() < deadline,
+            "notices not sent: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let phone = |i: usize| tickets_plan[i].phone.as_str();
+    let addr = server.http;
+
+    // Refusals first: nothing of these is recorded.
+    let good = inbound_body("m-0", phone(0), "2");
+    for (what, ts, sig, want_code, want) in [
+        (
+            "forged",
+            None,
+            Some("sha256=".to_string() + &"0".repeat(64)),
+            401,
+            "does not match",
+        ),
+        ("unsigned", None, Some(String::new()), 401, "missing"),
+        (
+            "stale",
+            Some(chrono::Utc::now().timestamp() - 600),
+            None,
+            401,
+            "replay window",
+        ),
+    ] {
+        let (code, body) = post_inbound(addr, &good, ts, sig.as_deref());
+        assert_eq!(code, want_code, "{what}: {body}");
+        assert!(text(&body["error"]).contains(want), "{what}: {body}");
+    }
+    let (code, body) = post_inbound(addr, "{\"id\": \"m-x\"}", None, None);
+    assert_eq!(code, 400, "{body}");
+    assert!(text(&body["error"]).contains("inbound JSON"), "{body}");
+    let (code, body) = post_inbound(
+        addr,
+        &inbound_body("m-u", "+8613800009999", "1"),
+        None,
+        None,
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(text(&body["error"]).contains("no open notice"), "{body}");
+    assert_eq!(db.count("SELECT COUNT(*) FROM sms_replies"), 0);
+
+    // The choices, in both languages.
+    let mut answers = Vec::new();
+    for (msg, i, reply, want) in [
+        ("m-0", 0, "2", "refund"),
+        ("m-1", 1, "等", "wait"),
+        ("m-2", 2, "退订", "opt_out"),
+    ] {
+        let (code, body) = post_inbound(addr, &inbound_body(msg, phone(i), reply), None, None);
+        assert_eq!(code, 200, "{reply}: {body}");
+        assert_eq!(body["choice"], want, "{reply}: {body}");
+        assert_eq!(body["ticket_id"].as_i64(), Some(ids[i]), "{body}");
+        answers.push((i, want));
+    }
+    // Not understood: the help text once, then nothing; then a choice.
+    let (code, body) = post_inbound(addr, &inbound_body("m-3a", phone(3), "when?"), None, None);
+    assert_eq!(
+        (code, &body["choice"], &body["help_sent"]),
+        (200, &Value::Null, &json!(true)),
+        "{body}"
+    );
+    let (code, body) = post_inbound(addr, &inbound_body("m-3b", phone(3), "???"), None, None);
+    assert_eq!((code, &body["help_sent"]), (200, &json!(false)), "{body}");
+    let (code, body) = post_inbound(addr, &inbound_body("m-3c", phone(3), " 0 "), None, None);
+    assert_eq!((code, &body["choice"]), (200, &json!("callback")), "{body}");
+    answers.push((3, "callback"));
+    // A re-delivery is recorded once; an answered notice is closed.
+    let (code, body) = post_inbound(addr, &inbound_body("m-0", phone(0), "2"), None, None);
+    assert_eq!((code, &body["duplicate"]), (200, &json!(true)), "{body}");
+    let (code, body) = post_inbound(addr, &inbound_body("m-0b", phone(0), "1"), None, None);
+    assert_eq!(code, 404, "answered notices are closed: {body}");
+
+    // Recorded as the keypad would have.
+    let mut errors = Vec::new();
+    for (i, want) in &answers {
+        let tid = ids[*i];
+        let o = db.rows(&format!(
+            "SELECT choice, channel, call_id FROM call_outcomes WHERE ticket_id = {tid}"
+        ));
+        if o.len() != 1
+            || o[0]["choice"] != *want
+            || o[0]["channel"] != "sms"
+            || !text(&o[0]["call_id"]).starts_with("sms:m-")
+        {
+            errors.push(format!(
+                "ticket {tid}: call_outcomes {o:?}, expected one {want} by sms"
+            ));
+        }
+        let t = db.rows(&format!("SELECT resolution FROM tickets WHERE id = {tid}"));
+        let want_res = match *want {
+            "callback" => Value::Null,
+            w => json!(w),
+        };
+        if t[0]["resolution"] != want_res {
+            errors.push(format!(
+                "ticket {tid}: resolution {:?}, expected {want_res}",
+                t[0]
+            ));
+        }
+        let c = db.rows(&format!(
+            "SELECT state, outcome FROM campaign_contacts WHERE ticket_id = {tid} AND campaign_id = {id}"
+        ));
+        let want_state = if *want == "opt_out" {
+            "opted_out"
+        } else {
+            "completed"
+        };
+        if c[0]["state"] != want_state || c[0]["outcome"] != *want {
+            errors.push(format!(
+                "ticket {tid}: contact {:?}, expected {want_state}/{want}",
+                c[0]
+            ));
+        }
+    }
+    if db.count(&format!(
+        "SELECT COUNT(*) FROM refund_requests WHERE ticket_id = {}",
+        ids[0]
+    )) != 1
+    {
+        errors.push("no refund request for the SMS refund".into());
+    }
+    if db.count(&format!(
+        "SELECT COUNT(*) FROM do_not_call WHERE phone = '{}'",
+        phone(2)
+    )) != 1
+    {
+        errors.push("the SMS opt-out is not on the do-not-call list".into());
+    }
+    if db.count("SELECT COUNT(*) FROM call_outcomes") != answers.len() as i64 {
+        errors.push("a re-delivery or a help reply wrote an outcome".into());
+    }
+    let c4 = db.rows(&format!(
+        "SELECT state, outcome FROM campaign_contacts WHERE ticket_id = {}",
+        ids[4]
+    ));
+    if c4[0]["state"] != "failed" || !c4[0]["outcome"].is_null() {
+        errors.push(format!("the silent customer's contact moved: {:?}", c4[0]));
+    }
+    // The help text went once, through the gateway, to the customer who needed it.
+    std::thread::sleep(Duration::from_millis(500));
+    let helps: Vec<Got> = gateway
+        .requests()
+        .into_iter()
+        .filter(|g| {
+            g.body["id"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("switchboard-sms-help-"))
+        })
+        .collect();
+    if helps.len() != 1
+        || helps[0].body["to"] != phone(3)
+        || helps[0].body["text"] != "Reply 1 or 2. 回复 1 或 2。"
+        || helps[0].headers.get("authorization").map(String::as_str)
+            != Some(&*format!("Bearer {SMS_TOKEN}"))
+    {
+        errors.push(format!("help texts: {helps:?}"));
+    }
+    assert!(
+        errors.is_empty(),
+        "{} problem(s):\n  {}\n{}\n{}",
+        errors.len(),
+        errors.join("\n  "),
+        db.dump(id),
+        server.log()
+    );
+    drop(server);
+    let calls = farm.stop().calls();
+    assert_eq!(calls.len(), plan.len(), "one dial per contact: {calls:#?}");
+}

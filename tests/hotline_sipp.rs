@@ -576,3 +576,62 @@ fn language_by_prefix_else_bilingual_choice_first() {
     );
     assert!(has_event(&ev, "menu", "choose_language=1"), "{ev:#?}");
 }
+
+/// Issue 19: `[service] hours` closed now (a one-hour range three hours from now, every day):
+/// the caller hears the welcome, then the closed branch; pressing the agent key (0) asks for
+/// a callback on the next business morning instead of queueing: the `hours` event says
+/// closed, the outcome is `callback`, and the call never reaches a queue.
+#[test]
+fn outside_business_hours_the_agent_key_books_a_callback_and_never_queues() {
+    use chrono::Timelike;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = chrono::Utc::now().hour();
+    let start = (h + 3) % 24;
+    let range = format!("{start:02}:00-{:02}:00", start + 1);
+    let days: Vec<String> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| format!("{d} = \"{range}\""))
+        .collect();
+    let config = support::config_with(
+        dir.path(),
+        &format!(
+            "[service]\ntimezone = \"Etc/UTC\"\nhours = {{ {} }}\n",
+            days.join(", ")
+        ),
+    );
+    let config = config.to_str().expect("utf-8 path");
+    let server = Server::start(&["--config", config]);
+    let scenario = Scenario::call_with_digits(&[(3000, '0')], 1000, 20_000);
+    server
+        .run_sipp(&scenario, &caller("+15551230001"))
+        .assert_ok(&server);
+
+    let call = ended_call(&server, "+15551230001");
+    let db = server.db();
+    let ev = events(&db, &call["id"]);
+    assert!(has_event(&ev, "hours", "closed"), "{range}: {ev:#?}");
+    assert!(!has_event(&ev, "hours", "open"), "{range}: {ev:#?}");
+    let prompts: Vec<&str> = ev
+        .iter()
+        .filter(|(k, _)| k == "prompt")
+        .map(|(_, d)| d.as_str())
+        .collect();
+    assert_eq!(
+        prompts.get(..2),
+        Some(&["welcome", "service-closed"][..]),
+        "{ev:#?}"
+    );
+    assert!(prompts.contains(&"callback-next-morning"), "{ev:#?}");
+    assert!(has_event(&ev, "menu", "closed_menu=0"), "{ev:#?}");
+    assert!(
+        !ev.iter().any(|(k, _)| k == "enqueue" || k == "queue"),
+        "{ev:#?}"
+    );
+    let outcome = server.wait_db(DB_WAIT, "the callback outcome", |db| {
+        db.rows("SELECT choice, call_id FROM call_outcomes").pop()
+    });
+    assert_eq!(outcome["choice"], "callback", "{outcome:?}");
+    assert_eq!(outcome["call_id"], call["id"], "{outcome:?}");
+    assert!(call["queue"].is_null(), "never queued: {call:#?}");
+    assert_eq!(db.count("queue_log"), 0, "never queued");
+}

@@ -647,5 +647,40 @@ async fn wallboard_history_reads_the_day_on_both_engines() {
             .await
             .unwrap_or_else(|e| panic!("{:?}: {e}", db.dialect));
         assert_eq!(h1.queues["support"].today.answered_within_sl, 1);
+
+        // The reports' SQL (interval buckets differ by engine) over the same rows.
+        let now = chrono::Utc::now();
+        let p = switchboard::api::reports::Params {
+            from: now - chrono::Duration::hours(1),
+            to: now + chrono::Duration::hours(1),
+            interval_s: 3600,
+            csv: false,
+        };
+        let r = switchboard::api::reports::queues(&db, &p, &sl)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e}", db.dialect));
+        let support: Vec<_> = r.iter().filter(|q| q.queue == "support").collect();
+        assert_eq!(support.len(), 1, "{:?}: {r:?}", db.dialect);
+        assert_eq!(
+            (
+                support[0].offered,
+                support[0].answered,
+                support[0].answered_within_sl
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(support[0].asa_s, Some(12.0));
+        assert_eq!(support[0].aht_s, Some(60.0));
+        assert!(support[0].interval_start.ends_with(":00:00.000Z"), "{r:?}");
+        let c = switchboard::api::reports::calls(&db, &p)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e}", db.dialect));
+        assert_eq!(
+            c.iter().map(|x| x.calls).sum::<i64>(),
+            1,
+            "{:?}: {c:?}",
+            db.dialect
+        );
+        assert_eq!(c[0].direction, "inbound");
     }
 }

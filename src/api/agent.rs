@@ -64,21 +64,11 @@ fn unauthorized() -> ApiError {
 
 /// The session id in the request's `Cookie` header(s), if any.
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.trim().to_string())
+    super::session::cookie(headers, COOKIE)
 }
 
 fn set_cookie(st: &ApiState, value: &str, max_age_s: u64) -> HeaderValue {
-    let secure = if st.https { "; Secure" } else { "" };
-    let v =
-        format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("sb_agent=; Max-Age=0"))
+    super::session::set_cookie(COOKIE, value, max_age_s, st.https)
 }
 
 /// Middleware of every `/api/agent/*` endpoint but login: a live session or 401.
@@ -104,7 +94,7 @@ pub async fn require_session(
 }
 
 /// A POST body as JSON; anything else (a form post from another site) is refused.
-fn json_body<T: serde::de::DeserializeOwned>(
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<T, ApiError> {

@@ -18,9 +18,13 @@ use crate::call::CallContext;
 pub mod acd;
 pub mod agent;
 pub mod campaigns;
+pub mod console;
 pub mod https;
 pub mod metrics;
+pub mod operator;
+pub mod reports;
 pub mod session;
+pub mod sms;
 pub mod trunks;
 pub mod wallboard;
 
@@ -42,7 +46,9 @@ pub struct ApiState {
     pub https: bool,
     /// Browser agents' sessions (`/api/agent/*`); never held across an await.
     pub sessions: std::sync::Mutex<session::Sessions>,
-    /// Wrong web-login passwords per source, with bans.
+    /// Operators' sessions (`/console`, `/wallboard`); never held across an await.
+    pub operator_sessions: std::sync::Mutex<session::Sessions>,
+    /// Wrong web-login passwords per source (agents and operators), with bans.
     pub login_guard: std::sync::Mutex<session::LoginGuard>,
 }
 
@@ -82,17 +88,31 @@ fn reader_token(s: &ApiState, given: &str) -> bool {
             .is_some_and(|t| token_matches(given, t))
 }
 
-/// The read endpoints (status, agents, queues): the admin token, the read token, or no
-/// token at all when anonymous reads were opted into.
+/// The read endpoints (status, agents, queues, wallboard, reports): the admin token, the
+/// read token, an operator's session of any role, or nothing at all when anonymous reads
+/// were opted into.
 async fn require_read_token(
     State(s): State<Arc<ApiState>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     if !(s.anonymous_read || reader_token(&s, bearer(&req))) {
-        return unauthorized();
+        let by_session =
+            bearer(&req).is_empty() && operator::who(&s, req.headers()).await.is_some();
+        if !by_session {
+            return unauthorized();
+        }
     }
     next.run(req).await
+}
+
+/// Whether a cookie-authorised request may change something: only JSON bodies, which a
+/// form on another site cannot send (the cookie is `SameSite=Strict` as well).
+fn json_request(req: &axum::extract::Request) -> bool {
+    req.headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"))
 }
 
 /// `GET /metrics`: as the read endpoints, but opened to anonymous scrapers only by
@@ -108,16 +128,53 @@ async fn require_metrics_token(
     next.run(req).await
 }
 
-/// `Authorization: Bearer <token>` on every ops endpoint; constant-time comparison.
+/// Every ops endpoint: `Authorization: Bearer <admin token>` (constant-time comparison),
+/// or, without a bearer token, an operator's session: an `admin` may do everything (changes
+/// as JSON only), a `viewer` may read (GET) and gets 403 with the reason for any change.
 async fn require_token(
     State(s): State<Arc<ApiState>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if !token_matches(bearer(&req), &s.token) {
+    let given = bearer(&req);
+    if token_matches(given, &s.token) {
+        return next.run(req).await;
+    }
+    if !given.is_empty() {
         return unauthorized();
     }
-    next.run(req).await
+    let Some(op) = operator::who(&s, req.headers()).await else {
+        return unauthorized();
+    };
+    let reading = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    match op.role {
+        crate::store::operators::Role::Admin if reading || json_request(&req) => {
+            next.run(req).await
+        }
+        crate::store::operators::Role::Admin => ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json".into(),
+        )
+        .into_response(),
+        crate::store::operators::Role::Viewer if reading => next.run(req).await,
+        crate::store::operators::Role::Viewer => {
+            tracing::warn!(target: "security", operator = %op.name, method = %req.method(),
+                path = %req.uri().path(), "viewer refused a change");
+            ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "operator '{}' has the viewer role: {} {} needs the admin role",
+                    op.name,
+                    req.method(),
+                    req.uri().path()
+                ),
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Longest `X-Request-Id` taken from a client (a proxy's id); longer or odd ones are replaced.
@@ -195,6 +252,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/nodes", get(nodes))
         .route("/api/wallboard", get(wallboard::get))
         .route("/api/wallboard/events", get(wallboard::events))
+        .route("/api/reports/queues", get(reports::queues_report))
+        .route("/api/reports/calls", get(reports::calls_report))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_read_token,
@@ -226,6 +285,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(metrics)
         .merge(agent_own)
         .route("/api/agent/login", post(agent::login))
+        // The SMS gateway's webhook: signed with `[sms] inbound_secret`, no bearer token.
+        .route("/api/sms/inbound", post(sms::inbound))
+        .route("/api/operator/login", post(operator::login))
+        .route("/api/operator/logout", post(operator::logout))
+        .route("/api/operator/me", get(operator::me))
+        .route("/console", get(console::page))
         .route("/agent", get(agent::page))
         // The load balancer's probe: anonymous, and it says nothing sensitive.
         .route("/healthz", get(healthz))

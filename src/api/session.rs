@@ -18,8 +18,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-/// The cookie's name.
+/// The agent page's cookie.
 pub const COOKIE: &str = "sb_agent";
+/// The operators' (console, wallboard) cookie: a separate table and cookie, so an agent's
+/// session never authorises the console and one browser can hold both.
+pub const OPERATOR_COOKIE: &str = "sb_operator";
 /// Sessions held at most; beyond it the oldest-expiring goes first.
 pub const MAX_SESSIONS: usize = 10_000;
 /// Wrong passwords from one address within [`FAIL_WINDOW`] before it is banned.
@@ -171,6 +174,33 @@ impl Sessions {
             self.revoke(&id);
         }
     }
+}
+
+/// The value of cookie `name` in the request's `Cookie` header(s), if any.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// A `Set-Cookie` value for session cookie `name`: `HttpOnly`, `SameSite=Strict`, `Path=/`,
+/// `Secure` when the port serves HTTPS; an empty `value` with age 0 clears it.
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    max_age_s: u64,
+    secure: bool,
+) -> axum::http::HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let v =
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
+    axum::http::HeaderValue::from_str(&v)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("sb_session=; Max-Age=0"))
 }
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -321,6 +321,7 @@ mod tests {
             retry_s: 1,
             timeout_s: 5,
             ca_file,
+            inbound: None,
         })
         .expect("gateway")
     }

@@ -53,6 +53,17 @@ pub fn say(kind: SayKind, value: &str, lang: &str) -> Vec<String> {
     }
 }
 
+/// A rank, as in 第二位 (the queue position): in Mandarin 2 stays 二 here, unlike a count.
+pub fn say_rank(n: u64, lang: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if lang == "zh" {
+        zh_number(n, &mut out);
+    } else {
+        en_number(n, &mut out);
+    }
+    out
+}
+
 fn number(n: i64, zh: bool) -> Vec<String> {
     let mut out = Vec::new();
     if n < 0 {
@@ -60,7 +71,8 @@ fn number(n: i64, zh: bool) -> Vec<String> {
     }
     let n = n.unsigned_abs();
     if zh {
-        zh_number(n, &mut out);
+        // A number said (not digits) is a count in the notices, "延迟两天": 2 is 两.
+        zh_count(n, &mut out);
     } else {
         en_number(n, &mut out);
     }
@@ -103,7 +115,7 @@ fn zh_number(n: u64, out: &mut Vec<String>) {
         return;
     }
     if n >= 100_000_000 {
-        zh_number(n / 100_000_000, out);
+        zh_count(n / 100_000_000, out);
         out.push("zh-yi".into());
         let rest = n % 100_000_000;
         if rest != 0 {
@@ -115,7 +127,7 @@ fn zh_number(n: u64, out: &mut Vec<String>) {
         return;
     }
     if n >= 10_000 {
-        zh_number(n / 10_000, out);
+        zh_count(n / 10_000, out);
         out.push("zh-wan".into());
         let rest = n % 10_000;
         if rest != 0 {
@@ -127,6 +139,16 @@ fn zh_number(n: u64, out: &mut Vec<String>) {
         return;
     }
     zh_below_10000(n, out, true);
+}
+
+/// A count before a unit (万, 亿, 元, 角): a lone 2 is 两 (两万, 两亿, 两元), any other
+/// number as usual (二十万 keeps 二).
+fn zh_count(n: u64, out: &mut Vec<String>) {
+    if n == 2 {
+        out.push("zh-liang".into());
+    } else {
+        zh_number(n, out);
+    }
 }
 
 fn zh_below_10000(n: u64, out: &mut Vec<String>, leading: bool) {
@@ -146,7 +168,10 @@ fn zh_below_10000(n: u64, out: &mut Vec<String>, leading: bool) {
             zero_pending = false;
         }
         // 十二, not 一十二, when ten is the leading place.
-        if !(value == 10 && d == 1 && !started && leading) {
+        if value >= 100 && d == 2 {
+            // 两百, 两千 (and 一千两百): 二 only before 十 and as a digit of its own.
+            out.push("zh-liang".into());
+        } else if !(value == 10 && d == 1 && !started && leading) {
             out.push(format!("digit-{d}"));
         }
         out.push(name.into());
@@ -190,11 +215,16 @@ fn money(value: &str, zh: bool) -> Vec<String> {
     };
     let mut out = Vec::new();
     if zh {
-        zh_number(units, &mut out);
-        out.push("zh-yuan".into());
+        // 两百三十元, 两元, 三元零五分, 五角 (no 零元 before a sum under one yuan).
+        if units > 0 || cents == 0 {
+            zh_count(units, &mut out);
+            out.push("zh-yuan".into());
+        }
         if cents / 10 > 0 {
-            out.push(format!("digit-{}", cents / 10));
+            zh_count(cents / 10, &mut out);
             out.push("zh-jiao".into());
+        } else if units > 0 && cents > 0 {
+            out.push("zh-ling".into());
         }
         if !cents.is_multiple_of(10) {
             out.push(format!("digit-{}", cents % 10));
@@ -255,7 +285,7 @@ mod tests {
         );
         assert_eq!(
             say(SayKind::Number, "20005", "zh"),
-            s(&["digit-2", "zh-wan", "zh-ling", "digit-5"])
+            s(&["zh-liang", "zh-wan", "zh-ling", "digit-5"]) // 两万零五
         );
     }
 
@@ -280,8 +310,63 @@ mod tests {
         );
         assert_eq!(
             say(SayKind::Money, "3.05", "zh"),
-            s(&["digit-3", "zh-yuan", "digit-5", "zh-fen"])
+            s(&["digit-3", "zh-yuan", "zh-ling", "digit-5", "zh-fen"])
         );
         assert!(say(SayKind::Date, "soon", "en").is_empty());
+    }
+
+    /// Issue 19: said as a Mandarin speaker says them: 两 before 百/千/万/亿 and as a count
+    /// (两天, 两元, 两角), 二 in 二十, in digits and as a day; 12月20日; 零 for a skipped jiao.
+    #[test]
+    fn mandarin_says_liang_where_a_speaker_does() {
+        let zh = |k, v| say(k, v, "zh");
+        // 两百三十元
+        assert_eq!(
+            zh(SayKind::Money, "230"),
+            s(&["zh-liang", "zh-bai", "digit-3", "zh-shi", "zh-yuan"])
+        );
+        assert_eq!(zh(SayKind::Money, "2"), s(&["zh-liang", "zh-yuan"]));
+        // 十二元两角
+        assert_eq!(
+            zh(SayKind::Money, "12.20"),
+            s(&["zh-shi", "digit-2", "zh-yuan", "zh-liang", "zh-jiao"])
+        );
+        // 五角: no 零元 first.
+        assert_eq!(zh(SayKind::Money, "0.5"), s(&["digit-5", "zh-jiao"]));
+        assert_eq!(zh(SayKind::Money, "0"), s(&["digit-0", "zh-yuan"]));
+        // 两千两百, 两万, 二十二万, 两亿, 二十二, 二
+        assert_eq!(
+            zh(SayKind::Number, "2200"),
+            s(&["zh-liang", "zh-qian", "zh-liang", "zh-bai"])
+        );
+        assert_eq!(zh(SayKind::Number, "20000"), s(&["zh-liang", "zh-wan"]));
+        assert_eq!(
+            zh(SayKind::Number, "220000"),
+            s(&["digit-2", "zh-shi", "digit-2", "zh-wan"])
+        );
+        assert_eq!(zh(SayKind::Number, "200000000"), s(&["zh-liang", "zh-yi"]));
+        assert_eq!(
+            zh(SayKind::Number, "22"),
+            s(&["digit-2", "zh-shi", "digit-2"])
+        );
+        // A count: 两天 (digits and days of the month keep 二).
+        assert_eq!(zh(SayKind::Number, "2"), s(&["zh-liang"]));
+        assert_eq!(zh(SayKind::Digits, "2"), s(&["digit-2"]));
+        assert_eq!(say_rank(2, "zh"), s(&["digit-2"])); // 第二位
+        assert_eq!(say_rank(2, "en"), s(&["num-2"]));
+        // 12月20日 (Sunday 2026-12-20), 2月2日
+        assert_eq!(
+            zh(SayKind::Date, "2026-12-20"),
+            s(&["month-12", "digit-2", "zh-shi", "zh-ri", "weekday-7"])
+        );
+        assert_eq!(
+            zh(SayKind::Date, "2027-02-02"),
+            s(&["month-2", "digit-2", "zh-ri", "weekday-2"])
+        );
+        // English is unchanged.
+        assert_eq!(
+            say(SayKind::Money, "230", "en"),
+            s(&["num-2", "num-100", "num-30", "dollars"])
+        );
     }
 }

@@ -50,11 +50,12 @@ pub fn call_priority() -> CallPriority {
     }
 }
 
-/// A multi-threaded runtime for call tasks, one worker per core, its threads at
-/// `SCHED_RR` `realtime_priority` when that is not 0 (and the system allows it; otherwise
-/// they run at normal priority and [`call_priority`] says `Refused`).
-pub fn build(realtime_priority: u8) -> io::Result<tokio::runtime::Runtime> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// A multi-threaded runtime for call tasks, `threads` workers (0: one per core), its threads
+/// at `SCHED_RR` `realtime_priority` when that is not 0 (and the system allows it;
+/// otherwise they run at normal priority and [`call_priority`] says `Refused`).
+pub fn build(realtime_priority: u8, threads: usize) -> io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = if threads == 0 { cores } else { threads };
     let started = Arc::new(AtomicUsize::new(0));
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.enable_all()

@@ -824,3 +824,161 @@ pub async fn sms_progress(db: &Db, campaign: i64) -> Result<Vec<(String, i64)>, 
     .collect::<Result<Vec<_>, sqlx::Error>>()
     .map_err(StoreError::from)
 }
+
+/// A sent delay notice a customer's reply can answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenNotice {
+    pub contact_id: i64,
+    pub campaign_id: i64,
+    pub ticket_id: i64,
+}
+
+/// The notice a text from `phone` answers: the newest SMS sent to that number whose contact
+/// has not chosen by SMS yet. None: no open notice (never texted, or already answered).
+pub async fn sms_open_notice(db: &Db, phone: &str) -> Result<Option<OpenNotice>, StoreError> {
+    let row = sqlx::query(
+        "SELECT s.contact_id, s.campaign_id, s.ticket_id FROM campaign_sms s \
+         WHERE s.phone = $1 AND s.state = 'sent' AND NOT EXISTS \
+         (SELECT 1 FROM sms_replies r WHERE r.contact_id = s.contact_id AND r.choice IS NOT NULL) \
+         ORDER BY s.sent_at DESC, s.contact_id DESC LIMIT 1",
+    )
+    .bind(phone)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|r| {
+        Ok(OpenNotice {
+            contact_id: r.try_get("contact_id")?,
+            campaign_id: r.try_get("campaign_id")?,
+            ticket_id: r.try_get("ticket_id")?,
+        })
+    })
+    .transpose()
+    .map_err(|e: sqlx::Error| StoreError::from(e))
+}
+
+/// A reply as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsReplyRow {
+    pub contact_id: i64,
+    pub ticket_id: i64,
+    pub choice: Option<String>,
+    pub help_sent: bool,
+}
+
+/// The reply recorded under a gateway message id (a re-delivery finds the first one).
+pub async fn sms_reply(db: &Db, message_id: &str) -> Result<Option<SmsReplyRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT contact_id, ticket_id, choice, help_sent FROM sms_replies WHERE message_id = $1",
+    )
+    .bind(message_id)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|r| {
+        Ok(SmsReplyRow {
+            contact_id: r.try_get("contact_id")?,
+            ticket_id: r.try_get("ticket_id")?,
+            choice: r.try_get("choice")?,
+            help_sent: r.try_get::<i64, _>("help_sent")? != 0,
+        })
+    })
+    .transpose()
+    .map_err(|e: sqlx::Error| StoreError::from(e))
+}
+
+/// Whether a contact already got the help text (it is sent once per notice).
+pub async fn sms_help_given(db: &Db, contact: i64) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sms_replies WHERE contact_id = $1 AND help_sent <> 0",
+    )
+    .bind(contact)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Record a reply in one transaction. A choice is applied through the same op a keypad
+/// choice is (`StoreOp::Outcome`: `call_outcomes`, the ticket's resolution, a refund request),
+/// keyed `sms:<message id>` with channel `sms`; the contact ends `completed` (`opted_out` for
+/// opt_out, and the number goes on the do-not-call list), so no campaign dials it again for
+/// this notice. Ok(false): the message id was recorded before (nothing written).
+#[allow(clippy::too_many_arguments)]
+pub async fn record_sms_reply(
+    db: &Db,
+    message_id: &str,
+    notice: &OpenNotice,
+    phone: &str,
+    body: &str,
+    choice: Option<&str>,
+    help_sent: bool,
+    at: &str,
+) -> Result<bool, StoreError> {
+    let d = db.dialect;
+    let mut tx = db.pool.begin().await?;
+    let sql = format!(
+        "INSERT INTO sms_replies (message_id, contact_id, ticket_id, phone, body, choice, help_sent, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, {}) ON CONFLICT (message_id) DO NOTHING",
+        d.ts(8)
+    );
+    let inserted = sqlx::query(&sql)
+        .bind(message_id)
+        .bind(notice.contact_id)
+        .bind(notice.ticket_id)
+        .bind(phone)
+        .bind(body)
+        .bind(choice.map(str::to_string))
+        .bind(i64::from(help_sent))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if inserted != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let Some(choice) = choice {
+        let call_id = format!("sms:{message_id}");
+        let op = super::ops::StoreOp::Outcome {
+            call_id: call_id.clone(),
+            ticket_id: Some(notice.ticket_id),
+            choice: choice.to_string(),
+            at: at.to_string(),
+        };
+        super::ops::apply(&mut tx, d, &op).await?;
+        sqlx::query("UPDATE call_outcomes SET channel = 'sms' WHERE call_id = $1")
+            .bind(&call_id)
+            .execute(&mut *tx)
+            .await?;
+        let state = if choice == "opt_out" {
+            "opted_out"
+        } else {
+            "completed"
+        };
+        let sql = format!(
+            "UPDATE campaign_contacts SET outcome = $1, state = $2, next_attempt_at = NULL, updated_at = {} \
+             WHERE id = $4 AND state IN ('pending', 'retry', 'failed', 'completed')",
+            d.ts(3)
+        );
+        sqlx::query(&sql)
+            .bind(choice)
+            .bind(state)
+            .bind(at)
+            .bind(notice.contact_id)
+            .execute(&mut *tx)
+            .await?;
+        if choice == "opt_out" {
+            let sql = format!(
+                "INSERT INTO do_not_call (phone, reason, added_at) VALUES ($1, $2, {}) \
+                 ON CONFLICT (phone) DO NOTHING",
+                d.ts(3)
+            );
+            sqlx::query(&sql)
+                .bind(phone)
+                .bind("opted out by SMS reply to a campaign notice")
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
+}

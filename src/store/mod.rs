@@ -11,6 +11,7 @@ pub mod csv;
 pub mod demo;
 pub mod journal;
 pub mod nodes;
+pub mod operators;
 pub mod ops;
 pub mod tickets;
 pub mod writer;

@@ -1222,3 +1222,26 @@ pub fn sdp_offer(rtp_port: u16, pts: &str, rtpmaps: &[&str]) -> String {
     s.push_str("a=sendrecv\r\n");
     s
 }
+
+/// playwright-core for the page tests, installed by npm at test time into a cache folder in
+/// the target directory (once; the browser itself is Debian's chromium).
+pub fn playwright_modules() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-playwright");
+    let module = dir.join("node_modules/playwright-core/package.json");
+    if !module.is_file() {
+        std::fs::create_dir_all(&dir).expect("npm cache dir");
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("playwright-core@1.65.1")
+            .output()
+            .expect("npm runs (Debian npm; scripts/test installs it)");
+        assert!(
+            out.status.success() && module.is_file(),
+            "npm install playwright-core failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir.join("node_modules")
+}

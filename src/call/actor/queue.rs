@@ -884,11 +884,8 @@ impl Call {
         let lang = self.preset_language();
         let minutes = ewt_s.div_ceil(60).max(1);
         let mut names: Vec<String> = vec!["your-position".into()];
-        names.extend(crate::ivr::say::say(
-            crate::ivr::say::SayKind::Number,
-            &position.to_string(),
-            &lang,
-        ));
+        // "您在队列中排第二位": a rank (二), where the minutes below are a count (两分钟).
+        names.extend(crate::ivr::say::say_rank(position as u64, &lang));
         names.push("in-queue".into());
         names.push("estimated-wait".into());
         names.extend(crate::ivr::say::say(

@@ -1,0 +1,607 @@
+//! Reports from the database (never from memory, so they survive restarts and add up over
+//! several nodes): `GET /api/reports/queues` (per queue and interval: offered, answered,
+//! abandoned, timed out, service level, ASA, AHT) and `GET /api/reports/calls` (per
+//! interval, direction and disposition: calls, answered, talk time), as JSON or as CSV
+//! (`Accept: text/csv` or `?format=csv`; cells neutralised against spreadsheet formulas as
+//! `calls export` does).
+//!
+//! One grouped query each; the interval bucket is the only engine-specific SQL (SQLite keeps
+//! timestamps as ISO text, PostgreSQL as `TIMESTAMPTZ`). Buckets are aligned to the Unix
+//! epoch, i.e. to UTC (a 1-day interval runs from UTC midnight).
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{ApiError, ApiState};
+use crate::store::csv::neutralise_cell;
+use crate::store::{Db, Dialect};
+
+/// Shortest and longest interval, and the longest range one report may cover.
+const MIN_INTERVAL_S: i64 = 60;
+const MAX_INTERVAL_S: i64 = 31 * 86_400;
+const MAX_RANGE_S: i64 = 366 * 86_400;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// Start, inclusive: RFC 3339 (`2026-12-06T08:00:00Z`) or a date (UTC midnight).
+    pub from: Option<String>,
+    /// End, exclusive; default now.
+    pub to: Option<String>,
+    /// Bucket width: seconds, or `15m`, `1h`, `1d`; default 15 minutes.
+    pub interval: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ParamError {
+    #[error("{0}: '{1}' is not a date (YYYY-MM-DD) or an RFC 3339 timestamp")]
+    Time(&'static str, String),
+    #[error("interval: '{0}' is not a duration such as 900, 15m, 1h or 1d")]
+    Interval(String),
+    #[error("interval: must be {MIN_INTERVAL_S} s to {MAX_INTERVAL_S} s")]
+    IntervalRange,
+    #[error("from, to: from must be before to and at most 366 days before it")]
+    Range,
+    #[error("format: '{0}' is neither json nor csv")]
+    Format(String),
+}
+
+type Utc = chrono::DateTime<chrono::Utc>;
+
+fn parse_time(field: &'static str, s: &str) -> Result<Utc, ParamError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| ParamError::Time(field, s.to_string()))
+}
+
+/// `900`, `15m`, `1h`, `1d` → seconds.
+pub fn parse_interval(s: &str) -> Result<i64, ParamError> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: i64 = num
+        .parse()
+        .map_err(|_| ParamError::Interval(s.to_string()))?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(ParamError::Interval(s.to_string())),
+    };
+    let secs = n
+        .checked_mul(mult)
+        .ok_or_else(|| ParamError::Interval(s.to_string()))?;
+    if !(MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&secs) {
+        return Err(ParamError::IntervalRange);
+    }
+    Ok(secs)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub from: Utc,
+    pub to: Utc,
+    pub interval_s: i64,
+    pub csv: bool,
+}
+
+/// The query checked; defaults: from = today 00:00 UTC, to = now, 15-minute interval; CSV
+/// when `format=csv` or, without `format`, when `Accept` names `text/csv`.
+pub fn params(q: &ReportQuery, accept: Option<&str>, now: Utc) -> Result<Params, ParamError> {
+    let to = match &q.to {
+        Some(s) => parse_time("to", s)?,
+        None => now,
+    };
+    let from = match &q.from {
+        Some(s) => parse_time("from", s)?,
+        None => now
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or(now),
+    };
+    if from >= to || (to - from).num_seconds() > MAX_RANGE_S {
+        return Err(ParamError::Range);
+    }
+    let interval_s = match &q.interval {
+        Some(s) => parse_interval(s)?,
+        None => 900,
+    };
+    let csv = match q.format.as_deref() {
+        Some("csv") => true,
+        Some("json") => false,
+        Some(other) => return Err(ParamError::Format(other.to_string())),
+        None => accept.is_some_and(|a| a.contains("text/csv")),
+    };
+    Ok(Params {
+        from,
+        to,
+        interval_s,
+        csv,
+    })
+}
+
+fn ts(t: &Utc) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The interval's start of column `col`, in Unix seconds, aligned to `iv` seconds.
+fn bucket(d: Dialect, col: &str, iv: i64) -> String {
+    match d {
+        Dialect::Sqlite => format!("((CAST(strftime('%s', {col}) AS INTEGER) / {iv}) * {iv})"),
+        Dialect::Postgres => {
+            format!("(CAST(FLOOR(EXTRACT(EPOCH FROM {col}) / {iv}) AS BIGINT) * {iv})")
+        }
+    }
+}
+
+fn sum(expr: &str) -> String {
+    // PostgreSQL sums BIGINT into NUMERIC, which the `Any` driver does not decode.
+    format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)")
+}
+
+fn ratio(num: i64, den: i64) -> Option<f64> {
+    (den > 0).then(|| num as f64 / den as f64)
+}
+
+fn epoch_ts(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| ts(&t))
+        .unwrap_or_default()
+}
+
+/// One queue over one interval.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueueInterval {
+    pub queue: String,
+    pub interval_start: String,
+    pub offered: i64,
+    pub answered: i64,
+    pub answered_within_sl: i64,
+    pub abandoned: i64,
+    pub timed_out: i64,
+    pub service_level_s: u64,
+    /// Answered within `service_level_s` over answered + abandoned (as the wallboard).
+    pub service_level: Option<f64>,
+    pub asa_s: Option<f64>,
+    pub aht_s: Option<f64>,
+    pub abandon_rate: Option<f64>,
+}
+
+/// Per queue and interval from `queue_log` (index `queue_log_at`). `sl_ms`: each configured
+/// queue's service-level threshold; other queues use 30 s.
+pub async fn queues(
+    db: &Db,
+    p: &Params,
+    sl_ms: &[(String, u64)],
+) -> Result<Vec<QueueInterval>, sqlx::Error> {
+    let d = db.dialect;
+    let mut case = String::from("CASE queue");
+    for (i, (_, ms)) in sl_ms.iter().enumerate() {
+        case.push_str(&format!(" WHEN ${} THEN {ms}", i + 3));
+    }
+    case.push_str(" ELSE 30000 END");
+    let c = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
+    let v = |cond: &str, col: &str| sum(&format!("CASE WHEN {cond} THEN {col} ELSE 0 END"));
+    let sql = format!(
+        "SELECT queue, {b} AS bucket, {offered} AS offered, {answered} AS answered, \
+         {within} AS within_sl, {abandoned} AS abandoned, {timeout} AS timed_out, \
+         {completed} AS completed, {wait} AS wait_ms, {talk} AS talk_ms \
+         FROM queue_log WHERE at >= {t1} AND at < {t2} \
+         AND event IN ('enter', 'connect', 'abandon', 'timeout', 'complete') \
+         GROUP BY queue, {b} ORDER BY queue, bucket",
+        b = bucket(d, "at", p.interval_s),
+        offered = c("event = 'enter'"),
+        answered = c("event = 'connect'"),
+        within = c(&format!("event = 'connect' AND wait_ms <= ({case})")),
+        abandoned = c("event = 'abandon'"),
+        timeout = c("event = 'timeout'"),
+        completed = c("event = 'complete'"),
+        wait = v("event = 'connect'", "wait_ms"),
+        talk = v("event = 'complete'", "talk_ms"),
+        t1 = d.ts(1),
+        t2 = d.ts(2),
+    );
+    let mut q = sqlx::query(&sql).bind(ts(&p.from)).bind(ts(&p.to));
+    for (name, _) in sl_ms {
+        q = q.bind(name.clone());
+    }
+    let mut out = Vec::new();
+    for r in q.fetch_all(&db.pool).await? {
+        let queue: String = r.try_get("queue")?;
+        let int = |col: &str| r.try_get::<i64, _>(col).unwrap_or(0);
+        let (answered, abandoned, completed) =
+            (int("answered"), int("abandoned"), int("completed"));
+        let within = int("within_sl");
+        let sl_s = sl_ms
+            .iter()
+            .find(|(n, _)| *n == queue)
+            .map(|(_, ms)| ms / 1000)
+            .unwrap_or(30);
+        out.push(QueueInterval {
+            interval_start: epoch_ts(int("bucket")),
+            offered: int("offered"),
+            answered,
+            answered_within_sl: within,
+            abandoned,
+            timed_out: int("timed_out"),
+            service_level_s: sl_s,
+            service_level: ratio(within, answered + abandoned),
+            asa_s: ratio(int("wait_ms"), answered).map(|v| v / 1000.0),
+            aht_s: ratio(int("talk_ms"), completed).map(|v| v / 1000.0),
+            abandon_rate: ratio(abandoned, answered + abandoned),
+            queue,
+        });
+    }
+    Ok(out)
+}
+
+/// Calls of one direction and disposition over one interval.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallsInterval {
+    pub interval_start: String,
+    pub direction: String,
+    /// `call_records.disposition`; `in_progress` for calls not ended yet.
+    pub disposition: String,
+    pub calls: i64,
+    pub answered: i64,
+    /// Seconds from answer to end, summed over the answered, ended calls.
+    pub talk_s_total: i64,
+}
+
+/// Per interval, direction and disposition from `call_records` (by `started_at`).
+pub async fn calls(db: &Db, p: &Params) -> Result<Vec<CallsInterval>, sqlx::Error> {
+    let d = db.dialect;
+    let talk = match d {
+        Dialect::Sqlite => {
+            "CAST(ROUND((julianday(ended_at) - julianday(answered_at)) * 86400) AS INTEGER)"
+                .to_string()
+        }
+        Dialect::Postgres => {
+            "CAST(ROUND(EXTRACT(EPOCH FROM (ended_at - answered_at))) AS BIGINT)".to_string()
+        }
+    };
+    let sql = format!(
+        "SELECT {b} AS bucket, direction, COALESCE(disposition, 'in_progress') AS disp, \
+         CAST(COUNT(*) AS BIGINT) AS calls, \
+         {answered} AS answered, {talk_sum} AS talk_s \
+         FROM call_records WHERE started_at >= {t1} AND started_at < {t2} \
+         GROUP BY {b}, direction, COALESCE(disposition, 'in_progress') \
+         ORDER BY bucket, direction, disp",
+        b = bucket(d, "started_at", p.interval_s),
+        answered = sum("CASE WHEN answered_at IS NOT NULL THEN 1 ELSE 0 END"),
+        talk_sum = sum(&format!(
+            "CASE WHEN answered_at IS NOT NULL AND ended_at IS NOT NULL THEN {talk} ELSE 0 END"
+        )),
+        t1 = d.ts(1),
+        t2 = d.ts(2),
+    );
+    let rows = sqlx::query(&sql)
+        .bind(ts(&p.from))
+        .bind(ts(&p.to))
+        .fetch_all(&db.pool)
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let int = |col: &str| r.try_get::<i64, _>(col).unwrap_or(0);
+        out.push(CallsInterval {
+            interval_start: epoch_ts(int("bucket")),
+            direction: r.try_get("direction")?,
+            disposition: r.try_get("disp")?,
+            calls: int("calls"),
+            answered: int("answered"),
+            talk_s_total: int("talk_s"),
+        });
+    }
+    Ok(out)
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_default()
+}
+
+/// Rows as CSV: a header, then one line per row; every text cell neutralised.
+fn csv_body(header: &[&str], rows: Vec<Vec<String>>) -> Result<Vec<u8>, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(header)?;
+    for r in rows {
+        w.write_record(r.iter().map(|c| neutralise_cell(c).into_owned()))?;
+    }
+    w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+}
+
+fn answer<T: Serialize>(
+    p: &Params,
+    rows: Vec<T>,
+    header: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+) -> Response {
+    if p.csv {
+        return match csv_body(header, rows.iter().map(cells).collect()) {
+            Ok(body) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response(),
+            Err(e) => {
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("csv: {e}")).into_response()
+            }
+        };
+    }
+    Json(serde_json::json!({
+        "from": ts(&p.from),
+        "to": ts(&p.to),
+        "interval_s": p.interval_s,
+        "rows": rows,
+    }))
+    .into_response()
+}
+
+fn checked(
+    q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+    headers: &HeaderMap,
+) -> Result<Params, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    params(&q, accept, chrono::Utc::now())
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn db_error(e: sqlx::Error) -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"))
+}
+
+/// `GET /api/reports/queues?from=&to=&interval=&format=`.
+pub async fn queues_report(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let p = match checked(q, &headers) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let sl: Vec<(String, u64)> = st
+        .ctx
+        .config
+        .queue_settings
+        .iter()
+        .map(|q| (q.acd.name.clone(), q.acd.service_level.as_millis() as u64))
+        .collect();
+    match queues(&st.ctx.db, &p, &sl).await {
+        Ok(rows) => answer(
+            &p,
+            rows,
+            &[
+                "queue",
+                "interval_start",
+                "offered",
+                "answered",
+                "answered_within_sl",
+                "abandoned",
+                "timed_out",
+                "service_level_s",
+                "service_level",
+                "asa_s",
+                "aht_s",
+                "abandon_rate",
+            ],
+            |r| {
+                vec![
+                    r.queue.clone(),
+                    r.interval_start.clone(),
+                    r.offered.to_string(),
+                    r.answered.to_string(),
+                    r.answered_within_sl.to_string(),
+                    r.abandoned.to_string(),
+                    r.timed_out.to_string(),
+                    r.service_level_s.to_string(),
+                    opt(r.service_level),
+                    opt(r.asa_s),
+                    opt(r.aht_s),
+                    opt(r.abandon_rate),
+                ]
+            },
+        ),
+        Err(e) => db_error(e).into_response(),
+    }
+}
+
+/// `GET /api/reports/calls?from=&to=&interval=&format=`.
+pub async fn calls_report(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let p = match checked(q, &headers) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match calls(&st.ctx.db, &p).await {
+        Ok(rows) => answer(
+            &p,
+            rows,
+            &[
+                "interval_start",
+                "direction",
+                "disposition",
+                "calls",
+                "answered",
+                "talk_s_total",
+            ],
+            |r| {
+                vec![
+                    r.interval_start.clone(),
+                    r.direction.clone(),
+                    r.disposition.clone(),
+                    r.calls.to_string(),
+                    r.answered.to_string(),
+                    r.talk_s_total.to_string(),
+                ]
+            },
+        ),
+        Err(e) => db_error(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(from: Option<&str>, to: Option<&str>, iv: Option<&str>, f: Option<&str>) -> ReportQuery {
+        ReportQuery {
+            from: from.map(Into::into),
+            to: to.map(Into::into),
+            interval: iv.map(Into::into),
+            format: f.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn intervals_and_ranges_are_checked() {
+        assert_eq!(parse_interval("900"), Ok(900));
+        assert_eq!(parse_interval("15m"), Ok(900));
+        assert_eq!(parse_interval("1h"), Ok(3600));
+        assert_eq!(parse_interval("1d"), Ok(86_400));
+        assert_eq!(parse_interval("10s"), Err(ParamError::IntervalRange));
+        assert!(matches!(parse_interval("1w"), Err(ParamError::Interval(_))));
+        assert!(matches!(parse_interval("x"), Err(ParamError::Interval(_))));
+        let now = parse_time("to", "2026-12-06T18:20:00Z").expect("now");
+        let p = params(&q(None, None, None, None), None, now).expect("defaults");
+        assert_eq!(ts(&p.from), "2026-12-06T00:00:00.000Z");
+        assert_eq!(p.to, now);
+        assert_eq!(p.interval_s, 900);
+        assert!(!p.csv);
+        let p = params(
+            &q(
+                Some("2026-12-01"),
+                Some("2026-12-02T00:00:00+01:00"),
+                Some("1h"),
+                None,
+            ),
+            Some("text/csv"),
+            now,
+        )
+        .expect("explicit");
+        assert_eq!(ts(&p.to), "2026-12-01T23:00:00.000Z");
+        assert!(p.csv, "Accept: text/csv");
+        assert!(matches!(
+            params(&q(Some("yesterday"), None, None, None), None, now),
+            Err(ParamError::Time("from", _))
+        ));
+        assert_eq!(
+            params(&q(Some("2026-12-07"), None, None, None), None, now),
+            Err(ParamError::Range)
+        );
+        assert_eq!(
+            params(&q(Some("2024-01-01"), None, None, None), None, now),
+            Err(ParamError::Range)
+        );
+        assert!(matches!(
+            params(&q(None, None, None, Some("xml")), None, now),
+            Err(ParamError::Format(_))
+        ));
+        assert!(
+            !params(&q(None, None, None, Some("json")), Some("text/csv"), now)
+                .expect("json")
+                .csv
+        );
+    }
+
+    #[test]
+    fn csv_cells_are_neutralised() {
+        let body = csv_body(&["queue", "n"], vec![vec!["=cmd()".into(), "1".into()]]).expect("csv");
+        assert_eq!(String::from_utf8_lossy(&body), "queue,n\n'=cmd(),1\n");
+    }
+
+    #[tokio::test]
+    async fn queue_and_call_figures_per_interval_on_sqlite() {
+        let db = crate::store::Db::connect("sqlite::memory:")
+            .await
+            .expect("db");
+        // Two 15-minute buckets: 08:00 (2 offered, 1 answered in 10 s, 1 abandoned) and
+        // 08:15 (1 offered, answered in 40 s: outside a 30 s service level).
+        let rows = [
+            ("a1", "2026-12-06T08:01:00.000Z", "enter", None, None),
+            (
+                "a2",
+                "2026-12-06T08:01:10.000Z",
+                "connect",
+                Some(10_000),
+                None,
+            ),
+            (
+                "a3",
+                "2026-12-06T08:05:00.000Z",
+                "complete",
+                None,
+                Some(120_000),
+            ),
+            ("b1", "2026-12-06T08:02:00.000Z", "enter", None, None),
+            (
+                "b2",
+                "2026-12-06T08:03:00.000Z",
+                "abandon",
+                Some(60_000),
+                None,
+            ),
+            ("c1", "2026-12-06T08:16:00.000Z", "enter", None, None),
+            (
+                "c2",
+                "2026-12-06T08:16:40.000Z",
+                "connect",
+                Some(40_000),
+                None,
+            ),
+            ("d1", "2026-12-06T09:00:00.000Z", "enter", None, None),
+        ];
+        for (id, at, ev, wait, talk) in rows {
+            sqlx::query("INSERT INTO queue_log (id, at, queue, call_id, event, wait_ms, talk_ms) VALUES ($1, $2, 'support', $1, $3, $4, $5)")
+                .bind(id).bind(at).bind(ev).bind(wait).bind(talk)
+                .execute(&db.pool).await.expect("insert");
+        }
+        let p = Params {
+            from: parse_time("from", "2026-12-06T08:00:00Z").expect("t"),
+            to: parse_time("to", "2026-12-06T09:00:00Z").expect("t"),
+            interval_s: 900,
+            csv: false,
+        };
+        let r = queues(&db, &p, &[("support".into(), 30_000)])
+            .await
+            .expect("report");
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r[0].interval_start, "2026-12-06T08:00:00.000Z");
+        assert_eq!(
+            (
+                r[0].offered,
+                r[0].answered,
+                r[0].abandoned,
+                r[0].answered_within_sl
+            ),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(r[0].service_level, Some(0.5));
+        assert_eq!(r[0].asa_s, Some(10.0));
+        assert_eq!(r[0].aht_s, Some(120.0));
+        assert_eq!(r[1].interval_start, "2026-12-06T08:15:00.000Z");
+        assert_eq!(
+            (r[1].offered, r[1].answered, r[1].answered_within_sl),
+            (1, 1, 0)
+        );
+        assert_eq!(r[1].service_level, Some(0.0));
+        let c = calls(&db, &p).await.expect("calls report");
+        assert!(c.is_empty(), "{c:?}");
+    }
+}
