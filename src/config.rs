@@ -63,6 +63,32 @@ struct RawConfig {
     language: Option<Spanned<RawLanguage>>,
     #[serde(default)]
     service: Option<Spanned<RawService>>,
+    #[serde(default)]
+    webrtc: Option<Spanned<RawWebRtc>>,
+}
+
+/// `[webrtc]`: browser agents' media legs (docs/adr/0006-webrtc-str0m.md).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebRtc {
+    /// The IP the browser is told to send media to (our ICE host candidate): the public
+    /// address behind NAT. Default: `[server] media_address` (127.0.0.1 when unspecified).
+    public_address: Option<String>,
+    /// STUN/TURN servers handed to the page's `RTCPeerConnection` (the server itself is
+    /// ICE-lite and needs none).
+    #[serde(default)]
+    ice_servers: Vec<IceServer>,
+}
+
+/// One `RTCIceServer` for the page, as the browser API spells it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// `[service]`: the service's local time and business hours (the dialplan `hours` step);
@@ -548,6 +574,10 @@ pub struct Config {
     pub tls: Option<TlsListen>,
     /// HTTPS (and so WSS) on `http_listen` (`[http] tls_cert`, `tls_key`); None: plain HTTP.
     pub http_tls: Option<HttpTls>,
+    /// `[webrtc] public_address`: the IP browsers send media to (None: the media address).
+    pub webrtc_public_address: Option<IpAddr>,
+    /// `[webrtc] ice_servers`, for the page.
+    pub webrtc_ice_servers: Vec<IceServer>,
     pub database: String,
     pub rtp_ports: (u16, u16),
     pub media_address: IpAddr,
@@ -1319,6 +1349,34 @@ impl Config {
                 }
             }
         };
+        let (webrtc_public_address, webrtc_ice_servers) = match raw.webrtc {
+            None => (None, Vec::new()),
+            Some(sp) => {
+                let at = sp.span().start;
+                let w = sp.into_inner();
+                let addr = match w.public_address {
+                    None => None,
+                    Some(a) => match a.trim().parse::<IpAddr>() {
+                        Ok(ip) if !ip.is_unspecified() => Some(ip),
+                        _ => {
+                            return Err(err(
+                                at,
+                                format!(
+                                    "[webrtc] public_address = '{a}' is not a usable IP address"
+                                ),
+                            ))
+                        }
+                    },
+                };
+                if w.ice_servers.iter().any(|s| s.urls.is_empty()) {
+                    return Err(err(
+                        at,
+                        "[webrtc] ice_servers: every server needs urls".into(),
+                    ));
+                }
+                (addr, w.ice_servers)
+            }
+        };
         let http_tls = match raw.http {
             None => None,
             Some(sp) => {
@@ -1381,6 +1439,8 @@ impl Config {
             node_id,
             cluster,
             http_tls,
+            webrtc_public_address,
+            webrtc_ice_servers,
             pause_reasons,
             dispositions,
             agent_session_ttl: std::time::Duration::from_secs(session_ttl_s),
@@ -1682,6 +1742,32 @@ mod tests {
         assert!(e.reason.contains("tls_key"), "{e}");
         let e = Config::parse("t.toml", "[acd]\npause_reasons = []\n").expect_err("empty");
         assert!(e.reason.contains("pause_reasons"), "{e}");
+    }
+
+    #[test]
+    fn webrtc_keys() {
+        let c = Config::embedded().expect("default config");
+        assert_eq!(c.webrtc_public_address, None);
+        assert!(c.webrtc_ice_servers.is_empty());
+        let c = Config::parse(
+            "t.toml",
+            "[webrtc]\npublic_address = \"203.0.113.7\"\n\
+             ice_servers = [{ urls = [\"turn:turn.example:3478\"], username = \"u\", credential = \"p\" }]\n",
+        )
+        .expect("webrtc config");
+        assert_eq!(
+            c.webrtc_public_address,
+            Some("203.0.113.7".parse().expect("ip"))
+        );
+        assert_eq!(c.webrtc_ice_servers.len(), 1);
+        assert_eq!(c.webrtc_ice_servers[0].username.as_deref(), Some("u"));
+        let e = Config::parse("t.toml", "\n[webrtc]\npublic_address = \"0.0.0.0\"\n")
+            .expect_err("unspecified");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.reason.contains("public_address"), "{e}");
+        let e = Config::parse("t.toml", "[webrtc]\nice_servers = [{ urls = [] }]\n")
+            .expect_err("no urls");
+        assert!(e.reason.contains("urls"), "{e}");
     }
 
     #[test]

@@ -360,6 +360,7 @@ pub async fn start_on(
         security_drops: std::sync::atomic::AtomicU64::new(0),
         router: router_tx,
         draining: std::sync::atomic::AtomicBool::new(false),
+        phones: Default::default(),
         config: cfg,
     });
 

@@ -782,3 +782,257 @@ async fn browser_webrtc_leg_connects_and_audio_flows_both_ways() {
         .expect("leg task ends with the call")
         .expect("leg task");
 }
+
+/// A server whose hotline queues at once (so a customer's pcap can be a tone from the
+/// start: a pressed 0 would have to come before any audio), agent `webcarol` logged in on
+/// `/agent` in headless Chromium (tests/browser/agent_call.js in `mode`) with the browser
+/// phone on and `available` with no SIP phone at all. Returns the temp dir, the server, the
+/// driver and its stdout lines (after `READY`).
+fn browser_agent_ready(
+    mode: &str,
+) -> (
+    tempfile::TempDir,
+    Server,
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead;
+
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "Chromium not found at {chromium} (apt-get install chromium, or set CHROMIUM)"
+    );
+    let node_path = playwright_node_path();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plans = dir.path().join("plans");
+    std::fs::create_dir(&plans).expect("plans dir");
+    for p in ["voicemail.toml", "delay-notify.toml"] {
+        std::fs::copy(
+            support::repo_root().join("dialplans").join(p),
+            plans.join(p),
+        )
+        .expect("copy dialplan");
+    }
+    std::fs::write(
+        plans.join("hotline.toml"),
+        "[dialplan]\nname = \"hotline\"\nstart = \"q\"\n\n[steps.q]\naction = \"enqueue\"\n\
+         queue = \"support\"\non_unavailable = \"bye\"\n\n[steps.bye]\naction = \"hangup\"\n",
+    )
+    .expect("write plan");
+    let default = std::fs::read_to_string(support::repo_root().join("config/default.toml"))
+        .expect("default config");
+    let text = default.replace(
+        "dialplan_dir = \"dialplans\"",
+        &format!("dialplan_dir = {:?}", plans.display().to_string()),
+    );
+    assert_ne!(text, default, "config/default.toml has a dialplan_dir line");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, text).expect("write config");
+    let server = Server::start(&["--config", &cfg.display().to_string()]);
+    server.add_agent("webcarol", "web-secret-3", &[]);
+
+    let script = support::repo_root().join("tests/browser/agent_call.js");
+    let mut child = std::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{}", server.http_addr))
+        .arg("webcarol")
+        .arg("web-secret-3")
+        .arg(mode)
+        .env("NODE_PATH", &node_path)
+        .env("CHROMIUM", &chromium)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run node");
+    let stdout = child.stdout.take().expect("stdout");
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line_tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let first = line_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the page did not get ready\n{}", server.log()));
+    assert_eq!(first, "READY", "{first}\n{}", server.log());
+    // The browser phone makes the agent reachable: available with no SIP phone at all.
+    support::wait_for(
+        Duration::from_secs(10),
+        "webcarol available through the browser phone",
+        || {
+            let (code, body) = server.api_get("/api/agents/webcarol")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (code == 200 && v["state"] == "available").then_some(())
+        },
+    );
+    (dir, server, child, line_rx)
+}
+
+/// The browser as an ACD agent leg, end to end: a SIPp customer (an RTP tone from a pcap)
+/// calls into queue `support`; the agent, logged in on `GET /agent` in headless Chromium
+/// with "take calls in this browser" on, is rung in the page (`incoming-call`), answers
+/// there (the page's WebRTC offer to `POST /api/agent/answer`), and audio flows both ways
+/// through the caller's relay (the browser's getStats: packets and audio energy from the
+/// caller; the server's bridge counters: packets from the agent to the caller). The agent
+/// hangs up in the page: the caller gets the BYE, the record names the agent.
+#[test]
+fn browser_agent_answers_a_queue_call_in_the_page() {
+    let (dir, server, child, line_rx) = browser_agent_ready("answer");
+
+    // 12 s of a 400 Hz tone from the customer, who stays on the line until the BYE.
+    let tone = dir.path().join("tone.ulaw");
+    let samples: Vec<u8> = (0..8000 * 12)
+        .map(|i| {
+            let s = (f64::from(i) * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin() * 8000.0;
+            switchboard::media::codec::Codec::Pcmu.encode_sample(s as i16)
+        })
+        .collect();
+    std::fs::write(&tone, samples).expect("tone");
+    let caller = server.spawn_sipp(
+        &support::Scenario::Call {
+            pcap_args: vec![
+                "--lead-audio".into(),
+                tone.display().to_string(),
+                "--tail-ms".into(),
+                "200".into(),
+            ],
+            hold_ms: 40_000,
+        },
+        &["-set", "caller", "+15551239777"],
+    );
+
+    let report = line_rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
+    let out = child.wait_with_output().expect("node exits");
+    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
+    assert!(
+        out.status.success(),
+        "browser driver failed: {r}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    eprintln!("browser agent: {r}");
+    let s = &r["stats"];
+    assert_eq!(s["conn"], "connected", "{r}");
+    assert!(
+        s["rx_packets"].as_u64().unwrap_or(0) >= 100 && s["rx_bytes"].as_u64().unwrap_or(0) > 0,
+        "the browser received the caller's audio: {r}"
+    );
+    assert!(
+        s["rx_energy"].as_f64().unwrap_or(0.0) > 0.0,
+        "the caller's tone is not silence in the browser: {r}"
+    );
+    assert!(
+        s["codecs"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|m| m == "audio/PCMU")),
+        "PCMU (pass-through with the PCMU caller): {r}"
+    );
+    assert!(
+        r["rx_packets_shown"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0),
+        "the page's call-stats-rx-packets counter moved: {r}"
+    );
+
+    // The customer got the BYE from the agent's side.
+    caller.wait().assert_ok(&server);
+    let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
+        db.rows(
+            "SELECT * FROM call_records WHERE caller = '+15551239777' AND direction = 'inbound' \
+             AND ended_at IS NOT NULL",
+        )
+        .pop()
+    });
+    assert_eq!(rec["queue"], "support", "{rec:?}");
+    assert_eq!(rec["agent"], "webcarol", "{rec:?}");
+    assert_eq!(rec["hangup_cause"], "agent_hangup", "{rec:?}");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let bridge = server.wait_db(Duration::from_secs(5), "bridge counters", |db| {
+        db.rows(&format!(
+            "SELECT detail FROM call_events WHERE call_id = '{id}' AND kind = 'bridge_packets'"
+        ))
+        .pop()
+        .and_then(|r| r["detail"].as_str().map(str::to_string))
+    });
+    let count = |key: &str| -> u64 {
+        bridge
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("caller_to_agent") >= 100, "{bridge}");
+    assert!(
+        count("agent_to_caller") >= 100,
+        "the browser's audio reached the caller: {bridge}"
+    );
+    let events = server.db().rows(&format!(
+        "SELECT kind, detail FROM call_events WHERE call_id = '{id}' AND kind LIKE 'agent_%'"
+    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "agent_connect" && e["detail"] == "webcarol"),
+        "{events:?}"
+    );
+}
+
+/// The caller hangs up while the page rings: the page is told (`call-ended`, `cancelled`)
+/// and stops ringing, and the record says the caller left with no agent. Then the page
+/// closes: its last event stream gone, the browser phone goes off and the agent is
+/// unreachable (not stuck `offered`, and not rung in a page that is gone).
+#[test]
+fn browser_ring_ends_when_the_caller_hangs_up() {
+    let (_dir, server, child, line_rx) = browser_agent_ready("ring-only");
+    let caller = server.spawn_sipp(
+        &support::Scenario::HangupEarly { hold_ms: 3000 },
+        &["-set", "caller", "+15551239778"],
+    );
+    let report = line_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
+    let out = child.wait_with_output().expect("node exits");
+    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
+    assert!(
+        out.status.success(),
+        "browser driver failed: {r}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert!(
+        r["note"].as_str().is_some_and(|n| n.contains("cancelled")),
+        "the page saw the ring cancelled: {r}"
+    );
+    assert_eq!(r["ringing_after"], serde_json::Value::Null, "{r}");
+    caller.wait().assert_ok(&server);
+    let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
+        db.rows(
+            "SELECT * FROM call_records WHERE caller = '+15551239778' AND direction = 'inbound' \
+             AND ended_at IS NOT NULL",
+        )
+        .pop()
+    });
+    assert_eq!(rec["queue"], "support", "{rec:?}");
+    assert_eq!(rec["agent"], serde_json::Value::Null, "{rec:?}");
+    // The ring left the agent free (not stuck `offered`); the page has closed since (the
+    // driver exited), and with its last event stream gone the browser phone is off: the
+    // agent is no longer reachable, so a vanished page is not rung.
+    support::wait_for(
+        Duration::from_secs(10),
+        "webcarol unreachable once the page is gone",
+        || {
+            let (code, body) = server.api_get("/api/agents/webcarol")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (code == 200 && v["state"] == "logged_out" && v["reachable"] == false).then_some(v)
+        },
+    );
+}

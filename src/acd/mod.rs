@@ -37,10 +37,12 @@ pub enum AcdEvent {
     Unavailable { reason: String },
     /// Where the caller stands: position (1 = next) and estimated wait in seconds.
     Position { position: usize, ewt_s: u64 },
-    /// Ring this agent at these contacts.
+    /// Ring this agent at these contacts, or in its browser page when `browser` (the agent
+    /// turned its browser phone on: that is where it takes calls).
     Offer {
         agent: String,
         contacts: Vec<Reachable>,
+        browser: bool,
         ring_timeout: Duration,
     },
 }
@@ -82,6 +84,14 @@ pub enum AcdMsg {
         name: String,
         def: Option<AgentDef>,
         contacts: Vec<Reachable>,
+    },
+    /// The agent's browser phone (`/agent` page) turned on or off: reachable while on, even
+    /// with no SIP phone registered. `def` as with `Reachability` (the account as stored,
+    /// so an agent added since start-up is known without a REGISTER).
+    BrowserPhone {
+        name: String,
+        def: Option<AgentDef>,
+        on: bool,
     },
     Command {
         agent: String,
@@ -282,6 +292,8 @@ pub struct AcdService {
     core: Acd,
     calls: HashMap<String, Member>,
     contacts: HashMap<String, Vec<Reachable>>,
+    /// Agents whose browser phone is on.
+    browsers: std::collections::HashSet<String>,
     store: StoreHandle,
     feed: broadcast::Sender<AgentFeed>,
     /// Last persisted (logged out on purpose, pause reason) per agent.
@@ -348,6 +360,7 @@ impl AcdService {
             core,
             calls: HashMap::new(),
             contacts: HashMap::new(),
+            browsers: Default::default(),
             store,
             feed: handle.feed.clone(),
             persisted,
@@ -437,13 +450,29 @@ impl AcdService {
                 def,
                 contacts,
             } => {
-                let reachable = !contacts.is_empty();
+                let reachable = !contacts.is_empty() || self.browsers.contains(&name);
                 self.contacts.insert(name.clone(), contacts);
                 match def {
                     Some(d) => self.core.agent_update(now, d, reachable),
                     None => {
                         if !self.core.set_reachable(now, &name, reachable) {
                             debug!(agent = %name, "registration of an agent the ACD does not know");
+                        }
+                    }
+                }
+            }
+            AcdMsg::BrowserPhone { name, def, on } => {
+                if on {
+                    self.browsers.insert(name.clone());
+                } else {
+                    self.browsers.remove(&name);
+                }
+                let reachable = on || self.contacts.get(&name).is_some_and(|c| !c.is_empty());
+                match def {
+                    Some(d) => self.core.agent_update(now, d, reachable),
+                    None => {
+                        if !self.core.set_reachable(now, &name, reachable) {
+                            debug!(agent = %name, "browser phone of an agent the ACD does not know");
                         }
                     }
                 }
@@ -576,12 +605,14 @@ impl AcdService {
                 } => {
                     for agent in agents {
                         let contacts = self.contacts.get(&agent).cloned().unwrap_or_default();
-                        let delivered = !contacts.is_empty()
+                        let browser = self.browsers.contains(&agent);
+                        let delivered = (browser || !contacts.is_empty())
                             && self.tell(
                                 &call,
                                 AcdEvent::Offer {
                                     agent: agent.clone(),
                                     contacts,
+                                    browser,
                                     ring_timeout,
                                 },
                             );

@@ -172,5 +172,5 @@ pub async fn events(
     State(st): State<Arc<ApiState>>,
     Path(name): Path<String>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    super::agent::agent_stream(st, name, None)
+    super::agent::agent_stream(st, name, None, None)
 }

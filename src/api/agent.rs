@@ -2,6 +2,9 @@
 //! `POST /api/agent/login` and `logout`, `GET /api/agent/me`, `POST /api/agent/state`,
 //! `GET /api/agent/events` (SSE: state changes and offered calls with the screen pop) and
 //! `POST /api/agent/disposition` (written to `dispositions`, the ticket moved when asked).
+//! The browser phone: `POST /api/agent/phone` (take calls in the page), `answer` (the
+//! page's WebRTC offer in, the SDP answer out), `reject` and `hangup`; the event stream
+//! rings it with `incoming-call` and ends it with `call-ended`.
 //! `GET /agent` serves the workspace page compiled into the binary.
 //!
 //! Sessions and the wrong-password guard are [`super::session`]; a login of an agent that
@@ -29,6 +32,7 @@ use super::session::{SessionInfo, COOKIE};
 use super::{ApiError, ApiState};
 use crate::acd::{AgentCommand, AgentFeed, AgentState};
 use crate::sip::auth::{ha1, Algorithm};
+use crate::webrtc::phones::PhoneEvent;
 
 /// The workspace page (plain HTML/CSS/JS, no build step): `web/agent.html`.
 pub const PAGE: &str = include_str!("../../web/agent.html");
@@ -199,6 +203,10 @@ pub async fn login(
         }
     };
     info!(agent = %b.name, source = %ip, took_over = new.took_over, "agent web login");
+    if new.took_over {
+        // The old page's phone goes with its session; the new page turns its own on.
+        phone_off(&st, &b.name);
+    }
     // Logging in on the page is going on duty: the ACD logs the agent in (it is offered
     // calls once it is also reachable).
     let state = st.ctx.acd.command(&b.name, AgentCommand::Login).await;
@@ -223,6 +231,7 @@ pub async fn logout(
     if let Ok(mut t) = st.sessions.lock() {
         t.revoke(&s.id);
     }
+    phone_off(&st, &s.agent);
     let state = st.ctx.acd.command(&s.agent, AgentCommand::Logout).await;
     info!(agent = %s.agent, "agent web logout");
     let mut resp = Json(json!({"agent": s.agent, "state": state.unwrap_or(AgentState::LoggedOut)}))
@@ -278,7 +287,179 @@ pub async fn me(
         "pause_reasons": st.ctx.config.pause_reasons,
         "dispositions": st.ctx.config.dispositions,
         "resolutions": ["unchanged", "wait", "refund"],
+        "phone": st.ctx.phones.is_on(&s.agent),
+        "ice_servers": st.ctx.config.webrtc_ice_servers,
     })))
+}
+
+fn phone_off(st: &ApiState, agent: &str) {
+    if st.ctx.phones.set(agent, false) {
+        st.ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
+            name: agent.to_string(),
+            def: None,
+            on: false,
+        });
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneBody {
+    on: bool,
+}
+
+/// `POST /api/agent/phone {"on": true}`: take calls in this page (the ACD rings the page
+/// instead of a SIP phone); `false` goes back to the SIP phone, if any.
+pub async fn phone(
+    State(st): State<Arc<ApiState>>,
+    Extension(s): Extension<SessionInfo>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: PhoneBody = json_body(&headers, &body)?;
+    if b.on {
+        // The account as stored (queues, skills): the ACD may not know an agent added since
+        // it started, as a REGISTER would tell it.
+        let def = crate::store::agents::find_by_user(&st.ctx.db, &s.agent)
+            .await
+            .map_err(db_error)?
+            .filter(|a| a.name == s.agent && a.enabled)
+            .map(|a| crate::acd::AgentDef {
+                name: a.name,
+                queues: a.queues,
+                skills: a.skills,
+            });
+        let Some(def) = def else {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!("agent '{}' is disabled or gone", s.agent),
+            ));
+        };
+        st.ctx.phones.set(&s.agent, true);
+        st.ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
+            name: s.agent.clone(),
+            def: Some(def),
+            on: true,
+        });
+        // Taking calls here is being on duty (as the web login is).
+        st.ctx.acd.command(&s.agent, AgentCommand::Login).await;
+    } else {
+        phone_off(&st, &s.agent);
+    }
+    info!(agent = %s.agent, on = b.on, "browser phone");
+    Ok(Json(json!({
+        "phone": b.on,
+        "ice_servers": st.ctx.config.webrtc_ice_servers,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerBody {
+    call_id: String,
+    sdp: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallBody {
+    call_id: String,
+}
+
+/// Largest SDP offer accepted from a page (Chromium's are about 5 KiB with every codec).
+const MAX_OFFER: usize = 64 * 1024;
+/// How long the answer may take (a port, the str0m session): a stuck leg is an error.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn phone_error(e: crate::webrtc::phones::PhoneError) -> ApiError {
+    ApiError(StatusCode::CONFLICT, e.to_string())
+}
+
+/// `POST /api/agent/answer {"call_id", "sdp"}`: answer the call the page is rung for with
+/// its WebRTC offer; the reply carries the SDP answer (`{"sdp"}`). 400 for an offer the leg
+/// refuses (no DTLS fingerprint, no audio, no common codec), 409 when the call is no
+/// longer ringing here.
+pub async fn answer(
+    State(st): State<Arc<ApiState>>,
+    Extension(s): Extension<SessionInfo>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: AnswerBody = json_body(&headers, &body)?;
+    if b.sdp.len() > MAX_OFFER {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "SDP offer too large".into(),
+        ));
+    }
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let action = crate::webrtc::phones::PageAction::Answer {
+        offer: b.sdp,
+        reply,
+    };
+    st.ctx
+        .phones
+        .act(&s.agent, &b.call_id, action)
+        .map_err(phone_error)?;
+    match tokio::time::timeout(ANSWER_WAIT, rx).await {
+        Ok(Ok(Ok(sdp))) => Ok(Json(json!({"call_id": b.call_id, "sdp": sdp}))),
+        Ok(Ok(Err(why))) => Err(ApiError(StatusCode::BAD_REQUEST, why)),
+        Ok(Err(_)) => Err(ApiError(
+            StatusCode::CONFLICT,
+            "the call ended while answering".into(),
+        )),
+        Err(_) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the call did not answer in time".into(),
+        )),
+    }
+}
+
+/// `POST /api/agent/reject {"call_id"}`: refuse a ringing call (a miss for the ACD).
+pub async fn reject(
+    State(st): State<Arc<ApiState>>,
+    Extension(s): Extension<SessionInfo>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    page_action(
+        &st,
+        &s,
+        &headers,
+        &body,
+        crate::webrtc::phones::PageAction::Reject,
+    )
+}
+
+/// `POST /api/agent/hangup {"call_id"}`: end the page's call (both sides).
+pub async fn hangup(
+    State(st): State<Arc<ApiState>>,
+    Extension(s): Extension<SessionInfo>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    page_action(
+        &st,
+        &s,
+        &headers,
+        &body,
+        crate::webrtc::phones::PageAction::Hangup,
+    )
+}
+
+fn page_action(
+    st: &ApiState,
+    s: &SessionInfo,
+    headers: &HeaderMap,
+    body: &[u8],
+    action: crate::webrtc::phones::PageAction,
+) -> Result<Json<Value>, ApiError> {
+    let b: CallBody = json_body(headers, body)?;
+    st.ctx
+        .phones
+        .act(&s.agent, &b.call_id, action)
+        .map_err(phone_error)?;
+    Ok(Json(json!({"call_id": b.call_id})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -346,7 +527,38 @@ pub async fn events(
     State(st): State<Arc<ApiState>>,
     Extension(s): Extension<SessionInfo>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    agent_stream(st, s.agent, Some(s.ended))
+    let watch = PageWatch::new(st.clone(), &s.agent);
+    agent_stream(st, s.agent, Some(s.ended), Some(watch))
+}
+
+/// An open page event stream of an agent (see [`crate::webrtc::phones::Phones::watch`]):
+/// when the last one of the agent closes, an idle browser phone goes off and the ACD is told.
+pub struct PageWatch {
+    st: Arc<ApiState>,
+    agent: String,
+}
+
+impl PageWatch {
+    fn new(st: Arc<ApiState>, agent: &str) -> PageWatch {
+        st.ctx.phones.watch(agent);
+        PageWatch {
+            st,
+            agent: agent.to_string(),
+        }
+    }
+}
+
+impl Drop for PageWatch {
+    fn drop(&mut self) {
+        if self.st.ctx.phones.unwatch(&self.agent) {
+            info!(agent = %self.agent, "the page's event stream closed: browser phone off");
+            self.st.ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
+                name: self.agent.clone(),
+                def: None,
+                on: false,
+            });
+        }
+    }
 }
 
 /// The per-agent event stream shared with the admin `GET /api/agents/{name}/events`.
@@ -354,44 +566,52 @@ pub fn agent_stream(
     st: Arc<ApiState>,
     name: String,
     ended: Option<tokio_util::sync::CancellationToken>,
+    watch: Option<PageWatch>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let rx = st.ctx.acd.subscribe();
+    let phone_rx = st.ctx.phones.subscribe();
     let hello = Event::default()
         .event("hello")
         .data(json!({ "agent": name }).to_string());
     let ended = ended.unwrap_or_default();
-    let state = (st, name, rx, Some(hello), ended, false);
-    let stream =
-        futures_util::stream::unfold(state, |(st, name, mut rx, hello, ended, done)| async move {
+    let state = (st, name, (rx, phone_rx, watch), Some(hello), ended, false);
+    let stream = futures_util::stream::unfold(
+        state,
+        |(st, name, (mut rx, mut phone_rx, watch), hello, ended, done)| async move {
             if done {
                 return None;
             }
             if let Some(h) = hello {
-                return Some((Ok(h), (st, name, rx, None, ended, false)));
+                return Some((Ok(h), (st, name, (rx, phone_rx, watch), None, ended, false)));
             }
             loop {
                 let item = tokio::select! {
                     _ = ended.cancelled() => {
                         let e = Event::default().event("revoked").data("{}");
-                        return Some((Ok(e), (st, name, rx, None, ended, true)));
+                        return Some((Ok(e), (st, name, (rx, phone_rx, watch), None, ended, true)));
                     }
                     r = rx.recv() => match r {
-                        Ok(i) => i,
+                        Ok(i) => Ok(i),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return None,
+                    },
+                    r = phone_rx.recv() => match r {
+                        Ok(p) => Err(p),
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(_) => return None,
                     },
                 };
                 let event = match item {
-                    AgentFeed::State { agent, state } if agent == name => Event::default()
+                    Ok(AgentFeed::State { agent, state }) if agent == name => Event::default()
                         .event("state")
                         .data(json!({ "agent": agent, "state": state }).to_string()),
-                    AgentFeed::Offer {
+                    Ok(AgentFeed::Offer {
                         agent,
                         call,
                         queue,
                         caller,
                         ticket_id,
-                    } if agent == name => {
+                    }) if agent == name => {
                         let pop = screen_pop(&st, &call, &caller, ticket_id).await;
                         let data = json!({
                             "agent": agent, "call_id": call, "queue": queue,
@@ -399,11 +619,22 @@ pub fn agent_stream(
                         });
                         Event::default().event("offer").data(data.to_string())
                     }
+                    Err(PhoneEvent::Ring { agent, call }) if agent == name => Event::default()
+                        .event("incoming-call")
+                        .data(json!({ "agent": agent, "call_id": call }).to_string()),
+                    Err(PhoneEvent::Ended { agent, call, why }) if agent == name => Event::default(
+                    )
+                    .event("call-ended")
+                    .data(json!({ "agent": agent, "call_id": call, "why": why }).to_string()),
                     _ => continue,
                 };
-                return Some((Ok(event), (st, name, rx, None, ended, false)));
+                return Some((
+                    Ok(event),
+                    (st, name, (rx, phone_rx, watch), None, ended, false),
+                ));
             }
-        });
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

@@ -271,6 +271,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/agent/state", post(agent::set_state))
         .route("/api/agent/events", get(agent::events))
         .route("/api/agent/disposition", post(agent::disposition))
+        .route("/api/agent/phone", post(agent::phone))
+        .route("/api/agent/answer", post(agent::answer))
+        .route("/api/agent/reject", post(agent::reject))
+        .route("/api/agent/hangup", post(agent::hangup))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             agent::require_session,

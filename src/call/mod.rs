@@ -72,6 +72,8 @@ pub struct CallContext {
     /// Draining (SIGTERM, `POST /api/drain`): OPTIONS and new INVITEs are answered 503 so
     /// the edge's dispatcher sends new calls elsewhere; calls in progress finish.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Agents taking calls in the `/agent` page, and the rings of their browser legs.
+    pub phones: Arc<crate::webrtc::phones::Phones>,
 }
 
 impl CallContext {

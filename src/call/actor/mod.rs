@@ -41,6 +41,7 @@ use crate::sip::transport::{Inbound, ReplyPath};
 use crate::store::ops::StoreOp;
 use crate::store::{now_ts, tickets};
 
+mod browser_leg;
 mod in_dialog;
 mod queue;
 mod uac;

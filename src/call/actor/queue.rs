@@ -62,13 +62,13 @@ pub struct CallbackFor {
 /// An agent leg whose phone answered.
 #[derive(Debug)]
 pub struct AnsweredLeg {
-    leg: u64,
-    agent: String,
-    media: LegMedia,
-    remote: SocketAddr,
-    socket: Arc<crate::media::socket::MediaSocket>,
+    pub(super) leg: u64,
+    pub(super) agent: String,
+    pub(super) media: LegMedia,
+    pub(super) remote: SocketAddr,
+    pub(super) socket: Arc<crate::media::socket::MediaSocket>,
     /// The leg's own mailbox, so even an unexpected answer can be hung up.
-    tx: mpsc::Sender<CallInput>,
+    pub(super) tx: mpsc::Sender<CallInput>,
 }
 
 /// From an agent leg to its caller's actor.
@@ -392,17 +392,30 @@ impl Call {
             AcdEvent::Offer {
                 agent,
                 contacts,
+                browser,
                 ring_timeout,
-            } => self.offer_agent(agent, contacts, ring_timeout),
+            } => self.offer_agent(agent, contacts, browser, ring_timeout),
         }
     }
 
-    fn offer_agent(&mut self, agent: String, contacts: Vec<Reachable>, ring_timeout: Duration) {
+    /// Ring an agent the ACD chose: in its browser page when its browser phone is on (where
+    /// it chose to take calls), else at its first reachable SIP contact.
+    fn offer_agent(
+        &mut self,
+        agent: String,
+        contacts: Vec<Reachable>,
+        browser: bool,
+        ring_timeout: Duration,
+    ) {
         let usable = matches!(self.phase, Phase::Answered | Phase::Parked)
             && self
                 .queue
                 .as_ref()
                 .is_some_and(|q| q.connected.is_none() && !q.told_acd);
+        if usable && browser {
+            self.offer_browser(agent, ring_timeout);
+            return;
+        }
         let target = contacts.iter().find_map(destination);
         let (true, Some((uri, dest, flow))) = (usable, target) else {
             debug!(%agent, usable, "offer refused by the call");
@@ -456,6 +469,39 @@ impl Call {
         self.ctx
             .tracker
             .spawn(super::uac::run_outbound_on(ctx, req, tx, rx, shutdown));
+    }
+
+    /// Ring the agent's `/agent` page (`browser_leg.rs`): an agent leg like a SIP one.
+    fn offer_browser(&mut self, agent: String, ring_timeout: Duration) {
+        let call = self.acd_key();
+        let Some(q) = self.queue.as_mut() else { return };
+        let leg = q.next_leg;
+        q.next_leg += 1;
+        let (tx, rx) = mpsc::channel(super::MAILBOX);
+        q.legs.push(LegHandle {
+            id: leg,
+            tx: tx.clone(),
+            done: false,
+        });
+        self.record_event("agent_offer", agent.clone());
+        let link = LegLink {
+            leg,
+            agent,
+            caller_tx: self.self_tx.clone(),
+            reported: false,
+            prefer: self.offer.map(|n| n.codec),
+        };
+        let ctx = self.ctx.clone();
+        let shutdown = self.shutdown.clone();
+        self.ctx.tracker.spawn(super::browser_leg::run(
+            ctx,
+            link,
+            call,
+            ring_timeout,
+            tx,
+            rx,
+            shutdown,
+        ));
     }
 
     pub(super) fn on_leg_event(&mut self, now: Instant, event: LegEvent) {
