@@ -177,7 +177,7 @@ impl RefusedInvites {
 
     /// The To tag of the `503` for this key (the same for every retransmission).
     pub fn tag(key: u64) -> String {
-        format!("{:016x}", key.rotate_left(17) ^ 0x5eed_0f_0ad5)
+        format!("{:016x}", key.rotate_left(17) ^ 0x005e_ed0f_0ad5)
     }
 
     pub fn remember(&mut self, key: u64, now: Instant) {
@@ -276,7 +276,10 @@ mod tests {
         // its bucket empty at first (no burst right after an overload).
         assert_eq!(gate.offer(t, Duration::ZERO), Decision::RefuseRate);
         let rate = gate.rate().expect("a rate after overload");
-        assert!(rate < 6000.0 * DECREASE + 1.0 && rate >= MIN_RATE, "{rate}");
+        assert!(
+            (MIN_RATE..6000.0 * DECREASE + 1.0).contains(&rate),
+            "{rate}"
+        );
     }
 
     /// The server can serve `capacity` calls/s: admitting more makes the wait grow (a
