@@ -174,34 +174,15 @@ pub async fn login(
         }
     };
     if !ok {
-        let now_banned = st
-            .login_guard
-            .lock()
-            .map(|mut g| g.failed(Instant::now(), ip))
-            .unwrap_or(false);
-        warn!(target: "security", source = %ip, user = %b.name, "web login failed");
-        if now_banned {
-            warn!(target: "security", source = %ip,
-                "too many failed web logins: source banned for {} s",
-                super::session::BAN_TIME.as_secs());
-        }
-        return Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "wrong agent name or password".into(),
+        return Err(super::session::login_refused(
+            &st.login_guard,
+            ip,
+            &b.name,
+            "web login failed",
+            "wrong agent name or password",
         ));
     }
-    if let Ok(mut g) = st.login_guard.lock() {
-        g.succeeded(ip);
-    }
-    let (new, ttl) = match st.sessions.lock() {
-        Ok(mut s) => (s.create(Instant::now(), &b.name), s.ttl()),
-        Err(_) => {
-            return Err(ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "session table unavailable".into(),
-            ))
-        }
-    };
+    let (new, ttl) = super::session::login_accepted(&st.login_guard, &st.sessions, ip, &b.name)?;
     info!(agent = %b.name, source = %ip, took_over = new.took_over, "agent web login");
     if new.took_over {
         // The old page's phone goes with its session; the new page turns its own on.

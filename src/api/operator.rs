@@ -107,34 +107,16 @@ pub async fn login(
         .unwrap_or(false);
     let ok = matches && row.as_ref().is_some_and(|r| r.enabled);
     let (Some(op), true) = (row, ok) else {
-        let now_banned = st
-            .login_guard
-            .lock()
-            .map(|mut g| g.failed(Instant::now(), ip))
-            .unwrap_or(false);
-        warn!(target: "security", source = %ip, user = %b.name, "operator login failed");
-        if now_banned {
-            warn!(target: "security", source = %ip,
-                "too many failed web logins: source banned for {} s",
-                super::session::BAN_TIME.as_secs());
-        }
-        return Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "wrong operator name or password".into(),
+        return Err(super::session::login_refused(
+            &st.login_guard,
+            ip,
+            &b.name,
+            "operator login failed",
+            "wrong operator name or password",
         ));
     };
-    if let Ok(mut g) = st.login_guard.lock() {
-        g.succeeded(ip);
-    }
-    let (new, ttl) = match st.operator_sessions.lock() {
-        Ok(mut s) => (s.create(Instant::now(), &op.name), s.ttl()),
-        Err(_) => {
-            return Err(ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "session table unavailable".into(),
-            ))
-        }
-    };
+    let (new, ttl) =
+        super::session::login_accepted(&st.login_guard, &st.operator_sessions, ip, &op.name)?;
     info!(operator = %op.name, role = op.role.as_str(), source = %ip,
         took_over = new.took_over, "operator login");
     let mut resp = Json(json!({

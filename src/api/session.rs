@@ -210,6 +210,48 @@ struct Source {
     banned_until: Option<Instant>,
 }
 
+/// A web login whose name or password did not match (agent page, console): counted against
+/// the source (banned after too many), logged as a security event (`log` is the line's
+/// text), and the `401` to answer. One place for both pages, so their bans cannot drift.
+pub(super) fn login_refused(
+    guard: &std::sync::Mutex<LoginGuard>,
+    ip: IpAddr,
+    user: &str,
+    log: &str,
+    answer: &str,
+) -> super::ApiError {
+    let now_banned = guard
+        .lock()
+        .map(|mut g| g.failed(Instant::now(), ip))
+        .unwrap_or(false);
+    tracing::warn!(target: "security", source = %ip, %user, "{log}");
+    if now_banned {
+        tracing::warn!(target: "security", source = %ip,
+            "too many failed web logins: source banned for {} s", BAN_TIME.as_secs());
+    }
+    super::ApiError(axum::http::StatusCode::UNAUTHORIZED, answer.into())
+}
+
+/// A web login that matched: the source's failures are forgotten and a session is opened in
+/// `sessions` for `name`, with the table's lifetime.
+pub(super) fn login_accepted(
+    guard: &std::sync::Mutex<LoginGuard>,
+    sessions: &std::sync::Mutex<Sessions>,
+    ip: IpAddr,
+    name: &str,
+) -> Result<(NewSession, Duration), super::ApiError> {
+    if let Ok(mut g) = guard.lock() {
+        g.succeeded(ip);
+    }
+    match sessions.lock() {
+        Ok(mut s) => Ok((s.create(Instant::now(), name), s.ttl())),
+        Err(_) => Err(super::ApiError(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "session table unavailable".into(),
+        )),
+    }
+}
+
 /// Per-source count of wrong web-login passwords, with temporary bans.
 #[derive(Debug, Default)]
 pub struct LoginGuard {

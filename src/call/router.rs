@@ -309,6 +309,25 @@ impl Router {
         inbound.reply.send(r.to_bytes());
     }
 
+    /// The key of an INVITE's transaction in the refusal memory (Call-ID and branch);
+    /// hashed only when the memory is consulted or written, not for every INVITE.
+    fn refusal_key(&self, inbound: &Inbound) -> Option<u64> {
+        let call_id = inbound.msg.call_id().ok()?;
+        let via = inbound.msg.top_via().ok()?;
+        via.branch().map(|b| self.refused.key(call_id, b))
+    }
+
+    /// Overload's answer: `503` with `Retry-After: 2` and the transaction's tag.
+    fn refuse_overload(&self, inbound: &Inbound, tag: &str) {
+        self.reply_tagged(
+            inbound,
+            503,
+            "Service Unavailable",
+            &[(HeaderName::Other("Retry-After".into()), "2".into())],
+            tag,
+        );
+    }
+
     pub fn handle_inbound(&mut self, inbound: Inbound) {
         let msg = &inbound.msg;
         let StartLine::Request { method, uri } = &msg.start else {
@@ -540,21 +559,16 @@ impl Router {
     }
 
     fn new_call(&mut self, inbound: Inbound) {
-        let refusal_key = match (inbound.msg.call_id(), inbound.msg.top_via()) {
-            (Ok(call_id), Ok(via)) => via.branch().map(|b| self.refused.key(call_id, b)),
-            _ => None,
-        };
-        if let Some(key) = refusal_key.filter(|k| self.refused.contains(*k)) {
-            // A retransmission of an INVITE refused for overload: its transaction answers
-            // again, the same `503` with the same tag, and nothing else happens.
-            self.reply_tagged(
-                &inbound,
-                503,
-                "Service Unavailable",
-                &[(HeaderName::Other("Retry-After".into()), "2".into())],
-                &RefusedInvites::tag(key),
-            );
-            return;
+        if !self.refused.is_empty() {
+            if let Some(key) = self
+                .refusal_key(&inbound)
+                .filter(|k| self.refused.contains(*k))
+            {
+                // A retransmission of an INVITE refused for overload: its transaction
+                // answers again, the same `503` with the same tag, and nothing else happens.
+                self.refuse_overload(&inbound, &RefusedInvites::tag(key));
+                return;
+            }
         }
         if self.shutdown.is_cancelled() || self.ctx.draining.load(Ordering::Relaxed) {
             self.reply(
@@ -610,20 +624,14 @@ impl Router {
                 waited_ms = waited.as_millis() as u64,
                 "overload: INVITE refused with 503"
             );
-            let tag = match refusal_key {
+            let tag = match self.refusal_key(&inbound) {
                 Some(key) => {
                     self.refused.remember(key, now);
                     RefusedInvites::tag(key)
                 }
                 None => super::dialog::new_tag(),
             };
-            self.reply_tagged(
-                &inbound,
-                503,
-                "Service Unavailable",
-                &[(HeaderName::Other("Retry-After".into()), "2".into())],
-                &tag,
-            );
+            self.refuse_overload(&inbound, &tag);
             return;
         }
         let Some(slot) = self.ctx.active_calls.try_acquire(self.ctx.config.max_calls) else {
