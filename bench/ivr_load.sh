@@ -75,8 +75,9 @@ if [[ $SMOKE == 1 ]]; then
   [[ -n "${SWITCHBOARD_BIN:-}" ]] || cargo build --bin switchboard >/dev/null
   TOOL=${CARGO_TARGET_DIR:-target}/debug/examples/ivr_load
 else
+  # SWITCHBOARD_BIN=PATH: that release binary (before/after comparisons); the tool is this tree's.
   cargo build --release --bin switchboard --example ivr_load >/dev/null 2>&1
-  BIN=${CARGO_TARGET_DIR:-target}/release/switchboard
+  BIN=${SWITCHBOARD_BIN:-${CARGO_TARGET_DIR:-target}/release/switchboard}
   TOOL=${CARGO_TARGET_DIR:-target}/release/examples/ivr_load
 fi
 # Two sockets per call on the tool's side, one on the server's, plus the lingering ones.

@@ -14,6 +14,9 @@
 # after the overload ends, the seconds until the normal load's per-second failures are 0.
 # RT_PRIORITY=N runs the server with --realtime-priority N (default: the shipped config's).
 #
+# SWITCHBOARD_BIN=PATH (without SMOKE) runs that release binary instead of building this tree's,
+# for before/after comparisons in one sitting.
+#
 # SMOKE=1 bench/sip_cps.sh: 20 calls/s for 2 s against the debug build (SWITCHBOARD_BIN, else
 # target/debug/switchboard), free ports (tests/bench_smoke.rs): fails when the run breaks
 # (SIPp fails, the server dies, a figure is missing), never on the figures.
@@ -39,6 +42,11 @@ if [[ $SMOKE == 1 ]]; then
   [[ -n "${SWITCHBOARD_BIN:-}" ]] || cargo build --bin switchboard >/dev/null
   SIP_PORT=${SIP_PORT:-$(free_port)}
   UAC_PORT=$(free_port)
+elif [[ -n "${SWITCHBOARD_BIN:-}" ]]; then
+  # A/B runs (issue 15: "same box, same run as main before the change"): a given binary.
+  BIN=$SWITCHBOARD_BIN
+  SIP_PORT=${SIP_PORT:-35060}
+  UAC_PORT=35070
 else
   cargo build --release >/dev/null 2>&1
   BIN=${CARGO_TARGET_DIR:-target}/release/switchboard
