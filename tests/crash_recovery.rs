@@ -169,6 +169,69 @@ fn kill_9_while_the_writer_is_blocked_loses_no_record() {
     assert!(row["answered_at"].as_str().is_some(), "{row:?}");
 }
 
+// ---- PostgreSQL for the cluster tests -------------------------------------------------------
+
+/// The test PostgreSQL (`SWITCHBOARD_TEST_PG_URL`) with a runtime and a pool of the test's
+/// own, for counting rows while the nodes run.
+struct Pg {
+    url: String,
+    rt: tokio::runtime::Runtime,
+    db: switchboard::store::Db,
+}
+
+impl Pg {
+    /// `None` (with a message) outside CI when no PostgreSQL is given; in CI a failure.
+    fn from_env() -> Option<Pg> {
+        let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)"
+            );
+            eprintln!("SWITCHBOARD_TEST_PG_URL not set: skipped");
+            return None;
+        };
+        Some(Pg::connect(&url))
+    }
+
+    fn connect(url: &str) -> Pg {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let db = rt
+            .block_on(switchboard::store::Db::connect(url))
+            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+        Pg {
+            url: url.to_string(),
+            rt,
+            db,
+        }
+    }
+
+    /// `SELECT COUNT(*) … $1` with one text parameter.
+    fn count(&self, sql: &str, bind: &str) -> i64 {
+        self.rt
+            .block_on(
+                sqlx::query_scalar::<_, i64>(sql)
+                    .bind(bind.to_string())
+                    .fetch_one(&self.db.pool),
+            )
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    fn count0(&self, sql: &str) -> i64 {
+        self.rt
+            .block_on(sqlx::query_scalar::<_, i64>(sql).fetch_one(&self.db.pool))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    fn exec(&self, sql: &str) {
+        self.rt
+            .block_on(sqlx::query(sql).execute(&self.db.pool))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
 // ---- two nodes on one PostgreSQL (issue 18: scale-out) -------------------------------------
 
 /// Crash recovery scoped to a node: A holds a call; B is killed and restarted beside it and
@@ -176,29 +239,9 @@ fn kill_9_while_the_writer_is_blocked_loses_no_record() {
 /// `[cluster] dead_after_s` B declares A dead and closes A's call `interrupted`, once.
 #[test]
 fn two_nodes_on_postgres_restart_leaves_the_other_alone_and_a_dead_node_is_finalized() {
-    let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)"
-        );
-        eprintln!("SWITCHBOARD_TEST_PG_URL not set: skipped");
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let db = rt
-        .block_on(switchboard::store::Db::connect(&url))
-        .expect("connect to the test PostgreSQL");
-    let q = |sql: &str, node: &str| -> i64 {
-        rt.block_on(
-            sqlx::query_scalar::<_, i64>(sql)
-                .bind(node.to_string())
-                .fetch_one(&db.pool),
-        )
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    };
+    let Some(pg) = Pg::from_env() else { return };
+    let url = pg.url.clone();
+    let q = |sql: &str, node: &str| pg.count(sql, node);
     let node_a = support::unique("a");
     let node_b = support::unique("b");
     // Each node its own config copy (its own spool), fast cluster timing.
@@ -508,14 +551,8 @@ impl Drop for Kamailio {
 /// rotation, every new call lands on B or C, and A's calls in progress finish normally.
 #[test]
 fn kamailio_spreads_calls_over_three_nodes_and_stops_sending_to_a_draining_one() {
-    let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)"
-        );
-        eprintln!("SWITCHBOARD_TEST_PG_URL not set: skipped");
-        return;
-    };
+    let Some(pg) = Pg::from_env() else { return };
+    let url = pg.url.clone();
     let Some(kamailio_bin) = Kamailio::binary() else {
         assert!(
             std::env::var("CI").is_err(),
@@ -526,21 +563,7 @@ fn kamailio_spreads_calls_over_three_nodes_and_stops_sending_to_a_draining_one()
         );
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let db = rt
-        .block_on(switchboard::store::Db::connect(&url))
-        .expect("connect to the test PostgreSQL");
-    let q = |sql: &str, node: &str| -> i64 {
-        rt.block_on(
-            sqlx::query_scalar::<_, i64>(sql)
-                .bind(node.to_string())
-                .fetch_one(&db.pool),
-        )
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    };
+    let q = |sql: &str, node: &str| pg.count(sql, node);
     let names = [
         support::unique("ka"),
         support::unique("kb"),
@@ -680,18 +703,8 @@ fn kamailio_spreads_calls_over_three_nodes_and_stops_sending_to_a_draining_one()
 #[test]
 fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
     use crate::campaign::{self, Behaviour, Farm, ServerOptions, ServerSetup};
-    let Ok(base_url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must provide SWITCHBOARD_TEST_PG_URL (scripts/test starts PostgreSQL)"
-        );
-        eprintln!("SWITCHBOARD_TEST_PG_URL not set: skipped");
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let Some(base) = Pg::from_env() else { return };
+    let base_url = base.url.clone();
     // A database of its own: the campaign takes every delayed ticket of the database.
     let (prefix, base_db) = base_url.rsplit_once('/').expect("database URL with a name");
     let name = format!(
@@ -699,16 +712,8 @@ fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
         base_db.split('?').next().unwrap_or("t"),
         std::process::id()
     );
-    let admin = rt
-        .block_on(switchboard::store::Db::connect(&base_url))
-        .expect("connect to the test PostgreSQL");
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        rt.block_on(sqlx::query(&sql).execute(&admin.pool))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
+    base.exec(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    base.exec(&format!("CREATE DATABASE {name}"));
     let url = format!("{prefix}/{name}");
 
     let dir = campaign::test_dir("switchboard-leases-");
@@ -739,21 +744,10 @@ fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
         )
     };
     let a = start(&node_a);
-    let db = rt
-        .block_on(switchboard::store::Db::connect(&url))
-        .expect("connect to the lease test database");
-    let count = |sql: &str, bind: &str| -> i64 {
-        rt.block_on(
-            sqlx::query_scalar::<_, i64>(sql)
-                .bind(bind.to_string())
-                .fetch_one(&db.pool),
-        )
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    };
-    let count0 = |sql: &str| -> i64 {
-        rt.block_on(sqlx::query_scalar::<_, i64>(sql).fetch_one(&db.pool))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    };
+    let lease_db = Pg::connect(&url);
+    let (rt, db) = (&lease_db.rt, &lease_db.db);
+    let count = |sql: &str, bind: &str| lease_db.count(sql, bind);
+    let count0 = |sql: &str| lease_db.count0(sql);
     // 12 customers who answer and press 1 after 6 s: calls long enough to be cut.
     let tickets = campaign::tickets(7, &[Behaviour::SlowPress1; 12]);
     for t in &tickets {
@@ -939,8 +933,6 @@ fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
     );
     drop(b);
     drop(a);
-    drop(db);
-    let _ = rt.block_on(
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin.pool),
-    );
+    drop(lease_db);
+    base.exec(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }
