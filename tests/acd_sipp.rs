@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::support::{
     free_port, repo_root, run_binary, sipp, sipp_media_port, wait_for, DbRow, Scenario, Server,
-    SippProcess,
+    SippProcess, SippRun,
 };
 use serde_json::Value;
 
@@ -45,6 +45,15 @@ fn register(server: &Server, port: u16, name: &str, password: &str) {
 /// (unless the server's BYE comes first), echoing RTP.
 struct AgentPhone {
     sipp: SippProcess,
+}
+
+impl AgentPhone {
+    /// Waits for the phone's SIPp to end and asserts that its scenario passed.
+    fn finish(self, who: &str) -> SippRun {
+        let run = self.sipp.wait();
+        assert_eq!(run.code, Some(0), "{who} failed\n{}", run.text);
+        run
+    }
 }
 
 fn agent_phone(server: &Server, name: &str, port: u16, ring_ms: u32, hold_ms: u32) -> AgentPhone {
@@ -235,13 +244,7 @@ fn agent_answers_audio_both_ways_agent_hangs_up() {
         &Scenario::call_with_digits(&[(1500, '0')], 12_000, 40_000),
         &caller("+15551239001"),
     );
-    let agent_run = phone.sipp.wait();
-    assert_eq!(
-        agent_run.code,
-        Some(0),
-        "agent phone failed\n{}",
-        agent_run.text
-    );
+    phone.finish("agent phone");
     call.wait().assert_ok(&server);
 
     let rec = ended_call(&server, "+15551239001");
@@ -316,13 +319,7 @@ fn caller_hangs_up_first_agent_gets_bye() {
         &caller("+15551239002"),
     );
     call.wait().assert_ok(&server);
-    let agent_run = phone.sipp.wait();
-    assert_eq!(
-        agent_run.code,
-        Some(0),
-        "agent phone failed\n{}",
-        agent_run.text
-    );
+    phone.finish("agent phone");
     let rec = ended_call(&server, "+15551239002");
     assert_eq!(rec["agent"], "bob");
     assert_eq!(rec["hangup_cause"], "caller_hangup");
@@ -349,13 +346,7 @@ fn caller_abandons_while_agent_rings() {
         &caller("+15551239003"),
     );
     call.wait().assert_ok(&server);
-    let agent_run = phone.sipp.wait();
-    assert_eq!(
-        agent_run.code,
-        Some(0),
-        "agent phone failed\n{}",
-        agent_run.text
-    );
+    let agent_run = phone.finish("agent phone");
     assert!(
         agent_run.text.contains("CANCEL sip:"),
         "the agent's phone never saw a CANCEL\n{}",
@@ -449,21 +440,9 @@ fn ring_timeout_moves_on_and_auto_pauses() {
         &Scenario::call_with_digits(&[(1500, '0')], 10_000, 40_000),
         &caller("+15551239004"),
     );
-    let erin_run = erin.sipp.wait();
-    assert_eq!(
-        erin_run.code,
-        Some(0),
-        "erin's phone failed\n{}",
-        erin_run.text
-    );
+    erin.finish("erin's phone");
     call.wait().assert_ok(&server);
-    let dave_run = dave.sipp.wait();
-    assert_eq!(
-        dave_run.code,
-        Some(0),
-        "dave's phone failed\n{}",
-        dave_run.text
-    );
+    let dave_run = dave.finish("dave's phone");
     assert!(dave_run.text.contains("CANCEL sip:"), "{}", dave_run.text);
 
     let rec = ended_call(&server, "+15551239004");
@@ -534,20 +513,8 @@ fn ring_all_first_answer_wins_other_cancelled() {
         &Scenario::call_with_digits(&[(1500, '0')], 8000, 40_000),
         &caller("+15551239005"),
     );
-    let fast_run = fast.sipp.wait();
-    assert_eq!(
-        fast_run.code,
-        Some(0),
-        "fast phone failed\n{}",
-        fast_run.text
-    );
-    let slow_run = slow.sipp.wait();
-    assert_eq!(
-        slow_run.code,
-        Some(0),
-        "slow phone failed\n{}",
-        slow_run.text
-    );
+    fast.finish("fast phone");
+    let slow_run = slow.finish("slow phone");
     assert!(slow_run.text.contains("CANCEL sip:"), "{}", slow_run.text);
     call.wait().assert_ok(&server);
     let rec = ended_call(&server, "+15551239005");
@@ -691,8 +658,7 @@ fn callback_keeps_place_rings_agent_first_then_customer() {
         Some(&tok),
     );
     assert_eq!(code, 200, "{body}");
-    let gina = phone.sipp.wait();
-    assert_eq!(gina.code, Some(0), "gina's phone failed\n{}", gina.text);
+    phone.finish("gina's phone");
     let cust = customer.wait();
     assert_eq!(cust.code, Some(0), "customer phone failed\n{}", cust.text);
     assert!(
@@ -915,13 +881,7 @@ fn agent_blind_transfers_to_another_queue() {
         "{}",
         jack_run.text
     );
-    let kate_run = kate.sipp.wait();
-    assert_eq!(
-        kate_run.code,
-        Some(0),
-        "kate's phone failed\n{}",
-        kate_run.text
-    );
+    kate.finish("kate's phone");
     call.wait().assert_ok(&server);
 
     let rec = ended_call(&server, "+15551239011");
@@ -1070,8 +1030,7 @@ fn screen_pop_on_offer_and_disposition_after_the_call() {
         &Scenario::call_with_digits(&[(1500, '0')], 6000, 40_000),
         &caller("+15551230001"),
     );
-    let run = phone.sipp.wait();
-    assert_eq!(run.code, Some(0), "mona's phone failed\n{}", run.text);
+    phone.finish("mona's phone");
     call.wait().assert_ok(&server);
     let offer = reader.join().expect("reader").expect("an offer event");
     assert_eq!(offer["agent"], "mona", "{offer}");
@@ -1190,8 +1149,7 @@ fn queue_records_the_bridged_call_in_stereo() {
         &Scenario::call_with_digits(&[(1500, '0')], 10_000, 40_000),
         &caller("+15551239012"),
     );
-    let run = phone.sipp.wait();
-    assert_eq!(run.code, Some(0), "nina's phone failed\n{}", run.text);
+    phone.finish("nina's phone");
     call.wait().assert_ok(&server);
     let rec = ended_call(&server, "+15551239012");
     let id = rec["id"].as_str().expect("id").to_string();
@@ -1263,8 +1221,7 @@ fn vip_caller_identified_by_number_goes_first() {
         Some(&tok),
     );
     assert_eq!(code, 200, "{body}");
-    let run = phone.sipp.wait();
-    assert_eq!(run.code, Some(0), "omar's phone failed\n{}", run.text);
+    phone.finish("omar's phone");
     vip.wait().assert_ok(&server);
     let vip_rec = ended_call(&server, "+15551230002");
     assert_eq!(vip_rec["agent"], "omar");
@@ -1382,13 +1339,7 @@ fn call_slots_return_after_campaign_agent_leg_and_hotline_calls() {
         &Scenario::call_with_digits(&[(1500, '0')], 8_000, 30_000),
         &caller("+15551239051"),
     );
-    let agent_run = agent.sipp.wait();
-    assert_eq!(
-        agent_run.code,
-        Some(0),
-        "agent phone failed\n{}",
-        agent_run.text
-    );
+    agent.finish("agent phone");
     call.wait().assert_ok(&server);
     assert_eq!(ended_call(&server, "+15551239051")["agent"], "sam");
     wait_no_active_calls(&server, &tok, "the agent call");
@@ -1475,8 +1426,7 @@ fn wallboard_page_shows_waiting_caller_within_2s_and_sl_after_answer() {
     next("DONE");
     let status = node.wait().expect("node exit");
     assert!(status.success(), "{}", support::read_lossy(&node_log));
-    let agent_run = phone.sipp.wait();
-    assert_eq!(agent_run.code, Some(0), "agent phone\n{}", agent_run.text);
+    phone.finish("agent phone");
     call.wait().assert_ok(&server);
 
     let rec = ended_call(&server, "+15551239717");
