@@ -101,6 +101,17 @@ pub enum Action {
     Enqueue {
         queue: String,
         on_unavailable: String,
+        /// Where the dialplan continues when the agent hangs up first (e.g. a satisfaction
+        /// survey); None: the call ends with the agent's hang-up, as before.
+        after_agent: Option<String>,
+    },
+    /// Record a post-call satisfaction survey (`call_surveys`): `score` must expand to 1–5,
+    /// `message` (optional) to a recording's path; an invalid score goes to `on_invalid`.
+    Survey {
+        score: String,
+        message: Option<String>,
+        next: String,
+        on_invalid: Option<String>,
     },
     /// Record what the caller says (after the prompts, e.g. a beep) until the terminator
     /// key or `max_ms`; the file's path goes into `var` when given.
@@ -157,7 +168,22 @@ impl Action {
                 v.push(otherwise);
                 v
             }
-            Action::Enqueue { on_unavailable, .. } => vec![on_unavailable],
+            Action::Enqueue {
+                on_unavailable,
+                after_agent,
+                ..
+            } => {
+                let mut v = vec![on_unavailable.as_str()];
+                v.extend(after_agent.as_deref());
+                v
+            }
+            Action::Survey {
+                next, on_invalid, ..
+            } => {
+                let mut v = vec![next.as_str()];
+                v.extend(on_invalid.as_deref());
+                v
+            }
             Action::Hours { open, closed } => vec![open, closed],
             Action::Hangup { .. } => vec![],
         }
@@ -173,6 +199,7 @@ impl Action {
             Action::Set { .. } => "set",
             Action::Outcome { .. } => "outcome",
             Action::Enqueue { .. } => "enqueue",
+            Action::Survey { .. } => "survey",
             Action::Record { .. } => "record",
             Action::Goto { .. } => "goto",
             Action::Hours { .. } => "hours",

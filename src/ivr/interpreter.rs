@@ -60,6 +60,11 @@ pub enum Output {
         var: Option<String>,
     },
     StopRecording,
+    /// A post-call survey answer (`survey` step): a score of 1–5 and maybe a recording.
+    Survey {
+        score: u8,
+        message: Option<String>,
+    },
     Hangup {
         cause: String,
     },
@@ -110,6 +115,7 @@ enum Wait {
     Done,
 }
 
+#[derive(Debug)]
 pub struct Interpreter {
     plan: Arc<Dialplan>,
     vars: Vars,
@@ -445,6 +451,43 @@ impl Interpreter {
         }
     }
 
+    /// Whether the call, now waiting in a queue, goes on in the dialplan when the agent
+    /// hangs up first (the `enqueue` step's `after_agent`).
+    pub fn continues_after_agent(&self) -> bool {
+        let Wait::Enqueue { step } = &self.wait else {
+            return false;
+        };
+        matches!(
+            self.plan.steps.get(step).map(|s| &s.action),
+            Some(Action::Enqueue {
+                after_agent: Some(_),
+                ..
+            })
+        )
+    }
+
+    /// The agent hung up first: continue at the `enqueue` step's `after_agent` (variable
+    /// `queue_status` = `agent_hangup`). Returns false when there is nowhere to go.
+    pub fn handle_agent_hangup(&mut self, now: Instant) -> bool {
+        self.now = now;
+        let Wait::Enqueue { step } = self.wait.clone() else {
+            return false;
+        };
+        let Some(Action::Enqueue {
+            after_agent: Some(next),
+            ..
+        }) = self.plan.steps.get(&step).map(|s| &s.action)
+        else {
+            return false;
+        };
+        let next = next.clone();
+        self.wait = Wait::Nothing;
+        self.vars
+            .insert("queue_status".into(), "agent_hangup".into());
+        self.run(next);
+        true
+    }
+
     fn retry_of(&self, step: &str) -> Option<&Retry> {
         match self.plan.steps.get(step).map(|s| &s.action) {
             Some(Action::Menu { retry, .. }) | Some(Action::Collect { retry, .. }) => Some(retry),
@@ -542,6 +585,30 @@ impl Interpreter {
                             prompting: Some(id),
                             until: None,
                         };
+                    }
+                }
+                Action::Survey {
+                    score,
+                    message,
+                    next: after,
+                    on_invalid,
+                } => {
+                    let raw = expand(&score, &self.vars);
+                    match raw.trim().parse::<u8>() {
+                        Ok(score @ 1..=5) => {
+                            let message = message
+                                .map(|m| expand(&m, &self.vars))
+                                .filter(|m| !m.is_empty());
+                            self.outputs.push_back(Output::Survey { score, message });
+                            next = Some(after);
+                        }
+                        _ => {
+                            self.outputs.push_back(Output::Event {
+                                kind: "survey_invalid",
+                                detail: raw,
+                            });
+                            next = Some(on_invalid.unwrap_or(after));
+                        }
                     }
                 }
                 Action::Goto { next: after } => next = Some(after),
@@ -1354,5 +1421,124 @@ action = "hangup"
                 assert_eq!(first_play(&o).1, vec!["enter-order-number"]);
             }
         }
+    }
+
+    const SURVEY: &str = r##"
+[dialplan]
+name = "s"
+start = "q"
+
+[steps.q]
+action = "enqueue"
+queue = "support"
+on_unavailable = "bye"
+after_agent = "ask"
+
+[steps.ask]
+action = "collect"
+var = "score"
+max_digits = 1
+next = "rate"
+on_failure = "bye"
+
+[steps.rate]
+action = "survey"
+score = "${score}"
+message = "${note}"
+on_invalid = "ask"
+next = "bye"
+
+[steps.bye]
+action = "hangup"
+"##;
+
+    fn survey_interp(src: &str) -> (Interpreter, Instant) {
+        let f = |_: &str, _: &str| true;
+        let queues = ["support".to_string()];
+        let plan = load_str(
+            "s.toml",
+            src,
+            &LoadContext {
+                prompt_exists: &f,
+                queues: &queues,
+            },
+        )
+        .expect("plan");
+        (
+            Interpreter::new(Arc::new(plan), Vars::new()),
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn agent_hangup_resumes_at_after_agent_and_the_survey_checks_the_score() {
+        let (mut i, t0) = survey_interp(SURVEY);
+        i.start(t0);
+        assert_eq!(
+            drain(&mut i),
+            [Output::Enqueue {
+                queue: "support".into()
+            }]
+        );
+        assert!(i.continues_after_agent());
+        assert!(i.handle_agent_hangup(t0));
+        assert_eq!(i.vars()["queue_status"], "agent_hangup");
+        // `ask` waits for a key (no prompts): a 7 is not a score -> back to `ask`.
+        drain(&mut i);
+        i.handle_digit(t0, '7');
+        let out = drain(&mut i);
+        assert!(
+            out.contains(&Output::Event {
+                kind: "survey_invalid",
+                detail: "7".into()
+            }),
+            "{out:?}"
+        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Survey { .. })));
+        i.handle_digit(t0, '4');
+        let out = drain(&mut i);
+        // No `note` variable: no message.
+        assert!(
+            out.contains(&Output::Survey {
+                score: 4,
+                message: None
+            }),
+            "{out:?}"
+        );
+        assert!(matches!(out.last(), Some(Output::Hangup { .. })));
+    }
+
+    #[test]
+    fn without_after_agent_the_dialplan_does_not_resume() {
+        let (mut i, t0) = survey_interp(&SURVEY.replace("after_agent = \"ask\"\n", ""));
+        i.start(t0);
+        drain(&mut i);
+        assert!(!i.continues_after_agent());
+        assert!(!i.handle_agent_hangup(t0));
+        assert!(drain(&mut i).is_empty());
+    }
+
+    #[test]
+    fn survey_and_after_agent_are_checked_at_load() {
+        let f = |_: &str, _: &str| true;
+        let queues = ["support".to_string()];
+        let ctx = LoadContext {
+            prompt_exists: &f,
+            queues: &queues,
+        };
+        let bad_target = SURVEY.replace("after_agent = \"ask\"", "after_agent = \"nowhere\"");
+        let err = load_str("s.toml", &bad_target, &ctx).expect_err("unknown step");
+        assert!(format!("{err:?}").contains("nowhere"), "{err:?}");
+        let no_score = SURVEY.replace("score = \"${score}\"\n", "");
+        let err = load_str("s.toml", &no_score, &ctx).expect_err("score is required");
+        assert!(format!("{err:?}").contains("score"), "{err:?}");
+        let stray = SURVEY.replace(
+            "after_agent = \"ask\"",
+            "after_agent = \"ask\"\nscore = \"1\"",
+        );
+        assert!(
+            load_str("s.toml", &stray, &ctx).is_err(),
+            "score is not an enqueue field"
+        );
     }
 }

@@ -108,6 +108,10 @@ struct RawStep {
     max_ms: Option<u64>,
     open: Option<Spanned<String>>,
     closed: Option<Spanned<String>>,
+    after_agent: Option<Spanned<String>>,
+    score: Option<String>,
+    message: Option<String>,
+    on_invalid: Option<Spanned<String>>,
 }
 
 impl RawStep {
@@ -123,7 +127,9 @@ impl RawStep {
              inter_digit_timeout_ms => "inter_digit_timeout_ms", by => "by", value => "value",
              found => "found", not_found => "not_found", unavailable => "unavailable", when => "when", otherwise => "else",
              vars => "vars", choice => "choice", queue => "queue", on_unavailable => "on_unavailable",
-             cause => "cause", max_ms => "max_ms", open => "open", closed => "closed");
+             cause => "cause", max_ms => "max_ms", open => "open", closed => "closed",
+             after_agent => "after_agent", score => "score", message => "message",
+             on_invalid => "on_invalid");
         v
     }
 }
@@ -159,7 +165,8 @@ fn allowed_fields(action: &str) -> Option<&'static [&'static str]> {
         "branch" => &["when", "else"],
         "set" => &["vars", "next"],
         "outcome" => &["choice", "next"],
-        "enqueue" => &["queue", "on_unavailable"],
+        "enqueue" => &["queue", "on_unavailable", "after_agent"],
+        "survey" => &["score", "message", "next", "on_invalid"],
         "record" => &["prompts", "max_ms", "terminator", "var", "next"],
         "goto" => &["next"],
         "hours" => &["open", "closed"],
@@ -278,6 +285,8 @@ fn raw_targets(s: &RawStep) -> Vec<(&str, usize)> {
         &s.unavailable,
         &s.otherwise,
         &s.on_unavailable,
+        &s.after_agent,
+        &s.on_invalid,
     ]
     .into_iter()
     .flatten()
@@ -503,6 +512,26 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
             Action::Enqueue {
                 queue,
                 on_unavailable: need(&s.on_unavailable, "on_unavailable")?,
+                after_agent: s.after_agent.as_ref().map(|t| t.get_ref().clone()),
+            }
+        }
+        "survey" => {
+            let score = s
+                .score
+                .clone()
+                .ok_or((action_at, "action 'survey' needs 'score'".to_string()))?;
+            for (field, t) in [("score", Some(&score)), ("message", s.message.as_ref())] {
+                if let Some(t) = t {
+                    if !template_is_valid(t) {
+                        return Err((action_at, format!("bad template in '{field}': '{t}'")));
+                    }
+                }
+            }
+            Action::Survey {
+                score,
+                message: s.message.clone(),
+                next: need(&s.next, "next")?,
+                on_invalid: s.on_invalid.as_ref().map(|t| t.get_ref().clone()),
             }
         }
         "record" => {

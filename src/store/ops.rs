@@ -94,6 +94,18 @@ pub enum StoreOp {
         talk_ms: Option<i64>,
         reason: Option<String>,
     },
+    /// A post-call satisfaction survey (`call_surveys`, one per call): the first score
+    /// stays; a later op of the same call only adds the recorded message if none is set yet,
+    /// so a score is saved before the message is recorded and replays change nothing.
+    Survey {
+        call_id: String,
+        ticket_id: Option<i64>,
+        agent: Option<String>,
+        queue: Option<String>,
+        score: u8,
+        recording: Option<String>,
+        at: String,
+    },
 }
 
 /// Which ticket resolution an outcome choice sets (switchboard owns `resolution`).
@@ -159,6 +171,32 @@ pub async fn apply(
             sqlx::query("UPDATE call_records SET ticket_id = $1 WHERE id = $2")
                 .bind(*ticket_id)
                 .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        StoreOp::Survey {
+            call_id,
+            ticket_id,
+            agent,
+            queue,
+            score,
+            recording,
+            at,
+        } => {
+            let sql = format!(
+                "INSERT INTO call_surveys (call_id, ticket_id, agent, queue, score, recording, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, {}) ON CONFLICT (call_id) DO UPDATE \
+                 SET recording = COALESCE(call_surveys.recording, excluded.recording)",
+                d.ts(7)
+            );
+            sqlx::query(&sql)
+                .bind(call_id)
+                .bind(*ticket_id)
+                .bind(agent.clone())
+                .bind(queue.clone())
+                .bind(i64::from(*score))
+                .bind(recording.clone())
+                .bind(at)
                 .execute(&mut **tx)
                 .await?;
         }

@@ -1419,6 +1419,19 @@ impl Call {
                     self.start_segment_recording(now, &step, var)
                 }
                 Output::StopRecording => self.stop_segment_recording(),
+                Output::Survey { score, message } => {
+                    let (queue, agent) = self.survey_context();
+                    self.record_event("survey", score.to_string());
+                    self.ctx.store.submit(StoreOp::Survey {
+                        call_id: self.id.clone(),
+                        ticket_id: self.ticket_id,
+                        agent,
+                        queue,
+                        score,
+                        recording: message,
+                        at: now_ts(),
+                    });
+                }
                 Output::Hangup { cause } => {
                     let cause = if cause == "normal" {
                         "dialplan_hangup".to_string()

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::{Call, CallInput, Phase};
 use crate::acd::{AcdEvent, AcdMsg, OfferEnd};
 use crate::config::Trunk;
+use crate::ivr::interpreter::Interpreter;
 use crate::media::bridge::{Direction, LegMedia, Relay, RelayCounters};
 use crate::media::player::PlayItem;
 use crate::registrar::Reachable;
@@ -158,6 +159,9 @@ pub(super) struct QueueSession {
     counters: Option<Arc<RelayCounters>>,
     /// The ACD was told this call is over (left, or ended after connecting).
     told_acd: bool,
+    /// The dialplan, kept while the caller talks to the agent when its `enqueue` step has
+    /// `after_agent` (e.g. a survey): resumed there if the agent hangs up first.
+    after_agent: Option<Box<Interpreter>>,
 }
 
 impl QueueSession {
@@ -177,6 +181,7 @@ impl QueueSession {
             wait_ms: None,
             counters: None,
             told_acd: false,
+            after_agent: None,
         }
     }
 
@@ -272,6 +277,7 @@ impl Call {
             wait_ms: None,
             counters: None,
             told_acd: false,
+            after_agent: None,
         });
         self.record_event("enqueue", queue.clone());
         self.play_moh();
@@ -539,7 +545,7 @@ impl Call {
                         by: "agent".into(),
                     });
                     info!(%agent, "agent hung up");
-                    self.hangup(now, "agent_hangup");
+                    self.after_agent_or_hangup(now);
                 }
             }
         }
@@ -659,9 +665,49 @@ impl Call {
         self.relay = Some(relay);
         self.relay_out = Some(agent.socket);
         self.relay_caller_dest = Some(caller_dest);
-        // The call now belongs to the agent: no more prompts, music or dialplan.
+        // The call now belongs to the agent: no more prompts, music or dialplan — unless the
+        // dialplan goes on after the agent (`after_agent`), which waits here until then.
         self.media = None;
-        self.interp = None;
+        let resume = self.interp.take().filter(|i| i.continues_after_agent());
+        if let Some(q) = self.queue.as_mut() {
+            q.after_agent = resume.map(Box::new);
+        }
+    }
+
+    /// The agent hung up first: back to the dialplan's `after_agent` step (a survey, say) on
+    /// the caller's own media, or end the call as before when there is none.
+    fn after_agent_or_hangup(&mut self, now: Instant) {
+        let resume = self.queue.as_mut().and_then(|q| q.after_agent.take());
+        let (Some(mut interp), Some(n), Phase::Answered) = (resume, self.offer, self.phase) else {
+            self.hangup(now, "agent_hangup");
+            return;
+        };
+        self.relay = None;
+        self.relay_out = None;
+        self.held = false;
+        match self.media.as_mut() {
+            // On hold: the music stops, the same session goes on.
+            Some(m) => m.stop_playback(),
+            None => {
+                let dest = self.relay_caller_dest.unwrap_or(n.remote);
+                let params = self.media_params(&n, dest);
+                self.media = Some(crate::media::session::MediaSession::new(now, params));
+            }
+        }
+        self.record_event("after_agent", String::new());
+        interp.handle_agent_hangup(now);
+        self.interp = Some(*interp);
+        self.drain_interpreter(now);
+    }
+
+    /// The queue and the agent of this call, for its survey row.
+    pub(super) fn survey_context(&self) -> (Option<String>, Option<String>) {
+        self.queue.as_ref().map_or((None, None), |q| {
+            (
+                Some(q.queue.clone()),
+                q.connected.as_ref().map(|(_, agent)| agent.clone()),
+            )
+        })
     }
 
     /// Start recording this bridge when the queue records (stereo: caller left, agent
