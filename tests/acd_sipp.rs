@@ -306,6 +306,70 @@ fn agent_answers_audio_both_ways_agent_hangs_up() {
     assert_eq!(support["service_level"], 1.0, "{support}");
 }
 
+/// Post-call survey (issue 19): with the hotline's `after_agent = "survey"` switched on, the
+/// agent hangs up first and the caller stays on the line: it is asked for a score, presses 4,
+/// leaves a message ended by `#`, hears thanks and is hung up. `call_surveys` has one row with
+/// score, agent, queue, ticket and the message's file; the events show the way back.
+#[test]
+fn agent_hangs_up_first_and_the_caller_rates_the_call() {
+    let plans = tempfile::tempdir().expect("dialplan dir");
+    for entry in std::fs::read_dir(repo_root().join("dialplans")).expect("dialplans") {
+        let path = entry.expect("entry").path();
+        let mut text = std::fs::read_to_string(&path).expect("read dialplan");
+        if path.file_name().is_some_and(|n| n == "hotline.toml") {
+            let on = text.replace("# after_agent = \"survey\"", "after_agent = \"survey\"");
+            assert_ne!(on, text, "hotline.toml has the commented after_agent line");
+            text = on;
+        }
+        std::fs::write(plans.path().join(path.file_name().expect("name")), text).expect("copy");
+    }
+    let plan_dir = format!("{:?}", plans.path().display().to_string());
+    let (_cfg_dir, cfg) = config_with(&[("dialplan_dir", &plan_dir)]);
+    let server = Server::start(&["--config", &cfg]);
+    let port = setup_agent(&server, "sam");
+    let phone = agent_phone(&server, "sam", port, 300, 3000);
+    // 0 at 1.5 s; the agent answers and hangs up ~5 s later; 4 (the score) at 10 s, during
+    // or after the survey question; # at 19 s ends the message (its prompt is over by then).
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0'), (10_000, '4'), (19_000, '#')], 4000, 45_000),
+        &caller("+15551239031"),
+    );
+    phone.finish("sam's phone");
+    call.wait().assert_ok(&server);
+
+    let rec = ended_call(&server, "+15551239031");
+    let id = rec["id"].as_str().expect("id").to_string();
+    assert_eq!(rec["agent"], "sam", "{rec:?}");
+    assert_eq!(rec["queue"], "support", "{rec:?}");
+    assert_eq!(rec["disposition"], "answered", "{rec:?}");
+    let survey = server.wait_db(Duration::from_secs(5), "the survey row", |db| {
+        db.rows(&format!(
+            "SELECT * FROM call_surveys WHERE call_id = '{id}'"
+        ))
+        .pop()
+    });
+    assert_eq!(survey["score"], 4, "{survey:?}");
+    assert_eq!(survey["agent"], "sam", "{survey:?}");
+    assert_eq!(survey["queue"], "support", "{survey:?}");
+    assert_eq!(survey["ticket_id"], rec["ticket_id"], "{survey:?} {rec:?}");
+    let message = survey["recording"].as_str().expect("the caller's message");
+    let wav = std::fs::metadata(message).expect("the message file exists");
+    // At least a second of 8 kHz 16-bit audio after the 44-byte header.
+    assert!(wav.len() > 16_000, "{message}: {} bytes", wav.len());
+    let kinds: Vec<String> = server
+        .db()
+        .call_events(&id)
+        .into_iter()
+        .filter(|(k, _)| ["after_agent", "survey", "survey_invalid"].contains(&k.as_str()))
+        .map(|(k, d)| format!("{k}:{d}"))
+        .collect();
+    assert_eq!(kinds, ["after_agent:", "survey:4", "survey:4"], "{kinds:?}");
+    let complete = server.db().row(&format!(
+        "SELECT * FROM queue_log WHERE call_id = '{id}' AND event = 'complete'"
+    ));
+    assert_eq!(complete["reason"], "agent");
+}
+
 /// The caller hangs up first: the agent's phone gets a BYE, queue_log says the caller ended
 /// it, the agent is free again after wrap-up.
 #[test]

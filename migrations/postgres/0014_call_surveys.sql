@@ -1,4 +1,4 @@
--- Post-call satisfaction surveys. See migrations/sqlite/0013_call_surveys.sql.
+-- Post-call satisfaction surveys. See migrations/sqlite/0014_call_surveys.sql.
 CREATE TABLE call_surveys (
     call_id    TEXT        PRIMARY KEY,
     ticket_id  BIGINT,
