@@ -15,6 +15,7 @@ pub mod http_client;
 pub mod ivr;
 pub mod media;
 pub mod metrics;
+pub mod net;
 pub mod registrar;
 pub mod runtime;
 pub mod server;

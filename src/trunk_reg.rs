@@ -98,7 +98,7 @@ fn reg_config(ctx: &CallContext, trunk: &Trunk, flow: &ReplyPath) -> Option<RegC
             uuid::Uuid::new_v4().simple(),
             ctx.sip_local.ip()
         ),
-        from_tag: crate::call::dialog::new_tag(),
+        from_tag: crate::sip::build::new_tag(),
         retry_base: RETRY_BASE,
         retry_max: RETRY_MAX,
     })

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::call::dialog::{new_tag, response, LocalIdentity};
 use crate::sip::auth::{self, NonceKey};
+use crate::sip::build::{new_tag, response, LocalIdentity};
 use crate::sip::message::{HeaderName, Message};
 use crate::sip::transport::{Inbound, ReplyPath};
 use crate::store::agents::{self, BindingRow};

@@ -4,6 +4,7 @@
 //! Our own sans-IO core rather than `rsip`/`rsipstack`: see docs/adr/0001-own-sip-core.md.
 
 pub mod auth;
+pub mod build;
 pub mod dialog;
 pub mod guard;
 pub mod message;
