@@ -17,8 +17,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::call::actor::CallInput;
-use crate::registrar::Reachable;
+use crate::sip::transport::ReplyPath;
 use crate::store::ops::StoreOp;
 use crate::store::writer::StoreHandle;
 use crate::store::{now_ts, Db};
@@ -26,6 +25,45 @@ pub use core::{Acd, AgentDef, AgentState, AgentView, OfferEnd, QueueConfig, Queu
 
 pub const MAILBOX: usize = 4096;
 const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
+/// Where an agent can be reached: a registered contact and, for agents registered over a
+/// connection (TCP, TLS, WebSocket), the flow to send on. Defined here, with the ACD that
+/// consumes it, so the ACD does not import the registrar (which reports it); the registrar
+/// re-exports it.
+#[derive(Debug, Clone)]
+pub struct Reachable {
+    pub contact: String,
+    pub flow: Option<ReplyPath>,
+}
+
+/// A waiting caller's mailbox as the ACD sees it: somewhere to tell [`AcdEvent`]s. The call
+/// actor's mailbox (`call::actor::CallInput`) implements it in `call`, which sits above
+/// `acd` (docs/architecture.md): the ACD names no call type.
+pub trait CallerMailbox: Send + Sync + std::fmt::Debug {
+    /// Deliver without waiting (the ACD serves every call and never waits on one): false
+    /// when the mailbox is full or closed.
+    fn try_tell(&self, event: AcdEvent) -> bool;
+    /// The call is gone.
+    fn is_closed(&self) -> bool;
+}
+
+/// A handle to a caller's mailbox ([`CallerMailbox`]), cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CallerTx(std::sync::Arc<dyn CallerMailbox>);
+
+impl CallerTx {
+    pub fn new(mailbox: impl CallerMailbox + 'static) -> CallerTx {
+        CallerTx(std::sync::Arc::new(mailbox))
+    }
+
+    fn try_tell(&self, event: AcdEvent) -> bool {
+        self.0.try_tell(event)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
 
 /// What the ACD tells a call actor.
 #[derive(Debug)]
@@ -57,7 +95,7 @@ pub enum AcdMsg {
         needs: Vec<(String, i64)>,
         caller: String,
         ticket_id: Option<i64>,
-        tx: mpsc::Sender<CallInput>,
+        tx: CallerTx,
     },
     /// The caller left before being connected (hung up, abandoned). Idempotent.
     Leave { call: String, reason: String },
@@ -76,7 +114,7 @@ pub enum AcdMsg {
     /// call reachable at `tx`.
     Callback {
         call: String,
-        tx: mpsc::Sender<CallInput>,
+        tx: CallerTx,
     },
     /// Registrar: an agent's contacts changed (empty: unreachable). `def` comes with a
     /// fresh registration (queues and skills as stored); None keeps what the ACD knows.
@@ -283,7 +321,7 @@ fn contact_addr(contact: &str) -> Option<std::net::SocketAddr> {
 }
 
 struct Member {
-    tx: mpsc::Sender<CallInput>,
+    tx: CallerTx,
     caller: String,
     ticket_id: Option<i64>,
 }
@@ -567,7 +605,7 @@ impl AcdService {
 
     fn tell(&self, call: &str, event: AcdEvent) -> bool {
         match self.calls.get(call) {
-            Some(m) => m.tx.try_send(CallInput::Acd(event)).is_ok(),
+            Some(m) => m.tx.try_tell(event),
             None => false,
         }
     }

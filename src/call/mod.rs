@@ -3,6 +3,8 @@
 
 pub mod actor;
 pub mod admission;
+pub mod dialplans;
+mod mailbox;
 pub mod dialog;
 pub mod router;
 pub mod slots;

@@ -35,12 +35,8 @@ const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 const MAX_TRACKED_SOURCES: usize = 100_000;
 pub const MAILBOX: usize = 1024;
 
-/// Where an agent can be reached.
-#[derive(Debug, Clone)]
-pub struct Reachable {
-    pub contact: String,
-    pub flow: Option<ReplyPath>,
-}
+/// Where an agent can be reached (defined with the ACD, its consumer; re-exported here).
+pub use crate::acd::Reachable;
 
 #[derive(Debug)]
 pub enum RegistrarMsg {

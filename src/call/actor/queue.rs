@@ -315,7 +315,7 @@ impl Call {
             needs,
             caller: self.caller.clone(),
             ticket_id: self.ticket_id,
-            tx: self.self_tx.clone(),
+            tx: self.self_tx.clone().into(),
         });
     }
 
@@ -838,7 +838,7 @@ impl Call {
         };
         self.acd_send(AcdMsg::Callback {
             call: key,
-            tx: tx.clone(),
+            tx: tx.clone().into(),
         });
         self.ctx.tracker.spawn(super::uac::run_outbound_on(
             self.ctx.clone(),
@@ -966,7 +966,7 @@ impl Call {
             .and_then(|name| {
                 self.ctx
                     .prompts
-                    .get(crate::server::MOH_LANG, &name)
+                    .get(crate::media::prompts::MOH_LANG, &name)
                     .cloned()
             });
         if let (Some(moh), Some(m)) = (moh, self.media.as_mut()) {
