@@ -112,10 +112,7 @@ pub enum AcdMsg {
     Position { call: String },
     /// The caller hung up for a callback: its place in line now belongs to the callback
     /// call reachable at `tx`.
-    Callback {
-        call: String,
-        tx: CallerTx,
-    },
+    Callback { call: String, tx: CallerTx },
     /// Registrar: an agent's contacts changed (empty: unreachable). `def` comes with a
     /// fresh registration (queues and skills as stored); None keeps what the ACD knows.
     Reachability {

@@ -8,6 +8,7 @@ pub mod build;
 pub mod dialog;
 pub mod guard;
 pub mod message;
+pub mod reg_table;
 pub mod registration;
 pub mod sdp;
 pub mod session_timer;
