@@ -23,3 +23,7 @@ pub mod sip;
 pub mod store;
 pub mod trunk_reg;
 pub mod webrtc;
+
+/// The layer rule (docs/architecture.md) checked over the source tree.
+#[cfg(test)]
+mod layers;
