@@ -216,7 +216,11 @@ impl Registrar {
         self
     }
 
-    fn notify_acd(&self, aor: &str, def: Option<crate::acd::AgentDef>) {
+    /// A change of reachability changes the ACD's state (who can be offered calls), so it
+    /// must not be lost to a full ACD mailbox: the registrar waits for room. It never blocks
+    /// the router (which hands REGISTERs over with `try_send` and answers 503 while the
+    /// registrar is busy), and the ACD never waits on the registrar, so this cannot deadlock.
+    async fn notify_acd(&self, aor: &str, def: Option<crate::acd::AgentDef>) {
         let Some(acd) = &self.acd else { return };
         let contacts: Vec<Reachable> = self
             .bindings
@@ -227,18 +231,19 @@ impl Registrar {
                 flow: b.flow.clone(),
             })
             .collect();
-        acd.send(crate::acd::AcdMsg::Reachability {
+        acd.send_wait(crate::acd::AcdMsg::Reachability {
             name: aor.to_string(),
             def,
             contacts,
-        });
+        })
+        .await;
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<RegistrarMsg>, shutdown: CancellationToken) {
         let mut sweep = tokio::time::interval(Duration::from_secs(15));
         let restored: Vec<String> = self.bindings.aors().map(str::to_string).collect();
         for aor in restored {
-            self.notify_acd(&aor, None);
+            self.notify_acd(&aor, None).await;
         }
         loop {
             tokio::select! {
@@ -277,7 +282,7 @@ impl Registrar {
             }
         }
         for aor in changed {
-            self.notify_acd(&aor, None);
+            self.notify_acd(&aor, None).await;
         }
         self.sources.retain(|_, s| {
             s.banned_until.is_some_and(|t| t > now)
@@ -502,7 +507,8 @@ impl Registrar {
                         queues: agent.queues.clone(),
                         skills: agent.skills.clone(),
                     }),
-                );
+                )
+                .await;
             }
             RegisterOutcome::IntervalTooBrief => self.reply(
                 &req,
