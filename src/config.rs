@@ -9,6 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::media::codec::Codec;
+// Defined in the leaf module `net` so the sip layer can use them without depending on
+// config; re-exported here so `config::Cidr` and `config::TrunkTransport` stay as they were.
+pub use crate::net::{Cidr, TrunkTransport};
 use crate::runtime::ports::PortRange;
 
 /// `[server] overload_queue_ms` when not set: well under SIP's T1 (500 ms), so an INVITE
@@ -274,98 +277,12 @@ struct RawTrunk {
     pai: Option<bool>,
 }
 
-/// An IPv4/IPv6 network in CIDR notation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub net: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (ip, prefix) = match s.split_once('/') {
-            Some((ip, p)) => (
-                ip.trim().parse::<IpAddr>().ok()?,
-                p.trim().parse::<u8>().ok()?,
-            ),
-            None => {
-                let ip: IpAddr = s.trim().parse().ok()?;
-                (ip, if ip.is_ipv4() { 32 } else { 128 })
-            }
-        };
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Cidr { net: ip, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.prefix as u32)
-                };
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.prefix as u32)
-                };
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
 /// The TLS listener: address and the PEM files of its certificate chain and key.
 #[derive(Debug, Clone)]
 pub struct TlsListen {
     pub listen: SocketAddr,
     pub cert: PathBuf,
     pub key: PathBuf,
-}
-
-/// How we reach a trunk (`[[trunk]] transport`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrunkTransport {
-    Udp,
-    Tcp,
-    Tls,
-}
-
-impl TrunkTransport {
-    /// The config spelling, also what the API reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrunkTransport::Udp => "udp",
-            TrunkTransport::Tcp => "tcp",
-            TrunkTransport::Tls => "tls",
-        }
-    }
-
-    /// Connection-oriented: requests go over one connection opened on first use
-    /// (`sip::tls::TrunkConnections`), not the shared UDP socket.
-    pub fn is_stream(self) -> bool {
-        !matches!(self, TrunkTransport::Udp)
-    }
-
-    fn parse(s: &str) -> Option<TrunkTransport> {
-        match s.to_ascii_lowercase().as_str() {
-            "udp" => Some(TrunkTransport::Udp),
-            "tcp" => Some(TrunkTransport::Tcp),
-            "tls" => Some(TrunkTransport::Tls),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for TrunkTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A SIP trunk to a carrier (outbound calls; inbound calls recognised by source address).
@@ -399,6 +316,19 @@ pub struct Trunk {
     pub failover: Option<String>,
     /// Send `P-Asserted-Identity` with the caller ID (RFC 3325) on INVITEs.
     pub pai: bool,
+}
+
+/// What `sip::tls::TrunkConnections` needs of a trunk: the sip layer does not see `config`.
+impl crate::sip::tls::AsStreamPeer for Trunk {
+    fn stream_peer(&self) -> crate::sip::tls::StreamPeer<'_> {
+        crate::sip::tls::StreamPeer {
+            name: &self.name,
+            address: self.address,
+            transport: self.transport,
+            host: &self.host,
+            tls_ca: self.tls_ca.as_deref(),
+        }
+    }
 }
 
 impl Trunk {

@@ -15,6 +15,7 @@ pub mod http_client;
 pub mod ivr;
 pub mod media;
 pub mod metrics;
+pub mod net;
 pub mod registrar;
 pub mod runtime;
 pub mod server;
@@ -22,3 +23,7 @@ pub mod sip;
 pub mod store;
 pub mod trunk_reg;
 pub mod webrtc;
+
+/// The layer rule (docs/architecture.md) checked over the source tree.
+#[cfg(test)]
+mod layers;

@@ -26,8 +26,6 @@ use ::metrics_exporter_prometheus::{
 };
 use ::metrics_util::MetricKindMask;
 
-use crate::sip::message::Method;
-
 static METADATA: Metadata<'static> = Metadata::new("switchboard", Level::INFO, None);
 
 /// Buckets of `switchboard_call_setup_seconds`: INVITE to answer, from a fast IVR pick-up to a
@@ -237,9 +235,10 @@ impl Metrics {
             .set(v);
     }
 
-    /// A SIP request the router received.
-    pub fn sip_request(&self, method: &Method) {
-        let name = method.as_str();
+    /// A SIP request the router received. Takes the method's name (`sip::message::Method`
+    /// is `AsRef<str>`) so metrics, a leaf module, does not depend on `sip`.
+    pub fn sip_request<M: AsRef<str> + ?Sized>(&self, method: &M) {
+        let name = method.as_ref();
         let i = METHODS[..METHODS.len() - 1]
             .iter()
             .position(|m| *m == name)
@@ -517,7 +516,7 @@ mod tests {
         let mut f = RtpFlush::new(Instant::now());
         f.flush(10, 7, 1);
         f.flush(15, 7, 1);
-        m.sip_request(&Method::Invite);
+        m.sip_request(&crate::sip::message::Method::Invite);
         m.sip_sent(b"SIP/2.0 486 Busy Here\r\n");
         m.sip_sent(b"INVITE sip:x SIP/2.0\r\n");
         let during = m.render(3);

@@ -20,7 +20,7 @@ use crate::api::{self, ApiState};
 use crate::call::router::Router;
 use crate::call::CallContext;
 use crate::config::{Config, ConfigError};
-use crate::ivr::loader::{DialplanSet, LoadContext, LoadError};
+use crate::ivr::loader::LoadError;
 use crate::media::prompts::{PromptError, PromptLibrary};
 use crate::runtime::ports::PortRange;
 use crate::store::{self, Db, StoreError};
@@ -71,63 +71,11 @@ pub struct RunningServer {
     tasks: JoinHandle<()>,
 }
 
-pub fn load_dialplans(
-    cfg: &Config,
-    prompts: &PromptLibrary,
-) -> Result<DialplanSet, Vec<LoadError>> {
-    let exists = |lang: &str, name: &str| prompts.has(lang, name);
-    let set = DialplanSet::load_dir(
-        &cfg.dialplan_dir,
-        &LoadContext {
-            prompt_exists: &exists,
-            queues: &cfg.queues,
-        },
-    )?;
-    let mut errors = Vec::new();
-    for r in &cfg.routes {
-        if set.get(&r.dialplan).is_none() {
-            errors.push(LoadError {
-                file: cfg.source.clone(),
-                line: r.line,
-                reason: format!(
-                    "route '{}' uses dialplan '{}', which is not in {}",
-                    r.to,
-                    r.dialplan,
-                    cfg.dialplan_dir.display()
-                ),
-            });
-        }
-    }
-    if errors.is_empty() {
-        Ok(set)
-    } else {
-        Err(errors)
-    }
-}
-
-/// Reload every dialplan in `dialplan_dir` (SIGHUP and `POST /api/dialplans/reload`): all or
-/// nothing — the running set is replaced only when every file loads and every route finds
-/// its plan. Returns the loaded plan names (sorted) or every `file:line: reason` error.
-///
-/// Reloads are serialized: without it, a slow reload that started first could finish last
-/// and put back an older view of the folder over a newer one.
-pub fn reload_dialplans(ctx: &CallContext) -> Result<Vec<String>, Vec<LoadError>> {
-    static RELOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _serial = RELOAD
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let set = load_dialplans(&ctx.config, &ctx.prompts)?;
-    let mut names: Vec<String> = set.plans.keys().cloned().collect();
-    names.sort();
-    match ctx.dialplans.write() {
-        Ok(mut g) => *g = Arc::new(set),
-        Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
-    }
-    Ok(names)
-}
-
-/// Library "language" under which music-on-hold prompts are kept.
-pub const MOH_LANG: &str = "_moh";
+// Dialplan loading lives in `call::dialplans` so the API can reload without importing the
+// server (no `api` → `server` edge, docs/architecture.md); re-exported under the old paths.
+pub use crate::call::dialplans::{load_dialplans, reload_dialplans};
+// Kept beside the prompt library, which `call` uses too; re-exported under the old path.
+pub use crate::media::prompts::MOH_LANG;
 
 /// Start the server with its call tasks on the current runtime (tests, one-runtime embedders).
 pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {

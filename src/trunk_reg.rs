@@ -6,8 +6,7 @@
 //! and at shutdown removes the binding (`Expires: 0`, waiting at most [`UNREGISTER_WAIT`]
 //! for the answer). Each step's state is published on [`TrunkRegistrations`] for the API.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -28,32 +27,9 @@ pub const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
 const RETRY_BASE: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
-/// The latest status of every registering trunk, by name; cheap to clone.
-#[derive(Clone, Default)]
-pub struct TrunkRegistrations {
-    inner: Arc<Mutex<HashMap<String, (RegStatus, Instant)>>>,
-}
-
-impl TrunkRegistrations {
-    fn publish(&self, trunk: &str, status: RegStatus, at: Instant) {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(trunk.to_string(), (status, at));
-    }
-
-    /// `trunk`'s status as of now (None: the trunk does not register).
-    pub fn status(&self, trunk: &str) -> Option<RegStatus> {
-        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (st, at) = m.get(trunk)?;
-        let mut st = st.clone();
-        let passed = at.elapsed().as_secs();
-        st.expires_in = st
-            .expires_in
-            .and_then(|e| e.checked_sub(passed))
-            .filter(|e| *e > 0);
-        st.registered = st.expires_in.is_some();
-        Some(st)
-    }
-}
+// The status table lives in `sip::reg_table` so `call::CallContext` can hold it without
+// importing this module (which sits above `call`); re-exported under its old path.
+pub use crate::sip::reg_table::TrunkRegistrations;
 
 /// `[host]` for an IPv6 literal, the host as is otherwise.
 fn host_part(host: &str) -> String {
@@ -98,7 +74,7 @@ fn reg_config(ctx: &CallContext, trunk: &Trunk, flow: &ReplyPath) -> Option<RegC
             uuid::Uuid::new_v4().simple(),
             ctx.sip_local.ip()
         ),
-        from_tag: crate::call::dialog::new_tag(),
+        from_tag: crate::sip::build::new_tag(),
         retry_base: RETRY_BASE,
         retry_max: RETRY_MAX,
     })

@@ -17,8 +17,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::call::actor::CallInput;
-use crate::registrar::Reachable;
+use crate::sip::transport::ReplyPath;
 use crate::store::ops::StoreOp;
 use crate::store::writer::StoreHandle;
 use crate::store::{now_ts, Db};
@@ -26,6 +25,47 @@ pub use core::{Acd, AgentDef, AgentState, AgentView, OfferEnd, QueueConfig, Queu
 
 pub const MAILBOX: usize = 4096;
 const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+/// How soon the ACD retries telling a caller whose mailbox was full that it left the queue.
+const TELL_RETRY: Duration = Duration::from_millis(20);
+
+/// Where an agent can be reached: a registered contact and, for agents registered over a
+/// connection (TCP, TLS, WebSocket), the flow to send on. Defined here, with the ACD that
+/// consumes it, so the ACD does not import the registrar (which reports it); the registrar
+/// re-exports it.
+#[derive(Debug, Clone)]
+pub struct Reachable {
+    pub contact: String,
+    pub flow: Option<ReplyPath>,
+}
+
+/// A waiting caller's mailbox as the ACD sees it: somewhere to tell [`AcdEvent`]s. The call
+/// actor's mailbox (`call::actor::CallInput`) implements it in `call`, which sits above
+/// `acd` (docs/architecture.md): the ACD names no call type.
+pub trait CallerMailbox: Send + Sync + std::fmt::Debug {
+    /// Deliver without waiting (the ACD serves every call and never waits on one); the
+    /// event comes back when the mailbox is full or closed.
+    fn try_tell(&self, event: AcdEvent) -> Result<(), AcdEvent>;
+    /// The call is gone.
+    fn is_closed(&self) -> bool;
+}
+
+/// A handle to a caller's mailbox ([`CallerMailbox`]), cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CallerTx(std::sync::Arc<dyn CallerMailbox>);
+
+impl CallerTx {
+    pub fn new(mailbox: impl CallerMailbox + 'static) -> CallerTx {
+        CallerTx(std::sync::Arc::new(mailbox))
+    }
+
+    fn try_tell(&self, event: AcdEvent) -> Result<(), AcdEvent> {
+        self.0.try_tell(event)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
 
 /// What the ACD tells a call actor.
 #[derive(Debug)]
@@ -57,7 +97,7 @@ pub enum AcdMsg {
         needs: Vec<(String, i64)>,
         caller: String,
         ticket_id: Option<i64>,
-        tx: mpsc::Sender<CallInput>,
+        tx: CallerTx,
     },
     /// The caller left before being connected (hung up, abandoned). Idempotent.
     Leave { call: String, reason: String },
@@ -74,10 +114,7 @@ pub enum AcdMsg {
     Position { call: String },
     /// The caller hung up for a callback: its place in line now belongs to the callback
     /// call reachable at `tx`.
-    Callback {
-        call: String,
-        tx: mpsc::Sender<CallInput>,
-    },
+    Callback { call: String, tx: CallerTx },
     /// Registrar: an agent's contacts changed (empty: unreachable). `def` comes with a
     /// fresh registration (queues and skills as stored); None keeps what the ACD knows.
     Reachability {
@@ -178,9 +215,11 @@ pub struct AcdHandle {
 }
 
 impl AcdHandle {
-    /// Never waits: a full ACD mailbox is logged (the reconciliation repairs lost events).
-    /// For events that must not be lost, callers use [`AcdHandle::try_send`] and keep what
-    /// did not fit (a call's ACD outbox).
+    /// Never waits: a full ACD mailbox is logged and the message dropped. Only for messages
+    /// whose loss changes no state. State-changing events never come through here: call
+    /// actors use [`AcdHandle::try_send`] and keep what did not fit (their ACD outbox, resent
+    /// on a timer, so the call task never blocks); the registrar and the API, which may wait,
+    /// use [`AcdHandle::send_wait`].
     pub fn send(&self, msg: AcdMsg) {
         if let Err(e) = self.tx.try_send(msg) {
             warn!(error = %e, "ACD mailbox full or closed: event dropped");
@@ -283,7 +322,7 @@ fn contact_addr(contact: &str) -> Option<std::net::SocketAddr> {
 }
 
 struct Member {
-    tx: mpsc::Sender<CallInput>,
+    tx: CallerTx,
     caller: String,
     ticket_id: Option<i64>,
 }
@@ -298,6 +337,11 @@ pub struct AcdService {
     feed: broadcast::Sender<AgentFeed>,
     /// Last persisted (logged out on purpose, pause reason) per agent.
     persisted: HashMap<String, (bool, Option<String>)>,
+    /// Final events (`Unavailable`: the caller is out of the queue) that found the caller's
+    /// mailbox full. They change the call's state (it leaves the queue and its dialplan
+    /// continues), so they are kept and retried every [`TELL_RETRY`] until delivered or the
+    /// call is gone, never dropped; the ACD itself never waits on a call.
+    undelivered: Vec<(CallerTx, AcdEvent)>,
 }
 
 impl AcdService {
@@ -364,6 +408,7 @@ impl AcdService {
             store,
             feed: handle.feed.clone(),
             persisted,
+            undelivered: Vec::new(),
         }
     }
 
@@ -372,6 +417,8 @@ impl AcdService {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        let mut retry = tokio::time::interval(TELL_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self
                 .core
@@ -389,6 +436,7 @@ impl AcdService {
                 },
                 _ = &mut sleep => self.core.handle_timeout(Instant::now()),
                 _ = reconcile.tick() => self.reconcile(Instant::now()),
+                _ = retry.tick(), if !self.undelivered.is_empty() => self.retry_undelivered(),
             }
             self.drain();
         }
@@ -567,8 +615,34 @@ impl AcdService {
 
     fn tell(&self, call: &str, event: AcdEvent) -> bool {
         match self.calls.get(call) {
-            Some(m) => m.tx.try_send(CallInput::Acd(event)).is_ok(),
+            Some(m) => m.tx.try_tell(event).is_ok(),
             None => false,
+        }
+    }
+
+    /// Tell a caller it is out of the queue (refused, timed out, no agents): the call's
+    /// state changes on it, so a full mailbox keeps the event for a retry instead of
+    /// dropping it (the call would otherwise wait in line that no longer holds it).
+    fn tell_final(&mut self, call: &str, event: AcdEvent) {
+        let Some(m) = self.calls.remove(call) else {
+            return;
+        };
+        if let Err(event) = m.tx.try_tell(event) {
+            if !m.tx.is_closed() {
+                warn!(%call, "caller's mailbox full: queue exit kept and retried");
+                self.undelivered.push((m.tx, event));
+            }
+        }
+    }
+
+    fn retry_undelivered(&mut self) {
+        let pending = std::mem::take(&mut self.undelivered);
+        for (tx, event) in pending {
+            if let Err(event) = tx.try_tell(event) {
+                if !tx.is_closed() {
+                    self.undelivered.push((tx, event));
+                }
+            }
         }
     }
 
@@ -580,22 +654,20 @@ impl AcdService {
                     self.tell(&call, AcdEvent::Queued { position });
                 }
                 core::Action::Refused { call, reason } => {
-                    self.tell(
+                    self.tell_final(
                         &call,
                         AcdEvent::Unavailable {
                             reason: reason.as_str().to_string(),
                         },
                     );
-                    self.calls.remove(&call);
                 }
                 core::Action::Leave { call, reason } => {
-                    self.tell(
+                    self.tell_final(
                         &call,
                         AcdEvent::Unavailable {
                             reason: reason.to_string(),
                         },
                     );
-                    self.calls.remove(&call);
                 }
                 core::Action::Offer {
                     call,

@@ -186,7 +186,7 @@ pub async fn login(
     info!(agent = %b.name, source = %ip, took_over = new.took_over, "agent web login");
     if new.took_over {
         // The old page's phone goes with its session; the new page turns its own on.
-        phone_off(&st, &b.name);
+        phone_off(&st, &b.name).await;
     }
     // Logging in on the page is going on duty: the ACD logs the agent in (it is offered
     // calls once it is also reachable).
@@ -212,7 +212,7 @@ pub async fn logout(
     if let Ok(mut t) = st.sessions.lock() {
         t.revoke(&s.id);
     }
-    phone_off(&st, &s.agent);
+    phone_off(&st, &s.agent).await;
     let state = st.ctx.acd.command(&s.agent, AgentCommand::Logout).await;
     info!(agent = %s.agent, "agent web logout");
     let mut resp = Json(json!({"agent": s.agent, "state": state.unwrap_or(AgentState::LoggedOut)}))
@@ -273,13 +273,18 @@ pub async fn me(
     })))
 }
 
-fn phone_off(st: &ApiState, agent: &str) {
+/// Turning the browser phone off changes the ACD's state (the agent is no longer
+/// reachable there): the request waits for room in the ACD's mailbox rather than dropping it.
+async fn phone_off(st: &ApiState, agent: &str) {
     if st.ctx.phones.set(agent, false) {
-        st.ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
-            name: agent.to_string(),
-            def: None,
-            on: false,
-        });
+        st.ctx
+            .acd
+            .send_wait(crate::acd::AcdMsg::BrowserPhone {
+                name: agent.to_string(),
+                def: None,
+                on: false,
+            })
+            .await;
     }
 }
 
@@ -317,15 +322,19 @@ pub async fn phone(
             ));
         };
         st.ctx.phones.set(&s.agent, true);
-        st.ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
-            name: s.agent.clone(),
-            def: Some(def),
-            on: true,
-        });
+        // State-changing (the agent becomes reachable here): waits for room, never dropped.
+        st.ctx
+            .acd
+            .send_wait(crate::acd::AcdMsg::BrowserPhone {
+                name: s.agent.clone(),
+                def: Some(def),
+                on: true,
+            })
+            .await;
         // Taking calls here is being on duty (as the web login is).
         st.ctx.acd.command(&s.agent, AgentCommand::Login).await;
     } else {
-        phone_off(&st, &s.agent);
+        phone_off(&st, &s.agent).await;
     }
     info!(agent = %s.agent, on = b.on, "browser phone");
     Ok(Json(json!({
@@ -533,11 +542,19 @@ impl Drop for PageWatch {
     fn drop(&mut self) {
         if self.st.ctx.phones.unwatch(&self.agent) {
             info!(agent = %self.agent, "the page's event stream closed: browser phone off");
-            self.st.ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
+            // A drop cannot wait: the state-changing message goes from a task on the server's
+            // tracker that waits for room in the ACD's mailbox, instead of being dropped when
+            // it is full.
+            let acd = self.st.ctx.acd.clone();
+            let msg = crate::acd::AcdMsg::BrowserPhone {
                 name: self.agent.clone(),
                 def: None,
                 on: false,
-            });
+            };
+            self.st
+                .ctx
+                .tracker
+                .spawn(async move { acd.send_wait(msg).await });
         }
     }
 }

@@ -369,7 +369,8 @@ async fn nodes(State(s): State<Arc<ApiState>>) -> Result<Json<serde_json::Value>
 /// workers, which also drive the calls' media).
 async fn reload_dialplans(State(s): State<Arc<ApiState>>) -> Response {
     let ctx = s.ctx.clone();
-    let result = tokio::task::spawn_blocking(move || crate::server::reload_dialplans(&ctx)).await;
+    let result =
+        tokio::task::spawn_blocking(move || crate::call::dialplans::reload_dialplans(&ctx)).await;
     match result {
         Ok(Ok(names)) => {
             tracing::info!(dialplans = names.len(), "dialplans reloaded (API)");

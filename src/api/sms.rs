@@ -128,7 +128,13 @@ pub async fn inbound(State(s): State<Arc<ApiState>>, headers: HeaderMap, body: B
         "SMS reply recorded"
     );
     if help {
-        send_help(gw.clone(), &msg.from, notice.contact_id, &cfg.help_text);
+        send_help(
+            &s.ctx.tracker,
+            gw.clone(),
+            &msg.from,
+            notice.contact_id,
+            &cfg.help_text,
+        );
     }
     Json(json!({
         "id": msg.id,
@@ -142,8 +148,15 @@ pub async fn inbound(State(s): State<Arc<ApiState>>, headers: HeaderMap, body: B
 }
 
 /// The help text goes out through the same gateway as the notice, once, off the request
-/// (the gateway is waiting for our answer; it may even be single-threaded).
-fn send_help(cfg: crate::config::SmsGateway, to: &str, contact: i64, text: &str) {
+/// (the gateway is waiting for our answer; it may even be single-threaded). On the server's
+/// tracker, so shutdown waits for a help text in flight (bounded by the client's timeouts).
+fn send_help(
+    tracker: &tokio_util::task::TaskTracker,
+    cfg: crate::config::SmsGateway,
+    to: &str,
+    contact: i64,
+    text: &str,
+) {
     let key = format!("switchboard-sms-help-{contact}");
     let body = json!({
         "id": key,
@@ -152,7 +165,7 @@ fn send_help(cfg: crate::config::SmsGateway, to: &str, contact: i64, text: &str)
         "text": text,
         "contact_id": contact,
     });
-    tokio::spawn(async move {
+    tracker.spawn(async move {
         let gw = match Gateway::new(cfg) {
             Ok(g) => g,
             Err(e) => {

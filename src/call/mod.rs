@@ -4,6 +4,8 @@
 pub mod actor;
 pub mod admission;
 pub mod dialog;
+pub mod dialplans;
+mod mailbox;
 pub mod router;
 pub mod slots;
 
@@ -68,7 +70,7 @@ pub struct CallContext {
     /// Each trunk's max_channels/max_cps, shared by campaigns and failovers.
     pub trunk_gates: crate::dialer::gate::TrunkGates,
     /// Registration state of trunks with `register = true` (for the API).
-    pub trunk_registrations: crate::trunk_reg::TrunkRegistrations,
+    pub trunk_registrations: crate::sip::reg_table::TrunkRegistrations,
     /// Draining (SIGTERM, `POST /api/drain`): OPTIONS and new INVITEs are answered 503 so
     /// the edge's dispatcher sends new calls elsewhere; calls in progress finish.
     pub draining: std::sync::atomic::AtomicBool,

@@ -798,7 +798,9 @@ async fn finish(
             });
             let url = url.clone();
             let client = shared.http.webhook.clone();
-            tokio::spawn(async move {
+            // On the dialer's tracker, like its runners: shutdown waits for a webhook in
+            // flight (bounded by the client's timeouts) instead of cutting it off.
+            shared.tracker.spawn(async move {
                 if let Err(e) = post_webhook(&client, &url, &body).await {
                     warn!(%url, error = %e, "webhook failed");
                 }

@@ -19,6 +19,9 @@ use std::sync::{Arc, OnceLock};
 
 use super::codec::{self, Codec, Encoder};
 
+/// Library "language" under which music-on-hold prompts are kept.
+pub const MOH_LANG: &str = "_moh";
+
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
     #[error("{path}: cannot read audio folder: {source}")]

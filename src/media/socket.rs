@@ -26,7 +26,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeSpec;
 
-use crate::runtime::stamped::to_socket_addr;
+use crate::net::to_socket_addr;
 
 /// A call leg's bound, non-blocking RTP socket. Shared (`Arc`) between the two legs of a
 /// bridge: each leg's actor sends the other leg's relayed packets from it.

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::call::dialog::{new_tag, response, LocalIdentity};
 use crate::sip::auth::{self, NonceKey};
+use crate::sip::build::{new_tag, response, LocalIdentity};
 use crate::sip::message::{HeaderName, Message};
 use crate::sip::transport::{Inbound, ReplyPath};
 use crate::store::agents::{self, BindingRow};
@@ -35,12 +35,8 @@ const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 const MAX_TRACKED_SOURCES: usize = 100_000;
 pub const MAILBOX: usize = 1024;
 
-/// Where an agent can be reached.
-#[derive(Debug, Clone)]
-pub struct Reachable {
-    pub contact: String,
-    pub flow: Option<ReplyPath>,
-}
+/// Where an agent can be reached (defined with the ACD, its consumer; re-exported here).
+pub use crate::acd::Reachable;
 
 #[derive(Debug)]
 pub enum RegistrarMsg {
@@ -220,7 +216,11 @@ impl Registrar {
         self
     }
 
-    fn notify_acd(&self, aor: &str, def: Option<crate::acd::AgentDef>) {
+    /// A change of reachability changes the ACD's state (who can be offered calls), so it
+    /// must not be lost to a full ACD mailbox: the registrar waits for room. It never blocks
+    /// the router (which hands REGISTERs over with `try_send` and answers 503 while the
+    /// registrar is busy), and the ACD never waits on the registrar, so this cannot deadlock.
+    async fn notify_acd(&self, aor: &str, def: Option<crate::acd::AgentDef>) {
         let Some(acd) = &self.acd else { return };
         let contacts: Vec<Reachable> = self
             .bindings
@@ -231,18 +231,19 @@ impl Registrar {
                 flow: b.flow.clone(),
             })
             .collect();
-        acd.send(crate::acd::AcdMsg::Reachability {
+        acd.send_wait(crate::acd::AcdMsg::Reachability {
             name: aor.to_string(),
             def,
             contacts,
-        });
+        })
+        .await;
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<RegistrarMsg>, shutdown: CancellationToken) {
         let mut sweep = tokio::time::interval(Duration::from_secs(15));
         let restored: Vec<String> = self.bindings.aors().map(str::to_string).collect();
         for aor in restored {
-            self.notify_acd(&aor, None);
+            self.notify_acd(&aor, None).await;
         }
         loop {
             tokio::select! {
@@ -281,7 +282,7 @@ impl Registrar {
             }
         }
         for aor in changed {
-            self.notify_acd(&aor, None);
+            self.notify_acd(&aor, None).await;
         }
         self.sources.retain(|_, s| {
             s.banned_until.is_some_and(|t| t > now)
@@ -506,7 +507,8 @@ impl Registrar {
                         queues: agent.queues.clone(),
                         skills: agent.skills.clone(),
                     }),
-                );
+                )
+                .await;
             }
             RegisterOutcome::IntervalTooBrief => self.reply(
                 &req,

@@ -119,13 +119,8 @@ fn age(stamp: Option<TimeSpec>, now: SystemTime) -> Duration {
     }
 }
 
-/// A socket address from what `recvmsg`/`recvmmsg` report (IPv4 or IPv6).
-pub fn to_socket_addr(a: SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
-}
+// In the leaf module `net` so `media::socket` can use it without depending on `runtime`.
+pub use crate::net::to_socket_addr;
 
 #[cfg(test)]
 mod tests {

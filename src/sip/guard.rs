@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::config::Cidr;
+use crate::net::Cidr;
 
 /// User-Agent substrings (lower case) of known SIP scanners and war-dialers.
 pub const DEFAULT_SCANNERS: &[&str] = &[

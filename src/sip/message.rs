@@ -92,6 +92,13 @@ pub enum Method {
     Other(Box<str>),
 }
 
+/// The method's name, e.g. for `metrics::Metrics::sip_request` (metrics does not know SIP).
+impl AsRef<str> for Method {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl Method {
     pub fn parse(s: &str) -> Option<Method> {
         if s.is_empty() || !s.bytes().all(is_token_byte) {

@@ -4,9 +4,11 @@
 //! Our own sans-IO core rather than `rsip`/`rsipstack`: see docs/adr/0001-own-sip-core.md.
 
 pub mod auth;
+pub mod build;
 pub mod dialog;
 pub mod guard;
 pub mod message;
+pub mod reg_table;
 pub mod registration;
 pub mod sdp;
 pub mod session_timer;

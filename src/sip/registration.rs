@@ -340,7 +340,7 @@ impl Registration {
 
     fn send(&mut self, now: Instant, expires: u32, phase: Phase) -> Vec<u8> {
         self.cseq += 1;
-        let branch = crate::call::dialog::new_branch();
+        let branch = super::build::new_branch();
         let mut m = Message {
             start: StartLine::Request {
                 method: Method::Register,

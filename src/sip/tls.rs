@@ -8,6 +8,7 @@
 //! stops the start with the key, the path and the reason.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::transport::{connect_stream, Inbound, ReplyPath};
-use crate::config::{Trunk, TrunkTransport};
+use crate::net::TrunkTransport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -162,24 +163,56 @@ struct TrunkConnection {
     open: tokio::sync::Mutex<Option<ReplyPath>>,
 }
 
+/// What the connections need to know of one trunk. The sip layer takes these values rather
+/// than `config::Trunk` so it does not depend on `config` (which sits above it,
+/// docs/architecture.md); `config::Trunk` provides them through [`AsStreamPeer`].
+#[derive(Debug, Clone, Copy)]
+pub struct StreamPeer<'a> {
+    pub name: &'a str,
+    pub address: SocketAddr,
+    pub transport: TrunkTransport,
+    /// The name the TLS server's certificate must carry.
+    pub host: &'a str,
+    /// PEM file of the CAs to verify a TLS trunk against; None: the Mozilla roots.
+    pub tls_ca: Option<&'a Path>,
+}
+
+/// Anything that can say how to reach a trunk over a stream ([`StreamPeer`]).
+pub trait AsStreamPeer {
+    fn stream_peer(&self) -> StreamPeer<'_>;
+}
+
+impl AsStreamPeer for StreamPeer<'_> {
+    fn stream_peer(&self) -> StreamPeer<'_> {
+        *self
+    }
+}
+
 impl TrunkConnections {
     /// Build the TLS clients of every `transport = "tls"` trunk now, so a bad `tls_ca` stops
     /// the start instead of the first call.
-    pub fn new(trunks: &[Trunk], to_router: mpsc::Sender<Inbound>) -> Result<Self, TlsError> {
+    pub fn new<T: AsStreamPeer>(
+        trunks: &[T],
+        to_router: mpsc::Sender<Inbound>,
+    ) -> Result<Self, TlsError> {
         let mut map = HashMap::new();
-        for t in trunks.iter().filter(|t| t.transport.is_stream()) {
+        for t in trunks
+            .iter()
+            .map(AsStreamPeer::stream_peer)
+            .filter(|t| t.transport.is_stream())
+        {
             let tls = if t.transport == TrunkTransport::Tls {
                 let name =
-                    ServerName::try_from(t.host.clone()).map_err(|_| TlsError::ServerName {
-                        trunk: t.name.clone(),
-                        host: t.host.clone(),
+                    ServerName::try_from(t.host.to_string()).map_err(|_| TlsError::ServerName {
+                        trunk: t.name.to_string(),
+                        host: t.host.to_string(),
                     })?;
-                Some((connector(&t.name, t.tls_ca.as_deref())?, name))
+                Some((connector(t.name, t.tls_ca)?, name))
             } else {
                 None
             };
             map.insert(
-                t.name.clone(),
+                t.name.to_string(),
                 TrunkConnection {
                     tls,
                     open: tokio::sync::Mutex::new(None),
@@ -193,18 +226,18 @@ impl TrunkConnections {
     }
 
     /// The open connection to `trunk`, or a new one. Only for stream trunks (`tcp`, `tls`).
-    pub async fn flow(&self, trunk: &Trunk) -> std::io::Result<ReplyPath> {
-        let conn = self.trunks.get(&trunk.name).ok_or_else(|| {
+    pub async fn flow(&self, trunk: &impl AsStreamPeer) -> std::io::Result<ReplyPath> {
+        let StreamPeer { name, address, .. } = trunk.stream_peer();
+        let conn = self.trunks.get(name).ok_or_else(|| {
             std::io::Error::other(format!(
-                "trunk '{}' is not a tcp/tls trunk of this configuration",
-                trunk.name
+                "trunk '{name}' is not a tcp/tls trunk of this configuration"
             ))
         })?;
         let mut open = conn.open.lock().await;
         if let Some(f) = open.as_ref().filter(|f| f.is_open()) {
             return Ok(f.clone());
         }
-        let flow = connect_stream(trunk.address, conn.tls.clone(), self.to_router.clone()).await?;
+        let flow = connect_stream(address, conn.tls.clone(), self.to_router.clone()).await?;
         *open = Some(flow.clone());
         Ok(flow)
     }

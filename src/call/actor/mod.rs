@@ -937,7 +937,9 @@ impl Call {
         let tx = self.self_tx.clone();
         let number = self.caller.clone();
         let budget = self.ctx.lookup_budget();
-        tokio::spawn(async move {
+        // On the calls' tracker (as every task a call starts): shutdown waits for it, and
+        // it is bounded by the lookup budget.
+        self.ctx.tracker.spawn(async move {
             let found = crate::store::tickets::within(budget, async {
                 crate::store::tickets::by_phone(&db, &number).await
             })

@@ -321,7 +321,7 @@ impl Call {
             needs,
             caller: self.caller.clone(),
             ticket_id: self.ticket_id,
-            tx: self.self_tx.clone(),
+            tx: self.self_tx.clone().into(),
         });
     }
 
@@ -884,7 +884,7 @@ impl Call {
         };
         self.acd_send(AcdMsg::Callback {
             call: key,
-            tx: tx.clone(),
+            tx: tx.clone().into(),
         });
         self.ctx.tracker.spawn(super::uac::run_outbound_on(
             self.ctx.clone(),
@@ -1012,7 +1012,7 @@ impl Call {
             .and_then(|name| {
                 self.ctx
                     .prompts
-                    .get(crate::server::MOH_LANG, &name)
+                    .get(crate::media::prompts::MOH_LANG, &name)
                     .cloned()
             });
         if let (Some(moh), Some(m)) = (moh, self.media.as_mut()) {
