@@ -1669,9 +1669,18 @@ mod tests {
         );
         assert_eq!(c.operators[1].role, Role::Viewer);
         for (bad, why) in [
-            ("name = \"olga\"\nrole = \"root\"\npassword_hash = \"H\"", "role"),
-            ("name = \"olga\"\nrole = \"admin\"\npassword_hash = \"s3cret\"", "argon2"),
-            ("name = \"bad name\"\nrole = \"admin\"\npassword_hash = \"H\"", "name"),
+            (
+                "name = \"olga\"\nrole = \"root\"\npassword_hash = \"H\"",
+                "role",
+            ),
+            (
+                "name = \"olga\"\nrole = \"admin\"\npassword_hash = \"s3cret\"",
+                "argon2",
+            ),
+            (
+                "name = \"bad name\"\nrole = \"admin\"\npassword_hash = \"H\"",
+                "name",
+            ),
             ("name = \"olga\"\nrole = \"admin\"", "password_hash"),
         ] {
             let src = format!("[[operator]]\n{}\n", bad.replace('H', &h));
@@ -1679,7 +1688,9 @@ mod tests {
             assert!(e.reason.contains(why), "{why}: {e}");
             assert_eq!(e.line, 1, "{e}");
         }
-        let twice = format!("{src}[[operator]]\nname = \"olga\"\nrole = \"viewer\"\npassword_hash = \"{h}\"\n");
+        let twice = format!(
+            "{src}[[operator]]\nname = \"olga\"\nrole = \"viewer\"\npassword_hash = \"{h}\"\n"
+        );
         let e = Config::parse("x.toml", &twice).expect_err("twice");
         assert!(e.reason.contains("twice"), "{e}");
     }

@@ -734,7 +734,11 @@ async fn campaign_from_csv_contacts_and_report_on_both_engines() {
         assert_eq!(made, p, "{e:?}: created as previewed");
         assert_eq!(count(&db, "SELECT COUNT(*) FROM tickets").await, 4);
         assert_eq!(
-            count(&db, "SELECT COUNT(*) FROM campaign_contacts WHERE priority = 1").await,
+            count(
+                &db,
+                "SELECT COUNT(*) FROM campaign_contacts WHERE priority = 1"
+            )
+            .await,
             2,
             "{e:?}: vip priority"
         );
@@ -789,7 +793,9 @@ async fn campaign_from_csv_contacts_and_report_on_both_engines() {
             (f(Some("completed"), Some("vip"), Some("refund")), 1),
         ] {
             assert_eq!(
-                campaigns::count_contacts(&db, id, &filter).await.expect("count"),
+                campaigns::count_contacts(&db, id, &filter)
+                    .await
+                    .expect("count"),
                 want,
                 "{e:?}: {filter:?}"
             );
@@ -806,7 +812,12 @@ async fn campaign_from_csv_contacts_and_report_on_both_engines() {
         let (std_seg, vip_seg) = (&r[0], &r[1]);
         assert_eq!(std_seg.segment, "standard");
         assert_eq!(
-            (std_seg.contacts, std_seg.attempts, std_seg.closed, std_seg.notified),
+            (
+                std_seg.contacts,
+                std_seg.attempts,
+                std_seg.closed,
+                std_seg.notified
+            ),
             (2, 2, 1, 1),
             "{e:?}"
         );
@@ -817,8 +828,14 @@ async fn campaign_from_csv_contacts_and_report_on_both_engines() {
             (2, 4, 2),
             "{e:?}"
         );
-        assert_eq!((vip_seg.outcomes["refund"], vip_seg.outcomes["busy"]), (1, 1));
-        assert_eq!((vip_seg.sms_sent, vip_seg.notified, vip_seg.resolved), (1, 2, 1));
+        assert_eq!(
+            (vip_seg.outcomes["refund"], vip_seg.outcomes["busy"]),
+            (1, 1)
+        );
+        assert_eq!(
+            (vip_seg.sms_sent, vip_seg.notified, vip_seg.resolved),
+            (1, 2, 1)
+        );
         assert_eq!(vip_seg.resolution_rate, Some(0.5));
         let total = switchboard::api::reports::campaign_total(&r);
         assert_eq!((total.contacts, total.notified, total.resolved), (4, 3, 2));

@@ -264,7 +264,11 @@ pub async fn create(
             )
         } else {
             ApiError(
-                if status.is_client_error() { status } else { StatusCode::BAD_REQUEST },
+                if status.is_client_error() {
+                    status
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
                 format!("body: {}", e.body_text()),
             )
         }
@@ -347,12 +351,11 @@ async fn create_from_csv(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let cc = st.ctx.config.default_country_code.clone();
     let input = text.as_bytes().to_vec();
-    let checked = tokio::task::spawn_blocking(move || {
-        crate::store::csv::check_tickets(&input, &cc)
-    })
-    .await
-    .map_err(internal)?
-    .map_err(|e| bad(format!("csv: {e}")))?;
+    let checked =
+        tokio::task::spawn_blocking(move || crate::store::csv::check_tickets(&input, &cc))
+            .await
+            .map_err(internal)?
+            .map_err(|e| bad(format!("csv: {e}")))?;
     let errors: Vec<Value> = checked
         .errors
         .iter()

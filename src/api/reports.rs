@@ -511,10 +511,7 @@ pub async fn campaign(db: &Db, id: i64) -> Result<Vec<CampaignSegment>, sqlx::Er
         *e.outcomes.entry("sms_sent".into()).or_default() += sms;
         let answered = matches!(state.as_str(), "completed" | "opted_out");
         e.notified += if answered { n } else { sms };
-        if matches!(
-            state.as_str(),
-            "completed" | "failed" | "opted_out" | "dnc"
-        ) {
+        if matches!(state.as_str(), "completed" | "failed" | "opted_out" | "dnc") {
             e.closed += n;
             let key = match o.as_deref() {
                 Some("opted_out") | Some("opt_out") => "opt_out",
@@ -645,9 +642,7 @@ pub async fn campaign_report(
             })
             .collect();
         csv_body(&header, rows)
-            .map(|body| {
-                ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
-            })
+            .map(|body| ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("csv: {e}")))
     };
     match run.await {

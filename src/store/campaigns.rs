@@ -135,7 +135,10 @@ where
         for r in q.fetch_all(&mut *exec).await? {
             found.insert(
                 r.try_get::<String, _>("order_id")?,
-                (r.try_get::<i64, _>("id")?, r.try_get::<String, _>("segment")?),
+                (
+                    r.try_get::<i64, _>("id")?,
+                    r.try_get::<String, _>("segment")?,
+                ),
             );
         }
     }

@@ -134,7 +134,10 @@ pub struct TicketCsv<R: std::io::Read> {
 
 impl<R: std::io::Read> TicketCsv<R> {
     /// Read and check the header. `Err(errors)`: the header's problems, all on line 1.
-    pub fn open(input: R, default_cc: &str) -> Result<Result<Self, Vec<(usize, String)>>, StoreError> {
+    pub fn open(
+        input: R,
+        default_cc: &str,
+    ) -> Result<Result<Self, Vec<(usize, String)>>, StoreError> {
         // Not `has_headers`: the header is read (and its BOM removed) here; `flexible`: a row
         // with the wrong number of fields is a per-row error, not the end of the import.
         let mut reader = ::csv::ReaderBuilder::new()
