@@ -68,6 +68,8 @@ struct RawConfig {
     service: Option<Spanned<RawService>>,
     #[serde(default)]
     webrtc: Option<Spanned<RawWebRtc>>,
+    #[serde(default, rename = "operator")]
+    operators: Vec<Spanned<RawOperator>>,
 }
 
 /// `[webrtc]`: browser agents' media legs (docs/adr/0006-webrtc-str0m.md).
@@ -550,6 +552,8 @@ pub struct Config {
     pub api_anonymous_read: bool,
     /// `GET /metrics` without a token (`[metrics] public`, off by default).
     pub metrics_public: bool,
+    /// `[[operator]]`: console/wallboard logins from the file (see [`ConfigOperator`]).
+    pub operators: Vec<ConfigOperator>,
     /// `[server] log_format` (`--log-format` overrides it).
     pub log_format: LogFormat,
     pub routes: Vec<Route>,
@@ -1073,6 +1077,7 @@ impl Config {
             ));
         }
         let guard = security_config(raw.security, &trunks, &err)?;
+        let operators = operators_config(&raw.operators, &err)?;
         let sms = match &raw.sms {
             None => None,
             Some(sp) => {
@@ -1424,6 +1429,7 @@ impl Config {
                 .and_then(|a| a.anonymous_read)
                 .unwrap_or(false),
             metrics_public: raw.metrics.as_ref().and_then(|m| m.public).unwrap_or(false),
+            operators,
             log_format: server.log_format.unwrap_or_default(),
             routes,
             queues: raw
@@ -1475,6 +1481,85 @@ impl Config {
     }
 }
 
+// ---- [[operator]] -------------------------------------------------------------------
+// Console and wallboard logins kept in the file (besides `switchboard operator add`, which
+// writes the `operators` table). Self-contained: the raw table, the checked form and its
+// parser, so the section can move to its own module as it is.
+
+/// One `[[operator]]` as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperator {
+    name: String,
+    role: String,
+    /// An argon2 PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`), e.g. the
+    /// `password_hash` column written by `switchboard operator add`, or `argon2` CLI output.
+    password_hash: String,
+}
+
+/// A checked `[[operator]]`. For its name it takes precedence over a row of the
+/// `operators` table (docs/configuration.md#operator): the file is what was deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigOperator {
+    pub name: String,
+    pub role: crate::store::operators::Role,
+    pub password_hash: String,
+}
+
+/// Check every `[[operator]]`: a valid, unique name, role `admin` or `viewer`, and a
+/// password hash that is an argon2 PHC string (so a plain password put there by mistake
+/// is refused at start, not silently never matching).
+fn operators_config(
+    raw: &[Spanned<RawOperator>],
+    err: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<Vec<ConfigOperator>, ConfigError> {
+    use crate::store::operators::{valid_name, Role};
+    let mut out: Vec<ConfigOperator> = Vec::with_capacity(raw.len());
+    for item in raw {
+        let at = item.span().start;
+        let o = item.get_ref();
+        if !valid_name(&o.name) {
+            return Err(err(
+                at,
+                format!("[[operator]] name '{}' is not a valid name", o.name),
+            ));
+        }
+        if out.iter().any(|x| x.name == o.name) {
+            return Err(err(
+                at,
+                format!("[[operator]] '{}' is listed twice", o.name),
+            ));
+        }
+        let role = Role::parse(&o.role).ok_or_else(|| {
+            err(
+                at,
+                format!(
+                    "[[operator]] '{}': role '{}' must be admin or viewer",
+                    o.name, o.role
+                ),
+            )
+        })?;
+        let argon2 = argon2::PasswordHash::new(&o.password_hash)
+            .is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"));
+        if !argon2 {
+            return Err(err(
+                at,
+                format!(
+                    "[[operator]] '{}': password_hash must be an argon2 PHC string ($argon2id$v=19$...); \
+                     make one with `switchboard operator hash --password-stdin`",
+                    o.name
+                ),
+            ));
+        }
+        out.push(ConfigOperator {
+            name: o.name.clone(),
+            role,
+            password_hash: o.password_hash.clone(),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1495,6 +1580,49 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         Config::parse("x.toml", "[server]\nlog_format = \"xml\"\n").expect_err("xml refused");
         Config::parse("x.toml", "[metrics]\nopen = true\n").expect_err("unknown key");
+    }
+
+    #[test]
+    fn operators_from_the_file_are_checked() {
+        use crate::store::operators::{hash_password, Role};
+        assert!(Config::embedded().expect("default").operators.is_empty());
+        let h = hash_password("pw").expect("hash");
+        let src = format!(
+            "[[operator]]\nname = \"olga\"\nrole = \"admin\"\npassword_hash = \"{h}\"\n\
+             [[operator]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{h}\"\n"
+        );
+        let c = Config::parse("x.toml", &src).expect("parses");
+        assert_eq!(c.operators.len(), 2);
+        assert_eq!(
+            (c.operators[0].name.as_str(), c.operators[0].role),
+            ("olga", Role::Admin)
+        );
+        assert_eq!(c.operators[1].role, Role::Viewer);
+        for (bad, why) in [
+            (
+                "name = \"olga\"\nrole = \"root\"\npassword_hash = \"H\"",
+                "role",
+            ),
+            (
+                "name = \"olga\"\nrole = \"admin\"\npassword_hash = \"s3cret\"",
+                "argon2",
+            ),
+            (
+                "name = \"bad name\"\nrole = \"admin\"\npassword_hash = \"H\"",
+                "name",
+            ),
+            ("name = \"olga\"\nrole = \"admin\"", "password_hash"),
+        ] {
+            let src = format!("[[operator]]\n{}\n", bad.replace('H', &h));
+            let e = Config::parse("x.toml", &src).expect_err(why);
+            assert!(e.reason.contains(why), "{why}: {e}");
+            assert_eq!(e.line, 1, "{e}");
+        }
+        let twice = format!(
+            "{src}[[operator]]\nname = \"olga\"\nrole = \"viewer\"\npassword_hash = \"{h}\"\n"
+        );
+        let e = Config::parse("x.toml", &twice).expect_err("twice");
+        assert!(e.reason.contains("twice"), "{e}");
     }
 
     #[test]

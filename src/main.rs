@@ -136,6 +136,16 @@ enum OperatorCommand {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Print the argon2id hash of a password, for `password_hash` of an `[[operator]]` in the
+    /// config file (nothing is stored).
+    Hash {
+        /// The password on the command line (prefer --password-stdin).
+        #[arg(long, required_unless_present = "password_stdin")]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -631,6 +641,38 @@ fn operator_command(cmd: OperatorCommand, outer: &RunArgs) -> ExitCode {
         OperatorCommand::Add { run, .. } | OperatorCommand::List { run } => {
             run.clone().merged(outer)
         }
+        OperatorCommand::Hash {
+            password,
+            password_stdin,
+        } => {
+            let password = if *password_stdin {
+                match password_from(std::io::stdin().lock()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("switchboard: --password-stdin: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                match password.as_deref().filter(|p| !p.is_empty()) {
+                    Some(p) => p.to_string(),
+                    None => {
+                        eprintln!("switchboard: --password must not be empty");
+                        return ExitCode::from(2);
+                    }
+                }
+            };
+            return match operators::hash_password(&password) {
+                Ok(hash) => {
+                    println!("{hash}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     // Checked and hashed before the database is opened: a wrong invocation fails fast.
     let add = match &cmd {
@@ -674,9 +716,9 @@ fn operator_command(cmd: OperatorCommand, outer: &RunArgs) -> ExitCode {
                 }
             }
         }
-        OperatorCommand::List { .. } => None,
+        OperatorCommand::List { .. } | OperatorCommand::Hash { .. } => None,
     };
-    with_db(run, |_cfg, db| async move {
+    with_db(run, |cfg, db| async move {
         if let Some((name, role, hash)) = add {
             return match operators::upsert(&db, &name, role, &hash).await {
                 Ok(id) => {
@@ -693,7 +735,14 @@ fn operator_command(cmd: OperatorCommand, outer: &RunArgs) -> ExitCode {
             Ok(list) => {
                 println!("{:<20} {:<8} enabled", "name", "role");
                 for o in list {
+                    if cfg.operators.iter().any(|c| c.name == o.name) {
+                        // The file's [[operator]] of the same name is the one that logs in.
+                        continue;
+                    }
                     println!("{:<20} {:<8} {}", o.name, o.role.as_str(), o.enabled);
+                }
+                for o in &cfg.operators {
+                    println!("{:<20} {:<8} true (config file)", o.name, o.role.as_str());
                 }
                 ExitCode::SUCCESS
             }

@@ -600,7 +600,7 @@ fn add_operator(setup: &ServerSetup, name: &str, role: &str, password: &str) {
 /// watches it dial the SIPp farm to the end; the outcome counts on the page match the
 /// database. Before that, a viewer operator's start of it is refused by the server (403, the
 /// reason shown) and it stays `created`. The admin bearer token still works.
-/// Screenshot: the test folder, or `$SWITCHBOARD_SCREENSHOT_DIR/console.png`.
+/// Screenshot: the test folder, or `$SWITCHBOARD_SCREENSHOT_DIR/console-tickets.png`.
 #[test]
 fn console_admin_runs_a_campaign_and_viewer_is_refused() {
     use std::io::BufRead;
@@ -635,7 +635,7 @@ fn console_admin_runs_a_campaign_and_viewer_is_refused() {
         .env("CAMPAIGN_NAME", "console-delay-notice")
         .env("TRUNK", "carrier")
         .env("EXPECT_TOTAL", plan.len().to_string())
-        .env("SCREENSHOT", shot_dir.join("console.png"))
+        .env("SCREENSHOT", shot_dir.join("console-tickets.png"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&node_log).expect("node log"))
@@ -722,4 +722,256 @@ fn console_admin_runs_a_campaign_and_viewer_is_refused() {
         server.log().contains("viewer refused a change"),
         "the refusal is logged"
     );
+}
+
+/// `switchboard operator hash --password-stdin`: the argon2 PHC string for `[[operator]]`.
+fn hash_password_with_cli(password: &str) -> String {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["operator", "hash", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("switchboard operator hash");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password to stdin");
+    let out = child.wait_with_output().expect("operator hash ends");
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && hash.starts_with("$argon2id$"),
+        "operator hash: {hash} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    hash
+}
+
+/// The console's CSV upload in real Chromium, by an admin from the config file's
+/// `[[operator]]` list (hash made with `switchboard operator hash`): a file with bad rows is
+/// listed by line and "create" without confirming imports nothing (422); an oversized file is
+/// refused with 413; a good file is previewed (contacts per segment), created, started and
+/// dialled against the SIPp farm; the page's outcome counts, the filtered contacts list, the
+/// results download and `GET /api/reports/campaigns/{id}` all match the database.
+/// Screenshot: `$SWITCHBOARD_SCREENSHOT_DIR/console.png` (else the test folder).
+#[test]
+fn console_csv_upload_is_checked_then_the_campaign_runs() {
+    use std::io::BufRead;
+    let dir = test_dir("switchboard-console-csv-");
+    let farm = Farm::start(&dir.path().join("farm"));
+    let hash = hash_password_with_cli("ada-pass-3");
+    let setup = ServerSetup::with(
+        dir.path(),
+        farm.port,
+        &ServerOptions {
+            extra: format!(
+                "[[operator]]\nname = \"ada\"\nrole = \"admin\"\npassword_hash = \"{hash}\"\n"
+            ),
+            ..ServerOptions::default()
+        },
+    );
+    let server = setup.start(1);
+    let db = Db::open(&setup.db_path);
+
+    use Behaviour::*;
+    let plan = [Press1, Press2, Press1, Press2];
+    let good = tickets(8, &plan);
+    let zone = open_zone();
+    let mut good_csv = String::from("order_id,customer_name,phone,segment,timezone,delay_days\n");
+    for (i, t) in good.iter().enumerate() {
+        let seg = if i % 2 == 0 { "standard" } else { "vip" };
+        good_csv.push_str(&format!(
+            "{},Customer {i},{},{seg},{},{}\n",
+            t.order_id, t.phone, t.timezone, t.delay_days
+        ));
+    }
+    // Lines 3 and 5 are bad; the good ones (2, 4) must not be imported either.
+    let bad_csv = format!(
+        "order_id,phone,timezone\nB-1,+15550109991,{zone}\nB-2,call me,{zone}\nB-3,+15550109992,{zone}\nB-4,+15550109993,Mars/Olympus\n"
+    );
+    let mut big_csv = String::from("order_id,phone\n");
+    let mut i = 0;
+    while big_csv.len() <= 5 * 1024 * 1024 {
+        big_csv.push_str(&format!("BIG-{i:08},+1555{:07}\n", i % 10_000_000));
+        i += 1;
+    }
+    let files = dir.path();
+    for (name, body) in [
+        ("good.csv", &good_csv),
+        ("bad.csv", &bad_csv),
+        ("big.csv", &big_csv),
+    ] {
+        std::fs::write(files.join(name), body).expect("write csv");
+    }
+
+    let modules = crate::support::playwright_modules();
+    let shot_dir = std::env::var("SWITCHBOARD_SCREENSHOT_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().to_path_buf());
+    std::fs::create_dir_all(&shot_dir).expect("screenshot dir");
+    let node_log = dir.path().join("console-csv-node.log");
+    let mut node = std::process::Command::new("node")
+        .arg(crate::support::repo_root().join("tests/support/console_csv.js"))
+        .env("NODE_PATH", &modules)
+        .env("CONSOLE_URL", format!("http://{}/console", setup.http))
+        .env("ADMIN_USER", "ada")
+        .env("ADMIN_PASSWORD", "ada-pass-3")
+        .env("CAMPAIGN_NAME", "csv-delay-notice")
+        .env("TRUNK", "carrier")
+        .env("GOOD_CSV", files.join("good.csv"))
+        .env("BAD_CSV", files.join("bad.csv"))
+        .env("BIG_CSV", files.join("big.csv"))
+        .env("SCREENSHOT", shot_dir.join("console.png"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&node_log).expect("node log"))
+        .spawn()
+        .expect("node runs (Debian nodejs)");
+    let mut lines = std::io::BufReader::new(node.stdout.take().expect("node stdout")).lines();
+    let mut next = |word: &str| -> String {
+        for line in lines.by_ref() {
+            let line = line.unwrap_or_default();
+            eprintln!("console_csv.js: {line}");
+            let mut parts = line.splitn(3, ' ');
+            if parts.next() == Some(word) {
+                parts.next();
+                return parts.next().unwrap_or("").to_string();
+            }
+        }
+        panic!(
+            "console_csv.js ended before {word}\n{}\n{}",
+            crate::support::read_lossy(&node_log),
+            server.log()
+        );
+    };
+    let json = |s: String| -> Value { serde_json::from_str(&s).expect("milestone JSON") };
+
+    // Bad rows: listed by line, nothing imported (checked while the page waits on nothing:
+    // the bad file's order ids are its own, so the end state says it too).
+    let bad_preview = json(next("BAD_PREVIEW"));
+    assert_eq!(bad_preview["lines"], json!([3, 5]), "{bad_preview}");
+    assert_eq!(bad_preview["contacts"], 2, "{bad_preview}");
+    let bad_create = next("BAD_CREATE");
+    assert!(
+        bad_create.contains("not created (422)") && bad_create.contains("2 bad rows"),
+        "{bad_create}"
+    );
+    let big = next("BIG");
+    assert!(big.starts_with("413 "), "{big}");
+    let good_preview = json(next("GOOD_PREVIEW"));
+    assert_eq!(
+        good_preview,
+        json!({"contacts": 4, "errors": 0, "segments": {"standard": 2, "vip": 2}})
+    );
+    let id: i64 = next("CREATED").trim().parse().expect("campaign id");
+    let done = json(next("DONE"));
+    let contacts = json(next("CONTACTS"));
+    let download = json(next("DOWNLOAD"));
+    let report = json(next("REPORT"));
+    let status = node.wait().expect("node exit");
+    assert!(
+        status.success(),
+        "{}",
+        crate::support::read_lossy(&node_log)
+    );
+
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM tickets WHERE order_id LIKE 'B-%' OR order_id LIKE 'BIG-%'"),
+        0,
+        "neither the bad nor the oversized file imported anything"
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM campaigns"), 1);
+    assert_eq!(
+        db.count(&format!(
+            "SELECT COUNT(*) FROM campaign_contacts WHERE campaign_id = {id}"
+        )),
+        4
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT COUNT(*) FROM campaign_contacts c JOIN tickets t ON t.id = c.ticket_id \
+             WHERE c.campaign_id = {id} AND t.segment = 'vip'"
+        )),
+        2
+    );
+    assert_eq!(done["progress"], "4 / 4 (100 %)", "{done}");
+    // The page's outcome counts are the database's.
+    let db_outcomes = db.rows(&format!(
+        "SELECT COALESCE(outcome, last_disposition) AS o, COUNT(*) AS n FROM campaign_contacts \
+         WHERE campaign_id = {id} GROUP BY COALESCE(outcome, last_disposition)"
+    ));
+    assert!(!db_outcomes.is_empty());
+    let page_total: i64 = done["outcomes"]
+        .as_object()
+        .expect("outcomes")
+        .values()
+        .filter_map(Value::as_i64)
+        .sum();
+    let mut db_total = 0;
+    for r in &db_outcomes {
+        let n = r["n"].as_i64().expect("n");
+        db_total += n;
+        assert_eq!(
+            done["outcomes"][text(&r["o"])].as_i64(),
+            Some(n),
+            "outcome {}: page {done}",
+            text(&r["o"])
+        );
+    }
+    assert_eq!(page_total, db_total, "{done}");
+    let waits = db.count(&format!(
+        "SELECT COUNT(*) FROM campaign_contacts WHERE campaign_id = {id} AND outcome = 'wait'"
+    ));
+    assert_eq!(waits, 2, "two customers pressed 1");
+    assert_eq!(contacts["total"], waits, "{contacts}");
+    assert_eq!(contacts["outcomes"], json!(["wait", "wait"]), "{contacts}");
+    assert_eq!(download["lines"], 5, "header + 4 contacts: {download}");
+    assert!(
+        download["header"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("contact_id,order_id,")),
+        "{download}"
+    );
+    // The report per segment: standard = Press1, Press1 (both wait); vip = Press2, Press2.
+    assert_eq!(report["total"]["contacts"], 4, "{report}");
+    assert_eq!(report["total"]["outcomes"]["wait"], waits, "{report}");
+    let segs = report["segments"].as_array().expect("segments");
+    assert_eq!(segs.len(), 2, "{report}");
+    assert_eq!(segs[0]["segment"], "standard");
+    assert_eq!(segs[0]["resolution_rate"], 1.0, "{report}");
+    assert_eq!(segs[1]["segment"], "vip");
+    assert_eq!(segs[1]["outcomes"]["refund"], 2, "{report}");
+    assert_eq!(segs[1]["resolution_rate"], 1.0, "{report}");
+    // The report as CSV (Accept: text/csv) with the bearer token: a header, one line per
+    // segment and the total (`*`).
+    let mut s = TcpStream::connect(setup.http).expect("connect");
+    write!(
+        s,
+        "GET /api/reports/campaigns/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Accept: text/csv\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/csv"),
+        "{head}"
+    );
+    let body = if head.to_ascii_lowercase().contains("chunked") {
+        crate::campaign::dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let rows: Vec<&str> = body.trim().lines().collect();
+    assert_eq!(rows.len(), 4, "{body}");
+    assert!(
+        rows[0].starts_with("segment,contacts,attempts,closed,wait,refund"),
+        "{body}"
+    );
+    assert!(rows[1].starts_with("standard,2,"), "{body}");
+    assert!(rows[3].starts_with("*,4,"), "{body}");
 }

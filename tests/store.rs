@@ -684,3 +684,161 @@ async fn wallboard_history_reads_the_day_on_both_engines() {
         assert_eq!(c[0].direction, "inbound");
     }
 }
+
+/// A campaign from CSV rows (`store::csv::check_tickets`, `campaigns::preview_rows`,
+/// `campaigns::create_from_rows`), its contacts listing with filters, and the campaign report
+/// per segment (`api::reports::campaign`): the same figures on both engines.
+#[tokio::test]
+async fn campaign_from_csv_contacts_and_report_on_both_engines() {
+    use switchboard::store::campaigns::{self, ContactFilter};
+    let dir = tempfile::tempdir().expect("tempdir");
+    for db in both("campreport", dir.path()).await {
+        let e = db.dialect;
+        // An order id already stored: used as it is (its stored segment counts).
+        sqlx::query("INSERT INTO tickets (order_id, phone, segment) VALUES ('OLD-1', '+15550000001', 'vip')")
+            .execute(&db.pool)
+            .await
+            .expect("ticket");
+        let csv = "order_id,customer_name,phone,segment\n\
+                   A-1,Ann,+15551230001,standard\n\
+                   A-2,Bob,not a phone,standard\n\
+                   A-3,Cy,+15551230003,vip\n\
+                   OLD-1,Old,+15550000001,standard\n\
+                   A-4,Di,+15551230004,standard\n";
+        let checked = switchboard::store::csv::check_tickets(csv.as_bytes(), "1").expect("csv");
+        assert_eq!(checked.errors.len(), 1, "{:?}", checked.errors);
+        assert_eq!(checked.errors[0].0, 3, "bad row reported by its line");
+        let p = campaigns::preview_rows(&db, &checked.rows)
+            .await
+            .unwrap_or_else(|err| panic!("{e:?}: {err}"));
+        assert_eq!((p.contacts, p.new_tickets, p.existing_tickets), (4, 3, 1));
+        assert_eq!((p.segments["standard"], p.segments["vip"]), (2, 2));
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM tickets").await,
+            1,
+            "{e:?}: a preview writes nothing"
+        );
+        let (id, made) = campaigns::create_from_rows(
+            &db,
+            "from-csv",
+            "campaign",
+            "t",
+            "+15550100",
+            &serde_json::json!({}),
+            &checked.rows,
+            &[("vip".into(), 1)],
+            100,
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{e:?}: {err}"));
+        assert_eq!(made, p, "{e:?}: created as previewed");
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM tickets").await, 4);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM campaign_contacts WHERE priority = 1"
+            )
+            .await,
+            2,
+            "{e:?}: vip priority"
+        );
+        // Settle them: A-1 wait (2 attempts), A-3 refund, OLD-1 busy and texted, A-4 pending.
+        let t = now_ts();
+        for (order, state, outcome, disp, attempts) in [
+            ("A-1", "completed", Some("wait"), "answered", 2),
+            ("A-3", "completed", Some("refund"), "answered", 1),
+            ("OLD-1", "failed", None, "busy", 3),
+        ] {
+            sqlx::query(
+                "UPDATE campaign_contacts SET state = $1, outcome = $2, last_disposition = $3, attempts = $4 \
+                 WHERE ticket_id = (SELECT id FROM tickets WHERE order_id = $5)",
+            )
+            .bind(state)
+            .bind(outcome)
+            .bind(disp)
+            .bind(attempts)
+            .bind(order)
+            .execute(&db.pool)
+            .await
+            .expect("settle");
+        }
+        let sql = format!(
+            "INSERT INTO campaign_sms (contact_id, campaign_id, ticket_id, phone, body, state, next_try_at, created_at, updated_at) \
+             SELECT c.id, c.campaign_id, c.ticket_id, c.phone, 'x', 'sent', {0}, {0}, {0} FROM campaign_contacts c \
+             JOIN tickets t ON t.id = c.ticket_id WHERE t.order_id = 'OLD-1'",
+            e.ts(1)
+        );
+        sqlx::query(&sql)
+            .bind(t)
+            .execute(&db.pool)
+            .await
+            .expect("sms");
+
+        let f = |state: Option<&str>, segment: Option<&str>, outcome: Option<&str>| ContactFilter {
+            state: state.map(str::to_string),
+            segment: segment.map(str::to_string),
+            outcome: outcome.map(str::to_string),
+        };
+        let vip = campaigns::contacts(&db, id, &f(None, Some("vip"), None), 10, 0)
+            .await
+            .unwrap_or_else(|err| panic!("{e:?}: {err}"));
+        let mut orders: Vec<_> = vip.iter().filter_map(|c| c.order_id.clone()).collect();
+        orders.sort();
+        assert_eq!(orders, ["A-3", "OLD-1"], "{e:?}");
+        assert_eq!(vip[0].segment.as_deref(), Some("vip"));
+        for (filter, want) in [
+            (f(None, None, None), 4),
+            (f(Some("completed"), None, None), 2),
+            (f(None, None, Some("busy")), 1),
+            (f(Some("completed"), Some("vip"), Some("refund")), 1),
+        ] {
+            assert_eq!(
+                campaigns::count_contacts(&db, id, &filter)
+                    .await
+                    .expect("count"),
+                want,
+                "{e:?}: {filter:?}"
+            );
+        }
+        let page = campaigns::contacts(&db, id, &f(None, None, None), 2, 2)
+            .await
+            .expect("page");
+        assert_eq!(page.len(), 2, "{e:?}: second page");
+
+        let r = switchboard::api::reports::campaign(&db, id)
+            .await
+            .unwrap_or_else(|err| panic!("{e:?}: {err}"));
+        assert_eq!(r.len(), 2, "{e:?}: {r:?}");
+        let (std_seg, vip_seg) = (&r[0], &r[1]);
+        assert_eq!(std_seg.segment, "standard");
+        assert_eq!(
+            (
+                std_seg.contacts,
+                std_seg.attempts,
+                std_seg.closed,
+                std_seg.notified
+            ),
+            (2, 2, 1, 1),
+            "{e:?}"
+        );
+        assert_eq!(std_seg.outcomes["wait"], 1);
+        assert_eq!(std_seg.resolution_rate, Some(1.0));
+        assert_eq!(
+            (vip_seg.contacts, vip_seg.attempts, vip_seg.closed),
+            (2, 4, 2),
+            "{e:?}"
+        );
+        assert_eq!(
+            (vip_seg.outcomes["refund"], vip_seg.outcomes["busy"]),
+            (1, 1)
+        );
+        assert_eq!(
+            (vip_seg.sms_sent, vip_seg.notified, vip_seg.resolved),
+            (1, 2, 1)
+        );
+        assert_eq!(vip_seg.resolution_rate, Some(0.5));
+        let total = switchboard::api::reports::campaign_total(&r);
+        assert_eq!((total.contacts, total.notified, total.resolved), (4, 3, 2));
+        assert_eq!(total.outcomes["sms_sent"], 1);
+    }
+}

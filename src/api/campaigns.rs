@@ -62,6 +62,14 @@ pub struct CampaignSpec {
     pub caller_id: String,
     pub tickets: Option<TicketsFilterSpec>,
     pub ticket_ids: Option<Vec<i64>>,
+    /// The contacts as ticket CSV (the `tickets import` columns); new order ids become
+    /// tickets, existing ones are used as stored. Checked row by row before anything is
+    /// written; see [`create`] for `dry_run` and `csv_skip_bad_rows`.
+    pub csv: Option<String>,
+    /// Create the campaign from the good rows even though some rows are bad (default false:
+    /// any bad row refuses the whole upload with 422 and the list of bad rows).
+    #[serde(default)]
+    pub csv_skip_bad_rows: bool,
     pub max_channels: Option<u32>,
     pub max_cps: Option<f64>,
     pub ring_timeout_s: Option<u64>,
@@ -120,15 +128,28 @@ pub fn validate(spec: &CampaignSpec, st: &ApiState) -> Result<(), ApiError> {
     if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad("caller_id: must be a phone number such as +15550100"));
     }
-    match (&spec.tickets, &spec.ticket_ids) {
-        (Some(_), Some(_)) => return Err(bad("tickets, ticket_ids: give one of them, not both")),
-        (None, None) => {
+    let sources = [
+        spec.tickets.is_some(),
+        spec.ticket_ids.is_some(),
+        spec.csv.is_some(),
+    ];
+    match sources.iter().filter(|s| **s).count() {
+        0 => {
             return Err(bad(
-                "tickets: a filter (e.g. {\"status\": \"delayed\"}) or ticket_ids is required",
+                "tickets: a filter (e.g. {\"status\": \"delayed\"}), ticket_ids or csv is required",
             ))
         }
-        (None, Some(ids)) if ids.is_empty() => return Err(bad("ticket_ids: must not be empty")),
-        _ => {}
+        1 => {}
+        _ if spec.csv.is_none() => {
+            return Err(bad("tickets, ticket_ids: give one of them, not both"))
+        }
+        _ => return Err(bad("tickets, ticket_ids, csv: give one of them")),
+    }
+    if spec.ticket_ids.as_ref().is_some_and(|ids| ids.is_empty()) {
+        return Err(bad("ticket_ids: must not be empty"));
+    }
+    if spec.csv_skip_bad_rows && spec.csv.is_none() {
+        return Err(bad("csv_skip_bad_rows: only with csv"));
     }
     if let Some(n) = spec.max_channels {
         if n == 0 || n > trunk.max_channels {
@@ -210,13 +231,60 @@ pub fn validate(spec: &CampaignSpec, st: &ApiState) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Largest `POST /api/campaigns` body (a campaign with its CSV); larger → 413.
+pub const MAX_CREATE_BODY: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQuery {
+    /// Check and preview only; nothing is written (needs `csv`).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /api/campaigns[?dry_run=true]`. From a ticket filter or ids as before; from `csv`:
+/// every row is checked first, and
+/// - `dry_run=true` answers 200 with the preview (contacts, per segment, new and existing
+///   tickets) and the bad rows by line, writing nothing;
+/// - otherwise any bad row refuses the upload (422, the same list) unless
+///   `csv_skip_bad_rows`; then tickets, campaign and contacts are written in one transaction.
 pub async fn create(
     State(st): State<Arc<ApiState>>,
+    q: Result<Query<CreateQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(raw) = body.map_err(|e| bad(format!("body: {}", e.body_text())))?;
+    let Query(q) = q.map_err(|e| bad(e.body_text()))?;
+    // The rejection's own status: 413 for a body over the limit, 415 for a wrong type.
+    let Json(mut raw) = body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(
+                status,
+                format!("body: larger than {MAX_CREATE_BODY} bytes (split the CSV)"),
+            )
+        } else {
+            ApiError(
+                if status.is_client_error() {
+                    status
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                format!("body: {}", e.body_text()),
+            )
+        }
+    })?;
     let spec: CampaignSpec = serde_json::from_value(raw.clone()).map_err(|e| bad(e.to_string()))?;
     validate(&spec, &st)?;
+    if let Some(text) = &spec.csv {
+        // The CSV is not kept in the campaign's stored spec: its rows are the contacts.
+        if let Some(o) = raw.as_object_mut() {
+            o.remove("csv");
+        }
+        return create_from_csv(&st, &spec, &raw, text, q.dry_run).await;
+    }
+    if q.dry_run {
+        return Err(bad("dry_run: only for a campaign from csv"));
+    }
     let filter = match (&spec.tickets, &spec.ticket_ids) {
         (Some(t), _) => TicketFilter {
             status: t.status.clone(),
@@ -259,6 +327,98 @@ pub async fn create(
             format!("name: a campaign named '{}' exists", spec.name),
         )),
         Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+fn priorities(spec: &CampaignSpec) -> Vec<(String, i64)> {
+    spec.segments
+        .iter()
+        .flatten()
+        .map(|(seg, r)| (seg.clone(), r.priority.unwrap_or(100)))
+        .collect()
+}
+
+fn name_taken(e: &impl std::fmt::Display) -> bool {
+    e.to_string().to_ascii_lowercase().contains("unique")
+}
+
+async fn create_from_csv(
+    st: &ApiState,
+    spec: &CampaignSpec,
+    raw: &Value,
+    text: &str,
+    dry_run: bool,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let cc = st.ctx.config.default_country_code.clone();
+    let input = text.as_bytes().to_vec();
+    let checked =
+        tokio::task::spawn_blocking(move || crate::store::csv::check_tickets(&input, &cc))
+            .await
+            .map_err(internal)?
+            .map_err(|e| bad(format!("csv: {e}")))?;
+    let errors: Vec<Value> = checked
+        .errors
+        .iter()
+        .map(|(line, e)| json!({"line": line, "error": e}))
+        .collect();
+    if dry_run {
+        let p = campaigns::preview_rows(&st.ctx.db, &checked.rows)
+            .await
+            .map_err(internal)?;
+        let taken = campaigns::list(&st.ctx.db)
+            .await
+            .map_err(internal)?
+            .iter()
+            .any(|c| c.name == spec.name);
+        return Ok((
+            StatusCode::OK,
+            Json(json!({
+                "dry_run": true, "name": spec.name, "name_taken": taken,
+                "rows": checked.rows.len() + checked.errors.len(),
+                "contacts": p.contacts, "segments": p.segments,
+                "new_tickets": p.new_tickets, "existing_tickets": p.existing_tickets,
+                "errors": errors,
+            })),
+        ));
+    }
+    if checked.rows.is_empty() || (!checked.errors.is_empty() && !spec.csv_skip_bad_rows) {
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": format!(
+                    "csv: {} bad rows, nothing imported (fix them, or confirm with csv_skip_bad_rows)",
+                    checked.errors.len()
+                ),
+                "errors": errors,
+            })),
+        ));
+    }
+    let result = campaigns::create_from_rows(
+        &st.ctx.db,
+        &spec.name,
+        &spec.dialplan,
+        &spec.trunk,
+        &spec.caller_id,
+        raw,
+        &checked.rows,
+        &priorities(spec),
+        100,
+    )
+    .await;
+    match result {
+        Ok((id, p)) => Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "id": id, "name": spec.name, "state": "created", "contacts": p.contacts,
+                "segments": p.segments, "new_tickets": p.new_tickets,
+                "existing_tickets": p.existing_tickets, "skipped_rows": errors,
+            })),
+        )),
+        Err(e) if name_taken(&e) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("name: a campaign named '{}' exists", spec.name),
+        )),
+        Err(e) => Err(internal(e)),
     }
 }
 
@@ -368,17 +528,29 @@ pub async fn action(
 #[serde(deny_unknown_fields)]
 pub struct ContactsQuery {
     pub state: Option<String>,
+    pub segment: Option<String>,
+    pub outcome: Option<String>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+    /// `json` (default) or `csv` (also `Accept: text/csv`): the results download.
+    pub format: Option<String>,
 }
 
+/// The most rows one CSV download holds (without `limit`: every contact up to this).
+const MAX_CSV_CONTACTS: i64 = 1_000_000;
+
+/// `GET /api/campaigns/{id}/contacts?state=&segment=&outcome=&limit=&offset=&format=`: a page
+/// of contacts (JSON array, the total matching in `X-Total-Count`) or, as CSV, the results.
 pub async fn contacts(
     State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     q: Result<Query<ContactsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
     let id = parse_id(&id)?;
     let Query(q) = q.map_err(|e| bad(e.body_text()))?;
+    let csv = super::reports::wants_csv(q.format.as_deref(), &headers)?;
     if campaigns::get(&st.ctx.db, id)
         .await
         .map_err(internal)?
@@ -389,15 +561,80 @@ pub async fn contacts(
             format!("campaign {id} does not exist"),
         ));
     }
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let rows = campaigns::contacts(
-        &st.ctx.db,
-        id,
-        q.state.as_deref(),
-        limit,
-        q.offset.unwrap_or(0).max(0),
+    let filter = campaigns::ContactFilter {
+        state: q.state,
+        segment: q.segment,
+        outcome: q.outcome,
+    };
+    let limit = match (q.limit, csv) {
+        (Some(l), true) => l.clamp(1, MAX_CSV_CONTACTS),
+        (None, true) => MAX_CSV_CONTACTS,
+        (l, false) => l.unwrap_or(100).clamp(1, 10_000),
+    };
+    let offset = q.offset.unwrap_or(0).max(0);
+    let total = campaigns::count_contacts(&st.ctx.db, id, &filter)
+        .await
+        .map_err(internal)?;
+    let rows = campaigns::contacts(&st.ctx.db, id, &filter, limit, offset)
+        .await
+        .map_err(internal)?;
+    let total_header = [("x-total-count", total.to_string())];
+    if !csv {
+        return Ok((total_header, Json(json!(rows))).into_response());
+    }
+    let body = contacts_csv(&rows).map_err(internal)?;
+    Ok((
+        total_header,
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"campaign-{id}-contacts.csv\""),
+            ),
+        ],
+        body,
     )
-    .await
-    .map_err(internal)?;
-    Ok(Json(json!(rows)))
+        .into_response())
+}
+
+/// The results download: one line per contact, text cells neutralised against formulas.
+fn contacts_csv(rows: &[campaigns::ContactListRow]) -> Result<Vec<u8>, csv::Error> {
+    use crate::store::csv::neutralise_cell;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "contact_id",
+        "order_id",
+        "customer_name",
+        "phone",
+        "segment",
+        "state",
+        "attempts",
+        "outcome",
+        "last_disposition",
+        "sms",
+        "next_attempt_at",
+        "last_call_id",
+    ])?;
+    for r in rows {
+        let c = &r.contact;
+        let o = |v: &Option<String>| neutralise_cell(v.as_deref().unwrap_or("")).into_owned();
+        w.write_record([
+            c.id.to_string(),
+            o(&r.order_id),
+            o(&r.customer_name),
+            neutralise_cell(&c.phone).into_owned(),
+            o(&r.segment),
+            c.state.clone(),
+            c.attempts.to_string(),
+            o(&c.outcome),
+            o(&c.last_disposition),
+            o(&c.sms),
+            o(&c.next_attempt_at),
+            o(&c.last_call_id),
+        ])?;
+    }
+    w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }

@@ -229,7 +229,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let ops = Router::new()
         .route(
             "/api/campaigns",
-            post(campaigns::create).get(campaigns::list),
+            post(campaigns::create).get(campaigns::list).layer(
+                axum::extract::DefaultBodyLimit::max(campaigns::MAX_CREATE_BODY),
+            ),
         )
         .route("/api/campaigns/{id}", get(campaigns::get))
         .route("/api/campaigns/{id}/contacts", get(campaigns::contacts))
@@ -254,6 +256,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/wallboard/events", get(wallboard::events))
         .route("/api/reports/queues", get(reports::queues_report))
         .route("/api/reports/calls", get(reports::calls_report))
+        .route("/api/reports/campaigns/{id}", get(reports::campaign_report))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_read_token,

@@ -5,8 +5,9 @@
 //! Sessions are the agent page's ([`super::session::Sessions`], its own table and the
 //! `sb_operator` cookie), so the same rules hold: 256-bit random id, `HttpOnly`,
 //! `SameSite=Strict`, sliding expiry, one session per operator (a second login takes over),
-//! and the same per-source wrong-password guard. The role is read from `operators` on every
-//! request, so a changed role or a disabled operator counts at once.
+//! and the same per-source wrong-password guard. The role is read on every request (from
+//! the config's `[[operator]]` list, which wins for its names, else the `operators` table),
+//! so a changed role or a disabled operator counts at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,7 +42,7 @@ pub async fn who(st: &ApiState, headers: &HeaderMap) -> Option<Operator> {
         .lock()
         .ok()?
         .check(Instant::now(), &id)?;
-    match operators::find(&st.ctx.db, &info.agent).await {
+    match find(st, &info.agent).await {
         Ok(Some(op)) if op.enabled => Some(Operator {
             name: op.name,
             role: op.role,
@@ -58,6 +59,24 @@ pub async fn who(st: &ApiState, headers: &HeaderMap) -> Option<Operator> {
             None
         }
     }
+}
+
+/// Operator `name`: the config file's `[[operator]]` of that name if there is one (it takes
+/// precedence, docs/configuration.md#operator), else the `operators` table's row.
+pub async fn find(
+    st: &ApiState,
+    name: &str,
+) -> Result<Option<operators::OperatorRow>, crate::store::StoreError> {
+    if let Some(o) = st.ctx.config.operators.iter().find(|o| o.name == name) {
+        return Ok(Some(operators::OperatorRow {
+            id: 0,
+            name: o.name.clone(),
+            role: o.role,
+            password_hash: o.password_hash.clone(),
+            enabled: true,
+        }));
+    }
+    operators::find(&st.ctx.db, name).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +109,7 @@ pub async fn login(
         ));
     }
     let row = if operators::valid_name(&b.name) {
-        operators::find(&st.ctx.db, &b.name)
+        find(&st, &b.name)
             .await
             .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")))?
     } else {

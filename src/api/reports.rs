@@ -1,7 +1,9 @@
 //! Reports from the database (never from memory, so they survive restarts and add up over
 //! several nodes): `GET /api/reports/queues` (per queue and interval: offered, answered,
 //! abandoned, timed out, service level, ASA, AHT) and `GET /api/reports/calls` (per
-//! interval, direction and disposition: calls, answered, talk time), as JSON or as CSV
+//! interval, direction and disposition: calls, answered, talk time) and
+//! `GET /api/reports/campaigns/{id}` (per segment: contacts, attempts, outcomes, resolution
+//! rate, SMS sent), as JSON or as CSV
 //! (`Accept: text/csv` or `?format=csv`; cells neutralised against spreadsheet formulas as
 //! `calls export` does).
 //!
@@ -453,6 +455,199 @@ pub async fn calls_report(
             },
         ),
         Err(e) => db_error(e).into_response(),
+    }
+}
+
+/// One segment of a campaign (or, with `segment` = `*`, the whole campaign).
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct CampaignSegment {
+    pub segment: String,
+    pub contacts: i64,
+    /// Dial attempts made (each contact's `attempts`, summed).
+    pub attempts: i64,
+    /// Contacts settled (completed, failed, opted out, do-not-call).
+    pub closed: i64,
+    /// Settled contacts by outcome: the IVR choice, else how the last attempt ended (the
+    /// keys of `/api/campaigns/{id}` and the wallboard, every key present).
+    pub outcomes: std::collections::BTreeMap<String, i64>,
+    /// Customers who got the news: answered calls (completed or opted out) plus SMS sent.
+    pub notified: i64,
+    /// `wait` + `refund`.
+    pub resolved: i64,
+    /// `resolved / notified`; absent while nobody was notified.
+    pub resolution_rate: Option<f64>,
+    pub sms_sent: i64,
+}
+
+/// Per segment of campaign `id`, from `campaign_contacts` (covering index
+/// `campaign_contacts_report`, migration 0013), `tickets` and `campaign_sms` (by primary
+/// key): one grouped query. Segments in name order; the total is not included.
+pub async fn campaign(db: &Db, id: i64) -> Result<Vec<CampaignSegment>, sqlx::Error> {
+    let sql = format!(
+        "SELECT t.segment AS segment, c.state AS state, COALESCE(c.outcome, c.last_disposition) AS o, \
+         CAST(COUNT(*) AS BIGINT) AS n, {attempts} AS attempts, {sms} AS sms_sent \
+         FROM campaign_contacts c JOIN tickets t ON t.id = c.ticket_id \
+         LEFT JOIN campaign_sms s ON s.contact_id = c.id \
+         WHERE c.campaign_id = $1 \
+         GROUP BY t.segment, c.state, COALESCE(c.outcome, c.last_disposition)",
+        attempts = sum("c.attempts"),
+        sms = sum("CASE WHEN s.state = 'sent' THEN 1 ELSE 0 END"),
+    );
+    let rows = sqlx::query(&sql).bind(id).fetch_all(&db.pool).await?;
+    let mut by: std::collections::BTreeMap<String, CampaignSegment> = Default::default();
+    for r in rows {
+        let int = |col: &str| r.try_get::<i64, _>(col).unwrap_or(0);
+        let segment: String = r.try_get("segment")?;
+        let state: String = r.try_get("state")?;
+        let o: Option<String> = r.try_get("o")?;
+        let e = by
+            .entry(segment.clone())
+            .or_insert_with(|| empty_segment(&segment));
+        let n = int("n");
+        e.contacts += n;
+        e.attempts += int("attempts");
+        let sms = int("sms_sent");
+        e.sms_sent += sms;
+        *e.outcomes.entry("sms_sent".into()).or_default() += sms;
+        let answered = matches!(state.as_str(), "completed" | "opted_out");
+        e.notified += if answered { n } else { sms };
+        if matches!(state.as_str(), "completed" | "failed" | "opted_out" | "dnc") {
+            e.closed += n;
+            let key = match o.as_deref() {
+                Some("opted_out") | Some("opt_out") => "opt_out",
+                Some(o) => o,
+                None => "failed",
+            };
+            *e.outcomes.entry(key.to_string()).or_default() += n;
+            if matches!(key, "wait" | "refund") {
+                e.resolved += n;
+            }
+        }
+    }
+    let mut out: Vec<CampaignSegment> = by.into_values().collect();
+    for s in &mut out {
+        s.resolution_rate = ratio(s.resolved, s.notified);
+    }
+    Ok(out)
+}
+
+fn empty_segment(name: &str) -> CampaignSegment {
+    CampaignSegment {
+        segment: name.to_string(),
+        outcomes: super::wallboard::CAMPAIGN_OUTCOMES
+            .iter()
+            .map(|o| (o.to_string(), 0))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The whole campaign: the segments added up (segment `*`).
+pub fn campaign_total(segments: &[CampaignSegment]) -> CampaignSegment {
+    let mut t = empty_segment("*");
+    for s in segments {
+        t.contacts += s.contacts;
+        t.attempts += s.attempts;
+        t.closed += s.closed;
+        t.notified += s.notified;
+        t.resolved += s.resolved;
+        t.sms_sent += s.sms_sent;
+        for (k, v) in &s.outcomes {
+            *t.outcomes.entry(k.clone()).or_default() += v;
+        }
+    }
+    t.resolution_rate = ratio(t.resolved, t.notified);
+    t
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatQuery {
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// CSV wanted: `format=csv`, or without `format` an `Accept` naming `text/csv`.
+pub fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            ParamError::Format(other.to_string()).to_string(),
+        )),
+        None => Ok(headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv"))),
+    }
+}
+
+/// `GET /api/reports/campaigns/{id}?format=`: per segment, plus the total.
+pub async fn campaign_report(
+    State(st): State<Arc<ApiState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<FormatQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let run = async {
+        let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let csv = wants_csv(q.format.as_deref(), &headers)?;
+        let id: i64 = id.parse().map_err(|_| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("id: '{id}' is not a campaign id"),
+            )
+        })?;
+        let Some(c) = crate::store::campaigns::get(&st.ctx.db, id)
+            .await
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")))?
+        else {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("campaign {id} does not exist"),
+            ));
+        };
+        let segments = campaign(&st.ctx.db, id).await.map_err(db_error)?;
+        let total = campaign_total(&segments);
+        if !csv {
+            return Ok(Json(serde_json::json!({
+                "id": c.id, "name": c.name, "state": c.state,
+                "segments": segments, "total": total,
+            }))
+            .into_response());
+        }
+        let mut header: Vec<&str> = vec!["segment", "contacts", "attempts", "closed"];
+        header.extend(super::wallboard::CAMPAIGN_OUTCOMES);
+        header.extend(["notified", "resolved", "resolution_rate"]);
+        let rows = segments
+            .iter()
+            .chain(std::iter::once(&total))
+            .map(|s| {
+                let mut r = vec![
+                    s.segment.clone(),
+                    s.contacts.to_string(),
+                    s.attempts.to_string(),
+                    s.closed.to_string(),
+                ];
+                for o in super::wallboard::CAMPAIGN_OUTCOMES {
+                    r.push(s.outcomes.get(o).copied().unwrap_or(0).to_string());
+                }
+                r.extend([
+                    s.notified.to_string(),
+                    s.resolved.to_string(),
+                    opt(s.resolution_rate),
+                ]);
+                r
+            })
+            .collect();
+        csv_body(&header, rows)
+            .map(|body| ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("csv: {e}")))
+    };
+    match run.await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 

@@ -66,6 +66,168 @@ pub struct TicketFilter {
     pub unresolved_only: bool,
 }
 
+/// The `campaigns` row of a new campaign (inside the caller's transaction); its id.
+#[allow(clippy::too_many_arguments)]
+async fn insert_campaign(
+    db: &Db,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &str,
+    dialplan: &str,
+    trunk: &str,
+    caller_id: &str,
+    spec: &serde_json::Value,
+    now: &str,
+) -> Result<i64, StoreError> {
+    let d = db.dialect;
+    let sql = format!(
+        "INSERT INTO campaigns (name, dialplan, trunk, caller_id, spec, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, {}, {})",
+        d.ts(6),
+        d.ts(7)
+    );
+    sqlx::query(&sql)
+        .bind(name)
+        .bind(dialplan)
+        .bind(trunk)
+        .bind(caller_id)
+        .bind(spec.to_string())
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(sqlx::query("SELECT id FROM campaigns WHERE name = $1")
+        .bind(name)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("id")?)
+}
+
+/// What a campaign from checked CSV rows would hold, without writing anything: contacts
+/// per segment (an order id already in the database counts with its stored ticket's
+/// segment: that ticket is used as it is), and how many tickets are new or exist.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CsvPreview {
+    pub contacts: u64,
+    pub segments: std::collections::BTreeMap<String, u64>,
+    pub new_tickets: u64,
+    pub existing_tickets: u64,
+}
+
+/// Order ids already in `tickets` among `rows`, with their id and segment (looked up in
+/// chunks so that no statement has too many parameters).
+async fn existing_tickets<'e, E>(
+    exec: &mut E,
+    rows: &[crate::store::csv::TicketRow],
+) -> Result<std::collections::HashMap<String, (i64, String)>, StoreError>
+where
+    for<'c> &'c mut E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let mut found = std::collections::HashMap::new();
+    for chunk in rows.chunks(500) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, order_id, segment FROM tickets WHERE order_id IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q.bind(&r.order_id);
+        }
+        for r in q.fetch_all(&mut *exec).await? {
+            found.insert(
+                r.try_get::<String, _>("order_id")?,
+                (
+                    r.try_get::<i64, _>("id")?,
+                    r.try_get::<String, _>("segment")?,
+                ),
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// The preview of [`create_from_rows`]: nothing is written.
+pub async fn preview_rows(
+    db: &Db,
+    rows: &[crate::store::csv::TicketRow],
+) -> Result<CsvPreview, StoreError> {
+    let mut conn = db.pool.acquire().await?;
+    let existing = existing_tickets(&mut *conn, rows).await?;
+    let mut p = CsvPreview::default();
+    for r in rows {
+        let segment = match existing.get(&r.order_id) {
+            Some((_, seg)) => {
+                p.existing_tickets += 1;
+                seg.clone()
+            }
+            None => {
+                p.new_tickets += 1;
+                r.segment.clone()
+            }
+        };
+        p.contacts += 1;
+        *p.segments.entry(segment).or_default() += 1;
+    }
+    Ok(p)
+}
+
+/// Insert a campaign whose contacts are CSV rows, in one transaction: new order ids become
+/// tickets, existing ones are used as stored (never overwritten), every row one contact.
+/// Returns the id and the preview of what was written.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_from_rows(
+    db: &Db,
+    name: &str,
+    dialplan: &str,
+    trunk: &str,
+    caller_id: &str,
+    spec: &serde_json::Value,
+    rows: &[crate::store::csv::TicketRow],
+    priorities: &[(String, i64)],
+    default_priority: i64,
+) -> Result<(i64, CsvPreview), StoreError> {
+    let now = now_ts();
+    let mut tx = db.pool.begin().await?;
+    let id = insert_campaign(db, &mut tx, name, dialplan, trunk, caller_id, spec, &now).await?;
+    let existing = existing_tickets(&mut *tx, rows).await?;
+    let ticket_sql = crate::store::csv::insert_ticket_sql(db);
+    let contact_sql = format!(
+        "INSERT INTO campaign_contacts (campaign_id, ticket_id, phone, timezone, priority, updated_at) \
+         SELECT $1, id, phone, timezone, $2, {} FROM tickets WHERE order_id = $3",
+        db.dialect.ts(4)
+    );
+    let mut p = CsvPreview::default();
+    for r in rows {
+        let segment = match existing.get(&r.order_id) {
+            Some((_, seg)) => {
+                p.existing_tickets += 1;
+                seg.clone()
+            }
+            None => {
+                crate::store::csv::bind_ticket(&ticket_sql, r, now.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                p.new_tickets += 1;
+                r.segment.clone()
+            }
+        };
+        let priority = priorities
+            .iter()
+            .find(|(s, _)| *s == segment)
+            .map_or(default_priority, |(_, p)| *p);
+        p.contacts += sqlx::query(&contact_sql)
+            .bind(id)
+            .bind(priority)
+            .bind(&r.order_id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        *p.segments.entry(segment).or_default() += 1;
+    }
+    tx.commit().await?;
+    Ok((id, p))
+}
+
 /// Insert a campaign and build its contact list from the tickets in one transaction.
 #[allow(clippy::too_many_arguments)]
 /// `priorities` maps a segment to its priority (lower first); others get `default_priority`.
@@ -83,26 +245,7 @@ pub async fn create(
     let d = db.dialect;
     let now = now_ts();
     let mut tx = db.pool.begin().await?;
-    let sql = format!(
-        "INSERT INTO campaigns (name, dialplan, trunk, caller_id, spec, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, {}, {})",
-        d.ts(6),
-        d.ts(7)
-    );
-    sqlx::query(&sql)
-        .bind(name)
-        .bind(dialplan)
-        .bind(trunk)
-        .bind(caller_id)
-        .bind(spec.to_string())
-        .bind(&now)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-    let id: i64 = sqlx::query("SELECT id FROM campaigns WHERE name = $1")
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
+    let id = insert_campaign(db, &mut tx, name, dialplan, trunk, caller_id, spec, &now).await?;
 
     // Priority: a CASE over the segment rules (values are bound, never spliced).
     let mut case = String::from("CASE");
@@ -281,38 +424,94 @@ fn contact_from(r: &sqlx::any::AnyRow) -> Result<ContactRow, sqlx::Error> {
     })
 }
 
+/// Which of a campaign's contacts a listing shows (every filter optional).
+#[derive(Debug, Clone, Default)]
+pub struct ContactFilter {
+    pub state: Option<String>,
+    /// The ticket's segment.
+    pub segment: Option<String>,
+    /// The outcome key: the IVR choice, else how the last attempt ended.
+    pub outcome: Option<String>,
+}
+
+/// A contact as listed: the row plus its ticket's order id, name and segment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContactListRow {
+    #[serde(flatten)]
+    pub contact: ContactRow,
+    pub order_id: Option<String>,
+    pub customer_name: Option<String>,
+    pub segment: Option<String>,
+}
+
+/// `WHERE` conditions of a filter, parameters from `$2` (`$1` is the campaign).
+fn contact_conditions(f: &ContactFilter) -> (String, Vec<String>) {
+    let mut conds = vec!["campaign_id = $1".to_string()];
+    let mut binds = Vec::new();
+    let mut n = 2;
+    for (value, cond) in [
+        (&f.state, "state = ${}"),
+        (
+            &f.segment,
+            "ticket_id IN (SELECT id FROM tickets WHERE segment = ${})",
+        ),
+        (&f.outcome, "COALESCE(outcome, last_disposition) = ${}"),
+    ] {
+        if let Some(v) = value {
+            conds.push(cond.replace("${}", &format!("${n}")));
+            binds.push(v.clone());
+            n += 1;
+        }
+    }
+    (conds.join(" AND "), binds)
+}
+
+/// One page of a campaign's contacts in id order.
 pub async fn contacts(
     db: &Db,
     campaign: i64,
-    state: Option<&str>,
+    filter: &ContactFilter,
     limit: i64,
     offset: i64,
-) -> Result<Vec<ContactRow>, StoreError> {
-    let rows = match state {
-        Some(s) => {
-            sqlx::query(&format!(
-                "SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 AND state = $2 ORDER BY id LIMIT $3 OFFSET $4"
-            ))
-            .bind(campaign)
-            .bind(s)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&db.pool)
-            .await?
-        }
-        None => {
-            sqlx::query(&format!("SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = $1 ORDER BY id LIMIT $2 OFFSET $3"))
-                .bind(campaign)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&db.pool)
-                .await?
-        }
-    };
-    Ok(rows
-        .iter()
-        .map(contact_from)
-        .collect::<Result<Vec<_>, _>>()?)
+) -> Result<Vec<ContactListRow>, StoreError> {
+    let (cond, binds) = contact_conditions(filter);
+    let n = binds.len() + 2;
+    let sql = format!(
+        "SELECT x.*, t.order_id AS order_id, t.customer_name AS customer_name, t.segment AS segment FROM \
+         (SELECT {CONTACT_COLUMNS} FROM campaign_contacts WHERE {cond} ORDER BY id LIMIT ${n} OFFSET ${}) x \
+         LEFT JOIN tickets t ON t.id = x.ticket_id ORDER BY x.id",
+        n + 1
+    );
+    let mut q = sqlx::query(&sql).bind(campaign);
+    for b in &binds {
+        q = q.bind(b.clone());
+    }
+    let rows = q.bind(limit).bind(offset).fetch_all(&db.pool).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(ContactListRow {
+            contact: contact_from(r)?,
+            order_id: r.try_get("order_id")?,
+            customer_name: r.try_get("customer_name")?,
+            segment: r.try_get("segment")?,
+        });
+    }
+    Ok(out)
+}
+
+/// How many contacts a filter matches (for paging).
+pub async fn count_contacts(
+    db: &Db,
+    campaign: i64,
+    filter: &ContactFilter,
+) -> Result<i64, StoreError> {
+    let (cond, binds) = contact_conditions(filter);
+    let sql = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM campaign_contacts WHERE {cond}");
+    let mut q = sqlx::query(&sql).bind(campaign);
+    for b in &binds {
+        q = q.bind(b.clone());
+    }
+    Ok(q.fetch_one(&db.pool).await?.try_get("n")?)
 }
 
 /// Who leases contacts, and for how long a lease lasts without renewal.

@@ -102,6 +102,260 @@ impl<R> LineCounter<R> {
     }
 }
 
+/// One checked data row of a ticket CSV, with defaults applied (language `en`, segment
+/// `standard`, timezone `UTC`, status `processing`, delay 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRow {
+    /// The 1-based line the row starts on.
+    pub line: usize,
+    pub order_id: String,
+    pub customer_name: String,
+    /// E.164 after normalisation.
+    pub phone: String,
+    pub language: String,
+    pub segment: String,
+    pub timezone: String,
+    pub status: String,
+    pub delay_days: i64,
+    pub new_eta: Option<String>,
+}
+
+/// A ticket CSV read record by record: the header is checked on open, every data row is
+/// checked by [`TicketCsv::next_row`] (the same rules for `switchboard tickets import` and
+/// for a campaign created from an uploaded CSV).
+pub struct TicketCsv<R: std::io::Read> {
+    reader: ::csv::Reader<LineCounter<R>>,
+    record: ::csv::ByteRecord,
+    header: Vec<String>,
+    default_cc: String,
+    seen: HashSet<String>,
+    rows: u64,
+}
+
+impl<R: std::io::Read> TicketCsv<R> {
+    /// Read and check the header. `Err(errors)`: the header's problems, all on line 1.
+    pub fn open(
+        input: R,
+        default_cc: &str,
+    ) -> Result<Result<Self, Vec<(usize, String)>>, StoreError> {
+        // Not `has_headers`: the header is read (and its BOM removed) here; `flexible`: a row
+        // with the wrong number of fields is a per-row error, not the end of the import.
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(LineCounter::new(input));
+        let mut record = ::csv::ByteRecord::new();
+        if !reader.read_byte_record(&mut record)? {
+            return Ok(Err(vec![(1, "empty file".into())]));
+        }
+        let mut header = Vec::with_capacity(record.len());
+        for (i, field) in record.iter().enumerate() {
+            let Ok(h) = std::str::from_utf8(field) else {
+                return Ok(Err(vec![(
+                    1,
+                    "header is not UTF-8 (save the file as CSV UTF-8)".into(),
+                )]));
+            };
+            // Excel's "CSV UTF-8" starts the file with a byte-order mark.
+            let h = if i == 0 {
+                h.trim_start_matches('\u{feff}')
+            } else {
+                h
+            };
+            header.push(h.trim().to_ascii_lowercase());
+        }
+        let mut errors = Vec::new();
+        for h in &header {
+            if !COLUMNS.contains(&h.as_str()) {
+                errors.push((
+                    1,
+                    format!("unknown column '{h}' (expected {})", COLUMNS.join(", ")),
+                ));
+            }
+        }
+        for required in ["order_id", "phone"] {
+            if !header.iter().any(|h| h == required) {
+                errors.push((1, format!("missing column '{required}'")));
+            }
+        }
+        if !errors.is_empty() {
+            return Ok(Err(errors));
+        }
+        Ok(Ok(TicketCsv {
+            reader,
+            record,
+            header,
+            default_cc: default_cc.to_string(),
+            seen: HashSet::new(),
+            rows: 0,
+        }))
+    }
+
+    /// Where the reading is (data rows read, bytes consumed).
+    pub fn progress(&self) -> ImportProgress {
+        ImportProgress {
+            rows: self.rows,
+            bytes: self.reader.position().byte(),
+        }
+    }
+
+    /// The next data row, checked: `Ok(None)` at the end, `Ok(Some(Err((line, reason))))`
+    /// for a bad row. An order id seen earlier in the file is a bad row.
+    #[allow(clippy::type_complexity)]
+    pub fn next_row(&mut self) -> Result<Option<Result<TicketRow, (usize, String)>>, StoreError> {
+        if !self.reader.read_byte_record(&mut self.record)? {
+            return Ok(None);
+        }
+        self.rows += 1;
+        let breaks = self
+            .record
+            .iter()
+            .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
+            .sum();
+        let end = self.reader.position().byte();
+        let line = self.reader.get_mut().line_of(end, breaks);
+        let mut fields: Vec<&str> = Vec::with_capacity(self.header.len());
+        for f in self.record.iter() {
+            match std::str::from_utf8(f) {
+                Ok(f) => fields.push(f),
+                Err(_) => {
+                    return Ok(Some(Err((
+                        line,
+                        "not UTF-8 (save the file as CSV UTF-8)".to_string(),
+                    ))))
+                }
+            }
+        }
+        let checked = check_row(&self.header, &fields, &self.default_cc, line);
+        Ok(Some(match checked {
+            Ok(row) if !self.seen.insert(row.order_id.clone()) => Err((
+                line,
+                format!("duplicate order_id '{}' in the file", row.order_id),
+            )),
+            other => other.map_err(|e| (line, e)),
+        }))
+    }
+}
+
+/// The checks on one data row (all but duplicates, which need the rows before it).
+fn check_row(
+    header: &[String],
+    row: &[&str],
+    default_cc: &str,
+    line: usize,
+) -> Result<TicketRow, String> {
+    if row.len() != header.len() {
+        return Err(format!("{} fields, header has {}", row.len(), header.len()));
+    }
+    let col = |name: &str| -> String {
+        header
+            .iter()
+            .position(|h| h == name)
+            .and_then(|i| row.get(i))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let order_id = col("order_id");
+    if order_id.is_empty() {
+        return Err("order_id is empty".into());
+    }
+    let raw_phone = col("phone");
+    let Some(phone) =
+        normalize_number(&raw_phone, default_cc).filter(|p| (8..=16).contains(&p.len()))
+    else {
+        return Err(format!("phone '{raw_phone}' is not a phone number"));
+    };
+    let delay = col("delay_days");
+    let delay_days: i64 = if delay.is_empty() {
+        0
+    } else {
+        match delay.parse() {
+            Ok(n) if n >= 0 => n,
+            _ => return Err(format!("delay_days '{delay}' is not a whole number >= 0")),
+        }
+    };
+    let eta = col("new_eta");
+    if !eta.is_empty() && chrono::NaiveDate::parse_from_str(&eta, "%Y-%m-%d").is_err() {
+        return Err(format!("new_eta '{eta}' is not YYYY-MM-DD"));
+    }
+    let tz = col("timezone");
+    if !tz.is_empty() && tz.parse::<chrono_tz::Tz>().is_err() {
+        return Err(format!("timezone '{tz}' is not an IANA zone"));
+    }
+    let or = |v: String, d: &str| if v.is_empty() { d.to_string() } else { v };
+    Ok(TicketRow {
+        line,
+        order_id,
+        customer_name: col("customer_name"),
+        phone,
+        language: or(col("language"), "en"),
+        segment: or(col("segment"), "standard"),
+        timezone: or(tz, "UTC"),
+        status: or(col("status"), "processing"),
+        delay_days,
+        new_eta: if eta.is_empty() { None } else { Some(eta) },
+    })
+}
+
+/// Every row of a ticket CSV held in memory (bounded by the caller, e.g. the API's upload
+/// limit): the good rows and the bad ones by line. Nothing is written.
+#[derive(Debug, Default)]
+pub struct CheckedCsv {
+    pub rows: Vec<TicketRow>,
+    pub errors: Vec<(usize, String)>,
+}
+
+/// Check a whole ticket CSV without writing anything.
+pub fn check_tickets(input: &[u8], default_cc: &str) -> Result<CheckedCsv, StoreError> {
+    let mut out = CheckedCsv::default();
+    let mut csv = match TicketCsv::open(input, default_cc)? {
+        Ok(c) => c,
+        Err(errors) => {
+            out.errors = errors;
+            return Ok(out);
+        }
+    };
+    while let Some(row) = csv.next_row()? {
+        match row {
+            Ok(r) => out.rows.push(r),
+            Err(e) => out.errors.push(e),
+        }
+    }
+    if out.rows.is_empty() && out.errors.is_empty() {
+        out.errors.push((1, "no data rows".into()));
+    }
+    Ok(out)
+}
+
+/// The statement inserting one ticket; an existing order id is left as it is.
+pub(crate) fn insert_ticket_sql(db: &Db) -> String {
+    format!(
+        "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, status, delay_days, new_eta, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {}, {}) ON CONFLICT (order_id) DO NOTHING",
+        db.dialect.date(9),
+        db.dialect.ts(10)
+    )
+}
+
+/// Bind a row to [`insert_ticket_sql`].
+pub(crate) fn bind_ticket<'q>(
+    sql: &'q str,
+    row: &'q TicketRow,
+    now: String,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(sql)
+        .bind(&row.order_id)
+        .bind(&row.customer_name)
+        .bind(&row.phone)
+        .bind(&row.language)
+        .bind(&row.segment)
+        .bind(&row.timezone)
+        .bind(&row.status)
+        .bind(row.delay_days)
+        .bind(row.new_eta.clone())
+        .bind(now)
+}
+
 /// Import tickets from CSV read from `input` (streamed). `progress` is called every
 /// [`PROGRESS_EVERY`] rows and once at the end. The reading is blocking I/O (meant for the
 /// operator command, whose runtime does nothing else).
@@ -112,179 +366,37 @@ pub async fn import_tickets(
     mut progress: impl FnMut(ImportProgress),
 ) -> Result<ImportReport, StoreError> {
     let mut report = ImportReport::default();
-    // Not `has_headers`: the header is read (and its BOM removed) here; `flexible`: a row
-    // with the wrong number of fields is a per-row error, not the end of the import.
-    let mut reader = ::csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(LineCounter::new(input));
-    let mut record = ::csv::ByteRecord::new();
-    if !reader.read_byte_record(&mut record)? {
-        report.errors.push((1, "empty file".into()));
-        return Ok(report);
-    }
-    let mut header = Vec::with_capacity(record.len());
-    for (i, field) in record.iter().enumerate() {
-        let Ok(h) = std::str::from_utf8(field) else {
-            report
-                .errors
-                .push((1, "header is not UTF-8 (save the file as CSV UTF-8)".into()));
+    let mut csv = match TicketCsv::open(input, default_cc)? {
+        Ok(c) => c,
+        Err(errors) => {
+            report.errors = errors;
             return Ok(report);
-        };
-        // Excel's "CSV UTF-8" starts the file with a byte-order mark.
-        let h = if i == 0 {
-            h.trim_start_matches('\u{feff}')
-        } else {
-            h
-        };
-        header.push(h.trim().to_ascii_lowercase());
-    }
-    for h in &header {
-        if !COLUMNS.contains(&h.as_str()) {
-            report.errors.push((
-                1,
-                format!("unknown column '{h}' (expected {})", COLUMNS.join(", ")),
-            ));
         }
-    }
-    for required in ["order_id", "phone"] {
-        if !header.iter().any(|h| h == required) {
-            report
-                .errors
-                .push((1, format!("missing column '{required}'")));
-        }
-    }
-    if !report.errors.is_empty() {
-        return Ok(report);
-    }
-    let col = |row: &[&str], name: &str| -> String {
-        header
-            .iter()
-            .position(|h| h == name)
-            .and_then(|i| row.get(i))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
     };
-    let sql = format!(
-        "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, status, delay_days, new_eta, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {}, {}) ON CONFLICT (order_id) DO NOTHING",
-        db.dialect.date(9),
-        db.dialect.ts(10)
-    );
-    let mut seen = HashSet::new();
-    let mut rows = 0u64;
-    while reader.read_byte_record(&mut record)? {
-        rows += 1;
-        if rows.is_multiple_of(PROGRESS_EVERY) {
-            progress(ImportProgress {
-                rows,
-                bytes: reader.position().byte(),
-            });
+    let sql = insert_ticket_sql(db);
+    while let Some(row) = csv.next_row()? {
+        let p = csv.progress();
+        if p.rows.is_multiple_of(PROGRESS_EVERY) {
+            progress(p);
         }
-        let breaks = record
-            .iter()
-            .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
-            .sum();
-        let end = reader.position().byte();
-        let line = reader.get_mut().line_of(end, breaks);
-        let mut fields: Vec<&str> = Vec::with_capacity(header.len());
-        let mut utf8 = true;
-        for f in record.iter() {
-            match std::str::from_utf8(f) {
-                Ok(f) => fields.push(f),
-                Err(_) => utf8 = false,
-            }
-        }
-        if !utf8 {
-            report
-                .errors
-                .push((line, "not UTF-8 (save the file as CSV UTF-8)".to_string()));
-            continue;
-        }
-        let row = &fields[..];
-        if row.len() != header.len() {
-            report.errors.push((
-                line,
-                format!("{} fields, header has {}", row.len(), header.len()),
-            ));
-            continue;
-        }
-        let order_id = col(row, "order_id");
-        if order_id.is_empty() {
-            report.errors.push((line, "order_id is empty".into()));
-            continue;
-        }
-        let raw_phone = col(row, "phone");
-        let Some(phone) =
-            normalize_number(&raw_phone, default_cc).filter(|p| (8..=16).contains(&p.len()))
-        else {
-            report
-                .errors
-                .push((line, format!("phone '{raw_phone}' is not a phone number")));
-            continue;
-        };
-        let delay = col(row, "delay_days");
-        let delay_days: i64 = if delay.is_empty() {
-            0
-        } else {
-            match delay.parse() {
-                Ok(n) if n >= 0 => n,
-                _ => {
-                    report.errors.push((
-                        line,
-                        format!("delay_days '{delay}' is not a whole number >= 0"),
-                    ));
-                    continue;
-                }
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                report.errors.push(e);
+                continue;
             }
         };
-        let eta = col(row, "new_eta");
-        if !eta.is_empty() && chrono::NaiveDate::parse_from_str(&eta, "%Y-%m-%d").is_err() {
-            report
-                .errors
-                .push((line, format!("new_eta '{eta}' is not YYYY-MM-DD")));
-            continue;
-        }
-        let tz = col(row, "timezone");
-        if !tz.is_empty() && tz.parse::<chrono_tz::Tz>().is_err() {
-            report
-                .errors
-                .push((line, format!("timezone '{tz}' is not an IANA zone")));
-            continue;
-        }
-        if !seen.insert(order_id.clone()) {
-            report
-                .errors
-                .push((line, format!("duplicate order_id '{order_id}' in the file")));
-            continue;
-        }
-        let or = |v: String, d: &str| if v.is_empty() { d.to_string() } else { v };
-        let r = sqlx::query(&sql)
-            .bind(&order_id)
-            .bind(col(row, "customer_name"))
-            .bind(&phone)
-            .bind(or(col(row, "language"), "en"))
-            .bind(or(col(row, "segment"), "standard"))
-            .bind(or(tz, "UTC"))
-            .bind(or(col(row, "status"), "processing"))
-            .bind(delay_days)
-            .bind(if eta.is_empty() { None } else { Some(eta) })
-            .bind(now_ts())
-            .execute(&db.pool)
-            .await?;
+        let r = bind_ticket(&sql, &row, now_ts()).execute(&db.pool).await?;
         if r.rows_affected() == 1 {
             report.imported += 1;
         } else {
             report.errors.push((
-                line,
-                format!("order_id '{order_id}' already exists in the database"),
+                row.line,
+                format!("order_id '{}' already exists in the database", row.order_id),
             ));
         }
     }
-    progress(ImportProgress {
-        rows,
-        bytes: reader.position().byte(),
-    });
+    progress(csv.progress());
     Ok(report)
 }
 
