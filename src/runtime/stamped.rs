@@ -148,9 +148,15 @@ mod tests {
         assert!(granted >= 256 << 10, "granted {granted}");
         let mut r = StampedReceiver::new(&rx);
         let to = rx.local_addr().expect("addr");
+        // The kernel turns receive timestamps on (a static key) from a work queue after the
+        // first socket asks for them; a datagram queued before that gets stamped when it is
+        // read. One warm-up datagram lets that happen first (this flaked under load).
+        let mut buf = [0u8; 64];
+        tx.send_to(b"warm-up", to).expect("send");
+        r.recv(&rx, &mut buf).await.expect("recv warm-up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
         tx.send_to(b"INVITE", to).expect("send");
         std::thread::sleep(Duration::from_millis(60));
-        let mut buf = [0u8; 64];
         let (n, from, waited) = r.recv(&rx, &mut buf).await.expect("recv");
         assert_eq!(&buf[..n], b"INVITE");
         assert_eq!(from, tx.local_addr().expect("addr"));
