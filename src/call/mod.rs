@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod admission;
 pub mod dialog;
+pub mod disposition;
 pub mod router;
 pub mod slots;
 

@@ -435,7 +435,16 @@ async fn run_campaign(
     // Attempts this node claimed before a crash: possibly dialed, so counted and retried per
     // policy. Another node's are taken over only once it is dead (`take_orphans` below).
     for c in campaigns::interrupted_contacts(db, id, lease.node, dead_after_s).await? {
-        finish(&ctx, &st, &shared, &c, c.attempts, None, "interrupted").await?;
+        finish(
+            &ctx,
+            &st,
+            &shared,
+            &c,
+            c.attempts,
+            None,
+            Disposition::Interrupted,
+        )
+        .await?;
     }
     let mut next_orphan_check = Instant::now();
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(1024);
@@ -460,7 +469,16 @@ async fn run_campaign(
                     attempt = c.attempts,
                     "contact of a dead node taken over: attempt closed as interrupted"
                 );
-                finish(&ctx, &st, &shared, &c, c.attempts, None, "interrupted").await?;
+                finish(
+                    &ctx,
+                    &st,
+                    &shared,
+                    &c,
+                    c.attempts,
+                    None,
+                    Disposition::Interrupted,
+                )
+                .await?;
             }
         }
         let wall = Utc::now();
@@ -675,7 +693,16 @@ async fn dial(
         // shutdown would have to cut (and might not finish cutting before the process
         // exits). The claimed attempt was never dialed; it is closed as interrupted and
         // retried per policy, like any attempt a stop cut.
-        finish(ctx, st, shared, &contact, attempt, None, "interrupted").await?;
+        finish(
+            ctx,
+            st,
+            shared,
+            &contact,
+            attempt,
+            None,
+            Disposition::Interrupted,
+        )
+        .await?;
         return Ok(false);
     }
     pacer.take(Instant::now());
@@ -711,7 +738,7 @@ async fn handle_finished(
     let disposition = f
         .result
         .as_ref()
-        .map_or("interrupted".to_string(), |r| r.disposition.clone());
+        .map_or(Disposition::Interrupted, |r| r.disposition);
     finish(
         ctx,
         st,
@@ -719,7 +746,7 @@ async fn handle_finished(
         &f.contact,
         f.attempt,
         f.result.as_ref(),
-        &disposition,
+        disposition,
     )
     .await
 }
@@ -732,12 +759,12 @@ async fn finish(
     contact: &ContactRow,
     attempt: i64,
     result: Option<&CallResult>,
-    disposition: &str,
+    disposition: Disposition,
 ) -> Result<(), StoreError> {
     let db = &ctx.db;
     let wall = Utc::now();
     let zones = contact_zones(contact);
-    let mut disp = Disposition::parse(disposition).unwrap_or(Disposition::Failed);
+    let mut disp = disposition;
     let outcome = result.and_then(|r| r.outcome.clone());
     if disp == Disposition::Machine && outcome.as_deref() == Some("voicemail") {
         // The message was left: the customer has been told, like an answered call.
@@ -765,7 +792,7 @@ async fn finish(
         contact.id,
         attempt,
         result.map(|r| r.call_uuid.as_str()),
-        disposition,
+        disposition.as_str(),
         outcome.as_deref(),
         decision.state.as_str(),
         next.as_deref(),
@@ -779,7 +806,7 @@ async fn finish(
         )
         .await?;
     }
-    info!(contact = contact.id, attempt, disposition, outcome = ?outcome, next = %decision.state.as_str(), reason = decision.reason, "attempt finished");
+    info!(contact = contact.id, attempt, disposition = disposition.as_str(), outcome = ?outcome, next = %decision.state.as_str(), reason = decision.reason, "attempt finished");
     if decision.state == ContactState::Failed && st.fallback.sms() {
         queue_sms(ctx, st, shared, contact).await?;
     }
@@ -793,7 +820,7 @@ async fn finish(
                 "ticket": ticket,
                 "phone": contact.phone,
                 "attempts": attempt,
-                "last_disposition": disposition,
+                "last_disposition": disposition.as_str(),
                 "reason": decision.reason,
             });
             let url = url.clone();

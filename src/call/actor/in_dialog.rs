@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::{Call, Phase, Retransmit};
 use crate::call::dialog::{response, T2};
+use crate::call::disposition::Disposition;
 use crate::sip::dialog::{self, OfferAnswerState, Overlap};
 use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
@@ -75,7 +76,7 @@ impl Call {
                 422,
                 "Session Interval Too Small",
                 "session_interval_too_small",
-                "failed",
+                Disposition::Failed,
             );
             return false;
         }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::dialog::{self, info_digit, response, DialogState, LocalIdentity, T1, T2, TIMEOUT_64T1};
+use super::disposition::Disposition;
 use super::router::{ByeAnswer, RouterControl};
 use super::slots::CallSlot;
 use super::CallContext;
@@ -191,7 +192,7 @@ pub struct Call {
     /// Outbound: what to do when an answering machine picks up (None: no detection).
     machine: Option<uac::MachineHandling>,
     /// Disposition recorded at hangup instead of `answered` (an answering machine).
-    disposition_override: Option<&'static str>,
+    disposition_override: Option<Disposition>,
     /// This call's RTP socket, shared with the bridged leg that sends from it. Read on the
     /// send tick while the call runs its own media session, on readiness while it relays
     /// (`media::socket`).
@@ -405,7 +406,7 @@ impl Call {
                         488,
                         "Not Acceptable Here",
                         "incompatible_media",
-                        "failed",
+                        Disposition::Failed,
                     );
                     return Some((call, None));
                 }
@@ -418,7 +419,13 @@ impl Call {
             }
             Err(e) => {
                 warn!(error = %e, "no RTP port");
-                call.refuse(now, 503, "Service Unavailable", "no_rtp_port", "failed");
+                call.refuse(
+                    now,
+                    503,
+                    "Service Unavailable",
+                    "no_rtp_port",
+                    Disposition::Failed,
+                );
                 return Some((call, None));
             }
         };
@@ -543,7 +550,7 @@ impl Call {
             }
         }
         if !self.ended_recorded {
-            self.record_end("interrupted", "actor_stopped", None);
+            self.record_end(Disposition::Interrupted, "actor_stopped", None);
         }
         if !self.acd_outbox.is_empty() {
             // Still no room when the call ended: a tracked task delivers them in order.
@@ -797,7 +804,14 @@ impl Call {
     }
 
     /// Final non-2xx to the INVITE: wait for its ACK, resending on Timer G (RFC 3261 §17.2.1).
-    fn refuse(&mut self, now: Instant, code: u16, reason: &str, cause: &str, disposition: &str) {
+    fn refuse(
+        &mut self,
+        now: Instant,
+        code: u16,
+        reason: &str,
+        cause: &str,
+        disposition: Disposition,
+    ) {
         let bytes = self.send_invite_response(code, reason, None);
         self.final_wait = Some(Retransmit::new(
             bytes,
@@ -1059,7 +1073,7 @@ impl Call {
                 }
                 if self.phase != Phase::Done {
                     info!("caller hung up");
-                    self.end_dialog(now, "answered", "caller_hangup");
+                    self.end_dialog(now, Disposition::Answered, "caller_hangup");
                 }
             }
             Method::Info => {
@@ -1179,7 +1193,13 @@ impl Call {
         self.reply(msg, 200, "OK");
         if matches!(self.phase, Phase::Ringing { .. }) {
             info!("caller cancelled before answer");
-            self.refuse(now, 487, "Request Terminated", "caller_cancel", "cancelled");
+            self.refuse(
+                now,
+                487,
+                "Request Terminated",
+                "caller_cancel",
+                Disposition::Cancelled,
+            );
         }
     }
 
@@ -1220,14 +1240,18 @@ impl Call {
 
     fn on_shutdown(&mut self, now: Instant) {
         match self.phase {
-            Phase::Ringing { .. } => {
-                self.refuse(now, 503, "Service Unavailable", "shutdown", "failed")
-            }
+            Phase::Ringing { .. } => self.refuse(
+                now,
+                503,
+                "Service Unavailable",
+                "shutdown",
+                Disposition::Failed,
+            ),
             Phase::Answered | Phase::Calling => {
                 // Our own stop cut a campaign call before the customer chose: report it as
                 // interrupted so the dialer retries, not as an answered call without choice.
                 if self.uac.is_some() && self.outcome.is_none() {
-                    self.disposition_override = Some("interrupted");
+                    self.disposition_override = Some(Disposition::Interrupted);
                 }
                 self.hangup(now, "shutdown")
             }
@@ -1253,24 +1277,28 @@ impl Call {
                 self.end_media(now);
                 self.interp = None;
                 self.phase = Phase::Ending;
-                let disposition = self.disposition_override.unwrap_or("answered");
+                let disposition = self.disposition_override.unwrap_or(Disposition::Answered);
                 self.record_end(disposition, cause, Some(200));
             }
-            Phase::Ringing { .. } => {
-                self.refuse(now, 480, "Temporarily Unavailable", cause, "failed")
-            }
+            Phase::Ringing { .. } => self.refuse(
+                now,
+                480,
+                "Temporarily Unavailable",
+                cause,
+                Disposition::Failed,
+            ),
             Phase::Calling => self.cancel_outbound(now, cause),
             Phase::Parked => {
                 // A callback never dialed: nothing on the wire to end.
                 self.phase = Phase::Done;
-                self.record_end("cancelled", cause, None);
+                self.record_end(Disposition::Cancelled, cause, None);
             }
             Phase::Ending | Phase::Done => {}
         }
     }
 
     /// The peer ended the dialog (BYE).
-    fn end_dialog(&mut self, now: Instant, disposition: &str, cause: &str) {
+    fn end_dialog(&mut self, now: Instant, disposition: Disposition, cause: &str) {
         self.end_media(now);
         self.interp = None;
         self.pending_2xx = None;
@@ -1345,7 +1373,7 @@ impl Call {
         if r.verdict != crate::media::amd::Verdict::Machine {
             return;
         }
-        self.disposition_override = Some("machine");
+        self.disposition_override = Some(Disposition::Machine);
         match self.machine {
             Some(uac::MachineHandling::Voicemail) => {
                 self.interp = None;
@@ -1555,7 +1583,7 @@ impl Call {
         });
     }
 
-    fn record_end(&mut self, disposition: &str, cause: &str, sip_status: Option<u16>) {
+    fn record_end(&mut self, disposition: Disposition, cause: &str, sip_status: Option<u16>) {
         if self.ended_recorded {
             return;
         }
@@ -1575,7 +1603,7 @@ impl Call {
         self.ctx.store.submit(StoreOp::CallEnded {
             id: self.id.clone(),
             ended_at: now_ts(),
-            disposition: disposition.to_string(),
+            disposition: disposition.as_str().to_string(),
             hangup_cause: cause.to_string(),
             sip_status: sip_status.map(i64::from),
             queue,

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::{Call, CallInput, Phase};
 use crate::acd::{AcdEvent, AcdMsg, OfferEnd};
+use crate::call::disposition::Disposition;
 use crate::config::Trunk;
 use crate::media::bridge::{Direction, LegMedia, Relay, RelayCounters};
 use crate::media::player::PlayItem;
@@ -1265,7 +1266,7 @@ impl Call {
     }
 
     /// The leg is over: report it to the caller once.
-    pub(super) fn report_leg_end(&mut self, disposition: &str) {
+    pub(super) fn report_leg_end(&mut self, disposition: Disposition) {
         let answered = self.uac.as_ref().is_some_and(|u| u.answered());
         let Some(link) = self.leg.as_mut() else {
             return;
@@ -1284,10 +1285,13 @@ impl Call {
                 leg: link.leg,
                 agent: link.agent.clone(),
                 how: match disposition {
-                    "busy" => OfferEnd::Busy,
-                    "no_answer" => OfferEnd::NoAnswer,
-                    "cancelled" => OfferEnd::Cancelled,
-                    _ => OfferEnd::Failed,
+                    Disposition::Busy => OfferEnd::Busy,
+                    Disposition::NoAnswer => OfferEnd::NoAnswer,
+                    Disposition::Cancelled => OfferEnd::Cancelled,
+                    Disposition::Answered
+                    | Disposition::Failed
+                    | Disposition::Machine
+                    | Disposition::Interrupted => OfferEnd::Failed,
                 },
             }
         };

@@ -16,6 +16,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::{Call, CallInput, Phase, Retransmit};
 use crate::call::dialog::{self, DialogState, LocalIdentity};
+use crate::call::disposition::Disposition;
 use crate::call::router::RouterControl;
 use crate::call::slots::CallSlot;
 use crate::call::CallContext;
@@ -92,8 +93,7 @@ pub(super) struct PendingDial {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallResult {
     pub call_uuid: String,
-    /// answered | busy | no_answer | failed | cancelled | machine | interrupted
-    pub disposition: String,
+    pub disposition: Disposition,
     pub sip_status: Option<u16>,
     pub outcome: Option<String>,
     pub answered: bool,
@@ -217,14 +217,6 @@ pub(super) async fn run_outbound_on(
     .await
 }
 
-fn disposition_for(code: u16) -> &'static str {
-    match code {
-        486 | 600 | 603 => "busy",
-        408 | 480 | 487 => "no_answer",
-        _ => "failed",
-    }
-}
-
 /// Where an outbound INVITE goes: the agent's own connection when it is still up, else the
 /// trunk over its transport (`udp` through the SIP socket, `tcp`/`tls` on a connection we
 /// open or reuse).
@@ -258,7 +250,7 @@ fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: 
     ctx.store.submit(StoreOp::CallEnded {
         id: id.clone(),
         ended_at: now_ts(),
-        disposition: "failed".into(),
+        disposition: Disposition::Failed.as_str().into(),
         hangup_cause: cause.into(),
         sip_status: None,
         queue: None,
@@ -268,7 +260,7 @@ fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: 
     if let Some(tx) = req.result {
         let _ = tx.send(CallResult {
             call_uuid: id,
-            disposition: "failed".into(),
+            disposition: Disposition::Failed,
             sip_status: None,
             outcome: None,
             answered: false,
@@ -656,7 +648,7 @@ impl Call {
         if timed_out {
             info!("no answer from the trunk (Timer B)");
             if !self.try_failover(now, 408) {
-                self.finish_outbound(408, "failed", "trunk_timeout");
+                self.finish_outbound(408, Disposition::Failed, "trunk_timeout");
             }
         }
         if ring_expired && self.phase == Phase::Calling {
@@ -667,7 +659,7 @@ impl Call {
                 u.cancel = None;
             }
             if !self.uac.as_ref().is_some_and(|u| u.final_received) {
-                self.finish_outbound(487, "no_answer", "cancel_timeout");
+                self.finish_outbound(487, Disposition::NoAnswer, "cancel_timeout");
             }
         }
     }
@@ -691,7 +683,7 @@ impl Call {
         u.cancel = Some(Retransmit::new(bytes, now, unreliable, u.cseq));
     }
 
-    fn finish_outbound(&mut self, code: u16, disposition: &str, cause: &str) {
+    fn finish_outbound(&mut self, code: u16, disposition: Disposition, cause: &str) {
         if let Some(u) = self.uac.as_mut() {
             u.final_received = true;
             u.cancel = None;
@@ -779,11 +771,15 @@ impl Call {
             _ => format!("sip_{code}"),
         };
         let disposition = if code == 487 && cause != "ring_timeout" {
-            "cancelled"
+            Disposition::Cancelled
         } else {
-            disposition_for(code)
+            Disposition::for_sip_failure(code)
         };
-        info!(code, disposition, "outbound call not answered");
+        info!(
+            code,
+            disposition = disposition.as_str(),
+            "outbound call not answered"
+        );
         self.finish_outbound(code, disposition, &cause);
     }
 
@@ -904,7 +900,7 @@ impl Call {
     }
 
     /// Tell the dialer how the call ended (once).
-    pub(super) fn report_result(&mut self, disposition: &str, sip_status: Option<u16>) {
+    pub(super) fn report_result(&mut self, disposition: Disposition, sip_status: Option<u16>) {
         let outcome = self.outcome.clone();
         let id = self.id.clone();
         if let Some(u) = self.uac.as_mut() {
@@ -913,7 +909,7 @@ impl Call {
             if let Some(tx) = u.result.take() {
                 let _ = tx.send(CallResult {
                     call_uuid: id,
-                    disposition: disposition.to_string(),
+                    disposition,
                     sip_status,
                     outcome,
                     answered: u.answered,
@@ -1097,14 +1093,6 @@ fn build_2xx_ack(d: &DialogState, local: &LocalIdentity, cseq: u32) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dispositions() {
-        assert_eq!(disposition_for(486), "busy");
-        assert_eq!(disposition_for(603), "busy");
-        assert_eq!(disposition_for(480), "no_answer");
-        assert_eq!(disposition_for(503), "failed");
-    }
 
     #[test]
     fn cancel_and_ack_copy_the_transaction() {
