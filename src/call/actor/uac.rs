@@ -741,23 +741,13 @@ impl Call {
         if u.final_received {
             return; // retransmitted final answer
         }
-        let challenged = (code == 401 || code == 407) && !u.auth_tried;
-        if challenged {
+        // A 401/407 from the trunk: answered once with its credentials (RFC 3261 §22.2).
+        if !u.auth_tried {
             if let (Some(user), Some(pass)) = (u.trunk.username.clone(), u.trunk.password.clone()) {
-                let header = if code == 401 {
-                    HeaderName::WwwAuthenticate
-                } else {
-                    HeaderName::Other("Proxy-Authenticate".into())
-                };
-                // Whole values (never comma-split); the first one we can answer wins.
-                let values = msg
-                    .headers
-                    .iter()
-                    .filter(|h| h.name.matches(&header))
-                    .map(|h| h.value.as_str());
-                if let Ok(ch) = auth::select_challenge(values) {
-                    self.retry_with_auth(now, code, &ch, &user, &pass);
-                    return;
+                if let Some(Ok((kind, ch))) = auth::response_challenge(msg) {
+                    if self.retry_with_auth(now, kind, &ch, &user, &pass) {
+                        return;
+                    }
                 }
             }
         }
@@ -783,28 +773,29 @@ impl Call {
         self.finish_outbound(code, disposition, &cause);
     }
 
+    /// Resend the INVITE with the answer to `ch`. False when it cannot be answered (the
+    /// call then fails with the challenge's status).
     fn retry_with_auth(
         &mut self,
         now: Instant,
-        code: u16,
+        kind: auth::ChallengeKind,
         ch: &auth::Challenge,
         user: &str,
         pass: &str,
-    ) {
-        let Some(u) = self.uac.as_mut() else { return };
+    ) -> bool {
+        let Some(u) = self.uac.as_mut() else {
+            return false;
+        };
         let cseq = u.cseq + 1;
         let uri = match &u.request.start {
             StartLine::Request { uri, .. } => uri.clone(),
-            StartLine::Response { .. } => return,
+            StartLine::Response { .. } => return false,
         };
-        let cnonce = format!("{:016x}", rand::random::<u64>());
-        let value = auth::answer_challenge(ch, "INVITE", uri.as_str(), user, pass, &cnonce, 1);
-        let name = if code == 401 {
-            HeaderName::Authorization
-        } else {
-            HeaderName::Other("Proxy-Authorization".into())
+        let Ok((name, value)) =
+            auth::answer_header(kind, ch, "INVITE", uri.as_str(), user, pass, 1)
+        else {
+            return false;
         };
-        let to = u.request.header(&HeaderName::To).unwrap_or("").to_string();
         let body = u.request.body.clone();
         let mut invite = u.request.clone();
         let branch = dialog::new_branch();
@@ -822,7 +813,6 @@ impl Call {
         invite.body = body;
         let bytes = invite.to_bytes();
         self.flow.send(bytes.clone());
-        let _ = to;
         u.request = invite.clone();
         u.bytes = bytes.clone();
         u.branch = branch.clone();
@@ -834,6 +824,7 @@ impl Call {
         self.invite = invite;
         self.dialog.local_cseq = cseq;
         debug!("answered the trunk's digest challenge");
+        true
     }
 
     fn on_uac_2xx(&mut self, now: Instant, msg: &Message) {
