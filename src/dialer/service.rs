@@ -672,21 +672,18 @@ async fn dial(
     let (tx, rx) = oneshot::channel();
     let req = OutboundRequest {
         slot: Some(slot),
-        to_number: contact.phone.clone(),
-        trunk: trunk.clone(),
-        caller_id: campaign.caller_id.clone(),
         dialplan,
-        ring_timeout: st.ring_timeout,
         vars,
         ticket_id: Some(contact.ticket_id),
         campaign_id: Some(campaign.id),
         result: Some(tx),
         machine: st.machine,
-        request_uri: None,
-        flow: None,
-        leg: None,
-        park: false,
-        callback_for: None,
+        ..OutboundRequest::new(
+            contact.phone.clone(),
+            trunk.clone(),
+            campaign.caller_id.clone(),
+            st.ring_timeout,
+        )
     };
     if shared.shutdown.is_cancelled() {
         // The stop began while this contact was being claimed: do not start a call that

@@ -441,22 +441,12 @@ impl Call {
             done: false,
         });
         self.record_event("agent_offer", agent.clone());
+        let to_number = uri.user.clone().unwrap_or_else(|| agent.clone());
+        let trunk = Trunk::peer(format!("agent:{agent}"), dest);
         let req = super::OutboundRequest {
-            to_number: uri.user.clone().unwrap_or_else(|| agent.clone()),
-            trunk: Trunk::peer(format!("agent:{agent}"), dest),
-            caller_id: self.caller.clone(),
-            dialplan: String::new(),
-            ring_timeout,
-            vars: Default::default(),
             ticket_id: self.ticket_id,
-            campaign_id: None,
-            result: None,
-            machine: None,
             request_uri: Some(uri),
             flow,
-            park: false,
-            slot: None,
-            callback_for: None,
             leg: Some(LegLink {
                 leg,
                 agent,
@@ -464,6 +454,7 @@ impl Call {
                 reported: false,
                 prefer: self.offer.map(|n| n.codec),
             }),
+            ..super::OutboundRequest::new(to_number, trunk, self.caller.clone(), ring_timeout)
         };
         let ctx = self.ctx.clone();
         let shutdown = self.shutdown.clone();
@@ -816,26 +807,14 @@ impl Call {
             .clone()
             .unwrap_or_else(|| self.route.to.clone());
         let req = super::OutboundRequest {
-            to_number: self.caller.clone(),
-            trunk,
-            caller_id,
-            dialplan: String::new(),
-            ring_timeout,
-            vars: Default::default(),
             ticket_id: self.ticket_id,
-            campaign_id: None,
-            result: None,
-            machine: None,
-            request_uri: None,
-            flow: None,
-            leg: None,
             park: true,
-            slot: None,
             callback_for: Some(CallbackFor {
                 queue: queue.clone(),
                 acd_key: key.clone(),
                 original_call: self.id.clone(),
             }),
+            ..super::OutboundRequest::new(self.caller.clone(), trunk, caller_id, ring_timeout)
         };
         self.acd_send(AcdMsg::Callback {
             call: key,

@@ -76,6 +76,38 @@ pub struct OutboundRequest {
     pub slot: Option<crate::dialer::gate::TrunkSlot>,
 }
 
+impl OutboundRequest {
+    /// A call to `to_number` over `trunk`, ringing for `ring_timeout`: no dialplan, no
+    /// variables, no records' links, nobody waiting for the result, dialed at once. Callers
+    /// set what their kind of call needs with struct update syntax
+    /// (`OutboundRequest { leg: Some(..), ..OutboundRequest::new(..) }`).
+    pub fn new(
+        to_number: String,
+        trunk: Trunk,
+        caller_id: String,
+        ring_timeout: Duration,
+    ) -> OutboundRequest {
+        OutboundRequest {
+            to_number,
+            trunk,
+            caller_id,
+            dialplan: String::new(),
+            ring_timeout,
+            vars: Vars::new(),
+            ticket_id: None,
+            campaign_id: None,
+            result: None,
+            machine: None,
+            request_uri: None,
+            flow: None,
+            leg: None,
+            park: false,
+            callback_for: None,
+            slot: None,
+        }
+    }
+}
+
 /// An INVITE not sent yet.
 #[derive(Debug)]
 pub(super) struct PendingDial {
@@ -356,7 +388,7 @@ impl Call {
             ring_ms: 0,
             line: 0,
         };
-        let mut call = Call {
+        let mut call = Call::new(super::CallSetup {
             ctx,
             id,
             invite: Message {
@@ -373,51 +405,19 @@ impl Call {
             local_tag,
             dialog,
             route,
-            offer: None,
-            media_ip,
-            rtp_port,
-            media: None,
-            interp: None,
             phase: Phase::Calling,
             self_tx,
-            event_seq: 0,
-            ended_recorded: false,
-            sdp_session: rand::random::<u32>() as u64,
-            sdp_version: 1,
-            last_invite_response: None,
-            pending_2xx: None,
-            media_on_ack: None,
-            acd_outbox: Default::default(),
-            bye: None,
-            final_wait: None,
-            bye_answer: None,
-            ticket_id: req.ticket_id,
-            caller: req.to_number.clone(),
-            shutdown_seen: false,
-            uac: None,
-            outcome: None,
-            preset_vars: req.vars,
-            awaiting_language: None,
-            slot: Some(slot),
-            machine: req.machine,
-            disposition_override: None,
-            rtp_sock: Some(rtp.clone()),
-            rtcp_sock,
-            queue: None,
-            leg: req.leg,
-            relay: None,
-            relay_out: None,
+            slot,
             shutdown,
-            pending_dial: None,
-            callback: None,
-            held: false,
-            relay_caller_dest: None,
-            recording: None,
-            pending_join: None,
-            segment_recorder: None,
-            bridges_recorded: 0,
-            in_dialog: Default::default(),
-        };
+            caller: req.to_number.clone(),
+        });
+        call.rtp_port = rtp_port;
+        call.ticket_id = req.ticket_id;
+        call.preset_vars = req.vars;
+        call.machine = req.machine;
+        call.rtp_sock = Some(rtp.clone());
+        call.rtcp_sock = rtcp_sock;
+        call.leg = req.leg;
         let dial = PendingDial {
             request_uri,
             to,
