@@ -435,16 +435,7 @@ async fn run_campaign(
     // Attempts this node claimed before a crash: possibly dialed, so counted and retried per
     // policy. Another node's are taken over only once it is dead (`take_orphans` below).
     for c in campaigns::interrupted_contacts(db, id, lease.node, dead_after_s).await? {
-        finish(
-            &ctx,
-            &st,
-            &shared,
-            &c,
-            c.attempts,
-            None,
-            Disposition::Interrupted,
-        )
-        .await?;
+        finish(&ctx, &st, &shared, &c, c.attempts, None).await?;
     }
     let mut next_orphan_check = Instant::now();
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(1024);
@@ -469,16 +460,7 @@ async fn run_campaign(
                     attempt = c.attempts,
                     "contact of a dead node taken over: attempt closed as interrupted"
                 );
-                finish(
-                    &ctx,
-                    &st,
-                    &shared,
-                    &c,
-                    c.attempts,
-                    None,
-                    Disposition::Interrupted,
-                )
-                .await?;
+                finish(&ctx, &st, &shared, &c, c.attempts, None).await?;
             }
         }
         let wall = Utc::now();
@@ -690,16 +672,7 @@ async fn dial(
         // shutdown would have to cut (and might not finish cutting before the process
         // exits). The claimed attempt was never dialed; it is closed as interrupted and
         // retried per policy, like any attempt a stop cut.
-        finish(
-            ctx,
-            st,
-            shared,
-            &contact,
-            attempt,
-            None,
-            Disposition::Interrupted,
-        )
-        .await?;
+        finish(ctx, st, shared, &contact, attempt, None).await?;
         return Ok(false);
     }
     pacer.take(Instant::now());
@@ -732,23 +705,11 @@ async fn handle_finished(
 ) -> Result<(), StoreError> {
     // The trunk's channel went back when the call dropped its slot.
     active.fetch_sub(1, Ordering::Relaxed);
-    let disposition = f
-        .result
-        .as_ref()
-        .map_or(Disposition::Interrupted, |r| r.disposition);
-    finish(
-        ctx,
-        st,
-        shared,
-        &f.contact,
-        f.attempt,
-        f.result.as_ref(),
-        disposition,
-    )
-    .await
+    finish(ctx, st, shared, &f.contact, f.attempt, f.result.as_ref()).await
 }
 
-/// Write an attempt's end and move the contact on.
+/// Write an attempt's end and move the contact on. No result: the attempt was cut
+/// (`interrupted`: our stop, a crash, a dead node).
 async fn finish(
     ctx: &Arc<CallContext>,
     st: &Settings,
@@ -756,11 +717,11 @@ async fn finish(
     contact: &ContactRow,
     attempt: i64,
     result: Option<&CallResult>,
-    disposition: Disposition,
 ) -> Result<(), StoreError> {
     let db = &ctx.db;
     let wall = Utc::now();
     let zones = contact_zones(contact);
+    let disposition = result.map_or(Disposition::Interrupted, |r| r.disposition);
     let mut disp = disposition;
     let outcome = result.and_then(|r| r.outcome.clone());
     if disp == Disposition::Machine && outcome.as_deref() == Some("voicemail") {
