@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::dialog::{self, info_digit, response, DialogState, LocalIdentity, T1, T2, TIMEOUT_64T1};
-use super::disposition::Disposition;
+use super::disposition::{Disposition, HangupCause};
 use super::router::{ByeAnswer, RouterControl};
 use super::slots::CallSlot;
 use super::CallContext;
@@ -448,7 +448,7 @@ impl Call {
                         now,
                         488,
                         "Not Acceptable Here",
-                        "incompatible_media",
+                        HangupCause::IncompatibleMedia,
                         Disposition::Failed,
                     );
                     return Some((call, None));
@@ -466,7 +466,7 @@ impl Call {
                     now,
                     503,
                     "Service Unavailable",
-                    "no_rtp_port",
+                    HangupCause::NoRtpPort,
                     Disposition::Failed,
                 );
                 return Some((call, None));
@@ -529,7 +529,7 @@ impl Call {
                     }
                     Err(e) => {
                         warn!(error = %e, "cannot watch the RTP socket; ending the bridge");
-                        self.hangup(now, "no_rtp_socket");
+                        self.hangup(now, HangupCause::NoRtpSocket);
                     }
                 },
                 (Some(_), false, _) | (Some(_), _, None) => relay_ready = None,
@@ -593,7 +593,7 @@ impl Call {
             }
         }
         if !self.ended_recorded {
-            self.record_end(Disposition::Interrupted, "actor_stopped", None);
+            self.record_end(Disposition::Interrupted, HangupCause::ActorStopped, None);
         }
         if !self.acd_outbox.is_empty() {
             // Still no room when the call ended: a tracked task delivers them in order.
@@ -706,7 +706,7 @@ impl Call {
                 self.ctx.config.media_timeout_s
             );
             self.relay = None;
-            self.hangup(now, "media_timeout");
+            self.hangup(now, HangupCause::MediaTimeout);
         }
         // Digits and timeouts first, so that a key seen on this tick starts the next prompt
         // in this tick's packet; then the packet; then what sending it produced (the end of
@@ -755,7 +755,7 @@ impl Call {
             match e {
                 MediaEvent::Digit(d) => self.on_digit(now, d),
                 MediaEvent::PlaybackFinished(id) if id == uac::VOICEMAIL_PLAY_ID => {
-                    self.hangup(now, "voicemail_left");
+                    self.hangup(now, HangupCause::VoicemailLeft);
                 }
                 MediaEvent::PlaybackFinished(id) if self.queue_playback_finished(now, id) => {}
                 MediaEvent::PlaybackFinished(id) => {
@@ -768,7 +768,7 @@ impl Call {
                         "no RTP for {} s; hanging up",
                         self.ctx.config.media_timeout_s
                     );
-                    self.hangup(now, "media_timeout");
+                    self.hangup(now, HangupCause::MediaTimeout);
                 }
                 MediaEvent::Amd(r) => self.on_amd(now, r),
             }
@@ -796,7 +796,7 @@ impl Call {
                 // RFC 3261 §13.3.1.4: no ACK for the 2xx; confirm then end the dialog.
                 self.pending_2xx = None;
                 warn!(early, "no ACK for 200 OK; ending the call");
-                self.hangup(now, "ack_timeout");
+                self.hangup(now, HangupCause::AckTimeout);
                 if early {
                     // Its BYE is as unlikely to be answered: do not retransmit it for 32 s.
                     if let Some(b) = self.bye.as_mut() {
@@ -852,7 +852,7 @@ impl Call {
         now: Instant,
         code: u16,
         reason: &str,
-        cause: &str,
+        cause: HangupCause,
         disposition: Disposition,
     ) {
         let bytes = self.send_invite_response(code, reason, None);
@@ -1042,7 +1042,7 @@ impl Call {
     fn run_interpreter(&mut self, now: Instant) {
         let Some(plan) = self.ctx.dialplans().get(&self.route.dialplan) else {
             warn!(dialplan = %self.route.dialplan, "dialplan vanished; hanging up");
-            self.hangup(now, "no_dialplan");
+            self.hangup(now, HangupCause::NoDialplan);
             return;
         };
         let mut vars = std::mem::take(&mut self.preset_vars);
@@ -1116,7 +1116,7 @@ impl Call {
                 }
                 if self.phase != Phase::Done {
                     info!("caller hung up");
-                    self.end_dialog(now, Disposition::Answered, "caller_hangup");
+                    self.end_dialog(now, Disposition::Answered, HangupCause::CallerHangup);
                 }
             }
             Method::Info => {
@@ -1221,7 +1221,7 @@ impl Call {
                     }
                     Err(e) => {
                         info!(error = %e, "unusable SDP answer in ACK");
-                        self.hangup(now, "incompatible_media");
+                        self.hangup(now, HangupCause::IncompatibleMedia);
                     }
                 }
             }
@@ -1240,7 +1240,7 @@ impl Call {
                 now,
                 487,
                 "Request Terminated",
-                "caller_cancel",
+                HangupCause::CallerCancel,
                 Disposition::Cancelled,
             );
         }
@@ -1287,7 +1287,7 @@ impl Call {
                 now,
                 503,
                 "Service Unavailable",
-                "shutdown",
+                HangupCause::Shutdown,
                 Disposition::Failed,
             ),
             Phase::Answered | Phase::Calling => {
@@ -1296,15 +1296,15 @@ impl Call {
                 if self.uac.is_some() && self.outcome.is_none() {
                     self.disposition_override = Some(Disposition::Interrupted);
                 }
-                self.hangup(now, "shutdown")
+                self.hangup(now, HangupCause::Shutdown)
             }
-            Phase::Parked => self.hangup(now, "shutdown"),
+            Phase::Parked => self.hangup(now, HangupCause::Shutdown),
             Phase::Ending | Phase::Done => {}
         }
     }
 
     /// We end an answered call: BYE (RFC 3261 §15.1.1), retransmitted until answered.
-    fn hangup(&mut self, now: Instant, cause: &str) {
+    fn hangup(&mut self, now: Instant, cause: HangupCause) {
         match self.phase {
             Phase::Answered => {
                 let (bye, _branch) = self.dialog.request(Method::Bye, &self.local);
@@ -1341,7 +1341,7 @@ impl Call {
     }
 
     /// The peer ended the dialog (BYE).
-    fn end_dialog(&mut self, now: Instant, disposition: Disposition, cause: &str) {
+    fn end_dialog(&mut self, now: Instant, disposition: Disposition, cause: HangupCause) {
         self.end_media(now);
         self.interp = None;
         self.pending_2xx = None;
@@ -1432,7 +1432,7 @@ impl Call {
                 media.play(uac::VOICEMAIL_PLAY_ID, items, false);
                 self.record_event("prompt", "voicemail-message".into());
             }
-            _ => self.hangup(now, "answering_machine"),
+            _ => self.hangup(now, HangupCause::AnsweringMachine),
         }
     }
 
@@ -1491,12 +1491,7 @@ impl Call {
                 }
                 Output::StopRecording => self.stop_segment_recording(),
                 Output::Hangup { cause } => {
-                    let cause = if cause == "normal" {
-                        "dialplan_hangup".to_string()
-                    } else {
-                        cause
-                    };
-                    self.hangup(now, &cause);
+                    self.hangup(now, HangupCause::from_dialplan(&cause));
                     return;
                 }
             }
@@ -1626,7 +1621,12 @@ impl Call {
         });
     }
 
-    fn record_end(&mut self, disposition: Disposition, cause: &str, sip_status: Option<u16>) {
+    fn record_end(
+        &mut self,
+        disposition: Disposition,
+        cause: HangupCause,
+        sip_status: Option<u16>,
+    ) {
         if self.ended_recorded {
             return;
         }

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::{Call, CallInput, Phase};
 use crate::acd::{AcdEvent, AcdMsg, OfferEnd};
-use crate::call::disposition::Disposition;
+use crate::call::disposition::{Disposition, HangupCause};
 use crate::config::Trunk;
 use crate::media::bridge::{Direction, LegMedia, Relay, RelayCounters};
 use crate::media::player::PlayItem;
@@ -354,7 +354,7 @@ impl Call {
         }
         if self.interp.is_none() {
             // No dialplan to go back to (a transferred caller): end the call.
-            self.hangup(now, &format!("queue_{reason}"));
+            self.hangup(now, HangupCause::Queue(reason.to_string()));
             return;
         }
         if let Some(i) = self.interp.as_mut() {
@@ -379,7 +379,7 @@ impl Call {
                     // A callback that lost its place (should not happen: callbacks have no
                     // maximum wait) must not stay parked forever.
                     q.told_acd = true;
-                    self.hangup(now, &format!("callback_{reason}"));
+                    self.hangup(now, HangupCause::Callback(reason.to_string()));
                     return;
                 }
                 q.told_acd = true;
@@ -531,7 +531,7 @@ impl Call {
                         by: "agent".into(),
                     });
                     info!(%agent, "agent hung up");
-                    self.hangup(now, "agent_hangup");
+                    self.hangup(now, HangupCause::AgentHangup);
                 }
             }
         }
@@ -840,7 +840,7 @@ impl Call {
         let prompt = self.prompt_in_language("callback-confirmed");
         match (prompt, self.media.as_mut()) {
             (Some(p), Some(m)) => m.play(CALLBACK_CONFIRM_ID, vec![PlayItem::Prompt(p)], false),
-            _ => self.hangup(now, "callback_requested"),
+            _ => self.hangup(now, HangupCause::CallbackRequested),
         }
     }
 
@@ -913,11 +913,11 @@ impl Call {
                 true
             }
             CALLBACK_CONFIRM_ID => {
-                self.hangup(now, "callback_requested");
+                self.hangup(now, HangupCause::CallbackRequested);
                 true
             }
             FEATURE_ID => {
-                self.hangup(now, "feature_code");
+                self.hangup(now, HangupCause::FeatureCode);
                 true
             }
             MOH_PLAY_ID => true,
@@ -1003,7 +1003,7 @@ impl Call {
             return;
         };
         let Some(socket) = self.rtp_sock.clone() else {
-            self.hangup(now, "no_rtp_socket");
+            self.hangup(now, HangupCause::NoRtpSocket);
             return;
         };
         let sent = link
@@ -1018,7 +1018,7 @@ impl Call {
             }))));
         if sent.is_err() {
             info!("caller gone before the agent answered; hanging up");
-            self.hangup(now, "caller_gone");
+            self.hangup(now, HangupCause::CallerGone);
         }
     }
 
@@ -1049,8 +1049,8 @@ impl Call {
                 }
             }
             LegControl::Stop => match self.phase {
-                Phase::Calling => self.cancel_outbound(now, "cancelled"),
-                Phase::Answered => self.hangup(now, "caller_gone"),
+                Phase::Calling => self.cancel_outbound(now, HangupCause::Cancelled),
+                Phase::Answered => self.hangup(now, HangupCause::CallerGone),
                 _ => {}
             },
         }

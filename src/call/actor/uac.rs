@@ -16,7 +16,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::{Call, CallInput, Phase, Retransmit};
 use crate::call::dialog::{self, DialogState, LocalIdentity};
-use crate::call::disposition::Disposition;
+use crate::call::disposition::{Disposition, HangupCause};
 use crate::call::router::RouterControl;
 use crate::call::slots::CallSlot;
 use crate::call::CallContext;
@@ -142,7 +142,7 @@ pub(super) struct Uac {
     provisional: bool,
     cancel: Option<Retransmit>,
     cancel_pending: bool,
-    cancel_cause: Option<String>,
+    cancel_cause: Option<HangupCause>,
     auth_tried: bool,
     trunk: Trunk,
     ack_2xx: Option<Vec<u8>>,
@@ -267,7 +267,7 @@ async fn outbound_flow(ctx: &CallContext, req: &OutboundRequest) -> std::io::Res
 
 /// An outbound call that could not even be dialed: tell whoever waits for it, and close
 /// its record (a queue leg has none of its own: its caller is told instead).
-fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: &str) {
+fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: HangupCause) {
     if let Some(mut link) = req.leg {
         link.reported = true;
         let _ = link
@@ -283,7 +283,7 @@ fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: 
         id: id.clone(),
         ended_at: now_ts(),
         disposition: Disposition::Failed.as_str().into(),
-        hangup_cause: cause.into(),
+        hangup_cause: cause.to_string(),
         sip_status: None,
         queue: None,
         agent: None,
@@ -353,7 +353,7 @@ impl Call {
             Ok(f) => f,
             Err(e) => {
                 warn!(trunk = %req.trunk.name, transport = %req.trunk.transport, error = %e, "cannot reach the trunk");
-                fail_before_dial(&ctx, req, id, "transport_error");
+                fail_before_dial(&ctx, req, id, HangupCause::TransportError);
                 return None;
             }
         };
@@ -368,7 +368,7 @@ impl Call {
             Ok((rtp, rtcp)) => (Arc::new(rtp), Some(Arc::new(rtcp))),
             Err(e) => {
                 warn!(error = %e, "no RTP port for outbound call");
-                fail_before_dial(&ctx, req, id, "no_rtp_port");
+                fail_before_dial(&ctx, req, id, HangupCause::NoRtpPort);
                 return None;
             }
         };
@@ -498,8 +498,8 @@ impl Call {
         // longer than most ring timeouts) is no reason not to try the next trunk.
         let withdrawn = u.cancel.is_some()
             || u.cancel_cause
-                .as_deref()
-                .is_some_and(|c| c != "ring_timeout" || u.provisional);
+                .as_ref()
+                .is_some_and(|c| *c != HangupCause::RingTimeout || u.provisional);
         if self.leg.is_some() || withdrawn || u.answered {
             return false;
         }
@@ -648,31 +648,31 @@ impl Call {
         if timed_out {
             info!("no answer from the trunk (Timer B)");
             if !self.try_failover(now, 408) {
-                self.finish_outbound(408, Disposition::Failed, "trunk_timeout");
+                self.finish_outbound(408, Disposition::Failed, HangupCause::TrunkTimeout);
             }
         }
         if ring_expired && self.phase == Phase::Calling {
-            self.cancel_outbound(now, "ring_timeout");
+            self.cancel_outbound(now, HangupCause::RingTimeout);
         }
         if cancel_gave_up {
             if let Some(u) = self.uac.as_mut() {
                 u.cancel = None;
             }
             if !self.uac.as_ref().is_some_and(|u| u.final_received) {
-                self.finish_outbound(487, Disposition::NoAnswer, "cancel_timeout");
+                self.finish_outbound(487, Disposition::NoAnswer, HangupCause::CancelTimeout);
             }
         }
     }
 
     /// Give up on an outbound call that has not been answered (RFC 3261 §9.1: CANCEL only
     /// after a provisional response).
-    pub(super) fn cancel_outbound(&mut self, now: Instant, cause: &str) {
+    pub(super) fn cancel_outbound(&mut self, now: Instant, cause: HangupCause) {
         let unreliable = self.flow.kind().unreliable();
         let Some(u) = self.uac.as_mut() else { return };
         if u.final_received || u.cancel.is_some() {
             return;
         }
-        u.cancel_cause = Some(cause.to_string());
+        u.cancel_cause = Some(cause);
         if !u.provisional {
             u.cancel_pending = true;
             return;
@@ -683,7 +683,7 @@ impl Call {
         u.cancel = Some(Retransmit::new(bytes, now, unreliable, u.cseq));
     }
 
-    fn finish_outbound(&mut self, code: u16, disposition: Disposition, cause: &str) {
+    fn finish_outbound(&mut self, code: u16, disposition: Disposition, cause: HangupCause) {
         if let Some(u) = self.uac.as_mut() {
             u.final_received = true;
             u.cancel = None;
@@ -719,15 +719,14 @@ impl Call {
             }
             let pending = self.uac.as_ref().is_some_and(|u| u.cancel_pending);
             if pending {
-                let cause = self
-                    .uac
-                    .as_ref()
-                    .and_then(|u| u.cancel_cause.clone())
-                    .unwrap_or_default();
-                if let Some(u) = self.uac.as_mut() {
+                // A pending CANCEL always has its cause (`cancel_outbound`).
+                let cause = self.uac.as_mut().and_then(|u| {
                     u.cancel_pending = false;
+                    u.cancel_cause.clone()
+                });
+                if let Some(cause) = cause {
+                    self.cancel_outbound(now, cause);
                 }
-                self.cancel_outbound(now, &cause);
             }
             return;
         }
@@ -758,9 +757,9 @@ impl Call {
         }
         let cause = match self.uac.as_ref().and_then(|u| u.cancel_cause.clone()) {
             Some(c) if code == 487 => c,
-            _ => format!("sip_{code}"),
+            _ => HangupCause::Sip(code),
         };
-        let disposition = if code == 487 && cause != "ring_timeout" {
+        let disposition = if code == 487 && cause != HangupCause::RingTimeout {
             Disposition::Cancelled
         } else {
             Disposition::for_sip_failure(code)
@@ -770,7 +769,7 @@ impl Call {
             disposition = disposition.as_str(),
             "outbound call not answered"
         );
-        self.finish_outbound(code, disposition, &cause);
+        self.finish_outbound(code, disposition, cause);
     }
 
     /// Resend the INVITE with the answer to `ch`. False when it cannot be answered (the
@@ -866,7 +865,7 @@ impl Call {
         });
         if let Some(cause) = cancelled {
             // 200 crossed our CANCEL: the call exists, so end it properly (§9.1).
-            self.hangup(now, &cause);
+            self.hangup(now, cause);
             return;
         }
         // The answer to our offer: the answerer's first common codec is what it sends.
@@ -885,7 +884,7 @@ impl Call {
             }
             Err(e) => {
                 warn!(error = %e, "unusable SDP answer");
-                self.hangup(now, "incompatible_media");
+                self.hangup(now, HangupCause::IncompatibleMedia);
             }
         }
     }
