@@ -5,7 +5,9 @@
 //! A leaf module (nothing of the crate imported) so that the call actor, the dialer and the
 //! store's callers share one vocabulary without importing each other. The strings are a
 //! public contract (docs/schema.md, the API's JSON, the CSV export): `as_str` gives exactly
-//! what was written before these types existed, and parsing accepts exactly those strings.
+//! what was written before these types existed. A disposition parses from exactly those
+//! strings (anything else is an error); a hangup cause may be any text (a dialplan's own
+//! `cause`), so its parse is total and gives back the text it was given.
 
 use std::borrow::Cow;
 use std::fmt;
