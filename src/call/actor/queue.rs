@@ -431,29 +431,16 @@ impl Call {
             });
             return;
         };
-        let Some(q) = self.queue.as_mut() else { return };
-        let leg = q.next_leg;
-        q.next_leg += 1;
-        let (tx, rx) = mpsc::channel(super::MAILBOX);
-        q.legs.push(LegHandle {
-            id: leg,
-            tx: tx.clone(),
-            done: false,
-        });
-        self.record_event("agent_offer", agent.clone());
         let to_number = uri.user.clone().unwrap_or_else(|| agent.clone());
         let trunk = Trunk::peer(format!("agent:{agent}"), dest);
+        let Some((link, tx, rx)) = self.new_leg(agent) else {
+            return;
+        };
         let req = super::OutboundRequest {
             ticket_id: self.ticket_id,
             request_uri: Some(uri),
             flow,
-            leg: Some(LegLink {
-                leg,
-                agent,
-                caller_tx: self.self_tx.clone(),
-                reported: false,
-                prefer: self.offer.map(|n| n.codec),
-            }),
+            leg: Some(link),
             ..super::OutboundRequest::new(to_number, trunk, self.caller.clone(), ring_timeout)
         };
         let ctx = self.ctx.clone();
@@ -463,10 +450,13 @@ impl Call {
             .spawn(super::uac::run_outbound_on(ctx, req, tx, rx, shutdown));
     }
 
-    /// Ring the agent's `/agent` page (`browser_leg.rs`): an agent leg like a SIP one.
-    fn offer_browser(&mut self, agent: String, ring_timeout: Duration) {
-        let call = self.acd_key();
-        let Some(q) = self.queue.as_mut() else { return };
+    /// A new agent leg of this caller's queue session: registered among its legs (and in
+    /// the `agent_offer` event), with the link it reports through and its mailbox.
+    fn new_leg(
+        &mut self,
+        agent: String,
+    ) -> Option<(LegLink, mpsc::Sender<CallInput>, mpsc::Receiver<CallInput>)> {
+        let q = self.queue.as_mut()?;
         let leg = q.next_leg;
         q.next_leg += 1;
         let (tx, rx) = mpsc::channel(super::MAILBOX);
@@ -482,6 +472,15 @@ impl Call {
             caller_tx: self.self_tx.clone(),
             reported: false,
             prefer: self.offer.map(|n| n.codec),
+        };
+        Some((link, tx, rx))
+    }
+
+    /// Ring the agent's `/agent` page (`browser_leg.rs`): an agent leg like a SIP one.
+    fn offer_browser(&mut self, agent: String, ring_timeout: Duration) {
+        let call = self.acd_key();
+        let Some((link, tx, rx)) = self.new_leg(agent) else {
+            return;
         };
         let ctx = self.ctx.clone();
         let shutdown = self.shutdown.clone();
