@@ -23,6 +23,8 @@ const LAYERS: &[&[&str]] = &[
         "webrtc",
         "dialer::zones",
         "dialer::sms_reply",
+        // Typed call results (dispositions, hangup causes) every service passes around.
+        "call::disposition",
     ],
     // Media and the dialer's pacing/scheduling core.
     &["media", "dialer::core"],

@@ -5,6 +5,7 @@ pub mod actor;
 pub mod admission;
 pub mod dialog;
 pub mod dialplans;
+pub mod disposition;
 mod mailbox;
 pub mod router;
 pub mod slots;

@@ -39,8 +39,6 @@ pub enum DialerError {
     EmptyWindow(NaiveTime),
     #[error("max_cps must be a number between {MIN_CPS} and {MAX_CPS}, got {0}")]
     InvalidCps(f64),
-    #[error("unknown disposition {0:?}")]
-    UnknownDisposition(String),
     #[error("unknown contact state {0:?}")]
     UnknownState(String),
     #[error("retry rule {rule}: after_s {after_s} exceeds the maximum of {MAX_RETRY_AFTER_S} s")]
@@ -420,68 +418,9 @@ impl Pacer {
 // Dispositions and retry policy
 // ---------------------------------------------------------------------------------------------
 
-/// How an attempt ended (database names: answered|busy|no_answer|failed|machine|cancelled|
-/// interrupted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Disposition {
-    /// A human answered (the IVR outcome tells what they chose).
-    Answered,
-    Busy,
-    NoAnswer,
-    /// Network / trunk failure, invalid number, rejected.
-    Failed,
-    /// Answering machine detected.
-    Machine,
-    /// We withdrew the call before an answer (campaign paused or stopped, shutdown drain).
-    Cancelled,
-    /// The server stopped during the attempt (found unfinished at recovery).
-    Interrupted,
-}
-
-impl Disposition {
-    pub const ALL: [Disposition; 7] = [
-        Disposition::Answered,
-        Disposition::Busy,
-        Disposition::NoAnswer,
-        Disposition::Failed,
-        Disposition::Machine,
-        Disposition::Cancelled,
-        Disposition::Interrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Disposition::Answered => "answered",
-            Disposition::Busy => "busy",
-            Disposition::NoAnswer => "no_answer",
-            Disposition::Failed => "failed",
-            Disposition::Machine => "machine",
-            Disposition::Cancelled => "cancelled",
-            Disposition::Interrupted => "interrupted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self, DialerError> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or_else(|| DialerError::UnknownDisposition(s.to_string()))
-    }
-}
-
-impl FromStr for Disposition {
-    type Err = DialerError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl fmt::Display for Disposition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How an attempt ended: the call's own [`Disposition`] (database names: answered|busy|
+/// no_answer|failed|machine|cancelled|interrupted).
+pub use crate::call::disposition::Disposition;
 
 /// Longest accepted retry delay (one year).
 pub const MAX_RETRY_AFTER_S: u64 = 366 * 86_400;

@@ -435,7 +435,7 @@ async fn run_campaign(
     // Attempts this node claimed before a crash: possibly dialed, so counted and retried per
     // policy. Another node's are taken over only once it is dead (`take_orphans` below).
     for c in campaigns::interrupted_contacts(db, id, lease.node, dead_after_s).await? {
-        finish(&ctx, &st, &shared, &c, c.attempts, None, "interrupted").await?;
+        finish(&ctx, &st, &shared, &c, c.attempts, None).await?;
     }
     let mut next_orphan_check = Instant::now();
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(1024);
@@ -460,7 +460,7 @@ async fn run_campaign(
                     attempt = c.attempts,
                     "contact of a dead node taken over: attempt closed as interrupted"
                 );
-                finish(&ctx, &st, &shared, &c, c.attempts, None, "interrupted").await?;
+                finish(&ctx, &st, &shared, &c, c.attempts, None).await?;
             }
         }
         let wall = Utc::now();
@@ -654,28 +654,25 @@ async fn dial(
     let (tx, rx) = oneshot::channel();
     let req = OutboundRequest {
         slot: Some(slot),
-        to_number: contact.phone.clone(),
-        trunk: trunk.clone(),
-        caller_id: campaign.caller_id.clone(),
         dialplan,
-        ring_timeout: st.ring_timeout,
         vars,
         ticket_id: Some(contact.ticket_id),
         campaign_id: Some(campaign.id),
         result: Some(tx),
         machine: st.machine,
-        request_uri: None,
-        flow: None,
-        leg: None,
-        park: false,
-        callback_for: None,
+        ..OutboundRequest::new(
+            contact.phone.clone(),
+            trunk.clone(),
+            campaign.caller_id.clone(),
+            st.ring_timeout,
+        )
     };
     if shared.shutdown.is_cancelled() {
         // The stop began while this contact was being claimed: do not start a call that
         // shutdown would have to cut (and might not finish cutting before the process
         // exits). The claimed attempt was never dialed; it is closed as interrupted and
         // retried per policy, like any attempt a stop cut.
-        finish(ctx, st, shared, &contact, attempt, None, "interrupted").await?;
+        finish(ctx, st, shared, &contact, attempt, None).await?;
         return Ok(false);
     }
     pacer.take(Instant::now());
@@ -708,23 +705,11 @@ async fn handle_finished(
 ) -> Result<(), StoreError> {
     // The trunk's channel went back when the call dropped its slot.
     active.fetch_sub(1, Ordering::Relaxed);
-    let disposition = f
-        .result
-        .as_ref()
-        .map_or("interrupted".to_string(), |r| r.disposition.clone());
-    finish(
-        ctx,
-        st,
-        shared,
-        &f.contact,
-        f.attempt,
-        f.result.as_ref(),
-        &disposition,
-    )
-    .await
+    finish(ctx, st, shared, &f.contact, f.attempt, f.result.as_ref()).await
 }
 
-/// Write an attempt's end and move the contact on.
+/// Write an attempt's end and move the contact on. No result: the attempt was cut
+/// (`interrupted`: our stop, a crash, a dead node).
 async fn finish(
     ctx: &Arc<CallContext>,
     st: &Settings,
@@ -732,12 +717,12 @@ async fn finish(
     contact: &ContactRow,
     attempt: i64,
     result: Option<&CallResult>,
-    disposition: &str,
 ) -> Result<(), StoreError> {
     let db = &ctx.db;
     let wall = Utc::now();
     let zones = contact_zones(contact);
-    let mut disp = Disposition::parse(disposition).unwrap_or(Disposition::Failed);
+    let disposition = result.map_or(Disposition::Interrupted, |r| r.disposition);
+    let mut disp = disposition;
     let outcome = result.and_then(|r| r.outcome.clone());
     if disp == Disposition::Machine && outcome.as_deref() == Some("voicemail") {
         // The message was left: the customer has been told, like an answered call.
@@ -765,7 +750,7 @@ async fn finish(
         contact.id,
         attempt,
         result.map(|r| r.call_uuid.as_str()),
-        disposition,
+        disposition.as_str(),
         outcome.as_deref(),
         decision.state.as_str(),
         next.as_deref(),
@@ -779,7 +764,7 @@ async fn finish(
         )
         .await?;
     }
-    info!(contact = contact.id, attempt, disposition, outcome = ?outcome, next = %decision.state.as_str(), reason = decision.reason, "attempt finished");
+    info!(contact = contact.id, attempt, disposition = disposition.as_str(), outcome = ?outcome, next = %decision.state.as_str(), reason = decision.reason, "attempt finished");
     if decision.state == ContactState::Failed && st.fallback.sms() {
         queue_sms(ctx, st, shared, contact).await?;
     }
@@ -793,7 +778,7 @@ async fn finish(
                 "ticket": ticket,
                 "phone": contact.phone,
                 "attempts": attempt,
-                "last_disposition": disposition,
+                "last_disposition": disposition.as_str(),
                 "reason": decision.reason,
             });
             let url = url.clone();

@@ -40,7 +40,7 @@ use md5::Md5;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::message::is_token_byte;
+use super::message::{is_token_byte, HeaderName, Message};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -950,6 +950,74 @@ pub fn try_answer_challenge(
     ))
 }
 
+/// Who challenged (RFC 3261 §22.2, §22.3): the far end with a 401 in `WWW-Authenticate`,
+/// answered in `Authorization`, or a proxy with a 407 in `Proxy-Authenticate`, answered in
+/// `Proxy-Authorization`. The one place a client (the trunk's INVITE, the REGISTER of
+/// `trunk_reg`) decides which headers a challenge uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    Www,
+    Proxy,
+}
+
+impl ChallengeKind {
+    /// The kind a final status asks for: 401 or 407, else none.
+    pub fn for_status(code: u16) -> Option<ChallengeKind> {
+        match code {
+            401 => Some(ChallengeKind::Www),
+            407 => Some(ChallengeKind::Proxy),
+            _ => None,
+        }
+    }
+
+    /// The header the challenge comes in.
+    pub fn challenge_header(self) -> HeaderName {
+        match self {
+            ChallengeKind::Www => HeaderName::WwwAuthenticate,
+            ChallengeKind::Proxy => HeaderName::Other("Proxy-Authenticate".into()),
+        }
+    }
+
+    /// The header that answers it on the next request.
+    pub fn answer_header(self) -> HeaderName {
+        match self {
+            ChallengeKind::Www => HeaderName::Authorization,
+            ChallengeKind::Proxy => HeaderName::Other("Proxy-Authorization".into()),
+        }
+    }
+}
+
+/// The challenge a response asks a client to answer: `None` unless it is a 401 or a 407;
+/// else its kind and the topmost challenge this module can answer ([`select_challenge`]
+/// over the whole header values, never comma-split), or [`AuthError::NoChallenge`].
+pub fn response_challenge(msg: &Message) -> Option<Result<(ChallengeKind, Challenge), AuthError>> {
+    let kind = ChallengeKind::for_status(msg.status()?)?;
+    let header = kind.challenge_header();
+    let values = msg
+        .headers
+        .iter()
+        .filter(|h| h.name.matches(&header))
+        .map(|h| h.value.as_str());
+    Some(select_challenge(values).map(|ch| (kind, ch)))
+}
+
+/// The header (name and value) answering `ch` on a new request `method uri`, with a fresh
+/// client nonce: [`try_answer_challenge`] under the name `kind` calls for. `nc` counts the
+/// requests made with this challenge's nonce, from 1.
+pub fn answer_header(
+    kind: ChallengeKind,
+    ch: &Challenge,
+    method: &str,
+    uri: &str,
+    username: &str,
+    password: &str,
+    nc: u32,
+) -> Result<(HeaderName, String), AuthError> {
+    let cnonce = format!("{:016x}", rand::random::<u64>());
+    let value = try_answer_challenge(ch, method, uri, username, password, &cnonce, nc)?;
+    Ok((kind.answer_header(), value))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn build_answer(
     ch: &Challenge,
@@ -1014,6 +1082,142 @@ mod tests {
 
     fn account(password: &'static str) -> impl Fn(Algorithm) -> Option<String> {
         move |alg| Some(ha1(alg, "alice", REALM, password))
+    }
+
+    /// A response with `code` and the given headers, parsed from the wire.
+    fn response(code: u16, headers: &[(&str, String)]) -> Message {
+        let mut raw = format!(
+            "SIP/2.0 {code} X\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\n\
+             From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+        );
+        for (n, v) in headers {
+            raw.push_str(&format!("{n}: {v}\r\n"));
+        }
+        raw.push_str("Content-Length: 0\r\n\r\n");
+        Message::parse(raw.as_bytes(), crate::sip::message::Framing::Datagram).expect("response")
+    }
+
+    #[test]
+    fn challenge_kind_by_status_and_headers() {
+        assert_eq!(ChallengeKind::for_status(401), Some(ChallengeKind::Www));
+        assert_eq!(ChallengeKind::for_status(407), Some(ChallengeKind::Proxy));
+        for code in [200, 403, 408, 486] {
+            assert_eq!(ChallengeKind::for_status(code), None);
+        }
+        assert!(ChallengeKind::Www
+            .challenge_header()
+            .matches(&HeaderName::parse("www-authenticate")));
+        assert!(ChallengeKind::Www
+            .answer_header()
+            .matches(&HeaderName::parse("Authorization")));
+        assert!(ChallengeKind::Proxy
+            .challenge_header()
+            .matches(&HeaderName::parse("proxy-authenticate")));
+        assert!(ChallengeKind::Proxy
+            .answer_header()
+            .matches(&HeaderName::parse("Proxy-Authorization")));
+    }
+
+    #[test]
+    fn response_challenge_reads_the_header_of_its_status() {
+        let nonce = key().issue_nonce(NOW);
+        let md5 = challenge_header(REALM, &nonce, Algorithm::Md5, false, None);
+        // Not a challenge at all.
+        assert_eq!(response_challenge(&response(200, &[])), None);
+        assert_eq!(
+            response_challenge(&response(486, &[("WWW-Authenticate", md5.clone())])),
+            None
+        );
+        // 401 in WWW-Authenticate, 407 in Proxy-Authenticate.
+        let (kind, ch) = response_challenge(&response(401, &[("WWW-Authenticate", md5.clone())]))
+            .expect("401")
+            .expect("challenge");
+        assert_eq!(
+            (kind, ch.nonce.as_str()),
+            (ChallengeKind::Www, nonce.as_str())
+        );
+        let (kind, _) = response_challenge(&response(407, &[("Proxy-Authenticate", md5.clone())]))
+            .expect("407")
+            .expect("challenge");
+        assert_eq!(kind, ChallengeKind::Proxy);
+        // The other kind's header does not count; nothing answerable is an error.
+        assert_eq!(
+            response_challenge(&response(407, &[("WWW-Authenticate", md5.clone())])),
+            Some(Err(AuthError::NoChallenge))
+        );
+        assert_eq!(
+            response_challenge(&response(
+                401,
+                &[("WWW-Authenticate", "Basic realm=\"x\"".into())]
+            )),
+            Some(Err(AuthError::NoChallenge))
+        );
+        // Several values: the topmost answerable one wins (RFC 8760), whole values.
+        let sha = challenge_header(REALM, &nonce, Algorithm::Sha256, false, None);
+        let (_, ch) = response_challenge(&response(
+            401,
+            &[
+                ("WWW-Authenticate", "Basic realm=\"x\"".into()),
+                ("WWW-Authenticate", sha),
+                ("WWW-Authenticate", md5),
+            ],
+        ))
+        .expect("401")
+        .expect("challenge");
+        assert_eq!(ch.algorithm, Algorithm::Sha256);
+    }
+
+    #[test]
+    fn answer_header_verifies_under_the_kind_s_name() {
+        let k = key();
+        for (kind, name) in [
+            (ChallengeKind::Www, "Authorization"),
+            (ChallengeKind::Proxy, "Proxy-Authorization"),
+        ] {
+            for alg in [Algorithm::Md5, Algorithm::Sha256] {
+                let ch = parse_challenge(&challenge_header(
+                    REALM,
+                    &k.issue_nonce(NOW),
+                    alg,
+                    false,
+                    Some("op"),
+                ))
+                .expect("challenge");
+                let (h, v) = answer_header(kind, &ch, "INVITE", "sip:bob@x", "alice", "pw", 1)
+                    .expect("answer");
+                assert!(h.matches(&HeaderName::parse(name)), "{kind:?}: {h:?}");
+                let creds = parse_credentials(&v).expect("credentials");
+                assert_eq!(creds.nc_value(), Some(1));
+                assert_eq!(creds.opaque.as_deref(), Some("op"));
+                assert_eq!(
+                    verify(&creds, "INVITE", account("pw"), REALM, &k, NOW),
+                    Ok(())
+                );
+                assert_eq!(
+                    verify(&creds, "INVITE", account("other"), REALM, &k, NOW),
+                    Err(AuthError::BadResponse)
+                );
+            }
+        }
+        // What would not verify is refused, not sent.
+        let ch = parse_challenge(&challenge_header(
+            REALM,
+            &k.issue_nonce(NOW),
+            Algorithm::Md5,
+            false,
+            None,
+        ))
+        .expect("challenge");
+        assert!(answer_header(
+            ChallengeKind::Www,
+            &ch,
+            "INVITE",
+            "sip:x",
+            "a\u{1}b",
+            "pw",
+            1
+        )
+        .is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::sip::auth::{self, Challenge};
+use crate::sip::auth::{self, Challenge, ChallengeKind};
 use crate::sip::message::{HeaderName, Message, Method, StartLine};
 use crate::sip::uri::{NameAddr, Uri};
 
@@ -116,7 +116,7 @@ pub struct Registration {
     cseq: u32,
     txn: Option<Txn>,
     /// The last challenge and how many requests used its nonce; reused on refreshes.
-    challenge: Option<(Challenge, bool, u32)>,
+    challenge: Option<(Challenge, ChallengeKind, u32)>,
     expires: u32,
     bound_until: Option<Instant>,
     refresh_at: Option<Instant>,
@@ -255,24 +255,15 @@ impl Registration {
                 None
             }
             401 | 407 => {
-                let header = if code == 401 {
-                    HeaderName::WwwAuthenticate
-                } else {
-                    HeaderName::Other("Proxy-Authenticate".into())
-                };
-                let values = msg
-                    .headers
-                    .iter()
-                    .filter(|h| h.name.matches(&header))
-                    .map(|h| h.value.as_str());
-                let ch = match auth::select_challenge(values) {
-                    Ok(ch) => ch,
-                    Err(e) => return self.end_attempt(now, format!("{code}: {e}")),
+                let (kind, ch) = match auth::response_challenge(msg) {
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => return self.end_attempt(now, format!("{code}: {e}")),
+                    None => return self.end_attempt(now, format!("{code}: no challenge")),
                 };
                 if txn.authorized && !ch.stale {
                     return self.end_attempt(now, format!("{code}: credentials refused"));
                 }
-                self.challenge = Some((ch, code == 407, 0));
+                self.challenge = Some((ch, kind, 0));
                 let phase = self.phase;
                 Some(self.send(now, txn.expires, phase))
             }
@@ -368,23 +359,17 @@ impl Registration {
         m.push_header(HeaderName::Expires, expires.to_string());
         m.push_header(HeaderName::UserAgent, self.cfg.user_agent.clone());
         let mut authorized = false;
-        if let Some((ch, proxy, nc)) = self.challenge.as_mut() {
+        if let Some((ch, kind, nc)) = self.challenge.as_mut() {
             *nc += 1;
-            let cnonce = format!("{:016x}", rand::random::<u64>());
-            if let Ok(v) = auth::try_answer_challenge(
+            if let Ok((name, v)) = auth::answer_header(
+                *kind,
                 ch,
                 "REGISTER",
                 &self.cfg.registrar.to_string(),
                 &self.cfg.auth_user,
                 &self.cfg.password,
-                &cnonce,
                 *nc,
             ) {
-                let name = if *proxy {
-                    HeaderName::Other("Proxy-Authorization".into())
-                } else {
-                    HeaderName::Authorization
-                };
                 m.push_header(name, v);
                 authorized = true;
             }

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::{Call, Phase, Retransmit};
 use crate::call::dialog::{response, T2};
+use crate::call::disposition::{Disposition, HangupCause};
 use crate::sip::dialog::{self, OfferAnswerState, Overlap};
 use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
@@ -74,8 +75,8 @@ impl Call {
                 now,
                 422,
                 "Session Interval Too Small",
-                "session_interval_too_small",
-                "failed",
+                HangupCause::SessionIntervalTooSmall,
+                Disposition::Failed,
             );
             return false;
         }
@@ -157,7 +158,7 @@ impl Call {
             Some(Event::Expired) => {
                 info!("session timer expired without a refresh; hanging up");
                 self.in_dialog.timer = None;
-                self.hangup(now, "session_expired");
+                self.hangup(now, HangupCause::SessionExpired);
             }
             Some(Event::RefreshDue) => self.send_refresh(now),
             None => {}
@@ -269,7 +270,7 @@ impl Call {
             408 | 481 => {
                 // RFC 3261 §12.2.1.2: the dialog is gone at the far end.
                 info!(code, "refresh refused: the dialog is gone");
-                self.hangup(now, "refresh_failed");
+                self.hangup(now, HangupCause::RefreshFailed);
                 return true;
             }
             491 => info!("our refresh met the peer's: retrying after a random delay"),

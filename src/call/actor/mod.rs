@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::dialog::{self, info_digit, response, DialogState, LocalIdentity, T1, T2, TIMEOUT_64T1};
+use super::disposition::{Disposition, HangupCause};
 use super::router::{ByeAnswer, RouterControl};
 use super::slots::CallSlot;
 use super::CallContext;
@@ -191,7 +192,7 @@ pub struct Call {
     /// Outbound: what to do when an answering machine picks up (None: no detection).
     machine: Option<uac::MachineHandling>,
     /// Disposition recorded at hangup instead of `answered` (an answering machine).
-    disposition_override: Option<&'static str>,
+    disposition_override: Option<Disposition>,
     /// This call's RTP socket, shared with the bridged leg that sends from it. Read on the
     /// send tick while the call runs its own media session, on readiness while it relays
     /// (`media::socket`).
@@ -224,6 +225,88 @@ pub struct Call {
     bridges_recorded: u32,
     /// Session timer, our refreshes, re-INVITE/UPDATE bookkeeping (in_dialog.rs).
     in_dialog: in_dialog::InDialog,
+}
+
+/// What a new call is made of: the parts an inbound and an outbound call set differently.
+/// Everything else starts empty or at its initial value ([`Call::new`]).
+struct CallSetup {
+    ctx: Arc<CallContext>,
+    id: String,
+    invite: Message,
+    invite_branch: String,
+    flow: ReplyPath,
+    local: LocalIdentity,
+    local_tag: String,
+    dialog: DialogState,
+    route: Route,
+    phase: Phase,
+    self_tx: mpsc::Sender<CallInput>,
+    slot: CallSlot,
+    shutdown: CancellationToken,
+    /// The customer's number.
+    caller: String,
+}
+
+impl Call {
+    /// The one place a `Call` is built (inbound in `start`, outbound in
+    /// `uac::start_outbound`): no media, no dialplan, no queue, no timers yet.
+    fn new(s: CallSetup) -> Call {
+        Call {
+            media_ip: s.ctx.config.media_address,
+            ctx: s.ctx,
+            id: s.id,
+            invite: s.invite,
+            invite_branch: s.invite_branch,
+            flow: s.flow,
+            local: s.local,
+            local_tag: s.local_tag,
+            dialog: s.dialog,
+            route: s.route,
+            offer: None,
+            rtp_port: 0,
+            media: None,
+            interp: None,
+            phase: s.phase,
+            self_tx: s.self_tx,
+            event_seq: 0,
+            ended_recorded: false,
+            sdp_session: rand::random::<u32>() as u64,
+            sdp_version: 1,
+            last_invite_response: None,
+            pending_2xx: None,
+            media_on_ack: None,
+            acd_outbox: Default::default(),
+            bye: None,
+            final_wait: None,
+            bye_answer: None,
+            ticket_id: None,
+            caller: s.caller,
+            shutdown_seen: false,
+            uac: None,
+            outcome: None,
+            preset_vars: Vars::new(),
+            awaiting_language: None,
+            slot: Some(s.slot),
+            machine: None,
+            disposition_override: None,
+            rtp_sock: None,
+            rtcp_sock: None,
+            queue: None,
+            leg: None,
+            relay: None,
+            relay_out: None,
+            shutdown: s.shutdown,
+            pending_dial: None,
+            callback: None,
+            held: false,
+            relay_caller_dest: None,
+            recording: None,
+            pending_join: None,
+            segment_recorder: None,
+            bridges_recorded: 0,
+            in_dialog: Default::default(),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -304,7 +387,7 @@ impl Call {
             .unwrap_or(caller_raw.clone());
         let id = uuid::Uuid::new_v4().to_string();
         let media_ip = ctx.config.media_address;
-        let mut call = Call {
+        let mut call = Call::new(CallSetup {
             id: id.clone(),
             invite_branch,
             flow,
@@ -319,54 +402,15 @@ impl Call {
                 remote_cseq: cseq,
             },
             route,
-            offer: None,
-            media_ip,
-            rtp_port: 0,
-            media: None,
-            interp: None,
             phase: Phase::Ringing { answer_at: now },
             self_tx,
-            event_seq: 0,
-            ended_recorded: false,
-            sdp_session: rand::random::<u32>() as u64,
-            sdp_version: 1,
-            last_invite_response: None,
-            pending_2xx: None,
-            media_on_ack: None,
-            acd_outbox: Default::default(),
-            bye: None,
-            final_wait: None,
-            bye_answer: None,
-            ticket_id: None,
             caller,
-            shutdown_seen: false,
-            uac: None,
-            outcome: None,
-            preset_vars: Vars::new(),
-            awaiting_language: None,
-            slot: Some(slot),
-            machine: None,
-            disposition_override: None,
-            rtp_sock: None,
-            rtcp_sock: None,
-            queue: None,
-            leg: None,
-            relay: None,
-            relay_out: None,
+            slot,
             shutdown,
-            pending_dial: None,
-            callback: None,
-            held: false,
-            relay_caller_dest: None,
-            recording: None,
-            pending_join: None,
-            segment_recorder: None,
-            bridges_recorded: 0,
-            in_dialog: Default::default(),
             local,
             invite,
             ctx,
-        };
+        });
         call.ctx.store.submit(StoreOp::CallStarted {
             id,
             sip_call_id: call_id,
@@ -404,8 +448,8 @@ impl Call {
                         now,
                         488,
                         "Not Acceptable Here",
-                        "incompatible_media",
-                        "failed",
+                        HangupCause::IncompatibleMedia,
+                        Disposition::Failed,
                     );
                     return Some((call, None));
                 }
@@ -418,7 +462,13 @@ impl Call {
             }
             Err(e) => {
                 warn!(error = %e, "no RTP port");
-                call.refuse(now, 503, "Service Unavailable", "no_rtp_port", "failed");
+                call.refuse(
+                    now,
+                    503,
+                    "Service Unavailable",
+                    HangupCause::NoRtpPort,
+                    Disposition::Failed,
+                );
                 return Some((call, None));
             }
         };
@@ -479,7 +529,7 @@ impl Call {
                     }
                     Err(e) => {
                         warn!(error = %e, "cannot watch the RTP socket; ending the bridge");
-                        self.hangup(now, "no_rtp_socket");
+                        self.hangup(now, HangupCause::NoRtpSocket);
                     }
                 },
                 (Some(_), false, _) | (Some(_), _, None) => relay_ready = None,
@@ -543,7 +593,7 @@ impl Call {
             }
         }
         if !self.ended_recorded {
-            self.record_end("interrupted", "actor_stopped", None);
+            self.record_end(Disposition::Interrupted, HangupCause::ActorStopped, None);
         }
         if !self.acd_outbox.is_empty() {
             // Still no room when the call ended: a tracked task delivers them in order.
@@ -656,7 +706,7 @@ impl Call {
                 self.ctx.config.media_timeout_s
             );
             self.relay = None;
-            self.hangup(now, "media_timeout");
+            self.hangup(now, HangupCause::MediaTimeout);
         }
         // Digits and timeouts first, so that a key seen on this tick starts the next prompt
         // in this tick's packet; then the packet; then what sending it produced (the end of
@@ -705,7 +755,7 @@ impl Call {
             match e {
                 MediaEvent::Digit(d) => self.on_digit(now, d),
                 MediaEvent::PlaybackFinished(id) if id == uac::VOICEMAIL_PLAY_ID => {
-                    self.hangup(now, "voicemail_left");
+                    self.hangup(now, HangupCause::VoicemailLeft);
                 }
                 MediaEvent::PlaybackFinished(id) if self.queue_playback_finished(now, id) => {}
                 MediaEvent::PlaybackFinished(id) => {
@@ -718,7 +768,7 @@ impl Call {
                         "no RTP for {} s; hanging up",
                         self.ctx.config.media_timeout_s
                     );
-                    self.hangup(now, "media_timeout");
+                    self.hangup(now, HangupCause::MediaTimeout);
                 }
                 MediaEvent::Amd(r) => self.on_amd(now, r),
             }
@@ -746,7 +796,7 @@ impl Call {
                 // RFC 3261 §13.3.1.4: no ACK for the 2xx; confirm then end the dialog.
                 self.pending_2xx = None;
                 warn!(early, "no ACK for 200 OK; ending the call");
-                self.hangup(now, "ack_timeout");
+                self.hangup(now, HangupCause::AckTimeout);
                 if early {
                     // Its BYE is as unlikely to be answered: do not retransmit it for 32 s.
                     if let Some(b) = self.bye.as_mut() {
@@ -797,7 +847,14 @@ impl Call {
     }
 
     /// Final non-2xx to the INVITE: wait for its ACK, resending on Timer G (RFC 3261 §17.2.1).
-    fn refuse(&mut self, now: Instant, code: u16, reason: &str, cause: &str, disposition: &str) {
+    fn refuse(
+        &mut self,
+        now: Instant,
+        code: u16,
+        reason: &str,
+        cause: HangupCause,
+        disposition: Disposition,
+    ) {
         let bytes = self.send_invite_response(code, reason, None);
         self.final_wait = Some(Retransmit::new(
             bytes,
@@ -987,7 +1044,7 @@ impl Call {
     fn run_interpreter(&mut self, now: Instant) {
         let Some(plan) = self.ctx.dialplans().get(&self.route.dialplan) else {
             warn!(dialplan = %self.route.dialplan, "dialplan vanished; hanging up");
-            self.hangup(now, "no_dialplan");
+            self.hangup(now, HangupCause::NoDialplan);
             return;
         };
         let mut vars = std::mem::take(&mut self.preset_vars);
@@ -1061,7 +1118,7 @@ impl Call {
                 }
                 if self.phase != Phase::Done {
                     info!("caller hung up");
-                    self.end_dialog(now, "answered", "caller_hangup");
+                    self.end_dialog(now, Disposition::Answered, HangupCause::CallerHangup);
                 }
             }
             Method::Info => {
@@ -1166,7 +1223,7 @@ impl Call {
                     }
                     Err(e) => {
                         info!(error = %e, "unusable SDP answer in ACK");
-                        self.hangup(now, "incompatible_media");
+                        self.hangup(now, HangupCause::IncompatibleMedia);
                     }
                 }
             }
@@ -1181,7 +1238,13 @@ impl Call {
         self.reply(msg, 200, "OK");
         if matches!(self.phase, Phase::Ringing { .. }) {
             info!("caller cancelled before answer");
-            self.refuse(now, 487, "Request Terminated", "caller_cancel", "cancelled");
+            self.refuse(
+                now,
+                487,
+                "Request Terminated",
+                HangupCause::CallerCancel,
+                Disposition::Cancelled,
+            );
         }
     }
 
@@ -1222,24 +1285,28 @@ impl Call {
 
     fn on_shutdown(&mut self, now: Instant) {
         match self.phase {
-            Phase::Ringing { .. } => {
-                self.refuse(now, 503, "Service Unavailable", "shutdown", "failed")
-            }
+            Phase::Ringing { .. } => self.refuse(
+                now,
+                503,
+                "Service Unavailable",
+                HangupCause::Shutdown,
+                Disposition::Failed,
+            ),
             Phase::Answered | Phase::Calling => {
                 // Our own stop cut a campaign call before the customer chose: report it as
                 // interrupted so the dialer retries, not as an answered call without choice.
                 if self.uac.is_some() && self.outcome.is_none() {
-                    self.disposition_override = Some("interrupted");
+                    self.disposition_override = Some(Disposition::Interrupted);
                 }
-                self.hangup(now, "shutdown")
+                self.hangup(now, HangupCause::Shutdown)
             }
-            Phase::Parked => self.hangup(now, "shutdown"),
+            Phase::Parked => self.hangup(now, HangupCause::Shutdown),
             Phase::Ending | Phase::Done => {}
         }
     }
 
     /// We end an answered call: BYE (RFC 3261 §15.1.1), retransmitted until answered.
-    fn hangup(&mut self, now: Instant, cause: &str) {
+    fn hangup(&mut self, now: Instant, cause: HangupCause) {
         match self.phase {
             Phase::Answered => {
                 let (bye, _branch) = self.dialog.request(Method::Bye, &self.local);
@@ -1255,24 +1322,28 @@ impl Call {
                 self.end_media(now);
                 self.interp = None;
                 self.phase = Phase::Ending;
-                let disposition = self.disposition_override.unwrap_or("answered");
+                let disposition = self.disposition_override.unwrap_or(Disposition::Answered);
                 self.record_end(disposition, cause, Some(200));
             }
-            Phase::Ringing { .. } => {
-                self.refuse(now, 480, "Temporarily Unavailable", cause, "failed")
-            }
+            Phase::Ringing { .. } => self.refuse(
+                now,
+                480,
+                "Temporarily Unavailable",
+                cause,
+                Disposition::Failed,
+            ),
             Phase::Calling => self.cancel_outbound(now, cause),
             Phase::Parked => {
                 // A callback never dialed: nothing on the wire to end.
                 self.phase = Phase::Done;
-                self.record_end("cancelled", cause, None);
+                self.record_end(Disposition::Cancelled, cause, None);
             }
             Phase::Ending | Phase::Done => {}
         }
     }
 
     /// The peer ended the dialog (BYE).
-    fn end_dialog(&mut self, now: Instant, disposition: &str, cause: &str) {
+    fn end_dialog(&mut self, now: Instant, disposition: Disposition, cause: HangupCause) {
         self.end_media(now);
         self.interp = None;
         self.pending_2xx = None;
@@ -1347,7 +1418,7 @@ impl Call {
         if r.verdict != crate::media::amd::Verdict::Machine {
             return;
         }
-        self.disposition_override = Some("machine");
+        self.disposition_override = Some(Disposition::Machine);
         match self.machine {
             Some(uac::MachineHandling::Voicemail) => {
                 self.interp = None;
@@ -1363,7 +1434,7 @@ impl Call {
                 media.play(uac::VOICEMAIL_PLAY_ID, items, false);
                 self.record_event("prompt", "voicemail-message".into());
             }
-            _ => self.hangup(now, "answering_machine"),
+            _ => self.hangup(now, HangupCause::AnsweringMachine),
         }
     }
 
@@ -1435,12 +1506,7 @@ impl Call {
                     });
                 }
                 Output::Hangup { cause } => {
-                    let cause = if cause == "normal" {
-                        "dialplan_hangup".to_string()
-                    } else {
-                        cause
-                    };
-                    self.hangup(now, &cause);
+                    self.hangup(now, HangupCause::from_dialplan(&cause));
                     return;
                 }
             }
@@ -1570,7 +1636,12 @@ impl Call {
         });
     }
 
-    fn record_end(&mut self, disposition: &str, cause: &str, sip_status: Option<u16>) {
+    fn record_end(
+        &mut self,
+        disposition: Disposition,
+        cause: HangupCause,
+        sip_status: Option<u16>,
+    ) {
         if self.ended_recorded {
             return;
         }
@@ -1590,7 +1661,7 @@ impl Call {
         self.ctx.store.submit(StoreOp::CallEnded {
             id: self.id.clone(),
             ended_at: now_ts(),
-            disposition: disposition.to_string(),
+            disposition: disposition.as_str().to_string(),
             hangup_cause: cause.to_string(),
             sip_status: sip_status.map(i64::from),
             queue,

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::{Call, CallInput, Phase};
 use crate::acd::{AcdEvent, AcdMsg, OfferEnd};
+use crate::call::disposition::{Disposition, HangupCause};
 use crate::config::Trunk;
 use crate::ivr::interpreter::Interpreter;
 use crate::media::bridge::{Direction, LegMedia, Relay, RelayCounters};
@@ -359,7 +360,7 @@ impl Call {
         }
         if self.interp.is_none() {
             // No dialplan to go back to (a transferred caller): end the call.
-            self.hangup(now, &format!("queue_{reason}"));
+            self.hangup(now, HangupCause::Queue(reason.to_string()));
             return;
         }
         if let Some(i) = self.interp.as_mut() {
@@ -384,7 +385,7 @@ impl Call {
                     // A callback that lost its place (should not happen: callbacks have no
                     // maximum wait) must not stay parked forever.
                     q.told_acd = true;
-                    self.hangup(now, &format!("callback_{reason}"));
+                    self.hangup(now, HangupCause::Callback(reason.to_string()));
                     return;
                 }
                 q.told_acd = true;
@@ -436,39 +437,17 @@ impl Call {
             });
             return;
         };
-        let Some(q) = self.queue.as_mut() else { return };
-        let leg = q.next_leg;
-        q.next_leg += 1;
-        let (tx, rx) = mpsc::channel(super::MAILBOX);
-        q.legs.push(LegHandle {
-            id: leg,
-            tx: tx.clone(),
-            done: false,
-        });
-        self.record_event("agent_offer", agent.clone());
+        let to_number = uri.user.clone().unwrap_or_else(|| agent.clone());
+        let trunk = Trunk::peer(format!("agent:{agent}"), dest);
+        let Some((link, tx, rx)) = self.new_leg(agent) else {
+            return;
+        };
         let req = super::OutboundRequest {
-            to_number: uri.user.clone().unwrap_or_else(|| agent.clone()),
-            trunk: Trunk::peer(format!("agent:{agent}"), dest),
-            caller_id: self.caller.clone(),
-            dialplan: String::new(),
-            ring_timeout,
-            vars: Default::default(),
             ticket_id: self.ticket_id,
-            campaign_id: None,
-            result: None,
-            machine: None,
             request_uri: Some(uri),
             flow,
-            park: false,
-            slot: None,
-            callback_for: None,
-            leg: Some(LegLink {
-                leg,
-                agent,
-                caller_tx: self.self_tx.clone(),
-                reported: false,
-                prefer: self.offer.map(|n| n.codec),
-            }),
+            leg: Some(link),
+            ..super::OutboundRequest::new(to_number, trunk, self.caller.clone(), ring_timeout)
         };
         let ctx = self.ctx.clone();
         let shutdown = self.shutdown.clone();
@@ -477,10 +456,13 @@ impl Call {
             .spawn(super::uac::run_outbound_on(ctx, req, tx, rx, shutdown));
     }
 
-    /// Ring the agent's `/agent` page (`browser_leg.rs`): an agent leg like a SIP one.
-    fn offer_browser(&mut self, agent: String, ring_timeout: Duration) {
-        let call = self.acd_key();
-        let Some(q) = self.queue.as_mut() else { return };
+    /// A new agent leg of this caller's queue session: registered among its legs (and in
+    /// the `agent_offer` event), with the link it reports through and its mailbox.
+    fn new_leg(
+        &mut self,
+        agent: String,
+    ) -> Option<(LegLink, mpsc::Sender<CallInput>, mpsc::Receiver<CallInput>)> {
+        let q = self.queue.as_mut()?;
         let leg = q.next_leg;
         q.next_leg += 1;
         let (tx, rx) = mpsc::channel(super::MAILBOX);
@@ -496,6 +478,15 @@ impl Call {
             caller_tx: self.self_tx.clone(),
             reported: false,
             prefer: self.offer.map(|n| n.codec),
+        };
+        Some((link, tx, rx))
+    }
+
+    /// Ring the agent's `/agent` page (`browser_leg.rs`): an agent leg like a SIP one.
+    fn offer_browser(&mut self, agent: String, ring_timeout: Duration) {
+        let call = self.acd_key();
+        let Some((link, tx, rx)) = self.new_leg(agent) else {
+            return;
         };
         let ctx = self.ctx.clone();
         let shutdown = self.shutdown.clone();
@@ -679,7 +670,7 @@ impl Call {
     fn after_agent_or_hangup(&mut self, now: Instant) {
         let resume = self.queue.as_mut().and_then(|q| q.after_agent.take());
         let (Some(mut interp), Some(n), Phase::Answered) = (resume, self.offer, self.phase) else {
-            self.hangup(now, "agent_hangup");
+            self.hangup(now, HangupCause::AgentHangup);
             return;
         };
         self.relay = None;
@@ -861,26 +852,14 @@ impl Call {
             .clone()
             .unwrap_or_else(|| self.route.to.clone());
         let req = super::OutboundRequest {
-            to_number: self.caller.clone(),
-            trunk,
-            caller_id,
-            dialplan: String::new(),
-            ring_timeout,
-            vars: Default::default(),
             ticket_id: self.ticket_id,
-            campaign_id: None,
-            result: None,
-            machine: None,
-            request_uri: None,
-            flow: None,
-            leg: None,
             park: true,
-            slot: None,
             callback_for: Some(CallbackFor {
                 queue: queue.clone(),
                 acd_key: key.clone(),
                 original_call: self.id.clone(),
             }),
+            ..super::OutboundRequest::new(self.caller.clone(), trunk, caller_id, ring_timeout)
         };
         self.acd_send(AcdMsg::Callback {
             call: key,
@@ -906,7 +885,7 @@ impl Call {
         let prompt = self.prompt_in_language("callback-confirmed");
         match (prompt, self.media.as_mut()) {
             (Some(p), Some(m)) => m.play(CALLBACK_CONFIRM_ID, vec![PlayItem::Prompt(p)], false),
-            _ => self.hangup(now, "callback_requested"),
+            _ => self.hangup(now, HangupCause::CallbackRequested),
         }
     }
 
@@ -979,11 +958,11 @@ impl Call {
                 true
             }
             CALLBACK_CONFIRM_ID => {
-                self.hangup(now, "callback_requested");
+                self.hangup(now, HangupCause::CallbackRequested);
                 true
             }
             FEATURE_ID => {
-                self.hangup(now, "feature_code");
+                self.hangup(now, HangupCause::FeatureCode);
                 true
             }
             MOH_PLAY_ID => true,
@@ -1069,7 +1048,7 @@ impl Call {
             return;
         };
         let Some(socket) = self.rtp_sock.clone() else {
-            self.hangup(now, "no_rtp_socket");
+            self.hangup(now, HangupCause::NoRtpSocket);
             return;
         };
         let sent = link
@@ -1084,7 +1063,7 @@ impl Call {
             }))));
         if sent.is_err() {
             info!("caller gone before the agent answered; hanging up");
-            self.hangup(now, "caller_gone");
+            self.hangup(now, HangupCause::CallerGone);
         }
     }
 
@@ -1115,8 +1094,8 @@ impl Call {
                 }
             }
             LegControl::Stop => match self.phase {
-                Phase::Calling => self.cancel_outbound(now, "cancelled"),
-                Phase::Answered => self.hangup(now, "caller_gone"),
+                Phase::Calling => self.cancel_outbound(now, HangupCause::Cancelled),
+                Phase::Answered => self.hangup(now, HangupCause::CallerGone),
                 _ => {}
             },
         }
@@ -1311,7 +1290,7 @@ impl Call {
     }
 
     /// The leg is over: report it to the caller once.
-    pub(super) fn report_leg_end(&mut self, disposition: &str) {
+    pub(super) fn report_leg_end(&mut self, disposition: Disposition) {
         let answered = self.uac.as_ref().is_some_and(|u| u.answered());
         let Some(link) = self.leg.as_mut() else {
             return;
@@ -1330,10 +1309,13 @@ impl Call {
                 leg: link.leg,
                 agent: link.agent.clone(),
                 how: match disposition {
-                    "busy" => OfferEnd::Busy,
-                    "no_answer" => OfferEnd::NoAnswer,
-                    "cancelled" => OfferEnd::Cancelled,
-                    _ => OfferEnd::Failed,
+                    Disposition::Busy => OfferEnd::Busy,
+                    Disposition::NoAnswer => OfferEnd::NoAnswer,
+                    Disposition::Cancelled => OfferEnd::Cancelled,
+                    Disposition::Answered
+                    | Disposition::Failed
+                    | Disposition::Machine
+                    | Disposition::Interrupted => OfferEnd::Failed,
                 },
             }
         };

@@ -16,6 +16,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::{Call, CallInput, Phase, Retransmit};
 use crate::call::dialog::{self, DialogState, LocalIdentity};
+use crate::call::disposition::{Disposition, HangupCause};
 use crate::call::router::RouterControl;
 use crate::call::slots::CallSlot;
 use crate::call::CallContext;
@@ -75,6 +76,38 @@ pub struct OutboundRequest {
     pub slot: Option<crate::dialer::gate::TrunkSlot>,
 }
 
+impl OutboundRequest {
+    /// A call to `to_number` over `trunk`, ringing for `ring_timeout`: no dialplan, no
+    /// variables, no records' links, nobody waiting for the result, dialed at once. Callers
+    /// set what their kind of call needs with struct update syntax
+    /// (`OutboundRequest { leg: Some(..), ..OutboundRequest::new(..) }`).
+    pub fn new(
+        to_number: String,
+        trunk: Trunk,
+        caller_id: String,
+        ring_timeout: Duration,
+    ) -> OutboundRequest {
+        OutboundRequest {
+            to_number,
+            trunk,
+            caller_id,
+            dialplan: String::new(),
+            ring_timeout,
+            vars: Vars::new(),
+            ticket_id: None,
+            campaign_id: None,
+            result: None,
+            machine: None,
+            request_uri: None,
+            flow: None,
+            leg: None,
+            park: false,
+            callback_for: None,
+            slot: None,
+        }
+    }
+}
+
 /// An INVITE not sent yet.
 #[derive(Debug)]
 pub(super) struct PendingDial {
@@ -92,8 +125,7 @@ pub(super) struct PendingDial {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallResult {
     pub call_uuid: String,
-    /// answered | busy | no_answer | failed | cancelled | machine | interrupted
-    pub disposition: String,
+    pub disposition: Disposition,
     pub sip_status: Option<u16>,
     pub outcome: Option<String>,
     pub answered: bool,
@@ -110,7 +142,7 @@ pub(super) struct Uac {
     provisional: bool,
     cancel: Option<Retransmit>,
     cancel_pending: bool,
-    cancel_cause: Option<String>,
+    cancel_cause: Option<HangupCause>,
     auth_tried: bool,
     trunk: Trunk,
     ack_2xx: Option<Vec<u8>>,
@@ -217,14 +249,6 @@ pub(super) async fn run_outbound_on(
     .await
 }
 
-fn disposition_for(code: u16) -> &'static str {
-    match code {
-        486 | 600 | 603 => "busy",
-        408 | 480 | 487 => "no_answer",
-        _ => "failed",
-    }
-}
-
 /// Where an outbound INVITE goes: the agent's own connection when it is still up, else the
 /// trunk over its transport (`udp` through the SIP socket, `tcp`/`tls` on a connection we
 /// open or reuse).
@@ -243,7 +267,7 @@ async fn outbound_flow(ctx: &CallContext, req: &OutboundRequest) -> std::io::Res
 
 /// An outbound call that could not even be dialed: tell whoever waits for it, and close
 /// its record (a queue leg has none of its own: its caller is told instead).
-fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: &str) {
+fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: HangupCause) {
     if let Some(mut link) = req.leg {
         link.reported = true;
         let _ = link
@@ -258,8 +282,8 @@ fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: 
     ctx.store.submit(StoreOp::CallEnded {
         id: id.clone(),
         ended_at: now_ts(),
-        disposition: "failed".into(),
-        hangup_cause: cause.into(),
+        disposition: Disposition::Failed.as_str().into(),
+        hangup_cause: cause.to_string(),
         sip_status: None,
         queue: None,
         agent: None,
@@ -268,7 +292,7 @@ fn fail_before_dial(ctx: &CallContext, req: OutboundRequest, id: String, cause: 
     if let Some(tx) = req.result {
         let _ = tx.send(CallResult {
             call_uuid: id,
-            disposition: "failed".into(),
+            disposition: Disposition::Failed,
             sip_status: None,
             outcome: None,
             answered: false,
@@ -329,7 +353,7 @@ impl Call {
             Ok(f) => f,
             Err(e) => {
                 warn!(trunk = %req.trunk.name, transport = %req.trunk.transport, error = %e, "cannot reach the trunk");
-                fail_before_dial(&ctx, req, id, "transport_error");
+                fail_before_dial(&ctx, req, id, HangupCause::TransportError);
                 return None;
             }
         };
@@ -344,7 +368,7 @@ impl Call {
             Ok((rtp, rtcp)) => (Arc::new(rtp), Some(Arc::new(rtcp))),
             Err(e) => {
                 warn!(error = %e, "no RTP port for outbound call");
-                fail_before_dial(&ctx, req, id, "no_rtp_port");
+                fail_before_dial(&ctx, req, id, HangupCause::NoRtpPort);
                 return None;
             }
         };
@@ -364,7 +388,7 @@ impl Call {
             ring_ms: 0,
             line: 0,
         };
-        let mut call = Call {
+        let mut call = Call::new(super::CallSetup {
             ctx,
             id,
             invite: Message {
@@ -381,51 +405,19 @@ impl Call {
             local_tag,
             dialog,
             route,
-            offer: None,
-            media_ip,
-            rtp_port,
-            media: None,
-            interp: None,
             phase: Phase::Calling,
             self_tx,
-            event_seq: 0,
-            ended_recorded: false,
-            sdp_session: rand::random::<u32>() as u64,
-            sdp_version: 1,
-            last_invite_response: None,
-            pending_2xx: None,
-            media_on_ack: None,
-            acd_outbox: Default::default(),
-            bye: None,
-            final_wait: None,
-            bye_answer: None,
-            ticket_id: req.ticket_id,
-            caller: req.to_number.clone(),
-            shutdown_seen: false,
-            uac: None,
-            outcome: None,
-            preset_vars: req.vars,
-            awaiting_language: None,
-            slot: Some(slot),
-            machine: req.machine,
-            disposition_override: None,
-            rtp_sock: Some(rtp.clone()),
-            rtcp_sock,
-            queue: None,
-            leg: req.leg,
-            relay: None,
-            relay_out: None,
+            slot,
             shutdown,
-            pending_dial: None,
-            callback: None,
-            held: false,
-            relay_caller_dest: None,
-            recording: None,
-            pending_join: None,
-            segment_recorder: None,
-            bridges_recorded: 0,
-            in_dialog: Default::default(),
-        };
+            caller: req.to_number.clone(),
+        });
+        call.rtp_port = rtp_port;
+        call.ticket_id = req.ticket_id;
+        call.preset_vars = req.vars;
+        call.machine = req.machine;
+        call.rtp_sock = Some(rtp.clone());
+        call.rtcp_sock = rtcp_sock;
+        call.leg = req.leg;
         let dial = PendingDial {
             request_uri,
             to,
@@ -506,8 +498,8 @@ impl Call {
         // longer than most ring timeouts) is no reason not to try the next trunk.
         let withdrawn = u.cancel.is_some()
             || u.cancel_cause
-                .as_deref()
-                .is_some_and(|c| c != "ring_timeout" || u.provisional);
+                .as_ref()
+                .is_some_and(|c| *c != HangupCause::RingTimeout || u.provisional);
         if self.leg.is_some() || withdrawn || u.answered {
             return false;
         }
@@ -656,31 +648,31 @@ impl Call {
         if timed_out {
             info!("no answer from the trunk (Timer B)");
             if !self.try_failover(now, 408) {
-                self.finish_outbound(408, "failed", "trunk_timeout");
+                self.finish_outbound(408, Disposition::Failed, HangupCause::TrunkTimeout);
             }
         }
         if ring_expired && self.phase == Phase::Calling {
-            self.cancel_outbound(now, "ring_timeout");
+            self.cancel_outbound(now, HangupCause::RingTimeout);
         }
         if cancel_gave_up {
             if let Some(u) = self.uac.as_mut() {
                 u.cancel = None;
             }
             if !self.uac.as_ref().is_some_and(|u| u.final_received) {
-                self.finish_outbound(487, "no_answer", "cancel_timeout");
+                self.finish_outbound(487, Disposition::NoAnswer, HangupCause::CancelTimeout);
             }
         }
     }
 
     /// Give up on an outbound call that has not been answered (RFC 3261 §9.1: CANCEL only
     /// after a provisional response).
-    pub(super) fn cancel_outbound(&mut self, now: Instant, cause: &str) {
+    pub(super) fn cancel_outbound(&mut self, now: Instant, cause: HangupCause) {
         let unreliable = self.flow.kind().unreliable();
         let Some(u) = self.uac.as_mut() else { return };
         if u.final_received || u.cancel.is_some() {
             return;
         }
-        u.cancel_cause = Some(cause.to_string());
+        u.cancel_cause = Some(cause);
         if !u.provisional {
             u.cancel_pending = true;
             return;
@@ -691,7 +683,7 @@ impl Call {
         u.cancel = Some(Retransmit::new(bytes, now, unreliable, u.cseq));
     }
 
-    fn finish_outbound(&mut self, code: u16, disposition: &str, cause: &str) {
+    fn finish_outbound(&mut self, code: u16, disposition: Disposition, cause: HangupCause) {
         if let Some(u) = self.uac.as_mut() {
             u.final_received = true;
             u.cancel = None;
@@ -727,15 +719,14 @@ impl Call {
             }
             let pending = self.uac.as_ref().is_some_and(|u| u.cancel_pending);
             if pending {
-                let cause = self
-                    .uac
-                    .as_ref()
-                    .and_then(|u| u.cancel_cause.clone())
-                    .unwrap_or_default();
-                if let Some(u) = self.uac.as_mut() {
+                // A pending CANCEL always has its cause (`cancel_outbound`).
+                let cause = self.uac.as_mut().and_then(|u| {
                     u.cancel_pending = false;
+                    u.cancel_cause.clone()
+                });
+                if let Some(cause) = cause {
+                    self.cancel_outbound(now, cause);
                 }
-                self.cancel_outbound(now, &cause);
             }
             return;
         }
@@ -749,23 +740,13 @@ impl Call {
         if u.final_received {
             return; // retransmitted final answer
         }
-        let challenged = (code == 401 || code == 407) && !u.auth_tried;
-        if challenged {
+        // A 401/407 from the trunk: answered once with its credentials (RFC 3261 §22.2).
+        if !u.auth_tried {
             if let (Some(user), Some(pass)) = (u.trunk.username.clone(), u.trunk.password.clone()) {
-                let header = if code == 401 {
-                    HeaderName::WwwAuthenticate
-                } else {
-                    HeaderName::Other("Proxy-Authenticate".into())
-                };
-                // Whole values (never comma-split); the first one we can answer wins.
-                let values = msg
-                    .headers
-                    .iter()
-                    .filter(|h| h.name.matches(&header))
-                    .map(|h| h.value.as_str());
-                if let Ok(ch) = auth::select_challenge(values) {
-                    self.retry_with_auth(now, code, &ch, &user, &pass);
-                    return;
+                if let Some(Ok((kind, ch))) = auth::response_challenge(msg) {
+                    if self.retry_with_auth(now, kind, &ch, &user, &pass) {
+                        return;
+                    }
                 }
             }
         }
@@ -776,39 +757,44 @@ impl Call {
         }
         let cause = match self.uac.as_ref().and_then(|u| u.cancel_cause.clone()) {
             Some(c) if code == 487 => c,
-            _ => format!("sip_{code}"),
+            _ => HangupCause::Sip(code),
         };
-        let disposition = if code == 487 && cause != "ring_timeout" {
-            "cancelled"
+        let disposition = if code == 487 && cause != HangupCause::RingTimeout {
+            Disposition::Cancelled
         } else {
-            disposition_for(code)
+            Disposition::for_sip_failure(code)
         };
-        info!(code, disposition, "outbound call not answered");
-        self.finish_outbound(code, disposition, &cause);
+        info!(
+            code,
+            disposition = disposition.as_str(),
+            "outbound call not answered"
+        );
+        self.finish_outbound(code, disposition, cause);
     }
 
+    /// Resend the INVITE with the answer to `ch`. False when it cannot be answered (the
+    /// call then fails with the challenge's status).
     fn retry_with_auth(
         &mut self,
         now: Instant,
-        code: u16,
+        kind: auth::ChallengeKind,
         ch: &auth::Challenge,
         user: &str,
         pass: &str,
-    ) {
-        let Some(u) = self.uac.as_mut() else { return };
+    ) -> bool {
+        let Some(u) = self.uac.as_mut() else {
+            return false;
+        };
         let cseq = u.cseq + 1;
         let uri = match &u.request.start {
             StartLine::Request { uri, .. } => uri.clone(),
-            StartLine::Response { .. } => return,
+            StartLine::Response { .. } => return false,
         };
-        let cnonce = format!("{:016x}", rand::random::<u64>());
-        let value = auth::answer_challenge(ch, "INVITE", uri.as_str(), user, pass, &cnonce, 1);
-        let name = if code == 401 {
-            HeaderName::Authorization
-        } else {
-            HeaderName::Other("Proxy-Authorization".into())
+        let Ok((name, value)) =
+            auth::answer_header(kind, ch, "INVITE", uri.as_str(), user, pass, 1)
+        else {
+            return false;
         };
-        let to = u.request.header(&HeaderName::To).unwrap_or("").to_string();
         let body = u.request.body.clone();
         let mut invite = u.request.clone();
         let branch = dialog::new_branch();
@@ -826,7 +812,6 @@ impl Call {
         invite.body = body;
         let bytes = invite.to_bytes();
         self.flow.send(bytes.clone());
-        let _ = to;
         u.request = invite.clone();
         u.bytes = bytes.clone();
         u.branch = branch.clone();
@@ -838,6 +823,7 @@ impl Call {
         self.invite = invite;
         self.dialog.local_cseq = cseq;
         debug!("answered the trunk's digest challenge");
+        true
     }
 
     fn on_uac_2xx(&mut self, now: Instant, msg: &Message) {
@@ -879,7 +865,7 @@ impl Call {
         });
         if let Some(cause) = cancelled {
             // 200 crossed our CANCEL: the call exists, so end it properly (§9.1).
-            self.hangup(now, &cause);
+            self.hangup(now, cause);
             return;
         }
         // The answer to our offer: the answerer's first common codec is what it sends.
@@ -898,13 +884,13 @@ impl Call {
             }
             Err(e) => {
                 warn!(error = %e, "unusable SDP answer");
-                self.hangup(now, "incompatible_media");
+                self.hangup(now, HangupCause::IncompatibleMedia);
             }
         }
     }
 
     /// Tell the dialer how the call ended (once).
-    pub(super) fn report_result(&mut self, disposition: &str, sip_status: Option<u16>) {
+    pub(super) fn report_result(&mut self, disposition: Disposition, sip_status: Option<u16>) {
         let outcome = self.outcome.clone();
         let id = self.id.clone();
         if let Some(u) = self.uac.as_mut() {
@@ -913,7 +899,7 @@ impl Call {
             if let Some(tx) = u.result.take() {
                 let _ = tx.send(CallResult {
                     call_uuid: id,
-                    disposition: disposition.to_string(),
+                    disposition,
                     sip_status,
                     outcome,
                     answered: u.answered,
@@ -1097,14 +1083,6 @@ fn build_2xx_ack(d: &DialogState, local: &LocalIdentity, cseq: u32) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dispositions() {
-        assert_eq!(disposition_for(486), "busy");
-        assert_eq!(disposition_for(603), "busy");
-        assert_eq!(disposition_for(480), "no_answer");
-        assert_eq!(disposition_for(503), "failed");
-    }
 
     #[test]
     fn cancel_and_ack_copy_the_transaction() {
