@@ -207,6 +207,7 @@ pub(super) async fn run_outbound_on(
         let _ = ctx
             .router
             .send(RouterControl::CallEnded {
+                invite: None,
                 call_id,
                 bye_answer,
             })
@@ -376,6 +377,7 @@ impl Call {
                 body: Bytes::new(),
             },
             invite_branch: String::new(),
+            invite_key: None,
             flow,
             local,
             local_tag,
@@ -392,12 +394,10 @@ impl Call {
             ended_recorded: false,
             sdp_session: rand::random::<u32>() as u64,
             sdp_version: 1,
-            last_invite_response: None,
             pending_2xx: None,
             media_on_ack: None,
             acd_outbox: Default::default(),
             bye: None,
-            final_wait: None,
             bye_answer: None,
             ticket_id: req.ticket_id,
             caller: req.to_number.clone(),
