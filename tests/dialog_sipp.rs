@@ -560,7 +560,11 @@ fn server_refreshes_by_reinvite_and_retries_after_491() {
 
 /// A raw INVITE from `peer` (Via branch `branch`) to the hotline, with an SDP offer.
 fn raw_invite(server: &Server, peer: &Peer, call_id: &str, caller: &str, branch: &str) -> String {
-    let sdp = sdp_offer(40_000, "0 101", &["0 PCMU/8000", "101 telephone-event/8000"]);
+    let sdp = sdp_offer(
+        40_000,
+        "0 101",
+        &["0 PCMU/8000", "101 telephone-event/8000"],
+    );
     format!(
         "INVITE sip:hotline@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
          Max-Forwards: 70\r\nFrom: <sip:{caller}@{me}>;tag=rx1\r\nTo: <sip:hotline@{srv}>\r\n\
@@ -630,7 +634,10 @@ fn invite_retransmissions_are_answered_by_the_transaction() {
     assert!(to.contains("tag="), "{ringing}");
     peer.send(&invite);
     let again = peer.expect("SIP/2.0 ", Duration::from_secs(1));
-    assert!(again.starts_with("SIP/2.0 180"), "the last provisional: {again}");
+    assert!(
+        again.starts_with("SIP/2.0 180"),
+        "the last provisional: {again}"
+    );
     assert_eq!(header(&again, "To"), to);
     let ok = peer.expect("SIP/2.0 200", Duration::from_secs(3));
     assert_eq!(header(&ok, "To"), to, "{ok}");
@@ -639,18 +646,39 @@ fn invite_retransmissions_are_answered_by_the_transaction() {
     let next = peer.expect("SIP/2.0 ", Duration::from_secs(2));
     assert!(next.starts_with("SIP/2.0 200"), "{next}");
     assert_eq!(header(&next, "To"), to);
-    peer.send(&raw_request(&server, &peer, &invite, "ACK", 1, "z9hG4bKrx1ack", &to));
+    peer.send(&raw_request(
+        &server,
+        &peer,
+        &invite,
+        "ACK",
+        1,
+        "z9hG4bKrx1ack",
+        &to,
+    ));
     assert_eq!(
         quiet(&peer, "SIP/2.0 200", Duration::from_millis(1500)),
         None,
         "the ACK reached the call: no more 200s"
     );
-    peer.send(&raw_request(&server, &peer, &invite, "BYE", 2, "z9hG4bKrx1bye", &to));
+    peer.send(&raw_request(
+        &server,
+        &peer,
+        &invite,
+        "BYE",
+        2,
+        "z9hG4bKrx1bye",
+        &to,
+    ));
     peer.expect("SIP/2.0 200", Duration::from_secs(2));
     let call = ended_call(&server, "+15552000010");
     assert_eq!(call["disposition"], "answered", "{call:#?}");
     assert_eq!(call["hangup_cause"], "caller_hangup", "{call:#?}");
-    assert_eq!(server.db().count("call_records WHERE caller = '+15552000010'"), 1);
+    assert_eq!(
+        server
+            .db()
+            .count("call_records WHERE caller = '+15552000010'"),
+        1
+    );
 
     // Non-2xx: CANCEL while ringing, no ACK at first.
     let call_id = support::unique("rexmit-");
@@ -659,7 +687,15 @@ fn invite_retransmissions_are_answered_by_the_transaction() {
     let ringing = peer.expect("SIP/2.0 180", Duration::from_secs(2));
     let to = header(&ringing, "To").to_string();
     let plain_to = header(&invite, "To").to_string();
-    peer.send(&raw_request(&server, &peer, &invite, "CANCEL", 1, "z9hG4bKrx2", &plain_to));
+    peer.send(&raw_request(
+        &server,
+        &peer,
+        &invite,
+        "CANCEL",
+        1,
+        "z9hG4bKrx2",
+        &plain_to,
+    ));
     let first = peer.expect("SIP/2.0 487", Duration::from_secs(2));
     let sent = Instant::now();
     assert_eq!(header(&first, "To"), to);
@@ -674,7 +710,15 @@ fn invite_retransmissions_are_answered_by_the_transaction() {
     peer.send(&invite);
     let again = peer.expect("SIP/2.0 ", Duration::from_secs(1));
     assert!(again.starts_with("SIP/2.0 487"), "the final again: {again}");
-    peer.send(&raw_request(&server, &peer, &invite, "ACK", 1, "z9hG4bKrx2", &to));
+    peer.send(&raw_request(
+        &server,
+        &peer,
+        &invite,
+        "ACK",
+        1,
+        "z9hG4bKrx2",
+        &to,
+    ));
     assert_eq!(
         quiet(&peer, "SIP/2.0 487", Duration::from_millis(2500)),
         None,
@@ -683,5 +727,10 @@ fn invite_retransmissions_are_answered_by_the_transaction() {
     let call = ended_call(&server, "+15552000011");
     assert_eq!(call["disposition"], "cancelled", "{call:#?}");
     assert_eq!(call["sip_status"], 487, "{call:#?}");
-    assert_eq!(server.db().count("call_records WHERE caller = '+15552000011'"), 1);
+    assert_eq!(
+        server
+            .db()
+            .count("call_records WHERE caller = '+15552000011'"),
+        1
+    );
 }

@@ -44,14 +44,14 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::actor::{self, CallInput};
-use crate::sip::message::Message;
-use crate::sip::transaction::{Event, TimerConfig, TransactionKey, TransactionTable};
 use super::admission::{Decision, RateGate, RefusedInvites};
 use super::dialog::{response, ALLOW};
 use super::CallContext;
 use crate::runtime::stamped::StampedReceiver;
 use crate::sip::guard::{SourceGuard, Verdict};
+use crate::sip::message::Message;
 use crate::sip::message::{HeaderName, Method, StartLine};
+use crate::sip::transaction::{Event, TimerConfig, TransactionKey, TransactionTable};
 use crate::sip::transport::{handle_datagram, Inbound, ReplyPath};
 use crate::sip::uri::Scheme;
 
@@ -486,10 +486,7 @@ impl Router {
     /// or absorbed here (an ACK for a 2xx that matches goes on to its call). Otherwise the
     /// request is given back, with its INVITE transaction key when it is an INVITE.
     #[allow(clippy::result_large_err)]
-    fn absorb(
-        &mut self,
-        inbound: Inbound,
-    ) -> Result<(), (Inbound, Option<TransactionKey>)> {
+    fn absorb(&mut self, inbound: Inbound) -> Result<(), (Inbound, Option<TransactionKey>)> {
         let Ok(key) = TransactionKey::server(&inbound.msg) else {
             return Err((inbound, None));
         };
@@ -515,10 +512,7 @@ impl Router {
                 }
                 Ok(())
             }
-            Err(msg) => Err((
-                Inbound { msg, reply, size },
-                is_invite.then_some(key),
-            )),
+            Err(msg) => Err((Inbound { msg, reply, size }, is_invite.then_some(key))),
         }
     }
 
@@ -817,7 +811,9 @@ impl Router {
         }
         let calls_rt = ctx.calls_rt.clone();
         self.tracker.spawn_on(
-            actor::run_inbound(ctx, slot, inbound, invite_key, route, local, tx, rx, shutdown),
+            actor::run_inbound(
+                ctx, slot, inbound, invite_key, route, local, tx, rx, shutdown,
+            ),
             &calls_rt,
         );
     }

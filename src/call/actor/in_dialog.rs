@@ -70,7 +70,8 @@ impl Call {
         if let Answer::TooSmall { min_se } = a {
             info!(min_se, "session interval too small");
             self.in_dialog.invite_answer = Some(a);
-            self.refuse(422,
+            self.refuse(
+                422,
                 "Session Interval Too Small",
                 "session_interval_too_small",
                 "failed",

@@ -268,12 +268,12 @@ pub async fn run_inbound(
         )
         .await
         {
-                Some((call, rtp)) => call.run(&mut rx, rtp, shutdown).await,
-                None => {
-                    debug!("call refused at start");
-                    None
-                }
-            };
+            Some((call, rtp)) => call.run(&mut rx, rtp, shutdown).await,
+            None => {
+                debug!("call refused at start");
+                None
+            }
+        };
         // Announced before the mailbox closes (`rx` drops after this): the router takes a
         // request that finds the mailbox closed as one for a call that has ended.
         let _ = ctx2
@@ -421,11 +421,7 @@ impl Call {
                 Ok(n) => call.offer = Some(n),
                 Err(e) => {
                     info!(error = %e, "no acceptable media in offer");
-                    call.refuse(488,
-                        "Not Acceptable Here",
-                        "incompatible_media",
-                        "failed",
-                    );
+                    call.refuse(488, "Not Acceptable Here", "incompatible_media", "failed");
                     return Some((call, None));
                 }
             }
@@ -606,10 +602,7 @@ impl Call {
         if let Phase::Ringing { answer_at } = self.phase {
             d = d.min(answer_at);
         }
-        for r in [&self.pending_2xx, &self.bye]
-            .into_iter()
-            .flatten()
-        {
+        for r in [&self.pending_2xx, &self.bye].into_iter().flatten() {
             d = d.min(r.deadline());
         }
         if let Some(m) = &self.media {
@@ -1235,9 +1228,7 @@ impl Call {
 
     fn on_shutdown(&mut self, now: Instant) {
         match self.phase {
-            Phase::Ringing { .. } => {
-                self.refuse(503, "Service Unavailable", "shutdown", "failed")
-            }
+            Phase::Ringing { .. } => self.refuse(503, "Service Unavailable", "shutdown", "failed"),
             Phase::Answered | Phase::Calling => {
                 // Our own stop cut a campaign call before the customer chose: report it as
                 // interrupted so the dialer retries, not as an answered call without choice.
@@ -1271,9 +1262,7 @@ impl Call {
                 let disposition = self.disposition_override.unwrap_or("answered");
                 self.record_end(disposition, cause, Some(200));
             }
-            Phase::Ringing { .. } => {
-                self.refuse(480, "Temporarily Unavailable", cause, "failed")
-            }
+            Phase::Ringing { .. } => self.refuse(480, "Temporarily Unavailable", cause, "failed"),
             Phase::Calling => self.cancel_outbound(now, cause),
             Phase::Parked => {
                 // A callback never dialed: nothing on the wire to end.

@@ -204,7 +204,11 @@ impl InviteServer {
         use InviteServerState::*;
         match (timer, self.state) {
             (Timer::Trying, Proceeding) if self.last_response.is_none() => {
-                if let Some(trying) = self.request.as_ref().map(|r| r.response(100, "Trying", None)) {
+                if let Some(trying) = self
+                    .request
+                    .as_ref()
+                    .map(|r| r.response(100, "Trying", None))
+                {
                     self.core.send(trying.clone());
                     self.last_response = Some(trying);
                 }

@@ -600,16 +600,20 @@ fn table_tracks_an_invite_whose_tu_sends_its_own_responses() {
     t.absorb(&key, inv.clone(), t0 + MS).unwrap();
     assert!(t.poll_transmit().is_none());
     t.response_sent(&key, response(&inv, 100), t0 + MS).unwrap();
-    t.response_sent(&key, response(&inv, 180), t0 + 2 * MS).unwrap();
+    t.response_sent(&key, response(&inv, 180), t0 + 2 * MS)
+        .unwrap();
     assert!(t.poll_transmit().is_none(), "the TU sent those itself");
     t.absorb(&key, inv.clone(), t0 + 3 * MS).unwrap();
     let again = t.poll_transmit().expect("the 180 again");
     assert_eq!((again.ctx, again.message.status()), (7, Some(180)));
     // Another branch is not this transaction: given back.
     let other = invite("z9hG4bKother");
-    assert!(t.absorb(&TransactionKey::server(&other).unwrap(), other, t0).is_err());
+    assert!(t
+        .absorb(&TransactionKey::server(&other).unwrap(), other, t0)
+        .is_err());
     // 2xx: Accepted, INVITEs absorbed, the ACK with the same branch handed up.
-    t.response_sent(&key, response(&inv, 200), t0 + 4 * MS).unwrap();
+    t.response_sent(&key, response(&inv, 200), t0 + 4 * MS)
+        .unwrap();
     assert!(t.poll_transmit().is_none());
     t.absorb(&key, inv.clone(), t0 + 5 * MS).unwrap();
     assert!(t.poll_transmit().is_none(), "absorbed in Accepted");
@@ -630,8 +634,12 @@ fn table_tracks_an_invite_whose_tu_sends_its_own_responses() {
     assert!(t.poll_transmit().is_none());
     let sent = run_until!(t, t0, 2000 * MS);
     assert_eq!(sent, secs(&[0.5, 1.5]));
-    t.absorb(&k2, request("ACK", "z9hG4bKtr2", "10.0.0.1:5060"), t0 + 1600 * MS)
-        .unwrap();
+    t.absorb(
+        &k2,
+        request("ACK", "z9hG4bKtr2", "10.0.0.1:5060"),
+        t0 + 1600 * MS,
+    )
+    .unwrap();
     assert_eq!(t.poll_event(), None, "the ACK of a non-2xx stays here");
     let sent = run_until!(t, t0, 60_000 * MS);
     assert!(sent.is_empty(), "{sent:?}");
