@@ -485,6 +485,7 @@ impl Router {
     /// An INVITE without To tag, or an ACK, for a transaction the router holds: answered
     /// or absorbed here (an ACK for a 2xx that matches goes on to its call). Otherwise the
     /// request is given back, with its INVITE transaction key when it is an INVITE.
+    // Given back by value: boxing it would allocate for every new INVITE and ACK.
     #[allow(clippy::result_large_err)]
     fn absorb(&mut self, inbound: Inbound) -> Result<(), (Inbound, Option<TransactionKey>)> {
         let Ok(key) = TransactionKey::server(&inbound.msg) else {
