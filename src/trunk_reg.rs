@@ -209,6 +209,7 @@ async fn run(ctx: Arc<CallContext>, trunk: Trunk, shutdown: CancellationToken) {
     let _ = ctx
         .router
         .send(RouterControl::CallEnded {
+            invite: None,
             call_id,
             bye_answer: None,
         })

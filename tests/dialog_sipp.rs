@@ -557,3 +557,180 @@ fn server_refreshes_by_reinvite_and_retries_after_491() {
     let talk = call["talk_s"].as_f64().expect("talk_s");
     assert!(talk > 6.0, "the refreshed session outlived SE: {talk:.2} s");
 }
+
+/// A raw INVITE from `peer` (Via branch `branch`) to the hotline, with an SDP offer.
+fn raw_invite(server: &Server, peer: &Peer, call_id: &str, caller: &str, branch: &str) -> String {
+    let sdp = sdp_offer(
+        40_000,
+        "0 101",
+        &["0 PCMU/8000", "101 telephone-event/8000"],
+    );
+    format!(
+        "INVITE sip:hotline@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{caller}@{me}>;tag=rx1\r\nTo: <sip:hotline@{srv}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{caller}@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+        srv = server.sip_addr,
+        me = peer.local,
+        len = sdp.len()
+    )
+}
+
+/// A request in the INVITE's dialog (or an ACK/CANCEL of it) from the raw peer.
+fn raw_request(
+    server: &Server,
+    peer: &Peer,
+    invite: &str,
+    method: &str,
+    cseq: u32,
+    branch: &str,
+    to: &str,
+) -> String {
+    format!(
+        "{method} sip:hotline@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+        srv = server.sip_addr,
+        me = peer.local,
+        from = header(invite, "From"),
+        call_id = header(invite, "Call-ID"),
+    )
+}
+
+/// Whether any message starting with `start` arrives within `wait`.
+fn quiet(peer: &Peer, start: &str, wait: Duration) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    let mut buf = vec![0u8; 65_536];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        peer.sock
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        if let Ok((n, _)) = peer.sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with(start) {
+                return Some(text);
+            }
+        }
+    }
+    None
+}
+
+/// INVITE retransmissions are the router's transaction's (RFC 3261 §17.2.1, RFC 6026):
+/// while ringing a retransmitted INVITE gets the 180 again (same To tag); after the 200 it
+/// is absorbed and the call retransmits its 200 until the ACK (new branch), which reaches
+/// the call (no 200 after it). A CANCELled call's 487 is retransmitted on Timer G after the
+/// call has ended, a retransmitted INVITE gets the 487 again, and the ACK stops it. Each
+/// call leaves exactly one record.
+#[test]
+fn invite_retransmissions_are_answered_by_the_transaction() {
+    let (server, _cfg) = server_with(&[]);
+    let peer = Peer::new(server.sip_addr);
+    let call_id = support::unique("rexmit-");
+    let invite = raw_invite(&server, &peer, &call_id, "+15552000010", "z9hG4bKrx1");
+    peer.send(&invite);
+    peer.expect("SIP/2.0 100", Duration::from_secs(2));
+    let ringing = peer.expect("SIP/2.0 180", Duration::from_secs(2));
+    let to = header(&ringing, "To").to_string();
+    assert!(to.contains("tag="), "{ringing}");
+    peer.send(&invite);
+    let again = peer.expect("SIP/2.0 ", Duration::from_secs(1));
+    assert!(
+        again.starts_with("SIP/2.0 180"),
+        "the last provisional: {again}"
+    );
+    assert_eq!(header(&again, "To"), to);
+    let ok = peer.expect("SIP/2.0 200", Duration::from_secs(3));
+    assert_eq!(header(&ok, "To"), to, "{ok}");
+    // Accepted: the INVITE is absorbed; what comes is the call's own 200 retransmission.
+    peer.send(&invite);
+    let next = peer.expect("SIP/2.0 ", Duration::from_secs(2));
+    assert!(next.starts_with("SIP/2.0 200"), "{next}");
+    assert_eq!(header(&next, "To"), to);
+    peer.send(&raw_request(
+        &server,
+        &peer,
+        &invite,
+        "ACK",
+        1,
+        "z9hG4bKrx1ack",
+        &to,
+    ));
+    assert_eq!(
+        quiet(&peer, "SIP/2.0 200", Duration::from_millis(1500)),
+        None,
+        "the ACK reached the call: no more 200s"
+    );
+    peer.send(&raw_request(
+        &server,
+        &peer,
+        &invite,
+        "BYE",
+        2,
+        "z9hG4bKrx1bye",
+        &to,
+    ));
+    peer.expect("SIP/2.0 200", Duration::from_secs(2));
+    let call = ended_call(&server, "+15552000010");
+    assert_eq!(call["disposition"], "answered", "{call:#?}");
+    assert_eq!(call["hangup_cause"], "caller_hangup", "{call:#?}");
+    assert_eq!(
+        server
+            .db()
+            .count("call_records WHERE caller = '+15552000010'"),
+        1
+    );
+
+    // Non-2xx: CANCEL while ringing, no ACK at first.
+    let call_id = support::unique("rexmit-");
+    let invite = raw_invite(&server, &peer, &call_id, "+15552000011", "z9hG4bKrx2");
+    peer.send(&invite);
+    let ringing = peer.expect("SIP/2.0 180", Duration::from_secs(2));
+    let to = header(&ringing, "To").to_string();
+    let plain_to = header(&invite, "To").to_string();
+    peer.send(&raw_request(
+        &server,
+        &peer,
+        &invite,
+        "CANCEL",
+        1,
+        "z9hG4bKrx2",
+        &plain_to,
+    ));
+    let first = peer.expect("SIP/2.0 487", Duration::from_secs(2));
+    let sent = Instant::now();
+    assert_eq!(header(&first, "To"), to);
+    // Timer G: again after T1 (the call is over by now; the router's transaction sends it).
+    let g = peer.expect("SIP/2.0 487", Duration::from_secs(2));
+    assert!(
+        sent.elapsed() >= Duration::from_millis(400),
+        "Timer G, T1 = 500 ms: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(header(&g, "To"), to);
+    peer.send(&invite);
+    let again = peer.expect("SIP/2.0 ", Duration::from_secs(1));
+    assert!(again.starts_with("SIP/2.0 487"), "the final again: {again}");
+    peer.send(&raw_request(
+        &server,
+        &peer,
+        &invite,
+        "ACK",
+        1,
+        "z9hG4bKrx2",
+        &to,
+    ));
+    assert_eq!(
+        quiet(&peer, "SIP/2.0 487", Duration::from_millis(2500)),
+        None,
+        "the ACK stopped Timer G"
+    );
+    let call = ended_call(&server, "+15552000011");
+    assert_eq!(call["disposition"], "cancelled", "{call:#?}");
+    assert_eq!(call["sip_status"], 487, "{call:#?}");
+    assert_eq!(
+        server
+            .db()
+            .count("call_records WHERE caller = '+15552000011'"),
+        1
+    );
+}

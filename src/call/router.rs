@@ -19,6 +19,18 @@
 //! it hands the router its `200 OK` ([`ByeAnswer`], a few hundred bytes) and ends, so a
 //! finished call holds no task, mailbox, dialog or media state (issue 14 #3: 25 KB per
 //! finished call at 2000 calls/s was 1.6 GB of lingering calls).
+//!
+//! **INVITE server transactions** (RFC 3261 §17.2.1, RFC 6026). The router keeps the
+//! transaction of every call's initial INVITE in a [`TransactionTable`] (`sip::transaction`),
+//! so retransmissions never reach the call: the actor sends each response to the INVITE
+//! itself and hands the router a copy ([`RouterControl::InviteResponse`], one bounded
+//! message per response). A retransmitted INVITE is answered here with the latest
+//! provisional or non-2xx final; a non-2xx final is retransmitted here on Timer G until its
+//! ACK, which is absorbed (Timers H, I) — the call has ended by then. After a 2xx the
+//! transaction is in Accepted for Timer L: INVITE retransmissions are absorbed, and the
+//! call actor (the TU, RFC 6026 §8.1) retransmits its 2xx until the ACK, which reaches it
+//! as any ACK for a 2xx does (new branch: routed by Call-ID; same branch: handed up by the
+//! transaction). In Accepted a transaction holds its key, flow and timers, no message.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +49,9 @@ use super::dialog::{response, ALLOW};
 use super::CallContext;
 use crate::runtime::stamped::StampedReceiver;
 use crate::sip::guard::{SourceGuard, Verdict};
+use crate::sip::message::Message;
 use crate::sip::message::{HeaderName, Method, StartLine};
+use crate::sip::transaction::{Event, TimerConfig, TransactionKey, TransactionTable};
 use crate::sip::transport::{handle_datagram, Inbound, ReplyPath};
 use crate::sip::uri::Scheme;
 
@@ -49,6 +63,15 @@ pub enum RouterControl {
         /// The call's answer to its peer's BYE, to repeat for retransmissions of that BYE
         /// until Timer J (UDP only).
         bye_answer: Option<ByeAnswer>,
+        /// Its initial INVITE's server transaction: forgotten if the call never gave it a
+        /// final answer (a call that failed to start).
+        invite: Option<TransactionKey>,
+    },
+    /// A response an inbound call sent to its initial INVITE (already on the wire): the
+    /// router's transaction repeats it for retransmissions and runs its timers.
+    InviteResponse {
+        key: TransactionKey,
+        response: Box<Message>,
     },
     /// An outbound call announces its Call-ID before sending the INVITE.
     Register {
@@ -138,7 +161,16 @@ pub struct Router {
     gate: Option<RateGate>,
     /// INVITEs refused for overload, so their retransmissions get the same `503`.
     refused: RefusedInvites,
+    /// The server transactions of calls' initial INVITEs (module doc).
+    invites: TransactionTable<ReplyPath>,
+    /// When the transaction timers last ran (they run at most every [`TXN_TICK`]).
+    invites_ran: Instant,
 }
+
+/// The transaction timers' resolution: retransmissions (Timer G, ≥ 500 ms) and expiries
+/// need no finer one, and a burst of calls costs the router one wake-up per tick, not one
+/// per transaction.
+const TXN_TICK: Duration = Duration::from_millis(10);
 
 /// Timer H (64·T1): how long a refused INVITE's transaction absorbs retransmissions.
 const REFUSED_KEEP: Duration = Duration::from_secs(32);
@@ -166,6 +198,12 @@ impl Router {
                 )
             }),
             refused: RefusedInvites::new(REFUSED_KEEP, REFUSED_CAP),
+            invites: TransactionTable::new(TimerConfig {
+                // The call answers (100 Trying) as soon as it starts.
+                auto_trying: None,
+                ..TimerConfig::default()
+            }),
+            invites_ran: Instant::now(),
             ctx,
             calls: HashMap::new(),
             tracker,
@@ -181,10 +219,21 @@ impl Router {
     ) {
         let mut buf = vec![0u8; 65_536];
         let mut stamped = StampedReceiver::new(&udp);
+        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        let txn_sleep = tokio::time::sleep_until(far());
+        tokio::pin!(txn_sleep);
+        let mut txn_wake: Option<Instant> = None;
         loop {
+            let wake = self.transaction_wake();
+            if wake != txn_wake {
+                txn_wake = wake;
+                let at = wake.map_or_else(far, tokio::time::Instant::from_std);
+                txn_sleep.as_mut().reset(at);
+            }
             tokio::select! {
                 biased;
                 Some(c) = control.recv() => self.handle_control(c),
+                _ = &mut txn_sleep, if txn_wake.is_some() => txn_wake = None,
                 r = stamped.recv(&udp, &mut buf) => match r {
                     Ok((n, peer, queued)) => {
                         let reply = ReplyPath::Udp { socket: udp.clone(), peer };
@@ -220,11 +269,21 @@ impl Router {
                 self.handle_control(c);
             }
             for inbound in std::mem::take(&mut self.deferred) {
-                self.handle_ended(inbound);
+                self.handle_ended(inbound, None);
             }
         }
         if !self.refused.is_empty() {
             self.refused.expire(Instant::now());
+        }
+        if self
+            .invites
+            .poll_timeout()
+            .is_some_and(|t| t <= Instant::now())
+        {
+            let now = Instant::now();
+            self.invites_ran = now;
+            self.invites.handle_timeout(now);
+            self.flush_transactions();
         }
         if let Some((until, _)) = self.linger_order.front() {
             let now = Instant::now();
@@ -271,12 +330,38 @@ impl Router {
         }
     }
 
+    /// When the transaction timers next need the router (no sooner than [`TXN_TICK`] after
+    /// they last ran).
+    fn transaction_wake(&self) -> Option<Instant> {
+        self.invites
+            .poll_timeout()
+            .map(|t| t.max(self.invites_ran + TXN_TICK))
+    }
+
+    /// Send what the transactions want sent; their events need nothing from the router
+    /// (an ACK for the call is taken where it is absorbed, timeouts end nothing here).
+    fn flush_transactions(&mut self) {
+        while let Some(t) = self.invites.poll_transmit() {
+            t.ctx.send(t.message.to_bytes());
+        }
+        while self.invites.poll_event().is_some() {}
+    }
+
     fn handle_control(&mut self, c: RouterControl) {
         match c {
+            RouterControl::InviteResponse { key, response } => {
+                if let Err(e) = self.invites.response_sent(&key, *response, Instant::now()) {
+                    debug!(error = %e, "response to an INVITE without its transaction");
+                }
+            }
             RouterControl::CallEnded {
                 call_id,
                 bye_answer,
+                invite,
             } => {
+                if let Some(key) = invite {
+                    self.invites.remove_unanswered(&key);
+                }
                 self.calls.remove(&call_id);
                 if let Some(answer) = bye_answer {
                     self.linger_order.push_back((answer.until, call_id.clone()));
@@ -375,6 +460,65 @@ impl Router {
         let Ok(call_id) = msg.call_id().map(str::to_string) else {
             return;
         };
+        // An ACK, or an INVITE outside a dialog, may belong to a transaction held here.
+        let transactional = match method {
+            Method::Ack => true,
+            Method::Invite => msg.to_header().is_ok_and(|t| t.tag().is_none()),
+            _ => false,
+        };
+        let mut inbound = inbound;
+        let mut invite_key = None;
+        if transactional {
+            {
+                match self.absorb(inbound) {
+                    Ok(()) => return,
+                    Err((back, key)) => {
+                        inbound = back;
+                        invite_key = key;
+                    }
+                }
+            }
+        }
+        self.route(call_id, inbound, invite_key);
+    }
+
+    /// An INVITE without To tag, or an ACK, for a transaction the router holds: answered
+    /// or absorbed here (an ACK for a 2xx that matches goes on to its call). Otherwise the
+    /// request is given back, with its INVITE transaction key when it is an INVITE.
+    // Given back by value: boxing it would allocate for every new INVITE and ACK.
+    #[allow(clippy::result_large_err)]
+    fn absorb(&mut self, inbound: Inbound) -> Result<(), (Inbound, Option<TransactionKey>)> {
+        let Ok(key) = TransactionKey::server(&inbound.msg) else {
+            return Err((inbound, None));
+        };
+        let is_invite = inbound.msg.method() == Some(&Method::Invite);
+        let Inbound { msg, reply, size } = inbound;
+        match self.invites.absorb(&key, msg, Instant::now()) {
+            Ok(()) => {
+                while let Some(t) = self.invites.poll_transmit() {
+                    t.ctx.send(t.message.to_bytes());
+                }
+                while let Some((_, ev)) = self.invites.poll_event() {
+                    if let Event::Ack(msg) = ev {
+                        // The ACK for our 2xx (RFC 6026 §8.7): the call needs it.
+                        if let Ok(call_id) = msg.call_id().map(str::to_string) {
+                            let ack = Inbound {
+                                msg,
+                                reply: reply.clone(),
+                                size,
+                            };
+                            self.route(call_id, ack, None);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Err(msg) => Err((Inbound { msg, reply, size }, is_invite.then_some(key))),
+        }
+    }
+
+    /// A request that is not the router's own: to its call by Call-ID, else out of dialog.
+    fn route(&mut self, call_id: String, inbound: Inbound, invite_key: Option<TransactionKey>) {
         if let Some(tx) = self.calls.get(&call_id) {
             match tx.try_send(CallInput::Sip(Box::new(inbound))) {
                 Ok(()) => {}
@@ -391,12 +535,12 @@ impl Router {
             }
             return;
         }
-        self.handle_ended(inbound);
+        self.handle_ended(inbound, invite_key);
     }
 
     /// A request for no live call: a retransmission of the BYE that ended a call gets that
     /// call's answer again (and its ACKs are absorbed), anything else is out of dialog.
-    fn handle_ended(&mut self, inbound: Inbound) {
+    fn handle_ended(&mut self, inbound: Inbound, invite_key: Option<TransactionKey>) {
         if let Some(answer) = inbound
             .msg
             .call_id()
@@ -419,10 +563,10 @@ impl Router {
                 _ => {}
             }
         }
-        self.handle_without_dialog(inbound);
+        self.handle_without_dialog(inbound, invite_key);
     }
 
-    fn handle_without_dialog(&mut self, inbound: Inbound) {
+    fn handle_without_dialog(&mut self, inbound: Inbound, invite_key: Option<TransactionKey>) {
         let msg = &inbound.msg;
         let Some(method) = msg.method().cloned() else {
             return;
@@ -447,7 +591,7 @@ impl Router {
                 "OK",
                 &[(HeaderName::Other("Accept".into()), "application/sdp".into())],
             ),
-            Method::Invite if !has_to_tag => self.new_call(inbound),
+            Method::Invite if !has_to_tag => self.new_call(inbound, invite_key),
             Method::Invite
             | Method::Bye
             | Method::Cancel
@@ -558,7 +702,7 @@ impl Router {
         false
     }
 
-    fn new_call(&mut self, inbound: Inbound) {
+    fn new_call(&mut self, inbound: Inbound, invite_key: Option<TransactionKey>) {
         if !self.refused.is_empty() {
             if let Some(key) = self
                 .refusal_key(&inbound)
@@ -651,6 +795,14 @@ impl Router {
             return;
         };
         let local = self.ctx.local_identity(&inbound.reply);
+        // The INVITE's server transaction: the call reports its responses to it.
+        let invite_key = invite_key.or_else(|| TransactionKey::server(&inbound.msg).ok());
+        let invite_key = invite_key.filter(|key| {
+            let reliable = !inbound.reply.kind().unreliable();
+            self.invites
+                .track_invite(key.clone(), Instant::now(), inbound.reply.clone(), reliable)
+                .is_ok()
+        });
         let (tx, rx) = mpsc::channel(actor::MAILBOX);
         self.calls.insert(call_id, tx.clone());
         let ctx = self.ctx.clone();
@@ -660,7 +812,9 @@ impl Router {
         }
         let calls_rt = ctx.calls_rt.clone();
         self.tracker.spawn_on(
-            actor::run_inbound(ctx, slot, inbound, route, local, tx, rx, shutdown),
+            actor::run_inbound(
+                ctx, slot, inbound, invite_key, route, local, tx, rx, shutdown,
+            ),
             &calls_rt,
         );
     }

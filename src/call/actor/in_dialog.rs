@@ -65,14 +65,13 @@ impl Call {
     }
 
     /// At the INVITE: what to answer to its Session-Expires. False: refused with 422.
-    pub(super) fn session_timer_at_invite(&mut self, now: Instant) -> bool {
+    pub(super) fn session_timer_at_invite(&mut self) -> bool {
         self.in_dialog.peer_allows_update = session_timer::allows(&self.invite, "UPDATE");
         let a = session_timer::answer(self.timer_limits(), &self.invite);
         if let Answer::TooSmall { min_se } = a {
             info!(min_se, "session interval too small");
             self.in_dialog.invite_answer = Some(a);
             self.refuse(
-                now,
                 422,
                 "Session Interval Too Small",
                 HangupCause::SessionIntervalTooSmall,

@@ -1,5 +1,4 @@
-//! The inbound call actor: one tokio task per call that owns the INVITE server transaction,
-//! the UAS dialog, the RTP socket and media session, and the dialplan interpreter.
+//! The inbound call actor: one tokio task per call that owns the UAS dialog, the RTP socket and media session, and the dialplan interpreter.
 //!
 //! One `select!` loop waits on the mailbox (SIP from the router, ticket lookups), the RTCP
 //! socket, the RTP socket only while relaying a bridge, and a single reusable `Sleep` reset
@@ -10,6 +9,12 @@
 //! `drive` feeds the current time to the cores and carries out what they ask. The actor
 //! never awaits the database: records are submitted to the store writer, lookups run in a
 //! spawned task.
+//!
+//! The initial INVITE's server transaction is the router's (`router.rs`): the actor sends
+//! each response to the INVITE and reports it there ([`RouterControl::InviteResponse`]);
+//! INVITE retransmissions and the ACK of a non-2xx final never reach it. It stays the TU of
+//! RFC 6026: it retransmits its 2xx until the ACK (`pending_2xx`) and ends the call without
+//! one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +43,7 @@ use crate::media::session::{MediaEvent, MediaParams, MediaSession, MAX_PACKET};
 use crate::media::socket::{MediaSocket, Readiness};
 use crate::sip::message::{HeaderName, Message, Method, StartLine};
 use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
+use crate::sip::transaction::TransactionKey;
 use crate::sip::transport::{Inbound, ReplyPath};
 use crate::store::ops::StoreOp;
 use crate::store::{now_ts, tickets};
@@ -145,6 +151,9 @@ pub struct Call {
     id: String,
     invite: Message,
     invite_branch: String,
+    /// The router's server transaction for the initial INVITE (inbound calls): each
+    /// response to the INVITE is reported to it.
+    invite_key: Option<TransactionKey>,
     flow: ReplyPath,
     local: LocalIdentity,
     local_tag: String,
@@ -161,7 +170,6 @@ pub struct Call {
     ended_recorded: bool,
     sdp_session: u64,
     sdp_version: u64,
-    last_invite_response: Option<Vec<u8>>,
     pending_2xx: Option<Retransmit>,
     /// The answered offer whose media starts when the caller's ACK arrives (see `answer`).
     media_on_ack: Option<Negotiated>,
@@ -170,7 +178,6 @@ pub struct Call {
     /// the call ends.
     acd_outbox: std::collections::VecDeque<crate::acd::AcdMsg>,
     bye: Option<Retransmit>,
-    final_wait: Option<Retransmit>,
     /// Our 200 to the peer's BYE (UDP), handed to the router at the end so it can answer
     /// that BYE's retransmissions for Timer J without this call (router.rs).
     bye_answer: Option<ByeAnswer>,
@@ -234,6 +241,7 @@ struct CallSetup {
     id: String,
     invite: Message,
     invite_branch: String,
+    invite_key: Option<TransactionKey>,
     flow: ReplyPath,
     local: LocalIdentity,
     local_tag: String,
@@ -257,6 +265,7 @@ impl Call {
             id: s.id,
             invite: s.invite,
             invite_branch: s.invite_branch,
+            invite_key: s.invite_key,
             flow: s.flow,
             local: s.local,
             local_tag: s.local_tag,
@@ -272,12 +281,10 @@ impl Call {
             ended_recorded: false,
             sdp_session: rand::random::<u32>() as u64,
             sdp_version: 1,
-            last_invite_response: None,
             pending_2xx: None,
             media_on_ack: None,
             acd_outbox: Default::default(),
             bye: None,
-            final_wait: None,
             bye_answer: None,
             ticket_id: None,
             caller: s.caller,
@@ -314,6 +321,7 @@ pub async fn run_inbound(
     ctx: Arc<CallContext>,
     slot: CallSlot,
     inbound: Inbound,
+    invite_key: Option<TransactionKey>,
     route: Route,
     local: LocalIdentity,
     self_tx: mpsc::Sender<CallInput>,
@@ -330,14 +338,25 @@ pub async fn run_inbound(
         let sip_call_id = call_id.clone();
         let mut rx = rx;
         // A call refused at start drops its slot with it.
-        let bye_answer =
-            match Call::start(ctx, slot, inbound, route, local, self_tx, shutdown.clone()).await {
-                Some((call, rtp)) => call.run(&mut rx, rtp, shutdown).await,
-                None => {
-                    debug!("call refused at start");
-                    None
-                }
-            };
+        let invite = invite_key.clone();
+        let bye_answer = match Call::start(
+            ctx,
+            slot,
+            inbound,
+            invite_key,
+            route,
+            local,
+            self_tx,
+            shutdown.clone(),
+        )
+        .await
+        {
+            Some((call, rtp)) => call.run(&mut rx, rtp, shutdown).await,
+            None => {
+                debug!("call refused at start");
+                None
+            }
+        };
         // Announced before the mailbox closes (`rx` drops after this): the router takes a
         // request that finds the mailbox closed as one for a call that has ended.
         let _ = ctx2
@@ -345,6 +364,7 @@ pub async fn run_inbound(
             .send(RouterControl::CallEnded {
                 call_id: sip_call_id,
                 bye_answer,
+                invite,
             })
             .await;
         drop(rx);
@@ -355,10 +375,12 @@ pub async fn run_inbound(
 
 impl Call {
     /// Validate the INVITE, record the call, answer 100/180 (or refuse with 488/503).
+    #[allow(clippy::too_many_arguments)]
     async fn start(
         ctx: Arc<CallContext>,
         slot: CallSlot,
         inbound: Inbound,
+        invite_key: Option<TransactionKey>,
         route: Route,
         local: LocalIdentity,
         self_tx: mpsc::Sender<CallInput>,
@@ -390,6 +412,7 @@ impl Call {
         let mut call = Call::new(CallSetup {
             id: id.clone(),
             invite_branch,
+            invite_key,
             flow,
             local_tag: local_tag.clone(),
             dialog: DialogState {
@@ -432,7 +455,7 @@ impl Call {
             node: Some(call.ctx.config.node_id.clone()),
         });
         call.send_invite_response(100, "Trying", None);
-        if !call.session_timer_at_invite(now) {
+        if !call.session_timer_at_invite() {
             return Some((call, None));
         }
 
@@ -445,7 +468,6 @@ impl Call {
                 Err(e) => {
                     info!(error = %e, "no acceptable media in offer");
                     call.refuse(
-                        now,
                         488,
                         "Not Acceptable Here",
                         HangupCause::IncompatibleMedia,
@@ -463,7 +485,6 @@ impl Call {
             Err(e) => {
                 warn!(error = %e, "no RTP port");
                 call.refuse(
-                    now,
                     503,
                     "Service Unavailable",
                     HangupCause::NoRtpPort,
@@ -629,7 +650,6 @@ impl Call {
         self.phase == Phase::Done
             && self.uac.as_ref().is_none_or(|u| u.settled())
             && self.bye.is_none()
-            && self.final_wait.is_none()
             && self.pending_2xx.is_none()
     }
 
@@ -638,10 +658,7 @@ impl Call {
         if let Phase::Ringing { answer_at } = self.phase {
             d = d.min(answer_at);
         }
-        for r in [&self.pending_2xx, &self.bye, &self.final_wait]
-            .into_iter()
-            .flatten()
-        {
+        for r in [&self.pending_2xx, &self.bye].into_iter().flatten() {
             d = d.min(r.deadline());
         }
         if let Some(m) = &self.media {
@@ -815,17 +832,13 @@ impl Call {
                 step(r);
             }
         }
-        if let Some(r) = self.final_wait.as_mut() {
-            if now >= r.give_up {
-                self.final_wait = None;
-            } else {
-                step(r);
-            }
-        }
     }
 
     // ---- signalling --------------------------------------------------------------------
 
+    /// Send a response to the initial INVITE and report it to the router's transaction,
+    /// which repeats it for retransmissions (and a non-2xx final on Timer G until its ACK).
+    /// Returns what was sent (the 2xx is the TU's to retransmit).
     fn send_invite_response(&mut self, code: u16, reason: &str, body: Option<String>) -> Vec<u8> {
         let tag = if code > 100 {
             Some(self.local_tag.as_str())
@@ -842,26 +855,24 @@ impl Call {
         }
         let bytes = r.to_bytes();
         self.flow.send(bytes.clone());
-        self.last_invite_response = Some(bytes.clone());
+        if let Some(key) = &self.invite_key {
+            let note = RouterControl::InviteResponse {
+                key: key.clone(),
+                response: Box::new(r),
+            };
+            if self.ctx.router.try_send(note).is_err() {
+                // The router is far behind: a retransmitted INVITE goes unanswered (or
+                // gets an older answer) until the next response; the peer retransmits.
+                debug!(code, "router control full: INVITE response not reported");
+            }
+        }
         bytes
     }
 
-    /// Final non-2xx to the INVITE: wait for its ACK, resending on Timer G (RFC 3261 §17.2.1).
-    fn refuse(
-        &mut self,
-        now: Instant,
-        code: u16,
-        reason: &str,
-        cause: HangupCause,
-        disposition: Disposition,
-    ) {
-        let bytes = self.send_invite_response(code, reason, None);
-        self.final_wait = Some(Retransmit::new(
-            bytes,
-            now,
-            self.flow.kind().unreliable(),
-            0,
-        ));
+    /// Final non-2xx to the INVITE. Its retransmission on Timer G until the ACK (RFC 3261
+    /// §17.2.1) is the router's transaction's: the call is done.
+    fn refuse(&mut self, code: u16, reason: &str, cause: HangupCause, disposition: Disposition) {
+        self.send_invite_response(code, reason, None);
         self.phase = Phase::Done;
         self.media = None;
         self.record_end(disposition, cause, Some(code));
@@ -1084,10 +1095,9 @@ impl Call {
         match method {
             Method::Invite if to_tag.is_none() => {
                 if branch == self.invite_branch {
-                    // Retransmitted INVITE: repeat our last answer (RFC 3261 §17.2.1).
-                    if let Some(b) = &self.last_invite_response {
-                        self.flow.send(b.clone());
-                    }
+                    // A retransmission the router's transaction did not take (it ended, or
+                    // this call has none): nothing to repeat, the transaction answered.
+                    debug!("late INVITE retransmission absorbed");
                 } else {
                     self.reply(&msg, 482, "Loop Detected");
                 }
@@ -1099,8 +1109,8 @@ impl Call {
                     self.on_reinvite_request(now, &msg, &branch);
                 }
             }
-            Method::Ack => self.on_ack(now, &msg, &branch),
-            Method::Cancel => self.on_cancel(now, &msg, &branch),
+            Method::Ack => self.on_ack(now, &msg),
+            Method::Cancel => self.on_cancel(&msg, &branch),
             Method::Bye => {
                 if to_tag.as_deref() != Some(&self.local_tag) {
                     self.reply(&msg, 481, "Call/Transaction Does Not Exist");
@@ -1197,12 +1207,9 @@ impl Call {
         }
     }
 
-    fn on_ack(&mut self, now: Instant, msg: &Message, branch: &str) {
-        if self.final_wait.is_some() && branch == self.invite_branch {
-            // ACK for our non-2xx final answer (same transaction).
-            self.final_wait = None;
-            return;
-        }
+    /// An ACK for a 2xx (the ACK of a non-2xx final is absorbed by the router's
+    /// transaction).
+    fn on_ack(&mut self, now: Instant, msg: &Message) {
         let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
         if self.pending_2xx.as_ref().is_some_and(|p| p.cseq == cseq) {
             self.pending_2xx = None;
@@ -1230,7 +1237,7 @@ impl Call {
         }
     }
 
-    fn on_cancel(&mut self, now: Instant, msg: &Message, branch: &str) {
+    fn on_cancel(&mut self, msg: &Message, branch: &str) {
         if branch != self.invite_branch {
             self.reply(msg, 481, "Call/Transaction Does Not Exist");
             return;
@@ -1239,7 +1246,6 @@ impl Call {
         if matches!(self.phase, Phase::Ringing { .. }) {
             info!("caller cancelled before answer");
             self.refuse(
-                now,
                 487,
                 "Request Terminated",
                 HangupCause::CallerCancel,
@@ -1286,7 +1292,6 @@ impl Call {
     fn on_shutdown(&mut self, now: Instant) {
         match self.phase {
             Phase::Ringing { .. } => self.refuse(
-                now,
                 503,
                 "Service Unavailable",
                 HangupCause::Shutdown,
@@ -1325,13 +1330,9 @@ impl Call {
                 let disposition = self.disposition_override.unwrap_or(Disposition::Answered);
                 self.record_end(disposition, cause, Some(200));
             }
-            Phase::Ringing { .. } => self.refuse(
-                now,
-                480,
-                "Temporarily Unavailable",
-                cause,
-                Disposition::Failed,
-            ),
+            Phase::Ringing { .. } => {
+                self.refuse(480, "Temporarily Unavailable", cause, Disposition::Failed)
+            }
             Phase::Calling => self.cancel_outbound(now, cause),
             Phase::Parked => {
                 // A callback never dialed: nothing on the wire to end.

@@ -239,6 +239,7 @@ pub(super) async fn run_outbound_on(
         let _ = ctx
             .router
             .send(RouterControl::CallEnded {
+                invite: None,
                 call_id,
                 bye_answer,
             })
@@ -400,6 +401,7 @@ impl Call {
                 body: Bytes::new(),
             },
             invite_branch: String::new(),
+            invite_key: None,
             flow,
             local,
             local_tag,

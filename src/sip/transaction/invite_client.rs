@@ -150,5 +150,10 @@ impl InviteClient {
         self.core.terminate();
     }
 
+    /// The transaction's request.
+    pub fn request(&self) -> &Message {
+        &self.request
+    }
+
     io_methods!();
 }

@@ -8,6 +8,13 @@
 //! (64·T1, reported). A 2xx moves to Accepted for Timer L (64·T1): the TU retransmits the
 //! 2xx itself (each one it passes is sent), INVITE retransmissions are absorbed, a
 //! matching ACK is passed to the TU.
+//!
+//! A shell that sends the TU's responses itself (the router: each call actor writes its
+//! responses to its own flow) creates the machine with [`InviteServer::tracking`] and
+//! reports them with [`InviteServer::response_sent`]: the machine then holds no copy of the
+//! request, queues nothing for what was already sent, and keeps a response only as long as
+//! it may have to repeat it (Proceeding, Completed) — in Accepted it holds no message at
+//! all, since there the INVITE retransmissions are absorbed and the TU retransmits its 2xx.
 
 use std::time::{Duration, Instant};
 
@@ -39,7 +46,9 @@ impl InviteServerState {
 pub struct InviteServer {
     core: Core,
     state: InviteServerState,
-    request: Message,
+    /// The INVITE, kept while Proceeding for the automatic 100 Trying; `None` for a
+    /// [`tracking`](InviteServer::tracking) machine and after Proceeding.
+    request: Option<Message>,
     last_response: Option<Message>,
     /// Timer G's current interval.
     interval: Duration,
@@ -55,10 +64,29 @@ impl InviteServer {
         InviteServer {
             core,
             state: InviteServerState::Proceeding,
-            request,
+            request: Some(request),
             last_response: None,
             interval: cfg.t1,
         }
+    }
+
+    /// A machine for an INVITE whose TU sends every response itself and reports it with
+    /// [`response_sent`](Self::response_sent): no copy of the request, no automatic 100
+    /// (the TU answers at once).
+    pub fn tracking(now: Instant, cfg: TimerConfig, reliable: bool) -> InviteServer {
+        let _ = now;
+        InviteServer {
+            core: Core::new(cfg, reliable),
+            state: InviteServerState::Proceeding,
+            request: None,
+            last_response: None,
+            interval: cfg.t1,
+        }
+    }
+
+    /// The INVITE, while Proceeding (`None` for a tracking machine).
+    pub fn request(&self) -> Option<&Message> {
+        self.request.as_ref()
     }
 
     pub fn state(&self) -> InviteServerState {
@@ -101,6 +129,25 @@ impl InviteServer {
         response: Message,
         now: Instant,
     ) -> Result<(), TransactionError> {
+        self.respond(response, now, true)
+    }
+
+    /// The TU sent this response itself on the transaction's flow: the same state change
+    /// as [`send_response`](Self::send_response), nothing queued to send.
+    pub fn response_sent(
+        &mut self,
+        response: Message,
+        now: Instant,
+    ) -> Result<(), TransactionError> {
+        self.respond(response, now, false)
+    }
+
+    fn respond(
+        &mut self,
+        response: Message,
+        now: Instant,
+        transmit: bool,
+    ) -> Result<(), TransactionError> {
         let code = response.status().ok_or(TransactionError::NotAResponse)?;
         use InviteServerState::*;
         match (self.state, class(code)) {
@@ -126,7 +173,20 @@ impl InviteServer {
                 })
             }
         }
-        self.core.send(response.clone());
+        if self.state != Proceeding {
+            self.request = None;
+        }
+        if self.state == Accepted {
+            // Nothing is ever repeated from here (INVITEs are absorbed, the TU resends).
+            self.last_response = None;
+            if transmit {
+                self.core.send(response);
+            }
+            return Ok(());
+        }
+        if transmit {
+            self.core.send(response.clone());
+        }
         self.last_response = Some(response);
         Ok(())
     }
@@ -144,9 +204,14 @@ impl InviteServer {
         use InviteServerState::*;
         match (timer, self.state) {
             (Timer::Trying, Proceeding) if self.last_response.is_none() => {
-                let trying = self.request.response(100, "Trying", None);
-                self.core.send(trying.clone());
-                self.last_response = Some(trying);
+                if let Some(trying) = self
+                    .request
+                    .as_ref()
+                    .map(|r| r.response(100, "Trying", None))
+                {
+                    self.core.send(trying.clone());
+                    self.last_response = Some(trying);
+                }
             }
             (Timer::G, Completed) => {
                 if let Some(r) = &self.last_response {

@@ -243,11 +243,6 @@ macro_rules! io_methods {
                 self.on_timer(timer, due, now);
             }
         }
-
-        /// The first branch of the transaction's request, for logging.
-        pub fn request(&self) -> &Message {
-            &self.request
-        }
     };
 }
 pub(crate) use io_methods;

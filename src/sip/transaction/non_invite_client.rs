@@ -108,5 +108,10 @@ impl NonInviteClient {
         self.core.terminate();
     }
 
+    /// The transaction's request.
+    pub fn request(&self) -> &Message {
+        &self.request
+    }
+
     io_methods!();
 }

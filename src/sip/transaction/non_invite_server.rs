@@ -117,5 +117,10 @@ impl NonInviteServer {
         self.core.terminate();
     }
 
+    /// The transaction's request.
+    pub fn request(&self) -> &Message {
+        &self.request
+    }
+
     io_methods!();
 }

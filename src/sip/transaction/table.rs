@@ -14,8 +14,19 @@
 //!
 //! Each transaction carries a context `C` from the shell (the flow it arrived on or is
 //! sent over), handed back with every message to send.
+//!
+//! Timers: the table keeps each transaction's next deadline in a min-heap (lazy deletion:
+//! an entry whose instant is no longer its transaction's scheduled one is skipped when it
+//! comes up), so `poll_timeout` is a peek and `handle_timeout` touches only the
+//! transactions that are due — the router holds tens of thousands of INVITE transactions
+//! at 2000 calls/s (Timer L is 32 s), and a scan per wake-up would not do.
+//!
+//! A shell whose TU sends its responses itself (the router and its call actors) uses
+//! [`track_invite`](TransactionTable::track_invite), [`response_sent`](TransactionTable::response_sent)
+//! and [`absorb`](TransactionTable::absorb) instead of `handle_request`/`send_response`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use super::{
@@ -94,6 +105,44 @@ impl Transaction {
 struct Entry<C> {
     txn: Transaction,
     ctx: C,
+    /// The deadline this transaction has in the heap (the only one of its heap entries
+    /// that counts).
+    scheduled: Option<Instant>,
+}
+
+impl<C> Entry<C> {
+    fn new(txn: Transaction, ctx: C) -> Entry<C> {
+        Entry {
+            txn,
+            ctx,
+            scheduled: None,
+        }
+    }
+}
+
+/// A heap entry: ordered by instant only, earliest first.
+#[derive(Debug)]
+struct Due {
+    at: Instant,
+    key: TransactionKey,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Due) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Due) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Due) -> Ordering {
+        // Reversed: `BinaryHeap` is a max-heap.
+        other.at.cmp(&self.at)
+    }
 }
 
 /// All transactions of one endpoint.
@@ -103,6 +152,7 @@ pub struct TransactionTable<C> {
     txns: HashMap<TransactionKey, Entry<C>>,
     /// INVITE client transactions whose CANCEL waits for a provisional (§9.1).
     cancel_pending: HashSet<TransactionKey>,
+    deadlines: BinaryHeap<Due>,
     transmits: VecDeque<TableTransmit<C>>,
     events: VecDeque<(TransactionKey, Event)>,
 }
@@ -113,6 +163,7 @@ impl<C: Clone> TransactionTable<C> {
             cfg,
             txns: HashMap::new(),
             cancel_pending: HashSet::new(),
+            deadlines: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -161,7 +212,8 @@ impl<C: Clone> TransactionTable<C> {
         } else {
             Transaction::NonInviteServer(NonInviteServer::new(request, now, self.cfg, reliable))
         };
-        self.txns.insert(key.clone(), Entry { txn, ctx });
+        self.txns.insert(key.clone(), Entry::new(txn, ctx));
+        self.collect(&key);
         if is_cancel {
             let inv = key.cancelled_invite();
             let invite = self.txns.contains_key(&inv).then_some(inv);
@@ -220,7 +272,7 @@ impl<C: Clone> TransactionTable<C> {
                 Transaction::NonInviteClient(NonInviteClient::new(request, now, self.cfg, reliable))
             }
         };
-        self.txns.insert(key.clone(), Entry { txn, ctx });
+        self.txns.insert(key.clone(), Entry::new(txn, ctx));
         self.collect(&key);
         Ok(key)
     }
@@ -275,7 +327,10 @@ impl<C: Clone> TransactionTable<C> {
         let reliable = t.is_reliable();
         t.cancel_sent(now);
         let ctx = e.ctx.clone();
-        self.start_client(cancel, now, ctx, reliable)
+        let r = self.start_client(cancel, now, ctx, reliable);
+        // The INVITE's timers changed (§9.1 give-up): reschedule it.
+        self.collect(key);
+        r
     }
 
     /// The transport failed on a transaction's flow.
@@ -286,29 +341,104 @@ impl<C: Clone> TransactionTable<C> {
         }
     }
 
-    /// The earliest timer of any transaction. (A scan: fine for the few hundred
-    /// transactions alive at once; a deadline heap is the upgrade path.)
+    /// An INVITE server transaction for a request the shell hands to its TU itself; the TU
+    /// sends its responses on its own and reports them with
+    /// [`response_sent`](Self::response_sent). The table holds no copy of the request.
+    pub fn track_invite(
+        &mut self,
+        key: TransactionKey,
+        now: Instant,
+        ctx: C,
+        reliable: bool,
+    ) -> Result<(), TransactionError> {
+        if self.txns.contains_key(&key) {
+            return Err(TransactionError::Duplicate);
+        }
+        let txn = Transaction::InviteServer(InviteServer::tracking(now, self.cfg, reliable));
+        self.txns.insert(key.clone(), Entry::new(txn, ctx));
+        self.collect(&key);
+        Ok(())
+    }
+
+    /// The TU sent `response` to a server transaction itself: the transaction changes
+    /// state (and retransmits it later if its state says so) without sending it now.
+    pub fn response_sent(
+        &mut self,
+        key: &TransactionKey,
+        response: Message,
+        now: Instant,
+    ) -> Result<(), TransactionError> {
+        let e = self.txns.get_mut(key).ok_or(TransactionError::NotFound)?;
+        let r = match &mut e.txn {
+            Transaction::InviteServer(t) => t.response_sent(response, now),
+            _ => Err(TransactionError::NotFound),
+        };
+        self.collect(key);
+        r
+    }
+
+    /// A request for the existing server transaction `key` (a retransmission, or the ACK
+    /// of an INVITE): taken by the transaction, whose answer comes out of `poll_transmit`
+    /// and whose ACK for the TU out of `poll_event`. No such transaction: the request is
+    /// given back, for the shell to handle as new.
+    // Given back by value: boxing it would allocate for every new INVITE and ACK.
+    #[allow(clippy::result_large_err)]
+    pub fn absorb(
+        &mut self,
+        key: &TransactionKey,
+        request: Message,
+        now: Instant,
+    ) -> Result<(), Message> {
+        let is_ack = request.method() == Some(&Method::Ack);
+        let Some(e) = self.txns.get_mut(key) else {
+            return Err(request);
+        };
+        match &mut e.txn {
+            Transaction::InviteServer(t) => t.handle_request(request, now),
+            Transaction::NonInviteServer(t) if !is_ack => t.handle_request(request, now),
+            _ => return Err(request),
+        }
+        self.collect(key);
+        Ok(())
+    }
+
+    /// Forget an INVITE server transaction its TU never answered with a final response
+    /// (the TU is gone): true if one was removed. Transactions past Proceeding stay for
+    /// their timers.
+    pub fn remove_unanswered(&mut self, key: &TransactionKey) -> bool {
+        let unanswered = matches!(
+            self.txns.get(key).map(|e| &e.txn),
+            Some(Transaction::InviteServer(t)) if t.state() == super::InviteServerState::Proceeding
+        );
+        if unanswered {
+            self.txns.remove(key);
+            self.prune();
+        }
+        unanswered
+    }
+
+    /// The earliest timer of any transaction (a peek at the deadline heap).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.txns
-            .values()
-            .filter_map(|e| e.txn.poll_timeout())
-            .min()
+        self.deadlines.peek().map(|d| d.at)
     }
 
     /// Run every timer due at `now`; terminated transactions are dropped.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<TransactionKey> = self
-            .txns
-            .iter()
-            .filter(|(_, e)| e.txn.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            if let Some(e) = self.txns.get_mut(&key) {
-                e.txn.handle_timeout(now);
+        while self.deadlines.peek().is_some_and(|d| d.at <= now) {
+            let Some(Due { at, key }) = self.deadlines.pop() else {
+                break;
+            };
+            let Some(e) = self.txns.get_mut(&key) else {
+                continue;
+            };
+            if e.scheduled != Some(at) {
+                continue; // superseded: its current deadline has its own entry
             }
+            e.scheduled = None;
+            e.txn.handle_timeout(now);
             self.collect(&key);
         }
+        self.prune();
     }
 
     pub fn poll_transmit(&mut self) -> Option<TableTransmit<C>> {
@@ -342,6 +472,46 @@ impl<C: Clone> TransactionTable<C> {
         if e.txn.is_terminated() {
             self.txns.remove(key);
             self.cancel_pending.remove(key);
+            self.prune();
+            return;
+        }
+        let next = e.txn.poll_timeout();
+        if next != e.scheduled {
+            e.scheduled = next;
+            if let Some(at) = next {
+                self.deadlines.push(Due {
+                    at,
+                    key: key.clone(),
+                });
+            }
+            self.prune();
+        }
+    }
+
+    /// The earliest deadline by a scan of every transaction (what the heap must agree with).
+    #[cfg(test)]
+    pub(crate) fn scan_timeout(&self) -> Option<Instant> {
+        self.txns
+            .values()
+            .filter_map(|e| e.txn.poll_timeout())
+            .min()
+    }
+
+    /// Drop superseded entries from the top of the heap, so `poll_timeout` is exact.
+    fn prune(&mut self) {
+        while let Some(d) = self.deadlines.peek() {
+            if self.txns.get(&d.key).and_then(|e| e.scheduled) == Some(d.at) {
+                break;
+            }
+            self.deadlines.pop();
+        }
+        if self.txns.is_empty() {
+            self.deadlines.clear();
+            if self.deadlines.capacity() > 1024 {
+                // Give the memory of a burst back.
+                self.deadlines.shrink_to(1024);
+                self.txns.shrink_to(1024);
+            }
         }
     }
 }

@@ -583,6 +583,103 @@ fn rfc2543_requests_are_keyed_without_a_magic_cookie() {
     assert!(ki.branch.starts_with("2543|call-1|a1|7|"));
 }
 
+/// The router's use: the TU sends its own responses and reports them; the table repeats
+/// the last one for INVITE retransmissions, retransmits a non-2xx on Timer G and absorbs
+/// its ACK, absorbs INVITEs in Accepted and hands a matching ACK up; no copy of anything is
+/// queued for what the TU already sent.
+#[test]
+fn table_tracks_an_invite_whose_tu_sends_its_own_responses() {
+    let t0 = Instant::now();
+    let mut t: TransactionTable<u8> = TransactionTable::new(cfg());
+    let inv = invite("z9hG4bKtr");
+    let key = TransactionKey::server(&inv).unwrap();
+    t.track_invite(key.clone(), t0, 7, false).unwrap();
+    assert!(t.track_invite(key.clone(), t0, 7, false).is_err());
+    assert_eq!(t.poll_timeout(), None, "no automatic 100: the TU answers");
+    // Before any response a retransmission is absorbed silently.
+    t.absorb(&key, inv.clone(), t0 + MS).unwrap();
+    assert!(t.poll_transmit().is_none());
+    t.response_sent(&key, response(&inv, 100), t0 + MS).unwrap();
+    t.response_sent(&key, response(&inv, 180), t0 + 2 * MS)
+        .unwrap();
+    assert!(t.poll_transmit().is_none(), "the TU sent those itself");
+    t.absorb(&key, inv.clone(), t0 + 3 * MS).unwrap();
+    let again = t.poll_transmit().expect("the 180 again");
+    assert_eq!((again.ctx, again.message.status()), (7, Some(180)));
+    // Another branch is not this transaction: given back.
+    let other = invite("z9hG4bKother");
+    assert!(t
+        .absorb(&TransactionKey::server(&other).unwrap(), other, t0)
+        .is_err());
+    // 2xx: Accepted, INVITEs absorbed, the ACK with the same branch handed up.
+    t.response_sent(&key, response(&inv, 200), t0 + 4 * MS)
+        .unwrap();
+    assert!(t.poll_transmit().is_none());
+    t.absorb(&key, inv.clone(), t0 + 5 * MS).unwrap();
+    assert!(t.poll_transmit().is_none(), "absorbed in Accepted");
+    let ack = request("ACK", "z9hG4bKtr", "10.0.0.1:5060");
+    t.absorb(&key, ack.clone(), t0 + 6 * MS).unwrap();
+    assert_eq!(t.poll_event(), Some((key.clone(), Event::Ack(ack))));
+    assert!(!t.remove_unanswered(&key), "answered: stays for Timer L");
+    assert_eq!(t.poll_timeout(), Some(t0 + 4 * MS + 32 * 1000 * MS));
+    t.handle_timeout(t0 + 4 * MS + 32 * 1000 * MS);
+    assert!(t.is_empty());
+    assert_eq!(t.poll_event(), Some((key, Event::Terminated)));
+
+    // Non-2xx: repeated on Timer G (0.5, 1.5 s ...), the ACK ends that.
+    let inv2 = invite("z9hG4bKtr2");
+    let k2 = TransactionKey::server(&inv2).unwrap();
+    t.track_invite(k2.clone(), t0, 1, false).unwrap();
+    t.response_sent(&k2, response(&inv2, 486), t0).unwrap();
+    assert!(t.poll_transmit().is_none());
+    let sent = run_until!(t, t0, 2000 * MS);
+    assert_eq!(sent, secs(&[0.5, 1.5]));
+    t.absorb(
+        &k2,
+        request("ACK", "z9hG4bKtr2", "10.0.0.1:5060"),
+        t0 + 1600 * MS,
+    )
+    .unwrap();
+    assert_eq!(t.poll_event(), None, "the ACK of a non-2xx stays here");
+    let sent = run_until!(t, t0, 60_000 * MS);
+    assert!(sent.is_empty(), "{sent:?}");
+    assert!(t.is_empty(), "Timer I ended it");
+
+    // A TU that ends without a final answer: its transaction goes with it.
+    let inv3 = invite("z9hG4bKtr3");
+    let k3 = TransactionKey::server(&inv3).unwrap();
+    t.track_invite(k3.clone(), t0, 1, false).unwrap();
+    t.response_sent(&k3, response(&inv3, 100), t0).unwrap();
+    assert!(t.remove_unanswered(&k3));
+    assert!(t.is_empty());
+}
+
+/// Many transactions: the heap wakes only for the ones due, in deadline order.
+#[test]
+fn table_deadline_heap_runs_only_what_is_due() {
+    let t0 = Instant::now();
+    let mut t: TransactionTable<u32> = TransactionTable::new(cfg());
+    for i in 0..5000u32 {
+        let inv = invite(&format!("z9hG4bKh{i}"));
+        let key = TransactionKey::server(&inv).unwrap();
+        let at = t0 + Duration::from_millis(u64::from(i));
+        t.track_invite(key.clone(), at, i, false).unwrap();
+        let code = if i % 2 == 0 { 200 } else { 486 };
+        t.response_sent(&key, response(&inv, code), at).unwrap();
+    }
+    // First: Timer G of the first 486 (i = 1) at 1 ms + T1.
+    assert_eq!(t.poll_timeout(), Some(t0 + 501 * MS));
+    assert_eq!(t.poll_timeout(), t.scan_timeout());
+    t.handle_timeout(t0 + 501 * MS);
+    let sent = drain(|| t.poll_transmit());
+    assert_eq!(sent.iter().map(|s| s.ctx).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(t.poll_timeout(), Some(t0 + 503 * MS));
+    // After Timer L/H everything is gone.
+    t.handle_timeout(t0 + 40_000 * MS);
+    assert!(t.is_empty());
+    assert_eq!(t.poll_timeout(), None);
+}
+
 // ---- Simulated network: client and server tables over a lossy, reordering link ----
 
 /// xorshift64*: deterministic, dependency-free randomness for the simulation.
@@ -842,6 +939,8 @@ mod property {
         TransportError(u8),
         Advance(u32),
         Start(u8, u8),
+        Track(u8),
+        Sent(u8, u16),
     }
 
     const METHODS: [&str; 5] = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS"];
@@ -855,6 +954,8 @@ mod property {
             (0u8..4).prop_map(Op::TransportError),
             (0u32..40_000).prop_map(Op::Advance),
             (0u8..5, 0u8..3).prop_map(|(m, b)| Op::Start(m, b)),
+            (0u8..3).prop_map(Op::Track),
+            (0u8..4, 100u16..700).prop_map(|(k, c)| Op::Sent(k, c)),
         ]
     }
 
@@ -906,7 +1007,22 @@ mod property {
                             keys.push(k);
                         }
                     }
+                    Op::Track(b) => {
+                        let r = request("INVITE", &format!("z9hG4bKt{b}"), "h:1");
+                        let k = TransactionKey::server(&r).unwrap();
+                        if t.track_invite(k.clone(), now, (), reliable).is_ok() {
+                            keys.push(k);
+                        }
+                    }
+                    Op::Sent(k, code) => {
+                        if let Some(key) = keys.get(k as usize) {
+                            let r = request(key.method.as_str(), &key.branch, "h:1");
+                            let _ = t.response_sent(key, response(&r, code), now);
+                        }
+                    }
                 }
+                // The deadline heap agrees with a scan of every transaction.
+                prop_assert_eq!(t.poll_timeout(), t.scan_timeout());
                 while t.poll_transmit().is_some() {}
                 while t.poll_event().is_some() {}
             }
