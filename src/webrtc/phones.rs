@@ -22,10 +22,14 @@ pub enum PageAction {
     /// Hang up an answered call (or give up a ring, as Reject).
     Hangup,
     /// Put the caller on hold (music on hold, as a SIP phone's hold) or take them back.
-    Hold { on: bool },
+    Hold {
+        on: bool,
+    },
     /// Send these DTMF digits to the caller (RFC 4733 events on the caller's leg); already
     /// checked to be `0-9 * # A-D`.
-    Dtmf { digits: String },
+    Dtmf {
+        digits: String,
+    },
     /// Blind transfer of the caller to this queue (the browser leg ends); `reply` says
     /// whether the call took it.
     Transfer {

@@ -648,7 +648,10 @@ mod tests {
             let ends = packets.iter().filter(|(_, _, e)| e.end).count();
             assert_eq!(ends, 3);
         }
-        assert_ne!(first[0].1.timestamp, second[0].1.timestamp, "a new event, a new timestamp");
+        assert_ne!(
+            first[0].1.timestamp, second[0].1.timestamp,
+            "a new event, a new timestamp"
+        );
         assert!(second[0].0 >= first[6].0 + DTMF_GAP, "a gap between digits");
         assert!(!d.sending());
     }
