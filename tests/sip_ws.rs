@@ -1162,7 +1162,7 @@ fn raw_caller(
 /// bridge, and the page receives nothing), resumes (the bridge's packets again), presses 5
 /// on the pad (RFC 4733 event 5 with telephone-event type 101 at the caller) and transfers
 /// the caller to queue `sales` (nobody there: the caller is released with `queue_no_agents`
-/// and the record names `sales` and the transfer).
+/// and the record's trail has `transfer support->sales`).
 #[test]
 fn browser_agent_holds_sends_dtmf_and_transfers_from_the_page() {
     let sales = "[[queue]]\nname = \"sales\"\nstrategy = \"longest-idle\"\nring_timeout_s = 15\n\
@@ -1253,7 +1253,7 @@ fn browser_agent_holds_sends_dtmf_and_transfers_from_the_page() {
     assert!(
         r["note"]
             .as_str()
-            .is_some_and(|n| n.contains("transferred")),
+            .is_some_and(|n| n.to_lowercase().contains("transferred")),
         "{r}"
     );
     assert!(
@@ -1267,8 +1267,10 @@ fn browser_agent_holds_sends_dtmf_and_transfers_from_the_page() {
         )
         .pop()
     });
-    assert_eq!(rec["queue"], "sales", "{rec:?}");
+    // schema.md: a transferred caller the new queue refused keeps no `queue`, its cause
+    // names the refusal, and the trail names the transfer.
     assert_eq!(rec["hangup_cause"], "queue_no_agents", "{rec:?}");
+    assert_eq!(rec["queue"], serde_json::Value::Null, "{rec:?}");
     let id = rec["id"].as_str().expect("id").to_string();
     let trail = server.db().call_events(&id);
     for (kind, detail) in [
@@ -1289,10 +1291,24 @@ fn browser_agent_holds_sends_dtmf_and_transfers_from_the_page() {
 /// agent logs in again in a new page, available; nothing is left offered or on a call.
 #[test]
 fn browser_agent_vanishing_mid_call_is_released_as_agent_lost() {
-    let (_dir, server, mut child, line_rx) = browser_agent_ready("vanish", "");
+    let (dir, server, mut child, line_rx) = browser_agent_ready("vanish", "");
+    // 12 s of a 400 Hz tone from the customer (the page waits for audio before vanishing).
+    let tone = dir.path().join("tone.ulaw");
+    let samples: Vec<u8> = (0..8000 * 12)
+        .map(|i| {
+            let s = (f64::from(i) * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin() * 8000.0;
+            switchboard::media::codec::Codec::Pcmu.encode_sample(s as i16)
+        })
+        .collect();
+    std::fs::write(&tone, samples).expect("tone");
     let caller = server.spawn_sipp(
         &support::Scenario::Call {
-            pcap_args: vec![],
+            pcap_args: vec![
+                "--lead-audio".into(),
+                tone.display().to_string(),
+                "--tail-ms".into(),
+                "200".into(),
+            ],
             hold_ms: 40_000,
         },
         &["-set", "caller", "+15551239780"],
