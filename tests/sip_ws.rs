@@ -1124,7 +1124,7 @@ fn raw_caller(
             }
             let _ = rtp.send_to(&pkt, server_rtp);
             k += 1;
-            if k % 5 == 0 {
+            if k.is_multiple_of(5) {
                 if let Some(d) = client.recv_datagram(Duration::from_millis(1)) {
                     let text = String::from_utf8_lossy(&d).into_owned();
                     if text.starts_with("BYE ") {
