@@ -790,6 +790,7 @@ async fn browser_webrtc_leg_connects_and_audio_flows_both_ways() {
 /// driver and its stdout lines (after `READY`).
 fn browser_agent_ready(
     mode: &str,
+    extra_config: &str,
 ) -> (
     tempfile::TempDir,
     Server,
@@ -827,6 +828,7 @@ fn browser_agent_ready(
         &format!("dialplan_dir = {:?}", plans.display().to_string()),
     );
     assert_ne!(text, default, "config/default.toml has a dialplan_dir line");
+    let text = format!("{text}\n{extra_config}");
     let cfg = dir.path().join("config.toml");
     std::fs::write(&cfg, text).expect("write config");
     let server = Server::start(&["--config", &cfg.display().to_string()]);
@@ -841,6 +843,7 @@ fn browser_agent_ready(
         .arg(mode)
         .env("NODE_PATH", &node_path)
         .env("CHROMIUM", &chromium)
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -883,7 +886,7 @@ fn browser_agent_ready(
 /// hangs up in the page: the caller gets the BYE, the record names the agent.
 #[test]
 fn browser_agent_answers_a_queue_call_in_the_page() {
-    let (dir, server, child, line_rx) = browser_agent_ready("answer");
+    let (dir, server, child, line_rx) = browser_agent_ready("answer", "");
 
     // 12 s of a 400 Hz tone from the customer, who stays on the line until the BYE.
     let tone = dir.path().join("tone.ulaw");
@@ -992,7 +995,7 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
 /// unreachable (not stuck `offered`, and not rung in a page that is gone).
 #[test]
 fn browser_ring_ends_when_the_caller_hangs_up() {
-    let (_dir, server, child, line_rx) = browser_agent_ready("ring-only");
+    let (_dir, server, child, line_rx) = browser_agent_ready("ring-only", "");
     let caller = server.spawn_sipp(
         &support::Scenario::HangupEarly { hold_ms: 3000 },
         &["-set", "caller", "+15551239778"],
@@ -1034,5 +1037,334 @@ fn browser_ring_ends_when_the_caller_hangs_up() {
             let v: serde_json::Value = serde_json::from_str(&body).ok()?;
             (code == 200 && v["state"] == "logged_out" && v["reachable"] == false).then_some(v)
         },
+    );
+}
+
+/// One RTP packet the raw caller received: wall-clock ms, SSRC, payload type, payload head.
+#[derive(Debug, Clone)]
+struct Heard {
+    at_ms: u128,
+    ssrc: u32,
+    pt: u8,
+    head: [u8; 4],
+}
+
+fn wall_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// A customer on a plain UDP socket (so the test sees every RTP packet it gets, which SIPp
+/// cannot log): INVITE `hotline` offering PCMU + telephone-event 101, then a 400 Hz PCMU
+/// tone every 20 ms, logging what arrives, until the server's BYE (answered 200) or
+/// `limit`. Returns what it heard and whether a BYE came.
+fn raw_caller(
+    server: &Server,
+    caller: &str,
+    limit: Duration,
+) -> std::thread::JoinHandle<(Vec<Heard>, bool)> {
+    use switchboard::media::rtp::{write_header, RtpPacket};
+    let client = server.sip_client();
+    let caller = caller.to_string();
+    std::thread::spawn(move || {
+        let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
+        let port = rtp.local_addr().expect("addr").port();
+        let sdp = support::sdp_offer(port, "0 101", &["0 PCMU/8000", "101 telephone-event/8000"]);
+        let req = support::SipRequest::new("INVITE", "hotline", &client)
+            .header(
+                "From",
+                &format!("<sip:{caller}@{}>;tag={}", client.local, unique("t")),
+            )
+            .body("application/sdp", &sdp);
+        let ok = client.request(&req.bytes());
+        assert_eq!(ok.code, 200, "{}", ok.text);
+        client.send(&req.ack_for(&ok).bytes());
+        let server_rtp: std::net::SocketAddr = {
+            let port: u16 = ok
+                .text
+                .lines()
+                .find_map(|l| l.strip_prefix("m=audio "))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+                .expect("m=audio port in the 200");
+            ([127, 0, 0, 1], port).into()
+        };
+        rtp.set_read_timeout(Some(Duration::from_millis(1)))
+            .expect("timeout");
+        let mut heard = Vec::new();
+        let mut buf = [0u8; 1500];
+        let start = std::time::Instant::now();
+        let mut bye = false;
+        let mut k: u32 = 0;
+        while start.elapsed() < limit && !bye {
+            let due = start + Duration::from_millis(20 * u64::from(k));
+            while std::time::Instant::now() < due {
+                if let Ok((n, _)) = rtp.recv_from(&mut buf) {
+                    if let Ok(p) = RtpPacket::parse(&buf[..n]) {
+                        let mut head = [0u8; 4];
+                        let m = p.payload.len().min(4);
+                        head[..m].copy_from_slice(&p.payload[..m]);
+                        heard.push(Heard {
+                            at_ms: wall_ms(),
+                            ssrc: p.ssrc,
+                            pt: p.payload_type,
+                            head,
+                        });
+                    }
+                }
+            }
+            let mut pkt = [0u8; 12 + 160];
+            write_header(&mut pkt, k == 0, 0, k as u16, k * 160, 0x5eed_0001);
+            for (i, b) in pkt[12..].iter_mut().enumerate() {
+                let t = f64::from(k * 160 + i as u32) / 8000.0;
+                let s = (t * 2.0 * std::f64::consts::PI * 400.0).sin() * 8000.0;
+                *b = switchboard::media::codec::Codec::Pcmu.encode_sample(s as i16);
+            }
+            let _ = rtp.send_to(&pkt, server_rtp);
+            k += 1;
+            if k.is_multiple_of(5) {
+                if let Some(d) = client.recv_datagram(Duration::from_millis(1)) {
+                    let text = String::from_utf8_lossy(&d).into_owned();
+                    if text.starts_with("BYE ") {
+                        // 200 OK with the request's Via, From, To, Call-ID and CSeq.
+                        let head = text.split("\r\n\r\n").next().unwrap_or("");
+                        let mut resp = String::from("SIP/2.0 200 OK\r\n");
+                        for l in head.lines().skip(1) {
+                            let name = l
+                                .split(':')
+                                .next()
+                                .unwrap_or("")
+                                .trim()
+                                .to_ascii_lowercase();
+                            if ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"]
+                                .contains(&name.as_str())
+                            {
+                                resp.push_str(l);
+                                resp.push_str("\r\n");
+                            }
+                        }
+                        resp.push_str("Content-Length: 0\r\n\r\n");
+                        client.send(resp.as_bytes());
+                        bye = true;
+                    }
+                }
+            }
+        }
+        (heard, bye)
+    })
+}
+
+/// Hold, the DTMF pad and a blind transfer from the page, heard by the customer: a raw UDP
+/// caller (every RTP packet it receives is logged) is answered by the browser agent, who
+/// puts it on hold (the caller's packets then come from the music-on-hold source, not the
+/// bridge, and the page receives nothing), resumes (the bridge's packets again), presses 5
+/// on the pad (RFC 4733 event 5 with telephone-event type 101 at the caller) and transfers
+/// the caller to queue `sales` (nobody there: the caller is released with `queue_no_agents`
+/// and the record's trail has `transfer support->sales`).
+#[test]
+fn browser_agent_holds_sends_dtmf_and_transfers_from_the_page() {
+    let sales = "[[queue]]\nname = \"sales\"\nstrategy = \"longest-idle\"\nring_timeout_s = 15\n\
+                 wrapup_s = 5\njoin_empty = false\nmusic_on_hold = \"moh\"\n";
+    let (_dir, server, child, line_rx) = browser_agent_ready("controls:sales", sales);
+    let caller = raw_caller(&server, "+15551239779", Duration::from_secs(60));
+    let report = line_rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
+    let out = child.wait_with_output().expect("node exits");
+    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
+    assert!(
+        out.status.success(),
+        "browser driver failed: {r}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    eprintln!("browser agent: {r}");
+    let (heard, bye) = caller.join().expect("caller thread");
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    let t = |k: &str| u128::from(r[k].as_u64().unwrap_or(0));
+    // The page: nothing from the caller while held, the caller's audio again after.
+    assert!(
+        n("held_rx1") - n("held_rx0") <= 5,
+        "the page got the caller's audio while on hold: {r}"
+    );
+    assert!(
+        n("resumed_rx1") - n("resumed_rx0") >= 50,
+        "the caller's audio is back after resume: {r}"
+    );
+    assert_eq!(r["hold_label"], "Resume", "{r}");
+    // The caller: the bridge's source before hold, another (music on hold) while held, the
+    // bridge again after resume.
+    let before: Vec<&Heard> = heard
+        .iter()
+        .filter(|h| h.pt == 0 && h.at_ms + 1000 < t("hold_at") && h.at_ms + 3000 > t("hold_at"))
+        .collect();
+    assert!(
+        before.len() >= 40,
+        "the agent's audio reached the caller before hold: {}",
+        before.len()
+    );
+    let bridge = before[before.len() / 2].ssrc;
+    let window = |from: u128, to: u128| {
+        heard
+            .iter()
+            .filter(move |h| h.pt == 0 && h.at_ms >= from && h.at_ms < to)
+    };
+    let held_from = t("hold_at") + 700;
+    let held_to = t("resume_at");
+    let from_bridge = window(held_from, held_to)
+        .filter(|h| h.ssrc == bridge)
+        .count();
+    let music = window(held_from, held_to)
+        .filter(|h| h.ssrc != bridge)
+        .count();
+    assert!(
+        from_bridge <= 3,
+        "the agent's audio kept flowing while on hold: {from_bridge}"
+    );
+    assert!(
+        music >= 50,
+        "music on hold for the caller while held: {music} packets"
+    );
+    let resumed = window(t("resume_at") + 700, t("dtmf_at"))
+        .filter(|h| h.ssrc == bridge)
+        .count();
+    assert!(
+        resumed >= 50,
+        "the agent's audio is back after resume: {resumed}"
+    );
+    // The pad's 5: RFC 4733 event 5, with an end packet.
+    let events: Vec<&Heard> = heard.iter().filter(|h| h.pt == 101).collect();
+    assert!(
+        events.iter().filter(|h| h.head[0] == 5).count() >= 3
+            && events
+                .iter()
+                .any(|h| h.head[0] == 5 && h.head[1] & 0x80 != 0),
+        "DTMF 5 from the pad as RFC 4733 events at the caller: {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|h| h.head[0] == 5 && h.at_ms >= t("dtmf_at")),
+        "{events:?}"
+    );
+    // The transfer: the page's call ended, the caller went to `sales` (empty: released).
+    assert!(
+        r["note"]
+            .as_str()
+            .is_some_and(|n| n.to_lowercase().contains("transferred")),
+        "{r}"
+    );
+    assert!(
+        bye,
+        "the caller got a BYE after the transfer to an empty queue"
+    );
+    let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
+        db.rows(
+            "SELECT * FROM call_records WHERE caller = '+15551239779' AND direction = 'inbound' \
+             AND ended_at IS NOT NULL",
+        )
+        .pop()
+    });
+    // schema.md: a transferred caller the new queue refused keeps no `queue`, its cause
+    // names the refusal, and the trail names the transfer.
+    assert_eq!(rec["hangup_cause"], "queue_no_agents", "{rec:?}");
+    assert_eq!(rec["queue"], serde_json::Value::Null, "{rec:?}");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let trail = server.db().call_events(&id);
+    for (kind, detail) in [
+        ("hold", "agent"),
+        ("unhold", "agent"),
+        ("transfer", "support->sales"),
+    ] {
+        assert!(
+            trail.iter().any(|(k, d)| k == kind && d == detail),
+            "{kind} {detail} in {trail:?}"
+        );
+    }
+}
+
+/// A browser that vanishes mid-call (the tab is closed without hanging up: its event
+/// stream and its media stop): the call is released at once as `agent_lost` (not after
+/// ICE consent's 30 s), the caller gets the BYE, the agent goes to wrap-up, and once the
+/// agent logs in again in a new page, available; nothing is left offered or on a call.
+#[test]
+fn browser_agent_vanishing_mid_call_is_released_as_agent_lost() {
+    let (dir, server, mut child, line_rx) = browser_agent_ready("vanish", "");
+    // 12 s of a 400 Hz tone from the customer (the page waits for audio before vanishing).
+    let tone = dir.path().join("tone.ulaw");
+    let samples: Vec<u8> = (0..8000 * 12)
+        .map(|i| {
+            let s = (f64::from(i) * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin() * 8000.0;
+            switchboard::media::codec::Codec::Pcmu.encode_sample(s as i16)
+        })
+        .collect();
+    std::fs::write(&tone, samples).expect("tone");
+    let caller = server.spawn_sipp(
+        &support::Scenario::Call {
+            pcap_args: vec![
+                "--lead-audio".into(),
+                tone.display().to_string(),
+                "--tail-ms".into(),
+                "200".into(),
+            ],
+            hold_ms: 40_000,
+        },
+        &["-set", "caller", "+15551239780"],
+    );
+    let vanished = line_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the page did not answer\n{}", server.log()));
+    assert_eq!(vanished, "VANISHED", "{vanished}\n{}", server.log());
+    let gone_at = std::time::Instant::now();
+    // Wrap-up is seen on the way (5 s in the default queue).
+    support::wait_for(
+        Duration::from_secs(10),
+        "webcarol in wrap-up after the vanished call",
+        || {
+            let (code, body) = server.api_get("/api/agents/webcarol")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (code == 200 && v["state"] == "wrap_up").then_some(())
+        },
+    );
+    let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
+        db.rows(
+            "SELECT * FROM call_records WHERE caller = '+15551239780' AND direction = 'inbound' \
+             AND ended_at IS NOT NULL",
+        )
+        .pop()
+    });
+    assert!(
+        gone_at.elapsed() < Duration::from_secs(15),
+        "released promptly, not at ICE consent expiry: {:?}",
+        gone_at.elapsed()
+    );
+    assert_eq!(rec["agent"], "webcarol", "{rec:?}");
+    assert_eq!(rec["hangup_cause"], "agent_lost", "{rec:?}");
+    caller.wait().assert_ok(&server);
+    // The agent comes back in a new page.
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("driver stdin");
+        stdin.write_all(b"RELOGIN\n").expect("tell the driver");
+    }
+    let report = line_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
+    let out = child.wait_with_output().expect("node exits");
+    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
+    assert!(
+        out.status.success(),
+        "browser driver failed: {r}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    eprintln!("browser agent: {r}");
+    let states = r["states_after"].as_array().cloned().unwrap_or_default();
+    assert_eq!(states.last(), Some(&serde_json::json!("available")), "{r}");
+    assert!(
+        !states.iter().any(|s| s == "on_call" || s == "offered"),
+        "nothing stuck on the vanished call: {r}"
     );
 }

@@ -437,6 +437,132 @@ pub async fn hangup(
     )
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    call_id: String,
+    on: bool,
+}
+
+/// `POST /api/agent/hold {"call_id", "on"}`: put the page's call on hold (the caller hears
+/// the queue's music on hold, as with a SIP phone's hold) or take it back.
+pub async fn hold(
+    State(st): State<Arc<ApiState>>,
+    Extension(s): Extension<SessionInfo>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: HoldBody = json_body(&headers, &body)?;
+    st.ctx
+        .phones
+        .act(
+            &s.agent,
+            &b.call_id,
+            crate::webrtc::phones::PageAction::Hold { on: b.on },
+        )
+        .map_err(phone_error)?;
+    Ok(Json(json!({"call_id": b.call_id, "on": b.on})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DtmfBody {
+    call_id: String,
+    digits: String,
+}
+
+/// Digits one request may carry (a pad press is one; a pasted number a few).
+const MAX_DIGITS: usize = 32;
+
+/// `POST /api/agent/dtmf {"call_id", "digits"}`: send DTMF to the caller from the pad, as
+/// RFC 4733 telephone-events on the caller's leg (`0-9 * # A-D`, at most 32 per request).
+pub async fn dtmf(
+    State(st): State<Arc<ApiState>>,
+    Extension(s): Extension<SessionInfo>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: DtmfBody = json_body(&headers, &body)?;
+    if !valid_digits(&b.digits) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("digits: 1 to {MAX_DIGITS} of 0-9 * # A-D"),
+        ));
+    }
+    st.ctx
+        .phones
+        .act(
+            &s.agent,
+            &b.call_id,
+            crate::webrtc::phones::PageAction::Dtmf {
+                digits: b.digits.clone(),
+            },
+        )
+        .map_err(phone_error)?;
+    Ok(Json(json!({"call_id": b.call_id, "digits": b.digits})))
+}
+
+fn valid_digits(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= MAX_DIGITS
+        && d.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    call_id: String,
+    target: String,
+}
+
+/// `POST /api/agent/transfer {"call_id", "target"}`: blind transfer of the page's caller to
+/// the queue `target` (a configured `[[queue]]`, as a SIP phone's REFER): the caller waits
+/// there with a new place in line, the agent's part of the call ends (wrap-up). 404 for an
+/// unknown queue.
+pub async fn transfer(
+    State(st): State<Arc<ApiState>>,
+    Extension(s): Extension<SessionInfo>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: TransferBody = json_body(&headers, &body)?;
+    let target = b.target.trim().to_string();
+    if !st.ctx.acd.has_queue(&target) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no queue '{target}' (a blind transfer goes to a configured [[queue]])"),
+        ));
+    }
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    st.ctx
+        .phones
+        .act(
+            &s.agent,
+            &b.call_id,
+            crate::webrtc::phones::PageAction::Transfer {
+                queue: target.clone(),
+                reply,
+            },
+        )
+        .map_err(phone_error)?;
+    match tokio::time::timeout(ANSWER_WAIT, rx).await {
+        Ok(Ok(Ok(()))) => {
+            info!(agent = %s.agent, queue = %target, "browser agent transfer");
+            Ok(Json(json!({"call_id": b.call_id, "target": target})))
+        }
+        Ok(Ok(Err(why))) => Err(ApiError(StatusCode::CONFLICT, why)),
+        Ok(Err(_)) => Err(ApiError(
+            StatusCode::CONFLICT,
+            "the call ended before the transfer".into(),
+        )),
+        Err(_) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the call did not take the transfer in time".into(),
+        )),
+    }
+}
+
 fn page_action(
     st: &ApiState,
     s: &SessionInfo,
@@ -866,6 +992,15 @@ mod tests {
         h.append(header::COOKIE, HeaderValue::from_static("sb_agent=zz"));
         assert_eq!(session_cookie(&h), Some("zz".into()));
         assert_eq!(session_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn dtmf_digits_are_checked() {
+        assert!(valid_digits("5"));
+        assert!(valid_digits("0123456789*#ABCD"));
+        assert!(!valid_digits(""));
+        assert!(!valid_digits("5e"));
+        assert!(!valid_digits(&"1".repeat(MAX_DIGITS + 1)));
     }
 
     #[test]

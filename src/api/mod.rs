@@ -278,6 +278,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/agent/answer", post(agent::answer))
         .route("/api/agent/reject", post(agent::reject))
         .route("/api/agent/hangup", post(agent::hangup))
+        .route("/api/agent/hold", post(agent::hold))
+        .route("/api/agent/dtmf", post(agent::dtmf))
+        .route("/api/agent/transfer", post(agent::transfer))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             agent::require_session,

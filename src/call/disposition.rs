@@ -102,6 +102,8 @@ impl fmt::Display for Disposition {
 pub enum HangupCause {
     CallerHangup,
     AgentHangup,
+    /// A browser agent's page and media vanished mid-call (ICE consent lost, page closed).
+    AgentLost,
     /// A dialplan `hangup` step without a `cause` (the interpreter's `normal`).
     DialplanHangup,
     CallbackRequested,
@@ -148,9 +150,10 @@ pub enum HangupCause {
 
 impl HangupCause {
     /// Every cause with a fixed name.
-    pub const NAMED: [HangupCause; 29] = [
+    pub const NAMED: [HangupCause; 30] = [
         HangupCause::CallerHangup,
         HangupCause::AgentHangup,
+        HangupCause::AgentLost,
         HangupCause::DialplanHangup,
         HangupCause::CallbackRequested,
         HangupCause::FeatureCode,
@@ -189,6 +192,7 @@ impl HangupCause {
             HangupCause::Custom(c) => c,
             HangupCause::CallerHangup => "caller_hangup",
             HangupCause::AgentHangup => "agent_hangup",
+            HangupCause::AgentLost => "agent_lost",
             HangupCause::DialplanHangup => "dialplan_hangup",
             HangupCause::CallbackRequested => "callback_requested",
             HangupCause::FeatureCode => "feature_code",
@@ -322,6 +326,7 @@ mod tests {
             [
                 "caller_hangup",
                 "agent_hangup",
+                "agent_lost",
                 "dialplan_hangup",
                 "callback_requested",
                 "feature_code",

@@ -21,6 +21,24 @@ pub enum PageAction {
     Reject,
     /// Hang up an answered call (or give up a ring, as Reject).
     Hangup,
+    /// Put the caller on hold (music on hold, as a SIP phone's hold) or take them back.
+    Hold {
+        on: bool,
+    },
+    /// Send these DTMF digits to the caller (RFC 4733 events on the caller's leg); already
+    /// checked to be `0-9 * # A-D`.
+    Dtmf {
+        digits: String,
+    },
+    /// Blind transfer of the caller to this queue (the browser leg ends); `reply` says
+    /// whether the call took it.
+    Transfer {
+        queue: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The agent's last page event stream closed during the call (the tab was closed, the
+    /// browser died or lost the network): the leg ends unless the browser's media still flows.
+    PageGone,
 }
 
 /// Pushed to the agent's session event stream.
@@ -92,8 +110,10 @@ impl Phones {
 
     /// A page's event stream closed. When it was the agent's last one and its phone is on
     /// with no call in progress, the phone is turned off: returns true (the caller tells the
-    /// ACD). A phone with a call keeps it (the media may outlive a dropped stream; consent
-    /// ends a vanished browser's call).
+    /// ACD). A phone with calls keeps them, but each call's leg is told
+    /// ([`PageAction::PageGone`]): it ends the call when the browser's media has stopped too
+    /// (then [`Phones::off_if_unwatched`] turns the phone off), so a vanished browser's call
+    /// is released at once rather than when ICE consent expires (30 s).
     pub fn unwatch(&self, agent: &str) -> bool {
         let mut t = self.table();
         let left = match t.watchers.get_mut(agent) {
@@ -107,6 +127,30 @@ impl Phones {
             return false;
         }
         t.watchers.remove(agent);
+        match t.phones.get(agent) {
+            Some(p) if p.calls.is_empty() => {
+                t.phones.remove(agent);
+                true
+            }
+            Some(p) => {
+                for tx in p.calls.values() {
+                    let _ = tx.try_send(PageAction::PageGone);
+                }
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// After a call on the phone ended: when no page of the agent is open any more (its last
+    /// event stream closed during the call) and no other call is in progress, turn the phone
+    /// off. Returns true when it did (the caller tells the ACD), so a vanished page is not
+    /// rung again.
+    pub fn off_if_unwatched(&self, agent: &str) -> bool {
+        let mut t = self.table();
+        if t.watchers.get(agent).is_some_and(|n| *n > 0) {
+            return false;
+        }
         if t.phones.get(agent).is_some_and(|p| p.calls.is_empty()) {
             t.phones.remove(agent);
             return true;
@@ -260,10 +304,18 @@ mod tests {
         phones.watch("ann");
         assert!(!phones.unwatch("ann"), "another stream is open");
         assert!(phones.is_on("ann"));
-        let ring = phones.ring("ann", "c1").expect("rung");
+        let mut ring = phones.ring("ann", "c1").expect("rung");
         assert!(!phones.unwatch("ann"), "a call in progress keeps the phone");
         assert!(phones.is_on("ann"));
+        assert!(
+            matches!(ring.actions.try_recv(), Ok(PageAction::PageGone)),
+            "the call's leg hears that the page is gone"
+        );
+        assert!(!phones.off_if_unwatched("ann"), "the call is still on");
         drop(ring);
+        assert!(phones.off_if_unwatched("ann"), "call over, no page: off");
+        assert!(!phones.is_on("ann"));
+        phones.set("ann", true);
         phones.watch("ann");
         assert!(phones.unwatch("ann"), "last stream, idle: off");
         assert!(!phones.is_on("ann"));

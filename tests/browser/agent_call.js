@@ -6,7 +6,13 @@
 // the server's side.
 // Mode `ring-only`: do not answer; wait for the ring to end by itself (the caller hung up)
 // and report the `call-ended` reason the page saw.
-// usage: node agent_call.js BASE_URL AGENT PASSWORD [answer|ring-only]
+// Mode `controls:QUEUE`: answer, then hold (3 s), resume (3 s), press 5 on the DTMF pad,
+// and blind-transfer the caller to QUEUE; report the page's packet counts around each step
+// with wall-clock times (ms since the epoch) so the test can line them up with the caller.
+// Mode `vanish`: answer, then close the page without hanging up (as a crashed tab); on a
+// line on stdin, log in again in a new page with the phone on, and report the agent states
+// seen until available.
+// usage: node agent_call.js BASE_URL AGENT PASSWORD [answer|ring-only|controls:QUEUE|vanish]
 // (playwright-core through NODE_PATH; Chromium at $CHROMIUM or /usr/bin/chromium.)
 const { chromium } = require('playwright-core');
 
@@ -32,21 +38,39 @@ async function stats(page) {
   });
 }
 
+// Log in on /agent in a new browser context and turn the browser phone on.
+async function open(browser, out) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') out.steps.push('console: ' + m.text()); });
+  const by = (id) => page.locator(`[data-testid="${id}"]`);
+  await page.goto(`${base}/agent`);
+  await by('login-user').fill(agent);
+  await by('login-password').fill(password);
+  await by('login-submit').click();
+  await by('agent-state').waitFor({ state: 'visible', timeout: 10000 });
+  await by('browser-phone').check();
+  await page.waitForFunction(() => me && me.phone === true, null, { timeout: 10000 });
+  return { context, page, by };
+}
+
+async function talking(page) {
+  const deadline = Date.now() + 20000;
+  let s = {};
+  while (Date.now() < deadline) {
+    await page.waitForTimeout(250);
+    s = await stats(page);
+    if (s.conn === 'connected' && s.rx_packets >= 100 && s.rx_energy > 0 && s.tx_packets >= 100) break;
+  }
+  return s;
+}
+
 (async () => {
   const out = { steps: [] };
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
   try {
-    const page = await browser.newPage();
-    page.on('console', (m) => { if (m.type() === 'error') out.steps.push('console: ' + m.text()); });
-    const by = (id) => page.locator(`[data-testid="${id}"]`);
-    await page.goto(`${base}/agent`);
-    await by('login-user').fill(agent);
-    await by('login-password').fill(password);
-    await by('login-submit').click();
-    await by('agent-state').waitFor({ state: 'visible', timeout: 10000 });
-    await by('browser-phone').check();
-    await page.waitForFunction(() => me && me.phone === true, null, { timeout: 10000 });
+    const { context, page, by } = await open(browser, out);
     out.steps.push('phone on');
     process.stdout.write('READY\n');
 
@@ -61,14 +85,60 @@ async function stats(page) {
       return;
     }
     await by('answer').click();
-    const deadline = Date.now() + 20000;
-    let s = {};
-    while (Date.now() < deadline) {
-      await page.waitForTimeout(250);
-      s = await stats(page);
-      if (s.conn === 'connected' && s.rx_packets >= 100 && s.rx_energy > 0 && s.tx_packets >= 100) break;
-    }
+    const s = await talking(page);
     out.stats = s;
+    if (mode.startsWith('controls:')) {
+      const rx = async () => (await stats(page)).rx_packets || 0;
+      out.hold_at = Date.now();
+      await by('hold').click();
+      await page.waitForFunction(() => phone.held === true, null, { timeout: 5000 });
+      await page.waitForTimeout(500);
+      out.held_rx0 = await rx();
+      await page.waitForTimeout(2500);
+      out.held_rx1 = await rx();
+      out.hold_label = await by('hold').textContent();
+      out.resume_at = Date.now();
+      await by('hold').click();
+      await page.waitForFunction(() => phone.held === false, null, { timeout: 5000 });
+      await page.waitForTimeout(500);
+      out.resumed_rx0 = await rx();
+      await page.waitForTimeout(2500);
+      out.resumed_rx1 = await rx();
+      out.dtmf_at = Date.now();
+      await by('dtmf-pad').locator('button[data-digit="5"]').click();
+      await page.waitForTimeout(1000);
+      out.transfer_at = Date.now();
+      await by('transfer-target').fill(mode.slice('controls:'.length));
+      await by('transfer-submit').click();
+      await page.waitForFunction(() => phone.active === null && phone.pc === null, null, { timeout: 10000 });
+      out.note = await page.locator('#phone-note').textContent();
+      out.steps.push('transferred');
+      process.stdout.write(JSON.stringify(out) + '\n');
+      return;
+    }
+    if (mode === 'vanish') {
+      // The tab dies mid-call: no hang-up, the event stream and the media just stop.
+      out.vanish_at = Date.now();
+      await context.close();
+      out.steps.push('vanished');
+      process.stdout.write('VANISHED\n');
+      // The test says when (after it saw the call released): logging in again takes the
+      // session over, which would end a call still in progress differently.
+      await new Promise((r) => process.stdin.once('data', r));
+      const again = await open(browser, out);
+      out.steps.push('back');
+      const seen = [];
+      const deadline = Date.now() + 30000;
+      while (Date.now() < deadline) {
+        const st = await again.by('agent-state').getAttribute('data-state');
+        if (seen[seen.length - 1] !== st) seen.push(st);
+        if (st === 'available') break;
+        await again.page.waitForTimeout(200);
+      }
+      out.states_after = seen;
+      process.stdout.write(JSON.stringify(out) + '\n');
+      return;
+    }
     out.rx_packets_shown = await by('call-stats-rx-packets').textContent();
     out.call_status = await by('call-status').textContent();
     out.steps.push('talked');

@@ -1059,6 +1059,18 @@ impl SipClient {
         }
     }
 
+    /// The next datagram within `timeout`, whatever it is (a request from the server too).
+    pub fn recv_datagram(&self, timeout: Duration) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 65_536];
+        self.sock
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .expect("set timeout");
+        match self.sock.recv_from(&mut buf) {
+            Ok((n, _)) => Some(buf[..n].to_vec()),
+            Err(_) => None,
+        }
+    }
+
     /// The first final (>= 200) response within `timeout`.
     pub fn final_response(&self, timeout: Duration) -> Option<SipResponse> {
         let deadline = Instant::now() + timeout;

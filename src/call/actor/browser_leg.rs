@@ -16,6 +16,7 @@
 //! One task per leg; everything (sockets, the str0m session, the ring) is released when it
 //! returns.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use crate::media::bridge::{Direction, LegMedia, Relay};
 use crate::media::codec::{Codec, OPUS_OFFER_PT};
 use crate::media::rtp::{write_header, RtpPacket};
 use crate::media::socket::{MediaSocket, Readiness};
+use crate::media::telephone_event::{digit_to_event, EventPayload};
 use crate::webrtc::driver::{self, Frame, LegNotice};
 use crate::webrtc::phones::PageAction;
 use crate::webrtc::{LegCodec, WebRtcLeg};
@@ -39,6 +41,21 @@ use crate::webrtc::{LegCodec, WebRtcLeg};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Datagrams read per wake-up from the loopback socket (a flood cannot hold the task).
 const DRAIN_LIMIT: usize = 32;
+/// After the page's last event stream closed, this long without audio from the browser
+/// ends the call as lost (a live browser sends a packet every 20 ms, even muted).
+const PAGE_GONE_SILENCE: Duration = Duration::from_secs(2);
+/// Payload type of the RFC 4733 events the leg sends into the agent→caller relay (only
+/// the relay sees it: it is rewritten to the caller's negotiated telephone-event type).
+const EVENT_PT: u8 = 101;
+/// One DTMF digit from the pad: 100 ms of event, then 60 ms before the next (RFC 4733
+/// senders commonly use 50–100 ms tones; receivers detect from 40 ms).
+const DTMF_TONE: Duration = Duration::from_millis(100);
+const DTMF_GAP: Duration = Duration::from_millis(60);
+/// Event packets are sent every 20 ms, the end packet three times (RFC 4733 §2.5.1.4).
+const DTMF_STEP: Duration = Duration::from_millis(20);
+const DTMF_END_REPEATS: u8 = 3;
+/// Digits queued at most (a page cannot queue an unbounded tone train).
+const DTMF_MAX_QUEUED: usize = 32;
 
 /// Ring `link.agent`'s page for the call `call` (the ACD key), and serve the leg.
 pub(super) async fn run(
@@ -74,6 +91,16 @@ pub(super) async fn run(
                     failed(OfferEnd::Busy);
                     return;
                 }
+                // The page closed while ringing: nobody will answer it.
+                Some(PageAction::PageGone) => {
+                    ring.why = "page_gone";
+                    failed(OfferEnd::Failed);
+                    return;
+                }
+                Some(PageAction::Transfer { reply, .. }) => {
+                    let _ = reply.send(Err("the call is not answered".into()));
+                }
+                Some(PageAction::Hold { .. } | PageAction::Dtmf { .. }) => {}
                 // The phone was turned off (logout, takeover).
                 None => {
                     ring.why = "phone_off";
@@ -154,13 +181,25 @@ pub(super) async fn run(
                 }
                 Some(_) => {}
             },
-            a = ring.actions.recv() => {
-                if matches!(a, Some(PageAction::Hangup | PageAction::Reject) | None) {
+            a = ring.actions.recv() => match a {
+                Some(PageAction::Hangup | PageAction::Reject) | None => {
                     ring.why = "rejected";
                     failed(OfferEnd::Busy);
                     return;
                 }
-            }
+                Some(PageAction::PageGone) => {
+                    ring.why = "page_gone";
+                    failed(OfferEnd::Failed);
+                    return;
+                }
+                Some(PageAction::Transfer { reply, .. }) => {
+                    let _ = reply.send(Err("the call is not connected yet".into()));
+                }
+                Some(PageAction::Answer { reply, .. }) => {
+                    let _ = reply.send(Err("already answered".into()));
+                }
+                Some(PageAction::Hold { .. } | PageAction::Dtmf { .. }) => {}
+            },
             _ = &mut connect_by => break false,
             _ = shutdown.cancelled() => break false,
         }
@@ -192,11 +231,58 @@ pub(super) async fn run(
     let mut to_browser = Timeline::default();
     let mut seq: u16 = rand::random();
     let ssrc: u32 = rand::random();
+    // What the page asked for: hold (the caller hears music, the browser's audio is not
+    // relayed), DTMF (RFC 4733 events on the agent→caller stream), a transfer under way.
+    let mut held = false;
+    let mut transferring = false;
+    let mut dtmf = DtmfSender::new(media.codec.clock_rate());
+    // The browser's media time (its last audio packet) and when it was heard: DTMF events
+    // start there, and a page gone silent with its event stream closed is a lost agent.
+    let mut last_rtp_time: u64 = 0;
+    let mut last_heard = Instant::now();
+    let mut page_gone = false;
     let why = loop {
+        let wake = [
+            dtmf.next_at(),
+            page_gone.then(|| last_heard + PAGE_GONE_SILENCE),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let timer = async move {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut drive => break "webrtc_error",
+            () = timer => {
+                let now = Instant::now();
+                if page_gone && now >= last_heard + PAGE_GONE_SILENCE {
+                    break "page_gone";
+                }
+                let step = u64::from(media.codec.timestamp_step());
+                while let Some(ev) = dtmf.poll(now, (last_rtp_time + step) as u32) {
+                    let Some((r, out)) = relay.as_mut() else { continue };
+                    let (Some(pt), false) = (media.telephone_event, held) else { continue };
+                    write_header(&mut buf, ev.marker, pt, seq, ev.timestamp, ssrc);
+                    seq = seq.wrapping_add(1);
+                    buf[12..16].copy_from_slice(&ev.payload);
+                    if let Some(n) = r.rewrite(now, &mut buf, 16) {
+                        let _ = out.try_send_to(&buf[..n], r.dest());
+                    }
+                }
+            }
             n = notices.recv() => match n {
                 Some(LegNotice::Audio { rtp_time, payload }) => {
+                    last_rtp_time = rtp_time;
+                    last_heard = Instant::now();
+                    // On hold the caller hears music; during a DTMF event the event packets
+                    // stand for the audio (as a phone's RFC 4733 sender does).
+                    if held || dtmf.sending() {
+                        continue;
+                    }
                     let Some((r, out)) = relay.as_mut() else { continue };
                     let len = 12 + payload.len();
                     if len > buf.len() {
@@ -243,6 +329,9 @@ pub(super) async fn run(
                         r.set_dest(dest);
                     }
                 }
+                // After our transfer request the caller's side stops this leg: the caller
+                // waits in the new queue.
+                Some(CallInput::LegControl(LegControl::Stop)) if transferring => break "transferred",
                 Some(CallInput::LegControl(LegControl::Stop)) | None => break "caller_gone",
                 Some(_) => {}
             },
@@ -251,6 +340,40 @@ pub(super) async fn run(
                 Some(PageAction::Answer { reply, .. }) => {
                     let _ = reply.send(Err("already answered".into()));
                 }
+                Some(PageAction::Hold { on }) => {
+                    if on != held && relay.is_some() {
+                        held = on;
+                        // The caller's actor does what it does for a SIP phone's hold
+                        // re-INVITE: music on hold for the caller, no relay to us meanwhile.
+                        let _ = link.caller_tx.try_send(CallInput::Leg(LegEvent::Hold {
+                            leg: link.leg,
+                            on,
+                            remote: plain_addr,
+                        }));
+                        info!(agent = %link.agent, on, "browser agent hold");
+                    }
+                }
+                Some(PageAction::Dtmf { digits }) => {
+                    if media.telephone_event.is_some() && !held {
+                        dtmf.push(&digits);
+                    }
+                }
+                Some(PageAction::Transfer { queue, reply }) => {
+                    let sent = link.caller_tx.try_send(CallInput::Leg(LegEvent::Transfer {
+                        leg: link.leg,
+                        queue: queue.clone(),
+                    }));
+                    if sent.is_ok() {
+                        info!(agent = %link.agent, %queue, "browser agent transfers the caller");
+                        transferring = true;
+                        let _ = reply.send(Ok(()));
+                    } else {
+                        let _ = reply.send(Err("the call is busy; try again".into()));
+                    }
+                }
+                // The page's event stream is gone: the leg ends once the browser's media has
+                // stopped too (a closed tab); a browser that still sends keeps its call.
+                Some(PageAction::PageGone) => page_gone = true,
                 None => break "phone_off",
             },
             _ = shutdown.cancelled() => break "shutdown",
@@ -258,10 +381,25 @@ pub(super) async fn run(
     };
     info!(agent = %link.agent, why, "browser agent leg ended");
     ring.why = why;
+    // Without a page and with its media gone (or consent expired), nobody hung up: the
+    // agent's side was lost, and the record says so.
+    let lost = matches!(why, "page_gone" | "ice_consent_lost" | "webrtc_error");
     let _ = link.caller_tx.try_send(CallInput::Leg(LegEvent::Ended {
         leg: link.leg,
         agent: link.agent.clone(),
+        lost,
     }));
+    drop(ring);
+    // A page closed during the call left the phone on for it: off now, so the ACD does not
+    // ring a page that is gone.
+    if ctx.phones.off_if_unwatched(&link.agent) {
+        info!(agent = %link.agent, "no page left after the call: browser phone off");
+        ctx.acd.send(crate::acd::AcdMsg::BrowserPhone {
+            name: link.agent.clone(),
+            def: None,
+            on: false,
+        });
+    }
 }
 
 /// What answering the browser's offer set up.
@@ -305,12 +443,12 @@ async fn accept(ctx: &CallContext, offer: &str) -> Option<Setup> {
         Some(LegCodec::Pcmu) => LegMedia {
             codec: Codec::Pcmu,
             payload_type: 0,
-            telephone_event: None,
+            telephone_event: Some(EVENT_PT),
         },
         Some(LegCodec::Opus) => LegMedia {
             codec: Codec::Opus,
             payload_type: OPUS_OFFER_PT,
-            telephone_event: None,
+            telephone_event: Some(EVENT_PT),
         },
         None => {
             info!("browser offer has no codec we speak");
@@ -337,6 +475,118 @@ fn plain_readiness(plain: MediaSocket) -> Option<(Arc<MediaSocket>, Readiness, S
     let addr = plain.local_addr().ok()?;
     let readiness = Readiness::new(&plain).ok()?;
     Some((Arc::new(plain), readiness, addr))
+}
+
+/// One RFC 4733 event packet to send: payload, marker (first packet of an event) and the
+/// event's timestamp (the same for all its packets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EventPacket {
+    marker: bool,
+    timestamp: u32,
+    payload: [u8; 4],
+}
+
+/// Sans-IO RFC 4733 sender for the DTMF pad: digits in, event packets out on a 20 ms
+/// cadence (growing duration, then the end packet three times), one digit after another.
+#[derive(Debug)]
+struct DtmfSender {
+    /// Timestamp units per millisecond of the leg's clock (8 for PCMU, 48 for Opus).
+    per_ms: u32,
+    queue: VecDeque<u8>,
+    active: Option<ActiveEvent>,
+    next_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct ActiveEvent {
+    event: u8,
+    timestamp: u32,
+    started: bool,
+    /// Elapsed tone, in timestamp units.
+    duration: u32,
+    ends_sent: u8,
+}
+
+impl DtmfSender {
+    fn new(clock_rate: u32) -> DtmfSender {
+        DtmfSender {
+            per_ms: (clock_rate / 1000).max(1),
+            queue: VecDeque::new(),
+            active: None,
+            next_at: None,
+        }
+    }
+
+    /// Queue digits (anything but `0-9 * # A-D` is ignored).
+    fn push(&mut self, digits: &str) {
+        for e in digits.chars().filter_map(digit_to_event) {
+            if self.queue.len() < DTMF_MAX_QUEUED {
+                self.queue.push_back(e);
+            }
+        }
+        if self.next_at.is_none() && !self.queue.is_empty() {
+            self.next_at = Some(Instant::now());
+        }
+    }
+
+    /// An event is being sent (its packets replace the audio meanwhile).
+    fn sending(&self) -> bool {
+        self.active.is_some()
+    }
+
+    fn next_at(&self) -> Option<Instant> {
+        self.next_at
+    }
+
+    /// The packet due at `now`, if any; `ts_now` is where a new event starts in the
+    /// stream's clock (the next audio frame's timestamp).
+    fn poll(&mut self, now: Instant, ts_now: u32) -> Option<EventPacket> {
+        if self.next_at.is_none_or(|t| now < t) {
+            return None;
+        }
+        let step = DTMF_STEP.as_millis() as u32 * self.per_ms;
+        let tone = DTMF_TONE.as_millis() as u32 * self.per_ms;
+        let a = match self.active.as_mut() {
+            Some(a) => a,
+            None => {
+                let event = self.queue.pop_front()?;
+                self.active.insert(ActiveEvent {
+                    event,
+                    timestamp: ts_now,
+                    started: false,
+                    duration: 0,
+                    ends_sent: 0,
+                })
+            }
+        };
+        let marker = !a.started;
+        a.started = true;
+        let end = a.duration + step >= tone;
+        a.duration = (a.duration + step).min(tone);
+        if end {
+            a.ends_sent += 1;
+        }
+        let mut payload = [0u8; 4];
+        EventPayload {
+            event: a.event,
+            end,
+            volume: 10,
+            duration: a.duration.min(u32::from(u16::MAX)) as u16,
+        }
+        .write(&mut payload);
+        let packet = EventPacket {
+            marker,
+            timestamp: a.timestamp,
+            payload,
+        };
+        if a.ends_sent >= DTMF_END_REPEATS {
+            self.active = None;
+            self.next_at = (!self.queue.is_empty()).then(|| now + DTMF_GAP);
+        } else {
+            self.next_at = Some(now + DTMF_STEP);
+        }
+        Some(packet)
+    }
 }
 
 /// 32-bit RTP timestamps of the caller's relay → the leg's 64-bit media time.
@@ -368,7 +618,43 @@ impl Timeline {
 
 #[cfg(test)]
 mod tests {
-    use super::Timeline;
+    use super::*;
+
+    #[test]
+    fn dtmf_sender_sends_each_digit_as_one_rfc4733_event() {
+        let mut d = DtmfSender::new(8000);
+        let t0 = Instant::now();
+        assert!(d.poll(t0, 1000).is_none(), "nothing queued");
+        d.push("5x#");
+        let mut now = d.next_at().expect("due");
+        let mut got = Vec::new();
+        while let Some(t) = d.next_at() {
+            now = now.max(t);
+            while let Some(p) = d.poll(now, 1000 + got.len() as u32) {
+                got.push((now, p, EventPayload::parse(&p.payload).expect("event")));
+            }
+        }
+        // Two digits ('x' ignored), each: 5 packets of growing duration with the end on the
+        // 5th, repeated twice more; one timestamp per event; marker on its first packet.
+        assert_eq!(got.len(), 14, "{got:?}");
+        let (first, second) = got.split_at(7);
+        for (digit, packets) in [(5u8, first), (11u8, second)] {
+            assert!(packets.iter().all(|(_, _, e)| e.event == digit));
+            assert!(packets[0].1.marker && packets[1..].iter().all(|(_, p, _)| !p.marker));
+            let ts = packets[0].1.timestamp;
+            assert!(packets.iter().all(|(_, p, _)| p.timestamp == ts));
+            let durations: Vec<u16> = packets.iter().map(|(_, _, e)| e.duration).collect();
+            assert_eq!(durations, [160, 320, 480, 640, 800, 800, 800]);
+            let ends = packets.iter().filter(|(_, _, e)| e.end).count();
+            assert_eq!(ends, 3);
+        }
+        assert_ne!(
+            first[0].1.timestamp, second[0].1.timestamp,
+            "a new event, a new timestamp"
+        );
+        assert!(second[0].0 >= first[6].0 + DTMF_GAP, "a gap between digits");
+        assert!(!d.sending());
+    }
 
     #[test]
     fn timeline_wraps_and_ignores_steps_back() {

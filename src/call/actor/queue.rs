@@ -95,10 +95,13 @@ pub enum LegEvent {
         agent: String,
         how: OfferEnd,
     },
-    /// The leg ended after answering (the agent hung up, or we did).
+    /// The leg ended after answering (the agent hung up, or we did). `lost`: the agent's
+    /// side vanished without hanging up (a browser whose page and media went away, or whose
+    /// ICE consent expired): the record says `agent_lost` instead of `agent_hangup`.
     Ended {
         leg: u64,
         agent: String,
+        lost: bool,
     },
 }
 
@@ -523,7 +526,7 @@ impl Call {
                     self.record_event("agent_missed", format!("{agent}:{}", how.as_str()));
                 }
             }
-            LegEvent::Ended { leg, agent } => {
+            LegEvent::Ended { leg, agent, lost } => {
                 let Some(q) = self.queue.as_mut() else { return };
                 if let Some(l) = q.legs.iter_mut().find(|l| l.id == leg) {
                     l.done = true;
@@ -535,8 +538,13 @@ impl Call {
                         call: key,
                         by: "agent".into(),
                     });
-                    info!(%agent, "agent hung up");
-                    self.after_agent_or_hangup(now);
+                    if lost {
+                        info!(%agent, "agent's side lost");
+                        self.hangup(now, HangupCause::AgentLost);
+                    } else {
+                        info!(%agent, "agent hung up");
+                        self.after_agent_or_hangup(now);
+                    }
                 }
             }
         }
@@ -1303,6 +1311,7 @@ impl Call {
             LegEvent::Ended {
                 leg: link.leg,
                 agent: link.agent.clone(),
+                lost: false,
             }
         } else {
             LegEvent::Failed {
