@@ -256,6 +256,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/wallboard/events", get(wallboard::events))
         .route("/api/reports/queues", get(reports::queues_report))
         .route("/api/reports/calls", get(reports::calls_report))
+        .route("/api/reports/agents", get(reports::agents_report))
         .route("/api/reports/campaigns/{id}", get(reports::campaign_report))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,9 +1,10 @@
 //! Reports from the database (never from memory, so they survive restarts and add up over
 //! several nodes): `GET /api/reports/queues` (per queue and interval: offered, answered,
-//! abandoned, timed out, service level, ASA, AHT) and `GET /api/reports/calls` (per
+//! abandoned, timed out, service level, ASA, AHT, post-call survey scores) and `GET /api/reports/calls` (per
 //! interval, direction and disposition: calls, answered, talk time) and
 //! `GET /api/reports/campaigns/{id}` (per segment: contacts, attempts, outcomes, resolution
-//! rate, SMS sent), as JSON or as CSV
+//! rate, SMS sent) and `GET /api/reports/agents` (per agent and interval: answered, talk
+//! time, post-call survey scores), as JSON or as CSV
 //! (`Accept: text/csv` or `?format=csv`; cells neutralised against spreadsheet formulas as
 //! `calls export` does).
 //!
@@ -184,6 +185,10 @@ pub struct QueueInterval {
     pub asa_s: Option<f64>,
     pub aht_s: Option<f64>,
     pub abandon_rate: Option<f64>,
+    /// Post-call surveys given in the interval for calls of this queue (`call_surveys`).
+    pub surveys: i64,
+    /// Their mean score (1–5).
+    pub survey_score_avg: Option<f64>,
 }
 
 /// Per queue and interval from `queue_log` (index `queue_log_at`). `sl_ms`: each configured
@@ -194,11 +199,16 @@ pub async fn queues(
     sl_ms: &[(String, u64)],
 ) -> Result<Vec<QueueInterval>, sqlx::Error> {
     let d = db.dialect;
-    let mut case = String::from("CASE queue");
-    for (i, (_, ms)) in sl_ms.iter().enumerate() {
-        case.push_str(&format!(" WHEN ${} THEN {ms}", i + 3));
+    // No configured queue: every queue has the 30 s default (`CASE queue ELSE … END` with
+    // no WHEN is not SQL).
+    let mut case = String::from("30000");
+    if !sl_ms.is_empty() {
+        case = String::from("CASE queue");
+        for (i, (_, ms)) in sl_ms.iter().enumerate() {
+            case.push_str(&format!(" WHEN ${} THEN {ms}", i + 3));
+        }
+        case.push_str(" ELSE 30000 END");
     }
-    case.push_str(" ELSE 30000 END");
     let c = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
     let v = |cond: &str, col: &str| sum(&format!("CASE WHEN {cond} THEN {col} ELSE 0 END"));
     let sql = format!(
@@ -248,9 +258,163 @@ pub async fn queues(
             asa_s: ratio(int("wait_ms"), answered).map(|v| v / 1000.0),
             aht_s: ratio(int("talk_ms"), completed).map(|v| v / 1000.0),
             abandon_rate: ratio(abandoned, answered + abandoned),
+            surveys: 0,
+            survey_score_avg: None,
             queue,
         });
     }
+    // Surveys by the queue that served the call and the interval they were given in; an
+    // interval with surveys but no queue_log row (a survey after the interval's end) gets
+    // a row of its own.
+    for (queue, bucket, n, total) in surveys(db, p, "queue").await? {
+        let at = epoch_ts(bucket);
+        let i = match out
+            .iter()
+            .position(|r| r.queue == queue && r.interval_start == at)
+        {
+            Some(i) => i,
+            None => {
+                let sl_s = sl_ms
+                    .iter()
+                    .find(|(n, _)| *n == queue)
+                    .map(|(_, ms)| ms / 1000)
+                    .unwrap_or(30);
+                out.push(QueueInterval {
+                    queue: queue.clone(),
+                    interval_start: at,
+                    offered: 0,
+                    answered: 0,
+                    answered_within_sl: 0,
+                    abandoned: 0,
+                    timed_out: 0,
+                    service_level_s: sl_s,
+                    service_level: None,
+                    asa_s: None,
+                    aht_s: None,
+                    abandon_rate: None,
+                    surveys: 0,
+                    survey_score_avg: None,
+                });
+                out.len() - 1
+            }
+        };
+        out[i].surveys = n;
+        out[i].survey_score_avg = ratio(total, n);
+    }
+    out.sort_by(|a, b| (&a.queue, &a.interval_start).cmp(&(&b.queue, &b.interval_start)));
+    Ok(out)
+}
+
+/// `call_surveys` grouped by `by` (`queue` or `agent`) and interval: (key, bucket start,
+/// surveys, sum of scores). Rows without that key are left out. Index `call_surveys_<by>`.
+async fn surveys(
+    db: &Db,
+    p: &Params,
+    by: &'static str,
+) -> Result<Vec<(String, i64, i64, i64)>, sqlx::Error> {
+    let d = db.dialect;
+    let sql = format!(
+        "SELECT {by} AS k, {b} AS bucket, {n} AS n, {total} AS total FROM call_surveys \
+         WHERE {by} IS NOT NULL AND created_at >= {t1} AND created_at < {t2} \
+         GROUP BY {by}, {b} ORDER BY k, bucket",
+        b = bucket(d, "created_at", p.interval_s),
+        n = sum("1"),
+        total = sum("score"),
+        t1 = d.ts(1),
+        t2 = d.ts(2),
+    );
+    let rows = sqlx::query(&sql)
+        .bind(ts(&p.from))
+        .bind(ts(&p.to))
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>("k")?,
+                r.try_get::<i64, _>("bucket")?,
+                r.try_get::<i64, _>("n")?,
+                r.try_get::<i64, _>("total")?,
+            ))
+        })
+        .collect()
+}
+
+/// One agent over one interval.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AgentInterval {
+    pub agent: String,
+    pub interval_start: String,
+    /// Queue calls the agent answered (`queue_log` `connect`).
+    pub answered: i64,
+    /// Talk time of the calls the agent completed in the interval.
+    pub talk_s: f64,
+    pub aht_s: Option<f64>,
+    /// Post-call surveys for the agent's calls, and their mean score (1–5).
+    pub surveys: i64,
+    pub survey_score_avg: Option<f64>,
+}
+
+/// Per agent and interval from `queue_log` (answered, talk) and `call_surveys`.
+pub async fn agents(db: &Db, p: &Params) -> Result<Vec<AgentInterval>, sqlx::Error> {
+    let d = db.dialect;
+    let c = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
+    let v = |cond: &str, col: &str| sum(&format!("CASE WHEN {cond} THEN {col} ELSE 0 END"));
+    let sql = format!(
+        "SELECT agent, {b} AS bucket, {answered} AS answered, {completed} AS completed, \
+         {talk} AS talk_ms FROM queue_log WHERE at >= {t1} AND at < {t2} \
+         AND agent IS NOT NULL AND event IN ('connect', 'complete') \
+         GROUP BY agent, {b} ORDER BY agent, bucket",
+        b = bucket(d, "at", p.interval_s),
+        answered = c("event = 'connect'"),
+        completed = c("event = 'complete'"),
+        talk = v("event = 'complete'", "talk_ms"),
+        t1 = d.ts(1),
+        t2 = d.ts(2),
+    );
+    let mut out = Vec::new();
+    let rows = sqlx::query(&sql)
+        .bind(ts(&p.from))
+        .bind(ts(&p.to))
+        .fetch_all(&db.pool)
+        .await?;
+    for r in rows {
+        let int = |col: &str| r.try_get::<i64, _>(col).unwrap_or(0);
+        let talk_ms = int("talk_ms");
+        out.push(AgentInterval {
+            agent: r.try_get("agent")?,
+            interval_start: epoch_ts(int("bucket")),
+            answered: int("answered"),
+            talk_s: talk_ms as f64 / 1000.0,
+            aht_s: ratio(talk_ms, int("completed")).map(|v| v / 1000.0),
+            surveys: 0,
+            survey_score_avg: None,
+        });
+    }
+    for (agent, bucket, n, total) in surveys(db, p, "agent").await? {
+        let at = epoch_ts(bucket);
+        let i = match out
+            .iter()
+            .position(|r| r.agent == agent && r.interval_start == at)
+        {
+            Some(i) => i,
+            None => {
+                out.push(AgentInterval {
+                    agent,
+                    interval_start: at,
+                    answered: 0,
+                    talk_s: 0.0,
+                    aht_s: None,
+                    surveys: 0,
+                    survey_score_avg: None,
+                });
+                out.len() - 1
+            }
+        };
+        out[i].surveys = n;
+        out[i].survey_score_avg = ratio(total, n);
+    }
+    out.sort_by(|a, b| (&a.agent, &a.interval_start).cmp(&(&b.agent, &b.interval_start)));
     Ok(out)
 }
 
@@ -365,6 +529,45 @@ fn db_error(e: sqlx::Error) -> ApiError {
     ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"))
 }
 
+/// `GET /api/reports/agents?from=&to=&interval=&format=`.
+pub async fn agents_report(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let p = match checked(q, &headers) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match agents(&st.ctx.db, &p).await {
+        Ok(rows) => answer(
+            &p,
+            rows,
+            &[
+                "agent",
+                "interval_start",
+                "answered",
+                "talk_s",
+                "aht_s",
+                "surveys",
+                "survey_score_avg",
+            ],
+            |r| {
+                vec![
+                    r.agent.clone(),
+                    r.interval_start.clone(),
+                    r.answered.to_string(),
+                    format!("{:.3}", r.talk_s),
+                    opt(r.aht_s),
+                    r.surveys.to_string(),
+                    opt(r.survey_score_avg),
+                ]
+            },
+        ),
+        Err(e) => db_error(e).into_response(),
+    }
+}
+
 /// `GET /api/reports/queues?from=&to=&interval=&format=`.
 pub async fn queues_report(
     State(st): State<Arc<ApiState>>,
@@ -399,6 +602,8 @@ pub async fn queues_report(
                 "asa_s",
                 "aht_s",
                 "abandon_rate",
+                "surveys",
+                "survey_score_avg",
             ],
             |r| {
                 vec![
@@ -414,6 +619,8 @@ pub async fn queues_report(
                     opt(r.asa_s),
                     opt(r.aht_s),
                     opt(r.abandon_rate),
+                    r.surveys.to_string(),
+                    opt(r.survey_score_avg),
                 ]
             },
         ),
@@ -798,5 +1005,74 @@ mod tests {
         assert_eq!(r[1].service_level, Some(0.0));
         let c = calls(&db, &p).await.expect("calls report");
         assert!(c.is_empty(), "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn survey_scores_in_the_queue_and_agent_reports_on_sqlite() {
+        let db = crate::store::Db::connect("sqlite::memory:")
+            .await
+            .expect("db");
+        for (id, at, ev, talk) in [
+            ("q1", "2026-12-06T08:01:00.000Z", "connect", None),
+            ("q2", "2026-12-06T08:04:00.000Z", "complete", Some(90_000)),
+            ("q3", "2026-12-06T08:05:00.000Z", "connect", None),
+        ] {
+            sqlx::query("INSERT INTO queue_log (id, at, queue, call_id, agent, event, talk_ms) VALUES ($1, $2, 'support', $1, 'alice', $3, $4)")
+                .bind(id).bind(at).bind(ev).bind(talk)
+                .execute(&db.pool).await.expect("insert");
+        }
+        // Two surveys for alice in 08:00 (scores 5 and 2), one in 08:15 (4, no queue_log
+        // row there), and one without an agent or queue (not counted anywhere).
+        for (call, agent, queue, score, at) in [
+            (
+                "c1",
+                Some("alice"),
+                Some("support"),
+                5,
+                "2026-12-06T08:06:00.000Z",
+            ),
+            (
+                "c2",
+                Some("alice"),
+                Some("support"),
+                2,
+                "2026-12-06T08:07:00.000Z",
+            ),
+            (
+                "c3",
+                Some("alice"),
+                Some("support"),
+                4,
+                "2026-12-06T08:20:00.000Z",
+            ),
+            ("c4", None, None, 1, "2026-12-06T08:08:00.000Z"),
+        ] {
+            sqlx::query("INSERT INTO call_surveys (call_id, agent, queue, score, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(call).bind(agent).bind(queue).bind(score).bind(at)
+                .execute(&db.pool).await.expect("insert survey");
+        }
+        let p = Params {
+            from: parse_time("from", "2026-12-06T08:00:00Z").expect("t"),
+            to: parse_time("to", "2026-12-06T09:00:00Z").expect("t"),
+            interval_s: 900,
+            csv: false,
+        };
+        let q = queues(&db, &p, &[]).await.expect("queues");
+        assert_eq!(q.len(), 2, "{q:?}");
+        assert_eq!((q[0].surveys, q[0].survey_score_avg), (2, Some(3.5)));
+        assert_eq!(q[1].interval_start, "2026-12-06T08:15:00.000Z");
+        assert_eq!((q[1].answered, q[1].surveys), (0, 1));
+        let a = agents(&db, &p).await.expect("agents");
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a[0].agent, "alice");
+        assert_eq!(
+            (a[0].answered, a[0].talk_s, a[0].aht_s),
+            (2, 90.0, Some(90.0))
+        );
+        assert_eq!((a[0].surveys, a[0].survey_score_avg), (2, Some(3.5)));
+        assert_eq!(
+            (a[1].answered, a[1].surveys, a[1].survey_score_avg),
+            (0, 1, Some(4.0))
+        );
     }
 }
