@@ -1009,7 +1009,10 @@ fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
         }
     };
     insert(&campaign::tickets(8, &[Behaviour::Press1; 12]), "pausing");
-    insert(&campaign::tickets(9, &[Behaviour::SlowPress1; 8]), "stopping");
+    insert(
+        &campaign::tickets(9, &[Behaviour::SlowPress1; 8]),
+        "stopping",
+    );
     let b = start(&node_b);
     let logs = || format!("---- A ----\n{}\n---- B ----\n{}", a.log(), b.log());
     let new_campaign = |name: &str, segment: &str| -> i64 {
@@ -1091,7 +1094,10 @@ fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
         "SELECT COUNT(*) FROM campaign_attempts a JOIN campaign_contacts c ON c.id = a.contact_id \
          WHERE c.campaign_id = {c1} AND (a.ended_at IS NULL OR a.disposition <> 'answered')"
     ));
-    assert_eq!(cut, 0, "a call in progress at the pause did not end normally");
+    assert_eq!(
+        cut, 0,
+        "a call in progress at the pause did not end normally"
+    );
 
     act(c1, "resume");
     let resumed = Instant::now();
@@ -1139,7 +1145,9 @@ fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
     // ---- campaign 2: stopped through A while B dials it ----
     let c2 = new_campaign("control-stop", "stopping");
     act(c2, "start");
-    wait("B never dialed campaign 2", 30, &|| dialing_by(c2, &node_b) >= 1);
+    wait("B never dialed campaign 2", 30, &|| {
+        dialing_by(c2, &node_b) >= 1
+    });
     act(c2, "stop");
     let stopped = Instant::now();
     let at_stop = attempts(c2);
