@@ -1073,7 +1073,24 @@ fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
     let in_progress = count0(&format!(
         "SELECT COUNT(*) FROM campaign_contacts WHERE campaign_id = {c1} AND state = 'dialing'"
     ));
-    // Both runners stop and hand back their reservations; the calls in progress end.
+    // Both runners stop and hand back their reservations (the runner's stop, measured);
+    // then the calls in progress end.
+    let reserved_by = |node: &str| {
+        count(
+            &format!(
+                "SELECT COUNT(*) FROM campaign_contacts WHERE campaign_id = {c1} \
+                 AND state IN ('pending', 'retry') AND lease_owner = $1"
+            ),
+            node,
+        )
+    };
+    let reserved_at_pause = (reserved_by(&node_a), reserved_by(&node_b));
+    wait(
+        "the runners never gave back their reservations",
+        10,
+        &|| reserved_by(&node_a) == 0 && reserved_by(&node_b) == 0,
+    );
+    let released = paused.elapsed();
     let held = format!(
         "SELECT COUNT(*) FROM campaign_contacts WHERE campaign_id = {c1} \
          AND (state = 'dialing' OR lease_owner IS NOT NULL)"
@@ -1082,6 +1099,11 @@ fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
         count0(&held) == 0
     });
     let settled = paused.elapsed();
+    assert!(
+        released < Duration::from_secs(2),
+        "a runner kept its reservations {released:?} after the pause\n{}",
+        logs()
+    );
     std::thread::sleep(Duration::from_secs(3));
     let during_pause = attempts(c1) - at_pause;
     assert_eq!(
@@ -1192,10 +1214,12 @@ fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
     let farm_calls = farm.stop().calls();
     let total = attempts(c1) + attempts(c2);
     eprintln!(
-        "control: campaign 1 {at_pause} attempts at the pause ({in_progress} in progress), \
-         runners let go {:.2} s after the pause, B dialing again {:.2} s after the resume; \
+        "control: campaign 1 {at_pause} attempts at the pause ({in_progress} in progress, \
+         reserved by A/B {reserved_at_pause:?}), reservations given back {:.2} s and calls \
+         ended {:.2} s after the pause, B dialing again {:.2} s after the resume; \
          campaign 2 {at_stop} attempts at the stop, runners let go {:.2} s after it; \
          farm calls {} for {total} attempts",
+        released.as_secs_f64(),
         settled.as_secs_f64(),
         b_back.as_secs_f64(),
         stop_settled.as_secs_f64(),
