@@ -7,7 +7,8 @@
 //! it outside CI): scoped recovery and dead-node takeover; SIPp calls through a real Kamailio
 //! running `deploy/kamailio/kamailio.cfg` (skipped outside CI when the `kamailio` package is
 //! missing; `scripts/test` installs it), spread over the nodes and routed around a draining
-//! one; campaign contact leases of a node killed mid-campaign taken over by the other.
+//! one; campaign contact leases of a node killed mid-campaign taken over by the other;
+//! pause, resume and stop through one node's API followed by the other node.
 
 use crate::support;
 
