@@ -434,10 +434,16 @@ pub async fn start_on(
         Err(e) => warn!(error = %e, "cannot resume campaigns"),
     }
     if ctx.db.dialect == crate::store::Dialect::Postgres {
-        // A cluster: campaigns started through another node are picked up at the next beat.
+        // A cluster: campaigns started or resumed through another node are picked up within
+        // a second (docs/deployment.md, "Campaign control across nodes").
         let (adopter, stop, ctx) = (dialer.clone(), shutdown.clone(), ctx.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ctx.config.cluster.heartbeat);
+            let every = ctx
+                .config
+                .cluster
+                .heartbeat
+                .min(crate::dialer::service::CONTROL_POLL);
+            let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -450,7 +456,7 @@ pub async fn start_on(
                 match adopter.adopt_running().await {
                     Ok(n) if n > 0 => info!(
                         campaigns = n,
-                        "running campaigns started elsewhere picked up"
+                        "running campaigns started or resumed elsewhere picked up"
                     ),
                     Ok(_) => {}
                     Err(e) => warn!(error = %e, "cannot look for running campaigns"),

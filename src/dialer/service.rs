@@ -8,6 +8,12 @@
 //! DNC, 30-day cap), claim the attempt in the database (the claim commits before the INVITE
 //! is sent), and start an outbound call actor. It sleeps exactly until the next token or a
 //! result, and polls for due retries once a second.
+//!
+//! The campaign's state in the database rules every node: a claim succeeds only while the
+//! campaign is `running`, and each runner re-reads the state every [`CONTROL_POLL`], so a
+//! pause or stop through any node's API stops every node's runner (calls in progress end
+//! normally); in a cluster each node polls for running campaigns without a live runner and
+//! starts one, which is how a start or resume reaches the other nodes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -34,6 +40,12 @@ use crate::store::{tickets, StoreError};
 /// How many due contacts a runner reads per query.
 const FETCH: i64 = 200;
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often a runner re-reads its campaign's state, and (in a cluster) how often a node
+/// looks for running campaigns it has no runner for: the bound on how long another node's
+/// runner keeps going after a pause or stop made through this node's API (it claims no
+/// contact meanwhile: [`campaigns::claim`] checks the state), and on how long a resume
+/// takes to reach the other nodes. docs/deployment.md, "Campaign control across nodes".
+pub const CONTROL_POLL: Duration = Duration::from_secs(1);
 
 /// Parse and check a retry policy given as JSON (API validation and runners share it).
 pub fn retry_policy_from_json(v: &serde_json::Value) -> Result<RetryPolicy, String> {
@@ -264,10 +276,13 @@ impl DialerHandle {
         Ok(running.len())
     }
 
-    /// Start runners for the running campaigns this node has never run: in a cluster a
-    /// campaign started through another node's API (the nodes poll for them; see
-    /// docs/deployment.md). A campaign with a runner here, even a stopped one, is left alone:
-    /// its pause or end was decided on this node.
+    /// Start runners for the running campaigns this node has no live runner for: in a
+    /// cluster a campaign started, or resumed, through another node's API (the nodes poll
+    /// for them every [`CONTROL_POLL`]; see docs/deployment.md). The database's state
+    /// decides: a runner this node halted (its own API's pause), or one that stopped after
+    /// seeing the campaign paused elsewhere, is replaced once the campaign runs again. A
+    /// runner that ended without being halted (its trunk is gone, its pacing is bad) is left
+    /// alone: a new one would end the same way.
     pub async fn adopt_running(&self) -> Result<usize, StoreError> {
         let running = campaigns::by_state(&self.shared.ctx.db, "running").await?;
         let new: Vec<i64> = {
@@ -278,7 +293,7 @@ impl DialerHandle {
             running
                 .iter()
                 .map(|c| c.id)
-                .filter(|id| !runners.contains_key(id))
+                .filter(|id| runners.get(id).is_none_or(|r| r.stop.is_cancelled()))
                 .collect()
         };
         for id in &new {
@@ -412,6 +427,11 @@ async fn run_campaign(
     let Some(campaign) = campaigns::get(db, id).await? else {
         return Ok(());
     };
+    if campaign.state != "running" {
+        // Paused or stopped (through any node) between the decision to run and now.
+        stop.cancel();
+        return Ok(());
+    }
     let Some(trunk) = ctx.config.trunk(&campaign.trunk).cloned() else {
         warn!(trunk = %campaign.trunk, "campaign's trunk is no longer configured; not dialing");
         return Ok(());
@@ -441,14 +461,30 @@ async fn run_campaign(
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(1024);
     let mut queue: std::collections::VecDeque<ContactRow> = std::collections::VecDeque::new();
     let mut stopping = false;
+    let mut next_state_check = Instant::now() + CONTROL_POLL;
     loop {
         // Results first: they free channels and decide retries.
         while let Ok(f) = done_rx.try_recv() {
             handle_finished(&ctx, &st, &shared, &active, f).await?;
         }
+        // The campaign's state is the database's: a pause or stop through another node's
+        // API is seen here within CONTROL_POLL (claims already fail meanwhile). The runner
+        // then ends like one halted on this node, and the node's poll starts a new one
+        // when the campaign is resumed (`adopt_running`).
+        if !stopping && !stop.is_cancelled() && Instant::now() >= next_state_check {
+            next_state_check = Instant::now() + CONTROL_POLL;
+            let now_state = campaigns::state(db, id).await?;
+            if now_state.as_deref() != Some("running") {
+                info!(state = ?now_state, "campaign is no longer running: no new contacts; calls in progress finish");
+                stop.cancel();
+            }
+        }
         // A draining node finishes its calls and claims no new contact.
-        if stop.is_cancelled() || ctx.draining.load(Ordering::Relaxed) {
+        if !stopping && (stop.is_cancelled() || ctx.draining.load(Ordering::Relaxed)) {
             stopping = true;
+            // The reserved contacts go back at once, for the other nodes (or a resume).
+            queue.clear();
+            campaigns::release_reservations(db, id, lease.node).await?;
         }
         if !stopping && Instant::now() >= next_orphan_check {
             next_orphan_check = Instant::now() + ctx.config.cluster.heartbeat;
@@ -516,10 +552,17 @@ async fn run_campaign(
                 let Some(contact) = queue.pop_front() else {
                     break;
                 };
-                dial(
+                let dialed = dial(
                     &shared, &st, &via, slot, &campaign, contact, &active, &done_tx, &mut pacer,
                 )
                 .await?;
+                if dialed == Dialed::CampaignLeft {
+                    // Paused or stopped elsewhere: look at the state now, not at the next
+                    // poll, rather than try the rest of the queue.
+                    next_state_check = Instant::now();
+                    next_wake = Instant::now();
+                    break;
+                }
             }
             if active.load(Ordering::Relaxed) == 0
                 && queue.is_empty()
@@ -543,7 +586,18 @@ async fn run_campaign(
     Ok(())
 }
 
-/// Gate, claim and dial one contact. Ok(true) when a call was started.
+/// What [`dial`] did with a contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialed {
+    /// A call was started.
+    Started,
+    /// Not dialed: refused by the rules, postponed, or claimed by another node.
+    Skipped,
+    /// Not dialed: the claim failed because the campaign is no longer running.
+    CampaignLeft,
+}
+
+/// Gate, claim and dial one contact.
 #[allow(clippy::too_many_arguments)]
 async fn dial(
     shared: &Arc<Shared>,
@@ -555,7 +609,7 @@ async fn dial(
     active: &Arc<AtomicU32>,
     done_tx: &mpsc::Sender<Finished>,
     pacer: &mut Pacer,
-) -> Result<bool, StoreError> {
+) -> Result<Dialed, StoreError> {
     let ctx = &shared.ctx;
     let db = &ctx.db;
     let wall = Utc::now();
@@ -582,39 +636,42 @@ async fn dial(
         Ok(()) => {}
         Err(Refusal::OutsideWindow(open)) | Err(Refusal::NotDue(open)) => {
             campaigns::postpone(db, contact.id, &fmt_ts(open)).await?;
-            return Ok(false);
+            return Ok(Dialed::Skipped);
         }
         Err(Refusal::DoNotCall) => {
             campaigns::set_contact_state(db, contact.id, "dnc", Some("do_not_call")).await?;
-            return Ok(false);
+            return Ok(Dialed::Skipped);
         }
         Err(Refusal::OptedOut) => {
             campaigns::set_contact_state(db, contact.id, "opted_out", None).await?;
-            return Ok(false);
+            return Ok(Dialed::Skipped);
         }
         Err(Refusal::AttemptCap) => {
             campaigns::set_contact_state(db, contact.id, "failed", Some("attempt_cap_30_days"))
                 .await?;
-            return Ok(false);
+            return Ok(Dialed::Skipped);
         }
-        Err(Refusal::NotDialable(_)) => return Ok(false),
+        Err(Refusal::NotDialable(_)) => return Ok(Dialed::Skipped),
         Err(r @ (Refusal::NoTimezone | Refusal::NoCommonWindow)) => {
             // Calling hours cannot be honoured for this customer: skip the contact with the
             // reason recorded rather than dial by a guessed zone (docs/operations.md).
             warn!(contact = contact.id, phone = %contact.phone, reason = r.reason(), "contact skipped: {r}");
             campaigns::set_contact_state(db, contact.id, "failed", Some(r.reason())).await?;
-            return Ok(false);
+            return Ok(Dialed::Skipped);
         }
     }
     if shared.shutdown.is_cancelled() {
-        return Ok(false);
+        return Ok(Dialed::Skipped);
     }
     let lease = campaigns::Lease {
         node: &ctx.config.node_id,
         ttl_s: ctx.config.cluster.dead_after.as_secs() as i64,
     };
     let Some(attempt) = campaigns::claim(db, &contact, lease).await? else {
-        return Ok(false);
+        if campaigns::state(db, campaign.id).await?.as_deref() != Some("running") {
+            return Ok(Dialed::CampaignLeft);
+        }
+        return Ok(Dialed::Skipped);
     };
     let ticket = tickets::by_id(db, contact.ticket_id).await?;
     let mut vars = crate::ivr::expr::Vars::new();
@@ -673,7 +730,7 @@ async fn dial(
         // exits). The claimed attempt was never dialed; it is closed as interrupted and
         // retried per policy, like any attempt a stop cut.
         finish(ctx, st, shared, &contact, attempt, None).await?;
-        return Ok(false);
+        return Ok(Dialed::Skipped);
     }
     pacer.take(Instant::now());
     active.fetch_add(1, Ordering::Relaxed);
@@ -693,7 +750,7 @@ async fn dial(
             })
             .await;
     });
-    Ok(true)
+    Ok(Dialed::Started)
 }
 
 async fn handle_finished(

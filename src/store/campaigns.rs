@@ -377,6 +377,17 @@ pub async fn by_state(db: &Db, state: &str) -> Result<Vec<CampaignRow>, StoreErr
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// A campaign's state (`created`, `running`, `paused`, `stopped`, `completed`), or None when
+/// it does not exist. Runners re-read it to follow a pause or stop made through another
+/// node's API.
+pub async fn state(db: &Db, id: i64) -> Result<Option<String>, StoreError> {
+    let r = sqlx::query("SELECT state FROM campaigns WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(r.map(|r| r.try_get("state")).transpose()?)
+}
+
 /// Move a campaign between states; `from` guards the transition. Returns false when the
 /// campaign was not in one of `from`.
 pub async fn set_state(db: &Db, id: i64, from: &[&str], to: &str) -> Result<bool, StoreError> {
@@ -587,6 +598,24 @@ pub async fn due(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// PostgreSQL: give back the contacts `node` reserved ([`due`]) but has not claimed, when
+/// its runner stops (pause, stop, drain), so another node may take them at once rather than
+/// after the reservation runs out. SQLite: nothing to do (one node, no reservations).
+pub async fn release_reservations(db: &Db, campaign: i64, node: &str) -> Result<u64, StoreError> {
+    if db.dialect != super::Dialect::Postgres {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "UPDATE campaign_contacts SET lease_owner = NULL, lease_expires_at = NULL \
+         WHERE campaign_id = $1 AND lease_owner = $2 AND state IN ('pending', 'retry')",
+    )
+    .bind(campaign)
+    .bind(node)
+    .execute(&db.pool)
+    .await?
+    .rows_affected())
+}
+
 /// Counts by state and by outcome for progress reports.
 pub async fn progress(
     db: &Db,
@@ -689,16 +718,30 @@ pub async fn set_contact_state(
 ///
 /// The claim makes `lease.node` the contact's owner until `lease.ttl_s` from now (renewed by
 /// the node's heartbeat). A contact another node holds a live reservation on is left to it.
+///
+/// Only a `running` campaign's contacts are claimed, checked in the same statement: a pause
+/// or stop through any node's API ends the claims of every node at once. On PostgreSQL the
+/// check share-locks the campaign row (`FOR SHARE`), so a claim and a state change are
+/// serialised: a claim in flight when an operator pauses either commits before the pause
+/// does (its call is one "in progress" at the pause) or waits and then sees `paused`.
+/// SQLite serialises writers anyway.
 pub async fn claim(db: &Db, c: &ContactRow, lease: Lease<'_>) -> Result<Option<i64>, StoreError> {
     let d = db.dialect;
     let attempt = c.attempts + 1;
     let now = now_ts();
+    let share = if d == super::Dialect::Postgres {
+        " FOR SHARE"
+    } else {
+        ""
+    };
     let mut tx = db.pool.begin().await?;
     let sql = format!(
         "UPDATE campaign_contacts SET state = 'dialing', attempts = $1, updated_at = {}, \
          lease_owner = $5, lease_expires_at = {} \
          WHERE id = $3 AND attempts = $4 AND state IN ('pending', 'retry') \
-         AND (lease_owner IS NULL OR lease_owner = $5 OR lease_expires_at IS NULL OR lease_expires_at < {})",
+         AND (lease_owner IS NULL OR lease_owner = $5 OR lease_expires_at IS NULL OR lease_expires_at < {}) \
+         AND EXISTS (SELECT 1 FROM campaigns WHERE campaigns.id = campaign_contacts.campaign_id \
+           AND campaigns.state = 'running'{share})",
         d.ts(2),
         d.now_plus(6),
         d.now()
