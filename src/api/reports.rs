@@ -480,16 +480,19 @@ pub struct CampaignSegment {
 }
 
 /// Per segment of campaign `id`, from `campaign_contacts` (covering index
-/// `campaign_contacts_report`, migration 0013), `tickets` and `campaign_sms` (by primary
-/// key): one grouped query. Segments in name order; the total is not included.
+/// `campaign_contacts_segment_report`, migration 0015: the segment is the contact's copy of
+/// its ticket's, so no join to `tickets` but for rows written without it) and
+/// `campaign_sms` (by primary key): one grouped query. Segments in name order; the total is
+/// not included.
 pub async fn campaign(db: &Db, id: i64) -> Result<Vec<CampaignSegment>, sqlx::Error> {
+    let seg = "COALESCE(c.segment, (SELECT t.segment FROM tickets t WHERE t.id = c.ticket_id), '')";
     let sql = format!(
-        "SELECT t.segment AS segment, c.state AS state, COALESCE(c.outcome, c.last_disposition) AS o, \
+        "SELECT {seg} AS segment, c.state AS state, COALESCE(c.outcome, c.last_disposition) AS o, \
          CAST(COUNT(*) AS BIGINT) AS n, {attempts} AS attempts, {sms} AS sms_sent \
-         FROM campaign_contacts c JOIN tickets t ON t.id = c.ticket_id \
+         FROM campaign_contacts c \
          LEFT JOIN campaign_sms s ON s.contact_id = c.id \
          WHERE c.campaign_id = $1 \
-         GROUP BY t.segment, c.state, COALESCE(c.outcome, c.last_disposition)",
+         GROUP BY {seg}, c.state, COALESCE(c.outcome, c.last_disposition)",
         attempts = sum("c.attempts"),
         sms = sum("CASE WHEN s.state = 'sent' THEN 1 ELSE 0 END"),
     );
