@@ -846,7 +846,11 @@ async fn campaign_from_csv_contacts_and_report_on_both_engines() {
             "SELECT CAST(COUNT(*) AS BIGINT) FROM campaign_contacts WHERE campaign_id = {id} \
              AND segment = 'vip'"
         );
-        assert_eq!(count(&db, &sql).await, 2, "{e:?}: segment on the contact row");
+        assert_eq!(
+            count(&db, &sql).await,
+            2,
+            "{e:?}: segment on the contact row"
+        );
         // ...and a contact written without it (NULL) counts under its ticket's segment, in
         // the report (its SMS too) and in the contacts filter.
         let sql = format!(
