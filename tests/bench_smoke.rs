@@ -24,6 +24,7 @@ const SCRIPTS: &[&str] = &[
     "sip_cps.sh",
     "ivr_load.sh",
     "campaign_farm.sh",
+    "reports.sh",
 ];
 
 /// The most one smoke run may take (the first one may build its example tool on a loaded

@@ -840,5 +840,37 @@ async fn campaign_from_csv_contacts_and_report_on_both_engines() {
         let total = switchboard::api::reports::campaign_total(&r);
         assert_eq!((total.contacts, total.notified, total.resolved), (4, 3, 2));
         assert_eq!(total.outcomes["sms_sent"], 1);
+
+        // The segment is copied onto each contact at creation (migration 0015)...
+        let sql = format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM campaign_contacts WHERE campaign_id = {id} \
+             AND segment = 'vip'"
+        );
+        assert_eq!(
+            count(&db, &sql).await,
+            2,
+            "{e:?}: segment on the contact row"
+        );
+        // ...and a contact written without it (NULL) counts under its ticket's segment, in
+        // the report (its SMS too) and in the contacts filter.
+        let sql = format!(
+            "UPDATE campaign_contacts SET segment = NULL WHERE campaign_id = {id} \
+             AND ticket_id IN (SELECT id FROM tickets WHERE order_id = 'OLD-1')"
+        );
+        sqlx::query(&sql)
+            .execute(&db.pool)
+            .await
+            .expect("segment NULL");
+        let again = switchboard::api::reports::campaign(&db, id)
+            .await
+            .unwrap_or_else(|err| panic!("{e:?}: {err}"));
+        assert_eq!(again, r, "{e:?}: a NULL segment falls back to the ticket's");
+        assert_eq!(
+            campaigns::count_contacts(&db, id, &f(None, Some("vip"), None))
+                .await
+                .expect("count"),
+            2,
+            "{e:?}"
+        );
     }
 }

@@ -686,34 +686,88 @@ pub struct CampaignSegment {
     pub sms_sent: i64,
 }
 
-/// Per segment of campaign `id`, from `campaign_contacts` (covering index
-/// `campaign_contacts_report`, migration 0013), `tickets` and `campaign_sms` (by primary
-/// key): one grouped query. Segments in name order; the total is not included.
+/// Per segment of campaign `id`, without joining the whole list to `tickets`.
+///
+/// - Contacts per (segment, state, outcome, last disposition) from `campaign_contacts`
+///   (covering index `campaign_contacts_segment_report`, migration 0015; on SQLite read in
+///   its order, so grouped as it is read, without a sort): the segment is the contact's
+///   copy of its ticket's. Rows written without it (NULL) take the ticket's, in a second
+///   branch that joins only them to `tickets`.
+/// - SMS sent: on PostgreSQL in the same scan (a hash join with `campaign_sms`, the
+///   smaller table); on SQLite, where that join is a primary-key probe per contact, in a
+///   second query from `campaign_sms`'s index `campaign_sms_campaign (campaign_id, state)`,
+///   each SMS joined to its contact by primary key.
+///
+/// Joining every contact to its ticket and its SMS row instead cost ~1.2–1.6 s of CPU at a
+/// million contacts on SQLite; see docs/benchmarks.md, "Reports".
+/// Segments in name order; the total is not included.
 pub async fn campaign(db: &Db, id: i64) -> Result<Vec<CampaignSegment>, sqlx::Error> {
-    let sql = format!(
-        "SELECT t.segment AS segment, c.state AS state, COALESCE(c.outcome, c.last_disposition) AS o, \
-         CAST(COUNT(*) AS BIGINT) AS n, {attempts} AS attempts, {sms} AS sms_sent \
-         FROM campaign_contacts c JOIN tickets t ON t.id = c.ticket_id \
-         LEFT JOIN campaign_sms s ON s.contact_id = c.id \
-         WHERE c.campaign_id = $1 \
-         GROUP BY t.segment, c.state, COALESCE(c.outcome, c.last_disposition)",
+    let one_scan = db.dialect == Dialect::Postgres;
+    let (sms_join, sms_col) = if one_scan {
+        (
+            "LEFT JOIN campaign_sms s ON s.contact_id = c.id",
+            sum("CASE WHEN s.state = 'sent' THEN 1 ELSE 0 END"),
+        )
+    } else {
+        ("", "CAST(0 AS BIGINT)".to_string())
+    };
+    let contacts_sql = format!(
+        "SELECT c.segment AS segment, c.state AS state, c.outcome AS outcome, \
+         c.last_disposition AS disp, CAST(COUNT(*) AS BIGINT) AS n, {attempts} AS attempts, \
+         {sms_col} AS sms FROM campaign_contacts c {sms_join} \
+         WHERE c.campaign_id = $1 AND c.segment IS NOT NULL \
+         GROUP BY c.segment, c.state, c.outcome, c.last_disposition \
+         UNION ALL \
+         SELECT t.segment AS segment, c.state AS state, c.outcome AS outcome, \
+         c.last_disposition AS disp, CAST(COUNT(*) AS BIGINT) AS n, {attempts} AS attempts, \
+         {sms_col} AS sms FROM campaign_contacts c JOIN tickets t ON t.id = c.ticket_id {sms_join} \
+         WHERE c.campaign_id = $1 AND c.segment IS NULL \
+         GROUP BY t.segment, c.state, c.outcome, c.last_disposition",
         attempts = sum("c.attempts"),
-        sms = sum("CASE WHEN s.state = 'sent' THEN 1 ELSE 0 END"),
     );
-    let rows = sqlx::query(&sql).bind(id).fetch_all(&db.pool).await?;
+    let seg = "COALESCE(c.segment, (SELECT t.segment FROM tickets t WHERE t.id = c.ticket_id), '')";
+    let sms_sql = format!(
+        "SELECT {seg} AS segment, c.state AS state, c.outcome AS outcome, \
+         c.last_disposition AS disp, CAST(COUNT(*) AS BIGINT) AS n \
+         FROM campaign_sms s JOIN campaign_contacts c ON c.id = s.contact_id \
+         WHERE s.campaign_id = $1 AND s.state = 'sent' \
+         GROUP BY {seg}, c.state, c.outcome, c.last_disposition"
+    );
+    // (segment, state, outcome or else last disposition) → (contacts, attempts, SMS sent)
+    type Key = (String, String, Option<String>);
+    let mut groups: std::collections::BTreeMap<Key, (i64, i64, i64)> = Default::default();
+    let key = |r: &sqlx::any::AnyRow| -> Result<Key, sqlx::Error> {
+        let outcome: Option<String> = r.try_get("outcome")?;
+        let disp: Option<String> = r.try_get("disp")?;
+        Ok((
+            r.try_get::<Option<String>, _>("segment")?
+                .unwrap_or_default(),
+            r.try_get("state")?,
+            outcome.or(disp),
+        ))
+    };
+    for r in sqlx::query(&contacts_sql)
+        .bind(id)
+        .fetch_all(&db.pool)
+        .await?
+    {
+        let g = groups.entry(key(&r)?).or_default();
+        g.0 += r.try_get::<i64, _>("n").unwrap_or(0);
+        g.1 += r.try_get::<i64, _>("attempts").unwrap_or(0);
+        g.2 += r.try_get::<i64, _>("sms").unwrap_or(0);
+    }
+    if !one_scan {
+        for r in sqlx::query(&sms_sql).bind(id).fetch_all(&db.pool).await? {
+            groups.entry(key(&r)?).or_default().2 += r.try_get::<i64, _>("n").unwrap_or(0);
+        }
+    }
     let mut by: std::collections::BTreeMap<String, CampaignSegment> = Default::default();
-    for r in rows {
-        let int = |col: &str| r.try_get::<i64, _>(col).unwrap_or(0);
-        let segment: String = r.try_get("segment")?;
-        let state: String = r.try_get("state")?;
-        let o: Option<String> = r.try_get("o")?;
+    for ((segment, state, o), (n, attempts, sms)) in groups {
         let e = by
             .entry(segment.clone())
             .or_insert_with(|| empty_segment(&segment));
-        let n = int("n");
         e.contacts += n;
-        e.attempts += int("attempts");
-        let sms = int("sms_sent");
+        e.attempts += attempts;
         e.sms_sent += sms;
         *e.outcomes.entry("sms_sent".into()).or_default() += sms;
         let answered = matches!(state.as_str(), "completed" | "opted_out");

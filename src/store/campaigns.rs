@@ -191,8 +191,8 @@ pub async fn create_from_rows(
     let existing = existing_tickets(&mut *tx, rows).await?;
     let ticket_sql = crate::store::csv::insert_ticket_sql(db);
     let contact_sql = format!(
-        "INSERT INTO campaign_contacts (campaign_id, ticket_id, phone, timezone, priority, updated_at) \
-         SELECT $1, id, phone, timezone, $2, {} FROM tickets WHERE order_id = $3",
+        "INSERT INTO campaign_contacts (campaign_id, ticket_id, phone, timezone, priority, segment, updated_at) \
+         SELECT $1, id, phone, timezone, $2, segment, {} FROM tickets WHERE order_id = $3",
         db.dialect.ts(4)
     );
     let mut p = CsvPreview::default();
@@ -294,8 +294,8 @@ pub async fn create(
         format!("WHERE {}", conds.join(" AND "))
     };
     let sql = format!(
-        "INSERT INTO campaign_contacts (campaign_id, ticket_id, phone, timezone, priority, updated_at) \
-         SELECT $1, id, phone, timezone, {case}, {} FROM tickets {where_clause}",
+        "INSERT INTO campaign_contacts (campaign_id, ticket_id, phone, timezone, priority, segment, updated_at) \
+         SELECT $1, id, phone, timezone, {case}, segment, {} FROM tickets {where_clause}",
         d.ts(2)
     );
     let mut q = sqlx::query(&sql).bind(id).bind(&now);
@@ -464,7 +464,8 @@ fn contact_conditions(f: &ContactFilter) -> (String, Vec<String>) {
         (&f.state, "state = ${}"),
         (
             &f.segment,
-            "ticket_id IN (SELECT id FROM tickets WHERE segment = ${})",
+            // The contact's copy of its ticket's segment (0015), else the ticket's.
+            "COALESCE(segment, (SELECT t.segment FROM tickets t WHERE t.id = ticket_id)) = ${}",
         ),
         (&f.outcome, "COALESCE(outcome, last_disposition) = ${}"),
     ] {
