@@ -417,6 +417,18 @@ impl<C: Clone> TransactionTable<C> {
         unanswered
     }
 
+    /// Forget a transaction outright, whatever its state (a shell that keeps a cheaper
+    /// record of it, e.g. the router's memory of INVITEs answered 2xx): true if one was
+    /// removed.
+    pub fn forget(&mut self, key: &TransactionKey) -> bool {
+        let removed = self.txns.remove(key).is_some();
+        if removed {
+            self.cancel_pending.remove(key);
+            self.prune();
+        }
+        removed
+    }
+
     /// The earliest timer of any transaction (a peek at the deadline heap).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.peek().map(|d| d.at)
