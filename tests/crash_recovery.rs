@@ -226,10 +226,46 @@ impl Pg {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// A fresh database of the test's own beside the test database (`<name>_<tag>_<pid>`),
+    /// dropped again when the returned guard goes: nodes of other tests running at the
+    /// same time share the test database's `nodes` table, and one of them may declare this
+    /// test's node dead or take its campaign.
+    fn own_database(&self, tag: &str) -> OwnDatabase<'_> {
+        let (prefix, base_db) = self.url.rsplit_once('/').expect("database URL with a name");
+        let name = format!(
+            "{}_{tag}_{}",
+            base_db.split('?').next().unwrap_or("t"),
+            std::process::id()
+        );
+        self.exec(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        self.exec(&format!("CREATE DATABASE {name}"));
+        OwnDatabase {
+            url: format!("{prefix}/{name}"),
+            name,
+            base: self,
+        }
+    }
+
     fn exec(&self, sql: &str) {
         self.rt
             .block_on(sqlx::query(sql).execute(&self.db.pool))
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// A database made by [`Pg::own_database`], dropped on drop.
+struct OwnDatabase<'a> {
+    url: String,
+    name: String,
+    base: &'a Pg,
+}
+
+impl Drop for OwnDatabase<'_> {
+    fn drop(&mut self) {
+        self.base.exec(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
@@ -240,8 +276,10 @@ impl Pg {
 /// `[cluster] dead_after_s` B declares A dead and closes A's call `interrupted`, once.
 #[test]
 fn two_nodes_on_postgres_restart_leaves_the_other_alone_and_a_dead_node_is_finalized() {
-    let Some(pg) = Pg::from_env() else { return };
-    let url = pg.url.clone();
+    let Some(base) = Pg::from_env() else { return };
+    let own = base.own_database("restart");
+    let pg = Pg::connect(&own.url);
+    let url = own.url.clone();
     let q = |sql: &str, node: &str| pg.count(sql, node);
     let node_a = support::unique("a");
     let node_b = support::unique("b");
