@@ -522,6 +522,21 @@ fn detect_dtmf(file: &std::path::Path) -> ExitCode {
 
 /// `--password-stdin`: the first line of `input` without its line ending; an empty line or
 /// no input at all is refused (an account must not get an empty password by accident).
+/// An operator's password from `--password-stdin` or `--password` (not empty); `None`
+/// after saying why on stderr.
+fn operator_password(flag: Option<&str>, stdin: bool) -> Option<String> {
+    if stdin {
+        return password_from(std::io::stdin().lock())
+            .map_err(|e| eprintln!("switchboard: --password-stdin: {e}"))
+            .ok();
+    }
+    let p = flag.filter(|p| !p.is_empty()).map(str::to_string);
+    if p.is_none() {
+        eprintln!("switchboard: --password must not be empty");
+    }
+    p
+}
+
 fn password_from(mut input: impl std::io::BufRead) -> Result<String, String> {
     let mut line = String::new();
     input
@@ -645,22 +660,8 @@ fn operator_command(cmd: OperatorCommand, outer: &RunArgs) -> ExitCode {
             password,
             password_stdin,
         } => {
-            let password = if *password_stdin {
-                match password_from(std::io::stdin().lock()) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        eprintln!("switchboard: --password-stdin: {e}");
-                        return ExitCode::from(2);
-                    }
-                }
-            } else {
-                match password.as_deref().filter(|p| !p.is_empty()) {
-                    Some(p) => p.to_string(),
-                    None => {
-                        eprintln!("switchboard: --password must not be empty");
-                        return ExitCode::from(2);
-                    }
-                }
+            let Some(password) = operator_password(password.as_deref(), *password_stdin) else {
+                return ExitCode::from(2);
             };
             return match operators::hash_password(&password) {
                 Ok(hash) => {
@@ -691,22 +692,8 @@ fn operator_command(cmd: OperatorCommand, outer: &RunArgs) -> ExitCode {
                 eprintln!("switchboard: --role must be admin or viewer");
                 return ExitCode::from(2);
             };
-            let password = if *password_stdin {
-                match password_from(std::io::stdin().lock()) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        eprintln!("switchboard: --password-stdin: {e}");
-                        return ExitCode::from(2);
-                    }
-                }
-            } else {
-                match password.as_deref().filter(|p| !p.is_empty()) {
-                    Some(p) => p.to_string(),
-                    None => {
-                        eprintln!("switchboard: --password must not be empty");
-                        return ExitCode::from(2);
-                    }
-                }
+            let Some(password) = operator_password(password.as_deref(), *password_stdin) else {
+                return ExitCode::from(2);
             };
             match operators::hash_password(&password) {
                 Ok(hash) => Some((name.clone(), role, hash)),

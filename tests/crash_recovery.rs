@@ -749,17 +749,9 @@ fn kamailio_spreads_calls_over_three_nodes_and_stops_sending_to_a_draining_one()
 fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
     use crate::campaign::{self, Behaviour, Farm, ServerOptions, ServerSetup};
     let Some(base) = Pg::from_env() else { return };
-    let base_url = base.url.clone();
     // A database of its own: the campaign takes every delayed ticket of the database.
-    let (prefix, base_db) = base_url.rsplit_once('/').expect("database URL with a name");
-    let name = format!(
-        "{}_lease_{}",
-        base_db.split('?').next().unwrap_or("t"),
-        std::process::id()
-    );
-    base.exec(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    base.exec(&format!("CREATE DATABASE {name}"));
-    let url = format!("{prefix}/{name}");
+    let own = base.own_database("lease");
+    let url = own.url.clone();
 
     let dir = campaign::test_dir("switchboard-leases-");
     let farm_dir = dir.path().join("farm");
@@ -979,7 +971,6 @@ fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
     drop(b);
     drop(a);
     drop(lease_db);
-    base.exec(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }
 
 /// Campaign control across nodes: two nodes run one campaign (started through A); a pause
@@ -993,16 +984,9 @@ fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
 fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
     use crate::campaign::{self, Behaviour, Farm, ServerOptions, ServerSetup};
     let Some(base) = Pg::from_env() else { return };
-    let (prefix, base_db) = base.url.rsplit_once('/').expect("database URL with a name");
     // A database of its own: nodes adopt every running campaign of the database.
-    let name = format!(
-        "{}_control_{}",
-        base_db.split('?').next().unwrap_or("t"),
-        std::process::id()
-    );
-    base.exec(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    base.exec(&format!("CREATE DATABASE {name}"));
-    let url = format!("{prefix}/{name}");
+    let own = base.own_database("control");
+    let url = own.url.clone();
 
     let dir = campaign::test_dir("switchboard-control-");
     let mut farm = Farm::start(&dir.path().join("farm"));
@@ -1279,5 +1263,4 @@ fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
     drop(b);
     drop(a);
     drop(pg);
-    base.exec(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }

@@ -492,14 +492,101 @@ fn csv_body(header: &[&str], rows: Vec<Vec<String>>) -> Result<Vec<u8>, csv::Err
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
 
-fn answer<T: Serialize>(
-    p: &Params,
-    rows: Vec<T>,
-    header: &[&str],
-    cells: impl Fn(&T) -> Vec<String>,
-) -> Response {
+/// A report row: its CSV header (the JSON field names, in order) and its cells.
+trait ReportRow: Serialize {
+    const HEADER: &'static [&'static str];
+    fn cells(&self) -> Vec<String>;
+}
+
+impl ReportRow for QueueInterval {
+    const HEADER: &'static [&'static str] = &[
+        "queue",
+        "interval_start",
+        "offered",
+        "answered",
+        "answered_within_sl",
+        "abandoned",
+        "timed_out",
+        "service_level_s",
+        "service_level",
+        "asa_s",
+        "aht_s",
+        "abandon_rate",
+        "surveys",
+        "survey_score_avg",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.queue.clone(),
+            self.interval_start.clone(),
+            self.offered.to_string(),
+            self.answered.to_string(),
+            self.answered_within_sl.to_string(),
+            self.abandoned.to_string(),
+            self.timed_out.to_string(),
+            self.service_level_s.to_string(),
+            opt(self.service_level),
+            opt(self.asa_s),
+            opt(self.aht_s),
+            opt(self.abandon_rate),
+            self.surveys.to_string(),
+            opt(self.survey_score_avg),
+        ]
+    }
+}
+
+impl ReportRow for CallsInterval {
+    const HEADER: &'static [&'static str] = &[
+        "interval_start",
+        "direction",
+        "disposition",
+        "calls",
+        "answered",
+        "talk_s_total",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.interval_start.clone(),
+            self.direction.clone(),
+            self.disposition.clone(),
+            self.calls.to_string(),
+            self.answered.to_string(),
+            self.talk_s_total.to_string(),
+        ]
+    }
+}
+
+impl ReportRow for AgentInterval {
+    const HEADER: &'static [&'static str] = &[
+        "agent",
+        "interval_start",
+        "answered",
+        "talk_s",
+        "aht_s",
+        "surveys",
+        "survey_score_avg",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.agent.clone(),
+            self.interval_start.clone(),
+            self.answered.to_string(),
+            format!("{:.3}", self.talk_s),
+            opt(self.aht_s),
+            self.surveys.to_string(),
+            opt(self.survey_score_avg),
+        ]
+    }
+}
+
+/// The rows (or the database's failure) as JSON or CSV, as the request asked.
+fn answer<T: ReportRow>(p: &Params, rows: Result<Vec<T>, sqlx::Error>) -> Response {
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => return db_error(e).into_response(),
+    };
     if p.csv {
-        return match csv_body(header, rows.iter().map(cells).collect()) {
+        return match csv_body(T::HEADER, rows.iter().map(T::cells).collect()) {
             Ok(body) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response(),
             Err(e) => {
                 ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("csv: {e}")).into_response()
@@ -535,36 +622,9 @@ pub async fn agents_report(
     headers: HeaderMap,
     q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let p = match checked(q, &headers) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    match agents(&st.ctx.db, &p).await {
-        Ok(rows) => answer(
-            &p,
-            rows,
-            &[
-                "agent",
-                "interval_start",
-                "answered",
-                "talk_s",
-                "aht_s",
-                "surveys",
-                "survey_score_avg",
-            ],
-            |r| {
-                vec![
-                    r.agent.clone(),
-                    r.interval_start.clone(),
-                    r.answered.to_string(),
-                    format!("{:.3}", r.talk_s),
-                    opt(r.aht_s),
-                    r.surveys.to_string(),
-                    opt(r.survey_score_avg),
-                ]
-            },
-        ),
-        Err(e) => db_error(e).into_response(),
+    match checked(q, &headers) {
+        Ok(p) => answer(&p, agents(&st.ctx.db, &p).await),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -585,47 +645,7 @@ pub async fn queues_report(
         .iter()
         .map(|q| (q.acd.name.clone(), q.acd.service_level.as_millis() as u64))
         .collect();
-    match queues(&st.ctx.db, &p, &sl).await {
-        Ok(rows) => answer(
-            &p,
-            rows,
-            &[
-                "queue",
-                "interval_start",
-                "offered",
-                "answered",
-                "answered_within_sl",
-                "abandoned",
-                "timed_out",
-                "service_level_s",
-                "service_level",
-                "asa_s",
-                "aht_s",
-                "abandon_rate",
-                "surveys",
-                "survey_score_avg",
-            ],
-            |r| {
-                vec![
-                    r.queue.clone(),
-                    r.interval_start.clone(),
-                    r.offered.to_string(),
-                    r.answered.to_string(),
-                    r.answered_within_sl.to_string(),
-                    r.abandoned.to_string(),
-                    r.timed_out.to_string(),
-                    r.service_level_s.to_string(),
-                    opt(r.service_level),
-                    opt(r.asa_s),
-                    opt(r.aht_s),
-                    opt(r.abandon_rate),
-                    r.surveys.to_string(),
-                    opt(r.survey_score_avg),
-                ]
-            },
-        ),
-        Err(e) => db_error(e).into_response(),
-    }
+    answer(&p, queues(&st.ctx.db, &p, &sl).await)
 }
 
 /// `GET /api/reports/calls?from=&to=&interval=&format=`.
@@ -634,34 +654,9 @@ pub async fn calls_report(
     headers: HeaderMap,
     q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let p = match checked(q, &headers) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    match calls(&st.ctx.db, &p).await {
-        Ok(rows) => answer(
-            &p,
-            rows,
-            &[
-                "interval_start",
-                "direction",
-                "disposition",
-                "calls",
-                "answered",
-                "talk_s_total",
-            ],
-            |r| {
-                vec![
-                    r.interval_start.clone(),
-                    r.direction.clone(),
-                    r.disposition.clone(),
-                    r.calls.to_string(),
-                    r.answered.to_string(),
-                    r.talk_s_total.to_string(),
-                ]
-            },
-        ),
-        Err(e) => db_error(e).into_response(),
+    match checked(q, &headers) {
+        Ok(p) => answer(&p, calls(&st.ctx.db, &p).await),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -16,7 +16,7 @@
 //! once nothing has been refused for [`CALM_WINDOWS`] windows, the limit is lifted. Under no
 //! overload the gate is one comparison per INVITE.
 //!
-//! Why the memory ([`RefusedInvites`]). A refused INVITE is a finished server transaction
+//! Why the memory ([`InviteMemory`]). A refused INVITE is a finished server transaction
 //! (RFC 3261 §17.2.1): its retransmissions must get the same `503`, not a fresh decision. A
 //! retransmission that arrives after the backlog cleared would otherwise be admitted, and the
 //! caller — who already took the `503`, sent its ACK and gave up — never ACKs the `200`: the
@@ -146,10 +146,12 @@ impl RateGate {
     }
 }
 
-/// The INVITEs refused for overload, for Timer H (see the module doc): a retransmission gets
-/// the same `503` with the same To tag.
+/// A memory of INVITE transactions by a keyed hash of two of their identifiers, each kept
+/// for a fixed time (24 bytes an entry): the INVITEs refused for overload, for Timer H (a
+/// retransmission gets the same `503` with the same To tag, see the module doc), and in the
+/// router the INVITEs answered 2xx, for Timer L (a retransmission is absorbed).
 #[derive(Debug)]
-pub struct RefusedInvites {
+pub struct InviteMemory {
     hasher: RandomState,
     keys: HashSet<u64>,
     order: VecDeque<(Instant, u64)>,
@@ -157,11 +159,11 @@ pub struct RefusedInvites {
     cap: usize,
 }
 
-impl RefusedInvites {
+impl InviteMemory {
     /// Keep each refusal for `keep` (Timer H, 64·T1), at most `cap` at once (the oldest go
     /// first beyond that: a retransmission that late is rare and then gets a fresh decision).
-    pub fn new(keep: Duration, cap: usize) -> RefusedInvites {
-        RefusedInvites {
+    pub fn new(keep: Duration, cap: usize) -> InviteMemory {
+        InviteMemory {
             hasher: RandomState::new(),
             keys: HashSet::new(),
             order: VecDeque::new(),
@@ -170,7 +172,8 @@ impl RefusedInvites {
         }
     }
 
-    /// The key of an INVITE transaction: its Call-ID and top Via branch.
+    /// The key of an INVITE transaction from two of its identifiers (refusals: Call-ID and
+    /// top Via branch; accepted INVITEs: sent-by and branch, the transaction key's parts).
     pub fn key(&self, call_id: &str, branch: &str) -> u64 {
         self.hasher.hash_one((call_id, branch))
     }
@@ -349,7 +352,7 @@ mod tests {
 
     #[test]
     fn refused_invites_are_remembered_for_timer_h_then_forgotten() {
-        let mut r = RefusedInvites::new(Duration::from_secs(32), 10);
+        let mut r = InviteMemory::new(Duration::from_secs(32), 10);
         let t0 = Instant::now();
         let k = r.key("call-1@host", "z9hG4bK1");
         assert_ne!(
@@ -359,7 +362,7 @@ mod tests {
         );
         r.remember(k, t0);
         assert!(r.contains(k));
-        assert_eq!(RefusedInvites::tag(k), RefusedInvites::tag(k));
+        assert_eq!(InviteMemory::tag(k), InviteMemory::tag(k));
         r.expire(t0 + Duration::from_secs(31));
         assert!(r.contains(k));
         r.expire(t0 + Duration::from_secs(32));
@@ -369,7 +372,7 @@ mod tests {
 
     #[test]
     fn refused_invites_are_capped() {
-        let mut r = RefusedInvites::new(Duration::from_secs(32), 3);
+        let mut r = InviteMemory::new(Duration::from_secs(32), 3);
         let t0 = Instant::now();
         let keys: Vec<u64> = (0..5).map(|i| r.key(&format!("c{i}"), "b")).collect();
         for k in &keys {

@@ -45,7 +45,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::actor::{self, CallInput};
-use super::admission::{Decision, RateGate, RefusedInvites};
+use super::admission::{Decision, InviteMemory, RateGate};
 use super::dialog::{response, ALLOW};
 use super::CallContext;
 use crate::runtime::stamped::StampedReceiver;
@@ -161,7 +161,7 @@ pub struct Router {
     /// is off (`overload_queue_ms = 0`).
     gate: Option<RateGate>,
     /// INVITEs refused for overload, so their retransmissions get the same `503`.
-    refused: RefusedInvites,
+    refused: InviteMemory,
     /// The server transactions of calls' initial INVITEs (module doc) until their final
     /// response: Proceeding, and Completed/Confirmed after a non-2xx.
     invites: TransactionTable<ReplyPath>,
@@ -171,7 +171,7 @@ pub struct Router {
     /// 64 000 calls are in Accepted at any time (measured: 76 → 151 MiB peak RSS with full
     /// transactions). The ACK for the 2xx needs no transaction: it goes to the call by
     /// Call-ID like any in-dialog request.
-    accepted: RefusedInvites,
+    accepted: InviteMemory,
     /// When the transaction timers last ran (they run at most every [`TXN_TICK`]).
     invites_ran: Instant,
 }
@@ -206,8 +206,8 @@ impl Router {
                     Instant::now(),
                 )
             }),
-            refused: RefusedInvites::new(REFUSED_KEEP, REFUSED_CAP),
-            accepted: RefusedInvites::new(REFUSED_KEEP, REFUSED_CAP),
+            refused: InviteMemory::new(REFUSED_KEEP, REFUSED_CAP),
+            accepted: InviteMemory::new(REFUSED_KEEP, REFUSED_CAP),
             invites: TransactionTable::new(TimerConfig {
                 // The call answers (100 Trying) as soon as it starts.
                 auto_trying: None,
@@ -741,7 +741,7 @@ impl Router {
             {
                 // A retransmission of an INVITE refused for overload: its transaction
                 // answers again, the same `503` with the same tag, and nothing else happens.
-                self.refuse_overload(&inbound, &RefusedInvites::tag(key));
+                self.refuse_overload(&inbound, &InviteMemory::tag(key));
                 return;
             }
         }
@@ -802,7 +802,7 @@ impl Router {
             let tag = match self.refusal_key(&inbound) {
                 Some(key) => {
                     self.refused.remember(key, now);
-                    RefusedInvites::tag(key)
+                    InviteMemory::tag(key)
                 }
                 None => super::dialog::new_tag(),
             };
