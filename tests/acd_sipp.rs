@@ -1683,12 +1683,16 @@ fn wallboard_figures_survive_a_restart() {
     let rec = ended_call(&server, "+15551239761");
     assert_eq!(rec["agent"], "rita", "{rec:?}");
     let call_id = rec["id"].as_str().expect("call id").to_string();
-    server.wait_db(Duration::from_secs(15), "the queue call's complete row", |db| {
-        (db.count(&format!(
-            "queue_log WHERE call_id = '{call_id}' AND event = 'complete'"
-        )) == 1)
-            .then_some(())
-    });
+    server.wait_db(
+        Duration::from_secs(15),
+        "the queue call's complete row",
+        |db| {
+            (db.count(&format!(
+                "queue_log WHERE call_id = '{call_id}' AND event = 'complete'"
+            )) == 1)
+                .then_some(())
+        },
+    );
     wait_for(Duration::from_secs(90), "the campaign to complete", || {
         let (code, v) = http(
             server.http_addr,
@@ -1710,16 +1714,15 @@ fn wallboard_figures_survive_a_restart() {
         let o = r["o"].as_str().unwrap_or("failed").replace("opted_out", "opt_out");
         outcomes.insert(o, r["n"].as_i64().unwrap_or(0));
     }
-    let expected: std::collections::BTreeMap<String, i64> = [
-        ("wait", 1),
-        ("refund", 1),
-        ("busy", 1),
-        ("failed", 1),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    assert_eq!(outcomes, expected, "the farm's customers did what the plan says");
+    let expected: std::collections::BTreeMap<String, i64> =
+        [("wait", 1), ("refund", 1), ("busy", 1), ("failed", 1)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    assert_eq!(
+        outcomes, expected,
+        "the farm's customers did what the plan says"
+    );
 
     // 3. The page's figures before the restart.
     let shot_dir = std::env::var("SWITCHBOARD_SCREENSHOT_DIR")
@@ -1737,8 +1740,14 @@ fn wallboard_figures_survive_a_restart() {
     assert_eq!(q["abandon"], "0%", "{before}");
     let asa = q["asa"].as_str().unwrap_or("");
     assert!(asa.ends_with(" s") && asa != "0 s", "ASA: {before}");
-    assert!(q["aht"].as_str().unwrap_or("").ends_with(" s"), "AHT: {before}");
-    assert_eq!(before["agents"]["rita"], "1", "rita's calls today: {before}");
+    assert!(
+        q["aht"].as_str().unwrap_or("").ends_with(" s"),
+        "AHT: {before}"
+    );
+    assert_eq!(
+        before["agents"]["rita"], "1",
+        "rita's calls today: {before}"
+    );
     // The interval chart: one interval with the one call, answered within the SL, the same
     // for `support` alone.
     let intervals = before["intervals"].as_object().expect("intervals");
@@ -1750,19 +1759,38 @@ fn wallboard_figures_survive_a_restart() {
     );
     assert_eq!(
         (&iv["offered"], &iv["answered"], &iv["abandoned"], &iv["sl"]),
-        (&Value::from(1), &Value::from(1), &Value::from(0), &Value::from("100")),
+        (
+            &Value::from(1),
+            &Value::from(1),
+            &Value::from(0),
+            &Value::from("100")
+        ),
         "{before}"
     );
     assert_eq!(before["intervals_queue"], before["intervals"], "{before}");
     // The campaign's outcome chart: a rect for every outcome, counts as in the database.
     let c = &before["campaigns"][id.to_string()];
-    let chart = c["chart"].as_object().expect("the campaign's outcome chart");
+    let chart = c["chart"]
+        .as_object()
+        .expect("the campaign's outcome chart");
     for k in [
-        "wait", "refund", "agent", "callback", "no_answer", "busy", "machine", "opt_out",
-        "failed", "sms_sent",
+        "wait",
+        "refund",
+        "agent",
+        "callback",
+        "no_answer",
+        "busy",
+        "machine",
+        "opt_out",
+        "failed",
+        "sms_sent",
     ] {
         let want = outcomes.get(k).copied().unwrap_or(0);
-        assert_eq!(chart.get(k), Some(&Value::from(want)), "chart {k}: {before}");
+        assert_eq!(
+            chart.get(k),
+            Some(&Value::from(want)),
+            "chart {k}: {before}"
+        );
         assert_eq!(
             c["table"][k],
             Value::from(want.to_string()),
