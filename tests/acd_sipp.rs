@@ -1530,3 +1530,296 @@ fn wallboard_page_shows_waiting_caller_within_2s_and_sl_after_answer() {
     let (code, _) = http(server.http_addr, "GET", "/api/wallboard", None);
     assert_eq!(code, 401);
 }
+
+/// The wallboard driver (tests/support/wallboard.js) in its command mode: one page kept open
+/// while the test drives it with a command per line; each answer is one `WORD ms detail` line.
+struct WallboardPage {
+    node: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    log: std::path::PathBuf,
+}
+
+impl WallboardPage {
+    fn open(server: &Server, token: &str, queue: &str, shot: &Path) -> WallboardPage {
+        use std::io::BufRead;
+        let log = server.dir.path().join("wallboard-figures-node.log");
+        let mut node = Command::new("node")
+            .arg(repo_root().join("tests/support/wallboard.js"))
+            .env("NODE_PATH", support::playwright_modules())
+            .env(
+                "WALLBOARD_URL",
+                format!("http://{}/wallboard", server.http_addr),
+            )
+            .env("WALLBOARD_TOKEN", token)
+            .env("QUEUE", queue)
+            .env("MODE", "figures")
+            .env("SCREENSHOT", shot)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("node log"))
+            .spawn()
+            .expect("node runs (Debian nodejs)");
+        let stdin = node.stdin.take().expect("node stdin");
+        let lines = std::io::BufReader::new(node.stdout.take().expect("node stdout")).lines();
+        let mut page = WallboardPage {
+            node,
+            stdin,
+            lines,
+            log,
+        };
+        page.next("READY");
+        page
+    }
+
+    /// The detail of the next `word` line.
+    fn next(&mut self, word: &str) -> String {
+        for line in self.lines.by_ref() {
+            let line = line.unwrap_or_default();
+            let mut parts = line.splitn(3, ' ');
+            if parts.next() == Some(word) {
+                return parts.nth(1).unwrap_or("").to_string();
+            }
+        }
+        panic!(
+            "wallboard.js ended before {word}\n{}",
+            support::read_lossy(&self.log)
+        );
+    }
+
+    /// Send `command`; the detail of the `word` line it answers with.
+    fn ask(&mut self, command: &str, word: &str) -> String {
+        writeln!(self.stdin, "{command}").expect("write to wallboard.js");
+        self.stdin.flush().expect("flush");
+        self.next(word)
+    }
+
+    fn figures(&mut self, command: &str) -> Value {
+        let detail = self.ask(command, "FIGURES");
+        serde_json::from_str(&detail).unwrap_or_else(|e| panic!("FIGURES {detail}: {e}"))
+    }
+
+    fn quit(mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        drop(self.stdin);
+        let st = support::wait_child(&mut self.node, Duration::from_secs(20));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "wallboard.js: {st:?}\n{}",
+            support::read_lossy(&self.log)
+        );
+    }
+}
+
+/// Issue 17's "the figures survive a restart", in real Chromium: a SIPp caller answered by an
+/// agent in `support` and a short campaign against the SIPp customer farm (wait, refund,
+/// busy, failed) leave today's figures; the wallboard shows them (queue calls, SL, ASA, AHT,
+/// the agent's calls, the 15-minute interval chart for all queues and for `support`, the
+/// campaign's outcome chart and counts), and after SIGTERM and a start on the same database
+/// the same open page (reconnected) and the reloaded page show the same figures. Screenshot:
+/// `$SWITCHBOARD_SCREENSHOT_DIR/wallboard-charts.png` (docs/screenshots), else the test folder.
+#[test]
+fn wallboard_figures_survive_a_restart() {
+    use campaign::Behaviour;
+    let farm_dir = tempfile::tempdir().expect("temp dir");
+    let mut farm = campaign::Farm::start(farm_dir.path());
+    let trunk = format!(
+        "\n[[trunk]]\nname = \"carrier\"\naddress = \"127.0.0.1:{}\"\ninbound_cidrs = [\"127.0.0.1/32\"]\n",
+        farm.port
+    );
+    let (_cfg_dir, cfg) = config_with_extra(&[], &trunk);
+    let read_token = "wallboard-read-token";
+    let mut server = Server::start(&["--config", &cfg, "--api-read-token", read_token]);
+    let tok = token(&server);
+
+    // 1. A short campaign: one customer waits, one takes the refund, one is busy, one number
+    //    does not exist (404); no retries, so it completes in seconds.
+    let plan = [
+        Behaviour::Press1,
+        Behaviour::Press2,
+        Behaviour::Busy,
+        Behaviour::NotFound,
+    ];
+    for t in campaign::tickets(61, &plan) {
+        server.db().exec(&format!(
+            "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, status, delay_days, new_eta) \
+             VALUES ('{}', 'Board Tester', '{}', 'en', 'wb-restart', '{}', 'delayed', {}, '2026-12-24')",
+            t.order_id, t.phone, t.timezone, t.delay_days
+        ));
+    }
+    let mut spec = campaign::campaign_spec("wallboard-restart", 2, 2);
+    spec["tickets"] = serde_json::json!({"status": "delayed", "segment": "wb-restart"});
+    spec["retry"] = serde_json::json!({
+        "busy": {"after_s": 1, "max_attempts": 1},
+        "failed": {"after_s": 1, "max_attempts": 1},
+        "no_answer": {"after_s": 1, "max_attempts": 1}
+    });
+    let (code, created) = http_body(
+        server.http_addr,
+        "POST",
+        "/api/campaigns",
+        Some(&tok),
+        &spec.to_string(),
+    );
+    assert_eq!(code, 201, "create campaign: {created}");
+    let id = created["id"].as_i64().expect("campaign id");
+    let (code, body) = http(
+        server.http_addr,
+        "POST",
+        &format!("/api/campaigns/{id}/start"),
+        Some(&tok),
+    );
+    assert_eq!(code, 200, "start campaign: {body}");
+
+    // 2. Meanwhile a caller reaches agent rita through the queue (she rings 1 s).
+    let port = setup_agent(&server, "rita");
+    let phone = agent_phone(&server, "rita", port, 1000, 3000);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 8_000, 30_000),
+        &caller("+15551239761"),
+    );
+    phone.finish("agent phone");
+    call.wait().assert_ok(&server);
+    let rec = ended_call(&server, "+15551239761");
+    assert_eq!(rec["agent"], "rita", "{rec:?}");
+    let call_id = rec["id"].as_str().expect("call id").to_string();
+    server.wait_db(
+        Duration::from_secs(15),
+        "the queue call's complete row",
+        |db| {
+            (db.count(&format!(
+                "queue_log WHERE call_id = '{call_id}' AND event = 'complete'"
+            )) == 1)
+                .then_some(())
+        },
+    );
+    wait_for(Duration::from_secs(90), "the campaign to complete", || {
+        let (code, v) = http(
+            server.http_addr,
+            "GET",
+            &format!("/api/campaigns/{id}"),
+            Some(&tok),
+        );
+        (code == 200 && v["state"] == "completed").then_some(v)
+    });
+    wait_no_active_calls(&server, &tok, "the campaign and the queue call");
+    farm.stop();
+
+    // What the database says the campaign's outcomes are (the wallboard's keys).
+    let mut outcomes = std::collections::BTreeMap::new();
+    for r in server.db().rows(&format!(
+        "SELECT COALESCE(outcome, last_disposition) AS o, COUNT(*) AS n FROM campaign_contacts \
+         WHERE campaign_id = {id} AND state IN ('completed', 'failed', 'opted_out', 'dnc') GROUP BY o"
+    )) {
+        let o = r["o"].as_str().unwrap_or("failed").replace("opted_out", "opt_out");
+        outcomes.insert(o, r["n"].as_i64().unwrap_or(0));
+    }
+    let expected: std::collections::BTreeMap<String, i64> =
+        [("wait", 1), ("refund", 1), ("busy", 1), ("failed", 1)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    assert_eq!(
+        outcomes, expected,
+        "the farm's customers did what the plan says"
+    );
+
+    // 3. The page's figures before the restart.
+    let shot_dir = std::env::var("SWITCHBOARD_SCREENSHOT_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| server.dir.path().to_path_buf());
+    std::fs::create_dir_all(&shot_dir).expect("screenshot dir");
+    let shot = shot_dir.join("wallboard-charts.png");
+    let mut page = WallboardPage::open(&server, read_token, "support", &shot);
+    let before = page.figures("figures");
+    println!("wallboard figures before the restart: {before}");
+    let q = &before["queue"];
+    assert_eq!(q["calls"], "1", "{before}");
+    assert_eq!(q["answered"], "1", "{before}");
+    assert_eq!(q["sl"], "100%", "answered within 30 s: {before}");
+    assert_eq!(q["abandon"], "0%", "{before}");
+    let asa = q["asa"].as_str().unwrap_or("");
+    assert!(asa.ends_with(" s") && asa != "0 s", "ASA: {before}");
+    assert!(
+        q["aht"].as_str().unwrap_or("").ends_with(" s"),
+        "AHT: {before}"
+    );
+    assert_eq!(
+        before["agents"]["rita"], "1",
+        "rita's calls today: {before}"
+    );
+    // The interval chart: one interval with the one call, answered within the SL, the same
+    // for `support` alone.
+    let intervals = before["intervals"].as_object().expect("intervals");
+    assert_eq!(intervals.len(), 1, "one interval with calls: {before}");
+    let (label, iv) = intervals.iter().next().expect("an interval");
+    assert!(
+        label.len() == 5 && label.as_bytes()[2] == b':',
+        "HH:MM label {label}"
+    );
+    assert_eq!(
+        (&iv["offered"], &iv["answered"], &iv["abandoned"], &iv["sl"]),
+        (
+            &Value::from(1),
+            &Value::from(1),
+            &Value::from(0),
+            &Value::from("100")
+        ),
+        "{before}"
+    );
+    assert_eq!(before["intervals_queue"], before["intervals"], "{before}");
+    // The campaign's outcome chart: a rect for every outcome, counts as in the database.
+    let c = &before["campaigns"][id.to_string()];
+    let chart = c["chart"]
+        .as_object()
+        .expect("the campaign's outcome chart");
+    for k in [
+        "wait",
+        "refund",
+        "agent",
+        "callback",
+        "no_answer",
+        "busy",
+        "machine",
+        "opt_out",
+        "failed",
+        "sms_sent",
+    ] {
+        let want = outcomes.get(k).copied().unwrap_or(0);
+        assert_eq!(
+            chart.get(k),
+            Some(&Value::from(want)),
+            "chart {k}: {before}"
+        );
+        assert_eq!(
+            c["table"][k],
+            Value::from(want.to_string()),
+            "table {k}: {before}"
+        );
+    }
+    assert_eq!(c["progress"], "4 / 4 (100%)", "{before}");
+    page.ask("shot", "SHOT");
+
+    // 4. SIGTERM, start again on the same database (same ports): the open page reconnects
+    //    and shows the same figures; a reload (the interval chart fetched anew from the
+    //    restarted server) too.
+    server.sigterm();
+    assert!(
+        server.wait_exit(Duration::from_secs(20)).is_some(),
+        "server did not stop on SIGTERM\n{}",
+        server.log()
+    );
+    server.restart();
+    let reconnected = page.figures("reconnected");
+    assert_eq!(
+        reconnected, before,
+        "the open page after the restart\nbefore: {before}\nafter:  {reconnected}"
+    );
+    let reloaded = page.figures("reload");
+    assert_eq!(
+        reloaded, before,
+        "the reloaded page after the restart\nbefore: {before}\nafter:  {reloaded}"
+    );
+    page.quit();
+    assert!(shot.is_file(), "screenshot written");
+}

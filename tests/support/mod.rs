@@ -187,8 +187,33 @@ pub struct Server {
     stdout_path: PathBuf,
     stderr_path: PathBuf,
     sipp_runs: AtomicU32,
+    /// The command line, for [`Server::restart`].
+    args: Vec<String>,
     // Last: the files are removed after the child is gone.
     pub dir: TempDir,
+}
+
+/// The switchboard binary with `args`, its stdout and stderr appended to the files.
+fn spawn_server(args: &[String], stdout: &Path, stderr: &Path) -> Child {
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap_or_else(|e| panic!("server log file {}: {e}", p.display()))
+    };
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .current_dir(repo_root())
+        .env(
+            "RUST_LOG",
+            std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(open(stdout))
+        .stderr(open(stderr))
+        .spawn()
+        .expect("spawn the switchboard binary")
 }
 
 /// Our copy of `config/default.toml` (spool in `dir`) with `extra` TOML appended, for tests
@@ -273,18 +298,7 @@ impl Server {
             .position(|a| *a == "--api-token")
             .and_then(|i| extra_args.get(i + 1))
             .map(|t| t.to_string());
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(&args)
-            .current_dir(repo_root())
-            .env(
-                "RUST_LOG",
-                std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout_path).expect("server stdout file"))
-            .stderr(std::fs::File::create(&stderr_path).expect("server stderr file"))
-            .spawn()
-            .expect("spawn the switchboard binary");
+        let child = spawn_server(&args, &stdout_path, &stderr_path);
         let mut server = Server {
             child,
             exited: None,
@@ -296,10 +310,39 @@ impl Server {
             stdout_path,
             stderr_path,
             sipp_runs: AtomicU32::new(0),
+            args,
             dir,
         };
         server.wait_healthy(Duration::from_secs(20));
         server
+    }
+
+    /// Start the server again after it stopped (`sigterm` + `wait_exit`): the same command
+    /// line, so the same ports, database and config (and the same admin token: the generated
+    /// one is passed with `--api-token`). Its output is appended to the same log files.
+    /// Waits until `GET /healthz` answers 200.
+    pub fn restart(&mut self) {
+        assert!(
+            self.exited.is_some(),
+            "restart: the server is still running (sigterm and wait_exit first)"
+        );
+        let mut args = self.args.clone();
+        if self.api_token.is_none() {
+            let token = self.api_token();
+            args.extend(["--api-token".to_string(), token.clone()]);
+            self.api_token = Some(token);
+        }
+        let banner_lines = read_lossy(&self.stdout_path).matches("  Stop:").count();
+        self.child = spawn_server(&args, &self.stdout_path, &self.stderr_path);
+        self.exited = None;
+        self.wait_healthy(Duration::from_secs(20));
+        // wait_healthy found the first run's banner: wait for this run's too.
+        let by = Instant::now() + Duration::from_secs(5);
+        while read_lossy(&self.stdout_path).matches("  Stop:").count() <= banner_lines
+            && Instant::now() < by
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn wait_healthy(&mut self, timeout: Duration) {
