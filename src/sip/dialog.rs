@@ -708,3 +708,690 @@ pub fn glare_retry_window(owns_call_id: bool) -> Range<Duration> {
         Duration::ZERO..Duration::from_millis(2000)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::Framing;
+    use crate::sip::transport::TransportKind;
+
+    fn state(invite: bool, update: bool, unacked: bool, offer_in_2xx: bool) -> OfferAnswerState {
+        OfferAnswerState {
+            our_invite_pending: invite,
+            our_update_pending: update,
+            unacked_2xx: unacked,
+            offer_in_our_2xx: offer_in_2xx,
+        }
+    }
+
+    #[test]
+    fn reinvite_gets_491_while_ours_is_pending_and_500_before_the_ack() {
+        assert_eq!(on_reinvite(OfferAnswerState::default()), Overlap::Proceed);
+        assert_eq!(
+            on_reinvite(state(true, false, false, false)),
+            Overlap::RequestPending
+        );
+        // Ours pending wins over the un-ACKed 2xx (the order the actor has always used).
+        assert_eq!(
+            on_reinvite(state(true, false, true, false)),
+            Overlap::RequestPending
+        );
+        assert_eq!(
+            on_reinvite(state(false, false, true, false)),
+            Overlap::RetryLater
+        );
+        // Our UPDATE does not block a re-INVITE.
+        assert_eq!(
+            on_reinvite(state(false, true, false, false)),
+            Overlap::Proceed
+        );
+    }
+
+    #[test]
+    fn update_rules_depend_on_whether_it_carries_an_offer() {
+        // Our UPDATE outstanding: 491 with or without an offer.
+        for offer in [false, true] {
+            assert_eq!(
+                on_update(state(false, true, false, false), offer),
+                Overlap::RequestPending
+            );
+        }
+        // Our re-INVITE outstanding: only an offer collides.
+        assert_eq!(
+            on_update(state(true, false, false, false), true),
+            Overlap::RequestPending
+        );
+        assert_eq!(
+            on_update(state(true, false, false, false), false),
+            Overlap::Proceed
+        );
+        // Late offer in our 2xx, not yet answered in the ACK: an offer must wait.
+        assert_eq!(
+            on_update(state(false, false, true, true), true),
+            Overlap::RetryLater
+        );
+        assert_eq!(
+            on_update(state(false, false, true, true), false),
+            Overlap::Proceed
+        );
+        // 2xx un-ACKed but the offer was theirs (answer already given): proceed.
+        assert_eq!(
+            on_update(state(false, false, true, false), true),
+            Overlap::Proceed
+        );
+    }
+
+    #[test]
+    fn statuses_and_retry_windows() {
+        assert_eq!(Overlap::Proceed.status(), None);
+        assert_eq!(Overlap::RequestPending.status(), Some(491));
+        assert_eq!(Overlap::RetryLater.status(), Some(500));
+        let owner = glare_retry_window(true);
+        let other = glare_retry_window(false);
+        assert!(
+            owner.start > other.end,
+            "the two sides never retry at the same time"
+        );
+        assert_eq!(other.start, Duration::ZERO);
+        assert_eq!(owner.end, Duration::from_secs(4));
+    }
+
+    fn local(host: &str) -> LocalIdentity {
+        LocalIdentity {
+            contact: format!("<sip:sb@{host}>"),
+            via_host: host.to_string(),
+            transport: TransportKind::Udp,
+            user_agent: "test".into(),
+        }
+    }
+
+    fn parse(text: &str) -> Message {
+        Message::parse(text.as_bytes(), Framing::Datagram).expect("test message")
+    }
+
+    /// Through the wire and back, as the peer would see it.
+    fn wire(m: &Message) -> Message {
+        Message::parse(&m.to_bytes(), Framing::Datagram).expect("our own message parses")
+    }
+
+    /// The initial INVITE from alice (10.0.0.1) through two proxies p1 (nearest alice), p2.
+    fn invite() -> Message {
+        parse(
+            "INVITE sip:bob@10.0.0.2 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP p2;branch=z9hG4bKp2\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa\r\n\
+             Record-Route: <sip:p2;lr>\r\nRecord-Route: <sip:p1;lr>\r\n\
+             From: <sip:alice@10.0.0.1>;tag=atag\r\nTo: <sip:bob@10.0.0.2>\r\n\
+             Call-ID: c1@10.0.0.1\r\nCSeq: 5 INVITE\r\nContact: <sip:alice@10.0.0.1:5062>\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        )
+    }
+
+    /// The 2xx our INVITE got back (Record-Route as the proxies put it in the INVITE).
+    fn ok_2xx(invite: &Message) -> Message {
+        let mut r = invite.response(200, "OK", Some("btag"));
+        for h in invite
+            .headers
+            .iter()
+            .filter(|h| h.name == HeaderName::RecordRoute)
+        {
+            r.headers.push(h.clone());
+        }
+        r.push_header(HeaderName::Contact, "<sip:bob@10.0.0.2:5070>");
+        wire(&r)
+    }
+
+    /// An in-dialog request of the peer (to our tag), CSeq `seq`.
+    fn from_peer(method: &str, seq: u32, extra: &str, body: &str) -> Message {
+        parse(&format!(
+            "{method} sip:bob@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK{seq}{method}\r\n\
+             From: <sip:alice@10.0.0.1>;tag=atag\r\nTo: <sip:bob@10.0.0.2>;tag=btag\r\n\
+             Call-ID: c1@10.0.0.1\r\nCSeq: {seq} {method}\r\nMax-Forwards: 70\r\n{extra}\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    fn answer(req: &Message, code: u16) -> Message {
+        wire(&req.response(code, "X", Some("atag")))
+    }
+
+    fn uas() -> Dialog {
+        Dialog::uas(&invite(), "btag").expect("UAS dialog")
+    }
+
+    fn pinned(d: Dialog, pick: fn(Range<Duration>) -> Duration) -> Dialog {
+        d.with_jitter(Box::new(pick))
+    }
+
+    #[test]
+    fn uas_and_uac_route_sets_and_targets() {
+        let d = uas();
+        assert_eq!(d.role(), Role::Uas);
+        assert!(!d.owns_call_id());
+        // UAS: Record-Route in order (§12.1.1); target the INVITE's Contact.
+        assert_eq!(d.route_set(), ["<sip:p2;lr>", "<sip:p1;lr>"]);
+        assert_eq!(d.remote_target().as_str(), "sip:alice@10.0.0.1:5062");
+        assert_eq!(d.remote_cseq(), Some(5));
+        assert_eq!(d.remote_tag(), Some("atag"));
+        assert_eq!(d.local_party(), "<sip:bob@10.0.0.2>;tag=btag");
+        // UAC (alice's side): the 2xx's Record-Route reversed (§12.1.2), its Contact.
+        let c = Dialog::uac(&invite(), &ok_2xx(&invite())).expect("UAC dialog");
+        assert_eq!(c.role(), Role::Uac);
+        assert!(c.owns_call_id());
+        assert_eq!(c.route_set(), ["<sip:p1;lr>", "<sip:p2;lr>"]);
+        assert_eq!(c.remote_target().as_str(), "sip:bob@10.0.0.2:5070");
+        assert_eq!(c.local_cseq(), 5);
+        assert_eq!(c.remote_cseq(), None);
+        assert_eq!(c.remote_tag(), Some("btag"));
+        assert_eq!(c.local_tag(), "atag");
+        // Not dialogs.
+        assert_eq!(
+            Dialog::uac(&invite(), &wire(&invite().response(486, "Busy", Some("b")))).err(),
+            Some(DialogError::Not2xx(486))
+        );
+        let bye = from_peer("BYE", 6, "", "");
+        assert!(matches!(
+            Dialog::uas(&bye, "t"),
+            Err(DialogError::NotInvite(_))
+        ));
+        let mut broken = invite();
+        broken.headers.retain(|h| h.name != HeaderName::CallId);
+        assert_eq!(
+            Dialog::uas(&broken, "t").err(),
+            Some(DialogError::Header("Call-ID"))
+        );
+    }
+
+    #[test]
+    fn bye_is_built_from_the_dialog() {
+        let mut d = uas();
+        let l = local("10.0.0.2");
+        let bye = wire(&d.request(Method::Bye, &l));
+        bye.validate_request().expect("valid BYE");
+        assert_eq!(bye.method(), Some(&Method::Bye));
+        match &bye.start {
+            StartLine::Request { uri, .. } => assert_eq!(uri.as_str(), "sip:alice@10.0.0.1:5062"),
+            StartLine::Response { .. } => panic!("a request"),
+        }
+        assert_eq!(bye.cseq().expect("cseq").seq, 1);
+        assert_eq!(bye.from_header().expect("from").tag(), Some("btag"));
+        assert_eq!(bye.to_header().expect("to").tag(), Some("atag"));
+        assert_eq!(bye.call_id().expect("call-id"), "c1@10.0.0.1");
+        let routes: Vec<&str> = bye.header_values(&HeaderName::Route).collect();
+        assert_eq!(routes, ["<sip:p2;lr>", "<sip:p1;lr>"]);
+        assert!(bye
+            .top_via()
+            .expect("via")
+            .branch()
+            .is_some_and(|b| b.starts_with("z9hG4bK")));
+        // A BYE is not an offer: nothing outstanding. The next request counts on.
+        assert_eq!(d.outstanding(), None);
+        assert_eq!(
+            wire(&d.request(Method::Info, &l)).cseq().expect("cseq").seq,
+            2
+        );
+        // The ACK of a 2xx keeps the INVITE's number and does not count.
+        let ack = wire(&d.ack(7, &l));
+        assert_eq!(
+            ack.cseq().expect("cseq"),
+            crate::sip::message::CSeq {
+                seq: 7,
+                method: Method::Ack
+            }
+        );
+        assert_eq!(d.local_cseq(), 2);
+    }
+
+    #[test]
+    fn out_of_order_cseq_gets_500_and_bye_is_honoured() {
+        let mut d = uas();
+        assert_eq!(
+            d.handle_request(&from_peer("INFO", 6, "", "")),
+            Verdict::Accept
+        );
+        assert_eq!(d.remote_cseq(), Some(6));
+        // Equal is fine (a retransmission the shell did not absorb), lower is not.
+        assert_eq!(
+            d.handle_request(&from_peer("INFO", 6, "", "")),
+            Verdict::Accept
+        );
+        let v = d.handle_request(&from_peer("INFO", 4, "", ""));
+        assert_eq!(v, Verdict::Reject(Rejection::OutOfOrder));
+        assert_eq!(
+            (
+                Rejection::OutOfOrder.status(),
+                Rejection::OutOfOrder.reason()
+            ),
+            (500, "Out Of Order")
+        );
+        assert_eq!(d.remote_cseq(), Some(6));
+        assert_eq!(
+            d.handle_request(&from_peer("INVITE", 3, "", "")),
+            Verdict::Reject(Rejection::OutOfOrder)
+        );
+        // A BYE ends the call whatever its number.
+        assert_eq!(
+            d.handle_request(&from_peer("BYE", 2, "", "")),
+            Verdict::Accept
+        );
+        // Not our tag: 481.
+        let mut stranger = from_peer("INFO", 9, "", "");
+        stranger.set_header(HeaderName::To, "<sip:bob@10.0.0.2>;tag=other");
+        assert_eq!(
+            d.handle_request(&stranger),
+            Verdict::Reject(Rejection::NoDialog)
+        );
+        assert_eq!(Rejection::NoDialog.status(), 481);
+        // OPTIONS has no dialog rules; a UAC dialog takes any first number from the peer.
+        assert_eq!(
+            d.handle_request(&from_peer("OPTIONS", 1, "", "")),
+            Verdict::Accept
+        );
+        let mut c = Dialog::uac(&invite(), &ok_2xx(&invite())).expect("UAC dialog");
+        let mut first = from_peer("INFO", 1, "", "");
+        first.set_header(HeaderName::To, "<sip:alice@10.0.0.1>;tag=atag");
+        assert_eq!(c.handle_request(&first), Verdict::Accept);
+        assert_eq!(c.remote_cseq(), Some(1));
+    }
+
+    #[test]
+    fn target_refresh_on_reinvite_and_update() {
+        let mut d = uas();
+        let moved = from_peer("INVITE", 6, "Contact: <sip:alice@10.9.9.9:6000>\r\n", "");
+        assert_eq!(d.handle_request(&moved), Verdict::Accept);
+        assert_eq!(d.remote_target().as_str(), "sip:alice@10.9.9.9:6000");
+        let l = local("10.0.0.2");
+        match &wire(&d.request(Method::Bye, &l)).start {
+            StartLine::Request { uri, .. } => assert_eq!(uri.as_str(), "sip:alice@10.9.9.9:6000"),
+            StartLine::Response { .. } => panic!("a request"),
+        }
+        let upd = from_peer("UPDATE", 7, "Contact: <sip:alice@10.8.8.8>\r\n", "");
+        assert_eq!(d.handle_request(&upd), Verdict::Accept);
+        assert_eq!(d.remote_target().as_str(), "sip:alice@10.8.8.8");
+        // INFO is no target refresh; a refused re-INVITE refreshes nothing either.
+        let info = from_peer("INFO", 8, "Contact: <sip:alice@10.7.7.7>\r\n", "");
+        assert_eq!(d.handle_request(&info), Verdict::Accept);
+        d.request(Method::Invite, &l);
+        let glare = from_peer("INVITE", 9, "Contact: <sip:alice@10.6.6.6>\r\n", "");
+        assert_eq!(
+            d.handle_request(&glare),
+            Verdict::Reject(Rejection::RequestPending)
+        );
+        assert_eq!(d.remote_target().as_str(), "sip:alice@10.8.8.8");
+    }
+
+    #[test]
+    fn glare_both_ways() {
+        let l = local("10.0.0.2");
+        // Our re-INVITE outstanding: theirs gets 491, and so does their UPDATE with an offer
+        // (one without an offer is only a refresh).
+        let mut d = uas();
+        let ours = wire(&d.request(Method::Invite, &l));
+        assert_eq!(d.outstanding(), Some((&Method::Invite, 1)));
+        assert_eq!(
+            d.handle_request(&from_peer("INVITE", 6, "", "")),
+            Verdict::Reject(Rejection::RequestPending)
+        );
+        assert_eq!(
+            d.handle_request(&from_peer("UPDATE", 7, "", "v=0\r\n")),
+            Verdict::Reject(Rejection::RequestPending)
+        );
+        assert_eq!(
+            d.handle_request(&from_peer("UPDATE", 8, "", "")),
+            Verdict::Accept
+        );
+        // Provisional, then the final answer: no longer outstanding.
+        let t0 = Instant::now();
+        assert_eq!(
+            d.handle_response(&answer(&ours, 100), t0),
+            ResponseVerdict::Provisional
+        );
+        assert!(matches!(
+            d.handle_response(&answer(&ours, 200), t0),
+            ResponseVerdict::Final {
+                code: 200,
+                cseq: 1,
+                outcome: Outcome::Accepted,
+                ..
+            }
+        ));
+        assert_eq!(d.outstanding(), None);
+        // The same 2xx again: its ACK was lost.
+        assert_eq!(
+            d.handle_response(&answer(&ours, 200), t0),
+            ResponseVerdict::Repeated2xx { cseq: 1 }
+        );
+        assert_eq!(
+            d.handle_request(&from_peer("INVITE", 9, "", "")),
+            Verdict::Accept
+        );
+
+        // The other way: the peer's re-INVITE answered 2xx and not yet ACKed. Their next
+        // re-INVITE waits (500 + Retry-After 0..=10); so does an UPDATE offer when our 2xx
+        // carried the offer (late offer), not when it carried the answer.
+        let mut d = pinned(uas(), |r| r.end - Duration::from_millis(1));
+        d.handle_request(&from_peer("INVITE", 6, "", ""));
+        d.sent_2xx(6, false);
+        let v = d.handle_request(&from_peer("INVITE", 7, "", ""));
+        assert_eq!(
+            v,
+            Verdict::Reject(Rejection::RetryLater { retry_after: 10 })
+        );
+        if let Verdict::Reject(r) = v {
+            assert_eq!(r.status(), 500);
+            assert_eq!(
+                r.headers(),
+                [(HeaderName::Other("Retry-After".into()), "10".to_string())]
+            );
+        }
+        assert_eq!(
+            d.handle_request(&from_peer("UPDATE", 8, "", "v=0\r\n")),
+            Verdict::Accept
+        );
+        // A stray ACK changes nothing; the right one ends the wait.
+        assert_eq!(
+            d.handle_request(&from_peer("ACK", 5, "", "")),
+            Verdict::Stray
+        );
+        assert_eq!(d.handle_request(&from_peer("ACK", 6, "", "")), Verdict::Ack);
+        assert_eq!(
+            d.handle_request(&from_peer("INVITE", 9, "", "")),
+            Verdict::Accept
+        );
+        d.sent_2xx(9, true);
+        assert!(matches!(
+            d.handle_request(&from_peer("UPDATE", 10, "", "v=0\r\n")),
+            Verdict::Reject(Rejection::RetryLater { .. })
+        ));
+        d.ack_wait_over();
+        assert_eq!(
+            d.handle_request(&from_peer("UPDATE", 11, "", "v=0\r\n")),
+            Verdict::Accept
+        );
+        // Ours pending wins over the un-ACKed 2xx.
+        d.sent_2xx(11, false);
+        d.request(Method::Invite, &l);
+        assert_eq!(
+            d.handle_request(&from_peer("INVITE", 12, "", "")),
+            Verdict::Reject(Rejection::RequestPending)
+        );
+    }
+
+    #[test]
+    fn retry_after_491_is_a_deadline_within_the_rfc_window() {
+        let l = local("10.0.0.2");
+        let t0 = Instant::now();
+        for owner in [false, true] {
+            let window = glare_retry_window(owner);
+            for pick in [
+                (|r: Range<Duration>| r.start) as fn(Range<Duration>) -> Duration,
+                |r: Range<Duration>| r.end - Duration::from_nanos(1),
+            ] {
+                let base = if owner {
+                    Dialog::uac(&invite(), &ok_2xx(&invite())).expect("UAC dialog")
+                } else {
+                    uas()
+                };
+                let mut d = pinned(base, pick);
+                let req = wire(&d.request(Method::Invite, &l));
+                assert_eq!(d.poll_timeout(), None);
+                let v = d.handle_response(&answer(&req, 491), t0);
+                let ResponseVerdict::Final {
+                    outcome: Outcome::Glare { retry_at },
+                    ..
+                } = v
+                else {
+                    panic!("491 is glare: {v:?}");
+                };
+                assert!(
+                    window.contains(&(retry_at - t0)),
+                    "{owner} {:?}",
+                    retry_at - t0
+                );
+                assert_eq!(d.poll_timeout(), Some(retry_at));
+                assert_eq!(d.outstanding(), None);
+                assert_eq!(d.handle_timeout(retry_at - Duration::from_nanos(1)), None);
+                assert_eq!(
+                    d.handle_timeout(retry_at),
+                    Some(Event::Retry {
+                        method: Method::Invite
+                    })
+                );
+                assert_eq!(d.poll_timeout(), None);
+                assert_eq!(d.handle_timeout(retry_at + Duration::from_secs(9)), None);
+            }
+        }
+        // The real random source stays in the window too.
+        for _ in 0..200 {
+            let mut d = uas();
+            let req = wire(&d.request(Method::Update, &l));
+            d.handle_response(&answer(&req, 491), t0);
+            let at = d.poll_timeout().expect("a retry");
+            assert!(at - t0 < Duration::from_secs(2));
+        }
+        // A new request of ours, abandon and cancel_retry all drop the pending retry.
+        let mut d = uas();
+        let req = wire(&d.request(Method::Invite, &l));
+        d.handle_response(&answer(&req, 491), t0);
+        d.cancel_retry();
+        assert_eq!(d.poll_timeout(), None);
+        // 408/481: the dialog is gone; others refused.
+        let req = wire(&d.request(Method::Update, &l));
+        assert!(matches!(
+            d.handle_response(&answer(&req, 481), t0),
+            ResponseVerdict::Final {
+                outcome: Outcome::Gone,
+                ..
+            }
+        ));
+        let req = wire(&d.request(Method::Update, &l));
+        assert!(matches!(
+            d.handle_response(&answer(&req, 488), t0),
+            ResponseVerdict::Final {
+                outcome: Outcome::Refused,
+                ..
+            }
+        ));
+        // A response to something else is not ours.
+        let bye = wire(&d.request(Method::Bye, &l));
+        assert_eq!(
+            d.handle_response(&answer(&bye, 200), t0),
+            ResponseVerdict::NotOurs
+        );
+    }
+
+    /// Two cores, alice (UAC) and bob (UAS), both refreshing by re-INVITE at the same
+    /// moments, over a network that drops, delays and reorders. The transaction layer is
+    /// modelled as "resend until delivered" (a dropped message is sent again after T1);
+    /// time steps to the next deadline. Every glare resolves: both sides' re-INVITEs
+    /// succeed, alice (owner of the Call-ID) backing off longer than bob.
+    #[test]
+    fn uac_and_uas_reinvite_through_a_lossy_reordering_network() {
+        #[derive(Debug)]
+        struct Packet {
+            at: Instant,
+            to_alice: bool,
+            msg: Message,
+        }
+        struct Net {
+            queue: Vec<Packet>,
+            seed: u64,
+        }
+        impl Net {
+            fn rand(&mut self) -> u64 {
+                self.seed ^= self.seed << 13;
+                self.seed ^= self.seed >> 7;
+                self.seed ^= self.seed << 17;
+                self.seed
+            }
+            /// Loss 30 % (resent after T1 until through), delay 10..200 ms (reorders).
+            fn send(&mut self, now: Instant, to_alice: bool, msg: &Message) {
+                let mut at = now;
+                while self.rand() % 10 < 3 {
+                    at += Duration::from_millis(500);
+                }
+                at += Duration::from_millis(10 + self.rand() % 190);
+                self.queue.push(Packet {
+                    at,
+                    to_alice,
+                    msg: wire(msg),
+                });
+            }
+        }
+        let seeded = |seed: u64| -> Jitter {
+            let mut x = seed;
+            Box::new(move |r: Range<Duration>| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let span = (r.end - r.start).as_micros() as u64;
+                r.start + Duration::from_micros(x % span.max(1))
+            })
+        };
+        for seed in 1..=20u64 {
+            let la = local("10.0.0.1");
+            let lb = local("10.0.0.2");
+            let inv = invite();
+            let mut bob = Dialog::uas(&inv, "btag")
+                .expect("UAS")
+                .with_jitter(seeded(seed * 7));
+            let mut alice = Dialog::uac(&inv, &ok_2xx(&inv))
+                .expect("UAC")
+                .with_jitter(seeded(seed * 13));
+            let mut net = Net {
+                queue: Vec::new(),
+                seed: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            };
+            let t0 = Instant::now();
+            let mut now = t0;
+            // Each side wants one re-INVITE through; both start at once (glare).
+            let mut done = [false, false]; // alice, bob
+            let mut glares = 0;
+            // A 500 + Retry-After: the test's own "try again later" (not the dialog's job).
+            let mut later: Vec<(Instant, usize)> = Vec::new();
+            let r = alice.request(Method::Invite, &la);
+            net.send(now, false, &r);
+            let r = bob.request(Method::Invite, &lb);
+            net.send(now, true, &r);
+            let mut steps = 0;
+            while !(done[0] && done[1]) {
+                steps += 1;
+                assert!(steps < 500, "seed {seed}: no progress");
+                // The next thing to happen: a delivery or a dialog deadline.
+                let next_packet = net.queue.iter().map(|p| p.at).min();
+                let next_later = later.iter().map(|(at, _)| *at).min();
+                let next = [
+                    next_packet,
+                    next_later,
+                    alice.poll_timeout(),
+                    bob.poll_timeout(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("something is pending");
+                now = next;
+                for (i, d) in [&mut alice, &mut bob].into_iter().enumerate() {
+                    let again = later.iter().any(|(at, who)| *who == i && *at <= now);
+                    if again {
+                        later.retain(|(_, who)| *who != i);
+                    }
+                    let retry = matches!(d.handle_timeout(now), Some(Event::Retry { .. }));
+                    if retry || again {
+                        let l = if i == 0 { &la } else { &lb };
+                        let r = d.request(Method::Invite, l);
+                        net.send(now, i == 1, &r);
+                    }
+                }
+                let due: Vec<Packet> = {
+                    let (due, rest) = std::mem::take(&mut net.queue)
+                        .into_iter()
+                        .partition(|p| p.at <= now);
+                    net.queue = rest;
+                    due
+                };
+                for p in due {
+                    let (me, l, idx) = if p.to_alice {
+                        (&mut alice, &la, 0)
+                    } else {
+                        (&mut bob, &lb, 1)
+                    };
+                    match p.msg.status() {
+                        None => {
+                            let method = p.msg.method().cloned();
+                            let v = me.handle_request(&p.msg);
+                            let reply = match v {
+                                Verdict::Accept if method == Some(Method::Invite) => {
+                                    let seq = p.msg.cseq().expect("cseq").seq;
+                                    me.sent_2xx(seq, false);
+                                    Some(p.msg.response(200, "OK", Some(me.local_tag())))
+                                }
+                                Verdict::Reject(r) => {
+                                    let mut resp = p.msg.response(
+                                        r.status(),
+                                        r.reason(),
+                                        Some(me.local_tag()),
+                                    );
+                                    for (n, v) in r.headers() {
+                                        resp.push_header(n, v);
+                                    }
+                                    Some(resp)
+                                }
+                                Verdict::Accept | Verdict::Ack | Verdict::Stray => None,
+                            };
+                            if let Some(reply) = reply {
+                                net.send(now, !p.to_alice, &reply);
+                            }
+                        }
+                        Some(code) => {
+                            let v = me.handle_response(&p.msg, now);
+                            let ResponseVerdict::Final {
+                                method: Method::Invite,
+                                cseq,
+                                outcome,
+                                ..
+                            } = v
+                            else {
+                                continue;
+                            };
+                            // Every final answer to an INVITE is ACKed.
+                            let ack = me.ack(cseq, l);
+                            net.send(now, !p.to_alice, &ack);
+                            match outcome {
+                                Outcome::Accepted => done[idx] = true,
+                                Outcome::Glare { retry_at } => {
+                                    glares += 1;
+                                    let w = glare_retry_window(idx == 0);
+                                    assert!(w.contains(&(retry_at - now)), "seed {seed}");
+                                }
+                                Outcome::Refused => {
+                                    assert_eq!(code, 500, "seed {seed}");
+                                    let secs = p
+                                        .msg
+                                        .header_named("Retry-After")
+                                        .and_then(|v| v.parse::<u64>().ok())
+                                        .expect("Retry-After");
+                                    later.push((now + Duration::from_secs(secs), idx));
+                                }
+                                Outcome::Gone => panic!("seed {seed}: dialog gone"),
+                            }
+                        }
+                    }
+                }
+            }
+            // Both started at once: the first round collides at least on one side (with
+            // loss, the other side's 491 may arrive before the late re-INVITE does).
+            assert!(glares >= 1, "seed {seed}: {glares} glares");
+            assert!(
+                now - t0 < Duration::from_secs(60),
+                "seed {seed}: {:?}",
+                now - t0
+            );
+            // Nothing left outstanding, CSeqs in step with what each side saw.
+            assert_eq!(alice.outstanding(), None);
+            assert_eq!(bob.outstanding(), None);
+            assert_eq!(bob.remote_cseq(), Some(alice.local_cseq()));
+            assert_eq!(alice.remote_cseq(), Some(bob.local_cseq()));
+        }
+    }
+}
