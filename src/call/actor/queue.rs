@@ -1209,7 +1209,7 @@ impl Call {
             return;
         };
         self.reply(msg, 202, "Accepted");
-        let (mut notify, _) = self
+        let mut notify = self
             .dialog
             .request(crate::sip::message::Method::Notify, &self.local);
         notify.push_header(HeaderName::Other("Event".into()), "refer");
