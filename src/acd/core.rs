@@ -2096,3 +2096,376 @@ mod callback_tests {
         assert_eq!(later, 1);
     }
 }
+
+#[cfg(test)]
+mod transfer_tests {
+    //! Blind transfer to a named agent, in virtual time.
+    use super::*;
+
+    fn def(name: &str, queues: &[&str], _skills: &[(&str, i64)]) -> AgentDef {
+        AgentDef {
+            name: name.into(),
+            queues: queues.iter().map(|s| s.to_string()).collect(),
+            skills: Vec::new(),
+        }
+    }
+
+    fn drain(a: &mut Acd) -> Vec<Action> {
+        std::iter::from_fn(|| a.poll_action()).collect()
+    }
+
+    fn offers(actions: &[Action]) -> Vec<(String, Vec<String>)> {
+        actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Offer { call, agents, .. } => Some((call.clone(), agents.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn logs(actions: &[Action]) -> Vec<&'static str> {
+        actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Log(e) => Some(e.event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    // ---- transfer to an agent -----------------------------------------------------------
+
+    /// Queues `support` (alice, bob) and `sales` (carol), wrap-up 5 s; c1 (in `support`)
+    /// connected to alice at t0 + 1 s. bob is paused unless `bob_available`.
+    fn transfer_setup(bob_available: bool) -> (Acd, Instant) {
+        let mut support = QueueConfig::new("support");
+        support.wrapup = Duration::from_secs(5);
+        support.ring_timeout = Duration::from_secs(10);
+        support.segment_priority.insert("vip".into(), 10);
+        let sales = QueueConfig::new("sales");
+        let mut a = Acd::new(vec![support, sales], true, 7);
+        let t0 = Instant::now();
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        a.agent_update(t0, def("bob", &["support"], &[]), true);
+        a.agent_update(t0, def("carol", &["sales"], &[]), true);
+        a.pause(t0, "bob", "break");
+        a.join(t0, "c1", "support", None, vec![]);
+        drain(&mut a);
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(a.answered(t1, "c1", "alice"));
+        if bob_available {
+            a.unpause(t1, "bob");
+        }
+        drain(&mut a);
+        (a, t1)
+    }
+
+    fn log_rows(actions: &[Action]) -> Vec<(&'static str, Option<String>, Option<String>)> {
+        actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Log(e) if e.agent.is_none() || e.call.is_some() => {
+                    Some((e.event, e.agent.clone(), e.reason.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn transfer_rings_only_the_named_agent_and_connects_it() {
+        let (mut a, t) = transfer_setup(true);
+        // carol serves another queue; bob (support) is available but is not offered c1.
+        let out = a.transfer_to_agent(t + Duration::from_secs(20), "c1", "carol", WAIT);
+        assert_eq!(out, Ok(TransferOutcome::Directed));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["carol".into()])]);
+        assert_eq!(
+            log_rows(&acts),
+            vec![
+                ("enter", None, Some("agent:carol".into())),
+                ("complete", Some("alice".into()), Some("transfer".into())),
+                ("offer", Some("carol".into()), None),
+            ]
+        );
+        assert_eq!(a.agent_state("alice"), Some(AgentState::WrapUp));
+        assert_eq!(a.agent_state("bob"), Some(AgentState::Available));
+        // Offered in the caller's queue, with its ring timeout.
+        assert!(acts.iter().any(|x| matches!(x,
+            Action::Offer { queue, ring_timeout, .. }
+                if queue == "support" && ring_timeout == &Duration::from_secs(10))));
+        let t2 = t + Duration::from_secs(23);
+        assert!(a.answered(t2, "c1", "carol"));
+        assert_eq!(a.agent_state("carol"), Some(AgentState::OnCall));
+        let acts = drain(&mut a);
+        let connect = acts.iter().find_map(|x| match x {
+            Action::Log(e) if e.event == "connect" => Some(e.clone()),
+            _ => None,
+        });
+        let connect = connect.expect("connect row");
+        assert_eq!(connect.agent.as_deref(), Some("carol"));
+        assert_eq!(connect.queue, "support");
+        assert_eq!(
+            connect.wait_ms,
+            Some(3000),
+            "wait counted from the transfer"
+        );
+        // The figures count two visits of the queue, as a transfer to a queue does.
+        let view = a.queues_view(t2);
+        let support = view.iter().find(|q| q.name == "support").expect("support");
+        assert_eq!(
+            (
+                support.stats.entered,
+                support.stats.answered,
+                support.stats.completed
+            ),
+            (2, 2, 1)
+        );
+        assert_eq!(support.waiting, 0);
+        a.call_ended(t2 + Duration::from_secs(60), "c1", "caller");
+        assert_eq!(a.agent_state("carol"), Some(AgentState::WrapUp));
+        let view = a.queues_view(t2);
+        let support = view.iter().find(|q| q.name == "support").expect("support");
+        assert_eq!(support.stats.completed, 2);
+    }
+
+    #[test]
+    fn transfer_to_a_busy_agent_waits_for_it_ahead_of_its_own_queue() {
+        let (mut a, t) = transfer_setup(true);
+        // carol is on a sales call, and another sales caller waits.
+        a.join(t, "s1", "sales", None, vec![]);
+        assert!(a.answered(t, "s1", "carol"));
+        a.join(t, "s2", "sales", None, vec![]);
+        drain(&mut a);
+        let out = a.transfer_to_agent(t + Duration::from_secs(5), "c1", "carol", WAIT);
+        assert_eq!(out, Ok(TransferOutcome::Directed));
+        let acts = drain(&mut a);
+        assert!(offers(&acts).is_empty(), "bob is not offered c1: {acts:?}");
+        // The caller waits in its queue meanwhile (the wallboard counts it).
+        let view = a.queues_view(t);
+        assert_eq!(
+            view.iter().find(|q| q.name == "support").map(|q| q.waiting),
+            Some(1)
+        );
+        // carol's call ends; after her wrap-up (sales: 5 s) she gets c1 before s2.
+        let t2 = t + Duration::from_secs(10);
+        a.call_ended(t2, "s1", "caller");
+        drain(&mut a);
+        a.handle_timeout(t2 + Duration::from_secs(5));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["carol".into()])]);
+    }
+
+    #[test]
+    fn a_missed_transfer_goes_back_to_the_queue() {
+        let (mut a, t) = transfer_setup(true);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        drain(&mut a);
+        // carol lets it ring out: the caller goes back to support, where bob takes it;
+        // carol is not rung again for it.
+        let t2 = t + Duration::from_secs(10);
+        a.offer_ended(t2, "c1", "carol", OfferEnd::NoAnswer);
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["bob".into()])]);
+        let rows = log_rows(&acts);
+        assert!(
+            rows.contains(&("fallback", Some("carol".into()), Some("no_answer".into()))),
+            "{rows:?}"
+        );
+        assert_eq!(a.agent_state("carol"), Some(AgentState::Available));
+        assert!(a.answered(t2, "c1", "bob"));
+        // A refusal by the phone (busy) falls back the same way.
+        let (mut a, t) = transfer_setup(true);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        drain(&mut a);
+        a.offer_ended(t, "c1", "carol", OfferEnd::Busy);
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c1".into(), vec!["bob".into()])]
+        );
+    }
+
+    #[test]
+    fn a_transfer_waits_at_most_its_bound_for_the_agent() {
+        let (mut a, t) = transfer_setup(true);
+        a.join(t, "s1", "sales", None, vec![]);
+        assert!(a.answered(t, "s1", "carol"));
+        drain(&mut a);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        drain(&mut a);
+        a.handle_timeout(t + WAIT - Duration::from_millis(1));
+        assert!(offers(&drain(&mut a)).is_empty());
+        a.handle_timeout(t + WAIT);
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["bob".into()])]);
+        assert!(log_rows(&acts).contains(&(
+            "fallback",
+            Some("carol".into()),
+            Some("timeout".into())
+        )));
+        // carol free later: c1 is bob's now, she is not offered it.
+        a.call_ended(t + WAIT, "s1", "caller");
+        a.handle_timeout(t + WAIT + Duration::from_secs(5));
+        assert!(offers(&drain(&mut a)).is_empty());
+    }
+
+    #[test]
+    fn a_transfer_ringing_at_its_bound_lets_the_ring_finish() {
+        let (mut a, t) = transfer_setup(true);
+        a.join(t, "s1", "sales", None, vec![]);
+        assert!(a.answered(t, "s1", "carol"));
+        drain(&mut a);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        // carol free just before the bound: rung; the bound passes while she rings.
+        a.call_ended(t + Duration::from_secs(20), "s1", "caller");
+        a.handle_timeout(t + Duration::from_secs(25));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["carol".into()])]);
+        a.handle_timeout(t + WAIT + Duration::from_secs(1));
+        assert!(offers(&drain(&mut a)).is_empty());
+        assert!(a.answered(t + WAIT + Duration::from_secs(2), "c1", "carol"));
+    }
+
+    #[test]
+    fn a_transfer_to_an_agent_not_logged_in_goes_straight_back() {
+        let (mut a, t) = transfer_setup(true);
+        a.logout(t, "carol");
+        drain(&mut a);
+        let out = a.transfer_to_agent(t, "c1", "carol", WAIT);
+        assert_eq!(out, Ok(TransferOutcome::FellBack));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["bob".into()])]);
+        assert!(log_rows(&acts).contains(&(
+            "fallback",
+            Some("carol".into()),
+            Some("logged_out".into())
+        )));
+        // The agent who transferred (no wrap-up here: available at once) does not get the
+        // caller straight back: she was tried, so it waits `retry` first.
+        let mut a = Acd::new(vec![QueueConfig::new("support")], true, 7);
+        let mut support = QueueConfig::new("support");
+        support.wrapup = Duration::ZERO;
+        a.queues.get_mut("support").expect("support").cfg = support;
+        a.agent_update(t, def("alice", &["support"], &[]), true);
+        a.agent_update(t, def("carol", &[], &[]), false);
+        a.join(t, "c1", "support", None, vec![]);
+        assert!(a.answered(t, "c1", "alice"));
+        drain(&mut a);
+        let out = a.transfer_to_agent(t, "c1", "carol", WAIT);
+        assert_eq!(out, Ok(TransferOutcome::FellBack));
+        assert_eq!(a.agent_state("alice"), Some(AgentState::Available));
+        assert!(offers(&drain(&mut a)).is_empty());
+        a.handle_timeout(t + Duration::from_secs(2));
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c1".into(), vec!["alice".into()])]
+        );
+    }
+
+    #[test]
+    fn the_named_agent_logging_out_sends_the_caller_back() {
+        let (mut a, t) = transfer_setup(true);
+        a.join(t, "s1", "sales", None, vec![]);
+        assert!(a.answered(t, "s1", "carol"));
+        drain(&mut a);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        drain(&mut a);
+        // carol finishes her call and logs out during wrap-up.
+        a.call_ended(t + Duration::from_secs(3), "s1", "caller");
+        a.logout(t + Duration::from_secs(4), "carol");
+        drain(&mut a);
+        a.handle_timeout(t + Duration::from_secs(8));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["bob".into()])]);
+        assert!(log_rows(&acts).contains(&(
+            "fallback",
+            Some("carol".into()),
+            Some("logged_out".into())
+        )));
+    }
+
+    #[test]
+    fn a_fallen_back_caller_keeps_its_priority() {
+        let mut support = QueueConfig::new("support");
+        support.segment_priority.insert("vip".into(), 10);
+        let mut a = Acd::new(vec![support, QueueConfig::new("sales")], true, 7);
+        let t = Instant::now();
+        a.agent_update(t, def("alice", &["support"], &[]), true);
+        a.agent_update(t, def("carol", &["sales"], &[]), true);
+        a.join(t, "vip", "support", Some("vip"), vec![]);
+        assert!(a.answered(t, "vip", "alice"));
+        a.join(t + Duration::from_secs(1), "plain", "support", None, vec![]);
+        a.transfer_to_agent(t + Duration::from_secs(2), "vip", "carol", WAIT)
+            .expect("transfer");
+        drain(&mut a);
+        a.offer_ended(
+            t + Duration::from_secs(3),
+            "vip",
+            "carol",
+            OfferEnd::NoAnswer,
+        );
+        drain(&mut a);
+        // bob joins support: the VIP, transferred after "plain" arrived, is offered first.
+        a.agent_update(
+            t + Duration::from_secs(4),
+            def("bob", &["support"], &[]),
+            true,
+        );
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("vip".into(), vec!["bob".into()])]
+        );
+    }
+
+    #[test]
+    fn transfer_refusals_and_a_caller_hanging_up_while_it_waits() {
+        let (mut a, t) = transfer_setup(true);
+        assert_eq!(
+            a.transfer_to_agent(t, "c1", "nobody", WAIT),
+            Err(TransferError::UnknownAgent)
+        );
+        assert_eq!(
+            a.transfer_to_agent(t, "c1", "alice", WAIT),
+            Err(TransferError::ToSelf)
+        );
+        assert_eq!(
+            a.transfer_to_agent(t, "c9", "carol", WAIT),
+            Err(TransferError::NotConnected)
+        );
+        assert!(drain(&mut a).is_empty(), "a refusal changes nothing");
+        assert_eq!(a.agent_state("alice"), Some(AgentState::OnCall));
+        // A waiting caller (not connected) cannot be transferred either.
+        a.join(t, "c2", "support", None, vec![]);
+        drain(&mut a);
+        assert_eq!(
+            a.transfer_to_agent(t, "c2", "carol", WAIT),
+            Err(TransferError::NotConnected)
+        );
+        // The transferred caller hangs up while carol is busy: nothing is left for her.
+        a.join(t, "s1", "sales", None, vec![]);
+        drain(&mut a);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        a.leave(t + Duration::from_secs(1), "c1", "caller_hangup");
+        let acts = drain(&mut a);
+        assert!(logs(&acts).contains(&"abandon"));
+        a.offer_ended(
+            t + Duration::from_secs(2),
+            "s1",
+            "carol",
+            OfferEnd::NoAnswer,
+        );
+        a.handle_timeout(t + WAIT + Duration::from_secs(60));
+        let acts = drain(&mut a);
+        assert!(offers(&acts).iter().all(|(c, _)| c != "c1"), "{acts:?}");
+        assert!(a.directed.is_empty());
+    }
+}

@@ -228,13 +228,22 @@ pub async fn me(
     State(st): State<Arc<ApiState>>,
     Extension(s): Extension<SessionInfo>,
 ) -> Result<Json<Value>, ApiError> {
-    let view = st
+    let views = st.ctx.acd.agents().await;
+    // Blind-transfer targets for the page: every configured queue and the other agents
+    // with their state (an agent directory, as contact-centre workspaces show).
+    let transfer_agents: Vec<Value> = views
+        .iter()
+        .filter(|v| v.name != s.agent)
+        .map(|v| json!({"name": v.name, "state": v.state}))
+        .collect();
+    let transfer_queues: Vec<&str> = st
         .ctx
-        .acd
-        .agents()
-        .await
-        .into_iter()
-        .find(|v| v.name == s.agent);
+        .config
+        .queue_settings
+        .iter()
+        .map(|q| q.acd.name.as_str())
+        .collect();
+    let view = views.into_iter().find(|v| v.name == s.agent);
     let queues: Vec<String> = view.as_ref().map(|v| v.queues.clone()).unwrap_or_default();
     let callbacks: Vec<Value> = st
         .ctx
@@ -270,6 +279,7 @@ pub async fn me(
         "resolutions": ["unchanged", "wait", "refund"],
         "phone": st.ctx.phones.is_on(&s.agent),
         "ice_servers": st.ctx.config.webrtc_ice_servers,
+        "transfer_targets": {"queues": transfer_queues, "agents": transfer_agents},
     })))
 }
 
