@@ -1109,6 +1109,20 @@ impl Acd {
         connected_at: Instant,
         by: &str,
     ) {
+        let wrapup = self.log_complete(now, call, queue, agent, connected_at, by);
+        self.after_talk(now, call, agent, wrapup);
+    }
+
+    /// `complete` in the queue's figures and log; the queue's wrap-up time.
+    fn log_complete(
+        &mut self,
+        now: Instant,
+        call: &str,
+        queue: &str,
+        agent: &str,
+        connected_at: Instant,
+        by: &str,
+    ) -> Duration {
         let talk = now.duration_since(connected_at);
         let wrapup = match self.queues.get_mut(queue) {
             Some(q) => {
@@ -1124,6 +1138,11 @@ impl Acd {
         e.talk_ms = Some(talk.as_millis() as i64);
         e.reason = Some(by.to_string());
         self.actions.push_back(Action::Log(e));
+        wrapup
+    }
+
+    /// The agent's talk on `call` is over: wrap-up, or available at once.
+    fn after_talk(&mut self, now: Instant, call: &str, agent: &str, wrapup: Duration) {
         let Some(&idx) = self.agent_index.get(agent) else {
             return;
         };
@@ -1176,6 +1195,7 @@ impl Acd {
         self.next_seq += 1;
         let seq = self.next_seq;
         let logged_in = self.agents[target].logged_in();
+        let wrapup = self.log_complete(now, call, &queue, &from, connected_at, "transfer");
         if let Some(w) = self.waiting.get_mut(call) {
             w.connected = None;
             w.ringing.clear();
@@ -1187,7 +1207,7 @@ impl Acd {
             w.directed = logged_in.then_some(target);
         }
         // The caller is back in its queue (a new visit for the figures, as a transfer to a
-        // queue is) before its agent leaves for wrap-up, so a dispatch on that change sees it.
+        // queue is) before its agent turns to wrap-up, so a dispatch on that change sees it.
         let mut position = None;
         if let Some(q) = self.queues.get_mut(&queue) {
             q.order.insert((Reverse(priority), seq));
@@ -1205,7 +1225,7 @@ impl Acd {
         }
         if !logged_in {
             self.log_fallback(&queue, call, to, "logged_out");
-            self.end_talk(now, call, &queue, &from, connected_at, "transfer");
+            self.after_talk(now, call, &from, wrapup);
             self.dispatch_queue(now, &queue);
             return Ok(TransferOutcome::FellBack);
         }
@@ -1215,7 +1235,7 @@ impl Acd {
             .push(call.to_string());
         self.timers
             .push(Reverse((now + wait, Timer::Directed { seq })));
-        self.end_talk(now, call, &queue, &from, connected_at, "transfer");
+        self.after_talk(now, call, &from, wrapup);
         if self.agents[target].available() {
             self.dispatch_directed(now, target);
         }
@@ -2186,8 +2206,8 @@ mod transfer_tests {
         assert_eq!(
             log_rows(&acts),
             vec![
-                ("enter", None, Some("agent:carol".into())),
                 ("complete", Some("alice".into()), Some("transfer".into())),
+                ("enter", None, Some("agent:carol".into())),
                 ("offer", Some("carol".into()), None),
             ]
         );
