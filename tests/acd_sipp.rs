@@ -989,6 +989,135 @@ fn agent_blind_transfers_to_another_queue() {
     );
 }
 
+/// Blind transfer to a named agent: jack (queue support) REFERs the caller to
+/// `sip:kate@…`, an agent who serves only `billing` (so only the transfer can reach her).
+/// The server accepts (202 + NOTIFY 200), ends jack's part, rings kate alone, she answers
+/// and audio flows both ways; the caller's one record names kate and queue support, and
+/// `queue_log` shows the second visit of support reserved for kate.
+#[test]
+fn agent_blind_transfers_to_a_named_agent() {
+    let billing = "\n[[queue]]\nname = \"billing\"\nstrategy = \"longest-idle\"\nwrapup_s = 1\n";
+    let (_cfg_dir, cfg) = config_with_extra(&[], billing);
+    let server = Server::start(&["--config", &cfg]);
+    let jack_port = setup_agent(&server, "jack");
+    let db = format!("sqlite://{}", server.db_path.display());
+    let (st, out, err) = run_binary(
+        &[
+            "agent",
+            "add",
+            "kate",
+            "--password",
+            "s3cret-pw",
+            "--queue",
+            "billing",
+            "--database",
+            &db,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "{out}{err}");
+    let kate_port = free_port();
+    register(&server, kate_port, "kate", "s3cret-pw");
+    wait_agent_state(&server, "kate", "available", Duration::from_secs(5));
+
+    let subs = [("TALK_MS", "2000"), ("TARGET", "kate")];
+    let jack = phone(
+        &server,
+        "uas_agent_refer.xml",
+        "jack",
+        jack_port,
+        &subs,
+        1,
+        60_000,
+    );
+    let kate = agent_phone(&server, "kate", kate_port, 500, 3000);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 15_000, 40_000),
+        &caller("+15551239016"),
+    );
+    let jack_run = jack.wait();
+    assert_eq!(
+        jack_run.code,
+        Some(0),
+        "jack's phone failed\n{}",
+        jack_run.text
+    );
+    assert!(
+        jack_run.text.contains("message/sipfrag"),
+        "{}",
+        jack_run.text
+    );
+    kate.finish("kate's phone");
+    call.wait().assert_ok(&server);
+
+    let rec = ended_call(&server, "+15551239016");
+    assert_eq!(rec["agent"], "kate");
+    assert_eq!(rec["queue"], "support");
+    assert_eq!(rec["hangup_cause"], "agent_hangup");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let records = server.db().rows(
+        "SELECT id FROM call_records WHERE caller = '+15551239016' AND direction = 'inbound'",
+    );
+    assert_eq!(records.len(), 1, "one record for the transferred call");
+    assert_eq!(
+        event_detail(&server, &id, "transfer").as_deref(),
+        Some("support->agent:kate")
+    );
+    // kate's bridge (the last one, which `bridge_packets` counts) carried audio both ways:
+    // ~3 s at 50 packets/s.
+    let bridge = server.wait_db(Duration::from_secs(5), "kate's bridge counters", |_| {
+        event_detail(&server, &id, "bridge_packets")
+    });
+    assert!(packets(&bridge, "caller_to_agent") >= 75, "{bridge}");
+    assert!(packets(&bridge, "agent_to_caller") >= 75, "{bridge}");
+
+    let rows = server.wait_db(Duration::from_secs(5), "second complete", |_| {
+        let r = queue_rows(&server, &id);
+        (r.iter().filter(|x| x["event"] == "complete").count() == 2).then_some(r)
+    });
+    let got: Vec<(String, String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            let f = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (f("queue"), f("event"), f("agent"), f("reason"))
+        })
+        .collect();
+    let got_ref: Vec<(&str, &str, &str, &str)> = got
+        .iter()
+        .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), d.as_str()))
+        .collect();
+    assert_eq!(
+        got_ref,
+        [
+            ("support", "enter", "", ""),
+            ("support", "offer", "jack", ""),
+            ("support", "connect", "jack", ""),
+            ("support", "complete", "jack", "transfer"),
+            ("support", "enter", "", "agent:kate"),
+            ("support", "offer", "kate", ""),
+            ("support", "connect", "kate", ""),
+            ("support", "complete", "kate", "agent"),
+        ]
+    );
+    // The live figures agree with the log: two visits, both answered and completed.
+    let (code, q) = http(
+        server.http_addr,
+        "GET",
+        "/api/queues",
+        Some(&server.api_token()),
+    );
+    assert_eq!(code, 200);
+    let support = q
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "support"))
+        .cloned()
+        .expect("queue support");
+    assert_eq!(support["stats"]["entered"], 2, "{support}");
+    assert_eq!(support["stats"]["answered"], 2, "{support}");
+    assert_eq!(support["stats"]["completed"], 2, "{support}");
+    assert_eq!(support["waiting"], 0, "{support}");
+}
+
 /// Feature codes from the agent's own phone: *3 pauses and unpauses, *2 logs out, *1 logs
 /// in; each call is answered, confirms with a prompt and is hung up by the server. The same
 /// code from an address the agent did not register from is refused ("not allowed").

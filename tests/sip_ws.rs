@@ -480,6 +480,35 @@ fn agent_session_api_contract() {
         r#"{"call_id":"no-such-call","outcome":"resolved","resolution":"refund"}"#,
     );
     assert_eq!(code, 404, "{body}");
+    // Blind transfer: a queue (`target`) or an agent (`agent`), one of the two; unknown
+    // targets 404; oneself 409 (all checked before the call is looked at).
+    let transfer = |body: &str| http_req(a, "POST", "/api/agent/transfer", &cookie, body);
+    for (body, want) in [
+        (r#"{"call_id":"c","target":"support","agent":"x"}"#, 400),
+        (r#"{"call_id":"c"}"#, 400),
+        (r#"{"call_id":"c","agent":" "}"#, 400),
+        (r#"{"call_id":"c","agent":"webbob"}"#, 409),
+        (r#"{"call_id":"c","agent":"nobody"}"#, 404),
+        (r#"{"call_id":"c","target":"no-such-queue"}"#, 404),
+    ] {
+        let (code, _, got) = transfer(body);
+        assert_eq!(code, want, "{body} -> {got}");
+        assert!(got.contains("\"error\""), "{got}");
+    }
+    let (_, _, body) = me(&first);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(
+        v["transfer_targets"]["queues"]
+            .as_array()
+            .is_some_and(|q| q.iter().any(|x| x == "support")),
+        "{v}"
+    );
+    assert!(
+        v["transfer_targets"]["agents"]
+            .as_array()
+            .is_some_and(|q| q.iter().all(|x| x["name"] != "webbob")),
+        "the agent itself is no transfer target: {v}"
+    );
 
     // A second login takes over: the first session is revoked.
     let (code, head, body) = login("web-secret-2");
