@@ -2,6 +2,7 @@
 //! session core. Nothing here allocates or locks per packet.
 
 pub mod amd;
+pub mod voicemail_cue;
 pub mod bridge;
 pub mod codec;
 pub mod dtmf_inband;
