@@ -2,7 +2,6 @@
 //! session core. Nothing here allocates or locks per packet.
 
 pub mod amd;
-pub mod voicemail_cue;
 pub mod bridge;
 pub mod codec;
 pub mod dtmf_inband;
@@ -15,3 +14,4 @@ pub mod rtp;
 pub mod session;
 pub mod socket;
 pub mod telephone_event;
+pub mod voicemail_cue;

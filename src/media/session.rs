@@ -30,7 +30,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::amd::{Amd, AmdConfig, AmdResult};
-use super::voicemail_cue::{Cue, CueConfig, CueDetector};
 use super::codec::{self, Codec, Decoder};
 use super::dtmf_inband::InbandDetector;
 use super::jitter::{Insert, JitterBuffer, JitterStats};
@@ -38,6 +37,7 @@ use super::player::{FillResult, PlayItem, Player};
 use super::rtcp::{self, NtpClock, RtcpPacket, RxStats};
 use super::rtp::{self, RtpPacket};
 use super::telephone_event::EventReceiver;
+use super::voicemail_cue::{Cue, CueConfig, CueDetector};
 
 pub const FRAME: Duration = Duration::from_millis(20);
 /// 8 kHz samples per 20 ms frame (the internal audio rate).

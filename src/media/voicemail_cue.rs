@@ -330,7 +330,10 @@ mod tests {
         let mut x = vowel(2000);
         x.extend(vec![0; 8 * 3000]);
         let c = run(&x).expect("cue");
-        assert_eq!((c.reason, c.after_ms, c.beep_hz), (CueReason::Silence, 3500, None));
+        assert_eq!(
+            (c.reason, c.after_ms, c.beep_hz),
+            (CueReason::Silence, 3500, None)
+        );
     }
 
     #[test]

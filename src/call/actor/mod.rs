@@ -1467,10 +1467,7 @@ impl Call {
 
     /// The machine records now: play the voicemail message once, then hang up.
     fn leave_voicemail(&mut self) {
-        let waiting = self
-            .media
-            .as_ref()
-            .and_then(MediaSession::current_playlist)
+        let waiting = self.media.as_ref().and_then(MediaSession::current_playlist)
             == Some(uac::VOICEMAIL_WAIT_ID);
         if !waiting {
             return;
