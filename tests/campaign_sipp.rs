@@ -1042,6 +1042,9 @@ fn amd_pcap(dir: &std::path::Path, item: &CorpusItem) {
     make_pcap(dir, &format!("{}.pcap", item.name), &args);
 }
 
+/// Per (class, language): calls, correct, decision ms after answer, ms after speech end.
+type AmdTally = (u32, u32, Vec<u32>, Vec<u32>);
+
 /// Per-call facts read back from the database.
 struct AmdCall {
     verdict: String,
@@ -1179,8 +1182,7 @@ fn amd_through_real_calls() {
 
     let mut errors = Vec::new();
     // (class, lang) → (n, correct, decision ms after answer, after speech end)
-    let mut table: std::collections::BTreeMap<(bool, String), (u32, u32, Vec<u32>, Vec<u32>)> =
-        Default::default();
+    let mut table: std::collections::BTreeMap<(bool, String), AmdTally> = Default::default();
     let mut cue_offsets = Vec::new();
     let mut noisy_misses = Vec::new();
     // Lines with noise 15 dB or less under the speech (−35 … −30 dBFS here): louder than
