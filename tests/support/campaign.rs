@@ -345,7 +345,6 @@ pub struct Farm {
 
 impl Farm {
     pub fn start(dir: &Path) -> Farm {
-        let sipp = sipp();
         assert!(
             is_root(),
             "the farm's play_pcap_audio needs root (raw socket): run the SIP tests as root"
@@ -385,6 +384,52 @@ impl Farm {
             template.replace("@PCAP_DIR@", &dir.display().to_string()),
         )
         .expect("write farm scenario");
+        Farm::spawn(dir, &scenario)
+    }
+
+    /// The answering-machine farm (`sip-test/uas_amd_farm.xml`): customer `numbers[i]` (an
+    /// E.164 number) plays `dir/names[i].pcap` from the answer on (pcaps made by the caller).
+    pub fn start_amd(dir: &Path, customers: &[(String, String)]) -> Farm {
+        assert!(
+            is_root(),
+            "the farm's play_pcap_audio needs root (raw socket): run the SIP tests as root"
+        );
+        let template = std::fs::read_to_string(repo_root().join("sip-test/uas_amd_farm.xml"))
+            .expect("read sip-test/uas_amd_farm.xml");
+        let (mut eregs, mut routes, mut plays, mut labels) =
+            (String::new(), String::new(), String::new(), String::new());
+        for (i, (number, name)) in customers.iter().enumerate() {
+            let digits = number.trim_start_matches('+');
+            let _ = writeln!(
+                eregs,
+                r#"      <ereg regexp="INVITE sip:\+?{digits}@" search_in="msg" assign_to="c{i}"/>"#
+            );
+            let _ = writeln!(routes, r#"  <nop hide="true" test="c{i}" next="answer"/>"#);
+            let _ = writeln!(plays, r#"  <nop hide="true" test="c{i}" next="p{i}"/>"#);
+            let _ = writeln!(
+                labels,
+                r#"  <label id="p{i}"/>
+  <nop next="wait_bye"><action><exec play_pcap_audio="{}/{name}.pcap"/></action></nop>"#,
+                dir.display()
+            );
+        }
+        // No match after the ACK cannot happen (the route answered only known numbers).
+        plays.push_str("  <nop hide=\"true\" next=\"wait_bye\"/>\n");
+        plays.push_str(&labels);
+        let scenario = dir.join("uas_amd_farm.xml");
+        std::fs::write(
+            &scenario,
+            template
+                .replace("@EREGS@", &eregs)
+                .replace("@ROUTES@", &routes)
+                .replace("@PLAYS@", &plays),
+        )
+        .expect("write AMD farm scenario");
+        Farm::spawn(dir, &scenario)
+    }
+
+    fn spawn(dir: &Path, scenario: &Path) -> Farm {
+        let sipp = sipp();
         let port = free_port();
         let media = port_block(22_000, 8_000, 4);
         let args: Vec<String> = vec![

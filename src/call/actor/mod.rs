@@ -201,6 +201,8 @@ pub struct Call {
     machine: Option<uac::MachineHandling>,
     /// Disposition recorded at hangup instead of `answered` (an answering machine).
     disposition_override: Option<Disposition>,
+    /// The call's language when a machine answered (the voicemail message's language).
+    voicemail_language: Option<String>,
     /// This call's RTP socket, shared with the bridged leg that sends from it. Read on the
     /// send tick while the call runs its own media session, on readiness while it relays
     /// (`media::socket`).
@@ -297,6 +299,7 @@ impl Call {
             slot: Some(s.slot),
             machine: None,
             disposition_override: None,
+            voicemail_language: None,
             rtp_sock: None,
             rtcp_sock: None,
             queue: None,
@@ -763,6 +766,14 @@ impl Call {
                 MediaEvent::PlaybackFinished(id) if id == uac::VOICEMAIL_PLAY_ID => {
                     self.hangup(now, HangupCause::VoicemailLeft);
                 }
+                MediaEvent::PlaybackFinished(id) if id == uac::VOICEMAIL_WAIT_ID => {
+                    // The clock's bound on the wait for the beep (no audio from the machine).
+                    if let Some(m) = self.media.as_mut() {
+                        m.stop_voicemail_cue();
+                    }
+                    self.record_event("voicemail_cue", "timeout:clock".into());
+                    self.leave_voicemail();
+                }
                 MediaEvent::PlaybackFinished(id) if self.queue_playback_finished(now, id) => {}
                 MediaEvent::PlaybackFinished(id) => {
                     if let Some(i) = self.interp.as_mut() {
@@ -777,6 +788,14 @@ impl Call {
                     self.hangup(now, HangupCause::MediaTimeout);
                 }
                 MediaEvent::Amd(r) => self.on_amd(now, r),
+                MediaEvent::VoicemailCue(c) => {
+                    let detail = match c.beep_hz {
+                        Some(hz) => format!("{}:{}:{hz}", c.reason.as_str(), c.after_ms),
+                        None => format!("{}:{}", c.reason.as_str(), c.after_ms),
+                    };
+                    self.record_event("voicemail_cue", detail);
+                    self.leave_voicemail();
+                }
             }
         }
         n > 0
@@ -1409,28 +1428,61 @@ impl Call {
     /// Answering-machine verdict on an outbound call: hang up (retry later), or leave the
     /// short voicemail message once the greeting has had time to end, then hang up.
     fn on_amd(&mut self, now: Instant, r: crate::media::amd::AmdResult) {
-        self.record_event("amd", format!("{}:{}", r.verdict.as_str(), r.reason));
+        self.record_event(
+            "amd",
+            format!("{}:{}:{}", r.verdict.as_str(), r.reason, r.after_ms),
+        );
         if r.verdict != crate::media::amd::Verdict::Machine {
             return;
         }
         self.disposition_override = Some(Disposition::Machine);
         match self.machine {
             Some(uac::MachineHandling::Voicemail) => {
+                // The language before the interpreter goes (it holds the call's variables).
+                self.voicemail_language = Some(self.preset_language());
                 self.interp = None;
                 self.outcome = Some("voicemail".into());
-                let prompt = self.prompt_in_language("voicemail-message");
                 let Some(media) = self.media.as_mut() else {
                     return;
                 };
-                let mut items = vec![PlayItem::Silence(uac::VOICEMAIL_WAIT_SAMPLES)];
-                if let Some(p) = prompt {
-                    items.push(PlayItem::Prompt(p));
-                }
-                media.play(uac::VOICEMAIL_PLAY_ID, items, false);
-                self.record_event("prompt", "voicemail-message".into());
+                // Silence while the greeting plays on, until its beep (the cue) or, on the
+                // clock, the end of this silence.
+                let cue = crate::media::voicemail_cue::CueConfig::default();
+                media.play(
+                    uac::VOICEMAIL_WAIT_ID,
+                    vec![PlayItem::Silence(cue.max_wait_ms as usize * 8)],
+                    false,
+                );
+                media.start_voicemail_cue(&cue);
             }
             _ => self.hangup(now, HangupCause::AnsweringMachine),
         }
+    }
+
+    /// The machine records now: play the voicemail message once, then hang up.
+    fn leave_voicemail(&mut self) {
+        let waiting = self.media.as_ref().and_then(MediaSession::current_playlist)
+            == Some(uac::VOICEMAIL_WAIT_ID);
+        if !waiting {
+            return;
+        }
+        let lang = self
+            .voicemail_language
+            .clone()
+            .unwrap_or_else(|| "en".into());
+        let prompt = self
+            .ctx
+            .prompts
+            .get(&lang, "voicemail-message")
+            .or_else(|| self.ctx.prompts.get("en", "voicemail-message"))
+            .cloned();
+        let Some(media) = self.media.as_mut() else {
+            return;
+        };
+        // No recorded message in any language: a blip of silence, then the hang-up.
+        let items = vec![prompt.map_or(PlayItem::Silence(160), PlayItem::Prompt)];
+        media.play(uac::VOICEMAIL_PLAY_ID, items, false);
+        self.record_event("prompt", "voicemail-message".into());
     }
 
     /// A prompt in the call's language, else in English (what callers hear when a

@@ -41,8 +41,9 @@ pub enum MachineHandling {
 
 /// Playlist id of the voicemail message (never used by the interpreter, which counts from 1).
 pub(super) const VOICEMAIL_PLAY_ID: u32 = u32::MAX;
-/// Time given to the greeting to end before the message starts (8 kHz samples: 2.5 s).
-pub(super) const VOICEMAIL_WAIT_SAMPLES: usize = 20_000;
+/// Playlist id of the silence played while waiting for the machine's beep; its end is the
+/// clock's bound on that wait.
+pub(super) const VOICEMAIL_WAIT_ID: u32 = u32::MAX - 1;
 
 /// What the dialer asks for.
 #[derive(Debug)]
