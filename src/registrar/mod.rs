@@ -808,6 +808,7 @@ pub type SharedRegistrar = Arc<RegistrarHandle>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn old_libre_clients_get_md5_only() {
@@ -1039,6 +1040,119 @@ mod tests {
         let refused = h.register("ghost", "pw", 1).await;
         assert_eq!(refused.status(), Some(403), "{refused:?}");
         h.stop().await;
+    }
+
+    /// REGISTER handling time, measured rather than checked (debug or release):
+    /// `cargo test --lib registrar::tests::measure_register_handling -- --ignored --nocapture`.
+    /// One agent on a file-backed SQLite database; each registration is a challenge and an
+    /// answered REGISTER from its own address (so the flood ban stays out of the way); the
+    /// time is that of the answered REGISTER, from hand-over to its 200. The record writer
+    /// runs beside it, as in the server.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn measure_register_handling() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("m.db").display()))
+            .await
+            .expect("db");
+        add_agent(&db, "bench", "pw").await;
+        let (store, store_rx) = crate::store::writer::channel();
+        let close = CancellationToken::new();
+        let writer = tokio::spawn(crate::store::writer::run(
+            db.clone(),
+            store_rx,
+            dir.path().join("spool.jsonl"),
+            store.stats.clone(),
+            close.clone(),
+        ));
+        let local = LocalIdentity {
+            contact: "<sip:switchboard@127.0.0.1:5060>".into(),
+            via_host: "127.0.0.1:5060".into(),
+            transport: crate::sip::transport::TransportKind::Udp,
+            user_agent: "switchboard-test".into(),
+        };
+        let registrar = Registrar::new(
+            db.clone(),
+            store.clone(),
+            REALM.into(),
+            vec![auth::Algorithm::Md5],
+            local,
+            None,
+        )
+        .await;
+        drop(store);
+        let (handle, rx) = channel();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(registrar.run(rx, shutdown.clone()));
+        let (tx, mut answers) = mpsc::channel(16);
+        let n: u32 = std::env::var("MEASURE_REGISTERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        let mut took = Vec::with_capacity(n as usize);
+        let started = Instant::now();
+        for i in 0..n {
+            let flow = ReplyPath::Stream {
+                tx: tx.clone(),
+                peer: SocketAddr::from(([10, (i / 250) as u8, (i % 250) as u8, 1], 5090)),
+                local: "127.0.0.1:5060".parse().expect("addr"),
+                kind: crate::sip::transport::TransportKind::Tcp,
+            };
+            let exchange = |text: String| {
+                let msg = Message::parse(text.as_bytes(), crate::sip::message::Framing::Datagram)
+                    .expect("parses");
+                let t = Instant::now();
+                handle
+                    .offer(Inbound {
+                        msg,
+                        reply: flow.clone(),
+                        size: 0,
+                    })
+                    .expect("taken");
+                t
+            };
+            exchange(register_msg("bench", 2 * i + 1, None));
+            let challenge = answers.recv().await.expect("401");
+            let challenge =
+                Message::parse(&challenge, crate::sip::message::Framing::Datagram).expect("parses");
+            let www = challenge
+                .header(&HeaderName::WwwAuthenticate)
+                .expect("challenge")
+                .to_string();
+            let ch = auth::parse_challenge(&www).expect("parses");
+            let creds = auth::answer_challenge(
+                &ch,
+                "REGISTER",
+                "sip:127.0.0.1",
+                "bench",
+                "pw",
+                "c0ffee",
+                1,
+            );
+            let t = exchange(register_msg("bench", 2 * i + 2, Some(&creds)));
+            let ok = answers.recv().await.expect("200");
+            took.push(t.elapsed());
+            assert!(
+                ok.starts_with(b"SIP/2.0 200"),
+                "{}",
+                String::from_utf8_lossy(&ok)
+            );
+        }
+        let total = started.elapsed();
+        took.sort();
+        let pct = |p: f64| took[((took.len() as f64 - 1.0) * p) as usize];
+        eprintln!(
+            "measure_register_handling: {n} registrations in {total:.2?} ({:.0}/s incl. challenges); \
+             answered REGISTER median {:?}, p99 {:?}, max {:?}",
+            f64::from(n) / total.as_secs_f64(),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
+        );
+        shutdown.cancel();
+        let _ = task.await;
+        close.cancel();
+        let _ = writer.await;
     }
 
     #[test]
