@@ -267,6 +267,7 @@ pub async fn start_on(
     let (registrar, registrar_rx) = crate::registrar::channel();
     let registrar_core = crate::registrar::Registrar::new(
         db.clone(),
+        store_handle.clone(),
         cfg.realm.clone(),
         cfg.digest_algorithms.clone(),
         crate::call::dialog::LocalIdentity {
