@@ -1564,14 +1564,22 @@ impl Call {
                     name,
                     fallback,
                 } => {
-                    let found = lib
+                    let in_lang = lib
                         .get(&lang, &name)
-                        .or_else(|| fallback.as_deref().and_then(|f| lib.get(&lang, f)))
-                        .or_else(|| lib.get("en", &name));
+                        .or_else(|| fallback.as_deref().and_then(|f| lib.get(&lang, f)));
+                    // A prompt missing in the call's language plays in English; the event
+                    // says so (`en/NAME`), or a Mandarin trail would hide English prompts.
+                    let found = match in_lang {
+                        Some(p) => Some((p, false)),
+                        None => lib.get("en", &name).map(|p| (p, lang != "en")),
+                    };
                     match found {
-                        Some(p) => {
+                        Some((p, english_instead)) => {
                             if !names.is_empty() {
                                 names.push(',');
+                            }
+                            if english_instead {
+                                names.push_str("en/");
                             }
                             names.push_str(&p.name);
                             list.push(PlayItem::Prompt(p.clone()));
