@@ -424,6 +424,9 @@ fn agent_hangs_up_first_and_a_mandarin_caller_rates_the_call() {
     let survey = &call.survey;
     assert_eq!(survey["score"], 2, "{survey:?}");
     assert!(call.rec["ticket_id"].is_null(), "{:?}", call.rec);
+    // The # right after the beep: the (nearly silent) message's file is still the row's.
+    let message = survey["recording"].as_str().expect("the message's file");
+    assert!(std::fs::metadata(message).is_ok(), "{message}");
     let trail = call.events(&[
         "language",
         "prompt",

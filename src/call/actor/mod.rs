@@ -1564,16 +1564,9 @@ impl Call {
                     name,
                     fallback,
                 } => {
-                    let in_lang = lib
-                        .get(&lang, &name)
-                        .or_else(|| fallback.as_deref().and_then(|f| lib.get(&lang, f)));
                     // A prompt missing in the call's language plays in English; the event
                     // says so (`en/NAME`), or a Mandarin trail would hide English prompts.
-                    let found = match in_lang {
-                        Some(p) => Some((p, false)),
-                        None => lib.get("en", &name).map(|p| (p, lang != "en")),
-                    };
-                    match found {
+                    match lib.resolve(&lang, &name, fallback.as_deref()) {
                         Some((p, english_instead)) => {
                             if !names.is_empty() {
                                 names.push(',');
