@@ -306,12 +306,20 @@ fn agent_answers_audio_both_ways_agent_hangs_up() {
     assert_eq!(support["service_level"], 1.0, "{support}");
 }
 
-/// Post-call survey (issue 19): with the hotline's `after_agent = "survey"` switched on, the
-/// agent hangs up first and the caller stays on the line: it is asked for a score, presses 4,
-/// leaves a message ended by `#`, hears thanks and is hung up. `call_surveys` has one row with
-/// score, agent, queue, ticket and the message's file; the events show the way back.
-#[test]
-fn agent_hangs_up_first_and_the_caller_rates_the_call() {
+/// A hotline call that reaches agent `agent` (who answers after 300 ms and hangs up 3 s
+/// later) with the post-call survey switched on (`after_agent = "survey"` uncommented in a
+/// copy of the shipped dialplans): the caller `number` presses `digits` (0 first, for the
+/// agent) and is hung up by the server. Holds the server (and the folders it reads) so the
+/// test can look at the database; `survey` is the call's `call_surveys` row.
+struct SurveyedCall {
+    server: Server,
+    rec: DbRow,
+    id: String,
+    survey: DbRow,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+fn surveyed_call(agent: &str, number: &str, digits: &[(u32, char)]) -> SurveyedCall {
     let plans = tempfile::tempdir().expect("dialplan dir");
     for entry in std::fs::read_dir(repo_root().join("dialplans")).expect("dialplans") {
         let path = entry.expect("entry").path();
@@ -324,22 +332,20 @@ fn agent_hangs_up_first_and_the_caller_rates_the_call() {
         std::fs::write(plans.path().join(path.file_name().expect("name")), text).expect("copy");
     }
     let plan_dir = format!("{:?}", plans.path().display().to_string());
-    let (_cfg_dir, cfg) = config_with(&[("dialplan_dir", &plan_dir)]);
+    let (cfg_dir, cfg) = config_with(&[("dialplan_dir", &plan_dir)]);
     let server = Server::start(&["--config", &cfg]);
-    let port = setup_agent(&server, "sam");
-    let phone = agent_phone(&server, "sam", port, 300, 3000);
-    // 0 at 1.5 s; the agent answers and hangs up ~5 s later; 4 (the score) at 10 s, during
-    // or after the survey question; # at 19 s ends the message (its prompt is over by then).
+    let port = setup_agent(&server, agent);
+    let phone = agent_phone(&server, agent, port, 300, 3000);
     let call = server.spawn_sipp(
-        &Scenario::call_with_digits(&[(1500, '0'), (10_000, '4'), (19_000, '#')], 4000, 45_000),
-        &caller("+15551239031"),
+        &Scenario::call_with_digits(digits, 4000, 45_000),
+        &caller(number),
     );
-    phone.finish("sam's phone");
+    phone.finish(&format!("{agent}'s phone"));
     call.wait().assert_ok(&server);
 
-    let rec = ended_call(&server, "+15551239031");
+    let rec = ended_call(&server, number);
     let id = rec["id"].as_str().expect("id").to_string();
-    assert_eq!(rec["agent"], "sam", "{rec:?}");
+    assert_eq!(rec["agent"], agent, "{rec:?}");
     assert_eq!(rec["queue"], "support", "{rec:?}");
     assert_eq!(rec["disposition"], "answered", "{rec:?}");
     let survey = server.wait_db(Duration::from_secs(5), "the survey row", |db| {
@@ -348,26 +354,110 @@ fn agent_hangs_up_first_and_the_caller_rates_the_call() {
         ))
         .pop()
     });
-    assert_eq!(survey["score"], 4, "{survey:?}");
-    assert_eq!(survey["agent"], "sam", "{survey:?}");
+    assert_eq!(survey["agent"], agent, "{survey:?}");
     assert_eq!(survey["queue"], "support", "{survey:?}");
     assert_eq!(survey["ticket_id"], rec["ticket_id"], "{survey:?} {rec:?}");
-    let message = survey["recording"].as_str().expect("the caller's message");
-    let wav = std::fs::metadata(message).expect("the message file exists");
-    // At least a second of 8 kHz 16-bit audio after the 44-byte header.
-    assert!(wav.len() > 16_000, "{message}: {} bytes", wav.len());
-    let kinds: Vec<String> = server
-        .db()
-        .call_events(&id)
-        .into_iter()
-        .filter(|(k, _)| ["after_agent", "survey", "survey_invalid"].contains(&k.as_str()))
-        .map(|(k, d)| format!("{k}:{d}"))
-        .collect();
-    assert_eq!(kinds, ["after_agent:", "survey:4", "survey:4"], "{kinds:?}");
     let complete = server.db().row(&format!(
         "SELECT * FROM queue_log WHERE call_id = '{id}' AND event = 'complete'"
     ));
     assert_eq!(complete["reason"], "agent");
+    SurveyedCall {
+        server,
+        rec,
+        id,
+        survey,
+        _dirs: [plans, cfg_dir],
+    }
+}
+
+impl SurveyedCall {
+    /// The call's events of the given kinds, as `kind:detail`, in order.
+    fn events(&self, kinds: &[&str]) -> Vec<String> {
+        self.server
+            .db()
+            .call_events(&self.id)
+            .into_iter()
+            .filter(|(k, _)| kinds.contains(&k.as_str()))
+            .map(|(k, d)| format!("{k}:{d}"))
+            .collect()
+    }
+}
+
+/// Post-call survey (issue 19): with the hotline's `after_agent = "survey"` switched on, the
+/// agent hangs up first and the caller stays on the line: it is asked for a score, presses 4,
+/// leaves a message ended by `#`, hears thanks and is hung up. `call_surveys` has one row with
+/// score, agent, queue, ticket and the message's file; the events show the way back.
+#[test]
+fn agent_hangs_up_first_and_the_caller_rates_the_call() {
+    // 0 at 1.5 s; the agent answers and hangs up ~5 s later; 4 (the score) at 10 s, during
+    // or after the survey question; # at 19 s ends the message (its prompt is over by then).
+    let call = surveyed_call(
+        "sam",
+        "+15551239031",
+        &[(1500, '0'), (10_000, '4'), (19_000, '#')],
+    );
+    let survey = &call.survey;
+    assert_eq!(survey["score"], 4, "{survey:?}");
+    let message = survey["recording"].as_str().expect("the caller's message");
+    let wav = std::fs::metadata(message).expect("the message file exists");
+    // At least a second of 8 kHz 16-bit audio after the 44-byte header.
+    assert!(wav.len() > 16_000, "{message}: {} bytes", wav.len());
+    let kinds = call.events(&["after_agent", "survey", "survey_invalid"]);
+    assert_eq!(kinds, ["after_agent:", "survey:4", "survey:4"], "{kinds:?}");
+}
+
+/// Issue 19, a Mandarin caller: a +86 number without a ticket is Mandarin before the first
+/// word (the prefix table), goes to an agent with 0, the agent hangs up first, and the
+/// survey is asked in Mandarin: the caller presses 2, ends the message at once with `#` and
+/// hears the thanks. The call's whole prompt trail is the Mandarin one, in order, and every
+/// prompt was played from `audio/zh` (a prompt missing there would play in English and show
+/// as `en/NAME` in the `prompt` event).
+#[test]
+fn agent_hangs_up_first_and_a_mandarin_caller_rates_the_call() {
+    // 0 at 1.5 s (during the 4.5 s welcome); the agent answers and hangs up ~5 s later; 2 at
+    // 10 s, during the 5.9 s survey question; # at 18 s, just after the 6.3 s message prompt.
+    let call = surveyed_call(
+        "mei",
+        "+8613800138031",
+        &[(1500, '0'), (10_000, '2'), (18_000, '#')],
+    );
+    let survey = &call.survey;
+    assert_eq!(survey["score"], 2, "{survey:?}");
+    assert!(call.rec["ticket_id"].is_null(), "{:?}", call.rec);
+    // The # right after the beep: the (nearly silent) message's file is still the row's.
+    let message = survey["recording"].as_str().expect("the message's file");
+    assert!(std::fs::metadata(message).is_ok(), "{message}");
+    let trail = call.events(&[
+        "language",
+        "prompt",
+        "menu",
+        "enqueue",
+        "agent_connect",
+        "after_agent",
+        "collect",
+        "survey",
+        "record_end",
+    ]);
+    assert_eq!(
+        trail,
+        [
+            "language:zh:prefix",
+            // The 0 came during the welcome: type-ahead, the menu's prompt is not played.
+            "prompt:welcome",
+            "menu:main_menu=0",
+            "enqueue:support",
+            "agent_connect:mei",
+            "after_agent:",
+            "prompt:survey-ask",
+            "collect:survey_score=2",
+            "survey:2",
+            "prompt:survey-message",
+            "record_end:survey_message:terminator",
+            "survey:2",
+            "prompt:survey-thanks",
+        ],
+        "{trail:#?}"
+    );
 }
 
 /// The caller hangs up first: the agent's phone gets a BYE, queue_log says the caller ended

@@ -1610,14 +1610,15 @@ impl Call {
                     name,
                     fallback,
                 } => {
-                    let found = lib
-                        .get(&lang, &name)
-                        .or_else(|| fallback.as_deref().and_then(|f| lib.get(&lang, f)))
-                        .or_else(|| lib.get("en", &name));
-                    match found {
-                        Some(p) => {
+                    // A prompt missing in the call's language plays in English; the event
+                    // says so (`en/NAME`), or a Mandarin trail would hide English prompts.
+                    match lib.resolve(&lang, &name, fallback.as_deref()) {
+                        Some((p, english_instead)) => {
                             if !names.is_empty() {
                                 names.push(',');
+                            }
+                            if english_instead {
+                                names.push_str("en/");
                             }
                             names.push_str(&p.name);
                             list.push(PlayItem::Prompt(p.clone()));
