@@ -19,7 +19,7 @@ use crate::support::{
 use serde_json::Value;
 
 /// REGISTER `name` from 127.0.0.1:`port` (the port the agent's UAS then listens on).
-fn register(server: &Server, port: u16, name: &str, password: &str) {
+pub(crate) fn register(server: &Server, port: u16, name: &str, password: &str) {
     let dir = server.dir.path().join(format!("reg-{name}-{port}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let out = Command::new(sipp())
@@ -43,20 +43,26 @@ fn register(server: &Server, port: u16, name: &str, password: &str) {
 
 /// An agent phone answering one call after `ring_ms`, hanging up itself after `hold_ms`
 /// (unless the server's BYE comes first), echoing RTP.
-struct AgentPhone {
+pub(crate) struct AgentPhone {
     sipp: SippProcess,
 }
 
 impl AgentPhone {
     /// Waits for the phone's SIPp to end and asserts that its scenario passed.
-    fn finish(self, who: &str) -> SippRun {
+    pub(crate) fn finish(self, who: &str) -> SippRun {
         let run = self.sipp.wait();
         assert_eq!(run.code, Some(0), "{who} failed\n{}", run.text);
         run
     }
 }
 
-fn agent_phone(server: &Server, name: &str, port: u16, ring_ms: u32, hold_ms: u32) -> AgentPhone {
+pub(crate) fn agent_phone(
+    server: &Server,
+    name: &str,
+    port: u16,
+    ring_ms: u32,
+    hold_ms: u32,
+) -> AgentPhone {
     let (ring, hold) = (ring_ms.to_string(), hold_ms.to_string());
     let subs = [("RING_MS", ring.as_str()), ("HOLD_MS", &hold), ("PLAY", "")];
     let budget = ring_ms + hold_ms + 40_000;
@@ -121,7 +127,12 @@ fn phone(
     )
 }
 
-fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Value) {
     http_body(addr, method, path, token, "")
 }
 
@@ -155,7 +166,7 @@ fn http_body(
     (code, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-fn agent_state(server: &Server, name: &str) -> String {
+pub(crate) fn agent_state(server: &Server, name: &str) -> String {
     let (code, v) = http(
         server.http_addr,
         "GET",
@@ -170,7 +181,7 @@ fn agent_state(server: &Server, name: &str) -> String {
         .to_string()
 }
 
-fn wait_agent_state(server: &Server, name: &str, state: &str, timeout: Duration) {
+pub(crate) fn wait_agent_state(server: &Server, name: &str, state: &str, timeout: Duration) {
     wait_for(timeout, &format!("agent {name} to be {state}"), || {
         (agent_state(server, name) == state).then_some(())
     });
@@ -181,7 +192,7 @@ fn caller(number: &str) -> [&str; 3] {
 }
 
 /// The ended inbound call of `number`.
-fn ended_call(server: &Server, number: &str) -> DbRow {
+pub(crate) fn ended_call(server: &Server, number: &str) -> DbRow {
     server.wait_db(Duration::from_secs(15), "the caller's record to end", |db| {
         db.rows(&format!(
             "SELECT * FROM call_records WHERE caller = '{number}' AND direction = 'inbound' AND ended_at IS NOT NULL"
@@ -206,7 +217,7 @@ fn queue_events(server: &Server, call_id: &str) -> Vec<(String, Option<String>)>
         .collect()
 }
 
-fn event_detail(server: &Server, call_id: &str, kind: &str) -> Option<String> {
+pub(crate) fn event_detail(server: &Server, call_id: &str, kind: &str) -> Option<String> {
     server
         .db()
         .rows(&format!(
@@ -216,7 +227,7 @@ fn event_detail(server: &Server, call_id: &str, kind: &str) -> Option<String> {
         .and_then(|r| r["detail"].as_str().map(str::to_string))
 }
 
-fn packets(detail: &str, key: &str) -> u64 {
+pub(crate) fn packets(detail: &str, key: &str) -> u64 {
     detail
         .split_whitespace()
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
@@ -571,10 +582,41 @@ fn token(server: &Server) -> String {
         .expect("API token in the server's banner")
 }
 
-fn queue_rows(server: &Server, call_id: &str) -> Vec<DbRow> {
+pub(crate) fn queue_rows(server: &Server, call_id: &str) -> Vec<DbRow> {
     server.db().rows(&format!(
         "SELECT * FROM queue_log WHERE call_id = '{call_id}' ORDER BY at, rowid"
     ))
+}
+
+/// The queue_log rows as (queue, event, agent, reason), blanks for NULLs, in order.
+pub(crate) fn queue_trail(rows: &[DbRow]) -> Vec<(String, String, String, String)> {
+    rows.iter()
+        .map(|r| {
+            let f = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (f("queue"), f("event"), f("agent"), f("reason"))
+        })
+        .collect()
+}
+
+/// `switchboard agent add NAME` serving only `queue` (not `support`, unlike
+/// `Server::add_agent`), so that only a transfer to NAME can bring a support caller to it.
+pub(crate) fn add_agent_serving(server: &Server, name: &str, password: &str, queue: &str) {
+    let db = format!("sqlite://{}", server.db_path.display());
+    let (st, out, err) = run_binary(
+        &[
+            "agent",
+            "add",
+            name,
+            "--password",
+            password,
+            "--queue",
+            queue,
+            "--database",
+            &db,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "{out}{err}");
 }
 
 /// Ring timeout: the first agent never answers, is CANCELled after `ring_timeout_s`, paused
@@ -988,22 +1030,7 @@ fn agent_blind_transfers_to_another_queue() {
     let (_cfg_dir, cfg) = config_with_extra(&[], billing);
     let server = Server::start(&["--config", &cfg]);
     let jack_port = setup_agent(&server, "jack");
-    let db = format!("sqlite://{}", server.db_path.display());
-    let (st, out, err) = run_binary(
-        &[
-            "agent",
-            "add",
-            "kate",
-            "--password",
-            "s3cret-pw",
-            "--queue",
-            "billing",
-            "--database",
-            &db,
-        ],
-        Duration::from_secs(20),
-    );
-    assert!(st.success(), "{out}{err}");
+    add_agent_serving(&server, "kate", "s3cret-pw", "billing");
     let kate_port = free_port();
     register(&server, kate_port, "kate", "s3cret-pw");
     wait_agent_state(&server, "kate", "available", Duration::from_secs(5));
@@ -1090,22 +1117,7 @@ fn agent_blind_transfers_to_a_named_agent() {
     let (_cfg_dir, cfg) = config_with_extra(&[], billing);
     let server = Server::start(&["--config", &cfg]);
     let jack_port = setup_agent(&server, "jack");
-    let db = format!("sqlite://{}", server.db_path.display());
-    let (st, out, err) = run_binary(
-        &[
-            "agent",
-            "add",
-            "kate",
-            "--password",
-            "s3cret-pw",
-            "--queue",
-            "billing",
-            "--database",
-            &db,
-        ],
-        Duration::from_secs(20),
-    );
-    assert!(st.success(), "{out}{err}");
+    add_agent_serving(&server, "kate", "s3cret-pw", "billing");
     let kate_port = free_port();
     register(&server, kate_port, "kate", "s3cret-pw");
     wait_agent_state(&server, "kate", "available", Duration::from_secs(5));
@@ -1165,13 +1177,7 @@ fn agent_blind_transfers_to_a_named_agent() {
         let r = queue_rows(&server, &id);
         (r.iter().filter(|x| x["event"] == "complete").count() == 2).then_some(r)
     });
-    let got: Vec<(String, String, String, String)> = rows
-        .iter()
-        .map(|r| {
-            let f = |k: &str| r[k].as_str().unwrap_or("").to_string();
-            (f("queue"), f("event"), f("agent"), f("reason"))
-        })
-        .collect();
+    let got = queue_trail(&rows);
     let got_ref: Vec<(&str, &str, &str, &str)> = got
         .iter()
         .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), d.as_str()))
