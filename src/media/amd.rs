@@ -118,6 +118,16 @@ pub const FRAME_SAMPLES: usize = 160;
 pub const FRAME_MS: u32 = 20;
 /// Length of the noise-floor window in frames (1 s).
 pub const NOISE_WINDOW_FRAMES: usize = 50;
+/// Length of the stationarity test in frames (500 ms): noise louder than
+/// `max_noise_floor` is believed only after this long without a syllable-rate change.
+pub const STATIONARY_FRAMES: usize = 25;
+/// Widest spread (max / min of the frame powers, dB) of a stationary stretch.
+pub const STATIONARY_MAX_SPREAD_DB: f32 = 5.0;
+/// Narrowest spread of a stationary stretch: random noise always fluctuates (white noise
+/// over 160 samples ±0.5 dB), a steady tone (a beep, a synthetic word) does not.
+pub const STATIONARY_MIN_SPREAD_DB: f32 = 0.3;
+/// Frames kept to re-run the analysis from the start once loud noise is recognised (5 s).
+pub const REPLAY_FRAMES: usize = 250;
 
 /// The `reason` strings of an [`AmdResult`].
 pub mod reason {
@@ -267,6 +277,13 @@ pub struct Amd {
     history: [f32; NOISE_WINDOW_FRAMES],
     history_len: usize,
     history_pos: usize,
+    /// Mean square of every frame since the start, for the replay (first
+    /// [`REPLAY_FRAMES`]).
+    frames: [f32; REPLAY_FRAMES],
+    frames_len: usize,
+    /// Power of recognised stationary noise louder than `max_noise_floor` (0: none): the
+    /// floor's cap is lifted to it.
+    noise_power: f32,
     elapsed_ms: u32,
     in_word: bool,
     greeting_started: bool,
@@ -311,6 +328,9 @@ impl Amd {
             history: [0.0; NOISE_WINDOW_FRAMES],
             history_len: 0,
             history_pos: 0,
+            frames: [0.0; REPLAY_FRAMES],
+            frames_len: 0,
+            noise_power: 0.0,
             elapsed_ms: 0,
             in_word: false,
             greeting_started: false,
@@ -385,9 +405,10 @@ impl Amd {
     fn threshold_power(&self) -> f32 {
         match self.margin_power {
             Some(m) if self.history_len > 0 => {
+                let cap = self.max_floor_power.max(self.noise_power);
                 let floor = self.history[..self.history_len]
                     .iter()
-                    .fold(self.max_floor_power, |a, &b| a.min(b));
+                    .fold(cap, |a, &b| a.min(b));
                 self.fixed_power.max(floor * m)
             }
             _ => self.fixed_power,
@@ -402,12 +423,87 @@ impl Amd {
         })
     }
 
-    /// One 20 ms frame of mean square `ms`.
+    /// One 20 ms frame of mean square `mean_square`.
     fn frame(&mut self, mean_square: f32) -> Option<AmdResult> {
+        if self.frames_len < REPLAY_FRAMES {
+            self.frames[self.frames_len] = mean_square;
+        }
+        self.frames_len += 1;
+        self.push(mean_square);
+        if self.margin_power.is_some() && self.loud_stationary_noise() {
+            let first = self.noise_power == 0.0;
+            self.noise_power = self.stationary_max();
+            if first && self.frames_len <= REPLAY_FRAMES {
+                return self.replay();
+            }
+        }
+        self.classify(mean_square)
+    }
+
+    fn push(&mut self, mean_square: f32) {
         self.elapsed_ms += FRAME_MS;
         self.history[self.history_pos] = mean_square;
         self.history_pos = (self.history_pos + 1) % NOISE_WINDOW_FRAMES;
         self.history_len = (self.history_len + 1).min(NOISE_WINDOW_FRAMES);
+    }
+
+    /// The last [`STATIONARY_FRAMES`] frames, oldest first not guaranteed.
+    fn recent(&self) -> impl Iterator<Item = f32> + '_ {
+        (1..=STATIONARY_FRAMES).map(move |k| {
+            self.history[(self.history_pos + NOISE_WINDOW_FRAMES - k) % NOISE_WINDOW_FRAMES]
+        })
+    }
+
+    fn stationary_max(&self) -> f32 {
+        self.recent().fold(0.0, f32::max)
+    }
+
+    /// The last [`STATIONARY_FRAMES`] frames are all louder than `max_noise_floor` and
+    /// their power spread is that of random noise, not of speech (syllables change the
+    /// power by 10 dB and more several times a second) nor of a steady tone.
+    fn loud_stationary_noise(&self) -> bool {
+        if self.history_len < STATIONARY_FRAMES {
+            return false;
+        }
+        let (lo, hi) = self
+            .recent()
+            .fold((f32::MAX, 0.0f32), |(lo, hi), p| (lo.min(p), hi.max(p)));
+        if lo <= self.max_floor_power {
+            return false;
+        }
+        let spread_db = 10.0 * (hi / lo).log10();
+        (STATIONARY_MIN_SPREAD_DB..=STATIONARY_MAX_SPREAD_DB).contains(&spread_db)
+    }
+
+    /// Loud noise was just recognised: analyse the call again from its first frame with
+    /// the floor's cap lifted, as if the noise had been known from the start (the frames
+    /// before were all "voice" and may have counted words). A decision reached during the
+    /// replay is reported now.
+    fn replay(&mut self) -> Option<AmdResult> {
+        let now = self.elapsed_ms;
+        self.history_len = 0;
+        self.history_pos = 0;
+        self.elapsed_ms = 0;
+        self.in_word = false;
+        self.greeting_started = false;
+        self.silence_ms = 0;
+        self.voice_run_ms = 0;
+        self.voice_ms = 0;
+        self.words = 0;
+        for i in 0..self.frames_len {
+            let ms = self.frames[i];
+            self.push(ms);
+            if let Some(mut r) = self.classify(ms) {
+                r.after_ms = now;
+                self.elapsed_ms = now;
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Voice or silence for the frame just pushed, and the decision rules.
+    fn classify(&mut self, mean_square: f32) -> Option<AmdResult> {
         let c = &self.cfg;
         if mean_square > self.threshold_power() {
             self.silence_ms = 0;
