@@ -122,7 +122,10 @@ pub const NOISE_WINDOW_FRAMES: usize = 50;
 /// `max_noise_floor` is believed only after this long without a syllable-rate change.
 pub const STATIONARY_FRAMES: usize = 25;
 /// Widest spread (max / min of the frame powers, dB) of a stationary stretch.
-pub const STATIONARY_MAX_SPREAD_DB: f32 = 5.0;
+pub const STATIONARY_MAX_SPREAD_DB: f32 = 8.0;
+/// Once loud noise is recognised, voice must also be this many dB above the loudest frame
+/// of its stationary stretch (pink noise swings more than the 6 dB margin over its minimum).
+pub const NOISE_HEADROOM_DB: f32 = 2.0;
 /// Narrowest spread of a stationary stretch: random noise always fluctuates (white noise
 /// over 160 samples ±0.5 dB), a steady tone (a beep, a synthetic word) does not.
 pub const STATIONARY_MIN_SPREAD_DB: f32 = 0.3;
@@ -409,7 +412,12 @@ impl Amd {
                 let floor = self.history[..self.history_len]
                     .iter()
                     .fold(cap, |a, &b| a.min(b));
-                self.fixed_power.max(floor * m)
+                let headroom = if self.noise_power > 0.0 {
+                    self.noise_power * 10f32.powf(NOISE_HEADROOM_DB / 10.0)
+                } else {
+                    0.0
+                };
+                self.fixed_power.max(floor * m).max(headroom)
             }
             _ => self.fixed_power,
         }
