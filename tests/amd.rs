@@ -663,8 +663,8 @@ fn noisy_corpus(snrs_db: &[f64]) -> Vec<Vector> {
                             .iter()
                             .zip(&noise)
                             .map(|(&s, &n)| {
-                                let s = (f64::from(s) + k * n).round().clamp(-32768.0, 32767.0)
-                                    as i16;
+                                let s =
+                                    (f64::from(s) + k * n).round().clamp(-32768.0, 32767.0) as i16;
                                 if ulaw {
                                     Codec::Pcmu.decode_sample(Codec::Pcmu.encode_sample(s))
                                 } else {
@@ -672,7 +672,11 @@ fn noisy_corpus(snrs_db: &[f64]) -> Vec<Vector> {
                                 }
                             })
                             .collect();
-                        let c = if colour == Colour::White { "white" } else { "pink" };
+                        let c = if colour == Colour::White {
+                            "white"
+                        } else {
+                            "pink"
+                        };
                         out.push(Vector {
                             name,
                             expected,
@@ -712,5 +716,13 @@ fn noisy_lines_15_and_10_db_snr() {
             .filter(|v| v.expected == Verdict::Human)
             .filter(|v| classify(&v.pcm, &cfg, FRAME_SAMPLES).after_ms <= v.lead_ms + 2500)
             .count()
+    );
+    // The costly error for machines stays absent; humans: regression guard of the
+    // measured 74.5 % (issue 19: not yet the 95 % target, pink noise is the weak case).
+    assert_eq!(m.human, 0, "machine taken for a human on a noisy line");
+    assert!(
+        h.pct() >= 70.0,
+        "noisy-line human accuracy {:.1} %",
+        h.pct()
     );
 }
