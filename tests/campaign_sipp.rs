@@ -1226,8 +1226,9 @@ fn amd_through_real_calls() {
         }
         if first.verdict != want {
             if noisy_line(item) && !item.machine {
-                // The known limit (reported in the table, docs/benchmarks.md): steady noise
-                // louder than −35 dBFS is taken for speech.
+                // The known limit (reported in the table, docs/benchmarks.md): on lines
+                // 15 / 10 dB SNR the detector recognises the noise only after 500 ms of it,
+                // and pink noise can still make false words.
                 noisy_misses.push(format!(
                     "{who}: AMD {} at {} ms",
                     first.verdict, first.amd_ms
@@ -1348,7 +1349,12 @@ fn amd_through_real_calls() {
     }
     println!("\nknown limit, noisy lines: {noisy_misses:#?}");
     // Every machine, and every person on a clean or 20 dB SNR line, is classified right;
-    // on noisier lines a person may be taken for a machine (the limit reported above).
+    // on noisier lines a person may be taken for a machine (the limit reported above):
+    // measured 6 of 8 right (0 of 8 before the stationary-noise lift), guarded here.
+    assert!(
+        noisy_misses.len() <= 2,
+        "noisy-line people taken for machines: {noisy_misses:#?}"
+    );
     for ((machine, noisy), (n, ok)) in &by_noise {
         if *machine || !noisy {
             assert_eq!(
