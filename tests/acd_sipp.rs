@@ -1021,13 +1021,19 @@ fn waiting_caller_hears_position_and_estimated_wait() {
     assert_eq!(names, ["enter", "abandon"]);
 }
 
-/// Blind transfer: jack (queue support) REFERs the caller to queue `billing`; the server
-/// accepts (202 + NOTIFY 200), ends jack's part (wrap-up), queues the caller again, and
-/// kate (billing) takes it. queue_log shows both visits; the record names the last agent.
-#[test]
-fn agent_blind_transfers_to_another_queue() {
+/// The set-up of both blind-transfer tests: queue `billing` beside `support`; jack (support)
+/// and kate (an agent who serves only `billing`, so only a transfer can reach her) are
+/// registered; a caller from `number` presses 0, jack answers and after 2 s REFERs it to
+/// `target` (a queue or an agent name) and must see the NOTIFY's sipfrag; kate answers
+/// after `kate_ring_ms`. Returns the config folder (keep it), the server and the caller's
+/// ended record.
+fn refer_to_kate(
+    target: &str,
+    kate_ring_ms: u32,
+    number: &str,
+) -> (tempfile::TempDir, Server, DbRow) {
     let billing = "\n[[queue]]\nname = \"billing\"\nstrategy = \"longest-idle\"\nwrapup_s = 1\n";
-    let (_cfg_dir, cfg) = config_with_extra(&[], billing);
+    let (cfg_dir, cfg) = config_with_extra(&[], billing);
     let server = Server::start(&["--config", &cfg]);
     let jack_port = setup_agent(&server, "jack");
     add_agent_serving(&server, "kate", "s3cret-pw", "billing");
@@ -1035,7 +1041,7 @@ fn agent_blind_transfers_to_another_queue() {
     register(&server, kate_port, "kate", "s3cret-pw");
     wait_agent_state(&server, "kate", "available", Duration::from_secs(5));
 
-    let subs = [("TALK_MS", "2000"), ("TARGET", "billing")];
+    let subs = [("TALK_MS", "2000"), ("TARGET", target)];
     let jack = phone(
         &server,
         "uas_agent_refer.xml",
@@ -1045,10 +1051,10 @@ fn agent_blind_transfers_to_another_queue() {
         1,
         60_000,
     );
-    let kate = agent_phone(&server, "kate", kate_port, 300, 3000);
+    let kate = agent_phone(&server, "kate", kate_port, kate_ring_ms, 3000);
     let call = server.spawn_sipp(
         &Scenario::call_with_digits(&[(1500, '0')], 15_000, 40_000),
-        &caller("+15551239011"),
+        &caller(number),
     );
     let jack_run = jack.wait();
     assert_eq!(
@@ -1065,7 +1071,16 @@ fn agent_blind_transfers_to_another_queue() {
     kate.finish("kate's phone");
     call.wait().assert_ok(&server);
 
-    let rec = ended_call(&server, "+15551239011");
+    let rec = ended_call(&server, number);
+    (cfg_dir, server, rec)
+}
+
+/// Blind transfer: jack (queue support) REFERs the caller to queue `billing`; the server
+/// accepts (202 + NOTIFY 200), ends jack's part (wrap-up), queues the caller again, and
+/// kate (billing) takes it. queue_log shows both visits; the record names the last agent.
+#[test]
+fn agent_blind_transfers_to_another_queue() {
+    let (_cfg_dir, server, rec) = refer_to_kate("billing", 300, "+15551239011");
     assert_eq!(rec["agent"], "kate");
     assert_eq!(rec["queue"], "billing");
     assert_eq!(rec["hangup_cause"], "agent_hangup");
@@ -1113,46 +1128,7 @@ fn agent_blind_transfers_to_another_queue() {
 /// `queue_log` shows the second visit of support reserved for kate.
 #[test]
 fn agent_blind_transfers_to_a_named_agent() {
-    let billing = "\n[[queue]]\nname = \"billing\"\nstrategy = \"longest-idle\"\nwrapup_s = 1\n";
-    let (_cfg_dir, cfg) = config_with_extra(&[], billing);
-    let server = Server::start(&["--config", &cfg]);
-    let jack_port = setup_agent(&server, "jack");
-    add_agent_serving(&server, "kate", "s3cret-pw", "billing");
-    let kate_port = free_port();
-    register(&server, kate_port, "kate", "s3cret-pw");
-    wait_agent_state(&server, "kate", "available", Duration::from_secs(5));
-
-    let subs = [("TALK_MS", "2000"), ("TARGET", "kate")];
-    let jack = phone(
-        &server,
-        "uas_agent_refer.xml",
-        "jack",
-        jack_port,
-        &subs,
-        1,
-        60_000,
-    );
-    let kate = agent_phone(&server, "kate", kate_port, 500, 3000);
-    let call = server.spawn_sipp(
-        &Scenario::call_with_digits(&[(1500, '0')], 15_000, 40_000),
-        &caller("+15551239016"),
-    );
-    let jack_run = jack.wait();
-    assert_eq!(
-        jack_run.code,
-        Some(0),
-        "jack's phone failed\n{}",
-        jack_run.text
-    );
-    assert!(
-        jack_run.text.contains("message/sipfrag"),
-        "{}",
-        jack_run.text
-    );
-    kate.finish("kate's phone");
-    call.wait().assert_ok(&server);
-
-    let rec = ended_call(&server, "+15551239016");
+    let (_cfg_dir, server, rec) = refer_to_kate("kate", 500, "+15551239016");
     assert_eq!(rec["agent"], "kate");
     assert_eq!(rec["queue"], "support");
     assert_eq!(rec["hangup_cause"], "agent_hangup");

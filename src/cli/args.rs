@@ -218,7 +218,17 @@ impl RunArgs {
     }
 }
 
-pub(super) fn build_config(args: &RunArgs) -> Result<Config, String> {
+/// [`build_config`], or exit code 2 after saying why on stderr (every command that needs
+/// the configuration refuses a bad one the same way).
+pub(super) fn config_or_exit(args: &RunArgs) -> Result<Config, std::process::ExitCode> {
+    build_config(args).map_err(|e| {
+        eprintln!("switchboard: configuration error: {e}");
+        std::process::ExitCode::from(2)
+    })
+}
+
+/// The configuration: the file given (or the embedded default) with the run flags over it.
+fn build_config(args: &RunArgs) -> Result<Config, String> {
     let mut cfg = match &args.config {
         Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
         None => Config::embedded().map_err(|e| e.to_string())?,

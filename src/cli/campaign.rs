@@ -209,15 +209,12 @@ fn server_reason(status: &u16, body: &[u8], hint: &Option<&'static str>) -> Stri
 /// Run one `campaign` command; `outer_token` is the top-level `--api-token` (used when the
 /// command has none of its own).
 pub fn run(args: CampaignArgs, outer_token: Option<String>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(
+        tokio::runtime::Builder::new_current_thread(),
+        ExitCode::from(2),
+    ) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("switchboard: cannot start runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let json = args.conn.json;
     match runtime.block_on(execute(args, outer_token)) {

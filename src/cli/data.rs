@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::args::{build_config, RunArgs};
+use super::args::{config_or_exit, RunArgs};
 use crate::config::Config;
 
 /// Config, a small runtime and the database, for one-shot operator commands.
@@ -12,22 +12,16 @@ where
     F: FnOnce(Config, crate::store::Db) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
-    let cfg = match build_config(&run) {
+    let cfg = match config_or_exit(&run) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("switchboard: configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(
+        tokio::runtime::Builder::new_current_thread(),
+        ExitCode::FAILURE,
+    ) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("switchboard: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         match crate::store::Db::connect(&cfg.database).await {

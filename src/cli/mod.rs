@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::config::LogFormat;
 use accounts::{agent_command, operator_command};
-use args::{build_config, CallsCommand, Cli, Command, TicketsCommand};
+use args::{config_or_exit, CallsCommand, Cli, Command, TicketsCommand};
 use data::{calls_export, tickets_import};
 use serve::{check, init_logging, peek_log_format, run};
 use tools::detect_dtmf;
@@ -59,12 +59,9 @@ pub fn main() -> ExitCode {
         }
         None => (false, cli.run),
     };
-    let cfg = match build_config(&args) {
+    let cfg = match config_or_exit(&args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("switchboard: configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if check_only {
         return check(cfg);
@@ -94,19 +91,28 @@ pub fn main() -> ExitCode {
              (docs/operations.md \"Real-time priority\")"
         ),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(
+        tokio::runtime::Builder::new_multi_thread(),
+        ExitCode::FAILURE,
+    ) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("switchboard: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let code = runtime.block_on(run(cfg, calls.handle().clone()));
     // Calls have ended (shutdown waited for them); what is left (a lookup past its
     // deadline) is not waited for.
     calls.shutdown_background();
     code
+}
+
+/// A tokio runtime from `builder` (all drivers on); on failure says why on stderr and gives
+/// `fail` as the exit code.
+fn runtime(
+    mut builder: tokio::runtime::Builder,
+    fail: ExitCode,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("switchboard: cannot start runtime: {e}");
+        fail
+    })
 }
