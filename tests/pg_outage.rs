@@ -190,15 +190,7 @@ impl Switchboard {
             .join("\n");
         std::fs::write(work.path().join("config.toml"), cfg).expect("write config");
         let (sip_port, http_port) = (free_port(), free_port());
-        let mut rtp = support::rtp_range();
-        for _ in 1..rtp_blocks {
-            let next = support::rtp_range();
-            if next.0 == rtp.1 + 1 {
-                rtp.1 = next.1;
-            } else {
-                rtp = next; // wrapped around: start the run of blocks again
-            }
-        }
+        let rtp = support::rtp_ports(40 * rtp_blocks as u32);
         let log = work.path().join("server.log");
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .arg("--config")
