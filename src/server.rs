@@ -267,6 +267,7 @@ pub async fn start_on(
     let (registrar, registrar_rx) = crate::registrar::channel();
     let registrar_core = crate::registrar::Registrar::new(
         db.clone(),
+        store_handle.clone(),
         cfg.realm.clone(),
         cfg.digest_algorithms.clone(),
         crate::call::dialog::LocalIdentity {
@@ -385,7 +386,8 @@ pub async fn start_on(
         read_token: ctx.config.api_read_token.clone(),
         anonymous_read: ctx.config.api_anonymous_read,
         metrics_public: ctx.config.metrics_public,
-        wallboard: Default::default(),
+        // Its streams end at shutdown (else an open wallboard holds the HTTP server).
+        wallboard: api::wallboard::Hub::new(shutdown.clone()),
         https: ctx.config.http_tls.is_some(),
         sessions: std::sync::Mutex::new(api::session::Sessions::new(ctx.config.agent_session_ttl)),
         operator_sessions: std::sync::Mutex::new(api::session::Sessions::new(

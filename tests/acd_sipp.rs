@@ -19,7 +19,7 @@ use crate::support::{
 use serde_json::Value;
 
 /// REGISTER `name` from 127.0.0.1:`port` (the port the agent's UAS then listens on).
-fn register(server: &Server, port: u16, name: &str, password: &str) {
+pub(crate) fn register(server: &Server, port: u16, name: &str, password: &str) {
     let dir = server.dir.path().join(format!("reg-{name}-{port}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let out = Command::new(sipp())
@@ -43,20 +43,26 @@ fn register(server: &Server, port: u16, name: &str, password: &str) {
 
 /// An agent phone answering one call after `ring_ms`, hanging up itself after `hold_ms`
 /// (unless the server's BYE comes first), echoing RTP.
-struct AgentPhone {
+pub(crate) struct AgentPhone {
     sipp: SippProcess,
 }
 
 impl AgentPhone {
     /// Waits for the phone's SIPp to end and asserts that its scenario passed.
-    fn finish(self, who: &str) -> SippRun {
+    pub(crate) fn finish(self, who: &str) -> SippRun {
         let run = self.sipp.wait();
         assert_eq!(run.code, Some(0), "{who} failed\n{}", run.text);
         run
     }
 }
 
-fn agent_phone(server: &Server, name: &str, port: u16, ring_ms: u32, hold_ms: u32) -> AgentPhone {
+pub(crate) fn agent_phone(
+    server: &Server,
+    name: &str,
+    port: u16,
+    ring_ms: u32,
+    hold_ms: u32,
+) -> AgentPhone {
     let (ring, hold) = (ring_ms.to_string(), hold_ms.to_string());
     let subs = [("RING_MS", ring.as_str()), ("HOLD_MS", &hold), ("PLAY", "")];
     let budget = ring_ms + hold_ms + 40_000;
@@ -121,7 +127,12 @@ fn phone(
     )
 }
 
-fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Value) {
     http_body(addr, method, path, token, "")
 }
 
@@ -155,7 +166,7 @@ fn http_body(
     (code, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-fn agent_state(server: &Server, name: &str) -> String {
+pub(crate) fn agent_state(server: &Server, name: &str) -> String {
     let (code, v) = http(
         server.http_addr,
         "GET",
@@ -170,7 +181,7 @@ fn agent_state(server: &Server, name: &str) -> String {
         .to_string()
 }
 
-fn wait_agent_state(server: &Server, name: &str, state: &str, timeout: Duration) {
+pub(crate) fn wait_agent_state(server: &Server, name: &str, state: &str, timeout: Duration) {
     wait_for(timeout, &format!("agent {name} to be {state}"), || {
         (agent_state(server, name) == state).then_some(())
     });
@@ -181,7 +192,7 @@ fn caller(number: &str) -> [&str; 3] {
 }
 
 /// The ended inbound call of `number`.
-fn ended_call(server: &Server, number: &str) -> DbRow {
+pub(crate) fn ended_call(server: &Server, number: &str) -> DbRow {
     server.wait_db(Duration::from_secs(15), "the caller's record to end", |db| {
         db.rows(&format!(
             "SELECT * FROM call_records WHERE caller = '{number}' AND direction = 'inbound' AND ended_at IS NOT NULL"
@@ -206,7 +217,7 @@ fn queue_events(server: &Server, call_id: &str) -> Vec<(String, Option<String>)>
         .collect()
 }
 
-fn event_detail(server: &Server, call_id: &str, kind: &str) -> Option<String> {
+pub(crate) fn event_detail(server: &Server, call_id: &str, kind: &str) -> Option<String> {
     server
         .db()
         .rows(&format!(
@@ -216,7 +227,7 @@ fn event_detail(server: &Server, call_id: &str, kind: &str) -> Option<String> {
         .and_then(|r| r["detail"].as_str().map(str::to_string))
 }
 
-fn packets(detail: &str, key: &str) -> u64 {
+pub(crate) fn packets(detail: &str, key: &str) -> u64 {
     detail
         .split_whitespace()
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
@@ -306,12 +317,20 @@ fn agent_answers_audio_both_ways_agent_hangs_up() {
     assert_eq!(support["service_level"], 1.0, "{support}");
 }
 
-/// Post-call survey (issue 19): with the hotline's `after_agent = "survey"` switched on, the
-/// agent hangs up first and the caller stays on the line: it is asked for a score, presses 4,
-/// leaves a message ended by `#`, hears thanks and is hung up. `call_surveys` has one row with
-/// score, agent, queue, ticket and the message's file; the events show the way back.
-#[test]
-fn agent_hangs_up_first_and_the_caller_rates_the_call() {
+/// A hotline call that reaches agent `agent` (who answers after 300 ms and hangs up 3 s
+/// later) with the post-call survey switched on (`after_agent = "survey"` uncommented in a
+/// copy of the shipped dialplans): the caller `number` presses `digits` (0 first, for the
+/// agent) and is hung up by the server. Holds the server (and the folders it reads) so the
+/// test can look at the database; `survey` is the call's `call_surveys` row.
+struct SurveyedCall {
+    server: Server,
+    rec: DbRow,
+    id: String,
+    survey: DbRow,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+fn surveyed_call(agent: &str, number: &str, digits: &[(u32, char)]) -> SurveyedCall {
     let plans = tempfile::tempdir().expect("dialplan dir");
     for entry in std::fs::read_dir(repo_root().join("dialplans")).expect("dialplans") {
         let path = entry.expect("entry").path();
@@ -324,22 +343,20 @@ fn agent_hangs_up_first_and_the_caller_rates_the_call() {
         std::fs::write(plans.path().join(path.file_name().expect("name")), text).expect("copy");
     }
     let plan_dir = format!("{:?}", plans.path().display().to_string());
-    let (_cfg_dir, cfg) = config_with(&[("dialplan_dir", &plan_dir)]);
+    let (cfg_dir, cfg) = config_with(&[("dialplan_dir", &plan_dir)]);
     let server = Server::start(&["--config", &cfg]);
-    let port = setup_agent(&server, "sam");
-    let phone = agent_phone(&server, "sam", port, 300, 3000);
-    // 0 at 1.5 s; the agent answers and hangs up ~5 s later; 4 (the score) at 10 s, during
-    // or after the survey question; # at 19 s ends the message (its prompt is over by then).
+    let port = setup_agent(&server, agent);
+    let phone = agent_phone(&server, agent, port, 300, 3000);
     let call = server.spawn_sipp(
-        &Scenario::call_with_digits(&[(1500, '0'), (10_000, '4'), (19_000, '#')], 4000, 45_000),
-        &caller("+15551239031"),
+        &Scenario::call_with_digits(digits, 4000, 45_000),
+        &caller(number),
     );
-    phone.finish("sam's phone");
+    phone.finish(&format!("{agent}'s phone"));
     call.wait().assert_ok(&server);
 
-    let rec = ended_call(&server, "+15551239031");
+    let rec = ended_call(&server, number);
     let id = rec["id"].as_str().expect("id").to_string();
-    assert_eq!(rec["agent"], "sam", "{rec:?}");
+    assert_eq!(rec["agent"], agent, "{rec:?}");
     assert_eq!(rec["queue"], "support", "{rec:?}");
     assert_eq!(rec["disposition"], "answered", "{rec:?}");
     let survey = server.wait_db(Duration::from_secs(5), "the survey row", |db| {
@@ -348,26 +365,110 @@ fn agent_hangs_up_first_and_the_caller_rates_the_call() {
         ))
         .pop()
     });
-    assert_eq!(survey["score"], 4, "{survey:?}");
-    assert_eq!(survey["agent"], "sam", "{survey:?}");
+    assert_eq!(survey["agent"], agent, "{survey:?}");
     assert_eq!(survey["queue"], "support", "{survey:?}");
     assert_eq!(survey["ticket_id"], rec["ticket_id"], "{survey:?} {rec:?}");
-    let message = survey["recording"].as_str().expect("the caller's message");
-    let wav = std::fs::metadata(message).expect("the message file exists");
-    // At least a second of 8 kHz 16-bit audio after the 44-byte header.
-    assert!(wav.len() > 16_000, "{message}: {} bytes", wav.len());
-    let kinds: Vec<String> = server
-        .db()
-        .call_events(&id)
-        .into_iter()
-        .filter(|(k, _)| ["after_agent", "survey", "survey_invalid"].contains(&k.as_str()))
-        .map(|(k, d)| format!("{k}:{d}"))
-        .collect();
-    assert_eq!(kinds, ["after_agent:", "survey:4", "survey:4"], "{kinds:?}");
     let complete = server.db().row(&format!(
         "SELECT * FROM queue_log WHERE call_id = '{id}' AND event = 'complete'"
     ));
     assert_eq!(complete["reason"], "agent");
+    SurveyedCall {
+        server,
+        rec,
+        id,
+        survey,
+        _dirs: [plans, cfg_dir],
+    }
+}
+
+impl SurveyedCall {
+    /// The call's events of the given kinds, as `kind:detail`, in order.
+    fn events(&self, kinds: &[&str]) -> Vec<String> {
+        self.server
+            .db()
+            .call_events(&self.id)
+            .into_iter()
+            .filter(|(k, _)| kinds.contains(&k.as_str()))
+            .map(|(k, d)| format!("{k}:{d}"))
+            .collect()
+    }
+}
+
+/// Post-call survey (issue 19): with the hotline's `after_agent = "survey"` switched on, the
+/// agent hangs up first and the caller stays on the line: it is asked for a score, presses 4,
+/// leaves a message ended by `#`, hears thanks and is hung up. `call_surveys` has one row with
+/// score, agent, queue, ticket and the message's file; the events show the way back.
+#[test]
+fn agent_hangs_up_first_and_the_caller_rates_the_call() {
+    // 0 at 1.5 s; the agent answers and hangs up ~5 s later; 4 (the score) at 10 s, during
+    // or after the survey question; # at 19 s ends the message (its prompt is over by then).
+    let call = surveyed_call(
+        "sam",
+        "+15551239031",
+        &[(1500, '0'), (10_000, '4'), (19_000, '#')],
+    );
+    let survey = &call.survey;
+    assert_eq!(survey["score"], 4, "{survey:?}");
+    let message = survey["recording"].as_str().expect("the caller's message");
+    let wav = std::fs::metadata(message).expect("the message file exists");
+    // At least a second of 8 kHz 16-bit audio after the 44-byte header.
+    assert!(wav.len() > 16_000, "{message}: {} bytes", wav.len());
+    let kinds = call.events(&["after_agent", "survey", "survey_invalid"]);
+    assert_eq!(kinds, ["after_agent:", "survey:4", "survey:4"], "{kinds:?}");
+}
+
+/// Issue 19, a Mandarin caller: a +86 number without a ticket is Mandarin before the first
+/// word (the prefix table), goes to an agent with 0, the agent hangs up first, and the
+/// survey is asked in Mandarin: the caller presses 2, ends the message at once with `#` and
+/// hears the thanks. The call's whole prompt trail is the Mandarin one, in order, and every
+/// prompt was played from `audio/zh` (a prompt missing there would play in English and show
+/// as `en/NAME` in the `prompt` event).
+#[test]
+fn agent_hangs_up_first_and_a_mandarin_caller_rates_the_call() {
+    // 0 at 1.5 s (during the 4.5 s welcome); the agent answers and hangs up ~5 s later; 2 at
+    // 10 s, during the 5.9 s survey question; # at 18 s, just after the 6.3 s message prompt.
+    let call = surveyed_call(
+        "mei",
+        "+8613800138031",
+        &[(1500, '0'), (10_000, '2'), (18_000, '#')],
+    );
+    let survey = &call.survey;
+    assert_eq!(survey["score"], 2, "{survey:?}");
+    assert!(call.rec["ticket_id"].is_null(), "{:?}", call.rec);
+    // The # right after the beep: the (nearly silent) message's file is still the row's.
+    let message = survey["recording"].as_str().expect("the message's file");
+    assert!(std::fs::metadata(message).is_ok(), "{message}");
+    let trail = call.events(&[
+        "language",
+        "prompt",
+        "menu",
+        "enqueue",
+        "agent_connect",
+        "after_agent",
+        "collect",
+        "survey",
+        "record_end",
+    ]);
+    assert_eq!(
+        trail,
+        [
+            "language:zh:prefix",
+            // The 0 came during the welcome: type-ahead, the menu's prompt is not played.
+            "prompt:welcome",
+            "menu:main_menu=0",
+            "enqueue:support",
+            "agent_connect:mei",
+            "after_agent:",
+            "prompt:survey-ask",
+            "collect:survey_score=2",
+            "survey:2",
+            "prompt:survey-message",
+            "record_end:survey_message:terminator",
+            "survey:2",
+            "prompt:survey-thanks",
+        ],
+        "{trail:#?}"
+    );
 }
 
 /// The caller hangs up first: the agent's phone gets a BYE, queue_log says the caller ended
@@ -481,10 +582,41 @@ fn token(server: &Server) -> String {
         .expect("API token in the server's banner")
 }
 
-fn queue_rows(server: &Server, call_id: &str) -> Vec<DbRow> {
+pub(crate) fn queue_rows(server: &Server, call_id: &str) -> Vec<DbRow> {
     server.db().rows(&format!(
         "SELECT * FROM queue_log WHERE call_id = '{call_id}' ORDER BY at, rowid"
     ))
+}
+
+/// The queue_log rows as (queue, event, agent, reason), blanks for NULLs, in order.
+pub(crate) fn queue_trail(rows: &[DbRow]) -> Vec<(String, String, String, String)> {
+    rows.iter()
+        .map(|r| {
+            let f = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (f("queue"), f("event"), f("agent"), f("reason"))
+        })
+        .collect()
+}
+
+/// `switchboard agent add NAME` serving only `queue` (not `support`, unlike
+/// `Server::add_agent`), so that only a transfer to NAME can bring a support caller to it.
+pub(crate) fn add_agent_serving(server: &Server, name: &str, password: &str, queue: &str) {
+    let db = format!("sqlite://{}", server.db_path.display());
+    let (st, out, err) = run_binary(
+        &[
+            "agent",
+            "add",
+            name,
+            "--password",
+            password,
+            "--queue",
+            queue,
+            "--database",
+            &db,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "{out}{err}");
 }
 
 /// Ring timeout: the first agent never answers, is CANCELled after `ring_timeout_s`, paused
@@ -889,36 +1021,27 @@ fn waiting_caller_hears_position_and_estimated_wait() {
     assert_eq!(names, ["enter", "abandon"]);
 }
 
-/// Blind transfer: jack (queue support) REFERs the caller to queue `billing`; the server
-/// accepts (202 + NOTIFY 200), ends jack's part (wrap-up), queues the caller again, and
-/// kate (billing) takes it. queue_log shows both visits; the record names the last agent.
-#[test]
-fn agent_blind_transfers_to_another_queue() {
+/// The set-up of both blind-transfer tests: queue `billing` beside `support`; jack (support)
+/// and kate (an agent who serves only `billing`, so only a transfer can reach her) are
+/// registered; a caller from `number` presses 0, jack answers and after 2 s REFERs it to
+/// `target` (a queue or an agent name) and must see the NOTIFY's sipfrag; kate answers
+/// after `kate_ring_ms`. Returns the config folder (keep it), the server and the caller's
+/// ended record.
+fn refer_to_kate(
+    target: &str,
+    kate_ring_ms: u32,
+    number: &str,
+) -> (tempfile::TempDir, Server, DbRow) {
     let billing = "\n[[queue]]\nname = \"billing\"\nstrategy = \"longest-idle\"\nwrapup_s = 1\n";
-    let (_cfg_dir, cfg) = config_with_extra(&[], billing);
+    let (cfg_dir, cfg) = config_with_extra(&[], billing);
     let server = Server::start(&["--config", &cfg]);
     let jack_port = setup_agent(&server, "jack");
-    let db = format!("sqlite://{}", server.db_path.display());
-    let (st, out, err) = run_binary(
-        &[
-            "agent",
-            "add",
-            "kate",
-            "--password",
-            "s3cret-pw",
-            "--queue",
-            "billing",
-            "--database",
-            &db,
-        ],
-        Duration::from_secs(20),
-    );
-    assert!(st.success(), "{out}{err}");
+    add_agent_serving(&server, "kate", "s3cret-pw", "billing");
     let kate_port = free_port();
     register(&server, kate_port, "kate", "s3cret-pw");
     wait_agent_state(&server, "kate", "available", Duration::from_secs(5));
 
-    let subs = [("TALK_MS", "2000"), ("TARGET", "billing")];
+    let subs = [("TALK_MS", "2000"), ("TARGET", target)];
     let jack = phone(
         &server,
         "uas_agent_refer.xml",
@@ -928,10 +1051,10 @@ fn agent_blind_transfers_to_another_queue() {
         1,
         60_000,
     );
-    let kate = agent_phone(&server, "kate", kate_port, 300, 3000);
+    let kate = agent_phone(&server, "kate", kate_port, kate_ring_ms, 3000);
     let call = server.spawn_sipp(
         &Scenario::call_with_digits(&[(1500, '0')], 15_000, 40_000),
-        &caller("+15551239011"),
+        &caller(number),
     );
     let jack_run = jack.wait();
     assert_eq!(
@@ -948,7 +1071,16 @@ fn agent_blind_transfers_to_another_queue() {
     kate.finish("kate's phone");
     call.wait().assert_ok(&server);
 
-    let rec = ended_call(&server, "+15551239011");
+    let rec = ended_call(&server, number);
+    (cfg_dir, server, rec)
+}
+
+/// Blind transfer: jack (queue support) REFERs the caller to queue `billing`; the server
+/// accepts (202 + NOTIFY 200), ends jack's part (wrap-up), queues the caller again, and
+/// kate (billing) takes it. queue_log shows both visits; the record names the last agent.
+#[test]
+fn agent_blind_transfers_to_another_queue() {
+    let (_cfg_dir, server, rec) = refer_to_kate("billing", 300, "+15551239011");
     assert_eq!(rec["agent"], "kate");
     assert_eq!(rec["queue"], "billing");
     assert_eq!(rec["hangup_cause"], "agent_hangup");
@@ -987,6 +1119,75 @@ fn agent_blind_transfers_to_another_queue() {
         event_detail(&server, &id, "transfer").as_deref(),
         Some("support->billing")
     );
+}
+
+/// Blind transfer to a named agent: jack (queue support) REFERs the caller to
+/// `sip:kate@…`, an agent who serves only `billing` (so only the transfer can reach her).
+/// The server accepts (202 + NOTIFY 200), ends jack's part, rings kate alone, she answers
+/// and audio flows both ways; the caller's one record names kate and queue support, and
+/// `queue_log` shows the second visit of support reserved for kate.
+#[test]
+fn agent_blind_transfers_to_a_named_agent() {
+    let (_cfg_dir, server, rec) = refer_to_kate("kate", 500, "+15551239016");
+    assert_eq!(rec["agent"], "kate");
+    assert_eq!(rec["queue"], "support");
+    assert_eq!(rec["hangup_cause"], "agent_hangup");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let records = server.db().rows(
+        "SELECT id FROM call_records WHERE caller = '+15551239016' AND direction = 'inbound'",
+    );
+    assert_eq!(records.len(), 1, "one record for the transferred call");
+    assert_eq!(
+        event_detail(&server, &id, "transfer").as_deref(),
+        Some("support->agent:kate")
+    );
+    // kate's bridge (the last one, which `bridge_packets` counts) carried audio both ways:
+    // ~3 s at 50 packets/s.
+    let bridge = server.wait_db(Duration::from_secs(5), "kate's bridge counters", |_| {
+        event_detail(&server, &id, "bridge_packets")
+    });
+    assert!(packets(&bridge, "caller_to_agent") >= 75, "{bridge}");
+    assert!(packets(&bridge, "agent_to_caller") >= 75, "{bridge}");
+
+    let rows = server.wait_db(Duration::from_secs(5), "second complete", |_| {
+        let r = queue_rows(&server, &id);
+        (r.iter().filter(|x| x["event"] == "complete").count() == 2).then_some(r)
+    });
+    let got = queue_trail(&rows);
+    let got_ref: Vec<(&str, &str, &str, &str)> = got
+        .iter()
+        .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), d.as_str()))
+        .collect();
+    assert_eq!(
+        got_ref,
+        [
+            ("support", "enter", "", ""),
+            ("support", "offer", "jack", ""),
+            ("support", "connect", "jack", ""),
+            ("support", "complete", "jack", "transfer"),
+            ("support", "enter", "", "agent:kate"),
+            ("support", "offer", "kate", ""),
+            ("support", "connect", "kate", ""),
+            ("support", "complete", "kate", "agent"),
+        ]
+    );
+    // The live figures agree with the log: two visits, both answered and completed.
+    let (code, q) = http(
+        server.http_addr,
+        "GET",
+        "/api/queues",
+        Some(&server.api_token()),
+    );
+    assert_eq!(code, 200);
+    let support = q
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "support"))
+        .cloned()
+        .expect("queue support");
+    assert_eq!(support["stats"]["entered"], 2, "{support}");
+    assert_eq!(support["stats"]["answered"], 2, "{support}");
+    assert_eq!(support["stats"]["completed"], 2, "{support}");
+    assert_eq!(support["waiting"], 0, "{support}");
 }
 
 /// Feature codes from the agent's own phone: *3 pauses and unpauses, *2 logs out, *1 logs
@@ -1529,4 +1730,297 @@ fn wallboard_page_shows_waiting_caller_within_2s_and_sl_after_answer() {
     assert_eq!(q["today"]["offered"], 1, "{q}");
     let (code, _) = http(server.http_addr, "GET", "/api/wallboard", None);
     assert_eq!(code, 401);
+}
+
+/// The wallboard driver (tests/support/wallboard.js) in its command mode: one page kept open
+/// while the test drives it with a command per line; each answer is one `WORD ms detail` line.
+struct WallboardPage {
+    node: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    log: std::path::PathBuf,
+}
+
+impl WallboardPage {
+    fn open(server: &Server, token: &str, queue: &str, shot: &Path) -> WallboardPage {
+        use std::io::BufRead;
+        let log = server.dir.path().join("wallboard-figures-node.log");
+        let mut node = Command::new("node")
+            .arg(repo_root().join("tests/support/wallboard.js"))
+            .env("NODE_PATH", support::playwright_modules())
+            .env(
+                "WALLBOARD_URL",
+                format!("http://{}/wallboard", server.http_addr),
+            )
+            .env("WALLBOARD_TOKEN", token)
+            .env("QUEUE", queue)
+            .env("MODE", "figures")
+            .env("SCREENSHOT", shot)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("node log"))
+            .spawn()
+            .expect("node runs (Debian nodejs)");
+        let stdin = node.stdin.take().expect("node stdin");
+        let lines = std::io::BufReader::new(node.stdout.take().expect("node stdout")).lines();
+        let mut page = WallboardPage {
+            node,
+            stdin,
+            lines,
+            log,
+        };
+        page.next("READY");
+        page
+    }
+
+    /// The detail of the next `word` line.
+    fn next(&mut self, word: &str) -> String {
+        for line in self.lines.by_ref() {
+            let line = line.unwrap_or_default();
+            let mut parts = line.splitn(3, ' ');
+            if parts.next() == Some(word) {
+                return parts.nth(1).unwrap_or("").to_string();
+            }
+        }
+        panic!(
+            "wallboard.js ended before {word}\n{}",
+            support::read_lossy(&self.log)
+        );
+    }
+
+    /// Send `command`; the detail of the `word` line it answers with.
+    fn ask(&mut self, command: &str, word: &str) -> String {
+        writeln!(self.stdin, "{command}").expect("write to wallboard.js");
+        self.stdin.flush().expect("flush");
+        self.next(word)
+    }
+
+    fn figures(&mut self, command: &str) -> Value {
+        let detail = self.ask(command, "FIGURES");
+        serde_json::from_str(&detail).unwrap_or_else(|e| panic!("FIGURES {detail}: {e}"))
+    }
+
+    fn quit(mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        drop(self.stdin);
+        let st = support::wait_child(&mut self.node, Duration::from_secs(20));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "wallboard.js: {st:?}\n{}",
+            support::read_lossy(&self.log)
+        );
+    }
+}
+
+/// Issue 17's "the figures survive a restart", in real Chromium: a SIPp caller answered by an
+/// agent in `support` and a short campaign against the SIPp customer farm (wait, refund,
+/// busy, failed) leave today's figures; the wallboard shows them (queue calls, SL, ASA, AHT,
+/// the agent's calls, the 15-minute interval chart for all queues and for `support`, the
+/// campaign's outcome chart and counts), and after SIGTERM and a start on the same database
+/// the same open page (reconnected) and the reloaded page show the same figures. Screenshot:
+/// `$SWITCHBOARD_SCREENSHOT_DIR/wallboard-charts.png` (docs/screenshots), else the test folder.
+#[test]
+fn wallboard_figures_survive_a_restart() {
+    use campaign::Behaviour;
+    let farm_dir = tempfile::tempdir().expect("temp dir");
+    let mut farm = campaign::Farm::start(farm_dir.path());
+    let trunk = format!(
+        "\n[[trunk]]\nname = \"carrier\"\naddress = \"127.0.0.1:{}\"\ninbound_cidrs = [\"127.0.0.1/32\"]\n",
+        farm.port
+    );
+    let (_cfg_dir, cfg) = config_with_extra(&[], &trunk);
+    let read_token = "wallboard-read-token";
+    let mut server = Server::start(&["--config", &cfg, "--api-read-token", read_token]);
+    let tok = token(&server);
+
+    // 1. A short campaign: one customer waits, one takes the refund, one is busy, one number
+    //    does not exist (404); no retries, so it completes in seconds.
+    let plan = [
+        Behaviour::Press1,
+        Behaviour::Press2,
+        Behaviour::Busy,
+        Behaviour::NotFound,
+    ];
+    for t in campaign::tickets(61, &plan) {
+        server.db().exec(&format!(
+            "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, status, delay_days, new_eta) \
+             VALUES ('{}', 'Board Tester', '{}', 'en', 'wb-restart', '{}', 'delayed', {}, '2026-12-24')",
+            t.order_id, t.phone, t.timezone, t.delay_days
+        ));
+    }
+    let mut spec = campaign::campaign_spec("wallboard-restart", 2, 2);
+    spec["tickets"] = serde_json::json!({"status": "delayed", "segment": "wb-restart"});
+    spec["retry"] = serde_json::json!({
+        "busy": {"after_s": 1, "max_attempts": 1},
+        "failed": {"after_s": 1, "max_attempts": 1},
+        "no_answer": {"after_s": 1, "max_attempts": 1}
+    });
+    let (code, created) = http_body(
+        server.http_addr,
+        "POST",
+        "/api/campaigns",
+        Some(&tok),
+        &spec.to_string(),
+    );
+    assert_eq!(code, 201, "create campaign: {created}");
+    let id = created["id"].as_i64().expect("campaign id");
+    let (code, body) = http(
+        server.http_addr,
+        "POST",
+        &format!("/api/campaigns/{id}/start"),
+        Some(&tok),
+    );
+    assert_eq!(code, 200, "start campaign: {body}");
+
+    // 2. Meanwhile a caller reaches agent rita through the queue (she rings 1 s).
+    let port = setup_agent(&server, "rita");
+    let phone = agent_phone(&server, "rita", port, 1000, 3000);
+    let call = server.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 8_000, 30_000),
+        &caller("+15551239761"),
+    );
+    phone.finish("agent phone");
+    call.wait().assert_ok(&server);
+    let rec = ended_call(&server, "+15551239761");
+    assert_eq!(rec["agent"], "rita", "{rec:?}");
+    let call_id = rec["id"].as_str().expect("call id").to_string();
+    server.wait_db(
+        Duration::from_secs(15),
+        "the queue call's complete row",
+        |db| {
+            (db.count(&format!(
+                "queue_log WHERE call_id = '{call_id}' AND event = 'complete'"
+            )) == 1)
+                .then_some(())
+        },
+    );
+    wait_for(Duration::from_secs(90), "the campaign to complete", || {
+        let (code, v) = http(
+            server.http_addr,
+            "GET",
+            &format!("/api/campaigns/{id}"),
+            Some(&tok),
+        );
+        (code == 200 && v["state"] == "completed").then_some(v)
+    });
+    wait_no_active_calls(&server, &tok, "the campaign and the queue call");
+    farm.stop();
+
+    // What the database says the campaign's outcomes are (the wallboard's keys).
+    let mut outcomes = std::collections::BTreeMap::new();
+    for r in server.db().rows(&format!(
+        "SELECT COALESCE(outcome, last_disposition) AS o, COUNT(*) AS n FROM campaign_contacts \
+         WHERE campaign_id = {id} AND state IN ('completed', 'failed', 'opted_out', 'dnc') GROUP BY o"
+    )) {
+        let o = r["o"].as_str().unwrap_or("failed").replace("opted_out", "opt_out");
+        outcomes.insert(o, r["n"].as_i64().unwrap_or(0));
+    }
+    let expected: std::collections::BTreeMap<String, i64> =
+        [("wait", 1), ("refund", 1), ("busy", 1), ("failed", 1)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    assert_eq!(
+        outcomes, expected,
+        "the farm's customers did what the plan says"
+    );
+
+    // 3. The page's figures before the restart.
+    let shot_dir = std::env::var("SWITCHBOARD_SCREENSHOT_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| server.dir.path().to_path_buf());
+    std::fs::create_dir_all(&shot_dir).expect("screenshot dir");
+    let shot = shot_dir.join("wallboard-charts.png");
+    let mut page = WallboardPage::open(&server, read_token, "support", &shot);
+    let before = page.figures("figures");
+    println!("wallboard figures before the restart: {before}");
+    let q = &before["queue"];
+    assert_eq!(q["calls"], "1", "{before}");
+    assert_eq!(q["answered"], "1", "{before}");
+    assert_eq!(q["sl"], "100%", "answered within 30 s: {before}");
+    assert_eq!(q["abandon"], "0%", "{before}");
+    let asa = q["asa"].as_str().unwrap_or("");
+    assert!(asa.ends_with(" s") && asa != "0 s", "ASA: {before}");
+    assert!(
+        q["aht"].as_str().unwrap_or("").ends_with(" s"),
+        "AHT: {before}"
+    );
+    assert_eq!(
+        before["agents"]["rita"], "1",
+        "rita's calls today: {before}"
+    );
+    // The interval chart: one interval with the one call, answered within the SL, the same
+    // for `support` alone.
+    let intervals = before["intervals"].as_object().expect("intervals");
+    assert_eq!(intervals.len(), 1, "one interval with calls: {before}");
+    let (label, iv) = intervals.iter().next().expect("an interval");
+    assert!(
+        label.len() == 5 && label.as_bytes()[2] == b':',
+        "HH:MM label {label}"
+    );
+    assert_eq!(
+        (&iv["offered"], &iv["answered"], &iv["abandoned"], &iv["sl"]),
+        (
+            &Value::from(1),
+            &Value::from(1),
+            &Value::from(0),
+            &Value::from("100")
+        ),
+        "{before}"
+    );
+    assert_eq!(before["intervals_queue"], before["intervals"], "{before}");
+    // The campaign's outcome chart: a rect for every outcome, counts as in the database.
+    let c = &before["campaigns"][id.to_string()];
+    let chart = c["chart"]
+        .as_object()
+        .expect("the campaign's outcome chart");
+    for k in [
+        "wait",
+        "refund",
+        "agent",
+        "callback",
+        "no_answer",
+        "busy",
+        "machine",
+        "opt_out",
+        "failed",
+        "sms_sent",
+    ] {
+        let want = outcomes.get(k).copied().unwrap_or(0);
+        assert_eq!(
+            chart.get(k),
+            Some(&Value::from(want)),
+            "chart {k}: {before}"
+        );
+        assert_eq!(
+            c["table"][k],
+            Value::from(want.to_string()),
+            "table {k}: {before}"
+        );
+    }
+    assert_eq!(c["progress"], "4 / 4 (100%)", "{before}");
+    page.ask("shot", "SHOT");
+
+    // 4. SIGTERM, start again on the same database (same ports): the open page reconnects
+    //    and shows the same figures; a reload (the interval chart fetched anew from the
+    //    restarted server) too.
+    server.sigterm();
+    assert!(
+        server.wait_exit(Duration::from_secs(20)).is_some(),
+        "server did not stop on SIGTERM\n{}",
+        server.log()
+    );
+    server.restart();
+    let reconnected = page.figures("reconnected");
+    assert_eq!(
+        reconnected, before,
+        "the open page after the restart\nbefore: {before}\nafter:  {reconnected}"
+    );
+    let reloaded = page.figures("reload");
+    assert_eq!(
+        reloaded, before,
+        "the reloaded page after the restart\nbefore: {before}\nafter:  {reloaded}"
+    );
+    page.quit();
+    assert!(shot.is_file(), "screenshot written");
 }

@@ -113,6 +113,8 @@ struct Vector {
     level_db: f64,
     lead_ms: u32,
     noise_dbfs: Option<f64>,
+    /// Label of a noise given relative to the speech (`"white 15 dB SNR"`), else empty.
+    line: String,
     ulaw: bool,
     pcm: Vec<i16>,
 }
@@ -165,6 +167,7 @@ fn corpus(levels_db: &[f64]) -> Vec<Vector> {
                             level_db,
                             lead_ms,
                             noise_dbfs,
+                            line: String::new(),
                             ulaw,
                             pcm: build(&sp, lead_ms, level_db, noise_dbfs, ulaw, seed),
                         });
@@ -290,6 +293,16 @@ impl Report {
     }
 }
 
+impl Vector {
+    fn noise(&self) -> String {
+        if self.line.is_empty() {
+            noise_label(self.noise_dbfs)
+        } else {
+            self.line.clone()
+        }
+    }
+}
+
 fn noise_label(noise_dbfs: Option<f64>) -> String {
     noise_dbfs.map_or("no noise".to_string(), |d| format!("noise {d} dBFS"))
 }
@@ -314,11 +327,7 @@ fn evaluate(vectors: &[Vector], cfg: &AmdConfig) -> Report {
     for v in vectors {
         for l in [
             format!("level {} dB, lead < 2.5 s", v.level_db),
-            format!(
-                "{}, {}, lead < 2.5 s",
-                noise_label(v.noise_dbfs),
-                codec_label(v.ulaw)
-            ),
+            format!("{}, {}, lead < 2.5 s", v.noise(), codec_label(v.ulaw)),
             format!("greeting {}, lead < 2.5 s", v.name),
         ] {
             if !seen.contains(&l) {
@@ -341,7 +350,7 @@ fn evaluate(vectors: &[Vector], cfg: &AmdConfig) -> Report {
 
     for v in vectors {
         let r = classify(&v.pcm, cfg, FRAME_SAMPLES);
-        let (noise, codec) = (noise_label(v.noise_dbfs), codec_label(v.ulaw));
+        let (noise, codec) = (v.noise(), codec_label(v.ulaw));
         rep.add("all vectors".into(), v, r);
         rep.add(format!("lead {} ms", v.lead_ms), v, r);
         if v.lead_ms < cfg.initial_silence_ms {
@@ -597,4 +606,123 @@ fn known_limits_of_timing_alone() {
     let r = classify(&hello_machine, &cfg, FRAME_SAMPLES);
     println!("machine 'Hello.' + 1.2 s + message: {r:?}");
     assert_eq!(r.verdict, Verdict::Human);
+}
+
+/// Noise colour of a line.
+#[derive(Clone, Copy, PartialEq)]
+enum Colour {
+    White,
+    Pink,
+}
+
+/// `n` samples of unit-RMS Gaussian noise, white or pink (Paul Kellett's filter, −3 dB per
+/// octave), seeded.
+fn unit_noise(n: usize, colour: Colour, seed: u64) -> Vec<f64> {
+    let mut rng = Rng(seed);
+    let mut b = [0.0f64; 7];
+    let raw: Vec<f64> = (0..n)
+        .map(|_| {
+            let w = rng.gauss();
+            match colour {
+                Colour::White => w,
+                Colour::Pink => {
+                    b[0] = 0.99886 * b[0] + w * 0.0555179;
+                    b[1] = 0.99332 * b[1] + w * 0.0750759;
+                    b[2] = 0.96900 * b[2] + w * 0.1538520;
+                    b[3] = 0.86650 * b[3] + w * 0.3104856;
+                    b[4] = 0.55000 * b[4] + w * 0.5329522;
+                    b[5] = -0.7616 * b[5] - w * 0.0168980;
+                    let p = b[..6].iter().sum::<f64>() + b[6] + w * 0.5362;
+                    b[6] = w * 0.115926;
+                    p
+                }
+            }
+        })
+        .collect();
+    let rms = (raw.iter().map(|x| x * x).sum::<f64>() / n.max(1) as f64).sqrt();
+    raw.into_iter().map(|x| x / rms.max(1e-12)).collect()
+}
+
+/// Lines as noisy as the real-call corpus (`sip-test/make_amd_corpus.sh`): white or pink
+/// noise `snr_db` under the speech's RMS, over the lead, the speech and 4 s after it.
+fn noisy_corpus(snrs_db: &[f64]) -> Vec<Vector> {
+    let mut out = Vec::new();
+    let mut seed = 1000;
+    for (name, expected, sp) in greetings() {
+        let speech_rms =
+            (sp.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / sp.len() as f64).sqrt();
+        for &snr_db in snrs_db {
+            for colour in [Colour::White, Colour::Pink] {
+                for lead_ms in [0, 300, 700, 1000] {
+                    for ulaw in [false, true] {
+                        seed += 1;
+                        let clean = build(&sp, lead_ms, 0.0, None, false, seed);
+                        let noise = unit_noise(clean.len(), colour, seed);
+                        let k = speech_rms / 10f64.powf(snr_db / 20.0);
+                        let pcm = clean
+                            .iter()
+                            .zip(&noise)
+                            .map(|(&s, &n)| {
+                                let s =
+                                    (f64::from(s) + k * n).round().clamp(-32768.0, 32767.0) as i16;
+                                if ulaw {
+                                    Codec::Pcmu.decode_sample(Codec::Pcmu.encode_sample(s))
+                                } else {
+                                    s
+                                }
+                            })
+                            .collect();
+                        let c = if colour == Colour::White {
+                            "white"
+                        } else {
+                            "pink"
+                        };
+                        out.push(Vector {
+                            name,
+                            expected,
+                            level_db: 0.0,
+                            lead_ms,
+                            noise_dbfs: None,
+                            line: format!("{c} {snr_db} dB SNR"),
+                            ulaw,
+                            pcm,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Humans and machines on lines with noise 15 and 10 dB under the speech (−35 … −25 dBFS,
+/// louder than `max_noise_floor`), white and pink, as in the real-call corpus.
+#[test]
+fn noisy_lines_15_and_10_db_snr() {
+    let cfg = AmdConfig::default();
+    let vectors = noisy_corpus(&[15.0, 10.0]);
+    let rep = evaluate(&vectors, &cfg);
+    rep.print("default config; white / pink noise 15 / 10 dB SNR, level 0 dB");
+    let [h, m] = rep.get("speech starts < 2.5 s: all");
+    println!(
+        "\nnoisy lines: human correct {:.1} % (→ machine {}), machine correct {:.1} % (→ human {}); \
+         human decided ≤ 2.5 s: {}",
+        h.pct(),
+        h.machine,
+        m.pct(),
+        m.human,
+        vectors
+            .iter()
+            .filter(|v| v.expected == Verdict::Human)
+            .filter(|v| classify(&v.pcm, &cfg, FRAME_SAMPLES).after_ms <= v.lead_ms + 2500)
+            .count()
+    );
+    // The costly error for machines stays absent; humans: regression guard of the
+    // measured 74.5 % (issue 19: not yet the 95 % target, pink noise is the weak case).
+    assert_eq!(m.human, 0, "machine taken for a human on a noisy line");
+    assert!(
+        h.pct() >= 70.0,
+        "noisy-line human accuracy {:.1} %",
+        h.pct()
+    );
 }

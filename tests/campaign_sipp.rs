@@ -27,7 +27,7 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, tail};
+use crate::support::{free_port, repo_root, tail};
 use campaign::*;
 use serde_json::{json, Value};
 
@@ -974,4 +974,413 @@ fn console_csv_upload_is_checked_then_the_campaign_runs() {
     );
     assert!(rows[1].starts_with("standard,2,"), "{body}");
     assert!(rows[3].starts_with("*,4,"), "{body}");
+}
+
+// ---- answering machines through real calls --------------------------------------------------
+
+/// One file of the AMD corpus (`sip-test/make_amd_corpus.sh`, manifest.tsv).
+#[derive(Debug, Clone)]
+struct CorpusItem {
+    name: String,
+    machine: bool,
+    lang: String,
+    noise: String,
+    speech_end_ms: u32,
+    beep_end_ms: u32,
+    total_ms: u32,
+}
+
+fn amd_corpus(dir: &std::path::Path) -> Vec<CorpusItem> {
+    let script = repo_root().join("sip-test/make_amd_corpus.sh");
+    let out = std::process::Command::new(&script)
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (needs espeak-ng and sox)", script.display()));
+    assert!(
+        out.status.success(),
+        "make_amd_corpus.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = std::fs::read_to_string(dir.join("manifest.tsv")).expect("manifest.tsv");
+    manifest
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let n = |i: usize| f[i].parse::<u32>().expect("number in manifest");
+            CorpusItem {
+                name: f[0].to_string(),
+                machine: f[1] == "machine",
+                lang: f[2].to_string(),
+                noise: f[6].to_string(),
+                speech_end_ms: n(8),
+                beep_end_ms: n(10),
+                total_ms: n(11),
+            }
+        })
+        .collect()
+}
+
+/// The pcap a customer of the corpus sends from the answer on: a machine's greeting, beep
+/// and a minute of silence (it records); a person's "hello", the noise after it, then
+/// digit 1 (keep waiting) and silence.
+fn amd_pcap(dir: &std::path::Path, item: &CorpusItem) {
+    let wav = dir.join(format!("{}.wav", item.name)).display().to_string();
+    let key_at = (item.total_ms / 20 + 1) * 20;
+    let script = format!("{key_at}:1");
+    let args: Vec<&str> = if item.machine {
+        vec!["--lead-audio", &wav, "--tail-ms", "60000"]
+    } else {
+        vec![
+            "--lead-audio",
+            &wav,
+            "--script",
+            &script,
+            "--tail-ms",
+            "40000",
+        ]
+    };
+    make_pcap(dir, &format!("{}.pcap", item.name), &args);
+}
+
+/// Per (class, language): calls, correct, decision ms after answer, ms after speech end.
+type AmdTally = (u32, u32, Vec<u32>, Vec<u32>);
+
+/// Per-call facts read back from the database.
+struct AmdCall {
+    verdict: String,
+    amd_ms: u32,
+    cue: Option<(String, u32)>,
+    prompts: Vec<String>,
+    disposition: String,
+    hangup_cause: String,
+}
+
+fn amd_call(db: &Db, campaign: i64, ticket: i64) -> Vec<AmdCall> {
+    let calls = db.rows(&format!(
+        "SELECT id, disposition, hangup_cause FROM call_records WHERE ticket_id = {ticket} \
+         AND campaign_id = {campaign} ORDER BY started_at"
+    ));
+    calls
+        .iter()
+        .map(|c| {
+            let ev = db.rows(&format!(
+                "SELECT kind, detail FROM call_events WHERE call_id = '{}' ORDER BY seq",
+                text(&c["id"])
+            ));
+            let of = |kind: &str| -> Vec<String> {
+                ev.iter()
+                    .filter(|e| e["kind"] == kind)
+                    .map(|e| text(&e["detail"]).to_string())
+                    .collect()
+            };
+            // "MACHINE:long_greeting:1740"
+            let amd = of("amd").first().cloned().unwrap_or_default();
+            let parts: Vec<&str> = amd.split(':').collect();
+            let cue = of("voicemail_cue").first().map(|d| {
+                let p: Vec<&str> = d.split(':').collect();
+                (
+                    p[0].to_string(),
+                    p.get(1).and_then(|v| v.parse().ok()).unwrap_or(0),
+                )
+            });
+            AmdCall {
+                verdict: parts.first().unwrap_or(&"").to_string(),
+                amd_ms: parts.get(2).and_then(|v| v.parse().ok()).unwrap_or(0),
+                cue,
+                prompts: of("prompt"),
+                disposition: text(&c["disposition"]).to_string(),
+                hangup_cause: text(&c["hangup_cause"]).to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Answering-machine detection through real calls: the farm answers every customer with a
+/// file of the corpus (`sip-test/make_amd_corpus.sh`: espeak-ng machine greetings with a
+/// beep and human "hello"s, English and Mandarin, various voices, speeds, pitches and noise
+/// at 20/15/10 dB SNR) sent as PCMU RTP. Campaign `machine = "voicemail"`: machines are
+/// `machine`, the voicemail message starts at the end of their beep (the server's
+/// `voicemail_cue` against the corpus's beep time); humans get the menu and their key.
+/// Campaign `machine = "hangup"`: machines are hung up on and retried by the `machine` rule.
+/// Prints the accuracy / decision-time table of docs/benchmarks.md
+/// (`cargo test --test suite campaign_sipp::amd_through_real_calls -- --nocapture`).
+#[test]
+fn amd_through_real_calls() {
+    let dir = test_dir("switchboard-amd-");
+    let farm_dir = dir.path().join("farm");
+    std::fs::create_dir_all(&farm_dir).expect("farm dir");
+    let corpus = amd_corpus(&farm_dir);
+    assert_eq!(corpus.len(), 24, "corpus size");
+    for item in &corpus {
+        amd_pcap(&farm_dir, item);
+    }
+    // Campaign 1 (voicemail): every file once. Campaign 2 (hangup): two machines, one human.
+    let hangup_set: Vec<&CorpusItem> = ["en-machine-00", "zh-machine-01", "en-human-00"]
+        .iter()
+        .map(|n| corpus.iter().find(|c| c.name == *n).expect("corpus item"))
+        .collect();
+    let mut customers: Vec<(String, String, &CorpusItem, bool)> = Vec::new();
+    for (i, item) in corpus.iter().enumerate() {
+        customers.push((format!("+1555040{i:04}"), item.name.clone(), item, false));
+    }
+    for (i, item) in hangup_set.iter().enumerate() {
+        customers.push((format!("+1555041{i:04}"), item.name.clone(), item, true));
+    }
+    let farm_list: Vec<(String, String)> = customers
+        .iter()
+        .map(|(n, name, _, _)| (n.clone(), name.clone()))
+        .collect();
+    let mut farm = Farm::start_amd(&farm_dir, &farm_list);
+    let setup = ServerSetup::new(dir.path(), farm.port);
+    let server = setup.start(1);
+    let db = Db::open(&setup.db_path);
+
+    let mut tickets = Vec::new(); // (ticket id, item, hangup campaign)
+    for (i, (phone, _, item, hangup)) in customers.iter().enumerate() {
+        let t = Ticket {
+            order_id: format!("4{i:03}"),
+            phone: phone.clone(),
+            timezone: open_zone().to_string(),
+            delay_days: 2,
+            behaviour: if item.machine {
+                Behaviour::Machine
+            } else {
+                Behaviour::Press1
+            },
+        };
+        let id = db.insert_ticket(&t);
+        db.rows(&format!(
+            "UPDATE tickets SET language = '{}' WHERE id = {id}",
+            item.lang
+        ));
+        tickets.push((id, *item, *hangup));
+    }
+    let ids = |hangup: bool| -> Vec<i64> {
+        tickets
+            .iter()
+            .filter(|t| t.2 == hangup)
+            .map(|t| t.0)
+            .collect()
+    };
+    let spec = |name: &str, machine: &str, ids: Vec<i64>| {
+        let mut s = campaign_spec(name, 6, 3);
+        s.as_object_mut().expect("object").remove("tickets");
+        s["ticket_ids"] = json!(ids);
+        s["machine"] = json!(machine);
+        s
+    };
+    let vm = server.create_campaign(&spec("amd-voicemail", "voicemail", ids(false)));
+    let hu = server.create_campaign(&spec("amd-hangup", "hangup", ids(true)));
+    assert_eq!(server.start_campaign(vm), "running");
+    assert_eq!(server.start_campaign(hu), "running");
+    server.wait_state(vm, "completed", Duration::from_secs(300), &db);
+    server.wait_state(hu, "completed", Duration::from_secs(120), &db);
+    wait_records_flushed(&db, vm, &server);
+    wait_records_flushed(&db, hu, &server);
+    std::thread::sleep(Duration::from_millis(500));
+    farm.stop();
+
+    let mut errors = Vec::new();
+    // (class, lang) → (n, correct, decision ms after answer, after speech end)
+    let mut table: std::collections::BTreeMap<(bool, String), AmdTally> = Default::default();
+    let mut cue_offsets = Vec::new();
+    let mut noisy_misses = Vec::new();
+    // Lines with noise 15 dB or less under the speech (−35 … −30 dBFS here): louder than
+    // the AMD's noise-floor cap (`max_noise_floor`, −40 dBFS + 6 dB margin).
+    let noisy_line = |i: &CorpusItem| i.noise.ends_with(":15") || i.noise.ends_with(":10");
+    // (class, noisy) → (n, correct)
+    let mut by_noise: std::collections::BTreeMap<(bool, bool), (u32, u32)> = Default::default();
+    for (tid, item, hangup) in &tickets {
+        let campaign = if *hangup { hu } else { vm };
+        let who = format!("{} (ticket {tid}, {})", item.name, item.noise);
+        let calls = amd_call(&db, campaign, *tid);
+        let contact = db.rows(&format!(
+            "SELECT state, attempts, outcome FROM campaign_contacts WHERE campaign_id = {campaign} AND ticket_id = {tid}"
+        ));
+        let Some(contact) = contact.first() else {
+            errors.push(format!("{who}: no contact"));
+            continue;
+        };
+        let Some(first) = calls.first() else {
+            errors.push(format!("{who}: no call"));
+            continue;
+        };
+        let want = if item.machine { "MACHINE" } else { "HUMAN" };
+        if !*hangup {
+            let e = table.entry((item.machine, item.lang.clone())).or_default();
+            e.0 += 1;
+            if first.verdict == want {
+                e.1 += 1;
+            }
+            e.2.push(first.amd_ms);
+            let b = by_noise
+                .entry((item.machine, noisy_line(item)))
+                .or_default();
+            b.0 += 1;
+            if first.verdict == want {
+                b.1 += 1;
+            }
+            if !item.machine {
+                e.3.push(first.amd_ms.saturating_sub(item.speech_end_ms));
+            }
+        }
+        if first.verdict != want {
+            if noisy_line(item) && !item.machine {
+                // The known limit (reported in the table, docs/benchmarks.md): on lines
+                // 15 / 10 dB SNR the detector recognises the noise only after 500 ms of it,
+                // and pink noise can still make false words.
+                noisy_misses.push(format!(
+                    "{who}: AMD {} at {} ms",
+                    first.verdict, first.amd_ms
+                ));
+            } else {
+                errors.push(format!(
+                    "{who}: AMD {} at {} ms",
+                    first.verdict, first.amd_ms
+                ));
+            }
+            continue;
+        }
+        let vm_prompt = first.prompts.iter().any(|p| p == "voicemail-message");
+        match (item.machine, *hangup) {
+            (true, false) => {
+                // The message after the beep, then hang-up; `machine`, outcome voicemail.
+                match &first.cue {
+                    Some((why, ms)) if why == "beep" => {
+                        let at = first.amd_ms + ms;
+                        cue_offsets.push(i64::from(at) - i64::from(item.beep_end_ms));
+                        if at.abs_diff(item.beep_end_ms) > 100 {
+                            errors.push(format!(
+                                "{who}: message cue at {at} ms, the beep ended at {} ms",
+                                item.beep_end_ms
+                            ));
+                        }
+                    }
+                    other => errors.push(format!("{who}: cue {other:?}, want the beep")),
+                }
+                if !vm_prompt
+                    || first.disposition != "machine"
+                    || first.hangup_cause != "voicemail_left"
+                    || text(&contact["outcome"]) != "voicemail"
+                    || calls.len() != 1
+                {
+                    errors.push(format!(
+                        "{who}: prompts {:?}, disposition {}, cause {}, contact {contact:?}, {} call(s)",
+                        first.prompts, first.disposition, first.hangup_cause, calls.len()
+                    ));
+                }
+            }
+            (true, true) => {
+                // Hung up on and retried once (machine rule: 2 attempts), then failed.
+                if vm_prompt
+                    || calls.len() != 2
+                    || calls.iter().any(|c| {
+                        c.disposition != "machine" || c.hangup_cause != "answering_machine"
+                    })
+                    || text(&contact["state"]) != "failed"
+                {
+                    errors.push(format!(
+                        "{who}: hangup campaign: {} call(s) {:?}, contact {contact:?}",
+                        calls.len(),
+                        calls
+                            .iter()
+                            .map(|c| (&c.disposition, &c.hangup_cause))
+                            .collect::<Vec<_>>()
+                    ));
+                }
+            }
+            (false, _) => {
+                // A person: the normal notice and menu, key 1 → wait.
+                if vm_prompt
+                    || first.cue.is_some()
+                    || first.disposition != "answered"
+                    || text(&contact["outcome"]) != "wait"
+                    || !first
+                        .prompts
+                        .iter()
+                        .any(|p| p.starts_with("hello,this-is-shop"))
+                {
+                    errors.push(format!(
+                        "{who}: prompts {:?}, disposition {}, contact {contact:?}",
+                        first.prompts, first.disposition
+                    ));
+                }
+            }
+        }
+    }
+
+    println!("\n| class | language | calls | correct | accuracy | decision after answer, mean / max ms | after the end of speech, mean / max ms |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let stats = |v: &[u32]| -> String {
+        if v.is_empty() {
+            return "–".into();
+        }
+        let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+        format!("{mean:.0} / {}", v.iter().max().unwrap_or(&0))
+    };
+    for ((machine, lang), (n, ok, ms, after)) in &table {
+        println!(
+            "| {} | {lang} | {n} | {ok} | {:.1} % | {} | {} |",
+            if *machine { "machine" } else { "human" },
+            100.0 * f64::from(*ok) / f64::from(*n),
+            stats(ms),
+            stats(after)
+        );
+    }
+    println!(
+        "\nmessage start − beep end, ms: {cue_offsets:?}\nhuman decisions, ms after answer: {:?}",
+        table
+            .iter()
+            .filter(|(k, _)| !k.0)
+            .flat_map(|(_, v)| v.2.clone())
+            .collect::<Vec<_>>()
+    );
+    println!("\n| class | line | calls | correct |\n|---|---|---:|---:|");
+    for ((machine, noisy), (n, ok)) in &by_noise {
+        println!(
+            "| {} | {} | {n} | {ok} |",
+            if *machine { "machine" } else { "human" },
+            if *noisy {
+                "noise 15 / 10 dB SNR"
+            } else {
+                "clean or 20 dB SNR"
+            }
+        );
+    }
+    println!("\nknown limit, noisy lines: {noisy_misses:#?}");
+    // Every machine, and every person on a clean or 20 dB SNR line, is classified right;
+    // on noisier lines a person may be taken for a machine (the limit reported above):
+    // measured 6 of 8 right (0 of 8 before the stationary-noise lift), guarded here.
+    assert!(
+        noisy_misses.len() <= 2,
+        "noisy-line people taken for machines: {noisy_misses:#?}"
+    );
+    for ((machine, noisy), (n, ok)) in &by_noise {
+        if *machine || !noisy {
+            assert_eq!(
+                ok,
+                n,
+                "machine {machine} noisy {noisy}\n{}",
+                errors.join("\n")
+            );
+        }
+    }
+
+    for ((machine, lang), (_, _, ms, _)) in &table {
+        if !machine {
+            let mean = ms.iter().map(|&x| f64::from(x)).sum::<f64>() / ms.len().max(1) as f64;
+            assert!(
+                mean <= 2500.0,
+                "humans ({lang}) decided after {mean:.0} ms on average"
+            );
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "{} problem(s):\n  {}\n{}\n{}",
+        errors.len(),
+        errors.join("\n  "),
+        db.dump(vm),
+        db.dump(hu)
+    );
 }

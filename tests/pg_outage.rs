@@ -190,15 +190,7 @@ impl Switchboard {
             .join("\n");
         std::fs::write(work.path().join("config.toml"), cfg).expect("write config");
         let (sip_port, http_port) = (free_port(), free_port());
-        let mut rtp = support::rtp_range();
-        for _ in 1..rtp_blocks {
-            let next = support::rtp_range();
-            if next.0 == rtp.1 + 1 {
-                rtp.1 = next.1;
-            } else {
-                rtp = next; // wrapped around: start the run of blocks again
-            }
-        }
+        let rtp = support::rtp_ports(40 * rtp_blocks as u32);
         let log = work.path().join("server.log");
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .arg("--config")
@@ -775,4 +767,115 @@ fn postgres_killed_for_30_s_during_many_sipp_calls_loses_and_duplicates_nothing(
          {unavailable} looked up during the outage (slowest {slowest} ms to the unavailable path); {:.1} s",
         t_test.elapsed().as_secs_f64()
     );
+}
+
+/// One REGISTER over UDP from `sock`, with `auth` when given; the answer, or "" on timeout.
+fn register_udp(
+    sock: &std::net::UdpSocket,
+    server: SocketAddr,
+    user: &str,
+    cseq: u32,
+    auth: Option<&str>,
+) -> String {
+    let local = sock.local_addr().expect("addr");
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let msg = format!(
+        "REGISTER sip:{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKpg{cseq}\r\n\
+         From: <sip:{user}@{server}>;tag=p1\r\nTo: <sip:{user}@{server}>\r\nCall-ID: reg-pg-{user}\r\n\
+         CSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{local}>\r\nExpires: 600\r\n{auth}\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(msg.as_bytes(), server).expect("send");
+    let mut buf = [0u8; 4096];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Issue 15, "the registrar answers REGISTER from an in-memory credential cache and writes
+/// bindings off the request path": with PostgreSQL stopped, an agent's phone still registers
+/// (401, then 200 within a short bound: no query is awaited), and once PostgreSQL is back its
+/// binding is in the `registrations` table (written through the record writer's spool).
+#[test]
+fn a_phone_registers_while_postgres_is_down_and_its_binding_arrives_after() {
+    let Some(pg_srv) = Pg::init() else { return };
+    let url = pg_srv.url();
+    // The account exists before the server starts: its credential cache is loaded at start.
+    let (st, out, err) = support::run_binary(
+        &[
+            "agent",
+            "add",
+            "pgphone",
+            "--password",
+            "pw-pg",
+            "--queue",
+            "support",
+            "--database",
+            &url,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "agent add failed: {out}{err}");
+    let server = Switchboard::start(&url, 1);
+    let db = Sql::new(&url);
+    pg_srv.stop("immediate");
+
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let t = Instant::now();
+    let challenge = register_udp(&sock, server.sip, "pgphone", 1, None);
+    assert!(
+        challenge.starts_with("SIP/2.0 401"),
+        "{challenge:?}\n{}",
+        server.log()
+    );
+    let www = challenge
+        .lines()
+        .find(|l| l.starts_with("WWW-Authenticate:") && l.contains("MD5"))
+        .expect("MD5 challenge")
+        .trim_start_matches("WWW-Authenticate:")
+        .trim()
+        .to_string();
+    let ch = switchboard::sip::auth::parse_challenge(&www).expect("challenge parses");
+    let creds = switchboard::sip::auth::answer_challenge(
+        &ch,
+        "REGISTER",
+        &format!("sip:{}", server.sip),
+        "pgphone",
+        "pw-pg",
+        "c0ffee",
+        1,
+    );
+    let answer = register_udp(&sock, server.sip, "pgphone", 2, Some(&creds));
+    let took = t.elapsed();
+    assert!(
+        answer.starts_with("SIP/2.0 200"),
+        "the phone registers while PostgreSQL is down: {answer:?}\n{}",
+        server.log()
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "both round trips answered at once, not after a database timeout: {took:?}"
+    );
+    let contact = format!("sip:pgphone@{}", sock.local_addr().expect("addr"));
+    assert!(answer.contains(&contact), "{answer}");
+
+    pg_srv.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let query = format!(
+        "SELECT COUNT(*) FROM registrations WHERE aor = 'pgphone' AND contact = '{contact}' \
+         AND expires_at > now()"
+    );
+    while db.count(&query) != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the binding never reached the database after the outage\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -480,6 +480,35 @@ fn agent_session_api_contract() {
         r#"{"call_id":"no-such-call","outcome":"resolved","resolution":"refund"}"#,
     );
     assert_eq!(code, 404, "{body}");
+    // Blind transfer: a queue (`target`) or an agent (`agent`), one of the two; unknown
+    // targets 404; oneself 409 (all checked before the call is looked at).
+    let transfer = |body: &str| http_req(a, "POST", "/api/agent/transfer", &cookie, body);
+    for (body, want) in [
+        (r#"{"call_id":"c","target":"support","agent":"x"}"#, 400),
+        (r#"{"call_id":"c"}"#, 400),
+        (r#"{"call_id":"c","agent":" "}"#, 400),
+        (r#"{"call_id":"c","agent":"webbob"}"#, 409),
+        (r#"{"call_id":"c","agent":"nobody"}"#, 404),
+        (r#"{"call_id":"c","target":"no-such-queue"}"#, 404),
+    ] {
+        let (code, _, got) = transfer(body);
+        assert_eq!(code, want, "{body} -> {got}");
+        assert!(got.contains("\"error\""), "{got}");
+    }
+    let (_, _, body) = me(&first);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(
+        v["transfer_targets"]["queues"]
+            .as_array()
+            .is_some_and(|q| q.iter().any(|x| x == "support")),
+        "{v}"
+    );
+    assert!(
+        v["transfer_targets"]["agents"]
+            .as_array()
+            .is_some_and(|q| q.iter().all(|x| x["name"] != "webbob")),
+        "the agent itself is no transfer target: {v}"
+    );
 
     // A second login takes over: the first session is revoked.
     let (code, head, body) = login("web-secret-2");
@@ -877,6 +906,38 @@ fn browser_agent_ready(
     (dir, server, child, line_rx)
 }
 
+/// A SIPp customer `number` calling the hotline (queue `support` at once) with `secs` of a
+/// 400 Hz PCMU tone from the start (the browser driver waits for audio energy), on the line
+/// `hold_ms` unless the server's BYE comes first.
+fn tone_caller(
+    server: &Server,
+    dir: &tempfile::TempDir,
+    number: &str,
+    secs: u32,
+    hold_ms: u32,
+) -> support::SippProcess {
+    let tone = dir.path().join(format!("tone-{number}.ulaw"));
+    let samples: Vec<u8> = (0..8000 * secs)
+        .map(|i| {
+            let s = (f64::from(i) * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin() * 8000.0;
+            switchboard::media::codec::Codec::Pcmu.encode_sample(s as i16)
+        })
+        .collect();
+    std::fs::write(&tone, samples).expect("tone");
+    server.spawn_sipp(
+        &support::Scenario::Call {
+            pcap_args: vec![
+                "--lead-audio".into(),
+                tone.display().to_string(),
+                "--tail-ms".into(),
+                "200".into(),
+            ],
+            hold_ms,
+        },
+        &["-set", "caller", number],
+    )
+}
+
 /// The browser as an ACD agent leg, end to end: a SIPp customer (an RTP tone from a pcap)
 /// calls into queue `support`; the agent, logged in on `GET /agent` in headless Chromium
 /// with "take calls in this browser" on, is rung in the page (`incoming-call`), answers
@@ -889,26 +950,7 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
     let (dir, server, child, line_rx) = browser_agent_ready("answer", "");
 
     // 12 s of a 400 Hz tone from the customer, who stays on the line until the BYE.
-    let tone = dir.path().join("tone.ulaw");
-    let samples: Vec<u8> = (0..8000 * 12)
-        .map(|i| {
-            let s = (f64::from(i) * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin() * 8000.0;
-            switchboard::media::codec::Codec::Pcmu.encode_sample(s as i16)
-        })
-        .collect();
-    std::fs::write(&tone, samples).expect("tone");
-    let caller = server.spawn_sipp(
-        &support::Scenario::Call {
-            pcap_args: vec![
-                "--lead-audio".into(),
-                tone.display().to_string(),
-                "--tail-ms".into(),
-                "200".into(),
-            ],
-            hold_ms: 40_000,
-        },
-        &["-set", "caller", "+15551239777"],
-    );
+    let caller = tone_caller(&server, &dir, "+15551239777", 12, 40_000);
 
     let report = line_rx
         .recv_timeout(Duration::from_secs(90))
@@ -1293,26 +1335,7 @@ fn browser_agent_holds_sends_dtmf_and_transfers_from_the_page() {
 fn browser_agent_vanishing_mid_call_is_released_as_agent_lost() {
     let (dir, server, mut child, line_rx) = browser_agent_ready("vanish", "");
     // 12 s of a 400 Hz tone from the customer (the page waits for audio before vanishing).
-    let tone = dir.path().join("tone.ulaw");
-    let samples: Vec<u8> = (0..8000 * 12)
-        .map(|i| {
-            let s = (f64::from(i) * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin() * 8000.0;
-            switchboard::media::codec::Codec::Pcmu.encode_sample(s as i16)
-        })
-        .collect();
-    std::fs::write(&tone, samples).expect("tone");
-    let caller = server.spawn_sipp(
-        &support::Scenario::Call {
-            pcap_args: vec![
-                "--lead-audio".into(),
-                tone.display().to_string(),
-                "--tail-ms".into(),
-                "200".into(),
-            ],
-            hold_ms: 40_000,
-        },
-        &["-set", "caller", "+15551239780"],
-    );
+    let caller = tone_caller(&server, &dir, "+15551239780", 12, 40_000);
     let vanished = line_rx
         .recv_timeout(Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("the page did not answer\n{}", server.log()));
@@ -1366,5 +1389,159 @@ fn browser_agent_vanishing_mid_call_is_released_as_agent_lost() {
     assert!(
         !states.iter().any(|s| s == "on_call" || s == "offered"),
         "nothing stuck on the vanished call: {r}"
+    );
+}
+
+/// Reads the browser driver's next JSON line (one per transferred call).
+fn driver_line(line_rx: &std::sync::mpsc::Receiver<String>, server: &Server) -> serde_json::Value {
+    let line = line_rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("driver JSON ({e}): {line}"))
+}
+
+/// Blind transfer to a named agent chosen in the page, twice, as acd_sipp's
+/// `agent_blind_transfers_to_a_named_agent` does over REFER. Agent `kate` is a SIPp phone
+/// serving only queue `billing` (so only the transfer can bring a `support` caller to her).
+/// 1. A SIPp caller reaches the browser agent in `support`; the agent picks kind `agent`
+///    and `kate` (listed in `transfer-agent` with her state) and transfers: the page's
+///    call ends as `transferred`, kate is rung alone and answers, the caller's audio flows
+///    both ways with kate (the last bridge's counters), one record (queue support, agent
+///    kate), `transfer` `support->agent:kate` and the queue_log of a transfer to an agent.
+/// 2. A second caller, transferred to kate who rings out (support's 15 s ring timeout):
+///    the caller is an ordinary caller of `support` again (`ringnoanswer` and `fallback`
+///    `no_answer` for kate), never offered to kate again.
+#[test]
+fn browser_agent_transfers_to_a_named_agent_from_the_page() {
+    use crate::acd_sipp::{
+        add_agent_serving, agent_phone, ended_call, event_detail, packets, queue_rows, queue_trail,
+        register, wait_agent_state,
+    };
+    let billing = "[[queue]]\nname = \"billing\"\nstrategy = \"longest-idle\"\nwrapup_s = 1\n";
+    let (dir, server, child, line_rx) = browser_agent_ready("transfer-agent:kate,kate", billing);
+    add_agent_serving(&server, "kate", "s3cret-pw", "billing");
+    let kate_port = support::free_port();
+    register(&server, kate_port, "kate", "s3cret-pw");
+    wait_agent_state(&server, "kate", "available", Duration::from_secs(5));
+    let trail = |rows: &[support::DbRow]| -> Vec<String> {
+        queue_trail(rows)
+            .into_iter()
+            .map(|(q, e, a, r)| format!("{q} {e} {a} {r}").trim_end().to_string())
+            .collect()
+    };
+
+    // 1. kate answers after 0.5 s and hangs up after 3 s of talk.
+    let kate = agent_phone(&server, "kate", kate_port, 500, 3000);
+    let caller = tone_caller(&server, &dir, "+15551239781", 20, 40_000);
+    let r = driver_line(&line_rx, &server);
+    eprintln!("browser agent, call 1: {r}");
+    assert!(
+        r["error"].is_null(),
+        "browser driver failed: {r}\n{}",
+        server.log()
+    );
+    assert_eq!(r["stats"]["conn"], "connected", "{r}");
+    assert_eq!(r["kind"], "agent", "{r}");
+    assert_eq!(
+        r["listed_state"], "available",
+        "kate listed with her state: {r}"
+    );
+    let notes: Vec<&str> = r["notes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        notes.contains(&"Transferred to agent kate.")
+            && notes.contains(&"Call ended (transferred)."),
+        "the page: the transfer accepted and the call ended as transferred: {r}"
+    );
+    kate.finish("kate's phone");
+    caller.wait().assert_ok(&server);
+    let rec = ended_call(&server, "+15551239781");
+    assert_eq!(rec["agent"], "kate", "{rec:?}");
+    assert_eq!(rec["queue"], "support", "{rec:?}");
+    assert_eq!(rec["hangup_cause"], "agent_hangup", "{rec:?}");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let records = server.db().rows(
+        "SELECT id FROM call_records WHERE caller = '+15551239781' AND direction = 'inbound'",
+    );
+    assert_eq!(records.len(), 1, "one record for the transferred call");
+    assert_eq!(
+        event_detail(&server, &id, "transfer").as_deref(),
+        Some("support->agent:kate")
+    );
+    // kate's bridge (the last one, which `bridge_packets` counts): ~3 s at 50 packets/s.
+    let bridge = server.wait_db(Duration::from_secs(5), "kate's bridge counters", |_| {
+        event_detail(&server, &id, "bridge_packets")
+    });
+    assert!(packets(&bridge, "caller_to_agent") >= 75, "{bridge}");
+    assert!(packets(&bridge, "agent_to_caller") >= 75, "{bridge}");
+    let rows = server.wait_db(Duration::from_secs(5), "second complete", |_| {
+        let r = queue_rows(&server, &id);
+        (r.iter().filter(|x| x["event"] == "complete").count() == 2).then_some(r)
+    });
+    assert_eq!(
+        trail(&rows),
+        [
+            "support enter",
+            "support offer webcarol",
+            "support connect webcarol",
+            "support complete webcarol transfer",
+            "support enter  agent:kate",
+            "support offer kate",
+            "support connect kate",
+            "support complete kate agent",
+        ]
+    );
+
+    // 2. kate rings out (her phone takes the CANCEL); the caller falls back to `support`,
+    // where nobody is left once the page has closed: it leaves (`leave_when_empty`) or, if
+    // the browser agent is still logged in, waits until it hangs up after 35 s.
+    let kate = agent_phone(&server, "kate", kate_port, 60_000, 1000);
+    let caller = tone_caller(&server, &dir, "+15551239782", 20, 35_000);
+    let r = driver_line(&line_rx, &server);
+    eprintln!("browser agent, call 2: {r}");
+    assert!(
+        r["error"].is_null(),
+        "browser driver failed: {r}\n{}",
+        server.log()
+    );
+    let out = child.wait_with_output().expect("node exits");
+    assert!(
+        out.status.success(),
+        "browser driver failed\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    kate.finish("kate's phone (rung out)");
+    caller.wait().assert_ok(&server);
+    let rec = ended_call(&server, "+15551239782");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let rows = server.wait_db(Duration::from_secs(5), "the fallback", |_| {
+        let r = queue_rows(&server, &id);
+        r.iter().any(|x| x["event"] == "fallback").then_some(r)
+    });
+    let got = trail(&rows);
+    assert_eq!(
+        got[..7],
+        [
+            "support enter",
+            "support offer webcarol",
+            "support connect webcarol",
+            "support complete webcarol transfer",
+            "support enter  agent:kate",
+            "support offer kate",
+            "support ringnoanswer kate no_answer",
+        ],
+        "{got:?}"
+    );
+    assert_eq!(
+        got.get(7).map(String::as_str),
+        Some("support fallback kate no_answer"),
+        "{got:?}"
+    );
+    assert!(
+        !got[8..].iter().any(|r| r.contains("kate")),
+        "kate is not offered the caller again: {got:?}"
     );
 }

@@ -248,6 +248,26 @@ impl OfferEnd {
     }
 }
 
+/// Why a blind transfer to an agent was refused (the caller stays with its agent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    #[error("the call is not connected to an agent")]
+    NotConnected,
+    #[error("no such agent")]
+    UnknownAgent,
+    #[error("an agent cannot transfer a call to itself")]
+    ToSelf,
+}
+
+/// What a blind transfer to an agent did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// The caller waits for the agent (rung at once when available).
+    Directed,
+    /// The agent is not logged in: the caller went straight back to its queue.
+    FellBack,
+}
+
 /// One `queue_log` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -255,7 +275,8 @@ pub struct LogEntry {
     pub call: Option<String>,
     pub agent: Option<String>,
     /// enter | offer | ringnoanswer | connect | abandon | timeout | exitempty | full |
-    /// complete | pause | unpause | login | logout
+    /// complete | pause | unpause | login | logout | fallback (a caller transferred to an
+    /// agent goes back to its queue: `agent` the target, `reason` why)
     pub event: &'static str,
     pub position: Option<i64>,
     pub wait_ms: Option<i64>,
@@ -328,6 +349,10 @@ struct Waiting {
     /// no leaving an empty queue — it waits for an agent however long that takes.
     callback: bool,
     connected: Option<(String, Instant)>,
+    /// Blind-transferred to this agent (index): offered to nobody else until the agent
+    /// takes it, misses it, leaves, or the transfer's wait runs out; then it is an ordinary
+    /// caller of its queue again (its priority and place in line kept).
+    directed: Option<usize>,
 }
 
 /// Per-queue counters since start (the API's service level, ASA, AHT, abandonment).
@@ -375,9 +400,20 @@ struct Queue {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    WrapUp { agent: usize, epoch: u64 },
-    MaxWait { seq: u64 },
-    Retry { seq: u64 },
+    WrapUp {
+        agent: usize,
+        epoch: u64,
+    },
+    MaxWait {
+        seq: u64,
+    },
+    Retry {
+        seq: u64,
+    },
+    /// End of the wait for the agent a caller was transferred to.
+    Directed {
+        seq: u64,
+    },
 }
 
 /// Snapshot of one agent for the API.
@@ -420,6 +456,9 @@ pub struct Acd {
     agents: Vec<Agent>,
     agent_index: HashMap<String, usize>,
     waiting: HashMap<String, Waiting>,
+    /// Callers transferred to an agent (index), in transfer order: they come before the
+    /// agent's queues when it becomes available.
+    directed: HashMap<usize, Vec<String>>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     next_seq: u64,
     rng: u64,
@@ -451,6 +490,7 @@ impl Acd {
             agents: Vec::new(),
             agent_index: HashMap::new(),
             waiting: HashMap::new(),
+            directed: HashMap::new(),
             timers: BinaryHeap::new(),
             next_seq: 0,
             rng: seed | 1,
@@ -684,6 +724,18 @@ impl Acd {
         }
         if after == AgentState::Available {
             self.dispatch_for_agent(now, idx);
+        } else if after == AgentState::LoggedOut {
+            // Callers transferred to an agent who left go back to their queues now.
+            let calls = self.directed.get(&idx).cloned().unwrap_or_default();
+            for call in calls {
+                if self
+                    .waiting
+                    .get(&call)
+                    .is_some_and(|w| w.ringing.is_empty())
+                {
+                    self.fall_back(now, &call, "logged_out", true);
+                }
+            }
         }
     }
 
@@ -711,11 +763,12 @@ impl Acd {
                 .filter_map(|(_, s)| q.by_seq.get(s).cloned())
                 .collect();
             for call in calls {
-                if self
-                    .waiting
-                    .get(&call)
-                    .is_some_and(|w| w.ringing.is_empty() && w.connected.is_none() && !w.callback)
-                {
+                if self.waiting.get(&call).is_some_and(|w| {
+                    w.ringing.is_empty()
+                        && w.connected.is_none()
+                        && !w.callback
+                        && w.directed.is_none()
+                }) {
                     self.remove_waiting(&call, "exitempty", None);
                     self.actions.push_back(Action::Leave {
                         call,
@@ -791,6 +844,7 @@ impl Acd {
                 retry_at: None,
                 callback: false,
                 connected: None,
+                directed: None,
             },
         );
         if let Some(w) = max_wait {
@@ -885,6 +939,9 @@ impl Acd {
         detail: Option<(Option<i64>, i64, &str)>,
     ) -> Option<Waiting> {
         let w = self.waiting.remove(call)?;
+        if let Some(d) = w.directed {
+            self.undirect_index(call, d);
+        }
         if let Some(q) = self.queues.get_mut(&w.queue) {
             q.order.remove(&(Reverse(w.priority), w.seq));
             q.by_seq.remove(&w.seq);
@@ -912,8 +969,12 @@ impl Acd {
                 call: call.to_string(),
             };
         let mut queue = None;
+        let mut fell_back = false;
         if let Some(w) = self.waiting.get_mut(call) {
             let was_ringing = w.ringing.iter().any(|a| a == agent);
+            // The agent the caller was transferred to missed it: back to the line (before
+            // the agent turns idle, so it is not rung for the same call again at once).
+            fell_back = was_ringing && w.directed == Some(idx);
             w.ringing.retain(|a| a != agent);
             // Any end of an offer still ringing counts as tried, a refusal by the call itself
             // (`Cancelled` while it still waits) too: the next round waits `retry`, so an
@@ -928,7 +989,13 @@ impl Acd {
                 self.actions.push_back(Action::Log(e));
             }
         }
+        if fell_back {
+            self.fall_back(now, call, how.as_str(), false);
+        }
         if !offered_this {
+            if let Some(q) = queue.filter(|_| fell_back) {
+                self.dispatch_queue(now, &q);
+            }
             return;
         }
         let missed = matches!(how, OfferEnd::NoAnswer | OfferEnd::Busy);
@@ -971,11 +1038,15 @@ impl Acd {
             return false;
         }
         w.connected = Some((agent.to_string(), now));
+        let directed = w.directed.take();
         let others: Vec<String> = w.ringing.iter().filter(|a| *a != agent).cloned().collect();
         w.ringing.clear();
         let wait = now.duration_since(w.joined);
         let queue = w.queue.clone();
         let (priority, seq) = (w.priority, w.seq);
+        if let Some(d) = directed {
+            self.undirect_index(call, d);
+        }
         if let Some(q) = self.queues.get_mut(&queue) {
             // Connected callers no longer hold a place in line.
             q.order.remove(&(Reverse(priority), seq));
@@ -1022,10 +1093,38 @@ impl Acd {
         let Some((agent, connected_at)) = w.connected.clone() else {
             return self.leave(now, call, by);
         };
-        let talk = now.duration_since(connected_at);
         let queue = w.queue.clone();
         self.waiting.remove(call);
-        let wrapup = match self.queues.get_mut(&queue) {
+        self.end_talk(now, call, &queue, &agent, connected_at, by);
+    }
+
+    /// The agent's part of a connected call is over: `complete` in the queue's figures and
+    /// log, the agent to wrap-up.
+    fn end_talk(
+        &mut self,
+        now: Instant,
+        call: &str,
+        queue: &str,
+        agent: &str,
+        connected_at: Instant,
+        by: &str,
+    ) {
+        let wrapup = self.log_complete(now, call, queue, agent, connected_at, by);
+        self.after_talk(now, call, agent, wrapup);
+    }
+
+    /// `complete` in the queue's figures and log; the queue's wrap-up time.
+    fn log_complete(
+        &mut self,
+        now: Instant,
+        call: &str,
+        queue: &str,
+        agent: &str,
+        connected_at: Instant,
+        by: &str,
+    ) -> Duration {
+        let talk = now.duration_since(connected_at);
+        let wrapup = match self.queues.get_mut(queue) {
             Some(q) => {
                 q.stats.completed += 1;
                 q.stats.total_talk_ms += talk.as_millis() as u64;
@@ -1033,13 +1132,18 @@ impl Acd {
             }
             None => Duration::ZERO,
         };
-        let mut e = LogEntry::new(&queue, "complete");
+        let mut e = LogEntry::new(queue, "complete");
         e.call = Some(call.to_string());
-        e.agent = Some(agent.clone());
+        e.agent = Some(agent.to_string());
         e.talk_ms = Some(talk.as_millis() as i64);
         e.reason = Some(by.to_string());
         self.actions.push_back(Action::Log(e));
-        let Some(&idx) = self.agent_index.get(&agent) else {
+        wrapup
+    }
+
+    /// The agent's talk on `call` is over: wrap-up, or available at once.
+    fn after_talk(&mut self, now: Instant, call: &str, agent: &str, wrapup: Duration) {
+        let Some(&idx) = self.agent_index.get(agent) else {
             return;
         };
         if self.agents[idx].activity
@@ -1058,6 +1162,156 @@ impl Acd {
             self.timers
                 .push(Reverse((until, Timer::WrapUp { agent: idx, epoch })));
         }
+    }
+
+    // ---- transfer to an agent ----------------------------------------------------------
+
+    /// Blind transfer of a connected caller to the agent `to` (the Genesys / Flex / Asterisk
+    /// "transfer to agent"): the current agent's part ends as with a transfer to a queue
+    /// (`complete` with reason `transfer`, wrap-up), and the caller enters its queue again
+    /// (`enter`, reason `agent:<to>`, same priority) reserved for `to`: rung as soon as
+    /// `to` is available, offered to nobody else meanwhile. It goes back to the line as an
+    /// ordinary caller (`fallback`) when `to` misses the offer (ring timeout, busy, failed),
+    /// logs out, is not logged in at all, or has not become available within `wait`.
+    pub fn transfer_to_agent(
+        &mut self,
+        now: Instant,
+        call: &str,
+        to: &str,
+        wait: Duration,
+    ) -> Result<TransferOutcome, TransferError> {
+        let w = self.waiting.get(call).ok_or(TransferError::NotConnected)?;
+        let (from, connected_at) = w.connected.clone().ok_or(TransferError::NotConnected)?;
+        let target = *self
+            .agent_index
+            .get(to)
+            .ok_or(TransferError::UnknownAgent)?;
+        if from == to {
+            return Err(TransferError::ToSelf);
+        }
+        let queue = w.queue.clone();
+        let priority = w.priority;
+        let max_wait = self.queues.get(&queue).and_then(|q| q.cfg.max_wait);
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let logged_in = self.agents[target].logged_in();
+        let wrapup = self.log_complete(now, call, &queue, &from, connected_at, "transfer");
+        if let Some(w) = self.waiting.get_mut(call) {
+            w.connected = None;
+            w.ringing.clear();
+            // The agent who handed the caller on does not get it straight back.
+            w.tried = vec![from.clone()];
+            w.retry_at = None;
+            w.joined = now;
+            w.seq = seq;
+            w.directed = logged_in.then_some(target);
+        }
+        // The caller is back in its queue (a new visit for the figures, as a transfer to a
+        // queue is) before its agent turns to wrap-up, so a dispatch on that change sees it.
+        let mut position = None;
+        if let Some(q) = self.queues.get_mut(&queue) {
+            q.order.insert((Reverse(priority), seq));
+            q.by_seq.insert(seq, call.to_string());
+            q.stats.entered += 1;
+            position = Some(q.order.range(..(Reverse(priority), seq)).count() as i64 + 1);
+        }
+        let mut e = LogEntry::new(&queue, "enter");
+        e.call = Some(call.to_string());
+        e.position = position;
+        e.reason = Some(format!("agent:{to}"));
+        self.actions.push_back(Action::Log(e));
+        if let Some(m) = max_wait {
+            self.timers.push(Reverse((now + m, Timer::MaxWait { seq })));
+        }
+        if !logged_in {
+            self.log_fallback(&queue, call, to, "logged_out");
+            self.after_talk(now, call, &from, wrapup);
+            self.dispatch_queue(now, &queue);
+            return Ok(TransferOutcome::FellBack);
+        }
+        self.directed
+            .entry(target)
+            .or_default()
+            .push(call.to_string());
+        self.timers
+            .push(Reverse((now + wait, Timer::Directed { seq })));
+        self.after_talk(now, call, &from, wrapup);
+        if self.agents[target].available() {
+            self.dispatch_directed(now, target);
+        }
+        Ok(TransferOutcome::Directed)
+    }
+
+    fn log_fallback(&mut self, queue: &str, call: &str, agent: &str, reason: &str) {
+        let mut e = LogEntry::new(queue, "fallback");
+        e.call = Some(call.to_string());
+        e.agent = Some(agent.to_string());
+        e.reason = Some(reason.to_string());
+        self.actions.push_back(Action::Log(e));
+    }
+
+    /// Forget that `call` waits for a particular agent (index of the directed map only).
+    fn undirect_index(&mut self, call: &str, agent: usize) {
+        if let Some(calls) = self.directed.get_mut(&agent) {
+            calls.retain(|c| c != call);
+            if calls.is_empty() {
+                self.directed.remove(&agent);
+            }
+        }
+    }
+
+    /// The transfer to an agent did not work out: the caller is an ordinary caller of its
+    /// queue again (same priority and place), offered by the queue's strategy. `dispatch`:
+    /// offer it now (not while the caller's agent is being changed).
+    fn fall_back(&mut self, now: Instant, call: &str, reason: &str, dispatch: bool) {
+        let Some(w) = self.waiting.get_mut(call) else {
+            return;
+        };
+        let Some(agent) = w.directed.take() else {
+            return;
+        };
+        let queue = w.queue.clone();
+        self.undirect_index(call, agent);
+        let name = self.agents[agent].def.name.clone();
+        self.log_fallback(&queue, call, &name, reason);
+        let empty = self.queues.get(&queue).is_some_and(|q| {
+            q.cfg.leave_when_empty && !q.members.iter().any(|&m| self.agents[m].logged_in())
+        });
+        let idle = self
+            .waiting
+            .get(call)
+            .is_some_and(|w| w.ringing.is_empty() && !w.callback);
+        if empty && idle {
+            // Back in a queue nobody serves, which sends callers away then.
+            self.remove_waiting(call, "exitempty", None);
+            self.actions.push_back(Action::Leave {
+                call: call.to_string(),
+                reason: "no_agents",
+            });
+            return;
+        }
+        if dispatch {
+            self.dispatch_queue(now, &queue);
+        }
+    }
+
+    /// Offer the agent (available) the first caller transferred to it, if any.
+    fn dispatch_directed(&mut self, now: Instant, idx: usize) {
+        if !self.agents[idx].available() {
+            return;
+        }
+        let Some(call) = self.directed.get(&idx).and_then(|c| c.first()).cloned() else {
+            return;
+        };
+        let Some(w) = self.waiting.get(&call) else {
+            self.undirect_index(&call, idx);
+            return;
+        };
+        if !w.ringing.is_empty() || w.connected.is_some() {
+            return;
+        }
+        let queue = w.queue.clone();
+        self.offer(now, &queue, &call, vec![idx]);
     }
 
     /// Fire due timers.
@@ -1085,6 +1339,22 @@ impl Acd {
                     }
                     self.dispatch_queue(now, &queue);
                 }
+                Timer::Directed { seq } => {
+                    let call = self
+                        .queues
+                        .values()
+                        .find_map(|q| q.by_seq.get(&seq))
+                        .cloned();
+                    let Some(call) = call else { continue };
+                    // Ringing the agent now: the offer's end decides (ring timeout).
+                    if self
+                        .waiting
+                        .get(&call)
+                        .is_some_and(|w| w.directed.is_some() && w.ringing.is_empty())
+                    {
+                        self.fall_back(now, &call, "timeout", true);
+                    }
+                }
                 Timer::MaxWait { seq } => {
                     let call = self
                         .queues
@@ -1098,8 +1368,9 @@ impl Acd {
                     if w.callback {
                         continue;
                     }
-                    if w.connected.is_some() || !w.ringing.is_empty() {
-                        // Ringing an agent right now: let that offer finish first.
+                    if w.connected.is_some() || !w.ringing.is_empty() || w.directed.is_some() {
+                        // Ringing an agent right now, or waiting for the agent it was
+                        // transferred to (bounded): let that finish first.
                         self.timers.push(Reverse((
                             now + Duration::from_secs(1),
                             Timer::MaxWait { seq },
@@ -1126,6 +1397,10 @@ impl Acd {
 
     /// An agent became available: offer it the best waiting call among its queues.
     fn dispatch_for_agent(&mut self, now: Instant, idx: usize) {
+        // Callers transferred to this agent first: they were already served once.
+        if self.directed.contains_key(&idx) {
+            self.dispatch_directed(now, idx);
+        }
         // Queues ordered by their head caller: highest priority, then longest waiting.
         let mut heads: Vec<((Reverse<i32>, u64), String)> = self.agents[idx]
             .def
@@ -1182,7 +1457,8 @@ impl Acd {
             let Some(w) = self.waiting.get(&call) else {
                 continue;
             };
-            if !w.ringing.is_empty() || w.connected.is_some() {
+            // A caller transferred to an agent waits for that agent only.
+            if !w.ringing.is_empty() || w.connected.is_some() || w.directed.is_some() {
                 continue;
             }
             let picked = self.pick(now, queue, &call);
@@ -1196,29 +1472,40 @@ impl Acd {
                 }
                 continue;
             }
-            let ring_timeout = self
-                .queues
-                .get(queue)
-                .map_or(Duration::from_secs(15), |q| q.cfg.ring_timeout);
-            let mut names = Vec::with_capacity(picked.len());
-            for idx in picked {
-                names.push(self.agents[idx].def.name.clone());
-                let mut e = LogEntry::new(queue, "offer");
-                e.call = Some(call.clone());
-                e.agent = Some(self.agents[idx].def.name.clone());
-                self.actions.push_back(Action::Log(e));
-                self.set_activity_quiet(now, idx, Activity::Offered { call: call.clone() });
-            }
-            if let Some(w) = self.waiting.get_mut(&call) {
-                w.ringing = names.clone();
-            }
-            self.actions.push_back(Action::Offer {
-                call,
-                queue: queue.to_string(),
-                agents: names,
-                ring_timeout,
-            });
+            self.offer(now, queue, &call, picked);
         }
+    }
+
+    /// Ring `picked` (available agents) for `call`, waiting in `queue`.
+    fn offer(&mut self, now: Instant, queue: &str, call: &str, picked: Vec<usize>) {
+        let ring_timeout = self
+            .queues
+            .get(queue)
+            .map_or(Duration::from_secs(15), |q| q.cfg.ring_timeout);
+        let mut names = Vec::with_capacity(picked.len());
+        for idx in picked {
+            names.push(self.agents[idx].def.name.clone());
+            let mut e = LogEntry::new(queue, "offer");
+            e.call = Some(call.to_string());
+            e.agent = Some(self.agents[idx].def.name.clone());
+            self.actions.push_back(Action::Log(e));
+            self.set_activity_quiet(
+                now,
+                idx,
+                Activity::Offered {
+                    call: call.to_string(),
+                },
+            );
+        }
+        if let Some(w) = self.waiting.get_mut(call) {
+            w.ringing = names.clone();
+        }
+        self.actions.push_back(Action::Offer {
+            call: call.to_string(),
+            queue: queue.to_string(),
+            agents: names,
+            ring_timeout,
+        });
     }
 
     /// Like `set_activity` without re-dispatching (used while dispatching).
@@ -1827,5 +2114,378 @@ mod callback_tests {
             .filter(|x| matches!(x, Action::Offer { .. }))
             .count();
         assert_eq!(later, 1);
+    }
+}
+
+#[cfg(test)]
+mod transfer_tests {
+    //! Blind transfer to a named agent, in virtual time.
+    use super::*;
+
+    fn def(name: &str, queues: &[&str], _skills: &[(&str, i64)]) -> AgentDef {
+        AgentDef {
+            name: name.into(),
+            queues: queues.iter().map(|s| s.to_string()).collect(),
+            skills: Vec::new(),
+        }
+    }
+
+    fn drain(a: &mut Acd) -> Vec<Action> {
+        std::iter::from_fn(|| a.poll_action()).collect()
+    }
+
+    fn offers(actions: &[Action]) -> Vec<(String, Vec<String>)> {
+        actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Offer { call, agents, .. } => Some((call.clone(), agents.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn logs(actions: &[Action]) -> Vec<&'static str> {
+        actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Log(e) => Some(e.event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    // ---- transfer to an agent -----------------------------------------------------------
+
+    /// Queues `support` (alice, bob) and `sales` (carol), wrap-up 5 s; c1 (in `support`)
+    /// connected to alice at t0 + 1 s. bob is paused unless `bob_available`.
+    fn transfer_setup(bob_available: bool) -> (Acd, Instant) {
+        let mut support = QueueConfig::new("support");
+        support.wrapup = Duration::from_secs(5);
+        support.ring_timeout = Duration::from_secs(10);
+        support.segment_priority.insert("vip".into(), 10);
+        let sales = QueueConfig::new("sales");
+        let mut a = Acd::new(vec![support, sales], true, 7);
+        let t0 = Instant::now();
+        a.agent_update(t0, def("alice", &["support"], &[]), true);
+        a.agent_update(t0, def("bob", &["support"], &[]), true);
+        a.agent_update(t0, def("carol", &["sales"], &[]), true);
+        a.pause(t0, "bob", "break");
+        a.join(t0, "c1", "support", None, vec![]);
+        drain(&mut a);
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(a.answered(t1, "c1", "alice"));
+        if bob_available {
+            a.unpause(t1, "bob");
+        }
+        drain(&mut a);
+        (a, t1)
+    }
+
+    fn log_rows(actions: &[Action]) -> Vec<(&'static str, Option<String>, Option<String>)> {
+        actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Log(e) if e.agent.is_none() || e.call.is_some() => {
+                    Some((e.event, e.agent.clone(), e.reason.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn transfer_rings_only_the_named_agent_and_connects_it() {
+        let (mut a, t) = transfer_setup(true);
+        // carol serves another queue; bob (support) is available but is not offered c1.
+        let out = a.transfer_to_agent(t + Duration::from_secs(20), "c1", "carol", WAIT);
+        assert_eq!(out, Ok(TransferOutcome::Directed));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["carol".into()])]);
+        assert_eq!(
+            log_rows(&acts),
+            vec![
+                ("complete", Some("alice".into()), Some("transfer".into())),
+                ("enter", None, Some("agent:carol".into())),
+                ("offer", Some("carol".into()), None),
+            ]
+        );
+        assert_eq!(a.agent_state("alice"), Some(AgentState::WrapUp));
+        assert_eq!(a.agent_state("bob"), Some(AgentState::Available));
+        // Offered in the caller's queue, with its ring timeout.
+        assert!(acts.iter().any(|x| matches!(x,
+            Action::Offer { queue, ring_timeout, .. }
+                if queue == "support" && ring_timeout == &Duration::from_secs(10))));
+        let t2 = t + Duration::from_secs(23);
+        assert!(a.answered(t2, "c1", "carol"));
+        assert_eq!(a.agent_state("carol"), Some(AgentState::OnCall));
+        let acts = drain(&mut a);
+        let connect = acts.iter().find_map(|x| match x {
+            Action::Log(e) if e.event == "connect" => Some(e.clone()),
+            _ => None,
+        });
+        let connect = connect.expect("connect row");
+        assert_eq!(connect.agent.as_deref(), Some("carol"));
+        assert_eq!(connect.queue, "support");
+        assert_eq!(
+            connect.wait_ms,
+            Some(3000),
+            "wait counted from the transfer"
+        );
+        // The figures count two visits of the queue, as a transfer to a queue does.
+        let view = a.queues_view(t2);
+        let support = view.iter().find(|q| q.name == "support").expect("support");
+        assert_eq!(
+            (
+                support.stats.entered,
+                support.stats.answered,
+                support.stats.completed
+            ),
+            (2, 2, 1)
+        );
+        assert_eq!(support.waiting, 0);
+        a.call_ended(t2 + Duration::from_secs(60), "c1", "caller");
+        assert_eq!(a.agent_state("carol"), Some(AgentState::WrapUp));
+        let view = a.queues_view(t2);
+        let support = view.iter().find(|q| q.name == "support").expect("support");
+        assert_eq!(support.stats.completed, 2);
+    }
+
+    #[test]
+    fn transfer_to_a_busy_agent_waits_for_it_ahead_of_its_own_queue() {
+        let (mut a, t) = transfer_setup(true);
+        // carol is on a sales call, and another sales caller waits.
+        a.join(t, "s1", "sales", None, vec![]);
+        assert!(a.answered(t, "s1", "carol"));
+        a.join(t, "s2", "sales", None, vec![]);
+        drain(&mut a);
+        let out = a.transfer_to_agent(t + Duration::from_secs(5), "c1", "carol", WAIT);
+        assert_eq!(out, Ok(TransferOutcome::Directed));
+        let acts = drain(&mut a);
+        assert!(offers(&acts).is_empty(), "bob is not offered c1: {acts:?}");
+        // The caller waits in its queue meanwhile (the wallboard counts it).
+        let view = a.queues_view(t);
+        assert_eq!(
+            view.iter().find(|q| q.name == "support").map(|q| q.waiting),
+            Some(1)
+        );
+        // carol's call ends; after her wrap-up (sales: 5 s) she gets c1 before s2.
+        let t2 = t + Duration::from_secs(10);
+        a.call_ended(t2, "s1", "caller");
+        drain(&mut a);
+        a.handle_timeout(t2 + Duration::from_secs(5));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["carol".into()])]);
+    }
+
+    #[test]
+    fn a_missed_transfer_goes_back_to_the_queue() {
+        let (mut a, t) = transfer_setup(true);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        drain(&mut a);
+        // carol lets it ring out: the caller goes back to support, where bob takes it;
+        // carol is not rung again for it.
+        let t2 = t + Duration::from_secs(10);
+        a.offer_ended(t2, "c1", "carol", OfferEnd::NoAnswer);
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["bob".into()])]);
+        let rows = log_rows(&acts);
+        assert!(
+            rows.contains(&("fallback", Some("carol".into()), Some("no_answer".into()))),
+            "{rows:?}"
+        );
+        assert_eq!(a.agent_state("carol"), Some(AgentState::Available));
+        assert!(a.answered(t2, "c1", "bob"));
+        // A refusal by the phone (busy) falls back the same way.
+        let (mut a, t) = transfer_setup(true);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        drain(&mut a);
+        a.offer_ended(t, "c1", "carol", OfferEnd::Busy);
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c1".into(), vec!["bob".into()])]
+        );
+    }
+
+    #[test]
+    fn a_transfer_waits_at_most_its_bound_for_the_agent() {
+        let (mut a, t) = transfer_setup(true);
+        a.join(t, "s1", "sales", None, vec![]);
+        assert!(a.answered(t, "s1", "carol"));
+        drain(&mut a);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        drain(&mut a);
+        a.handle_timeout(t + WAIT - Duration::from_millis(1));
+        assert!(offers(&drain(&mut a)).is_empty());
+        a.handle_timeout(t + WAIT);
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["bob".into()])]);
+        assert!(log_rows(&acts).contains(&(
+            "fallback",
+            Some("carol".into()),
+            Some("timeout".into())
+        )));
+        // carol free later: c1 is bob's now, she is not offered it.
+        a.call_ended(t + WAIT, "s1", "caller");
+        a.handle_timeout(t + WAIT + Duration::from_secs(5));
+        assert!(offers(&drain(&mut a)).is_empty());
+    }
+
+    #[test]
+    fn a_transfer_ringing_at_its_bound_lets_the_ring_finish() {
+        let (mut a, t) = transfer_setup(true);
+        a.join(t, "s1", "sales", None, vec![]);
+        assert!(a.answered(t, "s1", "carol"));
+        drain(&mut a);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        // carol free just before the bound: rung; the bound passes while she rings.
+        a.call_ended(t + Duration::from_secs(20), "s1", "caller");
+        a.handle_timeout(t + Duration::from_secs(25));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["carol".into()])]);
+        a.handle_timeout(t + WAIT + Duration::from_secs(1));
+        assert!(offers(&drain(&mut a)).is_empty());
+        assert!(a.answered(t + WAIT + Duration::from_secs(2), "c1", "carol"));
+    }
+
+    #[test]
+    fn a_transfer_to_an_agent_not_logged_in_goes_straight_back() {
+        let (mut a, t) = transfer_setup(true);
+        a.logout(t, "carol");
+        drain(&mut a);
+        let out = a.transfer_to_agent(t, "c1", "carol", WAIT);
+        assert_eq!(out, Ok(TransferOutcome::FellBack));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["bob".into()])]);
+        assert!(log_rows(&acts).contains(&(
+            "fallback",
+            Some("carol".into()),
+            Some("logged_out".into())
+        )));
+        // The agent who transferred (no wrap-up here: available at once) does not get the
+        // caller straight back: she was tried, so it waits `retry` first.
+        let mut a = Acd::new(vec![QueueConfig::new("support")], true, 7);
+        let mut support = QueueConfig::new("support");
+        support.wrapup = Duration::ZERO;
+        a.queues.get_mut("support").expect("support").cfg = support;
+        a.agent_update(t, def("alice", &["support"], &[]), true);
+        a.agent_update(t, def("carol", &[], &[]), false);
+        a.join(t, "c1", "support", None, vec![]);
+        assert!(a.answered(t, "c1", "alice"));
+        drain(&mut a);
+        let out = a.transfer_to_agent(t, "c1", "carol", WAIT);
+        assert_eq!(out, Ok(TransferOutcome::FellBack));
+        assert_eq!(a.agent_state("alice"), Some(AgentState::Available));
+        assert!(offers(&drain(&mut a)).is_empty());
+        a.handle_timeout(t + Duration::from_secs(2));
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c1".into(), vec!["alice".into()])]
+        );
+    }
+
+    #[test]
+    fn the_named_agent_logging_out_sends_the_caller_back() {
+        let (mut a, t) = transfer_setup(true);
+        a.join(t, "s1", "sales", None, vec![]);
+        assert!(a.answered(t, "s1", "carol"));
+        drain(&mut a);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        drain(&mut a);
+        // carol finishes her call and logs out during wrap-up.
+        a.call_ended(t + Duration::from_secs(3), "s1", "caller");
+        a.logout(t + Duration::from_secs(4), "carol");
+        drain(&mut a);
+        a.handle_timeout(t + Duration::from_secs(8));
+        let acts = drain(&mut a);
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["bob".into()])]);
+        assert!(log_rows(&acts).contains(&(
+            "fallback",
+            Some("carol".into()),
+            Some("logged_out".into())
+        )));
+    }
+
+    #[test]
+    fn a_fallen_back_caller_keeps_its_priority() {
+        let mut support = QueueConfig::new("support");
+        support.segment_priority.insert("vip".into(), 10);
+        let mut a = Acd::new(vec![support, QueueConfig::new("sales")], true, 7);
+        let t = Instant::now();
+        a.agent_update(t, def("alice", &["support"], &[]), true);
+        a.agent_update(t, def("carol", &["sales"], &[]), true);
+        a.join(t, "vip", "support", Some("vip"), vec![]);
+        assert!(a.answered(t, "vip", "alice"));
+        a.join(t + Duration::from_secs(1), "plain", "support", None, vec![]);
+        a.transfer_to_agent(t + Duration::from_secs(2), "vip", "carol", WAIT)
+            .expect("transfer");
+        drain(&mut a);
+        a.offer_ended(
+            t + Duration::from_secs(3),
+            "vip",
+            "carol",
+            OfferEnd::NoAnswer,
+        );
+        drain(&mut a);
+        // bob joins support: the VIP, transferred after "plain" arrived, is offered first.
+        a.agent_update(
+            t + Duration::from_secs(4),
+            def("bob", &["support"], &[]),
+            true,
+        );
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("vip".into(), vec!["bob".into()])]
+        );
+    }
+
+    #[test]
+    fn transfer_refusals_and_a_caller_hanging_up_while_it_waits() {
+        let (mut a, t) = transfer_setup(true);
+        assert_eq!(
+            a.transfer_to_agent(t, "c1", "nobody", WAIT),
+            Err(TransferError::UnknownAgent)
+        );
+        assert_eq!(
+            a.transfer_to_agent(t, "c1", "alice", WAIT),
+            Err(TransferError::ToSelf)
+        );
+        assert_eq!(
+            a.transfer_to_agent(t, "c9", "carol", WAIT),
+            Err(TransferError::NotConnected)
+        );
+        assert!(drain(&mut a).is_empty(), "a refusal changes nothing");
+        assert_eq!(a.agent_state("alice"), Some(AgentState::OnCall));
+        // A waiting caller (not connected) cannot be transferred either.
+        a.join(t, "c2", "support", None, vec![]);
+        drain(&mut a);
+        assert_eq!(
+            a.transfer_to_agent(t, "c2", "carol", WAIT),
+            Err(TransferError::NotConnected)
+        );
+        // The transferred caller hangs up while carol is busy: nothing is left for her.
+        a.join(t, "s1", "sales", None, vec![]);
+        drain(&mut a);
+        a.transfer_to_agent(t, "c1", "carol", WAIT)
+            .expect("transfer");
+        a.leave(t + Duration::from_secs(1), "c1", "caller_hangup");
+        let acts = drain(&mut a);
+        assert!(logs(&acts).contains(&"abandon"));
+        a.offer_ended(
+            t + Duration::from_secs(2),
+            "s1",
+            "carol",
+            OfferEnd::NoAnswer,
+        );
+        a.handle_timeout(t + WAIT + Duration::from_secs(60));
+        let acts = drain(&mut a);
+        assert!(offers(&acts).iter().all(|(c, _)| c != "c1"), "{acts:?}");
+        assert!(a.directed.is_empty());
     }
 }

@@ -21,12 +21,18 @@ use crate::sip::transport::ReplyPath;
 use crate::store::ops::StoreOp;
 use crate::store::writer::StoreHandle;
 use crate::store::{now_ts, Db};
-pub use core::{Acd, AgentDef, AgentState, AgentView, OfferEnd, QueueConfig, QueueView, Strategy};
+pub use core::{
+    Acd, AgentDef, AgentState, AgentView, OfferEnd, QueueConfig, QueueView, Strategy,
+    TransferError, TransferOutcome,
+};
 
 pub const MAILBOX: usize = 4096;
 const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 /// How soon the ACD retries telling a caller whose mailbox was full that it left the queue.
 const TELL_RETRY: Duration = Duration::from_millis(20);
+/// Longest a caller transferred to an agent waits for that agent to become available
+/// before going back to its queue (once rung, the queue's ring timeout bounds the ring).
+pub const TRANSFER_WAIT: Duration = Duration::from_secs(30);
 
 /// Where an agent can be reached: a registered contact and, for agents registered over a
 /// connection (TCP, TLS, WebSocket), the flow to send on. Defined here, with the ACD that
@@ -110,6 +116,10 @@ pub enum AcdMsg {
     Connected { call: String, agent: String },
     /// A connected call ended; `by` = caller | agent.
     CallEnded { call: String, by: String },
+    /// The connected agent blind-transferred the caller to the agent `to` (already checked
+    /// to be a known agent other than itself): the caller's side stopped the agent's leg and
+    /// plays music; the ACD offers the caller to `to` only, or back to its queue.
+    TransferToAgent { call: String, to: String },
     /// The caller asks where it stands (answered with `AcdEvent::Position`).
     Position { call: String },
     /// The caller hung up for a callback: its place in line now belongs to the callback
@@ -212,6 +222,9 @@ pub struct AcdHandle {
     tx: mpsc::Sender<AcdMsg>,
     feed: broadcast::Sender<AgentFeed>,
     queues: std::sync::Arc<Vec<String>>,
+    /// Every agent the ACD knows (loaded at start, or seen registering since): a transfer
+    /// target is checked here without waiting on the ACD (a SIP REFER is answered at once).
+    agents: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
 }
 
 impl AcdHandle {
@@ -242,6 +255,11 @@ impl AcdHandle {
 
     pub fn has_queue(&self, name: &str) -> bool {
         self.queues.iter().any(|q| q == name)
+    }
+
+    /// Whether `name` is an agent account the ACD knows (a transfer target).
+    pub fn has_agent(&self, name: &str) -> bool {
+        self.agents.read().is_ok_and(|a| a.contains(name))
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AgentFeed> {
@@ -305,6 +323,7 @@ pub fn channel(queues: &[QueueConfig]) -> (AcdHandle, mpsc::Receiver<AcdMsg>) {
             tx,
             feed,
             queues: std::sync::Arc::new(queues.iter().map(|q| q.name.clone()).collect()),
+            agents: Default::default(),
         },
         rx,
     )
@@ -335,6 +354,8 @@ pub struct AcdService {
     browsers: std::collections::HashSet<String>,
     store: StoreHandle,
     feed: broadcast::Sender<AgentFeed>,
+    /// The handle's set of known agents, kept up to date here.
+    known: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
     /// Last persisted (logged out on purpose, pause reason) per agent.
     persisted: HashMap<String, (bool, Option<String>)>,
     /// Final events (`Unavailable`: the caller is out of the queue) that found the caller's
@@ -373,9 +394,11 @@ impl AcdService {
     ) -> AcdService {
         let mut core = Acd::new(queues, auto_login, rand::random());
         let now = Instant::now();
+        let mut names = Vec::new();
         match crate::store::agents::list(db).await {
             Ok(rows) => {
                 for r in rows.into_iter().filter(|r| r.enabled) {
+                    names.push(r.name.clone());
                     core.agent_update(
                         now,
                         AgentDef {
@@ -400,7 +423,11 @@ impl AcdService {
             Err(e) => warn!(error = %e, "cannot load agents' saved states; they start fresh"),
         }
         while core.poll_action().is_some() {}
+        if let Ok(mut known) = handle.agents.write() {
+            known.extend(names);
+        }
         AcdService {
+            known: handle.agents.clone(),
             core,
             calls: HashMap::new(),
             contacts: HashMap::new(),
@@ -493,6 +520,23 @@ impl AcdService {
                 self.core.call_ended(now, &call, &by);
                 self.calls.remove(&call);
             }
+            AcdMsg::TransferToAgent { call, to } => {
+                match self.core.transfer_to_agent(now, &call, &to, TRANSFER_WAIT) {
+                    Ok(how) => info!(%call, agent = %to, ?how, "caller transferred to an agent"),
+                    Err(e) => {
+                        // The caller's side already let its agent go: rather than leave it
+                        // with music and no queue, it leaves the line as a refused caller.
+                        warn!(%call, agent = %to, error = %e, "transfer to an agent refused");
+                        self.core.call_ended(now, &call, "transfer");
+                        self.tell_final(
+                            &call,
+                            AcdEvent::Unavailable {
+                                reason: "transfer_failed".into(),
+                            },
+                        );
+                    }
+                }
+            }
             AcdMsg::Reachability {
                 name,
                 def,
@@ -501,7 +545,10 @@ impl AcdService {
                 let reachable = !contacts.is_empty() || self.browsers.contains(&name);
                 self.contacts.insert(name.clone(), contacts);
                 match def {
-                    Some(d) => self.core.agent_update(now, d, reachable),
+                    Some(d) => {
+                        self.learn(&d.name);
+                        self.core.agent_update(now, d, reachable)
+                    }
                     None => {
                         if !self.core.set_reachable(now, &name, reachable) {
                             debug!(agent = %name, "registration of an agent the ACD does not know");
@@ -517,7 +564,10 @@ impl AcdService {
                 }
                 let reachable = on || self.contacts.get(&name).is_some_and(|c| !c.is_empty());
                 match def {
-                    Some(d) => self.core.agent_update(now, d, reachable),
+                    Some(d) => {
+                        self.learn(&d.name);
+                        self.core.agent_update(now, d, reachable)
+                    }
                     None => {
                         if !self.core.set_reachable(now, &name, reachable) {
                             debug!(agent = %name, "browser phone of an agent the ACD does not know");
@@ -585,6 +635,16 @@ impl AcdService {
             }
             AcdMsg::Queues { reply } => {
                 let _ = reply.send(self.core.queues_view(now));
+            }
+        }
+    }
+
+    /// An agent account is known from now on (a transfer target).
+    fn learn(&self, name: &str) {
+        let new = self.known.read().is_ok_and(|k| !k.contains(name));
+        if new {
+            if let Ok(mut k) = self.known.write() {
+                k.insert(name.to_string());
             }
         }
     }

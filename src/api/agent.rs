@@ -228,13 +228,22 @@ pub async fn me(
     State(st): State<Arc<ApiState>>,
     Extension(s): Extension<SessionInfo>,
 ) -> Result<Json<Value>, ApiError> {
-    let view = st
+    let views = st.ctx.acd.agents().await;
+    // Blind-transfer targets for the page: every configured queue and the other agents
+    // with their state (an agent directory, as contact-centre workspaces show).
+    let transfer_agents: Vec<Value> = views
+        .iter()
+        .filter(|v| v.name != s.agent)
+        .map(|v| json!({"name": v.name, "state": v.state}))
+        .collect();
+    let transfer_queues: Vec<&str> = st
         .ctx
-        .acd
-        .agents()
-        .await
-        .into_iter()
-        .find(|v| v.name == s.agent);
+        .config
+        .queue_settings
+        .iter()
+        .map(|q| q.acd.name.as_str())
+        .collect();
+    let view = views.into_iter().find(|v| v.name == s.agent);
     let queues: Vec<String> = view.as_ref().map(|v| v.queues.clone()).unwrap_or_default();
     let callbacks: Vec<Value> = st
         .ctx
@@ -270,6 +279,7 @@ pub async fn me(
         "resolutions": ["unchanged", "wait", "refund"],
         "phone": st.ctx.phones.is_on(&s.agent),
         "ice_servers": st.ctx.config.webrtc_ice_servers,
+        "transfer_targets": {"queues": transfer_queues, "agents": transfer_agents},
     })))
 }
 
@@ -513,27 +523,66 @@ fn valid_digits(d: &str) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct TransferBody {
     call_id: String,
-    target: String,
+    /// A configured queue.
+    target: Option<String>,
+    /// A named agent.
+    agent: Option<String>,
 }
 
-/// `POST /api/agent/transfer {"call_id", "target"}`: blind transfer of the page's caller to
-/// the queue `target` (a configured `[[queue]]`, as a SIP phone's REFER): the caller waits
-/// there with a new place in line, the agent's part of the call ends (wrap-up). 404 for an
-/// unknown queue.
+/// `POST /api/agent/transfer {"call_id", "target"}` or `{"call_id", "agent"}`: blind
+/// transfer of the page's caller, as a SIP phone's REFER. To the queue `target` (a
+/// configured `[[queue]]`): the caller waits there with a new place in line. To the agent
+/// `agent`: the caller is offered to that agent only and waits for it with music (at most
+/// [`crate::acd::TRANSFER_WAIT`] for it to become available, then its ring timeout), else
+/// goes back to the queue it came from with its priority. Either way the agent's part of the
+/// call ends (wrap-up). 400 for both or neither, 404 for an unknown queue or agent, 409 for
+/// a transfer to oneself (or a call not up).
 pub async fn transfer(
     State(st): State<Arc<ApiState>>,
     Extension(s): Extension<SessionInfo>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    use crate::webrtc::phones::TransferTarget;
     let b: TransferBody = json_body(&headers, &body)?;
-    let target = b.target.trim().to_string();
-    if !st.ctx.acd.has_queue(&target) {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no queue '{target}' (a blind transfer goes to a configured [[queue]])"),
-        ));
-    }
+    let target = match (
+        b.target.as_deref().map(str::trim),
+        b.agent.as_deref().map(str::trim),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "give either target (a queue) or agent, not both".into(),
+            ))
+        }
+        (None, None) | (Some(""), None) | (None, Some("")) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "give target (a queue) or agent (an agent's name)".into(),
+            ))
+        }
+        (Some(q), None) => {
+            if !st.ctx.acd.has_queue(q) {
+                return Err(ApiError(
+                    StatusCode::NOT_FOUND,
+                    format!("no queue '{q}' (a blind transfer goes to a configured [[queue]] or an agent)"),
+                ));
+            }
+            TransferTarget::Queue(q.to_string())
+        }
+        (None, Some(a)) => {
+            if a == s.agent {
+                return Err(ApiError(
+                    StatusCode::CONFLICT,
+                    "an agent cannot transfer a call to itself".into(),
+                ));
+            }
+            if !st.ctx.acd.has_agent(a) {
+                return Err(ApiError(StatusCode::NOT_FOUND, format!("no agent '{a}'")));
+            }
+            TransferTarget::Agent(a.to_string())
+        }
+    };
     let (reply, rx) = tokio::sync::oneshot::channel();
     st.ctx
         .phones
@@ -541,15 +590,18 @@ pub async fn transfer(
             &s.agent,
             &b.call_id,
             crate::webrtc::phones::PageAction::Transfer {
-                queue: target.clone(),
+                target: target.clone(),
                 reply,
             },
         )
         .map_err(phone_error)?;
     match tokio::time::timeout(ANSWER_WAIT, rx).await {
         Ok(Ok(Ok(()))) => {
-            info!(agent = %s.agent, queue = %target, "browser agent transfer");
-            Ok(Json(json!({"call_id": b.call_id, "target": target})))
+            info!(agent = %s.agent, %target, "browser agent transfer");
+            Ok(Json(match target {
+                TransferTarget::Queue(q) => json!({"call_id": b.call_id, "target": q}),
+                TransferTarget::Agent(a) => json!({"call_id": b.call_id, "agent": a}),
+            }))
         }
         Ok(Ok(Err(why))) => Err(ApiError(StatusCode::CONFLICT, why)),
         Ok(Err(_)) => Err(ApiError(

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sqlx::Row;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{ApiError, ApiState};
 use crate::acd::{AgentState, AgentView, QueueView};
@@ -650,10 +651,26 @@ fn thresholds(st: &ApiState) -> (Vec<(String, u64)>, HashMap<String, u64>) {
 #[derive(Default)]
 pub struct Hub {
     tx: std::sync::Mutex<Option<watch::Sender<Arc<str>>>>,
+    /// Cancelled when the server stops: the builder and every stream end. An open SSE
+    /// response never finishes by itself, and the HTTP server's graceful shutdown waits for
+    /// the responses in flight: one open wallboard would hold a SIGTERM forever.
+    stop: CancellationToken,
 }
 
 impl Hub {
+    /// A hub whose streams end when `stop` is cancelled (the server's shutdown).
+    pub fn new(stop: CancellationToken) -> Hub {
+        Hub {
+            tx: std::sync::Mutex::new(None),
+            stop,
+        }
+    }
+
     fn subscribe(&self, st: &Arc<ApiState>) -> watch::Receiver<Arc<str>> {
+        if self.stop.is_cancelled() {
+            // Shutting down: a receiver whose sender is gone (the stream ends at once).
+            return watch::channel(Arc::<str>::from("")).1;
+        }
         let mut guard = match self.tx.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -664,6 +681,7 @@ impl Hub {
         let (tx, rx) = watch::channel(Arc::<str>::from(""));
         *guard = Some(tx.clone());
         let st = st.clone();
+        let stop = self.stop.clone();
         tokio::spawn(async move {
             let mut last = String::new();
             let mut last_sent = tokio::time::Instant::now();
@@ -673,7 +691,10 @@ impl Hub {
             // The day's figures are read at most every HISTORY_EVERY; live states every tick.
             let mut hist: Option<(tokio::time::Instant, History)> = None;
             while tx.receiver_count() > 0 {
-                tick.tick().await;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
                 if hist
                     .as_ref()
                     .is_none_or(|(at, _)| at.elapsed() >= HISTORY_EVERY)
@@ -720,21 +741,33 @@ pub async fn events(
     State(st): State<Arc<ApiState>>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let rx = st.wallboard.subscribe(&st);
-    let stream = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
-        if !first && rx.changed().await.is_err() {
-            return None;
-        }
-        // The first event waits for the first snapshot the hub builds.
-        if first && rx.borrow().is_empty() && rx.changed().await.is_err() {
-            return None;
-        }
-        let data = rx.borrow_and_update().clone();
-        Some((
-            Ok(Event::default().event("snapshot").data(&*data)),
-            (rx, false),
-        ))
-    });
+    let stop = st.wallboard.stop.clone();
+    let stream =
+        futures_util::stream::unfold((rx, true, stop), |(mut rx, first, stop)| async move {
+            let data = tokio::select! {
+                _ = stop.cancelled() => return None,
+                data = next_snapshot(&mut rx, first) => data?,
+            };
+            Some((
+                Ok(Event::default().event("snapshot").data(&*data)),
+                (rx, false, stop),
+            ))
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// The next snapshot for a stream: the current one first (once the hub built one), then
+/// each change. None when the hub is gone.
+async fn next_snapshot(rx: &mut watch::Receiver<Arc<str>>, first: bool) -> Option<Arc<str>> {
+    if !first && rx.changed().await.is_err() {
+        return None;
+    }
+    // The first event waits for the first snapshot the hub builds.
+    if first && rx.borrow().is_empty() && rx.changed().await.is_err() {
+        return None;
+    }
+    let data = rx.borrow_and_update().clone();
+    Some(data)
 }
 
 /// `GET /wallboard`: the page (anonymous: it holds no data; it asks for a token and reads

@@ -14,3 +14,4 @@ pub mod rtp;
 pub mod session;
 pub mod socket;
 pub mod telephone_event;
+pub mod voicemail_cue;

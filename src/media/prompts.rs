@@ -207,6 +207,24 @@ impl PromptLibrary {
         self.prompts.get(lang).and_then(|m| m.get(name))
     }
 
+    /// A dialplan prompt as played (docs/dialplan.md "Playlists"): (`lang`, `name`), else
+    /// (`lang`, `fallback`), else (`en`, `name`). The flag is true when it is that English
+    /// copy in a call of another language, so the caller's trail can say so.
+    pub fn resolve(
+        &self,
+        lang: &str,
+        name: &str,
+        fallback: Option<&str>,
+    ) -> Option<(&Arc<Prompt>, bool)> {
+        match self
+            .get(lang, name)
+            .or_else(|| fallback.and_then(|f| self.get(lang, f)))
+        {
+            Some(p) => Some((p, false)),
+            None => self.get("en", name).map(|p| (p, lang != "en")),
+        }
+    }
+
     pub fn has(&self, lang: &str, name: &str) -> bool {
         self.get(lang, name).is_some()
     }
@@ -275,6 +293,32 @@ mod tests {
                 (6000.0 * (2.0 * std::f64::consts::PI * 500.0 * i as f64 / 8000.0).sin()) as i16
             })
             .collect()
+    }
+
+    #[test]
+    fn resolve_prefers_the_language_then_its_fallback_then_english() {
+        let mut lib = PromptLibrary::default();
+        for (lang, name) in [("en", "a"), ("en", "b"), ("zh", "a"), ("zh", "unknown")] {
+            lib.insert(lang, Prompt::from_pcm(name, &tone(160)));
+        }
+        let got = |lang: &str, name: &str, fb: Option<&str>| {
+            lib.resolve(lang, name, fb)
+                .map(|(p, english)| (p.name.clone(), english))
+        };
+        assert_eq!(got("zh", "a", None), Some(("a".into(), false)));
+        assert_eq!(
+            got("zh", "x", Some("unknown")),
+            Some(("unknown".into(), false))
+        );
+        // Missing in Mandarin: the English copy, flagged.
+        assert_eq!(got("zh", "b", Some("none")), Some(("b".into(), true)));
+        assert!(Arc::ptr_eq(
+            lib.resolve("zh", "b", None).expect("b").0,
+            lib.get("en", "b").expect("en b")
+        ));
+        // An English call is never flagged.
+        assert_eq!(got("en", "b", None), Some(("b".into(), false)));
+        assert_eq!(got("zh", "c", None), None);
     }
 
     #[test]

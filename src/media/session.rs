@@ -37,6 +37,7 @@ use super::player::{FillResult, PlayItem, Player};
 use super::rtcp::{self, NtpClock, RtcpPacket, RxStats};
 use super::rtp::{self, RtpPacket};
 use super::telephone_event::EventReceiver;
+use super::voicemail_cue::{Cue, CueConfig, CueDetector};
 
 pub const FRAME: Duration = Duration::from_millis(20);
 /// 8 kHz samples per 20 ms frame (the internal audio rate).
@@ -58,6 +59,9 @@ pub enum MediaEvent {
     MediaTimeout,
     /// Answering-machine detection reached a verdict (outbound calls that asked for it).
     Amd(AmdResult),
+    /// An answering machine's greeting is over (its beep, a silence, or the wait ran out):
+    /// time to leave the message ([`MediaSession::start_voicemail_cue`]).
+    VoicemailCue(Cue),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -176,6 +180,8 @@ pub struct MediaSession {
     /// phone that sends both never has a key counted twice.
     inband: Option<Box<InbandDetector>>,
     amd: Option<Box<Amd>>,
+    /// Listening for the end of a machine's greeting (after an AMD `Machine` verdict).
+    cue: Option<Box<CueDetector>>,
     /// The received stream's decoder, created with the session (G.722/Opus state).
     decoder: Option<Decoder>,
     /// Record what the peer sends (a dialplan `record` step), channel 0.
@@ -215,6 +221,7 @@ impl MediaSession {
             play_id: 0,
             events: EventReceiver::default(),
             amd: None,
+            cue: None,
             inband: (params.telephone_event.is_none() && params.codec.carries_inband_dtmf())
                 .then(|| Box::new(InbandDetector::new())),
             // libopus can only fail to create a decoder on bad arguments or out of memory;
@@ -352,6 +359,17 @@ impl MediaSession {
         }
     }
 
+    /// Listen for the end of an answering machine's greeting (its beep) from now on.
+    pub fn start_voicemail_cue(&mut self, config: &CueConfig) {
+        self.cue = Some(Box::new(CueDetector::new(config)));
+        self.ensure_jitter(self.last_rx);
+    }
+
+    /// Stop listening for the greeting's end (the message started on the clock's bound).
+    pub fn stop_voicemail_cue(&mut self) {
+        self.cue = None;
+    }
+
     /// Record (or stop recording, `None`) the decoded audio the peer sends.
     pub fn set_recorder(&mut self, recorder: Option<super::recorder::Recorder>) {
         if recorder.is_some() {
@@ -428,7 +446,11 @@ impl MediaSession {
             {
                 self.pending.push_back(MediaEvent::Digit(d));
             }
-        } else if self.inband.is_some() || self.amd.is_some() || self.recorder.is_some() {
+        } else if self.inband.is_some()
+            || self.amd.is_some()
+            || self.cue.is_some()
+            || self.recorder.is_some()
+        {
             // Bounded: each `Full` round releases or gives up at least one buffered number
             // (or resynchronises), after which the packet fits.
             for _ in 0..=jitter_rounds() {
@@ -461,6 +483,7 @@ impl MediaSession {
             decoder,
             inband,
             amd,
+            cue,
             recorder,
             pending,
             stats,
@@ -492,6 +515,12 @@ impl MediaSession {
                     if let Some(r) = a.process(frame) {
                         pending.push_back(MediaEvent::Amd(r));
                         *amd = None;
+                    }
+                }
+                if let Some(c) = cue.as_mut() {
+                    if let Some(r) = c.process(frame) {
+                        pending.push_back(MediaEvent::VoicemailCue(r));
+                        *cue = None;
                     }
                 }
             }

@@ -4,8 +4,30 @@
 //! password guessing and floods (per-source failure counting and temporary bans, logged as
 //! security events). One actor owns the binding table; the router hands it REGISTERs and
 //! the ACD asks it where an agent can be reached.
+//!
+//! The actor never awaits the database while it answers a REGISTER, so a slow or
+//! unreachable database (a PostgreSQL outage) stalls neither registrations nor the ACD's
+//! look-ups of where agents are:
+//! - **Credentials** come from an in-memory cache ([`credentials`]), loaded at start and
+//!   reloaded every few seconds by a task the registrar owns (so accounts created by
+//!   `switchboard agent add`, the API or another node are seen). A REGISTER the cache would
+//!   refuse (unknown user, disabled account, wrong password) waits for one single-user
+//!   look-up, rate-limited per user and overall, so a brand-new agent or a changed password
+//!   works at once while a scanner's guesses do not turn into a query flood. That look-up runs
+//!   on a task of the registrar's own tracker and comes back through an internal mailbox;
+//!   when it fails, the phone gets `500` with `Retry-After`, as before.
+//! - **Bindings** are written through the record writer's queue (`store::writer`,
+//!   [`StoreOp::BindingSaved`] / [`StoreOp::BindingRemoved`]) rather than a writer of our
+//!   own: it already is the one bounded queue to the database with what a binding needs —
+//!   each op journaled to disk before it is queued (a binding answered `200` survives a
+//!   `kill -9` before it is committed), spooled and retried in order through an outage,
+//!   drained at shutdown after the registrar has stopped — and its batching makes the
+//!   per-AOR coalescing a private writer would do unnecessary at REGISTER rates (one write
+//!   per phone per refresh interval, next to several per call). Ops are applied in
+//!   submission order and are last-write-wins upserts and deletes, so replays are safe.
 
 pub mod bindings;
+pub mod credentials;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,15 +36,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::sip::auth::{self, NonceKey};
 use crate::sip::build::{new_tag, response, LocalIdentity};
 use crate::sip::message::{HeaderName, Message};
 use crate::sip::transport::{Inbound, ReplyPath};
-use crate::store::agents::{self, BindingRow};
+use crate::store::agents::{self, AgentRow};
+use crate::store::ops::StoreOp;
+use crate::store::writer::StoreHandle;
 use crate::store::Db;
 use bindings::{Binding, Bindings, RegisterOutcome, MIN_EXPIRES};
+use credentials::{Credentials, LookupResult, REFRESH_EVERY};
 
 /// Failed authentications from one address within `FAIL_WINDOW` before it is banned.
 const MAX_FAILURES: u32 = 10;
@@ -34,6 +60,15 @@ const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 /// Bounded tracking: beyond this many tracked sources, the oldest windows are forgotten.
 const MAX_TRACKED_SOURCES: usize = 100_000;
 pub const MAILBOX: usize = 1024;
+/// A single-user account look-up longer than this counts as failed (`500`, Retry-After).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// A reload of every account longer than this is abandoned (the cache stays as it is).
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
+/// REGISTERs waiting for a look-up of their user: in all, and per user (retransmissions).
+const MAX_PARKED: usize = 256;
+const MAX_PARKED_PER_USER: usize = 8;
+/// The answer when the account cannot be read now (as when the database fails).
+const RETRY_AFTER_SECS: &str = "5";
 
 /// Where an agent can be reached (defined with the ACD, its consumer; re-exported here).
 pub use crate::acd::Reachable;
@@ -106,8 +141,39 @@ struct SourceState {
     banned_until: Option<Instant>,
 }
 
+/// What the registrar's own tasks report back to it.
+#[derive(Debug)]
+enum Internal {
+    /// Every account, read by a query that started at `read_at`.
+    Snapshot {
+        rows: Vec<AgentRow>,
+        read_at: Instant,
+    },
+    /// A single-user look-up has finished.
+    Looked { user: String, result: LookupResult },
+}
+
+/// A REGISTER waiting for a look-up of its user.
+struct Parked {
+    msg: Message,
+    flow: ReplyPath,
+}
+
+/// How the credentials of a REGISTER check out against what the cache holds.
+enum Check {
+    Verified(Arc<AgentRow>),
+    /// A stale nonce: challenge again with `stale=true`.
+    Stale,
+    /// Not a wrong password (old nonce, other realm, qop): challenge afresh.
+    Rechallenge,
+    /// No such (enabled) account, or a wrong password: the reason for the security log.
+    Refused(String),
+}
+
 pub struct Registrar {
     db: Db,
+    /// The record writer's queue: bindings are written through it.
+    store: StoreHandle,
     realm: String,
     local: LocalIdentity,
     nonces: NonceKey,
@@ -118,6 +184,13 @@ pub struct Registrar {
     sources: HashMap<IpAddr, SourceState>,
     /// Told whenever an agent's reachability changes.
     acd: Option<crate::acd::AcdHandle>,
+    credentials: Credentials,
+    parked: HashMap<String, Vec<Parked>>,
+    parked_total: usize,
+    internal_tx: mpsc::Sender<Internal>,
+    internal_rx: Option<mpsc::Receiver<Internal>>,
+    /// The account reloader and look-ups: `run` waits for them before it returns.
+    tasks: TaskTracker,
 }
 
 fn unix_now() -> u64 {
@@ -156,9 +229,11 @@ fn restored_flow(
 }
 
 impl Registrar {
-    /// Build the registrar and restore unexpired bindings from the database.
+    /// Build the registrar, restore unexpired bindings and load every agent account from the
+    /// database.
     pub async fn new(
         db: Db,
+        store: StoreHandle,
         realm: String,
         algorithms: Vec<auth::Algorithm>,
         local: LocalIdentity,
@@ -197,8 +272,17 @@ impl Registrar {
             }
             Err(e) => warn!(error = %e, "cannot restore registrations"),
         }
+        let mut credentials = Credentials::default();
+        let read_at = Instant::now();
+        match agents::list(&db).await {
+            Ok(rows) => credentials.replace(rows, read_at),
+            // Not fatal: REGISTERs then look their users up one by one.
+            Err(e) => warn!(error = %e, "cannot load agent accounts"),
+        }
+        let (internal_tx, internal_rx) = mpsc::channel(2 * credentials::MAX_IN_FLIGHT + 2);
         Registrar {
             db,
+            store,
             realm,
             local,
             nonces: NonceKey::new(300),
@@ -207,6 +291,12 @@ impl Registrar {
             bindings,
             sources: HashMap::new(),
             acd: None,
+            credentials,
+            parked: HashMap::new(),
+            parked_total: 0,
+            internal_tx,
+            internal_rx: Some(internal_rx),
+            tasks: TaskTracker::new(),
         }
     }
 
@@ -245,10 +335,20 @@ impl Registrar {
         for aor in restored {
             self.notify_acd(&aor, None).await;
         }
+        let stop = CancellationToken::new();
+        self.tasks.spawn(refresh_accounts(
+            self.db.clone(),
+            self.internal_tx.clone(),
+            stop.clone(),
+        ));
+        let Some(mut internal) = self.internal_rx.take() else {
+            return;
+        };
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = sweep.tick() => self.sweep().await,
+                Some(msg) = internal.recv() => self.handle_internal(msg).await,
                 msg = rx.recv() => match msg {
                     None => break,
                     Some(RegistrarMsg::Register(inbound)) => self.handle_register(*inbound).await,
@@ -269,6 +369,71 @@ impl Registrar {
                 },
             }
         }
+        // Our tasks' reports are refused from here on, so none of them waits for room.
+        stop.cancel();
+        internal.close();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    async fn handle_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Snapshot { rows, read_at } => {
+                debug!(accounts = rows.len(), "agent accounts reloaded");
+                self.credentials.replace(rows, read_at);
+            }
+            Internal::Looked { user, result } => {
+                self.credentials.finish_lookup(&user, result);
+                let waiting = self.parked.remove(&user).unwrap_or_default();
+                self.parked_total = self.parked_total.saturating_sub(waiting.len());
+                for p in waiting {
+                    self.process_register(p.msg, p.flow, true).await;
+                }
+            }
+        }
+    }
+
+    /// Whether another REGISTER of `user` may wait for a look-up (bounded memory).
+    fn can_park(&self, user: &str) -> bool {
+        self.parked_total < MAX_PARKED
+            && self
+                .parked
+                .get(user)
+                .is_none_or(|l| l.len() < MAX_PARKED_PER_USER)
+    }
+
+    /// Hold a REGISTER until the look-up of its user is back (after `can_park`).
+    fn park(&mut self, user: &str, msg: Message, flow: ReplyPath) {
+        self.parked
+            .entry(user.to_string())
+            .or_default()
+            .push(Parked { msg, flow });
+        self.parked_total += 1;
+    }
+
+    /// Read one account on a task of ours; the answer comes back as [`Internal::Looked`].
+    fn spawn_lookup(&self, user: String) {
+        let (db, tx) = (self.db.clone(), self.internal_tx.clone());
+        self.tasks.spawn(async move {
+            let result = match tokio::time::timeout(
+                LOOKUP_TIMEOUT,
+                agents::find_by_user(&db, &user),
+            )
+            .await
+            {
+                Ok(Ok(Some(row))) => LookupResult::Found(Arc::new(row)),
+                Ok(Ok(None)) => LookupResult::Missing,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "agent lookup failed");
+                    LookupResult::Failed
+                }
+                Err(_) => {
+                    warn!("agent lookup took more than {} s", LOOKUP_TIMEOUT.as_secs());
+                    LookupResult::Failed
+                }
+            };
+            let _ = tx.send(Internal::Looked { user, result }).await;
+        });
     }
 
     async fn sweep(&mut self) {
@@ -276,7 +441,10 @@ impl Registrar {
         let mut changed: Vec<String> = Vec::new();
         for (aor, contact) in self.bindings.expire(now) {
             debug!(%aor, "registration expired");
-            let _ = agents::delete_binding(&self.db, &aor, Some(&contact)).await;
+            self.store.submit(StoreOp::BindingRemoved {
+                aor: aor.clone(),
+                contact: Some(contact),
+            });
             if !changed.contains(&aor) {
                 changed.push(aor);
             }
@@ -284,6 +452,7 @@ impl Registrar {
         for aor in changed {
             self.notify_acd(&aor, None).await;
         }
+        self.credentials.sweep(now);
         self.sources.retain(|_, s| {
             s.banned_until.is_some_and(|t| t > now)
                 || s.fail_window
@@ -307,6 +476,20 @@ impl Registrar {
             r.push_header(n.clone(), v.clone());
         }
         flow.send(r.to_bytes());
+    }
+
+    /// The account cannot be read now (the database fails): the phone tries again soon.
+    fn retry_later(&self, req: &Message, flow: &ReplyPath) {
+        self.reply(
+            req,
+            flow,
+            500,
+            "Server Internal Error",
+            &[(
+                HeaderName::Other("Retry-After".into()),
+                RETRY_AFTER_SECS.into(),
+            )],
+        );
     }
 
     /// Count a request from `ip`; false when it is banned (drop silently).
@@ -371,13 +554,48 @@ impl Registrar {
     }
 
     async fn handle_register(&mut self, inbound: Inbound) {
-        let now = Instant::now();
-        let req = inbound.msg;
-        let flow = inbound.reply;
-        let ip = flow.peer().ip();
-        if !self.admit(ip, now) {
+        let ip = inbound.reply.peer().ip();
+        if !self.admit(ip, Instant::now()) {
             return;
         }
+        self.process_register(inbound.msg, inbound.reply, false)
+            .await;
+    }
+
+    /// Check the credentials against the cached account.
+    fn check(&mut self, creds: &auth::Credentials, method: &str) -> Check {
+        // Unknown users and wrong passwords get the same answer: which users exist is not
+        // revealed to a scanner.
+        let Some(agent) = self.credentials.find(&creds.username).filter(|a| a.enabled) else {
+            return Check::Refused("unknown user".into());
+        };
+        let verdict = auth::verify(
+            creds,
+            method,
+            |alg| Some(agent.ha1(alg).to_string()),
+            &self.realm,
+            &self.nonces,
+            unix_now(),
+        )
+        .and_then(|()| self.replay.check_and_record(creds));
+        match verdict {
+            Ok(()) => Check::Verified(agent),
+            Err(e) if e.is_stale() => Check::Stale,
+            Err(
+                auth::AuthError::InvalidNonce
+                | auth::AuthError::RealmMismatch
+                | auth::AuthError::QopRequired,
+            )
+            | Err(auth::AuthError::UnsupportedQop(_)) => Check::Rechallenge,
+            Err(e) => Check::Refused(e.to_string()),
+        }
+    }
+
+    /// Answer an admitted REGISTER. `fresh`: its user's account was just read from the
+    /// database (the REGISTER waited for that), so the cache is the truth for it.
+    async fn process_register(&mut self, req: Message, flow: ReplyPath, fresh: bool) {
+        let now = Instant::now();
+        let ip = flow.peer().ip();
         let Ok(to) = req.to_header() else { return };
         let Some(user) = to.uri.user.clone() else {
             self.reply(&req, &flow, 404, "Not Found", &[]);
@@ -394,63 +612,54 @@ impl Registrar {
             self.challenge(&req, &flow, false);
             return;
         };
-        let agent = match agents::find_by_user(&self.db, &creds.username).await {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "agent lookup failed");
-                self.reply(
-                    &req,
-                    &flow,
-                    500,
-                    "Server Internal Error",
-                    &[(HeaderName::Other("Retry-After".into()), "5".into())],
-                );
-                return;
+        let username = creds.username.clone();
+        if self.credentials.in_flight(&username) {
+            // Its account is being read: answer with the result, in order.
+            if self.can_park(&username) {
+                self.park(&username, req, flow);
+            } else {
+                self.retry_later(&req, &flow);
             }
-        };
-        // Unknown users and wrong passwords get the same answer: which users exist is not
-        // revealed to a scanner.
-        let Some(agent) = agent.filter(|a| a.enabled) else {
-            self.failed(ip, now, &creds.username, "unknown user");
-            self.reply(&req, &flow, 403, "Forbidden", &[]);
             return;
-        };
+        }
         let method = req
             .method()
             .map(|m| m.as_str().to_string())
             .unwrap_or_default();
-        let verdict = auth::verify(
-            &creds,
-            &method,
-            |alg| Some(agent.ha1(alg).to_string()),
-            &self.realm,
-            &self.nonces,
-            unix_now(),
-        )
-        .and_then(|()| self.replay.check_and_record(&creds));
-        match verdict {
-            Ok(()) => {}
-            Err(e) if e.is_stale() => {
+        let agent = match self.check(&creds, &method) {
+            Check::Verified(agent) => agent,
+            Check::Stale => {
                 self.challenge(&req, &flow, true);
                 return;
             }
-            // Not a wrong password: a nonce from before a restart, another realm, a qop we
-            // do not do. Challenge afresh rather than refuse.
-            Err(
-                auth::AuthError::InvalidNonce
-                | auth::AuthError::RealmMismatch
-                | auth::AuthError::QopRequired,
-            )
-            | Err(auth::AuthError::UnsupportedQop(_)) => {
+            Check::Rechallenge => {
                 self.challenge(&req, &flow, false);
                 return;
             }
-            Err(e) => {
-                self.failed(ip, now, &creds.username, &e.to_string());
+            Check::Refused(why) => {
+                // The cache may be behind the database (an agent added a moment ago, a
+                // password just changed): read this user's account once before refusing.
+                if !fresh
+                    && self.can_park(&username)
+                    && self.credentials.begin_lookup(&username, now)
+                {
+                    self.park(&username, req, flow);
+                    self.spawn_lookup(username);
+                    return;
+                }
+                if matches!(
+                    self.credentials.recent(&username, now),
+                    Some(LookupResult::Failed)
+                ) {
+                    // The account could not be read: not the phone's fault.
+                    self.retry_later(&req, &flow);
+                    return;
+                }
+                self.failed(ip, now, &username, &why);
                 self.reply(&req, &flow, 403, "Forbidden", &[]);
                 return;
             }
-        }
+        };
         // The authenticated user may only register its own address of record.
         if user != agent.name && Some(&user) != agent.extension.as_ref() {
             self.failed(ip, now, &creds.username, "AOR mismatch");
@@ -464,12 +673,16 @@ impl Registrar {
                 added,
                 removed,
             } => {
-                for c in &removed {
-                    let _ = agents::delete_binding(&self.db, &aor, Some(c)).await;
+                // Queued (and journaled) before the 200 goes out; never awaited here.
+                for c in removed {
+                    self.store.submit(StoreOp::BindingRemoved {
+                        aor: aor.clone(),
+                        contact: Some(c),
+                    });
                 }
                 let list = self.bindings.lookup(&aor, now);
                 for b in list.iter().filter(|b| added.contains(&b.contact)) {
-                    let row = BindingRow {
+                    self.store.submit(StoreOp::BindingSaved {
                         aor: aor.clone(),
                         contact: b.contact.clone(),
                         expires_at: ts_after(b.expires.saturating_duration_since(now).as_secs()),
@@ -481,10 +694,7 @@ impl Registrar {
                         user_agent: b.user_agent.clone(),
                         call_id: b.call_id.clone(),
                         cseq: b.cseq as i64,
-                    };
-                    if let Err(e) = agents::save_binding(&self.db, &row).await {
-                        warn!(error = %e, "cannot persist registration");
-                    }
+                    });
                 }
                 let mut extra: Vec<(HeaderName, String)> = contacts
                     .iter()
@@ -526,6 +736,44 @@ impl Registrar {
     }
 }
 
+/// Reload every account every [`REFRESH_EVERY`] (the first load is `Registrar::new`'s).
+/// A failure keeps the cache as it is: known phones keep registering through an outage.
+async fn refresh_accounts(db: Db, tx: mpsc::Sender<Internal>, stop: CancellationToken) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + REFRESH_EVERY, REFRESH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let read_at = Instant::now();
+        let loaded = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = tokio::time::timeout(REFRESH_TIMEOUT, agents::list(&db)) => r,
+        };
+        let error = match loaded {
+            Ok(Ok(rows)) => {
+                if failing {
+                    info!("agent accounts readable again");
+                    failing = false;
+                }
+                if tx.send(Internal::Snapshot { rows, read_at }).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} s", REFRESH_TIMEOUT.as_secs()),
+        };
+        if !failing {
+            warn!(%error, "cannot reload agent accounts; REGISTERs answered from the cache");
+            failing = true;
+        }
+    }
+}
+
 /// Clients known to fail a 401 that carries any non-MD5 challenge, even next to an MD5 one:
 /// libre before 2.x (baresip 0.x/1.x) stops at the first unknown algorithm and gives up the
 /// whole registration with ENOSYS; JsSIP 3.x (browser agents over WebSocket) keeps only the
@@ -560,6 +808,7 @@ pub type SharedRegistrar = Arc<RegistrarHandle>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn old_libre_clients_get_md5_only() {
@@ -576,6 +825,334 @@ mod tests {
         assert!(!md5_only_client(&req("baresip v3.10.1 (x86_64/linux)")));
         assert!(md5_only_client(&req("JsSIP 3.13.8")));
         assert!(!md5_only_client(&req("Linphone/5.2 (belle-sip/5.2)")));
+    }
+
+    /// A registrar on an in-memory database, its REGISTERs arriving over a fake TCP flow
+    /// whose answers the test reads, and the record writer's queue left unread so the test
+    /// sees the binding ops it receives.
+    struct Harness {
+        db: Db,
+        handle: RegistrarHandle,
+        store_rx: mpsc::Receiver<crate::store::writer::Queued>,
+        flow: ReplyPath,
+        answers: mpsc::Receiver<bytes::Bytes>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    const REALM: &str = "switchboard";
+
+    async fn add_agent(db: &Db, name: &str, password: &str) {
+        agents::upsert(
+            db,
+            &agents::AgentSpec {
+                name: name.into(),
+                password: password.into(),
+                extension: None,
+                queues: vec!["support".into()],
+                skills: vec![],
+                realm: REALM.into(),
+            },
+        )
+        .await
+        .expect("agent stored");
+    }
+
+    async fn harness(agents_before: &[(&str, &str)]) -> Harness {
+        let db = Db::connect("sqlite::memory:").await.expect("db");
+        for (name, password) in agents_before {
+            add_agent(&db, name, password).await;
+        }
+        let (store, store_rx) = crate::store::writer::channel();
+        let local = LocalIdentity {
+            contact: "<sip:switchboard@127.0.0.1:5060>".into(),
+            via_host: "127.0.0.1:5060".into(),
+            transport: crate::sip::transport::TransportKind::Udp,
+            user_agent: "switchboard-test".into(),
+        };
+        let registrar = Registrar::new(
+            db.clone(),
+            store,
+            REALM.into(),
+            vec![auth::Algorithm::Md5],
+            local,
+            None,
+        )
+        .await;
+        let (handle, rx) = channel();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(registrar.run(rx, shutdown.clone()));
+        let (tx, answers) = mpsc::channel(16);
+        let flow = ReplyPath::Stream {
+            tx,
+            peer: "127.0.0.1:5090".parse().expect("addr"),
+            local: "127.0.0.1:5060".parse().expect("addr"),
+            kind: crate::sip::transport::TransportKind::Tcp,
+        };
+        Harness {
+            db,
+            handle,
+            store_rx,
+            flow,
+            answers,
+            shutdown,
+            task,
+        }
+    }
+
+    impl Harness {
+        /// Send one REGISTER and return the answer (panics after `within`).
+        async fn send(&mut self, msg: String, within: Duration) -> Message {
+            let msg = Message::parse(msg.as_bytes(), crate::sip::message::Framing::Datagram)
+                .expect("register parses");
+            self.handle
+                .offer(Inbound {
+                    msg,
+                    reply: self.flow.clone(),
+                    size: 0,
+                })
+                .expect("registrar takes it");
+            let bytes = tokio::time::timeout(within, self.answers.recv())
+                .await
+                .expect("answered in time")
+                .expect("flow open");
+            Message::parse(&bytes, crate::sip::message::Framing::Datagram).expect("answer parses")
+        }
+
+        /// The digest dance for `user`: 401, then the answer to it. Returns the final answer.
+        async fn register(&mut self, user: &str, password: &str, cseq: u32) -> Message {
+            let within = Duration::from_secs(5);
+            let challenge = self.send(register_msg(user, cseq, None), within).await;
+            assert_eq!(challenge.status(), Some(401));
+            let www = challenge
+                .header(&HeaderName::WwwAuthenticate)
+                .expect("challenge")
+                .to_string();
+            let ch = auth::parse_challenge(&www).expect("parses");
+            let creds = auth::answer_challenge(
+                &ch,
+                "REGISTER",
+                "sip:127.0.0.1",
+                user,
+                password,
+                "c0ffee",
+                1,
+            );
+            self.send(register_msg(user, cseq + 1, Some(&creds)), within)
+                .await
+        }
+
+        async fn stop(self) {
+            self.shutdown.cancel();
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("registrar stops at once")
+                .expect("no panic");
+        }
+    }
+
+    fn register_msg(user: &str, cseq: u32, auth: Option<&str>) -> String {
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5090;branch=z9hG4bK{user}{cseq}\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=a\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: reg-{user}\r\n\
+             CSeq: {cseq} REGISTER\r\nContact: <sip:{user}@127.0.0.1:5090;transport=tcp>\r\n\
+             Expires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// The database gone (its pool closed): a known agent still registers at once from the
+    /// cache and its binding is queued to the record writer; an unknown user's look-up fails
+    /// and is answered 500 with Retry-After, as a database error always was.
+    #[tokio::test]
+    async fn registers_from_the_cache_while_the_database_is_gone() {
+        let mut h = harness(&[("agent1", "secret1")]).await;
+        h.db.pool.close().await;
+        let t = Instant::now();
+        let ok = h.register("agent1", "secret1", 1).await;
+        assert_eq!(ok.status(), Some(200), "{ok:?}");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        let op = h.store_rx.try_recv().expect("binding op queued").into_op();
+        match op {
+            StoreOp::BindingSaved {
+                aor,
+                contact,
+                source,
+                cseq,
+                ..
+            } => {
+                assert_eq!(aor, "agent1");
+                assert_eq!(contact, "sip:agent1@127.0.0.1:5090;transport=tcp");
+                assert_eq!(source, "tcp:127.0.0.1:5090");
+                assert_eq!(cseq, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        let refused = h.register("nobody", "x", 1).await;
+        assert_eq!(refused.status(), Some(500), "{refused:?}");
+        assert_eq!(
+            refused.header(&HeaderName::Other("Retry-After".into())),
+            Some("5")
+        );
+        // Unregistering is queued the same way.
+        let mut unreg = register_msg("agent1", 3, None).replace("Expires: 600", "Expires: 0");
+        let challenge = h.send(unreg.clone(), Duration::from_secs(5)).await;
+        let www = challenge
+            .header(&HeaderName::WwwAuthenticate)
+            .expect("challenge")
+            .to_string();
+        let ch = auth::parse_challenge(&www).expect("parses");
+        let creds = auth::answer_challenge(
+            &ch,
+            "REGISTER",
+            "sip:127.0.0.1",
+            "agent1",
+            "secret1",
+            "c0ffee",
+            1,
+        );
+        unreg = register_msg("agent1", 4, Some(&creds)).replace("Expires: 600", "Expires: 0");
+        let gone = h.send(unreg, Duration::from_secs(5)).await;
+        assert_eq!(gone.status(), Some(200));
+        assert!(matches!(
+            h.store_rx.try_recv().expect("removal queued").into_op(),
+            StoreOp::BindingRemoved { aor, contact: Some(_) } if aor == "agent1"
+        ));
+        h.stop().await;
+    }
+
+    /// An agent created after the registrar started registers at once (one look-up on the
+    /// miss), and so does a phone with a password changed a moment ago; a wrong password is
+    /// still refused.
+    #[tokio::test]
+    async fn new_agents_and_changed_passwords_work_at_once() {
+        let mut h = harness(&[("old", "pw-old")]).await;
+        add_agent(&h.db, "newbie", "pw-new").await;
+        let ok = h.register("newbie", "pw-new", 1).await;
+        assert_eq!(ok.status(), Some(200), "{ok:?}");
+        add_agent(&h.db, "old", "changed").await;
+        let ok = h.register("old", "changed", 1).await;
+        assert_eq!(ok.status(), Some(200), "{ok:?}");
+        let refused = h.register("old", "pw-old", 10).await;
+        assert_eq!(refused.status(), Some(403), "{refused:?}");
+        let refused = h.register("ghost", "pw", 1).await;
+        assert_eq!(refused.status(), Some(403), "{refused:?}");
+        h.stop().await;
+    }
+
+    /// REGISTER handling time, measured rather than checked (debug or release):
+    /// `cargo test --lib registrar::tests::measure_register_handling -- --ignored --nocapture`.
+    /// One agent on a file-backed SQLite database; each registration is a challenge and an
+    /// answered REGISTER from its own address (so the flood ban stays out of the way); the
+    /// time is that of the answered REGISTER, from hand-over to its 200. The record writer
+    /// runs beside it, as in the server.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn measure_register_handling() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("m.db").display()))
+            .await
+            .expect("db");
+        add_agent(&db, "bench", "pw").await;
+        let (store, store_rx) = crate::store::writer::channel();
+        let close = CancellationToken::new();
+        let writer = tokio::spawn(crate::store::writer::run(
+            db.clone(),
+            store_rx,
+            dir.path().join("spool.jsonl"),
+            store.stats.clone(),
+            close.clone(),
+        ));
+        let local = LocalIdentity {
+            contact: "<sip:switchboard@127.0.0.1:5060>".into(),
+            via_host: "127.0.0.1:5060".into(),
+            transport: crate::sip::transport::TransportKind::Udp,
+            user_agent: "switchboard-test".into(),
+        };
+        let registrar = Registrar::new(
+            db.clone(),
+            store.clone(),
+            REALM.into(),
+            vec![auth::Algorithm::Md5],
+            local,
+            None,
+        )
+        .await;
+        drop(store);
+        let (handle, rx) = channel();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(registrar.run(rx, shutdown.clone()));
+        let (tx, mut answers) = mpsc::channel(16);
+        let n: u32 = std::env::var("MEASURE_REGISTERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        let mut took = Vec::with_capacity(n as usize);
+        let started = Instant::now();
+        for i in 0..n {
+            let flow = ReplyPath::Stream {
+                tx: tx.clone(),
+                peer: SocketAddr::from(([10, (i / 250) as u8, (i % 250) as u8, 1], 5090)),
+                local: "127.0.0.1:5060".parse().expect("addr"),
+                kind: crate::sip::transport::TransportKind::Tcp,
+            };
+            let exchange = |text: String| {
+                let msg = Message::parse(text.as_bytes(), crate::sip::message::Framing::Datagram)
+                    .expect("parses");
+                let t = Instant::now();
+                handle
+                    .offer(Inbound {
+                        msg,
+                        reply: flow.clone(),
+                        size: 0,
+                    })
+                    .expect("taken");
+                t
+            };
+            exchange(register_msg("bench", 2 * i + 1, None));
+            let challenge = answers.recv().await.expect("401");
+            let challenge =
+                Message::parse(&challenge, crate::sip::message::Framing::Datagram).expect("parses");
+            let www = challenge
+                .header(&HeaderName::WwwAuthenticate)
+                .expect("challenge")
+                .to_string();
+            let ch = auth::parse_challenge(&www).expect("parses");
+            let creds = auth::answer_challenge(
+                &ch,
+                "REGISTER",
+                "sip:127.0.0.1",
+                "bench",
+                "pw",
+                "c0ffee",
+                1,
+            );
+            let t = exchange(register_msg("bench", 2 * i + 2, Some(&creds)));
+            let ok = answers.recv().await.expect("200");
+            took.push(t.elapsed());
+            assert!(
+                ok.starts_with(b"SIP/2.0 200"),
+                "{}",
+                String::from_utf8_lossy(&ok)
+            );
+        }
+        let total = started.elapsed();
+        took.sort();
+        let pct = |p: f64| took[((took.len() as f64 - 1.0) * p) as usize];
+        eprintln!(
+            "measure_register_handling: {n} registrations in {total:.2?} ({:.0}/s incl. challenges); \
+             answered REGISTER median {:?}, p99 {:?}, max {:?}",
+            f64::from(n) / total.as_secs_f64(),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
+        );
+        shutdown.cancel();
+        let _ = task.await;
+        close.cancel();
+        let _ = writer.await;
     }
 
     #[test]

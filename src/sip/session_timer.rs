@@ -185,7 +185,7 @@ pub struct SessionTimer {
     refreshed_at: Instant,
     /// Our refresh is on the wire (no new one until it is answered or fails).
     in_flight: bool,
-    /// When to retry after a 491 to our refresh.
+    /// When to try the refresh again (postponed, or after a 422).
     retry_at: Option<Instant>,
 }
 
@@ -230,7 +230,7 @@ impl SessionTimer {
         match self.refresher {
             Refresher::Uac => self.expiry_deadline(),
             Refresher::Uas if self.in_flight => self.refreshed_at + self.interval,
-            // A retry (after 491) never goes past the expiry itself.
+            // A retry (postponed, after 422) never goes past the expiry itself.
             Refresher::Uas => self
                 .retry_at
                 .map_or(self.refreshed_at + self.interval / 2, |r| {
@@ -280,10 +280,11 @@ impl SessionTimer {
     }
 
     /// The answer to our refresh. 2xx restarts the timer with the interval and refresher
-    /// the peer put in it (RFC 4028 §7.2: absent means none changed); 491 retries after
-    /// `retry` (RFC 3261 §14.1); 422 raises the interval to its Min-SE and retries at once.
-    /// Anything else leaves the session to expire at the old deadline.
-    pub fn on_refresh_response(&mut self, now: Instant, resp: &Message, retry: Duration) {
+    /// the peer put in it (RFC 4028 §7.2: absent means none changed); 422 raises the
+    /// interval to its Min-SE and retries at once. A 491 is the dialog's (`sip::dialog`
+    /// sends the refresh again after its RFC 3261 §14.1 back-off): like anything else, it
+    /// leaves the session to expire at the old deadline unless a refresh succeeds.
+    pub fn on_refresh_response(&mut self, now: Instant, resp: &Message) {
         self.in_flight = false;
         let code = resp.status().unwrap_or(0);
         match code {
@@ -293,7 +294,6 @@ impl SessionTimer {
                 let refresher = se.and_then(|s| s.refresher).unwrap_or(Refresher::Uas);
                 *self = SessionTimer::start(now, interval.max(1), refresher);
             }
-            491 => self.retry_at = Some(now + retry),
             422 => {
                 if let Some(min) = resp
                     .header(&min_se_name())
@@ -457,17 +457,13 @@ mod tests {
         assert_eq!(t.poll(t0 + Duration::from_secs(60)), None);
         assert_eq!(t.deadline(), t0 + Duration::from_secs(100));
         let t1 = t0 + Duration::from_secs(51);
-        t.on_refresh_response(t1, &response(200, ""), Duration::ZERO);
+        t.on_refresh_response(t1, &response(200, ""));
         assert_eq!(t.refresher(), Refresher::Uas);
         assert_eq!(t.deadline(), t1 + Duration::from_secs(50));
         // The 2xx may change the interval.
         let t2 = t1 + Duration::from_secs(50);
         assert_eq!(t.poll(t2), Some(Event::RefreshDue));
-        t.on_refresh_response(
-            t2,
-            &response(200, "Session-Expires: 200;refresher=uas\r\n"),
-            Duration::ZERO,
-        );
+        t.on_refresh_response(t2, &response(200, "Session-Expires: 200;refresher=uas\r\n"));
         assert_eq!(t.deadline(), t2 + Duration::from_secs(100));
         // No answer at all: BYE at the end of the interval.
         let t3 = t2 + Duration::from_secs(100);
@@ -478,29 +474,23 @@ mod tests {
     }
 
     #[test]
-    fn glare_491_retries_after_the_delay_and_422_raises_the_interval() {
+    fn glare_491_waits_for_the_dialog_and_422_raises_the_interval() {
         let t0 = Instant::now();
         let mut t = SessionTimer::start(t0, 100, Refresher::Uas);
         let t1 = t0 + Duration::from_secs(50);
         assert_eq!(t.poll(t1), Some(Event::RefreshDue));
-        t.on_refresh_response(t1, &response(491, ""), Duration::from_millis(1500));
-        assert_eq!(t.poll(t1 + Duration::from_millis(1400)), None);
-        assert_eq!(
-            t.poll(t1 + Duration::from_millis(1500)),
-            Some(Event::RefreshDue)
-        );
-        t.on_refresh_response(t1, &response(422, "Min-SE: 300\r\n"), Duration::ZERO);
+        // 491: the dialog's back-off resends the refresh; the timer keeps only the expiry.
+        t.on_refresh_response(t1, &response(491, ""));
+        assert_eq!(t.deadline(), t0 + Duration::from_secs(100));
+        assert_eq!(t.poll(t1 + Duration::from_secs(3)), None);
+        t.on_refresh_response(t1, &response(422, "Min-SE: 300\r\n"));
         assert_eq!(t.interval(), Duration::from_secs(300));
         assert_eq!(t.poll(t1), Some(Event::RefreshDue));
         assert_eq!(t.refresh_headers()[0].1, "300;refresher=uas");
-        // A retry delay that would land past SE: the session expires at SE instead.
+        // A postponed refresh never lands past SE: the session expires at SE instead.
         let mut t = SessionTimer::start(t0, 4, Refresher::Uas);
         assert_eq!(t.poll(t0 + Duration::from_secs(2)), Some(Event::RefreshDue));
-        t.on_refresh_response(
-            t0 + Duration::from_secs(2),
-            &response(491, ""),
-            Duration::from_secs(3),
-        );
+        t.postpone(t0 + Duration::from_secs(5));
         assert_eq!(t.deadline(), t0 + Duration::from_secs(4));
         assert_eq!(t.poll(t0 + Duration::from_secs(4)), Some(Event::Expired));
     }

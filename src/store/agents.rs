@@ -1,8 +1,11 @@
 //! Agent accounts (SIP credentials as HA1, queues, skills) and registrar bindings.
 //!
 //! Written by the `switchboard agent add` command (and the API later); read by the registrar
-//! on REGISTER and by the ACD. Passwords never reach the database: only
+//! into its credential cache (at start, every few seconds, and for a user it does not know
+//! yet) and by the ACD. Passwords never reach the database: only
 //! `HA1 = H(name:realm:password)` for MD5 and SHA-256 (RFC 8760).
+
+use std::collections::HashMap;
 
 use sqlx::Row;
 
@@ -143,8 +146,17 @@ async fn fill(db: &Db, row: &sqlx::any::AnyRow) -> Result<AgentRow, StoreError> 
                 ))
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    row_with(row, queues, skills)
+}
+
+/// An `agents` row (`AGENT_COLUMNS`) with its queues and skills.
+fn row_with(
+    row: &sqlx::any::AnyRow,
+    queues: Vec<String>,
+    skills: Vec<(String, i64)>,
+) -> Result<AgentRow, StoreError> {
     Ok(AgentRow {
-        id,
+        id: row.try_get("id")?,
         name: row.try_get("name")?,
         extension: row.try_get("extension")?,
         realm: row.try_get("realm")?,
@@ -157,15 +169,42 @@ async fn fill(db: &Db, row: &sqlx::any::AnyRow) -> Result<AgentRow, StoreError> 
     })
 }
 
+/// Every agent with its queues and skills, by name: three queries whatever the number of
+/// agents (the registrar reloads its credential cache with it every few seconds).
 pub async fn list(db: &Db) -> Result<Vec<AgentRow>, StoreError> {
     let rows = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"))
         .fetch_all(&db.pool)
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(fill(db, r).await?);
+    let mut queues: HashMap<i64, Vec<String>> = HashMap::new();
+    for r in sqlx::query("SELECT agent_id, queue FROM agent_queues ORDER BY agent_id, queue")
+        .fetch_all(&db.pool)
+        .await?
+    {
+        queues
+            .entry(r.try_get("agent_id")?)
+            .or_default()
+            .push(r.try_get("queue")?);
     }
-    Ok(out)
+    let mut skills: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
+    for r in sqlx::query("SELECT agent_id, skill, level FROM agent_skills ORDER BY agent_id, skill")
+        .fetch_all(&db.pool)
+        .await?
+    {
+        skills
+            .entry(r.try_get("agent_id")?)
+            .or_default()
+            .push((r.try_get("skill")?, r.try_get("level")?));
+    }
+    rows.iter()
+        .map(|r| {
+            let id: i64 = r.try_get("id")?;
+            row_with(
+                r,
+                queues.remove(&id).unwrap_or_default(),
+                skills.remove(&id).unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 /// An agent by SIP user part: its name or its extension.
@@ -182,7 +221,8 @@ pub async fn find_by_user(db: &Db, user: &str) -> Result<Option<AgentRow>, Store
     }
 }
 
-/// One registrar binding as stored.
+/// One registrar binding as stored (written through the record writer:
+/// [`crate::store::ops::StoreOp::BindingSaved`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindingRow {
     pub aor: String,
@@ -192,46 +232,6 @@ pub struct BindingRow {
     pub user_agent: String,
     pub call_id: String,
     pub cseq: i64,
-}
-
-pub async fn save_binding(db: &Db, b: &BindingRow) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO registrations (aor, contact, expires_at, source, user_agent, call_id, cseq) \
-         VALUES ($1, $2, {}, $4, $5, $6, $7) ON CONFLICT (aor, contact) DO UPDATE SET \
-         expires_at = excluded.expires_at, source = excluded.source, user_agent = excluded.user_agent, \
-         call_id = excluded.call_id, cseq = excluded.cseq",
-        db.dialect.ts(3)
-    );
-    sqlx::query(&sql)
-        .bind(&b.aor)
-        .bind(&b.contact)
-        .bind(&b.expires_at)
-        .bind(&b.source)
-        .bind(&b.user_agent)
-        .bind(&b.call_id)
-        .bind(b.cseq)
-        .execute(&db.pool)
-        .await?;
-    Ok(())
-}
-
-pub async fn delete_binding(db: &Db, aor: &str, contact: Option<&str>) -> Result<(), StoreError> {
-    match contact {
-        Some(c) => {
-            sqlx::query("DELETE FROM registrations WHERE aor = $1 AND contact = $2")
-                .bind(aor)
-                .bind(c)
-                .execute(&db.pool)
-                .await?
-        }
-        None => {
-            sqlx::query("DELETE FROM registrations WHERE aor = $1")
-                .bind(aor)
-                .execute(&db.pool)
-                .await?
-        }
-    };
-    Ok(())
 }
 
 pub async fn load_bindings(db: &Db) -> Result<Vec<BindingRow>, StoreError> {

@@ -106,6 +106,26 @@ pub enum StoreOp {
         recording: Option<String>,
         at: String,
     },
+    /// A registrar binding written or refreshed (`registrations`, keyed by AOR and contact):
+    /// last write wins, in submission order, so a replay after an outage or a crash leaves
+    /// the binding the registrar answered last. `expires_at` is absolute, taken when the
+    /// REGISTER was answered, so a late write never extends a binding.
+    BindingSaved {
+        aor: String,
+        contact: String,
+        expires_at: String,
+        source: String,
+        user_agent: String,
+        call_id: String,
+        cseq: i64,
+    },
+    /// A binding removed (unregistered, replaced or expired); every binding of the AOR when
+    /// `contact` is absent. Deleting what is already gone is a no-op, so replays are safe.
+    BindingRemoved {
+        aor: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<String>,
+    },
 }
 
 /// Which ticket resolution an outcome choice sets (switchboard owns `resolution`).
@@ -353,6 +373,50 @@ pub async fn apply(
                 .bind(at)
                 .execute(&mut **tx)
                 .await?;
+        }
+        StoreOp::BindingSaved {
+            aor,
+            contact,
+            expires_at,
+            source,
+            user_agent,
+            call_id,
+            cseq,
+        } => {
+            let sql = format!(
+                "INSERT INTO registrations (aor, contact, expires_at, source, user_agent, call_id, cseq) \
+                 VALUES ($1, $2, {}, $4, $5, $6, $7) ON CONFLICT (aor, contact) DO UPDATE SET \
+                 expires_at = excluded.expires_at, source = excluded.source, user_agent = excluded.user_agent, \
+                 call_id = excluded.call_id, cseq = excluded.cseq",
+                d.ts(3)
+            );
+            sqlx::query(&sql)
+                .bind(aor)
+                .bind(contact)
+                .bind(expires_at)
+                .bind(source)
+                .bind(user_agent)
+                .bind(call_id)
+                .bind(*cseq)
+                .execute(&mut **tx)
+                .await?;
+        }
+        StoreOp::BindingRemoved { aor, contact } => {
+            match contact {
+                Some(c) => {
+                    sqlx::query("DELETE FROM registrations WHERE aor = $1 AND contact = $2")
+                        .bind(aor)
+                        .bind(c)
+                        .execute(&mut **tx)
+                        .await?
+                }
+                None => {
+                    sqlx::query("DELETE FROM registrations WHERE aor = $1")
+                        .bind(aor)
+                        .execute(&mut **tx)
+                        .await?
+                }
+            };
         }
         StoreOp::QueueLog {
             id,

@@ -41,6 +41,13 @@ pub struct Queued {
     op: StoreOp,
 }
 
+impl Queued {
+    /// The op itself (tests that read a mailbox without a writer).
+    pub fn into_op(self) -> StoreOp {
+        self.op
+    }
+}
+
 /// Cheap, cloneable way for calls to hand ops to the writer.
 #[derive(Clone, Debug)]
 pub struct StoreHandle {

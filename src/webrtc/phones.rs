@@ -30,15 +30,34 @@ pub enum PageAction {
     Dtmf {
         digits: String,
     },
-    /// Blind transfer of the caller to this queue (the browser leg ends); `reply` says
-    /// whether the call took it.
+    /// Blind transfer of the caller (the browser leg ends); `reply` says whether the call
+    /// took it.
     Transfer {
-        queue: String,
+        target: TransferTarget,
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// The agent's last page event stream closed during the call (the tab was closed, the
     /// browser died or lost the network): the leg ends unless the browser's media still flows.
     PageGone,
+}
+
+/// Where a blind transfer sends the caller (from the page or a SIP phone's REFER).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// A configured `[[queue]]`: a new place in its line.
+    Queue(String),
+    /// A named agent: offered to that agent only, back to the caller's queue if the agent
+    /// does not take it (see `acd::core::Acd::transfer_to_agent`).
+    Agent(String),
+}
+
+impl std::fmt::Display for TransferTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransferTarget::Queue(q) => f.write_str(q),
+            TransferTarget::Agent(a) => write!(f, "agent:{a}"),
+        }
+    }
 }
 
 /// Pushed to the agent's session event stream.

@@ -12,7 +12,12 @@
 // Mode `vanish`: answer, then close the page without hanging up (as a crashed tab); on a
 // line on stdin, log in again in a new page with the phone on, and report the agent states
 // seen until available.
-// usage: node agent_call.js BASE_URL AGENT PASSWORD [answer|ring-only|controls:QUEUE|vanish]
+// Mode `transfer-agent:NAME[,NAME...]`: one call per NAME, each answered in the page and,
+// once audio flows, blind-transferred to agent NAME by the transfer control (kind `agent`,
+// NAME offered in the `transfer-agent` list); one JSON line per call with the page's notes
+// (`phone-note` texts seen) and the listed state of NAME; then wait for the next ring.
+// usage: node agent_call.js BASE_URL AGENT PASSWORD
+//   [answer|ring-only|controls:QUEUE|transfer-agent:NAME[,NAME...]|vanish]
 // (playwright-core through NODE_PATH; Chromium at $CHROMIUM or /usr/bin/chromium.)
 const { chromium } = require('playwright-core');
 
@@ -74,6 +79,40 @@ async function talking(page) {
     out.steps.push('phone on');
     process.stdout.write('READY\n');
 
+    if (mode.startsWith('transfer-agent:')) {
+      // Every text the note shows (the transfer's answer and the `call-ended` event race).
+      await page.evaluate(() => {
+        window.notesSeen = [];
+        const n = document.getElementById('phone-note');
+        new MutationObserver(() => window.notesSeen.push(n.textContent)).observe(n,
+          { childList: true, characterData: true, subtree: true });
+      });
+      for (const name of mode.slice('transfer-agent:'.length).split(',')) {
+        const call = { target: name, steps: [] };
+        await page.evaluate(() => { window.notesSeen = []; });
+        await by('incoming-call').waitFor({ state: 'visible', timeout: 30000 });
+        await by('answer').click();
+        call.stats = await talking(page);
+        call.steps.push('talking');
+        await by('transfer-kind').selectOption('agent');
+        const option = page.locator(`[data-testid="transfer-agent"][value="${name}"]`);
+        await option.waitFor({ state: 'attached', timeout: 10000 });
+        call.listed_state = await option.getAttribute('data-state');
+        await by('transfer-target').fill(name);
+        call.kind = await by('transfer-kind').inputValue();
+        call.transfer_at = Date.now();
+        await by('transfer-submit').click();
+        await page.waitForFunction(() => phone.active === null && phone.pc === null, null, { timeout: 10000 });
+        // Both notes (the API's answer and the ended call), in whichever order they came.
+        await page.waitForFunction(() => window.notesSeen.some((t) => t.startsWith('Call ended'))
+          && window.notesSeen.some((t) => t.startsWith('Transferred')), null, { timeout: 5000 }).catch(() => {});
+        call.notes = await page.evaluate(() => window.notesSeen.slice());
+        call.status_after = await by('call-status').textContent();
+        call.steps.push('transferred');
+        process.stdout.write(JSON.stringify(call) + '\n');
+      }
+      return;
+    }
     await by('incoming-call').waitFor({ state: 'visible', timeout: 30000 });
     out.steps.push('ringing');
     out.screen_pop_name = await by('screen-pop-name').textContent();

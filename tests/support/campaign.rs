@@ -13,17 +13,19 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Timelike;
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 
-use crate::support::{free_port, is_root, read_lossy, repo_root, sipp, tail, wait_child};
+use crate::support::{
+    free_port, is_root, read_lossy, repo_root, rtp_ports, sipp, sipp_media_port, tail, udp_free,
+    wait_child,
+};
 
 pub const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
 pub const TOKEN: &str = "campaign-sipp-test-token-7f3a9c";
@@ -51,28 +53,8 @@ pub fn test_dir(prefix: &str) -> tempfile::TempDir {
 
 // ---- ports ---------------------------------------------------------------------------------
 
-pub static NEXT_BLOCK: AtomicU32 = AtomicU32::new(0);
-
-pub fn udp_free(port: u16) -> bool {
-    UdpSocket::bind((LOCALHOST, port)).is_ok()
-}
-
-/// A block of `size` UDP ports below the ephemeral range, all free now; distinct per call
-/// in this process (the pid spreads parallel test binaries apart).
-pub fn port_block(base: u32, span: u32, size: u32) -> u16 {
-    let slots = span / size;
-    for _ in 0..slots {
-        let n = (NEXT_BLOCK.fetch_add(1, Ordering::Relaxed) + std::process::id() * 7) % slots;
-        let lo = base + n * size;
-        if (lo..lo + size).all(|p| udp_free(p as u16)) {
-            return lo as u16;
-        }
-    }
-    panic!(
-        "no free block of {size} UDP ports in {base}..{}",
-        base + span
-    );
-}
+// Server RTP ranges and SIPp media ports come from `support` (`rtp_ports`,
+// `sipp_media_port`): one allocator per kind for every test of the run.
 
 // ---- small process / file helpers ------------------------------------------------------------
 
@@ -345,7 +327,6 @@ pub struct Farm {
 
 impl Farm {
     pub fn start(dir: &Path) -> Farm {
-        let sipp = sipp();
         assert!(
             is_root(),
             "the farm's play_pcap_audio needs root (raw socket): run the SIP tests as root"
@@ -385,8 +366,54 @@ impl Farm {
             template.replace("@PCAP_DIR@", &dir.display().to_string()),
         )
         .expect("write farm scenario");
+        Farm::spawn(dir, &scenario)
+    }
+
+    /// The answering-machine farm (`sip-test/uas_amd_farm.xml`): customer `numbers[i]` (an
+    /// E.164 number) plays `dir/names[i].pcap` from the answer on (pcaps made by the caller).
+    pub fn start_amd(dir: &Path, customers: &[(String, String)]) -> Farm {
+        assert!(
+            is_root(),
+            "the farm's play_pcap_audio needs root (raw socket): run the SIP tests as root"
+        );
+        let template = std::fs::read_to_string(repo_root().join("sip-test/uas_amd_farm.xml"))
+            .expect("read sip-test/uas_amd_farm.xml");
+        let (mut eregs, mut routes, mut plays, mut labels) =
+            (String::new(), String::new(), String::new(), String::new());
+        for (i, (number, name)) in customers.iter().enumerate() {
+            let digits = number.trim_start_matches('+');
+            let _ = writeln!(
+                eregs,
+                r#"      <ereg regexp="INVITE sip:\+?{digits}@" search_in="msg" assign_to="c{i}"/>"#
+            );
+            let _ = writeln!(routes, r#"  <nop hide="true" test="c{i}" next="answer"/>"#);
+            let _ = writeln!(plays, r#"  <nop hide="true" test="c{i}" next="p{i}"/>"#);
+            let _ = writeln!(
+                labels,
+                r#"  <label id="p{i}"/>
+  <nop next="wait_bye"><action><exec play_pcap_audio="{}/{name}.pcap"/></action></nop>"#,
+                dir.display()
+            );
+        }
+        // No match after the ACK cannot happen (the route answered only known numbers).
+        plays.push_str("  <nop hide=\"true\" next=\"wait_bye\"/>\n");
+        plays.push_str(&labels);
+        let scenario = dir.join("uas_amd_farm.xml");
+        std::fs::write(
+            &scenario,
+            template
+                .replace("@EREGS@", &eregs)
+                .replace("@ROUTES@", &routes)
+                .replace("@PLAYS@", &plays),
+        )
+        .expect("write AMD farm scenario");
+        Farm::spawn(dir, &scenario)
+    }
+
+    fn spawn(dir: &Path, scenario: &Path) -> Farm {
+        let sipp = sipp();
         let port = free_port();
-        let media = port_block(22_000, 8_000, 4);
+        let media = sipp_media_port();
         let args: Vec<String> = vec![
             "-sf".into(),
             scenario.display().to_string(),
@@ -746,7 +773,7 @@ impl ServerSetup {
         text.push_str(&opts.extra);
         let config = dir.join("config.toml");
         std::fs::write(&config, text).expect("write test config");
-        let lo = port_block(12_000, 8_000, opts.rtp_ports);
+        let (lo, _) = rtp_ports(opts.rtp_ports);
         ServerSetup {
             config,
             db_path: dir.join("switchboard.db"),

@@ -40,7 +40,7 @@ fn claim(port: u16) -> bool {
     g.get_or_insert_with(HashSet::new).insert(port)
 }
 
-fn udp_free(port: u16) -> bool {
+pub fn udp_free(port: u16) -> bool {
     UdpSocket::bind((LOCALHOST, port)).is_ok()
 }
 
@@ -56,23 +56,47 @@ pub fn free_port() -> u16 {
     panic!("no loopback port free for both TCP and UDP after 200 tries");
 }
 
-/// Blocks of ports below the kernel's ephemeral range (32768+), so they never collide with
+/// Ports below the kernel's ephemeral range (32768+), so they never collide with
 /// `free_port()`: server RTP ranges in 10000-19999, SIPp media ports in 20000-29999.
-static RTP_BLOCK: AtomicU32 = AtomicU32::new(0);
+/// Server ranges come from one cursor counted in ports, not in blocks: ranges of different
+/// sizes (40 for most servers, 400 for the large campaign) never overlap until the cursor
+/// has gone round all 10 000 ports. (Two allocators of differently sized blocks over the
+/// same span once gave a test a port another test's SIPp was still playing DTMF to.)
+static RTP_CURSOR: Mutex<Option<u32>> = Mutex::new(None);
 static MEDIA_BLOCK: AtomicU32 = AtomicU32::new(0);
 
 fn pid_offset(slots: u32) -> u32 {
     std::process::id() % slots
 }
 
-/// A distinct RTP range (40 ports) for one server. The server skips ports in use, so a
-/// range only has to be distinct from the other servers of this run.
+/// A distinct range of `size` RTP ports for one server, all free now. The server skips
+/// ports in use, so a range only has to be distinct from the other servers of this run.
+pub fn rtp_ports(size: u32) -> (u16, u16) {
+    const BASE: u32 = 10_000;
+    const SPAN: u32 = 10_000;
+    assert!(size > 0 && size <= SPAN, "RTP range of {size} ports");
+    let mut cursor = RTP_CURSOR.lock().unwrap_or_else(|p| p.into_inner());
+    // Parallel test binaries start at different places (the pid spreads them apart).
+    let at = cursor.get_or_insert_with(|| pid_offset(SPAN / 40) * 40);
+    for _ in 0..=SPAN / size {
+        if *at + size > SPAN {
+            *at = 0;
+        }
+        let lo = BASE + *at;
+        *at += size;
+        if (lo..lo + size).all(|p| udp_free(p as u16)) {
+            return (lo as u16, (lo + size - 1) as u16);
+        }
+    }
+    panic!(
+        "no free range of {size} UDP ports in {BASE}..{}",
+        BASE + SPAN
+    );
+}
+
+/// A distinct RTP range (40 ports) for one server.
 pub fn rtp_range() -> (u16, u16) {
-    const SIZE: u32 = 40;
-    const SLOTS: u32 = 10_000 / SIZE;
-    let n = (RTP_BLOCK.fetch_add(1, Ordering::Relaxed) + pid_offset(SLOTS) * 7) % SLOTS;
-    let lo = 10_000 + n * SIZE;
-    (lo as u16, (lo + SIZE - 1) as u16)
+    rtp_ports(40)
 }
 
 /// An even SIPp `-mp` port whose block `p..p+3` is free (SIPp binds `-mp` and `-mp`+2).
@@ -187,8 +211,33 @@ pub struct Server {
     stdout_path: PathBuf,
     stderr_path: PathBuf,
     sipp_runs: AtomicU32,
+    /// The command line, for [`Server::restart`].
+    args: Vec<String>,
     // Last: the files are removed after the child is gone.
     pub dir: TempDir,
+}
+
+/// The switchboard binary with `args`, its stdout and stderr appended to the files.
+fn spawn_server(args: &[String], stdout: &Path, stderr: &Path) -> Child {
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap_or_else(|e| panic!("server log file {}: {e}", p.display()))
+    };
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .current_dir(repo_root())
+        .env(
+            "RUST_LOG",
+            std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(open(stdout))
+        .stderr(open(stderr))
+        .spawn()
+        .expect("spawn the switchboard binary")
 }
 
 /// Our copy of `config/default.toml` (spool in `dir`) with `extra` TOML appended, for tests
@@ -273,18 +322,7 @@ impl Server {
             .position(|a| *a == "--api-token")
             .and_then(|i| extra_args.get(i + 1))
             .map(|t| t.to_string());
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(&args)
-            .current_dir(repo_root())
-            .env(
-                "RUST_LOG",
-                std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout_path).expect("server stdout file"))
-            .stderr(std::fs::File::create(&stderr_path).expect("server stderr file"))
-            .spawn()
-            .expect("spawn the switchboard binary");
+        let child = spawn_server(&args, &stdout_path, &stderr_path);
         let mut server = Server {
             child,
             exited: None,
@@ -296,10 +334,39 @@ impl Server {
             stdout_path,
             stderr_path,
             sipp_runs: AtomicU32::new(0),
+            args,
             dir,
         };
         server.wait_healthy(Duration::from_secs(20));
         server
+    }
+
+    /// Start the server again after it stopped (`sigterm` + `wait_exit`): the same command
+    /// line, so the same ports, database and config (and the same admin token: the generated
+    /// one is passed with `--api-token`). Its output is appended to the same log files.
+    /// Waits until `GET /healthz` answers 200.
+    pub fn restart(&mut self) {
+        assert!(
+            self.exited.is_some(),
+            "restart: the server is still running (sigterm and wait_exit first)"
+        );
+        let mut args = self.args.clone();
+        if self.api_token.is_none() {
+            let token = self.api_token();
+            args.extend(["--api-token".to_string(), token.clone()]);
+            self.api_token = Some(token);
+        }
+        let banner_lines = read_lossy(&self.stdout_path).matches("  Stop:").count();
+        self.child = spawn_server(&args, &self.stdout_path, &self.stderr_path);
+        self.exited = None;
+        self.wait_healthy(Duration::from_secs(20));
+        // wait_healthy found the first run's banner: wait for this run's too.
+        let by = Instant::now() + Duration::from_secs(5);
+        while read_lossy(&self.stdout_path).matches("  Stop:").count() <= banner_lines
+            && Instant::now() < by
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn wait_healthy(&mut self, timeout: Duration) {

@@ -358,13 +358,13 @@ pub(super) async fn run(
                         dtmf.push(&digits);
                     }
                 }
-                Some(PageAction::Transfer { queue, reply }) => {
+                Some(PageAction::Transfer { target, reply }) => {
                     let sent = link.caller_tx.try_send(CallInput::Leg(LegEvent::Transfer {
                         leg: link.leg,
-                        queue: queue.clone(),
+                        target: target.clone(),
                     }));
                     if sent.is_ok() {
-                        info!(agent = %link.agent, %queue, "browser agent transfers the caller");
+                        info!(agent = %link.agent, %target, "browser agent transfers the caller");
                         transferring = true;
                         let _ = reply.send(Ok(()));
                     } else {

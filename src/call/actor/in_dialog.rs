@@ -1,19 +1,19 @@
-//! In-dialog requests of calls we answer beyond BYE and INFO: re-INVITE and UPDATE (RFC
-//! 3311) offer/answer, RFC 4028 session timers driven from `crate::sip::session_timer`, our
-//! own refreshes (UPDATE, or re-INVITE when the peer does not allow UPDATE) and the RFC 3261
-//! §14 rules for overlapping re-INVITEs (491 when ours is outstanding, 500 + Retry-After
-//! while a received one is not yet ACKed; after a 491 to ours, retry after a random delay).
+//! In-dialog requests of calls we answer beyond BYE and INFO, the shell side: re-INVITE and
+//! UPDATE (RFC 3311) offer/answer applied to the media, RFC 4028 session timers driven from
+//! `crate::sip::session_timer`, our own refreshes (UPDATE, or re-INVITE when the peer does
+//! not allow UPDATE) sent and retransmitted, and retransmitted requests answered again. The
+//! dialog rules — CSeq order, the RFC 3261 §14 glare answers (491, 500 + Retry-After), the
+//! target refresh and the back-off after a 491 to ours — are the core's (`crate::sip::dialog`).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand::Rng;
 use tracing::{info, warn};
 
 use super::{Call, Phase, Retransmit};
 use crate::call::dialog::{response, T2};
 use crate::call::disposition::{Disposition, HangupCause};
-use crate::sip::dialog::{self, OfferAnswerState, Overlap};
+use crate::sip::dialog::{self, Outcome, Rejection, ResponseVerdict, Verdict};
 use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
 use crate::sip::session_timer::{self, Answer, Event, Limits, SessionTimer};
@@ -40,20 +40,13 @@ pub(super) struct InDialog {
 /// Header fields to add to a response.
 type Extra = Vec<(HeaderName, String)>;
 
+/// The wire side of our outstanding refresh (its method and CSeq are the dialog's).
 #[derive(Debug)]
 struct OutRequest {
     method: Method,
-    cseq: u32,
     /// Our Via: the ACK of a non-2xx final answer belongs to the same transaction.
     via: String,
     retransmit: Retransmit,
-}
-
-impl InDialog {
-    /// Our outstanding request of `method` that has no final answer yet.
-    fn outstanding(&self, method: &Method) -> bool {
-        self.out.as_ref().is_some_and(|o| o.method == *method)
-    }
 }
 
 impl Call {
@@ -120,10 +113,10 @@ impl Call {
             .filter(|_| self.phase == Phase::Answered)
             .map(SessionTimer::deadline);
         let r = self.in_dialog.out.as_ref().map(|o| o.retransmit.deadline());
-        match (t, r) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // The back-off after a 491 to our refresh (cleared by `drive_in_dialog` once the
+        // call is no longer answered).
+        let g = self.dialog.poll_timeout();
+        [t, r, g].into_iter().flatten().min()
     }
 
     /// Called from `drive`: retransmit our refresh, fire refresh-due and expiry.
@@ -131,12 +124,14 @@ impl Call {
         if self.phase != Phase::Answered {
             self.in_dialog.timer = None;
             self.in_dialog.out = None;
+            self.dialog.abandon();
             return;
         }
         if let Some(o) = self.in_dialog.out.as_mut() {
             if now >= o.retransmit.give_up {
                 warn!(method = %o.method, "no answer to our refresh");
                 self.in_dialog.out = None;
+                self.dialog.request_timed_out();
                 if let Some(t) = self.in_dialog.timer.as_mut() {
                     t.on_refresh_timeout();
                 }
@@ -162,6 +157,13 @@ impl Call {
             Some(Event::RefreshDue) => self.send_refresh(now),
             None => {}
         }
+        // After the timer: an expiry due at the same instant wins over the retry.
+        if self.phase == Phase::Answered {
+            if let Some(dialog::Event::Retry { method }) = self.dialog.handle_timeout(now) {
+                info!(%method, "retrying our refresh after the 491 back-off");
+                self.send_refresh(now);
+            }
+        }
     }
 
     /// We are the refresher: UPDATE without a body when the peer allows it, else a
@@ -183,7 +185,7 @@ impl Call {
         } else {
             Method::Invite
         };
-        let (mut req, _branch) = self.dialog.request(method.clone(), &self.local);
+        let mut req = self.dialog.request(method.clone(), &self.local);
         req.push_header(HeaderName::Contact, self.local.contact.clone());
         for (n, v) in headers {
             req.push_header(n, v);
@@ -201,84 +203,74 @@ impl Call {
         self.in_dialog.out = Some(OutRequest {
             via,
             method,
-            cseq: self.dialog.local_cseq,
             retransmit: Retransmit::new(
                 bytes,
                 now,
                 self.flow.kind().unreliable(),
-                self.dialog.local_cseq,
+                self.dialog.local_cseq(),
             ),
         });
     }
 
     /// A response to a request of ours in this dialog other than BYE. True when it was one.
-    pub(super) fn on_in_dialog_response(
-        &mut self,
-        now: Instant,
-        code: u16,
-        msg: &Message,
-        cseq: &crate::sip::message::CSeq,
-    ) -> bool {
-        if cseq.method == Method::Invite
-            && (200..300).contains(&code)
-            && self.in_dialog.out.is_none()
-        {
-            // A retransmitted 2xx to our re-INVITE: its ACK got lost.
-            if let Some((seq, ack)) = &self.in_dialog.last_ack {
-                if *seq == cseq.seq {
-                    self.flow.send(ack.clone());
-                    return true;
+    pub(super) fn on_in_dialog_response(&mut self, now: Instant, msg: &Message) -> bool {
+        let (method, cseq, code, outcome) = match self.dialog.handle_response(msg, now) {
+            ResponseVerdict::NotOurs => return false,
+            ResponseVerdict::Repeated2xx { cseq } => {
+                // A retransmitted 2xx to our re-INVITE: its ACK got lost.
+                if let Some((seq, ack)) = &self.in_dialog.last_ack {
+                    if *seq == cseq {
+                        self.flow.send(ack.clone());
+                    }
                 }
+                return true;
             }
-        }
-        let ours = self
-            .in_dialog
-            .out
-            .as_ref()
-            .is_some_and(|o| o.cseq == cseq.seq && o.method == cseq.method);
-        if !ours {
-            return false;
-        }
-        if code < 200 {
-            // Provisional: the peer has it, stop resending (Timer A/E), keep the deadline.
-            if let Some(o) = self.in_dialog.out.as_mut() {
-                o.retransmit.next = None;
+            ResponseVerdict::Provisional => {
+                // The peer has it, stop resending (Timer A/E), keep the deadline.
+                if let Some(o) = self.in_dialog.out.as_mut() {
+                    o.retransmit.next = None;
+                }
+                return true;
             }
-            return true;
-        }
+            ResponseVerdict::Final {
+                method,
+                cseq,
+                code,
+                outcome,
+            } => (method, cseq, code, outcome),
+        };
         let Some(out) = self.in_dialog.out.take() else {
             return true;
         };
-        if cseq.method == Method::Invite {
+        if method == Method::Invite {
             // RFC 3261 §13.2.2.4: every 2xx gets an ACK of its own (new branch); a non-2xx
             // is ACKed inside the INVITE transaction (same branch, §17.1.1.3). Both carry
             // the INVITE's CSeq number.
-            let (mut ack, _branch) = self.dialog.request(Method::Ack, &self.local);
-            self.dialog.local_cseq -= 1;
-            ack.set_header(HeaderName::CSeq, format!("{} ACK", cseq.seq));
+            let mut ack = self.dialog.ack(cseq, &self.local);
             if !(200..300).contains(&code) {
                 ack.set_header(HeaderName::Via, out.via);
             }
             let bytes = ack.to_bytes();
             self.flow.send(bytes.clone());
             if (200..300).contains(&code) {
-                self.in_dialog.last_ack = Some((cseq.seq, bytes));
+                self.in_dialog.last_ack = Some((cseq, bytes));
             }
         }
-        match code {
-            408 | 481 => {
+        match outcome {
+            Outcome::Gone => {
                 // RFC 3261 §12.2.1.2: the dialog is gone at the far end.
                 info!(code, "refresh refused: the dialog is gone");
                 self.hangup(now, HangupCause::RefreshFailed);
                 return true;
             }
-            491 => info!("our refresh met the peer's: retrying after a random delay"),
-            _ => {}
+            Outcome::Glare { retry_at } => info!(
+                retry_in_ms = retry_at.saturating_duration_since(now).as_millis() as u64,
+                "our refresh met the peer's: retrying after a random delay"
+            ),
+            Outcome::Accepted | Outcome::Refused => {}
         }
-        // We do not own the Call-ID of a call we answered: 0..2 s (RFC 3261 §14.1).
-        let retry = Duration::from_millis(rand::thread_rng().gen_range(0..2000));
         if let Some(t) = self.in_dialog.timer.as_mut() {
-            t.on_refresh_response(now, msg, retry);
+            t.on_refresh_response(now, msg);
         }
         true
     }
@@ -291,6 +283,7 @@ impl Call {
             Answer::NoTimer => {
                 // RFC 4028 §7.4: a refresh without Session-Expires turns the timer off.
                 self.in_dialog.timer = None;
+                self.dialog.cancel_retry();
                 Ok(Vec::new())
             }
             Answer::Timer {
@@ -306,6 +299,8 @@ impl Call {
                 if !restarted {
                     self.in_dialog.timer = Some(SessionTimer::start(now, interval, refresher));
                 }
+                // The peer's refresh did the job of ours waiting out a 491.
+                self.dialog.cancel_retry();
                 let mut h = a.headers();
                 h.push((HeaderName::Supported, "timer".into()));
                 Ok(h)
@@ -321,27 +316,24 @@ impl Call {
         self.flow.send(r.to_bytes());
     }
 
-    /// Where offer/answer stands, for the overlap rules of [`dialog`].
-    fn offer_answer_state(&self) -> OfferAnswerState {
-        OfferAnswerState {
-            our_invite_pending: self.in_dialog.outstanding(&Method::Invite),
-            our_update_pending: self.in_dialog.outstanding(&Method::Update),
-            unacked_2xx: self.pending_2xx.is_some(),
-            // No negotiated offer of theirs yet: our 2xx carried the offer (late offer).
-            offer_in_our_2xx: self.offer.is_none(),
+    /// The dialog's verdict on a re-INVITE or UPDATE: true to go on, else answered.
+    fn dialog_admits(&mut self, msg: &Message) -> bool {
+        let r = match self.dialog.handle_request(msg) {
+            Verdict::Accept => return true,
+            Verdict::Ack | Verdict::Stray => return false,
+            Verdict::Reject(r) => r,
+        };
+        let what = msg.method().map(Method::to_string).unwrap_or_default();
+        match r {
+            Rejection::RequestPending => info!(%what, "overlaps our outstanding request: 491"),
+            Rejection::RetryLater { retry_after } => info!(
+                %what,
+                retry_after, "overlaps an offer/answer not yet finished: 500 with Retry-After"
+            ),
+            Rejection::NoDialog | Rejection::OutOfOrder => {}
         }
-    }
-
-    /// 500 with Retry-After 0..10 s (RFC 3261 §14.2), for requests that would overlap an
-    /// offer/answer in progress.
-    fn reply_retry_later(&self, msg: &Message) {
-        let secs: u32 = rand::thread_rng().gen_range(0..=dialog::RETRY_AFTER_MAX_SECS);
-        self.reply_with(
-            msg,
-            500,
-            "Server Internal Error",
-            &[(HeaderName::Other("Retry-After".into()), secs.to_string())],
-        );
+        self.reject(msg, r);
+        false
     }
 
     /// A re-INVITE (To tag ours, CSeq not lower than the last). Returns after answering.
@@ -354,21 +346,8 @@ impl Call {
                 return;
             }
         }
-        if !self.check_cseq(msg, cseq) {
+        if !self.dialog_admits(msg) {
             return;
-        }
-        match dialog::on_reinvite(self.offer_answer_state()) {
-            Overlap::Proceed => {}
-            Overlap::RequestPending => {
-                info!("re-INVITE while ours is outstanding: 491");
-                self.reply(msg, 491, "Request Pending");
-                return;
-            }
-            Overlap::RetryLater => {
-                info!("re-INVITE before the previous INVITE's ACK: 500 with Retry-After");
-                self.reply_retry_later(msg);
-                return;
-            }
         }
         let timer_headers = match self.refresh_answer(now, msg) {
             Ok(h) => h,
@@ -390,23 +369,12 @@ impl Call {
                 return;
             }
         }
-        if !self.check_cseq(msg, cseq) {
+        // Our offer (late-offer 200) awaiting its answer in the ACK makes an UPDATE with
+        // an offer wait (RFC 3311 §5.2): the dialog answers 500 with Retry-After.
+        if !self.dialog_admits(msg) {
             return;
         }
         let has_offer = !msg.body.is_empty();
-        match dialog::on_update(self.offer_answer_state(), has_offer) {
-            Overlap::Proceed => {}
-            Overlap::RequestPending => {
-                info!("UPDATE while our request is outstanding: 491");
-                self.reply(msg, 491, "Request Pending");
-                return;
-            }
-            Overlap::RetryLater => {
-                // Our offer (late-offer 200) awaits its answer in the ACK (RFC 3311 §5.2).
-                self.reply_retry_later(msg);
-                return;
-            }
-        }
         let mut extra = match self.refresh_answer(now, msg) {
             Ok(h) => h,
             Err(h) => {

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::dialog::{self, info_digit, response, DialogState, LocalIdentity, T1, T2, TIMEOUT_64T1};
+use super::dialog::{self, info_digit, response, Dialog, LocalIdentity, T1, T2, TIMEOUT_64T1};
 use super::disposition::{Disposition, HangupCause};
 use super::router::{ByeAnswer, RouterControl};
 use super::slots::CallSlot;
@@ -41,6 +41,7 @@ use crate::media::codec::Codec;
 use crate::media::player::PlayItem;
 use crate::media::session::{MediaEvent, MediaParams, MediaSession, MAX_PACKET};
 use crate::media::socket::{MediaSocket, Readiness};
+use crate::sip::dialog::{Rejection, Verdict};
 use crate::sip::message::{HeaderName, Message, Method, StartLine};
 use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
 use crate::sip::transaction::TransactionKey;
@@ -157,7 +158,7 @@ pub struct Call {
     flow: ReplyPath,
     local: LocalIdentity,
     local_tag: String,
-    dialog: DialogState,
+    dialog: Dialog,
     route: Route,
     offer: Option<Negotiated>,
     media_ip: std::net::IpAddr,
@@ -200,6 +201,8 @@ pub struct Call {
     machine: Option<uac::MachineHandling>,
     /// Disposition recorded at hangup instead of `answered` (an answering machine).
     disposition_override: Option<Disposition>,
+    /// The call's language when a machine answered (the voicemail message's language).
+    voicemail_language: Option<String>,
     /// This call's RTP socket, shared with the bridged leg that sends from it. Read on the
     /// send tick while the call runs its own media session, on readiness while it relays
     /// (`media::socket`).
@@ -245,7 +248,7 @@ struct CallSetup {
     flow: ReplyPath,
     local: LocalIdentity,
     local_tag: String,
-    dialog: DialogState,
+    dialog: Dialog,
     route: Route,
     phase: Phase,
     self_tx: mpsc::Sender<CallInput>,
@@ -296,6 +299,7 @@ impl Call {
             slot: Some(s.slot),
             machine: None,
             disposition_override: None,
+            voicemail_language: None,
             rtp_sock: None,
             rtcp_sock: None,
             queue: None,
@@ -391,19 +395,15 @@ impl Call {
         let flow = inbound.reply;
         let call_id = invite.call_id().ok()?.to_string();
         let from = invite.from_header().ok()?;
-        let to_value = invite.header(&HeaderName::To)?.to_string();
-        let from_value = invite.header(&HeaderName::From)?.to_string();
         let invite_branch = invite.top_via().ok()?.branch().unwrap_or("").to_string();
-        let cseq = invite.cseq().ok()?.seq;
         let local_tag = dialog::new_tag();
-        let remote_target = invite
-            .contact()
-            .map(|c| c.uri)
-            .unwrap_or_else(|| from.uri.clone());
-        let route_set: Vec<String> = invite
-            .header_values(&HeaderName::RecordRoute)
-            .map(str::to_string)
-            .collect();
+        let dialog = match Dialog::uas(&invite, &local_tag) {
+            Ok(d) => d,
+            Err(e) => {
+                debug!(error = %e, "INVITE forms no dialog");
+                return None;
+            }
+        };
         let caller_raw = from.uri.user.clone().unwrap_or_default();
         let caller = tickets::normalize_number(&caller_raw, &ctx.config.default_country_code)
             .unwrap_or(caller_raw.clone());
@@ -415,15 +415,7 @@ impl Call {
             invite_key,
             flow,
             local_tag: local_tag.clone(),
-            dialog: DialogState {
-                call_id: call_id.clone(),
-                local_party: format!("{to_value};tag={local_tag}"),
-                remote_party: from_value.clone(),
-                remote_target,
-                route_set,
-                local_cseq: 0,
-                remote_cseq: cseq,
-            },
+            dialog,
             route,
             phase: Phase::Ringing { answer_at: now },
             self_tx,
@@ -774,6 +766,14 @@ impl Call {
                 MediaEvent::PlaybackFinished(id) if id == uac::VOICEMAIL_PLAY_ID => {
                     self.hangup(now, HangupCause::VoicemailLeft);
                 }
+                MediaEvent::PlaybackFinished(id) if id == uac::VOICEMAIL_WAIT_ID => {
+                    // The clock's bound on the wait for the beep (no audio from the machine).
+                    if let Some(m) = self.media.as_mut() {
+                        m.stop_voicemail_cue();
+                    }
+                    self.record_event("voicemail_cue", "timeout:clock".into());
+                    self.leave_voicemail();
+                }
                 MediaEvent::PlaybackFinished(id) if self.queue_playback_finished(now, id) => {}
                 MediaEvent::PlaybackFinished(id) => {
                     if let Some(i) = self.interp.as_mut() {
@@ -788,6 +788,14 @@ impl Call {
                     self.hangup(now, HangupCause::MediaTimeout);
                 }
                 MediaEvent::Amd(r) => self.on_amd(now, r),
+                MediaEvent::VoicemailCue(c) => {
+                    let detail = match c.beep_hz {
+                        Some(hz) => format!("{}:{}:{hz}", c.reason.as_str(), c.after_ms),
+                        None => format!("{}:{}", c.reason.as_str(), c.after_ms),
+                    };
+                    self.record_event("voicemail_cue", detail);
+                    self.leave_voicemail();
+                }
             }
         }
         n > 0
@@ -811,7 +819,7 @@ impl Call {
             let early = overloaded && now >= r.give_up - TIMEOUT_64T1 + OVERLOAD_ACK_WAIT;
             if now >= r.give_up || early {
                 // RFC 3261 §13.3.1.4: no ACK for the 2xx; confirm then end the dialog.
-                self.pending_2xx = None;
+                self.drop_pending_2xx();
                 warn!(early, "no ACK for 200 OK; ending the call");
                 self.hangup(now, HangupCause::AckTimeout);
                 if early {
@@ -926,13 +934,15 @@ impl Call {
         let offer = self.offer;
         let body = self.local_sdp(offer.as_ref());
         let bytes = self.send_invite_response(200, "OK", Some(body));
-        let cseq = self.dialog.remote_cseq;
+        let cseq = self.dialog.remote_cseq().unwrap_or(0);
         self.pending_2xx = Some(Retransmit::new(
             bytes,
             now,
             self.flow.kind().unreliable(),
             cseq,
         ));
+        // No offer of theirs: our 2xx carried the offer, its answer comes in the ACK.
+        self.dialog.sent_2xx(cseq, offer.is_none());
         self.phase = Phase::Answered;
         self.session_timer_answered(now);
         self.ctx.store.submit(StoreOp::CallAnswered {
@@ -1091,7 +1101,6 @@ impl Call {
             .ok()
             .and_then(|v| v.branch().map(str::to_string))
             .unwrap_or_default();
-        let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
         match method {
             Method::Invite if to_tag.is_none() => {
                 if branch == self.invite_branch {
@@ -1112,8 +1121,8 @@ impl Call {
             Method::Ack => self.on_ack(now, &msg),
             Method::Cancel => self.on_cancel(&msg, &branch),
             Method::Bye => {
-                if to_tag.as_deref() != Some(&self.local_tag) {
-                    self.reply(&msg, 481, "Call/Transaction Does Not Exist");
+                if let Verdict::Reject(r) = self.dialog.handle_request(&msg) {
+                    self.reject(&msg, r);
                     return;
                 }
                 let answer = self.reply_kept(&msg, 200, "OK");
@@ -1132,11 +1141,8 @@ impl Call {
                 }
             }
             Method::Info => {
-                if to_tag.as_deref() != Some(&self.local_tag) {
-                    self.reply(&msg, 481, "Call/Transaction Does Not Exist");
-                    return;
-                }
-                if !self.check_cseq(&msg, cseq) {
+                if let Verdict::Reject(r) = self.dialog.handle_request(&msg) {
+                    self.reject(&msg, r);
                     return;
                 }
                 self.reply(&msg, 200, "OK");
@@ -1145,15 +1151,10 @@ impl Call {
                     self.drain_interpreter(now);
                 }
             }
-            Method::Refer => {
-                if to_tag.as_deref() != Some(&self.local_tag) {
-                    self.reply(&msg, 481, "Call/Transaction Does Not Exist");
-                    return;
-                }
-                if self.check_cseq(&msg, cseq) {
-                    self.on_refer(now, &msg);
-                }
-            }
+            Method::Refer => match self.dialog.handle_request(&msg) {
+                Verdict::Reject(r) => self.reject(&msg, r),
+                _ => self.on_refer(now, &msg),
+            },
             Method::Update => {
                 if to_tag.as_deref() != Some(&self.local_tag) {
                     self.reply(&msg, 481, "Call/Transaction Does Not Exist");
@@ -1166,14 +1167,26 @@ impl Call {
         }
     }
 
-    /// RFC 3261 §12.2.2: a lower CSeq than the last one seen is out of order (500).
-    fn check_cseq(&mut self, msg: &Message, cseq: u32) -> bool {
-        if cseq < self.dialog.remote_cseq {
-            self.reply(msg, 500, "Out Of Order");
-            return false;
+    /// Answer a request the dialog refused (481, 500 out of order, 491, 500 + Retry-After).
+    fn reject(&self, msg: &Message, r: Rejection) {
+        let mut resp = response(
+            msg,
+            r.status(),
+            r.reason(),
+            Some(&self.local_tag),
+            &self.local,
+        );
+        for (n, v) in r.headers() {
+            resp.push_header(n, v);
         }
-        self.dialog.remote_cseq = cseq;
-        true
+        self.flow.send(resp.to_bytes());
+    }
+
+    /// The 2xx we retransmit is over (ACKed, given up, or the dialog ends): the dialog
+    /// stops waiting for its ACK too.
+    fn drop_pending_2xx(&mut self) {
+        self.pending_2xx = None;
+        self.dialog.ack_wait_over();
     }
 
     fn reply(&self, msg: &Message, code: u16, reason: &str) {
@@ -1190,7 +1203,7 @@ impl Call {
 
     fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {
         let Ok(cseq) = msg.cseq() else { return };
-        if self.on_in_dialog_response(now, code, msg, &cseq) {
+        if self.on_in_dialog_response(now, msg) {
             return;
         }
         if matches!(cseq.method, Method::Invite | Method::Cancel) && self.uac.is_some() {
@@ -1210,8 +1223,7 @@ impl Call {
     /// An ACK for a 2xx (the ACK of a non-2xx final is absorbed by the router's
     /// transaction).
     fn on_ack(&mut self, now: Instant, msg: &Message) {
-        let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
-        if self.pending_2xx.as_ref().is_some_and(|p| p.cseq == cseq) {
+        if self.dialog.handle_request(msg) == Verdict::Ack {
             self.pending_2xx = None;
             if let Some(n) = self.media_on_ack.take() {
                 if self.phase == Phase::Answered {
@@ -1283,6 +1295,7 @@ impl Call {
             self.flow.kind().unreliable(),
             cseq,
         ));
+        self.dialog.sent_2xx(cseq, false);
         self.record_event("reinvite", n.direction.as_attr().to_string());
         if self.relay.is_some() || self.held {
             self.bridged_reinvite(now, &n);
@@ -1314,16 +1327,16 @@ impl Call {
     fn hangup(&mut self, now: Instant, cause: HangupCause) {
         match self.phase {
             Phase::Answered => {
-                let (bye, _branch) = self.dialog.request(Method::Bye, &self.local);
+                let bye = self.dialog.request(Method::Bye, &self.local);
                 let bytes = bye.to_bytes();
                 self.flow.send(bytes.clone());
                 self.bye = Some(Retransmit::new(
                     bytes,
                     now,
                     self.flow.kind().unreliable(),
-                    self.dialog.local_cseq,
+                    self.dialog.local_cseq(),
                 ));
-                self.pending_2xx = None;
+                self.drop_pending_2xx();
                 self.end_media(now);
                 self.interp = None;
                 self.phase = Phase::Ending;
@@ -1347,7 +1360,7 @@ impl Call {
     fn end_dialog(&mut self, now: Instant, disposition: Disposition, cause: HangupCause) {
         self.end_media(now);
         self.interp = None;
-        self.pending_2xx = None;
+        self.drop_pending_2xx();
         self.phase = Phase::Done;
         self.record_end(disposition, cause, Some(200));
     }
@@ -1415,28 +1428,61 @@ impl Call {
     /// Answering-machine verdict on an outbound call: hang up (retry later), or leave the
     /// short voicemail message once the greeting has had time to end, then hang up.
     fn on_amd(&mut self, now: Instant, r: crate::media::amd::AmdResult) {
-        self.record_event("amd", format!("{}:{}", r.verdict.as_str(), r.reason));
+        self.record_event(
+            "amd",
+            format!("{}:{}:{}", r.verdict.as_str(), r.reason, r.after_ms),
+        );
         if r.verdict != crate::media::amd::Verdict::Machine {
             return;
         }
         self.disposition_override = Some(Disposition::Machine);
         match self.machine {
             Some(uac::MachineHandling::Voicemail) => {
+                // The language before the interpreter goes (it holds the call's variables).
+                self.voicemail_language = Some(self.preset_language());
                 self.interp = None;
                 self.outcome = Some("voicemail".into());
-                let prompt = self.prompt_in_language("voicemail-message");
                 let Some(media) = self.media.as_mut() else {
                     return;
                 };
-                let mut items = vec![PlayItem::Silence(uac::VOICEMAIL_WAIT_SAMPLES)];
-                if let Some(p) = prompt {
-                    items.push(PlayItem::Prompt(p));
-                }
-                media.play(uac::VOICEMAIL_PLAY_ID, items, false);
-                self.record_event("prompt", "voicemail-message".into());
+                // Silence while the greeting plays on, until its beep (the cue) or, on the
+                // clock, the end of this silence.
+                let cue = crate::media::voicemail_cue::CueConfig::default();
+                media.play(
+                    uac::VOICEMAIL_WAIT_ID,
+                    vec![PlayItem::Silence(cue.max_wait_ms as usize * 8)],
+                    false,
+                );
+                media.start_voicemail_cue(&cue);
             }
             _ => self.hangup(now, HangupCause::AnsweringMachine),
         }
+    }
+
+    /// The machine records now: play the voicemail message once, then hang up.
+    fn leave_voicemail(&mut self) {
+        let waiting = self.media.as_ref().and_then(MediaSession::current_playlist)
+            == Some(uac::VOICEMAIL_WAIT_ID);
+        if !waiting {
+            return;
+        }
+        let lang = self
+            .voicemail_language
+            .clone()
+            .unwrap_or_else(|| "en".into());
+        let prompt = self
+            .ctx
+            .prompts
+            .get(&lang, "voicemail-message")
+            .or_else(|| self.ctx.prompts.get("en", "voicemail-message"))
+            .cloned();
+        let Some(media) = self.media.as_mut() else {
+            return;
+        };
+        // No recorded message in any language: a blip of silence, then the hang-up.
+        let items = vec![prompt.map_or(PlayItem::Silence(160), PlayItem::Prompt)];
+        media.play(uac::VOICEMAIL_PLAY_ID, items, false);
+        self.record_event("prompt", "voicemail-message".into());
     }
 
     /// A prompt in the call's language, else in English (what callers hear when a
@@ -1564,14 +1610,15 @@ impl Call {
                     name,
                     fallback,
                 } => {
-                    let found = lib
-                        .get(&lang, &name)
-                        .or_else(|| fallback.as_deref().and_then(|f| lib.get(&lang, f)))
-                        .or_else(|| lib.get("en", &name));
-                    match found {
-                        Some(p) => {
+                    // A prompt missing in the call's language plays in English; the event
+                    // says so (`en/NAME`), or a Mandarin trail would hide English prompts.
+                    match lib.resolve(&lang, &name, fallback.as_deref()) {
+                        Some((p, english_instead)) => {
                             if !names.is_empty() {
                                 names.push(',');
+                            }
+                            if english_instead {
+                                names.push_str("en/");
                             }
                             names.push_str(&p.name);
                             list.push(PlayItem::Prompt(p.clone()));

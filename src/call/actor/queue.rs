@@ -25,6 +25,7 @@ use crate::media::player::PlayItem;
 use crate::registrar::Reachable;
 use crate::sip::transport::ReplyPath;
 use crate::sip::uri::Uri;
+use crate::webrtc::phones::TransferTarget;
 
 /// Routes `*1`, `*2`, `*3` to this pseudo-dialplan (see [`feature_route`]).
 pub(super) const FEATURE_PREFIX: &str = "_feature:";
@@ -77,10 +78,11 @@ pub struct AnsweredLeg {
 #[derive(Debug)]
 pub enum LegEvent {
     Answered(Box<AnsweredLeg>),
-    /// The agent's phone asked for a blind transfer (REFER) to this queue.
+    /// The agent asked for a blind transfer (a phone's REFER, the page's Transfer) to a
+    /// queue or another agent.
     Transfer {
         leg: u64,
-        queue: String,
+        target: TransferTarget,
     },
     /// The agent's phone put the call on hold (`on`) or took it off, and where it now
     /// receives RTP.
@@ -508,7 +510,14 @@ impl Call {
         match event {
             LegEvent::Answered(a) => self.on_leg_answered(now, *a),
             LegEvent::Hold { leg, on, remote } => self.agent_hold(now, leg, on, remote),
-            LegEvent::Transfer { leg, queue } => self.transfer_to_queue(now, leg, queue),
+            LegEvent::Transfer {
+                leg,
+                target: TransferTarget::Queue(queue),
+            } => self.transfer_to_queue(now, leg, queue),
+            LegEvent::Transfer {
+                leg,
+                target: TransferTarget::Agent(agent),
+            } => self.transfer_to_agent(now, leg, agent),
             LegEvent::Failed { leg, agent, how } => {
                 let Some(q) = self.queue.as_mut() else { return };
                 if let Some(l) = q.legs.iter_mut().find(|l| l.id == leg) {
@@ -668,8 +677,9 @@ impl Call {
         // dialplan goes on after the agent (`after_agent`), which waits here until then.
         self.media = None;
         let resume = self.interp.take().filter(|i| i.continues_after_agent());
-        if let Some(q) = self.queue.as_mut() {
-            q.after_agent = resume.map(Box::new);
+        // A transferred caller's dialplan was kept at its first bridge: keep it.
+        if let (Some(q), Some(r)) = (self.queue.as_mut(), resume) {
+            q.after_agent = Some(Box::new(r));
         }
     }
 
@@ -1179,9 +1189,11 @@ impl Call {
     }
 
     /// REFER (RFC 3515) in a dialog. Only an agent's phone may transfer, and only to a
-    /// configured queue: a customer (or anyone on a trunk) transferring calls through us
-    /// would be toll fraud. Accepted: 202, a NOTIFY with `SIP/2.0 200 OK` (the transfer is
-    /// ours to complete), and the caller is queued again; the agent's leg is then ended.
+    /// configured queue or another agent (`sip:NAME@…`, a queue's name first): a customer
+    /// (or anyone on a trunk) transferring calls through us would be toll fraud. Accepted:
+    /// 202, a NOTIFY with `SIP/2.0 200 OK` (the transfer is ours to complete), and the
+    /// caller is queued again (for the named agent first); the agent's leg is then ended.
+    /// Refused: 404 for an unknown target, 403 for the agent itself.
     pub(super) fn on_refer(&mut self, now: Instant, msg: &crate::sip::message::Message) {
         use crate::sip::message::HeaderName;
         let Some(link) = self.leg.as_ref() else {
@@ -1204,12 +1216,20 @@ impl Call {
                 Uri::parse(inner).ok()
             })
             .and_then(|u| u.user);
-        let Some(queue) = target.filter(|t| self.ctx.acd.has_queue(t)) else {
-            self.reply(msg, 404, "Not Found");
-            return;
+        let target = match target {
+            Some(t) if self.ctx.acd.has_queue(&t) => TransferTarget::Queue(t),
+            Some(t) if t == link.agent => {
+                self.reply(msg, 403, "Forbidden");
+                return;
+            }
+            Some(t) if self.ctx.acd.has_agent(&t) => TransferTarget::Agent(t),
+            _ => {
+                self.reply(msg, 404, "Not Found");
+                return;
+            }
         };
         self.reply(msg, 202, "Accepted");
-        let (mut notify, _) = self
+        let mut notify = self
             .dialog
             .request(crate::sip::message::Method::Notify, &self.local);
         notify.push_header(HeaderName::Other("Event".into()), "refer");
@@ -1220,10 +1240,10 @@ impl Call {
         notify.push_header(HeaderName::ContentType, "message/sipfrag;version=2.0");
         notify.body = bytes::Bytes::from_static(b"SIP/2.0 200 OK\r\n");
         self.flow.send(notify.to_bytes());
-        info!(%queue, "agent transfers the caller to another queue");
+        info!(%target, "agent transfers the caller");
         let _ = link.caller_tx.try_send(CallInput::Leg(LegEvent::Transfer {
             leg: link.leg,
-            queue,
+            target,
         }));
         let _ = now;
     }
@@ -1263,6 +1283,43 @@ impl Call {
         self.record_event("transfer", format!("{from}->{queue}"));
         self.queue = None;
         self.enqueue(now, queue);
+    }
+
+    /// Blind transfer by the agent to another agent: the agent's leg ends (wrap-up), the
+    /// caller hears music on hold and keeps its queue membership; the ACD offers it to
+    /// `agent` only, or back to the queue's line (`Acd::transfer_to_agent`). The record
+    /// keeps one row and ends with the agent who took the call last.
+    fn transfer_to_agent(&mut self, now: Instant, leg: u64, agent: String) {
+        let Some(q) = self.queue.as_mut() else { return };
+        if q.connected.as_ref().is_none_or(|(id, _)| *id != leg)
+            || self.phase != Phase::Answered
+            || q.told_acd
+        {
+            return;
+        }
+        for l in q.legs.iter().filter(|l| !l.done) {
+            let _ = l.tx.try_send(CallInput::LegControl(LegControl::Stop));
+        }
+        // Not connected any more: the agent leg's end (its BYE) is not the call's end.
+        q.connected = None;
+        q.joined = now;
+        let from = q.queue.clone();
+        let key = q.acd_key.clone();
+        self.relay = None;
+        self.relay_out = None;
+        self.held = false;
+        if self.media.is_none() {
+            let Some(n) = self.offer else { return };
+            let dest = self.relay_caller_dest.unwrap_or(n.remote);
+            let params = self.media_params(&n, dest);
+            self.media = Some(crate::media::session::MediaSession::new(now, params));
+        }
+        self.record_event("transfer", format!("{from}->agent:{agent}"));
+        self.play_moh();
+        self.acd_send(AcdMsg::TransferToAgent {
+            call: key,
+            to: agent,
+        });
     }
 
     /// The agent put the caller on hold (music) or took it back (relay again).

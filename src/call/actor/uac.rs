@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::{Call, CallInput, Phase, Retransmit};
-use crate::call::dialog::{self, DialogState, LocalIdentity};
+use crate::call::dialog::{self, Dialog};
 use crate::call::disposition::{Disposition, HangupCause};
 use crate::call::router::RouterControl;
 use crate::call::slots::CallSlot;
@@ -41,8 +41,9 @@ pub enum MachineHandling {
 
 /// Playlist id of the voicemail message (never used by the interpreter, which counts from 1).
 pub(super) const VOICEMAIL_PLAY_ID: u32 = u32::MAX;
-/// Time given to the greeting to end before the message starts (8 kHz samples: 2.5 s).
-pub(super) const VOICEMAIL_WAIT_SAMPLES: usize = 20_000;
+/// Playlist id of the silence played while waiting for the machine's beep; its end is the
+/// clock's bound on that wait.
+pub(super) const VOICEMAIL_WAIT_ID: u32 = u32::MAX - 1;
 
 /// What the dialer asks for.
 #[derive(Debug)]
@@ -374,15 +375,8 @@ impl Call {
             }
         };
         let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-        let dialog = DialogState {
-            call_id: call_id.clone(),
-            local_party: from.clone(),
-            remote_party: to.clone(),
-            remote_target: request_uri.clone(),
-            route_set: Vec::new(),
-            local_cseq: 1,
-            remote_cseq: 0,
-        };
+        // The dialog-to-be: the 2xx makes it one (`on_uac_2xx`).
+        let dialog = Dialog::uac_pending(&call_id, &from, &local_tag, request_uri.clone());
         let route = Route {
             to: req.to_number.clone(),
             dialplan: req.dialplan.clone(),
@@ -566,8 +560,6 @@ impl Call {
             Some(trunk.address.port()),
         );
         let to = format!("<{request_uri}>");
-        self.dialog.remote_party = to.clone();
-        self.dialog.remote_target = request_uri.clone();
         let Some((cseq, body, caller_id)) = self.uac.as_ref().map(|u| {
             (
                 u.cseq + 1,
@@ -588,7 +580,6 @@ impl Call {
         let unreliable = self.flow.kind().unreliable();
         self.invite_branch = branch.clone();
         self.invite = invite.clone();
-        self.dialog.local_cseq = cseq;
         if let Some(u) = self.uac.as_mut() {
             u.request = invite;
             u.bytes = bytes.clone();
@@ -823,7 +814,6 @@ impl Call {
         u.auth_tried = true;
         self.invite_branch = branch;
         self.invite = invite;
-        self.dialog.local_cseq = cseq;
         debug!("answered the trunk's digest challenge");
         true
     }
@@ -840,21 +830,13 @@ impl Call {
         let cseq = u.cseq;
         let cancelled = u.cancel_cause.clone();
         u.cancel = None;
-        if let Ok(to) = msg.header(&HeaderName::To).ok_or(()) {
-            self.dialog.remote_party = to.to_string();
+        // The INVITE this 2xx answers is the last one sent (`self.invite`: failover and
+        // digest answers replace it): together they form the dialog (RFC 3261 §12.1.2).
+        match Dialog::uac(&self.invite, msg) {
+            Ok(d) => self.dialog = d,
+            Err(e) => warn!(error = %e, "the 2xx forms no proper dialog; keeping our INVITE's"),
         }
-        if let Some(c) = msg.contact() {
-            self.dialog.remote_target = c.uri;
-        }
-        self.dialog.route_set = msg
-            .header_values(&HeaderName::RecordRoute)
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        self.dialog.local_cseq = cseq;
-        let ack = build_2xx_ack(&self.dialog, &self.local, cseq);
+        let ack = self.dialog.ack(cseq, &self.local);
         let ack_bytes = ack.to_bytes();
         self.flow.send(ack_bytes.clone());
         if let Some(u) = self.uac.as_mut() {
@@ -974,9 +956,9 @@ fn build_invite(
         ),
     );
     m.push_header(HeaderName::MaxForwards, "70");
-    m.push_header(HeaderName::From, call.dialog.local_party.clone());
+    m.push_header(HeaderName::From, call.dialog.local_party().to_string());
     m.push_header(HeaderName::To, to.to_string());
-    m.push_header(HeaderName::CallId, call.dialog.call_id.clone());
+    m.push_header(HeaderName::CallId, call.dialog.call_id().to_string());
     m.push_header(HeaderName::CSeq, format!("{cseq} INVITE"));
     m.push_header(HeaderName::Contact, call.local.contact.clone());
     m.push_header(HeaderName::Allow, dialog::ALLOW);
@@ -1049,36 +1031,6 @@ fn build_non2xx_ack(invite: &Message, resp: &Message) -> Message {
     }
     let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
     m.push_header(HeaderName::CSeq, format!("{seq} ACK"));
-    m
-}
-
-/// ACK for a 2xx: a new request in the dialog with the INVITE's CSeq number (§13.2.2.4).
-fn build_2xx_ack(d: &DialogState, local: &LocalIdentity, cseq: u32) -> Message {
-    let mut m = Message {
-        start: StartLine::Request {
-            method: Method::Ack,
-            uri: d.remote_target.clone(),
-        },
-        headers: Vec::with_capacity(8),
-        body: Bytes::new(),
-    };
-    m.push_header(
-        HeaderName::Via,
-        format!(
-            "SIP/2.0/{} {};branch={};rport",
-            local.transport.via_name(),
-            local.via_host,
-            dialog::new_branch()
-        ),
-    );
-    m.push_header(HeaderName::MaxForwards, "70");
-    m.push_header(HeaderName::From, d.local_party.clone());
-    m.push_header(HeaderName::To, d.remote_party.clone());
-    m.push_header(HeaderName::CallId, d.call_id.clone());
-    m.push_header(HeaderName::CSeq, format!("{cseq} ACK"));
-    for r in &d.route_set {
-        m.push_header(HeaderName::Route, r.clone());
-    }
     m
 }
 
