@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::ivr::loader::line_of;
 use crate::media::codec::Codec;
 // Defined in the leaf module `net` so the sip layer can use them without depending on
 // config; re-exported here so `config::Cidr` and `config::TrunkTransport` stay as they were.
@@ -212,14 +213,6 @@ pub struct Config {
     /// `[service]` business hours (holidays empty; the dialplan set carries them); None: no
     /// hours configured, the `hours` step always says open.
     pub service_hours: Option<crate::ivr::hours::ServiceHours>,
-}
-
-fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 impl Config {

@@ -91,7 +91,7 @@ struct RawHoliday {
 /// The closed days of a holiday file (`[[holiday]] date = "2026-10-01", until = "2026-10-07",
 /// name = "National Day"`); errors carry the file and line.
 pub fn parse_holidays(file: &str, src: &str) -> Result<BTreeSet<NaiveDate>, HoursError> {
-    let line_of = |offset: usize| src[..offset.min(src.len())].matches('\n').count() + 1;
+    let line_of = |offset: usize| super::loader::line_of(src, offset);
     let raw: RawHolidays = toml::from_str(src).map_err(|e| HoursError::Holidays {
         file: file.to_string(),
         line: e.span().map_or(1, |s| line_of(s.start)),

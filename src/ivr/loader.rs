@@ -175,7 +175,9 @@ fn allowed_fields(action: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
+/// The 1-based line of byte `offset` in `src`: where a TOML error points, for the "file,
+/// line and reason" every refused dialplan, hours file and config names.
+pub fn line_of(src: &str, offset: usize) -> usize {
     src.as_bytes()[..offset.min(src.len())]
         .iter()
         .filter(|b| **b == b'\n')
