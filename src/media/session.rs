@@ -186,6 +186,8 @@ pub struct MediaSession {
     decoder: Option<Decoder>,
     /// Record what the peer sends (a dialplan `record` step), channel 0.
     recorder: Option<super::recorder::Recorder>,
+    /// Voice in what is being recorded (a `record` step may drop a message without speech).
+    speech: Option<Box<super::speech::SpeechMeter>>,
     pending: VecDeque<MediaEvent>,
     timed_out: bool,
     expect_rx: bool,
@@ -228,6 +230,7 @@ impl MediaSession {
             // then nothing is decoded (no AMD/in-band/recording) but the call goes on.
             decoder: Decoder::new(params.codec).ok(),
             recorder: None,
+            speech: None,
             pending: VecDeque::with_capacity(8),
             timed_out: false,
             expect_rx: true,
@@ -370,12 +373,20 @@ impl MediaSession {
         self.cue = None;
     }
 
-    /// Record (or stop recording, `None`) the decoded audio the peer sends.
+    /// Record (or stop recording, `None`) the decoded audio the peer sends. A new recording
+    /// also starts counting its voice ([`MediaSession::recorded_speech`]).
     pub fn set_recorder(&mut self, recorder: Option<super::recorder::Recorder>) {
         if recorder.is_some() {
             self.ensure_jitter(self.last_rx);
+            self.speech = Some(Box::default());
         }
         self.recorder = recorder;
+    }
+
+    /// The voice in the audio recorded since the last [`MediaSession::set_recorder`] with a
+    /// recorder (None if nothing was ever recorded).
+    pub fn recorded_speech(&self) -> Option<super::speech::Speech> {
+        self.speech.as_ref().map(|m| m.measure())
     }
 
     pub fn stop_playback(&mut self) {
@@ -485,6 +496,7 @@ impl MediaSession {
             amd,
             cue,
             recorder,
+            speech,
             pending,
             stats,
             ..
@@ -504,6 +516,9 @@ impl MediaSession {
             if let Some(rec) = recorder.as_ref() {
                 // Placed by its playout time, so reordered audio lands where it belongs.
                 rec.push_pcm(f.play_at, 0, &pcm[..n]);
+                if let Some(m) = speech.as_mut() {
+                    m.process(&pcm[..n]);
+                }
             }
             for frame in pcm[..n].chunks(SAMPLES_PER_FRAME) {
                 if let Some(det) = inband.as_mut() {
