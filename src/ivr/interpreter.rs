@@ -1012,6 +1012,40 @@ action = "hangup"
     }
 
     #[test]
+    fn record_min_speech_ms_reaches_the_recorder_and_is_bounded() {
+        let plan = |min: &str| {
+            format!(
+                "[dialplan]\nstart = \"msg\"\n\n[steps.msg]\naction = \"record\"\n\
+                 var = \"message\"\nmin_speech_ms = {min}\nnext = \"bye\"\n\n\
+                 [steps.bye]\naction = \"hangup\"\n"
+            )
+        };
+        let f = |_: &str, _: &str| true;
+        let ctx = LoadContext {
+            prompt_exists: &f,
+            queues: &[],
+        };
+        let loaded = Arc::new(load_str("r.toml", &plan("300"), &ctx).expect("plan"));
+        let t0 = Instant::now();
+        let mut i = Interpreter::new(loaded, Vars::new());
+        i.start(t0);
+        let out = drain(&mut i);
+        assert!(
+            out.contains(&Output::StartRecording {
+                step: "msg".into(),
+                var: Some("message".into()),
+                min_speech_ms: 300,
+            }),
+            "{out:?}"
+        );
+        let err = load_str("r.toml", &plan("20000"), &ctx).expect_err("out of range");
+        assert!(
+            err.iter().any(|e| e.reason.contains("min_speech_ms")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn no_input_reprompts_three_times_then_fails() {
         let (mut i, t0) = interp();
         i.start(t0);

@@ -1069,6 +1069,52 @@ mod tests {
         assert_eq!(s.stats.lost, 0, "it did arrive: no longer lost on the wire");
     }
 
+    /// A `record` step's speech test: what is recorded is also counted as voice or silence,
+    /// and a new recording starts a new count.
+    #[test]
+    fn recorded_audio_is_measured_for_speech() {
+        let dir = tempfile::tempdir().expect("dir");
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, params());
+        assert_eq!(s.recorded_speech(), None, "nothing recorded yet");
+        // 1 s of silence, then 600 ms of a 400 Hz tone at -12 dBFS, then 1 s of silence.
+        fn feed(s: &mut MediaSession, t0: Instant, from: u32, to: u32, loud: fn(u32) -> bool) {
+            let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+            for k in from..to {
+                let mut pkt = [0u8; rtp::HEADER_LEN + 160];
+                rtp::write_header(&mut pkt, k == 0, 0, k as u16, k * 160, 0xBEEF);
+                for (i, b) in pkt[rtp::HEADER_LEN..].iter_mut().enumerate() {
+                    let t = (k * 160) as f32 + i as f32;
+                    let v = if loud(k) {
+                        (8000.0 * (t * 2.0 * std::f32::consts::PI * 400.0 / 8000.0).sin()) as i16
+                    } else {
+                        0
+                    };
+                    *b = Codec::Pcmu.encode_sample(v);
+                }
+                s.handle_datagram(t0 + FRAME * k, &pkt, peer);
+            }
+            s.drain_jitter(t0 + FRAME * to + Duration::from_secs(1));
+        }
+        let rec = |name: &str| {
+            super::super::recorder::Recorder::start_with(&dir.path().join(name), t0, 1)
+                .expect("recorder")
+        };
+        s.set_recorder(Some(rec("a.wav")));
+        feed(&mut s, t0, 0, 130, |k| (50..80).contains(&k));
+        let speech = s.recorded_speech().expect("measured");
+        assert_eq!(speech.words, 1, "{speech}");
+        assert!((560..=620).contains(&speech.voice_ms), "{speech}");
+        assert!(speech.is_message(300));
+        s.set_recorder(None);
+        // The next recording: silence only.
+        s.set_recorder(Some(rec("b.wav")));
+        feed(&mut s, t0, 130, 230, |_| false);
+        let speech = s.recorded_speech().expect("measured");
+        assert_eq!(speech.voice_ms, 0, "{speech}");
+        assert!(!speech.is_message(300));
+    }
+
     #[test]
     fn no_buffer_without_audio_listeners() {
         let t0 = Instant::now();
