@@ -1344,8 +1344,8 @@ fn holds_sends_dtmf_and_transfers(opus: bool, number: &str) {
     let first_event = events.first().expect("an event");
     let audio_before = heard
         .iter()
-        .filter(|h| h.pt == 0 && h.ssrc == first_event.ssrc && h.at_ms <= first_event.at_ms)
-        .last()
+        .rev()
+        .find(|h| h.pt == 0 && h.ssrc == first_event.ssrc && h.at_ms <= first_event.at_ms)
         .expect("the bridge's audio before the digit");
     let gap = first_event.ts.wrapping_sub(audio_before.ts) as i32;
     assert!(
