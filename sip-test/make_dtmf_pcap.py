@@ -26,6 +26,8 @@ Examples
   make_dtmf_pcap.py --script "1500:2,5000:2" --tail-ms 1000 -o /tmp/s.pcap
       (digit 2 at 1.5 s and again at 5.0 s after the first packet, silence between)
   make_dtmf_pcap.py 3 --codec PCMA --lead-audio prompt.alaw -o /tmp/p.pcap
+  make_dtmf_pcap.py --script "1500:2,9000:#" --audio-at 5000:hello.wav -o /tmp/a.pcap
+      (digit 2 at 1.5 s, the caller says hello.wav at 5 s, # at 9 s)
   make_dtmf_pcap.py --info /tmp/s.pcap        # parse a pcap, print a JSON summary
   make_dtmf_pcap.py --selftest                # build + re-parse in memory, exit 1 on error
 
@@ -203,21 +205,31 @@ class Stream:
 
 def build(digits="", script=None, codec="PCMU", pt=101, duration_ms=100, gap_ms=100,
           lead_ms=0, tail_ms=0, lead_audio=b"", volume=10, end_repeats=3,
-          ssrc=None, seq0=None, ts0=None, seed=None):
-    """Return (packets, meta); packets = [(time_ms, rtp_bytes)] in send order."""
+          ssrc=None, seq0=None, ts0=None, seed=None, audio_at=()):
+    """Return (packets, meta); packets = [(time_ms, rtp_bytes)] in send order.
+
+    audio_at: [(ms, g711_bytes)] audio placed on the --script timeline (script only)."""
     if duration_ms < PTIME_MS:
         raise SystemExit("--duration-ms must be >= 20")
     st = Stream(codec, pt, volume, end_repeats, ssrc, seq0, ts0,
                 random.Random(seed) if seed is not None else None)
     starts = []
     st.audio_bytes(lead_audio)
+    if audio_at and not script:
+        raise SystemExit("--audio-at needs --script")
     if script:
-        for at_ms, d in script:
+        timeline = sorted([(at, 0, d) for at, d in script] + [(at, 1, a) for at, a in audio_at],
+                          key=lambda e: (e[0], e[1]))
+        for at_ms, is_audio, d in timeline:
             at_ms -= at_ms % PTIME_MS
+            what = "audio" if is_audio else f"digit {d}"
             if at_ms < st.t_ms:
-                raise SystemExit(f"--script: digit {d} at {at_ms} ms overlaps the previous "
-                                 f"digit or the lead audio (stream already at {st.t_ms} ms)")
+                raise SystemExit(f"--script: {what} at {at_ms} ms overlaps the previous "
+                                 f"entry or the lead audio (stream already at {st.t_ms} ms)")
             st.silence_until(at_ms)
+            if is_audio:
+                st.audio_bytes(d)
+                continue
             starts.append((st.t_ms, d))
             st.event(d, duration_ms)
     else:
@@ -470,6 +482,8 @@ def main(argv=None):
     ap.add_argument("--lead-ms", type=int, default=0, help="silence before the first digit")
     ap.add_argument("--lead-audio", help="G.711 audio (.ulaw/.alaw raw, or 8 kHz mono .wav) first")
     ap.add_argument("--tail-ms", type=int, default=0, help="silence after the last digit")
+    ap.add_argument("--audio-at", action="append", default=[], metavar="MS:FILE",
+                    help="with --script: G.711 audio (as --lead-audio) at MS (repeatable)")
     ap.add_argument("--volume", type=int, default=10, help="event volume (10 = -10 dBm0)")
     ap.add_argument("--end-repeats", type=int, default=3, help="E-bit packets per digit (3)")
     ap.add_argument("--ssrc", type=lambda v: int(v, 0), help="fixed SSRC (default random)")
@@ -497,8 +511,17 @@ def main(argv=None):
         if a.codec == "none":
             ap.error("--lead-audio needs --codec PCMU or PCMA")
         lead = load_audio(a.lead_audio, a.codec)
+    audio_at = []
+    for item in a.audio_at:
+        at, sep, path = item.partition(":")
+        if not sep or not at.isdigit():
+            ap.error(f"bad --audio-at {item!r} (want MS:FILE)")
+        if a.codec == "none":
+            ap.error("--audio-at needs --codec PCMU or PCMA")
+        audio_at.append((int(at), load_audio(path, a.codec)))
     packets, meta = build(a.digits, script, a.codec, a.pt, a.duration_ms, a.gap_ms, a.lead_ms,
-                          a.tail_ms, lead, a.volume, a.end_repeats, a.ssrc, seed=a.seed)
+                          a.tail_ms, lead, a.volume, a.end_repeats, a.ssrc, seed=a.seed,
+                          audio_at=audio_at)
     sip, sport = a.src.rsplit(":", 1)
     dip, dport = a.dst.rsplit(":", 1)
     tmp = a.output + ".tmp"

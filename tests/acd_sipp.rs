@@ -320,8 +320,9 @@ fn agent_answers_audio_both_ways_agent_hangs_up() {
 /// A hotline call that reaches agent `agent` (who answers after 300 ms and hangs up 3 s
 /// later) with the post-call survey switched on (`after_agent = "survey"` uncommented in a
 /// copy of the shipped dialplans): the caller `number` presses `digits` (0 first, for the
-/// agent) and is hung up by the server. Holds the server (and the folders it reads) so the
-/// test can look at the database; `survey` is the call's `call_surveys` row.
+/// agent) and is hung up by the server; `speech` is audio (a prompt's WAV under `audio/`) the
+/// caller plays at the given ms of its stream (its message). Holds the server (and the folders
+/// it reads) so the test can look at the database; `survey` is the call's `call_surveys` row.
 struct SurveyedCall {
     server: Server,
     rec: DbRow,
@@ -330,7 +331,12 @@ struct SurveyedCall {
     _dirs: [tempfile::TempDir; 2],
 }
 
-fn surveyed_call(agent: &str, number: &str, digits: &[(u32, char)]) -> SurveyedCall {
+fn surveyed_call(
+    agent: &str,
+    number: &str,
+    digits: &[(u32, char)],
+    speech: &[(u32, &str)],
+) -> SurveyedCall {
     let plans = tempfile::tempdir().expect("dialplan dir");
     for entry in std::fs::read_dir(repo_root().join("dialplans")).expect("dialplans") {
         let path = entry.expect("entry").path();
@@ -347,8 +353,22 @@ fn surveyed_call(agent: &str, number: &str, digits: &[(u32, char)]) -> SurveyedC
     let server = Server::start(&["--config", &cfg]);
     let port = setup_agent(&server, agent);
     let phone = agent_phone(&server, agent, port, 300, 3000);
+    let script: Vec<String> = digits.iter().map(|(at, d)| format!("{at}:{d}")).collect();
+    let mut pcap_args = vec![
+        "--script".to_string(),
+        script.join(","),
+        "--tail-ms".into(),
+        "4000".into(),
+    ];
+    for (at, wav) in speech {
+        let path = repo_root().join("audio").join(wav);
+        pcap_args.extend(["--audio-at".into(), format!("{at}:{}", path.display())]);
+    }
     let call = server.spawn_sipp(
-        &Scenario::call_with_digits(digits, 4000, 45_000),
+        &Scenario::Call {
+            pcap_args,
+            hold_ms: 45_000,
+        },
         &caller(number),
     );
     phone.finish(&format!("{agent}'s phone"));
@@ -396,16 +416,19 @@ impl SurveyedCall {
 
 /// Post-call survey (issue 19): with the hotline's `after_agent = "survey"` switched on, the
 /// agent hangs up first and the caller stays on the line: it is asked for a score, presses 4,
-/// leaves a message ended by `#`, hears thanks and is hung up. `call_surveys` has one row with
-/// score, agent, queue, ticket and the message's file; the events show the way back.
+/// says a message ("goodbye", 2.3 s) ended by `#`, hears thanks and is hung up.
+/// `call_surveys` has one row with score, agent, queue, ticket and the message's file (also
+/// the call's `recording_path`); the events show the way back.
 #[test]
 fn agent_hangs_up_first_and_the_caller_rates_the_call() {
     // 0 at 1.5 s; the agent answers and hangs up ~5 s later; 4 (the score) at 10 s, during
-    // or after the survey question; # at 19 s ends the message (its prompt is over by then).
+    // or after the survey question; the message prompt (5.3 s) is over by ~15.5 s, the
+    // caller speaks from 16 to 18.3 s; # at 19 s ends the message.
     let call = surveyed_call(
         "sam",
         "+15551239031",
         &[(1500, '0'), (10_000, '4'), (19_000, '#')],
+        &[(16_000, "en/goodbye.wav")],
     );
     let survey = &call.survey;
     assert_eq!(survey["score"], 4, "{survey:?}");
@@ -413,7 +436,14 @@ fn agent_hangs_up_first_and_the_caller_rates_the_call() {
     let wav = std::fs::metadata(message).expect("the message file exists");
     // At least a second of 8 kHz 16-bit audio after the 44-byte header.
     assert!(wav.len() > 16_000, "{message}: {} bytes", wav.len());
-    let kinds = call.events(&["after_agent", "survey", "survey_invalid"]);
+    assert_eq!(call.rec["recording_path"], message, "{:?}", call.rec);
+    let kinds = call.events(&[
+        "after_agent",
+        "survey",
+        "survey_invalid",
+        "survey_no_message",
+        "record_discarded",
+    ]);
     assert_eq!(kinds, ["after_agent:", "survey:4", "survey:4"], "{kinds:?}");
 }
 
@@ -431,13 +461,25 @@ fn agent_hangs_up_first_and_a_mandarin_caller_rates_the_call() {
         "mei",
         "+8613800138031",
         &[(1500, '0'), (10_000, '2'), (18_000, '#')],
+        &[],
     );
     let survey = &call.survey;
     assert_eq!(survey["score"], 2, "{survey:?}");
     assert!(call.rec["ticket_id"].is_null(), "{:?}", call.rec);
-    // The # right after the beep: the (nearly silent) message's file is still the row's.
-    let message = survey["recording"].as_str().expect("the message's file");
-    assert!(std::fs::metadata(message).is_ok(), "{message}");
+    // The # right after the beep, nothing said: no message. The row has none, the file the
+    // recording started is gone, and the call's record does not point at it.
+    assert!(survey["recording"].is_null(), "{survey:?}");
+    let started = call.events(&["recording"]);
+    let [started] = started.as_slice() else {
+        panic!("one recording started: {started:?}");
+    };
+    let file = started.trim_start_matches("recording:");
+    assert!(file.ends_with("-survey_message.wav"), "{file}");
+    assert!(
+        std::fs::metadata(file).is_err(),
+        "{file} should have been deleted"
+    );
+    assert_ne!(call.rec["recording_path"], file, "{:?}", call.rec);
     let trail = call.events(&[
         "language",
         "prompt",
@@ -447,6 +489,8 @@ fn agent_hangs_up_first_and_a_mandarin_caller_rates_the_call() {
         "after_agent",
         "collect",
         "survey",
+        "survey_no_message",
+        "record_discarded",
         "record_end",
     ]);
     assert_eq!(
@@ -463,8 +507,10 @@ fn agent_hangs_up_first_and_a_mandarin_caller_rates_the_call() {
             "collect:survey_score=2",
             "survey:2",
             "prompt:survey-message",
+            "record_discarded:survey_message:no_speech voice_ms=0 words=0",
             "record_end:survey_message:terminator",
             "survey:2",
+            "survey_no_message:no_speech",
             "prompt:survey-thanks",
         ],
         "{trail:#?}"

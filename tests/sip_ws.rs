@@ -1088,6 +1088,8 @@ struct Heard {
     at_ms: u128,
     ssrc: u32,
     pt: u8,
+    /// RTP timestamp.
+    ts: u32,
     head: [u8; 4],
 }
 
@@ -1152,6 +1154,7 @@ fn raw_caller(
                             at_ms: wall_ms(),
                             ssrc: p.ssrc,
                             pt: p.payload_type,
+                            ts: p.timestamp,
                             head,
                         });
                     }
@@ -1204,13 +1207,32 @@ fn raw_caller(
 /// bridge, and the page receives nothing), resumes (the bridge's packets again), presses 5
 /// on the pad (RFC 4733 event 5 with telephone-event type 101 at the caller) and transfers
 /// the caller to queue `sales` (nobody there: the caller is released with `queue_no_agents`
-/// and the record's trail has `transfer support->sales`).
+/// and the record's trail has `transfer support->sales`). The page offers PCMU: the leg
+/// passes the caller's G.711 through.
 #[test]
 fn browser_agent_holds_sends_dtmf_and_transfers_from_the_page() {
+    holds_sends_dtmf_and_transfers(false, "+15551239779");
+}
+
+/// The same with a page that offers no G.711 (issue 16, "DTMF with Opus legs"): the leg
+/// runs on Opus (48 kHz clock), the relay transcodes to the caller's PCMU, and the pad's
+/// digit still reaches the caller as an RFC 4733 event on its 8 kHz clock — duration and
+/// timestamp rescaled with the audio, not 6 times too long or off the audio's timeline.
+#[test]
+fn browser_agent_on_opus_holds_sends_dtmf_and_transfers_from_the_page() {
+    holds_sends_dtmf_and_transfers(true, "+15551239780");
+}
+
+fn holds_sends_dtmf_and_transfers(opus: bool, number: &str) {
     let sales = "[[queue]]\nname = \"sales\"\nstrategy = \"longest-idle\"\nring_timeout_s = 15\n\
                  wrapup_s = 5\njoin_empty = false\nmusic_on_hold = \"moh\"\n";
-    let (_dir, server, child, line_rx) = browser_agent_ready("controls:sales", sales);
-    let caller = raw_caller(&server, "+15551239779", Duration::from_secs(60));
+    let mode = if opus {
+        "opus+controls:sales"
+    } else {
+        "controls:sales"
+    };
+    let (_dir, server, child, line_rx) = browser_agent_ready(mode, sales);
+    let caller = raw_caller(&server, number, Duration::from_secs(60));
     let report = line_rx
         .recv_timeout(Duration::from_secs(90))
         .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
@@ -1224,6 +1246,19 @@ fn browser_agent_holds_sends_dtmf_and_transfers_from_the_page() {
     );
     eprintln!("browser agent: {r}");
     let (heard, bye) = caller.join().expect("caller thread");
+    // The codec the page's leg runs on (its getStats `codec` entries).
+    let codecs = r["stats"]["codecs"].to_string().to_lowercase();
+    if opus {
+        assert!(
+            codecs.contains("audio/opus") && !codecs.contains("audio/pcmu"),
+            "the page's leg is on Opus: {r}"
+        );
+    } else {
+        assert!(
+            codecs.contains("audio/pcmu"),
+            "the page's leg is on PCMU: {r}"
+        );
+    }
     let n = |k: &str| r[k].as_u64().unwrap_or(0);
     let t = |k: &str| u128::from(r[k].as_u64().unwrap_or(0));
     // The page: nothing from the caller while held, the caller's audio again after.
@@ -1291,6 +1326,34 @@ fn browser_agent_holds_sends_dtmf_and_transfers_from_the_page() {
             .all(|h| h.head[0] == 5 && h.at_ms >= t("dtmf_at")),
         "{events:?}"
     );
+    // On the caller's 8 kHz clock (RFC 4733 §2.3.5), whatever the page's leg runs on: one
+    // event (one timestamp), the pad's 100 ms tone as a final duration of 800 units (±1
+    // packet), starting where the bridge's audio was (not on a 48 kHz timeline).
+    let starts: std::collections::BTreeSet<u32> = events.iter().map(|h| h.ts).collect();
+    assert_eq!(starts.len(), 1, "one event, one timestamp: {events:?}");
+    let final_duration = events
+        .iter()
+        .filter(|h| h.head[1] & 0x80 != 0)
+        .map(|h| u16::from_be_bytes([h.head[2], h.head[3]]))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        (640..=960).contains(&final_duration),
+        "the 100 ms digit lasts {final_duration} units of 8 kHz: {events:?}"
+    );
+    let first_event = events.first().expect("an event");
+    let audio_before = heard
+        .iter()
+        .rev()
+        .find(|h| h.pt == 0 && h.ssrc == first_event.ssrc && h.at_ms <= first_event.at_ms)
+        .expect("the bridge's audio before the digit");
+    let gap = first_event.ts.wrapping_sub(audio_before.ts) as i32;
+    assert!(
+        (-1600..=4000).contains(&gap),
+        "the event starts {gap} units of 8 kHz after the audio before it (ts {} vs {})",
+        first_event.ts,
+        audio_before.ts
+    );
     // The transfer: the page's call ended, the caller went to `sales` (empty: released).
     assert!(
         r["note"]
@@ -1303,10 +1366,10 @@ fn browser_agent_holds_sends_dtmf_and_transfers_from_the_page() {
         "the caller got a BYE after the transfer to an empty queue"
     );
     let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
-        db.rows(
-            "SELECT * FROM call_records WHERE caller = '+15551239779' AND direction = 'inbound' \
-             AND ended_at IS NOT NULL",
-        )
+        db.rows(&format!(
+            "SELECT * FROM call_records WHERE caller = '{number}' AND direction = 'inbound' \
+             AND ended_at IS NOT NULL"
+        ))
         .pop()
     });
     // schema.md: a transferred caller the new queue refused keeps no `queue`, its cause

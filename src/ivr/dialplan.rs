@@ -114,12 +114,15 @@ pub enum Action {
         on_invalid: Option<String>,
     },
     /// Record what the caller says (after the prompts, e.g. a beep) until the terminator
-    /// key or `max_ms`; the file's path goes into `var` when given.
+    /// key or `max_ms`; the file's path goes into `var` when given. A recording with less
+    /// voice than a non-zero `min_speech_ms` (or no word) is dropped: file deleted, `var`
+    /// emptied (`media::speech`).
     Record {
         prompts: Vec<PlayItem>,
         max_ms: u64,
         terminator: char,
         var: Option<String>,
+        min_speech_ms: u32,
         next: String,
     },
     Goto {

@@ -55,9 +55,12 @@ pub enum Output {
         queue: String,
     },
     /// Start recording the caller into a file named after `step`; put its path in `var`.
+    /// With `min_speech_ms` > 0 the caller's side drops the file at `StopRecording` when it
+    /// holds less voice than that.
     StartRecording {
         step: String,
         var: Option<String>,
+        min_speech_ms: u32,
     },
     StopRecording,
     /// A post-call survey answer (`survey` step): a score of 1–5 and maybe a recording.
@@ -258,14 +261,20 @@ impl Interpreter {
     }
 
     fn start_recording(&mut self, step: String) {
-        let (max_ms, var) = match self.plan.steps.get(&step).map(|s| &s.action) {
-            Some(Action::Record { max_ms, var, .. }) => (*max_ms, var.clone()),
+        let (max_ms, var, min_speech_ms) = match self.plan.steps.get(&step).map(|s| &s.action) {
+            Some(Action::Record {
+                max_ms,
+                var,
+                min_speech_ms,
+                ..
+            }) => (*max_ms, var.clone(), *min_speech_ms),
             _ => return,
         };
         self.buffer.clear();
         self.outputs.push_back(Output::StartRecording {
             step: step.clone(),
             var,
+            min_speech_ms,
         });
         self.wait = Wait::Record {
             step,
@@ -976,7 +985,8 @@ action = "hangup"
             drain(&mut i),
             [Output::StartRecording {
                 step: "msg".into(),
-                var: Some("message".into())
+                var: Some("message".into()),
+                min_speech_ms: 0,
             }]
         );
         assert_eq!(i.poll_timeout(), Some(t0 + Duration::from_secs(5)));
@@ -999,6 +1009,40 @@ action = "hangup"
             kind: "record_end",
             detail: "msg:max_ms".into()
         }));
+    }
+
+    #[test]
+    fn record_min_speech_ms_reaches_the_recorder_and_is_bounded() {
+        let plan = |min: &str| {
+            format!(
+                "[dialplan]\nstart = \"msg\"\n\n[steps.msg]\naction = \"record\"\n\
+                 var = \"message\"\nmin_speech_ms = {min}\nnext = \"bye\"\n\n\
+                 [steps.bye]\naction = \"hangup\"\n"
+            )
+        };
+        let f = |_: &str, _: &str| true;
+        let ctx = LoadContext {
+            prompt_exists: &f,
+            queues: &[],
+        };
+        let loaded = Arc::new(load_str("r.toml", &plan("300"), &ctx).expect("plan"));
+        let t0 = Instant::now();
+        let mut i = Interpreter::new(loaded, Vars::new());
+        i.start(t0);
+        let out = drain(&mut i);
+        assert!(
+            out.contains(&Output::StartRecording {
+                step: "msg".into(),
+                var: Some("message".into()),
+                min_speech_ms: 300,
+            }),
+            "{out:?}"
+        );
+        let err = load_str("r.toml", &plan("20000"), &ctx).expect_err("out of range");
+        assert!(
+            err.iter().any(|e| e.reason.contains("min_speech_ms")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -106,6 +106,7 @@ struct RawStep {
     on_unavailable: Option<Spanned<String>>,
     cause: Option<String>,
     max_ms: Option<u64>,
+    min_speech_ms: Option<u32>,
     open: Option<Spanned<String>>,
     closed: Option<Spanned<String>>,
     after_agent: Option<Spanned<String>>,
@@ -167,7 +168,14 @@ fn allowed_fields(action: &str) -> Option<&'static [&'static str]> {
         "outcome" => &["choice", "next"],
         "enqueue" => &["queue", "on_unavailable", "after_agent"],
         "survey" => &["score", "message", "next", "on_invalid"],
-        "record" => &["prompts", "max_ms", "terminator", "var", "next"],
+        "record" => &[
+            "prompts",
+            "max_ms",
+            "terminator",
+            "var",
+            "min_speech_ms",
+            "next",
+        ],
         "goto" => &["next"],
         "hours" => &["open", "closed"],
         "hangup" => &["cause"],
@@ -549,11 +557,19 @@ fn build_step(name: &str, s: &RawStep, languages: &[String], ctx: &LoadContext<'
                 Some(t) if t.len() == 1 && "#*".contains(t) => t.chars().next().unwrap_or('#'),
                 Some(t) => return Err((action_at, format!("terminator '{t}' must be '#' or '*'"))),
             };
+            let min_speech_ms = s.min_speech_ms.unwrap_or(0);
+            if min_speech_ms > 10_000 {
+                return Err((
+                    action_at,
+                    format!("min_speech_ms {min_speech_ms} must be between 0 and 10000"),
+                ));
+            }
             Action::Record {
                 prompts: items(&s.prompts)?,
                 max_ms,
                 terminator,
                 var: s.var.clone(),
+                min_speech_ms,
                 next: need(&s.next, "next")?,
             }
         }

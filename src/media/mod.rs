@@ -13,5 +13,6 @@ pub mod rtcp;
 pub mod rtp;
 pub mod session;
 pub mod socket;
+pub mod speech;
 pub mod telephone_event;
 pub mod voicemail_cue;

@@ -186,6 +186,8 @@ pub struct MediaSession {
     decoder: Option<Decoder>,
     /// Record what the peer sends (a dialplan `record` step), channel 0.
     recorder: Option<super::recorder::Recorder>,
+    /// Voice in what is being recorded (a `record` step may drop a message without speech).
+    speech: Option<Box<super::speech::SpeechMeter>>,
     pending: VecDeque<MediaEvent>,
     timed_out: bool,
     expect_rx: bool,
@@ -228,6 +230,7 @@ impl MediaSession {
             // then nothing is decoded (no AMD/in-band/recording) but the call goes on.
             decoder: Decoder::new(params.codec).ok(),
             recorder: None,
+            speech: None,
             pending: VecDeque::with_capacity(8),
             timed_out: false,
             expect_rx: true,
@@ -370,12 +373,20 @@ impl MediaSession {
         self.cue = None;
     }
 
-    /// Record (or stop recording, `None`) the decoded audio the peer sends.
+    /// Record (or stop recording, `None`) the decoded audio the peer sends. A new recording
+    /// also starts counting its voice ([`MediaSession::recorded_speech`]).
     pub fn set_recorder(&mut self, recorder: Option<super::recorder::Recorder>) {
         if recorder.is_some() {
             self.ensure_jitter(self.last_rx);
+            self.speech = Some(Box::default());
         }
         self.recorder = recorder;
+    }
+
+    /// The voice in the audio recorded since the last [`MediaSession::set_recorder`] with a
+    /// recorder (None if nothing was ever recorded).
+    pub fn recorded_speech(&self) -> Option<super::speech::Speech> {
+        self.speech.as_ref().map(|m| m.measure())
     }
 
     pub fn stop_playback(&mut self) {
@@ -485,6 +496,7 @@ impl MediaSession {
             amd,
             cue,
             recorder,
+            speech,
             pending,
             stats,
             ..
@@ -504,6 +516,9 @@ impl MediaSession {
             if let Some(rec) = recorder.as_ref() {
                 // Placed by its playout time, so reordered audio lands where it belongs.
                 rec.push_pcm(f.play_at, 0, &pcm[..n]);
+                if let Some(m) = speech.as_mut() {
+                    m.process(&pcm[..n]);
+                }
             }
             for frame in pcm[..n].chunks(SAMPLES_PER_FRAME) {
                 if let Some(det) = inband.as_mut() {
@@ -1052,6 +1067,52 @@ mod tests {
         s.handle_datagram(end, &pkts[6], peer);
         assert_eq!(s.stats.late, 1);
         assert_eq!(s.stats.lost, 0, "it did arrive: no longer lost on the wire");
+    }
+
+    /// A `record` step's speech test: what is recorded is also counted as voice or silence,
+    /// and a new recording starts a new count.
+    #[test]
+    fn recorded_audio_is_measured_for_speech() {
+        let dir = tempfile::tempdir().expect("dir");
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, params());
+        assert_eq!(s.recorded_speech(), None, "nothing recorded yet");
+        // 1 s of silence, then 600 ms of a 400 Hz tone at -12 dBFS, then 1 s of silence.
+        fn feed(s: &mut MediaSession, t0: Instant, from: u32, to: u32, loud: fn(u32) -> bool) {
+            let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+            for k in from..to {
+                let mut pkt = [0u8; rtp::HEADER_LEN + 160];
+                rtp::write_header(&mut pkt, k == 0, 0, k as u16, k * 160, 0xBEEF);
+                for (i, b) in pkt[rtp::HEADER_LEN..].iter_mut().enumerate() {
+                    let t = (k * 160) as f32 + i as f32;
+                    let v = if loud(k) {
+                        (8000.0 * (t * 2.0 * std::f32::consts::PI * 400.0 / 8000.0).sin()) as i16
+                    } else {
+                        0
+                    };
+                    *b = Codec::Pcmu.encode_sample(v);
+                }
+                s.handle_datagram(t0 + FRAME * k, &pkt, peer);
+            }
+            s.drain_jitter(t0 + FRAME * to + Duration::from_secs(1));
+        }
+        let rec = |name: &str| {
+            super::super::recorder::Recorder::start_with(&dir.path().join(name), t0, 1)
+                .expect("recorder")
+        };
+        s.set_recorder(Some(rec("a.wav")));
+        feed(&mut s, t0, 0, 130, |k| (50..80).contains(&k));
+        let speech = s.recorded_speech().expect("measured");
+        assert_eq!(speech.words, 1, "{speech}");
+        assert!((560..=620).contains(&speech.voice_ms), "{speech}");
+        assert!(speech.is_message(300));
+        s.set_recorder(None);
+        // The next recording: silence only.
+        s.set_recorder(Some(rec("b.wav")));
+        feed(&mut s, t0, 130, 230, |_| false);
+        let speech = s.recorded_speech().expect("measured");
+        assert_eq!(speech.voice_ms, 0, "{speech}");
+        assert!(!speech.is_message(300));
     }
 
     #[test]

@@ -74,6 +74,13 @@ pub enum StoreOp {
         id: String,
         path: String,
     },
+    /// A recording `path` was dropped (a `record` step without speech): the call's
+    /// `recording_path` goes back to `previous`, if it still names the dropped file.
+    CallRecordingDropped {
+        id: String,
+        path: String,
+        previous: Option<String>,
+    },
     /// An agent's persistent choices (`agent_state`): last write wins, so replays are safe.
     AgentState {
         agent: String,
@@ -353,6 +360,16 @@ pub async fn apply(
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;
+        }
+        StoreOp::CallRecordingDropped { id, path, previous } => {
+            sqlx::query(
+                "UPDATE call_records SET recording_path = $1 WHERE id = $2 AND recording_path = $3",
+            )
+            .bind(previous)
+            .bind(id)
+            .bind(path)
+            .execute(&mut **tx)
+            .await?;
         }
         StoreOp::AgentState {
             agent,

@@ -16,12 +16,16 @@
 // once audio flows, blind-transferred to agent NAME by the transfer control (kind `agent`,
 // NAME offered in the `transfer-agent` list); one JSON line per call with the page's notes
 // (`phone-note` texts seen) and the listed state of NAME; then wait for the next ring.
+// Prefix `opus+` (e.g. `opus+controls:sales`): the page's offer carries no G.711 (codec
+// preferences set before `createOffer`), so the server's leg runs on Opus and transcodes.
 // usage: node agent_call.js BASE_URL AGENT PASSWORD
-//   [answer|ring-only|controls:QUEUE|transfer-agent:NAME[,NAME...]|vanish]
+//   [opus+][answer|ring-only|controls:QUEUE|transfer-agent:NAME[,NAME...]|vanish]
 // (playwright-core through NODE_PATH; Chromium at $CHROMIUM or /usr/bin/chromium.)
 const { chromium } = require('playwright-core');
 
-const [base, agent, password, mode = 'answer'] = process.argv.slice(2);
+const [base, agent, password, fullMode = 'answer'] = process.argv.slice(2);
+const opusOnly = fullMode.startsWith('opus+');
+const mode = opusOnly ? fullMode.slice('opus+'.length) : fullMode;
 // As tests/browser/webrtc_leg.js: fake microphone (a beep), loopback host candidates that
 // are IPs, not mDNS names.
 const args = ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
@@ -46,6 +50,19 @@ async function stats(page) {
 // Log in on /agent in a new browser context and turn the browser phone on.
 async function open(browser, out) {
   const context = await browser.newContext();
+  if (opusOnly) {
+    // Before the page's own script: every offer it makes lists Opus (and telephone-event,
+    // CN, RED) but no PCMU/PCMA, as a browser without G.711 would.
+    await context.addInitScript(() => {
+      const createOffer = RTCPeerConnection.prototype.createOffer;
+      RTCPeerConnection.prototype.createOffer = function (...a) {
+        const codecs = RTCRtpReceiver.getCapabilities('audio').codecs
+          .filter((c) => !/^audio\/(PCMU|PCMA)$/i.test(c.mimeType));
+        for (const t of this.getTransceivers()) t.setCodecPreferences(codecs);
+        return createOffer.apply(this, a);
+      };
+    });
+  }
   const page = await context.newPage();
   page.on('console', (m) => { if (m.type() === 'error') out.steps.push('console: ' + m.text()); });
   const by = (id) => page.locator(`[data-testid="${id}"]`);

@@ -230,11 +230,26 @@ pub struct Call {
     /// Waiting for the caller lookup before joining the queue (the skills it needs).
     pending_join: Option<Vec<(String, i64)>>,
     /// A dialplan `record` step in progress (mono, the caller).
-    segment_recorder: Option<crate::media::recorder::Recorder>,
+    segment: Option<Segment>,
+    /// The path last written to `call_records.recording_path` by this call.
+    recording_path: Option<String>,
+    /// `record` files dropped for want of speech: a `survey` step naming one has no message.
+    discarded_recordings: Vec<String>,
     /// Bridges recorded so far (file names of later ones get a suffix).
     bridges_recorded: u32,
     /// Session timer, our refreshes, re-INVITE/UPDATE bookkeeping (in_dialog.rs).
     in_dialog: in_dialog::InDialog,
+}
+
+/// A dialplan `record` step's recording in progress.
+struct Segment {
+    recorder: crate::media::recorder::Recorder,
+    step: String,
+    var: Option<String>,
+    /// Least voice for a message (0: keep every recording).
+    min_speech_ms: u32,
+    /// `call_records.recording_path` before this one, put back if this one is dropped.
+    previous_path: Option<String>,
 }
 
 /// What a new call is made of: the parts an inbound and an outbound call set differently.
@@ -313,7 +328,9 @@ impl Call {
             relay_caller_dest: None,
             recording: None,
             pending_join: None,
-            segment_recorder: None,
+            segment: None,
+            recording_path: None,
+            discarded_recordings: Vec::new(),
             bridges_recorded: 0,
             in_dialog: Default::default(),
         }
@@ -1535,13 +1552,24 @@ impl Call {
                     self.enqueue(now, queue);
                     return;
                 }
-                Output::StartRecording { step, var } => {
-                    self.start_segment_recording(now, &step, var)
-                }
+                Output::StartRecording {
+                    step,
+                    var,
+                    min_speech_ms,
+                } => self.start_segment_recording(now, step, var, min_speech_ms),
                 Output::StopRecording => self.stop_segment_recording(),
                 Output::Survey { score, message } => {
                     let (queue, agent) = self.survey_context();
                     self.record_event("survey", score.to_string());
+                    // The step's `message` was expanded before the recording it names was
+                    // dropped (the record step's `next` runs at once): it is no message.
+                    let message = match message {
+                        Some(m) if self.discarded_recordings.contains(&m) => {
+                            self.record_event("survey_no_message", "no_speech".into());
+                            None
+                        }
+                        m => m,
+                    };
                     self.ctx.store.submit(StoreOp::Survey {
                         call_id: self.id.clone(),
                         ticket_id: self.ticket_id,
@@ -1560,7 +1588,13 @@ impl Call {
         }
     }
 
-    fn start_segment_recording(&mut self, now: Instant, step: &str, var: Option<String>) {
+    fn start_segment_recording(
+        &mut self,
+        now: Instant,
+        step: String,
+        var: Option<String>,
+        min_speech_ms: u32,
+    ) {
         let path = self
             .ctx
             .config
@@ -1569,31 +1603,72 @@ impl Call {
         match crate::media::recorder::Recorder::start_with(&path, now, 1) {
             Ok(r) => {
                 let shown = path.display().to_string();
-                if let (Some(v), Some(i)) = (var, self.interp.as_mut()) {
-                    i.set_var(&v, &shown);
+                if let (Some(v), Some(i)) = (var.as_ref(), self.interp.as_mut()) {
+                    i.set_var(v, &shown);
                 }
                 self.record_event("recording", shown.clone());
                 self.ctx.store.submit(StoreOp::CallRecording {
                     id: self.id.clone(),
-                    path: shown,
+                    path: shown.clone(),
                 });
+                let previous_path = self.recording_path.replace(shown);
                 if let Some(m) = self.media.as_mut() {
                     // The caller's audio, decoded by the session (any codec), to the file.
                     m.set_recorder(Some(r.clone()));
                 }
-                self.segment_recorder = Some(r);
+                self.segment = Some(Segment {
+                    recorder: r,
+                    step,
+                    var,
+                    min_speech_ms,
+                    previous_path,
+                });
             }
             Err(e) => warn!(error = %e, "cannot record; the dialplan goes on"),
         }
     }
 
+    /// End a `record` step's recording (its terminator, `max_ms`, or the hang-up). With a
+    /// `min_speech_ms`, a recording with less voice than that is no message: the file is
+    /// deleted, `var` emptied, `call_records.recording_path` put back, and the event
+    /// `record_discarded` (`STEP:no_speech voice_ms=N words=M`) says why.
     fn stop_segment_recording(&mut self) {
+        let speech = self.media.as_ref().and_then(|m| m.recorded_speech());
         if let Some(m) = self.media.as_mut() {
             m.set_recorder(None);
         }
-        if let Some(r) = self.segment_recorder.take() {
-            self.record_event("recording_stats", r.summary());
+        let Some(seg) = self.segment.take() else {
+            return;
+        };
+        self.record_event("recording_stats", seg.recorder.summary());
+        let speech = speech.unwrap_or_default();
+        if speech.is_message(seg.min_speech_ms) {
+            return;
         }
+        let path = seg.recorder.path().to_path_buf();
+        let shown = path.display().to_string();
+        // The writer thread may still hold the file open (it ends with the last sender);
+        // unlinking it is fine on Unix: what is left is written to a nameless file.
+        drop(seg.recorder);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(error = %e, path = %shown, "cannot delete a recording without speech");
+            }
+        }
+        if let (Some(v), Some(i)) = (seg.var.as_ref(), self.interp.as_mut()) {
+            i.set_var(v, "");
+        }
+        self.record_event(
+            "record_discarded",
+            format!("{}:no_speech {speech}", seg.step),
+        );
+        self.ctx.store.submit(StoreOp::CallRecordingDropped {
+            id: self.id.clone(),
+            path: shown.clone(),
+            previous: seg.previous_path.clone(),
+        });
+        self.recording_path = seg.previous_path;
+        self.discarded_recordings.push(shown);
     }
 
     fn play(&mut self, id: u32, items: Vec<PromptRef>) {

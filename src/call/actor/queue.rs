@@ -741,8 +741,9 @@ impl Call {
                     .store
                     .submit(crate::store::ops::StoreOp::CallRecording {
                         id: self.id.clone(),
-                        path: shown,
+                        path: shown.clone(),
                     });
+                self.recording_path = Some(shown);
                 self.recording = Some(r.clone());
                 Some(r)
             }
