@@ -52,7 +52,8 @@ fn from_totals(p: &Params) -> bool {
 
 /// The totals' column counting connects within `ms`, if there is one.
 fn sl_column(ms: u64) -> Option<String> {
-    (ms % 1000 == 0 && SL_TOTALS_S.contains(&(ms / 1000))).then(|| format!("sl_{}s", ms / 1000))
+    (ms.is_multiple_of(1000) && SL_TOTALS_S.contains(&(ms / 1000)))
+        .then(|| format!("sl_{}s", ms / 1000))
 }
 
 #[derive(Debug, Deserialize)]
@@ -1068,6 +1069,36 @@ mod tests {
                 .expect("json")
                 .csv
         );
+    }
+
+    #[test]
+    fn totals_answer_only_whole_15_minute_ranges_and_known_service_levels() {
+        let p = |from: &str, to: &str, iv: i64| Params {
+            from: parse_time("from", from).expect("from"),
+            to: parse_time("to", to).expect("to"),
+            interval_s: iv,
+            csv: false,
+        };
+        assert!(from_totals(&p("2026-11-01", "2026-12-01", 86_400)));
+        assert!(from_totals(&p(
+            "2026-11-01T08:15:00Z",
+            "2026-11-01T09:45:00+00:00",
+            1800
+        )));
+        // A bucket of 5 minutes, a range starting or ending inside a 15-minute row or
+        // between two seconds, a range before 1970: the raw rows.
+        assert!(!from_totals(&p("2026-11-01", "2026-12-01", 300)));
+        assert!(!from_totals(&p("2026-11-01T08:10:00Z", "2026-12-01", 900)));
+        assert!(!from_totals(&p(
+            "2026-11-01",
+            "2026-11-02T00:00:00.5Z",
+            900
+        )));
+        assert!(!from_totals(&p("1969-12-31", "1970-01-02", 86_400)));
+        assert_eq!(sl_column(30_000).as_deref(), Some("sl_30s"));
+        assert_eq!(sl_column(120_000).as_deref(), Some("sl_120s"));
+        assert_eq!(sl_column(25_000), None);
+        assert_eq!(sl_column(30_500), None);
     }
 
     #[test]
