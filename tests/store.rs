@@ -892,8 +892,7 @@ fn iso(secs: i64, ms: i64) -> String {
 }
 
 /// `n` call records and their queue_log rows, ids prefixed by `tag`, spread pseudo-randomly
-/// over two days from [`TOTALS_BASE`] (milliseconds never 999, so a range starting 1 ms
-/// before a boundary reads the same rows): every direction, disposition (NULL: in
+/// over two days from [`TOTALS_BASE`]: every direction, disposition (NULL: in
 /// progress), answered or not, events counted or not, waits on and around the service
 /// levels, agents or none.
 async fn seed_report_rows(
@@ -977,45 +976,54 @@ async fn seed_report_rows(
     }
 }
 
-/// Every report the totals can answer (aligned ranges, 15-minute multiples) equals the same
-/// report read from the raw rows (the same range from 1 ms earlier: not aligned, so raw).
+/// Every report the totals can answer (intervals of 15-minute multiples, ranges aligned or
+/// not) equals the same report grouped from the raw rows only.
 async fn assert_totals_match_raw(db: &Db, what: &str) {
-    use switchboard::api::reports::{self, Params};
-    let at = |s: i64| chrono::DateTime::from_timestamp(TOTALS_BASE + s, 0).expect("t");
+    use switchboard::api::reports::{self, Params, Source};
+    let at = |s: i64, ms: i64| {
+        chrono::DateTime::from_timestamp(TOTALS_BASE + s, (ms * 1_000_000) as u32).expect("t")
+    };
     let sl = vec![
         ("support".to_string(), 30_000),
         ("sales".to_string(), 20_000),
     ];
     let mut counted = 0;
     for (from, to, iv) in [
-        (0, 86_400, 900),
-        (0, 2 * 86_400, 86_400),
-        (3_600, 2 * 86_400 - 900, 3_600),
-        (-86_400, 3 * 86_400, 7_200),
-        (0, 2 * 86_400, 31 * 86_400),
+        (at(0, 0), at(86_400, 0), 900),
+        (at(0, 0), at(2 * 86_400, 0), 86_400),
+        (at(3_600, 0), at(2 * 86_400 - 900, 0), 3_600),
+        (at(-86_400, 0), at(3 * 86_400, 0), 7_200),
+        (at(0, 0), at(2 * 86_400, 0), 31 * 86_400),
+        // Partial 15 minutes at the ends: raw rows there, totals between.
+        (at(123, 500), at(2 * 86_400 - 77, 0), 900),
+        (at(899, 999), at(86_400 + 1, 1), 86_400),
+        (at(4_000, 0), at(40_000, 250), 1_800),
     ] {
         let p = Params {
-            from: at(from),
-            to: at(to),
+            from,
+            to,
             interval_s: iv,
             csv: false,
         };
-        let raw = Params {
-            from: p.from - chrono::Duration::milliseconds(1),
-            ..p.clone()
-        };
+        assert!(
+            matches!(reports::source(&p), Source::Totals { .. }),
+            "{p:?}"
+        );
         let e = db.dialect;
         let ctx = format!("{e:?} {what}: {from}..{to} by {iv}");
         let q = reports::queues(db, &p, &sl).await.expect("queues");
-        assert_eq!(
-            q,
-            reports::queues(db, &raw, &sl).await.expect("raw"),
-            "{ctx}"
-        );
+        let raw = reports::queues_from(db, &p, &sl, Source::Raw)
+            .await
+            .expect("raw");
+        assert_eq!(q, raw, "{ctx}");
         let c = reports::calls(db, &p).await.expect("calls");
-        assert_eq!(c, reports::calls(db, &raw).await.expect("raw"), "{ctx}");
+        let raw = reports::calls_from(db, &p, Source::Raw).await.expect("raw");
+        assert_eq!(c, raw, "{ctx}");
         let a = reports::agents(db, &p).await.expect("agents");
-        assert_eq!(a, reports::agents(db, &raw).await.expect("raw"), "{ctx}");
+        let raw = reports::agents_from(db, &p, Source::Raw)
+            .await
+            .expect("raw");
+        assert_eq!(a, raw, "{ctx}");
         counted += q.len() + c.len() + a.len();
     }
     assert!(counted > 0, "{what}: the reports read something");
