@@ -252,6 +252,24 @@ CREATE TRIGGER report_agent_totals_update AFTER UPDATE ON queue_log
 CREATE TRIGGER report_agent_totals_delete AFTER DELETE ON queue_log
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION report_agent_totals_apply();
 
+-- TRUNCATE fires no DELETE trigger: it empties the totals of the emptied table (SQLite has
+-- no TRUNCATE; its DELETE without WHERE runs the row triggers).
+CREATE FUNCTION report_totals_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'call_records' THEN
+        DELETE FROM report_call_totals;
+    ELSE
+        DELETE FROM report_queue_totals;
+        DELETE FROM report_agent_totals;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER report_call_totals_truncate AFTER TRUNCATE ON call_records
+    FOR EACH STATEMENT EXECUTE FUNCTION report_totals_truncate();
+CREATE TRIGGER report_queue_totals_truncate AFTER TRUNCATE ON queue_log
+    FOR EACH STATEMENT EXECUTE FUNCTION report_totals_truncate();
+
 -- Backfill from the rows already stored, so an upgraded database reports the same.
 INSERT INTO report_call_totals (bucket, direction, disposition, calls, answered, talk_s)
 SELECT CAST(FLOOR(EXTRACT(EPOCH FROM started_at) / 900) AS BIGINT) * 900 AS bucket, direction, COALESCE(disposition, 'in_progress') AS disposition,
