@@ -20,6 +20,16 @@ async fn sqlite_db(dir: &Path) -> Db {
 
 /// A fresh PostgreSQL schema per test: a new database cloned from nothing.
 async fn pg_db(name: &str) -> Option<Db> {
+    let url = pg_url(name).await?;
+    Some(
+        Db::connect(&url)
+            .await
+            .expect("test database connects and migrates"),
+    )
+}
+
+/// A new, empty PostgreSQL database for the test (not migrated): its URL.
+async fn pg_url(name: &str) -> Option<String> {
     let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
         assert!(
             std::env::var("CI").is_err(),
@@ -43,11 +53,7 @@ async fn pg_db(name: &str) -> Option<Db> {
         .rsplit_once('/')
         .map(|(b, _)| b)
         .expect("url has a database");
-    Some(
-        Db::connect(&format!("{base}/{db_name}"))
-            .await
-            .expect("test database connects and migrates"),
-    )
+    Some(format!("{base}/{db_name}"))
 }
 
 async fn both(name: &str, dir: &Path) -> Vec<Db> {
@@ -873,4 +879,292 @@ async fn campaign_from_csv_contacts_and_report_on_both_engines() {
             "{e:?}"
         );
     }
+}
+
+/// 2026-11-01T00:00:00Z, the start of the report-totals tests' rows.
+const TOTALS_BASE: i64 = 1_793_491_200;
+
+fn iso(secs: i64, ms: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, (ms * 1_000_000) as u32)
+        .expect("time")
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// `n` call records and their queue_log rows, ids prefixed by `tag`, spread pseudo-randomly
+/// over two days from [`TOTALS_BASE`]: every direction, disposition (NULL: in
+/// progress), answered or not, events counted or not, waits on and around the service
+/// levels, agents or none.
+async fn seed_report_rows(
+    pool: &sqlx::AnyPool,
+    e: switchboard::store::Dialect,
+    tag: &str,
+    n: u64,
+    seed: u64,
+) {
+    let mut x = seed;
+    let mut next = |m: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    };
+    let call_sql = format!(
+        "INSERT INTO call_records (id, sip_call_id, direction, from_uri, to_uri, started_at, \
+         answered_at, ended_at, disposition) VALUES ($1, $1, $2, 'f', 't', {}, {}, {}, $6)",
+        e.ts(3),
+        e.ts(4),
+        e.ts(5)
+    );
+    let log_sql = format!(
+        "INSERT INTO queue_log (id, at, queue, call_id, agent, event, wait_ms, talk_ms) \
+         VALUES ($1, {}, $2, $1, $3, $4, $5, $6)",
+        e.ts(7)
+    );
+    for i in 0..n {
+        let at = TOTALS_BASE + next(2 * 86_400) as i64;
+        let ms = next(999) as i64;
+        let answered = next(3) != 0;
+        let ended = next(5) != 0;
+        let disp = if !ended {
+            None
+        } else if answered {
+            Some("answered")
+        } else {
+            ["no_answer", "busy", "cancelled"]
+                .get(next(3) as usize)
+                .copied()
+        };
+        sqlx::query(&call_sql)
+            .bind(format!("{tag}c{i}"))
+            .bind(if next(2) == 0 { "inbound" } else { "outbound" })
+            .bind(iso(at, ms))
+            .bind(answered.then(|| iso(at + 3, ms + next(2) as i64)))
+            .bind(ended.then(|| iso(at + 3 + next(400) as i64, next(999) as i64)))
+            .bind(disp)
+            .execute(pool)
+            .await
+            .expect("call record");
+        let events = [
+            "enter", "connect", "abandon", "timeout", "complete", "offer", "pause",
+        ];
+        let waits = [
+            None,
+            Some(0),
+            Some(10_000),
+            Some(20_000),
+            Some(20_001),
+            Some(30_000),
+            Some(30_001),
+            Some(59_999),
+            Some(125_000),
+        ];
+        for k in 0..3 {
+            let ev = events[next(events.len() as u64) as usize];
+            sqlx::query(&log_sql)
+                .bind(format!("{tag}e{i}-{k}"))
+                .bind(["support", "sales", "other"][next(3) as usize])
+                .bind(["alice", "bob"].get(next(3) as usize).copied())
+                .bind(ev)
+                .bind(waits[next(waits.len() as u64) as usize])
+                .bind((next(4) != 0).then(|| next(300_000) as i64))
+                .bind(iso(at + next(600) as i64, next(999) as i64))
+                .execute(pool)
+                .await
+                .expect("queue_log row");
+        }
+    }
+}
+
+/// Every report the totals can answer (intervals of 15-minute multiples, ranges aligned or
+/// not) equals the same report grouped from the raw rows only.
+async fn assert_totals_match_raw(db: &Db, what: &str) {
+    use switchboard::api::reports::{self, Params, Source};
+    let at = |s: i64, ms: i64| {
+        chrono::DateTime::from_timestamp(TOTALS_BASE + s, (ms * 1_000_000) as u32).expect("t")
+    };
+    let sl = vec![
+        ("support".to_string(), 30_000),
+        ("sales".to_string(), 20_000),
+    ];
+    let mut counted = 0;
+    for (from, to, iv) in [
+        (at(0, 0), at(86_400, 0), 900),
+        (at(0, 0), at(2 * 86_400, 0), 86_400),
+        (at(3_600, 0), at(2 * 86_400 - 900, 0), 3_600),
+        (at(-86_400, 0), at(3 * 86_400, 0), 7_200),
+        (at(0, 0), at(2 * 86_400, 0), 31 * 86_400),
+        // Partial 15 minutes at the ends: raw rows there, totals between.
+        (at(123, 500), at(2 * 86_400 - 77, 0), 900),
+        (at(899, 999), at(86_400 + 1, 1), 86_400),
+        (at(4_000, 0), at(40_000, 250), 1_800),
+    ] {
+        let p = Params {
+            from,
+            to,
+            interval_s: iv,
+            csv: false,
+        };
+        assert!(
+            matches!(reports::source(&p), Source::Totals { .. }),
+            "{p:?}"
+        );
+        let e = db.dialect;
+        let ctx = format!("{e:?} {what}: {from}..{to} by {iv}");
+        let q = reports::queues(db, &p, &sl).await.expect("queues");
+        let raw = reports::queues_from(db, &p, &sl, Source::Raw)
+            .await
+            .expect("raw");
+        assert_eq!(q, raw, "{ctx}");
+        let c = reports::calls(db, &p).await.expect("calls");
+        let raw = reports::calls_from(db, &p, Source::Raw).await.expect("raw");
+        assert_eq!(c, raw, "{ctx}");
+        let a = reports::agents(db, &p).await.expect("agents");
+        let raw = reports::agents_from(db, &p, Source::Raw)
+            .await
+            .expect("raw");
+        assert_eq!(a, raw, "{ctx}");
+        counted += q.len() + c.len() + a.len();
+    }
+    assert!(counted > 0, "{what}: the reports read something");
+}
+
+/// Migration 0016's totals: backfilled from rows stored before it, then kept by its
+/// triggers through late rows for old intervals (a replayed spool), crash recovery closing
+/// open calls, updates and deletes; every aligned report equals the raw rows' on both
+/// engines.
+#[tokio::test]
+async fn report_totals_are_backfilled_and_kept_exact_on_both_engines() {
+    use switchboard::store::Dialect;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut urls = vec![(
+        Dialect::Sqlite,
+        format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
+    )];
+    if let Some(u) = pg_url("totals").await {
+        urls.push((Dialect::Postgres, u));
+    }
+    for (e, url) in urls {
+        // The schema before 0016, rows in it, then the upgrade.
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+        let mut m = match e {
+            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        m.migrations = m
+            .migrations
+            .iter()
+            .filter(|m| m.version < 16)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        m.run(&pool).await.expect("migrations up to 0015");
+        seed_report_rows(&pool, e, "old", 150, 7).await;
+        pool.close().await;
+        let db = Db::connect(&url.replace("?mode=rwc", ""))
+            .await
+            .expect("upgrade to 0016");
+        assert!(
+            count(&db, "SELECT COUNT(*) FROM report_call_totals").await > 0,
+            "{e:?}: backfilled"
+        );
+        assert_totals_match_raw(&db, "backfilled").await;
+
+        // Kept by the triggers: new rows, and late ones for the same (old) intervals.
+        seed_report_rows(&db.pool, e, "new", 150, 11).await;
+        seed_report_rows(&db.pool, e, "late", 50, 7 * 31).await;
+        assert_totals_match_raw(&db, "after late rows").await;
+        // Crash recovery closes the open calls (disposition NULL -> interrupted).
+        let open = count(
+            &db,
+            "SELECT COUNT(*) FROM call_records WHERE ended_at IS NULL",
+        )
+        .await;
+        assert!(open > 0);
+        db.finalize_dangling_calls().await.expect("finalize");
+        assert_totals_match_raw(&db, "after crash recovery").await;
+        // Updates of uncounted columns, of counted ones, and deletes.
+        sqlx::query("UPDATE call_records SET to_uri = 'x'")
+            .execute(&db.pool)
+            .await
+            .expect("update");
+        sqlx::query("UPDATE call_records SET direction = 'inbound' WHERE id LIKE 'newc1%'")
+            .execute(&db.pool)
+            .await
+            .expect("update");
+        sqlx::query(
+            "UPDATE queue_log SET event = 'connect', wait_ms = 15000 WHERE id LIKE 'newe2%'",
+        )
+        .execute(&db.pool)
+        .await
+        .expect("update");
+        sqlx::query("DELETE FROM call_records WHERE id LIKE 'oldc3%'")
+            .execute(&db.pool)
+            .await
+            .expect("delete");
+        sqlx::query("DELETE FROM queue_log WHERE id LIKE 'olde4%'")
+            .execute(&db.pool)
+            .await
+            .expect("delete");
+        assert_totals_match_raw(&db, "after updates and deletes").await;
+        if e == Dialect::Postgres {
+            // TRUNCATE fires no row trigger; its own trigger empties the totals.
+            sqlx::query("TRUNCATE call_records, queue_log")
+                .execute(&db.pool)
+                .await
+                .expect("truncate");
+            for t in [
+                "report_call_totals",
+                "report_queue_totals",
+                "report_agent_totals",
+            ] {
+                assert_eq!(
+                    count(&db, &format!("SELECT COUNT(*) FROM {t}")).await,
+                    0,
+                    "{t}"
+                );
+            }
+            seed_report_rows(&db.pool, e, "again", 50, 3).await;
+            assert_totals_match_raw(&db, "after a truncate").await;
+        }
+        db.pool.close().await;
+    }
+}
+
+/// Two nodes write one PostgreSQL at once (each its own pool, many statements in flight):
+/// the totals' upserts add up, no increment lost.
+#[tokio::test]
+async fn report_totals_add_up_with_two_writers_on_postgres() {
+    let Some(url) = pg_url("totals2").await else {
+        return;
+    };
+    let a = Db::connect(&url).await.expect("node a");
+    let b = Db::connect(&url).await.expect("node b");
+    let e = a.dialect;
+    // Same seed for several writers: the same intervals and keys, contended.
+    let mut jobs = Vec::new();
+    for (k, db) in [&a, &b, &a, &b, &a, &b].into_iter().enumerate() {
+        let tag = format!("w{k}-");
+        jobs.push(async move { seed_report_rows(&db.pool, e, &tag, 60, 5).await });
+    }
+    futures_util::future::join_all(jobs).await;
+    assert_eq!(count(&a, "SELECT COUNT(*) FROM call_records").await, 360);
+    assert_eq!(
+        count(
+            &a,
+            "SELECT CAST(SUM(calls) AS BIGINT) FROM report_call_totals"
+        )
+        .await,
+        360
+    );
+    // And concurrent updates of the same rows' counted columns from both nodes.
+    let ends = [&a, &b].map(|db| async move {
+        sqlx::query("UPDATE call_records SET ended_at = started_at, disposition = 'interrupted' WHERE ended_at IS NULL")
+            .execute(&db.pool)
+            .await
+            .expect("finalize")
+    });
+    futures_util::future::join_all(ends).await;
+    assert_totals_match_raw(&a, "two writers").await;
 }

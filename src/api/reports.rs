@@ -11,6 +11,13 @@
 //! One grouped query each; the interval bucket is the only engine-specific SQL (SQLite keeps
 //! timestamps as ISO text, PostgreSQL as `TIMESTAMPTZ`). Buckets are aligned to the Unix
 //! epoch, i.e. to UTC (a 1-day interval runs from UTC midnight).
+//!
+//! A request whose interval is a multiple of 15 minutes (and, for the queue report, whose
+//! service levels are among [`SL_TOTALS_S`]) is answered from the per-15-minute totals of
+//! migration 0016 (`report_*_totals`, kept by triggers) for the whole 15-minute rows of its
+//! range, plus the raw rows of the partial 15 minutes at either end (e.g. up to a `to` of
+//! now): same figures, a few thousand rows read instead of a million
+//! (docs/adr/0009-report-aggregates.md). Any other request groups the raw rows as before.
 
 use std::sync::Arc;
 
@@ -29,6 +36,62 @@ use crate::store::{Db, Dialect};
 const MIN_INTERVAL_S: i64 = 60;
 const MAX_INTERVAL_S: i64 = 31 * 86_400;
 const MAX_RANGE_S: i64 = 366 * 86_400;
+
+/// The width of one row of the `report_*_totals` tables (migration 0016).
+const TOTALS_S: i64 = 900;
+/// The service levels (seconds) the totals count connects for (`sl_<N>s` columns).
+pub const SL_TOTALS_S: [u64; 8] = [10, 15, 20, 30, 45, 60, 90, 120];
+
+/// Where a report's figures are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Every raw row of the range grouped (`queue_log`, `call_records`).
+    Raw,
+    /// The totals' whole 15-minute rows from `first` to `last` (Unix seconds, multiples of
+    /// 900), plus the raw rows of the range before `first` and from `last` (less than 15
+    /// minutes at each end; none when the range is aligned).
+    Totals { first: i64, last: i64 },
+}
+
+/// The totals can answer `p` exactly when each interval is made of whole 15-minute rows
+/// (the interval a multiple of 900 s; buckets are epoch-aligned, so their boundaries are
+/// then 15-minute boundaries) and the range, after 1970, spans at least one whole row.
+pub fn source(p: &Params) -> Source {
+    let from = p.from.timestamp();
+    if p.interval_s % TOTALS_S != 0 || from < 0 {
+        return Source::Raw;
+    }
+    // The first boundary at or after `from` (a fraction of a second rounds up).
+    let from_up = from + i64::from(p.from.timestamp_subsec_nanos() > 0);
+    let first = (from_up + TOTALS_S - 1) / TOTALS_S * TOTALS_S;
+    let last = p.to.timestamp().div_euclid(TOTALS_S) * TOTALS_S;
+    if first >= last {
+        return Source::Raw;
+    }
+    Source::Totals { first, last }
+}
+
+/// Binds of a [`Source::Totals`] query, in order: the raw head (`$1`, `$2`), the totals
+/// (`$3`, `$4`), the raw tail (`$5`, `$6`).
+fn bind_edges<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    p: &Params,
+    first: i64,
+    last: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(ts(&p.from))
+        .bind(epoch_ts(first))
+        .bind(first)
+        .bind(last)
+        .bind(epoch_ts(last))
+        .bind(ts(&p.to))
+}
+
+/// The totals' column counting connects within `ms`, if there is one.
+fn sl_column(ms: u64) -> Option<String> {
+    (ms.is_multiple_of(1000) && SL_TOTALS_S.contains(&(ms / 1000)))
+        .then(|| format!("sl_{}s", ms / 1000))
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,39 +261,108 @@ pub async fn queues(
     p: &Params,
     sl_ms: &[(String, u64)],
 ) -> Result<Vec<QueueInterval>, sqlx::Error> {
+    queues_from(db, p, sl_ms, source(p)).await
+}
+
+/// [`queues`] read from `src` (the tests compare the sources).
+pub async fn queues_from(
+    db: &Db,
+    p: &Params,
+    sl_ms: &[(String, u64)],
+    src: Source,
+) -> Result<Vec<QueueInterval>, sqlx::Error> {
     let d = db.dialect;
+    // The totals count connects within the service levels of their `sl_<N>s` columns only
+    // (unconfigured queues: 30 s).
+    let sl_cols: Option<Vec<String>> = sl_ms.iter().map(|(_, ms)| sl_column(*ms)).collect();
+    let src = match sl_cols {
+        Some(_) => src,
+        None => Source::Raw,
+    };
+    // The queue names are bound after the range: `$3…` alone, `$7…` with the totals.
+    let names = if src == Source::Raw { 3 } else { 7 };
     // No configured queue: every queue has the 30 s default (`CASE queue ELSE … END` with
     // no WHEN is not SQL).
     let mut case = String::from("30000");
     if !sl_ms.is_empty() {
         case = String::from("CASE queue");
         for (i, (_, ms)) in sl_ms.iter().enumerate() {
-            case.push_str(&format!(" WHEN ${} THEN {ms}", i + 3));
+            case.push_str(&format!(" WHEN ${} THEN {ms}", i + names));
         }
         case.push_str(" ELSE 30000 END");
     }
     let c = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
     let v = |cond: &str, col: &str| sum(&format!("CASE WHEN {cond} THEN {col} ELSE 0 END"));
-    let sql = format!(
-        "SELECT queue, {b} AS bucket, {offered} AS offered, {answered} AS answered, \
-         {within} AS within_sl, {abandoned} AS abandoned, {timeout} AS timed_out, \
-         {completed} AS completed, {wait} AS wait_ms, {talk} AS talk_ms \
-         FROM queue_log WHERE at >= {t1} AND at < {t2} \
-         AND event IN ('enter', 'connect', 'abandon', 'timeout', 'complete') \
-         GROUP BY queue, {b} ORDER BY queue, bucket",
-        b = bucket(d, "at", p.interval_s),
-        offered = c("event = 'enter'"),
-        answered = c("event = 'connect'"),
-        within = c(&format!("event = 'connect' AND wait_ms <= ({case})")),
-        abandoned = c("event = 'abandon'"),
-        timeout = c("event = 'timeout'"),
-        completed = c("event = 'complete'"),
-        wait = v("event = 'connect'", "wait_ms"),
-        talk = v("event = 'complete'", "talk_ms"),
-        t1 = d.ts(1),
-        t2 = d.ts(2),
-    );
-    let mut q = sqlx::query(&sql).bind(ts(&p.from)).bind(ts(&p.to));
+    let raw = |t1: usize, t2: usize| {
+        format!(
+            "SELECT queue, {b} AS bucket, CAST(COUNT(*) AS BIGINT) AS events, \
+             {offered} AS offered, {answered} AS answered, \
+             {within} AS within_sl, {abandoned} AS abandoned, {timeout} AS timed_out, \
+             {completed} AS completed, {wait} AS wait_ms, {talk} AS talk_ms \
+             FROM queue_log WHERE at >= {t1} AND at < {t2} \
+             AND event IN ('enter', 'connect', 'abandon', 'timeout', 'complete') \
+             GROUP BY queue, {b}",
+            b = bucket(d, "at", p.interval_s),
+            offered = c("event = 'enter'"),
+            answered = c("event = 'connect'"),
+            within = c(&format!("event = 'connect' AND wait_ms <= ({case})")),
+            abandoned = c("event = 'abandon'"),
+            timeout = c("event = 'timeout'"),
+            completed = c("event = 'complete'"),
+            wait = v("event = 'connect'", "wait_ms"),
+            talk = v("event = 'complete'", "talk_ms"),
+            t1 = d.ts(t1),
+            t2 = d.ts(t2),
+        )
+    };
+    let sql = match src {
+        Source::Raw => format!("{} ORDER BY queue, bucket", raw(1, 2)),
+        Source::Totals { .. } => {
+            let mut within = String::from("t.sl_30s");
+            if let Some(cols) = sl_cols.filter(|c| !c.is_empty()) {
+                within = String::from("CASE t.queue");
+                for (i, col) in cols.iter().enumerate() {
+                    within.push_str(&format!(" WHEN ${} THEN t.{col}", i + names));
+                }
+                within.push_str(" ELSE t.sl_30s END");
+            }
+            let iv = p.interval_s;
+            let t = |col: &str| format!("SUM(t.{col}) AS {col}");
+            let u = |col: &str| format!("CAST(SUM({col}) AS BIGINT) AS {col}");
+            format!(
+                "SELECT queue, bucket, {offered}, {answered}, {within_u}, {abandoned}, \
+                 {timed_out}, {completed}, {wait}, {talk} FROM ({head} UNION ALL \
+                 SELECT t.queue AS queue, (t.bucket / {iv}) * {iv} AS bucket, {t_events}, \
+                 {t_offered}, {t_answered}, SUM({within}) AS within_sl, {t_abandoned}, \
+                 {t_timed_out}, {t_completed}, {t_wait}, {t_talk} FROM report_queue_totals t \
+                 WHERE t.bucket >= $3 AND t.bucket < $4 \
+                 GROUP BY t.queue, (t.bucket / {iv}) * {iv} UNION ALL {tail}) u \
+                 GROUP BY queue, bucket HAVING SUM(events) > 0 ORDER BY queue, bucket",
+                head = raw(1, 2),
+                tail = raw(5, 6),
+                offered = u("offered"),
+                answered = u("answered"),
+                within_u = u("within_sl"),
+                abandoned = u("abandoned"),
+                timed_out = u("timed_out"),
+                completed = u("completed"),
+                wait = u("wait_ms"),
+                talk = u("talk_ms"),
+                t_events = t("events"),
+                t_offered = t("offered"),
+                t_answered = t("answered"),
+                t_abandoned = t("abandoned"),
+                t_timed_out = t("timed_out"),
+                t_completed = t("completed"),
+                t_wait = t("wait_ms"),
+                t_talk = t("talk_ms"),
+            )
+        }
+    };
+    let mut q = match src {
+        Source::Raw => sqlx::query(&sql).bind(ts(&p.from)).bind(ts(&p.to)),
+        Source::Totals { first, last } => bind_edges(sqlx::query(&sql), p, first, last),
+    };
     for (name, _) in sl_ms {
         q = q.bind(name.clone());
     }
@@ -357,27 +489,62 @@ pub struct AgentInterval {
 
 /// Per agent and interval from `queue_log` (answered, talk) and `call_surveys`.
 pub async fn agents(db: &Db, p: &Params) -> Result<Vec<AgentInterval>, sqlx::Error> {
+    agents_from(db, p, source(p)).await
+}
+
+/// [`agents`] read from `src`.
+pub async fn agents_from(
+    db: &Db,
+    p: &Params,
+    src: Source,
+) -> Result<Vec<AgentInterval>, sqlx::Error> {
     let d = db.dialect;
     let c = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
     let v = |cond: &str, col: &str| sum(&format!("CASE WHEN {cond} THEN {col} ELSE 0 END"));
-    let sql = format!(
-        "SELECT agent, {b} AS bucket, {answered} AS answered, {completed} AS completed, \
-         {talk} AS talk_ms FROM queue_log WHERE at >= {t1} AND at < {t2} \
-         AND agent IS NOT NULL AND event IN ('connect', 'complete') \
-         GROUP BY agent, {b} ORDER BY agent, bucket",
-        b = bucket(d, "at", p.interval_s),
-        answered = c("event = 'connect'"),
-        completed = c("event = 'complete'"),
-        talk = v("event = 'complete'", "talk_ms"),
-        t1 = d.ts(1),
-        t2 = d.ts(2),
-    );
+    let raw = |t1: usize, t2: usize| {
+        format!(
+            "SELECT agent, {b} AS bucket, {answered} AS answered, {completed} AS completed, \
+             {talk} AS talk_ms FROM queue_log WHERE at >= {t1} AND at < {t2} \
+             AND agent IS NOT NULL AND event IN ('connect', 'complete') \
+             GROUP BY agent, {b}",
+            b = bucket(d, "at", p.interval_s),
+            answered = c("event = 'connect'"),
+            completed = c("event = 'complete'"),
+            talk = v("event = 'complete'", "talk_ms"),
+            t1 = d.ts(t1),
+            t2 = d.ts(t2),
+        )
+    };
     let mut out = Vec::new();
-    let rows = sqlx::query(&sql)
-        .bind(ts(&p.from))
-        .bind(ts(&p.to))
-        .fetch_all(&db.pool)
-        .await?;
+    let rows = match src {
+        Source::Raw => {
+            sqlx::query(&format!("{} ORDER BY agent, bucket", raw(1, 2)))
+                .bind(ts(&p.from))
+                .bind(ts(&p.to))
+                .fetch_all(&db.pool)
+                .await?
+        }
+        Source::Totals { first, last } => {
+            let iv = p.interval_s;
+            let sql = format!(
+                "SELECT agent, bucket, CAST(SUM(answered) AS BIGINT) AS answered, \
+                 CAST(SUM(completed) AS BIGINT) AS completed, \
+                 CAST(SUM(talk_ms) AS BIGINT) AS talk_ms FROM ({head} UNION ALL \
+                 SELECT t.agent AS agent, (t.bucket / {iv}) * {iv} AS bucket, \
+                 SUM(t.answered) AS answered, SUM(t.completed) AS completed, \
+                 SUM(t.talk_ms) AS talk_ms FROM report_agent_totals t \
+                 WHERE t.bucket >= $3 AND t.bucket < $4 \
+                 GROUP BY t.agent, (t.bucket / {iv}) * {iv} UNION ALL {tail}) u \
+                 GROUP BY agent, bucket HAVING SUM(answered) + SUM(completed) > 0 \
+                 ORDER BY agent, bucket",
+                head = raw(1, 2),
+                tail = raw(5, 6),
+            );
+            bind_edges(sqlx::query(&sql), p, first, last)
+                .fetch_all(&db.pool)
+                .await?
+        }
+    };
     for r in rows {
         let int = |col: &str| r.try_get::<i64, _>(col).unwrap_or(0);
         let talk_ms = int("talk_ms");
@@ -433,6 +600,15 @@ pub struct CallsInterval {
 
 /// Per interval, direction and disposition from `call_records` (by `started_at`).
 pub async fn calls(db: &Db, p: &Params) -> Result<Vec<CallsInterval>, sqlx::Error> {
+    calls_from(db, p, source(p)).await
+}
+
+/// [`calls`] read from `src`.
+pub async fn calls_from(
+    db: &Db,
+    p: &Params,
+    src: Source,
+) -> Result<Vec<CallsInterval>, sqlx::Error> {
     let d = db.dialect;
     let talk = match d {
         Dialect::Sqlite => {
@@ -443,26 +619,52 @@ pub async fn calls(db: &Db, p: &Params) -> Result<Vec<CallsInterval>, sqlx::Erro
             "CAST(ROUND(EXTRACT(EPOCH FROM (ended_at - answered_at))) AS BIGINT)".to_string()
         }
     };
-    let sql = format!(
-        "SELECT {b} AS bucket, direction, COALESCE(disposition, 'in_progress') AS disp, \
-         CAST(COUNT(*) AS BIGINT) AS calls, \
-         {answered} AS answered, {talk_sum} AS talk_s \
-         FROM call_records WHERE started_at >= {t1} AND started_at < {t2} \
-         GROUP BY {b}, direction, COALESCE(disposition, 'in_progress') \
-         ORDER BY bucket, direction, disp",
-        b = bucket(d, "started_at", p.interval_s),
-        answered = sum("CASE WHEN answered_at IS NOT NULL THEN 1 ELSE 0 END"),
-        talk_sum = sum(&format!(
-            "CASE WHEN answered_at IS NOT NULL AND ended_at IS NOT NULL THEN {talk} ELSE 0 END"
-        )),
-        t1 = d.ts(1),
-        t2 = d.ts(2),
-    );
-    let rows = sqlx::query(&sql)
-        .bind(ts(&p.from))
-        .bind(ts(&p.to))
-        .fetch_all(&db.pool)
-        .await?;
+    let raw = |t1: usize, t2: usize| {
+        format!(
+            "SELECT {b} AS bucket, direction, COALESCE(disposition, 'in_progress') AS disp, \
+             CAST(COUNT(*) AS BIGINT) AS calls, \
+             {answered} AS answered, {talk_sum} AS talk_s \
+             FROM call_records WHERE started_at >= {t1} AND started_at < {t2} \
+             GROUP BY {b}, direction, COALESCE(disposition, 'in_progress')",
+            b = bucket(d, "started_at", p.interval_s),
+            answered = sum("CASE WHEN answered_at IS NOT NULL THEN 1 ELSE 0 END"),
+            talk_sum = sum(&format!(
+                "CASE WHEN answered_at IS NOT NULL AND ended_at IS NOT NULL THEN {talk} ELSE 0 END"
+            )),
+            t1 = d.ts(t1),
+            t2 = d.ts(t2),
+        )
+    };
+    let rows = match src {
+        Source::Raw => {
+            sqlx::query(&format!("{} ORDER BY bucket, direction, disp", raw(1, 2)))
+                .bind(ts(&p.from))
+                .bind(ts(&p.to))
+                .fetch_all(&db.pool)
+                .await?
+        }
+        Source::Totals { first, last } => {
+            let iv = p.interval_s;
+            let sql = format!(
+                "SELECT bucket, direction, disp, CAST(SUM(calls) AS BIGINT) AS calls, \
+                 CAST(SUM(answered) AS BIGINT) AS answered, \
+                 CAST(SUM(talk_s) AS BIGINT) AS talk_s FROM ({head} UNION ALL \
+                 SELECT (t.bucket / {iv}) * {iv} AS bucket, t.direction AS direction, \
+                 t.disposition AS disp, SUM(t.calls) AS calls, SUM(t.answered) AS answered, \
+                 SUM(t.talk_s) AS talk_s FROM report_call_totals t \
+                 WHERE t.bucket >= $3 AND t.bucket < $4 \
+                 GROUP BY (t.bucket / {iv}) * {iv}, t.direction, t.disposition \
+                 UNION ALL {tail}) u \
+                 GROUP BY bucket, direction, disp HAVING SUM(calls) > 0 \
+                 ORDER BY bucket, direction, disp",
+                head = raw(1, 2),
+                tail = raw(5, 6),
+            );
+            bind_edges(sqlx::query(&sql), p, first, last)
+                .fetch_all(&db.pool)
+                .await?
+        }
+    };
     let mut out = Vec::new();
     for r in rows {
         let int = |col: &str| r.try_get::<i64, _>(col).unwrap_or(0);
@@ -969,6 +1171,50 @@ mod tests {
                 .expect("json")
                 .csv
         );
+    }
+
+    #[test]
+    fn totals_answer_whole_15_minute_rows_and_known_service_levels() {
+        let p = |from: &str, to: &str, iv: i64| Params {
+            from: parse_time("from", from).expect("from"),
+            to: parse_time("to", to).expect("to"),
+            interval_s: iv,
+            csv: false,
+        };
+        let at = |t: &str| parse_time("t", t).expect("t").timestamp();
+        assert_eq!(
+            source(&p("2026-11-01", "2026-12-01", 86_400)),
+            Source::Totals {
+                first: at("2026-11-01T00:00:00Z"),
+                last: at("2026-12-01T00:00:00Z")
+            }
+        );
+        // Partial 15 minutes at either end (the default `to` is now): raw rows there.
+        assert_eq!(
+            source(&p("2026-11-01T08:10:00Z", "2026-11-01T10:44:59.5Z", 1800)),
+            Source::Totals {
+                first: at("2026-11-01T08:15:00Z"),
+                last: at("2026-11-01T10:30:00Z")
+            }
+        );
+        assert_eq!(
+            source(&p("2026-11-01T08:14:59.5Z", "2026-11-02", 900)),
+            Source::Totals {
+                first: at("2026-11-01T08:15:00Z"),
+                last: at("2026-11-02T00:00:00Z")
+            }
+        );
+        // A bucket of 5 minutes, no whole 15-minute row, a range before 1970: raw rows.
+        assert_eq!(source(&p("2026-11-01", "2026-12-01", 300)), Source::Raw);
+        assert_eq!(
+            source(&p("2026-11-01T08:01:00Z", "2026-11-01T08:14:00Z", 900)),
+            Source::Raw
+        );
+        assert_eq!(source(&p("1969-12-31", "1970-01-02", 86_400)), Source::Raw);
+        assert_eq!(sl_column(30_000).as_deref(), Some("sl_30s"));
+        assert_eq!(sl_column(120_000).as_deref(), Some("sl_120s"));
+        assert_eq!(sl_column(25_000), None);
+        assert_eq!(sl_column(30_500), None);
     }
 
     #[test]
