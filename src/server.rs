@@ -340,7 +340,11 @@ pub async fn start_on(
     let acd_close = CancellationToken::new();
     let acd_task = tokio::spawn(acd_core.run(acd_rx, acd_close.clone()));
     let registrar_task = tokio::spawn(registrar_core.run(registrar_rx, shutdown.clone()));
-    let router = Router::new(ctx.clone(), calls.clone(), shutdown.clone());
+    // The router routes until every call task is over (`router_stop`, below), not only
+    // until the calls it knows of at the SIGTERM have ended.
+    let router_stop = CancellationToken::new();
+    let router =
+        Router::new(ctx.clone(), calls.clone(), shutdown.clone()).stop_on(router_stop.clone());
     let router_task = tokio::spawn(router.run(udp, tcp_rx, router_rx));
     // How late call tasks run (overload control's second signal), measured where they run.
     ctx.calls_rt
@@ -484,6 +488,7 @@ pub async fn start_on(
         {
             warn!("some calls did not finish within 10 s of shutdown");
         }
+        router_stop.cancel();
         let _ = router_task.await;
         let _ = registrar_task.await;
         acd_close.cancel();

@@ -141,6 +141,12 @@ pub struct Router {
     calls: HashMap<String, mpsc::Sender<CallInput>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Cancelled by the server once every call task is over (or its wait gave up): only
+    /// then does the router stop routing. A campaign call the dialer started just before
+    /// the SIGTERM registers its Call-ID after the stop began; a router that stopped as soon
+    /// as its own map was empty left that call without its responses (it rang the customer
+    /// and hung until the shutdown's 10 s bound). None: stop once the map is empty.
+    stop: Option<CancellationToken>,
     guard: SourceGuard,
     guard_swept: std::time::Instant,
     /// Finished calls' BYE answers by Call-ID, and their expiry order (Timer J is the same
@@ -218,7 +224,15 @@ impl Router {
             calls: HashMap::new(),
             tracker,
             shutdown,
+            stop: None,
         }
+    }
+
+    /// Keep routing after the shutdown until `stop` is cancelled (the server cancels it
+    /// when every call task has ended), not only until the calls known now have ended.
+    pub fn stop_on(mut self, stop: CancellationToken) -> Router {
+        self.stop = Some(stop);
+        self
     }
 
     pub async fn run(
@@ -259,7 +273,7 @@ impl Router {
                 Some(inbound) = from_tcp.recv() => self.handle_inbound(inbound),
                 _ = self.shutdown.cancelled() => {
                     // Keep routing in-dialog traffic (BYE answers) while calls wind down.
-                    if self.calls.is_empty() {
+                    if self.calls.is_empty() && self.stop.is_none() {
                         break;
                     }
                     self.drain_after_shutdown(&udp, &mut from_tcp, &mut control, &mut buf).await;
@@ -326,10 +340,25 @@ impl Router {
         control: &mut mpsc::Receiver<RouterControl>,
         buf: &mut [u8],
     ) {
+        // With a stop token the server bounds the wait (its own timeouts on the calls);
+        // without one, 5 s after the last known call.
+        let stop = self.stop.clone();
+        let bounded = stop.is_none();
+        let stopped = async {
+            match &stop {
+                Some(s) => s.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stopped);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !self.calls.is_empty() {
+        loop {
+            if bounded && self.calls.is_empty() {
+                break;
+            }
             self.after_event(control);
             tokio::select! {
+                _ = &mut stopped => break,
                 Some(c) = control.recv() => self.handle_control(c),
                 r = udp.recv_from(buf) => if let Ok((n, peer)) = r {
                     let reply = ReplyPath::Udp { socket: udp.clone(), peer };
@@ -338,7 +367,7 @@ impl Router {
                     }
                 },
                 Some(inbound) = from_tcp.recv() => self.handle_inbound(inbound),
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(deadline), if bounded => break,
             }
         }
     }
