@@ -93,6 +93,56 @@ def zh_phonemes(text: str, spoken: str, en_phonemes) -> str:
     return re.sub(r"\s+", " ", joined).strip()
 
 
+def zh_utterance(text: str, spoken: str, en_phonemes) -> str:
+    """zh_phonemes of a whole prompt, ending in punctuation.
+
+    Without a final stop, Kokoro's Mandarin voices wrap a one-syllable input (四, 日, 和)
+    in stray noise bursts; with it they say the syllable alone.
+    """
+    ph = zh_phonemes(text, spoken, en_phonemes)
+    return ph if ph.endswith((".", "!", "?")) else ph + "."
+
+
+def drop_detached_noise(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Cut a noise burst that is separated from the speech by near-silence (Mandarin only).
+
+    Short Mandarin inputs may still begin or end with a faint burst, then >= 80 ms of
+    silence, then the speech; sox's trim cannot remove it as the burst is above its
+    threshold. Mandarin syllables have no consonant clusters, so a silent gap before the
+    first loud frame (or after the last) never splits a syllable.
+    """
+    hop = rate // 100  # 10 ms frames
+    n = len(audio) // hop
+    if n == 0:
+        return audio
+    rms = np.sqrt((audio[: n * hop].reshape(n, hop) ** 2).mean(axis=1))
+    loud = np.flatnonzero(rms > 10 ** (-30 / 20))
+    if loud.size == 0:
+        return audio
+    quiet = rms < 10 ** (-60 / 20)
+    gap = 8  # frames of near-silence that detach a burst
+
+    def last_gap_end(lo: int, hi: int):
+        run = 0
+        for i in range(hi - 1, lo - 1, -1):
+            run = run + 1 if quiet[i] else 0
+            if run >= gap:
+                return i + run
+        return None
+
+    start, end = 0, n
+    g = last_gap_end(0, loud[0])
+    if g is not None:
+        start = g
+    run = 0
+    for i in range(loud[-1] + 1, n):
+        run = run + 1 if quiet[i] else 0
+        if run >= gap:
+            end = i - run + 1
+            break
+    return audio[start * hop : end * hop if end < n else len(audio)]
+
+
 def write_wav(path: str, audio: np.ndarray, rate: int) -> None:
     pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
     with wave.open(path, "wb") as f:
@@ -123,10 +173,12 @@ def main() -> int:
         if lang == "en":
             phonemes = en_phonemes(spoken or text)
         elif lang == "zh":
-            phonemes = zh_phonemes(text, spoken, en_phonemes)
+            phonemes = zh_utterance(text, spoken, en_phonemes)
         else:
             raise ValueError(f"unknown language {lang!r}")
         audio, rate = kokoro.create(phonemes, voice=voice, speed=float(speed), is_phonemes=True)
+        if lang == "zh":
+            audio = drop_detached_noise(np.asarray(audio, dtype=np.float32), rate)
         if len(audio) == 0:
             raise ValueError(f"no audio for {text!r}")
         write_wav(out, audio, rate)
