@@ -87,6 +87,61 @@ fn bind_edges<'q>(
         .bind(ts(&p.to))
 }
 
+/// One column of a [`Source::Totals`] read, in the order of the raw query's columns.
+enum Col<'a> {
+    /// A grouping key: its name in the raw query and its column in the totals table.
+    Key(&'a str, &'a str),
+    /// The interval's start.
+    Bucket,
+    /// A summed figure: its name and what the totals table sums for it (its column, or an
+    /// expression such as a `CASE` over the `sl_<N>s` columns).
+    Sum(&'a str, String),
+}
+
+/// The totals table's column `name`, summed under the same name.
+fn total(name: &str) -> Col<'_> {
+    Col::Sum(name, format!("t.{name}"))
+}
+
+/// The statement of a [`Source::Totals`] read ([`bind_edges`] binds it): the raw rows of
+/// the partial 15 minutes before `$2` (`head`) and from `$5` (`tail`) and the whole
+/// 15-minute rows of `table` in between, summed per key and interval. The grouping and the
+/// order are the key and bucket columns in the order of `cols`; `having` drops the
+/// intervals where nothing happened.
+fn totals_sql(table: &str, cols: &[Col], iv: i64, head: &str, tail: &str, having: &str) -> String {
+    let tb = format!("(t.bucket / {iv}) * {iv}");
+    let (mut outer, mut inner, mut group, mut t_group) = (vec![], vec![], vec![], vec![]);
+    for col in cols {
+        match col {
+            Col::Key(name, column) => {
+                outer.push(name.to_string());
+                inner.push(format!("t.{column} AS {name}"));
+                group.push(name.to_string());
+                t_group.push(format!("t.{column}"));
+            }
+            Col::Bucket => {
+                outer.push("bucket".to_string());
+                inner.push(format!("{tb} AS bucket"));
+                group.push("bucket".to_string());
+                t_group.push(tb.clone());
+            }
+            Col::Sum(name, total) => {
+                outer.push(format!("CAST(SUM({name}) AS BIGINT) AS {name}"));
+                inner.push(format!("SUM({total}) AS {name}"));
+            }
+        }
+    }
+    let group = group.join(", ");
+    format!(
+        "SELECT {outer} FROM ({head} UNION ALL SELECT {inner} FROM {table} t \
+         WHERE t.bucket >= $3 AND t.bucket < $4 GROUP BY {t_group} UNION ALL {tail}) u \
+         GROUP BY {group} HAVING {having} ORDER BY {group}",
+        outer = outer.join(", "),
+        inner = inner.join(", "),
+        t_group = t_group.join(", "),
+    )
+}
+
 /// The totals' column counting connects within `ms`, if there is one.
 fn sl_column(ms: u64) -> Option<String> {
     (ms.is_multiple_of(1000) && SL_TOTALS_S.contains(&(ms / 1000)))
@@ -326,36 +381,25 @@ pub async fn queues_from(
                 }
                 within.push_str(" ELSE t.sl_30s END");
             }
-            let iv = p.interval_s;
-            let t = |col: &str| format!("SUM(t.{col}) AS {col}");
-            let u = |col: &str| format!("CAST(SUM({col}) AS BIGINT) AS {col}");
-            format!(
-                "SELECT queue, bucket, {offered}, {answered}, {within_u}, {abandoned}, \
-                 {timed_out}, {completed}, {wait}, {talk} FROM ({head} UNION ALL \
-                 SELECT t.queue AS queue, (t.bucket / {iv}) * {iv} AS bucket, {t_events}, \
-                 {t_offered}, {t_answered}, SUM({within}) AS within_sl, {t_abandoned}, \
-                 {t_timed_out}, {t_completed}, {t_wait}, {t_talk} FROM report_queue_totals t \
-                 WHERE t.bucket >= $3 AND t.bucket < $4 \
-                 GROUP BY t.queue, (t.bucket / {iv}) * {iv} UNION ALL {tail}) u \
-                 GROUP BY queue, bucket HAVING SUM(events) > 0 ORDER BY queue, bucket",
-                head = raw(1, 2),
-                tail = raw(5, 6),
-                offered = u("offered"),
-                answered = u("answered"),
-                within_u = u("within_sl"),
-                abandoned = u("abandoned"),
-                timed_out = u("timed_out"),
-                completed = u("completed"),
-                wait = u("wait_ms"),
-                talk = u("talk_ms"),
-                t_events = t("events"),
-                t_offered = t("offered"),
-                t_answered = t("answered"),
-                t_abandoned = t("abandoned"),
-                t_timed_out = t("timed_out"),
-                t_completed = t("completed"),
-                t_wait = t("wait_ms"),
-                t_talk = t("talk_ms"),
+            totals_sql(
+                "report_queue_totals",
+                &[
+                    Col::Key("queue", "queue"),
+                    Col::Bucket,
+                    total("events"),
+                    total("offered"),
+                    total("answered"),
+                    Col::Sum("within_sl", within),
+                    total("abandoned"),
+                    total("timed_out"),
+                    total("completed"),
+                    total("wait_ms"),
+                    total("talk_ms"),
+                ],
+                p.interval_s,
+                &raw(1, 2),
+                &raw(5, 6),
+                "SUM(events) > 0",
             )
         }
     };
@@ -525,20 +569,19 @@ pub async fn agents_from(
                 .await?
         }
         Source::Totals { first, last } => {
-            let iv = p.interval_s;
-            let sql = format!(
-                "SELECT agent, bucket, CAST(SUM(answered) AS BIGINT) AS answered, \
-                 CAST(SUM(completed) AS BIGINT) AS completed, \
-                 CAST(SUM(talk_ms) AS BIGINT) AS talk_ms FROM ({head} UNION ALL \
-                 SELECT t.agent AS agent, (t.bucket / {iv}) * {iv} AS bucket, \
-                 SUM(t.answered) AS answered, SUM(t.completed) AS completed, \
-                 SUM(t.talk_ms) AS talk_ms FROM report_agent_totals t \
-                 WHERE t.bucket >= $3 AND t.bucket < $4 \
-                 GROUP BY t.agent, (t.bucket / {iv}) * {iv} UNION ALL {tail}) u \
-                 GROUP BY agent, bucket HAVING SUM(answered) + SUM(completed) > 0 \
-                 ORDER BY agent, bucket",
-                head = raw(1, 2),
-                tail = raw(5, 6),
+            let sql = totals_sql(
+                "report_agent_totals",
+                &[
+                    Col::Key("agent", "agent"),
+                    Col::Bucket,
+                    total("answered"),
+                    total("completed"),
+                    total("talk_ms"),
+                ],
+                p.interval_s,
+                &raw(1, 2),
+                &raw(5, 6),
+                "SUM(answered) + SUM(completed) > 0",
             );
             bind_edges(sqlx::query(&sql), p, first, last)
                 .fetch_all(&db.pool)
@@ -644,21 +687,20 @@ pub async fn calls_from(
                 .await?
         }
         Source::Totals { first, last } => {
-            let iv = p.interval_s;
-            let sql = format!(
-                "SELECT bucket, direction, disp, CAST(SUM(calls) AS BIGINT) AS calls, \
-                 CAST(SUM(answered) AS BIGINT) AS answered, \
-                 CAST(SUM(talk_s) AS BIGINT) AS talk_s FROM ({head} UNION ALL \
-                 SELECT (t.bucket / {iv}) * {iv} AS bucket, t.direction AS direction, \
-                 t.disposition AS disp, SUM(t.calls) AS calls, SUM(t.answered) AS answered, \
-                 SUM(t.talk_s) AS talk_s FROM report_call_totals t \
-                 WHERE t.bucket >= $3 AND t.bucket < $4 \
-                 GROUP BY (t.bucket / {iv}) * {iv}, t.direction, t.disposition \
-                 UNION ALL {tail}) u \
-                 GROUP BY bucket, direction, disp HAVING SUM(calls) > 0 \
-                 ORDER BY bucket, direction, disp",
-                head = raw(1, 2),
-                tail = raw(5, 6),
+            let sql = totals_sql(
+                "report_call_totals",
+                &[
+                    Col::Bucket,
+                    Col::Key("direction", "direction"),
+                    Col::Key("disp", "disposition"),
+                    total("calls"),
+                    total("answered"),
+                    total("talk_s"),
+                ],
+                p.interval_s,
+                &raw(1, 2),
+                &raw(5, 6),
+                "SUM(calls) > 0",
             );
             bind_edges(sqlx::query(&sql), p, first, last)
                 .fetch_all(&db.pool)
