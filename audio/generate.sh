@@ -313,7 +313,16 @@ render_tsv() {
         say "$lang" "$text" "$spoken" "$outdir/$name.wav"
         n=$((n + 1))
     done <"$tsv"
-    # Remove stale files so the folder mirrors the TSV exactly.
+    # The bilingual prompts are not in this TSV but belong in the folder (render_bilingual
+    # writes them, or leaves them be when only one language is rendered).
+    local bi="$PROMPTS_DIR/bilingual.tsv" bname
+    if [[ -f $bi ]]; then
+        while IFS=$'\t' read -r bname _ || [[ -n $bname ]]; do
+            [[ -z $bname || $bname == \#* ]] && continue
+            seen[$bname]=1
+        done <"$bi"
+    fi
+    # Remove stale files so the folder mirrors the TSVs exactly.
     local f base
     for f in "$outdir"/*.wav; do
         [[ -e $f ]] || continue
