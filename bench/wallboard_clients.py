@@ -11,7 +11,9 @@ only, one process, so the clients' own cost stays out of the server's /proc figu
            (/proc/PID/stat) over S seconds while counting the `snapshot` events each stream
            receives; fails when a stream did not get what a snapshot at least every 2 s
            (HEARTBEAT) gives. Then R sequential `GET /api/wallboard` (no stream open): wall
-           time of each (p50/p99) and the server's CPU per request.
+           time of each (p50/p99) and the server's CPU per request. With --db-pids (the
+           PostgreSQL backends of the server's pool, when the database runs on this host)
+           their CPU is reported beside the server's: with PostgreSQL the queries run there.
 
 Output: one `key=value` line per phase (parsed by bench/wallboard.sh); `FAIL: ...` and exit
 1 when the run breaks.
@@ -45,6 +47,19 @@ def cpu_s(pid):
     fields = stat[stat.rindex(")") + 2 :].split()
     # utime and stime are fields 14 and 15 of the whole line; 3 is the first after ")".
     return (int(fields[11]) + int(fields[12])) / TCK
+
+
+def db_cpu_s(pids):
+    """utime + stime of the database's server processes (PostgreSQL backends on this host);
+    one that ended meanwhile counts 0 (bench/wallboard.sh passes the pool's backends, which
+    live as long as the server's connections)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_s(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
 
 
 class Stream:
@@ -136,9 +151,9 @@ async def window(args, count):
         await asyncio.sleep(args.settle)
         before = [s.events for s in streams]
         bytes_before = sum(s.bytes for s in streams)
-        c0, t0 = cpu_s(args.pid), time.monotonic()
+        d0, c0, t0 = db_cpu_s(args.db_pids), cpu_s(args.pid), time.monotonic()
         await asyncio.sleep(args.window)
-        c1, t1 = cpu_s(args.pid), time.monotonic()
+        d1, c1, t1 = db_cpu_s(args.db_pids), cpu_s(args.pid), time.monotonic()
         got = [s.events - b for s, b in zip(streams, before)]
         nbytes = sum(s.bytes for s in streams) - bytes_before
         errors = [s.error for s in streams if s.error]
@@ -153,6 +168,8 @@ async def window(args, count):
         f"streams={count} window_s={wall:.1f} server_cpu_s={c1 - c0:.2f} "
         f"cpu_pct_of_core={(c1 - c0) / wall * 100:.2f}"
     )
+    if args.db_pids:
+        line += f" db_cpu_s={d1 - d0:.2f} db_cpu_pct_of_core={(d1 - d0) / wall * 100:.2f}"
     if streams:
         expected = max(1, int(wall / MAX_GAP_S) - 1)
         line += (
@@ -174,7 +191,7 @@ def latency(args):
     conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=60)
     headers = {"Authorization": f"Bearer {args.token}"}
     times, size = [], 0
-    c0 = cpu_s(args.pid)
+    d0, c0 = db_cpu_s(args.db_pids), cpu_s(args.pid)
     for _ in range(args.requests):
         t = time.perf_counter()
         conn.request("GET", "/api/wallboard", headers=headers)
@@ -184,7 +201,7 @@ def latency(args):
         if resp.status != 200:
             fail(f"GET /api/wallboard: HTTP {resp.status}: {body[:300]!r}")
         size = len(body)
-    c1 = cpu_s(args.pid)
+    d1, c1 = db_cpu_s(args.db_pids), cpu_s(args.pid)
     snap = json.loads(body)
     conn.close()
     times.sort()
@@ -192,7 +209,13 @@ def latency(args):
     print(
         f"snapshot requests={len(times)} p50_ms={statistics.median(times):.1f} "
         f"p99_ms={p99:.1f} max_ms={times[-1]:.1f} "
-        f"server_cpu_ms_per_request={(c1 - c0) * 1000 / len(times):.1f} bytes={size} "
+        f"server_cpu_ms_per_request={(c1 - c0) * 1000 / len(times):.1f} "
+        + (
+            f"db_cpu_ms_per_request={(d1 - d0) * 1000 / len(times):.1f} "
+            if args.db_pids
+            else ""
+        )
+        + f"bytes={size} "
         f"queues={len(snap['queues'])} agents={len(snap['agents'])} "
         f"campaigns={len(snap['campaigns'])} "
         f"running={sum(1 for c in snap['campaigns'] if c['state'] == 'running')}",
@@ -234,12 +257,18 @@ def main():
     p.add_argument("--window", type=float, default=60)
     p.add_argument("--settle", type=float, default=3)
     p.add_argument("--requests", type=int, default=50)
+    p.add_argument(
+        "--db-pids",
+        default="",
+        help="PostgreSQL backends on this host whose CPU counts as the database's",
+    )
     args = p.parse_args()
     if args.what == "agents":
         agents(args)
         return
     if args.pid is None:
         fail("--pid is required for measure")
+    args.db_pids = [int(p) for p in args.db_pids.split()]
     for count in (int(c) for c in args.streams.split()):
         asyncio.run(window(args, count))
     latency(args)
