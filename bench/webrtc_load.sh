@@ -9,6 +9,9 @@
 #   bench/webrtc_load.sh [CALLS] [SECONDS]        default 250 calls held 60 s, PCMU
 #   CODEC=opus RATE=20 THREADS=2 NICE=-10 bench/webrtc_load.sh 250 60
 #
+# RT_PRIORITY: the server's [server] realtime_priority (default: as shipped in
+# config/default.toml; the smoke run uses 0, normal priority). NICE: the server's and the
+# tool's nice value.
 # CODEC: pcmu (the browsers offer Opus and PCMU as Chromium does; the server picks PCMU and
 # passes it through) or opus (Opus only: the server transcodes PCMU <-> Opus).
 # Prints the tool's figures: calls bridged both ways, INVITE -> 200, the answer POST, answer
@@ -32,12 +35,14 @@ if [[ $SMOKE == 1 ]]; then
   RATE=${RATE:-10}
   SIP_PORT=${SIP_PORT:-$(free_port)}
   HTTP_PORT=${HTTP_PORT:-$(free_port)}
+  RT_PRIORITY=${RT_PRIORITY:-0}
 else
   CALLS=${1:-250}
   SECS=${2:-60}
   RATE=${RATE:-20}
   SIP_PORT=${SIP_PORT:-35260}
   HTTP_PORT=${HTTP_PORT:-38260}
+  RT_PRIORITY=${RT_PRIORITY:-$(awk -F'[= #]+' '/^realtime_priority/ {print $2}' config/default.toml)}
 fi
 CODEC=${CODEC:-pcmu}
 THREADS=${THREADS:-2}
@@ -70,7 +75,7 @@ mkdir -p "$OUT/dialplans"
 cp dialplans/*.toml bench/webrtc_bench.toml "$OUT/dialplans/"
 cat config/default.toml > "$OUT/bench.toml"
 sed -i "s|database = .*|database = \"sqlite://$OUT/bench.db\"|; s|spool_dir = .*|spool_dir = \"$OUT\"|; \
-  s|max_calls = .*|max_calls = 20000|; s|media_timeout_s = .*|media_timeout_s = 120|; \
+  s|max_calls = .*|max_calls = 20000|; s|^realtime_priority = .*|realtime_priority = $RT_PRIORITY|; s|media_timeout_s = .*|media_timeout_s = 120|; \
   s|dialplan_dir = .*|dialplan_dir = \"$OUT/dialplans\"|; s|recordings_dir = .*|recordings_dir = \"$OUT/rec\"|; \
   s|audio_dir = .*|audio_dir = \"$PWD/audio\"|" "$OUT/bench.toml"
 cat >> "$OUT/bench.toml" <<CFG

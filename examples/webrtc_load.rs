@@ -135,6 +135,8 @@ struct StreamFigures {
     received: usize,
     lost: u64,
     delays_ns: Vec<u64>,
+    /// The offset the alignment chose (sent index = received index + offset).
+    offset: Option<i64>,
 }
 
 impl Stream {
@@ -159,6 +161,7 @@ impl Stream {
         if let (Some(lo), Some(hi)) = (seen.first(), seen.last()) {
             f.lost = (hi - lo + 1) - seen.len() as u64;
         }
+        f.offset = Some(d);
         for &(idx, at) in &self.recv {
             let k = idx as i64 + d;
             if k >= 0 {
@@ -187,6 +190,10 @@ struct CallResult {
     to_first_audio: Option<Duration>,
     c2b: Stream,
     b2c: Stream,
+    /// The caller's first RTP timestamp and the first the browser received: with PCMU
+    /// passed through the timestamps survive, which checks the alignment.
+    c2b_ts0: u32,
+    c2b_first_rx: Option<u64>,
 }
 
 struct Shared {
@@ -372,6 +379,7 @@ impl PeerCall {
         r.to_connected = self.to_connected;
         r.to_first_audio = self.to_first_audio;
         r.c2b.recv = self.c2b.recv;
+        r.c2b_first_rx = self.first_rx_time;
         r.b2c.sent_ns = self.b2c.sent_ns;
     }
 }
@@ -501,9 +509,18 @@ async fn browser_peer_inner(sh: &Shared, j: usize, stop: &CancellationToken) -> 
                 for (event, data) in std::mem::take(&mut events) {
                     let call_id = data["call_id"].as_str().unwrap_or_default().to_string();
                     match event.as_str() {
+                        // The screen pop (`offer`) may come before or after the ring.
                         "offer" => {
                             if let Some(i) = data["caller"].as_str().and_then(caller_index) {
-                                callers.insert(call_id, i);
+                                match call.as_mut() {
+                                    Some(c) if c.call_id == call_id => {
+                                        c.caller = Some(i);
+                                        sh.result(i).agent = Some(j);
+                                    }
+                                    _ => {
+                                        callers.insert(call_id, i);
+                                    }
+                                }
                             }
                         }
                         "incoming-call" if call.is_none() => {
@@ -731,6 +748,7 @@ async fn caller_inner(sh: &Shared, i: usize, bye_at: tokio::time::Instant) -> Re
     let mut ssrc_now: Option<u32> = None;
     let mut first_ts = 0u32;
     let (seq0, ts0, ssrc) = (rand::random::<u16>(), rand::random::<u32>(), rand::random::<u32>());
+    sh.result(i).c2b_ts0 = ts0;
     let audio = pcmu_frame();
     let mut pkt = [0u8; 12 + 160];
     let mut tick = tokio::time::interval(FRAME);
@@ -998,8 +1016,15 @@ async fn run(args: Args) -> bool {
     //    first BYE.
     let first_bye = t0 + ramp + hold;
     let give_up = t0 + ramp + Duration::from_secs(10);
+    // RSS with half the calls bridged: the slope to the steady RSS is the memory a call
+    // adds, without the one-off costs of the first calls (pools, caches, coder tables).
+    let mut half: Option<(usize, ProcSample)> = None;
     loop {
         let now = tokio::time::Instant::now();
+        let bridged = sh.bridged.load(Ordering::Acquire);
+        if half.is_none() && n >= 2 && bridged >= n / 2 {
+            half = args.server_pid.map(|p| (bridged, ProcSample::take(p)));
+        }
         let all = sh.bridged.load(Ordering::Acquire) >= n && sh.heard_back.load(Ordering::Acquire) >= n;
         if all || now >= give_up.min(first_bye) {
             break;
@@ -1030,7 +1055,13 @@ async fn run(args: Args) -> bool {
         let _ = p.await;
     }
     let me3 = ProcSample::take(std::process::id());
-    report(&sh, idle.as_ref(), s0.as_ref().zip(s1.as_ref()), peak_rss, steady_s, (&me0, &me1, &me2, &me3))
+    let server = ServerSamples {
+        idle: idle.as_ref(),
+        half: half.as_ref().map(|(k, s)| (*k, s)),
+        steady: s0.as_ref().zip(s1.as_ref()),
+        peak_rss,
+    };
+    report(&sh, &server, steady_s, (&me0, &me1, &me2, &me3))
 }
 
 fn quantiles(v: &mut [u64]) -> (f64, f64, f64) {
@@ -1042,11 +1073,18 @@ fn quantiles(v: &mut [u64]) -> (f64, f64, f64) {
     (q(0.5), q(0.99), v[v.len() - 1] as f64 / 1e6)
 }
 
+/// The server's /proc samples: idle (agents logged in, no call), with half the calls
+/// bridged (how many), the steady window's two ends, the highest RSS seen in it.
+struct ServerSamples<'a> {
+    idle: Option<&'a ProcSample>,
+    half: Option<(usize, &'a ProcSample)>,
+    steady: Option<(&'a ProcSample, &'a ProcSample)>,
+    peak_rss: u64,
+}
+
 fn report(
     sh: &Shared,
-    idle: Option<&ProcSample>,
-    steady: Option<(&ProcSample, &ProcSample)>,
-    peak_rss: u64,
+    server: &ServerSamples,
     steady_s: f64,
     me: (&ProcSample, &ProcSample, &ProcSample, &ProcSample),
 ) -> bool {
@@ -1058,6 +1096,7 @@ fn report(
     let (mut connect, mut first_audio, mut answer_rtt, mut setup) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut reasons: HashMap<String, usize> = HashMap::new();
+    let (mut ts_checked, mut ts_agree) = (0usize, 0usize);
     for i in 0..n {
         let r = sh.result(i);
         let c2b = r.c2b.figures();
@@ -1065,6 +1104,12 @@ fn report(
         answered += usize::from(r.answered);
         by_server += usize::from(r.ended_by_server);
         let ok = r.agent.is_some() && c2b.received >= 10 && b2c.received >= 10;
+        if let (CodecArg::Pcmu, Some(first), Some(d)) = (args.codec, r.c2b_first_rx, c2b.offset) {
+            // Passed through, the browser's first timestamp is the caller's packet's own.
+            let exact = (first as u32).wrapping_sub(r.c2b_ts0) / 160;
+            ts_checked += 1;
+            ts_agree += usize::from(i64::from(exact) == d);
+        }
         both_ways += usize::from(ok);
         if let Some(f) = &r.failed {
             failed += 1;
@@ -1133,6 +1178,11 @@ fn report(
         "answer applied -> first audio from the caller (target p99 <= 300 ms): p50 {f50:.1} ms, \
          p99 {f99:.1} ms, max {fmax:.1} ms"
     );
+    if ts_checked > 0 {
+        println!(
+            "alignment cross-check (PCMU keeps the caller's timestamps): {ts_agree}/{ts_checked} calls agree"
+        );
+    }
     let (c50, c99, cmax) = quantiles(&mut c2b_all);
     println!(
         "relay caller -> browser: {c2b_rx} packets, {c2b_lost} lost; delay p50 {c50:.2} ms, \
@@ -1144,18 +1194,27 @@ fn report(
          p99 {b99:.2} ms, max {bmax:.2} ms (target p99 <= 5 ms)"
     );
     let (mut kib_per_call, mut pct_per_call) = (f64::NAN, f64::NAN);
-    if let (Some(idle), Some((s0, s1))) = (idle, steady) {
+    if let (Some(idle), Some((s0, s1))) = (server.idle, server.steady) {
         let cores = s1.cores_since(s0);
         let calls = both_ways.max(1) as f64;
-        kib_per_call = (s1.rss_kib.max(peak_rss) as f64 - idle.rss_kib as f64) / calls;
+        let peak = s1.rss_kib.max(server.peak_rss);
+        kib_per_call = (peak as f64 - idle.rss_kib as f64) / calls;
         pct_per_call = cores * 100.0 / calls;
         println!(
-            "server: RSS idle {} KiB (agents logged in), steady {} KiB, peak {} KiB -> {kib_per_call:.1} KiB per call \
-             (target <= 150); CPU over the steady window {:.3} cores -> {pct_per_call:.3} % of a core per call",
-            idle.rss_kib,
-            s1.rss_kib,
-            peak_rss.max(s1.rss_kib),
-            cores
+            "server: RSS idle {} KiB (agents logged in, no call), steady {} KiB, peak {peak} KiB \
+             -> {kib_per_call:.1} KiB per call (target <= 150)",
+            idle.rss_kib, s1.rss_kib,
+        );
+        if let Some((k, h)) = server.half.filter(|(k, _)| both_ways > *k) {
+            println!(
+                "server: RSS with {k} calls bridged {} KiB -> {:.1} KiB per added call (the slope, \
+                 without the first calls' one-off costs)",
+                h.rss_kib,
+                (peak as f64 - h.rss_kib as f64) / (both_ways - k) as f64
+            );
+        }
+        println!(
+            "server: CPU over the steady window {cores:.3} cores -> {pct_per_call:.3} % of a core per call"
         );
     }
     println!(
