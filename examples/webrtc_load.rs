@@ -431,7 +431,8 @@ async fn browser_peer_inner(sh: &Shared, j: usize, stop: &CancellationToken) -> 
     let args = &sh.args;
     let name = agent_name(args, j);
     let login = serde_json::json!({"name": name, "password": args.password}).to_string();
-    let (code, head, body) = http(args.http, "POST", "/api/agent/login", None, Some(&login)).await?;
+    let (code, head, body) =
+        http(args.http, "POST", "/api/agent/login", None, Some(&login)).await?;
     if code != 200 {
         return Err(format!("login {name}: {code} {body}"));
     }
@@ -618,12 +619,20 @@ async fn answer(
     let (offer, pending): (_, SdpPendingOffer) = api.apply().ok_or("no offer from str0m")?;
     let body = serde_json::json!({"call_id": call_id, "sdp": offer.to_sdp_string()}).to_string();
     let t0 = Instant::now();
-    let (code, _, resp) = http(args.http, "POST", "/api/agent/answer", Some(cookie), Some(&body)).await?;
+    let (code, _, resp) = http(
+        args.http,
+        "POST",
+        "/api/agent/answer",
+        Some(cookie),
+        Some(&body),
+    )
+    .await?;
     let answer_rtt = t0.elapsed();
     if code != 200 {
         return Err(format!("answer {call_id}: {code} {resp}"));
     }
-    let v: serde_json::Value = serde_json::from_str(&resp).map_err(|e| format!("answer body: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&resp).map_err(|e| format!("answer body: {e}"))?;
     let sdp = v["sdp"].as_str().ok_or("answer without sdp")?;
     let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("answer sdp: {e}"))?;
     rtc.sdp_api()
@@ -747,7 +756,11 @@ async fn caller_inner(sh: &Shared, i: usize, bye_at: tokio::time::Instant) -> Re
     let mut b2c = Stream::default();
     let mut ssrc_now: Option<u32> = None;
     let mut first_ts = 0u32;
-    let (seq0, ts0, ssrc) = (rand::random::<u16>(), rand::random::<u32>(), rand::random::<u32>());
+    let (seq0, ts0, ssrc) = (
+        rand::random::<u16>(),
+        rand::random::<u32>(),
+        rand::random::<u32>(),
+    );
     sh.result(i).c2b_ts0 = ts0;
     let audio = pcmu_frame();
     let mut pkt = [0u8; 12 + 160];
@@ -764,7 +777,11 @@ async fn caller_inner(sh: &Shared, i: usize, bye_at: tokio::time::Instant) -> Re
         r.b2c.recv = b2c.recv;
     };
     loop {
-        let bye_due = if server_rtp.is_some() && bye.is_none() { bye_at } else { far };
+        let bye_due = if server_rtp.is_some() && bye.is_none() {
+            bye_at
+        } else {
+            far
+        };
         let retx_due = retx.unwrap_or(far);
         tokio::select! {
             r = sip.recv_from(&mut sip_buf) => {
@@ -1025,7 +1042,8 @@ async fn run(args: Args) -> bool {
         if half.is_none() && n >= 2 && bridged >= n / 2 {
             half = args.server_pid.map(|p| (bridged, ProcSample::take(p)));
         }
-        let all = sh.bridged.load(Ordering::Acquire) >= n && sh.heard_back.load(Ordering::Acquire) >= n;
+        let all =
+            sh.bridged.load(Ordering::Acquire) >= n && sh.heard_back.load(Ordering::Acquire) >= n;
         if all || now >= give_up.min(first_bye) {
             break;
         }
@@ -1035,12 +1053,18 @@ async fn run(args: Args) -> bool {
     let s0 = args.server_pid.map(ProcSample::take);
     let me1 = ProcSample::take(std::process::id());
     let mut peak_rss = 0u64;
-    let end_sample = first_bye.checked_sub(Duration::from_millis(100)).unwrap_or(first_bye);
+    let end_sample = first_bye
+        .checked_sub(Duration::from_millis(100))
+        .unwrap_or(first_bye);
     while tokio::time::Instant::now() < end_sample {
         if let Some(p) = args.server_pid {
             peak_rss = peak_rss.max(ProcSample::take(p).rss_kib);
         }
-        tokio::time::sleep(Duration::from_millis(200).min(end_sample - tokio::time::Instant::now().min(end_sample))).await;
+        tokio::time::sleep(
+            Duration::from_millis(200)
+                .min(end_sample - tokio::time::Instant::now().min(end_sample)),
+        )
+        .await;
     }
     let s1 = args.server_pid.map(ProcSample::take);
     let me2 = ProcSample::take(std::process::id());
@@ -1115,7 +1139,11 @@ fn report(
             failed += 1;
             *reasons.entry(f.clone()).or_default() += 1;
         } else if !ok {
-            let why = if r.agent.is_none() { "no browser paired" } else { "audio missing one way" };
+            let why = if r.agent.is_none() {
+                "no browser paired"
+            } else {
+                "audio missing one way"
+            };
             *reasons.entry(why.to_string()).or_default() += 1;
         }
         if let Some(d) = r.to_connected {
@@ -1145,7 +1173,9 @@ fn report(
                 c2b.lost,
                 b2c.received,
                 b2c.lost,
-                r.failed.as_deref().map_or(String::new(), |f| format!(" FAILED {f}")),
+                r.failed
+                    .as_deref()
+                    .map_or(String::new(), |f| format!(" FAILED {f}")),
             );
         }
         c2b_lost += c2b.lost;
@@ -1159,7 +1189,10 @@ fn report(
         CodecArg::Pcmu => "pcmu (pass-through)",
         CodecArg::Opus => "opus (transcoded)",
     };
-    println!("# {n} calls, codec {codec}, ramp {} /s, steady window {steady_s:.1} s", args.rate);
+    println!(
+        "# {n} calls, codec {codec}, ramp {} /s, steady window {steady_s:.1} s",
+        args.rate
+    );
     println!(
         "calls: answered {answered}/{n}, bridged with audio both ways {both_ways}/{n}, \
          failed {failed}, ended by the server {by_server}"
@@ -1170,7 +1203,9 @@ fn report(
     let (s50, s99, smax) = quantiles(&mut setup);
     println!("caller INVITE -> 200 (queue + ring + page answer): p50 {s50:.1} ms, p99 {s99:.1} ms, max {smax:.1} ms");
     let (a50, a99, amax) = quantiles(&mut answer_rtt);
-    println!("POST /api/agent/answer round trip: p50 {a50:.1} ms, p99 {a99:.1} ms, max {amax:.1} ms");
+    println!(
+        "POST /api/agent/answer round trip: p50 {a50:.1} ms, p99 {a99:.1} ms, max {amax:.1} ms"
+    );
     let (k50, k99, kmax) = quantiles(&mut connect);
     println!("answer applied -> ICE + DTLS connected: p50 {k50:.1} ms, p99 {k99:.1} ms, max {kmax:.1} ms");
     let (f50, f99, fmax) = quantiles(&mut first_audio);
@@ -1246,10 +1281,18 @@ mod tests {
             .filter(|&j| j != 7)
             .map(|j| (j, sent[(j + 5) as usize] + 2_000_000))
             .collect();
-        let f = Stream { sent_ns: sent, recv }.figures();
+        let f = Stream {
+            sent_ns: sent,
+            recv,
+        }
+        .figures();
         assert_eq!(f.received, 39);
         assert_eq!(f.lost, 1);
-        assert!(f.delays_ns.iter().all(|&d| d == 2_000_000), "{:?}", f.delays_ns);
+        assert!(
+            f.delays_ns.iter().all(|&d| d == 2_000_000),
+            "{:?}",
+            f.delays_ns
+        );
     }
 
     #[test]

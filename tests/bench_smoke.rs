@@ -25,6 +25,7 @@ const SCRIPTS: &[&str] = &[
     "ivr_load.sh",
     "campaign_farm.sh",
     "reports.sh",
+    "webrtc_load.sh",
 ];
 
 /// The most one smoke run may take (the first one may build its example tool on a loaded
