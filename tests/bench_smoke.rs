@@ -26,6 +26,7 @@ const SCRIPTS: &[&str] = &[
     "campaign_farm.sh",
     "reports.sh",
     "wallboard.sh",
+    "webrtc_load.sh",
 ];
 
 /// The most one smoke run may take (the first one may build its example tool on a loaded
