@@ -38,7 +38,7 @@ const MAX_INTERVAL_S: i64 = 31 * 86_400;
 const MAX_RANGE_S: i64 = 366 * 86_400;
 
 /// The width of one row of the `report_*_totals` tables (migration 0016).
-const TOTALS_S: i64 = 900;
+pub(crate) const TOTALS_S: i64 = 900;
 /// The service levels (seconds) the totals count connects for (`sl_<N>s` columns).
 pub const SL_TOTALS_S: [u64; 8] = [10, 15, 20, 30, 45, 60, 90, 120];
 
@@ -143,7 +143,7 @@ fn totals_sql(table: &str, cols: &[Col], iv: i64, head: &str, tail: &str, having
 }
 
 /// The totals' column counting connects within `ms`, if there is one.
-fn sl_column(ms: u64) -> Option<String> {
+pub(crate) fn sl_column(ms: u64) -> Option<String> {
     (ms.is_multiple_of(1000) && SL_TOTALS_S.contains(&(ms / 1000)))
         .then(|| format!("sl_{}s", ms / 1000))
 }

@@ -4,7 +4,10 @@
 //!
 //! One place builds the snapshot: [`history`] reads the day's figures with a few grouped
 //! queries on `queue_log`, `call_records`, `call_outcomes` and the campaign tables (so a
-//! restart keeps them, and several nodes on one database add up); [`build`] (no I/O, unit
+//! restart keeps them, and several nodes on one database add up) — today's queue and agent
+//! figures from the per-15-minute report totals (migration 0016) up to the last 15-minute
+//! boundary and from the raw `queue_log` rows after it, so a read scans the last 30 minutes
+//! of rows, not the day's ([`TotalsSplit`]); [`build`] (no I/O, unit
 //! tested and measured) joins them with the ACD's live queue and agent states. The SSE
 //! streams share one builder task ([`Hub`]): however many wallboards are open, the snapshot
 //! is built at most every [`TICK`].
@@ -38,6 +41,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 const RECENT: Duration = Duration::from_secs(30 * 60);
 /// Contacts per minute are measured over this window.
 const RATE_WINDOW_MIN: i64 = 10;
+const RATE_WINDOW: Duration = Duration::from_secs(RATE_WINDOW_MIN as u64 * 60);
 /// Outcome keys of a campaign, in the order the page shows them (`no_answer` etc. are the
 /// dispositions of contacts that were never answered).
 pub const CAMPAIGN_OUTCOMES: [&str; 10] = [
@@ -148,7 +152,7 @@ pub struct HotlineBoard {
 
 // ---- what the database says ----------------------------------------------------------------
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueHistory {
     pub today: Window,
     pub recent: Window,
@@ -183,21 +187,56 @@ pub struct History {
     pub hotline: HotlineBoard,
 }
 
-/// Local midnight today as stored timestamps are (UTC, ISO-8601 with milliseconds).
-pub fn day_start() -> String {
-    let now = chrono::Local::now();
-    let midnight = now
-        .date_naive()
+type Utc = chrono::DateTime<chrono::Utc>;
+
+/// Local midnight of the day of `now`.
+fn midnight(now: &Utc) -> Utc {
+    let now = now.with_timezone(&chrono::Local);
+    now.date_naive()
         .and_hms_opt(0, 0, 0)
         .and_then(|m| m.and_local_timezone(chrono::Local).earliest())
         .map(|m| m.with_timezone(&chrono::Utc))
-        .unwrap_or_else(|| now.with_timezone(&chrono::Utc));
-    midnight.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        .unwrap_or_else(|| now.with_timezone(&chrono::Utc))
 }
 
-fn ts_ago(d: Duration) -> String {
-    let at = chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default();
+/// A time as stored timestamps are (UTC, ISO-8601 with milliseconds).
+fn stored(at: &Utc) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Local midnight today as stored timestamps are (UTC, ISO-8601 with milliseconds).
+pub fn day_start() -> String {
+    stored(&midnight(&chrono::Utc::now()))
+}
+
+/// Where today's queue and agent figures come from: the per-15-minute totals of migration
+/// 0016 (`report_queue_totals`, `report_agent_totals`, kept by triggers) for the whole
+/// 15-minute rows from `day` (local midnight, Unix seconds) to `cut` (the last 15-minute
+/// boundary), and the raw `queue_log` rows from `cut` on — so a read scans at most the
+/// last 30 minutes of rows (the recent window) instead of the whole day. `None` (read the
+/// day's raw rows) when the day is not made of whole rows (a zone offset that is not a
+/// multiple of 15 minutes, or in the first 15 minutes of the day) or a queue's service
+/// level has no `sl_<N>s` column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TotalsSplit {
+    day: i64,
+    cut: i64,
+    /// Per configured queue, its `sl_<N>s` column (others: `sl_30s`, the default 30 s).
+    sl_cols: Vec<String>,
+}
+
+fn totals_split(day: &Utc, now: &Utc, sl_ms: &[(String, u64)]) -> Option<TotalsSplit> {
+    use super::reports::{sl_column, TOTALS_S};
+    let day = day.timestamp();
+    let cut = now.timestamp().div_euclid(TOTALS_S) * TOTALS_S;
+    if day.rem_euclid(TOTALS_S) != 0 || cut <= day {
+        return None;
+    }
+    let sl_cols = sl_ms
+        .iter()
+        .map(|(_, ms)| sl_column(*ms))
+        .collect::<Option<Vec<_>>>()?;
+    Some(TotalsSplit { day, cut, sl_cols })
 }
 
 /// `CAST(COALESCE(SUM(expr), 0) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC, which the
@@ -212,9 +251,29 @@ fn int(r: &sqlx::any::AnyRow, col: &str) -> i64 {
 
 /// The day's figures from the database: a handful of grouped queries, each on an index.
 pub async fn history(db: &Db, sl_ms: &[(String, u64)]) -> Result<History, sqlx::Error> {
+    history_at(db, sl_ms, chrono::Utc::now(), true).await
+}
+
+/// [`history`] as at `now`; from the raw rows only unless `totals` (the tests compare).
+async fn history_at(
+    db: &Db,
+    sl_ms: &[(String, u64)],
+    now: Utc,
+    totals: bool,
+) -> Result<History, sqlx::Error> {
     let d = db.dialect;
-    let today = day_start();
-    let recent = ts_ago(RECENT);
+    let day = midnight(&now);
+    let today = stored(&day);
+    let ago = |d: Duration| stored(&(now - chrono::Duration::from_std(d).unwrap_or_default()));
+    let recent = ago(RECENT);
+    let split = totals.then(|| totals_split(&day, &now, sl_ms)).flatten();
+    // The raw rows counted into "today": all of the day's, or those after the totals' cut.
+    let raw_today = match &split {
+        Some(s) => chrono::DateTime::from_timestamp(s.cut, 0)
+            .map(|t| stored(&t))
+            .unwrap_or_else(|| today.clone()),
+        None => today.clone(),
+    };
     // Per-queue service-level thresholds: `CASE queue WHEN $n THEN <ms> ... END`.
     // When every queue has the same threshold (the usual case) it is a constant; else a
     // `CASE` by queue name, evaluated for connect rows only.
@@ -278,12 +337,14 @@ pub async fn history(db: &Db, sl_ms: &[(String, u64)]) -> Result<History, sqlx::
         ));
     }
     // Both windows in one pass over the rows since the earlier of the two.
-    let earliest = if recent < today { &t2 } else { &t1 };
+    let earliest = if recent < raw_today { &t2 } else { &t1 };
     let sql = format!(
         "SELECT queue, {} FROM queue_log WHERE at >= {earliest} GROUP BY queue",
         cols.join(", ")
     );
-    let mut q = sqlx::query(&sql).bind(today.clone()).bind(recent.clone());
+    let mut q = sqlx::query(&sql)
+        .bind(raw_today.clone())
+        .bind(recent.clone());
     if bind_names {
         for (name, _) in sl_ms {
             q = q.bind(name.clone());
@@ -321,14 +382,17 @@ pub async fn history(db: &Db, sl_ms: &[(String, u64)]) -> Result<History, sqlx::
     );
     let mut agent_calls = HashMap::new();
     for r in sqlx::query(&sql)
-        .bind(today.clone())
+        .bind(raw_today.clone())
         .fetch_all(&db.pool)
         .await?
     {
         agent_calls.insert(r.try_get::<String, _>("agent")?, int(&r, "n"));
     }
+    if let Some(split) = &split {
+        today_from_totals(db, split, sl_ms, &mut queues, &mut agent_calls).await?;
+    }
 
-    let campaigns = campaign_history(db, d, &today).await?;
+    let campaigns = campaign_history(db, d, &today, &ago(RATE_WINDOW)).await?;
     let hotline = hotline_history(db, d, &today).await?;
     Ok(History {
         day_start: today,
@@ -339,10 +403,78 @@ pub async fn history(db: &Db, sl_ms: &[(String, u64)]) -> Result<History, sqlx::
     })
 }
 
+/// Adds the whole 15-minute rows of today (`split`) from the report totals to the figures
+/// read from the raw rows after them.
+async fn today_from_totals(
+    db: &Db,
+    split: &TotalsSplit,
+    sl_ms: &[(String, u64)],
+    queues: &mut HashMap<String, QueueHistory>,
+    agent_calls: &mut HashMap<String, i64>,
+) -> Result<(), sqlx::Error> {
+    // Connects within each queue's service level: its `sl_<N>s` column (as the raw query's
+    // `CASE`; queues without a configured one have the 30 s default).
+    let mut within = String::from("sl_30s");
+    if !split.sl_cols.is_empty() {
+        within = String::from("CASE queue");
+        for (i, col) in split.sl_cols.iter().enumerate() {
+            within.push_str(&format!(" WHEN ${} THEN {col}", i + 3));
+        }
+        within.push_str(" ELSE sl_30s END");
+    }
+    let sql = format!(
+        "SELECT queue, {offered} AS offered, {answered} AS answered, {within} AS within_sl, \
+         {abandoned} AS abandoned, {timed_out} AS timed_out, {completed} AS completed, \
+         {wait} AS wait_ms, {talk} AS talk_ms FROM report_queue_totals \
+         WHERE bucket >= $1 AND bucket < $2 GROUP BY queue",
+        offered = sum("offered"),
+        answered = sum("answered"),
+        within = sum(&within),
+        abandoned = sum("abandoned"),
+        timed_out = sum("timed_out"),
+        completed = sum("completed"),
+        wait = sum("wait_ms"),
+        talk = sum("talk_ms"),
+    );
+    let mut q = sqlx::query(&sql).bind(split.day).bind(split.cut);
+    for (name, _) in sl_ms {
+        q = q.bind(name.clone());
+    }
+    for r in q.fetch_all(&db.pool).await? {
+        let h = queues.entry(r.try_get("queue")?).or_default();
+        h.today.offered += int(&r, "offered");
+        h.today.answered += int(&r, "answered");
+        h.today.answered_within_sl += int(&r, "within_sl");
+        h.today.abandoned += int(&r, "abandoned");
+        h.today.timed_out += int(&r, "timed_out");
+        h.completed_today += int(&r, "completed");
+        h.wait_sum_today_ms += int(&r, "wait_ms");
+        h.talk_sum_today_ms += int(&r, "talk_ms");
+    }
+    let sql = format!(
+        "SELECT agent, {} AS n FROM report_agent_totals WHERE bucket >= $1 AND bucket < $2 \
+         GROUP BY agent",
+        sum("answered")
+    );
+    for r in sqlx::query(&sql)
+        .bind(split.day)
+        .bind(split.cut)
+        .fetch_all(&db.pool)
+        .await?
+    {
+        let n = int(&r, "n");
+        if n > 0 {
+            *agent_calls.entry(r.try_get("agent")?).or_default() += n;
+        }
+    }
+    Ok(())
+}
+
 async fn campaign_history(
     db: &Db,
     d: Dialect,
     today: &str,
+    rate_since: &str,
 ) -> Result<Vec<CampaignHistory>, sqlx::Error> {
     // Campaigns not finished, and those that finished today.
     let sql = format!(
@@ -446,7 +578,7 @@ async fn campaign_history(
          AND state IN ('completed', 'failed', 'opted_out', 'dnc') AND updated_at >= {} GROUP BY campaign_id",
         d.ts(1)
     ))
-    .bind(ts_ago(Duration::from_secs(RATE_WINDOW_MIN as u64 * 60)))
+    .bind(rate_since.to_string())
     .fetch_all(&db.pool)
     .await?;
     each(rows, &mut |c, r| c.finished_recently = int(r, "n"));
@@ -1013,5 +1145,90 @@ mod tests {
             "wallboard history on SQLite (60 000 queue_log rows, 20 x 1 000 contacts): {:?} per read",
             start.elapsed() / runs
         );
+    }
+
+    #[test]
+    fn the_totals_answer_whole_rows_of_today_with_known_service_levels() {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&chrono::Utc)
+        };
+        let day = at("2026-12-07T00:00:00Z");
+        let sl = |ms: u64| vec![("q".to_string(), ms)];
+        let split = super::totals_split(&day, &at("2026-12-07T10:07:13Z"), &sl(20_000));
+        assert_eq!(
+            split,
+            Some(super::TotalsSplit {
+                day: day.timestamp(),
+                cut: at("2026-12-07T10:00:00Z").timestamp(),
+                sl_cols: vec!["sl_20s".into()],
+            })
+        );
+        // No whole row yet; a service level without a column; a day not on a boundary.
+        assert_eq!(
+            super::totals_split(&day, &at("2026-12-07T00:14:59Z"), &[]),
+            None
+        );
+        assert_eq!(
+            super::totals_split(&day, &at("2026-12-07T10:07:13Z"), &sl(25_000)),
+            None
+        );
+        let odd = at("2026-12-06T23:50:00Z");
+        assert_eq!(
+            super::totals_split(&odd, &at("2026-12-07T10:07:13Z"), &[]),
+            None
+        );
+    }
+
+    /// Today's figures from the totals plus the raw rows after them are those of the raw
+    /// rows alone, with service levels of their own per queue.
+    #[tokio::test]
+    async fn today_from_the_totals_equals_today_from_the_raw_rows() {
+        let db = crate::store::Db::connect("sqlite::memory:")
+            .await
+            .expect("db");
+        let now = super::midnight(&chrono::Utc::now()) + chrono::Duration::seconds(10 * 3600 + 433);
+        // 6 000 calls, one every 17 s back from `now` (28 h: yesterday too), over 6 queues
+        // (q5 has no configured service level) and 40 agents; waits 0–119 s.
+        let sql = "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 5999), \
+             e(k, event) AS (VALUES (0, 'enter'), (1, 'connect'), (2, 'abandon'), (3, 'timeout'), (4, 'complete')) \
+             INSERT INTO queue_log (id, at, queue, call_id, agent, event, wait_ms, talk_ms) \
+             SELECT 'c' || i || e.event, strftime('%Y-%m-%dT%H:%M:%fZ', $1, '-' || (i * 17 + e.k) || ' seconds'), \
+             'q' || (i % 6), 'c' || i, CASE WHEN e.k IN (1, 4) THEN 'agent' || (i % 40) END, e.event, \
+             CASE WHEN e.k = 1 THEN (i * 7919 % 120) * 1000 END, CASE WHEN e.k = 4 THEN i % 300 * 1000 END \
+             FROM n JOIN e ON e.k = 0 OR e.k = 1 + (i % 4) OR (e.k = 4 AND i % 4 = 0)";
+        sqlx::query(sql)
+            .bind(super::stored(&now))
+            .execute(&db.pool)
+            .await
+            .expect("queue_log rows");
+        let sl: Vec<(String, u64)> = [20_000, 45_000, 30_000, 120_000, 10_000]
+            .iter()
+            .enumerate()
+            .map(|(i, ms)| (format!("q{i}"), *ms))
+            .collect();
+        let day = super::midnight(&now);
+        assert!(super::totals_split(&day, &now, &sl).is_some());
+        let raw = super::history_at(&db, &sl, now, false).await.expect("raw");
+        let totals = super::history_at(&db, &sl, now, true)
+            .await
+            .expect("totals");
+        assert_eq!(raw.queues.len(), 6);
+        assert!(
+            raw.queues["q0"].today.offered > 300,
+            "{:?}",
+            raw.queues["q0"]
+        );
+        assert!(raw.queues["q0"].today.answered_within_sl > 0);
+        assert!(raw.queues["q0"].recent.offered > 0);
+        let mut names: Vec<_> = raw.queues.keys().collect();
+        names.sort();
+        for q in names {
+            assert_eq!(raw.queues[q], totals.queues[q], "queue {q}");
+        }
+        assert_eq!(raw.queues.len(), totals.queues.len());
+        assert_eq!(raw.agent_calls, totals.agent_calls);
+        assert_eq!(raw.agent_calls.len(), 10, "connects are every 4th call");
     }
 }
