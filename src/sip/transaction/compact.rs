@@ -260,8 +260,16 @@ mod tests {
         let s = set();
         let a = key_of(&s, &bye("z9hG4bKa", "10.0.0.2"));
         assert_eq!(a, key_of(&s, &bye("z9hG4bKa", "10.0.0.2")));
-        assert_ne!(a, key_of(&s, &bye("z9hG4bKb", "10.0.0.2")), "another branch");
-        assert_ne!(a, key_of(&s, &bye("z9hG4bKa", "10.0.0.3")), "another sent-by");
+        assert_ne!(
+            a,
+            key_of(&s, &bye("z9hG4bKb", "10.0.0.2")),
+            "another branch"
+        );
+        assert_ne!(
+            a,
+            key_of(&s, &bye("z9hG4bKa", "10.0.0.3")),
+            "another sent-by"
+        );
         let mut info = bye("z9hG4bKa", "10.0.0.2");
         info.start = crate::sip::message::StartLine::Request {
             method: crate::sip::message::Method::Info,
@@ -362,11 +370,18 @@ mod tests {
         let t0 = Instant::now();
         assert!(s.start(1, t0, false));
         assert!(s.start(2, t0, false));
-        assert!(!s.start(3, t0, false), "full: the TU gets the request without one");
+        assert!(
+            !s.start(3, t0, false),
+            "full: the TU gets the request without one"
+        );
         let t1 = t0 + Duration::from_secs(1);
         s.response_sent(1, 200, b"x".to_vec().into(), t1).unwrap();
         s.handle_timeout(t0 + T64);
-        assert_eq!(s.len(), 1, "Trying #2 ended, Completed #1 has 1 s of Timer J left");
+        assert_eq!(
+            s.len(),
+            1,
+            "Trying #2 ended, Completed #1 has 1 s of Timer J left"
+        );
         assert!(s.start(3, t0 + T64, false), "room again");
     }
 
@@ -407,7 +422,11 @@ mod tests {
         assert_eq!(ended.len(), 100);
         for (k, at) in ended {
             let extra = if k % 2 == 0 { 1000 } else { 0 };
-            assert_eq!(at, t0 + Duration::from_millis(k * 10 + extra) + T64, "key {k}");
+            assert_eq!(
+                at,
+                t0 + Duration::from_millis(k * 10 + extra) + T64,
+                "key {k}"
+            );
         }
     }
 
