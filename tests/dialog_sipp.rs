@@ -2,8 +2,9 @@
 //! part): RFC 4028 session timers (the caller refreshing by UPDATE and then falling silent,
 //! 422 below our minimum, the server refreshing by re-INVITE and retrying after a 491),
 //! overlapping re-INVITEs (500 + Retry-After, 491), hold/unhold by re-INVITE with the
-//! server's RTP captured, INFO DTMF driving the hotline, a CANCEL crossing the 200, and a
-//! whole call under SIPp's `-lost 10`. SIPp scenarios are in `sip-test/`; the results are
+//! server's RTP captured, INFO DTMF driving the hotline, a CANCEL crossing the 200, a
+//! whole call under SIPp's `-lost 10`, and retransmitted INVITEs, INFOs, UPDATEs and BYEs
+//! answered by the router's transactions. SIPp scenarios are in `sip-test/`; the results are
 //! checked through the database as another program would see them.
 //!
 //! Needs SIPp (`$SWITCHBOARD_SIPP` or `sipp` on PATH); the loss test also needs root
@@ -288,6 +289,36 @@ fn info_dtmf_drives_the_hotline_to_a_refund() {
     assert_eq!(outcome["call_id"], call["id"]);
     let t = db.row("SELECT resolution FROM tickets WHERE order_id = '1001'");
     assert_eq!(t["resolution"], "refund");
+}
+
+/// In-dialog retransmissions are the router's non-INVITE server transactions' (RFC 3261
+/// §17.2.2): a caller that sends its INFO digit, its UPDATE and its BYE twice each (same
+/// branch, same CSeq, as after a lost 200) gets the 200 again every time, and the call sees
+/// each request once: one digit, one refresh, one record hung up by the caller.
+#[test]
+fn retransmitted_info_update_and_bye_reach_the_call_once() {
+    let server = Server::start(&[]);
+    run_scenario(
+        &server,
+        "uac_retransmit_in_dialog.xml",
+        &[],
+        &["-set", "caller", "+15552000020", "-set", "d1", "2"],
+        Duration::from_secs(20),
+    )
+    .assert_ok(&server);
+    let call = ended_call(&server, "+15552000020");
+    assert_eq!(call["hangup_cause"], "caller_hangup", "{call:#?}");
+    let db = server.db();
+    let ev = events(&db, &call);
+    let digits: Vec<&str> = ev
+        .iter()
+        .filter(|(k, _)| k == "dtmf")
+        .map(|(_, d)| d.as_str())
+        .collect();
+    assert_eq!(digits, ["2"], "the INFO's copy is no second key: {ev:#?}");
+    let updates = ev.iter().filter(|(k, _)| k == "update").count();
+    assert_eq!(updates, 1, "the UPDATE's copy is no second refresh: {ev:#?}");
+    assert_eq!(db.count("call_records WHERE caller = '+15552000020'"), 1);
 }
 
 /// A CANCEL right behind the INVITE to a route that answers at once crosses the 200: the
@@ -731,6 +762,57 @@ fn invite_retransmissions_are_answered_by_the_transaction() {
         server
             .db()
             .count("call_records WHERE caller = '+15552000011'"),
+        1
+    );
+}
+
+/// After the caller's BYE the call task ends at once; the BYE's 200 lives on in the
+/// router's transaction (Completed, Timer J): a retransmission of that BYE gets the very
+/// same bytes, while a BYE of another transaction (new branch) finds no call: 481.
+#[test]
+fn bye_retransmission_after_the_call_ended_gets_the_same_200() {
+    let (server, _cfg) = server_with(&[]);
+    let peer = Peer::new(server.sip_addr);
+    let call_id = support::unique("byerx-");
+    let invite = raw_invite(&server, &peer, &call_id, "+15552000021", "z9hG4bKbx1");
+    peer.send(&invite);
+    let ok = peer.expect("SIP/2.0 200", Duration::from_secs(5));
+    let to = header(&ok, "To").to_string();
+    peer.send(&raw_request(
+        &server,
+        &peer,
+        &invite,
+        "ACK",
+        1,
+        "z9hG4bKbx1ack",
+        &to,
+    ));
+    let bye = raw_request(&server, &peer, &invite, "BYE", 2, "z9hG4bKbx1bye", &to);
+    peer.send(&bye);
+    let first = peer.expect("SIP/2.0 200", Duration::from_secs(2));
+    assert!(header(&first, "CSeq").ends_with("BYE"), "{first}");
+    let call = ended_call(&server, "+15552000021");
+    assert_eq!(call["hangup_cause"], "caller_hangup", "{call:#?}");
+    // The call has ended (its record is written after its task let go of the dialog).
+    std::thread::sleep(Duration::from_millis(300));
+    peer.send(&bye);
+    let again = peer.expect("SIP/2.0 ", Duration::from_secs(2));
+    assert_eq!(again, first, "the transaction repeats its final response");
+    peer.send(&raw_request(
+        &server,
+        &peer,
+        &invite,
+        "BYE",
+        3,
+        "z9hG4bKbx1bye2",
+        &to,
+    ));
+    let other = peer.expect("SIP/2.0 ", Duration::from_secs(2));
+    assert!(other.starts_with("SIP/2.0 481"), "{other}");
+    assert_eq!(
+        server
+            .db()
+            .count("call_records WHERE caller = '+15552000021'"),
         1
     );
 }
