@@ -129,11 +129,15 @@ impl NonInviteServers {
         })
     }
 
-    /// A new request handed to the TU: its transaction starts in Trying. Refused (false)
-    /// when the key is taken or the set is full.
+    /// A new request handed to the TU: its transaction starts in Trying (replacing one
+    /// with the same key that has ended but not been swept yet). Refused (false) when a
+    /// live transaction has the key or the set is full.
     pub fn start(&mut self, key: u64, now: Instant, reliable: bool) -> bool {
-        if self.entries.len() >= self.cap || self.entries.contains_key(&key) {
-            return false;
+        match self.entries.get(&key) {
+            Some(e) if e.deadline > now => return false,
+            Some(_) => {}
+            None if self.entries.len() >= self.cap => return false,
+            None => {}
         }
         let deadline = now + self.t64;
         self.entries.insert(
@@ -313,6 +317,15 @@ mod tests {
         let almost = t2 + T64 - Duration::from_millis(1);
         s.handle_timeout(almost);
         assert_eq!(s.matched(k, almost), Some(Matched::Repeat(b"200")));
+        // Ended at its deadline even before it is swept: the same request is new again.
+        assert_eq!(s.matched(k, t2 + T64), None);
+        let mut unswept = NonInviteServers::new(TimerConfig::default(), 10);
+        unswept.start(k, t0, false);
+        assert!(
+            unswept.start(k, t0 + T64, false),
+            "an ended transaction gives way"
+        );
+        assert_eq!(unswept.matched(k, t0 + T64), Some(Matched::Trying));
         s.handle_timeout(t2 + T64);
         assert_eq!(s.matched(k, t2 + T64), None);
         assert!(s.is_empty());
