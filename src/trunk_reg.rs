@@ -211,7 +211,6 @@ async fn run(ctx: Arc<CallContext>, trunk: Trunk, shutdown: CancellationToken) {
         .send(RouterControl::CallEnded {
             invite: None,
             call_id,
-            bye_answer: None,
         })
         .await;
 }

@@ -2,8 +2,9 @@
 //! part): RFC 4028 session timers (the caller refreshing by UPDATE and then falling silent,
 //! 422 below our minimum, the server refreshing by re-INVITE and retrying after a 491),
 //! overlapping re-INVITEs (500 + Retry-After, 491), hold/unhold by re-INVITE with the
-//! server's RTP captured, INFO DTMF driving the hotline, a CANCEL crossing the 200, and a
-//! whole call under SIPp's `-lost 10`. SIPp scenarios are in `sip-test/`; the results are
+//! server's RTP captured, INFO DTMF driving the hotline, a CANCEL crossing the 200, a
+//! whole call under SIPp's `-lost 10`, and retransmitted INVITEs, INFOs, UPDATEs and BYEs
+//! answered by the router's transactions. SIPp scenarios are in `sip-test/`; the results are
 //! checked through the database as another program would see them.
 //!
 //! Needs SIPp (`$SWITCHBOARD_SIPP` or `sipp` on PATH); the loss test also needs root
@@ -733,4 +734,75 @@ fn invite_retransmissions_are_answered_by_the_transaction() {
             .count("call_records WHERE caller = '+15552000011'"),
         1
     );
+}
+
+/// In-dialog retransmissions are the router's non-INVITE server transactions' (RFC 3261
+/// §17.2.2). A caller sends its INFO digit, its UPDATE and its BYE twice each (same branch,
+/// same CSeq, as after a lost 200): every copy gets the very same 200 again, and the call
+/// sees each request once — one digit, one refresh. The BYE's copy comes after the call
+/// task has ended: its 200 lives on in the router's Completed transaction (Timer J), while
+/// a BYE of another transaction (new branch) finds no call: 481. One record.
+///
+/// A raw UDP peer, not SIPp: SIPp takes a response identical to one it already received
+/// for a retransmission and re-sends its request (an endless loop against a transaction
+/// that answers every copy the same, as RFC 3261 wants).
+#[test]
+fn in_dialog_retransmissions_are_answered_by_the_router() {
+    let (server, _cfg) = server_with(&[]);
+    let peer = Peer::new(server.sip_addr);
+    let call_id = support::unique("indlg-");
+    let invite = raw_invite(&server, &peer, &call_id, "+15552000021", "z9hG4bKid1");
+    peer.send(&invite);
+    let ok = peer.expect("SIP/2.0 200", Duration::from_secs(5));
+    let to = header(&ok, "To").to_string();
+    let req = |method: &str, cseq: u32, branch: &str| {
+        raw_request(&server, &peer, &invite, method, cseq, branch, &to)
+    };
+    peer.send(&req("ACK", 1, "z9hG4bKid1ack"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let body = "Signal=2\r\nDuration=160\r\n";
+    let info = req("INFO", 2, "z9hG4bKid1info").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let update = req("UPDATE", 3, "z9hG4bKid1upd");
+    let bye = req("BYE", 4, "z9hG4bKid1bye");
+    for (name, request) in [("INFO", &info), ("UPDATE", &update)] {
+        peer.send(request);
+        let first = peer.expect("SIP/2.0 ", Duration::from_secs(2));
+        assert!(first.starts_with("SIP/2.0 200"), "{name}: {first}");
+        peer.send(request);
+        let again = peer.expect("SIP/2.0 ", Duration::from_secs(2));
+        assert_eq!(again, first, "{name}: the transaction repeats its response");
+    }
+    peer.send(&bye);
+    let first = peer.expect("SIP/2.0 200", Duration::from_secs(2));
+    assert!(header(&first, "CSeq").ends_with("BYE"), "{first}");
+    let call = ended_call(&server, "+15552000021");
+    assert_eq!(call["hangup_cause"], "caller_hangup", "{call:#?}");
+    // The call task is gone by now (its record is the last thing it submits).
+    std::thread::sleep(Duration::from_millis(300));
+    peer.send(&bye);
+    let again = peer.expect("SIP/2.0 ", Duration::from_secs(2));
+    assert_eq!(again, first, "the BYE's 200 outlives the call");
+    peer.send(&req("BYE", 5, "z9hG4bKid1bye2"));
+    let other = peer.expect("SIP/2.0 ", Duration::from_secs(2));
+    assert!(other.starts_with("SIP/2.0 481"), "{other}");
+    let db = server.db();
+    let ev = events(&db, &call);
+    let digits: Vec<&str> = ev
+        .iter()
+        .filter(|(k, _)| k == "dtmf")
+        .map(|(_, d)| d.as_str())
+        .collect();
+    assert_eq!(digits, ["2"], "the INFO's copy is no second key: {ev:#?}");
+    let updates = ev.iter().filter(|(k, _)| k == "update").count();
+    assert_eq!(
+        updates, 1,
+        "the UPDATE's copy is no second refresh: {ev:#?}"
+    );
+    assert_eq!(db.count("call_records WHERE caller = '+15552000021'"), 1);
 }

@@ -14,11 +14,29 @@
 //! calls already accepted keep the CPU, and INVITEs are accepted again as soon as the queue
 //! has drained (the decision is per INVITE, there is no state to reset).
 //!
-//! **Lingering after BYE.** A call whose peer hung up over UDP must answer retransmissions
-//! of that BYE for Timer J (64·T1, RFC 3261 §17.2.2). The call task does not stay for that:
-//! it hands the router its `200 OK` ([`ByeAnswer`], a few hundred bytes) and ends, so a
-//! finished call holds no task, mailbox, dialog or media state (issue 14 #3: 25 KB per
-//! finished call at 2000 calls/s was 1.6 GB of lingering calls).
+//! **Non-INVITE server transactions** (RFC 3261 §17.2.2). Every in-dialog non-INVITE
+//! request the router hands to a call (BYE, INFO, UPDATE, REFER, NOTIFY, OPTIONS, MESSAGE…;
+//! CANCEL is the INVITE transaction's, ACK none) starts a server transaction here
+//! ([`NonInviteServers`]), so its retransmissions never reach the call: in Trying they are
+//! absorbed silently, after the call's provisional or final response they get that
+//! response again. The call sends its responses itself and hands the router a copy
+//! ([`RouterControl::Response`], one bounded message per response). A final response keeps
+//! the transaction for Timer J (64·T1 over UDP; over reliable transports Timer J is zero
+//! and it ends there); a request the call could not be given (mailbox full or closed)
+//! forgets its transaction, so the retransmission is delivered instead.
+//!
+//! This is also how a call whose peer hung up over UDP answers that BYE's retransmissions
+//! without staying alive for Timer J: its 200 OK lives on here as a Completed transaction
+//! and the call task ends at once, holding no task, mailbox, dialog or media state (issue
+//! 14 #3: a call lingering for Timer J, 25 KB per finished call at 2000 calls/s, was 1.6 GB).
+//! Memory is the constraint: at 2000 calls/s the Completed BYEs alone are 64 000 entries at
+//! any time, so an entry is only its key hashed to 64 bits, the response's bytes and a
+//! deadline: `size_of` 40 bytes, with its hash-table slot, its queued deadlines and the
+//! call's 327-byte 200 OK 485 bytes per Completed BYE, 31 MB for the 64 000 (measured in
+//! `sip::transaction::compact`). A full transaction with its parsed messages is about 1 KB
+//! (full INVITE transactions in Accepted doubled the peak RSS); the `ByeAnswer` by Call-ID
+//! this replaces (Call-ID and branch strings, the bytes, an expiry queue of Call-IDs) came
+//! to about 700 by the same count, and answered retransmissions of the BYE only.
 //!
 //! **INVITE server transactions** (RFC 3261 §17.2.1, RFC 6026). The router keeps the
 //! transaction of every call's initial INVITE in a [`TransactionTable`] (`sip::transaction`),
@@ -52,7 +70,9 @@ use crate::runtime::stamped::StampedReceiver;
 use crate::sip::guard::{SourceGuard, Verdict};
 use crate::sip::message::Message;
 use crate::sip::message::{HeaderName, Method, StartLine};
-use crate::sip::transaction::{Event, TimerConfig, TransactionKey, TransactionTable};
+use crate::sip::transaction::{
+    Event, Matched, NonInviteServers, TimerConfig, TransactionKey, TransactionTable,
+};
 use crate::sip::transport::{handle_datagram, Inbound, ReplyPath};
 use crate::sip::uri::Scheme;
 
@@ -61,9 +81,6 @@ use crate::sip::uri::Scheme;
 pub enum RouterControl {
     CallEnded {
         call_id: String,
-        /// The call's answer to its peer's BYE, to repeat for retransmissions of that BYE
-        /// until Timer J (UDP only).
-        bye_answer: Option<ByeAnswer>,
         /// Its initial INVITE's server transaction: forgotten if the call never gave it a
         /// final answer (a call that failed to start).
         invite: Option<TransactionKey>,
@@ -74,21 +91,19 @@ pub enum RouterControl {
         key: TransactionKey,
         response: Box<Message>,
     },
+    /// A response a call sent (already on the wire) to an in-dialog non-INVITE request:
+    /// the router's transaction repeats it for retransmissions of that request (a final
+    /// response for Timer J). The bytes as sent, and the status code.
+    Response {
+        key: TransactionKey,
+        code: u16,
+        bytes: Box<[u8]>,
+    },
     /// An outbound call announces its Call-ID before sending the INVITE.
     Register {
         call_id: String,
         tx: mpsc::Sender<CallInput>,
     },
-}
-
-/// A finished call's `200 OK` to the BYE that ended it (RFC 3261 §17.2.2: the server
-/// transaction repeats its final response to retransmissions until Timer J fires).
-#[derive(Debug)]
-pub struct ByeAnswer {
-    /// The BYE's Via branch: a BYE with another branch is another transaction.
-    pub branch: String,
-    pub bytes: Vec<u8>,
-    pub until: Instant,
 }
 
 /// SIP extensions we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
@@ -149,10 +164,9 @@ pub struct Router {
     stop: Option<CancellationToken>,
     guard: SourceGuard,
     guard_swept: std::time::Instant,
-    /// Finished calls' BYE answers by Call-ID, and their expiry order (Timer J is the same
-    /// for all, so the order of insertion is the order of expiry).
-    lingering: HashMap<String, ByeAnswer>,
-    linger_order: VecDeque<(Instant, String)>,
+    /// The server transactions of in-dialog non-INVITE requests routed to calls (module
+    /// doc), compact: a hashed key, the last response's bytes and a deadline.
+    in_dialog: NonInviteServers,
     /// Requests that found their call's mailbox closed: routed again once the call's
     /// `CallEnded` (sent before its mailbox closes) has been taken from the control channel.
     deferred: Vec<Inbound>,
@@ -187,6 +201,12 @@ pub struct Router {
 /// per transaction.
 const TXN_TICK: Duration = Duration::from_millis(10);
 
+/// At most this many in-dialog non-INVITE transactions at once (485 bytes each with a
+/// 200 OK: 97 MB at the cap, three times the 64 000 Completed BYEs of 2000 calls/s).
+/// Beyond it a request goes to its call without one (no memory growth under a flood of
+/// in-dialog requests; the call then sees that request's retransmissions).
+const IN_DIALOG_CAP: usize = 200_000;
+
 /// Timer H (64·T1): how long a refused INVITE's transaction absorbs retransmissions.
 const REFUSED_KEEP: Duration = Duration::from_secs(32);
 /// At most this many refusals remembered (24 bytes each, about 8 MB at the cap; 32 s of
@@ -198,8 +218,7 @@ impl Router {
         Router {
             guard: SourceGuard::new(ctx.config.guard.clone()),
             guard_swept: std::time::Instant::now(),
-            lingering: HashMap::new(),
-            linger_order: VecDeque::new(),
+            in_dialog: NonInviteServers::new(TimerConfig::default(), IN_DIALOG_CAP),
             deferred: Vec::new(),
             queued: Duration::ZERO,
             spawned: VecDeque::new(),
@@ -284,16 +303,16 @@ impl Router {
         }
     }
 
-    /// Housekeeping after each event: requests whose call just ended, expired BYE answers.
+    /// Housekeeping after each event: requests whose call just ended, expired transactions.
     fn after_event(&mut self, control: &mut mpsc::Receiver<RouterControl>) {
         if !self.deferred.is_empty() {
             // Their calls announced their end before closing their mailboxes: take those
-            // announcements first, so a BYE retransmission finds the call's answer.
+            // announcements first (and the responses they sent before them).
             while let Ok(c) = control.try_recv() {
                 self.handle_control(c);
             }
             for inbound in std::mem::take(&mut self.deferred) {
-                self.handle_ended(inbound, None);
+                self.handle_without_dialog(inbound, None);
             }
         }
         if !self.refused.is_empty() {
@@ -312,24 +331,8 @@ impl Router {
             self.invites.handle_timeout(now);
             self.flush_transactions();
         }
-        if let Some((until, _)) = self.linger_order.front() {
-            let now = Instant::now();
-            if *until <= now {
-                while let Some((until, call_id)) = self.linger_order.pop_front() {
-                    if until > now {
-                        self.linger_order.push_front((until, call_id));
-                        break;
-                    }
-                    if self.lingering.get(&call_id).is_some_and(|a| a.until <= now) {
-                        self.lingering.remove(&call_id);
-                    }
-                }
-                if self.lingering.is_empty() {
-                    // Give back the table's memory after a burst.
-                    self.lingering.shrink_to(1024);
-                    self.linger_order.shrink_to(1024);
-                }
-            }
+        if !self.in_dialog.is_empty() {
+            self.in_dialog.handle_timeout(Instant::now());
         }
     }
 
@@ -401,19 +404,19 @@ impl Router {
                     debug!(error = %e, "response to an INVITE without its transaction");
                 }
             }
-            RouterControl::CallEnded {
-                call_id,
-                bye_answer,
-                invite,
-            } => {
+            RouterControl::Response { key, code, bytes } => {
+                let k = self.in_dialog.key(&key);
+                if let Err(e) = self.in_dialog.response_sent(k, code, bytes, Instant::now()) {
+                    // A request routed without a transaction (the set was full), or one
+                    // whose transaction ended (a TU that took more than 64·T1).
+                    debug!(error = %e, code, "response to an in-dialog request without its transaction");
+                }
+            }
+            RouterControl::CallEnded { call_id, invite } => {
                 if let Some(key) = invite {
                     self.invites.remove_unanswered(&key);
                 }
                 self.calls.remove(&call_id);
-                if let Some(answer) = bye_answer {
-                    self.linger_order.push_back((answer.until, call_id.clone()));
-                    self.lingering.insert(call_id, answer);
-                }
             }
             RouterControl::Register { call_id, tx } => {
                 self.calls.insert(call_id, tx);
@@ -513,8 +516,28 @@ impl Router {
             Method::Invite => msg.to_header().is_ok_and(|t| t.tag().is_none()),
             _ => false,
         };
+        // A non-INVITE request other than CANCEL (which is the INVITE transaction's
+        // business): a retransmission is its server transaction's, never the call's. No key
+        // is built for one that can have no transaction here (an OPTIONS keep-alive).
+        let non_invite = !matches!(method, Method::Ack | Method::Invite | Method::Cancel)
+            && (!self.in_dialog.is_empty() || self.calls.contains_key(&call_id));
         let mut inbound = inbound;
         let mut invite_key = None;
+        let mut in_dialog = None;
+        if non_invite {
+            let Ok(key) = TransactionKey::server(&inbound.msg) else {
+                return;
+            };
+            let k = self.in_dialog.key(&key);
+            match self.in_dialog.matched(k, Instant::now()) {
+                Some(Matched::Trying) => return,
+                Some(Matched::Repeat(bytes)) => {
+                    inbound.reply.send(bytes.to_vec());
+                    return;
+                }
+                None => in_dialog = Some(k),
+            }
+        }
         if transactional {
             {
                 match self.absorb(inbound) {
@@ -526,7 +549,7 @@ impl Router {
                 }
             }
         }
-        self.route(call_id, inbound, invite_key);
+        self.route(call_id, inbound, invite_key, in_dialog);
     }
 
     /// An INVITE without To tag, or an ACK, for a transaction the router holds: answered
@@ -567,7 +590,7 @@ impl Router {
                                 reply: reply.clone(),
                                 size,
                             };
-                            self.route(call_id, ack, None);
+                            self.route(call_id, ack, None, None);
                         }
                     }
                 }
@@ -578,50 +601,38 @@ impl Router {
     }
 
     /// A request that is not the router's own: to its call by Call-ID, else out of dialog.
-    fn route(&mut self, call_id: String, inbound: Inbound, invite_key: Option<TransactionKey>) {
+    /// `in_dialog`: the compact key of a non-INVITE request's server transaction, started
+    /// here when the request goes to a call (and forgotten if it cannot be delivered, so
+    /// the peer's retransmission is delivered instead).
+    fn route(
+        &mut self,
+        call_id: String,
+        inbound: Inbound,
+        invite_key: Option<TransactionKey>,
+        in_dialog: Option<u64>,
+    ) {
         if let Some(tx) = self.calls.get(&call_id) {
+            let reliable = !inbound.reply.kind().unreliable();
+            let txn = in_dialog.filter(|k| self.in_dialog.start(*k, Instant::now(), reliable));
             match tx.try_send(CallInput::Sip(Box::new(inbound))) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    if let Some(k) = txn {
+                        self.in_dialog.abandon(k);
+                    }
                     debug!(%call_id, "call mailbox full; dropping (peer retransmits)")
                 }
-                Err(mpsc::error::TrySendError::Closed(CallInput::Sip(inbound))) => {
+                Err(mpsc::error::TrySendError::Closed(input)) => {
+                    if let Some(k) = txn {
+                        self.in_dialog.abandon(k);
+                    }
                     self.calls.remove(&call_id);
-                    self.deferred.push(*inbound);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.calls.remove(&call_id);
+                    if let CallInput::Sip(inbound) = input {
+                        self.deferred.push(*inbound);
+                    }
                 }
             }
             return;
-        }
-        self.handle_ended(inbound, invite_key);
-    }
-
-    /// A request for no live call: a retransmission of the BYE that ended a call gets that
-    /// call's answer again (and its ACKs are absorbed), anything else is out of dialog.
-    fn handle_ended(&mut self, inbound: Inbound, invite_key: Option<TransactionKey>) {
-        if let Some(answer) = inbound
-            .msg
-            .call_id()
-            .ok()
-            .and_then(|id| self.lingering.get(id))
-        {
-            match inbound.msg.method() {
-                Some(Method::Ack) => return,
-                Some(Method::Bye)
-                    if inbound
-                        .msg
-                        .top_via()
-                        .ok()
-                        .and_then(|v| v.branch().map(|b| b == answer.branch))
-                        .unwrap_or(false) =>
-                {
-                    inbound.reply.send(answer.bytes.clone());
-                    return;
-                }
-                _ => {}
-            }
         }
         self.handle_without_dialog(inbound, invite_key);
     }

@@ -1,7 +1,9 @@
 //! In-dialog requests of calls we answer beyond BYE and INFO, the shell side: re-INVITE and
 //! UPDATE (RFC 3311) offer/answer applied to the media, RFC 4028 session timers driven from
 //! `crate::sip::session_timer`, our own refreshes (UPDATE, or re-INVITE when the peer does
-//! not allow UPDATE) sent and retransmitted, and retransmitted requests answered again. The
+//! not allow UPDATE) sent and retransmitted, and retransmitted re-INVITEs answered again
+//! (retransmitted UPDATEs, like every in-dialog non-INVITE request's, are absorbed by the
+//! router's server transaction and never come here: `call::router`). The
 //! dialog rules — CSeq order, the RFC 3261 §14 glare answers (491, 500 + Retry-After), the
 //! target refresh and the back-off after a 491 to ours — are the core's (`crate::sip::dialog`).
 
@@ -33,8 +35,6 @@ pub(super) struct InDialog {
     last_ack: Option<(u32, Vec<u8>)>,
     /// Branch of the last received re-INVITE (a retransmission gets the same 200 again).
     reinvite_branch: Option<String>,
-    /// The last answer to an UPDATE (CSeq, bytes): a retransmission gets it again.
-    last_update: Option<(u32, Vec<u8>)>,
 }
 
 /// Header fields to add to a response.
@@ -313,7 +313,7 @@ impl Call {
         for (n, v) in extra {
             r.push_header(n.clone(), v.clone());
         }
-        self.flow.send(r.to_bytes());
+        self.send_reply(msg, r);
     }
 
     /// The dialog's verdict on a re-INVITE or UPDATE: true to go on, else answered.
@@ -362,13 +362,7 @@ impl Call {
 
     /// UPDATE (RFC 3311): a session refresh, with or without a new offer.
     pub(super) fn on_update(&mut self, now: Instant, msg: &Message) {
-        let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
-        if let Some((seq, bytes)) = &self.in_dialog.last_update {
-            if *seq == cseq {
-                self.flow.send(bytes.clone());
-                return;
-            }
-        }
+        // (Its retransmissions are the router's transaction's: they never come here.)
         // Our offer (late-offer 200) awaiting its answer in the ACK makes an UPDATE with
         // an offer wait (RFC 3311 §5.2): the dialog answers 500 with Retry-After.
         if !self.dialog_admits(msg) {
@@ -402,9 +396,7 @@ impl Call {
         if let Some(b) = body {
             r.body = Bytes::from(b);
         }
-        let bytes = r.to_bytes();
-        self.flow.send(bytes.clone());
-        self.in_dialog.last_update = Some((cseq, bytes));
+        self.send_reply(msg, r);
         self.record_event("update", if has_offer { "offer" } else { "refresh" }.into());
     }
 

@@ -14,7 +14,10 @@
 //! each response to the INVITE and reports it there ([`RouterControl::InviteResponse`]);
 //! INVITE retransmissions and the ACK of a non-2xx final never reach it. It stays the TU of
 //! RFC 6026: it retransmits its 2xx until the ACK (`pending_2xx`) and ends the call without
-//! one.
+//! one. The server transactions of in-dialog non-INVITE requests (BYE, INFO, UPDATE, REFER,
+//! OPTIONS…) are the router's too: the actor sees each such request once, answers it, and
+//! reports the response ([`RouterControl::Response`]); the router answers retransmissions,
+//! of the BYE that ended the call for Timer J after this task is gone.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,7 +32,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::dialog::{self, info_digit, response, Dialog, LocalIdentity, T1, T2, TIMEOUT_64T1};
 use super::disposition::{Disposition, HangupCause};
-use super::router::{ByeAnswer, RouterControl};
+use super::router::RouterControl;
 use super::slots::CallSlot;
 use super::CallContext;
 use crate::config::Route;
@@ -179,9 +182,6 @@ pub struct Call {
     /// the call ends.
     acd_outbox: std::collections::VecDeque<crate::acd::AcdMsg>,
     bye: Option<Retransmit>,
-    /// Our 200 to the peer's BYE (UDP), handed to the router at the end so it can answer
-    /// that BYE's retransmissions for Timer J without this call (router.rs).
-    bye_answer: Option<ByeAnswer>,
     ticket_id: Option<i64>,
     caller: String,
     shutdown_seen: bool,
@@ -303,7 +303,6 @@ impl Call {
             media_on_ack: None,
             acd_outbox: Default::default(),
             bye: None,
-            bye_answer: None,
             ticket_id: None,
             caller: s.caller,
             shutdown_seen: false,
@@ -360,7 +359,7 @@ pub async fn run_inbound(
         let mut rx = rx;
         // A call refused at start drops its slot with it.
         let invite = invite_key.clone();
-        let bye_answer = match Call::start(
+        match Call::start(
             ctx,
             slot,
             inbound,
@@ -373,18 +372,14 @@ pub async fn run_inbound(
         .await
         {
             Some((call, rtp)) => call.run(&mut rx, rtp, shutdown).await,
-            None => {
-                debug!("call refused at start");
-                None
-            }
-        };
+            None => debug!("call refused at start"),
+        }
         // Announced before the mailbox closes (`rx` drops after this): the router takes a
         // request that finds the mailbox closed as one for a call that has ended.
         let _ = ctx2
             .router
             .send(RouterControl::CallEnded {
                 call_id: sip_call_id,
-                bye_answer,
                 invite,
             })
             .await;
@@ -511,13 +506,14 @@ impl Call {
         Some((call, Some(rtp)))
     }
 
-    /// The call's life; returns its answer to the peer's BYE when that must outlive it.
+    /// The call's life. (Its answer to the peer's BYE outlives it in the router's
+    /// transaction, `RouterControl::Response`.)
     async fn run(
         mut self,
         rx: &mut mpsc::Receiver<CallInput>,
         mut rtp: Option<Arc<MediaSocket>>,
         shutdown: CancellationToken,
-    ) -> Option<ByeAnswer> {
+    ) {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
@@ -636,7 +632,6 @@ impl Call {
             });
         }
         // `self.slot`, if still held, goes back as the call drops.
-        self.bye_answer.take()
     }
 
     /// Everything that reached the RTP socket since the last wake-up goes to the media
@@ -1142,16 +1137,9 @@ impl Call {
                     self.reject(&msg, r);
                     return;
                 }
-                let answer = self.reply_kept(&msg, 200, "OK");
-                if self.flow.kind().unreliable() {
-                    // Absorb BYE retransmissions for Timer J (RFC 3261 §17.2.2): the router
-                    // repeats this answer after the call has ended.
-                    self.bye_answer = Some(ByeAnswer {
-                        branch: branch.clone(),
-                        bytes: answer,
-                        until: now + TIMEOUT_64T1,
-                    });
-                }
+                // Its retransmissions get this 200 from the router's transaction for
+                // Timer J (RFC 3261 §17.2.2), after this call has ended.
+                self.reply(&msg, 200, "OK");
                 if self.phase != Phase::Done {
                     info!("caller hung up");
                     self.end_dialog(now, Disposition::Answered, HangupCause::CallerHangup);
@@ -1196,7 +1184,7 @@ impl Call {
         for (n, v) in r.headers() {
             resp.push_header(n, v);
         }
-        self.flow.send(resp.to_bytes());
+        self.send_reply(msg, resp);
     }
 
     /// The 2xx we retransmit is over (ACKed, given up, or the dialog ends): the dialog
@@ -1208,14 +1196,34 @@ impl Call {
 
     fn reply(&self, msg: &Message, code: u16, reason: &str) {
         let r = response(msg, code, reason, Some(&self.local_tag), &self.local);
-        self.flow.send(r.to_bytes());
+        self.send_reply(msg, r);
     }
 
-    /// [`Call::reply`], keeping a copy of what was sent (to repeat it for retransmissions).
-    fn reply_kept(&self, msg: &Message, code: u16, reason: &str) -> Vec<u8> {
-        let bytes = response(msg, code, reason, Some(&self.local_tag), &self.local).to_bytes();
-        self.flow.send(bytes.clone());
-        bytes
+    /// Send a response to a request received in the dialog. For a non-INVITE request other
+    /// than CANCEL the router holds the server transaction (router.rs): it gets a copy, to
+    /// repeat for the request's retransmissions, which never come here.
+    fn send_reply(&self, request: &Message, r: Message) {
+        let bytes = r.to_bytes();
+        let transactional = !matches!(
+            request.method(),
+            None | Some(Method::Invite | Method::Ack | Method::Cancel)
+        );
+        if transactional {
+            if let (Ok(key), Some(code)) = (TransactionKey::server(request), r.status()) {
+                let note = RouterControl::Response {
+                    key,
+                    code,
+                    bytes: bytes.clone().into_boxed_slice(),
+                };
+                if self.ctx.router.try_send(note).is_err() {
+                    // The router is far behind: this request's retransmissions are absorbed
+                    // unanswered until its transaction ends (64·T1); the peer's own
+                    // transaction times out alike if this response is lost too.
+                    debug!(code, "router control full: in-dialog response not reported");
+                }
+            }
+        }
+        self.flow.send(bytes);
     }
 
     fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {

@@ -213,7 +213,6 @@ pub(super) async fn run_outbound_on(
     async move {
         // Given back exactly once: by the call when it is over, else when this task ends.
         let slot = ctx.active_calls.acquire();
-        let mut bye_answer = None;
         if ctx
             .router
             .send(RouterControl::Register {
@@ -233,7 +232,7 @@ pub(super) async fn run_outbound_on(
             )
             .await
             {
-                bye_answer = call.run(&mut rx, rtp, shutdown).await;
+                call.run(&mut rx, rtp, shutdown).await;
             }
         }
         // Before the mailbox closes (see run_inbound).
@@ -242,7 +241,6 @@ pub(super) async fn run_outbound_on(
             .send(RouterControl::CallEnded {
                 invite: None,
                 call_id,
-                bye_answer,
             })
             .await;
         drop(rx);

@@ -20,6 +20,7 @@
 //! goes to Accepted for Timer M (64·T1) and passes every 2xx up (each needs an ACK from the
 //! TU, and forked 2xx's are new dialogs).
 
+mod compact;
 mod invite_client;
 mod invite_server;
 mod non_invite_client;
@@ -36,6 +37,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+pub use compact::{Matched, NonInviteServers};
 pub use invite_client::{InviteClient, InviteClientState};
 pub use invite_server::{InviteServer, InviteServerState};
 pub use non_invite_client::{NonInviteClient, NonInviteClientState};
