@@ -10,7 +10,9 @@
 //! of rows, not the day's ([`TotalsSplit`]); [`build`] (no I/O, unit
 //! tested and measured) joins them with the ACD's live queue and agent states. The SSE
 //! streams share one builder task ([`Hub`]): however many wallboards are open, the snapshot
-//! is built at most every [`TICK`].
+//! is built at most every [`TICK`]. The streams and `GET /api/wallboard` share the last
+//! read of the day's figures for [`HISTORY_EVERY`] (`Hub::history`): a poller costs a join
+//! with live state, not a database read per request.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -758,11 +760,11 @@ pub fn build(
 pub async fn snapshot(st: &ApiState) -> Result<Snapshot, sqlx::Error> {
     let (sl, sl_s) = thresholds(st);
     let (h, queues, agents) = tokio::join!(
-        history(&st.ctx.db, &sl),
+        st.wallboard.history(&st.ctx.db, &sl),
         st.ctx.acd.queues(),
         st.ctx.acd.agents()
     );
-    Ok(build(&h?, &queues, &agents, &sl_s))
+    Ok(build(&h?.1, &queues, &agents, &sl_s))
 }
 
 /// Each configured queue's service-level threshold, in ms (for SQL) and in s (for the page).
@@ -787,6 +789,11 @@ pub struct Hub {
     /// response never finishes by itself, and the HTTP server's graceful shutdown waits for
     /// the responses in flight: one open wallboard would hold a SIGTERM forever.
     stop: CancellationToken,
+    /// The latest read of the day's figures (by the streams' builder or a `GET`) and when.
+    /// Both reuse it while it is younger than [`HISTORY_EVERY`], so the database is read at
+    /// most once per 2 s however many wallboards are open and scripts poll — the figures a
+    /// `GET` returns are then as fresh as the stream's; live states are always current.
+    history: std::sync::Mutex<Option<(tokio::time::Instant, Arc<History>)>>,
 }
 
 impl Hub {
@@ -795,7 +802,32 @@ impl Hub {
         Hub {
             tx: std::sync::Mutex::new(None),
             stop,
+            history: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The day's figures: the last read if younger than [`HISTORY_EVERY`], else a new one.
+    async fn history(
+        &self,
+        db: &Db,
+        sl_ms: &[(String, u64)],
+    ) -> Result<(tokio::time::Instant, Arc<History>), sqlx::Error> {
+        let lock = || match self.history.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(kept) = lock()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < HISTORY_EVERY)
+        {
+            return Ok(kept.clone());
+        }
+        let read = (
+            tokio::time::Instant::now(),
+            Arc::new(history(db, sl_ms).await?),
+        );
+        *lock() = Some(read.clone());
+        Ok(read)
     }
 
     fn subscribe(&self, st: &Arc<ApiState>) -> watch::Receiver<Arc<str>> {
@@ -821,7 +853,7 @@ impl Hub {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let (sl, sl_s) = thresholds(&st);
             // The day's figures are read at most every HISTORY_EVERY; live states every tick.
-            let mut hist: Option<(tokio::time::Instant, History)> = None;
+            let mut hist: Option<(tokio::time::Instant, Arc<History>)> = None;
             while tx.receiver_count() > 0 {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -831,8 +863,8 @@ impl Hub {
                     .as_ref()
                     .is_none_or(|(at, _)| at.elapsed() >= HISTORY_EVERY)
                 {
-                    match history(&st.ctx.db, &sl).await {
-                        Ok(h) => hist = Some((tokio::time::Instant::now(), h)),
+                    match st.wallboard.history(&st.ctx.db, &sl).await {
+                        Ok(read) => hist = Some(read),
                         Err(e) => {
                             tracing::warn!(error = %e, "wallboard: figures not read");
                             if hist.is_none() {
