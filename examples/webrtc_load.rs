@@ -31,6 +31,9 @@
 //!   cargo run --release --example webrtc_load -- --sip 127.0.0.1:35260 \
 //!       --http 127.0.0.1:38260 --calls 250 --hold 60 --codec pcmu
 
+#[path = "support/procfs.rs"]
+mod procfs;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -922,23 +925,7 @@ struct ProcSample {
 
 impl ProcSample {
     fn take(pid: u32) -> ProcSample {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss_kib = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the ")" that closes the command name: utime and stime are 14 and 15.
-        let cpu_ticks = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| {
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                let get = |k: usize| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                get(11) + get(12)
-            })
-            .unwrap_or(0);
+        let (rss_kib, cpu_ticks) = procfs::rss_kib_and_cpu_ticks(pid);
         ProcSample {
             at: Instant::now(),
             rss_kib,
