@@ -38,7 +38,7 @@ const MAX_INTERVAL_S: i64 = 31 * 86_400;
 const MAX_RANGE_S: i64 = 366 * 86_400;
 
 /// The width of one row of the `report_*_totals` tables (migration 0016).
-pub(crate) const TOTALS_S: i64 = 900;
+const TOTALS_S: i64 = 900;
 /// The service levels (seconds) the totals count connects for (`sl_<N>s` columns).
 pub const SL_TOTALS_S: [u64; 8] = [10, 15, 20, 30, 45, 60, 90, 120];
 
@@ -57,18 +57,28 @@ pub enum Source {
 /// (the interval a multiple of 900 s; buckets are epoch-aligned, so their boundaries are
 /// then 15-minute boundaries) and the range, after 1970, spans at least one whole row.
 pub fn source(p: &Params) -> Source {
-    let from = p.from.timestamp();
-    if p.interval_s % TOTALS_S != 0 || from < 0 {
+    if p.interval_s % TOTALS_S != 0 {
         return Source::Raw;
     }
-    // The first boundary at or after `from` (a fraction of a second rounds up).
-    let from_up = from + i64::from(p.from.timestamp_subsec_nanos() > 0);
-    let first = (from_up + TOTALS_S - 1) / TOTALS_S * TOTALS_S;
-    let last = p.to.timestamp().div_euclid(TOTALS_S) * TOTALS_S;
-    if first >= last {
-        return Source::Raw;
+    match whole_rows(&p.from, &p.to) {
+        Some((first, last)) => Source::Totals { first, last },
+        None => Source::Raw,
     }
-    Source::Totals { first, last }
+}
+
+/// The whole 15-minute rows of the totals between `from` and `to`: the first boundary at
+/// or after `from` and the last at or before `to` (Unix seconds), if `from` is after 1970
+/// and at least one whole row lies between them. The wallboard's "today" uses it too.
+pub(crate) fn whole_rows(from: &Utc, to: &Utc) -> Option<(i64, i64)> {
+    let start = from.timestamp();
+    if start < 0 {
+        return None;
+    }
+    // A fraction of a second rounds up.
+    let start_up = start + i64::from(from.timestamp_subsec_nanos() > 0);
+    let first = (start_up + TOTALS_S - 1) / TOTALS_S * TOTALS_S;
+    let last = to.timestamp().div_euclid(TOTALS_S) * TOTALS_S;
+    (first < last).then_some((first, last))
 }
 
 /// Binds of a [`Source::Totals`] query, in order: the raw head (`$1`, `$2`), the totals
@@ -96,6 +106,47 @@ enum Col<'a> {
     /// A summed figure: its name and what the totals table sums for it (its column, or an
     /// expression such as a `CASE` over the `sl_<N>s` columns).
     Sum(&'a str, String),
+}
+
+/// The key and bucket columns of `cols`, in order: a report's grouping and its order.
+fn order_by(cols: &[Col]) -> String {
+    cols.iter()
+        .filter_map(|c| match c {
+            Col::Key(name, _) => Some(*name),
+            Col::Bucket => Some("bucket"),
+            Col::Sum(..) => None,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A report's rows from `src`: the raw query (`raw(t1, t2)`, the range bound at `$t1`,
+/// `$t2`) ordered by the key and bucket columns, or the totals of `table` with the raw rows
+/// of the partial ends ([`totals_sql`], [`bind_edges`]).
+async fn read_rows(
+    db: &Db,
+    p: &Params,
+    src: Source,
+    raw: &(dyn Fn(usize, usize) -> String + Sync),
+    table: &str,
+    cols: &[Col<'_>],
+    having: &str,
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+    match src {
+        Source::Raw => {
+            sqlx::query(&format!("{} ORDER BY {}", raw(1, 2), order_by(cols)))
+                .bind(ts(&p.from))
+                .bind(ts(&p.to))
+                .fetch_all(&db.pool)
+                .await
+        }
+        Source::Totals { first, last } => {
+            let sql = totals_sql(table, cols, p.interval_s, &raw(1, 2), &raw(5, 6), having);
+            bind_edges(sqlx::query(&sql), p, first, last)
+                .fetch_all(&db.pool)
+                .await
+        }
+    }
 }
 
 /// The totals table's column `name`, summed under the same name.
@@ -132,6 +183,7 @@ fn totals_sql(table: &str, cols: &[Col], iv: i64, head: &str, tail: &str, having
         }
     }
     let group = group.join(", ");
+    // (`order_by` below is the same list: the raw reads are ordered as the totals reads.)
     format!(
         "SELECT {outer} FROM ({head} UNION ALL SELECT {inner} FROM {table} t \
          WHERE t.bucket >= $3 AND t.bucket < $4 GROUP BY {t_group} UNION ALL {tail}) u \
@@ -175,7 +227,7 @@ pub enum ParamError {
     Format(String),
 }
 
-type Utc = chrono::DateTime<chrono::Utc>;
+pub(crate) type Utc = chrono::DateTime<chrono::Utc>;
 
 fn parse_time(field: &'static str, s: &str) -> Result<Utc, ParamError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
@@ -560,34 +612,15 @@ pub async fn agents_from(
         )
     };
     let mut out = Vec::new();
-    let rows = match src {
-        Source::Raw => {
-            sqlx::query(&format!("{} ORDER BY agent, bucket", raw(1, 2)))
-                .bind(ts(&p.from))
-                .bind(ts(&p.to))
-                .fetch_all(&db.pool)
-                .await?
-        }
-        Source::Totals { first, last } => {
-            let sql = totals_sql(
-                "report_agent_totals",
-                &[
-                    Col::Key("agent", "agent"),
-                    Col::Bucket,
-                    total("answered"),
-                    total("completed"),
-                    total("talk_ms"),
-                ],
-                p.interval_s,
-                &raw(1, 2),
-                &raw(5, 6),
-                "SUM(answered) + SUM(completed) > 0",
-            );
-            bind_edges(sqlx::query(&sql), p, first, last)
-                .fetch_all(&db.pool)
-                .await?
-        }
-    };
+    let cols = [
+        Col::Key("agent", "agent"),
+        Col::Bucket,
+        total("answered"),
+        total("completed"),
+        total("talk_ms"),
+    ];
+    let having = "SUM(answered) + SUM(completed) > 0";
+    let rows = read_rows(db, p, src, &raw, "report_agent_totals", &cols, having).await?;
     for r in rows {
         let int = |col: &str| r.try_get::<i64, _>(col).unwrap_or(0);
         let talk_ms = int("talk_ms");
@@ -678,35 +711,24 @@ pub async fn calls_from(
             t2 = d.ts(t2),
         )
     };
-    let rows = match src {
-        Source::Raw => {
-            sqlx::query(&format!("{} ORDER BY bucket, direction, disp", raw(1, 2)))
-                .bind(ts(&p.from))
-                .bind(ts(&p.to))
-                .fetch_all(&db.pool)
-                .await?
-        }
-        Source::Totals { first, last } => {
-            let sql = totals_sql(
-                "report_call_totals",
-                &[
-                    Col::Bucket,
-                    Col::Key("direction", "direction"),
-                    Col::Key("disp", "disposition"),
-                    total("calls"),
-                    total("answered"),
-                    total("talk_s"),
-                ],
-                p.interval_s,
-                &raw(1, 2),
-                &raw(5, 6),
-                "SUM(calls) > 0",
-            );
-            bind_edges(sqlx::query(&sql), p, first, last)
-                .fetch_all(&db.pool)
-                .await?
-        }
-    };
+    let cols = [
+        Col::Bucket,
+        Col::Key("direction", "direction"),
+        Col::Key("disp", "disposition"),
+        total("calls"),
+        total("answered"),
+        total("talk_s"),
+    ];
+    let rows = read_rows(
+        db,
+        p,
+        src,
+        &raw,
+        "report_call_totals",
+        &cols,
+        "SUM(calls) > 0",
+    )
+    .await?;
     let mut out = Vec::new();
     for r in rows {
         let int = |col: &str| r.try_get::<i64, _>(col).unwrap_or(0);

@@ -189,7 +189,7 @@ pub struct History {
     pub hotline: HotlineBoard,
 }
 
-type Utc = chrono::DateTime<chrono::Utc>;
+use super::reports::Utc;
 
 /// Local midnight of the day of `now`.
 fn midnight(now: &Utc) -> Utc {
@@ -228,12 +228,10 @@ struct TotalsSplit {
 }
 
 fn totals_split(day: &Utc, now: &Utc, sl_ms: &[(String, u64)]) -> Option<TotalsSplit> {
-    use super::reports::{sl_column, TOTALS_S};
-    let day = day.timestamp();
-    let cut = now.timestamp().div_euclid(TOTALS_S) * TOTALS_S;
-    if day.rem_euclid(TOTALS_S) != 0 || cut <= day {
-        return None;
-    }
+    use super::reports::{sl_column, whole_rows};
+    // The day must start on a boundary: rows before the first whole one would be lost.
+    let (first, cut) = whole_rows(day, now).filter(|(first, _)| *first == day.timestamp())?;
+    let day = first;
     let sl_cols = sl_ms
         .iter()
         .map(|(_, ms)| sl_column(*ms))
