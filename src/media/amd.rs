@@ -130,6 +130,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::voicing::Periodicity;
+
 /// Sample rate of the input, Hz.
 pub const SAMPLE_RATE: u32 = 8000;
 /// Analysis frame: 20 ms at 8 kHz (one RTP packet of G.711).
@@ -151,6 +153,19 @@ pub const NOISE_HEADROOM_DB: f32 = 2.0;
 pub const STATIONARY_MIN_SPREAD_DB: f32 = 0.3;
 /// Frames kept to re-run the analysis from the start once loud noise is recognised (5 s).
 pub const REPLAY_FRAMES: usize = 250;
+/// With `voicing`: a frame is voiced when its periodicity ([`super::voicing`]) reaches
+/// this. 20 ms of white or pink noise peak at 0.2–0.35, vowels at 0.8–1 (above 0.5 with
+/// noise 10 dB under the speech).
+pub const VOICING_THRESHOLD: f32 = 0.5;
+/// With `voicing`: a loud frame still counts as voice this many frames (100 ms) after the
+/// last voiced one, so the unvoiced consonants inside a word ("s", "t", "h") do not split
+/// it, as they do not with energy alone.
+pub const VOICING_HANGOVER_FRAMES: u32 = 5;
+/// With `voicing`, once loud stationary noise is recognised: silence must last this long
+/// (instead of `between_words_silence_ms`) to end a word. The noise hides the consonants
+/// that are quieter than it, so a word like "Ce(n)-t-er" or 你-h-好 shows gaps of
+/// 100–200 ms that the energy of a clean line fills.
+pub const NOISY_WORD_GAP_MS: u32 = 200;
 
 /// The `reason` strings of an [`AmdResult`].
 pub mod reason {
@@ -237,6 +252,11 @@ pub struct AmdConfig {
     /// Highest noise floor the adaptive threshold believes in, as an RMS on 16-bit
     /// samples: the threshold never exceeds `max_noise_floor` + `noise_margin_db`.
     pub max_noise_floor: u16,
+    /// A loud frame is voice only if it is *voiced* (periodic in the pitch range, see
+    /// [`super::voicing`]) or follows a voiced frame by at most 100 ms, and on a line with
+    /// recognised loud noise a word ends only after 200 ms of silence. `false`: energy
+    /// alone, as Asterisk (and this detector before).
+    pub voicing: bool,
 }
 
 impl Default for AmdConfig {
@@ -254,6 +274,7 @@ impl Default for AmdConfig {
             silence_threshold: 256,
             noise_margin_db: Some(6.0),
             max_noise_floor: 330,
+            voicing: true,
         }
     }
 }
@@ -304,6 +325,12 @@ pub struct Amd {
     /// [`REPLAY_FRAMES`]).
     frames: [f32; REPLAY_FRAMES],
     frames_len: usize,
+    /// Whether each of those frames was voiced (with `voicing`).
+    voiced: [bool; REPLAY_FRAMES],
+    /// Periodicity of the frame being filled (with `voicing`).
+    periodicity: Periodicity,
+    /// Frames since the last voiced one (saturating).
+    since_voiced: u32,
     /// Power of recognised stationary noise louder than `max_noise_floor` (0: none): the
     /// floor's cap is lifted to it.
     noise_power: f32,
@@ -353,6 +380,9 @@ impl Amd {
             history_pos: 0,
             frames: [0.0; REPLAY_FRAMES],
             frames_len: 0,
+            voiced: [false; REPLAY_FRAMES],
+            periodicity: Periodicity::new(),
+            since_voiced: u32::MAX,
             noise_power: 0.0,
             elapsed_ms: 0,
             in_word: false,
@@ -373,6 +403,9 @@ impl Amd {
             return None;
         }
         for &s in samples {
+            if self.cfg.voicing {
+                self.periodicity.push(s);
+            }
             let s = i64::from(s);
             // s² ≤ 2³⁰, 160 of them fit easily.
             self.acc += s.unsigned_abs() * s.unsigned_abs();
@@ -381,7 +414,13 @@ impl Amd {
                 let mean_square = self.acc as f32 / FRAME_SAMPLES as f32;
                 self.acc = 0;
                 self.acc_len = 0;
-                if let Some(r) = self.frame(mean_square) {
+                // Only a frame above the fixed threshold can be voice (every threshold is
+                // at least that), so only such a frame is worth the periodicity search.
+                let voiced = self.cfg.voicing
+                    && mean_square > self.fixed_power
+                    && self.periodicity.peak(VOICING_THRESHOLD) >= VOICING_THRESHOLD;
+                self.periodicity.next_frame();
+                if let Some(r) = self.frame(mean_square, voiced) {
                     self.result = Some(r);
                     return Some(r);
                 }
@@ -451,10 +490,11 @@ impl Amd {
         })
     }
 
-    /// One 20 ms frame of mean square `mean_square`.
-    fn frame(&mut self, mean_square: f32) -> Option<AmdResult> {
+    /// One 20 ms frame of mean square `mean_square`, voiced or not.
+    fn frame(&mut self, mean_square: f32, voiced: bool) -> Option<AmdResult> {
         if self.frames_len < REPLAY_FRAMES {
             self.frames[self.frames_len] = mean_square;
+            self.voiced[self.frames_len] = voiced;
         }
         self.frames_len += 1;
         self.push(mean_square);
@@ -465,7 +505,7 @@ impl Amd {
                 return self.replay();
             }
         }
-        self.classify(mean_square)
+        self.classify(mean_square, voiced)
     }
 
     fn push(&mut self, mean_square: f32) {
@@ -518,10 +558,11 @@ impl Amd {
         self.voice_run_ms = 0;
         self.voice_ms = 0;
         self.words = 0;
+        self.since_voiced = u32::MAX;
         for i in 0..self.frames_len {
             let ms = self.frames[i];
             self.push(ms);
-            if let Some(mut r) = self.classify(ms) {
+            if let Some(mut r) = self.classify(ms, self.voiced[i]) {
                 r.after_ms = now;
                 self.elapsed_ms = now;
                 return Some(r);
@@ -531,9 +572,16 @@ impl Amd {
     }
 
     /// Voice or silence for the frame just pushed, and the decision rules.
-    fn classify(&mut self, mean_square: f32) -> Option<AmdResult> {
+    fn classify(&mut self, mean_square: f32, voiced: bool) -> Option<AmdResult> {
+        self.since_voiced = if voiced {
+            0
+        } else {
+            self.since_voiced.saturating_add(1)
+        };
         let c = &self.cfg;
-        if mean_square > self.threshold_power() {
+        let loud = mean_square > self.threshold_power();
+        let voice = loud && (!c.voicing || self.since_voiced <= VOICING_HANGOVER_FRAMES);
+        if voice {
             self.silence_ms = 0;
             self.voice_run_ms += FRAME_MS;
             self.voice_ms += FRAME_MS;
@@ -553,7 +601,12 @@ impl Amd {
             }
         } else {
             self.silence_ms += FRAME_MS;
-            if self.silence_ms >= c.between_words_silence_ms {
+            let word_gap = if c.voicing && self.noise_power > 0.0 {
+                c.between_words_silence_ms.max(NOISY_WORD_GAP_MS)
+            } else {
+                c.between_words_silence_ms
+            };
+            if self.silence_ms >= word_gap {
                 self.in_word = false;
                 self.voice_run_ms = 0;
             }
@@ -693,6 +746,7 @@ mod tests {
         assert_eq!(c.initial_silence_verdict, Verdict::NotSure);
         assert_eq!(c.noise_margin_db, Some(6.0));
         assert_eq!(c.max_noise_floor, 330);
+        assert!(c.voicing);
     }
 
     #[test]
@@ -825,9 +879,11 @@ mod tests {
         add_noise(&mut x, 330.0, 1);
         let r = run(&AmdConfig::default(), &x, FRAME_SAMPLES);
         assert_eq!((r.verdict, r.after_ms), (Verdict::Human, 1700));
-        // Without adaptation the noise is one endless word.
+        // Without adaptation (and by energy alone, as Asterisk) the noise is one endless
+        // word.
         let fixed = AmdConfig {
             noise_margin_db: None,
+            voicing: false,
             ..AmdConfig::default()
         };
         let r = run(&fixed, &x, FRAME_SAMPLES);
@@ -835,6 +891,100 @@ mod tests {
             (r.verdict, r.reason),
             (Verdict::Machine, reason::LONG_GREETING)
         );
+    }
+
+    /// A "word" of a 300 Hz sine of amplitude `amp`, `ms` long.
+    fn loud_word(ms: u32, amp: f64) -> Vec<i16> {
+        word(ms)
+            .iter()
+            .map(|&s| (f64::from(s) * amp / 3000.0).round() as i16)
+            .collect()
+    }
+
+    #[test]
+    fn loud_noise_is_not_voice_when_it_is_not_voiced() {
+        // "Hello? … Hello?" (two 450 ms words, −15 dBFS, 300 ms apart) in white noise at
+        // −27 dBFS (RMS 1460, 4.4 × the floor's cap) from 100 ms before the first word: the
+        // noise never has the 500 ms to itself that the stationarity test needs before
+        // the decision. It is loud but never periodic, so only the words (and 100 ms of
+        // hangover after each) are voice: a human.
+        let mut x = pause(100);
+        x.extend(loud_word(450, 8000.0));
+        x.extend(pause(300));
+        x.extend(loud_word(450, 8000.0));
+        x.extend(pause(3000));
+        add_noise(&mut x, 1460.0, 3);
+        let r = run(&AmdConfig::default(), &x, FRAME_SAMPLES);
+        assert_eq!(
+            (r.verdict, r.reason),
+            (Verdict::Human, reason::HUMAN_AFTER_GREETING_SILENCE),
+            "{r:?}"
+        );
+        // By energy alone every frame is voice: 1500 ms of it, a machine, before the
+        // noise after the second word has lasted the 500 ms that would reveal it.
+        let energy = AmdConfig {
+            voicing: false,
+            ..AmdConfig::default()
+        };
+        let r = run(&energy, &x, FRAME_SAMPLES);
+        assert_eq!(
+            (r.verdict, r.reason, r.after_ms),
+            (Verdict::Machine, reason::LONG_GREETING, 1500)
+        );
+    }
+
+    #[test]
+    fn in_recognised_noise_a_short_gap_does_not_split_a_word() {
+        // Loud noise first (recognised after 500 ms), then "ni - hao - ma" with 160 ms
+        // gaps where the consonants hid under the noise: one word in noise, three words
+        // (a machine) if gaps of 60 ms split words as on a clean line.
+        let mut x = pause(1000);
+        for (voice, ms) in [(true, 200), (false, 160), (true, 200), (false, 160)] {
+            x.extend(if voice {
+                loud_word(ms, 8000.0)
+            } else {
+                pause(ms)
+            });
+        }
+        x.extend(loud_word(200, 8000.0));
+        x.extend(pause(3000));
+        add_noise(&mut x, 1460.0, 5);
+        let r = run(&AmdConfig::default(), &x, FRAME_SAMPLES);
+        assert_eq!(
+            (r.verdict, r.reason),
+            (Verdict::Human, reason::HUMAN_AFTER_GREETING_SILENCE),
+            "{r:?}"
+        );
+        // On a clean line the same gaps separate three words: a machine (max_words).
+        let clean = signal(&[
+            (false, 1000),
+            (true, 200),
+            (false, 160),
+            (true, 200),
+            (false, 160),
+            (true, 200),
+            (false, 3000),
+        ]);
+        let r = run(&AmdConfig::default(), &clean, FRAME_SAMPLES);
+        assert_eq!((r.verdict, r.reason), (Verdict::Machine, reason::MAX_WORDS));
+    }
+
+    #[test]
+    fn unvoiced_consonants_inside_a_word_do_not_split_it() {
+        // 200 ms vowel, 100 ms of noise 15 dB under it (an "s", loud enough to be voice
+        // by energy, but not voiced), 200 ms vowel: one word, voice throughout (the
+        // hangover covers the 100 ms), then silence: a human.
+        let mut s = pause(100);
+        add_noise(&mut s, 1000.0, 7);
+        let mut x = loud_word(200, 8000.0);
+        x.extend(&s);
+        x.extend(loud_word(200, 8000.0));
+        x.extend(pause(3000));
+        let mut amd = Amd::new(&AmdConfig::default()).expect("valid config");
+        amd.process(&x[..8 * 500]);
+        assert_eq!((amd.words(), amd.voice_ms()), (1, 500));
+        let r = run(&AmdConfig::default(), &x, FRAME_SAMPLES);
+        assert_eq!((r.verdict, r.after_ms), (Verdict::Human, 1300));
     }
 
     #[test]
