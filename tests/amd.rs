@@ -732,9 +732,11 @@ fn noisy_corpus(snrs_db: &[f64]) -> Vec<Vector> {
 
 /// Human decisions of `vectors` under `cfg`: (how many, the latest after the answer, the
 /// latest after the start of the speech, how many later than 2.5 s after the speech).
+/// Also prints how many came later than 2.5 s after the answer: a person who starts
+/// speaking 1 s after answering and says "Hello? … Hello?" is still talking then.
 fn human_decision_times(vectors: &[Vector], cfg: &AmdConfig) -> (usize, u32, u32, usize) {
     let mut n = 0;
-    let (mut max_answer, mut max_speech, mut late) = (0, 0, 0);
+    let (mut max_answer, mut max_speech, mut late, mut late_answer) = (0, 0, 0, 0);
     for v in vectors.iter().filter(|v| v.expected == Verdict::Human) {
         let r = classify(&v.pcm, cfg, FRAME_SAMPLES);
         if r.verdict == Verdict::Human {
@@ -745,8 +747,12 @@ fn human_decision_times(vectors: &[Vector], cfg: &AmdConfig) -> (usize, u32, u32
             if after_speech > 2500 {
                 late += 1;
             }
+            if r.after_ms > 2500 {
+                late_answer += 1;
+            }
         }
     }
+    println!("human decisions later than 2.5 s after the answer: {late_answer} of {n}");
     (n, max_answer, max_speech, late)
 }
 
