@@ -447,14 +447,24 @@ impl Amd {
         if self.result.is_some() {
             return None;
         }
-        for &s in samples {
-            if self.cfg.voicing {
-                self.periodicity.push(s);
-            }
-            let s = i64::from(s);
+        let mut rest = samples;
+        while !rest.is_empty() {
+            // Up to the end of the current frame: a slice at a time, so the sum of
+            // squares is one tight loop (and the filter another).
+            let (chunk, tail) = rest.split_at((FRAME_SAMPLES - self.acc_len).min(rest.len()));
+            rest = tail;
             // s² ≤ 2³⁰, 160 of them fit easily.
-            self.acc += s.unsigned_abs() * s.unsigned_abs();
-            self.acc_len += 1;
+            self.acc += chunk
+                .iter()
+                .map(|&s| {
+                    let a = u64::from(s.unsigned_abs());
+                    a * a
+                })
+                .sum::<u64>();
+            self.acc_len += chunk.len();
+            if self.cfg.voicing {
+                self.periodicity.extend(chunk);
+            }
             if self.acc_len == FRAME_SAMPLES {
                 let mean_square = self.acc as f32 / FRAME_SAMPLES as f32;
                 self.acc = 0;

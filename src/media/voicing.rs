@@ -102,6 +102,13 @@ impl Periodicity {
         }
     }
 
+    /// [`Periodicity::push`] each sample of `samples`.
+    pub fn extend(&mut self, samples: &[i16]) {
+        for &s in samples {
+            self.push(s);
+        }
+    }
+
     /// Whether a whole frame has been pushed.
     pub fn frame_complete(&self) -> bool {
         self.len == FRAME
