@@ -552,9 +552,7 @@ fn per_frame_cost() {
                 ..AmdConfig::default()
             };
             let mut rng = Rng(7);
-            let pcm: Vec<i16> = (0..8000 * 60)
-                .map(|_| (rng.gauss() * rms) as i16)
-                .collect();
+            let pcm: Vec<i16> = (0..8000 * 60).map(|_| (rng.gauss() * rms) as i16).collect();
             let mut amd = Amd::new(&cfg).expect("config");
             let t = std::time::Instant::now();
             for c in pcm.chunks(FRAME_SAMPLES) {
@@ -804,7 +802,11 @@ fn noisy_lines_15_and_10_db_snr() {
     );
     assert_eq!(late, 0, "human decided later than 2.5 s after the speech");
     assert_eq!(m.human, 0, "machine taken for a human on a noisy line");
-    assert!(m.pct() >= 99.0, "noisy-line machine accuracy {:.1} %", m.pct());
+    assert!(
+        m.pct() >= 99.0,
+        "noisy-line machine accuracy {:.1} %",
+        m.pct()
+    );
 }
 
 /// Where Debian's `alsa-utils` installs its speaker-test recordings: a person saying
@@ -863,7 +865,12 @@ fn load_alsa(name: &str) -> Vec<i16> {
             let v: f64 = h
                 .iter()
                 .enumerate()
-                .filter_map(|(n, hn)| (c + n).checked_sub(taps / 2).and_then(|i| x.get(i)).map(|xi| hn * xi))
+                .filter_map(|(n, hn)| {
+                    (c + n)
+                        .checked_sub(taps / 2)
+                        .and_then(|i| x.get(i))
+                        .map(|xi| hn * xi)
+                })
                 .sum();
             v.round().clamp(-32768.0, 32767.0) as i16
         })
@@ -943,7 +950,10 @@ fn recorded_speech_clean_and_noisy() {
     assert_eq!((h.n, m.n), (448, 168));
     assert!(h.pct() >= 95.0, "recorded human accuracy {:.1} %", h.pct());
     assert_eq!(late, 0, "human decided later than 2.5 s after the speech");
-    assert_eq!(m.human, 0, "recorded machine-like greeting taken for a human");
+    assert_eq!(
+        m.human, 0,
+        "recorded machine-like greeting taken for a human"
+    );
     let [clean_h, clean_m] = rep.get("no noise, linear, lead < 2.5 s");
     assert_eq!((clean_h.pct(), clean_m.pct()), (100.0, 100.0));
 }
