@@ -21,8 +21,8 @@
 //! Per call of `process` nothing is allocated and nothing locks; the state is ~2.7 KB
 //! (fixed-size arrays: the 1 s window, the 5 s of frame powers and voicing flags for the
 //! replay, 274 samples of filtered audio for the periodicity). Cost per 20 ms frame in a
-//! release build (`tests/amd.rs`, `per_frame_cost`; 2026-12-07 on a shared 2-core box,
-//! best of 7): 110 ns by energy alone (`voicing = false`; 190 ns before the slice-wise
+//! release build (this file and `voicing.rs` built alone, the loop of `per_frame_cost` in
+//! `tests/amd.rs`; 2026-12-07 on a shared 2-core box, best of 7): 110 ns by energy alone (`voicing = false`; 190 ns before the slice-wise
 //! sum), 0.9 µs with `voicing` on frames under the fixed threshold (the 200 Hz filter runs
 //! on every sample) and 2.3 µs on loud unvoiced frames (the whole pitch search; voiced
 //! frames stop it early): about 0.01 % of a core per call, during the first seconds only.
@@ -66,7 +66,7 @@
 //! [`VOICING_THRESHOLD`] (0.5; [`super::voicing`]: 20 ms of white or pink noise peak at
 //! 0.2–0.35, vowels at 0.8–1, above 0.5 with noise 10 dB under them). So white and pink
 //! noise stop making false words and filling the pause after "hello", before and after
-//! the stationarity test below has recognised them. The unvoiced consonants ("s", "t",
+//! the stationarity test above has recognised them. The unvoiced consonants ("s", "t",
 //! "h") are covered by the 100 ms hangover after a voiced frame, as the energy covers them
 //! on a clean line; a beep is periodic and is voice as before (the voicemail cue,
 //! [`super::voicemail_cue`], handles it). `voicing = false` restores energy alone.
