@@ -3,7 +3,10 @@
 //! espeak-ng prompts in `audio/en` and `audio/zh`: short human-like answers ("Hello?") and
 //! long machine-like greetings, each with leading silence of 0 / 300 / 1000 / 3000 ms,
 //! no noise or white noise at −50 / −40 dBFS (RMS relative to 32768, seeded PRNG), and
-//! linear or after a G.711 μ-law round trip.
+//! linear or after a G.711 μ-law round trip; the same with white or pink noise 15 / 10 dB
+//! under the speech; and recorded human speech (the speaker-test phrases of Debian's
+//! `alsa-utils`, `/usr/share/sounds/alsa`) as answers and as long announcements, clean and
+//! noisy.
 //!
 //! `cargo test --test suite -- amd:: --nocapture` prints the accuracy tables.
 
@@ -413,6 +416,7 @@ fn accuracy_on_the_synthesized_corpus() {
 fn fixed_threshold_fails_in_minus_40_dbfs_noise() {
     let cfg = AmdConfig {
         noise_margin_db: None,
+        voicing: false,
         ..AmdConfig::default()
     };
     let rep = evaluate(&corpus(&LEVELS_DB), &cfg);
@@ -530,25 +534,37 @@ fn classify_wav_errors() {
 }
 
 /// `cargo test --release --test suite -- --ignored --nocapture amd::per_frame_cost`
+///
+/// Gaussian noise at RMS 300 (above the fixed threshold, so with `voicing` every frame
+/// gets the periodicity search, and none stops it early) and at RMS 100 (below it: the
+/// search is skipped), each with and without `voicing`.
 #[test]
 #[ignore]
 fn per_frame_cost() {
-    let cfg = AmdConfig {
-        total_analysis_time_ms: u32::MAX,
-        initial_silence_ms: u32::MAX,
-        ..AmdConfig::default()
-    };
-    let mut rng = Rng(7);
-    let pcm: Vec<i16> = (0..8000 * 60)
-        .map(|_| (rng.gauss() * 300.0) as i16)
-        .collect();
-    let mut amd = Amd::new(&cfg).expect("config");
-    let t = std::time::Instant::now();
-    for c in pcm.chunks(FRAME_SAMPLES) {
-        assert!(amd.process(c).is_none());
+    for voicing in [false, true] {
+        for rms in [300.0, 100.0] {
+            let cfg = AmdConfig {
+                total_analysis_time_ms: u32::MAX,
+                initial_silence_ms: u32::MAX,
+                maximum_word_length_ms: u32::MAX,
+                greeting_ms: u32::MAX,
+                voicing,
+                ..AmdConfig::default()
+            };
+            let mut rng = Rng(7);
+            let pcm: Vec<i16> = (0..8000 * 60).map(|_| (rng.gauss() * rms) as i16).collect();
+            let mut amd = Amd::new(&cfg).expect("config");
+            let t = std::time::Instant::now();
+            for c in pcm.chunks(FRAME_SAMPLES) {
+                assert!(amd.process(c).is_none());
+            }
+            let per_frame = t.elapsed().as_secs_f64() / (pcm.len() / FRAME_SAMPLES) as f64;
+            println!(
+                "voicing {voicing}, noise RMS {rms}: per 20 ms frame {:.0} ns",
+                per_frame * 1e9
+            );
+        }
     }
-    let per_frame = t.elapsed().as_secs_f64() / (pcm.len() / FRAME_SAMPLES) as f64;
-    println!("per 20 ms frame: {:.0} ns", per_frame * 1e9);
 }
 
 /// Parameter exploration behind the defaults (fixed threshold × noise margin, per speech
@@ -643,51 +659,58 @@ fn unit_noise(n: usize, colour: Colour, seed: u64) -> Vec<f64> {
     raw.into_iter().map(|x| x / rms.max(1e-12)).collect()
 }
 
-/// Lines as noisy as the real-call corpus (`sip-test/make_amd_corpus.sh`): white or pink
-/// noise `snr_db` under the speech's RMS, over the lead, the speech and 4 s after it.
-fn noisy_corpus(snrs_db: &[f64]) -> Vec<Vector> {
+/// Each greeting × line (`None`: no noise, else noise colour and SNR in dB under the
+/// greeting's RMS, over the lead, the speech and 4 s after it) × leading silence × linear /
+/// μ-law. Seeds count up from `seed` in that order.
+fn mixed_corpus(
+    greetings: &[(&'static str, Verdict, Vec<i16>)],
+    lines: &[Option<(Colour, f64)>],
+    leads_ms: &[u32],
+    mut seed: u64,
+) -> Vec<Vector> {
     let mut out = Vec::new();
-    let mut seed = 1000;
-    for (name, expected, sp) in greetings() {
+    for (name, expected, sp) in greetings {
         let speech_rms =
             (sp.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / sp.len() as f64).sqrt();
-        for &snr_db in snrs_db {
-            for colour in [Colour::White, Colour::Pink] {
-                for lead_ms in [0, 300, 700, 1000] {
-                    for ulaw in [false, true] {
-                        seed += 1;
-                        let clean = build(&sp, lead_ms, 0.0, None, false, seed);
-                        let noise = unit_noise(clean.len(), colour, seed);
-                        let k = speech_rms / 10f64.powf(snr_db / 20.0);
-                        let pcm = clean
-                            .iter()
-                            .zip(&noise)
-                            .map(|(&s, &n)| {
-                                let s =
-                                    (f64::from(s) + k * n).round().clamp(-32768.0, 32767.0) as i16;
-                                if ulaw {
-                                    Codec::Pcmu.decode_sample(Codec::Pcmu.encode_sample(s))
-                                } else {
-                                    s
-                                }
-                            })
-                            .collect();
-                        let c = if colour == Colour::White {
-                            "white"
-                        } else {
-                            "pink"
-                        };
-                        out.push(Vector {
-                            name,
-                            expected,
-                            level_db: 0.0,
-                            lead_ms,
-                            noise_dbfs: None,
-                            line: format!("{c} {snr_db} dB SNR"),
-                            ulaw,
-                            pcm,
-                        });
-                    }
+        for &line in lines {
+            for &lead_ms in leads_ms {
+                for ulaw in [false, true] {
+                    seed += 1;
+                    let clean = build(sp, lead_ms, 0.0, None, false, seed);
+                    let (noise, k) = match line {
+                        Some((colour, snr_db)) => (
+                            unit_noise(clean.len(), colour, seed),
+                            speech_rms / 10f64.powf(snr_db / 20.0),
+                        ),
+                        None => (vec![0.0; clean.len()], 0.0),
+                    };
+                    let pcm = clean
+                        .iter()
+                        .zip(&noise)
+                        .map(|(&s, &n)| {
+                            let s = (f64::from(s) + k * n).round().clamp(-32768.0, 32767.0) as i16;
+                            if ulaw {
+                                Codec::Pcmu.decode_sample(Codec::Pcmu.encode_sample(s))
+                            } else {
+                                s
+                            }
+                        })
+                        .collect();
+                    let line = match line {
+                        Some((Colour::White, snr)) => format!("white {snr} dB SNR"),
+                        Some((Colour::Pink, snr)) => format!("pink {snr} dB SNR"),
+                        None => "no noise".to_string(),
+                    };
+                    out.push(Vector {
+                        name,
+                        expected: *expected,
+                        level_db: 0.0,
+                        lead_ms,
+                        noise_dbfs: None,
+                        line,
+                        ulaw,
+                        pcm,
+                    });
                 }
             }
         }
@@ -695,34 +718,242 @@ fn noisy_corpus(snrs_db: &[f64]) -> Vec<Vector> {
     out
 }
 
+/// Lines as noisy as the real-call corpus (`sip-test/make_amd_corpus.sh`): white or pink
+/// noise `snr_db` under the speech's RMS, over the lead, the speech and 4 s after it.
+fn noisy_corpus(snrs_db: &[f64]) -> Vec<Vector> {
+    let lines: Vec<_> = snrs_db
+        .iter()
+        .flat_map(|&snr| [Some((Colour::White, snr)), Some((Colour::Pink, snr))])
+        .collect();
+    mixed_corpus(&greetings(), &lines, &[0, 300, 700, 1000], 1000)
+}
+
+/// Human decisions of `vectors` under `cfg`: (how many, the latest after the answer, the
+/// latest after the start of the speech, how many later than 2.5 s after the speech).
+/// Also prints how many came later than 2.5 s after the answer: a person who starts
+/// speaking 1 s after answering and says "Hello? … Hello?" is still talking then.
+fn human_decision_times(vectors: &[Vector], cfg: &AmdConfig) -> (usize, u32, u32, usize) {
+    let mut n = 0;
+    let (mut max_answer, mut max_speech, mut late, mut late_answer) = (0, 0, 0, 0);
+    for v in vectors.iter().filter(|v| v.expected == Verdict::Human) {
+        let r = classify(&v.pcm, cfg, FRAME_SAMPLES);
+        if r.verdict == Verdict::Human {
+            n += 1;
+            max_answer = max_answer.max(r.after_ms);
+            let after_speech = r.after_ms.saturating_sub(v.lead_ms);
+            max_speech = max_speech.max(after_speech);
+            if after_speech > 2500 {
+                late += 1;
+            }
+            if r.after_ms > 2500 {
+                late_answer += 1;
+            }
+        }
+    }
+    println!("human decisions later than 2.5 s after the answer: {late_answer} of {n}");
+    (n, max_answer, max_speech, late)
+}
+
 /// Humans and machines on lines with noise 15 and 10 dB under the speech (−35 … −25 dBFS,
-/// louder than `max_noise_floor`), white and pink, as in the real-call corpus.
+/// louder than `max_noise_floor`), white and pink, as in the real-call corpus. With
+/// `voicing` (the default) the target of issue 19 is met; by energy alone it is not (the
+/// noise makes false words and hides the pause after "hello").
 #[test]
 fn noisy_lines_15_and_10_db_snr() {
-    let cfg = AmdConfig::default();
     let vectors = noisy_corpus(&[15.0, 10.0]);
+    let energy = AmdConfig {
+        voicing: false,
+        ..AmdConfig::default()
+    };
+    let rep = evaluate(&vectors, &energy);
+    let [h0, m0] = rep.get("speech starts < 2.5 s: all");
+    println!(
+        "\nnoisy lines, energy alone (voicing = false): human correct {:.1} % ({} H / {} M / {} NotSure), \
+         machine correct {:.1} % (→ human {})",
+        h0.pct(),
+        h0.human,
+        h0.machine,
+        h0.not_sure,
+        m0.pct(),
+        m0.human
+    );
+    assert!(h0.pct() < 95.0, "energy alone is below the target");
+
+    let cfg = AmdConfig::default();
     let rep = evaluate(&vectors, &cfg);
     rep.print("default config; white / pink noise 15 / 10 dB SNR, level 0 dB");
     let [h, m] = rep.get("speech starts < 2.5 s: all");
+    let (n, max_answer, max_speech, late) = human_decision_times(&vectors, &cfg);
     println!(
         "\nnoisy lines: human correct {:.1} % (→ machine {}), machine correct {:.1} % (→ human {}); \
-         human decided ≤ 2.5 s: {}",
+         {n} human decisions: latest {max_answer} ms after answer, {max_speech} ms after the \
+         start of the speech, {late} later than 2.5 s after it",
         h.pct(),
         h.machine,
         m.pct(),
         m.human,
-        vectors
-            .iter()
-            .filter(|v| v.expected == Verdict::Human)
-            .filter(|v| classify(&v.pcm, &cfg, FRAME_SAMPLES).after_ms <= v.lead_ms + 2500)
-            .count()
     );
-    // The costly error for machines stays absent; humans: regression guard of the
-    // measured 74.5 % (issue 19: not yet the 95 % target, pink noise is the weak case).
-    assert_eq!(m.human, 0, "machine taken for a human on a noisy line");
+    // Issue 19's target: ≥ 95 % of people right, each within 2.5 s of starting to speak;
+    // machines never taken for a person.
     assert!(
-        h.pct() >= 70.0,
+        h.pct() >= 95.0,
         "noisy-line human accuracy {:.1} %",
         h.pct()
     );
+    assert_eq!(late, 0, "human decided later than 2.5 s after the speech");
+    assert_eq!(m.human, 0, "machine taken for a human on a noisy line");
+    assert!(
+        m.pct() >= 99.0,
+        "noisy-line machine accuracy {:.1} %",
+        m.pct()
+    );
+}
+
+/// Where Debian's `alsa-utils` installs its speaker-test recordings: a person saying
+/// "Front left", "Rear center", … (48 kHz mono 16-bit; GPL-2, as the package).
+const ALSA_SOUNDS: &str = "/usr/share/sounds/alsa";
+
+/// The eight spoken names of `alsa-utils` (not `Noise.wav`).
+const ALSA_PHRASES: [&str; 8] = [
+    "Front_Center",
+    "Front_Left",
+    "Front_Right",
+    "Rear_Center",
+    "Rear_Left",
+    "Rear_Right",
+    "Side_Left",
+    "Side_Right",
+];
+
+/// An `alsa-utils` recording at 8 kHz: low-passed at 3.5 kHz (121-tap Blackman-windowed
+/// sinc) and decimated, then trimmed of the leading and trailing samples under 1 % of its
+/// peak (as `sip-test/make_amd_corpus.sh` trims its speech), so that SNRs are relative to
+/// the speech.
+fn load_alsa(name: &str) -> Vec<i16> {
+    let file = format!("{ALSA_SOUNDS}/{name}.wav");
+    let mut r = hound::WavReader::open(&file).unwrap_or_else(|e| {
+        panic!("{file}: {e} (recorded speech from Debian's alsa-utils; scripts/test installs it)")
+    });
+    let spec = r.spec();
+    assert_eq!((spec.channels, spec.bits_per_sample), (1, 16), "{file}");
+    assert_eq!(spec.sample_rate % 8000, 0, "{file}");
+    let step = (spec.sample_rate / 8000) as usize;
+    let x: Vec<f64> = r
+        .samples::<i16>()
+        .map(|s| f64::from(s.expect("sample")))
+        .collect();
+    let taps = 121usize;
+    let mid = (taps / 2) as f64;
+    let fc = 3500.0 / f64::from(spec.sample_rate);
+    let mut h: Vec<f64> = (0..taps)
+        .map(|n| {
+            let t = n as f64 - mid;
+            let sinc = if t == 0.0 {
+                2.0 * fc
+            } else {
+                (2.0 * std::f64::consts::PI * fc * t).sin() / (std::f64::consts::PI * t)
+            };
+            let a = 2.0 * std::f64::consts::PI * n as f64 / (taps - 1) as f64;
+            sinc * (0.42 - 0.5 * a.cos() + 0.08 * (2.0 * a).cos())
+        })
+        .collect();
+    let sum: f64 = h.iter().sum();
+    h.iter_mut().for_each(|v| *v /= sum);
+    let y: Vec<i16> = (0..x.len() / step)
+        .map(|k| {
+            let c = k * step;
+            let v: f64 = h
+                .iter()
+                .enumerate()
+                .filter_map(|(n, hn)| {
+                    (c + n)
+                        .checked_sub(taps / 2)
+                        .and_then(|i| x.get(i))
+                        .map(|xi| hn * xi)
+                })
+                .sum();
+            v.round().clamp(-32768.0, 32767.0) as i16
+        })
+        .collect();
+    let peak = y.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+    let quiet = |s: &i16| u32::from(s.unsigned_abs()) * 100 < u32::from(peak);
+    let start = y.iter().position(|s| !quiet(s)).unwrap_or(0);
+    let end = y.iter().rposition(|s| !quiet(s)).map_or(0, |e| e + 1);
+    y[start..end].to_vec()
+}
+
+/// Recorded (not synthesized) speech: the eight phrases of `alsa-utils` as human answers
+/// (two words, 0.9–1.3 s, as "Hello, hello?"), and three announcements made of them as
+/// machine greetings ("Front left, front center, …": 9 s, the same reversed, and four of
+/// them: 4.5 s).
+fn recorded_greetings() -> Vec<(&'static str, Verdict, Vec<i16>)> {
+    let mut v: Vec<_> = ALSA_PHRASES
+        .iter()
+        .map(|&n| (n, Verdict::Human, load_alsa(n)))
+        .collect();
+    let join = |names: &[&str]| names.iter().flat_map(|n| load_alsa(n)).collect::<Vec<_>>();
+    let mut reversed = ALSA_PHRASES;
+    reversed.reverse();
+    v.push(("all eight", Verdict::Machine, join(&ALSA_PHRASES)));
+    v.push(("all eight reversed", Verdict::Machine, join(&reversed)));
+    v.push((
+        "four sides",
+        Verdict::Machine,
+        join(&["Front_Left", "Front_Right", "Side_Left", "Side_Right"]),
+    ));
+    v
+}
+
+/// Recorded human speech (Debian `alsa-utils`), clean and with white or pink noise 20, 15
+/// and 10 dB under it, leads 0–1000 ms, linear and μ-law.
+#[test]
+fn recorded_speech_clean_and_noisy() {
+    let lines = [
+        None,
+        Some((Colour::White, 20.0)),
+        Some((Colour::Pink, 20.0)),
+        Some((Colour::White, 15.0)),
+        Some((Colour::Pink, 15.0)),
+        Some((Colour::White, 10.0)),
+        Some((Colour::Pink, 10.0)),
+    ];
+    let vectors = mixed_corpus(&recorded_greetings(), &lines, &[0, 300, 700, 1000], 5000);
+    let energy = AmdConfig {
+        voicing: false,
+        ..AmdConfig::default()
+    };
+    let [h0, m0] = evaluate(&vectors, &energy).get("speech starts < 2.5 s: all");
+    println!(
+        "\nrecorded speech, energy alone (voicing = false): human correct {:.1} % ({} H / {} M / \
+         {} NotSure), machine correct {:.1} % (→ human {})",
+        h0.pct(),
+        h0.human,
+        h0.machine,
+        h0.not_sure,
+        m0.pct(),
+        m0.human
+    );
+    let cfg = AmdConfig::default();
+    let rep = evaluate(&vectors, &cfg);
+    rep.print("default config; recorded speech (alsa-utils), clean and noisy lines");
+    let [h, m] = rep.get("speech starts < 2.5 s: all");
+    let (n, max_answer, max_speech, late) = human_decision_times(&vectors, &cfg);
+    println!(
+        "\nrecorded speech: human correct {:.1} % (→ machine {}), machine correct {:.1} % \
+         (→ human {}); {n} human decisions: latest {max_answer} ms after answer, {max_speech} ms \
+         after the start of the speech, {late} later than 2.5 s after it",
+        h.pct(),
+        h.machine,
+        m.pct(),
+        m.human,
+    );
+    assert_eq!((h.n, m.n), (448, 168));
+    assert!(h.pct() >= 95.0, "recorded human accuracy {:.1} %", h.pct());
+    assert_eq!(late, 0, "human decided later than 2.5 s after the speech");
+    assert_eq!(
+        m.human, 0,
+        "recorded machine-like greeting taken for a human"
+    );
+    let [clean_h, clean_m] = rep.get("no noise, linear, lead < 2.5 s");
+    assert_eq!((clean_h.pct(), clean_m.pct()), (100.0, 100.0));
 }

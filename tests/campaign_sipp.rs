@@ -1226,9 +1226,9 @@ fn amd_through_real_calls() {
         }
         if first.verdict != want {
             if noisy_line(item) && !item.machine {
-                // The known limit (reported in the table, docs/benchmarks.md): on lines
-                // 15 / 10 dB SNR the detector recognises the noise only after 500 ms of it,
-                // and pink noise can still make false words.
+                // Reported apart (docs/benchmarks.md): lines 15 / 10 dB SNR were the
+                // known limit of the energy-only detector (6 of 8 right); with the
+                // voicing test none is expected.
                 noisy_misses.push(format!(
                     "{who}: AMD {} at {} ms",
                     first.verdict, first.amd_ms
@@ -1347,12 +1347,12 @@ fn amd_through_real_calls() {
             }
         );
     }
-    println!("\nknown limit, noisy lines: {noisy_misses:#?}");
-    // Every machine, and every person on a clean or 20 dB SNR line, is classified right;
-    // on noisier lines a person may be taken for a machine (the limit reported above):
-    // measured 6 of 8 right (0 of 8 before the stationary-noise lift), guarded here.
+    println!("\nnoisy-line people taken for machines: {noisy_misses:#?}");
+    // Every call is classified right, people on noisy lines included (measured 8 of 8
+    // with the voicing test; 6 of 8 by energy alone, 0 of 8 before the stationary-noise
+    // lift).
     assert!(
-        noisy_misses.len() <= 2,
+        noisy_misses.is_empty(),
         "noisy-line people taken for machines: {noisy_misses:#?}"
     );
     for ((machine, noisy), (n, ok)) in &by_noise {
@@ -1366,12 +1366,20 @@ fn amd_through_real_calls() {
         }
     }
 
-    for ((machine, lang), (_, _, ms, _)) in &table {
+    for ((machine, lang), (_, _, ms, after_speech)) in &table {
         if !machine {
             let mean = ms.iter().map(|&x| f64::from(x)).sum::<f64>() / ms.len().max(1) as f64;
             assert!(
                 mean <= 2500.0,
                 "humans ({lang}) decided after {mean:.0} ms on average"
+            );
+            // A person hears the message within the 2 s norm after speaking: the verdict
+            // comes 800 ms of silence after the speech (measured ≤ 818 ms), whatever the
+            // line noise.
+            let latest = after_speech.iter().copied().max().unwrap_or(0);
+            assert!(
+                latest <= 1000,
+                "a person ({lang}) decided {latest} ms after the end of the speech"
             );
         }
     }

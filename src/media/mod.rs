@@ -16,3 +16,4 @@ pub mod socket;
 pub mod speech;
 pub mod telephone_event;
 pub mod voicemail_cue;
+pub mod voicing;

@@ -4,8 +4,10 @@
 //!
 //! It is the answering-machine detector's voice/silence classifier ([`super::amd`]: a
 //! frame is voice when its RMS is above 256 and 6 dB above the quietest frame of the last
-//! second, that floor capped at −40 dBFS unless loud stationary noise is recognised; a word
-//! is ≥ 100 ms of voice) with every decision rule switched off, so it only counts: the
+//! second, that floor capped at −40 dBFS unless loud stationary noise is recognised, and it
+//! is voiced — periodic in the pitch range — or within 100 ms of a voiced frame, so line
+//! noise is not voice; a word is ≥ 100 ms of voice) with every decision rule switched
+//! off, so it only counts: the
 //! milliseconds of voice and the words. Sans-IO, no allocation per frame: feed 8 kHz
 //! 16-bit PCM with [`SpeechMeter::process`], read [`SpeechMeter::measure`].
 //!
