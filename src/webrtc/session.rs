@@ -111,6 +111,12 @@ impl WebRtcLeg {
             .enable_opus(true)
             .enable_pcmu(true)
             .build();
+        // Give the session its clock before the offer: accepting it sets up DTLS, which
+        // seeds its state (the ServerHello's `gmt_unix_time`) from the last time str0m was
+        // given. Without a time yet that is str0m's placeholder instant an hour back, older
+        // than dimpl's own epoch: a wrong timestamp on the wire and a "Time went backwards
+        // from beginning_of_time Instant" warning per leg.
+        rtc.handle_input(Input::Timeout(now))?;
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| WebRtcError::Candidate(local, e.to_string()))?;
         rtc.add_local_candidate(candidate);
@@ -332,7 +338,8 @@ mod tests {
             .enable_pcmu(pcmu)
             .build();
         b.add_local_candidate(Candidate::host(addr(BROWSER), "udp").expect("candidate"));
-        let _ = now;
+        // A clock before the offer, as the leg does (else DTLS is seeded an hour back).
+        b.handle_input(Input::Timeout(now)).expect("time");
         let mut api = b.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let (offer, pending) = api.apply().expect("an offer");
@@ -407,12 +414,16 @@ mod tests {
         let mut closed = None;
         let mut b_pt = None;
         let mut silent_browser = false;
+        let mut hello_gmt = None;
         for step in 0..6000u64 {
             // Leg -> browser.
             while let Some(ev) = leg.poll_event().expect("leg") {
                 match ev {
                     LegEvent::Transmit { to, data } => {
                         assert_eq!(to, addr(BROWSER));
+                        if let Some(gmt) = server_hello_gmt(&data) {
+                            hello_gmt = Some(gmt);
+                        }
                         if !silent_browser {
                             let r = Receive {
                                 proto: Protocol::Udp,
@@ -492,5 +503,34 @@ mod tests {
             Some("ice_consent_lost"),
             "a vanished browser is noticed"
         );
+        // The leg's DTLS state was seeded with the leg's clock, not with a placeholder an
+        // hour back (which also logged "Time went backwards" once per leg).
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let gmt = u64::from(hello_gmt.expect("the leg sent a ServerHello"));
+        assert!(
+            wall.abs_diff(gmt) < 60,
+            "ServerHello gmt_unix_time {gmt} is {} s from the wall clock {wall}",
+            wall as i64 - gmt as i64
+        );
+    }
+
+    /// The `gmt_unix_time` of a DTLS 1.2 ServerHello in `datagram` (RFC 6347 §4.1 record
+    /// header, §4.2.2 handshake header, RFC 5246 §7.4.1.3: the random's first 4 bytes).
+    fn server_hello_gmt(datagram: &[u8]) -> Option<u32> {
+        let mut rest = datagram;
+        while rest.len() >= 13 {
+            let len = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
+            let body = rest.get(13..13 + len)?;
+            // Content type 22 = handshake, epoch 0 (clear text); handshake type 2 = ServerHello.
+            if rest[0] == 22 && rest[3..5] == [0, 0] && body.first() == Some(&2) {
+                let gmt = body.get(14..18)?;
+                return Some(u32::from_be_bytes([gmt[0], gmt[1], gmt[2], gmt[3]]));
+            }
+            rest = &rest[13 + len..];
+        }
+        None
     }
 }
