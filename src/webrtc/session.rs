@@ -8,11 +8,14 @@
 //! Opus 48 kHz); transcoding and the bridge to the caller's SIP leg stay in `media/`.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 /// Why a browser's offer or a datagram was refused; the SIP side maps an offer error to
@@ -72,7 +75,10 @@ const CONSENT_EXPIRY: Duration = Duration::from_secs(30);
 
 /// One browser media leg.
 pub struct WebRtcLeg {
-    rtc: Rtc,
+    /// Boxed: an `Rtc` is ~6.3 KiB inline, and the leg is moved from `accept_offer` through
+    /// the browser-leg task's locals into the driver's future; each async state that
+    /// holds it by value would reserve its own 6 KiB in the task's allocation.
+    rtc: Box<Rtc>,
     local: SocketAddr,
     mid: Option<Mid>,
     pt: Option<Pt>,
@@ -105,12 +111,16 @@ impl WebRtcLeg {
         }
         let sdp = str0m::change::SdpOffer::from_sdp_string(offer)
             .map_err(|e| WebRtcError::Sdp(e.to_string()))?;
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder()
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true)
             .enable_pcmu(true)
-            .build();
+            .set_extension_map(audio_extensions());
+        if let Some(cert) = shared_dtls_cert() {
+            config = config.set_dtls_cert(cert);
+        }
+        let mut rtc = config.build();
         // Give the session its clock before the offer: accepting it sets up DTLS, which
         // seeds its state (the ServerHello's `gmt_unix_time`) from the last time str0m was
         // given. Without a time yet that is str0m's placeholder instant an hour back, older
@@ -122,7 +132,7 @@ impl WebRtcLeg {
         rtc.add_local_candidate(candidate);
         let answer = rtc.sdp_api().accept_offer(sdp)?;
         let mut leg = WebRtcLeg {
-            rtc,
+            rtc: Box::new(rtc),
             local,
             mid: None,
             pt: None,
@@ -292,6 +302,39 @@ impl WebRtcLeg {
     }
 }
 
+/// The RTP header extensions the leg negotiates: audio level and the BUNDLE `mid` only.
+///
+/// str0m's default map (Chromium's) also has transport-wide congestion control
+/// (`transport-cc`) and `abs-send-time`, which only feed a bandwidth estimator, and a voice
+/// leg has none. With `transport-cc` accepted, str0m numbers every packet it sends and keeps
+/// the last 1 000 send records for feedback that is never used (~72 KiB per leg once a
+/// call is 20 s old: the largest single item of a browser call's heap, measured with
+/// heaptrack, docs/benchmarks.md), parses the browser's per-packet numbers and sends it
+/// feedback every 100 ms. The browser gets RTCP receiver reports as a SIP phone does.
+fn audio_extensions() -> ExtensionMap {
+    let mut exts = ExtensionMap::empty();
+    // The ids Chromium uses (str0m's `ExtensionMap::standard`).
+    exts.set(1, Extension::AudioLevel);
+    exts.set(4, Extension::RtpMid);
+    exts
+}
+
+/// One self-signed DTLS certificate for every leg of the process (RFC 8827 §6.5 asks for a
+/// fingerprint in the SDP, which authenticates whatever key it names; RFC 8122 allows a
+/// certificate to be reused across sessions), made on the first leg. Without it str0m
+/// makes a P-256 key and certificate per leg: a key generation and a signature on each
+/// answer, and ~8 KiB of heap per leg. `None` (the provider could not make one): each leg
+/// makes its own, as before.
+fn shared_dtls_cert() -> Option<DtlsCert> {
+    static CERT: OnceLock<Option<DtlsCert>> = OnceLock::new();
+    CERT.get_or_init(|| {
+        str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+    })
+    .clone()
+}
+
 /// The `a=mid` of the first audio m-line of an SDP.
 fn audio_mid(sdp: &str) -> Option<&str> {
     let mut in_audio = false;
@@ -360,6 +403,25 @@ mod tests {
         assert_eq!(leg.codec().map(LegCodec::clock_rate), Some(48_000));
     }
 
+    /// Every leg of the process answers with the same DTLS certificate (one key generation
+    /// per process, not per call).
+    #[test]
+    fn legs_share_one_dtls_certificate() {
+        let now = Instant::now();
+        let fingerprint = |answer: &str| {
+            answer
+                .lines()
+                .find(|l| l.starts_with("a=fingerprint:"))
+                .map(str::to_owned)
+                .expect("a fingerprint")
+        };
+        let (_b, _mid, offer, _p) = browser(now);
+        let (_leg, first) = WebRtcLeg::accept_offer(now, addr(SERVER), &offer).expect("accepted");
+        let (_b, _mid, offer, _p) = browser(now);
+        let (_leg, second) = WebRtcLeg::accept_offer(now, addr(SERVER), &offer).expect("accepted");
+        assert_eq!(fingerprint(&first), fingerprint(&second));
+    }
+
     #[test]
     fn offers_without_fingerprint_or_audio_are_refused() {
         let now = Instant::now();
@@ -395,6 +457,12 @@ mod tests {
         let (mut leg, answer) =
             WebRtcLeg::accept_offer(t0, addr(SERVER), &offer).expect("offer accepted");
         assert!(answer.contains("a=ice-lite"), "{answer}");
+        // No transport-wide congestion control or abs-send-time on a voice leg (memory and
+        // per-packet work for a bandwidth estimator we do not run), though the browser
+        // offers both.
+        assert!(offer.contains("transport-wide-cc"), "{offer}");
+        assert!(!answer.contains("transport-wide-cc"), "{answer}");
+        assert!(!answer.contains("abs-send-time"), "{answer}");
         assert!(answer.contains("a=fingerprint:sha-256"), "{answer}");
         assert!(
             answer.contains("127.0.0.1 40000"),
