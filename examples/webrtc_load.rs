@@ -615,6 +615,10 @@ async fn answer(
         // Deliver each packet as it arrives: the arrival is what is measured.
         .set_reordering_size_audio(0)
         .build();
+    // A clock before the SDP, as the server's leg does (src/webrtc/session.rs): accepting
+    // the answer sets up DTLS, which otherwise starts from str0m's placeholder time.
+    rtc.handle_input(Input::Timeout(Instant::now()))
+        .map_err(|e| format!("str0m: {e}"))?;
     let cand = Candidate::host(local, "udp").map_err(|e| format!("candidate: {e}"))?;
     rtc.add_local_candidate(cand);
     let mut api = rtc.sdp_api();

@@ -8,11 +8,14 @@
 //! Opus 48 kHz); transcoding and the bridge to the caller's SIP leg stay in `media/`.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 /// Why a browser's offer or a datagram was refused; the SIP side maps an offer error to
@@ -72,7 +75,10 @@ const CONSENT_EXPIRY: Duration = Duration::from_secs(30);
 
 /// One browser media leg.
 pub struct WebRtcLeg {
-    rtc: Rtc,
+    /// Boxed: an `Rtc` is ~6.3 KiB inline, and the leg is moved from `accept_offer` through
+    /// the browser-leg task's locals into the driver's future; each async state that
+    /// holds it by value would reserve its own 6 KiB in the task's allocation.
+    rtc: Box<Rtc>,
     local: SocketAddr,
     mid: Option<Mid>,
     pt: Option<Pt>,
@@ -105,18 +111,28 @@ impl WebRtcLeg {
         }
         let sdp = str0m::change::SdpOffer::from_sdp_string(offer)
             .map_err(|e| WebRtcError::Sdp(e.to_string()))?;
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder()
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true)
             .enable_pcmu(true)
-            .build();
+            .set_extension_map(audio_extensions());
+        if let Some(cert) = shared_dtls_cert() {
+            config = config.set_dtls_cert(cert);
+        }
+        let mut rtc = config.build();
+        // Give the session its clock before the offer: accepting it sets up DTLS, which
+        // seeds its state (the ServerHello's `gmt_unix_time`) from the last time str0m was
+        // given. Without a time yet that is str0m's placeholder instant an hour back, older
+        // than dimpl's own epoch: a wrong timestamp on the wire and a "Time went backwards
+        // from beginning_of_time Instant" warning per leg.
+        rtc.handle_input(Input::Timeout(now))?;
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| WebRtcError::Candidate(local, e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let answer = rtc.sdp_api().accept_offer(sdp)?;
         let mut leg = WebRtcLeg {
-            rtc,
+            rtc: Box::new(rtc),
             local,
             mid: None,
             pt: None,
@@ -286,6 +302,39 @@ impl WebRtcLeg {
     }
 }
 
+/// The RTP header extensions the leg negotiates: audio level and the BUNDLE `mid` only.
+///
+/// str0m's default map (Chromium's) also has transport-wide congestion control
+/// (`transport-cc`) and `abs-send-time`, which only feed a bandwidth estimator, and a voice
+/// leg has none. With `transport-cc` accepted, str0m numbers every packet it sends and keeps
+/// the last 1 000 send records for feedback that is never used (~72 KiB per leg once a
+/// call is 20 s old: the largest single item of a browser call's heap, measured with
+/// heaptrack, docs/benchmarks.md), parses the browser's per-packet numbers and sends it
+/// feedback every 100 ms. The browser gets RTCP receiver reports as a SIP phone does.
+fn audio_extensions() -> ExtensionMap {
+    let mut exts = ExtensionMap::empty();
+    // The ids Chromium uses (str0m's `ExtensionMap::standard`).
+    exts.set(1, Extension::AudioLevel);
+    exts.set(4, Extension::RtpMid);
+    exts
+}
+
+/// One self-signed DTLS certificate for every leg of the process (RFC 8827 §6.5 asks for a
+/// fingerprint in the SDP, which authenticates whatever key it names; RFC 8122 allows a
+/// certificate to be reused across sessions), made on the first leg. Without it str0m
+/// makes a P-256 key and certificate per leg: a key generation and a signature on each
+/// answer, and ~8 KiB of heap per leg. `None` (the provider could not make one): each leg
+/// makes its own, as before.
+fn shared_dtls_cert() -> Option<DtlsCert> {
+    static CERT: OnceLock<Option<DtlsCert>> = OnceLock::new();
+    CERT.get_or_init(|| {
+        str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+    })
+    .clone()
+}
+
 /// The `a=mid` of the first audio m-line of an SDP.
 fn audio_mid(sdp: &str) -> Option<&str> {
     let mut in_audio = false;
@@ -332,7 +381,8 @@ mod tests {
             .enable_pcmu(pcmu)
             .build();
         b.add_local_candidate(Candidate::host(addr(BROWSER), "udp").expect("candidate"));
-        let _ = now;
+        // A clock before the offer, as the leg does (else DTLS is seeded an hour back).
+        b.handle_input(Input::Timeout(now)).expect("time");
         let mut api = b.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let (offer, pending) = api.apply().expect("an offer");
@@ -351,6 +401,25 @@ mod tests {
         let (leg, answer) = WebRtcLeg::accept_offer(now, addr(SERVER), &offer).expect("accepted");
         assert_eq!(leg.codec(), Some(LegCodec::Opus), "{answer}");
         assert_eq!(leg.codec().map(LegCodec::clock_rate), Some(48_000));
+    }
+
+    /// Every leg of the process answers with the same DTLS certificate (one key generation
+    /// per process, not per call).
+    #[test]
+    fn legs_share_one_dtls_certificate() {
+        let now = Instant::now();
+        let fingerprint = |answer: &str| {
+            answer
+                .lines()
+                .find(|l| l.starts_with("a=fingerprint:"))
+                .map(str::to_owned)
+                .expect("a fingerprint")
+        };
+        let (_b, _mid, offer, _p) = browser(now);
+        let (_leg, first) = WebRtcLeg::accept_offer(now, addr(SERVER), &offer).expect("accepted");
+        let (_b, _mid, offer, _p) = browser(now);
+        let (_leg, second) = WebRtcLeg::accept_offer(now, addr(SERVER), &offer).expect("accepted");
+        assert_eq!(fingerprint(&first), fingerprint(&second));
     }
 
     #[test]
@@ -388,6 +457,12 @@ mod tests {
         let (mut leg, answer) =
             WebRtcLeg::accept_offer(t0, addr(SERVER), &offer).expect("offer accepted");
         assert!(answer.contains("a=ice-lite"), "{answer}");
+        // No transport-wide congestion control or abs-send-time on a voice leg (memory and
+        // per-packet work for a bandwidth estimator we do not run), though the browser
+        // offers both.
+        assert!(offer.contains("transport-wide-cc"), "{offer}");
+        assert!(!answer.contains("transport-wide-cc"), "{answer}");
+        assert!(!answer.contains("abs-send-time"), "{answer}");
         assert!(answer.contains("a=fingerprint:sha-256"), "{answer}");
         assert!(
             answer.contains("127.0.0.1 40000"),
@@ -407,12 +482,16 @@ mod tests {
         let mut closed = None;
         let mut b_pt = None;
         let mut silent_browser = false;
+        let mut hello_gmt = None;
         for step in 0..6000u64 {
             // Leg -> browser.
             while let Some(ev) = leg.poll_event().expect("leg") {
                 match ev {
                     LegEvent::Transmit { to, data } => {
                         assert_eq!(to, addr(BROWSER));
+                        if let Some(gmt) = server_hello_gmt(&data) {
+                            hello_gmt = Some(gmt);
+                        }
                         if !silent_browser {
                             let r = Receive {
                                 proto: Protocol::Udp,
@@ -492,5 +571,34 @@ mod tests {
             Some("ice_consent_lost"),
             "a vanished browser is noticed"
         );
+        // The leg's DTLS state was seeded with the leg's clock, not with a placeholder an
+        // hour back (which also logged "Time went backwards" once per leg).
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let gmt = u64::from(hello_gmt.expect("the leg sent a ServerHello"));
+        assert!(
+            wall.abs_diff(gmt) < 60,
+            "ServerHello gmt_unix_time {gmt} is {} s from the wall clock {wall}",
+            wall as i64 - gmt as i64
+        );
+    }
+
+    /// The `gmt_unix_time` of a DTLS 1.2 ServerHello in `datagram` (RFC 6347 §4.1 record
+    /// header, §4.2.2 handshake header, RFC 5246 §7.4.1.3: the random's first 4 bytes).
+    fn server_hello_gmt(datagram: &[u8]) -> Option<u32> {
+        let mut rest = datagram;
+        while rest.len() >= 13 {
+            let len = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
+            let body = rest.get(13..13 + len)?;
+            // Content type 22 = handshake, epoch 0 (clear text); handshake type 2 = ServerHello.
+            if rest[0] == 22 && rest[3..5] == [0, 0] && body.first() == Some(&2) {
+                let gmt = body.get(14..18)?;
+                return Some(u32::from_be_bytes([gmt[0], gmt[1], gmt[2], gmt[3]]));
+            }
+            rest = &rest[13 + len..];
+        }
+        None
     }
 }
