@@ -421,10 +421,7 @@ mod tests {
         // 一万零一百, 十一万 (一 inside 十一 stays a digit), 一亿零一万
         assert_eq!(zh("10100"), s(&["zh-yiwan", "zh-ling", "zh-yibai"]));
         assert_eq!(zh("110000"), s(&["zh-shi", "digit-1", "zh-wan"]));
-        assert_eq!(
-            zh("100010000"),
-            s(&["zh-yiyi", "zh-ling", "zh-yiwan"])
-        );
+        assert_eq!(zh("100010000"), s(&["zh-yiyi", "zh-ling", "zh-yiwan"]));
         // Third tone before 百: 两百, 五百五十, 九百万; 三百 and 五千 are unchanged.
         assert_eq!(zh("200"), s(&["zh-liangbai"]));
         assert_eq!(zh("550"), s(&["zh-wubai", "digit-5", "zh-shi"]));
@@ -439,9 +436,6 @@ mod tests {
         assert_eq!(say_rank(100, "zh"), s(&["zh-yibai"]));
         // A lone 1 is still the digit (一元, 第一位), English unchanged.
         assert_eq!(zh("1"), s(&["digit-1"]));
-        assert_eq!(
-            say(SayKind::Number, "100", "en"),
-            s(&["num-1", "num-100"])
-        );
+        assert_eq!(say(SayKind::Number, "100", "en"), s(&["num-1", "num-100"]));
     }
 }
