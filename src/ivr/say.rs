@@ -109,14 +109,19 @@ fn en_number(n: u64, out: &mut Vec<String>) {
 }
 
 /// Mandarin numbers: 十/百/千/万/亿 with 零 for skipped places, 一十 → 十 at the start.
+///
+/// Tone sandhi crosses the join of two fragments, which the recordings cannot do: 一 is
+/// yi4 before 百/千 and yi2 before 万/亿 (yi1 as a digit alone), and a third tone before
+/// 百 becomes second (两百 liang2 bai3, 五百, 九百). Those pairs are fragments of their
+/// own (`zh-yibai`, `zh-yiqian`, `zh-yiwan`, `zh-yiyi`, `zh-liangbai`, `zh-wubai`,
+/// `zh-jiubai`), recorded whole so the synthesizer's sandhi gives the spoken tones.
 fn zh_number(n: u64, out: &mut Vec<String>) {
     if n == 0 {
         out.push("digit-0".into());
         return;
     }
     if n >= 100_000_000 {
-        zh_count(n / 100_000_000, out);
-        out.push("zh-yi".into());
+        zh_count_before(n / 100_000_000, "zh-yi", "zh-yiyi", out);
         let rest = n % 100_000_000;
         if rest != 0 {
             if rest < 10_000_000 {
@@ -127,8 +132,7 @@ fn zh_number(n: u64, out: &mut Vec<String>) {
         return;
     }
     if n >= 10_000 {
-        zh_count(n / 10_000, out);
-        out.push("zh-wan".into());
+        zh_count_before(n / 10_000, "zh-wan", "zh-yiwan", out);
         let rest = n % 10_000;
         if rest != 0 {
             if rest < 1000 {
@@ -151,6 +155,29 @@ fn zh_count(n: u64, out: &mut Vec<String>) {
     }
 }
 
+/// `count` then the unit fragment `unit`; 一 + unit is the fragment `one_unit` (一万 yi2).
+fn zh_count_before(count: u64, unit: &str, one_unit: &str, out: &mut Vec<String>) {
+    if count == 1 {
+        out.push(one_unit.into());
+    } else {
+        zh_count(count, out);
+        out.push(unit.into());
+    }
+}
+
+/// The fragment for digit `d` and its place word together, where the pair's tones differ
+/// from the two fragments said one after the other (see `zh_number`).
+fn zh_place_pair(d: u64, place: u64) -> Option<&'static str> {
+    match (d, place) {
+        (1, 100) => Some("zh-yibai"),
+        (1, 1000) => Some("zh-yiqian"),
+        (2, 100) => Some("zh-liangbai"),
+        (5, 100) => Some("zh-wubai"),
+        (9, 100) => Some("zh-jiubai"),
+        _ => None,
+    }
+}
+
 fn zh_below_10000(n: u64, out: &mut Vec<String>, leading: bool) {
     let places = [(1000, "zh-qian"), (100, "zh-bai"), (10, "zh-shi")];
     let mut started = false;
@@ -166,6 +193,11 @@ fn zh_below_10000(n: u64, out: &mut Vec<String>, leading: bool) {
         if zero_pending {
             out.push("zh-ling".into());
             zero_pending = false;
+        }
+        if let Some(pair) = zh_place_pair(d, value) {
+            out.push(pair.into());
+            started = true;
+            continue;
         }
         // 十二, not 一十二, when ten is the leading place.
         if value >= 100 && d == 2 {
@@ -277,11 +309,11 @@ mod tests {
         );
         assert_eq!(
             say(SayKind::Number, "105", "zh"),
-            s(&["digit-1", "zh-bai", "zh-ling", "digit-5"])
+            s(&["zh-yibai", "zh-ling", "digit-5"])
         );
         assert_eq!(
             say(SayKind::Number, "110", "zh"),
-            s(&["digit-1", "zh-bai", "digit-1", "zh-shi"])
+            s(&["zh-yibai", "digit-1", "zh-shi"])
         );
         assert_eq!(
             say(SayKind::Number, "20005", "zh"),
@@ -323,7 +355,7 @@ mod tests {
         // 两百三十元
         assert_eq!(
             zh(SayKind::Money, "230"),
-            s(&["zh-liang", "zh-bai", "digit-3", "zh-shi", "zh-yuan"])
+            s(&["zh-liangbai", "digit-3", "zh-shi", "zh-yuan"])
         );
         assert_eq!(zh(SayKind::Money, "2"), s(&["zh-liang", "zh-yuan"]));
         // 十二元两角
@@ -337,7 +369,7 @@ mod tests {
         // 两千两百, 两万, 二十二万, 两亿, 二十二, 二
         assert_eq!(
             zh(SayKind::Number, "2200"),
-            s(&["zh-liang", "zh-qian", "zh-liang", "zh-bai"])
+            s(&["zh-liang", "zh-qian", "zh-liangbai"])
         );
         assert_eq!(zh(SayKind::Number, "20000"), s(&["zh-liang", "zh-wan"]));
         assert_eq!(
@@ -368,5 +400,42 @@ mod tests {
             say(SayKind::Money, "230", "en"),
             s(&["num-2", "num-100", "num-30", "dollars"])
         );
+    }
+
+    /// Issue 19: tone sandhi across two fragments cannot happen in the recordings (一 then
+    /// 百 is yi1 bai3, 两 then 百 liang3 bai3), so the pairs whose tones change are fragments
+    /// of their own: 一百 yi4 bai3, 一千 yi4 qian1, 一万 yi2 wan4, 一亿 yi2 yi4, 两百/五百/九百
+    /// with a second tone before bai3. Other digits and places keep the separate fragments.
+    #[test]
+    fn mandarin_sandhi_pairs_are_whole_fragments() {
+        let zh = |v| say(SayKind::Number, v, "zh");
+        assert_eq!(zh("100"), s(&["zh-yibai"]));
+        assert_eq!(zh("1000"), s(&["zh-yiqian"]));
+        assert_eq!(zh("10000"), s(&["zh-yiwan"]));
+        assert_eq!(zh("100000000"), s(&["zh-yiyi"]));
+        // 一千一百一十一: 一 before a place word is a count (yi4), before 十 and alone a digit.
+        assert_eq!(
+            zh("1111"),
+            s(&["zh-yiqian", "zh-yibai", "digit-1", "zh-shi", "digit-1"])
+        );
+        // 一万零一百, 十一万 (一 inside 十一 stays a digit), 一亿零一万
+        assert_eq!(zh("10100"), s(&["zh-yiwan", "zh-ling", "zh-yibai"]));
+        assert_eq!(zh("110000"), s(&["zh-shi", "digit-1", "zh-wan"]));
+        assert_eq!(zh("100010000"), s(&["zh-yiyi", "zh-ling", "zh-yiwan"]));
+        // Third tone before 百: 两百, 五百五十, 九百万; 三百 and 五千 are unchanged.
+        assert_eq!(zh("200"), s(&["zh-liangbai"]));
+        assert_eq!(zh("550"), s(&["zh-wubai", "digit-5", "zh-shi"]));
+        assert_eq!(zh("9000000"), s(&["zh-jiubai", "zh-wan"]));
+        assert_eq!(zh("300"), s(&["digit-3", "zh-bai"]));
+        assert_eq!(zh("5000"), s(&["digit-5", "zh-qian"]));
+        // Money and ranks use the same numbers: 一百元, 第一百位.
+        assert_eq!(
+            say(SayKind::Money, "100", "zh"),
+            s(&["zh-yibai", "zh-yuan"])
+        );
+        assert_eq!(say_rank(100, "zh"), s(&["zh-yibai"]));
+        // A lone 1 is still the digit (一元, 第一位), English unchanged.
+        assert_eq!(zh("1"), s(&["digit-1"]));
+        assert_eq!(say(SayKind::Number, "100", "en"), s(&["num-1", "num-100"]));
     }
 }
