@@ -1799,18 +1799,35 @@ mod tests {
     #[test]
     fn digest_client_answers_once_then_refuses_unless_stale() {
         let mut c = DigestClient::default();
-        assert_eq!(c.authorize("INVITE", "sip:1@h", "u", "p"), None, "no challenge yet");
+        assert_eq!(
+            c.authorize("INVITE", "sip:1@h", "u", "p"),
+            None,
+            "no challenge yet"
+        );
         assert!(!c.answered());
         // Not a challenge: nothing to do.
-        assert_eq!(c.on_response(&challenged(486, "WWW-Authenticate", false)), None);
+        assert_eq!(
+            c.on_response(&challenged(486, "WWW-Authenticate", false)),
+            None
+        );
         // 407: answered in Proxy-Authorization, nc counting up on reuse.
-        assert_eq!(c.on_response(&challenged(407, "Proxy-Authenticate", false)), Some(Ok(())));
+        assert_eq!(
+            c.on_response(&challenged(407, "Proxy-Authenticate", false)),
+            Some(Ok(()))
+        );
         let (name, v) = c.authorize("INVITE", "sip:1@h", "u", "p").expect("answer");
         assert!(name.matches(&HeaderName::Other("Proxy-Authorization".into())));
         let creds = parse_credentials(&v).expect("creds");
         assert_eq!(creds.nc_value(), Some(1));
         assert_eq!(
-            verify(&creds, "INVITE", |a| Some(ha1(a, "u", REALM, "p")), REALM, &key(), NOW),
+            verify(
+                &creds,
+                "INVITE",
+                |a| Some(ha1(a, "u", REALM, "p")),
+                REALM,
+                &key(),
+                NOW
+            ),
             Ok(())
         );
         // Challenged again, not stale: the credentials are wrong.
@@ -1820,7 +1837,10 @@ mod tests {
             Some(Err(ChallengeRefused::Refused))
         );
         // Stale: answered again once, then refused.
-        assert_eq!(c.on_response(&challenged(401, "WWW-Authenticate", true)), Some(Ok(())));
+        assert_eq!(
+            c.on_response(&challenged(401, "WWW-Authenticate", true)),
+            Some(Ok(()))
+        );
         let (name, _) = c.authorize("INVITE", "sip:1@h", "u", "p").expect("answer");
         assert_eq!(name, HeaderName::Authorization);
         assert_eq!(

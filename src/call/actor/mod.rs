@@ -949,9 +949,7 @@ impl Call {
     fn on_client_event(&mut self, now: Instant, key: &TransactionKey, ev: txn::Event) {
         match ev {
             txn::Event::Response(msg) => self.on_client_response(now, key, &msg),
-            txn::Event::Timeout(_) | txn::Event::TransportError => {
-                self.on_client_timeout(now, key)
-            }
+            txn::Event::Timeout(_) | txn::Event::TransportError => self.on_client_timeout(now, key),
             txn::Event::Ack(_) | txn::Event::Terminated => {}
         }
     }

@@ -125,11 +125,7 @@ impl Net {
 
     /// When each message with this label was sent, from t0.
     fn sent(&self, l: &str) -> Vec<Duration> {
-        self.log
-            .iter()
-            .filter(|e| e.2 == l)
-            .map(|e| e.0)
-            .collect()
+        self.log.iter().filter(|e| e.2 == l).map(|e| e.0).collect()
     }
 }
 
@@ -208,7 +204,12 @@ impl UacCore {
 
     fn start_bye(&mut self, now: Instant, to_tag: &str) {
         self.branches += 1;
-        let bye = request("BYE", &format!("z9hG4bKbye{}", self.branches), 2, Some(to_tag));
+        let bye = request(
+            "BYE",
+            &format!("z9hG4bKbye{}", self.branches),
+            2,
+            Some(to_tag),
+        );
         self.bye = Some(self.table.start_client(bye, now, (), false).unwrap());
     }
 
@@ -262,10 +263,8 @@ impl UacCore {
                 }
                 code => self.failed = Some(code),
             },
-            Event::Response(r) if Some(&key) == self.bye.as_ref() => {
-                if r.status() >= Some(200) {
-                    self.bye_answered = r.status();
-                }
+            Event::Response(r) if Some(&key) == self.bye.as_ref() && r.status() >= Some(200) => {
+                self.bye_answered = r.status();
             }
             Event::Timeout(t) if key == self.invite || Some(&key) == self.bye.as_ref() => {
                 self.timeouts.push(t)
@@ -349,7 +348,11 @@ impl UasCore {
 
     fn on_request(&mut self, now: Instant, req: Message, net: &mut Net) {
         let method = req.method().unwrap().to_string();
-        match self.table.handle_request(req.clone(), now, (), false).unwrap() {
+        match self
+            .table
+            .handle_request(req.clone(), now, (), false)
+            .unwrap()
+        {
             Incoming::New(key) => {
                 self.seen.push(method.clone());
                 let code = if method == "INVITE" {
@@ -533,7 +536,11 @@ fn a_cancel_racing_the_200_ends_in_487_or_in_a_call_that_is_hung_up() {
             assert_eq!(s.uac.failed, None, "{what}");
             assert_eq!(s.uac.bye_answered, Some(200), "{what}");
             assert!(s.uas.acked, "{what}");
-            assert_eq!(s.uas.seen.first().map(String::as_str), Some("INVITE"), "{what}");
+            assert_eq!(
+                s.uas.seen.first().map(String::as_str),
+                Some("INVITE"),
+                "{what}"
+            );
             assert_eq!(s.uas.seen.last().map(String::as_str), Some("BYE"), "{what}");
             if s.uas.seen.contains(&"CANCEL".to_string()) {
                 raced += 1;
@@ -608,7 +615,10 @@ fn whole_calls_complete_over_a_lossy_reordering_link() {
                 complete += 1;
                 assert!(s.uas.acked, "{what}");
             } else {
-                assert!(!s.uac.timeouts.is_empty(), "no outcome without a timeout: {what}");
+                assert!(
+                    !s.uac.timeouts.is_empty(),
+                    "no outcome without a timeout: {what}"
+                );
             }
         }
         // A call is ~8 exchanges each retried ~10 times: at 25 % loss practically all

@@ -688,11 +688,18 @@ fn cancel_and_non_2xx_ack_copy_the_invite_transaction() {
     assert_eq!(cancel.top_via().unwrap().branch(), Some("z9hG4bKabc"));
     assert_eq!(cancel.cseq().unwrap().seq, 7);
     assert_eq!(cancel.method(), Some(&Method::Cancel));
-    assert_eq!(cancel.header(&HeaderName::Route), inv.header(&HeaderName::Route));
+    assert_eq!(
+        cancel.header(&HeaderName::Route),
+        inv.header(&HeaderName::Route)
+    );
     let resp = response(&inv, 486);
     let ack = Message::parse(&build_ack(&inv, &resp).to_bytes(), Framing::Datagram).unwrap();
     ack.validate_request().expect("valid ACK");
-    assert_eq!(ack.to_header().unwrap().tag(), Some("b1"), "To of the response");
+    assert_eq!(
+        ack.to_header().unwrap().tag(),
+        Some("b1"),
+        "To of the response"
+    );
     assert_eq!(ack.top_via().unwrap().branch(), Some("z9hG4bKabc"));
     assert_eq!(ack.cseq().unwrap().method, Method::Ack);
 }
