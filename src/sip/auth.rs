@@ -1018,6 +1018,85 @@ pub fn answer_header(
     Ok((kind.answer_header(), value))
 }
 
+/// Why a client gives up on a challenge instead of answering it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeRefused {
+    /// The challenge cannot be answered (none parses, only auth-int, an unknown algorithm).
+    #[error("{0}")]
+    Unusable(#[from] AuthError),
+    /// Challenged again right after an answer that was not called stale: the credentials
+    /// are wrong (or the server keeps calling our nonces stale).
+    #[error("credentials refused")]
+    Refused,
+}
+
+/// The client side of digest authentication for one series of requests to one server
+/// (RFC 3261 §22.2, §22.3): the REGISTER binding of `sip::registration` and the INVITE of
+/// an outbound call through a trunk. One place decides whether a 401/407 is answered and
+/// builds the answer.
+///
+/// A challenge is kept and reused with nc + 1 on later requests (no extra round trip on a
+/// refresh). A challenge to a request that carried an answer means the credentials were
+/// refused — unless it says `stale=true` (RFC 7616 §3.3), which is answered again once in
+/// a row.
+#[derive(Debug, Clone, Default)]
+pub struct DigestClient {
+    /// The challenge being answered, its kind, and how many requests used its nonce.
+    challenge: Option<(Challenge, ChallengeKind, u32)>,
+    /// The last request built carried an answer.
+    answered: bool,
+    /// Stale challenges answered since the last accepted request.
+    stale_answered: u8,
+}
+
+impl DigestClient {
+    /// A final response to the last request. `None`: not a 401/407 (the request got past
+    /// authentication: stale counting starts over). `Some(Ok)`: answer it — the next
+    /// request gets [`authorize`](Self::authorize)'s header. `Some(Err)`: give up.
+    pub fn on_response(&mut self, msg: &Message) -> Option<Result<(), ChallengeRefused>> {
+        let Some(found) = response_challenge(msg) else {
+            if msg.status().is_some_and(|c| c >= 200) {
+                self.stale_answered = 0;
+            }
+            return None;
+        };
+        let (kind, ch) = match found {
+            Ok(c) => c,
+            Err(e) => return Some(Err(ChallengeRefused::Unusable(e))),
+        };
+        if self.answered {
+            if !ch.stale || self.stale_answered >= 1 {
+                return Some(Err(ChallengeRefused::Refused));
+            }
+            self.stale_answered += 1;
+        }
+        self.challenge = Some((ch, kind, 0));
+        Some(Ok(()))
+    }
+
+    /// The header answering the kept challenge on the next request `method uri` (nc + 1),
+    /// or `None` when there is no challenge yet (or it cannot be answered safely).
+    pub fn authorize(
+        &mut self,
+        method: &str,
+        uri: &str,
+        username: &str,
+        password: &str,
+    ) -> Option<(HeaderName, String)> {
+        let answer = self.challenge.as_mut().and_then(|(ch, kind, nc)| {
+            *nc += 1;
+            answer_header(*kind, ch, method, uri, username, password, *nc).ok()
+        });
+        self.answered = answer.is_some();
+        answer
+    }
+
+    /// Whether the last request built carried an answer.
+    pub fn answered(&self) -> bool {
+        self.answered
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn build_answer(
     ch: &Challenge,
@@ -1701,6 +1780,80 @@ mod tests {
             .expect("challenge");
         let v = answer_challenge(&int, "BYE", "sip:a@h", "u", "p", "c", 1);
         assert_eq!(parse_credentials(&v).expect("creds").qop, None);
+    }
+
+    fn challenged(code: u16, header: &str, stale: bool) -> Message {
+        let req = Message::parse(
+            b"INVITE sip:1@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\
+              From: <sip:a@h>;tag=1\r\nTo: <sip:1@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+              Content-Length: 0\r\n\r\n",
+            crate::sip::message::Framing::Datagram,
+        )
+        .expect("request");
+        let mut r = req.response(code, "X", Some("t"));
+        let ch = challenge_header(REALM, &key().issue_nonce(NOW), Algorithm::Md5, stale, None);
+        r.push_header(HeaderName::parse(header), ch);
+        r
+    }
+
+    #[test]
+    fn digest_client_answers_once_then_refuses_unless_stale() {
+        let mut c = DigestClient::default();
+        assert_eq!(
+            c.authorize("INVITE", "sip:1@h", "u", "p"),
+            None,
+            "no challenge yet"
+        );
+        assert!(!c.answered());
+        // Not a challenge: nothing to do.
+        assert_eq!(
+            c.on_response(&challenged(486, "WWW-Authenticate", false)),
+            None
+        );
+        // 407: answered in Proxy-Authorization, nc counting up on reuse.
+        assert_eq!(
+            c.on_response(&challenged(407, "Proxy-Authenticate", false)),
+            Some(Ok(()))
+        );
+        let (name, v) = c.authorize("INVITE", "sip:1@h", "u", "p").expect("answer");
+        assert!(name.matches(&HeaderName::Other("Proxy-Authorization".into())));
+        let creds = parse_credentials(&v).expect("creds");
+        assert_eq!(creds.nc_value(), Some(1));
+        assert_eq!(
+            verify(
+                &creds,
+                "INVITE",
+                |a| Some(ha1(a, "u", REALM, "p")),
+                REALM,
+                &key(),
+                NOW
+            ),
+            Ok(())
+        );
+        // Challenged again, not stale: the credentials are wrong.
+        let mut refused = c.clone();
+        assert_eq!(
+            refused.on_response(&challenged(401, "WWW-Authenticate", false)),
+            Some(Err(ChallengeRefused::Refused))
+        );
+        // Stale: answered again once, then refused.
+        assert_eq!(
+            c.on_response(&challenged(401, "WWW-Authenticate", true)),
+            Some(Ok(()))
+        );
+        let (name, _) = c.authorize("INVITE", "sip:1@h", "u", "p").expect("answer");
+        assert_eq!(name, HeaderName::Authorization);
+        assert_eq!(
+            c.on_response(&challenged(401, "WWW-Authenticate", true)),
+            Some(Err(ChallengeRefused::Refused))
+        );
+        // A challenge that cannot be answered.
+        let mut r = challenged(401, "X-Nothing", false);
+        r.push_header(HeaderName::WwwAuthenticate, "Basic realm=\"r\"".to_string());
+        assert!(matches!(
+            DigestClient::default().on_response(&r),
+            Some(Err(ChallengeRefused::Unusable(_)))
+        ));
     }
 
     #[test]

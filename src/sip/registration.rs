@@ -4,10 +4,11 @@
 //! time.
 //!
 //! - One Call-ID and From tag for the life of the binding, CSeq + 1 per request (§10.2.4).
-//! - 401/407: answered with digest (MD5 or SHA-256, qop=auth when offered, via
-//!   [`auth::try_answer_challenge`]); the challenge is kept and reused (nc + 1) on refreshes.
-//!   A second challenge right after an answered one, not marked `stale`, means the
-//!   credentials are wrong: the attempt fails.
+//! - 401/407: answered with digest (MD5 or SHA-256, qop=auth when offered) by
+//!   [`auth::DigestClient`], the one challenge answer of every client here (the trunk's
+//!   INVITE uses it too); the challenge is kept and reused (nc + 1) on refreshes. A second
+//!   challenge right after an answered one, not marked `stale`, means the credentials are
+//!   wrong: the attempt fails.
 //! - 423 Interval Too Brief: ask again with the `Min-Expires` the registrar named.
 //! - 2xx: the granted expiry (our Contact's `expires`, else `Expires`, else what we asked
 //!   for); refresh at 80 % of it, so a lost refresh still has time for its retransmissions.
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::sip::auth::{self, Challenge, ChallengeKind};
+use crate::sip::auth::DigestClient;
 use crate::sip::message::{HeaderName, Message, Method, StartLine};
 use crate::sip::uri::{NameAddr, Uri};
 
@@ -104,8 +105,6 @@ struct Txn {
     next_resend: Option<Instant>,
     interval: Duration,
     give_up: Instant,
-    /// Carried credentials (a challenge right after one we answered is a rejection).
-    authorized: bool,
     /// Expires this request asked for (0: unregister).
     expires: u32,
 }
@@ -115,8 +114,8 @@ pub struct Registration {
     phase: Phase,
     cseq: u32,
     txn: Option<Txn>,
-    /// The last challenge and how many requests used its nonce; reused on refreshes.
-    challenge: Option<(Challenge, ChallengeKind, u32)>,
+    /// The last challenge, reused on refreshes.
+    digest: DigestClient,
     expires: u32,
     bound_until: Option<Instant>,
     refresh_at: Option<Instant>,
@@ -137,7 +136,7 @@ impl Registration {
             phase: Phase::Idle,
             cseq: 0,
             txn: None,
-            challenge: None,
+            digest: DigestClient::default(),
             expires,
             bound_until: None,
             refresh_at: None,
@@ -235,6 +234,9 @@ impl Registration {
         }
         let txn = self.txn.take()?;
         let unregistering = self.phase == Phase::Unregistering;
+        // Every final answer goes to the digest client: a 401/407 is its to judge, any
+        // other says the last answer (if any) got through.
+        let challenge = self.digest.on_response(msg);
         match code {
             200..=299 => {
                 if unregistering {
@@ -254,19 +256,14 @@ impl Registration {
                 self.successes += 1;
                 None
             }
-            401 | 407 => {
-                let (kind, ch) = match auth::response_challenge(msg) {
-                    Some(Ok(c)) => c,
-                    Some(Err(e)) => return self.end_attempt(now, format!("{code}: {e}")),
-                    None => return self.end_attempt(now, format!("{code}: no challenge")),
-                };
-                if txn.authorized && !ch.stale {
-                    return self.end_attempt(now, format!("{code}: credentials refused"));
+            401 | 407 => match challenge {
+                Some(Ok(())) => {
+                    let phase = self.phase;
+                    Some(self.send(now, txn.expires, phase))
                 }
-                self.challenge = Some((ch, kind, 0));
-                let phase = self.phase;
-                Some(self.send(now, txn.expires, phase))
-            }
+                Some(Err(e)) => self.end_attempt(now, format!("{code}: {e}")),
+                None => self.end_attempt(now, format!("{code}: no challenge")),
+            },
             423 => {
                 let min = msg
                     .header_named("Min-Expires")
@@ -358,21 +355,13 @@ impl Registration {
         m.push_header(HeaderName::Contact, self.cfg.contact.clone());
         m.push_header(HeaderName::Expires, expires.to_string());
         m.push_header(HeaderName::UserAgent, self.cfg.user_agent.clone());
-        let mut authorized = false;
-        if let Some((ch, kind, nc)) = self.challenge.as_mut() {
-            *nc += 1;
-            if let Ok((name, v)) = auth::answer_header(
-                *kind,
-                ch,
-                "REGISTER",
-                &self.cfg.registrar.to_string(),
-                &self.cfg.auth_user,
-                &self.cfg.password,
-                *nc,
-            ) {
-                m.push_header(name, v);
-                authorized = true;
-            }
+        if let Some((name, v)) = self.digest.authorize(
+            "REGISTER",
+            &self.cfg.registrar.to_string(),
+            &self.cfg.auth_user,
+            &self.cfg.password,
+        ) {
+            m.push_header(name, v);
         }
         let bytes = m.to_bytes();
         self.phase = phase;
@@ -383,7 +372,6 @@ impl Registration {
             next_resend: self.cfg.unreliable.then(|| now + T1),
             interval: T1,
             give_up: now + TIMER_F,
-            authorized,
             expires,
         });
         bytes
@@ -414,7 +402,7 @@ fn granted_expires(msg: &Message, our_contact: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::auth::{Algorithm, NonceKey};
+    use crate::sip::auth::{self, Algorithm, NonceKey};
     use crate::sip::message::Framing;
 
     fn cfg(unreliable: bool) -> RegConfig {

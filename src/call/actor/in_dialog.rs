@@ -1,7 +1,9 @@
 //! In-dialog requests of calls we answer beyond BYE and INFO, the shell side: re-INVITE and
 //! UPDATE (RFC 3311) offer/answer applied to the media, RFC 4028 session timers driven from
 //! `crate::sip::session_timer`, our own refreshes (UPDATE, or re-INVITE when the peer does
-//! not allow UPDATE) sent and retransmitted, and retransmitted re-INVITEs answered again
+//! not allow UPDATE) sent in client transactions (`sip::transaction`, held by the call:
+//! their retransmissions, timeouts and the ACK of a non-2xx final are the cores'), and
+//! retransmitted re-INVITEs answered again
 //! (retransmitted UPDATEs, like every in-dialog non-INVITE request's, are absorbed by the
 //! router's server transaction and never come here: `call::router`). The
 //! dialog rules — CSeq order, the RFC 3261 §14 glare answers (491, 500 + Retry-After), the
@@ -12,13 +14,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{info, warn};
 
-use super::{Call, Phase, Retransmit};
-use crate::call::dialog::{response, T2};
+use super::Call;
+use super::Phase;
+use crate::call::dialog::{response, TIMEOUT_64T1};
 use crate::call::disposition::{Disposition, HangupCause};
 use crate::sip::dialog::{self, Outcome, Rejection, ResponseVerdict, Verdict};
 use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
 use crate::sip::session_timer::{self, Answer, Event, Limits, SessionTimer};
+use crate::sip::transaction::TransactionKey;
 
 /// The in-dialog state of a call (kept in one field so the call constructors stay short).
 #[derive(Debug, Default)]
@@ -40,13 +44,15 @@ pub(super) struct InDialog {
 /// Header fields to add to a response.
 type Extra = Vec<(HeaderName, String)>;
 
-/// The wire side of our outstanding refresh (its method and CSeq are the dialog's).
+/// Our outstanding refresh (its method and CSeq are the dialog's).
 #[derive(Debug)]
 struct OutRequest {
     method: Method,
-    /// Our Via: the ACK of a non-2xx final answer belongs to the same transaction.
-    via: String,
-    retransmit: Retransmit,
+    /// Its client transaction in the call's table.
+    key: TransactionKey,
+    /// The TU's bound on the wait for a final answer: 64·T1 from sending, like Timer F —
+    /// an INVITE transaction past a provisional has no timer of its own (RFC 3261 §17.1.1).
+    give_up: Instant,
 }
 
 impl Call {
@@ -112,40 +118,37 @@ impl Call {
             .as_ref()
             .filter(|_| self.phase == Phase::Answered)
             .map(SessionTimer::deadline);
-        let r = self.in_dialog.out.as_ref().map(|o| o.retransmit.deadline());
+        let r = self.in_dialog.out.as_ref().map(|o| o.give_up);
         // The back-off after a 491 to our refresh (cleared by `drive_in_dialog` once the
         // call is no longer answered).
         let g = self.dialog.poll_timeout();
         [t, r, g].into_iter().flatten().min()
     }
 
-    /// Called from `drive`: retransmit our refresh, fire refresh-due and expiry.
+    /// Called from `drive`: give up on our refresh, fire refresh-due and expiry.
     pub(super) fn drive_in_dialog(&mut self, now: Instant) {
         if self.phase != Phase::Answered {
             self.in_dialog.timer = None;
-            self.in_dialog.out = None;
+            if let Some(o) = self.in_dialog.out.take() {
+                // The call is ending: its refresh need not be retransmitted any more.
+                if let Some(t) = self.client_txns.as_mut() {
+                    t.forget(&o.key);
+                }
+            }
             self.dialog.abandon();
             return;
         }
-        if let Some(o) = self.in_dialog.out.as_mut() {
-            if now >= o.retransmit.give_up {
-                warn!(method = %o.method, "no answer to our refresh");
-                self.in_dialog.out = None;
-                self.dialog.request_timed_out();
-                if let Some(t) = self.in_dialog.timer.as_mut() {
-                    t.on_refresh_timeout();
-                }
-            } else if let Some(next) = o.retransmit.next {
-                if now >= next {
-                    self.flow.send(o.retransmit.bytes.clone());
-                    // Timer A doubles without a cap for INVITE, Timer E caps at T2.
-                    o.retransmit.interval *= 2;
-                    if o.method != Method::Invite {
-                        o.retransmit.interval = o.retransmit.interval.min(T2);
-                    }
-                    o.retransmit.next = Some(now + o.retransmit.interval);
-                }
+        if let Some(key) = self
+            .in_dialog
+            .out
+            .as_ref()
+            .filter(|o| now >= o.give_up)
+            .map(|o| o.key.clone())
+        {
+            if let Some(t) = self.client_txns.as_mut() {
+                t.forget(&key);
             }
+            self.on_refresh_timeout(&key);
         }
         let event = self.in_dialog.timer.as_mut().and_then(|t| t.poll(now));
         match event {
@@ -196,20 +199,29 @@ impl Call {
             req.push_header(HeaderName::ContentType, "application/sdp");
             req.body = Bytes::from(body);
         }
-        let via = req.header(&HeaderName::Via).unwrap_or_default().to_string();
-        let bytes = req.to_bytes();
-        self.flow.send(bytes.clone());
+        let Some(key) = self.start_client(now, req) else {
+            return;
+        };
         info!(%method, "session refresh sent");
         self.in_dialog.out = Some(OutRequest {
-            via,
             method,
-            retransmit: Retransmit::new(
-                bytes,
-                now,
-                self.flow.kind().unreliable(),
-                self.dialog.local_cseq(),
-            ),
+            key,
+            give_up: now + TIMEOUT_64T1,
         });
+    }
+
+    /// Our refresh got no final answer (its transaction's Timer B/F, or our bound on an
+    /// INVITE past its provisional). Any other transaction's timeout (a NOTIFY's, a
+    /// CANCEL's) changes nothing.
+    pub(super) fn on_refresh_timeout(&mut self, key: &TransactionKey) {
+        let Some(o) = self.in_dialog.out.take_if(|o| o.key == *key) else {
+            return;
+        };
+        warn!(method = %o.method, "no answer to our refresh");
+        self.dialog.request_timed_out();
+        if let Some(t) = self.in_dialog.timer.as_mut() {
+            t.on_refresh_timeout();
+        }
     }
 
     /// A response to a request of ours in this dialog other than BYE. True when it was one.
@@ -225,13 +237,8 @@ impl Call {
                 }
                 return true;
             }
-            ResponseVerdict::Provisional => {
-                // The peer has it, stop resending (Timer A/E), keep the deadline.
-                if let Some(o) = self.in_dialog.out.as_mut() {
-                    o.retransmit.next = None;
-                }
-                return true;
-            }
+            // (The transaction stopped resending; our deadline stays.)
+            ResponseVerdict::Provisional => return true,
             ResponseVerdict::Final {
                 method,
                 cseq,
@@ -239,22 +246,15 @@ impl Call {
                 outcome,
             } => (method, cseq, code, outcome),
         };
-        let Some(out) = self.in_dialog.out.take() else {
+        if self.in_dialog.out.take().is_none() {
             return true;
-        };
-        if method == Method::Invite {
-            // RFC 3261 §13.2.2.4: every 2xx gets an ACK of its own (new branch); a non-2xx
-            // is ACKed inside the INVITE transaction (same branch, §17.1.1.3). Both carry
-            // the INVITE's CSeq number.
-            let mut ack = self.dialog.ack(cseq, &self.local);
-            if !(200..300).contains(&code) {
-                ack.set_header(HeaderName::Via, out.via);
-            }
-            let bytes = ack.to_bytes();
+        }
+        if method == Method::Invite && (200..300).contains(&code) {
+            // RFC 3261 §13.2.2.4: every 2xx gets an ACK of its own (new branch), from the
+            // TU; a non-2xx was ACKed inside the INVITE transaction (§17.1.1.3).
+            let bytes = self.dialog.ack(cseq, &self.local).to_bytes();
             self.flow.send(bytes.clone());
-            if (200..300).contains(&code) {
-                self.in_dialog.last_ack = Some((cseq, bytes));
-            }
+            self.in_dialog.last_ack = Some((cseq, bytes));
         }
         match outcome {
             Outcome::Gone => {

@@ -18,6 +18,14 @@
 //! OPTIONS…) are the router's too: the actor sees each such request once, answers it, and
 //! reports the response ([`RouterControl::Response`]); the router answers retransmissions,
 //! of the BYE that ended the call for Timer J after this task is gone.
+//!
+//! The requests the call sends (the outbound INVITE and its CANCEL, BYE, our session
+//! refreshes, the NOTIFY of a transfer) each run in a client transaction of
+//! `sip::transaction` (`InviteClient`, `NonInviteClient`) held in the call's own
+//! [`TransactionTable`] (`client_txns`): retransmissions (Timers A and E), the give-up
+//! (Timers B and F), the ACK of a non-2xx final and absorbing repeated answers are the
+//! cores'. The actor feeds them responses and the time, sends what they emit on the flow
+//! each was started on, and acts on what they report (`on_client_event`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,7 +55,7 @@ use crate::media::socket::{MediaSocket, Readiness};
 use crate::sip::dialog::{Rejection, Verdict};
 use crate::sip::message::{HeaderName, Message, Method, StartLine};
 use crate::sip::sdp::{self, Direction, Negotiated, SessionDescription};
-use crate::sip::transaction::TransactionKey;
+use crate::sip::transaction::{self as txn, TimerConfig, TransactionKey, TransactionTable};
 use crate::sip::transport::{Inbound, ReplyPath};
 use crate::store::ops::StoreOp;
 use crate::store::{now_ts, tickets};
@@ -124,7 +132,16 @@ const ACD_RETRY: Duration = Duration::from_millis(10);
 /// its BYE) before it is given up: 8·T1, i.e. the 200 was sent four times.
 const OVERLOAD_ACK_WAIT: Duration = Duration::from_secs(4);
 
-/// A message we resend on a timer until something stops it (RFC 3261 §17 timers).
+/// Our BYE's client transaction (a `NonInviteClient`: Timers E and F). Under overload it
+/// is abandoned sooner (`abandon_at`): a peer that did not ACK our 200 will not answer it.
+#[derive(Debug)]
+struct ByeSent {
+    key: TransactionKey,
+    abandon_at: Option<Instant>,
+}
+
+/// The 2xx we send to an INVITE, resent until the ACK (RFC 3261 §13.3.1.4: the TU's, not
+/// the transaction's, under RFC 6026).
 #[derive(Debug)]
 struct Retransmit {
     bytes: Vec<u8>,
@@ -181,7 +198,11 @@ pub struct Call {
     /// wake-ups (a queue event lost would leave an agent or a caller stuck), the rest after
     /// the call ends.
     acd_outbox: std::collections::VecDeque<crate::acd::AcdMsg>,
-    bye: Option<Retransmit>,
+    /// Our BYE, until answered or given up.
+    bye: Option<ByeSent>,
+    /// The client transactions of the requests this call sent (None while there are none:
+    /// an inbound call that is never ended by us never allocates one).
+    client_txns: Option<Box<TransactionTable<ReplyPath>>>,
     ticket_id: Option<i64>,
     caller: String,
     shutdown_seen: bool,
@@ -303,6 +324,7 @@ impl Call {
             media_on_ack: None,
             acd_outbox: Default::default(),
             bye: None,
+            client_txns: None,
             ticket_id: None,
             caller: s.caller,
             shutdown_seen: false,
@@ -662,8 +684,14 @@ impl Call {
         if let Phase::Ringing { answer_at } = self.phase {
             d = d.min(answer_at);
         }
-        for r in [&self.pending_2xx, &self.bye].into_iter().flatten() {
+        if let Some(r) = &self.pending_2xx {
             d = d.min(r.deadline());
+        }
+        if let Some(t) = self.bye.as_ref().and_then(|b| b.abandon_at) {
+            d = d.min(t);
+        }
+        if let Some(t) = self.client_txns.as_ref().and_then(|t| t.poll_timeout()) {
+            d = d.min(t);
         }
         if let Some(m) = &self.media {
             d = d.min(m.poll_timeout());
@@ -712,6 +740,7 @@ impl Call {
                 self.answer(now);
             }
         }
+        self.drive_client_txns(now);
         self.drive_retransmits(now);
         self.drive_in_dialog(now);
         self.drive_uac(now);
@@ -755,6 +784,8 @@ impl Call {
         if self.handle_media_events(now) {
             self.drain_interpreter(now);
         }
+        // What this wake-up started (a BYE, a CANCEL, an INVITE) goes out now.
+        self.flush_client_txns(now);
     }
 
     /// Carry out what the media session reported; whether it reported anything.
@@ -837,20 +868,123 @@ impl Call {
                 if early {
                     // Its BYE is as unlikely to be answered: do not retransmit it for 32 s.
                     if let Some(b) = self.bye.as_mut() {
-                        b.give_up = b.give_up.min(now + OVERLOAD_ACK_WAIT);
+                        b.abandon_at = Some(now + OVERLOAD_ACK_WAIT);
                     }
                 }
             } else {
                 step(r);
             }
         }
-        if let Some(r) = self.bye.as_mut() {
-            if now >= r.give_up {
+        if let Some(b) = self.bye.take_if(|b| b.abandon_at.is_some_and(|t| now >= t)) {
+            if let Some(t) = self.client_txns.as_mut() {
+                t.forget(&b.key);
+            }
+            self.phase = Phase::Done;
+        }
+    }
+
+    // ---- client transactions -----------------------------------------------------------
+
+    /// Send `request` in a new client transaction on the call's current flow (its
+    /// retransmissions and timeout are the transaction's). The first message goes out with
+    /// the next flush (at the latest at the end of this wake-up's `drive`).
+    fn start_client(&mut self, now: Instant, request: Message) -> Option<TransactionKey> {
+        let reliable = !self.flow.kind().unreliable();
+        let flow = self.flow.clone();
+        let table = self
+            .client_txns
+            .get_or_insert_with(|| Box::new(TransactionTable::new(client_timers())));
+        match table.start_client(request, now, flow, reliable) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                warn!(error = %e, "request not sent: no client transaction");
+                None
+            }
+        }
+    }
+
+    /// The client transactions' timers (retransmissions, Timers B, D, F, K, M).
+    fn drive_client_txns(&mut self, now: Instant) {
+        if let Some(t) = self.client_txns.as_mut() {
+            t.handle_timeout(now);
+        }
+        self.flush_client_txns(now);
+    }
+
+    /// A response from the network: to its client transaction, which absorbs what the
+    /// call need not see (retransmitted finals, late provisionals, stray answers).
+    fn on_response(&mut self, now: Instant, msg: Message) {
+        if let Some(t) = self.client_txns.as_mut() {
+            t.handle_response(msg, now);
+        }
+        self.flush_client_txns(now);
+    }
+
+    /// Send what the client transactions emitted, on the flow each runs on, and act on what
+    /// they reported; the table goes once no transaction is left (its requests with it).
+    fn flush_client_txns(&mut self, now: Instant) {
+        loop {
+            let Some(t) = self.client_txns.as_mut() else {
+                return;
+            };
+            let mut idle = true;
+            while let Some(out) = t.poll_transmit() {
+                idle = false;
+                out.ctx.send(out.message.to_bytes());
+            }
+            if let Some((key, ev)) = t.poll_event() {
+                idle = false;
+                self.on_client_event(now, &key, ev);
+            }
+            if idle {
+                if self.client_txns.as_ref().is_some_and(|t| t.is_empty()) {
+                    self.client_txns = None;
+                }
+                return;
+            }
+        }
+    }
+
+    /// What a client transaction reported: a response for the TU, or that it gave up.
+    fn on_client_event(&mut self, now: Instant, key: &TransactionKey, ev: txn::Event) {
+        match ev {
+            txn::Event::Response(msg) => self.on_client_response(now, key, &msg),
+            txn::Event::Timeout(_) | txn::Event::TransportError => self.on_client_timeout(now, key),
+            txn::Event::Ack(_) | txn::Event::Terminated => {}
+        }
+    }
+
+    fn on_client_response(&mut self, now: Instant, key: &TransactionKey, msg: &Message) {
+        let (Some(code), Ok(cseq)) = (msg.status(), msg.cseq()) else {
+            return;
+        };
+        let uac = self.uac.as_ref().is_some_and(|u| u.is_invite(key))
+            || (cseq.method == Method::Cancel && self.uac.is_some());
+        if uac {
+            self.on_uac_response(now, code, msg, &cseq);
+            return;
+        }
+        if self.bye.as_ref().is_some_and(|b| b.key == *key) {
+            if code >= 200 {
                 self.bye = None;
                 self.phase = Phase::Done;
-            } else {
-                step(r);
             }
+            return;
+        }
+        // Our refresh (re-INVITE, UPDATE), including a 2xx repeated in Accepted; a NOTIFY's
+        // answer is nobody's business.
+        self.on_in_dialog_response(now, msg);
+    }
+
+    fn on_client_timeout(&mut self, now: Instant, key: &TransactionKey) {
+        if self.uac.as_ref().is_some_and(|u| u.is_invite(key)) {
+            self.on_uac_timeout(now);
+        } else if self.bye.as_ref().is_some_and(|b| b.key == *key) {
+            // No answer to our BYE (Timer F): the dialog is over all the same.
+            self.bye = None;
+            self.phase = Phase::Done;
+        } else {
+            self.on_refresh_timeout(key);
         }
     }
 
@@ -1098,8 +1232,8 @@ impl Call {
     fn on_sip(&mut self, now: Instant, inbound: Inbound) {
         let msg = inbound.msg;
         let method = match &msg.start {
-            StartLine::Response { code, .. } => {
-                self.on_response(now, *code, &msg);
+            StartLine::Response { .. } => {
+                self.on_response(now, msg);
                 return;
             }
             StartLine::Request { method, .. } => method.clone(),
@@ -1226,25 +1360,6 @@ impl Call {
         self.flow.send(bytes);
     }
 
-    fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {
-        let Ok(cseq) = msg.cseq() else { return };
-        if self.on_in_dialog_response(now, msg) {
-            return;
-        }
-        if matches!(cseq.method, Method::Invite | Method::Cancel) && self.uac.is_some() {
-            self.on_uac_response(now, code, msg, &cseq);
-            return;
-        }
-        if cseq.method == Method::Bye
-            && code >= 200
-            && self.bye.as_ref().is_some_and(|b| b.cseq == cseq.seq)
-        {
-            self.bye = None;
-            self.phase = Phase::Done;
-            let _ = now;
-        }
-    }
-
     /// An ACK for a 2xx (the ACK of a non-2xx final is absorbed by the router's
     /// transaction).
     fn on_ack(&mut self, now: Instant, msg: &Message) {
@@ -1353,18 +1468,19 @@ impl Call {
         match self.phase {
             Phase::Answered => {
                 let bye = self.dialog.request(Method::Bye, &self.local);
-                let bytes = bye.to_bytes();
-                self.flow.send(bytes.clone());
-                self.bye = Some(Retransmit::new(
-                    bytes,
-                    now,
-                    self.flow.kind().unreliable(),
-                    self.dialog.local_cseq(),
-                ));
+                self.bye = self.start_client(now, bye).map(|key| ByeSent {
+                    key,
+                    abandon_at: None,
+                });
                 self.drop_pending_2xx();
                 self.end_media(now);
                 self.interp = None;
-                self.phase = Phase::Ending;
+                // Not even sent (a duplicate branch cannot happen): nothing to wait for.
+                self.phase = if self.bye.is_some() {
+                    Phase::Ending
+                } else {
+                    Phase::Done
+                };
                 let disposition = self.disposition_override.unwrap_or(Disposition::Answered);
                 self.record_end(disposition, cause, Some(200));
             }
@@ -1805,6 +1921,17 @@ impl Call {
 /// Datagrams read from the RTP socket per wake-up at most: 25 frames of 20 ms — what a
 /// peer that bursts after a stall can send — while a flood cannot hold the call's task.
 const RX_BURST: usize = 25;
+
+/// The RFC 3261 timer values of the call's client transactions (those of `sip::build`).
+fn client_timers() -> TimerConfig {
+    TimerConfig {
+        t1: T1,
+        t2: T2,
+        // Only server transactions send 100 Trying on their own.
+        auto_trying: None,
+        ..TimerConfig::default()
+    }
+}
 
 async fn relay_readable(
     r: Option<&Readiness>,

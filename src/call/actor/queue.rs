@@ -1240,13 +1240,13 @@ impl Call {
         );
         notify.push_header(HeaderName::ContentType, "message/sipfrag;version=2.0");
         notify.body = bytes::Bytes::from_static(b"SIP/2.0 200 OK\r\n");
-        self.flow.send(notify.to_bytes());
         info!(%target, "agent transfers the caller");
         let _ = link.caller_tx.try_send(CallInput::Leg(LegEvent::Transfer {
             leg: link.leg,
             target,
         }));
-        let _ = now;
+        // In a client transaction of its own (Timers E/F): nothing waits for its answer.
+        let _ = self.start_client(now, notify);
     }
 
     /// Blind transfer by the agent: the agent's part ends (wrap-up), the caller hears music

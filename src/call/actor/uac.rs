@@ -1,10 +1,17 @@
-//! Outbound calls: the UAC side of the call actor (RFC 3261 §13.2 INVITE client, §17.1.1
-//! client transaction timers, §9.1 CANCEL, §22.2 answering a digest challenge).
+//! Outbound calls: the UAC side of the call actor (RFC 3261 §13.2 INVITE client, §9.1
+//! CANCEL, §22.2 answering a digest challenge).
 //!
 //! The dialer hands an [`OutboundRequest`] to [`run_outbound`]; the actor registers its
 //! Call-ID with the router (so answers reach it), sends the INVITE through the trunk, and
 //! from the 2xx on runs the very same media + dialplan code as an inbound call. The final
 //! result (disposition, SIP status, outcome) goes back on a oneshot channel.
+//!
+//! The INVITE's client transaction is `sip::transaction::InviteClient`, held in the call's
+//! client transaction table (`Call::client_txns`, mod.rs): Timers A/B, the CANCEL (sent as
+//! soon as a provisional allows it, §9.1) and its own transaction, the ACK of a non-2xx
+//! final and the absorbing of retransmitted answers are the core's. This file keeps the TU
+//! decisions: what a provisional, a 2xx, a failure or Timer B means for the call (ring
+//! timeout, digest answer, failover, disposition).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::{Call, CallInput, Phase, Retransmit};
+use super::{Call, CallInput, Phase};
 use crate::call::dialog::{self, Dialog};
 use crate::call::disposition::{Disposition, HangupCause};
 use crate::call::router::RouterControl;
@@ -22,9 +29,10 @@ use crate::call::slots::CallSlot;
 use crate::call::CallContext;
 use crate::config::{Route, Trunk, TrunkTransport};
 use crate::ivr::expr::Vars;
-use crate::sip::auth;
+use crate::sip::auth::DigestClient;
 use crate::sip::message::{CSeq, HeaderName, Message, Method, StartLine};
 use crate::sip::sdp::{self, SessionDescription};
+use crate::sip::transaction::TransactionKey;
 use crate::sip::transport::ReplyPath;
 use crate::sip::uri::Uri;
 use crate::store::now_ts;
@@ -133,18 +141,17 @@ pub struct CallResult {
 }
 
 pub(super) struct Uac {
-    request: Message,
-    bytes: Vec<u8>,
-    branch: String,
+    /// The INVITE client transaction in progress (the latest after a digest answer or a
+    /// failover): its answers are this call's, an older one's are absorbed by its core.
+    invite_key: Option<TransactionKey>,
     cseq: u32,
-    /// Timer A resends until a provisional arrives; Timer B gives up.
-    timer: Retransmit,
     ring_deadline: Instant,
     provisional: bool,
-    cancel: Option<Retransmit>,
-    cancel_pending: bool,
+    /// Why we withdrew the INVITE: the CANCEL was asked for (the transaction sends it as
+    /// soon as a provisional allows, RFC 3261 §9.1).
     cancel_cause: Option<HangupCause>,
-    auth_tried: bool,
+    /// The answer to the trunk's 401/407 (shared with `sip::registration`).
+    digest: DigestClient,
     trunk: Trunk,
     ack_2xx: Option<Vec<u8>>,
     final_received: bool,
@@ -162,32 +169,24 @@ pub(super) struct Uac {
 }
 
 impl Uac {
-    /// The next instant this transaction needs attention, if any. Only live timers count:
-    /// a past deadline that nothing clears would wake the actor in a busy loop.
+    /// The ring timeout, while it can still fire (the transaction's timers are the
+    /// table's). A past deadline that nothing clears would wake the actor in a busy loop.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        let mut d: Option<Instant> = None;
-        let mut add = |t: Instant| d = Some(d.map_or(t, |x: Instant| x.min(t)));
-        if !self.final_received {
-            if !self.provisional {
-                // Timer A (resend) and Timer B (give up) run until a provisional arrives.
-                add(self.timer.deadline());
-            }
-            if self.cancel.is_none() && !self.cancel_pending {
-                add(self.ring_deadline);
-            }
-        }
-        if let Some(c) = &self.cancel {
-            add(c.deadline());
-        }
-        d
+        (!self.final_received && self.cancel_cause.is_none()).then_some(self.ring_deadline)
     }
 
     pub(super) fn answered(&self) -> bool {
         self.answered
     }
 
+    /// The INVITE has its outcome (a final answer, or given up).
     pub(super) fn settled(&self) -> bool {
-        self.final_received && self.cancel.is_none()
+        self.final_received
+    }
+
+    /// Whether `key` is the INVITE transaction in progress.
+    pub(super) fn is_invite(&self, key: &TransactionKey) -> bool {
+        self.invite_key.as_ref() == Some(key)
     }
 }
 
@@ -436,13 +435,12 @@ impl Call {
         Some((call, Some(rtp)))
     }
 
-    /// Send the INVITE (RFC 3261 §13.2.1) and start the client transaction's timers.
+    /// Send the INVITE (RFC 3261 §13.2.1) in a new client transaction.
     pub(super) fn dial(&mut self, now: Instant, d: PendingDial) {
         let body = self.local_sdp(None);
         let (mut invite, branch) = build_invite(self, &d.request_uri, &d.to, 1, body, None);
         add_pai(&mut invite, &d.trunk, &d.caller_id);
-        let bytes = invite.to_bytes();
-        self.flow.send(bytes.clone());
+        let invite_key = self.start_client(now, invite.clone());
         info!(trunk = %d.trunk.name, "dialing");
         if self.leg.is_none() {
             self.ctx.store.submit(StoreOp::CallTrunk {
@@ -451,20 +449,15 @@ impl Call {
             });
         }
         self.phase = Phase::Calling;
-        self.invite_branch = branch.clone();
-        self.invite = invite.clone();
+        self.invite_branch = branch;
+        self.invite = invite;
         self.uac = Some(Box::new(Uac {
-            request: invite,
-            bytes: bytes.clone(),
-            branch,
+            invite_key,
             cseq: 1,
-            timer: Retransmit::new(bytes, now, self.flow.kind().unreliable(), 1),
             ring_deadline: now + d.ring_timeout,
             provisional: false,
-            cancel: None,
-            cancel_pending: false,
             cancel_cause: None,
-            auth_tried: false,
+            digest: DigestClient::default(),
             trunk: d.trunk,
             ack_2xx: None,
             final_received: false,
@@ -490,10 +483,10 @@ impl Call {
         // A CANCEL we sent, or one pending for any reason but the ring timeout, ends the
         // call; a ring timeout on a trunk that never even said 100 Trying (Timer B runs
         // longer than most ring timeouts) is no reason not to try the next trunk.
-        let withdrawn = u.cancel.is_some()
-            || u.cancel_cause
-                .as_ref()
-                .is_some_and(|c| *c != HangupCause::RingTimeout || u.provisional);
+        let withdrawn = u
+            .cancel_cause
+            .as_ref()
+            .is_some_and(|c| *c != HangupCause::RingTimeout || u.provisional);
         if self.leg.is_some() || withdrawn || u.answered {
             return false;
         }
@@ -558,166 +551,102 @@ impl Call {
             Some(trunk.address.port()),
         );
         let to = format!("<{request_uri}>");
-        let Some((cseq, body, caller_id)) = self.uac.as_ref().map(|u| {
-            (
-                u.cseq + 1,
-                String::from_utf8_lossy(&u.request.body).into_owned(),
-                u.caller_id.clone(),
-            )
-        }) else {
+        let Some((cseq, caller_id)) = self.uac.as_ref().map(|u| (u.cseq + 1, u.caller_id.clone()))
+        else {
             return;
         };
+        // The same offer: the INVITE last sent is the call's (`self.invite`).
+        let body = String::from_utf8_lossy(&self.invite.body).into_owned();
         let (mut invite, branch) = build_invite(self, &request_uri, &to, cseq, body, None);
         add_pai(&mut invite, &trunk, &caller_id);
-        let bytes = invite.to_bytes();
-        self.flow.send(bytes.clone());
+        // A new transaction on the new trunk's flow; the old one ends on its own timers.
+        let invite_key = self.start_client(now, invite.clone());
         self.ctx.store.submit(StoreOp::CallTrunk {
             id: self.id.clone(),
             trunk: trunk.name.clone(),
         });
-        let unreliable = self.flow.kind().unreliable();
-        self.invite_branch = branch.clone();
-        self.invite = invite.clone();
+        self.invite_branch = branch;
+        self.invite = invite;
         if let Some(u) = self.uac.as_mut() {
-            u.request = invite;
-            u.bytes = bytes.clone();
-            u.branch = branch;
+            u.invite_key = invite_key;
             u.cseq = cseq;
-            u.timer = Retransmit::new(bytes, now, unreliable, cseq);
             u.ring_deadline = now + u.ring_timeout;
             u.provisional = false;
-            u.auth_tried = false;
+            u.digest = DigestClient::default();
             u.trunk = trunk;
             // The first trunk's channel goes back as the next one's is taken.
             u.slot = slot;
             u.final_received = false;
             u.ringing_seen = false;
-            u.cancel_pending = false;
             u.cancel_cause = None;
         }
     }
 
+    /// The ring timeout (the TU's): no final answer in time withdraws the INVITE.
     pub(super) fn drive_uac(&mut self, now: Instant) {
-        let flow = self.flow.clone();
-        let mut timed_out = false;
-        let mut ring_expired = false;
-        let mut cancel_gave_up = false;
-        if let Some(u) = self.uac.as_mut() {
-            if !u.final_received {
-                if now >= u.timer.give_up && !u.provisional {
-                    timed_out = true;
-                } else if !u.provisional {
-                    if let Some(next) = u.timer.next {
-                        if now >= next {
-                            flow.send(u.bytes.clone());
-                            // INVITE retransmissions double without the T2 cap (§17.1.1.2).
-                            u.timer.interval *= 2;
-                            u.timer.next = Some(now + u.timer.interval);
-                        }
-                    }
-                }
-                if now >= u.ring_deadline
-                    && u.cancel.is_none()
-                    && !u.cancel_pending
-                    && u.cancel_cause.is_none()
-                {
-                    ring_expired = true;
-                }
-            }
-            if let Some(c) = u.cancel.as_mut() {
-                if now >= c.give_up {
-                    cancel_gave_up = true;
-                } else if let Some(next) = c.next {
-                    if now >= next {
-                        flow.send(c.bytes.clone());
-                        c.interval = (c.interval * 2).min(dialog::T2);
-                        c.next = Some(now + c.interval);
-                    }
-                }
-            }
-        }
-        if timed_out {
-            info!("no answer from the trunk (Timer B)");
-            if !self.try_failover(now, 408) {
-                self.finish_outbound(408, Disposition::Failed, HangupCause::TrunkTimeout);
-            }
-        }
+        let ring_expired = self.uac.as_ref().is_some_and(|u| {
+            !u.final_received && u.cancel_cause.is_none() && now >= u.ring_deadline
+        });
         if ring_expired && self.phase == Phase::Calling {
             self.cancel_outbound(now, HangupCause::RingTimeout);
         }
-        if cancel_gave_up {
-            if let Some(u) = self.uac.as_mut() {
-                u.cancel = None;
-            }
-            if !self.uac.as_ref().is_some_and(|u| u.final_received) {
-                self.finish_outbound(487, Disposition::NoAnswer, HangupCause::CancelTimeout);
-            }
+    }
+
+    /// The INVITE transaction gave up (Timer B): no answer at all from the trunk, or no
+    /// final answer within 64·T1 of our CANCEL (RFC 3261 §9.1).
+    pub(super) fn on_uac_timeout(&mut self, now: Instant) {
+        let Some(u) = self.uac.as_ref() else { return };
+        if u.final_received {
+            return;
+        }
+        // The CANCEL went out once a provisional arrived (`cancel_outbound`).
+        if u.cancel_cause.is_some() && u.provisional {
+            self.finish_outbound(487, Disposition::NoAnswer, HangupCause::CancelTimeout);
+            return;
+        }
+        info!("no answer from the trunk (Timer B)");
+        if !self.try_failover(now, 408) {
+            self.finish_outbound(408, Disposition::Failed, HangupCause::TrunkTimeout);
         }
     }
 
-    /// Give up on an outbound call that has not been answered (RFC 3261 §9.1: CANCEL only
-    /// after a provisional response).
+    /// Give up on an outbound call that has not been answered. The transaction sends the
+    /// CANCEL at once after a provisional, else as soon as one arrives (RFC 3261 §9.1).
     pub(super) fn cancel_outbound(&mut self, now: Instant, cause: HangupCause) {
-        let unreliable = self.flow.kind().unreliable();
         let Some(u) = self.uac.as_mut() else { return };
-        if u.final_received || u.cancel.is_some() {
+        if u.final_received || u.cancel_cause.is_some() {
             return;
         }
         u.cancel_cause = Some(cause);
-        if !u.provisional {
-            u.cancel_pending = true;
-            return;
+        if let (Some(key), Some(t)) = (u.invite_key.clone(), self.client_txns.as_mut()) {
+            if let Err(e) = t.cancel(&key, now) {
+                debug!(error = %e, "no CANCEL: the INVITE transaction is over");
+            }
         }
-        let cancel = build_cancel(&u.request);
-        let bytes = cancel.to_bytes();
-        self.flow.send(bytes.clone());
-        u.cancel = Some(Retransmit::new(bytes, now, unreliable, u.cseq));
     }
 
     fn finish_outbound(&mut self, code: u16, disposition: Disposition, cause: HangupCause) {
         if let Some(u) = self.uac.as_mut() {
             u.final_received = true;
-            u.cancel = None;
         }
         self.phase = Phase::Done;
         self.media = None;
         self.record_end(disposition, cause, Some(code));
     }
 
+    /// A response of the INVITE transaction in progress, or of its CANCEL.
     pub(super) fn on_uac_response(&mut self, now: Instant, code: u16, msg: &Message, cseq: &CSeq) {
         let Some(u) = self.uac.as_mut() else { return };
         if cseq.method == Method::Cancel {
-            if code >= 200 {
-                // Stop resending the CANCEL but keep its 64·T1 deadline: if the 487 never
-                // comes, the call still ends (RFC 3261 §9.1).
-                if let Some(c) = u.cancel.as_mut() {
-                    c.next = None;
-                }
-            }
-            return;
-        }
-        if cseq.seq != u.cseq {
+            // The INVITE's own final answer (487, or a 2xx that crossed it) decides; its
+            // 64·T1 give-up is the INVITE transaction's Timer B.
             return;
         }
         if code < 200 {
-            if !u.provisional {
-                u.provisional = true;
-                u.timer.next = None;
-            }
+            u.provisional = true;
             if (code == 180 || code == 183) && !u.ringing_seen {
                 u.ringing_seen = true;
                 self.record_event("progress", code.to_string());
-            }
-            let pending = self.uac.as_ref().is_some_and(|u| u.cancel_pending);
-            if pending {
-                // A pending CANCEL always has its cause (`cancel_outbound`).
-                let cause = self.uac.as_mut().and_then(|u| {
-                    u.cancel_pending = false;
-                    u.cancel_cause.clone()
-                });
-                if let Some(cause) = cause {
-                    self.cancel_outbound(now, cause);
-                }
             }
             return;
         }
@@ -725,20 +654,16 @@ impl Call {
             self.on_uac_2xx(now, msg);
             return;
         }
-        // Final failure: ACK it in the same transaction (§17.1.1.3).
-        let ack = build_non2xx_ack(&u.request, msg);
-        self.flow.send(ack.to_bytes());
+        // A final failure (the transaction ACKed it, §17.1.1.3).
         if u.final_received {
-            return; // retransmitted final answer
+            return;
         }
-        // A 401/407 from the trunk: answered once with its credentials (RFC 3261 §22.2).
-        if !u.auth_tried {
-            if let (Some(user), Some(pass)) = (u.trunk.username.clone(), u.trunk.password.clone()) {
-                if let Some(Ok((kind, ch))) = auth::response_challenge(msg) {
-                    if self.retry_with_auth(now, kind, &ch, &user, &pass) {
-                        return;
-                    }
-                }
+        // A 401/407 from the trunk: answered with its credentials (RFC 3261 §22.2), once
+        // (again only for a stale nonce).
+        if let (Some(user), Some(pass)) = (u.trunk.username.clone(), u.trunk.password.clone()) {
+            if u.digest.on_response(msg) == Some(Ok(())) && self.retry_with_auth(now, &user, &pass)
+            {
+                return;
             }
         }
         // Only "this trunk cannot take it now" fails over; 486, 404, 487, ... are the
@@ -763,31 +688,22 @@ impl Call {
         self.finish_outbound(code, disposition, cause);
     }
 
-    /// Resend the INVITE with the answer to `ch`. False when it cannot be answered (the
-    /// call then fails with the challenge's status).
-    fn retry_with_auth(
-        &mut self,
-        now: Instant,
-        kind: auth::ChallengeKind,
-        ch: &auth::Challenge,
-        user: &str,
-        pass: &str,
-    ) -> bool {
-        let Some(u) = self.uac.as_mut() else {
-            return false;
-        };
-        let cseq = u.cseq + 1;
-        let uri = match &u.request.start {
+    /// Send the INVITE again, in a new transaction, with the answer to the challenge the
+    /// digest client kept. False when it cannot be answered (the call then fails with the
+    /// challenge's status).
+    fn retry_with_auth(&mut self, now: Instant, user: &str, pass: &str) -> bool {
+        let uri = match &self.invite.start {
             StartLine::Request { uri, .. } => uri.clone(),
             StartLine::Response { .. } => return false,
         };
-        let Ok((name, value)) =
-            auth::answer_header(kind, ch, "INVITE", uri.as_str(), user, pass, 1)
-        else {
+        let Some(u) = self.uac.as_mut() else {
             return false;
         };
-        let body = u.request.body.clone();
-        let mut invite = u.request.clone();
+        let Some((name, value)) = u.digest.authorize("INVITE", uri.as_str(), user, pass) else {
+            return false;
+        };
+        let cseq = u.cseq + 1;
+        let mut invite = self.invite.clone();
         let branch = dialog::new_branch();
         invite.set_header(
             HeaderName::Via,
@@ -800,16 +716,12 @@ impl Call {
         invite.set_header(HeaderName::CSeq, format!("{cseq} INVITE"));
         invite.headers.retain(|h| !h.name.matches(&name));
         invite.push_header(name, value);
-        invite.body = body;
-        let bytes = invite.to_bytes();
-        self.flow.send(bytes.clone());
-        u.request = invite.clone();
-        u.bytes = bytes.clone();
-        u.branch = branch.clone();
-        u.cseq = cseq;
-        u.timer = Retransmit::new(bytes, now, self.flow.kind().unreliable(), cseq);
-        u.provisional = false;
-        u.auth_tried = true;
+        let invite_key = self.start_client(now, invite.clone());
+        if let Some(u) = self.uac.as_mut() {
+            u.invite_key = invite_key;
+            u.cseq = cseq;
+            u.provisional = false;
+        }
         self.invite_branch = branch;
         self.invite = invite;
         debug!("answered the trunk's digest challenge");
@@ -827,7 +739,6 @@ impl Call {
         u.answered = true;
         let cseq = u.cseq;
         let cancelled = u.cancel_cause.clone();
-        u.cancel = None;
         // The INVITE this 2xx answers is the last one sent (`self.invite`: failover and
         // digest answers replace it): together they form the dialog (RFC 3261 §12.1.2).
         match Dialog::uac(&self.invite, msg) {
@@ -966,103 +877,4 @@ fn build_invite(
         m.push_header(n, v);
     }
     (m, branch)
-}
-
-/// CANCEL for our INVITE: same Request-URI, top Via, From, To, Call-ID and CSeq number.
-fn build_cancel(invite: &Message) -> Message {
-    let uri = match &invite.start {
-        StartLine::Request { uri, .. } => uri.clone(),
-        StartLine::Response { .. } => Uri::sip(None, "invalid", None),
-    };
-    let mut m = Message {
-        start: StartLine::Request {
-            method: Method::Cancel,
-            uri,
-        },
-        headers: Vec::with_capacity(8),
-        body: Bytes::new(),
-    };
-    for name in [
-        HeaderName::Via,
-        HeaderName::MaxForwards,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-    ] {
-        if let Some(v) = invite.header(&name) {
-            m.push_header(name, v.to_string());
-        }
-    }
-    let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
-    m.push_header(HeaderName::CSeq, format!("{seq} CANCEL"));
-    m
-}
-
-/// ACK for a non-2xx final answer: part of the INVITE transaction (§17.1.1.3).
-fn build_non2xx_ack(invite: &Message, resp: &Message) -> Message {
-    let uri = match &invite.start {
-        StartLine::Request { uri, .. } => uri.clone(),
-        StartLine::Response { .. } => Uri::sip(None, "invalid", None),
-    };
-    let mut m = Message {
-        start: StartLine::Request {
-            method: Method::Ack,
-            uri,
-        },
-        headers: Vec::with_capacity(8),
-        body: Bytes::new(),
-    };
-    for name in [HeaderName::Via, HeaderName::MaxForwards, HeaderName::From] {
-        if let Some(v) = invite.header(&name) {
-            m.push_header(name, v.to_string());
-        }
-    }
-    m.push_header(
-        HeaderName::To,
-        resp.header(&HeaderName::To)
-            .or(invite.header(&HeaderName::To))
-            .unwrap_or("")
-            .to_string(),
-    );
-    if let Some(v) = invite.header(&HeaderName::CallId) {
-        m.push_header(HeaderName::CallId, v.to_string());
-    }
-    let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
-    m.push_header(HeaderName::CSeq, format!("{seq} ACK"));
-    m
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cancel_and_ack_copy_the_transaction() {
-        let raw = "INVITE sip:+1555@10.0.0.1:5090 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKabc;rport\r\n\
-                   Max-Forwards: 70\r\nFrom: <sip:+1550@127.0.0.1>;tag=me\r\nTo: <sip:+1555@10.0.0.1:5090>\r\n\
-                   Call-ID: x@127.0.0.1\r\nCSeq: 3 INVITE\r\nContent-Length: 0\r\n\r\n";
-        let invite =
-            Message::parse(raw.as_bytes(), crate::sip::message::Framing::Datagram).expect("invite");
-        let cancel = build_cancel(&invite);
-        let c = Message::parse(&cancel.to_bytes(), crate::sip::message::Framing::Datagram)
-            .expect("cancel");
-        assert_eq!(c.top_via().expect("via").branch(), Some("z9hG4bKabc"));
-        assert_eq!(
-            c.cseq().expect("cseq"),
-            CSeq {
-                seq: 3,
-                method: Method::Cancel
-            }
-        );
-        c.validate_request().expect("valid CANCEL");
-        let resp = invite.response(486, "Busy Here", Some("them"));
-        let ack = Message::parse(
-            &build_non2xx_ack(&invite, &resp).to_bytes(),
-            crate::sip::message::Framing::Datagram,
-        )
-        .expect("ack");
-        assert_eq!(ack.to_header().expect("to").tag(), Some("them"));
-        assert_eq!(ack.top_via().expect("via").branch(), Some("z9hG4bKabc"));
-        ack.validate_request().expect("valid ACK");
-    }
 }

@@ -32,6 +32,10 @@ mod timer;
 #[allow(clippy::unwrap_used)] // test code: a panic is the failure report
 mod tests;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
+mod sim;
+
 use std::collections::VecDeque;
 use std::time::Instant;
 

@@ -680,6 +680,30 @@ fn table_deadline_heap_runs_only_what_is_due() {
     assert_eq!(t.poll_timeout(), None);
 }
 
+#[test]
+fn cancel_and_non_2xx_ack_copy_the_invite_transaction() {
+    let inv = invite("z9hG4bKabc");
+    let cancel = Message::parse(&build_cancel(&inv).to_bytes(), Framing::Datagram).unwrap();
+    cancel.validate_request().expect("valid CANCEL");
+    assert_eq!(cancel.top_via().unwrap().branch(), Some("z9hG4bKabc"));
+    assert_eq!(cancel.cseq().unwrap().seq, 7);
+    assert_eq!(cancel.method(), Some(&Method::Cancel));
+    assert_eq!(
+        cancel.header(&HeaderName::Route),
+        inv.header(&HeaderName::Route)
+    );
+    let resp = response(&inv, 486);
+    let ack = Message::parse(&build_ack(&inv, &resp).to_bytes(), Framing::Datagram).unwrap();
+    ack.validate_request().expect("valid ACK");
+    assert_eq!(
+        ack.to_header().unwrap().tag(),
+        Some("b1"),
+        "To of the response"
+    );
+    assert_eq!(ack.top_via().unwrap().branch(), Some("z9hG4bKabc"));
+    assert_eq!(ack.cseq().unwrap().method, Method::Ack);
+}
+
 // ---- Simulated network: client and server tables over a lossy, reordering link ----
 
 /// xorshift64*: deterministic, dependency-free randomness for the simulation.
