@@ -544,8 +544,11 @@ async fn run_campaign(
                         // The node's block is full: ask for more only with work at hand.
                         if queue.is_empty() && now >= next_prefetch {
                             next_prefetch = now + IDLE_POLL;
+                            // A few only: reserving a full batch would keep the
+                            // contacts from nodes that have channels now.
+                            let few = i64::from(st.max_channels).min(FETCH);
                             queue.extend(
-                                campaigns::due(db, id, &fmt_ts(Utc::now()), FETCH, lease).await?,
+                                campaigns::due(db, id, &fmt_ts(Utc::now()), few, lease).await?,
                             );
                         }
                         let has_work = !queue.is_empty();

@@ -45,6 +45,9 @@ const SYNC_RETRY: Duration = Duration::from_secs(1);
 /// While other nodes wait, channels above the fair share are given back this often.
 const GIVE_BACK_EVERY: Duration = Duration::from_millis(500);
 
+/// The shell's shortest sleep: bounds its loop if a core's deadline were ever in the past.
+const MIN_SLEEP: Duration = Duration::from_millis(20);
+
 /// Which kind of cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -328,19 +331,29 @@ impl ShareCore {
         }
     }
 
-    /// When [`poll`](Self::poll) may next have something to do.
-    pub fn next_wake(&self) -> Instant {
-        let mut t = self.next_renew;
-        if self.starved {
-            t = t.min(self.grow_after);
+    /// When [`poll`](Self::poll) will next have something to do, given no new report
+    /// (None: nothing until a report or a result). Exact, not a guess: the policy is pure,
+    /// so the shell never spins on a deadline that asks for nothing.
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+        if self.sent.is_some() {
+            return None;
         }
-        if self.others_wanting > 0 && self.held > self.active.max(self.fair()) {
-            t = t.min(self.give_back_after);
-        }
-        if let Some(v) = self.valid_until {
-            t = t.min(v);
-        }
-        t
+        let mut at = [
+            now,
+            self.next_renew,
+            self.grow_after,
+            self.give_back_after,
+            self.valid_until.unwrap_or(now),
+        ];
+        at.sort();
+        at.into_iter()
+            .map(|t| t.max(now))
+            .find(|t| self.decide(*t).is_some())
+    }
+
+    /// Something is due at `now`.
+    fn ready(&self, now: Instant) -> bool {
+        self.sent.is_none() && self.decide(now).is_some()
     }
 }
 
@@ -434,9 +447,9 @@ impl Shares {
             let Some(c) = m.get_mut(key) else {
                 return;
             };
-            let was = c.starved;
             c.observe(now, active, refused);
-            c.starved && !was
+            // A grow, or channels to give back as calls end: the shell acts now.
+            c.ready(now)
         };
         if wake {
             self.wake.notify_one();
@@ -473,7 +486,7 @@ impl Shares {
     fn next_wake(&self, now: Instant) -> Instant {
         self.lock()
             .values()
-            .map(ShareCore::next_wake)
+            .filter_map(|c| c.next_wake(now))
             .min()
             .unwrap_or(now + self.timing.heartbeat)
     }
@@ -501,7 +514,7 @@ pub async fn run(db: Db, shares: Shares, node: String, close: CancellationToken)
         tokio::select! {
             _ = close.cancelled() => break,
             _ = shares.wake.notified() => {}
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake.max(Instant::now() + Duration::from_millis(5)))) => {}
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake.max(Instant::now() + MIN_SLEEP))) => {}
         }
     }
     if let Err(e) = cap_shares::release_all(&db, &node).await {
@@ -623,6 +636,56 @@ mod tests {
         for (i, n) in nodes.iter().enumerate() {
             assert!(n.dialed > 10, "node {i} dialed {} calls: starved", n.dialed);
         }
+    }
+
+    /// The rate rule: each node's pacer fitted to its block (`Fit`), always work to do,
+    /// channels moving between the nodes as they start and stop asking; in no 1-second
+    /// window do the nodes together start more than `max_cps` + one call per node.
+    #[test]
+    fn paced_nodes_together_stay_within_max_cps_plus_one_per_node() {
+        let (cap, cps) = (4u32, 5.0);
+        let t0 = Instant::now();
+        let mut table = Table::default();
+        let mut cores: Vec<ShareCore> = (0..2).map(|_| ShareCore::new(cap, timing(), t0)).collect();
+        let mut pacers: Vec<Pacer> = (0..2).map(|_| Pacer::new(cps, cap, t0).expect("pacer")).collect();
+        let mut fits: Vec<Fit> = (0..2).map(|_| Fit::new(cap, cps)).collect();
+        let mut calls: Vec<Vec<Instant>> = vec![vec![], vec![]];
+        let mut dials: Vec<Instant> = vec![];
+        let mut t = t0;
+        let step = Duration::from_millis(10);
+        while t < t0 + Duration::from_secs(60) {
+            let secs = (t - t0).as_secs();
+            for i in 0..2 {
+                // Node 1 has work only in its first 10 s of every 20; node 0 always.
+                let has_work = i == 0 || secs % 20 < 10;
+                calls[i].retain(|e| *e > t);
+                let active = calls[i].len() as u32;
+                let limits = (cores[i].limit(t), cores[i].rate_channels(t));
+                let ready = fits[i].apply(limits, &mut pacers[i]);
+                if has_work && ready && pacers[i].can_dial(t, active) {
+                    pacers[i].take(t);
+                    calls[i].push(t + Duration::from_millis(700));
+                    dials.push(t);
+                }
+                let active = calls[i].len() as u32;
+                let full = active >= cores[i].limit(t);
+                cores[i].observe(t, active, has_work && full);
+                if let Some(req) = cores[i].poll(t) {
+                    let g = table.sync(i, cap, req, t, timing().dead_after);
+                    cores[i].on_result(t, Ok(g));
+                }
+            }
+            let in_use: usize = calls.iter().map(Vec::len).sum();
+            assert!(in_use <= cap as usize, "{in_use} calls at {:?}", t - t0);
+            t += step;
+        }
+        dials.sort();
+        let worst = (0..dials.len())
+            .map(|i| dials[i..].iter().take_while(|d| **d < dials[i] + SLIDING_WINDOW).count())
+            .max()
+            .unwrap_or(0);
+        assert!(worst <= cps as usize + 2, "{worst} dials in one second");
+        assert!(dials.len() > 150, "the cap was used: {} dials in 60 s", dials.len());
     }
 
     #[test]
