@@ -288,7 +288,8 @@ pub async fn start_on(
     let ctx = Arc::new(CallContext {
         tracker: calls.clone(),
         trunk_gates: {
-            let gates = crate::dialer::gate::TrunkGates::new(&cfg.trunks, std::time::Instant::now());
+            let gates =
+                crate::dialer::gate::TrunkGates::new(&cfg.trunks, std::time::Instant::now());
             // On a shared PostgreSQL every trunk's caps are held across the nodes (each
             // dials within its block); a SQLite database serves one node, which holds them alone.
             match &cap_shares {

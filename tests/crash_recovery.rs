@@ -1380,7 +1380,11 @@ fn trunk_and_campaign_caps_hold_across_two_nodes_counted_at_the_farm() {
     );
     let deadline = Instant::now() + Duration::from_secs(15);
     while count0(&unrecorded) != 0 {
-        assert!(Instant::now() < deadline, "attempts without a record\n{}", logs());
+        assert!(
+            Instant::now() < deadline,
+            "attempts without a record\n{}",
+            logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_millis(1000)); // the farm's last BYEs

@@ -159,13 +159,21 @@ impl TrunkGates {
         let Some(g) = map.get_mut(trunk) else {
             return Ok(());
         };
-        g.fit(self.shares.as_ref(), now).map_err(Some)?;
+        if let Err(at) = g.fit(self.shares.as_ref(), now) {
+            if let (Some(shares), Some((key, _))) = (self.shares.as_ref(), g.share.as_ref()) {
+                shares.paced(key);
+            }
+            return Err(Some(at));
+        }
         if g.pacer.can_dial(now, g.active) {
             Ok(())
         } else if g.active >= g.pacer.max_channels() {
             g.report(self.shares.as_ref(), now, true);
             Err(None)
         } else {
+            if let (Some(shares), Some((key, _))) = (self.shares.as_ref(), g.share.as_ref()) {
+                shares.paced(key);
+            }
             Err(Some(g.pacer.next_token_at(now)))
         }
     }

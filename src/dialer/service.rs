@@ -531,6 +531,7 @@ async fn run_campaign(
                     s.observe(&share_key, now, running, false);
                     if let Some(l) = s.limits(&share_key, now) {
                         if !fit.apply(l, &mut pacer) {
+                            s.paced(&share_key);
                             // Channels just granted: their rate follows within a second.
                             next_wake = next_wake.min(now + SHARE_WAIT);
                             break;
@@ -540,6 +541,10 @@ async fn run_campaign(
                 if !pacer.can_dial(now, running) {
                     if running < pacer.max_channels() {
                         next_wake = next_wake.min(pacer.next_token_at(now));
+                        if let (Some(s), false) = (&shares, queue.is_empty()) {
+                            // Waiting for the rate with work at hand: not idle channels.
+                            s.paced(&share_key);
+                        }
                     } else if let Some(s) = &shares {
                         // The node's block is full: ask for more only with work at hand.
                         if queue.is_empty() && now >= next_prefetch {
@@ -573,9 +578,7 @@ async fn run_campaign(
                             Some(t) => next_wake = next_wake.min(t),
                             // In a cluster a full trunk may be this node's block of it,
                             // which grows without a call event: look again soon.
-                            None if shares.is_some() => {
-                                next_wake = next_wake.min(now + SHARE_WAIT)
-                            }
+                            None if shares.is_some() => next_wake = next_wake.min(now + SHARE_WAIT),
                             None => {}
                         }
                         break;

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::core::{Pacer, MAX_CPS, MIN_CPS, SLIDING_WINDOW};
 use crate::config::ClusterTiming;
@@ -120,6 +120,14 @@ pub struct ShareCore {
     min_free: u32,
     /// A dial was refused for want of channels in the block since the last sync.
     starved: bool,
+    /// Since the last sync the node had work it could not start yet (its rate, or its
+    /// block): its free channels were not idle, so none goes back — its rate is
+    /// proportional to its block, and giving channels back would only slow it further.
+    busy: bool,
+    /// When the last sync succeeded, and when the rate last rose to a new block: channels
+    /// count as idle only over a period in which their rate allowed using them.
+    last_sync: Instant,
+    rate_ready_at: Instant,
     /// A request is out (sent at): one at a time.
     sent: Option<(Instant, Request)>,
     next_renew: Instant,
@@ -143,6 +151,9 @@ impl ShareCore {
             active: 0,
             min_free: 0,
             starved: false,
+            busy: false,
+            last_sync: now,
+            rate_ready_at: now,
             sent: None,
             next_renew: now + timing.heartbeat,
             grow_after: now,
@@ -203,11 +214,28 @@ impl ShareCore {
 
     /// The gate's report: `active` channels in use; `refused`: a dial found the block full.
     pub fn observe(&mut self, now: Instant, active: u32, refused: bool) {
+        // A raise that came due starts the idle count afresh: the channels could not be
+        // used at their rate before.
+        if let Some((at, n)) = self.rate_raise {
+            if now >= at {
+                self.rate_channels = n;
+                self.rate_raise = None;
+                self.rate_ready_at = at;
+            }
+        }
         self.active = active;
+        if refused {
+            self.busy = true;
+        }
         self.min_free = self.min_free.min(self.held.saturating_sub(active));
         if refused && active >= self.limit(now) && self.limit(now) < self.cap {
             self.starved = true;
         }
+    }
+
+    /// The gate's report: a dial waits for the rate (work is at hand).
+    pub fn paced(&mut self) {
+        self.busy = true;
     }
 
     /// Give the whole block back (the campaign's runner ended, the node stops).
@@ -270,10 +298,17 @@ impl ShareCore {
             });
         }
         if now >= self.next_renew && (self.held > 0 || self.starved) {
-            // Channels idle since the last sync go back; the rest is renewed.
+            // Channels idle since the last sync go back (none while the node had work, or
+            // its rate had not followed its block yet); the rest is renewed.
+            let idle =
+                if self.busy || self.rate_raise.is_some() || self.rate_ready_at > self.last_sync {
+                    0
+                } else {
+                    self.min_free
+                };
             let target = self
                 .held
-                .saturating_sub(if self.starved { 0 } else { self.min_free })
+                .saturating_sub(idle)
                 .max(self.active.min(self.held))
                 .min(self.cap);
             return Some(Request {
@@ -309,8 +344,10 @@ impl ShareCore {
                 self.valid_until = Some(sent_at + self.ttl);
                 self.others_wanting = g.others_wanting;
                 self.starved = false;
+                self.busy = false;
                 self.min_free = self.held.saturating_sub(self.active);
                 self.next_renew = now + self.renew;
+                self.last_sync = now;
                 self.give_back_after = now + GIVE_BACK_EVERY;
                 if self.closing && self.held == 0 {
                     self.valid_until = None;
@@ -461,6 +498,13 @@ impl Shares {
         self.lock().get(key).map(|c| c.held())
     }
 
+    /// A dial on `key` waits for the rate: the node has work, its channels are not idle.
+    pub fn paced(&self, key: &ShareKey) {
+        if let Some(c) = self.lock().get_mut(key) {
+            c.paced();
+        }
+    }
+
     /// Give `key`'s block back as its calls end.
     pub fn close(&self, key: &ShareKey) {
         if let Some(c) = self.lock().get_mut(key) {
@@ -499,12 +543,15 @@ pub async fn run(db: Db, shares: Shares, node: String, close: CancellationToken)
     match cap_shares::release_all(&db, &node).await {
         Ok(n) if n > 0 => info!(rows = n, "cap shares of this node's previous run released"),
         Ok(_) => {}
-        Err(e) => warn!(error = %e, "cannot release this node's old cap shares (they expire by themselves)"),
+        Err(e) => {
+            warn!(error = %e, "cannot release this node's old cap shares (they expire by themselves)")
+        }
     }
     loop {
         let now = Instant::now();
         for (key, cap, req) in shares.due(now) {
             let res = cap_shares::sync(&db, &key, &node, cap, req, ttl_s).await;
+            debug!(scope = key.scope.as_str(), key = %key.key, target = req.target, wants = req.wants, result = ?res.as_ref().ok(), "cap share synced");
             let res = res.map_err(|e| {
                 warn!(scope = key.scope.as_str(), key = %key.key, error = %e, "cap share not synced: keeping the block until it expires, not growing");
             });
@@ -542,7 +589,14 @@ mod tests {
     }
 
     impl Table {
-        fn sync(&mut self, node: usize, cap: u32, req: Request, now: Instant, ttl: Duration) -> Grant {
+        fn sync(
+            &mut self,
+            node: usize,
+            cap: u32,
+            req: Request,
+            now: Instant,
+            ttl: Duration,
+        ) -> Grant {
             let live = |r: &(u32, bool, Instant)| r.2 > now;
             let others: u32 = self
                 .rows
@@ -579,7 +633,13 @@ mod tests {
 
     /// Every node dials whenever its block allows (always has work); calls last `hold`.
     /// Returns the most channels in use at once across nodes.
-    fn simulate(nodes: &mut [Node], table: &mut Table, cap: u32, until: Duration, hold: Duration) -> u32 {
+    fn simulate(
+        nodes: &mut [Node],
+        table: &mut Table,
+        cap: u32,
+        until: Duration,
+        hold: Duration,
+    ) -> u32 {
         let t0 = Instant::now();
         let step = Duration::from_millis(50);
         let mut t = t0;
@@ -608,9 +668,17 @@ mod tests {
                     n.core.on_result(t, r);
                 }
             }
-            let in_use: u32 = nodes.iter().filter(|n| n.alive).map(|n| n.calls.len() as u32).sum();
+            let in_use: u32 = nodes
+                .iter()
+                .filter(|n| n.alive)
+                .map(|n| n.calls.len() as u32)
+                .sum();
             peak = peak.max(in_use);
-            assert!(table.live_sum(t) <= cap, "rows exceed the cap at {:?}", t - t0);
+            assert!(
+                table.live_sum(t) <= cap,
+                "rows exceed the cap at {:?}",
+                t - t0
+            );
             t += step;
         }
         peak
@@ -631,8 +699,17 @@ mod tests {
         let now = Instant::now();
         let mut nodes: Vec<Node> = (0..3).map(|_| node(4, now)).collect();
         let mut table = Table::default();
-        let peak = simulate(&mut nodes, &mut table, 4, Duration::from_secs(60), Duration::from_millis(1500));
-        assert!((3..=4).contains(&peak), "the cap is used, never exceeded: {peak}");
+        let peak = simulate(
+            &mut nodes,
+            &mut table,
+            4,
+            Duration::from_secs(60),
+            Duration::from_millis(1500),
+        );
+        assert!(
+            (3..=4).contains(&peak),
+            "the cap is used, never exceeded: {peak}"
+        );
         for (i, n) in nodes.iter().enumerate() {
             assert!(n.dialed > 10, "node {i} dialed {} calls: starved", n.dialed);
         }
@@ -647,7 +724,9 @@ mod tests {
         let t0 = Instant::now();
         let mut table = Table::default();
         let mut cores: Vec<ShareCore> = (0..2).map(|_| ShareCore::new(cap, timing(), t0)).collect();
-        let mut pacers: Vec<Pacer> = (0..2).map(|_| Pacer::new(cps, cap, t0).expect("pacer")).collect();
+        let mut pacers: Vec<Pacer> = (0..2)
+            .map(|_| Pacer::new(cps, cap, t0).expect("pacer"))
+            .collect();
         let mut fits: Vec<Fit> = (0..2).map(|_| Fit::new(cap, cps)).collect();
         let mut calls: Vec<Vec<Instant>> = vec![vec![], vec![]];
         let mut dials: Vec<Instant> = vec![];
@@ -666,6 +745,8 @@ mod tests {
                     pacers[i].take(t);
                     calls[i].push(t + Duration::from_millis(700));
                     dials.push(t);
+                } else if has_work {
+                    cores[i].paced();
                 }
                 let active = calls[i].len() as u32;
                 let full = active >= cores[i].limit(t);
@@ -681,11 +762,20 @@ mod tests {
         }
         dials.sort();
         let worst = (0..dials.len())
-            .map(|i| dials[i..].iter().take_while(|d| **d < dials[i] + SLIDING_WINDOW).count())
+            .map(|i| {
+                dials[i..]
+                    .iter()
+                    .take_while(|d| **d < dials[i] + SLIDING_WINDOW)
+                    .count()
+            })
             .max()
             .unwrap_or(0);
         assert!(worst <= cps as usize + 2, "{worst} dials in one second");
-        assert!(dials.len() > 150, "the cap was used: {} dials in 60 s", dials.len());
+        assert!(
+            dials.len() > 150,
+            "the cap was used: {} dials in 60 s",
+            dials.len()
+        );
     }
 
     #[test]
@@ -694,7 +784,13 @@ mod tests {
         let mut nodes: Vec<Node> = (0..2).map(|_| node(4, now)).collect();
         nodes[1].alive = false;
         let mut table = Table::default();
-        simulate(&mut nodes[..1], &mut table, 4, Duration::from_secs(10), Duration::from_secs(1));
+        simulate(
+            &mut nodes[..1],
+            &mut table,
+            4,
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+        );
         assert_eq!(nodes[0].core.held(), 4, "alone, node 0 holds the whole cap");
         // Node 0 dies holding 4; node 1 starts: nothing until node 0's rows expire.
         let t = Instant::now();
@@ -715,8 +811,14 @@ mod tests {
             tt += Duration::from_millis(100);
         }
         let got = got_at.expect("channels came back");
-        assert!(got >= timing().dead_after, "not before the block expired: {got:?}");
-        assert!(got <= timing().dead_after + Duration::from_secs(1), "within a retry of expiry: {got:?}");
+        assert!(
+            got >= timing().dead_after,
+            "not before the block expired: {got:?}"
+        );
+        assert!(
+            got <= timing().dead_after + Duration::from_secs(1),
+            "within a retry of expiry: {got:?}"
+        );
         assert_eq!(n1.core.held(), 4);
     }
 
@@ -726,8 +828,20 @@ mod tests {
         let mut c = ShareCore::new(10, timing(), t0);
         c.observe(t0, 0, true);
         let req = c.poll(t0).expect("starved: grow");
-        assert_eq!(req, Request { target: 3, wants: true });
-        c.on_result(t0, Ok(Grant { channels: 3, others_wanting: 0 }));
+        assert_eq!(
+            req,
+            Request {
+                target: 3,
+                wants: true
+            }
+        );
+        c.on_result(
+            t0,
+            Ok(Grant {
+                channels: 3,
+                others_wanting: 0,
+            }),
+        );
         assert_eq!(c.limit(t0), 3);
         assert_eq!(c.rate_channels(t0), 0, "rate follows one window later");
         assert_eq!(c.rate_channels(t0 + SLIDING_WINDOW), 3);
@@ -747,15 +861,76 @@ mod tests {
             assert!(c.limit(t) <= 3);
             t += Duration::from_millis(100);
         }
-        assert_eq!(c.limit(t0 + timing().dead_after), 0, "unproven after dead_after: no new dial");
+        assert_eq!(
+            c.limit(t0 + timing().dead_after),
+            0,
+            "unproven after dead_after: no new dial"
+        );
         assert_eq!(c.rate_channels(t0 + timing().dead_after), 0);
         // Back: the renewal asks again.
         let tb = t0 + Duration::from_secs(21);
         c.observe(tb, 3, true);
         let req = c.poll(tb).expect("asks again");
         assert!(req.target >= 3);
-        c.on_result(tb, Ok(Grant { channels: req.target, others_wanting: 0 }));
+        c.on_result(
+            tb,
+            Ok(Grant {
+                channels: req.target,
+                others_wanting: 0,
+            }),
+        );
         assert!(c.limit(tb) >= 3);
+    }
+
+    /// Regression: with renewals as frequent as the rate's one-second lag, a fresh block
+    /// was given back as idle before its rate allowed a dial, for ever (seen in the
+    /// two-node test). Channels waiting for their rate, or a node with work, are not idle.
+    #[test]
+    fn a_fresh_block_waiting_for_its_rate_is_not_idle() {
+        let fast = ClusterTiming {
+            heartbeat: Duration::from_secs(1),
+            dead_after: Duration::from_secs(3),
+            drain: Duration::ZERO,
+        };
+        let t0 = Instant::now();
+        let mut c = ShareCore::new(4, fast, t0);
+        c.observe(t0, 0, true);
+        c.poll(t0).expect("grow");
+        c.on_result(
+            t0,
+            Ok(Grant {
+                channels: 1,
+                others_wanting: 0,
+            }),
+        );
+        c.observe(t0 + Duration::from_millis(500), 0, false);
+        let t1 = t0 + Duration::from_secs(1);
+        c.observe(t1, 0, false);
+        assert_eq!(c.rate_channels(t1), 1);
+        let r = c.poll(t1).expect("renewal");
+        assert_eq!(r.target, 1, "kept: it could not be used before its rate");
+        c.on_result(
+            t1,
+            Ok(Grant {
+                channels: 1,
+                others_wanting: 0,
+            }),
+        );
+        // Paced (work waiting for the rate) for a whole period: kept too.
+        c.paced();
+        let t2 = t1 + Duration::from_secs(1);
+        assert_eq!(c.poll(t2).map(|r| r.target), Some(1));
+        c.on_result(
+            t2,
+            Ok(Grant {
+                channels: 1,
+                others_wanting: 0,
+            }),
+        );
+        // Truly idle for a period: given back.
+        let t3 = t2 + Duration::from_secs(1);
+        c.observe(t3, 0, false);
+        assert_eq!(c.poll(t3).map(|r| r.target), Some(0));
     }
 
     #[test]
@@ -764,23 +939,82 @@ mod tests {
         let mut c = ShareCore::new(4, timing(), t0);
         c.observe(t0, 0, true);
         let r = c.poll(t0).expect("grow");
-        c.on_result(t0, Ok(Grant { channels: r.target.max(4), others_wanting: 0 }));
+        c.on_result(
+            t0,
+            Ok(Grant {
+                channels: r.target.max(4),
+                others_wanting: 0,
+            }),
+        );
         assert_eq!(c.held(), 4);
-        // Two calls for the whole period: two channels idle.
+        // The first period: the rate rose only at t0 + 1 s, nothing counts as idle.
         c.observe(t0 + Duration::from_secs(1), 2, false);
-        let t5 = t0 + Duration::from_secs(5);
-        assert_eq!(c.poll(t5), Some(Request { target: 2, wants: false }));
-        c.on_result(t5, Ok(Grant { channels: 2, others_wanting: 0 }));
+        let t4 = t0 + Duration::from_secs(5);
+        assert_eq!(
+            c.poll(t4),
+            Some(Request {
+                target: 4,
+                wants: false
+            })
+        );
+        c.on_result(
+            t4,
+            Ok(Grant {
+                channels: 4,
+                others_wanting: 0,
+            }),
+        );
+        // Two calls for the whole next period: two channels idle.
+        c.observe(t4 + Duration::from_secs(1), 2, false);
+        let t5 = t4 + Duration::from_secs(5);
+        assert_eq!(
+            c.poll(t5),
+            Some(Request {
+                target: 2,
+                wants: false
+            })
+        );
+        c.on_result(
+            t5,
+            Ok(Grant {
+                channels: 2,
+                others_wanting: 0,
+            }),
+        );
         assert_eq!(c.rate_channels(t5), 2, "rate falls at once");
         // Closing keeps the live calls' channels until they end.
         c.close();
         c.observe(t5, 1, false);
-        assert_eq!(c.poll(t5), Some(Request { target: 1, wants: false }));
-        c.on_result(t5, Ok(Grant { channels: 1, others_wanting: 0 }));
+        assert_eq!(
+            c.poll(t5),
+            Some(Request {
+                target: 1,
+                wants: false
+            })
+        );
+        c.on_result(
+            t5,
+            Ok(Grant {
+                channels: 1,
+                others_wanting: 0,
+            }),
+        );
         assert!(!c.finished());
         c.observe(t5, 0, false);
-        assert_eq!(c.poll(t5), Some(Request { target: 0, wants: false }));
-        c.on_result(t5, Ok(Grant { channels: 0, others_wanting: 0 }));
+        assert_eq!(
+            c.poll(t5),
+            Some(Request {
+                target: 0,
+                wants: false
+            })
+        );
+        c.on_result(
+            t5,
+            Ok(Grant {
+                channels: 0,
+                others_wanting: 0,
+            }),
+        );
         assert!(c.finished());
     }
 
@@ -790,19 +1024,53 @@ mod tests {
         let mut c = ShareCore::new(4, timing(), t0);
         c.observe(t0, 0, true);
         c.poll(t0);
-        c.on_result(t0, Ok(Grant { channels: 4, others_wanting: 0 }));
+        c.on_result(
+            t0,
+            Ok(Grant {
+                channels: 4,
+                others_wanting: 0,
+            }),
+        );
         c.observe(t0, 4, false);
         let t1 = t0 + Duration::from_secs(5);
         c.poll(t1).expect("renewal");
-        c.on_result(t1, Ok(Grant { channels: 4, others_wanting: 1 }));
-        assert_eq!(c.limit(t1), 2, "no new dial above half while the other waits");
+        c.on_result(
+            t1,
+            Ok(Grant {
+                channels: 4,
+                others_wanting: 1,
+            }),
+        );
+        assert_eq!(
+            c.limit(t1),
+            2,
+            "no new dial above half while the other waits"
+        );
         // Calls end: the freed channels go back, not more.
         let t2 = t1 + GIVE_BACK_EVERY;
         c.observe(t2, 3, false);
-        assert_eq!(c.poll(t2), Some(Request { target: 3, wants: false }));
-        c.on_result(t2, Ok(Grant { channels: 3, others_wanting: 1 }));
+        assert_eq!(
+            c.poll(t2),
+            Some(Request {
+                target: 3,
+                wants: false
+            })
+        );
+        c.on_result(
+            t2,
+            Ok(Grant {
+                channels: 3,
+                others_wanting: 1,
+            }),
+        );
         let t3 = t2 + GIVE_BACK_EVERY;
         c.observe(t3, 1, false);
-        assert_eq!(c.poll(t3), Some(Request { target: 2, wants: false }));
+        assert_eq!(
+            c.poll(t3),
+            Some(Request {
+                target: 2,
+                wants: false
+            })
+        );
     }
 }

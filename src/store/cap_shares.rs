@@ -167,9 +167,19 @@ mod tests {
         assert_eq!(a.channels, 3);
         let b = sync(&db, &k, "b", 4, want(3), 15.0).await.expect("b");
         assert_eq!((b.channels, b.others_wanting), (1, 1), "what a left");
-        let a = sync(&db, &k, "a", 4, Request { target: 2, wants: false }, 15.0)
-            .await
-            .expect("a shrinks");
+        let a = sync(
+            &db,
+            &k,
+            "a",
+            4,
+            Request {
+                target: 2,
+                wants: false,
+            },
+            15.0,
+        )
+        .await
+        .expect("a shrinks");
         assert_eq!((a.channels, a.others_wanting), (2, 1));
         let b = sync(&db, &k, "b", 4, want(3), 15.0).await.expect("b grows");
         assert_eq!(b.channels, 2);
@@ -183,6 +193,12 @@ mod tests {
         assert_eq!(c.channels, 2, "a's released block is free");
         // Other caps are separate.
         let other = ShareKey::campaign(7);
-        assert_eq!(sync(&db, &other, "a", 2, want(2), 15.0).await.expect("campaign").channels, 2);
+        assert_eq!(
+            sync(&db, &other, "a", 2, want(2), 15.0)
+                .await
+                .expect("campaign")
+                .channels,
+            2
+        );
     }
 }
