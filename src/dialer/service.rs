@@ -574,6 +574,11 @@ async fn run_campaign(
                 ) {
                     Ok(t) => t.clone(),
                     Err(wait) => {
+                        if let (Some(s), false) = (&shares, queue.is_empty()) {
+                            // Work waits for the trunk: the campaign's channels are not
+                            // idle (else the two blocks could take turns being given back).
+                            s.paced(&share_key);
+                        }
                         match wait {
                             Some(t) => next_wake = next_wake.min(t),
                             // In a cluster a full trunk may be this node's block of it,
