@@ -574,9 +574,9 @@ async fn run_campaign(
                 ) {
                     Ok(t) => t.clone(),
                     Err(wait) => {
-                        if let (Some(s), false) = (&shares, queue.is_empty()) {
-                            // Work waits for the trunk: the campaign's channels are not
-                            // idle (else the two blocks could take turns being given back).
+                        if let Some(s) = &shares {
+                            // The campaign waits for the trunk: its channels are not idle
+                            // (else the two blocks could take turns being given back).
                             s.paced(&share_key);
                         }
                         match wait {
