@@ -283,9 +283,20 @@ pub async fn start_on(
     // Every call and every task a call starts (ticket lookups, agent legs, feature codes):
     // shutdown waits for them.
     let calls = TaskTracker::new();
+    let cap_shares = (db.dialect == store::Dialect::Postgres)
+        .then(|| crate::dialer::share::Shares::new(cfg.cluster));
     let ctx = Arc::new(CallContext {
         tracker: calls.clone(),
-        trunk_gates: crate::dialer::gate::TrunkGates::new(&cfg.trunks, std::time::Instant::now()),
+        trunk_gates: {
+            let gates =
+                crate::dialer::gate::TrunkGates::new(&cfg.trunks, std::time::Instant::now());
+            // On a shared PostgreSQL every trunk's caps are held across the nodes (each
+            // dials within its block); a SQLite database serves one node, which holds them alone.
+            match &cap_shares {
+                Some(s) => gates.with_shares(&cfg.trunks, s.clone(), std::time::Instant::now()),
+                None => gates,
+            }
+        },
         trunk_registrations: Default::default(),
         acd,
         registrar,
@@ -327,6 +338,16 @@ pub async fn start_on(
         node_info.clone(),
         membership_close.clone(),
     ));
+    // Its owner: the shutdown below gives every block back once the calls have ended.
+    let shares_close = CancellationToken::new();
+    let shares_task = cap_shares.map(|s| {
+        tokio::spawn(crate::dialer::share::run(
+            db.clone(),
+            s,
+            node_info.node_id.clone(),
+            shares_close.clone(),
+        ))
+    });
     let writer = tokio::spawn(store::writer::run_journaled(
         db.clone(),
         store_rx,
@@ -500,6 +521,10 @@ pub async fn start_on(
         let _ = http_task.await;
         // Heart-beating until the calls are done, so no survivor takes this node for dead
         // while it still finishes them; then the row says it left cleanly.
+        shares_close.cancel();
+        if let Some(t) = shares_task {
+            let _ = t.await;
+        }
         membership_close.cancel();
         let _ = membership.await;
         if let Err(e) =

@@ -1264,3 +1264,198 @@ fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
     drop(a);
     drop(pg);
 }
+
+/// Trunk and campaign caps held across nodes (issue 18, docs/adr/0010-shared-caps.md): two
+/// nodes on one PostgreSQL run one campaign through a trunk of `max_channels = 4`,
+/// `max_cps = 5` (the campaign asks for the same). Counted at the SIPp customer farm: never
+/// more than 4 calls at once and at most `max_cps` + one per node new calls in any second
+/// (each node's pacer rounds its share of the rate up) — each node alone would allow 4 and
+/// 5. Both nodes dial, every contact has one attempt and one outcome, the farm saw one
+/// INVITE per attempt, and `GET /api/trunks` shows each node's block (their sum ≤ 4).
+#[test]
+fn trunk_and_campaign_caps_hold_across_two_nodes_counted_at_the_farm() {
+    use crate::campaign::{self, Behaviour, Farm, ServerOptions, ServerSetup};
+    let Some(base) = Pg::from_env() else { return };
+    let own = base.own_database("caps");
+    let url = own.url.clone();
+    const CHANNELS: usize = 4;
+    const CPS: usize = 5;
+    const CONTACTS: usize = 40;
+
+    let dir = campaign::test_dir("switchboard-caps-");
+    let mut farm = Farm::start(&dir.path().join("farm"));
+    let opts = ServerOptions {
+        trunk_channels: CHANNELS as u32,
+        trunk_cps: CPS as u32,
+        extra: "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\n".into(),
+        ..ServerOptions::default()
+    };
+    let node_a = support::unique("capa");
+    let node_b = support::unique("capb");
+    let farm_port = farm.port;
+    let start = |node: &str| {
+        let d = dir.path().join(node);
+        std::fs::create_dir_all(&d).expect("node dir");
+        let setup = ServerSetup::with(&d, farm_port, &opts);
+        Server::start_on(
+            Some(&url),
+            &[
+                "--node-id",
+                node,
+                "--config",
+                &setup.config.display().to_string(),
+                "--api-token",
+                campaign::TOKEN,
+                "--no-demo-data",
+            ],
+        )
+    };
+    let a = start(&node_a);
+    let b = start(&node_b);
+    let pg = Pg::connect(&url);
+    let (rt, db) = (&pg.rt, &pg.db);
+    let count = |sql: &str, bind: &str| pg.count(sql, bind);
+    let count0 = |sql: &str| pg.count0(sql);
+    for t in &campaign::tickets(6, &[Behaviour::Press1; CONTACTS]) {
+        rt.block_on(
+            sqlx::query(
+                "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, \
+                 status, delay_days, new_eta) VALUES ($1, $2, $3, 'en', 'standard', $4, 'delayed', $5, '2026-12-24')",
+            )
+            .bind(&t.order_id)
+            .bind(format!("Customer {}", t.order_id))
+            .bind(&t.phone)
+            .bind(&t.timezone)
+            .bind(t.delay_days)
+            .execute(&db.pool),
+        )
+        .unwrap_or_else(|e| panic!("insert ticket {t:?}: {e}"));
+    }
+    let logs = || format!("---- A ----\n{}\n---- B ----\n{}", a.log(), b.log());
+    let (code, body) = campaign::http(
+        a.http_addr,
+        "POST",
+        "/api/campaigns",
+        Some(campaign::TOKEN),
+        Some(&campaign::campaign_spec("caps-40", CHANNELS, CPS)),
+    );
+    assert_eq!(code, 201, "{body}");
+    let id = body["id"].as_i64().expect("campaign id");
+    let (code, body) = campaign::http(
+        a.http_addr,
+        "POST",
+        &format!("/api/campaigns/{id}/start"),
+        Some(campaign::TOKEN),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let started = Instant::now();
+
+    // While it runs: each node's block of the trunk, as operators see it.
+    let mut errors = Vec::new();
+    let mut blocks_seen = Vec::new();
+    let completed =
+        format!("SELECT COUNT(*) FROM campaigns WHERE id = {id} AND state = 'completed'");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while count0(&completed) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the campaign never completed\n{}",
+            logs()
+        );
+        let block = |addr| {
+            let (_, v) = campaign::http(addr, "GET", "/api/trunks", Some(campaign::TOKEN), None);
+            v["trunks"][0]["node_channels"].as_u64()
+        };
+        if let (Some(x), Some(y)) = (block(a.http_addr), block(b.http_addr)) {
+            blocks_seen.push((x, y));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let took = started.elapsed();
+    let unrecorded = format!(
+        "SELECT COUNT(*) FROM campaign_attempts a JOIN campaign_contacts c ON c.id = a.contact_id \
+         WHERE c.campaign_id = {id} AND (a.call_id IS NULL OR a.call_id NOT IN \
+         (SELECT id FROM call_records WHERE ended_at IS NOT NULL))"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count0(&unrecorded) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "attempts without a record\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1000)); // the farm's last BYEs
+    let calls = farm.stop().calls();
+
+    let concurrent = campaign::max_concurrent(&calls);
+    let per_second = campaign::max_in_window(&calls, Duration::from_secs(1));
+    if concurrent > CHANNELS {
+        errors.push(format!(
+            "{concurrent} calls at once at the farm: trunk max_channels {CHANNELS}"
+        ));
+    }
+    if per_second > CPS + 2 {
+        errors.push(format!(
+            "{per_second} new calls within one second at the farm: trunk max_cps {CPS} (+1 per node)"
+        ));
+    }
+    let by_node = |node: &str| {
+        count(
+            &format!(
+                "SELECT COUNT(*) FROM campaign_attempts a JOIN campaign_contacts c ON c.id = a.contact_id \
+                 JOIN call_records r ON r.id = a.call_id WHERE c.campaign_id = {id} AND r.node = $1"
+            ),
+            node,
+        )
+    };
+    let (on_a, on_b) = (by_node(&node_a), by_node(&node_b));
+    if on_a == 0 || on_b == 0 {
+        errors.push(format!("one node never dialed: A {on_a}, B {on_b}"));
+    }
+    let attempts = count0(&format!(
+        "SELECT COUNT(*) FROM campaign_attempts a JOIN campaign_contacts c ON c.id = a.contact_id \
+         WHERE c.campaign_id = {id}"
+    ));
+    let done = count0(&format!(
+        "SELECT COUNT(*) FROM campaign_contacts WHERE campaign_id = {id} AND state = 'completed' AND attempts = 1"
+    ));
+    if attempts != CONTACTS as i64 || done != CONTACTS as i64 {
+        errors.push(format!(
+            "{attempts} attempts, {done} contacts completed in one attempt, for {CONTACTS}"
+        ));
+    }
+    if calls.len() as i64 != attempts || calls.iter().any(|c| c.invites != 1) {
+        errors.push(format!(
+            "the farm saw {} calls ({} with more than one INVITE) for {attempts} attempts",
+            calls.len(),
+            calls.iter().filter(|c| c.invites != 1).count()
+        ));
+    }
+    let outcomes = count0(&format!(
+        "SELECT COUNT(*) FROM call_outcomes o JOIN campaign_contacts c ON c.ticket_id = o.ticket_id \
+         WHERE c.campaign_id = {id}"
+    ));
+    if outcomes != CONTACTS as i64 {
+        errors.push(format!("{outcomes} outcome rows for {CONTACTS} customers"));
+    }
+    if blocks_seen.is_empty() {
+        errors.push("GET /api/trunks never showed a node's block (node_channels)".into());
+    }
+    if let Some(over) = blocks_seen.iter().find(|(x, y)| x + y > CHANNELS as u64) {
+        errors.push(format!("the nodes' blocks {over:?} exceed {CHANNELS}"));
+    }
+    eprintln!(
+        "caps: {CONTACTS} contacts in {:.1} s ({:.0}/min) on 2 nodes (A {on_a}, B {on_b} calls); \
+         at the farm: max {concurrent} at once, max {per_second} new in 1 s; blocks seen {:?}",
+        took.as_secs_f64(),
+        CONTACTS as f64 * 60.0 / took.as_secs_f64(),
+        &blocks_seen[..blocks_seen.len().min(12)]
+    );
+    assert!(errors.is_empty(), "{}\n{}", errors.join("\n"), logs());
+    drop(b);
+    drop(a);
+    drop(pg);
+}

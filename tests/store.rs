@@ -1168,3 +1168,56 @@ async fn report_totals_add_up_with_two_writers_on_postgres() {
     futures_util::future::join_all(ends).await;
     assert_totals_match_raw(&a, "two writers").await;
 }
+
+/// `cap_shares` (ADR 0010) on both engines: the grant rule (never past the cap, counting
+/// only the other nodes' unexpired blocks), its PostgreSQL advisory lock, and concurrent
+/// growers that together never hold more than the cap.
+#[tokio::test]
+async fn cap_share_grants_never_exceed_the_cap_even_when_nodes_grow_at_once() {
+    use switchboard::dialer::share::{Request, ShareKey};
+    use switchboard::store::cap_shares;
+    let dir = tempfile::tempdir().expect("dir");
+    for db in both("capshares", dir.path()).await {
+        let k = ShareKey::trunk("carrier");
+        let want = |target| Request {
+            target,
+            wants: true,
+        };
+        let a = cap_shares::sync(&db, &k, "a", 4, want(3), 15.0)
+            .await
+            .expect("a grows");
+        assert_eq!(a.channels, 3, "{:?}", db.dialect);
+        let b = cap_shares::sync(&db, &k, "b", 4, want(3), 15.0)
+            .await
+            .expect("b grows");
+        assert_eq!((b.channels, b.others_wanting), (1, 1));
+        cap_shares::release_all(&db, "a").await.expect("release");
+        cap_shares::release_all(&db, "b").await.expect("release");
+        if db.dialect != switchboard::store::Dialect::Postgres {
+            continue; // one node per SQLite database: no concurrent growers
+        }
+        // Eight nodes asking for the whole cap at once, over and over.
+        let mut tasks = Vec::new();
+        for n in 0..8 {
+            let db = db.clone();
+            let k = k.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut held = 0;
+                for _ in 0..10 {
+                    held = cap_shares::sync(&db, &k, &format!("n{n}"), 4, want(4), 15.0)
+                        .await
+                        .expect("sync")
+                        .channels;
+                }
+                held
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("task");
+        }
+        assert_eq!(total, 4, "the growers' blocks sum to the cap, not more");
+        let rows = cap_shares::live(&db).await.expect("live");
+        assert_eq!(rows.iter().map(|r| r.channels).sum::<i64>(), 4);
+    }
+}

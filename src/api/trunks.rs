@@ -27,6 +27,9 @@ pub async fn list(State(s): State<Arc<ApiState>>) -> Json<Value> {
                 "max_channels": t.max_channels,
                 "max_cps": t.max_cps,
                 "active_channels": ctx.trunk_gates.active(&t.name),
+                // In a cluster: this node's block of the trunk's max_channels (null on a
+                // single node, which holds them all).
+                "node_channels": ctx.trunk_gates.share(&t.name),
                 "failover": t.failover,
                 "register": t.register,
                 // null for a trunk that does not register; false until the first 2xx.

@@ -5,17 +5,51 @@
 //! call reported its result, or its actor ended), so a call that moves to its failover
 //! trunk gives its first trunk's channel back and holds the second one's, and no path can
 //! forget to release.
+//!
+//! In a cluster (PostgreSQL) the gate also holds the node's block of each trunk's caps
+//! ([`super::share`]): its pacer is fitted to the block before each check, and a dial the
+//! block (not the trunk) refuses tells the share shell to grow it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::core::Pacer;
+use super::share::{Fit, ShareKey, Shares};
 use crate::config::Trunk;
+
+/// While a fresh block's rate is not usable yet, a dial is retried this soon.
+const RATE_PENDING_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 struct Gate {
     pacer: Pacer,
     active: u32,
+    /// In a cluster: the node's share of this trunk's caps.
+    share: Option<(ShareKey, Fit)>,
+}
+
+impl Gate {
+    /// Fit the pacer to the node's block; Err(t): the block's rate is not usable before `t`.
+    fn fit(&mut self, shares: Option<&Shares>, now: Instant) -> Result<(), Instant> {
+        let (Some(shares), Some((key, fit))) = (shares, self.share.as_mut()) else {
+            return Ok(());
+        };
+        let Some(limits) = shares.limits(key, now) else {
+            return Ok(());
+        };
+        if fit.apply(limits, &mut self.pacer) {
+            Ok(())
+        } else {
+            Err(now + RATE_PENDING_RETRY)
+        }
+    }
+
+    /// Tell the share shell how the block is used; `refused`: a dial found no channel.
+    fn report(&self, shares: Option<&Shares>, now: Instant, refused: bool) {
+        if let (Some(shares), Some((key, _))) = (shares, self.share.as_ref()) {
+            shares.observe(key, now, self.active, refused);
+        }
+    }
 }
 
 type Gates = Arc<Mutex<HashMap<String, Gate>>>;
@@ -28,11 +62,14 @@ fn lock(g: &Gates) -> MutexGuard<'_, HashMap<String, Gate>> {
 #[derive(Clone, Default)]
 pub struct TrunkGates {
     gates: Gates,
+    /// In a cluster: the node's blocks of every shared cap (trunks and campaigns).
+    shares: Option<Shares>,
 }
 
 /// One channel held on a trunk; dropping it gives the channel back.
 pub struct TrunkSlot {
     gates: Gates,
+    shares: Option<Shares>,
     trunk: String,
 }
 
@@ -58,6 +95,7 @@ impl Drop for TrunkSlot {
     fn drop(&mut self) {
         if let Some(g) = lock(&self.gates).get_mut(&self.trunk) {
             g.active = g.active.saturating_sub(1);
+            g.report(self.shares.as_ref(), Instant::now(), false);
         }
     }
 }
@@ -70,22 +108,73 @@ impl TrunkGates {
             .iter()
             .filter_map(|t| {
                 let pacer = Pacer::new(t.max_cps, t.max_channels, now).ok()?;
-                Some((t.name.clone(), Gate { pacer, active: 0 }))
+                Some((
+                    t.name.clone(),
+                    Gate {
+                        pacer,
+                        active: 0,
+                        share: None,
+                    },
+                ))
             })
             .collect();
         TrunkGates {
             gates: Arc::new(Mutex::new(map)),
+            shares: None,
         }
     }
 
+    /// In a cluster: hold each trunk's caps as a block of `shares` (registered here), so
+    /// that every node together stays within `max_channels` and `max_cps`.
+    pub fn with_shares(mut self, trunks: &[Trunk], shares: Shares, now: Instant) -> TrunkGates {
+        {
+            let mut map = lock(&self.gates);
+            for t in trunks {
+                if let Some(g) = map.get_mut(&t.name) {
+                    let key = ShareKey::trunk(&t.name);
+                    shares.register(key.clone(), t.max_channels, now);
+                    g.share = Some((key, Fit::new(t.max_channels, t.max_cps)));
+                }
+            }
+        }
+        self.shares = Some(shares);
+        self
+    }
+
+    /// The node's blocks of shared caps (None: a single node holds every cap alone).
+    pub fn shares(&self) -> Option<&Shares> {
+        self.shares.as_ref()
+    }
+
+    /// The node's block of `trunk`'s channels (None: not shared).
+    pub fn share(&self, trunk: &str) -> Option<u32> {
+        self.shares.as_ref()?.held(&ShareKey::trunk(trunk))
+    }
+
     /// Ok when `trunk` may take a call at `now`; Err(Some(t)): its rate allows one at `t`;
-    /// Err(None): all its channels are busy (they free up on call events, not on time).
+    /// Err(None): all its channels are busy (they free up on call events, not on time; in a
+    /// cluster also when the node's block of them is full and must grow).
     pub fn check(&self, trunk: &str, now: Instant) -> Result<(), Option<Instant>> {
-        match lock(&self.gates).get(trunk) {
-            None => Ok(()),
-            Some(g) if g.pacer.can_dial(now, g.active) => Ok(()),
-            Some(g) if g.active >= g.pacer.max_channels() => Err(None),
-            Some(g) => Err(Some(g.pacer.next_token_at(now))),
+        let mut map = lock(&self.gates);
+        let Some(g) = map.get_mut(trunk) else {
+            return Ok(());
+        };
+        if let Err(at) = g.fit(self.shares.as_ref(), now) {
+            if let (Some(shares), Some((key, _))) = (self.shares.as_ref(), g.share.as_ref()) {
+                shares.paced(key);
+            }
+            return Err(Some(at));
+        }
+        if g.pacer.can_dial(now, g.active) {
+            Ok(())
+        } else if g.active >= g.pacer.max_channels() {
+            g.report(self.shares.as_ref(), now, true);
+            Err(None)
+        } else {
+            if let (Some(shares), Some((key, _))) = (self.shares.as_ref(), g.share.as_ref()) {
+                shares.paced(key);
+            }
+            Err(Some(g.pacer.next_token_at(now)))
         }
     }
 
@@ -96,9 +185,11 @@ impl TrunkGates {
         if let Some(g) = lock(&self.gates).get_mut(trunk) {
             g.pacer.take(now);
             g.active += 1;
+            g.report(self.shares.as_ref(), now, false);
         }
         TrunkSlot {
             gates: self.gates.clone(),
+            shares: self.shares.clone(),
             trunk: trunk.to_string(),
         }
     }
@@ -107,14 +198,22 @@ impl TrunkGates {
     pub fn try_take(&self, trunk: &str, now: Instant) -> Option<TrunkSlot> {
         let mut map = lock(&self.gates);
         if let Some(g) = map.get_mut(trunk) {
+            if g.fit(self.shares.as_ref(), now).is_err() {
+                return None;
+            }
             if !g.pacer.can_dial(now, g.active) {
+                if g.active >= g.pacer.max_channels() {
+                    g.report(self.shares.as_ref(), now, true);
+                }
                 return None;
             }
             g.pacer.take(now);
             g.active += 1;
+            g.report(self.shares.as_ref(), now, false);
         }
         Some(TrunkSlot {
             gates: self.gates.clone(),
+            shares: self.shares.clone(),
             trunk: trunk.to_string(),
         })
     }

@@ -8,6 +8,7 @@
 pub mod core;
 pub mod gate;
 pub mod service;
+pub mod share;
 pub mod sms;
 pub mod sms_reply;
 pub mod zones;

@@ -447,6 +447,18 @@ async fn run_campaign(
         }
     };
     pacer.hold_until(shared.started + crate::dialer::core::SLIDING_WINDOW);
+    // In a cluster the campaign's caps are held across the nodes: this runner dials within
+    // the node's block of them (dialer::share), given back when the runner ends.
+    let shares = ctx.trunk_gates.shares().cloned();
+    let share_key = super::share::ShareKey::campaign(id);
+    let mut fit = super::share::Fit::new(st.max_channels, st.max_cps);
+    let _share_guard = shares.as_ref().map(|s| {
+        s.register(share_key.clone(), st.max_channels, now);
+        CloseShare(s.clone(), share_key.clone(), active.clone())
+    });
+    // When the block is full and nothing is queued, whether the campaign has work is
+    // read at most this often (a block grows only for work).
+    let mut next_prefetch = Instant::now();
     let dead_after_s = ctx.config.cluster.dead_after.as_secs() as i64;
     let lease = campaigns::Lease {
         node: &ctx.config.node_id,
@@ -514,9 +526,41 @@ async fn run_campaign(
             loop {
                 let now = Instant::now();
                 let running = active.load(Ordering::Relaxed);
+                if let Some(s) = &shares {
+                    // Channels in use, for the block's idle accounting.
+                    s.observe(&share_key, now, running, false);
+                    if let Some(l) = s.limits(&share_key, now) {
+                        if !fit.apply(l, &mut pacer) {
+                            s.paced(&share_key);
+                            // Channels just granted: their rate follows within a second.
+                            next_wake = next_wake.min(now + SHARE_WAIT);
+                            break;
+                        }
+                    }
+                }
                 if !pacer.can_dial(now, running) {
-                    if running < st.max_channels {
+                    if running < pacer.max_channels() {
                         next_wake = next_wake.min(pacer.next_token_at(now));
+                        if let (Some(s), false) = (&shares, queue.is_empty()) {
+                            // Waiting for the rate with work at hand: not idle channels.
+                            s.paced(&share_key);
+                        }
+                    } else if let Some(s) = &shares {
+                        // The node's block is full: ask for more only with work at hand.
+                        if queue.is_empty() && now >= next_prefetch {
+                            next_prefetch = now + IDLE_POLL;
+                            // A few only: reserving a full batch would keep the
+                            // contacts from nodes that have channels now.
+                            let few = i64::from(st.max_channels).min(FETCH);
+                            queue.extend(
+                                campaigns::due(db, id, &fmt_ts(Utc::now()), few, lease).await?,
+                            );
+                        }
+                        let has_work = !queue.is_empty();
+                        s.observe(&share_key, now, running, has_work);
+                        if has_work && running < st.max_channels {
+                            next_wake = next_wake.min(now + SHARE_WAIT);
+                        }
                     }
                     break;
                 }
@@ -530,8 +574,17 @@ async fn run_campaign(
                 ) {
                     Ok(t) => t.clone(),
                     Err(wait) => {
-                        if let Some(t) = wait {
-                            next_wake = next_wake.min(t);
+                        if let Some(s) = &shares {
+                            // The campaign waits for the trunk: its channels are not idle
+                            // (else the two blocks could take turns being given back).
+                            s.paced(&share_key);
+                        }
+                        match wait {
+                            Some(t) => next_wake = next_wake.min(t),
+                            // In a cluster a full trunk may be this node's block of it,
+                            // which grows without a call event: look again soon.
+                            None if shares.is_some() => next_wake = next_wake.min(now + SHARE_WAIT),
+                            None => {}
                         }
                         break;
                     }
@@ -584,6 +637,20 @@ async fn run_campaign(
     }
     debug!("campaign runner ends");
     Ok(())
+}
+
+/// How soon a runner waiting on its node's block of a shared cap looks again.
+const SHARE_WAIT: Duration = Duration::from_millis(100);
+
+/// Gives a campaign's block back when its runner ends (however it ends).
+struct CloseShare(super::share::Shares, super::share::ShareKey, Arc<AtomicU32>);
+
+impl Drop for CloseShare {
+    fn drop(&mut self) {
+        let active = self.2.load(Ordering::Relaxed);
+        self.0.observe(&self.1, Instant::now(), active, false);
+        self.0.close(&self.1);
+    }
 }
 
 /// What [`dial`] did with a contact.

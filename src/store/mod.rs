@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod campaigns;
+pub mod cap_shares;
 pub mod csv;
 pub mod demo;
 pub mod journal;
