@@ -37,7 +37,9 @@ const LAYERS: &[&[&str]] = &[
     &["registrar"],
     // Configuration assembles the services' own config types.
     &["config"],
-    // Per-trunk channel and rate gates (config's trunks, the dialer's pacer).
+    // A node's block of a shared cap (cluster timing from config, the table in store).
+    &["dialer::share"],
+    // Per-trunk channel and rate gates (config's trunks, the dialer's pacer, the block).
     &["dialer::gate"],
     // Calls: router, actors, dialog, dialplans.
     &["call"],

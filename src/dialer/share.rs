@@ -37,6 +37,9 @@ use tracing::{debug, info, warn};
 use super::core::{Pacer, MAX_CPS, MIN_CPS, SLIDING_WINDOW};
 use crate::config::ClusterTiming;
 use crate::store::{cap_shares, Db};
+// The cap's name and what a sync asks and gets are the table's vocabulary: defined with
+// it in `store` (a lower layer, src/layers.rs), used here.
+pub use crate::store::cap_shares::{Grant, Request, Scope, ShareKey};
 
 /// A refused grow (the others hold the rest) is asked again this soon.
 pub const GROW_RETRY: Duration = Duration::from_millis(500);
@@ -47,61 +50,6 @@ const GIVE_BACK_EVERY: Duration = Duration::from_millis(500);
 
 /// The shell's shortest sleep: bounds its loop if a core's deadline were ever in the past.
 const MIN_SLEEP: Duration = Duration::from_millis(20);
-
-/// Which kind of cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    Trunk,
-    Campaign,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Trunk => "trunk",
-            Scope::Campaign => "campaign",
-        }
-    }
-}
-
-/// One cap: a trunk by name, a campaign by id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ShareKey {
-    pub scope: Scope,
-    pub key: String,
-}
-
-impl ShareKey {
-    pub fn trunk(name: &str) -> ShareKey {
-        ShareKey {
-            scope: Scope::Trunk,
-            key: name.to_string(),
-        }
-    }
-
-    pub fn campaign(id: i64) -> ShareKey {
-        ShareKey {
-            scope: Scope::Campaign,
-            key: id.to_string(),
-        }
-    }
-}
-
-/// What the shell should write: this node's block of the cap becomes `target` (or less:
-/// the database grants what the others leave), and whether the node is short of channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Request {
-    pub target: u32,
-    pub wants: bool,
-}
-
-/// What the database granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Grant {
-    pub channels: u32,
-    /// Other nodes whose block is full while they have work.
-    pub others_wanting: u32,
-}
 
 /// The block policy for one cap on one node, sans IO.
 #[derive(Debug)]

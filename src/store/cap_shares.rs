@@ -9,7 +9,61 @@
 use sqlx::Row;
 
 use super::{Db, Dialect, StoreError};
-use crate::dialer::share::{Grant, Request, ShareKey};
+
+/// Which kind of cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Trunk,
+    Campaign,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Trunk => "trunk",
+            Scope::Campaign => "campaign",
+        }
+    }
+}
+
+/// One cap: a trunk by name, a campaign by id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShareKey {
+    pub scope: Scope,
+    pub key: String,
+}
+
+impl ShareKey {
+    pub fn trunk(name: &str) -> ShareKey {
+        ShareKey {
+            scope: Scope::Trunk,
+            key: name.to_string(),
+        }
+    }
+
+    pub fn campaign(id: i64) -> ShareKey {
+        ShareKey {
+            scope: Scope::Campaign,
+            key: id.to_string(),
+        }
+    }
+}
+
+/// What the shell should write: this node's block of the cap becomes `target` (or less:
+/// the database grants what the others leave), and whether the node is short of channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    pub target: u32,
+    pub wants: bool,
+}
+
+/// What the database granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub channels: u32,
+    /// Other nodes whose block is full while they have work.
+    pub others_wanting: u32,
+}
 
 /// Make this node's block of `key` (whose cap is `cap` channels) `req.target`, or what the
 /// other nodes' unexpired blocks leave of the cap if that is less; renew it for `ttl_s`
@@ -148,7 +202,6 @@ pub async fn live(db: &Db) -> Result<Vec<ShareRow>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialer::share::Scope;
 
     /// The grant rule on SQLite (the same SQL but the lock; PostgreSQL is exercised by the
     /// two-node black-box test, tests/crash_recovery.rs).
