@@ -747,7 +747,7 @@ fn kamailio_spreads_calls_over_three_nodes_and_stops_sending_to_a_draining_one()
 /// with its one outcome; the farm saw exactly one INVITE per attempt.
 #[test]
 fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
-    use crate::campaign::{self, Behaviour, Farm, ServerOptions, ServerSetup};
+    use crate::campaign::{self, Behaviour, Farm, ServerOptions};
     let Some(base) = Pg::from_env() else { return };
     // A database of its own: the campaign takes every delayed ticket of the database.
     let own = base.own_database("lease");
@@ -763,23 +763,7 @@ fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
     let node_a = support::unique("la");
     let node_b = support::unique("lb");
     let farm_port = farm.port;
-    let start = |node: &str| {
-        let d = dir.path().join(node);
-        std::fs::create_dir_all(&d).expect("node dir");
-        let setup = ServerSetup::with(&d, farm_port, &opts);
-        Server::start_on(
-            Some(&url),
-            &[
-                "--node-id",
-                node,
-                "--config",
-                &setup.config.display().to_string(),
-                "--api-token",
-                campaign::TOKEN,
-                "--no-demo-data",
-            ],
-        )
-    };
+    let start = |node: &str| start_node(dir.path(), &url, farm_port, &opts, node);
     let a = start(&node_a);
     let lease_db = Pg::connect(&url);
     let (rt, db) = (&lease_db.rt, &lease_db.db);
@@ -982,7 +966,7 @@ fn campaign_contacts_of_a_killed_node_are_retried_by_the_other() {
 /// call ends normally. The farm saw exactly one INVITE per attempt.
 #[test]
 fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
-    use crate::campaign::{self, Behaviour, Farm, ServerOptions, ServerSetup};
+    use crate::campaign::{self, Behaviour, Farm, ServerOptions};
     let Some(base) = Pg::from_env() else { return };
     // A database of its own: nodes adopt every running campaign of the database.
     let own = base.own_database("control");
@@ -997,23 +981,7 @@ fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
     let node_a = support::unique("ca");
     let node_b = support::unique("cb");
     let farm_port = farm.port;
-    let start = |node: &str| {
-        let d = dir.path().join(node);
-        std::fs::create_dir_all(&d).expect("node dir");
-        let setup = ServerSetup::with(&d, farm_port, &opts);
-        Server::start_on(
-            Some(&url),
-            &[
-                "--node-id",
-                node,
-                "--config",
-                &setup.config.display().to_string(),
-                "--api-token",
-                campaign::TOKEN,
-                "--no-demo-data",
-            ],
-        )
-    };
+    let start = |node: &str| start_node(dir.path(), &url, farm_port, &opts, node);
     let a = start(&node_a);
     let pg = Pg::connect(&url);
     let (rt, db) = (&pg.rt, &pg.db);
@@ -1274,7 +1242,7 @@ fn campaign_pause_resume_and_stop_through_one_node_reach_the_other() {
 /// INVITE per attempt, and `GET /api/trunks` shows each node's block (their sum ≤ 4).
 #[test]
 fn trunk_and_campaign_caps_hold_across_two_nodes_counted_at_the_farm() {
-    use crate::campaign::{self, Behaviour, Farm, ServerOptions, ServerSetup};
+    use crate::campaign::{self, Behaviour, Farm, ServerOptions};
     let Some(base) = Pg::from_env() else { return };
     let own = base.own_database("caps");
     let url = own.url.clone();
@@ -1293,23 +1261,7 @@ fn trunk_and_campaign_caps_hold_across_two_nodes_counted_at_the_farm() {
     let node_a = support::unique("capa");
     let node_b = support::unique("capb");
     let farm_port = farm.port;
-    let start = |node: &str| {
-        let d = dir.path().join(node);
-        std::fs::create_dir_all(&d).expect("node dir");
-        let setup = ServerSetup::with(&d, farm_port, &opts);
-        Server::start_on(
-            Some(&url),
-            &[
-                "--node-id",
-                node,
-                "--config",
-                &setup.config.display().to_string(),
-                "--api-token",
-                campaign::TOKEN,
-                "--no-demo-data",
-            ],
-        )
-    };
+    let start = |node: &str| start_node(dir.path(), &url, farm_port, &opts, node);
     let a = start(&node_a);
     let b = start(&node_b);
     let pg = Pg::connect(&url);
@@ -1458,4 +1410,30 @@ fn trunk_and_campaign_caps_hold_across_two_nodes_counted_at_the_farm() {
     drop(b);
     drop(a);
     drop(pg);
+}
+
+/// One cluster node for the campaign tests: its own directory under `dir` (config, spool),
+/// the shared PostgreSQL at `url`, the farm's trunk, `--node-id node`.
+fn start_node(
+    dir: &std::path::Path,
+    url: &str,
+    farm_port: u16,
+    opts: &crate::campaign::ServerOptions,
+    node: &str,
+) -> Server {
+    let d = dir.join(node);
+    std::fs::create_dir_all(&d).expect("node dir");
+    let setup = crate::campaign::ServerSetup::with(&d, farm_port, opts);
+    Server::start_on(
+        Some(url),
+        &[
+            "--node-id",
+            node,
+            "--config",
+            &setup.config.display().to_string(),
+            "--api-token",
+            crate::campaign::TOKEN,
+            "--no-demo-data",
+        ],
+    )
 }
