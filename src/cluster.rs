@@ -224,12 +224,9 @@ pub async fn drain(ctx: &CallContext) {
 mod tests {
     use super::*;
 
+    /// The shipped `[cluster]` timing (heartbeat 5 s, dead after 15 s).
     fn timing() -> ClusterTiming {
-        ClusterTiming {
-            heartbeat: Duration::from_secs(5),
-            dead_after: Duration::from_secs(15),
-            drain: Duration::ZERO,
-        }
+        ClusterTiming::default()
     }
 
     #[test]

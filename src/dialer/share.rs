@@ -521,12 +521,9 @@ pub async fn run(db: Db, shares: Shares, node: String, close: CancellationToken)
 mod tests {
     use super::*;
 
+    /// The shipped `[cluster]` timing (heartbeat 5 s, dead after 15 s).
     fn timing() -> ClusterTiming {
-        ClusterTiming {
-            heartbeat: Duration::from_secs(5),
-            dead_after: Duration::from_secs(15),
-            drain: Duration::ZERO,
-        }
+        ClusterTiming::default()
     }
 
     /// The database in miniature: each node's row (channels, wants, expires_at), the same
