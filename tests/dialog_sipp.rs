@@ -858,7 +858,10 @@ fn reinvite_retransmissions_are_answered_by_the_router() {
     assert_eq!(g, refused, "the router repeats the call's 500");
     peer.send(&early);
     let again = expect_cseq(&peer, "2 INVITE", Duration::from_secs(1));
-    assert_eq!(again, refused, "a copy gets the same 500, not a new verdict");
+    assert_eq!(
+        again, refused,
+        "a copy gets the same 500, not a new verdict"
+    );
     peer.send(&req("ACK", 2, "z9hG4bKri1re1"));
     peer.send(&req("ACK", 1, "z9hG4bKri1ack"));
     let mut buf = vec![0u8; 65_536];
@@ -902,6 +905,9 @@ fn reinvite_retransmissions_are_answered_by_the_router() {
     let db = server.db();
     let ev = events(&db, &call);
     let reinvites = ev.iter().filter(|(k, _)| k == "reinvite").count();
-    assert_eq!(reinvites, 1, "one accepted re-INVITE, answered once: {ev:#?}");
+    assert_eq!(
+        reinvites, 1,
+        "one accepted re-INVITE, answered once: {ev:#?}"
+    );
     assert_eq!(db.count("call_records WHERE caller = '+15552000031'"), 1);
 }

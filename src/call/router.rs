@@ -854,8 +854,13 @@ impl Router {
         let invite_key = invite_key.filter(|key| {
             let reliable = !inbound.reply.kind().unreliable();
             let flow = inbound.reply.clone();
-            self.invites
-                .track(key.clone(), Instant::now(), flow, reliable, Tracked::Initial)
+            self.invites.track(
+                key.clone(),
+                Instant::now(),
+                flow,
+                reliable,
+                Tracked::Initial,
+            )
         });
         let (tx, rx) = mpsc::channel(actor::MAILBOX);
         self.calls.insert(call_id, tx.clone());

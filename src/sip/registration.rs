@@ -642,7 +642,11 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Registration::new(cfg(false));
         r.start(t0);
-        assert_eq!(TIMER_F, TimerConfig::default().t64(), "the transaction's Timer F");
+        assert_eq!(
+            TIMER_F,
+            TimerConfig::default().t64(),
+            "the transaction's Timer F"
+        );
         assert_eq!(r.deadline(), Some(t0 + TIMER_F));
         assert_eq!(r.on_timer(t0 + Duration::from_secs(1)), None);
         assert_eq!(r.deadline(), Some(t0 + TIMER_F), "nothing but Timer F");

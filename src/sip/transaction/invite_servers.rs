@@ -32,7 +32,9 @@ use std::hash::{BuildHasher, BuildHasherDefault};
 use std::time::{Duration, Instant};
 
 use super::compact::Identity;
-use super::{TableTransmit, Timer, TimerConfig, TransactionError, TransactionKey, TransactionTable};
+use super::{
+    TableTransmit, Timer, TimerConfig, TransactionError, TransactionKey, TransactionTable,
+};
 use crate::sip::message::{Message, Method};
 
 /// Whose answer a tracked INVITE waits for, which decides who ends it unanswered.
@@ -115,7 +117,11 @@ impl<C: Clone> InviteServers<C> {
         reliable: bool,
         tracked: Tracked,
     ) -> bool {
-        if self.table.track_invite(key.clone(), now, ctx, reliable).is_err() {
+        if self
+            .table
+            .track_invite(key.clone(), now, ctx, reliable)
+            .is_err()
+        {
             return false;
         }
         if tracked == Tracked::InDialog {
@@ -237,7 +243,11 @@ impl<C: Clone> InviteServers<C> {
 
     fn expire_accepted(&mut self, now: Instant) {
         let before = self.accepted.len();
-        while self.accepted_order.front().is_some_and(|(at, _)| *at <= now) {
+        while self
+            .accepted_order
+            .front()
+            .is_some_and(|(at, _)| *at <= now)
+        {
             if let Some((_, k)) = self.accepted_order.pop_front() {
                 self.accepted.remove(&k);
             }
@@ -322,16 +332,14 @@ mod tests {
         let mut s = servers();
         let re = reinvite("z9hG4bKre1");
         let k = key(&re);
-        assert!(
-            s.absorb(&k, re.clone(), t0).is_err(),
-            "new: for the call"
-        );
+        assert!(s.absorb(&k, re.clone(), t0).is_err(), "new: for the call");
         assert!(s.track(k.clone(), t0, 7, false, Tracked::InDialog));
         assert!(!s.track(k.clone(), t0, 7, false, Tracked::InDialog));
         // Retransmitted before the call's answer was reported: absorbed, nothing sent.
         s.absorb(&k, re.clone(), t0 + 500 * MS).unwrap();
         assert!(s.poll_transmit().is_none());
-        s.response_sent(&k, answer(&re, 200), t0 + 600 * MS).unwrap();
+        s.response_sent(&k, answer(&re, 200), t0 + 600 * MS)
+            .unwrap();
         assert_eq!(s.len(), 0, "the full transaction is gone");
         assert_eq!(s.accepted_len(), 1);
         // Retransmitted after the 200: absorbed, nothing sent from here.
@@ -359,7 +367,8 @@ mod tests {
         s.absorb(&k, re.clone(), t0 + 500 * MS).unwrap();
         let again = s.poll_transmit().unwrap();
         assert_eq!((again.ctx, again.message.status()), (3, Some(100)));
-        s.response_sent(&k, answer(&re, 491), t0 + 600 * MS).unwrap();
+        s.response_sent(&k, answer(&re, 491), t0 + 600 * MS)
+            .unwrap();
         assert!(s.poll_transmit().is_none(), "the call sent it itself");
         // The peer's retransmission gets the 491 again.
         s.absorb(&k, re.clone(), t0 + 700 * MS).unwrap();
@@ -477,7 +486,8 @@ mod tests {
         assert!(s.remove_unanswered(&k));
         assert!(s.absorb(&k, re.clone(), t0 + 500 * MS).is_err());
         assert!(s.track(k.clone(), t0 + 500 * MS, 1, false, Tracked::InDialog));
-        s.response_sent(&k, answer(&re, 200), t0 + 500 * MS).unwrap();
+        s.response_sent(&k, answer(&re, 200), t0 + 500 * MS)
+            .unwrap();
         s.absorb(&k, re, t0 + MS * 1000).unwrap();
     }
 
@@ -615,14 +625,19 @@ mod tests {
     fn accepted_memory_is_capped() {
         let t0 = Instant::now();
         let mut s: InviteServers<u8> = InviteServers::new(TimerConfig::default(), 2);
-        let reqs: Vec<Message> = (0..3).map(|i| reinvite(&format!("z9hG4bKcap{i}"))).collect();
+        let reqs: Vec<Message> = (0..3)
+            .map(|i| reinvite(&format!("z9hG4bKcap{i}")))
+            .collect();
         for (i, r) in reqs.iter().enumerate() {
             let at = t0 + MS * i as u32;
             s.track(key(r), at, 1, false, Tracked::InDialog);
             s.response_sent(&key(r), answer(r, 200), at).unwrap();
         }
         assert_eq!(s.accepted_len(), 2);
-        assert!(s.absorb(&key(&reqs[0]), reqs[0].clone(), t0 + 3 * MS).is_err());
-        s.absorb(&key(&reqs[2]), reqs[2].clone(), t0 + 3 * MS).unwrap();
+        assert!(s
+            .absorb(&key(&reqs[0]), reqs[0].clone(), t0 + 3 * MS)
+            .is_err());
+        s.absorb(&key(&reqs[2]), reqs[2].clone(), t0 + 3 * MS)
+            .unwrap();
     }
 }
