@@ -806,3 +806,108 @@ fn in_dialog_retransmissions_are_answered_by_the_router() {
     );
     assert_eq!(db.count("call_records WHERE caller = '+15552000021'"), 1);
 }
+
+/// The next response from the server whose CSeq is `cseq` (others, e.g. the call's
+/// retransmissions of an earlier 200, are skipped).
+#[track_caller]
+fn expect_cseq(peer: &Peer, cseq: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("no response to {cseq} within {timeout:?}"));
+        let m = peer.expect("SIP/2.0 ", left);
+        if header(&m, "CSeq") == cseq {
+            return m;
+        }
+    }
+}
+
+/// Re-INVITE retransmissions are the router's INVITE server transactions' too (RFC 3261
+/// §17.2.1, RFC 6026): the call answers each re-INVITE once. A re-INVITE before the ACK of
+/// the INVITE's 200 gets 500 + Retry-After (the dialog's glare rule); that 500 is
+/// retransmitted on Timer G, a copy of the re-INVITE gets the very same 500, and its ACK
+/// (same branch) stops it without reaching the call. An accepted re-INVITE's copy is
+/// absorbed: what comes is the call's own retransmission of its 200, until the ACK (new
+/// branch). One `reinvite` event, one record.
+#[test]
+fn reinvite_retransmissions_are_answered_by_the_router() {
+    let (server, _cfg) = server_with(&[]);
+    let peer = Peer::new(server.sip_addr);
+    let call_id = support::unique("reinv-");
+    let invite = raw_invite(&server, &peer, &call_id, "+15552000031", "z9hG4bKri1");
+    peer.send(&invite);
+    let ok = peer.expect("SIP/2.0 200", Duration::from_secs(5));
+    let to = header(&ok, "To").to_string();
+    let req = |method: &str, cseq: u32, branch: &str| {
+        raw_request(&server, &peer, &invite, method, cseq, branch, &to)
+    };
+    // Before the ACK: glare with our unACKed 200.
+    let early = req("INVITE", 2, "z9hG4bKri1re1");
+    peer.send(&early);
+    let refused = expect_cseq(&peer, "2 INVITE", Duration::from_secs(2));
+    let sent = Instant::now();
+    assert!(refused.starts_with("SIP/2.0 500"), "{refused}");
+    assert!(!header(&refused, "Retry-After").is_empty(), "{refused}");
+    let g = expect_cseq(&peer, "2 INVITE", Duration::from_secs(2));
+    assert!(
+        sent.elapsed() >= Duration::from_millis(400),
+        "Timer G, T1 = 500 ms: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(g, refused, "the router repeats the call's 500");
+    peer.send(&early);
+    let again = expect_cseq(&peer, "2 INVITE", Duration::from_secs(1));
+    assert_eq!(
+        again, refused,
+        "a copy gets the same 500, not a new verdict"
+    );
+    peer.send(&req("ACK", 2, "z9hG4bKri1re1"));
+    peer.send(&req("ACK", 1, "z9hG4bKri1ack"));
+    let mut buf = vec![0u8; 65_536];
+    let until = Instant::now() + Duration::from_millis(2500);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        peer.sock
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        if let Ok((n, _)) = peer.sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert!(
+                !text.starts_with("SIP/2.0 500"),
+                "the ACK stopped Timer G: {text}"
+            );
+        }
+    }
+    // Accepted: the copy of the re-INVITE is absorbed; the call retransmits its 200.
+    let reinvite = req("INVITE", 3, "z9hG4bKri1re2");
+    peer.send(&reinvite);
+    let first = expect_cseq(&peer, "3 INVITE", Duration::from_secs(2));
+    assert!(first.starts_with("SIP/2.0 200"), "{first}");
+    let answered = Instant::now();
+    peer.send(&reinvite);
+    let next = expect_cseq(&peer, "3 INVITE", Duration::from_secs(2));
+    assert_eq!(next, first, "the call's own retransmission of its 200");
+    assert!(
+        answered.elapsed() >= Duration::from_millis(400),
+        "on the call's T1 timer, not an answer to the copy: {:?}",
+        answered.elapsed()
+    );
+    peer.send(&req("ACK", 3, "z9hG4bKri1re2ack"));
+    assert_eq!(
+        quiet(&peer, "SIP/2.0 200", Duration::from_millis(1500)),
+        None,
+        "the ACK reached the call: no more 200s"
+    );
+    peer.send(&req("BYE", 4, "z9hG4bKri1bye"));
+    expect_cseq(&peer, "4 BYE", Duration::from_secs(2));
+    let call = ended_call(&server, "+15552000031");
+    assert_eq!(call["hangup_cause"], "caller_hangup", "{call:#?}");
+    let db = server.db();
+    let ev = events(&db, &call);
+    let reinvites = ev.iter().filter(|(k, _)| k == "reinvite").count();
+    assert_eq!(
+        reinvites, 1,
+        "one accepted re-INVITE, answered once: {ev:#?}"
+    );
+    assert_eq!(db.count("call_records WHERE caller = '+15552000031'"), 1);
+}

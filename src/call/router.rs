@@ -39,17 +39,20 @@
 //! to about 700 by the same count, and answered retransmissions of the BYE only.
 //!
 //! **INVITE server transactions** (RFC 3261 §17.2.1, RFC 6026). The router keeps the
-//! transaction of every call's initial INVITE in a [`TransactionTable`] (`sip::transaction`),
-//! so retransmissions never reach the call: the actor sends each response to the INVITE
-//! itself and hands the router a copy ([`RouterControl::InviteResponse`], one bounded
-//! message per response). A retransmitted INVITE is answered here with the latest
-//! provisional or non-2xx final; a non-2xx final is retransmitted here on Timer G until its
-//! ACK, which is absorbed (Timers H, I) — the call has ended by then. After a 2xx the
-//! transaction leaves the table for a 24-byte memory of its key (`accepted`, Timer L of
+//! transaction of every INVITE it hands to a call — a call's initial INVITE and every
+//! re-INVITE in its dialog — in [`InviteServers`] (`sip::transaction`), so retransmissions
+//! never reach the call: the actor sends each response to the INVITE itself and hands the
+//! router a copy ([`RouterControl::InviteResponse`], one bounded message per response). A
+//! retransmitted INVITE is absorbed silently before the call's answer and answered here with
+//! the latest provisional or non-2xx final after it; a non-2xx final (a 486, a 487, a
+//! re-INVITE's 491, 500 + Retry-After, 422 or 488) is retransmitted here on Timer G until
+//! its ACK, which is absorbed (Timers H, I) — an initial INVITE's call has ended by then.
+//! After a 2xx the transaction leaves the table for a 24-byte memory of its key (Timer L of
 //! RFC 6026's Accepted state): INVITE retransmissions are absorbed, and the call actor (the
-//! TU, RFC 6026 §8.1) retransmits its 2xx until the ACK, which is routed to it by Call-ID
-//! like any ACK for a 2xx. (Full transactions in Accepted doubled the peak RSS at
-//! 2000 calls/s.)
+//! TU, RFC 3261 §13.3.1.4, RFC 6026 §8.1) retransmits its 2xx until the ACK, which is routed
+//! to it by Call-ID like any ACK for a 2xx (the dialog matches it by CSeq). (Full
+//! transactions in Accepted doubled the peak RSS at 2000 calls/s.) A re-INVITE its call never
+//! answers is given up 64·T1 after it arrived; an initial one when its call ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +74,7 @@ use crate::sip::guard::{SourceGuard, Verdict};
 use crate::sip::message::Message;
 use crate::sip::message::{HeaderName, Method, StartLine};
 use crate::sip::transaction::{
-    Event, Matched, NonInviteServers, TimerConfig, TransactionKey, TransactionTable,
+    InviteServers, Matched, NonInviteServers, TimerConfig, Tracked, TransactionKey,
 };
 use crate::sip::transport::{handle_datagram, Inbound, ReplyPath};
 use crate::sip::uri::Scheme;
@@ -85,8 +88,9 @@ pub enum RouterControl {
         /// final answer (a call that failed to start).
         invite: Option<TransactionKey>,
     },
-    /// A response an inbound call sent to its initial INVITE (already on the wire): the
-    /// router's transaction repeats it for retransmissions and runs its timers.
+    /// A response a call sent to an INVITE the router handed it (its initial INVITE, or a
+    /// re-INVITE): the router's transaction repeats it for retransmissions and runs its
+    /// timers (a 2xx leaves it for the memory of Accepted).
     InviteResponse {
         key: TransactionKey,
         response: Box<Message>,
@@ -182,16 +186,15 @@ pub struct Router {
     gate: Option<RateGate>,
     /// INVITEs refused for overload, so their retransmissions get the same `503`.
     refused: InviteMemory,
-    /// The server transactions of calls' initial INVITEs (module doc) until their final
-    /// response: Proceeding, and Completed/Confirmed after a non-2xx.
-    invites: TransactionTable<ReplyPath>,
-    /// INVITEs answered 2xx, for Timer L (RFC 6026 Accepted): a retransmission is absorbed.
-    /// A keyed hash of branch and sent-by with its expiry (24 bytes) instead of the whole
-    /// transaction, whose key, context and heap entries cost about 1 KB: at 2000 calls/s
-    /// 64 000 calls are in Accepted at any time (measured: 76 → 151 MiB peak RSS with full
-    /// transactions). The ACK for the 2xx needs no transaction: it goes to the call by
-    /// Call-ID like any in-dialog request.
-    accepted: InviteMemory,
+    /// The server transactions of the INVITEs handed to calls, initial and in-dialog
+    /// (module doc): full ones until their final response (Proceeding, and
+    /// Completed/Confirmed after a non-2xx), then for a 2xx a keyed hash of branch and
+    /// sent-by with its expiry (24 bytes) for Timer L instead of the whole transaction,
+    /// whose key, context and heap entries cost about 1 KB: at 2000 calls/s 64 000 calls are
+    /// in Accepted at any time (measured: 76 → 151 MiB peak RSS with full transactions).
+    /// The ACK for a 2xx needs no transaction: it goes to the call by Call-ID like any
+    /// in-dialog request.
+    invites: InviteServers<ReplyPath>,
     /// When the transaction timers last ran (they run at most every [`TXN_TICK`]).
     invites_ran: Instant,
 }
@@ -212,6 +215,8 @@ const REFUSED_KEEP: Duration = Duration::from_secs(32);
 /// At most this many refusals remembered (24 bytes each, about 8 MB at the cap; 32 s of
 /// refusals at 10 000/s).
 const REFUSED_CAP: usize = 320_000;
+/// At most this many INVITEs remembered in Accepted (24 bytes each, as the refusals).
+const ACCEPTED_CAP: usize = 320_000;
 
 impl Router {
     pub fn new(ctx: Arc<CallContext>, tracker: TaskTracker, shutdown: CancellationToken) -> Router {
@@ -232,12 +237,8 @@ impl Router {
                 )
             }),
             refused: InviteMemory::new(REFUSED_KEEP, REFUSED_CAP),
-            accepted: InviteMemory::new(REFUSED_KEEP, REFUSED_CAP),
-            invites: TransactionTable::new(TimerConfig {
-                // The call answers (100 Trying) as soon as it starts.
-                auto_trying: None,
-                ..TimerConfig::default()
-            }),
+            // (The calls answer, 100 Trying or a final, as soon as they have the request.)
+            invites: InviteServers::new(TimerConfig::default(), ACCEPTED_CAP),
             invites_ran: Instant::now(),
             ctx,
             calls: HashMap::new(),
@@ -318,9 +319,6 @@ impl Router {
         if !self.refused.is_empty() {
             self.refused.expire(Instant::now());
         }
-        if !self.accepted.is_empty() {
-            self.accepted.expire(Instant::now());
-        }
         if self
             .invites
             .poll_timeout()
@@ -383,24 +381,21 @@ impl Router {
             .map(|t| t.max(self.invites_ran + TXN_TICK))
     }
 
-    /// Send what the transactions want sent; their events need nothing from the router
-    /// (an ACK for the call is taken where it is absorbed, timeouts end nothing here).
+    /// Send what the transactions want sent (responses repeated for retransmissions,
+    /// Timer G).
     fn flush_transactions(&mut self) {
         while let Some(t) = self.invites.poll_transmit() {
             t.ctx.send(t.message.to_bytes());
         }
-        while self.invites.poll_event().is_some() {}
     }
 
     fn handle_control(&mut self, c: RouterControl) {
         match c {
             RouterControl::InviteResponse { key, response } => {
-                if response.status().is_some_and(|c| (200..300).contains(&c)) {
-                    // Accepted (RFC 6026): only the memory that absorbs retransmissions.
-                    self.invites.forget(&key);
-                    let k = self.accepted.key(&key.sent_by, &key.branch);
-                    self.accepted.remember(k, Instant::now());
-                } else if let Err(e) = self.invites.response_sent(&key, *response, Instant::now()) {
+                // A 2xx: Accepted (RFC 6026), only the memory that absorbs retransmissions.
+                if let Err(e) = self.invites.response_sent(&key, *response, Instant::now()) {
+                    // An INVITE routed without one, or a re-INVITE its call answered after
+                    // 64·T1.
                     debug!(error = %e, "response to an INVITE without its transaction");
                 }
             }
@@ -510,12 +505,9 @@ impl Router {
         let Ok(call_id) = msg.call_id().map(str::to_string) else {
             return;
         };
-        // An ACK, or an INVITE outside a dialog, may belong to a transaction held here.
-        let transactional = match method {
-            Method::Ack => true,
-            Method::Invite => msg.to_header().is_ok_and(|t| t.tag().is_none()),
-            _ => false,
-        };
+        // An ACK, or an INVITE (initial or in a dialog), may belong to a transaction held
+        // here.
+        let transactional = matches!(method, Method::Ack | Method::Invite);
         // A non-INVITE request other than CANCEL (which is the INVITE transaction's
         // business): a retransmission is its server transaction's, never the call's. No key
         // is built for one that can have no transaction here (an OPTIONS keep-alive).
@@ -552,48 +544,25 @@ impl Router {
         self.route(call_id, inbound, invite_key, in_dialog);
     }
 
-    /// An INVITE without To tag, or an ACK, for a transaction the router holds: answered
-    /// or absorbed here (an ACK for a 2xx that matches goes on to its call). Otherwise the
-    /// request is given back, with its INVITE transaction key when it is an INVITE.
+    /// An INVITE or an ACK for a transaction the router holds: answered or absorbed here
+    /// (a retransmission, the ACK of a non-2xx final, an INVITE in Accepted). Otherwise the
+    /// request is given back (a new INVITE, an ACK for a 2xx), with its INVITE transaction
+    /// key when it is an INVITE.
     // Given back by value: boxing it would allocate for every new INVITE and ACK.
     #[allow(clippy::result_large_err)]
     fn absorb(&mut self, inbound: Inbound) -> Result<(), (Inbound, Option<TransactionKey>)> {
         let is_invite = inbound.msg.method() == Some(&Method::Invite);
-        if !is_invite && self.invites.is_empty() {
+        if !is_invite && !self.invites.has_transactions() {
             // An ACK with no transaction to match (the usual ACK, for a 2xx): no key built.
             return Err((inbound, None));
         }
         let Ok(key) = TransactionKey::server(&inbound.msg) else {
             return Err((inbound, None));
         };
-        if is_invite
-            && !self.accepted.is_empty()
-            && self
-                .accepted
-                .contains(self.accepted.key(&key.sent_by, &key.branch))
-        {
-            // A retransmission of an INVITE answered 2xx: the call re-sends its 2xx itself.
-            return Ok(());
-        }
         let Inbound { msg, reply, size } = inbound;
         match self.invites.absorb(&key, msg, Instant::now()) {
             Ok(()) => {
-                while let Some(t) = self.invites.poll_transmit() {
-                    t.ctx.send(t.message.to_bytes());
-                }
-                while let Some((_, ev)) = self.invites.poll_event() {
-                    if let Event::Ack(msg) = ev {
-                        // The ACK for our 2xx (RFC 6026 §8.7): the call needs it.
-                        if let Ok(call_id) = msg.call_id().map(str::to_string) {
-                            let ack = Inbound {
-                                msg,
-                                reply: reply.clone(),
-                                size,
-                            };
-                            self.route(call_id, ack, None, None);
-                        }
-                    }
-                }
+                self.flush_transactions();
                 Ok(())
             }
             Err(msg) => Err((Inbound { msg, reply, size }, is_invite.then_some(key))),
@@ -602,8 +571,10 @@ impl Router {
 
     /// A request that is not the router's own: to its call by Call-ID, else out of dialog.
     /// `in_dialog`: the compact key of a non-INVITE request's server transaction, started
-    /// here when the request goes to a call (and forgotten if it cannot be delivered, so
-    /// the peer's retransmission is delivered instead).
+    /// here when the request goes to a call; `invite_key`: an INVITE's, whose transaction
+    /// starts here when it goes to a call (a re-INVITE) or in `new_call`. Either is
+    /// forgotten if the request cannot be delivered, so the peer's retransmission is
+    /// delivered instead.
     fn route(
         &mut self,
         call_id: String,
@@ -613,19 +584,31 @@ impl Router {
     ) {
         if let Some(tx) = self.calls.get(&call_id) {
             let reliable = !inbound.reply.kind().unreliable();
-            let txn = in_dialog.filter(|k| self.in_dialog.start(*k, Instant::now(), reliable));
+            let now = Instant::now();
+            let txn = in_dialog.filter(|k| self.in_dialog.start(*k, now, reliable));
+            // An INVITE for a call that exists (a re-INVITE; or a loop, 482): its server
+            // transaction is the router's like an initial one's.
+            let invite = invite_key.filter(|k| {
+                let flow = inbound.reply.clone();
+                self.invites
+                    .track(k.clone(), now, flow, reliable, Tracked::InDialog)
+            });
+            let undelivered = |this: &mut Router| {
+                if let Some(k) = txn {
+                    this.in_dialog.abandon(k);
+                }
+                if let Some(k) = &invite {
+                    this.invites.remove_unanswered(k);
+                }
+            };
             match tx.try_send(CallInput::Sip(Box::new(inbound))) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    if let Some(k) = txn {
-                        self.in_dialog.abandon(k);
-                    }
+                    undelivered(self);
                     debug!(%call_id, "call mailbox full; dropping (peer retransmits)")
                 }
                 Err(mpsc::error::TrySendError::Closed(input)) => {
-                    if let Some(k) = txn {
-                        self.in_dialog.abandon(k);
-                    }
+                    undelivered(self);
                     self.calls.remove(&call_id);
                     if let CallInput::Sip(inbound) = input {
                         self.deferred.push(*inbound);
@@ -870,9 +853,14 @@ impl Router {
         let invite_key = invite_key.or_else(|| TransactionKey::server(&inbound.msg).ok());
         let invite_key = invite_key.filter(|key| {
             let reliable = !inbound.reply.kind().unreliable();
-            self.invites
-                .track_invite(key.clone(), Instant::now(), inbound.reply.clone(), reliable)
-                .is_ok()
+            let flow = inbound.reply.clone();
+            self.invites.track(
+                key.clone(),
+                Instant::now(),
+                flow,
+                reliable,
+                Tracked::Initial,
+            )
         });
         let (tx, rx) = mpsc::channel(actor::MAILBOX);
         self.calls.insert(call_id, tx.clone());

@@ -13,8 +13,11 @@
 //! - 2xx: the granted expiry (our Contact's `expires`, else `Expires`, else what we asked
 //!   for); refresh at 80 % of it, so a lost refresh still has time for its retransmissions.
 //! - No final answer within Timer F (64·T1), or any other final answer: retry after a
-//!   back-off (doubling from `retry_base` up to `retry_max`). Over UDP the request is
-//!   resent per Timer E (T1 doubling to T2).
+//!   back-off (doubling from `retry_base` up to `retry_max`). Each REGISTER runs in a
+//!   [`NonInviteClient`] (`sip::transaction`, RFC 3261 §17.1.2, the machine the call's BYE
+//!   uses): over UDP it resends the request per Timer E (T1 doubling to T2, every T2 after
+//!   a provisional), and it reports Timer F; this core only matches the response to its
+//!   transaction (branch and CSeq) and acts on the final answer.
 //! - Unregister: the same binding with `Expires: 0` (shutdown).
 
 use std::time::{Duration, Instant};
@@ -23,11 +26,10 @@ use bytes::Bytes;
 
 use crate::sip::auth::DigestClient;
 use crate::sip::message::{HeaderName, Message, Method, StartLine};
+use crate::sip::transaction::{Event, NonInviteClient, TimerConfig};
 use crate::sip::uri::{NameAddr, Uri};
 
-/// RFC 3261 timers (§17.1.2.2): retransmit interval start and cap, transaction timeout.
-pub const T1: Duration = Duration::from_millis(500);
-pub const T2: Duration = Duration::from_secs(4);
+/// RFC 3261 Timer F (64·T1, §17.1.2.2): how long a REGISTER waits for its final answer.
 pub const TIMER_F: Duration = Duration::from_secs(32);
 
 /// Everything a REGISTER needs, fixed for the life of the binding.
@@ -98,13 +100,12 @@ pub struct RegStatus {
     pub successes: u64,
 }
 
+/// The REGISTER in flight.
 struct Txn {
-    bytes: Vec<u8>,
+    /// Its client transaction: retransmissions (Timer E) and the give-up (Timer F).
+    client: NonInviteClient,
     branch: String,
     cseq: u32,
-    next_resend: Option<Instant>,
-    interval: Duration,
-    give_up: Instant,
     /// Expires this request asked for (0: unregister).
     expires: u32,
 }
@@ -165,7 +166,7 @@ impl Registration {
     /// The next instant [`on_timer`](Self::on_timer) has something to do.
     pub fn deadline(&self) -> Option<Instant> {
         if let Some(t) = &self.txn {
-            return Some(t.next_resend.map_or(t.give_up, |r| r.min(t.give_up)));
+            return t.client.poll_timeout();
         }
         match self.phase {
             Phase::Registered => self.refresh_at,
@@ -177,22 +178,25 @@ impl Registration {
     /// Time passed: a retransmission, a refresh, a retry — or nothing.
     pub fn on_timer(&mut self, now: Instant) -> Option<Vec<u8>> {
         if let Some(t) = self.txn.as_mut() {
-            if now >= t.give_up {
-                self.txn = None;
-                if self.phase == Phase::Unregistering {
-                    self.phase = Phase::Done;
-                    self.bound_until = None;
-                    return None;
-                }
-                return self.fail(now, "timeout: no answer to REGISTER".into());
+            t.client.handle_timeout(now);
+            // Timer E: the request again (one retransmission per wake-up at most: the
+            // shell wakes at each deadline).
+            let resend = t.client.poll_transmit().map(|m| m.to_bytes());
+            // (A shell that woke more than one interval late gets one copy, not several.)
+            while t.client.poll_transmit().is_some() {}
+            let timed_out = std::iter::from_fn(|| t.client.poll_event())
+                .any(|e| matches!(e, Event::Timeout(_) | Event::TransportError));
+            if !timed_out {
+                return resend;
             }
-            if let Some(at) = t.next_resend.filter(|at| now >= *at) {
-                // Timer E: doubles up to T2 (§17.1.2.2).
-                t.interval = (t.interval * 2).min(T2);
-                t.next_resend = Some(at.max(now) + t.interval);
-                return Some(t.bytes.clone());
+            // Timer F: no final answer.
+            self.txn = None;
+            if self.phase == Phase::Unregistering {
+                self.phase = Phase::Done;
+                self.bound_until = None;
+                return None;
             }
-            return None;
+            return self.fail(now, "timeout: no answer to REGISTER".into());
         }
         match self.phase {
             Phase::Registered if self.refresh_at.is_some_and(|r| now >= r) => {
@@ -217,21 +221,21 @@ impl Registration {
             .top_via()
             .ok()
             .and_then(|v| v.branch().map(str::to_string));
-        let t = self.txn.as_ref()?;
-        if cseq.method != Method::Register || cseq.seq != t.cseq || branch != Some(t.branch.clone())
+        let t = self.txn.as_mut()?;
+        if cseq.method != Method::Register
+            || cseq.seq != t.cseq
+            || branch.as_deref() != Some(t.branch.as_str())
         {
             return None; // an old transaction's retransmission
         }
+        // The transaction takes it: a provisional slows its retransmissions to T2
+        // (§17.1.2.2); a final one ends them.
+        t.client.handle_response(msg.clone(), now);
         if code < 200 {
-            // A provisional stops retransmissions over UDP at T2 intervals (§17.1.2.2).
-            if let Some(t) = self.txn.as_mut() {
-                if t.next_resend.is_some() {
-                    t.interval = T2;
-                    t.next_resend = Some(now + T2);
-                }
-            }
             return None;
         }
+        // The final answer is ours to act on; its retransmissions will match no
+        // transaction (the branch is gone), so Timer K's absorbing is not needed.
         let txn = self.txn.take()?;
         let unregistering = self.phase == Phase::Unregistering;
         // Every final answer goes to the digest client: a 401/407 is its to judge, any
@@ -365,13 +369,13 @@ impl Registration {
         }
         let bytes = m.to_bytes();
         self.phase = phase;
+        let mut client = NonInviteClient::new(m, now, TimerConfig::default(), !self.cfg.unreliable);
+        // Its first transmission is `bytes`, returned to the shell below.
+        while client.poll_transmit().is_some() {}
         self.txn = Some(Txn {
-            bytes: bytes.clone(),
+            client,
             branch,
             cseq: self.cseq,
-            next_resend: self.cfg.unreliable.then(|| now + T1),
-            interval: T1,
-            give_up: now + TIMER_F,
             expires,
         });
         bytes
@@ -638,8 +642,45 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Registration::new(cfg(false));
         r.start(t0);
+        assert_eq!(
+            TIMER_F,
+            TimerConfig::default().t64(),
+            "the transaction's Timer F"
+        );
         assert_eq!(r.deadline(), Some(t0 + TIMER_F));
         assert_eq!(r.on_timer(t0 + Duration::from_secs(1)), None);
+        assert_eq!(r.deadline(), Some(t0 + TIMER_F), "nothing but Timer F");
+        assert_eq!(r.on_timer(t0 + TIMER_F), None);
+        assert_eq!(r.phase(), Phase::Backoff, "Timer F over TCP too");
+    }
+
+    /// A provisional (a registrar that answers 100 first) slows Timer E to T2 (§17.1.2.2);
+    /// the final answer ends the resending.
+    #[test]
+    fn provisional_slows_retransmission_to_t2() {
+        let t0 = Instant::now();
+        let mut r = Registration::new(cfg(true));
+        let first = r.start(t0);
+        let t1 = t0 + Duration::from_millis(200);
+        assert_eq!(r.on_response(t1, &answer(&first, 100, &[])), None);
+        assert_eq!(r.phase(), Phase::Registering);
+        // In Proceeding Timer E keeps its schedule (0.5 s), then runs every T2 (4 s).
+        let mut at = Vec::new();
+        while let Some(d) = r.deadline().filter(|d| *d < t0 + Duration::from_secs(10)) {
+            if let Some(b) = r.on_timer(d) {
+                assert_eq!(b, first);
+                at.push((d - t0).as_millis());
+            }
+        }
+        assert_eq!(at, [500, 4500, 8500]);
+        let ok = answer(&first, 200, &[("Expires", "600".into())]);
+        assert_eq!(r.on_response(t0 + Duration::from_secs(9), &ok), None);
+        assert_eq!(r.phase(), Phase::Registered);
+        assert_eq!(
+            r.deadline(),
+            Some(t0 + Duration::from_secs(9) + Duration::from_secs(480)),
+            "the refresh, no retransmission"
+        );
     }
 
     #[test]

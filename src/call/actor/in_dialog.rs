@@ -2,10 +2,11 @@
 //! UPDATE (RFC 3311) offer/answer applied to the media, RFC 4028 session timers driven from
 //! `crate::sip::session_timer`, our own refreshes (UPDATE, or re-INVITE when the peer does
 //! not allow UPDATE) sent in client transactions (`sip::transaction`, held by the call:
-//! their retransmissions, timeouts and the ACK of a non-2xx final are the cores'), and
-//! retransmitted re-INVITEs answered again
-//! (retransmitted UPDATEs, like every in-dialog non-INVITE request's, are absorbed by the
-//! router's server transaction and never come here: `call::router`). The
+//! their retransmissions, timeouts and the ACK of a non-2xx final are the cores'). Each
+//! re-INVITE and UPDATE received is answered once: their retransmissions (and the ACK of a
+//! non-2xx answer to a re-INVITE) are absorbed by the router's server transactions and
+//! never come here (`call::router`, `sip::transaction::InviteServers`); the 2xx to a
+//! re-INVITE is retransmitted by the call until its ACK (`pending_2xx`). The
 //! dialog rules — CSeq order, the RFC 3261 §14 glare answers (491, 500 + Retry-After), the
 //! target refresh and the back-off after a 491 to ours — are the core's (`crate::sip::dialog`).
 
@@ -37,8 +38,6 @@ pub(super) struct InDialog {
     out: Option<OutRequest>,
     /// The ACK to our last re-INVITE's 2xx, resent when the peer retransmits that 2xx.
     last_ack: Option<(u32, Vec<u8>)>,
-    /// Branch of the last received re-INVITE (a retransmission gets the same 200 again).
-    reinvite_branch: Option<String>,
 }
 
 /// Header fields to add to a response.
@@ -336,16 +335,10 @@ impl Call {
         false
     }
 
-    /// A re-INVITE (To tag ours, CSeq not lower than the last). Returns after answering.
-    pub(super) fn on_reinvite_request(&mut self, now: Instant, msg: &Message, branch: &str) {
+    /// A re-INVITE (To tag ours). Every path answers it (the dialog's 481/500/491/500 +
+    /// Retry-After, 422, 488, or 200): the router's transaction waits for that answer.
+    pub(super) fn on_reinvite_request(&mut self, now: Instant, msg: &Message) {
         let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
-        if let Some(p) = self.pending_2xx.as_ref() {
-            if p.cseq == cseq && self.in_dialog.reinvite_branch.as_deref() == Some(branch) {
-                // Retransmission of the re-INVITE we answered: the same 200 again.
-                self.flow.send(p.bytes.clone());
-                return;
-            }
-        }
         if !self.dialog_admits(msg) {
             return;
         }
@@ -356,7 +349,6 @@ impl Call {
                 return;
             }
         };
-        self.in_dialog.reinvite_branch = Some(branch.to_string());
         self.on_reinvite(now, msg, cseq, timer_headers);
     }
 

@@ -10,14 +10,17 @@
 //! never awaits the database: records are submitted to the store writer, lookups run in a
 //! spawned task.
 //!
-//! The initial INVITE's server transaction is the router's (`router.rs`): the actor sends
-//! each response to the INVITE and reports it there ([`RouterControl::InviteResponse`]);
-//! INVITE retransmissions and the ACK of a non-2xx final never reach it. It stays the TU of
-//! RFC 6026: it retransmits its 2xx until the ACK (`pending_2xx`) and ends the call without
-//! one. The server transactions of in-dialog non-INVITE requests (BYE, INFO, UPDATE, REFER,
-//! OPTIONS…) are the router's too: the actor sees each such request once, answers it, and
-//! reports the response ([`RouterControl::Response`]); the router answers retransmissions,
-//! of the BYE that ended the call for Timer J after this task is gone.
+//! The server transactions of the INVITEs it receives — the initial one and every
+//! re-INVITE — are the router's (`router.rs`, `sip::transaction::InviteServers`): the actor
+//! sends each response to an INVITE and reports it there ([`RouterControl::InviteResponse`]);
+//! INVITE retransmissions and the ACK of a non-2xx final never reach it, so it answers each
+//! INVITE once. It stays the TU of RFC 3261 §13.3.1.4 and RFC 6026: it retransmits its 2xx
+//! (to the INVITE or a re-INVITE) until the ACK (`pending_2xx`, matched by the dialog's
+//! CSeq) and ends the call without one. The server transactions of in-dialog non-INVITE
+//! requests (BYE, INFO, UPDATE, REFER, OPTIONS…) are the router's too: the actor sees each
+//! such request once, answers it, and reports the response ([`RouterControl::Response`]);
+//! the router answers retransmissions, of the BYE that ended the call for Timer J after
+//! this task is gone.
 //!
 //! The requests the call sends (the outbound INVITE and its CANCEL, BYE, our session
 //! refreshes, the NOTIFY of a transfer) each run in a client transaction of
@@ -148,17 +151,15 @@ struct Retransmit {
     next: Option<Instant>,
     interval: Duration,
     give_up: Instant,
-    cseq: u32,
 }
 
 impl Retransmit {
-    fn new(bytes: Vec<u8>, now: Instant, unreliable: bool, cseq: u32) -> Retransmit {
+    fn new(bytes: Vec<u8>, now: Instant, unreliable: bool) -> Retransmit {
         Retransmit {
             bytes,
             next: unreliable.then(|| now + T1),
             interval: T1,
             give_up: now + TIMEOUT_64T1,
-            cseq,
         }
     }
 
@@ -1081,12 +1082,7 @@ impl Call {
         let body = self.local_sdp(offer.as_ref());
         let bytes = self.send_invite_response(200, "OK", Some(body));
         let cseq = self.dialog.remote_cseq().unwrap_or(0);
-        self.pending_2xx = Some(Retransmit::new(
-            bytes,
-            now,
-            self.flow.kind().unreliable(),
-            cseq,
-        ));
+        self.pending_2xx = Some(Retransmit::new(bytes, now, self.flow.kind().unreliable()));
         // No offer of theirs: our 2xx carried the offer, its answer comes in the ACK.
         self.dialog.sent_2xx(cseq, offer.is_none());
         self.phase = Phase::Answered;
@@ -1261,7 +1257,8 @@ impl Call {
                 if to_tag.as_deref() != Some(&self.local_tag) {
                     self.reply(&msg, 481, "Call/Transaction Does Not Exist");
                 } else {
-                    self.on_reinvite_request(now, &msg, &branch);
+                    // (Its retransmissions are the router's transaction's.)
+                    self.on_reinvite_request(now, &msg);
                 }
             }
             Method::Ack => self.on_ack(now, &msg),
@@ -1333,31 +1330,42 @@ impl Call {
         self.send_reply(msg, r);
     }
 
-    /// Send a response to a request received in the dialog. For a non-INVITE request other
-    /// than CANCEL the router holds the server transaction (router.rs): it gets a copy, to
-    /// repeat for the request's retransmissions, which never come here.
+    /// Send a response to a request received in the dialog. For an INVITE (a re-INVITE,
+    /// or a looped one) and for a non-INVITE request other than CANCEL the router holds
+    /// the server transaction (router.rs): it gets a copy, to repeat for the request's
+    /// retransmissions, which never come here.
     fn send_reply(&self, request: &Message, r: Message) {
         let bytes = r.to_bytes();
-        let transactional = !matches!(
-            request.method(),
-            None | Some(Method::Invite | Method::Ack | Method::Cancel)
-        );
-        if transactional {
-            if let (Ok(key), Some(code)) = (TransactionKey::server(request), r.status()) {
-                let note = RouterControl::Response {
-                    key,
-                    code,
-                    bytes: bytes.clone().into_boxed_slice(),
-                };
-                if self.ctx.router.try_send(note).is_err() {
-                    // The router is far behind: this request's retransmissions are absorbed
-                    // unanswered until its transaction ends (64·T1); the peer's own
-                    // transaction times out alike if this response is lost too.
-                    debug!(code, "router control full: in-dialog response not reported");
-                }
-            }
-        }
+        self.report_response(request, r, &bytes);
         self.flow.send(bytes);
+    }
+
+    /// Hand the router's server transaction of `request` a copy of our response to it
+    /// (`bytes`: the response as sent). Reported before it goes on the wire, so the
+    /// transaction is in its new state when the peer's ACK or retransmission comes.
+    fn report_response(&self, request: &Message, r: Message, bytes: &[u8]) {
+        let (Ok(key), Some(code)) = (TransactionKey::server(request), r.status()) else {
+            return;
+        };
+        let note = match request.method() {
+            None | Some(Method::Ack | Method::Cancel) => return,
+            Some(Method::Invite) => RouterControl::InviteResponse {
+                key,
+                response: Box::new(r),
+            },
+            Some(_) => RouterControl::Response {
+                key,
+                code,
+                bytes: bytes.to_vec().into_boxed_slice(),
+            },
+        };
+        if self.ctx.router.try_send(note).is_err() {
+            // The router is far behind: this request's retransmissions are absorbed
+            // unanswered until its transaction ends (64·T1; a 2xx is retransmitted by the
+            // call all the same); the peer's own transaction times out alike if this
+            // response is lost too.
+            debug!(code, "router control full: in-dialog response not reported");
+        }
     }
 
     /// An ACK for a 2xx (the ACK of a non-2xx final is absorbed by the router's
@@ -1428,13 +1436,11 @@ impl Call {
         r.push_header(HeaderName::ContentType, "application/sdp");
         r.body = Bytes::from(body);
         let bytes = r.to_bytes();
+        // The router's transaction goes to Accepted: it absorbs the re-INVITE's
+        // retransmissions while we retransmit the 200 until its ACK (RFC 3261 §13.3.1.4).
+        self.report_response(msg, r, &bytes);
         self.flow.send(bytes.clone());
-        self.pending_2xx = Some(Retransmit::new(
-            bytes,
-            now,
-            self.flow.kind().unreliable(),
-            cseq,
-        ));
+        self.pending_2xx = Some(Retransmit::new(bytes, now, self.flow.kind().unreliable()));
         self.dialog.sent_2xx(cseq, false);
         self.record_event("reinvite", n.direction.as_attr().to_string());
         if self.relay.is_some() || self.held {
@@ -1949,5 +1955,24 @@ async fn recv_rtp(
     match sock {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    use super::*;
+
+    /// What every call carries for the 2xx it retransmits and its in-dialog bookkeeping.
+    /// Session 15 moved re-INVITE retransmissions to the router's transactions: `InDialog`
+    /// lost the re-INVITE's branch (`Option<String>`, 24 bytes plus its heap block once a
+    /// call had had a re-INVITE) and `Retransmit` its CSeq.
+    #[test]
+    fn per_call_retransmission_state_stays_small() {
+        let call = std::mem::size_of::<Call>();
+        let in_dialog = std::mem::size_of::<in_dialog::InDialog>();
+        let retransmit = std::mem::size_of::<Option<Retransmit>>();
+        eprintln!("Call {call} B, InDialog {in_dialog} B, Option<Retransmit> {retransmit} B");
+        assert!(retransmit <= 72, "{retransmit}");
+        assert!(in_dialog <= 320, "{in_dialog}");
     }
 }

@@ -62,7 +62,7 @@ struct Entry {
 
 /// The keys are SipHash outputs already: hashing them again would only cost the router.
 #[derive(Debug, Default, Clone, Copy)]
-struct Identity(u64);
+pub(super) struct Identity(u64);
 
 impl Hasher for Identity {
     fn finish(&self) -> u64 {

@@ -19,10 +19,17 @@
 //! retransmissions are absorbed, an ACK that matches is handed to the TU. The INVITE client
 //! goes to Accepted for Timer M (64·T1) and passes every 2xx up (each needs an ACK from the
 //! TU, and forked 2xx's are new dialogs).
+//!
+//! Two compact sets serve a shell whose TU sends its responses itself and reports a copy
+//! (the SIP router and its call actors): [`InviteServers`] for INVITEs, initial and
+//! in-dialog (full machines until the final response, a 24-byte memory in Accepted), and
+//! [`NonInviteServers`] for in-dialog non-INVITE requests (a hashed key, the last
+//! response's bytes and a deadline).
 
 mod compact;
 mod invite_client;
 mod invite_server;
+mod invite_servers;
 mod non_invite_client;
 mod non_invite_server;
 mod table;
@@ -44,6 +51,7 @@ use bytes::Bytes;
 pub use compact::{Matched, NonInviteServers};
 pub use invite_client::{InviteClient, InviteClientState};
 pub use invite_server::{InviteServer, InviteServerState};
+pub use invite_servers::{InviteServers, Tracked};
 pub use non_invite_client::{NonInviteClient, NonInviteClientState};
 pub use non_invite_server::{NonInviteServer, NonInviteServerState};
 pub use table::{Incoming, TableTransmit, TransactionTable};
