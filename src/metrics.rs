@@ -15,8 +15,9 @@
 //! a pre-resolved handle per method. The browser-leg relay delay
 //! (`switchboard_webrtc_relay_delay_seconds`) is counted per leg in plain integers
 //! ([`RelayDelays`]) and added once a second to a fixed-bucket histogram of atomics
-//! ([`RelayHistogram`]) that the scrape renders itself. Gauges (calls active, queues, agents, campaigns) are set
-//! at scrape time from the live services, so a stale value cannot linger in a handle.
+//! ([`RelayHistogram`]) that the scrape renders itself. Gauges (calls active, queues,
+//! agents, campaigns) are set at scrape time from the live services, so a stale value
+//! cannot linger in a handle.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
