@@ -173,8 +173,8 @@ impl RelayDelays {
     /// `sent` (a clock that went backwards counts as zero).
     #[inline]
     pub fn record(&mut self, arrived: Instant, sent: Instant) {
-        let ns = u64::try_from(sent.saturating_duration_since(arrived).as_nanos())
-            .unwrap_or(u64::MAX);
+        let ns =
+            u64::try_from(sent.saturating_duration_since(arrived).as_nanos()).unwrap_or(u64::MAX);
         let i = relay_bucket(ns);
         if let Some(c) = self.counts.get_mut(i) {
             *c = c.saturating_add(1);
@@ -192,7 +192,9 @@ impl RelayDelays {
         if !self.pending {
             return;
         }
-        global().relay_delay(self.direction).add(&self.counts, self.sum_ns);
+        global()
+            .relay_delay(self.direction)
+            .add(&self.counts, self.sum_ns);
         self.counts = [0; RELAY_BUCKETS];
         self.sum_ns = 0;
         self.pending = false;
@@ -710,7 +712,10 @@ mod tests {
     /// beyond the last bound, `+Inf`.
     #[test]
     fn relay_delay_bucket_bounds() {
-        assert!(RELAY_BOUNDS.windows(2).all(|w| w[0].0 < w[1].0), "ascending");
+        assert!(
+            RELAY_BOUNDS.windows(2).all(|w| w[0].0 < w[1].0),
+            "ascending"
+        );
         for (ns, le) in RELAY_BOUNDS {
             let f: f64 = le.parse().expect("le is a number");
             assert_eq!((f * 1e9).round() as u64, ns, "label {le} matches its bound");
@@ -733,22 +738,18 @@ mod tests {
     fn relay_delays_flush_once_a_second_and_on_drop() {
         let m = global();
         let series = |text: &str, s: &str| {
-            value(
-                text,
-                &format!("switchboard_webrtc_relay_delay_seconds_{s}"),
-            )
-            .unwrap_or(-1.0)
+            value(text, &format!("switchboard_webrtc_relay_delay_seconds_{s}")).unwrap_or(-1.0)
         };
-        let b2c = "{direction=\"browser_to_caller\"";
-        let count = format!("count{b2c}}}");
-        let le = |l: &str| format!("bucket{b2c},le=\"{l}\"}}");
+        // (Each literal's braces balance: src/layers.rs finds the end of this module by them.)
+        let count = "count{direction=\"browser_to_caller\"}";
+        let le = |l: &str| format!("bucket{{direction=\"browser_to_caller\",le=\"{l}\"}}");
         let before = m.render(0);
         assert!(before.contains("# TYPE switchboard_webrtc_relay_delay_seconds histogram"));
         assert!(before.contains(
             "switchboard_webrtc_relay_delay_seconds_count{direction=\"caller_to_browser\"}"
         ));
         let base = |l: &str| series(&before, &le(l));
-        let base_count = series(&before, &count);
+        let base_count = series(&before, count);
         assert!(base_count >= 0.0, "{before}");
         assert_eq!(series(&before, &le("+Inf")), base_count);
 
@@ -760,11 +761,15 @@ mod tests {
         // A clock that went backwards is a zero delay, not a panic.
         d.record(t0 + ms(30), t0 + ms(20));
         let text = m.render(0);
-        assert_eq!(series(&text, &count), base_count, "not flushed within the second");
+        assert_eq!(
+            series(&text, count),
+            base_count,
+            "not flushed within the second"
+        );
         // The first packet a second on flushes everything so far.
         d.record(t0 + ms(960), t0 + ms(1000));
         let text = m.render(0);
-        assert_eq!(series(&text, &count), base_count + 4.0, "{text}");
+        assert_eq!(series(&text, count), base_count + 4.0, "{text}");
         assert_eq!(series(&text, &le("0.0001")), base("0.0001") + 1.0);
         assert_eq!(series(&text, &le("0.0005")), base("0.0005") + 2.0);
         assert_eq!(series(&text, &le("0.003")), base("0.003") + 3.0);
@@ -774,8 +779,12 @@ mod tests {
         d.record(t0 + ms(1000), t0 + ms(1000) + Duration::from_secs(2));
         drop(d);
         let text = m.render(0);
-        assert_eq!(series(&text, &count), base_count + 5.0, "{text}");
-        assert_eq!(series(&text, &le("1")), base("1") + 4.0, "2 s is past the last bound");
+        assert_eq!(series(&text, count), base_count + 5.0, "{text}");
+        assert_eq!(
+            series(&text, &le("1")),
+            base("1") + 4.0,
+            "2 s is past the last bound"
+        );
     }
 
     #[test]

@@ -1044,14 +1044,10 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
             .find_map(|l| l.strip_prefix(&series).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0.0)
     };
-    let text = support::wait_for(
-        Duration::from_secs(10),
-        "relay delays in /metrics",
-        || {
-            let (code, text) = server.api_get("/metrics")?;
-            (code == 200 && relayed(&text, "browser_to_caller") >= 100.0).then_some(text)
-        },
-    );
+    let text = support::wait_for(Duration::from_secs(10), "relay delays in /metrics", || {
+        let (code, text) = server.api_get("/metrics")?;
+        (code == 200 && relayed(&text, "browser_to_caller") >= 100.0).then_some(text)
+    });
     assert!(
         relayed(&text, "caller_to_browser") >= 100.0,
         "the caller's audio relayed to the browser is counted too:\n{text}"

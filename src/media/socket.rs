@@ -424,7 +424,10 @@ mod tests {
         let slack = std::time::Duration::from_millis(5);
         for (_, _, _, age) in got {
             assert!(age > std::time::Duration::ZERO, "no kernel stamp used");
-            assert!(age <= now - before + slack, "arrival {age:?} before the send");
+            assert!(
+                age <= now - before + slack,
+                "arrival {age:?} before the send"
+            );
         }
         assert_eq!(cmsg.capacity(), capacity);
         // Drained: the readiness was cleared and nothing else wakes it.

@@ -41,9 +41,9 @@ use crate::media::codec::{Codec, OPUS_OFFER_PT};
 use crate::media::rtp::{write_header, RtpPacket};
 use crate::media::socket::{stamp_buffer, MediaSocket, Readiness};
 use crate::media::telephone_event::{digit_to_event, EventPayload};
+use crate::metrics::{RelayDelays, RelayDirection};
 use crate::webrtc::driver::{self, Frame, LegNotice};
 use crate::webrtc::phones::PageAction;
-use crate::metrics::{RelayDelays, RelayDirection};
 use crate::webrtc::{LegCodec, WebRtcLeg};
 
 /// From the page's answer to ICE + DTLS up: beyond this the browser cannot reach us.
