@@ -539,10 +539,10 @@ impl Call {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
-        // The packet buffers are per worker thread (`SCRATCH`), not locals: a local that
-        // lives across the `select!` below is part of this future, i.e. ~3.4 KiB more in
-        // every call's task for the call's whole life (`tests::call_task_future_size`).
+        let mut rtp_buf = [0u8; 1500];
+        let mut send_buf = [0u8; MAX_PACKET];
         let mut rtcp = self.rtcp_sock.clone();
+        let mut rtcp_buf = [0u8; 1500];
         // Registered with the reactor only while relaying a bridge (media::socket).
         let mut relay_ready: Option<Readiness> = None;
         // One cancellation future for the whole call, not a new one per wake-up: creating
@@ -556,7 +556,7 @@ impl Call {
                 // Playing our own media (or nothing yet): what arrived since the last tick.
                 self.receive_on_tick(now, rtp.as_deref());
             }
-            SCRATCH.with_borrow_mut(|b| self.drive(now, rtp.as_deref(), &mut b.send));
+            self.drive(now, rtp.as_deref(), &mut send_buf);
             if self.media.is_none() && matches!(self.phase, Phase::Done | Phase::Ending) {
                 // Release the port as soon as media is over.
                 rtp = None;
@@ -618,36 +618,23 @@ impl Call {
                 r = relay_readable(relay_ready.as_ref()) => {
                     if let Ok(guard) = r {
                         let now = Instant::now();
-                        SCRATCH.with_borrow_mut(|b| {
-                            guard.drain(&mut b.packet, RX_BURST, |buf, n, _from| {
-                                // Bridged: rewrite in place, send from the other leg's socket.
-                                if let Some(relay) = self.relay.as_mut() {
-                                    if let (Some(len), Some(out)) =
-                                        (relay.rewrite(now, buf, n), self.relay_out.as_deref())
-                                    {
-                                        let _ = out.try_send_to(&buf[..len], relay.dest());
-                                    }
-                                }
-                            })
-                        });
-                    }
-                }
-                r = rtcp_readable(rtcp.as_deref()) => {
-                    // Reports for our media session; a bridged leg reads and drops them
-                    // (the relay does not terminate RTCP: docs/architecture.md "RTCP").
-                    // What waits, a few at most; `WouldBlock` clears the readiness.
-                    if let (Ok(()), Some(sock)) = (r, rtcp.as_deref()) {
-                        let now = Instant::now();
-                        SCRATCH.with_borrow_mut(|b| {
-                            for _ in 0..RX_BURST {
-                                let Ok((n, from)) = sock.try_recv_from(&mut b.packet) else {
-                                    break;
-                                };
-                                if let Some(media) = self.media.as_mut() {
-                                    media.handle_rtcp(now, &b.packet[..n], from);
+                        guard.drain(&mut rtp_buf, RX_BURST, |buf, n, _from| {
+                            // Bridged: rewrite in place, send from the other leg's socket.
+                            if let Some(relay) = self.relay.as_mut() {
+                                if let (Some(len), Some(out)) =
+                                    (relay.rewrite(now, buf, n), self.relay_out.as_deref())
+                                {
+                                    let _ = out.try_send_to(&buf[..len], relay.dest());
                                 }
                             }
                         });
+                    }
+                }
+                r = recv_rtp(rtcp.as_deref(), &mut rtcp_buf) => {
+                    // Reports for our media session; a bridged leg reads and drops them
+                    // (the relay does not terminate RTCP: docs/architecture.md "RTCP").
+                    if let (Ok((n, from)), Some(media)) = (r, self.media.as_mut()) {
+                        media.handle_rtcp(Instant::now(), &rtcp_buf[..n], from);
                     }
                 }
                 _ = &mut sleep => {}
@@ -1955,58 +1942,12 @@ async fn relay_readable(
     }
 }
 
-async fn rtcp_readable(sock: Option<&UdpSocket>) -> std::io::Result<()> {
+async fn recv_rtp(
+    sock: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
     match sock {
-        Some(s) => s.readable().await,
+        Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,
-    }
-}
-
-/// A call task's packet buffers, one set per worker thread: borrowed only between two
-/// awaits (a relay drain, an RTCP read, one `drive`), so calls on one thread never share
-/// them at the same time, and no call carries them in its future.
-struct Scratch {
-    /// A received RTP datagram, rewritten in place by the relay (an MTU: a transcoded
-    /// payload may grow), or an RTCP compound.
-    packet: [u8; 1500],
-    /// The media session's next packet.
-    send: [u8; MAX_PACKET],
-}
-
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Scratch> = const {
-        std::cell::RefCell::new(Scratch {
-            packet: [0; 1500],
-            send: [0; MAX_PACKET],
-        })
-    };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The size of the future an async fn returns, read off its type without calling it
-    /// (an async fn's state machine has one size, fixed at compile time).
-    #[allow(clippy::too_many_arguments)]
-    fn future_size<F, A, B, C, D, E, G, H, I, J, R>(_: &F) -> usize
-    where
-        F: Fn(A, B, C, D, E, G, H, I, J) -> R,
-    {
-        std::mem::size_of::<R>()
-    }
-
-    /// A caller's call task is one allocation of this size for the call's whole life (the
-    /// spawned future), per call on the box: its packet buffers are kept out of it.
-    #[test]
-    fn call_task_future_size() {
-        let inbound = future_size(&run_inbound);
-        eprintln!(
-            "run_inbound future: {inbound} bytes; Call: {} bytes",
-            std::mem::size_of::<Call>()
-        );
-        // 15 904 bytes measured (2026-12-07, debug test build) with the packet buffers per
-        // worker thread; they were ~3.4 KiB more in every call when they were locals here.
-        assert!(inbound <= 16 * 1024, "call task future: {inbound} bytes");
     }
 }
