@@ -20,11 +20,17 @@
 # call; memory per call = (steady - idle) / calls; target <= 150 KiB) and CPU over the steady
 # window (per call), the tool's own CPU, and the machine's load. Everything on 127.0.0.1;
 # stops by itself.
+# Then the server's own share of the relay delay, scraped from /metrics at the end
+# (switchboard_webrtc_relay_delay_seconds: kernel arrival at the server to the relayed packet's
+# send, whole run incl. ramp-up and hang-up, p50/p99 interpolated in its buckets as
+# Prometheus' histogram_quantile does) beside the tool's end-to-end figures: what is left of the
+# end-to-end delay is the tool's sending side and the kernel (docs/benchmarks.md, "Reading
+# the split"). metrics.txt in the raw folder has the whole scrape.
 #
 # SMOKE=1 bench/webrtc_load.sh: 3 calls held 3 s on the debug build (SWITCHBOARD_BIN, else
 # target/debug/switchboard; the tool built without --release), free ports
-# (tests/bench_smoke.rs): fails when a call did not bridge audio both ways, the server dies
-# or the summary is missing, never on the figures.
+# (tests/bench_smoke.rs): fails when a call did not bridge audio both ways, the server dies,
+# the summary is missing or the server counted no relayed browser packet, never on the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SMOKE=${SMOKE:-0}
@@ -96,6 +102,10 @@ join_empty = false
 leave_when_empty = false
 music_on_hold = "moh"
 announce_every_s = 0
+
+# The relay-delay histogram is scraped at the end without a token (loopback only).
+[metrics]
+public = true
 CFG
 NICE=${NICE:-0}
 RUST_LOG=warn nice -n "$NICE" "$BIN" --config "$OUT/bench.toml" --sip-listen 127.0.0.1:$SIP_PORT \
@@ -117,6 +127,60 @@ nice -n "$NICE" "$TOOL" --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT --
   --server-pid "$SRV" --per-call > "$OUT/tool.out" 2>"$OUT/tool.err" || TOOL_RC=$?
 echo "# load after:  $(uptime | sed 's/.*load average/load average/')"
 grep -v '^call ' "$OUT/tool.out" || true
+# The server's side of the relay delay. Its legs flush their counts once a second and when
+# they end: a moment for the last hang-ups first.
+sleep 1
+python3 - "$HTTP_PORT" "$OUT/metrics.txt" <<'PY' | tee "$OUT/server_relay.txt" || echo "# server relay delay: /metrics not read"
+import sys, urllib.request
+port, keep = sys.argv[1], sys.argv[2]
+text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+open(keep, "w").write(text)
+name = "switchboard_webrtc_relay_delay_seconds"
+def buckets(direction):
+    out = []
+    for line in text.splitlines():
+        head = f'{name}_bucket{{direction="{direction}",le="'
+        if line.startswith(head):
+            le, value = line[len(head):].split('"}')
+            out.append((float(le), float(value)))
+    return sorted(out)
+def quantile(q, bs):
+    # histogram_quantile: linear within the bucket that holds rank q*count; in +Inf, the
+    # last finite bound. Returns (estimate, the bucket's upper bound), in seconds.
+    count = bs[-1][1] if bs else 0
+    if count == 0:
+        return None
+    rank, lower, below = q * count, 0.0, 0.0
+    for le, cum in bs:
+        if cum >= rank:
+            if le == float("inf"):
+                return lower, le
+            inside = cum - below
+            est = lower + (le - lower) * ((rank - below) / inside if inside else 1.0)
+            return est, le
+        lower, below = le, cum
+    return lower, float("inf")
+summary = {}
+for key, direction, what in (
+    ("c2b", "caller_to_browser", "loopback arrival -> SRTP sent to the browser"),
+    ("b2c", "browser_to_caller", "kernel arrival of the SRTP -> RTP sent to the caller"),
+):
+    bs = buckets(direction)
+    count = int(bs[-1][1]) if bs else 0
+    summary[f"{key}_count"] = count
+    arrow = direction.replace("_to_", " -> ")
+    if count == 0:
+        print(f"server relay {arrow} ({what}): no packets counted")
+        continue
+    parts = []
+    for q in (0.5, 0.99):
+        est, le = quantile(q, bs)
+        bound = "+Inf" if le == float("inf") else f"{le * 1000:g} ms"
+        parts.append(f"p{int(q * 100)} {est * 1000:.2f} ms (bucket <= {bound})")
+        summary[f"{key}_p{int(q * 100)}_ms"] = round(est * 1000, 3)
+    print(f"server relay {arrow} ({what}): {count} packets; " + ", ".join(parts))
+print("server_relay: " + " ".join(f"{k}={v}" for k, v in summary.items()))
+PY
 if grep -q . "$OUT/tool.err"; then echo "# tool stderr:"; tail -5 "$OUT/tool.err"; fi
 echo "# server warnings: $(grep -c ' WARN ' "$OUT/server.log" || true), errors: $(grep -c ' ERROR ' "$OUT/server.log" || true)"
 grep -E ' (WARN|ERROR) ' "$OUT/server.log" | head -3 | cut -c1-300 | sed 's/^/#   /' || true
@@ -127,6 +191,8 @@ if [[ $SMOKE == 1 ]]; then
     grep '^call ' "$OUT/tool.out" >&2 || true; tail -20 "$OUT/server.log" >&2; exit 1; }
   grep -Eq "^webrtc_load: calls=$CALLS codec=$CODEC bridged=$CALLS " "$OUT/tool.out" \
     || { echo "smoke: no summary with every call bridged in tool.out" >&2; exit 1; }
+  grep -Eq '^server_relay: .*b2c_count=[1-9]' "$OUT/server_relay.txt" \
+    || { echo "smoke: the server counted no relayed browser packet (switchboard_webrtc_relay_delay_seconds)" >&2; exit 1; }
   echo "smoke: ok"
 fi
 echo "raw files: $OUT (tool.out has one line per call)"

@@ -12,11 +12,16 @@
 //! Hot paths never look a label set up: RTP is counted in each media session's own
 //! counters and flushed here once a second and when the session ends
 //! ([`RtpFlush`]), through counter handles resolved once at start; SIP requests by method use
-//! a pre-resolved handle per method. Gauges (calls active, queues, agents, campaigns) are set
-//! at scrape time from the live services, so a stale value cannot linger in a handle.
+//! a pre-resolved handle per method. The browser-leg relay delay
+//! (`switchboard_webrtc_relay_delay_seconds`) is counted per leg in plain integers
+//! ([`RelayDelays`]) and added once a second to a fixed-bucket histogram of atomics
+//! ([`RelayHistogram`]) that the scrape renders itself. Gauges (calls active, queues,
+//! agents, campaigns) are set at scrape time from the live services, so a stale value
+//! cannot linger in a handle.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +39,173 @@ const SETUP_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0,
 
 /// How often a live media session adds its packet counts here.
 pub const RTP_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Upper bounds of `switchboard_webrtc_relay_delay_seconds` (nanoseconds, and as the `le`
+/// label): fine below the 5 ms target, coarse up to a second, which is already a lost
+/// frame. 19 bounds plus `+Inf`.
+const RELAY_BOUNDS: [(u64, &str); 19] = [
+    (100_000, "0.0001"),
+    (250_000, "0.00025"),
+    (500_000, "0.0005"),
+    (1_000_000, "0.001"),
+    (2_000_000, "0.002"),
+    (3_000_000, "0.003"),
+    (5_000_000, "0.005"),
+    (7_500_000, "0.0075"),
+    (10_000_000, "0.01"),
+    (15_000_000, "0.015"),
+    (20_000_000, "0.02"),
+    (30_000_000, "0.03"),
+    (40_000_000, "0.04"),
+    (50_000_000, "0.05"),
+    (75_000_000, "0.075"),
+    (100_000_000, "0.1"),
+    (250_000_000, "0.25"),
+    (500_000_000, "0.5"),
+    (1_000_000_000, "1"),
+];
+/// Buckets of a relay-delay histogram: one per bound, then `+Inf`.
+const RELAY_BUCKETS: usize = RELAY_BOUNDS.len() + 1;
+const RELAY_METRIC: &str = "switchboard_webrtc_relay_delay_seconds";
+
+/// Which way a browser call's audio was relayed (`direction` label of
+/// `switchboard_webrtc_relay_delay_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayDirection {
+    /// The browser's audio: kernel arrival on the browser leg's UDP socket to the RTP
+    /// packet handed to the caller's socket.
+    BrowserToCaller,
+    /// The caller's audio: kernel arrival on the browser leg's loopback socket (the caller's
+    /// relay sent it there) to the SRTP packet handed to the browser leg's socket.
+    CallerToBrowser,
+}
+
+impl RelayDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayDirection::BrowserToCaller => "browser_to_caller",
+            RelayDirection::CallerToBrowser => "caller_to_browser",
+        }
+    }
+}
+
+/// The bucket of a delay of `ns` nanoseconds: the first bound at or above it (Prometheus
+/// `le`), or `+Inf` (the last). A binary search over 19 constants.
+#[inline]
+fn relay_bucket(ns: u64) -> usize {
+    RELAY_BOUNDS.partition_point(|(bound, _)| *bound < ns)
+}
+
+/// The process-wide relay-delay histogram of one direction: a fixed array of atomic
+/// counters, written only by [`RelayDelays::flush`] (once a second per live leg) and read by
+/// the scrape. No lock, nothing allocated after start.
+#[derive(Debug)]
+pub struct RelayHistogram {
+    buckets: [AtomicU64; RELAY_BUCKETS],
+    sum_ns: AtomicU64,
+}
+
+impl RelayHistogram {
+    fn new() -> RelayHistogram {
+        RelayHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn add(&self, counts: &[u32; RELAY_BUCKETS], sum_ns: u64) {
+        for (b, n) in self.buckets.iter().zip(counts) {
+            if *n > 0 {
+                b.fetch_add(u64::from(*n), Ordering::Relaxed);
+            }
+        }
+        self.sum_ns.fetch_add(sum_ns, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text lines of this direction (cumulative buckets, `_sum`, `_count`).
+    /// `_count` is the `+Inf` bucket of the same read, so the two always agree even while
+    /// a flush runs concurrently (the sum may then be a flush ahead or behind: harmless).
+    fn render(&self, direction: &str, out: &mut String) {
+        let mut cumulative = 0u64;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cumulative += b.load(Ordering::Relaxed);
+            let le = RELAY_BOUNDS.get(i).map_or("+Inf", |(_, le)| *le);
+            let _ = writeln!(
+                out,
+                "{RELAY_METRIC}_bucket{{direction=\"{direction}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{RELAY_METRIC}_sum{{direction=\"{direction}\"}} {sum}");
+        let _ = writeln!(
+            out,
+            "{RELAY_METRIC}_count{{direction=\"{direction}\"}} {cumulative}"
+        );
+    }
+}
+
+/// One browser leg's relay delays in one direction since its last flush: plain integers in
+/// the leg's own task (the browser-leg task owns both directions' counters), so a relayed
+/// packet costs a bucket search and two additions — no allocation, no lock, no atomic.
+/// Added to the process's [`RelayHistogram`] once a second (checked when a packet is
+/// recorded) and when the leg ends (`Drop`).
+#[derive(Debug)]
+pub struct RelayDelays {
+    direction: RelayDirection,
+    counts: [u32; RELAY_BUCKETS],
+    sum_ns: u64,
+    pending: bool,
+    next: Instant,
+}
+
+impl RelayDelays {
+    pub fn new(direction: RelayDirection, now: Instant) -> RelayDelays {
+        RelayDelays {
+            direction,
+            counts: [0; RELAY_BUCKETS],
+            sum_ns: 0,
+            pending: false,
+            next: now + RTP_FLUSH_EVERY,
+        }
+    }
+
+    /// One packet relayed: it arrived at `arrived` and was handed to the outgoing socket at
+    /// `sent` (a clock that went backwards counts as zero).
+    #[inline]
+    pub fn record(&mut self, arrived: Instant, sent: Instant) {
+        let ns =
+            u64::try_from(sent.saturating_duration_since(arrived).as_nanos()).unwrap_or(u64::MAX);
+        let i = relay_bucket(ns);
+        if let Some(c) = self.counts.get_mut(i) {
+            *c = c.saturating_add(1);
+        }
+        self.sum_ns = self.sum_ns.saturating_add(ns);
+        self.pending = true;
+        if sent >= self.next {
+            self.next = sent + RTP_FLUSH_EVERY;
+            self.flush();
+        }
+    }
+
+    /// Add what was counted since the last flush to the process's histogram.
+    pub fn flush(&mut self) {
+        if !self.pending {
+            return;
+        }
+        global()
+            .relay_delay(self.direction)
+            .add(&self.counts, self.sum_ns);
+        self.counts = [0; RELAY_BUCKETS];
+        self.sum_ns = 0;
+        self.pending = false;
+    }
+}
+
+impl Drop for RelayDelays {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
 
 /// Call direction, as in `call_records.direction`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +321,10 @@ pub struct Metrics {
     requests: Vec<Counter>,
     drops: [Counter; 3],
     setup: Histogram,
+    /// `switchboard_webrtc_relay_delay_seconds`, by [`RelayDirection`] (rendered by us: the
+    /// exporter's histograms keep every sample until the scrape, which is an allocation on
+    /// the packet path).
+    relay: [RelayHistogram; 2],
     active: [AtomicI64; 2],
     /// Calls by record id; touched once per call event, never per packet.
     calls: Mutex<LiveCalls>,
@@ -205,6 +381,7 @@ impl Metrics {
                 &Key::from_static_name("switchboard_call_setup_seconds"),
                 &METADATA,
             ),
+            relay: [RelayHistogram::new(), RelayHistogram::new()],
             active: [AtomicI64::new(0), AtomicI64::new(0)],
             calls: Mutex::new(LiveCalls::default()),
             recorder,
@@ -335,6 +512,14 @@ impl Metrics {
         }
     }
 
+    /// The process's relay-delay histogram of one direction.
+    pub fn relay_delay(&self, d: RelayDirection) -> &RelayHistogram {
+        match d {
+            RelayDirection::BrowserToCaller => &self.relay[0],
+            RelayDirection::CallerToBrowser => &self.relay[1],
+        }
+    }
+
     /// Calls whose record is open, by direction.
     pub fn calls_active(&self, d: Direction) -> i64 {
         self.active[d.index()].load(Ordering::Relaxed).max(0)
@@ -351,7 +536,25 @@ impl Metrics {
         }
         self.counter("switchboard_store_spooled_total", &[])
             .absolute(spooled);
-        self.handle.render()
+        let mut text = self.handle.render();
+        // Our own histogram family after the exporter's (a family's lines stay together,
+        // as the text format wants); present with zero counts from the first scrape.
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let _ = writeln!(
+            text,
+            "# HELP {RELAY_METRIC} Browser calls: time from a packet's arrival at the server to \
+             the relayed packet's send, by direction."
+        );
+        let _ = writeln!(text, "# TYPE {RELAY_METRIC} histogram");
+        for d in [
+            RelayDirection::BrowserToCaller,
+            RelayDirection::CallerToBrowser,
+        ] {
+            self.relay_delay(d).render(d.as_str(), &mut text);
+        }
+        text
     }
 }
 
@@ -503,6 +706,85 @@ mod tests {
     fn value(text: &str, series: &str) -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// A delay falls in the first bucket whose bound is at or above it (Prometheus `le`);
+    /// beyond the last bound, `+Inf`.
+    #[test]
+    fn relay_delay_bucket_bounds() {
+        assert!(
+            RELAY_BOUNDS.windows(2).all(|w| w[0].0 < w[1].0),
+            "ascending"
+        );
+        for (ns, le) in RELAY_BOUNDS {
+            let f: f64 = le.parse().expect("le is a number");
+            assert_eq!((f * 1e9).round() as u64, ns, "label {le} matches its bound");
+        }
+        assert_eq!(relay_bucket(0), 0);
+        assert_eq!(relay_bucket(100_000), 0, "le is inclusive");
+        assert_eq!(relay_bucket(100_001), 1);
+        assert_eq!(relay_bucket(4_999_999), 6);
+        assert_eq!(relay_bucket(5_000_000), 6, "the 5 ms target is a bound");
+        assert_eq!(RELAY_BOUNDS[6].1, "0.005");
+        assert_eq!(relay_bucket(5_000_001), 7);
+        assert_eq!(relay_bucket(1_000_000_000), RELAY_BOUNDS.len() - 1);
+        assert_eq!(relay_bucket(1_000_000_001), RELAY_BOUNDS.len(), "+Inf");
+        assert_eq!(relay_bucket(u64::MAX), RELAY_BOUNDS.len());
+    }
+
+    /// A leg's delays reach the scrape once a second and when the leg ends, as cumulative
+    /// buckets with `_count` equal to the `+Inf` bucket.
+    #[test]
+    fn relay_delays_flush_once_a_second_and_on_drop() {
+        let m = global();
+        let series = |text: &str, s: &str| {
+            value(text, &format!("switchboard_webrtc_relay_delay_seconds_{s}")).unwrap_or(-1.0)
+        };
+        // (Each literal's braces balance: src/layers.rs finds the end of this module by them.)
+        let count = "count{direction=\"browser_to_caller\"}";
+        let le = |l: &str| format!("bucket{{direction=\"browser_to_caller\",le=\"{l}\"}}");
+        let before = m.render(0);
+        assert!(before.contains("# TYPE switchboard_webrtc_relay_delay_seconds histogram"));
+        assert!(before.contains(
+            "switchboard_webrtc_relay_delay_seconds_count{direction=\"caller_to_browser\"}"
+        ));
+        let base = |l: &str| series(&before, &le(l));
+        let base_count = series(&before, count);
+        assert!(base_count >= 0.0, "{before}");
+        assert_eq!(series(&before, &le("+Inf")), base_count);
+
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut d = RelayDelays::new(RelayDirection::BrowserToCaller, t0);
+        d.record(t0, t0 + Duration::from_micros(400));
+        d.record(t0 + ms(10), t0 + ms(13));
+        // A clock that went backwards is a zero delay, not a panic.
+        d.record(t0 + ms(30), t0 + ms(20));
+        let text = m.render(0);
+        assert_eq!(
+            series(&text, count),
+            base_count,
+            "not flushed within the second"
+        );
+        // The first packet a second on flushes everything so far.
+        d.record(t0 + ms(960), t0 + ms(1000));
+        let text = m.render(0);
+        assert_eq!(series(&text, count), base_count + 4.0, "{text}");
+        assert_eq!(series(&text, &le("0.0001")), base("0.0001") + 1.0);
+        assert_eq!(series(&text, &le("0.0005")), base("0.0005") + 2.0);
+        assert_eq!(series(&text, &le("0.003")), base("0.003") + 3.0);
+        assert_eq!(series(&text, &le("0.04")), base("0.04") + 4.0);
+        assert_eq!(series(&text, &le("+Inf")), base_count + 4.0);
+        // What is left is added when the leg's counters go away.
+        d.record(t0 + ms(1000), t0 + ms(1000) + Duration::from_secs(2));
+        drop(d);
+        let text = m.render(0);
+        assert_eq!(series(&text, count), base_count + 5.0, "{text}");
+        assert_eq!(
+            series(&text, &le("1")),
+            base("1") + 4.0,
+            "2 s is past the last bound"
+        );
     }
 
     #[test]

@@ -757,7 +757,11 @@ async fn browser_webrtc_leg_connects_and_audio_flows_both_ways() {
         tokio::select! {
             _ = tick.tick() => {
                 if connected {
-                    let _ = frames_tx.try_send(Frame { rtp_time: k * 160, payload: tone.clone() });
+                    let _ = frames_tx.try_send(Frame {
+                        rtp_time: k * 160,
+                        payload: tone.clone(),
+                        arrived: std::time::Instant::now(),
+                    });
                     k += 1;
                 }
             }
@@ -1029,6 +1033,37 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
             .any(|e| e["kind"] == "agent_connect" && e["detail"] == "webcarol"),
         "{events:?}"
     );
+
+    // The server's own relay delay (docs/operations.md "Metrics"): every browser packet
+    // relayed to the caller counted, by the time the leg has ended (its counters are
+    // flushed then), and the caller's packets relayed to the browser too.
+    let relayed = |text: &str, direction: &str| -> f64 {
+        let series =
+            format!("switchboard_webrtc_relay_delay_seconds_count{{direction=\"{direction}\"}}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    };
+    let text = support::wait_for(Duration::from_secs(10), "relay delays in /metrics", || {
+        let (code, text) = server.api_get("/metrics")?;
+        (code == 200 && relayed(&text, "browser_to_caller") >= 100.0).then_some(text)
+    });
+    assert!(
+        relayed(&text, "caller_to_browser") >= 100.0,
+        "the caller's audio relayed to the browser is counted too:\n{text}"
+    );
+    assert!(
+        text.contains("_bucket{direction=\"browser_to_caller\",le=\"+Inf\"}"),
+        "{text}"
+    );
+    let shown = |l: &&str| {
+        l.starts_with("switchboard_webrtc_relay_delay_seconds_")
+            && ["le=\"0.001\"", "le=\"0.005\"", "_count"]
+                .iter()
+                .any(|k| l.contains(k))
+    };
+    let lines: Vec<&str> = text.lines().filter(shown).collect();
+    eprintln!("server relay delay: {}", lines.join("; "));
 }
 
 /// The caller hangs up while the page rings: the page is told (`call-ended`, `cancelled`)

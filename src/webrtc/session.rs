@@ -62,8 +62,14 @@ pub enum LegEvent {
     Transmit { to: SocketAddr, data: Vec<u8> },
     /// ICE and DTLS are up: audio can flow.
     Connected,
-    /// One audio payload from the browser with its RTP timestamp (in the codec's clock).
-    Audio { rtp_time: u64, payload: Vec<u8> },
+    /// One audio payload from the browser with its RTP timestamp (in the codec's clock) and
+    /// the `now` of the [`WebRtcLeg::handle_receive`] that brought its first packet (the
+    /// driver maps that read onto the datagram's kernel arrival stamp).
+    Audio {
+        rtp_time: u64,
+        payload: Vec<u8>,
+        received: Instant,
+    },
     /// RFC 7675 consent lost or the browser closed: release the call (cause for the record).
     Closed { why: &'static str },
 }
@@ -269,6 +275,7 @@ impl WebRtcLeg {
                         return Ok(Some(LegEvent::Audio {
                             rtp_time: d.time.numer(),
                             payload: d.data,
+                            received: d.network_time,
                         }))
                     }
                     _ => {}
@@ -504,7 +511,14 @@ mod tests {
                         }
                     }
                     LegEvent::Connected => leg_up = true,
-                    LegEvent::Audio { payload, .. } => heard.push(payload),
+                    LegEvent::Audio {
+                        payload, received, ..
+                    } => {
+                        // Emitted from the datagram handed over on the previous step (one
+                        // packet per frame, nothing held back): its read time comes along.
+                        assert_eq!(received + Duration::from_millis(20), now, "read time");
+                        heard.push(payload)
+                    }
                     LegEvent::Closed { why } => closed = Some(why),
                 }
             }

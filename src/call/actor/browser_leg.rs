@@ -15,6 +15,14 @@
 //!
 //! One task per leg; everything (sockets, the str0m session, the ring) is released when it
 //! returns.
+//!
+//! Relay delay (`switchboard_webrtc_relay_delay_seconds`, docs/operations.md): browser →
+//! caller from the kernel's arrival stamp on the leg's UDP socket (carried in
+//! [`LegNotice::Audio`]) to the RTP packet handed to the caller's socket here; caller →
+//! browser from the arrival stamp on the loopback socket (carried in [`Frame`]) to the
+//! SRTP packet handed to the leg's socket in the driver. Both are counted in this task's
+//! own [`RelayDelays`] (plain integers; flushed once a second and when the leg ends), so a
+//! packet costs no allocation, lock or shared atomic for it.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,8 +39,9 @@ use crate::acd::OfferEnd;
 use crate::media::bridge::{Direction, LegMedia, Relay};
 use crate::media::codec::{Codec, OPUS_OFFER_PT};
 use crate::media::rtp::{write_header, RtpPacket};
-use crate::media::socket::{MediaSocket, Readiness};
+use crate::media::socket::{stamp_buffer, MediaSocket, Readiness};
 use crate::media::telephone_event::{digit_to_event, EventPayload};
+use crate::metrics::{RelayDelays, RelayDirection};
 use crate::webrtc::driver::{self, Frame, LegNotice};
 use crate::webrtc::phones::PageAction;
 use crate::webrtc::{LegCodec, WebRtcLeg};
@@ -152,7 +161,10 @@ pub(super) async fn run(
     }
     let (frames_tx, frames_rx) = mpsc::channel::<Frame>(16);
     let (notices_tx, mut notices) = mpsc::channel::<LegNotice>(64);
-    let drive = driver::run(leg, socket, frames_rx, notices_tx);
+    let mut to_browser_delays = RelayDelays::new(RelayDirection::CallerToBrowser, Instant::now());
+    let drive = driver::run_measured(leg, socket, frames_rx, notices_tx, move |arrived, sent| {
+        to_browser_delays.record(arrived, sent)
+    });
     tokio::pin!(drive);
     let (plain, readiness, plain_addr) = match plain_readiness(plain) {
         Some(p) => p,
@@ -228,6 +240,9 @@ pub(super) async fn run(
     // ---- answered: relay both ways until one side ends --------------------------------
     let mut relay: Option<(Relay, Arc<MediaSocket>)> = None;
     let mut buf = vec![0u8; 1500];
+    // The loopback socket's receive stamps (one control buffer for the leg's life).
+    let mut cmsg = stamp_buffer();
+    let mut to_caller_delays = RelayDelays::new(RelayDirection::BrowserToCaller, Instant::now());
     let mut to_browser = Timeline::default();
     let mut seq: u16 = rand::random();
     let ssrc: u32 = rand::random();
@@ -275,7 +290,7 @@ pub(super) async fn run(
                 }
             }
             n = notices.recv() => match n {
-                Some(LegNotice::Audio { rtp_time, payload }) => {
+                Some(LegNotice::Audio { rtp_time, payload, arrived }) => {
                     last_rtp_time = rtp_time;
                     last_heard = Instant::now();
                     // On hold the caller hears music; during a DTMF event the event packets
@@ -292,7 +307,9 @@ pub(super) async fn run(
                     seq = seq.wrapping_add(1);
                     buf[12..len].copy_from_slice(&payload);
                     if let Some(n) = r.rewrite(Instant::now(), &mut buf, len) {
-                        let _ = out.try_send_to(&buf[..n], r.dest());
+                        if out.try_send_to(&buf[..n], r.dest()).is_ok() {
+                            to_caller_delays.record(arrived, Instant::now());
+                        }
                     }
                 }
                 Some(LegNotice::Closed { why }) => break why,
@@ -301,7 +318,7 @@ pub(super) async fn run(
             },
             ready = readiness.readable() => {
                 let Ok(guard) = ready else { break "rtp_socket_error" };
-                guard.drain(&mut buf, DRAIN_LIMIT, |b, len, from| {
+                guard.drain_stamped(Instant::now(), &mut buf, &mut cmsg, DRAIN_LIMIT, |b, len, from, arrived| {
                     // Only the caller's relay sends here (from this very socket).
                     if from != plain_addr {
                         return;
@@ -313,6 +330,7 @@ pub(super) async fn run(
                     let _ = frames_tx.try_send(Frame {
                         rtp_time: to_browser.extend(p.timestamp),
                         payload: p.payload.to_vec(),
+                        arrived,
                     });
                 });
             }
