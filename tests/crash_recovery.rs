@@ -646,7 +646,8 @@ fn kamailio_path_leads_the_agent_leg_through_the_edge() {
         .replace(
             r#"<recv response="200"/>"#,
             &format!(
-                r#"<recv response="200"><action><ereg regexp="{}" search_in="hdr" header="Path:" check_it="true" assign_to="path"/></action></recv>"#,
+                r#"<recv response="200"><action><ereg regexp="{}" search_in="hdr" header="Path:" check_it="true" assign_to="path"/></action></recv>
+  <Reference variables="path"/>"#,
                 received.replace('.', "\\.")
             ),
         );
