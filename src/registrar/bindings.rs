@@ -309,9 +309,9 @@ mod tests {
         let mut m = register("<sip:agent1@192.168.1.5:5090>, <sip:agent1@192.168.1.5:5092>", Some(300), 1);
         m.push_header(
             HeaderName::Other("Path".into()),
-            "<sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>, <sip:10.0.0.9;lr>".into(),
+            "<sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>, <sip:10.0.0.9;lr>",
         );
-        m.push_header(HeaderName::Other("Path".into()), "<sip:10.0.0.8;lr>".into());
+        m.push_header(HeaderName::Other("Path".into()), "<sip:10.0.0.8;lr>");
         assert!(matches!(b.apply(t0, "agent1", &m, None), RegisterOutcome::Ok { .. }));
         let want = [
             "<sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>",
