@@ -651,12 +651,24 @@ fn kamailio_path_leads_the_agent_leg_through_the_edge() {
                 received.replace('.', "\\.")
             ),
         );
-    assert_ne!(text, with_path, "uac_register.xml changed: update this test");
+    assert_ne!(
+        text, with_path,
+        "uac_register.xml changed: update this test"
+    );
     let scenario = server.dir.path().join("uac_register_path.xml");
     std::fs::write(&scenario, with_path).expect("write scenario");
-    register_at(&server, edge.sip_addr, &scenario, port, "pathy", "s3cret-pw");
+    register_at(
+        &server,
+        edge.sip_addr,
+        &scenario,
+        port,
+        "pathy",
+        "s3cret-pw",
+    );
     crate::acd_sipp::wait_agent_state(&server, "pathy", "available", Duration::from_secs(5));
-    let row = server.db().row("SELECT path, source FROM registrations WHERE aor = 'pathy'");
+    let row = server
+        .db()
+        .row("SELECT path, source FROM registrations WHERE aor = 'pathy'");
     let path = row["path"].as_str().unwrap_or_default().to_string();
     assert!(
         path.starts_with(&format!("<sip:{};lr", edge.sip_addr)) && path.contains(&received),
@@ -705,10 +717,11 @@ fn kamailio_path_leads_the_agent_leg_through_the_edge() {
     // The node's INVITE carried the stored path as Route (the edge logs what it routed).
     let log = edge.full_log();
     assert!(
-        log.lines().any(|l| l.contains("to a registered phone: INVITE")
-            && l.contains(&format!("Route <sip:{};lr", edge.sip_addr))
-            && l.contains(&received)
-            && l.contains(&server.sip_addr.to_string())),
+        log.lines()
+            .any(|l| l.contains("to a registered phone: INVITE")
+                && l.contains(&format!("Route <sip:{};lr", edge.sip_addr))
+                && l.contains(&received)
+                && l.contains(&server.sip_addr.to_string())),
         "no Route-led INVITE from the node in the edge's log:\n{}",
         edge.log()
     );

@@ -306,13 +306,20 @@ mod tests {
     fn keeps_the_path_in_order_and_a_refresh_replaces_it() {
         let t0 = Instant::now();
         let mut b = Bindings::default();
-        let mut m = register("<sip:agent1@192.168.1.5:5090>, <sip:agent1@192.168.1.5:5092>", Some(300), 1);
+        let mut m = register(
+            "<sip:agent1@192.168.1.5:5090>, <sip:agent1@192.168.1.5:5092>",
+            Some(300),
+            1,
+        );
         m.push_header(
             HeaderName::Other("Path".into()),
             "<sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>, <sip:10.0.0.9;lr>",
         );
         m.push_header(HeaderName::Other("Path".into()), "<sip:10.0.0.8;lr>");
-        assert!(matches!(b.apply(t0, "agent1", &m, None), RegisterOutcome::Ok { .. }));
+        assert!(matches!(
+            b.apply(t0, "agent1", &m, None),
+            RegisterOutcome::Ok { .. }
+        ));
         let want = [
             "<sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>",
             "<sip:10.0.0.9;lr>",
@@ -322,7 +329,12 @@ mod tests {
         assert_eq!(list.len(), 2);
         assert!(list.iter().all(|x| x.path == want), "{list:?}");
         // Refreshed directly (no Path): that contact's path is gone, the other keeps its own.
-        b.apply(t0, "agent1", &register("<sip:agent1@192.168.1.5:5090>", Some(300), 2), None);
+        b.apply(
+            t0,
+            "agent1",
+            &register("<sip:agent1@192.168.1.5:5090>", Some(300), 2),
+            None,
+        );
         let list = b.lookup("agent1", t0);
         let path_of = |c: &str| {
             list.iter()

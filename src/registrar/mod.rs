@@ -1206,7 +1206,8 @@ mod tests {
     #[tokio::test]
     async fn path_is_stored_echoed_when_supported_and_read_back_by_another_node() {
         let mut h = harness(&[("agent1", "secret1"), ("agent2", "secret2")]).await;
-        let path = "Path: <sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>, <sip:10.0.0.9:5070;lr>\r\n\
+        let path =
+            "Path: <sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>, <sip:10.0.0.9:5070;lr>\r\n\
                     Path: <sip:10.0.0.8;lr>\r\n";
         let want = [
             "<sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>",
@@ -1214,10 +1215,16 @@ mod tests {
             "<sip:10.0.0.8;lr>",
         ];
         let echoed = h
-            .register_with("agent1", "secret1", 1, &format!("{path}Supported: path\r\n"))
+            .register_with(
+                "agent1",
+                "secret1",
+                1,
+                &format!("{path}Supported: path\r\n"),
+            )
             .await;
         assert_eq!(echoed.status(), Some(200), "{echoed:?}");
-        let back: Vec<&str> = echoed.header_values(&path::header_name()).collect();
+        let name = path::header_name();
+        let back: Vec<&str> = echoed.header_values(&name).collect();
         assert_eq!(back, want, "{echoed:?}");
         // Without Supported: path the phone gets no Path back, the binding keeps it anyway.
         let quiet = h.register_with("agent2", "secret2", 1, path).await;

@@ -231,7 +231,10 @@ mod tests {
             hop(&["<sip:10.0.0.10;lr;transport=carrier-pigeon>"]),
             Err(RouteError::Transport(_))
         ));
-        assert!(matches!(hop(&["nonsense <"]), Err(RouteError::Malformed(_))));
+        assert!(matches!(
+            hop(&["nonsense <"]),
+            Err(RouteError::Malformed(_))
+        ));
         assert!(matches!(
             hop(&["<tel:+15551230000>"]),
             Err(RouteError::Malformed(_))

@@ -1536,7 +1536,11 @@ mod tests {
 
     #[test]
     fn an_unusable_path_skips_the_contact() {
-        for path in ["<sip:127.0.0.10:5070>", "<sip:edge.example;lr>", "garbage <"] {
+        for path in [
+            "<sip:127.0.0.10:5070>",
+            "<sip:edge.example;lr>",
+            "garbage <",
+        ] {
             let r = reachable("sip:alice@10.0.0.5:5090", None, &[path]);
             assert!(destination(&r).is_none(), "{path}");
         }

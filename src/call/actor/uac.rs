@@ -446,8 +446,15 @@ impl Call {
     /// Send the INVITE (RFC 3261 §13.2.1) in a new client transaction.
     pub(super) fn dial(&mut self, now: Instant, d: PendingDial) {
         let body = self.local_sdp(None);
-        let (mut invite, branch) =
-            build_invite(&self.local, &self.dialog, &d.request_uri, &d.route, &d.to, 1, body);
+        let (mut invite, branch) = build_invite(
+            &self.local,
+            &self.dialog,
+            &d.request_uri,
+            &d.route,
+            &d.to,
+            1,
+            body,
+        );
         add_pai(&mut invite, &d.trunk, &d.caller_id);
         let invite_key = self.start_client(now, invite.clone());
         info!(trunk = %d.trunk.name, "dialing");
@@ -567,8 +574,15 @@ impl Call {
         // The same offer: the INVITE last sent is the call's (`self.invite`).
         let body = String::from_utf8_lossy(&self.invite.body).into_owned();
         // A trunk has no pre-loaded route (agent legs, which may, never fail over).
-        let (mut invite, branch) =
-            build_invite(&self.local, &self.dialog, &request_uri, &[], &to, cseq, body);
+        let (mut invite, branch) = build_invite(
+            &self.local,
+            &self.dialog,
+            &request_uri,
+            &[],
+            &to,
+            cseq,
+            body,
+        );
         add_pai(&mut invite, &trunk, &caller_id);
         // A new transaction on the new trunk's flow; the old one ends on its own timers.
         let invite_key = self.start_client(now, invite.clone());
