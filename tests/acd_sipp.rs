@@ -20,25 +20,48 @@ use serde_json::Value;
 
 /// REGISTER `name` from 127.0.0.1:`port` (the port the agent's UAS then listens on).
 pub(crate) fn register(server: &Server, port: u16, name: &str, password: &str) {
+    register_at(
+        server,
+        server.sip_addr,
+        &repo_root().join("sip-test/uac_register.xml"),
+        port,
+        name,
+        password,
+    );
+}
+
+/// As [`register`], sent to `target` (the server, or a proxy in front of it such as the
+/// Kamailio edge) with the REGISTER scenario `file`; the SIPp output is returned.
+pub(crate) fn register_at(
+    server: &Server,
+    target: SocketAddr,
+    file: &Path,
+    port: u16,
+    name: &str,
+    password: &str,
+) -> String {
     let dir = server.dir.path().join(format!("reg-{name}-{port}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let out = Command::new(sipp())
         .arg("-sf")
-        .arg(repo_root().join("sip-test/uac_register.xml"))
+        .arg(file)
         .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-s", name])
         .args(["-au", name, "-ap", password, "-set", "expires", "300"])
         .args(["-m", "1", "-nostdin", "-timeout", "10s", "-timeout_error"])
-        .arg(server.sip_addr.to_string())
+        .args(["-trace_msg", "-message_file", "messages.log"])
+        .arg(target.to_string())
         .current_dir(&dir)
         .stdin(Stdio::null())
         .output()
         .expect("run sipp register");
-    assert!(
-        out.status.success(),
-        "REGISTER {name} failed: {}{}",
+    let text = format!(
+        "{}{}\n---- messages ----\n{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        support::read_lossy(&dir.join("messages.log"))
     );
+    assert!(out.status.success(), "REGISTER {name} failed: {text}");
+    text
 }
 
 /// An agent phone answering one call after `ring_ms`, hanging up itself after `hold_ms`
@@ -63,11 +86,33 @@ pub(crate) fn agent_phone(
     ring_ms: u32,
     hold_ms: u32,
 ) -> AgentPhone {
+    agent_phone_at(server, server.sip_addr, name, port, ring_ms, hold_ms)
+}
+
+/// As [`agent_phone`], for a phone whose requests go to `target` (the proxy it registered
+/// through); its SIPp run's text has the message trace (`-trace_msg`).
+pub(crate) fn agent_phone_at(
+    server: &Server,
+    target: SocketAddr,
+    name: &str,
+    port: u16,
+    ring_ms: u32,
+    hold_ms: u32,
+) -> AgentPhone {
     let (ring, hold) = (ring_ms.to_string(), hold_ms.to_string());
     let subs = [("RING_MS", ring.as_str()), ("HOLD_MS", &hold), ("PLAY", "")];
     let budget = ring_ms + hold_ms + 40_000;
     AgentPhone {
-        sipp: phone(server, "uas_agent.xml", name, port, &subs, 1, budget),
+        sipp: phone_at(
+            server,
+            target,
+            "uas_agent.xml",
+            name,
+            port,
+            &subs,
+            1,
+            budget,
+        ),
     }
 }
 
@@ -75,6 +120,30 @@ pub(crate) fn agent_phone(
 /// 127.0.0.1:`port` (where the agent registered from) for `calls` calls, echoing RTP.
 fn phone(
     server: &Server,
+    template: &str,
+    label: &str,
+    port: u16,
+    subs: &[(&str, &str)],
+    calls: u32,
+    budget_ms: u32,
+) -> SippProcess {
+    phone_at(
+        server,
+        server.sip_addr,
+        template,
+        label,
+        port,
+        subs,
+        calls,
+        budget_ms,
+    )
+}
+
+/// As [`phone`], with `target` as SIPp's remote address.
+#[allow(clippy::too_many_arguments)]
+fn phone_at(
+    server: &Server,
+    target: SocketAddr,
     template: &str,
     label: &str,
     port: u16,
@@ -120,7 +189,7 @@ fn phone(
     ];
     SippProcess::spawn_file(
         &file,
-        server.sip_addr,
+        target,
         &dir,
         &args,
         Duration::from_millis(budget_ms as u64),

@@ -8,7 +8,9 @@
 //! running `deploy/kamailio/kamailio.cfg` (skipped outside CI when the `kamailio` package is
 //! missing; `scripts/test` installs it), spread over the nodes and routed around a draining
 //! one; campaign contact leases of a node killed mid-campaign taken over by the other;
-//! pause, resume and stop through one node's API followed by the other node.
+//! pause, resume and stop through one node's API followed by the other node. An agent's
+//! phone registered through the edge (RFC 3327 Path) is rung through it (SQLite, no
+//! PostgreSQL needed).
 
 use crate::support;
 
@@ -575,6 +577,168 @@ impl Kamailio {
             budget,
         )
     }
+}
+
+impl Kamailio {
+    /// One SIPp caller through the edge running `scenario` from number `caller`.
+    fn call(&self, scenario: &Scenario, caller: &str) -> support::SippProcess {
+        let dir = self
+            ._dir
+            .path()
+            .join(format!("call-{}", caller.trim_start_matches('+')));
+        std::fs::create_dir_all(&dir).expect("sipp dir");
+        support::SippProcess::spawn(scenario, self.sip_addr, &dir, &["-set", "caller", caller])
+    }
+
+    /// The whole log (Kamailio's stderr).
+    fn full_log(&self) -> String {
+        support::read_lossy(&self.log_path)
+    }
+}
+
+/// The first request `method` a SIPp phone received, as traced in its run's text
+/// (`-trace_msg`): from its request line to the end of its headers.
+fn received_request(trace: &str, method: &str) -> Option<String> {
+    let start = trace.find(&format!("\n{method} sip:"))? + 1;
+    let rest = &trace[start..];
+    let end = ["\r\n\r\n", "\n\n"]
+        .iter()
+        .filter_map(|sep| rest.find(sep))
+        .min()?;
+    Some(rest[..end].to_string())
+}
+
+/// RFC 3327 behind the edge (ADR 0008): an agent's phone (SIPp) registers THROUGH Kamailio,
+/// which adds its Path; the node stores it (`registrations.path`) and, when a caller who came
+/// in through the edge reaches the queue, sends the agent's INVITE with that path as Route
+/// to the edge — which relays it to the phone's registered address. The phone sees the
+/// INVITE with the edge's Via and Record-Route on top, answers, the caller talks to it, and
+/// the call record names queue and agent. One node on SQLite: only Kamailio is needed.
+#[test]
+fn kamailio_path_leads_the_agent_leg_through_the_edge() {
+    use crate::acd_sipp::{agent_phone_at, ended_call, event_detail, packets, register_at};
+    let Some(kamailio_bin) = Kamailio::binary() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have kamailio installed (scripts/test installs the kamailio package)"
+        );
+        eprintln!(
+            "kamailio is not installed (apt-get install kamailio; scripts/test does): skipped"
+        );
+        return;
+    };
+    let server = Server::start(&[]);
+    let edge = Kamailio::start(&kamailio_bin, &[server.sip_addr]);
+    edge.wait_node(server.sip_addr, "A", Duration::from_secs(15));
+    server.add_agent("pathy", "s3cret-pw", &[]);
+    let port = support::free_port();
+    let received = format!("received=sip:127.0.0.1:{port}");
+
+    // 1. REGISTER through the edge, saying it supports Path: the 200 carries the edge's
+    // Path back (RFC 3327 §5.3), with the phone's address as received=.
+    let template = support::repo_root().join("sip-test/uac_register.xml");
+    let text = std::fs::read_to_string(&template).expect("register scenario");
+    let with_path = text
+        .replace(
+            "User-Agent: switchboard-test-register",
+            "User-Agent: switchboard-test-register\n      Supported: path",
+        )
+        .replace(
+            r#"<recv response="200"/>"#,
+            &format!(
+                r#"<recv response="200"><action><ereg regexp="{}" search_in="hdr" header="Path:" check_it="true" assign_to="path"/></action></recv>
+  <Reference variables="path"/>"#,
+                received.replace('.', "\\.")
+            ),
+        );
+    assert_ne!(
+        text, with_path,
+        "uac_register.xml changed: update this test"
+    );
+    let scenario = server.dir.path().join("uac_register_path.xml");
+    std::fs::write(&scenario, with_path).expect("write scenario");
+    register_at(
+        &server,
+        edge.sip_addr,
+        &scenario,
+        port,
+        "pathy",
+        "s3cret-pw",
+    );
+    crate::acd_sipp::wait_agent_state(&server, "pathy", "available", Duration::from_secs(5));
+    let row = server
+        .db()
+        .row("SELECT path, source FROM registrations WHERE aor = 'pathy'");
+    let path = row["path"].as_str().unwrap_or_default().to_string();
+    assert!(
+        path.starts_with(&format!("<sip:{};lr", edge.sip_addr)) && path.contains(&received),
+        "the binding keeps the edge's Path: {row:?}"
+    );
+    assert_eq!(row["source"], format!("udp:{}", edge.sip_addr), "{row:?}");
+
+    // 2. A caller through the edge presses 0; the agent's phone answers and waits for the
+    // BYE (the caller hangs up first, the node's BYE follows the edge's Record-Route).
+    let phone = agent_phone_at(&server, edge.sip_addr, "pathy", port, 300, 60_000);
+    let call = edge.call(
+        &Scenario::call_with_digits(&[(1500, '0')], 2000, 6000),
+        "+15551239301",
+    );
+    let caller = call.wait();
+    assert_eq!(
+        caller.code,
+        Some(0),
+        "caller through the edge\n{}\n{}",
+        caller.text,
+        edge.log()
+    );
+    let agent = phone.finish("agent phone behind the edge");
+
+    // The INVITE reached the phone through the edge: its Via on top, then the node's; the
+    // edge record-routed it and took its own Route (the path) off.
+    let invite = received_request(&agent.text, "INVITE").expect("the phone got an INVITE");
+    let vias: Vec<&str> = invite
+        .lines()
+        .filter(|l| l.trim_start().to_ascii_lowercase().starts_with("via:"))
+        .collect();
+    assert!(
+        vias.len() == 2
+            && vias[0].contains(&edge.sip_addr.to_string())
+            && vias[1].contains(&server.sip_addr.to_string()),
+        "edge's Via over the node's:\n{invite}"
+    );
+    assert!(
+        invite.contains(&format!("Record-Route: <sip:{};lr", edge.sip_addr)),
+        "{invite}"
+    );
+    assert!(
+        !invite.lines().any(|l| l.starts_with("Route:")),
+        "the edge consumed its Route:\n{invite}"
+    );
+    // The node's INVITE carried the stored path as Route (the edge logs what it routed).
+    let log = edge.full_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("to a registered phone: INVITE")
+                && l.contains(&format!("Route <sip:{};lr", edge.sip_addr))
+                && l.contains(&received)
+                && l.contains(&server.sip_addr.to_string())),
+        "no Route-led INVITE from the node in the edge's log:\n{}",
+        edge.log()
+    );
+
+    // 3. The call record: queue, agent, answered, and audio both ways over the bridge.
+    let rec = ended_call(&server, "+15551239301");
+    assert_eq!(rec["queue"], "support", "{rec:?}");
+    assert_eq!(rec["agent"], "pathy", "{rec:?}");
+    assert_eq!(rec["disposition"], "answered", "{rec:?}");
+    assert_eq!(rec["hangup_cause"], "caller_hangup", "{rec:?}");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let bridge = server.wait_db(Duration::from_secs(5), "bridge counters", |_| {
+        event_detail(&server, &id, "bridge_packets")
+    });
+    assert!(packets(&bridge, "caller_to_agent") >= 50, "{bridge}");
+    assert!(packets(&bridge, "agent_to_caller") >= 50, "{bridge}");
+    drop(edge);
 }
 
 impl Drop for Kamailio {

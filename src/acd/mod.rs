@@ -34,14 +34,18 @@ const TELL_RETRY: Duration = Duration::from_millis(20);
 /// before going back to its queue (once rung, the queue's ring timeout bounds the ring).
 pub const TRANSFER_WAIT: Duration = Duration::from_secs(30);
 
-/// Where an agent can be reached: a registered contact and, for agents registered over a
-/// connection (TCP, TLS, WebSocket), the flow to send on. Defined here, with the ACD that
-/// consumes it, so the ACD does not import the registrar (which reports it); the registrar
-/// re-exports it.
+/// Where an agent can be reached: a registered contact, for agents registered over a
+/// connection (TCP, TLS, WebSocket) the flow to send on, and the proxies to go through.
+/// Defined here, with the ACD that consumes it, so the ACD does not import the registrar
+/// (which reports it); the registrar re-exports it.
 #[derive(Debug, Clone)]
 pub struct Reachable {
     pub contact: String,
     pub flow: Option<ReplyPath>,
+    /// The binding's Path (RFC 3327), in order: sent as the `Route` headers of the agent's
+    /// INVITE, which then goes to the first one's address (the edge the phone registered
+    /// through). Empty: straight to the contact (or its flow).
+    pub path: Vec<String>,
 }
 
 /// A waiting caller's mailbox as the ACD sees it: somewhere to tell [`AcdEvent`]s. The call

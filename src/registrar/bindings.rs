@@ -3,11 +3,16 @@
 //! Input: a REGISTER that has already been authenticated, its flow and the current time.
 //! Output: the answer to send (200 with the current bindings, 423, 400, 500) and what to
 //! persist. Expiry is an input (`expire(now)`), so tests drive it in virtual time.
+//!
+//! A binding keeps the REGISTER's `Path` (RFC 3327: the edge proxy's URI, added on its way
+//! in), so requests to the contact go back through that proxy; a refresh replaces it with
+//! the refreshing REGISTER's (none when it came without one).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::sip::message::{split_comma_list, HeaderName, Message};
+use crate::sip::path;
 use crate::sip::transport::ReplyPath;
 use crate::sip::uri::NameAddr;
 
@@ -27,6 +32,9 @@ pub struct Binding {
     pub call_id: String,
     pub cseq: u32,
     pub user_agent: String,
+    /// The REGISTER's Path values in order (RFC 3327): the pre-loaded route set of every
+    /// request to `contact`. Empty: the phone registered directly.
+    pub path: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +105,7 @@ impl Bindings {
         let call_id = req.call_id().unwrap_or("").to_string();
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
         let user_agent = req.header(&HeaderName::UserAgent).unwrap_or("").to_string();
+        let path = path::path_of(req);
         let contacts: Vec<&str> = req
             .headers
             .iter()
@@ -165,6 +174,7 @@ impl Bindings {
                 call_id: call_id.clone(),
                 cseq,
                 user_agent: user_agent.clone(),
+                path: path.clone(),
             };
             match existing {
                 Some(i) => list[i] = binding,
@@ -288,6 +298,52 @@ mod tests {
         );
         let unreg = b.apply(t0, "a", &register("<sip:a@h>", Some(0), 4), None);
         assert!(matches!(unreg, RegisterOutcome::Ok { ref removed, .. } if removed.len() == 1));
+    }
+
+    /// The Path of a REGISTER (several headers, comma lists) is kept with every contact it
+    /// registers, in order; a refresh without one leaves the binding without a path.
+    #[test]
+    fn keeps_the_path_in_order_and_a_refresh_replaces_it() {
+        let t0 = Instant::now();
+        let mut b = Bindings::default();
+        let mut m = register(
+            "<sip:agent1@192.168.1.5:5090>, <sip:agent1@192.168.1.5:5092>",
+            Some(300),
+            1,
+        );
+        m.push_header(
+            HeaderName::Other("Path".into()),
+            "<sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>, <sip:10.0.0.9;lr>",
+        );
+        m.push_header(HeaderName::Other("Path".into()), "<sip:10.0.0.8;lr>");
+        assert!(matches!(
+            b.apply(t0, "agent1", &m, None),
+            RegisterOutcome::Ok { .. }
+        ));
+        let want = [
+            "<sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>",
+            "<sip:10.0.0.9;lr>",
+            "<sip:10.0.0.8;lr>",
+        ];
+        let list = b.lookup("agent1", t0);
+        assert_eq!(list.len(), 2);
+        assert!(list.iter().all(|x| x.path == want), "{list:?}");
+        // Refreshed directly (no Path): that contact's path is gone, the other keeps its own.
+        b.apply(
+            t0,
+            "agent1",
+            &register("<sip:agent1@192.168.1.5:5090>", Some(300), 2),
+            None,
+        );
+        let list = b.lookup("agent1", t0);
+        let path_of = |c: &str| {
+            list.iter()
+                .find(|x| x.contact == c)
+                .map(|x| x.path.clone())
+                .expect("bound")
+        };
+        assert!(path_of("sip:agent1@192.168.1.5:5090").is_empty());
+        assert_eq!(path_of("sip:agent1@192.168.1.5:5092"), want);
     }
 
     #[test]

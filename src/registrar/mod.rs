@@ -3,7 +3,10 @@
 //! `stale=true`), bindings with expiry kept across restarts, and protection against
 //! password guessing and floods (per-source failure counting and temporary bans, logged as
 //! security events). One actor owns the binding table; the router hands it REGISTERs and
-//! the ACD asks it where an agent can be reached.
+//! the ACD asks it where an agent can be reached. Behind the Kamailio edge a REGISTER
+//! carries the edge's `Path` (RFC 3327, ADR 0008): it is kept with the binding (column
+//! `registrations.path`), echoed in the 200 to a phone that supports it, and handed to the
+//! ACD as the route set of calls to that phone ([`crate::sip::path`]).
 //!
 //! The actor never awaits the database while it answers a REGISTER, so a slow or
 //! unreachable database (a PostgreSQL outage) stalls neither registrations nor the ACD's
@@ -42,6 +45,7 @@ use tracing::{debug, info, warn};
 use crate::sip::auth::{self, NonceKey};
 use crate::sip::build::{new_tag, response, LocalIdentity};
 use crate::sip::message::{HeaderName, Message};
+use crate::sip::path;
 use crate::sip::transport::{Inbound, ReplyPath};
 use crate::store::agents::{self, AgentRow};
 use crate::store::ops::StoreOp;
@@ -211,6 +215,15 @@ pub fn channel() -> (RegistrarHandle, mpsc::Receiver<RegistrarMsg>) {
     (RegistrarHandle { tx }, rx)
 }
 
+/// What the ACD needs of a binding to ring its phone.
+fn reachable(b: &Binding) -> Reachable {
+    Reachable {
+        contact: b.contact.clone(),
+        flow: b.flow.clone(),
+        path: b.path.clone(),
+    }
+}
+
 /// The flow of a binding restored at start. A UDP registration is reached again at the
 /// address its REGISTER came from (`source = "udp:IP:PORT"`), not at its Contact: behind NAT
 /// the Contact holds a private address, while the NAT's mapping to the source usually
@@ -266,6 +279,7 @@ impl Registrar {
                             call_id: r.call_id,
                             cseq: r.cseq as u32,
                             user_agent: r.user_agent,
+                            path: path::from_column(r.path.as_deref()),
                         },
                     );
                 }
@@ -316,10 +330,7 @@ impl Registrar {
             .bindings
             .lookup(aor, Instant::now())
             .into_iter()
-            .map(|b| Reachable {
-                contact: b.contact.clone(),
-                flow: b.flow.clone(),
-            })
+            .map(reachable)
             .collect();
         acd.send_wait(crate::acd::AcdMsg::Reachability {
             name: aor.to_string(),
@@ -355,7 +366,7 @@ impl Registrar {
                     Some(RegistrarMsg::Lookup { aor, reply }) => {
                         let now = Instant::now();
                         let list = self.bindings.lookup(&aor, now).into_iter()
-                            .map(|b| Reachable { contact: b.contact.clone(), flow: b.flow.clone() })
+                            .map(reachable)
                             .collect();
                         let _ = reply.send(list);
                     }
@@ -694,12 +705,20 @@ impl Registrar {
                         user_agent: b.user_agent.clone(),
                         call_id: b.call_id.clone(),
                         cseq: b.cseq as i64,
+                        path: path::to_column(&b.path),
                     });
                 }
                 let mut extra: Vec<(HeaderName, String)> = contacts
                     .iter()
                     .map(|(c, secs)| (HeaderName::Contact, format!("<{c}>;expires={secs}")))
                     .collect();
+                // RFC 3327 §5.3: the Path goes back in the 200 — to a phone that said it
+                // understands it (Supported: path; RFC 3261 §8.2.2.3). It is kept and used
+                // either way: the proxy that added it is who needs it.
+                let route = path::path_of(&req);
+                if !route.is_empty() && path::supports_path(&req) {
+                    extra.push((path::header_name(), route.join(", ")));
+                }
                 extra.push((
                     HeaderName::Other("Date".into()),
                     chrono::Utc::now()
@@ -858,19 +877,15 @@ mod tests {
         .expect("agent stored");
     }
 
-    async fn harness(agents_before: &[(&str, &str)]) -> Harness {
-        let db = Db::connect("sqlite::memory:").await.expect("db");
-        for (name, password) in agents_before {
-            add_agent(&db, name, password).await;
-        }
-        let (store, store_rx) = crate::store::writer::channel();
+    /// A registrar as the server builds it (MD5 challenges, no UDP socket), on `db`.
+    async fn test_registrar(db: &Db, store: StoreHandle) -> Registrar {
         let local = LocalIdentity {
             contact: "<sip:switchboard@127.0.0.1:5060>".into(),
             via_host: "127.0.0.1:5060".into(),
             transport: crate::sip::transport::TransportKind::Udp,
             user_agent: "switchboard-test".into(),
         };
-        let registrar = Registrar::new(
+        Registrar::new(
             db.clone(),
             store,
             REALM.into(),
@@ -878,7 +893,16 @@ mod tests {
             local,
             None,
         )
-        .await;
+        .await
+    }
+
+    async fn harness(agents_before: &[(&str, &str)]) -> Harness {
+        let db = Db::connect("sqlite::memory:").await.expect("db");
+        for (name, password) in agents_before {
+            add_agent(&db, name, password).await;
+        }
+        let (store, store_rx) = crate::store::writer::channel();
+        let registrar = test_registrar(&db, store).await;
         let (handle, rx) = channel();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(registrar.run(rx, shutdown.clone()));
@@ -921,8 +945,21 @@ mod tests {
 
         /// The digest dance for `user`: 401, then the answer to it. Returns the final answer.
         async fn register(&mut self, user: &str, password: &str, cseq: u32) -> Message {
+            self.register_with(user, password, cseq, "").await
+        }
+
+        /// As `register`, both REGISTERs carrying the `extra` header lines (CRLF-ended).
+        async fn register_with(
+            &mut self,
+            user: &str,
+            password: &str,
+            cseq: u32,
+            extra: &str,
+        ) -> Message {
             let within = Duration::from_secs(5);
-            let challenge = self.send(register_msg(user, cseq, None), within).await;
+            let challenge = self
+                .send(register_msg_with(user, cseq, None, extra), within)
+                .await;
             assert_eq!(challenge.status(), Some(401));
             let www = challenge
                 .header(&HeaderName::WwwAuthenticate)
@@ -938,8 +975,11 @@ mod tests {
                 "c0ffee",
                 1,
             );
-            self.send(register_msg(user, cseq + 1, Some(&creds)), within)
-                .await
+            self.send(
+                register_msg_with(user, cseq + 1, Some(&creds), extra),
+                within,
+            )
+            .await
         }
 
         async fn stop(self) {
@@ -952,6 +992,10 @@ mod tests {
     }
 
     fn register_msg(user: &str, cseq: u32, auth: Option<&str>) -> String {
+        register_msg_with(user, cseq, auth, "")
+    }
+
+    fn register_msg_with(user: &str, cseq: u32, auth: Option<&str>, extra: &str) -> String {
         let auth = auth
             .map(|a| format!("Authorization: {a}\r\n"))
             .unwrap_or_default();
@@ -959,7 +1003,7 @@ mod tests {
             "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5090;branch=z9hG4bK{user}{cseq}\r\n\
              From: <sip:{user}@127.0.0.1>;tag=a\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: reg-{user}\r\n\
              CSeq: {cseq} REGISTER\r\nContact: <sip:{user}@127.0.0.1:5090;transport=tcp>\r\n\
-             Expires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+             Expires: 600\r\n{extra}{auth}Content-Length: 0\r\n\r\n"
         )
     }
 
@@ -1153,6 +1197,90 @@ mod tests {
         let _ = task.await;
         close.cancel();
         let _ = writer.await;
+    }
+
+    /// A REGISTER relayed by the edge (RFC 3327): its Path (two headers, a comma list) is
+    /// kept in order, written with the binding, handed to the ACD's look-up, and echoed in the
+    /// 200 only to a phone that sent `Supported: path`. A registrar on another node reading
+    /// the table gets the same path back.
+    #[tokio::test]
+    async fn path_is_stored_echoed_when_supported_and_read_back_by_another_node() {
+        let mut h = harness(&[("agent1", "secret1"), ("agent2", "secret2")]).await;
+        let path =
+            "Path: <sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>, <sip:10.0.0.9:5070;lr>\r\n\
+                    Path: <sip:10.0.0.8;lr>\r\n";
+        let want = [
+            "<sip:10.0.0.10;lr;received=sip:192.0.2.7:5090>",
+            "<sip:10.0.0.9:5070;lr>",
+            "<sip:10.0.0.8;lr>",
+        ];
+        let echoed = h
+            .register_with(
+                "agent1",
+                "secret1",
+                1,
+                &format!("{path}Supported: path\r\n"),
+            )
+            .await;
+        assert_eq!(echoed.status(), Some(200), "{echoed:?}");
+        let name = path::header_name();
+        let back: Vec<&str> = echoed.header_values(&name).collect();
+        assert_eq!(back, want, "{echoed:?}");
+        // Without Supported: path the phone gets no Path back, the binding keeps it anyway.
+        let quiet = h.register_with("agent2", "secret2", 1, path).await;
+        assert_eq!(quiet.status(), Some(200), "{quiet:?}");
+        assert_eq!(quiet.header(&path::header_name()), None, "{quiet:?}");
+        let mut saved = Vec::new();
+        while let Ok(q) = h.store_rx.try_recv() {
+            let op = q.into_op();
+            if let StoreOp::BindingSaved { aor, path, .. } = &op {
+                assert_eq!(path.as_deref(), Some(want.join(", ").as_str()), "{aor}");
+            }
+            saved.push(op);
+        }
+        assert_eq!(saved.len(), 2, "{saved:?}");
+        for agent in ["agent1", "agent2"] {
+            let found = h.handle.lookup(agent).await;
+            assert_eq!(found.len(), 1, "{agent}");
+            assert_eq!(found[0].path, want, "{agent}");
+        }
+        // Another node: the rows written, a registrar started on the same database.
+        let mut tx = h.db.pool.begin().await.expect("tx");
+        for op in &saved {
+            crate::store::ops::apply(&mut tx, h.db.dialect, op)
+                .await
+                .expect("binding written");
+        }
+        tx.commit().await.expect("commit");
+        let (store, _rx) = crate::store::writer::channel();
+        let other = test_registrar(&h.db, store).await;
+        let (handle, rx) = channel();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(other.run(rx, stop.clone()));
+        let found = handle.lookup("agent2").await;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].contact, "sip:agent2@127.0.0.1:5090;transport=tcp");
+        assert_eq!(found[0].path, want);
+        stop.cancel();
+        let _ = task.await;
+        h.stop().await;
+    }
+
+    /// A REGISTER straight from the phone: no path anywhere, no Path in the 200.
+    #[tokio::test]
+    async fn a_direct_registration_has_no_path() {
+        let mut h = harness(&[("agent1", "secret1")]).await;
+        let ok = h
+            .register_with("agent1", "secret1", 1, "Supported: path\r\n")
+            .await;
+        assert_eq!(ok.status(), Some(200), "{ok:?}");
+        assert_eq!(ok.header(&path::header_name()), None);
+        match h.store_rx.try_recv().expect("saved").into_op() {
+            StoreOp::BindingSaved { path, .. } => assert_eq!(path, None),
+            other => panic!("{other:?}"),
+        }
+        assert!(h.handle.lookup("agent1").await[0].path.is_empty());
+        h.stop().await;
     }
 
     #[test]

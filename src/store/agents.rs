@@ -232,11 +232,15 @@ pub struct BindingRow {
     pub user_agent: String,
     pub call_id: String,
     pub cseq: i64,
+    /// The REGISTER's Path (RFC 3327) as one header field value; None: registered directly
+    /// (and every row written before migration 0018).
+    pub path: Option<String>,
 }
 
 pub async fn load_bindings(db: &Db) -> Result<Vec<BindingRow>, StoreError> {
     let rows = sqlx::query(
-        "SELECT aor, contact, CAST(expires_at AS TEXT) AS expires_at, source, user_agent, call_id, cseq FROM registrations",
+        "SELECT aor, contact, CAST(expires_at AS TEXT) AS expires_at, source, user_agent, call_id, cseq, path \
+         FROM registrations",
     )
     .fetch_all(&db.pool)
     .await?;
@@ -250,6 +254,7 @@ pub async fn load_bindings(db: &Db) -> Result<Vec<BindingRow>, StoreError> {
                 user_agent: r.try_get("user_agent")?,
                 call_id: r.try_get("call_id")?,
                 cseq: r.try_get("cseq")?,
+                path: r.try_get("path")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()

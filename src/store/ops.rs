@@ -125,6 +125,11 @@ pub enum StoreOp {
         user_agent: String,
         call_id: String,
         cseq: i64,
+        /// The REGISTER's Path (RFC 3327) as one header field value, in order
+        /// (`sip::path::to_column`); absent: registered directly. Journals written before
+        /// the field existed replay as "no path".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
     },
     /// A binding removed (unregistered, replaced or expired); every binding of the AOR when
     /// `contact` is absent. Deleting what is already gone is a no-op, so replays are safe.
@@ -399,12 +404,13 @@ pub async fn apply(
             user_agent,
             call_id,
             cseq,
+            path,
         } => {
             let sql = format!(
-                "INSERT INTO registrations (aor, contact, expires_at, source, user_agent, call_id, cseq) \
-                 VALUES ($1, $2, {}, $4, $5, $6, $7) ON CONFLICT (aor, contact) DO UPDATE SET \
+                "INSERT INTO registrations (aor, contact, expires_at, source, user_agent, call_id, cseq, path) \
+                 VALUES ($1, $2, {}, $4, $5, $6, $7, $8) ON CONFLICT (aor, contact) DO UPDATE SET \
                  expires_at = excluded.expires_at, source = excluded.source, user_agent = excluded.user_agent, \
-                 call_id = excluded.call_id, cseq = excluded.cseq",
+                 call_id = excluded.call_id, cseq = excluded.cseq, path = excluded.path",
                 d.ts(3)
             );
             sqlx::query(&sql)
@@ -415,6 +421,7 @@ pub async fn apply(
                 .bind(user_agent)
                 .bind(call_id)
                 .bind(*cseq)
+                .bind(path.clone())
                 .execute(&mut **tx)
                 .await?;
         }

@@ -208,16 +208,69 @@ fn leg_media(n: &crate::sip::sdp::Negotiated) -> LegMedia {
     }
 }
 
-/// Where to send an agent's INVITE: the connection its REGISTER came on while it is up
-/// (TCP, TLS, WebSocket: RFC 5626 flow reuse, the only way to a `.invalid` WebSocket
-/// contact), the address it came from over UDP (right behind NAT), else the Contact's host
-/// and port over UDP.
-fn destination(r: &Reachable) -> Option<(Uri, SocketAddr, Option<ReplyPath>)> {
+/// Where an agent's INVITE goes: its Request-URI (the registered contact), the address it
+/// is sent to, the connection to send it on (if any) and its pre-loaded route set.
+#[derive(Debug)]
+struct AgentTarget {
+    uri: Uri,
+    dest: SocketAddr,
+    flow: Option<ReplyPath>,
+    /// The binding's Path: the INVITE's Route headers (RFC 3327 §5.3, RFC 3261 §8.1.2).
+    route: Vec<String>,
+}
+
+/// Where to send an agent's INVITE.
+///
+/// A binding with a Path (the phone registered through the edge, ADR 0008) is reached
+/// through it: Route = the path, sent to the first Route's address (loose routing) — on the
+/// connection the REGISTER came in on when that is still open and leads there, else over
+/// UDP; the edge relays it to the phone on the flow it registered on. Any node can do this
+/// with a binding read from the database, as the path names the edge, not the node.
+///
+/// Without a path: the connection its REGISTER came on while it is up (TCP, TLS, WebSocket:
+/// RFC 5626 flow reuse, the only way to a `.invalid` WebSocket contact), the address it came
+/// from over UDP (right behind NAT), else the Contact's host and port over UDP.
+fn destination(r: &Reachable) -> Option<AgentTarget> {
     let uri = Uri::parse(r.contact.trim_matches(|c| c == '<' || c == '>')).ok()?;
+    let hop = match crate::sip::path::first_hop(&r.path) {
+        Ok(hop) => hop,
+        Err(e) => {
+            debug!(contact = %r.contact, error = %e, "agent's path unusable: contact skipped");
+            return None;
+        }
+    };
+    if let Some(hop) = hop {
+        let open = r
+            .flow
+            .as_ref()
+            .filter(|f| matches!(f, ReplyPath::Stream { .. }) && f.is_open());
+        let flow = match open {
+            Some(f) if f.peer() == hop.addr && f.kind() == hop.transport => Some(f.clone()),
+            // Connecting to the edge from here is not done (no outbound TCP/TLS to a
+            // phone's proxy): the edge is reached over UDP, as it relays REGISTERs.
+            _ if hop.transport != crate::sip::transport::TransportKind::Udp => {
+                debug!(contact = %r.contact, "agent's path needs a connection that is not open: skipped");
+                return None;
+            }
+            _ => None,
+        };
+        return Some(AgentTarget {
+            uri,
+            dest: hop.addr,
+            flow,
+            route: r.path.clone(),
+        });
+    }
+    let direct = |dest, flow| AgentTarget {
+        uri: uri.clone(),
+        dest,
+        flow,
+        route: Vec::new(),
+    };
     match &r.flow {
-        Some(ReplyPath::Udp { peer, .. }) => return Some((uri, *peer, None)),
+        Some(ReplyPath::Udp { peer, .. }) => return Some(direct(*peer, None)),
         Some(f @ ReplyPath::Stream { peer, .. }) if f.is_open() => {
-            return Some((uri, *peer, Some(f.clone())))
+            return Some(direct(*peer, Some(f.clone())))
         }
         Some(f) if f.kind().connection_only() => return None,
         _ => {}
@@ -232,7 +285,7 @@ fn destination(r: &Reachable) -> Option<(Uri, SocketAddr, Option<ReplyPath>)> {
         debug!(contact = %r.contact, "agent contact is a host name and no connection is open: skipped");
         return None;
     };
-    Some((uri, SocketAddr::new(ip, port), None))
+    Some(direct(SocketAddr::new(ip, port), None))
 }
 
 impl Call {
@@ -429,7 +482,7 @@ impl Call {
             return;
         }
         let target = contacts.iter().find_map(destination);
-        let (true, Some((uri, dest, flow))) = (usable, target) else {
+        let (true, Some(target)) = (usable, target) else {
             debug!(%agent, usable, "offer refused by the call");
             self.acd_send(AcdMsg::OfferEnded {
                 call: self.acd_key(),
@@ -442,6 +495,12 @@ impl Call {
             });
             return;
         };
+        let AgentTarget {
+            uri,
+            dest,
+            flow,
+            route,
+        } = target;
         let to_number = uri.user.clone().unwrap_or_else(|| agent.clone());
         let trunk = Trunk::peer(format!("agent:{agent}"), dest);
         let Some((link, tx, rx)) = self.new_leg(agent) else {
@@ -451,6 +510,7 @@ impl Call {
             ticket_id: self.ticket_id,
             request_uri: Some(uri),
             flow,
+            route,
             leg: Some(link),
             ..super::OutboundRequest::new(to_number, trunk, self.caller.clone(), ring_timeout)
         };
@@ -1387,5 +1447,121 @@ impl Call {
             }
         };
         let _ = link.caller_tx.try_send(CallInput::Leg(event));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::transport::TransportKind;
+
+    const EDGE_PATH: &str = "<sip:127.0.0.10:5070;lr;received=sip:192.0.2.7:40000>";
+
+    fn reachable(contact: &str, flow: Option<ReplyPath>, path: &[&str]) -> Reachable {
+        Reachable {
+            contact: contact.into(),
+            flow,
+            path: path.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    async fn udp_flow(peer: &str) -> ReplyPath {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        ReplyPath::Udp {
+            socket: Arc::new(socket),
+            peer: peer.parse().expect("addr"),
+        }
+    }
+
+    fn stream_flow(peer: &str, kind: TransportKind) -> (ReplyPath, mpsc::Receiver<bytes::Bytes>) {
+        let (tx, rx) = mpsc::channel(4);
+        let flow = ReplyPath::Stream {
+            tx,
+            peer: peer.parse().expect("addr"),
+            local: "127.0.0.11:5060".parse().expect("addr"),
+            kind,
+        };
+        (flow, rx)
+    }
+
+    /// Registered through the edge (over UDP, so the binding's flow is the edge's address):
+    /// the INVITE's Request-URI is the contact (a private address behind NAT here), its
+    /// Route the path, and it goes to the path's first hop.
+    #[tokio::test]
+    async fn a_path_is_the_route_set_and_its_first_hop_the_destination() {
+        let r = reachable(
+            "sip:alice@192.168.1.5:5090",
+            Some(udp_flow("127.0.0.10:5070").await),
+            &[EDGE_PATH, "<sip:10.0.0.9;lr>"],
+        );
+        let t = destination(&r).expect("reachable");
+        assert_eq!(t.uri.as_str(), "sip:alice@192.168.1.5:5090");
+        assert_eq!(t.dest, "127.0.0.10:5070".parse().expect("addr"));
+        assert!(t.flow.is_none(), "UDP: the node's own socket");
+        assert_eq!(t.route, [EDGE_PATH, "<sip:10.0.0.9;lr>"]);
+    }
+
+    /// A binding read from the database (another node, or after a restart) has no flow:
+    /// the path alone leads to the phone.
+    #[test]
+    fn a_binding_without_a_flow_is_reached_through_its_path() {
+        let r = reachable("sip:alice@192.168.1.5:5090", None, &[EDGE_PATH]);
+        let t = destination(&r).expect("reachable");
+        assert_eq!(t.dest, "127.0.0.10:5070".parse().expect("addr"));
+        assert_eq!(t.route, [EDGE_PATH]);
+        // Even a contact that is a host name: only the edge needs to resolve it.
+        let r = reachable("sip:alice@phone.invalid;transport=ws", None, &[EDGE_PATH]);
+        assert_eq!(
+            destination(&r).map(|t| t.dest),
+            Some("127.0.0.10:5070".parse().expect("addr"))
+        );
+    }
+
+    /// A path over TCP is followed on the edge's open connection the REGISTER came on; with
+    /// no such connection the contact is skipped (the node opens none to a phone's proxy).
+    #[test]
+    fn a_tcp_path_uses_the_open_connection_to_the_edge() {
+        let path = "<sip:127.0.0.10:5070;transport=tcp;lr>";
+        let (flow, _rx) = stream_flow("127.0.0.10:5070", TransportKind::Tcp);
+        let r = reachable("sip:alice@192.168.1.5:5090", Some(flow), &[path]);
+        let t = destination(&r).expect("reachable");
+        assert!(matches!(t.flow, Some(ReplyPath::Stream { .. })));
+        assert_eq!(t.dest, "127.0.0.10:5070".parse().expect("addr"));
+        let (elsewhere, _rx2) = stream_flow("127.0.0.99:5070", TransportKind::Tcp);
+        assert!(destination(&reachable("sip:a@10.0.0.5", Some(elsewhere), &[path])).is_none());
+        assert!(destination(&reachable("sip:a@10.0.0.5", None, &[path])).is_none());
+    }
+
+    #[test]
+    fn an_unusable_path_skips_the_contact() {
+        for path in [
+            "<sip:127.0.0.10:5070>",
+            "<sip:edge.example;lr>",
+            "garbage <",
+        ] {
+            let r = reachable("sip:alice@10.0.0.5:5090", None, &[path]);
+            assert!(destination(&r).is_none(), "{path}");
+        }
+    }
+
+    /// No path: exactly as before — the UDP source, the open connection, else the contact.
+    #[tokio::test]
+    async fn without_a_path_nothing_changes() {
+        let r = reachable(
+            "sip:alice@192.168.1.5:5090",
+            Some(udp_flow("203.0.113.7:40000").await),
+            &[],
+        );
+        let t = destination(&r).expect("reachable");
+        assert_eq!(t.dest, "203.0.113.7:40000".parse().expect("addr"));
+        assert!(t.route.is_empty() && t.flow.is_none());
+        let (flow, _rx) = stream_flow("203.0.113.7:40001", TransportKind::Tls);
+        let t = destination(&reachable("sip:alice@x.invalid", Some(flow), &[])).expect("flow");
+        assert!(matches!(t.flow, Some(ReplyPath::Stream { .. })) && t.route.is_empty());
+        let t = destination(&reachable("<sip:alice@10.0.0.5>", None, &[])).expect("contact");
+        assert_eq!(t.dest, "10.0.0.5:5060".parse().expect("addr"));
+        assert!(destination(&reachable("sip:alice@phone.example", None, &[])).is_none());
     }
 }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::{Call, CallInput, Phase};
-use crate::call::dialog::{self, Dialog};
+use crate::call::dialog::{self, Dialog, LocalIdentity};
 use crate::call::disposition::{Disposition, HangupCause};
 use crate::call::router::RouterControl;
 use crate::call::slots::CallSlot;
@@ -74,6 +74,11 @@ pub struct OutboundRequest {
     /// Send on this flow instead of the trunk's transport: the connection an agent
     /// registered over (TCP, TLS, WebSocket), the only way to reach a `.invalid` contact.
     pub flow: Option<ReplyPath>,
+    /// A pre-loaded route set (RFC 3261 §8.1.2): the INVITE's `Route` headers, in order —
+    /// the Path an agent's phone registered through (RFC 3327), whose first hop is where
+    /// `trunk.address` points. The CANCEL and the ACK of a failure copy them
+    /// (`sip::transaction`); in the dialog the 2xx's Record-Route decides (§12.1.2).
+    pub route: Vec<String>,
     /// Set for an agent leg of a queue call: no records of its own, reports to the caller.
     pub leg: Option<super::queue::LegLink>,
     /// Prepare the call but do not dial (a queue callback dials once an agent answered).
@@ -109,6 +114,7 @@ impl OutboundRequest {
             machine: None,
             request_uri: None,
             flow: None,
+            route: Vec::new(),
             leg: None,
             park: false,
             callback_for: None,
@@ -121,6 +127,7 @@ impl OutboundRequest {
 #[derive(Debug)]
 pub(super) struct PendingDial {
     request_uri: Uri,
+    route: Vec<String>,
     to: String,
     trunk: Trunk,
     ring_timeout: Duration,
@@ -413,6 +420,7 @@ impl Call {
         call.leg = req.leg;
         let dial = PendingDial {
             request_uri,
+            route: req.route,
             to,
             trunk: req.trunk,
             ring_timeout: req.ring_timeout,
@@ -438,7 +446,15 @@ impl Call {
     /// Send the INVITE (RFC 3261 §13.2.1) in a new client transaction.
     pub(super) fn dial(&mut self, now: Instant, d: PendingDial) {
         let body = self.local_sdp(None);
-        let (mut invite, branch) = build_invite(self, &d.request_uri, &d.to, 1, body, None);
+        let (mut invite, branch) = build_invite(
+            &self.local,
+            &self.dialog,
+            &d.request_uri,
+            &d.route,
+            &d.to,
+            1,
+            body,
+        );
         add_pai(&mut invite, &d.trunk, &d.caller_id);
         let invite_key = self.start_client(now, invite.clone());
         info!(trunk = %d.trunk.name, "dialing");
@@ -557,7 +573,16 @@ impl Call {
         };
         // The same offer: the INVITE last sent is the call's (`self.invite`).
         let body = String::from_utf8_lossy(&self.invite.body).into_owned();
-        let (mut invite, branch) = build_invite(self, &request_uri, &to, cseq, body, None);
+        // A trunk has no pre-loaded route (agent legs, which may, never fail over).
+        let (mut invite, branch) = build_invite(
+            &self.local,
+            &self.dialog,
+            &request_uri,
+            &[],
+            &to,
+            cseq,
+            body,
+        );
         add_pai(&mut invite, &trunk, &caller_id);
         // A new transaction on the new trunk's flow; the old one ends on its own timers.
         let invite_key = self.start_client(now, invite.clone());
@@ -839,13 +864,17 @@ async fn stream_failover_flows(ctx: &CallContext, trunk: &Trunk) -> Vec<(String,
     out
 }
 
+/// An INVITE of this call: a new branch, our identity and the dialog's From and Call-ID,
+/// `route` (a pre-loaded route set, RFC 3261 §8.1.2) as Route headers in order, `uri` as
+/// Request-URI. Returns it and its branch.
 fn build_invite(
-    call: &Call,
+    local: &LocalIdentity,
+    dialog: &Dialog,
     uri: &Uri,
+    route: &[String],
     to: &str,
     cseq: u32,
     body: String,
-    auth: Option<(HeaderName, String)>,
 ) -> (Message, String) {
     let branch = dialog::new_branch();
     let mut m = Message {
@@ -853,28 +882,99 @@ fn build_invite(
             method: Method::Invite,
             uri: uri.clone(),
         },
-        headers: Vec::with_capacity(12),
+        headers: Vec::with_capacity(12 + route.len()),
         body: Bytes::from(body),
     };
     m.push_header(
         HeaderName::Via,
         format!(
             "SIP/2.0/{} {};branch={branch};rport",
-            call.local.transport.via_name(),
-            call.local.via_host
+            local.transport.via_name(),
+            local.via_host
         ),
     );
     m.push_header(HeaderName::MaxForwards, "70");
-    m.push_header(HeaderName::From, call.dialog.local_party().to_string());
-    m.push_header(HeaderName::To, to.to_string());
-    m.push_header(HeaderName::CallId, call.dialog.call_id().to_string());
-    m.push_header(HeaderName::CSeq, format!("{cseq} INVITE"));
-    m.push_header(HeaderName::Contact, call.local.contact.clone());
-    m.push_header(HeaderName::Allow, dialog::ALLOW);
-    m.push_header(HeaderName::UserAgent, call.local.user_agent.clone());
-    m.push_header(HeaderName::ContentType, "application/sdp");
-    if let Some((n, v)) = auth {
-        m.push_header(n, v);
+    for r in route {
+        m.push_header(HeaderName::Route, r.clone());
     }
+    m.push_header(HeaderName::From, dialog.local_party().to_string());
+    m.push_header(HeaderName::To, to.to_string());
+    m.push_header(HeaderName::CallId, dialog.call_id().to_string());
+    m.push_header(HeaderName::CSeq, format!("{cseq} INVITE"));
+    m.push_header(HeaderName::Contact, local.contact.clone());
+    m.push_header(HeaderName::Allow, dialog::ALLOW);
+    m.push_header(HeaderName::UserAgent, local.user_agent.clone());
+    m.push_header(HeaderName::ContentType, "application/sdp");
     (m, branch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::Framing;
+    use crate::sip::transaction::{build_ack, build_cancel};
+
+    fn local() -> LocalIdentity {
+        LocalIdentity {
+            contact: "<sip:switchboard@127.0.0.11:5060>".into(),
+            via_host: "127.0.0.11:5060".into(),
+            transport: crate::sip::transport::TransportKind::Udp,
+            user_agent: "switchboard-test".into(),
+        }
+    }
+
+    /// An agent leg with a path (RFC 3327): Request-URI the contact, Route the path in order
+    /// — and the CANCEL and the ACK of a failure carry the same Route (RFC 3261 §9.1,
+    /// §17.1.1.3), so the edge relays them along the INVITE's way.
+    #[test]
+    fn the_route_set_goes_into_the_invite_its_cancel_and_its_ack() {
+        let contact = Uri::parse("sip:alice@192.168.1.5:5090").expect("uri");
+        let dialog = Dialog::uac_pending(
+            "c1@127.0.0.11",
+            "<sip:+15551230001@127.0.0.11>;tag=t1",
+            "t1",
+            contact.clone(),
+        );
+        let route = vec![
+            "<sip:127.0.0.10:5070;lr;received=sip:192.0.2.7:40000>".to_string(),
+            "<sip:10.0.0.9;lr>".to_string(),
+        ];
+        let (invite, branch) = build_invite(
+            &local(),
+            &dialog,
+            &contact,
+            &route,
+            "<sip:alice@192.168.1.5:5090>",
+            1,
+            String::new(),
+        );
+        // What goes on the wire parses back the same.
+        let invite = Message::parse(&invite.to_bytes(), Framing::Datagram).expect("parses");
+        assert_eq!(invite.request_uri(), Some(&contact));
+        let routes: Vec<&str> = invite.header_values(&HeaderName::Route).collect();
+        assert_eq!(routes, route);
+        assert!(invite.top_via().expect("via").branch() == Some(branch.as_str()));
+        let cancel = build_cancel(&invite);
+        let routes: Vec<&str> = cancel.header_values(&HeaderName::Route).collect();
+        assert_eq!(routes, route);
+        let busy = Message::parse(
+            b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=x\r\n\
+              From: <sip:+15551230001@127.0.0.11>;tag=t1\r\nTo: <sip:alice@192.168.1.5:5090>;tag=p\r\n\
+              Call-ID: c1@127.0.0.11\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            Framing::Datagram,
+        )
+        .expect("parses");
+        let ack = build_ack(&invite, &busy);
+        let routes: Vec<&str> = ack.header_values(&HeaderName::Route).collect();
+        assert_eq!(routes, route);
+    }
+
+    /// Without a route set an INVITE has no Route header, as always.
+    #[test]
+    fn no_route_set_no_route_header() {
+        let uri = Uri::parse("sip:+15551230001@203.0.113.5:5060").expect("uri");
+        let dialog = Dialog::uac_pending("c2", "<sip:x@127.0.0.11>;tag=t", "t", uri.clone());
+        let (invite, _) = build_invite(&local(), &dialog, &uri, &[], "<sip:x@y>", 1, String::new());
+        assert_eq!(invite.header(&HeaderName::Route), None);
+    }
 }
