@@ -86,7 +86,7 @@ node_start() {
   ip=$(node_ip "$i"); dir=$CLUSTER_DIR/node$i
   mkdir -p "$dir"
   sed "s|^spool_dir.*|spool_dir = \"$dir/spool\"|" "$ROOT/config/default.toml" >"$dir/config.toml"
-  printf '\n[cluster]\nheartbeat_s = %s\ndead_after_s = %s\ndrain_s = %s\n' \
+  printf '\n[cluster]\nheartbeat_s = %s\ndead_after_s = %s\ndrain_s = %s\nqueues = "cluster"\n' \
     "$HEARTBEAT_S" "$DEAD_AFTER_S" "$DRAIN_S" >>"$dir/config.toml"
   (cd "$ROOT" && exec setsid "$bin" --config "$dir/config.toml" --database "$url" \
       --node-id "sb$i" --sip-listen "$ip:$SIP_PORT" --http-listen "$ip:$HTTP_PORT" \

@@ -49,6 +49,9 @@ pub enum StartError {
         source_file: String,
         error: crate::http_client::HttpError,
     },
+    /// `[cluster] queues = "cluster"` on a database that only one node can use.
+    #[error("[cluster] queues = \"cluster\" needs PostgreSQL (the database is {0}); use \"node\" with SQLite")]
+    SharedQueuesNeedPostgres(String),
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -148,6 +151,13 @@ pub async fn start_on(
         crate::sip::tls::TrunkConnections::new(&cfg.trunks, tcp_tx.clone()).map_err(tls_error)?;
 
     let db = Db::connect(&cfg.database).await?;
+    if cfg.cluster.queues == crate::config::QueueScope::Cluster
+        && db.dialect != store::Dialect::Postgres
+    {
+        return Err(StartError::SharedQueuesNeedPostgres(
+            db.url_redacted.clone(),
+        ));
+    }
     let spool = cfg.spool_dir.join("spool.jsonl");
     // Ops a killed predecessor had journaled but maybe not written go to the end of the
     // spool first; the spool replay below then writes them (idempotently) in order.
@@ -359,6 +369,24 @@ pub async fn start_on(
     drop(store_handle);
     // The ACD outlives the calls so their last queue events (abandon, complete) are logged.
     let acd_close = CancellationToken::new();
+    // Shared queues (ADR 0011): the link to the other nodes, closed after the ACD.
+    let link_close = CancellationToken::new();
+    let link_tasks = TaskTracker::new();
+    let acd_core = match ctx.config.cluster.queues {
+        crate::config::QueueScope::Cluster => acd_core.shared(crate::acd::link::start(
+            ctx.config.database.clone(),
+            db.clone(),
+            ctx.config.node_id.clone(),
+            ctx.config
+                .cluster
+                .heartbeat
+                .min(std::time::Duration::from_secs(1)),
+            &link_tasks,
+            link_close.clone(),
+        )),
+        crate::config::QueueScope::Node => acd_core.with_node(&ctx.config.node_id),
+    };
+    link_tasks.close();
     let acd_task = tokio::spawn(acd_core.run(acd_rx, acd_close.clone()));
     let registrar_task = tokio::spawn(registrar_core.run(registrar_rx, shutdown.clone()));
     // The router routes until every call task is over (`router_stop`, below), not only
@@ -514,6 +542,8 @@ pub async fn start_on(
         let _ = registrar_task.await;
         acd_close.cancel();
         let _ = acd_task.await;
+        link_close.cancel();
+        link_tasks.wait().await;
         let _ = tcp_task.await;
         if let Some(t) = tls_task {
             let _ = t.await;

@@ -1601,3 +1601,160 @@ fn start_node(
         ],
     )
 }
+
+// ---- queues shared by the nodes (issue 18, ADR 0011) --------------------------------------
+
+/// `[cluster] queues = "cluster"`: one node leads the queues (PostgreSQL advisory lock) and
+/// the other talks to it by LISTEN/NOTIFY. An agent whose phone registered with the leader A
+/// answers a caller who landed on the follower B (the leader offers, B rings the phone);
+/// B's API shows the agent as the leader sees it. Then A is killed with SIGKILL: B takes the
+/// lead, the phone registers with B (as it would through the edge), and B's next caller is
+/// answered by it.
+#[test]
+fn shared_queues_an_agent_of_one_node_answers_a_caller_of_the_other_and_the_lead_fails_over() {
+    use crate::acd_sipp::{agent_phone_at, packets, register_at, wait_agent_state};
+    let Some(base) = Pg::from_env() else { return };
+    let own = base.own_database("queues");
+    let pg = Pg::connect(&own.url);
+    let url = own.url.clone();
+    let node_a = support::unique("qa");
+    let node_b = support::unique("qb");
+    let cluster = "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\nqueues = \"cluster\"\n";
+    let dir_a = tempfile::tempdir().expect("dir");
+    let dir_b = tempfile::tempdir().expect("dir");
+    let cfg_a = support::config_with(dir_a.path(), cluster);
+    let cfg_b = support::config_with(dir_b.path(), cluster);
+    let start = |node: &str, cfg: &std::path::Path| {
+        Server::start_on(
+            Some(&url),
+            &["--node-id", node, "--config", &cfg.display().to_string()],
+        )
+    };
+    let leads = |s: &Server| s.log().contains("this node leads the cluster's queues");
+    let a = start(&node_a, &cfg_a);
+    support::wait_for(Duration::from_secs(10), "A to lead the queues", || {
+        leads(&a).then_some(())
+    });
+    let b = start(&node_b, &cfg_b);
+    let (st, out, err) = support::run_binary(
+        &[
+            "agent",
+            "add",
+            "roamer",
+            "--password",
+            "s3cret-pw",
+            "--queue",
+            "support",
+            "--skill",
+            "lang:en=5",
+            "--database",
+            &url,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "agent add: {out}{err}");
+
+    // The phone registers with A; B's API (answered by the leader) shows it available.
+    let register = support::repo_root().join("sip-test/uac_register.xml");
+    let port = support::free_port();
+    register_at(&a, a.sip_addr, &register, port, "roamer", "s3cret-pw");
+    wait_agent_state(&b, "roamer", "available", Duration::from_secs(10));
+    assert!(!leads(&b), "only one leader\n{}", b.log());
+
+    // A caller of B presses 0: the leader offers roamer, B rings the phone at A's binding.
+    let answer = |caller: &str| {
+        format!(
+            "SELECT COUNT(*) FROM call_records WHERE caller = '{caller}' AND node = $1 \
+             AND agent = 'roamer' AND queue = 'support' AND disposition = 'answered' \
+             AND ended_at IS NOT NULL"
+        )
+    };
+    let phone = agent_phone_at(&a, b.sip_addr, "roamer", port, 300, 60_000);
+    let call = b.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 2000, 6000),
+        &["-set", "caller", "+15551239401"],
+    );
+    let caller = call.wait();
+    assert_eq!(
+        caller.code,
+        Some(0),
+        "caller of B\n{}\n{}",
+        caller.text,
+        b.log()
+    );
+    phone.finish("agent phone registered with A, rung by B");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while pg.count(&answer("+15551239401"), &node_b) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "B's caller was not answered by roamer\nA:{}\nB:{}",
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let id: String = pg
+        .rt
+        .block_on(
+            sqlx::query_scalar("SELECT id FROM call_records WHERE caller = '+15551239401'")
+                .fetch_one(&pg.db.pool),
+        )
+        .expect("call id");
+    let bridge: String = pg
+        .rt
+        .block_on(
+            sqlx::query_scalar(
+                "SELECT detail FROM call_events WHERE call_id = $1 AND kind = 'bridge_packets'",
+            )
+            .bind(&id)
+            .fetch_one(&pg.db.pool),
+        )
+        .expect("bridge counters");
+    assert!(packets(&bridge, "caller_to_agent") >= 50, "{bridge}");
+    assert!(packets(&bridge, "agent_to_caller") >= 50, "{bridge}");
+    // The leader logged the queue events of B's caller once each.
+    assert_eq!(
+        pg.count(
+            "SELECT COUNT(*) FROM queue_log WHERE call_id = $1 AND event = 'connect'",
+            &id
+        ),
+        1
+    );
+
+    // The leader dies: B takes the lead within a few heartbeats.
+    let st = Command::new("kill")
+        .args(["-KILL", &a.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let killed = Instant::now();
+    support::wait_for(Duration::from_secs(10), "B to lead the queues", || {
+        leads(&b).then_some(())
+    });
+    eprintln!("B leads {:?} after the kill", killed.elapsed());
+    drop(a);
+    register_at(&b, b.sip_addr, &register, port, "roamer", "s3cret-pw");
+    wait_agent_state(&b, "roamer", "available", Duration::from_secs(10));
+    let phone = agent_phone_at(&b, b.sip_addr, "roamer", port, 300, 60_000);
+    let call = b.spawn_sipp(
+        &Scenario::call_with_digits(&[(1500, '0')], 2000, 6000),
+        &["-set", "caller", "+15551239402"],
+    );
+    let caller = call.wait();
+    assert_eq!(
+        caller.code,
+        Some(0),
+        "caller of B after the fail-over\n{}",
+        b.log()
+    );
+    phone.finish("agent phone registered with B");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while pg.count(&answer("+15551239402"), &node_b) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "B's caller after the fail-over was not answered by roamer\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -108,7 +108,7 @@ impl QueueConfig {
 }
 
 /// An agent account as the ACD needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AgentDef {
     pub name: String,
     pub queues: Vec<String>,
@@ -116,7 +116,7 @@ pub struct AgentDef {
 }
 
 /// The one state an agent is in, as shown by the API and written to `queue_log`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
     LoggedOut,
@@ -225,7 +225,8 @@ impl Refusal {
 }
 
 /// How an offer to an agent ended without a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OfferEnd {
     /// Rang out (ring timeout) — counts as a miss.
     NoAnswer,
@@ -356,7 +357,7 @@ struct Waiting {
 }
 
 /// Per-queue counters since start (the API's service level, ASA, AHT, abandonment).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueueStats {
     pub entered: u64,
     pub answered: u64,
@@ -417,7 +418,7 @@ enum Timer {
 }
 
 /// Snapshot of one agent for the API.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgentView {
     pub name: String,
     pub state: AgentState,
@@ -432,10 +433,10 @@ pub struct AgentView {
 }
 
 /// Snapshot of one queue for the API.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueueView {
     pub name: String,
-    pub strategy: &'static str,
+    pub strategy: String,
     pub waiting: usize,
     pub longest_wait_s: u64,
     pub agents_logged_in: usize,
@@ -449,6 +450,20 @@ pub struct QueueView {
     /// (`callback_after_s`) and keep their place: the wallboard's and the agent workspace's
     /// pending callbacks.
     pub callbacks_pending: usize,
+}
+
+/// A caller re-announced to a new leader ([`Acd::rejoin`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Rejoin<'a> {
+    pub call: &'a str,
+    pub queue: &'a str,
+    pub segment: Option<&'a str>,
+    pub needs: &'a [(String, i64)],
+    /// How long it has waited already.
+    pub waited: Duration,
+    pub callback: bool,
+    /// The agent it is connected to, if any.
+    pub agent: Option<&'a str>,
 }
 
 pub struct Acd {
@@ -859,6 +874,80 @@ impl Acd {
             position,
         });
         self.dispatch_queue(now, queue);
+    }
+
+    /// A caller re-announced to a new ACD leader (docs/adr/0011): it joined `waited` ago
+    /// (wait figures and the maximum wait count from then), is a callback or not, and may
+    /// already be connected to `agent`. Logs nothing and announces no position (the first
+    /// leader did both); a caller the core already holds is left as it is. The shell hands
+    /// re-announced callers over in order of their join time, so the line keeps its order.
+    pub fn rejoin(&mut self, now: Instant, rejoin: Rejoin<'_>) {
+        let Rejoin {
+            call,
+            queue,
+            segment,
+            needs,
+            waited,
+            callback,
+            agent,
+        } = rejoin;
+        if self.waiting.contains_key(call) {
+            return;
+        }
+        let Some(q) = self.queues.get(queue) else {
+            self.actions.push_back(Action::Refused {
+                call: call.to_string(),
+                reason: Refusal::UnknownQueue,
+            });
+            return;
+        };
+        let priority = segment
+            .and_then(|s| q.cfg.segment_priority.get(s).copied())
+            .unwrap_or(0);
+        let mut all_needs = q.cfg.required_skills.clone();
+        all_needs.extend(needs.iter().cloned());
+        let max_wait = q.cfg.max_wait;
+        let joined = now.checked_sub(waited).unwrap_or(now);
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let on_call = agent.and_then(|a| self.agent_index.get(a).copied());
+        let connected = on_call.map(|idx| (self.agents[idx].def.name.clone(), now));
+        if connected.is_none() {
+            if let Some(q) = self.queues.get_mut(queue) {
+                q.order.insert((Reverse(priority), seq));
+                q.by_seq.insert(seq, call.to_string());
+            }
+            if let Some(w) = max_wait.filter(|_| !callback) {
+                self.timers
+                    .push(Reverse(((joined + w).max(now), Timer::MaxWait { seq })));
+            }
+        }
+        self.waiting.insert(
+            call.to_string(),
+            Waiting {
+                queue: queue.to_string(),
+                priority,
+                seq,
+                joined,
+                needs: all_needs,
+                ringing: Vec::new(),
+                tried: Vec::new(),
+                retry_at: None,
+                callback,
+                connected,
+                directed: None,
+            },
+        );
+        match on_call {
+            Some(idx) => self.set_activity_quiet(
+                now,
+                idx,
+                Activity::OnCall {
+                    call: call.to_string(),
+                },
+            ),
+            None => self.dispatch_queue(now, queue),
+        }
     }
 
     /// The caller is gone (hung up) or left on its own (dialplan, callback). Idempotent.
@@ -1639,7 +1728,7 @@ impl Acd {
                     .unwrap_or(0);
                 QueueView {
                     name: q.cfg.name.clone(),
-                    strategy: q.cfg.strategy.as_str(),
+                    strategy: q.cfg.strategy.as_str().to_string(),
                     waiting: q.order.len(),
                     longest_wait_s: longest,
                     agents_logged_in: q
@@ -1769,6 +1858,64 @@ mod tests {
             offers(&drain(&mut a)),
             vec![("c1".into(), vec!["alice".into()])]
         );
+    }
+
+    fn rejoin<'a>(call: &'a str, waited_s: u64, agent: Option<&'a str>) -> Rejoin<'a> {
+        Rejoin {
+            call,
+            queue: "support",
+            segment: None,
+            needs: &[],
+            waited: Duration::from_secs(waited_s),
+            callback: false,
+            agent,
+        }
+    }
+
+    #[test]
+    fn a_new_leader_relearns_connected_and_waiting_callers_in_join_order() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        let t = t0 + Duration::from_secs(100);
+        a.agent_update(t, def("alice", &["support"], &[]), true);
+        a.agent_update(t, def("bob", &["support"], &[]), true);
+        drain(&mut a);
+        // c0 is on a call with alice on some node; c1 (waited 30 s) and c2 (10 s) wait.
+        a.rejoin(t, rejoin("c0", 60, Some("alice")));
+        assert_eq!(a.agent_state("alice"), Some(AgentState::OnCall));
+        a.rejoin(t, rejoin("c1", 30, None));
+        a.rejoin(t, rejoin("c2", 10, None));
+        let acts = drain(&mut a);
+        // No second "enter" and no position announcement; bob (free) gets the first in line.
+        assert_eq!(logs(&acts), vec!["offer"], "{acts:?}");
+        assert!(!acts.iter().any(|x| matches!(x, Action::Queued { .. })));
+        assert_eq!(offers(&acts), vec![("c1".into(), vec!["bob".into()])]);
+        // The same caller announced twice is kept once.
+        a.rejoin(t, rejoin("c2", 10, None));
+        assert_eq!(a.waiting_calls().filter(|c| *c == "c2").count(), 1);
+        // Alice's call ends as any connected call: wrap-up, then she takes c2.
+        a.call_ended(t + Duration::from_secs(5), "c0", "caller");
+        assert_eq!(a.agent_state("alice"), Some(AgentState::WrapUp));
+        a.handle_timeout(t + Duration::from_secs(10));
+        assert_eq!(
+            offers(&drain(&mut a)),
+            vec![("c2".into(), vec!["alice".into()])]
+        );
+        // Wait figures count from the original join.
+        let v = a.queues_view(t + Duration::from_secs(10));
+        assert_eq!(v[0].waiting, 2, "c1 rings bob, c2 rings alice");
+        assert!(v[0].longest_wait_s >= 40, "{}", v[0].longest_wait_s);
+    }
+
+    #[test]
+    fn a_rejoin_to_an_unknown_queue_is_refused() {
+        let (mut a, t0) = acd(Strategy::LongestIdle);
+        let mut r = rejoin("c1", 1, None);
+        r.queue = "nope";
+        a.rejoin(t0, r);
+        assert!(drain(&mut a).contains(&Action::Refused {
+            call: "c1".into(),
+            reason: Refusal::UnknownQueue
+        }));
     }
 
     #[test]

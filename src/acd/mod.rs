@@ -9,6 +9,9 @@
 //! stuck.
 
 pub mod core;
+pub mod link;
+mod shared;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -78,7 +81,7 @@ impl CallerTx {
 }
 
 /// What the ACD tells a call actor.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AcdEvent {
     /// In line at this position.
     Queued { position: usize },
@@ -166,7 +169,7 @@ pub enum AcdMsg {
 }
 
 /// What a feature code did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FeatureOutcome {
     LoggedIn,
     LoggedOut,
@@ -187,14 +190,15 @@ impl FeatureOutcome {
 }
 
 /// What a feature code asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FeatureCommand {
     Login,
     Logout,
     TogglePause,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AgentCommand {
     Login,
     Logout,
@@ -205,7 +209,7 @@ pub enum AgentCommand {
 }
 
 /// Screen pop and dashboard feed: what agent subscribers receive.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentFeed {
     State {
@@ -344,18 +348,84 @@ fn contact_addr(contact: &str) -> Option<std::net::SocketAddr> {
     Some(std::net::SocketAddr::new(ip, uri.port.unwrap_or(5060)))
 }
 
+/// A core with every enabled agent account and their saved choices (login, pause) from the
+/// database; with the account names and the saved choices for `persist`.
+async fn load_core(
+    queues: &[QueueConfig],
+    auto_login: bool,
+    db: &Db,
+) -> (Acd, Vec<String>, HashMap<String, (bool, Option<String>)>) {
+    let mut core = Acd::new(queues.to_vec(), auto_login, rand::random());
+    let now = Instant::now();
+    let mut names = Vec::new();
+    match crate::store::agents::list(db).await {
+        Ok(rows) => {
+            for r in rows.into_iter().filter(|r| r.enabled) {
+                names.push(r.name.clone());
+                core.agent_update(
+                    now,
+                    AgentDef {
+                        name: r.name,
+                        queues: r.queues,
+                        skills: r.skills,
+                    },
+                    false,
+                );
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot load agents; they appear when they register"),
+    }
+    let mut persisted = HashMap::new();
+    match crate::store::agents::load_states(db).await {
+        Ok(states) => {
+            for (name, logged_out, paused) in states {
+                core.restore_flags(&name, logged_out, paused.clone());
+                persisted.insert(name, (logged_out, paused));
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot load agents' saved states; they start fresh"),
+    }
+    while core.poll_action().is_some() {}
+    (core, names, persisted)
+}
+
 struct Member {
     tx: CallerTx,
     caller: String,
     ticket_id: Option<i64>,
+    /// The node that holds the call; None: this node.
+    node: Option<String>,
+    /// This node's callers: what a new leader needs to take them over (docs/adr/0011).
+    join: Option<shared::Shadow>,
 }
 
 pub struct AcdService {
     core: Acd,
     calls: HashMap<String, Member>,
-    contacts: HashMap<String, Vec<Reachable>>,
-    /// Agents whose browser phone is on.
-    browsers: std::collections::HashSet<String>,
+    /// Each agent's registered contacts per node (this node's under `node`): an agent's
+    /// phone registers with one node, and a stale copy on another must not hide it.
+    reach: HashMap<String, HashMap<String, Vec<Reachable>>>,
+    /// Agents whose browser phone is on, and the node serving their page.
+    browsers: HashMap<String, String>,
+    /// What builds a core again when this node becomes the cluster's ACD leader.
+    queue_cfgs: Vec<QueueConfig>,
+    auto_login: bool,
+    db: Db,
+    node: String,
+    /// Alone (today's single node), or leading / following the cluster (ADR 0011).
+    mode: shared::Mode,
+    /// The link's sending side, when queues are shared.
+    out: Option<mpsc::Sender<link::Outgoing>>,
+    /// Agent accounts learnt from registrations (re-announced to a new leader).
+    defs: HashMap<String, AgentDef>,
+    /// Requests sent to the leader, waiting for its answer.
+    pending: HashMap<u64, (Instant, shared::Pending)>,
+    next_req: u64,
+    /// Callers re-announced to a new leader, taken over in join order when the window ends.
+    rejoins: Vec<shared::Shadowed>,
+    resync_until: Option<Instant>,
+    /// The link's events, taken by `run`.
+    link_events: Option<mpsc::Receiver<link::LinkEvent>>,
     store: StoreHandle,
     feed: broadcast::Sender<AgentFeed>,
     /// The handle's set of known agents, kept up to date here.
@@ -396,37 +466,7 @@ impl AcdService {
         db: &Db,
         store: StoreHandle,
     ) -> AcdService {
-        let mut core = Acd::new(queues, auto_login, rand::random());
-        let now = Instant::now();
-        let mut names = Vec::new();
-        match crate::store::agents::list(db).await {
-            Ok(rows) => {
-                for r in rows.into_iter().filter(|r| r.enabled) {
-                    names.push(r.name.clone());
-                    core.agent_update(
-                        now,
-                        AgentDef {
-                            name: r.name,
-                            queues: r.queues,
-                            skills: r.skills,
-                        },
-                        false,
-                    );
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot load agents; they appear when they register"),
-        }
-        let mut persisted = HashMap::new();
-        match crate::store::agents::load_states(db).await {
-            Ok(states) => {
-                for (name, logged_out, paused) in states {
-                    core.restore_flags(&name, logged_out, paused.clone());
-                    persisted.insert(name, (logged_out, paused));
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot load agents' saved states; they start fresh"),
-        }
-        while core.poll_action().is_some() {}
+        let (core, names, persisted) = load_core(&queues, auto_login, db).await;
         if let Ok(mut known) = handle.agents.write() {
             known.extend(names);
         }
@@ -434,8 +474,20 @@ impl AcdService {
             known: handle.agents.clone(),
             core,
             calls: HashMap::new(),
-            contacts: HashMap::new(),
-            browsers: Default::default(),
+            reach: HashMap::new(),
+            browsers: HashMap::new(),
+            queue_cfgs: queues,
+            auto_login,
+            db: db.clone(),
+            node: String::new(),
+            mode: shared::Mode::Alone,
+            out: None,
+            defs: HashMap::new(),
+            pending: HashMap::new(),
+            next_req: 0,
+            rejoins: Vec::new(),
+            resync_until: None,
+            link_events: None,
             store,
             feed: handle.feed.clone(),
             persisted,
@@ -450,6 +502,7 @@ impl AcdService {
         let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
         let mut retry = tokio::time::interval(TELL_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut events = self.link_events.take();
         loop {
             let deadline = self
                 .core
@@ -468,12 +521,24 @@ impl AcdService {
                 _ = &mut sleep => self.core.handle_timeout(Instant::now()),
                 _ = reconcile.tick() => self.reconcile(Instant::now()),
                 _ = retry.tick(), if !self.undelivered.is_empty() => self.retry_undelivered(),
+                ev = shared::next_event(&mut events), if events.is_some() => match ev {
+                    Some(ev) => self.on_link(Instant::now(), ev).await,
+                    None => events = None,
+                },
+                _ = shared::until(self.resync_until), if self.resync_until.is_some() => {
+                    self.take_over_rejoins(Instant::now());
+                }
             }
             self.drain();
         }
     }
 
     fn handle(&mut self, now: Instant, msg: AcdMsg) {
+        if self.mode == shared::Mode::Follower {
+            // Another node leads: it decides, this node keeps what it needs to tell a
+            // new leader (docs/adr/0011).
+            return self.forward(now, msg);
+        }
         match msg {
             AcdMsg::Join {
                 call,
@@ -484,12 +549,15 @@ impl AcdService {
                 ticket_id,
                 tx,
             } => {
+                let join = shared::Shadow::new(now, &queue, segment.as_deref(), &needs);
                 self.calls.insert(
                     call.clone(),
                     Member {
                         tx,
                         caller,
                         ticket_id,
+                        node: None,
+                        join: Some(join),
                     },
                 );
                 self.core
@@ -503,6 +571,7 @@ impl AcdService {
                 self.core.offer_ended(now, &call, &agent, how)
             }
             AcdMsg::Connected { call, agent } => {
+                self.shadow_connected(&call, Some(&agent));
                 if !self.core.answered(now, &call, &agent) {
                     // The core no longer expects this agent on this call (reconciled away):
                     // the call actor keeps the bridge, the core will not double-book the agent.
@@ -517,6 +586,9 @@ impl AcdService {
             AcdMsg::Callback { call, tx } => {
                 if let Some(m) = self.calls.get_mut(&call) {
                     m.tx = tx;
+                    if let Some(j) = &mut m.join {
+                        j.callback = true;
+                    }
                     self.core.callback(now, &call);
                 }
             }
@@ -525,6 +597,7 @@ impl AcdService {
                 self.calls.remove(&call);
             }
             AcdMsg::TransferToAgent { call, to } => {
+                self.shadow_connected(&call, None);
                 match self.core.transfer_to_agent(now, &call, &to, TRANSFER_WAIT) {
                     Ok(how) => info!(%call, agent = %to, ?how, "caller transferred to an agent"),
                     Err(e) => {
@@ -546,38 +619,12 @@ impl AcdService {
                 def,
                 contacts,
             } => {
-                let reachable = !contacts.is_empty() || self.browsers.contains(&name);
-                self.contacts.insert(name.clone(), contacts);
-                match def {
-                    Some(d) => {
-                        self.learn(&d.name);
-                        self.core.agent_update(now, d, reachable)
-                    }
-                    None => {
-                        if !self.core.set_reachable(now, &name, reachable) {
-                            debug!(agent = %name, "registration of an agent the ACD does not know");
-                        }
-                    }
-                }
+                let node = self.node.clone();
+                self.reachability(now, &node, name, def, contacts);
             }
             AcdMsg::BrowserPhone { name, def, on } => {
-                if on {
-                    self.browsers.insert(name.clone());
-                } else {
-                    self.browsers.remove(&name);
-                }
-                let reachable = on || self.contacts.get(&name).is_some_and(|c| !c.is_empty());
-                match def {
-                    Some(d) => {
-                        self.learn(&d.name);
-                        self.core.agent_update(now, d, reachable)
-                    }
-                    None => {
-                        if !self.core.set_reachable(now, &name, reachable) {
-                            debug!(agent = %name, "browser phone of an agent the ACD does not know");
-                        }
-                    }
-                }
+                let node = self.node.clone();
+                self.browser_phone(now, &node, name, def, on);
             }
             AcdMsg::Command {
                 agent,
@@ -602,11 +649,9 @@ impl AcdService {
             } => {
                 // The REGISTER's source when known; after a restart the restored binding has
                 // only its Contact, whose host:port must then match.
-                let registered_here = self.contacts.get(&agent).is_some_and(|cs| {
-                    cs.iter().any(|c| match &c.flow {
-                        Some(f) => f.peer() == source,
-                        None => contact_addr(&c.contact) == Some(source),
-                    })
+                let registered_here = self.contacts_of(&agent).iter().any(|c| match &c.flow {
+                    Some(f) => f.peer() == source,
+                    None => contact_addr(&c.contact) == Some(source),
                 });
                 if !registered_here {
                     warn!(target: "security", %agent, %source, "feature code from an address the agent did not register from");
@@ -655,6 +700,9 @@ impl AcdService {
 
     /// Agents busy with calls whose actor is gone: end those calls in the core.
     fn reconcile(&mut self, now: Instant) {
+        if self.reconcile_shared(now) {
+            return;
+        }
         for (agent, call) in self.core.busy_calls() {
             let gone = self.calls.get(&call).is_none_or(|m| m.tx.is_closed());
             if gone {
@@ -740,8 +788,15 @@ impl AcdService {
                     ring_timeout,
                 } => {
                     for agent in agents {
-                        let contacts = self.contacts.get(&agent).cloned().unwrap_or_default();
-                        let browser = self.browsers.contains(&agent);
+                        let contacts = self.contacts_of(&agent);
+                        // A browser phone is rung by the node serving its page, which must
+                        // be the node holding the caller (the leg ends there).
+                        let holder = self
+                            .calls
+                            .get(&call)
+                            .and_then(|m| m.node.as_deref())
+                            .unwrap_or(&self.node);
+                        let browser = self.browsers.get(&agent).is_some_and(|n| n == holder);
                         let delivered = (browser || !contacts.is_empty())
                             && self.tell(
                                 &call,
@@ -754,13 +809,14 @@ impl AcdService {
                             );
                         if delivered {
                             if let Some(m) = self.calls.get(&call) {
-                                let _ = self.feed.send(AgentFeed::Offer {
+                                let feed = AgentFeed::Offer {
                                     agent: agent.clone(),
                                     call: call.clone(),
                                     queue: queue.clone(),
                                     caller: m.caller.clone(),
                                     ticket_id: m.ticket_id,
-                                });
+                                };
+                                self.publish(feed);
                             }
                         } else if self.calls.get(&call).is_none_or(|m| m.tx.is_closed()) {
                             info!(%call, "offer for a call that is gone: it leaves the queue");
@@ -788,7 +844,7 @@ impl AcdService {
                     debug!(%agent, state = state.as_str(), "agent state");
                     // Auto-pause after missed offers changes a persistent choice too.
                     self.persist(&agent);
-                    let _ = self.feed.send(AgentFeed::State { agent, state });
+                    self.publish(AgentFeed::State { agent, state });
                 }
             }
         }

@@ -953,7 +953,7 @@ mod tests {
     fn queue(name: &str, waiting: usize) -> QueueView {
         QueueView {
             name: name.into(),
-            strategy: "ringall",
+            strategy: "ringall".to_string(),
             waiting,
             longest_wait_s: 12,
             agents_logged_in: 10,

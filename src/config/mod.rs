@@ -36,8 +36,8 @@ pub use queues::{
     QueueSettings, Route, DEFAULT_DISPOSITIONS, DEFAULT_PAUSE_REASONS, DEFAULT_SESSION_TTL_S,
 };
 pub use server::{
-    default_node_id, valid_node_id, ClusterTiming, LogFormat, TlsListen, DEFAULT_CODECS,
-    DEFAULT_OVERLOAD_QUEUE_MS, DEFAULT_REALTIME_PRIORITY,
+    default_node_id, valid_node_id, ClusterTiming, LogFormat, QueueScope, TlsListen,
+    DEFAULT_CODECS, DEFAULT_OVERLOAD_QUEUE_MS, DEFAULT_REALTIME_PRIORITY,
 };
 pub use trunks::Trunk;
 pub use web::{HttpTls, IceServer};

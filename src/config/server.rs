@@ -31,6 +31,7 @@ pub(super) struct RawCluster {
     pub(super) heartbeat_s: Option<u64>,
     pub(super) dead_after_s: Option<u64>,
     pub(super) drain_s: Option<u64>,
+    pub(super) queues: Option<String>,
 }
 
 /// `[server] log_format`: how log lines are written to standard error.
@@ -114,6 +115,29 @@ pub struct ClusterTiming {
     /// How long SIGTERM lets calls in progress finish while draining before the node stops
     /// (hanging up what is left). 0: stop at once, as a single node always did.
     pub drain: std::time::Duration,
+    /// `[cluster] queues`: whether the nodes share their queues and agents (docs/adr/0011).
+    pub queues: QueueScope,
+}
+
+/// `[cluster] queues`: who a node's callers can be answered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueScope {
+    /// `"node"` (default): the agents whose phones registered with this node (or whose
+    /// browser page it serves); each node runs its own ACD, as a single node does.
+    #[default]
+    Node,
+    /// `"cluster"`: every node's agents; one node (the holder of a PostgreSQL advisory
+    /// lock) runs the ACD for all, the others talk to it by LISTEN/NOTIFY. PostgreSQL only.
+    Cluster,
+}
+
+impl QueueScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueScope::Node => "node",
+            QueueScope::Cluster => "cluster",
+        }
+    }
 }
 
 impl Default for ClusterTiming {
@@ -122,6 +146,7 @@ impl Default for ClusterTiming {
             heartbeat: std::time::Duration::from_secs(5),
             dead_after: std::time::Duration::from_secs(15),
             drain: std::time::Duration::ZERO,
+            queues: QueueScope::Node,
         }
     }
 }
@@ -362,10 +387,21 @@ pub(super) fn parse(
                     "[cluster] drain_s must be at most 86400".into(),
                 ));
             }
+            let queues = match r.queues.as_deref() {
+                None | Some("node") => QueueScope::Node,
+                Some("cluster") => QueueScope::Cluster,
+                Some(other) => {
+                    return Err(err(
+                        sp.span().start,
+                        format!("[cluster] queues must be \"node\" or \"cluster\", not {other:?}"),
+                    ))
+                }
+            };
             ClusterTiming {
                 heartbeat,
                 dead_after,
                 drain,
+                queues,
             }
         }
     };

@@ -836,6 +836,7 @@ mod tests {
             heartbeat: Duration::from_secs(1),
             dead_after: Duration::from_secs(3),
             drain: Duration::ZERO,
+            queues: Default::default(),
         };
         let t0 = Instant::now();
         let mut c = ShareCore::new(4, fast, t0);
