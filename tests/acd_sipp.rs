@@ -116,6 +116,32 @@ pub(crate) fn agent_phone_at(
     }
 }
 
+/// As [`agent_phone_at`], answering `calls` calls one after the other.
+pub(crate) fn agent_phone_calls_at(
+    server: &Server,
+    target: SocketAddr,
+    name: &str,
+    port: u16,
+    hold_ms: u32,
+    calls: u32,
+    budget_ms: u32,
+) -> AgentPhone {
+    let hold = hold_ms.to_string();
+    let subs = [("RING_MS", "300"), ("HOLD_MS", hold.as_str()), ("PLAY", "")];
+    AgentPhone {
+        sipp: phone_at(
+            server,
+            target,
+            "uas_agent.xml",
+            name,
+            port,
+            &subs,
+            calls,
+            budget_ms,
+        ),
+    }
+}
+
 /// A SIPp UAS phone: `sip-test/TEMPLATE` with `@KEY@` placeholders replaced, run from
 /// 127.0.0.1:`port` (where the agent registered from) for `calls` calls, echoing RTP.
 fn phone(

@@ -1758,3 +1758,153 @@ fn shared_queues_an_agent_of_one_node_answers_a_caller_of_the_other_and_the_lead
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Issue 18's inbound case with shared queues: three nodes behind Kamailio on one
+/// PostgreSQL, `[cluster] queues = "cluster"`. One agent's phone registers through the edge
+/// (the REGISTER is hashed to one node, which stores the edge's Path); callers through the
+/// edge land on the nodes in turn and press 0; the one agent answers every one of them,
+/// whichever node holds the caller, each call recorded once on its node.
+#[test]
+fn shared_queues_three_nodes_behind_kamailio_one_agent_answers_callers_of_every_node() {
+    use crate::acd_sipp::{agent_phone_calls_at, register_at, wait_agent_state};
+    let Some(base) = Pg::from_env() else { return };
+    let Some(kamailio_bin) = Kamailio::binary() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have kamailio installed (scripts/test installs the kamailio package)"
+        );
+        eprintln!("kamailio is not installed: skipped");
+        return;
+    };
+    let own = base.own_database("edgeq");
+    let pg = Pg::connect(&own.url);
+    let url = own.url.clone();
+    let names = [
+        support::unique("ea"),
+        support::unique("eb"),
+        support::unique("ec"),
+    ];
+    let cluster = "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\nqueues = \"cluster\"\n";
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes: Vec<Server> = names
+        .iter()
+        .zip(&dirs)
+        .map(|(node, dir)| {
+            let cfg = support::config_with(dir.path(), cluster);
+            Server::start_on(
+                Some(&url),
+                &["--node-id", node, "--config", &cfg.display().to_string()],
+            )
+        })
+        .collect();
+    let leaders = || {
+        nodes
+            .iter()
+            .filter(|n| n.log().contains("this node leads the cluster's queues"))
+            .count()
+    };
+    support::wait_for(Duration::from_secs(10), "one leader of the queues", || {
+        (leaders() == 1).then_some(())
+    });
+    let addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.sip_addr).collect();
+    let edge = Kamailio::start(&kamailio_bin, &addrs);
+    for addr in &addrs {
+        edge.wait_node(*addr, "A", Duration::from_secs(15));
+    }
+    let (st, out, err) = support::run_binary(
+        &[
+            "agent",
+            "add",
+            "edgy",
+            "--password",
+            "s3cret-pw",
+            "--queue",
+            "support",
+            "--skill",
+            "lang:en=5",
+            "--database",
+            &url,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "agent add: {out}{err}");
+    let port = support::free_port();
+    let register = support::repo_root().join("sip-test/uac_register.xml");
+    register_at(
+        &nodes[0],
+        edge.sip_addr,
+        &register,
+        port,
+        "edgy",
+        "s3cret-pw",
+    );
+    for n in &nodes {
+        wait_agent_state(n, "edgy", "available", Duration::from_secs(10));
+    }
+    let registered_with: i64 =
+        pg.count0("SELECT COUNT(*) FROM registrations WHERE aor = 'edgy' AND path IS NOT NULL");
+    assert_eq!(registered_with, 1, "one binding, with the edge's Path");
+
+    // Six callers one after the other (the agent's wrap-up is 5 s): two per node.
+    let calls = 6;
+    let phone = agent_phone_calls_at(
+        &nodes[0],
+        edge.sip_addr,
+        "edgy",
+        port,
+        60_000,
+        calls,
+        150_000,
+    );
+    for i in 0..calls {
+        let caller = format!("+1555124{i:04}");
+        let run = edge
+            .call(
+                &Scenario::call_with_digits(&[(1500, '0')], 2000, 6000),
+                &caller,
+            )
+            .wait();
+        assert_eq!(
+            run.code,
+            Some(0),
+            "caller {caller}\n{}\n{}",
+            run.text,
+            edge.log()
+        );
+        let answered = "SELECT COUNT(*) FROM call_records WHERE caller = $1 AND agent = 'edgy' \
+             AND disposition = 'answered' AND ended_at IS NOT NULL";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pg.count(answered, &caller) != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "caller {caller} was not answered by the agent\n{}",
+                edge.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(5500));
+    }
+    phone.finish("the agent's phone behind the edge");
+    let per_node: Vec<i64> = names
+        .iter()
+        .map(|n| {
+            pg.count(
+                "SELECT COUNT(*) FROM call_records WHERE node = $1 AND agent = 'edgy' \
+                 AND disposition = 'answered'",
+                n,
+            )
+        })
+        .collect();
+    assert_eq!(per_node.iter().sum::<i64>(), calls as i64, "{per_node:?}");
+    assert!(
+        per_node.iter().all(|c| *c >= 1),
+        "the agent answered callers of every node: {per_node:?}"
+    );
+    assert_eq!(
+        pg.count0("SELECT COUNT(DISTINCT sip_call_id) FROM call_records WHERE agent = 'edgy'"),
+        calls as i64,
+        "each call recorded once"
+    );
+    drop(edge);
+    drop(nodes);
+}
