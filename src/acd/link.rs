@@ -298,7 +298,7 @@ mod tests {
 
     #[test]
     fn notifications_are_sorted_by_channel_and_own_broadcasts_ignored() {
-        let up = envelope("b", Up::Position { call: "c".into() }).unwrap();
+        let up = envelope("b", Up::Position { call: "c".into() }).expect("test value");
         assert!(matches!(
             received(wire::LEADER_CHANNEL, &up, "a"),
             Some(LinkEvent::Up { from, msg: Up::Position { .. } }) if from == "b"
@@ -310,7 +310,7 @@ mod tests {
                 epoch: 5,
             },
         )
-        .unwrap();
+        .expect("test value");
         assert!(received(wire::BROADCAST_CHANNEL, &all, "a").is_none());
         assert!(matches!(
             received(wire::BROADCAST_CHANNEL, &all, "b"),
@@ -326,7 +326,7 @@ mod tests {
                 position: 2,
             },
         )
-        .unwrap();
+        .expect("test value");
         assert!(matches!(
             received(&wire::node_channel("b"), &down, "b"),
             Some(LinkEvent::Down(Down::Queued { position: 2, .. }))

@@ -919,15 +919,15 @@ mod tests {
         });
         wires
             .lock()
-            .unwrap()
+            .expect("test value")
             .push((name.to_string(), ev_tx.clone()));
         // The "database": route what this node sends.
         let (wires2, leader2, me) = (wires.clone(), leader.clone(), name.to_string());
         tokio::spawn(async move {
             while let Some(o) = out_rx.recv().await {
                 let targets: Vec<(String, LinkEvent)> = {
-                    let w = wires2.lock().unwrap();
-                    let lead = leader2.lock().unwrap().clone();
+                    let w = wires2.lock().expect("test value");
+                    let lead = leader2.lock().expect("test value").clone();
                     match o {
                         Outgoing::Up(msg) => vec![(
                             lead,
@@ -955,7 +955,7 @@ mod tests {
                 for (to, ev) in targets {
                     let tx = wires2
                         .lock()
-                        .unwrap()
+                        .expect("test value")
                         .iter()
                         .find(|(n, _)| *n == to)
                         .map(|(_, t)| t.clone());
@@ -1015,8 +1015,11 @@ mod tests {
         a.events
             .send(LinkEvent::Leading { epoch: 1 })
             .await
-            .unwrap();
-        b.events.send(LinkEvent::Following).await.unwrap();
+            .expect("test value");
+        b.events
+            .send(LinkEvent::Following)
+            .await
+            .expect("test value");
         a.handle
             .send_wait(alice("<sip:alice@127.0.0.1:5070>"))
             .await;
@@ -1066,11 +1069,11 @@ mod tests {
         // A dies; B leads. A's binding is gone with A: alice registers with B and is
         // offered to B's caller, who kept its place.
         a.stop.cancel();
-        *leader.lock().unwrap() = "b".into();
+        *leader.lock().expect("test value") = "b".into();
         b.events
             .send(LinkEvent::Leading { epoch: 2 })
             .await
-            .unwrap();
+            .expect("test value");
         b.handle
             .send_wait(alice("<sip:alice@127.0.0.1:5071>"))
             .await;

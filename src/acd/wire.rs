@@ -264,14 +264,14 @@ mod tests {
             Up::Feature {
                 req: 4,
                 agent: "alice".into(),
-                source: "127.0.0.1:5070".parse().unwrap(),
+                source: "127.0.0.1:5070".parse().expect("test value"),
                 command: FeatureCommand::TogglePause,
             },
             Up::Queues { req: 5 },
         ];
         for m in ups {
-            let s = encode(&m).unwrap();
-            assert_eq!(decode::<Up>(&s).unwrap(), m, "{s}");
+            let s = encode(&m).expect("test value");
+            assert_eq!(decode::<Up>(&s).expect("test value"), m, "{s}");
         }
         let d = Down::Offer {
             call: "c1".into(),
@@ -280,7 +280,10 @@ mod tests {
             browser: true,
             ring_timeout_ms: 15_000,
         };
-        assert_eq!(decode::<Down>(&encode(&d).unwrap()).unwrap(), d);
+        assert_eq!(
+            decode::<Down>(&encode(&d).expect("test value")).expect("test value"),
+            d
+        );
     }
 
     #[test]
@@ -296,7 +299,7 @@ mod tests {
             callback: false,
             agent: None,
         };
-        assert!(encode(&join).unwrap().len() < 300);
+        assert!(encode(&join).expect("test value").len() < 300);
         let huge = Up::Leave {
             call: "x".repeat(MAX_PAYLOAD),
             reason: "r".into(),
