@@ -618,6 +618,11 @@ fn describe(r: &PrometheusRecorder) {
         1,
     );
     d(
+        "switchboard_acd_leader",
+        "1 while this node's ACD core serves the queues (alone, or as the cluster's leader), 0 while it follows another node.",
+        1,
+    );
+    d(
         "switchboard_campaign_contacts",
         "Campaign contacts, by campaign and state.",
         1,

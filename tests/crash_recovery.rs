@@ -1660,6 +1660,15 @@ fn shared_queues_an_agent_of_one_node_answers_a_caller_of_the_other_and_the_lead
     register_at(&a, a.sip_addr, &register, port, "roamer", "s3cret-pw");
     wait_agent_state(&b, "roamer", "available", Duration::from_secs(10));
     assert!(!leads(&b), "only one leader\n{}", b.log());
+    let serving = |s: &Server| {
+        let (code, body) = s.api_get("/metrics").expect("GET /metrics");
+        assert_eq!(code, 200, "{body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix("switchboard_acd_leader "))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no switchboard_acd_leader in the scrape:\n{body}"))
+    };
+    assert_eq!((serving(&a), serving(&b)), ("1".into(), "0".into()));
 
     // A caller of B presses 0: the leader offers roamer, B rings the phone at A's binding.
     let answer = |caller: &str| {
@@ -1732,6 +1741,7 @@ fn shared_queues_an_agent_of_one_node_answers_a_caller_of_the_other_and_the_lead
         leads(&b).then_some(())
     });
     eprintln!("B leads {:?} after the kill", killed.elapsed());
+    assert_eq!(serving(&b), "1");
     drop(a);
     register_at(&b, b.sip_addr, &register, port, "roamer", "s3cret-pw");
     wait_agent_state(&b, "roamer", "available", Duration::from_secs(10));

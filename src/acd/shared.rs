@@ -154,7 +154,7 @@ impl AcdService {
     /// until its link reports that it leads.
     pub fn shared(mut self, io: LinkIo) -> AcdService {
         self.node = io.node;
-        self.mode = Mode::Follower;
+        self.set_mode(Mode::Follower);
         self.out = Some(io.out);
         self.link_events = Some(io.events);
         self
@@ -163,7 +163,15 @@ impl AcdService {
     /// This node's name in the cluster (empty when alone).
     pub fn with_node(mut self, node: &str) -> AcdService {
         self.node = node.to_string();
+        self.set_mode(Mode::Alone);
         self
+    }
+
+    /// Change the mode and show it (`switchboard_acd_leader`).
+    pub(super) fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+        let serving = if mode == Mode::Follower { 0.0 } else { 1.0 };
+        crate::metrics::global().set_gauge("switchboard_acd_leader", &[], serving);
     }
 
     fn send_out(&self, msg: Outgoing) {
@@ -455,7 +463,7 @@ impl AcdService {
             load_core(&self.queue_cfgs, self.auto_login, &self.db).await;
         self.core = core;
         self.persisted = persisted;
-        self.mode = Mode::Leader { epoch };
+        self.set_mode(Mode::Leader { epoch });
         self.forget_other_nodes();
         // Callers waiting for answers from the old leader get them from this core now.
         self.fail_pending();
@@ -499,7 +507,7 @@ impl AcdService {
             return;
         }
         info!(node = %self.node, "ACD: this node follows the cluster's leader");
-        self.mode = Mode::Follower;
+        self.set_mode(Mode::Follower);
         self.forget_other_nodes();
         self.rejoins.clear();
         self.resync_until = None;
