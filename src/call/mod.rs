@@ -7,6 +7,7 @@ pub mod dialog;
 pub mod dialplans;
 pub mod disposition;
 mod mailbox;
+pub(crate) mod role;
 pub mod router;
 pub mod slots;
 

@@ -10,6 +10,11 @@
 //! never awaits the database: records are submitted to the store writer, lookups run in a
 //! spawned task.
 //!
+//! Whom the call serves — an inbound caller, a campaign call, an agent leg, a queue
+//! callback — is its [`Role`] (`call::role`), fixed at start and holding what only that
+//! role keeps (the router's INVITE key, machine handling, the link to the caller, the
+//! parked INVITE and the waiting agent).
+//!
 //! The server transactions of the INVITEs it receives — the initial one and every
 //! re-INVITE — are the router's (`router.rs`, `sip::transaction::InviteServers`): the actor
 //! sends each response to an INVITE and reports it there ([`RouterControl::InviteResponse`]);
@@ -43,6 +48,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::dialog::{self, info_digit, response, Dialog, LocalIdentity, T1, T2, TIMEOUT_64T1};
 use super::disposition::{Disposition, HangupCause};
+use super::role::Role;
 use super::router::RouterControl;
 use super::slots::CallSlot;
 use super::CallContext;
@@ -68,7 +74,8 @@ mod in_dialog;
 mod queue;
 mod uac;
 
-pub use queue::{feature_route, CallbackFor, LegControl, LegEvent, LegLink};
+pub use queue::{feature_route, AnsweredLeg, CallbackFor, LegControl, LegEvent, LegLink};
+pub(crate) use uac::PendingDial;
 pub use uac::{run_outbound, CallResult, MachineHandling, OutboundRequest};
 
 pub const MAILBOX: usize = 64;
@@ -173,9 +180,9 @@ pub struct Call {
     id: String,
     invite: Message,
     invite_branch: String,
-    /// The router's server transaction for the initial INVITE (inbound calls): each
-    /// response to the INVITE is reported to it.
-    invite_key: Option<TransactionKey>,
+    /// Inbound, campaign, agent leg or callback, with what only that role keeps
+    /// (`call::role`).
+    role: Role,
     flow: ReplyPath,
     local: LocalIdentity,
     local_tag: String,
@@ -219,12 +226,8 @@ pub struct Call {
     /// This call's place in `active_calls`: given back at Done (a call lingering only to
     /// absorb retransmissions no longer counts against max_calls), else when the task ends.
     slot: Option<CallSlot>,
-    /// Outbound: what to do when an answering machine picks up (None: no detection).
-    machine: Option<uac::MachineHandling>,
     /// Disposition recorded at hangup instead of `answered` (an answering machine).
     disposition_override: Option<Disposition>,
-    /// The call's language when a machine answered (the voicemail message's language).
-    voicemail_language: Option<String>,
     /// This call's RTP socket, shared with the bridged leg that sends from it. Read on the
     /// send tick while the call runs its own media session, on readiness while it relays
     /// (`media::socket`).
@@ -233,16 +236,10 @@ pub struct Call {
     rtcp_sock: Option<Arc<UdpSocket>>,
     /// Caller side: waiting in (or connected through) a queue.
     queue: Option<queue::QueueSession>,
-    /// Agent-leg side: the caller this leg serves.
-    leg: Option<queue::LegLink>,
     /// Bridged: received RTP is rewritten and sent from the other leg's socket.
     relay: Option<crate::media::bridge::Relay>,
     relay_out: Option<Arc<MediaSocket>>,
     shutdown: CancellationToken,
-    /// Parked callback: the INVITE to send once an agent answered.
-    pending_dial: Option<uac::PendingDial>,
-    /// Callback: the agent leg that answered, waiting for the customer to answer.
-    callback: Option<Box<queue::AnsweredLeg>>,
     /// Bridged but on hold: the relay is suspended (the caller hears music on hold).
     held: bool,
     /// Where the caller's RTP goes while bridged (music on hold goes there too).
@@ -281,7 +278,7 @@ struct CallSetup {
     id: String,
     invite: Message,
     invite_branch: String,
-    invite_key: Option<TransactionKey>,
+    role: Role,
     flow: ReplyPath,
     local: LocalIdentity,
     local_tag: String,
@@ -305,7 +302,7 @@ impl Call {
             id: s.id,
             invite: s.invite,
             invite_branch: s.invite_branch,
-            invite_key: s.invite_key,
+            role: s.role,
             flow: s.flow,
             local: s.local,
             local_tag: s.local_tag,
@@ -334,18 +331,13 @@ impl Call {
             preset_vars: Vars::new(),
             awaiting_language: None,
             slot: Some(s.slot),
-            machine: None,
             disposition_override: None,
-            voicemail_language: None,
             rtp_sock: None,
             rtcp_sock: None,
             queue: None,
-            leg: None,
             relay: None,
             relay_out: None,
             shutdown: s.shutdown,
-            pending_dial: None,
-            callback: None,
             held: false,
             relay_caller_dest: None,
             recording: None,
@@ -447,7 +439,7 @@ impl Call {
         let mut call = Call::new(CallSetup {
             id: id.clone(),
             invite_branch,
-            invite_key,
+            role: Role::Inbound { invite_key },
             flow,
             local_tag: local_tag.clone(),
             dialog,
@@ -1010,7 +1002,7 @@ impl Call {
         }
         let bytes = r.to_bytes();
         self.flow.send(bytes.clone());
-        if let Some(key) = &self.invite_key {
+        if let Some(key) = self.role.invite_key() {
             let note = RouterControl::InviteResponse {
                 key: key.clone(),
                 response: Box::new(r),
@@ -1056,7 +1048,7 @@ impl Call {
                     .collect();
                 // An agent leg puts the caller's codec first (when allowed at all): a phone
                 // that answers with it makes the bridge a pass-through, not a transcoder.
-                if let Some(c) = self.leg.as_ref().and_then(|l| l.prefer) {
+                if let Some(c) = self.role.agent_leg().and_then(|l| l.prefer) {
                     if let Some(i) = codecs.iter().position(|(x, _)| *x == c) {
                         let first = codecs.remove(i);
                         codecs.insert(0, first);
@@ -1120,12 +1112,12 @@ impl Call {
     }
 
     fn start_media(&mut self, now: Instant, n: &Negotiated) {
-        if self.leg.is_some() {
+        if self.role.is_agent_leg() {
             // An agent leg has no media of its own until bridged: hand the answer over.
             self.leg_answered(now, n);
             return;
         }
-        if self.callback.is_some() {
+        if self.role.callback().is_some_and(|c| c.awaiting_customer()) {
             self.callback_answered(now, n);
             return;
         }
@@ -1583,10 +1575,11 @@ impl Call {
             return;
         }
         self.disposition_override = Some(Disposition::Machine);
-        match self.machine {
+        match self.role.machine() {
             Some(uac::MachineHandling::Voicemail) => {
                 // The language before the interpreter goes (it holds the call's variables).
-                self.voicemail_language = Some(self.preset_language());
+                let language = self.preset_language();
+                self.role.set_voicemail_language(language);
                 self.interp = None;
                 self.outcome = Some("voicemail".into());
                 let Some(media) = self.media.as_mut() else {
@@ -1613,10 +1606,7 @@ impl Call {
         if !waiting {
             return;
         }
-        let lang = self
-            .voicemail_language
-            .clone()
-            .unwrap_or_else(|| "en".into());
+        let lang = self.role.voicemail_language().unwrap_or("en").to_string();
         let prompt = self
             .ctx
             .prompts
@@ -1875,7 +1865,7 @@ impl Call {
     // ---- records -----------------------------------------------------------------------
 
     fn record_event(&mut self, kind: &str, detail: String) {
-        if self.leg.is_some() {
+        if !self.role.keeps_records() {
             // An agent leg is part of its caller's call: the caller's record tells the story.
             return;
         }
@@ -1899,7 +1889,7 @@ impl Call {
             return;
         }
         self.ended_recorded = true;
-        if self.leg.is_some() {
+        if self.role.is_agent_leg() {
             self.report_leg_end(disposition);
             return;
         }

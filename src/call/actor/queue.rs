@@ -125,16 +125,16 @@ pub enum LegControl {
     CallerMoved { dest: SocketAddr },
 }
 
-/// What an agent leg knows about the call it serves.
+/// What an agent leg knows about the call it serves (its `call::role::Role::AgentLeg`).
 #[derive(Debug)]
 pub struct LegLink {
-    pub(super) leg: u64,
-    pub(super) agent: String,
-    pub(super) caller_tx: mpsc::Sender<CallInput>,
-    pub(super) reported: bool,
+    pub(crate) leg: u64,
+    pub(crate) agent: String,
+    pub(crate) caller_tx: mpsc::Sender<CallInput>,
+    pub(crate) reported: bool,
     /// The caller's negotiated codec: offered first to the agent's phone, so that the
     /// bridge usually passes payloads through instead of transcoding.
-    pub(super) prefer: Option<crate::media::codec::Codec>,
+    pub(crate) prefer: Option<crate::media::codec::Codec>,
 }
 
 #[derive(Debug)]
@@ -632,7 +632,7 @@ impl Call {
         let live = match self.phase {
             Phase::Answered => self.media.is_some() && self.rtp_sock.is_some(),
             // A parked callback has no customer yet: the agent is connected first.
-            Phase::Parked => self.pending_dial.is_some(),
+            Phase::Parked => self.role.callback().is_some_and(|c| c.is_parked()),
             _ => false,
         };
         if q.connected.is_some() || q.told_acd || !live {
@@ -666,9 +666,12 @@ impl Call {
         info!(%agent, wait_ms, "connected to agent");
         if self.phase == Phase::Parked {
             // Callback: now ring the customer; the bridge is made when they answer.
-            self.callback = Some(Box::new(answered));
-            if let Some(d) = self.pending_dial.take() {
-                self.dial(now, d);
+            let dial = self
+                .role
+                .callback_mut()
+                .and_then(|c| c.agent_answered(Box::new(answered)));
+            if let Some(d) = dial {
+                self.dial(now, *d);
             }
             return;
         }
@@ -816,7 +819,7 @@ impl Call {
 
     /// Callback: the customer answered (the agent is already on the line).
     pub(super) fn callback_answered(&mut self, now: Instant, n: &crate::sip::sdp::Negotiated) {
-        let Some(agent) = self.callback.take() else {
+        let Some(agent) = self.role.callback_mut().and_then(|c| c.customer_answered()) else {
             return;
         };
         info!(agent = %agent.agent, "callback: customer answered; bridging");
@@ -898,7 +901,7 @@ impl Call {
         let Some(q) = self.queue.as_ref() else {
             return false;
         };
-        if self.leg.is_some() || q.connected.is_some() || q.told_acd {
+        if self.role.is_agent_leg() || q.connected.is_some() || q.told_acd {
             return false;
         }
         let ringing = q.legs.iter().any(|l| !l.done);
@@ -1087,7 +1090,7 @@ impl Call {
         if !q.told_acd {
             q.told_acd = true;
             let msg = if q.connected.is_some() {
-                let by = if self.callback.is_some() {
+                let by = if self.role.callback().is_some_and(|c| c.awaiting_customer()) {
                     "callback_unanswered"
                 } else {
                     "caller"
@@ -1123,7 +1126,7 @@ impl Call {
 
     /// The agent's phone answered (negotiated media ready): tell the caller.
     pub(super) fn leg_answered(&mut self, now: Instant, n: &crate::sip::sdp::Negotiated) {
-        let Some(link) = self.leg.as_ref() else {
+        let Some(link) = self.role.agent_leg() else {
             return;
         };
         let Some(socket) = self.rtp_sock.clone() else {
@@ -1183,7 +1186,7 @@ impl Call {
     /// A re-INVITE on a bridged leg: hold/unhold and new addresses reach the other side.
     pub(super) fn bridged_reinvite(&mut self, _now: Instant, n: &crate::sip::sdp::Negotiated) {
         let on_hold = n.is_on_hold() || n.remote.ip().is_unspecified();
-        if let Some(link) = self.leg.as_ref() {
+        if let Some(link) = self.role.agent_leg() {
             // The agent's phone: hold means the caller hears music until it resumes.
             if self.held && !on_hold {
                 if let Some(r) = self.relay.as_mut() {
@@ -1257,7 +1260,7 @@ impl Call {
     /// Refused: 404 for an unknown target, 403 for the agent itself.
     pub(super) fn on_refer(&mut self, now: Instant, msg: &crate::sip::message::Message) {
         use crate::sip::message::HeaderName;
-        let Some(link) = self.leg.as_ref() else {
+        let Some(link) = self.role.agent_leg() else {
             self.reply(msg, 403, "Forbidden");
             return;
         };
@@ -1418,7 +1421,7 @@ impl Call {
     /// The leg is over: report it to the caller once.
     pub(super) fn report_leg_end(&mut self, disposition: Disposition) {
         let answered = self.uac.as_ref().is_some_and(|u| u.answered());
-        let Some(link) = self.leg.as_mut() else {
+        let Some(link) = self.role.agent_leg_mut() else {
             return;
         };
         if link.reported {

@@ -24,6 +24,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::{Call, CallInput, Phase};
 use crate::call::dialog::{self, Dialog, LocalIdentity};
 use crate::call::disposition::{Disposition, HangupCause};
+use crate::call::role::{Callback, Role};
 use crate::call::router::RouterControl;
 use crate::call::slots::CallSlot;
 use crate::call::CallContext;
@@ -123,9 +124,9 @@ impl OutboundRequest {
     }
 }
 
-/// An INVITE not sent yet.
+/// An INVITE not sent yet (a parked callback's, `call::role::Callback`).
 #[derive(Debug)]
-pub(super) struct PendingDial {
+pub(crate) struct PendingDial {
     request_uri: Uri,
     route: Vec<String>,
     to: String,
@@ -387,6 +388,32 @@ impl Call {
             ring_ms: 0,
             line: 0,
         };
+        let dial = Box::new(PendingDial {
+            request_uri: request_uri.clone(),
+            route: req.route,
+            to,
+            trunk: req.trunk,
+            ring_timeout: req.ring_timeout,
+            result: req.result,
+            caller_id: req.caller_id,
+            slot: req.slot,
+            failover_flows,
+        });
+        // The role holds what only it needs: an agent leg its caller, a queue callback its
+        // INVITE until an agent answered (`park`: the agent is connected first, then the
+        // customer is rung), a campaign call its machine handling. (A request for a leg
+        // that parks does not exist: a leg is always dialed at once.)
+        let (role, dial_now) = match (req.leg, req.park) {
+            (Some(link), _) => (Role::AgentLeg(link), Some(dial)),
+            (None, true) => (Role::Callback(Callback::Parked(dial)), None),
+            (None, false) => (
+                Role::Campaign {
+                    machine: req.machine,
+                    voicemail_language: None,
+                },
+                Some(dial),
+            ),
+        };
         let mut call = Call::new(super::CallSetup {
             ctx,
             id,
@@ -399,13 +426,17 @@ impl Call {
                 body: Bytes::new(),
             },
             invite_branch: String::new(),
-            invite_key: None,
+            role,
             flow,
             local,
             local_tag,
             dialog,
             route,
-            phase: Phase::Calling,
+            phase: if dial_now.is_some() {
+                Phase::Calling
+            } else {
+                Phase::Parked
+            },
             self_tx,
             slot,
             shutdown,
@@ -414,31 +445,14 @@ impl Call {
         call.rtp_port = rtp_port;
         call.ticket_id = req.ticket_id;
         call.preset_vars = req.vars;
-        call.machine = req.machine;
         call.rtp_sock = Some(rtp.clone());
         call.rtcp_sock = rtcp_sock;
-        call.leg = req.leg;
-        let dial = PendingDial {
-            request_uri,
-            route: req.route,
-            to,
-            trunk: req.trunk,
-            ring_timeout: req.ring_timeout,
-            result: req.result,
-            caller_id: req.caller_id,
-            slot: req.slot,
-            failover_flows,
-        };
         if let Some(cb) = &req.callback_for {
             call.queue = Some(super::queue::QueueSession::for_callback(cb, now));
             call.record_event("callback_for", cb.original_call.clone());
         }
-        if req.park {
-            // A queue callback: the agent is connected first, then `dial` rings the customer.
-            call.phase = Phase::Parked;
-            call.pending_dial = Some(dial);
-        } else {
-            call.dial(now, dial);
+        if let Some(dial) = dial_now {
+            call.dial(now, *dial);
         }
         Some((call, Some(rtp)))
     }
@@ -458,7 +472,7 @@ impl Call {
         add_pai(&mut invite, &d.trunk, &d.caller_id);
         let invite_key = self.start_client(now, invite.clone());
         info!(trunk = %d.trunk.name, "dialing");
-        if self.leg.is_none() {
+        if self.role.keeps_records() {
             self.ctx.store.submit(StoreOp::CallTrunk {
                 id: self.id.clone(),
                 trunk: d.trunk.name.clone(),
@@ -503,7 +517,7 @@ impl Call {
             .cancel_cause
             .as_ref()
             .is_some_and(|c| *c != HangupCause::RingTimeout || u.provisional);
-        if self.leg.is_some() || withdrawn || u.answered {
+        if !self.role.may_fail_over() || withdrawn || u.answered {
             return false;
         }
         let ctx = self.ctx.clone();
@@ -794,7 +808,7 @@ impl Call {
                 info!(codec = ?n.codec, "answered");
                 self.offer = Some(n);
                 self.start_media(now, &n);
-                if self.machine.is_some() {
+                if self.role.machine().is_some() {
                     if let Some(m) = self.media.as_mut() {
                         m.start_amd(&crate::media::amd::AmdConfig::default());
                     }

@@ -21,6 +21,12 @@
 //!   comes later), so a request the TU ignores (or whose answer was never reported) cannot
 //!   hold memory for the life of the dialog.
 //!
+//! This is the one owner of that use of a table: the table only holds the machines
+//! (`track_invite`, `with_invite_server`); what a reported response or a matched request
+//! does — the 2xx that leaves for the compact Accepted memory included — is decided here
+//! alone, so there is one RFC 6026 Accepted mechanism for these transactions, not a
+//! full-machine one beside it.
+//!
 //! Sans-IO: time is an argument, messages to send come out of
 //! [`poll_transmit`](InviteServers::poll_transmit) with the context (flow) given at
 //! [`track`](InviteServers::track), and [`poll_timeout`](InviteServers::poll_timeout) is the
@@ -149,7 +155,14 @@ impl<C: Clone> InviteServers<C> {
             // Accepted: the TU retransmits its 2xx on its own timer.
             return Ok(());
         }
-        self.table.absorb(key, request, now)?;
+        // Only INVITE server transactions live in this table, so a key it holds is one.
+        if !self.table.contains(key) {
+            return Err(request);
+        }
+        // An INVITE gets the last provisional or non-2xx final again (out of
+        // `poll_transmit`), the ACK of a non-2xx final confirms.
+        self.table
+            .with_invite_server(key, |t| t.handle_request(request, now));
         self.drop_events();
         Ok(())
     }
@@ -171,7 +184,10 @@ impl<C: Clone> InviteServers<C> {
             self.remember_accepted(key, now);
             return Ok(());
         }
-        let r = self.table.response_sent(key, response, now);
+        let r = self
+            .table
+            .with_invite_server(key, |t| t.response_sent(response, now))
+            .unwrap_or(Err(TransactionError::NotFound));
         self.drop_events();
         r
     }

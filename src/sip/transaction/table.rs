@@ -21,9 +21,10 @@
 //! transactions that are due — the router holds tens of thousands of INVITE transactions
 //! at 2000 calls/s (Timer L is 32 s), and a scan per wake-up would not do.
 //!
-//! A shell whose TU sends its responses itself (the router and its call actors) uses
-//! [`track_invite`](TransactionTable::track_invite), [`response_sent`](TransactionTable::response_sent)
-//! and [`absorb`](TransactionTable::absorb) instead of `handle_request`/`send_response`.
+//! A shell whose TU sends its responses itself (the router and its call actors) does not
+//! use `handle_request`/`send_response`: [`InviteServers`](super::InviteServers) holds such
+//! INVITE transactions in a table through `track_invite` and `with_invite_server`, and is
+//! the one place that decides what their responses and requests do (Accepted included).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -342,9 +343,10 @@ impl<C: Clone> TransactionTable<C> {
     }
 
     /// An INVITE server transaction for a request the shell hands to its TU itself; the TU
-    /// sends its responses on its own and reports them with
-    /// [`response_sent`](Self::response_sent). The table holds no copy of the request.
-    pub fn track_invite(
+    /// sends its responses on its own, and the shell reports each one to the machine with
+    /// [`with_invite_server`](Self::with_invite_server) (as [`InviteServers`](super::InviteServers)
+    /// does, the one owner of that use). The table holds no copy of the request.
+    pub(super) fn track_invite(
         &mut self,
         key: TransactionKey,
         now: Instant,
@@ -360,52 +362,30 @@ impl<C: Clone> TransactionTable<C> {
         Ok(())
     }
 
-    /// The TU sent `response` to a server transaction itself: the transaction changes
-    /// state (and retransmits it later if its state says so) without sending it now.
-    pub fn response_sent(
+    /// Run `f` on the INVITE server transaction `key` (a response its TU sent, a request
+    /// that matched it), then take what it did: messages to send, events, its next timer,
+    /// its end. `None`: no INVITE server transaction has this key.
+    pub(super) fn with_invite_server<R>(
         &mut self,
         key: &TransactionKey,
-        response: Message,
-        now: Instant,
-    ) -> Result<(), TransactionError> {
-        let e = self.txns.get_mut(key).ok_or(TransactionError::NotFound)?;
-        let r = match &mut e.txn {
-            Transaction::InviteServer(t) => t.response_sent(response, now),
-            _ => Err(TransactionError::NotFound),
+        f: impl FnOnce(&mut InviteServer) -> R,
+    ) -> Option<R> {
+        let Some(Entry {
+            txn: Transaction::InviteServer(t),
+            ..
+        }) = self.txns.get_mut(key)
+        else {
+            return None;
         };
+        let r = f(t);
         self.collect(key);
-        r
-    }
-
-    /// A request for the existing server transaction `key` (a retransmission, or the ACK
-    /// of an INVITE): taken by the transaction, whose answer comes out of `poll_transmit`
-    /// and whose ACK for the TU out of `poll_event`. No such transaction: the request is
-    /// given back, for the shell to handle as new.
-    // Given back by value: boxing it would allocate for every new INVITE and ACK.
-    #[allow(clippy::result_large_err)]
-    pub fn absorb(
-        &mut self,
-        key: &TransactionKey,
-        request: Message,
-        now: Instant,
-    ) -> Result<(), Message> {
-        let is_ack = request.method() == Some(&Method::Ack);
-        let Some(e) = self.txns.get_mut(key) else {
-            return Err(request);
-        };
-        match &mut e.txn {
-            Transaction::InviteServer(t) => t.handle_request(request, now),
-            Transaction::NonInviteServer(t) if !is_ack => t.handle_request(request, now),
-            _ => return Err(request),
-        }
-        self.collect(key);
-        Ok(())
+        Some(r)
     }
 
     /// Forget an INVITE server transaction its TU never answered with a final response
     /// (the TU is gone): true if one was removed. Transactions past Proceeding stay for
     /// their timers.
-    pub fn remove_unanswered(&mut self, key: &TransactionKey) -> bool {
+    pub(super) fn remove_unanswered(&mut self, key: &TransactionKey) -> bool {
         let unanswered = matches!(
             self.txns.get(key).map(|e| &e.txn),
             Some(Transaction::InviteServer(t)) if t.state() == super::InviteServerState::Proceeding
@@ -418,8 +398,8 @@ impl<C: Clone> TransactionTable<C> {
     }
 
     /// Forget a transaction outright, whatever its state (a shell that keeps a cheaper
-    /// record of it, e.g. the router's memory of INVITEs answered 2xx): true if one was
-    /// removed.
+    /// record of it, e.g. the router's memory of INVITEs answered 2xx, or a call that gives
+    /// up on its BYE): true if one was removed.
     pub fn forget(&mut self, key: &TransactionKey) -> bool {
         let removed = self.txns.remove(key).is_some();
         if removed {
