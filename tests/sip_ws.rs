@@ -1147,6 +1147,21 @@ fn browser_agent_ready_on(
         &format!("dialplan_dir = {:?}", plans.display().to_string()),
     );
     assert_ne!(text, default, "config/default.toml has a dialplan_dir line");
+    // A spool of its own too (as support's isolated config): servers of parallel tests
+    // sharing `data/` replay and rotate each other's journals (seen: "cannot start:
+    // journal data/journal-….jsonl: No such file or directory").
+    let spooled = text.replace(
+        "spool_dir = \"data\"",
+        &format!(
+            "spool_dir = {:?}",
+            dir.path().join("spool").display().to_string()
+        ),
+    );
+    assert_ne!(
+        spooled, text,
+        "config/default.toml has a spool_dir = \"data\" line"
+    );
+    let text = spooled;
     let mut text = format!("{text}\n{extra_config}");
     if net.nat_ns.is_some() {
         text.push_str(&format!(
