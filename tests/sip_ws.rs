@@ -8,6 +8,7 @@
 
 use crate::{sip_stream, support};
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::support::{unique, Server};
@@ -816,12 +817,297 @@ async fn browser_webrtc_leg_connects_and_audio_flows_both_ways() {
         .expect("leg task");
 }
 
+/// Where the browser sits relative to the server in the browser-agent tests (issue 16: the
+/// leg works "on loopback, on a LAN address, and behind NAT with a configured public
+/// address"). LAN and NAT are Linux network namespaces joined by veth pairs, made with `ip`
+/// and `nft` (root needed) and removed on drop, panics included (docs/deployment.md,
+/// "Browser agents across networks", draws them):
+///
+/// - loopback: everything in the test's own namespace on 127.0.0.1;
+/// - LAN: Chromium in namespace `sbN-PID-browser` at 10.77.N.2, the server on 10.77.N.1 (the
+///   test's end of the veth pair) for SIP, HTTP and media;
+/// - NAT: the server on 10.77.N.1 again; namespace `sbN-PID-nat` is a router with 10.77.N.254
+///   inside and the "public" 10.78.N.1 outside, forwarding the HTTP port and `rtp_ports`
+///   to the server (DNAT) and masquerading what it forwards; Chromium in `sbN-PID-browser` at
+///   10.78.N.2 has no route to 10.77.N.0/24 at all, so only `[webrtc] public_address =
+///   10.78.N.1` gets its media to the server.
+///
+/// N (1..=250) is claimed by creating the veth `sbNs` in the test's namespace: the kernel
+/// refuses a second one with the same name, so parallel tests (and test binaries) never
+/// share a subnet or a namespace name.
+struct BrowserNet {
+    /// N: the subnets 10.77.N.0/24 and 10.78.N.0/24, the names `sbN*` (0: loopback).
+    n: u8,
+    /// The namespace Chromium runs in (None: the test's own).
+    browser_ns: Option<String>,
+    /// The router namespace (NAT only): gets the forwarding rules once the ports are known.
+    nat_ns: Option<String>,
+    /// Every namespace made, removed on drop.
+    namespaces: Vec<String>,
+    /// The veth end in the test's namespace, removed on drop.
+    link: Option<String>,
+    /// The server's address on the test's network (its end of the veth pair).
+    server_ip: IpAddr,
+    /// What the server is told to listen on (SIP, HTTP and so media): `server_ip`, or the
+    /// wildcard in [`BrowserNet::lan_wildcard`].
+    listen_ip: IpAddr,
+    /// The server as the browser reaches it: the page's host and the leg's ICE candidate.
+    reach_ip: IpAddr,
+    /// The browser's own address.
+    browser_ip: IpAddr,
+    /// Where the server sees the browser's packets come from (the NAT's inside address).
+    seen_from: IpAddr,
+}
+
+/// `ip ARGS`, its error text when it fails.
+fn ip_cmd(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e} (apt-get install iproute2)", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// [`ip_cmd`] for a set-up step: a failure is the test's failure, with the exact error
+/// (a machine where namespaces cannot be made fails here rather than skipping).
+fn ip_ok(args: &[&str]) {
+    if let Err(e) = ip_cmd(args) {
+        panic!("network set-up failed (root and iproute2 needed): {e}");
+    }
+}
+
+impl BrowserNet {
+    fn loopback() -> BrowserNet {
+        let lo = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        BrowserNet {
+            n: 0,
+            browser_ns: None,
+            nat_ns: None,
+            namespaces: Vec::new(),
+            link: None,
+            server_ip: lo,
+            listen_ip: lo,
+            reach_ip: lo,
+            browser_ip: lo,
+            seen_from: lo,
+        }
+    }
+
+    /// Claim a free N: create the veth pair `sbNs` / `sbNp` in the test's namespace.
+    fn claim() -> (u8, BrowserNet) {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let start = std::process::id()
+            .wrapping_mul(7)
+            .wrapping_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        for k in 0..250u32 {
+            let n = u8::try_from(1 + start.wrapping_add(k) % 250).expect("1..=250");
+            let (link, peer) = (format!("sb{n}s"), format!("sb{n}p"));
+            match ip_cmd(&["link", "add", &link, "type", "veth", "peer", "name", &peer]) {
+                Ok(()) => {
+                    let mut net = BrowserNet::loopback();
+                    net.n = n;
+                    net.link = Some(link);
+                    return (n, net);
+                }
+                Err(e) if e.contains("File exists") => continue,
+                Err(e) => panic!("cannot create a veth pair (root and iproute2 needed): {e}"),
+            }
+        }
+        panic!("no free sbN veth name in 1..=250");
+    }
+
+    /// A fresh namespace `sbN-PID-role` with loopback up. The PID keeps the name unique
+    /// even where N is claimed in another network namespace (the names are host-wide).
+    fn namespace(&mut self, role: &str) -> String {
+        let name = format!("sb{}-{}-{role}", self.n, std::process::id());
+        ip_ok(&["netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        ip_ok(&["-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// The server's end of the pair: 10.77.N.1/24 in the test's namespace.
+    fn server_side(&self) {
+        let (n, link) = (self.n, self.link.as_deref().expect("claimed"));
+        ip_ok(&["addr", "add", &format!("10.77.{n}.1/24"), "dev", link]);
+        ip_ok(&["link", "set", link, "up"]);
+    }
+
+    fn lan() -> BrowserNet {
+        let (n, mut net) = BrowserNet::claim();
+        let ns = net.namespace("browser");
+        let peer = format!("sb{n}p");
+        ip_ok(&["link", "set", &peer, "netns", &ns]);
+        net.server_side();
+        ip_ok(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("10.77.{n}.2/24"),
+            "dev",
+            &peer,
+        ]);
+        ip_ok(&["-n", &ns, "link", "set", &peer, "up"]);
+        net.browser_ns = Some(ns);
+        net.server_ip = IpAddr::from([10, 77, n, 1]);
+        net.listen_ip = net.server_ip;
+        net.reach_ip = net.server_ip;
+        net.browser_ip = IpAddr::from([10, 77, n, 2]);
+        net.seen_from = net.browser_ip;
+        net
+    }
+
+    /// [`BrowserNet::lan`] with the server on `0.0.0.0` (SIP, HTTP, media), as a
+    /// `sip_listen = "0.0.0.0:5060"` install: the leg's candidate is the address the page
+    /// was opened on.
+    fn lan_wildcard() -> BrowserNet {
+        let mut net = BrowserNet::lan();
+        net.listen_ip = IpAddr::from([0, 0, 0, 0]);
+        net
+    }
+
+    fn nat() -> BrowserNet {
+        let (n, mut net) = BrowserNet::claim();
+        let nat = net.namespace("nat");
+        let browser = net.namespace("browser");
+        let (inside, outside, own) = (format!("sb{n}p"), format!("sb{n}o"), format!("sb{n}b"));
+        ip_ok(&["link", "set", &inside, "netns", &nat]);
+        #[rustfmt::skip]
+        ip_ok(&["link", "add", &outside, "netns", &nat, "type", "veth", "peer", "name", &own,
+            "netns", &browser]);
+        net.server_side();
+        for (ns, dev, addr) in [
+            (&nat, &inside, format!("10.77.{n}.254/24")),
+            (&nat, &outside, format!("10.78.{n}.1/24")),
+            (&browser, &own, format!("10.78.{n}.2/24")),
+        ] {
+            ip_ok(&["-n", ns, "addr", "add", &addr, "dev", dev]);
+            ip_ok(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        ip_ok(&[
+            "netns",
+            "exec",
+            &nat,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        // The browser's side has no way to the server's private network: only the public
+        // address (and what the router forwards from it) is reachable.
+        let private = format!("10.77.{n}.1");
+        assert!(
+            ip_cmd(&["-n", &browser, "route", "get", &private]).is_err(),
+            "the browser namespace must not route to {private}"
+        );
+        net.browser_ns = Some(browser);
+        net.nat_ns = Some(nat);
+        net.server_ip = IpAddr::from([10, 77, n, 1]);
+        net.listen_ip = net.server_ip;
+        net.reach_ip = IpAddr::from([10, 78, n, 1]);
+        net.browser_ip = IpAddr::from([10, 78, n, 2]);
+        net.seen_from = IpAddr::from([10, 77, n, 254]);
+        net
+    }
+
+    /// NAT only: forward the server's HTTP port and RTP range from the public address to
+    /// the server, masquerading (as a home or office router in front of a server would,
+    /// with the agent behind a second NAT folded into the same box).
+    fn forward(&self, server: &Server) {
+        let Some(nat) = &self.nat_ns else { return };
+        let public = self.reach_ip;
+        let to = self.server_ip;
+        let http = server.http_addr.port();
+        let (lo, hi) = server.rtp_ports;
+        let inside = format!("sb{}p", self.n);
+        let rules = format!(
+            "table ip switchboard_test {{\n\
+             chain pre {{ type nat hook prerouting priority dstnat; policy accept;\n\
+             ip daddr {public} tcp dport {http} dnat to {to}\n\
+             ip daddr {public} udp dport {lo}-{hi} dnat to {to}\n}}\n\
+             chain post {{ type nat hook postrouting priority srcnat; policy accept;\n\
+             oifname \"{inside}\" masquerade\n}}\n}}\n"
+        );
+        use std::io::Write;
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", nat, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ip netns exec nft (apt-get install nftables)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(rules.as_bytes())
+            .expect("rules to nft");
+        let out = child.wait_with_output().expect("nft exits");
+        assert!(
+            out.status.success(),
+            "nft refused the forwarding rules: {}\n{rules}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `node` in the browser's namespace (or here, on loopback).
+    fn node(&self) -> std::process::Command {
+        match &self.browser_ns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns, "node"]);
+                c
+            }
+            None => std::process::Command::new("node"),
+        }
+    }
+}
+
+impl Drop for BrowserNet {
+    fn drop(&mut self) {
+        // Namespaces first (their veth ends go with them), then our end: N is free again
+        // only once nothing of it is left.
+        for ns in self.namespaces.iter().rev() {
+            if let Err(e) = ip_cmd(&["netns", "del", ns]) {
+                eprintln!("clean-up: {e}");
+            }
+        }
+        if let Some(link) = &self.link {
+            // Usually gone with its peer's namespace already.
+            let _ = ip_cmd(&["link", "del", link]);
+        }
+    }
+}
+
 /// A server whose hotline queues at once (so a customer's pcap can be a tone from the
 /// start: a pressed 0 would have to come before any audio), agent `webcarol` logged in on
 /// `/agent` in headless Chromium (tests/browser/agent_call.js in `mode`) with the browser
 /// phone on and `available` with no SIP phone at all. Returns the temp dir, the server, the
 /// driver and its stdout lines (after `READY`).
 fn browser_agent_ready(
+    mode: &str,
+    extra_config: &str,
+) -> (
+    tempfile::TempDir,
+    Server,
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+) {
+    browser_agent_ready_on(&BrowserNet::loopback(), mode, extra_config)
+}
+
+/// [`browser_agent_ready`] across `net`: the server listens on `net.server_ip`, the page is
+/// opened on `net.reach_ip` by Chromium in the browser's namespace, and behind NAT the leg
+/// advertises `[webrtc] public_address = net.reach_ip` (the router forwards to the server).
+fn browser_agent_ready_on(
+    net: &BrowserNet,
     mode: &str,
     extra_config: &str,
 ) -> (
@@ -861,16 +1147,44 @@ fn browser_agent_ready(
         &format!("dialplan_dir = {:?}", plans.display().to_string()),
     );
     assert_ne!(text, default, "config/default.toml has a dialplan_dir line");
-    let text = format!("{text}\n{extra_config}");
+    // A spool of its own too (as support's isolated config): servers of parallel tests
+    // sharing `data/` replay and rotate each other's journals (seen: "cannot start:
+    // journal data/journal-….jsonl: No such file or directory").
+    let spooled = text.replace(
+        "spool_dir = \"data\"",
+        &format!(
+            "spool_dir = {:?}",
+            dir.path().join("spool").display().to_string()
+        ),
+    );
+    assert_ne!(
+        spooled, text,
+        "config/default.toml has a spool_dir = \"data\" line"
+    );
+    let text = spooled;
+    let mut text = format!("{text}\n{extra_config}");
+    if net.nat_ns.is_some() {
+        text.push_str(&format!(
+            "\n[webrtc]\npublic_address = \"{}\"\n",
+            net.reach_ip
+        ));
+    }
     let cfg = dir.path().join("config.toml");
     std::fs::write(&cfg, text).expect("write config");
-    let server = Server::start(&["--config", &cfg.display().to_string()]);
+    let server = Server::start_at(
+        None,
+        net.listen_ip,
+        &["--config", &cfg.display().to_string()],
+    );
+    net.forward(&server);
     server.add_agent("webcarol", "web-secret-3", &[]);
 
     let script = support::repo_root().join("tests/browser/agent_call.js");
-    let mut child = std::process::Command::new("node")
+    let page = std::net::SocketAddr::new(net.reach_ip, server.http_addr.port());
+    let mut child = net
+        .node()
         .arg(&script)
-        .arg(format!("http://{}", server.http_addr))
+        .arg(format!("http://{page}"))
         .arg("webcarol")
         .arg("web-secret-3")
         .arg(mode)
@@ -1066,6 +1380,134 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
     eprintln!("server relay delay: {}", lines.join("; "));
 }
 
+/// The browser agent on a LAN address (issue 16): Chromium in a network namespace of its
+/// own at 10.77.N.2 opens `/agent` on the server's 10.77.N.1 (SIP, HTTP and media there, none
+/// on loopback) and answers a queue call; the leg's candidate is that LAN address, the server
+/// sees the browser's media come from the browser's address, and audio flows both ways.
+#[test]
+fn browser_agent_answers_on_a_lan_address() {
+    answered_across(BrowserNet::lan(), "+15551239781");
+}
+
+/// The same with the server listening on `0.0.0.0` (SIP, HTTP and media on the wildcard,
+/// no `public_address`): the leg's candidate is the LAN address the page was opened on (its
+/// requests' `Host`), not loopback, which the browser could not reach.
+#[test]
+fn browser_agent_answers_on_a_lan_address_with_wildcard_media() {
+    answered_across(BrowserNet::lan_wildcard(), "+15551239783");
+}
+
+/// The browser agent behind NAT (issue 16): the server on a private 10.77.N.1, a router
+/// namespace forwarding its HTTP port and `rtp_ports` from the public 10.78.N.1 (DNAT, and
+/// masquerading what it forwards), Chromium at 10.78.N.2 with no route to the private
+/// network. With `[webrtc] public_address = 10.78.N.1` the leg's candidate is the public
+/// address, the browser's media reaches the server through the router (from the router's
+/// inside address, which the ICE-lite leg answers), and audio flows both ways.
+#[test]
+fn browser_agent_answers_behind_nat_with_a_public_address() {
+    answered_across(BrowserNet::nat(), "+15551239782");
+}
+
+/// A raw caller (every RTP packet logged, so the agent's tone can be found in what it got)
+/// into queue `support`, answered by the browser agent across `net`, who hangs up in the
+/// page once audio flows both ways. Checks the ICE pair's addresses on both sides, the
+/// audio in each direction, and the record.
+fn answered_across(net: BrowserNet, number: &str) {
+    let (_dir, server, child, line_rx) = browser_agent_ready_on(&net, "answer", "");
+    let caller = raw_caller(&server, number, Duration::from_secs(60));
+    let report = line_rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
+    let out = child.wait_with_output().expect("node exits");
+    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
+    assert!(
+        out.status.success(),
+        "browser driver failed: {r}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    eprintln!("browser agent via {}: {r}", net.reach_ip);
+    let s = &r["stats"];
+    assert_eq!(s["conn"], "connected", "{r}");
+    assert!(
+        s["rx_packets"].as_u64().unwrap_or(0) >= 100
+            && s["rx_energy"].as_f64().unwrap_or(0.0) > 0.0,
+        "the browser received the caller's tone: {r}"
+    );
+    assert!(
+        r["rx_packets_shown"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0),
+        "the page's call-stats-rx-packets counter moved: {r}"
+    );
+    // The browser's side of the ICE pair: its address as the server sees it (on the LAN
+    // its own host candidate; behind NAT the router's inside address, a peer-reflexive
+    // candidate the browser learnt from the leg's STUN answers), to the address the leg
+    // advertised (the LAN address, or the public one behind NAT) on a port of rtp_ports.
+    let local = s["pair"]["local"].as_str().unwrap_or_default();
+    assert!(
+        local.starts_with(&format!("{}:", net.seen_from)),
+        "the browser's media leaves as {} (the browser is {}): {r}",
+        net.seen_from,
+        net.browser_ip
+    );
+    let remote: std::net::SocketAddr = s["pair"]["remote"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("the selected candidate pair in the page's stats: {r}"));
+    assert_eq!(remote.ip(), net.reach_ip, "the leg's candidate: {r}");
+    assert!(
+        (server.rtp_ports.0..=server.rtp_ports.1).contains(&remote.port()),
+        "the leg's port is one of rtp_ports {:?}: {r}",
+        server.rtp_ports
+    );
+    // The server's side: the browser's packets came from its LAN address (behind NAT: from
+    // the router's inside address), not from loopback.
+    let log = server.log();
+    let from = format!("{}:", net.seen_from);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("webrtc leg connected") && l.contains(&from)),
+        "the leg connected to the browser at {from}..\n{log}"
+    );
+
+    // The caller: the agent's tone (the fake microphone's beep) on the bridge's stream,
+    // which is the last one before the BYE (the queue's music before the answer is another).
+    let (heard, bye) = caller.join().expect("caller thread");
+    assert!(bye, "the caller got the BYE when the agent hung up");
+    let answered_at = u128::from(r["answered_at"].as_u64().expect("answered_at"));
+    let bridge = heard
+        .iter()
+        .rev()
+        .find(|h| h.pt == 0)
+        .map(|h| h.ssrc)
+        .expect("the caller heard PCMU");
+    let agent: Vec<&Heard> = heard
+        .iter()
+        .filter(|h| h.pt == 0 && h.ssrc == bridge && h.at_ms >= answered_at)
+        .collect();
+    let loud = agent.iter().filter(|h| h.peak >= 1000).count();
+    let peak = agent.iter().map(|h| h.peak).max().unwrap_or(0);
+    assert!(
+        agent.len() >= 100 && loud > 0,
+        "the caller heard the agent: {} packets, {loud} with a tone (peak {peak})",
+        agent.len()
+    );
+
+    let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
+        db.rows(&format!(
+            "SELECT * FROM call_records WHERE caller = '{number}' AND direction = 'inbound' \
+             AND ended_at IS NOT NULL"
+        ))
+        .pop()
+    });
+    assert_eq!(rec["agent"], "webcarol", "{rec:?}");
+    assert_eq!(rec["hangup_cause"], "agent_hangup", "{rec:?}");
+    drop(server);
+    drop(net);
+}
+
 /// The caller hangs up while the page rings: the page is told (`call-ended`, `cancelled`)
 /// and stops ringing, and the record says the caller left with no agent. Then the page
 /// closes: its last event stream gone, the browser phone goes off and the agent is
@@ -1126,6 +1568,8 @@ struct Heard {
     /// RTP timestamp.
     ts: u32,
     head: [u8; 4],
+    /// Loudest PCMU sample (0 for other payload types): the agent's tone, not silence.
+    peak: i16,
 }
 
 fn wall_ms() -> u128 {
@@ -1168,7 +1612,14 @@ fn raw_caller(
                 .and_then(|l| l.split_whitespace().next())
                 .and_then(|p| p.parse().ok())
                 .expect("m=audio port in the 200");
-            ([127, 0, 0, 1], port).into()
+            // The server's media address (`c=`), which is not loopback in the LAN tests.
+            let ip: IpAddr = ok
+                .text
+                .lines()
+                .find_map(|l| l.strip_prefix("c=IN IP4 "))
+                .and_then(|a| a.trim().parse().ok())
+                .expect("c= address in the 200");
+            (ip, port).into()
         };
         rtp.set_read_timeout(Some(Duration::from_millis(1)))
             .expect("timeout");
@@ -1185,12 +1636,23 @@ fn raw_caller(
                         let mut head = [0u8; 4];
                         let m = p.payload.len().min(4);
                         head[..m].copy_from_slice(&p.payload[..m]);
+                        let peak = if p.payload_type == 0 {
+                            let pcmu = switchboard::media::codec::Codec::Pcmu;
+                            p.payload
+                                .iter()
+                                .map(|&b| pcmu.decode_sample(b).saturating_abs())
+                                .max()
+                                .unwrap_or(0)
+                        } else {
+                            0
+                        };
                         heard.push(Heard {
                             at_ms: wall_ms(),
                             ssrc: p.ssrc,
                             pt: p.payload_type,
                             ts: p.timestamp,
                             head,
+                            peak,
                         });
                     }
                 }

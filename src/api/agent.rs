@@ -396,6 +396,7 @@ pub async fn answer(
     let action = crate::webrtc::phones::PageAction::Answer {
         offer: b.sdp,
         reply,
+        page_ip: host_ip(&headers),
     };
     st.ctx
         .phones
@@ -413,6 +414,19 @@ pub async fn answer(
             "the call did not answer in time".into(),
         )),
     }
+}
+
+/// The IP literal of the request's `Host` (`10.0.5.20:8080`, `[fd00::5]:8443`, `10.0.5.20`),
+/// None for a name or no header: where the page reached this server.
+fn host_ip(headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    let host = headers.get(header::HOST)?.to_str().ok()?.trim();
+    if let Ok(a) = host.parse::<SocketAddr>() {
+        return Some(a.ip());
+    }
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// `POST /api/agent/reject {"call_id"}`: refuse a ringing call (a miss for the ACD).
@@ -1030,6 +1044,22 @@ pub async fn disposition(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_ip_reads_ip_literals_only() {
+        let host = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static(v));
+            host_ip(&h)
+        };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().ok();
+        assert_eq!(host("10.0.5.20:8080"), ip("10.0.5.20"));
+        assert_eq!(host("10.0.5.20"), ip("10.0.5.20"));
+        assert_eq!(host("[fd00::5]:8443"), ip("fd00::5"));
+        assert_eq!(host("[fd00::5]"), ip("fd00::5"));
+        assert_eq!(host("switchboard.lan:8443"), None);
+        assert_eq!(host_ip(&HeaderMap::new()), None);
+    }
 
     #[test]
     fn cookie_is_found_among_others() {

@@ -237,7 +237,10 @@ fn build_config(args: &RunArgs) -> Result<Config, String> {
         cfg.sip_listen = s
             .parse()
             .map_err(|_| format!("--sip-listen '{s}' is not ADDR:PORT"))?;
-        if args.config.is_none() {
+        // Media follows the SIP address unless the file set `media_address`: a file that
+        // left it out (its default was the file's own `sip_listen`) must not keep RTP,
+        // and browser legs' ICE candidates, on an address the server no longer listens on.
+        if !cfg.media_address_explicit {
             cfg.media_address = cfg.sip_listen.ip();
         }
     }
@@ -281,4 +284,62 @@ fn build_config(args: &RunArgs) -> Result<Config, String> {
         warn!("media address is unspecified; set media_address so SDP carries a reachable IP");
     }
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_file(text: &str, args: RunArgs) -> Config {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write config");
+        build_config(&RunArgs {
+            config: Some(path),
+            ..args
+        })
+        .expect("config")
+    }
+
+    /// `--sip-listen` on a LAN address with a file that does not set `media_address`: the
+    /// media (SDP, browser candidates) moves with it, as without a file; an explicit
+    /// `media_address` in the file or on the command line stays.
+    #[test]
+    fn media_address_follows_sip_listen_unless_set() {
+        let lan = || RunArgs {
+            sip_listen: Some("10.77.1.1:5060".into()),
+            ..RunArgs::default()
+        };
+        let plain = "[server]\nsip_listen = \"127.0.0.1:5060\"\n";
+        let c = with_file(plain, lan());
+        assert_eq!(
+            c.media_address,
+            "10.77.1.1".parse::<std::net::IpAddr>().expect("ip")
+        );
+
+        let explicit = "[server]\nsip_listen = \"127.0.0.1:5060\"\nmedia_address = \"192.0.2.9\"\n";
+        let c = with_file(explicit, lan());
+        assert_eq!(
+            c.media_address,
+            "192.0.2.9".parse::<std::net::IpAddr>().expect("ip")
+        );
+
+        let c = with_file(
+            plain,
+            RunArgs {
+                media_address: Some("192.0.2.10".into()),
+                ..lan()
+            },
+        );
+        assert_eq!(
+            c.media_address,
+            "192.0.2.10".parse::<std::net::IpAddr>().expect("ip")
+        );
+
+        let c = with_file(plain, RunArgs::default());
+        assert_eq!(
+            c.media_address,
+            "127.0.0.1".parse::<std::net::IpAddr>().expect("ip")
+        );
+    }
 }

@@ -88,6 +88,9 @@ pub async fn run_measured(
     let mut last_read: Option<(Instant, Instant)> = None;
     // The arrival of the last frame handed to the session, until its SRTP packet is sent.
     let mut unsent: Option<Instant> = None;
+    // Where the last datagram came from: at `Connected`, the browser's address as this
+    // host sees it (its LAN address, or the NAT's in front of it), logged for operators.
+    let mut last_from: Option<SocketAddr> = None;
     let why = loop {
         // Drain the leg's outputs first: sans-IO contract (poll until only a timeout is left).
         let mut ended = None;
@@ -104,6 +107,9 @@ pub async fn run_measured(
                     }
                 }
                 Ok(Some(LegEvent::Connected)) => {
+                    if let Some(peer) = last_from {
+                        tracing::info!(%peer, "webrtc leg connected");
+                    }
                     if notices.send(LegNotice::Connected).await.is_err() {
                         ended = Some("call_ended");
                         break;
@@ -151,6 +157,7 @@ pub async fn run_measured(
                     let now = Instant::now();
                     let arrived = stamp.map_or(now, |ts| arrival(now, SystemTime::now(), ts));
                     last_read = Some((now, arrived));
+                    last_from = Some(from);
                     leg.handle_receive(now, from, &buf[..n])
                 }
                 // Nothing after all (`WouldBlock`, readiness cleared), or ICMP port

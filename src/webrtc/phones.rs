@@ -17,6 +17,9 @@ pub enum PageAction {
     Answer {
         offer: String,
         reply: oneshot::Sender<Result<String, String>>,
+        /// The IP the page reached this server on (its request's `Host`, when that is an IP
+        /// literal): the leg's candidate when media is bound on a wildcard address.
+        page_ip: Option<std::net::IpAddr>,
     },
     Reject,
     /// Hang up an answered call (or give up a ring, as Reject).

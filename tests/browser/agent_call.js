@@ -32,17 +32,31 @@ const args = ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-back
   '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream',
   '--use-fake-device-for-media-stream', '--allow-loopback-in-peer-connection',
   '--disable-features=WebRtcHideLocalIpsWithMdns', '--autoplay-policy=no-user-gesture-required'];
+// The LAN and NAT tests serve the page on a veth address over plain HTTP: only loopback is a
+// secure origin by itself, and the page needs one for the microphone (operators use HTTPS).
+if (!['localhost', '127.0.0.1', '[::1]'].includes(new URL(base).hostname)) {
+  args.push(`--unsafely-treat-insecure-origin-as-secure=${new URL(base).origin}`);
+}
 
 async function stats(page) {
   return page.evaluate(async () => {
     const r = { conn: phone.pc ? phone.pc.connectionState : null };
     if (!phone.pc) return r;
-    (await phone.pc.getStats()).forEach((s) => {
+    const all = await phone.pc.getStats();
+    let pairId = null;
+    all.forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'audio') { r.rx_bytes = s.bytesReceived; r.rx_packets = s.packetsReceived; r.rx_energy = s.totalAudioEnergy; }
       if (s.type === 'outbound-rtp' && s.kind === 'audio') { r.tx_packets = s.packetsSent; }
-      if (s.type === 'transport') { r.dtls = s.dtlsState; }
+      if (s.type === 'transport') { r.dtls = s.dtlsState; pairId = s.selectedCandidatePairId; }
       if (s.type === 'codec' && s.mimeType.startsWith('audio/')) { r.codecs = (r.codecs || []).concat(s.mimeType); }
     });
+    // The ICE pair the media flows on: the browser's own address and the server's candidate
+    // (where the test's network put each side).
+    const pair = pairId && all.get(pairId);
+    if (pair) {
+      const at = (id) => { const c = all.get(id); return c ? `${c.address}:${c.port}` : null; };
+      r.pair = { local: at(pair.localCandidateId), remote: at(pair.remoteCandidateId) };
+    }
     return r;
   });
 }
@@ -140,6 +154,7 @@ async function talking(page) {
       process.stdout.write(JSON.stringify(out) + '\n');
       return;
     }
+    out.answered_at = Date.now();
     await by('answer').click();
     const s = await talking(page);
     out.stats = s;

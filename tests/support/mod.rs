@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -291,6 +291,14 @@ impl Server {
     /// [`Server::start`] on the database at `url` (e.g. a PostgreSQL test database) instead
     /// of a fresh SQLite file; `None`: the SQLite file. `db()` reads the SQLite file only.
     pub fn start_on(url: Option<&str>, extra_args: &[&str]) -> Server {
+        Server::start_at(url, IpAddr::V4(LOCALHOST), extra_args)
+    }
+
+    /// [`Server::start_on`] with SIP and HTTP (and so media, which follows `--sip-listen`)
+    /// on `ip` instead of loopback: a veth address for the browser tests across network
+    /// namespaces (tests/sip_ws.rs, `BrowserNet`). The ports are picked free on loopback,
+    /// which is as good on an address that only the test's namespaces use.
+    pub fn start_at(url: Option<&str>, ip: IpAddr, extra_args: &[&str]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("switchboard-it-")
             .tempdir()
@@ -306,9 +314,9 @@ impl Server {
             "--database".into(),
             url,
             "--sip-listen".into(),
-            format!("127.0.0.1:{sip_port}"),
+            SocketAddr::new(ip, sip_port).to_string(),
             "--http-listen".into(),
-            format!("127.0.0.1:{http_port}"),
+            SocketAddr::new(ip, http_port).to_string(),
             "--rtp-ports".into(),
             format!("{}-{}", rtp_ports.0, rtp_ports.1),
         ];
@@ -326,8 +334,8 @@ impl Server {
         let mut server = Server {
             child,
             exited: None,
-            sip_addr: SocketAddr::from((LOCALHOST, sip_port)),
-            http_addr: SocketAddr::from((LOCALHOST, http_port)),
+            sip_addr: SocketAddr::new(ip, sip_port),
+            http_addr: SocketAddr::new(ip, http_port),
             rtp_ports,
             db_path,
             api_token,

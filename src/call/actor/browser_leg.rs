@@ -91,10 +91,14 @@ pub(super) async fn run(
     // ---- ringing -----------------------------------------------------------------------
     let deadline = tokio::time::sleep(ring_timeout);
     tokio::pin!(deadline);
-    let (offer, reply) = loop {
+    let (offer, reply, page_ip) = loop {
         tokio::select! {
             a = ring.actions.recv() => match a {
-                Some(PageAction::Answer { offer, reply }) => break (offer, reply),
+                Some(PageAction::Answer {
+                    offer,
+                    reply,
+                    page_ip,
+                }) => break (offer, reply, page_ip),
                 Some(PageAction::Reject) | Some(PageAction::Hangup) => {
                     ring.why = "rejected";
                     failed(OfferEnd::Busy);
@@ -138,7 +142,7 @@ pub(super) async fn run(
         }
     };
     // ---- answer: the browser's offer --------------------------------------------------
-    let Some(setup) = accept(&ctx, &offer).await else {
+    let Some(setup) = accept(&ctx, &offer, page_ip).await else {
         let _ = reply.send(Err(
             "the offer could not be accepted (see the server log)".into()
         ));
@@ -429,9 +433,27 @@ struct Setup {
     media: LegMedia,
 }
 
-/// Accept the page's offer on a port-pool socket, advertising `[webrtc] public_address`
-/// (else the media address; loopback when that is the wildcard).
-async fn accept(ctx: &CallContext, offer: &str) -> Option<Setup> {
+/// The address put in the leg's ICE candidate (the server is ICE-lite: its only one, so it
+/// must be where the browser can send to): `[webrtc] public_address` when set; else the
+/// media address the leg is bound on; bound on a wildcard, the address the page reached
+/// this server on (`page_ip`, from its request's `Host`) when that is one of this socket's
+/// family and not itself a wildcard, since a LAN browser cannot use loopback; else loopback.
+fn candidate_ip(public: Option<IpAddr>, bind: IpAddr, page_ip: Option<IpAddr>) -> IpAddr {
+    if let Some(ip) = public {
+        return ip;
+    }
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    match page_ip {
+        Some(ip) if ip.is_ipv4() == bind.is_ipv4() && !ip.is_unspecified() => ip,
+        _ if bind.is_ipv4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    }
+}
+
+/// Accept the page's offer on a port-pool socket, advertising [`candidate_ip`].
+async fn accept(ctx: &CallContext, offer: &str, page_ip: Option<IpAddr>) -> Option<Setup> {
     let bind_ip = ctx.config.media_address;
     let socket = match ctx.ports.bind(bind_ip).await {
         Ok(s) => s,
@@ -441,14 +463,7 @@ async fn accept(ctx: &CallContext, offer: &str) -> Option<Setup> {
         }
     };
     let port = socket.local_addr().ok()?.port();
-    let ip = ctx
-        .config
-        .webrtc_public_address
-        .unwrap_or(if bind_ip.is_unspecified() {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            bind_ip
-        });
+    let ip = candidate_ip(ctx.config.webrtc_public_address, bind_ip, page_ip);
     let (leg, answer) =
         match WebRtcLeg::accept_offer(Instant::now(), SocketAddr::new(ip, port), offer) {
             Ok(x) => x,
@@ -637,6 +652,32 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The candidate: the public address first, then a concrete bind address; on a
+    /// wildcard bind the address the page used (same family, not a wildcard), else
+    /// loopback (as before `page_ip` was known).
+    #[test]
+    fn candidate_is_public_then_bound_then_the_pages_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let any4 = ip("0.0.0.0");
+        let public = Some(ip("203.0.113.7"));
+        let page = Some(ip("10.77.1.1"));
+        assert_eq!(
+            candidate_ip(public, ip("10.0.0.5"), page),
+            ip("203.0.113.7")
+        );
+        assert_eq!(candidate_ip(public, any4, page), ip("203.0.113.7"));
+        assert_eq!(candidate_ip(None, ip("10.0.0.5"), page), ip("10.0.0.5"));
+        assert_eq!(candidate_ip(None, any4, page), ip("10.77.1.1"));
+        assert_eq!(candidate_ip(None, any4, None), ip("127.0.0.1"));
+        assert_eq!(candidate_ip(None, any4, Some(ip("::1"))), ip("127.0.0.1"));
+        assert_eq!(candidate_ip(None, any4, Some(any4)), ip("127.0.0.1"));
+        assert_eq!(
+            candidate_ip(None, ip("::"), Some(ip("fd00::5"))),
+            ip("fd00::5")
+        );
+        assert_eq!(candidate_ip(None, ip("::"), page), ip("::1"));
+    }
 
     #[test]
     fn dtmf_sender_sends_each_digit_as_one_rfc4733_event() {
