@@ -407,6 +407,49 @@ fn two_nodes_on_postgres_restart_leaves_the_other_alone_and_a_dead_node_is_final
     drop(a);
 }
 
+/// One node per name on the database at `url`, each with its own config (the test config
+/// plus `extra`) and spool in a directory of its own (returned: dropped with the test).
+fn start_nodes(url: &str, names: &[String], extra: &str) -> (Vec<tempfile::TempDir>, Vec<Server>) {
+    let dirs: Vec<tempfile::TempDir> = names
+        .iter()
+        .map(|_| tempfile::tempdir().expect("dir"))
+        .collect();
+    let nodes = names
+        .iter()
+        .zip(&dirs)
+        .map(|(node, dir)| {
+            let cfg = support::config_with(dir.path(), extra);
+            Server::start_on(
+                Some(url),
+                &["--node-id", node, "--config", &cfg.display().to_string()],
+            )
+        })
+        .collect();
+    (dirs, nodes)
+}
+
+/// `switchboard agent add NAME` (queue `support`, password `s3cret-pw`) on the database at
+/// `url`, as an operator adds an agent for every node of a cluster.
+fn add_agent_on(url: &str, name: &str) {
+    let (st, out, err) = support::run_binary(
+        &[
+            "agent",
+            "add",
+            name,
+            "--password",
+            "s3cret-pw",
+            "--queue",
+            "support",
+            "--skill",
+            "lang:en=5",
+            "--database",
+            url,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(st.success(), "agent add {name}: {out}{err}");
+}
+
 /// `POST path` with a bearer token and no body; the status code.
 fn post(addr: std::net::SocketAddr, path: &str, token: &str) -> u16 {
     use std::io::{Read, Write};
@@ -778,19 +821,11 @@ fn kamailio_spreads_calls_over_three_nodes_and_stops_sending_to_a_draining_one()
         support::unique("kb"),
         support::unique("kc"),
     ];
-    let cluster = "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\n";
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let nodes: Vec<Server> = names
-        .iter()
-        .zip(&dirs)
-        .map(|(node, dir)| {
-            let cfg = support::config_with(dir.path(), cluster);
-            Server::start_on(
-                Some(&url),
-                &["--node-id", node, "--config", &cfg.display().to_string()],
-            )
-        })
-        .collect();
+    let (_dirs, nodes) = start_nodes(
+        &url,
+        &names,
+        "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\n",
+    );
     let addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.sip_addr).collect();
     let edge = Kamailio::start(&kamailio_bin, &addrs);
     for addr in &addrs {
@@ -1636,23 +1671,7 @@ fn shared_queues_an_agent_of_one_node_answers_a_caller_of_the_other_and_the_lead
         leads(&a).then_some(())
     });
     let b = start(&node_b, &cfg_b);
-    let (st, out, err) = support::run_binary(
-        &[
-            "agent",
-            "add",
-            "roamer",
-            "--password",
-            "s3cret-pw",
-            "--queue",
-            "support",
-            "--skill",
-            "lang:en=5",
-            "--database",
-            &url,
-        ],
-        Duration::from_secs(20),
-    );
-    assert!(st.success(), "agent add: {out}{err}");
+    add_agent_on(&url, "roamer");
 
     // The phone registers with A; B's API (answered by the leader) shows it available.
     let register = support::repo_root().join("sip-test/uac_register.xml");
@@ -1794,19 +1813,11 @@ fn shared_queues_three_nodes_behind_kamailio_one_agent_answers_callers_of_every_
         support::unique("eb"),
         support::unique("ec"),
     ];
-    let cluster = "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\nqueues = \"cluster\"\n";
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let nodes: Vec<Server> = names
-        .iter()
-        .zip(&dirs)
-        .map(|(node, dir)| {
-            let cfg = support::config_with(dir.path(), cluster);
-            Server::start_on(
-                Some(&url),
-                &["--node-id", node, "--config", &cfg.display().to_string()],
-            )
-        })
-        .collect();
+    let (_dirs, nodes) = start_nodes(
+        &url,
+        &names,
+        "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\nqueues = \"cluster\"\n",
+    );
     let leaders = || {
         nodes
             .iter()
@@ -1821,23 +1832,7 @@ fn shared_queues_three_nodes_behind_kamailio_one_agent_answers_callers_of_every_
     for addr in &addrs {
         edge.wait_node(*addr, "A", Duration::from_secs(15));
     }
-    let (st, out, err) = support::run_binary(
-        &[
-            "agent",
-            "add",
-            "edgy",
-            "--password",
-            "s3cret-pw",
-            "--queue",
-            "support",
-            "--skill",
-            "lang:en=5",
-            "--database",
-            &url,
-        ],
-        Duration::from_secs(20),
-    );
-    assert!(st.success(), "agent add: {out}{err}");
+    add_agent_on(&url, "edgy");
     let port = support::free_port();
     let register = support::repo_root().join("sip-test/uac_register.xml");
     register_at(

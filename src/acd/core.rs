@@ -356,6 +356,31 @@ struct Waiting {
     directed: Option<usize>,
 }
 
+impl Waiting {
+    /// A caller in line at `(priority, seq)` since `joined`, not yet rung.
+    fn new(
+        queue: &str,
+        priority: i32,
+        seq: u64,
+        joined: Instant,
+        needs: Vec<(String, i64)>,
+    ) -> Waiting {
+        Waiting {
+            queue: queue.to_string(),
+            priority,
+            seq,
+            joined,
+            needs,
+            ringing: Vec::new(),
+            tried: Vec::new(),
+            retry_at: None,
+            callback: false,
+            connected: None,
+            directed: None,
+        }
+    }
+}
+
 /// Per-queue counters since start (the API's service level, ASA, AHT, abandonment).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueueStats {
@@ -848,19 +873,7 @@ impl Acd {
         let position = q.order.range(..(Reverse(priority), seq)).count() + 1;
         self.waiting.insert(
             call.to_string(),
-            Waiting {
-                queue: queue.to_string(),
-                priority,
-                seq,
-                joined: now,
-                needs: all_needs,
-                ringing: Vec::new(),
-                tried: Vec::new(),
-                retry_at: None,
-                callback: false,
-                connected: None,
-                directed: None,
-            },
+            Waiting::new(queue, priority, seq, now, all_needs),
         );
         if let Some(w) = max_wait {
             self.timers.push(Reverse((now + w, Timer::MaxWait { seq })));
@@ -922,22 +935,10 @@ impl Acd {
                     .push(Reverse(((joined + w).max(now), Timer::MaxWait { seq })));
             }
         }
-        self.waiting.insert(
-            call.to_string(),
-            Waiting {
-                queue: queue.to_string(),
-                priority,
-                seq,
-                joined,
-                needs: all_needs,
-                ringing: Vec::new(),
-                tried: Vec::new(),
-                retry_at: None,
-                callback,
-                connected,
-                directed: None,
-            },
-        );
+        let mut waiting = Waiting::new(queue, priority, seq, joined, all_needs);
+        waiting.callback = callback;
+        waiting.connected = connected;
+        self.waiting.insert(call.to_string(), waiting);
         match on_call {
             Some(idx) => self.set_activity_quiet(
                 now,

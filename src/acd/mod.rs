@@ -399,6 +399,19 @@ struct Member {
     join: Option<shared::Shadow>,
 }
 
+impl Member {
+    /// A caller of this node.
+    fn own(tx: CallerTx, caller: String, ticket_id: Option<i64>, join: shared::Shadow) -> Member {
+        Member {
+            tx,
+            caller,
+            ticket_id,
+            node: None,
+            join: Some(join),
+        }
+    }
+}
+
 pub struct AcdService {
     core: Acd,
     calls: HashMap<String, Member>,
@@ -550,16 +563,8 @@ impl AcdService {
                 tx,
             } => {
                 let join = shared::Shadow::new(now, &queue, segment.as_deref(), &needs);
-                self.calls.insert(
-                    call.clone(),
-                    Member {
-                        tx,
-                        caller,
-                        ticket_id,
-                        node: None,
-                        join: Some(join),
-                    },
-                );
+                self.calls
+                    .insert(call.clone(), Member::own(tx, caller, ticket_id, join));
                 self.core
                     .join(now, &call, &queue, segment.as_deref(), needs);
             }

@@ -266,8 +266,7 @@ impl AcdService {
         let reachable = self.reachable_anywhere(&name);
         match def {
             Some(d) => {
-                self.learn(&d.name);
-                self.defs.insert(d.name.clone(), d.clone());
+                self.remember(&d);
                 self.core.agent_update(now, d, reachable)
             }
             None => {
@@ -276,6 +275,13 @@ impl AcdService {
                 }
             }
         }
+    }
+
+    /// An agent account learnt from a registration: a transfer target, and re-announced to a
+    /// new leader with its queues and skills.
+    fn remember(&mut self, d: &AgentDef) {
+        self.learn(&d.name);
+        self.defs.insert(d.name.clone(), d.clone());
     }
 
     /// Following: keep what a new leader needs, send the message up.
@@ -293,13 +299,7 @@ impl AcdService {
                 let join = Shadow::new(now, &queue, segment.as_deref(), &needs);
                 self.calls.insert(
                     call.clone(),
-                    Member {
-                        tx,
-                        caller: caller.clone(),
-                        ticket_id,
-                        node: None,
-                        join: Some(join),
-                    },
+                    Member::own(tx, caller.clone(), ticket_id, join),
                 );
                 self.up(Up::Join {
                     call,
@@ -354,8 +354,7 @@ impl AcdService {
                     per_node.insert(node, contacts);
                 }
                 if let Some(d) = &def {
-                    self.learn(&d.name);
-                    self.defs.insert(d.name.clone(), d.clone());
+                    self.remember(d);
                 }
                 self.up(Up::Reachability {
                     name,
@@ -370,8 +369,7 @@ impl AcdService {
                     self.browsers.remove(&name);
                 }
                 if let Some(d) = &def {
-                    self.learn(&d.name);
-                    self.defs.insert(d.name.clone(), d.clone());
+                    self.remember(d);
                 }
                 self.up(Up::BrowserPhone { name, def, on });
             }
@@ -652,21 +650,12 @@ impl AcdService {
                 agent,
                 command,
             } => {
-                let (reply, mut rx) = oneshot::channel();
-                self.handle(
-                    now,
-                    AcdMsg::Command {
-                        agent,
-                        command,
-                        reply,
-                    },
-                );
-                // `handle` answers at once.
-                let state = rx.try_recv().ok().flatten();
-                self.send_out(Outgoing::Down {
-                    node: from,
-                    msg: Down::State { req, state },
+                let state = self.ask_here(now, |reply| AcdMsg::Command {
+                    agent,
+                    command,
+                    reply,
                 });
+                self.down(from, Down::State { req, state });
             }
             Up::Feature {
                 req,
@@ -674,37 +663,38 @@ impl AcdService {
                 source,
                 command,
             } => {
-                let (reply, mut rx) = oneshot::channel();
-                self.handle(
-                    now,
-                    AcdMsg::Feature {
-                        agent,
-                        source,
-                        command,
-                        reply,
-                    },
-                );
-                let outcome = rx.try_recv().ok().flatten();
-                self.send_out(Outgoing::Down {
-                    node: from,
-                    msg: Down::Feature { req, outcome },
+                let outcome = self.ask_here(now, |reply| AcdMsg::Feature {
+                    agent,
+                    source,
+                    command,
+                    reply,
                 });
+                self.down(from, Down::Feature { req, outcome });
             }
             Up::Agents { req } => {
                 let agents = self.core.agents_view(now);
-                self.send_out(Outgoing::Down {
-                    node: from,
-                    msg: Down::Agents { req, agents },
-                });
+                self.down(from, Down::Agents { req, agents });
             }
             Up::Queues { req } => {
                 let queues = self.core.queues_view(now);
-                self.send_out(Outgoing::Down {
-                    node: from,
-                    msg: Down::Queues { req, queues },
-                });
+                self.down(from, Down::Queues { req, queues });
             }
         }
+    }
+
+    /// A request of another node carried out by this core (`handle` answers at once).
+    fn ask_here<T>(
+        &mut self,
+        now: Instant,
+        msg: impl FnOnce(oneshot::Sender<Option<T>>) -> AcdMsg,
+    ) -> Option<T> {
+        let (reply, mut rx) = oneshot::channel();
+        self.handle(now, msg(reply));
+        rx.try_recv().ok().flatten()
+    }
+
+    fn down(&self, node: String, msg: Down) {
+        self.send_out(Outgoing::Down { node, msg });
     }
 
     /// During the window after a take-over, hold re-announced callers; after it, take
