@@ -287,17 +287,8 @@ fn two_nodes_on_postgres_restart_leaves_the_other_alone_and_a_dead_node_is_final
     let node_b = support::unique("b");
     // Each node its own config copy (its own spool), fast cluster timing.
     let cluster = "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\n";
-    let dir_a = tempfile::tempdir().expect("dir");
-    let dir_b = tempfile::tempdir().expect("dir");
-    let cfg_a = support::config_with(dir_a.path(), cluster);
-    let cfg_b = support::config_with(dir_b.path(), cluster);
-    let start = |node: &str, cfg: &std::path::Path| {
-        Server::start_on(
-            Some(&url),
-            &["--node-id", node, "--config", &cfg.display().to_string()],
-        )
-    };
-    let a = start(&node_a, &cfg_a);
+    let (setup_a, setup_b) = (NodeSetup::new(cluster), NodeSetup::new(cluster));
+    let a = setup_a.start(&url, &node_a);
     let call = a.spawn_sipp(
         &Scenario::call_with_digits(&[(1500, '2')], 25_000, 30_000),
         &["-set", "caller", "+15551230001"],
@@ -314,14 +305,14 @@ fn two_nodes_on_postgres_restart_leaves_the_other_alone_and_a_dead_node_is_final
     }
 
     // B starts, is killed with SIGKILL, and starts again: A's live row is untouched.
-    let b = start(&node_b, &cfg_b);
+    let b = setup_b.start(&url, &node_b);
     let st = Command::new("kill")
         .args(["-KILL", &b.pid().to_string()])
         .status()
         .expect("kill");
     assert!(st.success());
     drop(b);
-    let b = start(&node_b, &cfg_b);
+    let b = setup_b.start(&url, &node_b);
     assert_eq!(
         q(live_on_a, &node_a),
         1,
@@ -409,23 +400,37 @@ fn two_nodes_on_postgres_restart_leaves_the_other_alone_and_a_dead_node_is_final
 
 /// One node per name on the database at `url`, each with its own config (the test config
 /// plus `extra`) and spool in a directory of its own (returned: dropped with the test).
-fn start_nodes(url: &str, names: &[String], extra: &str) -> (Vec<tempfile::TempDir>, Vec<Server>) {
-    let dirs: Vec<tempfile::TempDir> = names
-        .iter()
-        .map(|_| tempfile::tempdir().expect("dir"))
-        .collect();
+fn start_nodes(url: &str, names: &[String], extra: &str) -> (Vec<NodeSetup>, Vec<Server>) {
+    let setups: Vec<NodeSetup> = names.iter().map(|_| NodeSetup::new(extra)).collect();
     let nodes = names
         .iter()
-        .zip(&dirs)
-        .map(|(node, dir)| {
-            let cfg = support::config_with(dir.path(), extra);
-            Server::start_on(
-                Some(url),
-                &["--node-id", node, "--config", &cfg.display().to_string()],
-            )
-        })
+        .zip(&setups)
+        .map(|(node, setup)| setup.start(url, node))
         .collect();
-    (dirs, nodes)
+    (setups, nodes)
+}
+
+/// A node's own directory (spool) and config (the test config plus `extra`), kept for the
+/// test: starting it again is a restart of the same node.
+struct NodeSetup {
+    _dir: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+}
+
+impl NodeSetup {
+    fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let cfg = support::config_with(dir.path(), extra);
+        NodeSetup { _dir: dir, cfg }
+    }
+
+    /// The node `node` on the database at `url`.
+    fn start(&self, url: &str, node: &str) -> Server {
+        Server::start_on(
+            Some(url),
+            &["--node-id", node, "--config", &self.cfg.display().to_string()],
+        )
+    }
 }
 
 /// `switchboard agent add NAME` (queue `support`, password `s3cret-pw`) on the database at
@@ -1655,22 +1660,13 @@ fn shared_queues_an_agent_of_one_node_answers_a_caller_of_the_other_and_the_lead
     let node_a = support::unique("qa");
     let node_b = support::unique("qb");
     let cluster = "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\nqueues = \"cluster\"\n";
-    let dir_a = tempfile::tempdir().expect("dir");
-    let dir_b = tempfile::tempdir().expect("dir");
-    let cfg_a = support::config_with(dir_a.path(), cluster);
-    let cfg_b = support::config_with(dir_b.path(), cluster);
-    let start = |node: &str, cfg: &std::path::Path| {
-        Server::start_on(
-            Some(&url),
-            &["--node-id", node, "--config", &cfg.display().to_string()],
-        )
-    };
+    let (setup_a, setup_b) = (NodeSetup::new(cluster), NodeSetup::new(cluster));
     let leads = |s: &Server| s.log().contains("this node leads the cluster's queues");
-    let a = start(&node_a, &cfg_a);
+    let a = setup_a.start(&url, &node_a);
     support::wait_for(Duration::from_secs(10), "A to lead the queues", || {
         leads(&a).then_some(())
     });
-    let b = start(&node_b, &cfg_b);
+    let b = setup_b.start(&url, &node_b);
     add_agent_on(&url, "roamer");
 
     // The phone registers with A; B's API (answered by the leader) shows it available.

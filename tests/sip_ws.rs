@@ -1270,17 +1270,7 @@ fn browser_agent_answers_a_queue_call_in_the_page() {
     // 12 s of a 400 Hz tone from the customer, who stays on the line until the BYE.
     let caller = tone_caller(&server, &dir, "+15551239777", 12, 40_000);
 
-    let report = line_rx
-        .recv_timeout(Duration::from_secs(90))
-        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
-    let out = child.wait_with_output().expect("node exits");
-    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
-    assert!(
-        out.status.success(),
-        "browser driver failed: {r}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+    let r = page_report(child, &line_rx, &server, Duration::from_secs(90));
     eprintln!("browser agent: {r}");
     let s = &r["stats"];
     assert_eq!(s["conn"], "connected", "{r}");
@@ -1415,17 +1405,7 @@ fn browser_agent_answers_behind_nat_with_a_public_address() {
 fn answered_across(net: BrowserNet, number: &str) {
     let (_dir, server, child, line_rx) = browser_agent_ready_on(&net, "answer", "");
     let caller = raw_caller(&server, number, Duration::from_secs(60));
-    let report = line_rx
-        .recv_timeout(Duration::from_secs(90))
-        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
-    let out = child.wait_with_output().expect("node exits");
-    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
-    assert!(
-        out.status.success(),
-        "browser driver failed: {r}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+    let r = page_report(child, &line_rx, &server, Duration::from_secs(90));
     eprintln!("browser agent via {}: {r}", net.reach_ip);
     let s = &r["stats"];
     assert_eq!(s["conn"], "connected", "{r}");
@@ -1519,17 +1499,7 @@ fn browser_ring_ends_when_the_caller_hangs_up() {
         &support::Scenario::HangupEarly { hold_ms: 3000 },
         &["-set", "caller", "+15551239778"],
     );
-    let report = line_rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
-    let out = child.wait_with_output().expect("node exits");
-    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
-    assert!(
-        out.status.success(),
-        "browser driver failed: {r}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+    let r = page_report(child, &line_rx, &server, Duration::from_secs(60));
     assert!(
         r["note"].as_str().is_some_and(|n| n.contains("cancelled")),
         "the page saw the ring cancelled: {r}"
@@ -1730,17 +1700,7 @@ fn holds_sends_dtmf_and_transfers(opus: bool, number: &str) {
     };
     let (_dir, server, child, line_rx) = browser_agent_ready(mode, sales);
     let caller = raw_caller(&server, number, Duration::from_secs(60));
-    let report = line_rx
-        .recv_timeout(Duration::from_secs(90))
-        .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
-    let out = child.wait_with_output().expect("node exits");
-    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
-    assert!(
-        out.status.success(),
-        "browser driver failed: {r}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+    let r = page_report(child, &line_rx, &server, Duration::from_secs(90));
     eprintln!("browser agent: {r}");
     let (heard, bye) = caller.join().expect("caller thread");
     // The codec the page's leg runs on (its getStats `codec` entries).
@@ -1932,8 +1892,26 @@ fn browser_agent_vanishing_mid_call_is_released_as_agent_lost() {
         let mut stdin = child.stdin.take().expect("driver stdin");
         stdin.write_all(b"RELOGIN\n").expect("tell the driver");
     }
+    let r = page_report(child, &line_rx, &server, Duration::from_secs(60));
+    eprintln!("browser agent: {r}");
+    let states = r["states_after"].as_array().cloned().unwrap_or_default();
+    assert_eq!(states.last(), Some(&serde_json::json!("available")), "{r}");
+    assert!(
+        !states.iter().any(|s| s == "on_call" || s == "offered"),
+        "nothing stuck on the vanished call: {r}"
+    );
+}
+
+/// Waits for the browser driver's report line and its exit, and returns the report; fails
+/// the test with the server's log when either does not come or the driver failed.
+fn page_report(
+    child: std::process::Child,
+    line_rx: &std::sync::mpsc::Receiver<String>,
+    server: &Server,
+    timeout: Duration,
+) -> serde_json::Value {
     let report = line_rx
-        .recv_timeout(Duration::from_secs(60))
+        .recv_timeout(timeout)
         .unwrap_or_else(|_| panic!("no report from the page\n{}", server.log()));
     let out = child.wait_with_output().expect("node exits");
     let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
@@ -1943,13 +1921,7 @@ fn browser_agent_vanishing_mid_call_is_released_as_agent_lost() {
         String::from_utf8_lossy(&out.stderr),
         server.log()
     );
-    eprintln!("browser agent: {r}");
-    let states = r["states_after"].as_array().cloned().unwrap_or_default();
-    assert_eq!(states.last(), Some(&serde_json::json!("available")), "{r}");
-    assert!(
-        !states.iter().any(|s| s == "on_call" || s == "offered"),
-        "nothing stuck on the vanished call: {r}"
-    );
+    r
 }
 
 /// Reads the browser driver's next JSON line (one per transferred call).
