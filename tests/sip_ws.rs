@@ -857,6 +857,9 @@ struct BrowserNet {
     browser_ip: IpAddr,
     /// Where the server sees the browser's packets come from (the NAT's inside address).
     seen_from: IpAddr,
+    /// The page over HTTPS (`[http] tls_cert`, a certificate for `reach_ip`), as operators
+    /// serve it: a secure origin by its scheme, no insecure-origin flag in Chromium.
+    https: bool,
 }
 
 /// `ip ARGS`, its error text when it fails.
@@ -898,6 +901,7 @@ impl BrowserNet {
             reach_ip: lo,
             browser_ip: lo,
             seen_from: lo,
+            https: false,
         }
     }
 
@@ -972,6 +976,13 @@ impl BrowserNet {
     fn lan_wildcard() -> BrowserNet {
         let mut net = BrowserNet::lan();
         net.listen_ip = IpAddr::from([0, 0, 0, 0]);
+        net
+    }
+
+    /// [`BrowserNet::lan`] with the page, its API and event stream over HTTPS.
+    fn lan_https() -> BrowserNet {
+        let mut net = BrowserNet::lan();
+        net.https = true;
         net
     }
 
@@ -1169,13 +1180,27 @@ fn browser_agent_ready_on(
             net.reach_ip
         ));
     }
+    let cert = net.https.then(|| {
+        // A self-signed certificate for the address the page is opened on.
+        let ck = rcgen::generate_simple_self_signed(vec![net.reach_ip.to_string()])
+            .expect("self-signed certificate");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).expect("write cert.pem");
+        std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key.pem");
+        text.push_str(&format!(
+            "\n[http]\ntls_cert = {:?}\ntls_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ));
+        ck.cert.der().clone()
+    });
     let cfg = dir.path().join("config.toml");
     std::fs::write(&cfg, text).expect("write config");
-    let server = Server::start_at(
-        None,
-        net.listen_ip,
-        &["--config", &cfg.display().to_string()],
-    );
+    let args = ["--config", &cfg.display().to_string()];
+    let server = match cert {
+        Some(cert) => Server::start_https_at(None, net.listen_ip, &args, cert),
+        None => Server::start_at(None, net.listen_ip, &args),
+    };
     net.forward(&server);
     server.add_agent("webcarol", "web-secret-3", &[]);
 
@@ -1184,7 +1209,10 @@ fn browser_agent_ready_on(
     let mut child = net
         .node()
         .arg(&script)
-        .arg(format!("http://{page}"))
+        .arg(format!(
+            "{}://{page}",
+            if net.https { "https" } else { "http" }
+        ))
         .arg("webcarol")
         .arg("web-secret-3")
         .arg(mode)
@@ -1379,6 +1407,15 @@ fn browser_agent_answers_on_a_lan_address() {
     answered_across(BrowserNet::lan(), "+15551239781");
 }
 
+/// The same with the page served over HTTPS on the LAN address (`[http] tls_cert`, a
+/// self-signed certificate for it), as an operator installs it: Chromium gets no
+/// insecure-origin flag, so the microphone, the event stream and the answer work because the
+/// origin is secure; the session cookie is `Secure`.
+#[test]
+fn browser_agent_answers_on_a_lan_address_over_https() {
+    answered_across(BrowserNet::lan_https(), "+15551239784");
+}
+
 /// The same with the server listening on `0.0.0.0` (SIP, HTTP and media on the wildcard,
 /// no `public_address`): the leg's candidate is the LAN address the page was opened on (its
 /// requests' `Host`), not loopback, which the browser could not reach.
@@ -1407,6 +1444,15 @@ fn answered_across(net: BrowserNet, number: &str) {
     let caller = raw_caller(&server, number, Duration::from_secs(60));
     let r = page_report(child, &line_rx, &server, Duration::from_secs(90));
     eprintln!("browser agent via {}: {r}", net.reach_ip);
+    assert_eq!(r["secure_context"], true, "the page is a secure context: {r}");
+    if net.https {
+        let session = r["cookies"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["httpOnly"] == true))
+            .unwrap_or_else(|| panic!("the page's HttpOnly session cookie: {r}"));
+        assert_eq!(session["secure"], true, "Secure under HTTPS: {r}");
+        assert_eq!(session["sameSite"], "Strict", "{r}");
+    }
     let s = &r["stats"];
     assert_eq!(s["conn"], "connected", "{r}");
     assert!(

@@ -34,7 +34,11 @@ const args = ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-back
   '--disable-features=WebRtcHideLocalIpsWithMdns', '--autoplay-policy=no-user-gesture-required'];
 // The LAN and NAT tests serve the page on a veth address over plain HTTP: only loopback is a
 // secure origin by itself, and the page needs one for the microphone (operators use HTTPS).
-if (!['localhost', '127.0.0.1', '[::1]'].includes(new URL(base).hostname)) {
+// Over HTTPS (`https://…`, the server's `[http] tls_cert`) no flag: the origin is secure by
+// its scheme; the test's self-signed certificate is accepted for the context
+// (`ignoreHTTPSErrors`), as an agent accepts it once in the browser's warning page.
+const https = new URL(base).protocol === 'https:';
+if (!https && !['localhost', '127.0.0.1', '[::1]'].includes(new URL(base).hostname)) {
   args.push(`--unsafely-treat-insecure-origin-as-secure=${new URL(base).origin}`);
 }
 
@@ -63,7 +67,7 @@ async function stats(page) {
 
 // Log in on /agent in a new browser context and turn the browser phone on.
 async function open(browser, out) {
-  const context = await browser.newContext();
+  const context = await browser.newContext(https ? { ignoreHTTPSErrors: true } : {});
   if (opusOnly) {
     // Before the page's own script: every offer it makes lists Opus (and telephone-event,
     // CN, RED) but no PCMU/PCMA, as a browser without G.711 would.
@@ -87,6 +91,11 @@ async function open(browser, out) {
   await by('agent-state').waitFor({ state: 'visible', timeout: 10000 });
   await by('browser-phone').check();
   await page.waitForFunction(() => me && me.phone === true, null, { timeout: 10000 });
+  // What the origin gave the page: a secure context (the microphone needs one) and the
+  // session cookie's flags (Secure under HTTPS).
+  out.secure_context = await page.evaluate(() => window.isSecureContext);
+  out.cookies = (await context.cookies()).map((c) => ({ name: c.name, secure: c.secure,
+    httpOnly: c.httpOnly, sameSite: c.sameSite }));
   return { context, page, by };
 }
 

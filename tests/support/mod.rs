@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -168,9 +168,42 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 
 /// [`http_get`] with `Authorization: Bearer <token>` when a token is given.
 pub fn http_get_with(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    http_get_over(addr, path, token, None)
+}
+
+/// A client configuration that trusts exactly `cert` (a test's self-signed certificate):
+/// for a server started with `[http] tls_cert` ([`Server::start_https_at`]).
+pub fn trusting(cert: rustls::pki_types::CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("trust the test certificate");
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// [`http_get_with`] over TLS trusting `tls` when given (the server's name is its IP
+/// address, which the certificate must list).
+fn http_get_over(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    tls: Option<&rustls::pki_types::CertificateDer<'static>>,
+) -> Option<(u16, String)> {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    tcp.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut s: Box<dyn ReadWrite> = match tls {
+        None => Box::new(tcp),
+        Some(cert) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let conn = rustls::ClientConnection::new(trusting(cert.clone()), name).ok()?;
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+    };
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -180,6 +213,7 @@ pub fn http_get_with(addr: SocketAddr, path: &str, token: Option<&str>) -> Optio
     )
     .ok()?;
     let mut buf = Vec::new();
+    // A TLS server may close without close_notify: what was read still counts.
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
     let status = text
@@ -196,6 +230,10 @@ pub fn http_get_with(addr: SocketAddr, path: &str, token: Option<&str>) -> Optio
     Some((status, body))
 }
 
+/// A byte stream, plain or TLS.
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+
 // ---- the server under test -----------------------------------------------------------------
 
 /// The `switchboard` binary as a child process; killed (if still running) on drop.
@@ -208,6 +246,10 @@ pub struct Server {
     pub db_path: PathBuf,
     /// `--api-token` when the test gave one (else the banner has the generated token).
     api_token: Option<String>,
+    /// The HTTP port speaks HTTPS (`[http] tls_cert`): its certificate, which the test's
+    /// requests trust (kept as bytes: a client config is not unwind-safe, and tests catch
+    /// panics around a `Server`).
+    tls: Option<rustls::pki_types::CertificateDer<'static>>,
     stdout_path: PathBuf,
     stderr_path: PathBuf,
     sipp_runs: AtomicU32,
@@ -299,6 +341,27 @@ impl Server {
     /// namespaces (tests/sip_ws.rs, `BrowserNet`). The ports are picked free on loopback,
     /// which is as good on an address that only the test's namespaces use.
     pub fn start_at(url: Option<&str>, ip: IpAddr, extra_args: &[&str]) -> Server {
+        Server::launch(url, ip, extra_args, None)
+    }
+
+    /// [`Server::start_at`] for a config whose `[http]` has `tls_cert`/`tls_key`: the
+    /// test's requests (health, API) go over TLS trusting `cert`, whose names must include
+    /// `ip`.
+    pub fn start_https_at(
+        url: Option<&str>,
+        ip: IpAddr,
+        extra_args: &[&str],
+        cert: rustls::pki_types::CertificateDer<'static>,
+    ) -> Server {
+        Server::launch(url, ip, extra_args, Some(cert))
+    }
+
+    fn launch(
+        url: Option<&str>,
+        ip: IpAddr,
+        extra_args: &[&str],
+        tls: Option<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("switchboard-it-")
             .tempdir()
@@ -339,6 +402,7 @@ impl Server {
             rtp_ports,
             db_path,
             api_token,
+            tls,
             stdout_path,
             stderr_path,
             sipp_runs: AtomicU32::new(0),
@@ -384,7 +448,8 @@ impl Server {
                 self.exited = Some(status);
                 panic!("server exited during start with {status}\n{}", self.log());
             }
-            if http_get_status(self.http_addr, "/healthz") == Some(200) {
+            let health = http_get_over(self.http_addr, "/healthz", None, self.tls.as_ref());
+            if health.is_some_and(|(code, _)| code == 200) {
                 // /healthz turns 200 a moment before main prints the banner (tests read
                 // the API token from it): wait for its last line too.
                 let banner_by = Instant::now() + Duration::from_secs(5);
@@ -424,7 +489,12 @@ impl Server {
     /// `GET path` with the admin token (the read endpoints need a token since
     /// `[api] anonymous_read` is off by default).
     pub fn api_get(&self, path: &str) -> Option<(u16, String)> {
-        http_get_with(self.http_addr, path, Some(&self.api_token()))
+        http_get_over(
+            self.http_addr,
+            path,
+            Some(&self.api_token()),
+            self.tls.as_ref(),
+        )
     }
 
     /// stdout + stderr of the server so far.
