@@ -428,7 +428,12 @@ impl NodeSetup {
     fn start(&self, url: &str, node: &str) -> Server {
         Server::start_on(
             Some(url),
-            &["--node-id", node, "--config", &self.cfg.display().to_string()],
+            &[
+                "--node-id",
+                node,
+                "--config",
+                &self.cfg.display().to_string(),
+            ],
         )
     }
 }

@@ -1444,7 +1444,10 @@ fn answered_across(net: BrowserNet, number: &str) {
     let caller = raw_caller(&server, number, Duration::from_secs(60));
     let r = page_report(child, &line_rx, &server, Duration::from_secs(90));
     eprintln!("browser agent via {}: {r}", net.reach_ip);
-    assert_eq!(r["secure_context"], true, "the page is a secure context: {r}");
+    assert_eq!(
+        r["secure_context"], true,
+        "the page is a secure context: {r}"
+    );
     if net.https {
         let session = r["cookies"]
             .as_array()
