@@ -1221,3 +1221,96 @@ async fn cap_share_grants_never_exceed_the_cap_even_when_nodes_grow_at_once() {
         assert_eq!(rows.iter().map(|r| r.channels).sum::<i64>(), 4);
     }
 }
+
+/// Two nodes' writers cross on the report totals (found by bench/cluster.sh with two and three
+/// nodes: "deadlock detected", the batch spooled as if the database were down). Here made
+/// certain: another node's transaction holds the totals row of one quarter-hour and then
+/// wants the row of another, which this node's batch took first. PostgreSQL aborts the
+/// batch's transaction (its session detects the cycle first: the other's `deadlock_timeout`
+/// is 10 s); the writer runs the batch again, nothing is spooled, nothing is lost, and the
+/// totals still match the raw rows.
+#[tokio::test]
+async fn a_batch_that_deadlocks_with_another_node_is_run_again_not_spooled() {
+    let Some(url) = pg_url("deadlock").await else {
+        return;
+    };
+    let db = Db::connect(&url).await.expect("this node");
+    let other = Db::connect(&url).await.expect("the other node");
+    let started = |id: &str, at: String| StoreOp::CallStarted {
+        id: id.into(),
+        sip_call_id: format!("{id}@test"),
+        direction: "inbound".into(),
+        from_uri: "sip:+15551230001@127.0.0.1".into(),
+        to_uri: "sip:hotline@127.0.0.1".into(),
+        caller: Some("+15551230001".into()),
+        dialplan: Some("hotline".into()),
+        campaign_id: None,
+        started_at: at,
+        node: None,
+    };
+    // Two quarter-hours: two rows of report_call_totals.
+    let (q1, q2) = (iso(TOTALS_BASE, 0), iso(TOTALS_BASE + 900, 0));
+
+    // The other node: holds quarter 2's row, in an open transaction.
+    let mut held = other.pool.begin().await.expect("begin");
+    sqlx::query("SET LOCAL deadlock_timeout = '10s'")
+        .execute(&mut *held)
+        .await
+        .expect("deadlock_timeout");
+    switchboard::store::ops::apply(&mut held, other.dialect, &started("o-2", q2.clone()))
+        .await
+        .expect("the other node's first row");
+
+    // This node's batch (both ops queued before the writer starts: one batch): quarter 1's
+    // row, then quarter 2's, where it waits for the other node.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().join("spool.jsonl");
+    let (handle, rx) = writer::channel();
+    handle.submit(started("n-1", q1.clone()));
+    handle.submit(started("n-2", q2));
+    let stats = handle.stats.clone();
+    let close = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(writer::run(
+        db.clone(),
+        rx,
+        spool.clone(),
+        stats.clone(),
+        close.clone(),
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The other node now wants quarter 1's row: a cycle, which the batch's session finds
+    // after its deadlock_timeout (1 s) and loses.
+    switchboard::store::ops::apply(&mut held, other.dialect, &started("o-1", q1))
+        .await
+        .expect("the other node's second row (the batch gave way)");
+    held.commit().await.expect("the other node commits");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while stats.written.load(std::sync::atomic::Ordering::Relaxed) < 2
+        && stats.spooled.load(std::sync::atomic::Ordering::Relaxed) == 0
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    close.cancel();
+    drop(handle);
+    task.await.expect("writer ends");
+    assert_eq!(
+        stats.spooled.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the batch that lost the race was spooled as if the database were down"
+    );
+    assert!(!spool.exists(), "nothing in the spool");
+    assert_eq!(stats.written.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM call_records").await, 4);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT CAST(SUM(calls) AS BIGINT) FROM report_call_totals"
+        )
+        .await,
+        4
+    );
+    db.pool.close().await;
+    other.pool.close().await;
+}

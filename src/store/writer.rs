@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::journal::Journal;
 use super::ops::{apply, StoreOp};
@@ -134,7 +134,40 @@ fn is_data_error(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether PostgreSQL rolled the transaction back because it lost a race with another
+/// transaction: SQLSTATE 40P01 (deadlock detected) or 40001 (serialization failure). The
+/// database is up and nothing of the transaction stayed, so running it again is right.
+///
+/// Why it happens (measured with two and three nodes, bench/cluster.sh): the report-totals
+/// triggers (migration 0016) upsert rows keyed by quarter-hour bucket; a batch that touches
+/// bucket A then bucket B (a call that started last quarter ends, a new call starts) and
+/// another node's batch that touches B then A wait for each other, and PostgreSQL aborts
+/// one of them. Before this retry the aborted batch was treated as an outage and spooled.
+fn is_lost_race(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
+}
+
+/// How often a batch that lost a race is run again before it counts as an outage.
+const RACE_ATTEMPTS: u32 = 5;
+
 async fn write_batch(db: &Db, ops: &[StoreOp]) -> Result<(), sqlx::Error> {
+    let mut attempt = 1;
+    loop {
+        match write_batch_once(db, ops).await {
+            Err(e) if is_lost_race(&e) && attempt < RACE_ATTEMPTS => {
+                // A random pause (10–40 ms times the attempt) so the two writers do not
+                // meet again in lockstep.
+                let ms = u64::from(attempt) * rand::Rng::gen_range(&mut rand::thread_rng(), 10..40);
+                debug!(error = %e, attempt, "batch lost a race with another writer; running it again");
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn write_batch_once(db: &Db, ops: &[StoreOp]) -> Result<(), sqlx::Error> {
     let mut tx = db.pool.begin().await?;
     for op in ops {
         apply(&mut tx, db.dialect, op).await?;
