@@ -160,6 +160,25 @@ impl AcdService {
         self
     }
 
+    /// This node's SIP address (`nodes.sip_addr`): announced with its browser phones, where
+    /// other nodes ring them (`acd::peer`).
+    pub fn with_sip_addr(mut self, sip_addr: &str) -> AcdService {
+        self.sip_addr = sip_addr.to_string();
+        self
+    }
+
+    /// Where `node` takes the inter-node leg to its browser agents (None: unknown).
+    pub(super) fn sip_of(&self, node: &str) -> Option<&str> {
+        if node == self.node {
+            return (!self.sip_addr.is_empty()).then_some(self.sip_addr.as_str());
+        }
+        self.node_sip.get(node).map(String::as_str)
+    }
+
+    fn own_sip(&self) -> Option<String> {
+        (!self.sip_addr.is_empty()).then(|| self.sip_addr.clone())
+    }
+
     /// This node's name in the cluster (empty when alone).
     pub fn with_node(mut self, node: &str) -> AcdService {
         self.node = node.to_string();
@@ -371,7 +390,8 @@ impl AcdService {
                 if let Some(d) = &def {
                     self.remember(d);
                 }
-                self.up(Up::BrowserPhone { name, def, on });
+                let sip = self.own_sip();
+                self.up(Up::BrowserPhone { name, def, on, sip });
             }
             AcdMsg::Command {
                 agent,
@@ -546,6 +566,7 @@ impl AcdService {
                     name: name.clone(),
                     def: self.defs.get(name).cloned(),
                     on: true,
+                    sip: self.own_sip(),
                 });
             }
         }
@@ -644,7 +665,12 @@ impl AcdService {
                 let contacts = contacts.into_iter().map(Reachable::from).collect();
                 self.reachability(now, &from, name, def, contacts);
             }
-            Up::BrowserPhone { name, def, on } => self.browser_phone(now, &from, name, def, on),
+            Up::BrowserPhone { name, def, on, sip } => {
+                if let Some(sip) = sip {
+                    self.node_sip.insert(from.clone(), sip);
+                }
+                self.browser_phone(now, &from, name, def, on)
+            }
             Up::Command {
                 req,
                 agent,
