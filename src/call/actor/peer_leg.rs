@@ -43,8 +43,9 @@ pub(crate) struct PeerLeg {
 }
 
 impl Call {
-    /// At start: a marked INVITE becomes a peer leg (None: an ordinary inbound call, which
-    /// goes on as before). Checks it (`acd::peer::admit`); refused, the call is done.
+    /// At start: a marked INVITE becomes a peer leg. None: an ordinary inbound call, which
+    /// goes on as before; `Some(true)`: accepted (answer 180, then [`Self::peer_leg_ring`]);
+    /// `Some(false)`: refused (`acd::peer::admit`), the call is done.
     pub(super) async fn peer_leg_start(&mut self) -> Option<bool> {
         let agent = self
             .invite
