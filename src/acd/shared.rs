@@ -936,11 +936,13 @@ mod tests {
         let svc = AcdService::new(&handle, queues, true, db, store).await;
         let (ev_tx, ev_rx) = mpsc::channel(64);
         let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(64);
-        let svc = svc.shared(LinkIo {
-            node: name.to_string(),
-            events: ev_rx,
-            out: out_tx,
-        });
+        let svc = svc
+            .shared(LinkIo {
+                node: name.to_string(),
+                events: ev_rx,
+                out: out_tx,
+            })
+            .with_sip_addr(&format!("{name}.example:5060"));
         wires
             .lock()
             .expect("test value")
@@ -1106,6 +1108,103 @@ mod tests {
         assert_eq!(contacts, vec!["<sip:alice@127.0.0.1:5071>".to_string()]);
         let queues = b.handle.queues().await;
         assert_eq!(queues[0].waiting, 1, "{queues:?}");
+        b.stop.cancel();
+    }
+
+    async fn next_offer_full(rx: &mut mpsc::Receiver<AcdEvent>) -> (Vec<String>, bool) {
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("an offer within 5 s")
+                .expect("mailbox open");
+            if let AcdEvent::Offer {
+                contacts, browser, ..
+            } = ev
+            {
+                return (contacts.into_iter().map(|c| c.contact).collect(), browser);
+            }
+        }
+    }
+
+    /// A browser agent whose page a follower (B) serves: B's own caller rings the page
+    /// (`browser`); the leader's caller gets a contact at B's SIP address marked for the
+    /// inter-node leg, learnt from B's announcement (`acd::peer`).
+    #[tokio::test]
+    async fn a_browser_agent_of_another_node_is_offered_as_a_marked_contact_at_that_node() {
+        let db = Db::connect("sqlite::memory:").await.expect("db");
+        let wires: Wires = Default::default();
+        let leader = std::sync::Arc::new(std::sync::Mutex::new("a".to_string()));
+        let a = node("a", &db, &wires, &leader).await;
+        let b = node("b", &db, &wires, &leader).await;
+        a.events
+            .send(LinkEvent::Leading { epoch: 1 })
+            .await
+            .expect("test value");
+        b.events
+            .send(LinkEvent::Following)
+            .await
+            .expect("test value");
+        b.handle
+            .send_wait(AcdMsg::BrowserPhone {
+                name: "alice".into(),
+                def: Some(AgentDef {
+                    name: "alice".into(),
+                    queues: vec!["support".into()],
+                    skills: vec![],
+                }),
+                on: true,
+            })
+            .await;
+        let join = |call: &str, tx| AcdMsg::Join {
+            call: call.into(),
+            queue: "support".into(),
+            segment: None,
+            needs: vec![],
+            caller: "+8613800000001".into(),
+            ticket_id: None,
+            tx: CallerTx::new(Phone(tx)),
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // The announcement reaches the leader asynchronously: wait until alice is there.
+        loop {
+            let views = a.handle.agents().await;
+            if views
+                .iter()
+                .any(|v| v.name == "alice" && v.state == AgentState::Available)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alice never available: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        a.handle.send_wait(join("on-a", tx)).await;
+        let (contacts, browser) = next_offer_full(&mut rx).await;
+        assert!(!browser, "A cannot ring B's page");
+        assert_eq!(contacts, vec!["<sip:alice@b.example:5060;sb-browser>"]);
+        // That caller hangs up while it rings: alice is free for B's caller.
+        a.handle
+            .send_wait(AcdMsg::OfferEnded {
+                call: "on-a".into(),
+                agent: "alice".into(),
+                how: crate::acd::OfferEnd::Cancelled,
+            })
+            .await;
+        a.handle
+            .send_wait(AcdMsg::Leave {
+                call: "on-a".into(),
+                reason: "abandon".into(),
+            })
+            .await;
+        let (tx, mut rx) = mpsc::channel(16);
+        b.handle.send_wait(join("on-b", tx)).await;
+        let (contacts, browser) = next_offer_full(&mut rx).await;
+        assert!(browser, "B rings its own page");
+        assert!(contacts.is_empty(), "{contacts:?}");
+        a.stop.cancel();
         b.stop.cancel();
     }
 }
