@@ -190,6 +190,7 @@ text = open(path).read()
 m = re.search(r"^calls: total (\d+)\s+successful (\d+)\s+failed (\d+) \(refused 503 (\d+), timed out (\d+)\)", text, re.M)
 r = re.search(r"^INVITE->200 ms: p50 ([\d.]+)\s+p99 ([\d.]+)\s+max ([\d.]+)", text, re.M)
 sp = re.search(r"^sipp-normal CPU: ([\d.]+) s", text, re.M)
+u = re.search(r"^unexpected 503 answers.*: (\d+)", text, re.M)
 if not m or not r:
     sys.exit(f"{label}: no calls/INVITE->200 figures in {path}")
 total, ok, failed, refused, timeouts = map(int, m.groups())
@@ -200,7 +201,7 @@ cpu = [(y - x) / int(hz) for x, y in zip(a[1:], b[1:])]
 nodes, kam = sum(cpu[:-1]), cpu[-1]
 per = lambda s: 1000 * s / ok if ok else float("nan")
 knee_ok = failed == 0 and p99 <= float(knee)
-print(f"{label}\tN={n}\trate={rate}\tcalls={total}\tok={ok}\tfailed={failed}\trefused={refused}\ttimeouts={timeouts}"
+print(f"{label}\tN={n}\trate={rate}\tcalls={total}\tok={ok}\tfailed={failed}\trefused={refused}\ttimeouts={timeouts}\tunexpected_503={u.group(1) if u else '?'}"
       f"\tp50={p50:.1f}\tp99={p99:.1f}\tmax={mx:.1f}\twall_s={wall:.1f}"
       f"\tnode_cpu_s={nodes:.2f}\tper_node_s={','.join(f'{c:.2f}' for c in cpu[:-1])}\tkam_cpu_s={kam:.2f}"
       f"\tnode_ms_per_call={per(nodes):.3f}\tkam_ms_per_call={per(kam):.3f}"
@@ -217,37 +218,38 @@ pg_snap() {
                 xact_commit, tup_inserted, tup_updated, tup_deleted
          FROM pg_stat_database WHERE datname = 'switchboard'" | tr '|' ' '
 }
-pg_reset() { psqlc "SELECT pg_stat_statements_reset()" >/dev/null; psqlc "SELECT pg_stat_reset()" >/dev/null; }
-
 pg_queries() {
-  local idle t0 t1 s label=pgq-$N
+  local a b c label=pgq-$N
   # pg_stat_database counts what a backend reports when it goes idle (at most every ~10 s
-  # while busy): wait that long before each read.
-  pg_reset; t0=$EPOCHREALTIME; sleep "$PGQ_IDLE_S"; sleep "$PG_FLUSH_S"; t1=$EPOCHREALTIME
-  idle="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}') $(pg_snap)"
-  pg_reset; t0=$EPOCHREALTIME
+  # while busy): wait that long before each read. pg_stat_statements counts at once.
+  sleep "$PG_FLUSH_S"
+  a="$EPOCHREALTIME $(pg_snap)"; sleep "$PGQ_IDLE_S"; b="$EPOCHREALTIME $(pg_snap)"
+  # From here on pg_stat_statements holds the run's statements only (for the top list).
+  psqlc "SELECT pg_stat_statements_reset()" >/dev/null
   sipcps "$label" "$PGQ_RATE" "$PGQ_SECS" >/dev/null
-  sleep "$PG_FLUSH_S"; t1=$EPOCHREALTIME
-  s="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}') $(pg_snap)"
+  sleep "$PG_FLUSH_S"; c="$EPOCHREALTIME $(pg_snap)"
   psqlc "SELECT s.calls, round(s.mean_exec_time::numeric, 3), left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
          FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
          WHERE d.datname = 'switchboard' AND s.query NOT ILIKE '%pg_stat%' ORDER BY s.calls DESC LIMIT 12" >"$OUT/$label.top"
-  python3 - "$N" "$idle" "$s" "$(grep -P "^$label\t" "$SUMMARY" | tail -1)" "$OUT/$label.top" <<'PY' | tee -a "$SUMMARY"
+  python3 - "$N" "$a" "$b" "$c" "$(grep -P "^$label\t" "$SUMMARY" | tail -1)" "$OUT/$label.top" <<'PY' | tee -a "$SUMMARY"
 import sys
-n, idle, run, line, top = sys.argv[1:]
-i, r = [float(x) for x in idle.split()], [float(x) for x in run.split()]
+n, a, b, c, line, top = sys.argv[1:]
+a, b, c = ([float(x) for x in v.split()] for v in (a, b, c))
 ok = int(dict(f.split("=", 1) for f in line.split("\t")[1:])["ok"])
 if not ok:
     sys.exit("pg queries: no successful call")
-# Per call: the run's count less the idle rate over the same time, over the calls.
-per = [(r[k] - i[k] / i[0] * r[0]) / ok for k in range(1, 6)]
-idle_s = [i[k] / i[0] for k in range(1, 6)]
+# The nodes' own work while idle (heartbeats, polls), per second, over a -> b.
+idle = [(b[k] - a[k]) / (b[0] - a[0]) for k in range(1, 6)]
+# b -> c, less that idle rate; the statements were reset at b (their count starts at 0).
+start = [0.0] + b[2:6]
+per = [(c[k] - start[k - 1] - idle[k - 1] * (c[0] - b[0])) / ok for k in range(1, 6)]
 print(f"pgq\tN={n}\tcalls={ok}\tstatements_per_call={per[0]:.2f}\txacts_per_call={per[1]:.2f}"
       f"\tinserted_per_call={per[2]:.2f}\tupdated_per_call={per[3]:.2f}\tdeleted_per_call={per[4]:.2f}"
-      f"\tidle_statements_per_s={idle_s[0]:.1f}\tidle_xacts_per_s={idle_s[1]:.1f}")
+      f"\tidle_statements_per_s={idle[0]:.1f}\tidle_xacts_per_s={idle[1]:.1f}"
+      f"\tidle_window_s={b[0] - a[0]:.0f}\trun_window_s={c[0] - b[0]:.0f}")
 for l in open(top):
-    c, mean, q = l.rstrip("\n").split("|", 2)
-    print(f"pgq-top\tN={n}\tper_call={int(c) / ok:.3f}\tmean_ms={mean}\t{q}")
+    cnt, mean, q = l.rstrip("\n").split("|", 2)
+    print(f"pgq-top\tN={n}\tper_call={int(cnt) / ok:.3f}\tmean_ms={mean}\t{q}")
 PY
 }
 
