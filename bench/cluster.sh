@@ -21,7 +21,7 @@
 #   (b) concurrent IVR calls through the edge: bench/ivr_load.sh (SIP_TARGET mode) with
 #       IVR_CALLS calls held IVR_SECS s at IVR_RATE/s, on a cluster restarted after (a); the
 #       nodes' and Kamailio's CPU over the steady window (after the ramp + 2 s, for IVR_SECS
-#       - 5 s, as ivr_load.sh's own samples).
+#       - 5 s, as ivr_load.sh's own samples). IVR_CALLS=0 leaves this part out.
 # campaign, on 2 nodes against the SIPp farm (bench/lib/farm.bash, as bench/campaign_farm.sh):
 #   (d) CONTACTS delayed tickets imported into the cluster's database, one campaign with
 #       max_channels CHANNELS and max_cps CPS (shared by the nodes, ADR 0010) started through
@@ -164,8 +164,14 @@ node_pids() { local i; for i in $(seq 1 "$N"); do node_pid "$i"; done | tr '\n' 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # Kamailio: every process of its session (the main one and its children).
 kam_ticks() { local p; for p in $(pgrep -s "$(cat "$CD/edge/pid")"); do ticks "$p"; done | awk '{s += $1} END {print s + 0}'; }
-# "t ticks_node1 .. ticks_nodeN ticks_kamailio": one CPU sample of the cluster.
-cpu_sample() { local i; echo "$EPOCHREALTIME $(for i in $(seq 1 "$N"); do ticks "$(node_pid "$i")"; done | tr '\n' ' ')$(kam_ticks)"; }
+# PostgreSQL: its postmaster and every backend (the nodes' pooled connections stay open;
+# a backend that exits within a step takes its ticks with it).
+pg_ticks() {
+  local pm p; pm=$(head -1 "$CD/pg/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+  for p in $pm $(pgrep -P "$pm"); do ticks "$p"; done | awk '{s += $1} END {print s + 0}'
+}
+# "t ticks_node1 .. ticks_nodeN ticks_kamailio ticks_postgres": one CPU sample of the cluster.
+cpu_sample() { local i; echo "$EPOCHREALTIME $(for i in $(seq 1 "$N"); do ticks "$(node_pid "$i")"; done | tr '\n' ' ')$(kam_ticks) $(pg_ticks)"; }
 alive_all() {
   local i; for i in $(seq 1 "$N"); do kill -0 "$(node_pid "$i")" 2>/dev/null || fail "node sb$i died (log: $CD/node$i/switchboard.log)"; done
   kill -0 "$(cat "$CD/edge/pid")" 2>/dev/null || fail "kamailio died ($CD/edge/kamailio.log)"
@@ -198,13 +204,13 @@ p50, p99, mx = map(float, r.groups())
 a, b = [float(x) for x in s0.split()], [float(x) for x in s1.split()]
 wall = b[0] - a[0]
 cpu = [(y - x) / int(hz) for x, y in zip(a[1:], b[1:])]
-nodes, kam = sum(cpu[:-1]), cpu[-1]
+nodes, kam, pg = sum(cpu[:-2]), cpu[-2], cpu[-1]
 per = lambda s: 1000 * s / ok if ok else float("nan")
 knee_ok = failed == 0 and p99 <= float(knee)
 print(f"{label}\tN={n}\trate={rate}\tcalls={total}\tok={ok}\tfailed={failed}\trefused={refused}\ttimeouts={timeouts}\tunexpected_503={u.group(1) if u else '?'}"
       f"\tp50={p50:.1f}\tp99={p99:.1f}\tmax={mx:.1f}\twall_s={wall:.1f}"
-      f"\tnode_cpu_s={nodes:.2f}\tper_node_s={','.join(f'{c:.2f}' for c in cpu[:-1])}\tkam_cpu_s={kam:.2f}"
-      f"\tnode_ms_per_call={per(nodes):.3f}\tkam_ms_per_call={per(kam):.3f}"
+      f"\tnode_cpu_s={nodes:.2f}\tper_node_s={','.join(f'{c:.2f}' for c in cpu[:-2])}\tkam_cpu_s={kam:.2f}\tpg_cpu_s={pg:.2f}"
+      f"\tnode_ms_per_call={per(nodes):.3f}\tkam_ms_per_call={per(kam):.3f}\tpg_ms_per_call={per(pg):.3f}"
       f"\tcalls_per_node_cpu_s={ok / nodes if nodes else 0:.0f}\tcalls_per_cpu_s_with_edge={ok / (nodes + kam) if nodes + kam else 0:.0f}"
       f"\tkam_share_pct={100 * kam / (nodes + kam) if nodes + kam else 0:.0f}"
       f"\tsipp_cpu_s={float(sp.group(1)) if sp else float('nan'):.1f}\tknee_ok={int(knee_ok)}")
@@ -268,6 +274,7 @@ scale_n() {
   done
   echo -e "knee\tN=$n\trate=$last_ok" | tee -a "$SUMMARY"
   cluster_down
+  ((IVR_CALLS > 0)) || return 0   # IVR_CALLS=0: no IVR part
   echo "## $n node(s): $IVR_CALLS concurrent IVR calls"
   cluster_up "$n" "ivr-$n"
   # Over the steady window: after the ramp + 2 s, for the hold less 5 s (as ivr_load.sh).
@@ -300,8 +307,8 @@ cores = [(y - x) / int(hz) / wall for x, y in zip(a[1:], b[1:])]
 calls = int(fields["answered"])
 print(f"ivr\tN={n}\tcalls={fields['calls']}\tanswered={calls}"
       f"\tinterval_p1_p99={interval.replace(' ', '')}\tlost={lost}\tkey_p99_ms={key}\tall_held={held}"
-      f"\tnode_cores={sum(cores[:-1]):.2f}\tper_node_cores={','.join(f'{c:.2f}' for c in cores[:-1])}"
-      f"\tkam_cores={cores[-1]:.3f}\tnode_pct_core_per_call={100 * sum(cores[:-1]) / max(calls, 1):.4f}"
+      f"\tnode_cores={sum(cores[:-2]):.2f}\tper_node_cores={','.join(f'{c:.2f}' for c in cores[:-2])}"
+      f"\tkam_cores={cores[-2]:.3f}\tpg_cores={cores[-1]:.3f}\tnode_pct_core_per_call={100 * sum(cores[:-2]) / max(calls, 1):.4f}"
       f"\ttool_cores={fields.get('tool_cores_steady', '?')}")
 PY
   cluster_down
@@ -470,7 +477,7 @@ echo "# load after: $(uptime | sed 's/.*load average/load average/')"
 if [[ $SMOKE == 1 ]]; then
   # Every part printed its figures line (a broken run, not a judged figure).
   want=()
-  [[ $MODE == campaign ]] || for n in $NODE_COUNTS; do want+=("pgq	N=$n" "knee	N=$n" "ivr	N=$n"); done
+  [[ $MODE == campaign ]] || for n in $NODE_COUNTS; do want+=("pgq	N=$n" "knee	N=$n"); ((IVR_CALLS == 0)) || want+=("ivr	N=$n"); done
   [[ $MODE == scale ]] || want+=("campaign	N=2" "kill	N=2")
   for w in "${want[@]}"; do grep -q "^$w" "$SUMMARY" || fail "smoke: no '$w' line"; done
   echo "smoke: ok"
