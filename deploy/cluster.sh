@@ -100,6 +100,13 @@ node_start() {
   sed "s|^spool_dir.*|spool_dir = \"$dir/spool\"|" "$BASE_CONFIG" >"$dir/config.toml"
   printf '\n[cluster]\nheartbeat_s = %s\ndead_after_s = %s\ndrain_s = %s\nqueues = "cluster"\n' \
     "$HEARTBEAT_S" "$DEAD_AFTER_S" "$DRAIN_S" >>"$dir/config.toml"
+  # Every request reaches the node from the edge's address: trusted, or the flood guard bans
+  # the edge itself after [security] request_limit (200) INVITEs in 10 s, i.e. at 20 calls/s.
+  if grep -q '^\[security\]' "$dir/config.toml"; then
+    log "WARNING: $BASE_CONFIG has a [security] table: make sure it trusts the edge ($EDGE_IP)"
+  else
+    printf '\n[security]\ntrusted_cidrs = ["127.0.0.1/32", "::1/128", "%s/32"]\n' "$EDGE_IP" >>"$dir/config.toml"
+  fi
   (cd "$ROOT" && exec setsid "$bin" --config "$dir/config.toml" --database "$url" \
       --node-id "sb$i" --sip-listen "$ip:$SIP_PORT" --http-listen "$ip:$HTTP_PORT" \
       --rtp-ports "$((20000 + i * RTP_SPAN))-$((20000 + (i + 1) * RTP_SPAN - 1))" --api-token "$token" \
