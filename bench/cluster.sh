@@ -14,8 +14,7 @@
 #   (a) SIP call set-ups/s through the edge: bench/sip_cps.sh (SIP_TARGET mode: SIPp with
 #       bench/uac_edge.xml, INVITE -> 200 -> ACK -> BYE via Kamailio, hotline with ring_ms 0)
 #       at each rate of CPS_STEPS for CPS_SECS s, stopping after the first rate past the knee.
-#       The knee: the highest rate with 0 failed calls and INVITE->200 p99 <= KNEE_P99_MS (5,
-#       the single-node target). Per step: CPU of each node and of every Kamailio process
+#       The knee: the highest rate with 0 failed calls and INVITE->200 p99 <= KNEE_P99_MS (50). Per step: CPU of each node and of every Kamailio process
 #       (/proc/PID/stat utime+stime, around the step), ms per successful call, calls per
 #       CPU-second of the nodes and of nodes + edge, Kamailio's share.
 #   (b) concurrent IVR calls through the edge: bench/ivr_load.sh (SIP_TARGET mode) with
@@ -33,8 +32,8 @@
 #       1 ("taken over") and to their next attempt (started_at), and to its reserved (pending)
 #       contacts' first dial. Expected: dead_after_s + up to heartbeat_s (the orphan check).
 #
-# Environment (defaults; SMOKE=1 smaller): NODE_COUNTS, CPS_STEPS ("500 1000 1500 2000 2500
-# 3000"), CPS_SECS (20), KNEE_P99_MS (5), IVR_CALLS (2000), IVR_SECS (30), IVR_RATE (100),
+# Environment (defaults; SMOKE=1 smaller): NODE_COUNTS, CPS_STEPS ("100 200 300 400 600
+# 800"), CPS_SECS (10), KNEE_P99_MS (50), IVR_CALLS (2000), IVR_SECS (30), IVR_RATE (100),
 # PGQ_RATE (200), PGQ_SECS (10), PGQ_IDLE_S (10), CONTACTS (3000), CHANNELS (200), CPS (100),
 # DIGIT_MS (500), PG_FLUSH_S (11: the wait before reading pg_stat_database), KILL_AFTER_DIALING (20), DEAD_AFTER_S (15), HEARTBEAT_S (5), SIP_PORT (35260),
 # HTTP_PORT (35261), PG_PORT (55590), FARM_PORT (35290), FARM_MEDIA (40100), RTP_SPAN (4500:
@@ -68,7 +67,7 @@ if [[ $SMOKE == 1 ]]; then
   RTP_SPAN=${RTP_SPAN:-200}
 else
   NODE_COUNTS=${NODE_COUNTS:-"1 2 3"}
-  CPS_STEPS=${CPS_STEPS:-"500 1000 1500 2000 2500 3000"}; CPS_SECS=${CPS_SECS:-20}
+  CPS_STEPS=${CPS_STEPS:-"100 200 300 400 600 800"}; CPS_SECS=${CPS_SECS:-10}
   IVR_CALLS=${IVR_CALLS:-2000}; IVR_SECS=${IVR_SECS:-30}; IVR_RATE=${IVR_RATE:-100}
   PGQ_RATE=${PGQ_RATE:-200}; PGQ_SECS=${PGQ_SECS:-10}; PGQ_IDLE_S=${PGQ_IDLE_S:-10}
   CONTACTS=${CONTACTS:-3000}; CHANNELS=${CHANNELS:-200}; CPS=${CPS:-100}; PG_FLUSH_S=${PG_FLUSH_S:-11}
@@ -78,7 +77,9 @@ else
   FARM_PORT=${FARM_PORT:-35290}; FARM_MEDIA=${FARM_MEDIA:-40100}
   RTP_SPAN=${RTP_SPAN:-4500}
 fi
-KNEE_P99_MS=${KNEE_P99_MS:-5}
+# 50 ms, not the single-node bench's 5: through the edge and with PostgreSQL the p99 is
+# 8-24 ms well below saturation (docs/benchmarks.md), past the knee it is seconds.
+KNEE_P99_MS=${KNEE_P99_MS:-50}
 DIGIT_MS=${DIGIT_MS:-500}
 EDGE_IP=${EDGE_IP:-127.0.0.10}
 EDGE=$EDGE_IP:$SIP_PORT
