@@ -81,25 +81,9 @@ else
   BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/switchboard
 fi
 
-# ---- the farm: uas_farm.xml with a fast "press 1" stream ------------------------------------
-PY=sip-test/make_dtmf_pcap.py
-python3 $PY --script "$DIGIT_MS:1" --tail-ms 20000 -o "$OUT/farm_press1.pcap" >/dev/null 2>&1
-# The scenario loads every pcap it names; only farm_press1 is used here.
-python3 $PY --script "100:2" --tail-ms 100 -o "$OUT/farm_press2.pcap" >/dev/null 2>&1
-python3 $PY --script "100:0" --tail-ms 100 -o "$OUT/farm_press0.pcap" >/dev/null 2>&1
-python3 $PY --script "100:1" --tail-ms 100 -o "$OUT/farm_slow1.pcap" >/dev/null 2>&1
-python3 $PY --script "100:8" --tail-ms 100 -o "$OUT/farm_press8.pcap" >/dev/null 2>&1
-python3 $PY --lead-ms 200 -o "$OUT/farm_silence.pcap" >/dev/null 2>&1
-# A pcap the scenario names but this script does not make stops SIPp at start: check them all.
-for f in $(grep -o '@PCAP_DIR@/[a-z0-9_]*\.pcap' sip-test/uas_farm.xml | sort -u); do
-  [[ -s "$OUT/${f#@PCAP_DIR@/}" ]] || { echo "sip-test/uas_farm.xml needs ${f#@PCAP_DIR@/}, not made here" >&2; exit 1; }
-done
-sed "s|@PCAP_DIR@|$OUT|g" sip-test/uas_farm.xml > "$OUT/uas_farm.xml"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # SIPp: a raw socket per playing call
-(cd "$OUT" && exec sipp -sf uas_farm.xml -i 127.0.0.1 -p "$FARM_PORT" -mi 127.0.0.1 -mp "$FARM_MEDIA" \
-   -nostdin -aa -l 4000 -trace_err -error_file errors.log -timeout "$((TIMEOUT_S + 300))s" \
-   > farm.stdout 2> farm.stderr) &
-FARM=$!
+# ---- the farm: uas_farm.xml with a fast "press 1" stream (bench/lib/farm.bash) ------------
+. bench/lib/farm.bash
+farm_start "$OUT" "$FARM_PORT" "$FARM_MEDIA" "$DIGIT_MS" "$TIMEOUT_S"
 
 # ---- the server: default config, a fresh SQLite database, the farm trunk --------------------
 {

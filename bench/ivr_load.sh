@@ -34,6 +34,12 @@
 # calls (the baseline) and again through the steady window; it prints both: calls,
 # failures, INVITE->200 through the edge (p50, p99, max) and Kamailio's CPU.
 #
+# SIP_TARGET=IP:PORT SERVER_PIDS="PID ..." (bench/cluster.sh): no server is started; the tool
+# calls SIP_TARGET (an edge proxy in front of several nodes; the tool follows the 200's
+# Record-Route set, so ACK and BYE pass the proxy too; RTP goes to each node directly). The
+# route `ivrbench` -> the ivr_bench dialplan must exist there. The tool's server RSS/CPU
+# figures are left out (they are for one process): the caller measures the nodes.
+#
 # SMOKE=1 bench/ivr_load.sh: 10 calls held 3 s on the debug build (SWITCHBOARD_BIN, else
 # target/debug/switchboard; the tool built without --release), a free SIP port, the server at
 # normal priority (tests/bench_smoke.rs): fails when the run breaks (the server dies, the
@@ -58,6 +64,7 @@ fi
 RX_THREADS=${RX_THREADS:-2}
 OUT=$(mktemp -d /tmp/switchboard-ivr-bench.XXXXXX)
 SRV=
+SIP_TARGET=${SIP_TARGET:-}
 # A smoke run that passed leaves nothing behind; any other run keeps its raw files.
 KAM=
 KNODE=
@@ -72,7 +79,7 @@ trap cleanup EXIT
 if [[ $SMOKE == 1 ]]; then
   cargo build --example ivr_load >/dev/null
   BIN=${SWITCHBOARD_BIN:-${CARGO_TARGET_DIR:-target}/debug/switchboard}
-  [[ -n "${SWITCHBOARD_BIN:-}" ]] || cargo build --bin switchboard >/dev/null
+  [[ -n "${SWITCHBOARD_BIN:-}" || -n "$SIP_TARGET" ]] || cargo build --bin switchboard >/dev/null
   TOOL=${CARGO_TARGET_DIR:-target}/debug/examples/ivr_load
 else
   # SWITCHBOARD_BIN=PATH: that release binary (before/after comparisons); the tool is this tree's.
@@ -83,6 +90,7 @@ fi
 # Two sockets per call on the tool's side, one on the server's, plus the lingering ones.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
+if [[ -z "$SIP_TARGET" ]]; then
 mkdir -p "$OUT/dialplans"
 cp dialplans/*.toml bench/ivr_bench.toml "$OUT/dialplans/"
 cat config/default.toml > "$OUT/bench.toml"
@@ -110,6 +118,16 @@ SRV=$!
 for _ in $(seq 100); do grep -qs "switchboard is running" "$OUT/server.log" && break; sleep 0.1; done
 grep -qs "switchboard is running" "$OUT/server.log" || { echo "server did not start:"; cat "$OUT/server.log"; exit 1; }
 sleep 1
+SERVER_PIDS=$SRV
+SIP_DEST=127.0.0.1:$SIP_PORT
+PID_ARGS=(--server-pid "$SRV")
+else
+  [[ -n "${SERVER_PIDS:-}" ]] || { echo "SIP_TARGET needs SERVER_PIDS" >&2; exit 2; }
+  NICE=${NICE:-0}
+  SERVER_NICE=$NICE
+  SIP_DEST=$SIP_TARGET
+  PID_ARGS=()
+fi
 
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores; $CALLS calls at $RATE/s, held ${SECS} s, nice $NICE (server $SERVER_NICE), server realtime_priority $RT_PRIORITY"
 echo "# load before: $(uptime | sed 's/.*load average/load average/')"
@@ -157,11 +175,11 @@ if [[ -n "${KAMAILIO_RATE:-}" ]]; then
   ( sleep $(( CALLS / ${RATE%.*} + 2 )); ksipp loaded $(( SECS > 10 ? SECS - 5 : 5 )) ) &
   KJOB=$!
 fi
-ctx() { cat /proc/$SRV/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
+ctx() { local p; for p in $SERVER_PIDS; do cat /proc/$p/task/*/status 2>/dev/null; done | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 CTX0=$(ctx); T0=$(date +%s.%N)
 TOOL_RC=0
-nice -n "$NICE" "$TOOL" --server 127.0.0.1:$SIP_PORT --calls "$CALLS" --rate "$RATE" \
-  --hold "$SECS" --rx-threads "$RX_THREADS" --rx-tick-us "${RX_TICK_US:-500}" --server-pid "$SRV" \
+nice -n "$NICE" "$TOOL" --server "$SIP_DEST" --calls "$CALLS" --rate "$RATE" \
+  --hold "$SECS" --rx-threads "$RX_THREADS" --rx-tick-us "${RX_TICK_US:-500}" "${PID_ARGS[@]}" \
   --per-call > "$OUT/tool.out" 2>"$OUT/tool.err" || TOOL_RC=$?
 CTX1=$(ctx); T1=$(date +%s.%N)
 echo "# load after:  $(uptime | sed 's/.*load average/load average/')"
@@ -199,14 +217,16 @@ for run in ("alone", "loaded"):
 PY
 fi
 echo "# server context switches: $(echo "($CTX1 - $CTX0) / ($T1 - $T0)" | bc) per second (whole run)"
-echo "# server warnings: $(grep -c ' WARN ' "$OUT/server.log" || true), errors: $(grep -c ' ERROR ' "$OUT/server.log" || true)"
+[[ -f "$OUT/server.log" ]] && echo "# server warnings: $(grep -c ' WARN ' "$OUT/server.log" || true), errors: $(grep -c ' ERROR ' "$OUT/server.log" || true)"
 if [[ -f "$OUT/perf.data" ]]; then
   perf report -i "$OUT/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null \
     | grep -E '^ +[0-9]' | head -30 > "$OUT/perf.top" || true
   echo "# perf (server, self time, top):"; cat "$OUT/perf.top"
 fi
 if [[ $SMOKE == 1 ]]; then
-  kill -0 "$SRV" 2>/dev/null || { echo "smoke: the server died" >&2; tail -20 "$OUT/server.log" >&2; exit 1; }
+  for p in $SERVER_PIDS; do
+    kill -0 "$p" 2>/dev/null || { echo "smoke: the server (pid $p) died" >&2; tail -20 "$OUT/server.log" >&2 2>/dev/null; exit 1; }
+  done
   [[ $TOOL_RC == 0 ]] || { echo "smoke: ivr_load exited $TOOL_RC" >&2; exit 1; }
   # The summary line must be there and calls must have been answered (a broken run, not a
   # judged figure).

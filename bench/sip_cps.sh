@@ -17,6 +17,11 @@
 # SWITCHBOARD_BIN=PATH (without SMOKE) runs that release binary instead of building this tree's,
 # for before/after comparisons in one sitting.
 #
+# SIP_TARGET=IP:PORT SERVER_PIDS="PID ..." (bench/cluster.sh): no server is started; the calls go
+# to SIP_TARGET (an edge proxy, e.g. Kamailio in front of several nodes) with bench/uac_edge.xml
+# (SIPp's UAC following the Record-Route set, so ACK and BYE pass the proxy too), and the
+# server CPU and RSS printed are the sums over SERVER_PIDS. The route `bench` must exist there.
+#
 # SMOKE=1 bench/sip_cps.sh: 20 calls/s for 2 s against the debug build (SWITCHBOARD_BIN, else
 # target/debug/switchboard), free ports (tests/bench_smoke.rs): fails when the run breaks
 # (SIPp fails, the server dies, a figure is missing), never on the figures.
@@ -34,10 +39,14 @@ fi
 CALLS=$((RATE * SECS))
 OUT=$(mktemp -d /tmp/switchboard-bench.XXXXXX)
 SRV=
+SIP_TARGET=${SIP_TARGET:-}
 # A smoke run that passed leaves nothing behind; any other run keeps its raw files.
 trap 'rc=$?; if [[ -n "$SRV" ]]; then kill $SRV 2>/dev/null || true; wait $SRV 2>/dev/null || true; fi
       if [[ $SMOKE == 1 && $rc == 0 ]]; then rm -rf "$OUT"; fi' EXIT
-if [[ $SMOKE == 1 ]]; then
+if [[ -n "$SIP_TARGET" ]]; then
+  # Someone else's servers (bench/cluster.sh): nothing to build or start here.
+  UAC_PORT=${UAC_PORT:-$(free_port)}
+elif [[ $SMOKE == 1 ]]; then
   BIN=${SWITCHBOARD_BIN:-${CARGO_TARGET_DIR:-target}/debug/switchboard}
   [[ -n "${SWITCHBOARD_BIN:-}" ]] || cargo build --bin switchboard >/dev/null
   SIP_PORT=${SIP_PORT:-$(free_port)}
@@ -53,6 +62,7 @@ else
   SIP_PORT=${SIP_PORT:-35060}
   UAC_PORT=35070
 fi
+if [[ -z "$SIP_TARGET" ]]; then
 cat config/default.toml > "$OUT/bench.toml"
 sed -i "s|database = .*|database = \"sqlite://$OUT/bench.db\"|; s|spool_dir = .*|spool_dir = \"$OUT\"|; s|max_calls = .*|max_calls = 20000|" "$OUT/bench.toml"
 # CALL_THREADS=N: [server] call_threads (default: the shipped config's).
@@ -71,12 +81,24 @@ RUST_LOG=warn "$BIN" --config "$OUT/bench.toml" --sip-listen 127.0.0.1:$SIP_PORT
 SRV=$!
 for _ in $(seq 100); do grep -qs "switchboard is running" "$OUT/server.log" && break; sleep 0.1; done
 grep -qs "switchboard is running" "$OUT/server.log" || { echo "server did not start:"; cat "$OUT/server.log"; exit 1; }
-peak=0
-( while kill -0 $SRV 2>/dev/null; do
-    rss=$(awk '/VmRSS/ {print $2}' /proc/$SRV/status 2>/dev/null || echo 0)
-    echo "$rss"; sleep 0.5; done ) > "$OUT/rss.txt" &
+SERVER_PIDS=$SRV
+SIP_DEST=127.0.0.1:$SIP_PORT
+SCENARIO=(-sn uac)
+else
+  [[ -n "${SERVER_PIDS:-}" ]] || { echo "SIP_TARGET needs SERVER_PIDS" >&2; exit 2; }
+  SIP_DEST=$SIP_TARGET
+  # Kamailio's UDP workers may relay a call's 180 after its 200 (one worker each): SIPp must
+  # not abort such a call (its abort BYE would not follow the route set, and the node would
+  # keep the call). It continues on any unexpected message instead, so a refused INVITE
+  # (503) runs into the timeout: the 503s are counted from err.log.
+  SCENARIO=(-sf "$PWD/bench/uac_edge.xml" -default_behaviors all,-abortunexp)
+fi
+# RSS and CPU: summed over every server process (one, or the nodes behind SIP_TARGET).
+pids_alive() { local p; for p in $SERVER_PIDS; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+rss_sum() { local p; for p in $SERVER_PIDS; do awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+( while pids_alive; do rss_sum; sleep 0.5; done ) > "$OUT/rss.txt" &
 RSSMON=$!
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$SRV/stat" 2>/dev/null || echo 0; }
+cpu_ticks() { local p; for p in $SERVER_PIDS; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
 CPU0=$(cpu_ticks)
 cd "$OUT"
 OVERLOAD_RATE=${OVERLOAD_RATE:-0}
@@ -91,18 +113,18 @@ if ((OVERLOAD_RATE > 0 && OVERLOAD_SECS > 0)); then
   (cd overload && timed ../sipp-overload.cpu timeout -s INT $((OVERLOAD_SECS + 120)) sipp -sn uac -s bench -i 127.0.0.1 -p "$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" \
     -r "$OVERLOAD_RATE" -rp 1000 -m $((OVERLOAD_RATE * OVERLOAD_SECS)) -l 40000 -d 0 \
     -nostdin -recv_timeout 35000 -timeout $((OVERLOAD_SECS + 60))s -trace_stat -stf stat.csv -fd 1 \
-    127.0.0.1:$SIP_PORT > sipp.out 2>&1) &
+    "$SIP_DEST" > sipp.out 2>&1) &
   OVL=$!
 fi
 SIPP_RC=0
-timed sipp-normal.cpu timeout -s INT $((SECS + 120)) sipp -sn uac -s bench -i 127.0.0.1 -p "$UAC_PORT" -r "$RATE" -rp 1000 -m "$CALLS" -l 20000 -d 0 \
+timed sipp-normal.cpu timeout -s INT $((SECS + 120)) sipp "${SCENARIO[@]}" -s bench -i 127.0.0.1 -p "$UAC_PORT" -r "$RATE" -rp 1000 -m "$CALLS" -l 20000 -d 0 \
   -nostdin -recv_timeout 35000 -timeout $((SECS + 60))s -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 \
-  -trace_err -error_file err.log 127.0.0.1:$SIP_PORT > sipp.out 2>&1 || SIPP_RC=$?
+  -trace_err -error_file err.log "$SIP_DEST" > sipp.out 2>&1 || SIPP_RC=$?
 [[ -n "$OVL" ]] && { wait "$OVL" || true; }
 CPU1=$(cpu_ticks)
 # What a finished call leaves behind (the router keeps a BYE answer for Timer J, 32 s).
 sleep 5
-RSS_AFTER=$(awk '/VmRSS/ {print $2}' "/proc/$SRV/status" 2>/dev/null || echo 0)
+RSS_AFTER=$(rss_sum)
 kill $RSSMON 2>/dev/null || true
 cd - >/dev/null
 python3 - "$OUT" "$RATE" "$SECS" "$((CPU1 - CPU0))" "$(getconf CLK_TCK)" "$RSS_AFTER" "$OVERLOAD_SECS" <<'PY'
@@ -126,11 +148,21 @@ def line(label, head, row):
           f"  INVITE retransmissions {fig(head, row, 'Retransmissions(C)')}")
     return fig(head, row, "SuccessfulCall(C)")
 
+def unexpected_503():
+    # SIP_TARGET: SIPp continued on unexpected messages; a 503 to the INVITE is one.
+    try:
+        with open(os.path.join(out, "err.log"), errors="replace") as f:
+            return sum(l.count("received 'SIP/2.0 503") for l in f)
+    except OSError:
+        return 0
+
 head, rows = totals(os.path.join(out, "stat.csv"))
 last = rows[-1]
 col = lambda name: last[head.index(name)]
 print(f"target {rate} calls/s for {secs} s")
 ok = line("calls", head, last)
+if os.environ.get("SIP_TARGET"):
+    print(f"unexpected 503 answers (SIP_TARGET: counted among the failed as timed out): {unexpected_503()}")
 ovl_stat = os.path.join(out, "overload", "stat.csv")
 if os.path.exists(ovl_stat):
     oh, orows = totals(ovl_stat)
@@ -172,7 +204,9 @@ if os.environ.get("SMOKE") == "1":
         sys.exit("smoke: a figure is missing (calls created, INVITE->200 times, RSS)")
 PY
 if [[ $SMOKE == 1 ]]; then
-  kill -0 "$SRV" 2>/dev/null || { echo "smoke: the server died" >&2; tail -20 "$OUT/server.log" >&2; exit 1; }
+  for p in $SERVER_PIDS; do
+    kill -0 "$p" 2>/dev/null || { echo "smoke: the server (pid $p) died" >&2; tail -20 "$OUT/server.log" >&2 2>/dev/null; exit 1; }
+  done
   [[ $SIPP_RC == 0 ]] || { echo "smoke: SIPp exited $SIPP_RC" >&2; tail -20 "$OUT/sipp.out" >&2; exit 1; }
   echo "smoke: ok"
 fi

@@ -10,7 +10,7 @@
 # Addresses (loopback; Linux answers on all of 127.0.0.0/8 without configuration):
 #   edge        $EDGE_IP:$SIP_PORT            (default 127.0.0.10:5060): point SIPp/phones here
 #   node I      127.0.0.(10+I):$SIP_PORT      SIP (UDP+TCP), HTTP API on :$HTTP_PORT,
-#               RTP ports 20000+I*1000 .. +999 (own range: nodes may share an address)
+#               RTP ports 20000+I*RTP_SPAN .. +RTP_SPAN-1 (own range: nodes may share an address)
 #   PostgreSQL  127.0.0.1:$PG_PORT            (default 55490), database `switchboard`
 #
 # Environment:
@@ -22,6 +22,12 @@
 #   EDGE_IP, SIP_PORT=5060, HTTP_PORT=8080, PG_PORT=55490
 #   DRAIN_S=30              [cluster] drain_s: how long `stop` lets a node finish its calls
 #   DEAD_AFTER_S=15, HEARTBEAT_S=5   [cluster] timing
+#   BASE_CONFIG=config/default.toml  the file each node's config is made from (its spool_dir is
+#                           replaced, a [cluster] table appended; bench/cluster.sh passes one
+#                           with its bench routes and trunk)
+#   RTP_SPAN=1000           RTP ports per node (node I: 20000+I*RTP_SPAN ..); at most 4553
+#   PG_OPTS                 extra `postgres` options for the throwaway PostgreSQL, e.g.
+#                           "-c shared_preload_libraries=pg_stat_statements"
 #
 # Run as root (as the tests are): the throwaway PostgreSQL runs as the `postgres` OS user.
 set -euo pipefail
@@ -36,11 +42,17 @@ PG_PORT=${PG_PORT:-55490}
 DRAIN_S=${DRAIN_S:-30}
 DEAD_AFTER_S=${DEAD_AFTER_S:-15}
 HEARTBEAT_S=${HEARTBEAT_S:-5}
+BASE_CONFIG=${BASE_CONFIG:-$ROOT/config/default.toml}
+RTP_SPAN=${RTP_SPAN:-1000}
+PG_OPTS=${PG_OPTS:-}
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [[ "$NODES" =~ ^[1-9]$ ]] || die "NODES must be 1..9 (got $NODES)"
+# Node 9's range must end below 65536.
+[[ "$RTP_SPAN" =~ ^[0-9]+$ ]] && ((RTP_SPAN >= 2 && 20000 + 10 * RTP_SPAN <= 65536)) ||
+  die "RTP_SPAN must be 2..4553 (got $RTP_SPAN)"
 node_ip() { echo "127.0.0.$((10 + $1))"; }
 alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -65,7 +77,7 @@ pg_start() {
       >"$CLUSTER_DIR/pg/initdb.log" 2>&1 || { cat "$CLUSTER_DIR/pg/initdb.log" >&2; die "initdb failed"; }
   fi
   as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$CLUSTER_DIR/pg/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $CLUSTER_DIR/pg -c fsync=off -c synchronous_commit=off" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $CLUSTER_DIR/pg -c fsync=off -c synchronous_commit=off $PG_OPTS" \
     start >/dev/null || { tail -n 20 "$CLUSTER_DIR/pg/server.log" >&2; die "PostgreSQL did not start on port $PG_PORT"; }
   psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
     "SELECT 1 FROM pg_database WHERE datname = 'switchboard'" | grep -q 1 ||
@@ -85,12 +97,19 @@ node_start() {
   local i=$1 bin=$2 url=$3 token=$4 ip dir
   ip=$(node_ip "$i"); dir=$CLUSTER_DIR/node$i
   mkdir -p "$dir"
-  sed "s|^spool_dir.*|spool_dir = \"$dir/spool\"|" "$ROOT/config/default.toml" >"$dir/config.toml"
+  sed "s|^spool_dir.*|spool_dir = \"$dir/spool\"|" "$BASE_CONFIG" >"$dir/config.toml"
   printf '\n[cluster]\nheartbeat_s = %s\ndead_after_s = %s\ndrain_s = %s\nqueues = "cluster"\n' \
     "$HEARTBEAT_S" "$DEAD_AFTER_S" "$DRAIN_S" >>"$dir/config.toml"
+  # Every request reaches the node from the edge's address: trusted, or the flood guard bans
+  # the edge itself after [security] request_limit (200) INVITEs in 10 s, i.e. at 20 calls/s.
+  if grep -q '^\[security\]' "$dir/config.toml"; then
+    log "WARNING: $BASE_CONFIG has a [security] table: make sure it trusts the edge ($EDGE_IP)"
+  else
+    printf '\n[security]\ntrusted_cidrs = ["127.0.0.1/32", "::1/128", "%s/32"]\n' "$EDGE_IP" >>"$dir/config.toml"
+  fi
   (cd "$ROOT" && exec setsid "$bin" --config "$dir/config.toml" --database "$url" \
       --node-id "sb$i" --sip-listen "$ip:$SIP_PORT" --http-listen "$ip:$HTTP_PORT" \
-      --rtp-ports "$((20000 + i * 1000))-$((20000 + i * 1000 + 999))" --api-token "$token" \
+      --rtp-ports "$((20000 + i * RTP_SPAN))-$((20000 + (i + 1) * RTP_SPAN - 1))" --api-token "$token" \
       </dev/null >"$dir/stdout.log" 2>"$dir/switchboard.log") &
   echo $! >"$dir/pid"
 }

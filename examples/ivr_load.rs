@@ -312,6 +312,9 @@ struct SipCall {
     retx_interval_ns: u64,
     to_value: String,
     target: String,
+    /// `Route: …\r\n` from the 200's Record-Route set (empty when it has none): through a
+    /// proxy that record-routes (Kamailio, bench/cluster.sh) the ACK and BYE go back via it.
+    route: String,
     bye: Vec<u8>,
     bye_at_ns: u64,
 }
@@ -429,13 +432,14 @@ fn sip_thread(run: &Run, args: &Args, rtp_ports: &[u16]) -> SipStats {
                         c.bye = format!(
                             "BYE {target} SIP/2.0\r\n\
                              Via: SIP/2.0/UDP {local};branch=z9hG4bK-{run_tag}-{i}-b;rport\r\n\
-                             Max-Forwards: 70\r\n\
+                             {route}Max-Forwards: 70\r\n\
                              From: <sip:load{i}@{ip}>;tag=f{i}\r\n\
                              To: {to}\r\n\
                              Call-ID: {cid}\r\n\
                              CSeq: 2 BYE\r\n\
                              Content-Length: 0\r\n\r\n",
                             target = c.target,
+                            route = c.route,
                             ip = LOCAL_IP,
                             to = c.to_value,
                             cid = call_id(run_tag, i),
@@ -594,6 +598,14 @@ fn on_sip(x: &mut SipCtx, c: &mut SipCall, i: usize, msg: &Message) {
                         panic!("server media address is not IPv4");
                     };
                     c.to_value = to.clone();
+                    // RFC 3261 §12.1.2: the UAC's route set is the Record-Route set reversed.
+                    let rr: Vec<&str> = msg.header_values(&HeaderName::RecordRoute).collect();
+                    c.route = if rr.is_empty() {
+                        String::new()
+                    } else {
+                        let rev: Vec<&str> = rr.iter().rev().copied().collect();
+                        format!("Route: {}\r\n", rev.join(", "))
+                    };
                     c.target = msg
                         .contact()
                         .map(|na| na.uri.to_string())
@@ -613,9 +625,10 @@ fn on_sip(x: &mut SipCtx, c: &mut SipCall, i: usize, msg: &Message) {
                 let ack = format!(
                     "ACK {target} SIP/2.0\r\n\
                      Via: SIP/2.0/UDP {local};branch=z9hG4bK-{tag}-{i}-a;rport\r\n\
-                     Max-Forwards: 70\r\nFrom: <sip:load{i}@{ip}>;tag=f{i}\r\nTo: {to}\r\n\
+                     {route}Max-Forwards: 70\r\nFrom: <sip:load{i}@{ip}>;tag=f{i}\r\nTo: {to}\r\n\
                      Call-ID: {cid}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
                     target = c.target,
+                    route = c.route,
                     ip = LOCAL_IP,
                     to = c.to_value,
                     cid = call_id(tag, i),

@@ -385,7 +385,8 @@ pub async fn start_on(
             link_close.clone(),
         )),
         crate::config::QueueScope::Node => acd_core.with_node(&ctx.config.node_id),
-    };
+    }
+    .with_sip_addr(&sip_addr.to_string());
     link_tasks.close();
     let acd_task = tokio::spawn(acd_core.run(acd_rx, acd_close.clone()));
     let registrar_task = tokio::spawn(registrar_core.run(registrar_rx, shutdown.clone()));

@@ -10,7 +10,8 @@
 //! The scripts build their example tools with `cargo build --example X` (debug profile, no
 //! release build) and take the server from `SWITCHBOARD_BIN` (this test's own binary).
 //! `bench/campaign_farm.sh` needs root (SIPp plays RTP through a raw socket) and SIPp
-//! (`SWITCHBOARD_SIPP` or `sipp` on PATH), like the campaign tests.
+//! (`SWITCHBOARD_SIPP` or `sipp` on PATH), like the campaign tests; `bench/cluster.sh` also
+//! needs Kamailio and PostgreSQL's server binaries (deploy/cluster.sh starts both).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,6 +25,7 @@ const SCRIPTS: &[&str] = &[
     "sip_cps.sh",
     "ivr_load.sh",
     "campaign_farm.sh",
+    "cluster.sh",
     "reports.sh",
     "wallboard.sh",
     "webrtc_load.sh",

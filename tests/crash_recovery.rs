@@ -1789,6 +1789,249 @@ fn shared_queues_an_agent_of_one_node_answers_a_caller_of_the_other_and_the_lead
     }
 }
 
+/// Node A's browser agent for node B's caller (issue 18, ADR 0011 "As built"): two nodes on
+/// one PostgreSQL with shared queues; agent `webdora` logs in on A's `/agent` page in
+/// headless Chromium (fake microphone: a beep) with the browser phone on; a SIPp customer
+/// of B with a ticket calls the hotline (queue `support` at once) with a 400 Hz tone. The
+/// leader offers B's caller to webdora; B rings A with a marked INVITE, A rings the page,
+/// which shows B's caller's order in the pop, answers, and audio flows both ways through
+/// B's bridge and A's browser leg. The page hangs up and disposes of the call: one call
+/// record on B naming the agent, the disposition against B's call. And an INVITE with the
+/// marker from an address that is no node's is refused (403).
+#[test]
+fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
+    use crate::acd_sipp::wait_agent_state;
+    use std::io::BufRead;
+    let Some(base) = Pg::from_env() else { return };
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        assert!(std::env::var("CI").is_err(), "CI must have Chromium");
+        eprintln!("Chromium not found at {chromium}: skipped");
+        return;
+    }
+    let own = base.own_database("webq");
+    let pg = Pg::connect(&own.url);
+    let url = own.url.clone();
+    let node_a = support::unique("wa");
+    let node_b = support::unique("wb");
+    // The hotline queues at once (the customer's tone can start with the call).
+    let setup = |dir: &std::path::Path| {
+        let plans = dir.join("plans");
+        std::fs::create_dir(&plans).expect("plans dir");
+        for p in ["voicemail.toml", "delay-notify.toml"] {
+            std::fs::copy(
+                support::repo_root().join("dialplans").join(p),
+                plans.join(p),
+            )
+            .expect("copy dialplan");
+        }
+        std::fs::write(
+            plans.join("hotline.toml"),
+            "[dialplan]\nname = \"hotline\"\nstart = \"q\"\n\n[steps.q]\naction = \"enqueue\"\n\
+             queue = \"support\"\non_unavailable = \"bye\"\n\n[steps.bye]\naction = \"hangup\"\n",
+        )
+        .expect("write plan");
+        let cfg = support::config_with(
+            dir,
+            "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\nqueues = \"cluster\"\n",
+        );
+        let text = std::fs::read_to_string(&cfg).expect("config");
+        let planned = text.replace(
+            "dialplan_dir = \"dialplans\"",
+            &format!("dialplan_dir = {:?}", plans.display().to_string()),
+        );
+        assert_ne!(planned, text, "config/default.toml has a dialplan_dir line");
+        std::fs::write(&cfg, planned).expect("write config");
+        cfg
+    };
+    let dir_a = tempfile::tempdir().expect("dir");
+    let dir_b = tempfile::tempdir().expect("dir");
+    let cfg_a = setup(dir_a.path());
+    let cfg_b = setup(dir_b.path());
+    let start = |node: &str, cfg: &std::path::Path| {
+        Server::start_on(
+            Some(&url),
+            &["--node-id", node, "--config", &cfg.display().to_string()],
+        )
+    };
+    let a = start(&node_a, &cfg_a);
+    support::wait_for(Duration::from_secs(10), "A to lead the queues", || {
+        a.log()
+            .contains("this node leads the cluster's queues")
+            .then_some(())
+    });
+    let b = start(&node_b, &cfg_b);
+    add_agent_on(&url, "webdora");
+    pg.exec(
+        "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, status, delay_days, new_eta) \
+         VALUES ('WEB-1818', 'Nodal Crosser', '+15551239418', 'en', 'web', 'UTC', 'delayed', 3, '2026-12-24')",
+    );
+
+    // The agent's page on A, phone on.
+    let script = support::repo_root().join("tests/browser/agent_call.js");
+    let mut child = Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{}", a.http_addr))
+        .arg("webdora")
+        .arg("s3cret-pw")
+        .arg("dispose")
+        .env("NODE_PATH", crate::sip_ws::playwright_node_path())
+        .env("CHROMIUM", &chromium)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run node");
+    let stdout = child.stdout.take().expect("stdout");
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line_tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let first = line_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the page did not get ready\n{}", a.log()));
+    assert_eq!(first, "READY", "{first}\n{}", a.log());
+    // Reachable through A's page, as B's API (the leader's view) shows.
+    wait_agent_state(&b, "webdora", "available", Duration::from_secs(10));
+
+    // A stranger (not a node's SIP socket) sending the marked INVITE to A is refused.
+    let stranger = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let me = stranger.local_addr().expect("addr");
+    let invite = format!(
+        "INVITE sip:webdora@{a};sb-browser SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-stranger-18a\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:mallory@{me}>;tag=m1\r\n\
+         To: <sip:webdora@{a}>\r\n\
+         Call-ID: stranger-18a@{me}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:mallory@{me}>\r\n\
+         X-Switchboard-Call: forged-call\r\n\
+         Content-Length: 0\r\n\r\n",
+        a = a.sip_addr
+    );
+    stranger
+        .send_to(invite.as_bytes(), a.sip_addr)
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let final_status = loop {
+        let (n, _) = stranger
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no answer to the stranger's INVITE: {e}\n{}", a.log()));
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        let code: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        if code >= 200 {
+            break text;
+        }
+    };
+    assert!(
+        final_status.starts_with("SIP/2.0 403"),
+        "the stranger's browser leg: {final_status}"
+    );
+
+    // B's customer: 12 s of tone, on the line until the BYE.
+    let caller = crate::sip_ws::tone_caller(&b, &dir_b, "+15551239418", 12, 40_000);
+    let report = line_rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("no report from the page\nA:{}\nB:{}", a.log(), b.log()));
+    let out = child.wait_with_output().expect("node exits");
+    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
+    assert!(
+        out.status.success(),
+        "browser driver failed: {r}\n{}\nA:{}\nB:{}",
+        String::from_utf8_lossy(&out.stderr),
+        a.log(),
+        b.log()
+    );
+    eprintln!("browser agent on A for B's caller: {r}");
+    assert_eq!(
+        r["screen_pop_order"], "WEB-1818",
+        "B's caller's ticket: {r}"
+    );
+    let s = &r["stats"];
+    assert_eq!(s["conn"], "connected", "{r}");
+    assert!(
+        s["rx_packets"].as_u64().unwrap_or(0) >= 100
+            && s["rx_energy"].as_f64().unwrap_or(0.0) > 0.0,
+        "the browser heard B's caller: {r}"
+    );
+    assert!(
+        r["rx_packets_shown"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0),
+        "the page's call-stats-rx-packets counter moved: {r}"
+    );
+    caller.wait().assert_ok(&b);
+
+    // One record, on B, naming the agent; the disposition against it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let rec = "SELECT COUNT(*) FROM call_records WHERE caller = '+15551239418' AND node = $1 \
+               AND agent = 'webdora' AND queue = 'support' AND ended_at IS NOT NULL";
+    while pg.count(rec, &node_b) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no record of B's caller answered by webdora\nA:{}\nB:{}",
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        pg.count0("SELECT COUNT(*) FROM call_records WHERE caller = '+15551239418'"),
+        1,
+        "A keeps no record of its own for the leg"
+    );
+    let id: String = pg
+        .rt
+        .block_on(
+            sqlx::query_scalar("SELECT id FROM call_records WHERE caller = '+15551239418'")
+                .fetch_one(&pg.db.pool),
+        )
+        .expect("call id");
+    assert_eq!(r["disposition"], "saved", "{r}\nA:{}", a.log());
+    assert_eq!(r["disposition_call"], id.as_str(), "{r}");
+    assert_eq!(
+        pg.count(
+            "SELECT COUNT(*) FROM dispositions WHERE call_id = $1 AND agent = 'webdora'",
+            &id
+        ),
+        1
+    );
+    let bridge: String = pg
+        .rt
+        .block_on(
+            sqlx::query_scalar(
+                "SELECT detail FROM call_events WHERE call_id = $1 AND kind = 'bridge_packets'",
+            )
+            .bind(&id)
+            .fetch_one(&pg.db.pool),
+        )
+        .expect("bridge counters");
+    assert!(
+        crate::acd_sipp::packets(&bridge, "caller_to_agent") >= 100,
+        "{bridge}"
+    );
+    assert!(
+        crate::acd_sipp::packets(&bridge, "agent_to_caller") >= 100,
+        "the browser's audio reached B's caller: {bridge}"
+    );
+}
+
 /// Issue 18's inbound case with shared queues: three nodes behind Kamailio on one
 /// PostgreSQL, `[cluster] queues = "cluster"`. One agent's phone registers through the edge
 /// (the REGISTER is hashed to one node, which stores the edge's Path); callers through the

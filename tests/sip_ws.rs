@@ -532,7 +532,7 @@ fn agent_session_api_contract() {
 
 /// Where playwright-core lives for the browser tests: installed once with npm into
 /// `target/browser-deps` (pinned version), reused by later runs.
-fn playwright_node_path() -> std::path::PathBuf {
+pub(crate) fn playwright_node_path() -> std::path::PathBuf {
     let dir = support::repo_root().join("target/browser-deps");
     let modules = dir.join("node_modules");
     if !modules.join("playwright-core/package.json").exists() {
@@ -1255,7 +1255,7 @@ fn browser_agent_ready_on(
 /// A SIPp customer `number` calling the hotline (queue `support` at once) with `secs` of a
 /// 400 Hz PCMU tone from the start (the browser driver waits for audio energy), on the line
 /// `hold_ms` unless the server's BYE comes first.
-fn tone_caller(
+pub(crate) fn tone_caller(
     server: &Server,
     dir: &tempfile::TempDir,
     number: &str,

@@ -10,6 +10,7 @@
 
 pub mod core;
 pub mod link;
+pub mod peer;
 mod shared;
 pub mod wire;
 
@@ -420,6 +421,10 @@ pub struct AcdService {
     reach: HashMap<String, HashMap<String, Vec<Reachable>>>,
     /// Agents whose browser phone is on, and the node serving their page.
     browsers: HashMap<String, String>,
+    /// This node's SIP address (`nodes.sip_addr`): other nodes ring its browser agents there.
+    sip_addr: String,
+    /// Other nodes' SIP addresses, from their browser-phone announcements (leader).
+    node_sip: HashMap<String, String>,
     /// What builds a core again when this node becomes the cluster's ACD leader.
     queue_cfgs: Vec<QueueConfig>,
     auto_login: bool,
@@ -489,6 +494,8 @@ impl AcdService {
             calls: HashMap::new(),
             reach: HashMap::new(),
             browsers: HashMap::new(),
+            sip_addr: String::new(),
+            node_sip: HashMap::new(),
             queue_cfgs: queues,
             auto_login,
             db: db.clone(),
@@ -793,15 +800,31 @@ impl AcdService {
                     ring_timeout,
                 } => {
                     for agent in agents {
-                        let contacts = self.contacts_of(&agent);
-                        // A browser phone is rung by the node serving its page, which must
-                        // be the node holding the caller (the leg ends there).
+                        let mut contacts = self.contacts_of(&agent);
+                        // A browser phone is rung by the node serving its page. When that is
+                        // the node holding the caller, it rings the page itself; else the
+                        // holder rings a SIP contact at the page's node, which rings the page
+                        // (`peer`): first, as the page is where the agent takes calls.
                         let holder = self
                             .calls
                             .get(&call)
                             .and_then(|m| m.node.as_deref())
                             .unwrap_or(&self.node);
-                        let browser = self.browsers.get(&agent).is_some_and(|n| n == holder);
+                        let page_node = self.browsers.get(&agent);
+                        let browser = page_node.is_some_and(|n| n == holder);
+                        if let Some(sip) = page_node
+                            .filter(|n| *n != holder)
+                            .and_then(|n| self.sip_of(n))
+                        {
+                            contacts.insert(
+                                0,
+                                Reachable {
+                                    contact: peer::contact(&agent, sip),
+                                    flow: None,
+                                    path: Vec::new(),
+                                },
+                            );
+                        }
                         let delivered = (browser || !contacts.is_empty())
                             && self.tell(
                                 &call,

@@ -160,6 +160,25 @@ impl AcdService {
         self
     }
 
+    /// This node's SIP address (`nodes.sip_addr`): announced with its browser phones, where
+    /// other nodes ring them (`acd::peer`).
+    pub fn with_sip_addr(mut self, sip_addr: &str) -> AcdService {
+        self.sip_addr = sip_addr.to_string();
+        self
+    }
+
+    /// Where `node` takes the inter-node leg to its browser agents (None: unknown).
+    pub(super) fn sip_of(&self, node: &str) -> Option<&str> {
+        if node == self.node {
+            return (!self.sip_addr.is_empty()).then_some(self.sip_addr.as_str());
+        }
+        self.node_sip.get(node).map(String::as_str)
+    }
+
+    fn own_sip(&self) -> Option<String> {
+        (!self.sip_addr.is_empty()).then(|| self.sip_addr.clone())
+    }
+
     /// This node's name in the cluster (empty when alone).
     pub fn with_node(mut self, node: &str) -> AcdService {
         self.node = node.to_string();
@@ -371,7 +390,8 @@ impl AcdService {
                 if let Some(d) = &def {
                     self.remember(d);
                 }
-                self.up(Up::BrowserPhone { name, def, on });
+                let sip = self.own_sip();
+                self.up(Up::BrowserPhone { name, def, on, sip });
             }
             AcdMsg::Command {
                 agent,
@@ -546,6 +566,7 @@ impl AcdService {
                     name: name.clone(),
                     def: self.defs.get(name).cloned(),
                     on: true,
+                    sip: self.own_sip(),
                 });
             }
         }
@@ -644,7 +665,12 @@ impl AcdService {
                 let contacts = contacts.into_iter().map(Reachable::from).collect();
                 self.reachability(now, &from, name, def, contacts);
             }
-            Up::BrowserPhone { name, def, on } => self.browser_phone(now, &from, name, def, on),
+            Up::BrowserPhone { name, def, on, sip } => {
+                if let Some(sip) = sip {
+                    self.node_sip.insert(from.clone(), sip);
+                }
+                self.browser_phone(now, &from, name, def, on)
+            }
             Up::Command {
                 req,
                 agent,
@@ -910,11 +936,13 @@ mod tests {
         let svc = AcdService::new(&handle, queues, true, db, store).await;
         let (ev_tx, ev_rx) = mpsc::channel(64);
         let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(64);
-        let svc = svc.shared(LinkIo {
-            node: name.to_string(),
-            events: ev_rx,
-            out: out_tx,
-        });
+        let svc = svc
+            .shared(LinkIo {
+                node: name.to_string(),
+                events: ev_rx,
+                out: out_tx,
+            })
+            .with_sip_addr(&format!("{name}.example:5060"));
         wires
             .lock()
             .expect("test value")
@@ -1080,6 +1108,103 @@ mod tests {
         assert_eq!(contacts, vec!["<sip:alice@127.0.0.1:5071>".to_string()]);
         let queues = b.handle.queues().await;
         assert_eq!(queues[0].waiting, 1, "{queues:?}");
+        b.stop.cancel();
+    }
+
+    async fn next_offer_full(rx: &mut mpsc::Receiver<AcdEvent>) -> (Vec<String>, bool) {
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("an offer within 5 s")
+                .expect("mailbox open");
+            if let AcdEvent::Offer {
+                contacts, browser, ..
+            } = ev
+            {
+                return (contacts.into_iter().map(|c| c.contact).collect(), browser);
+            }
+        }
+    }
+
+    /// A browser agent whose page a follower (B) serves: B's own caller rings the page
+    /// (`browser`); the leader's caller gets a contact at B's SIP address marked for the
+    /// inter-node leg, learnt from B's announcement (`acd::peer`).
+    #[tokio::test]
+    async fn a_browser_agent_of_another_node_is_offered_as_a_marked_contact_at_that_node() {
+        let db = Db::connect("sqlite::memory:").await.expect("db");
+        let wires: Wires = Default::default();
+        let leader = std::sync::Arc::new(std::sync::Mutex::new("a".to_string()));
+        let a = node("a", &db, &wires, &leader).await;
+        let b = node("b", &db, &wires, &leader).await;
+        a.events
+            .send(LinkEvent::Leading { epoch: 1 })
+            .await
+            .expect("test value");
+        b.events
+            .send(LinkEvent::Following)
+            .await
+            .expect("test value");
+        b.handle
+            .send_wait(AcdMsg::BrowserPhone {
+                name: "alice".into(),
+                def: Some(AgentDef {
+                    name: "alice".into(),
+                    queues: vec!["support".into()],
+                    skills: vec![],
+                }),
+                on: true,
+            })
+            .await;
+        let join = |call: &str, tx| AcdMsg::Join {
+            call: call.into(),
+            queue: "support".into(),
+            segment: None,
+            needs: vec![],
+            caller: "+8613800000001".into(),
+            ticket_id: None,
+            tx: CallerTx::new(Phone(tx)),
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // The announcement reaches the leader asynchronously: wait until alice is there.
+        loop {
+            let views = a.handle.agents().await;
+            if views
+                .iter()
+                .any(|v| v.name == "alice" && v.state == AgentState::Available)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alice never available: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        a.handle.send_wait(join("on-a", tx)).await;
+        let (contacts, browser) = next_offer_full(&mut rx).await;
+        assert!(!browser, "A cannot ring B's page");
+        assert_eq!(contacts, vec!["<sip:alice@b.example:5060;sb-browser>"]);
+        // That caller hangs up while it rings: alice is free for B's caller.
+        a.handle
+            .send_wait(AcdMsg::OfferEnded {
+                call: "on-a".into(),
+                agent: "alice".into(),
+                how: crate::acd::OfferEnd::Cancelled,
+            })
+            .await;
+        a.handle
+            .send_wait(AcdMsg::Leave {
+                call: "on-a".into(),
+                reason: "abandon".into(),
+            })
+            .await;
+        let (tx, mut rx) = mpsc::channel(16);
+        b.handle.send_wait(join("on-b", tx)).await;
+        let (contacts, browser) = next_offer_full(&mut rx).await;
+        assert!(browser, "B rings its own page");
+        assert!(contacts.is_empty(), "{contacts:?}");
+        a.stop.cancel();
         b.stop.cancel();
     }
 }

@@ -104,6 +104,10 @@ pub enum Up {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         def: Option<AgentDef>,
         on: bool,
+        /// The sending node's SIP address: where other nodes' callers reach this page
+        /// (`acd::peer`). Absent from nodes before the inter-node browser leg.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sip: Option<String>,
     },
     Command {
         req: u64,

@@ -22,7 +22,7 @@
 //! here: inbound, campaign and callback calls all may wait in a queue (a campaign's
 //! dialplan can `enqueue`), so it stays beside the role.
 
-use super::actor::{AnsweredLeg, LegLink, MachineHandling, PendingDial};
+use super::actor::{AnsweredLeg, LegLink, MachineHandling, PeerLeg, PendingDial};
 use crate::sip::transaction::TransactionKey;
 
 /// Whom the call serves (see the module doc).
@@ -41,6 +41,10 @@ pub(crate) enum Role {
     },
     AgentLeg(LegLink),
     Callback(Callback<Box<PendingDial>, Box<AnsweredLeg>>),
+    /// Another node's caller for a browser agent whose page this node serves
+    /// (`actor/peer_leg.rs`, `acd::peer`): an inbound INVITE from a cluster peer that rings
+    /// the page. It writes no records: the caller's node does.
+    PeerBrowser(Box<PeerLeg>),
 }
 
 impl Role {
@@ -48,6 +52,7 @@ impl Role {
     pub(crate) fn invite_key(&self) -> Option<&TransactionKey> {
         match self {
             Role::Inbound { invite_key } => invite_key.as_ref(),
+            Role::PeerBrowser(p) => p.invite_key.as_ref(),
             _ => None,
         }
     }
@@ -75,7 +80,12 @@ impl Role {
     /// trunk it used). An agent leg does not: it is part of its caller's call, whose
     /// record tells the story.
     pub(crate) fn keeps_records(&self) -> bool {
-        !self.is_agent_leg()
+        !self.is_agent_leg() && !self.is_peer_browser()
+    }
+
+    /// Another node's caller for our browser agent (`actor/peer_leg.rs`).
+    pub(crate) fn is_peer_browser(&self) -> bool {
+        matches!(self, Role::PeerBrowser(_))
     }
 
     /// Whether a failed INVITE may go on to the trunk's `failover` trunk. Not for an agent
@@ -187,6 +197,7 @@ mod tests {
             caller_tx,
             reported: false,
             prefer: None,
+            call: "c1".into(),
         })
     }
 

@@ -785,9 +785,16 @@ impl Router {
         let feature = actor::feature_route(&user);
         let cfg = &self.ctx.config;
         let peer = inbound.reply.peer();
+        // Another node ringing a browser agent of ours (`acd::peer`): no dialplan; the call
+        // checks that it comes from a cluster peer (a check stricter than the trunk ACL).
+        let peer_leg = inbound
+            .msg
+            .request_uri()
+            .is_some_and(|u| crate::acd::peer::marked_agent(u).is_some());
         // Toll-fraud safety: with trunk ACLs configured, only those networks may place calls
         // (agents' feature codes are checked against their registration by the ACD).
         if feature.is_none()
+            && !peer_leg
             && cfg.inbound_acl_active()
             && cfg.trunk_for_source(peer.ip()).is_none()
         {
@@ -795,7 +802,16 @@ impl Router {
             self.reply(&inbound, 403, "Forbidden", &[]);
             return;
         }
-        let route = cfg.route_for(&user).cloned().or(feature);
+        let route = if peer_leg {
+            Some(crate::config::Route {
+                to: user.clone(),
+                dialplan: String::new(),
+                ring_ms: 0,
+                line: 0,
+            })
+        } else {
+            cfg.route_for(&user).cloned().or(feature)
+        };
         let Some(route) = route else {
             info!(peer = %inbound.reply.peer(), "INVITE for unknown destination");
             self.reply(&inbound, 404, "Not Found", &[]);

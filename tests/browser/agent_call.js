@@ -16,10 +16,12 @@
 // once audio flows, blind-transferred to agent NAME by the transfer control (kind `agent`,
 // NAME offered in the `transfer-agent` list); one JSON line per call with the page's notes
 // (`phone-note` texts seen) and the listed state of NAME; then wait for the next ring.
+// Mode `dispose`: as `answer`, and report the pop's order (`screen-pop-order`); after the
+// hang-up, submit the disposition form until it is saved.
 // Prefix `opus+` (e.g. `opus+controls:sales`): the page's offer carries no G.711 (codec
 // preferences set before `createOffer`), so the server's leg runs on Opus and transcodes.
 // usage: node agent_call.js BASE_URL AGENT PASSWORD
-//   [opus+][answer|ring-only|controls:QUEUE|transfer-agent:NAME[,NAME...]|vanish]
+//   [opus+][answer|dispose|ring-only|controls:QUEUE|transfer-agent:NAME[,NAME...]|vanish]
 // (playwright-core through NODE_PATH; Chromium at $CHROMIUM or /usr/bin/chromium.)
 const { chromium } = require('playwright-core');
 
@@ -156,6 +158,12 @@ async function talking(page) {
     await by('incoming-call').waitFor({ state: 'visible', timeout: 30000 });
     out.steps.push('ringing');
     out.screen_pop_name = await by('screen-pop-name').textContent();
+    if (mode === 'dispose') {
+      // The pop comes with the `offer` event, which may follow the ring by a few ms.
+      await page.waitForFunction(() => !['', '–'].includes(document.getElementById('screen-pop-order').textContent),
+        null, { timeout: 10000 }).catch(() => {});
+      out.screen_pop_order = await by('screen-pop-order').textContent();
+    }
     if (mode === 'ring-only') {
       await by('incoming-call').waitFor({ state: 'hidden', timeout: 30000 });
       out.note = await page.locator('#phone-note').textContent();
@@ -226,6 +234,21 @@ async function talking(page) {
     await page.waitForFunction(() => phone.active === null && phone.pc === null, null, { timeout: 10000 });
     out.steps.push('hung up');
     out.after = await by('call-status').textContent();
+    if (mode === 'dispose') {
+      // The disposition form, for the call the pop showed; the caller's record names the
+      // agent once its call has ended there, so early submits may be refused: retry.
+      const deadline = Date.now() + 20000;
+      while (Date.now() < deadline) {
+        await page.evaluate(() => { document.getElementById('disposition-result').textContent = ''; });
+        await by('disposition-submit').click();
+        await page.waitForFunction(() => document.getElementById('disposition-result').textContent !== '',
+          null, { timeout: 5000 }).catch(() => {});
+        out.disposition = await by('disposition-result').textContent();
+        if (out.disposition === 'saved') break;
+        await page.waitForTimeout(500);
+      }
+      out.disposition_call = await page.evaluate(() => lastCall);
+    }
     process.stdout.write(JSON.stringify(out) + '\n');
   } catch (e) {
     out.error = String(e && e.stack || e);

@@ -71,9 +71,11 @@ use crate::store::{now_ts, tickets};
 
 mod browser_leg;
 mod in_dialog;
+mod peer_leg;
 mod queue;
 mod uac;
 
+pub(crate) use peer_leg::PeerLeg;
 pub use queue::{feature_route, AnsweredLeg, CallbackFor, LegControl, LegEvent, LegLink};
 pub(crate) use uac::PendingDial;
 pub use uac::{run_outbound, CallResult, MachineHandling, OutboundRequest};
@@ -453,26 +455,33 @@ impl Call {
             invite,
             ctx,
         });
-        call.ctx.store.submit(StoreOp::CallStarted {
-            id,
-            sip_call_id: call_id,
-            direction: "inbound".into(),
-            from_uri: call
-                .invite
-                .from_header()
-                .map(|f| f.uri.to_string())
-                .unwrap_or_default(),
-            to_uri: call
-                .invite
-                .to_header()
-                .map(|t| t.uri.to_string())
-                .unwrap_or_default(),
-            caller: Some(call.caller.clone()),
-            dialplan: Some(call.route.dialplan.clone()),
-            campaign_id: None,
-            started_at: now_ts(),
-            node: Some(call.ctx.config.node_id.clone()),
-        });
+        // Another node ringing our browser agent: checked, and no record of its own.
+        let peer_leg = call.peer_leg_start().await;
+        if peer_leg == Some(false) {
+            return Some((call, None));
+        }
+        if peer_leg.is_none() {
+            call.ctx.store.submit(StoreOp::CallStarted {
+                id,
+                sip_call_id: call_id,
+                direction: "inbound".into(),
+                from_uri: call
+                    .invite
+                    .from_header()
+                    .map(|f| f.uri.to_string())
+                    .unwrap_or_default(),
+                to_uri: call
+                    .invite
+                    .to_header()
+                    .map(|t| t.uri.to_string())
+                    .unwrap_or_default(),
+                caller: Some(call.caller.clone()),
+                dialplan: Some(call.route.dialplan.clone()),
+                campaign_id: None,
+                started_at: now_ts(),
+                node: Some(call.ctx.config.node_id.clone()),
+            });
+        }
         call.send_invite_response(100, "Trying", None);
         if !call.session_timer_at_invite() {
             return Some((call, None));
@@ -518,6 +527,9 @@ impl Call {
         call.phase = Phase::Ringing {
             answer_at: now + Duration::from_millis(call.route.ring_ms),
         };
+        if peer_leg.is_some() {
+            call.peer_leg_ring(now);
+        }
         Some((call, Some(rtp)))
     }
 
@@ -1079,10 +1091,12 @@ impl Call {
         self.dialog.sent_2xx(cseq, offer.is_none());
         self.phase = Phase::Answered;
         self.session_timer_answered(now);
-        self.ctx.store.submit(StoreOp::CallAnswered {
-            id: self.id.clone(),
-            at: now_ts(),
-        });
+        if self.role.keeps_records() {
+            self.ctx.store.submit(StoreOp::CallAnswered {
+                id: self.id.clone(),
+                at: now_ts(),
+            });
+        }
         info!(route = %self.route.to, dialplan = %self.route.dialplan, "answered");
         // Under overload, media (and the dialplan) start when the ACK confirms the call,
         // not with the 200: a call whose caller gave up before our late 200 arrived is
@@ -1119,6 +1133,9 @@ impl Call {
         }
         if self.role.callback().is_some_and(|c| c.awaiting_customer()) {
             self.callback_answered(now, n);
+            return;
+        }
+        if self.peer_leg_media(now, n) {
             return;
         }
         if let Some(code) = self.route.dialplan.strip_prefix(queue::FEATURE_PREFIX) {
@@ -1889,6 +1906,10 @@ impl Call {
             return;
         }
         self.ended_recorded = true;
+        if self.role.is_peer_browser() {
+            self.peer_leg_end();
+            return;
+        }
         if self.role.is_agent_leg() {
             self.report_leg_end(disposition);
             return;

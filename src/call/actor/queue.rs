@@ -135,6 +135,9 @@ pub struct LegLink {
     /// The caller's negotiated codec: offered first to the agent's phone, so that the
     /// bridge usually passes payloads through instead of transcoding.
     pub(crate) prefer: Option<crate::media::codec::Codec>,
+    /// The caller's call as the ACD knows it: sent to a node that rings a browser agent
+    /// for us (`acd::peer::CALL_HEADER`), whose page shows and disposes of this call.
+    pub(crate) call: String,
 }
 
 #[derive(Debug)]
@@ -200,7 +203,7 @@ impl QueueSession {
     }
 }
 
-fn leg_media(n: &crate::sip::sdp::Negotiated) -> LegMedia {
+pub(super) fn leg_media(n: &crate::sip::sdp::Negotiated) -> LegMedia {
     LegMedia {
         codec: n.codec,
         payload_type: n.payload_type,
@@ -527,6 +530,7 @@ impl Call {
         &mut self,
         agent: String,
     ) -> Option<(LegLink, mpsc::Sender<CallInput>, mpsc::Receiver<CallInput>)> {
+        let call = self.acd_key();
         let q = self.queue.as_mut()?;
         let leg = q.next_leg;
         q.next_leg += 1;
@@ -543,6 +547,7 @@ impl Call {
             caller_tx: self.self_tx.clone(),
             reported: false,
             prefer: self.offer.map(|n| n.codec),
+            call,
         };
         Some((link, tx, rx))
     }
@@ -567,6 +572,10 @@ impl Call {
     }
 
     pub(super) fn on_leg_event(&mut self, now: Instant, event: LegEvent) {
+        if self.role.is_peer_browser() {
+            self.peer_leg_event(now, event);
+            return;
+        }
         match event {
             LegEvent::Answered(a) => self.on_leg_answered(now, *a),
             LegEvent::Hold { leg, on, remote } => self.agent_hold(now, leg, on, remote),
@@ -696,7 +705,7 @@ impl Call {
     }
 
     /// Relay media between this call and the agent's leg, both ways.
-    fn bridge(
+    pub(super) fn bridge(
         &mut self,
         now: Instant,
         agent: AnsweredLeg,

@@ -470,6 +470,17 @@ impl Call {
             body,
         );
         add_pai(&mut invite, &d.trunk, &d.caller_id);
+        // A browser agent on another node (`acd::peer`): that node's page shows our call.
+        if let Some(link) = self
+            .role
+            .agent_leg()
+            .filter(|_| crate::acd::peer::marked_agent(&d.request_uri).is_some())
+        {
+            invite.push_header(
+                crate::sip::message::HeaderName::Other(crate::acd::peer::CALL_HEADER.into()),
+                link.call.clone(),
+            );
+        }
         let invite_key = self.start_client(now, invite.clone());
         info!(trunk = %d.trunk.name, "dialing");
         if self.role.keeps_records() {
