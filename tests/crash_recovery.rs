@@ -1801,7 +1801,6 @@ fn shared_queues_an_agent_of_one_node_answers_a_caller_of_the_other_and_the_lead
 #[test]
 fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
     use crate::acd_sipp::wait_agent_state;
-    use std::io::BufRead;
     let Some(base) = Pg::from_env() else { return };
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !std::path::Path::new(&chromium).exists() {
@@ -1869,35 +1868,15 @@ fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
 
     // The agent's page on A, phone on.
     let script = support::repo_root().join("tests/browser/agent_call.js");
-    let mut child = Command::new("node")
-        .arg(&script)
+    let mut cmd = Command::new("node");
+    cmd.arg(&script)
         .arg(format!("http://{}", a.http_addr))
         .arg("webdora")
         .arg("s3cret-pw")
         .arg("dispose")
         .env("NODE_PATH", crate::sip_ws::playwright_node_path())
-        .env("CHROMIUM", &chromium)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run node");
-    let stdout = child.stdout.take().expect("stdout");
-    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for l in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line_tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let first = line_rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("the page did not get ready\n{}", a.log()));
-    assert_eq!(first, "READY", "{first}\n{}", a.log());
+        .env("CHROMIUM", &chromium);
+    let (child, line_rx) = crate::sip_ws::start_page_driver(cmd, &a);
     // Reachable through A's page, as B's API (the leader's view) shows.
     wait_agent_state(&b, "webdora", "available", Duration::from_secs(10));
 

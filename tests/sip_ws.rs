@@ -1127,8 +1127,6 @@ fn browser_agent_ready_on(
     std::process::Child,
     std::sync::mpsc::Receiver<String>,
 ) {
-    use std::io::BufRead;
-
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
@@ -1206,9 +1204,8 @@ fn browser_agent_ready_on(
 
     let script = support::repo_root().join("tests/browser/agent_call.js");
     let page = std::net::SocketAddr::new(net.reach_ip, server.http_addr.port());
-    let mut child = net
-        .node()
-        .arg(&script)
+    let mut cmd = net.node();
+    cmd.arg(&script)
         .arg(format!(
             "{}://{page}",
             if net.https { "https" } else { "http" }
@@ -1217,28 +1214,8 @@ fn browser_agent_ready_on(
         .arg("web-secret-3")
         .arg(mode)
         .env("NODE_PATH", &node_path)
-        .env("CHROMIUM", &chromium)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run node");
-    let stdout = child.stdout.take().expect("stdout");
-    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for l in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line_tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let first = line_rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("the page did not get ready\n{}", server.log()));
-    assert_eq!(first, "READY", "{first}\n{}", server.log());
+        .env("CHROMIUM", &chromium);
+    let (child, line_rx) = start_page_driver(cmd, &server);
     // The browser phone makes the agent reachable: available with no SIP phone at all.
     support::wait_for(
         Duration::from_secs(10),
@@ -1949,6 +1926,39 @@ fn browser_agent_vanishing_mid_call_is_released_as_agent_lost() {
         !states.iter().any(|s| s == "on_call" || s == "offered"),
         "nothing stuck on the vanished call: {r}"
     );
+}
+
+/// Starts the browser driver `cmd` (`node tests/browser/agent_call.js …`) with its stdio
+/// piped, forwards its stdout lines to the returned receiver, and waits for its `READY`
+/// (logged in on the page, browser phone on); fails with `server`'s log otherwise.
+pub(crate) fn start_page_driver(
+    mut cmd: std::process::Command,
+    server: &Server,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run node");
+    let stdout = child.stdout.take().expect("stdout");
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line_tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let first = line_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the page did not get ready\n{}", server.log()));
+    assert_eq!(first, "READY", "{first}\n{}", server.log());
+    (child, line_rx)
 }
 
 /// Waits for the browser driver's report line and its exit, and returns the report; fails

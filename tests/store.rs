@@ -73,21 +73,26 @@ async fn count(db: &Db, sql: &str) -> i64 {
         .expect("count")
 }
 
+/// A hotline call `call` from +15551230001 starting at `at`.
+fn call_started(call: &str, at: String) -> StoreOp {
+    StoreOp::CallStarted {
+        id: call.into(),
+        sip_call_id: format!("{call}@test"),
+        direction: "inbound".into(),
+        from_uri: "sip:+15551230001@127.0.0.1".into(),
+        to_uri: "sip:hotline@127.0.0.1".into(),
+        caller: Some("+15551230001".into()),
+        dialplan: Some("hotline".into()),
+        campaign_id: None,
+        started_at: at,
+        node: None,
+    }
+}
+
 fn call_ops(call: &str, ticket: i64, choice: &str) -> Vec<StoreOp> {
     let t = now_ts();
     vec![
-        StoreOp::CallStarted {
-            id: call.into(),
-            sip_call_id: format!("{call}@test"),
-            direction: "inbound".into(),
-            from_uri: "sip:+15551230001@127.0.0.1".into(),
-            to_uri: "sip:hotline@127.0.0.1".into(),
-            caller: Some("+15551230001".into()),
-            dialplan: Some("hotline".into()),
-            campaign_id: None,
-            started_at: t.clone(),
-            node: None,
-        },
+        call_started(call, t.clone()),
         StoreOp::CallAnswered {
             id: call.into(),
             at: t.clone(),
@@ -1236,18 +1241,7 @@ async fn a_batch_that_deadlocks_with_another_node_is_run_again_not_spooled() {
     };
     let db = Db::connect(&url).await.expect("this node");
     let other = Db::connect(&url).await.expect("the other node");
-    let started = |id: &str, at: String| StoreOp::CallStarted {
-        id: id.into(),
-        sip_call_id: format!("{id}@test"),
-        direction: "inbound".into(),
-        from_uri: "sip:+15551230001@127.0.0.1".into(),
-        to_uri: "sip:hotline@127.0.0.1".into(),
-        caller: Some("+15551230001".into()),
-        dialplan: Some("hotline".into()),
-        campaign_id: None,
-        started_at: at,
-        node: None,
-    };
+    let started = call_started;
     // Two quarter-hours: two rows of report_call_totals.
     let (q1, q2) = (iso(TOTALS_BASE, 0), iso(TOTALS_BASE + 900, 0));
 
