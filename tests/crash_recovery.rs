@@ -222,6 +222,19 @@ impl Pg {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// The `bridge_packets` event of call `id` (its bridge's packet counters).
+    fn bridge_packets(&self, id: &str) -> String {
+        self.rt
+            .block_on(
+                sqlx::query_scalar(
+                    "SELECT detail FROM call_events WHERE call_id = $1 AND kind = 'bridge_packets'",
+                )
+                .bind(id)
+                .fetch_one(&self.db.pool),
+            )
+            .expect("bridge counters")
+    }
+
     fn count0(&self, sql: &str) -> i64 {
         self.rt
             .block_on(sqlx::query_scalar::<_, i64>(sql).fetch_one(&self.db.pool))
@@ -1729,16 +1742,7 @@ fn shared_queues_an_agent_of_one_node_answers_a_caller_of_the_other_and_the_lead
                 .fetch_one(&pg.db.pool),
         )
         .expect("call id");
-    let bridge: String = pg
-        .rt
-        .block_on(
-            sqlx::query_scalar(
-                "SELECT detail FROM call_events WHERE call_id = $1 AND kind = 'bridge_packets'",
-            )
-            .bind(&id)
-            .fetch_one(&pg.db.pool),
-        )
-        .expect("bridge counters");
+    let bridge = pg.bridge_packets(&id);
     assert!(packets(&bridge, "caller_to_agent") >= 50, "{bridge}");
     assert!(packets(&bridge, "agent_to_caller") >= 50, "{bridge}");
     // The leader logged the queue events of B's caller once each.
@@ -1815,21 +1819,7 @@ fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
     let node_b = support::unique("wb");
     // The hotline queues at once (the customer's tone can start with the call).
     let setup = |dir: &std::path::Path| {
-        let plans = dir.join("plans");
-        std::fs::create_dir(&plans).expect("plans dir");
-        for p in ["voicemail.toml", "delay-notify.toml"] {
-            std::fs::copy(
-                support::repo_root().join("dialplans").join(p),
-                plans.join(p),
-            )
-            .expect("copy dialplan");
-        }
-        std::fs::write(
-            plans.join("hotline.toml"),
-            "[dialplan]\nname = \"hotline\"\nstart = \"q\"\n\n[steps.q]\naction = \"enqueue\"\n\
-             queue = \"support\"\non_unavailable = \"bye\"\n\n[steps.bye]\naction = \"hangup\"\n",
-        )
-        .expect("write plan");
+        let plans = crate::sip_ws::hotline_queues_at_once(dir);
         let cfg = support::config_with(
             dir,
             "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\nqueues = \"cluster\"\n",
@@ -1991,16 +1981,7 @@ fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
         ),
         1
     );
-    let bridge: String = pg
-        .rt
-        .block_on(
-            sqlx::query_scalar(
-                "SELECT detail FROM call_events WHERE call_id = $1 AND kind = 'bridge_packets'",
-            )
-            .bind(&id)
-            .fetch_one(&pg.db.pool),
-        )
-        .expect("bridge counters");
+    let bridge = pg.bridge_packets(&id);
     assert!(
         crate::acd_sipp::packets(&bridge, "caller_to_agent") >= 100,
         "{bridge}"

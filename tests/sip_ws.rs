@@ -1134,21 +1134,7 @@ fn browser_agent_ready_on(
     );
     let node_path = playwright_node_path();
     let dir = tempfile::tempdir().expect("temp dir");
-    let plans = dir.path().join("plans");
-    std::fs::create_dir(&plans).expect("plans dir");
-    for p in ["voicemail.toml", "delay-notify.toml"] {
-        std::fs::copy(
-            support::repo_root().join("dialplans").join(p),
-            plans.join(p),
-        )
-        .expect("copy dialplan");
-    }
-    std::fs::write(
-        plans.join("hotline.toml"),
-        "[dialplan]\nname = \"hotline\"\nstart = \"q\"\n\n[steps.q]\naction = \"enqueue\"\n\
-         queue = \"support\"\non_unavailable = \"bye\"\n\n[steps.bye]\naction = \"hangup\"\n",
-    )
-    .expect("write plan");
+    let plans = hotline_queues_at_once(dir.path());
     let default = std::fs::read_to_string(support::repo_root().join("config/default.toml"))
         .expect("default config");
     let text = default.replace(
@@ -1926,6 +1912,27 @@ fn browser_agent_vanishing_mid_call_is_released_as_agent_lost() {
         !states.iter().any(|s| s == "on_call" || s == "offered"),
         "nothing stuck on the vanished call: {r}"
     );
+}
+
+/// A dialplan folder `DIR/plans` whose hotline puts the caller in queue `support` at once
+/// (the shipped voicemail and delay-notify plans beside it): its path.
+pub(crate) fn hotline_queues_at_once(dir: &std::path::Path) -> std::path::PathBuf {
+    let plans = dir.join("plans");
+    std::fs::create_dir(&plans).expect("plans dir");
+    for p in ["voicemail.toml", "delay-notify.toml"] {
+        std::fs::copy(
+            support::repo_root().join("dialplans").join(p),
+            plans.join(p),
+        )
+        .expect("copy dialplan");
+    }
+    std::fs::write(
+        plans.join("hotline.toml"),
+        "[dialplan]\nname = \"hotline\"\nstart = \"q\"\n\n[steps.q]\naction = \"enqueue\"\n\
+         queue = \"support\"\non_unavailable = \"bye\"\n\n[steps.bye]\naction = \"hangup\"\n",
+    )
+    .expect("write plan");
+    plans
 }
 
 /// Starts the browser driver `cmd` (`node tests/browser/agent_call.js …`) with its stdio

@@ -1241,7 +1241,6 @@ async fn a_batch_that_deadlocks_with_another_node_is_run_again_not_spooled() {
     };
     let db = Db::connect(&url).await.expect("this node");
     let other = Db::connect(&url).await.expect("the other node");
-    let started = call_started;
     // Two quarter-hours: two rows of report_call_totals.
     let (q1, q2) = (iso(TOTALS_BASE, 0), iso(TOTALS_BASE + 900, 0));
 
@@ -1251,7 +1250,7 @@ async fn a_batch_that_deadlocks_with_another_node_is_run_again_not_spooled() {
         .execute(&mut *held)
         .await
         .expect("deadlock_timeout");
-    switchboard::store::ops::apply(&mut held, other.dialect, &started("o-2", q2.clone()))
+    switchboard::store::ops::apply(&mut held, other.dialect, &call_started("o-2", q2.clone()))
         .await
         .expect("the other node's first row");
 
@@ -1260,8 +1259,8 @@ async fn a_batch_that_deadlocks_with_another_node_is_run_again_not_spooled() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool.jsonl");
     let (handle, rx) = writer::channel();
-    handle.submit(started("n-1", q1.clone()));
-    handle.submit(started("n-2", q2));
+    handle.submit(call_started("n-1", q1.clone()));
+    handle.submit(call_started("n-2", q2));
     let stats = handle.stats.clone();
     let close = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(writer::run(
@@ -1274,7 +1273,7 @@ async fn a_batch_that_deadlocks_with_another_node_is_run_again_not_spooled() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // The other node now wants quarter 1's row: a cycle, which the batch's session finds
     // after its deadlock_timeout (1 s) and loses.
-    switchboard::store::ops::apply(&mut held, other.dialect, &started("o-1", q1))
+    switchboard::store::ops::apply(&mut held, other.dialect, &call_started("o-1", q1))
         .await
         .expect("the other node's second row (the batch gave way)");
     held.commit().await.expect("the other node commits");

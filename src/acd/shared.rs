@@ -1031,13 +1031,15 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_follower_s_caller_is_offered_the_leader_s_agent_and_survives_a_take_over() {
-        let db = Db::connect("sqlite::memory:").await.expect("db");
+    /// Nodes `a` (leading, epoch 1) and `b` (following) wired to each other; the shared
+    /// leader name (the link's view, changed by a test to make `b` lead).
+    async fn a_leads_b_follows(
+        db: &Db,
+    ) -> (Wires, std::sync::Arc<std::sync::Mutex<String>>, Node, Node) {
         let wires: Wires = Default::default();
         let leader = std::sync::Arc::new(std::sync::Mutex::new("a".to_string()));
-        let a = node("a", &db, &wires, &leader).await;
-        let b = node("b", &db, &wires, &leader).await;
+        let a = node("a", db, &wires, &leader).await;
+        let b = node("b", db, &wires, &leader).await;
         a.events
             .send(LinkEvent::Leading { epoch: 1 })
             .await
@@ -1046,6 +1048,13 @@ mod tests {
             .send(LinkEvent::Following)
             .await
             .expect("test value");
+        (wires, leader, a, b)
+    }
+
+    #[tokio::test]
+    async fn a_follower_s_caller_is_offered_the_leader_s_agent_and_survives_a_take_over() {
+        let db = Db::connect("sqlite::memory:").await.expect("db");
+        let (_wires, leader, a, b) = a_leads_b_follows(&db).await;
         a.handle
             .send_wait(alice("<sip:alice@127.0.0.1:5070>"))
             .await;
@@ -1132,18 +1141,7 @@ mod tests {
     #[tokio::test]
     async fn a_browser_agent_of_another_node_is_offered_as_a_marked_contact_at_that_node() {
         let db = Db::connect("sqlite::memory:").await.expect("db");
-        let wires: Wires = Default::default();
-        let leader = std::sync::Arc::new(std::sync::Mutex::new("a".to_string()));
-        let a = node("a", &db, &wires, &leader).await;
-        let b = node("b", &db, &wires, &leader).await;
-        a.events
-            .send(LinkEvent::Leading { epoch: 1 })
-            .await
-            .expect("test value");
-        b.events
-            .send(LinkEvent::Following)
-            .await
-            .expect("test value");
+        let (_wires, _leader, a, b) = a_leads_b_follows(&db).await;
         b.handle
             .send_wait(AcdMsg::BrowserPhone {
                 name: "alice".into(),
