@@ -15,15 +15,24 @@
 //! (A blind transfer is not a role: it moves an inbound, campaign or callback call to
 //! another queue or agent, `actor/queue.rs`.)
 //!
-//! Before this type the same state was six `Option` fields of `Call` (`invite_key`,
-//! `machine`, `voicemail_language`, `leg`, `pending_dial`, `callback`), and nothing kept an
-//! agent leg from holding a parked dial or a campaign's machine handling. Here each role
-//! holds only its own, so such a combination cannot be written. Queue membership is not
+//! Before this type the same state was seven `Option` fields of `Call` (`invite_key`,
+//! `machine`, `voicemail_language`, `leg`, `pending_dial`, `callback`, `uac`), and nothing
+//! kept an agent leg from holding a parked dial, a campaign's machine handling, or an
+//! inbound call from holding an INVITE client. Here each role holds only its own (the
+//! three roles that dial hold their UAC, [`Dialing`]), so such a combination cannot be
+//! written. Queue membership is not
 //! here: inbound, campaign and callback calls all may wait in a queue (a campaign's
 //! dialplan can `enqueue`), so it stays beside the role.
 
-use super::actor::{AnsweredLeg, LegLink, MachineHandling, PeerLeg, PendingDial};
+use super::actor::{AnsweredLeg, LegLink, MachineHandling, PeerLeg, PendingDial, Uac};
 use crate::sip::transaction::TransactionKey;
+
+/// The INVITE client side of a role that dials (`actor/uac.rs`): None until its INVITE is
+/// sent (a parked callback's until an agent answers; a campaign call's or an agent leg's
+/// only between the call's creation and its `dial`), then kept for the call's life (the
+/// ACK of the 2xx, the result to report). Inbound calls and a peer's browser leg have no
+/// such slot, so a UAC on an inbound call cannot be written.
+pub(crate) type Dialing = Option<Box<Uac>>;
 
 /// Whom the call serves (see the module doc).
 #[derive(Debug)]
@@ -38,9 +47,10 @@ pub(crate) enum Role {
         machine: Option<MachineHandling>,
         /// The call's language when a machine answered (the voicemail message's).
         voicemail_language: Option<String>,
+        uac: Dialing,
     },
-    AgentLeg(LegLink),
-    Callback(Callback<Box<PendingDial>, Box<AnsweredLeg>>),
+    AgentLeg(LegLink, Dialing),
+    Callback(Callback<Box<PendingDial>, Box<AnsweredLeg>>, Dialing),
     /// Another node's caller for a browser agent whose page this node serves
     /// (`actor/peer_leg.rs`, `acd::peer`): an inbound INVITE from a cluster peer that rings
     /// the page. It writes no records: the caller's node does.
@@ -60,20 +70,20 @@ impl Role {
     /// The caller an agent leg serves.
     pub(crate) fn agent_leg(&self) -> Option<&LegLink> {
         match self {
-            Role::AgentLeg(link) => Some(link),
+            Role::AgentLeg(link, _) => Some(link),
             _ => None,
         }
     }
 
     pub(crate) fn agent_leg_mut(&mut self) -> Option<&mut LegLink> {
         match self {
-            Role::AgentLeg(link) => Some(link),
+            Role::AgentLeg(link, _) => Some(link),
             _ => None,
         }
     }
 
     pub(crate) fn is_agent_leg(&self) -> bool {
-        matches!(self, Role::AgentLeg(_))
+        matches!(self, Role::AgentLeg(..))
     }
 
     /// Whether the call writes records of its own (`call_records`, `call_events`, the
@@ -123,9 +133,40 @@ impl Role {
         }
     }
 
+    /// The outbound INVITE, once this role dialed it (`actor/uac.rs`).
+    pub(crate) fn uac(&self) -> Option<&Uac> {
+        match self {
+            Role::Campaign { uac, .. } | Role::AgentLeg(_, uac) | Role::Callback(_, uac) => {
+                uac.as_deref()
+            }
+            Role::Inbound { .. } | Role::PeerBrowser(_) => None,
+        }
+    }
+
+    pub(crate) fn uac_mut(&mut self) -> Option<&mut Uac> {
+        match self {
+            Role::Campaign { uac, .. } | Role::AgentLeg(_, uac) | Role::Callback(_, uac) => {
+                uac.as_deref_mut()
+            }
+            Role::Inbound { .. } | Role::PeerBrowser(_) => None,
+        }
+    }
+
+    /// The role's INVITE was sent: it keeps its client side. A role that does not dial
+    /// (inbound, a peer's browser leg) takes none and hands it back.
+    pub(crate) fn dialed(&mut self, sent: Box<Uac>) -> Result<(), Box<Uac>> {
+        match self {
+            Role::Campaign { uac, .. } | Role::AgentLeg(_, uac) | Role::Callback(_, uac) => {
+                *uac = Some(sent);
+                Ok(())
+            }
+            Role::Inbound { .. } | Role::PeerBrowser(_) => Err(sent),
+        }
+    }
+
     pub(crate) fn callback(&self) -> Option<&Callback<Box<PendingDial>, Box<AnsweredLeg>>> {
         match self {
-            Role::Callback(c) => Some(c),
+            Role::Callback(c, _) => Some(c),
             _ => None,
         }
     }
@@ -134,7 +175,7 @@ impl Role {
         &mut self,
     ) -> Option<&mut Callback<Box<PendingDial>, Box<AnsweredLeg>>> {
         match self {
-            Role::Callback(c) => Some(c),
+            Role::Callback(c, _) => Some(c),
             _ => None,
         }
     }
@@ -198,13 +239,14 @@ mod tests {
             reported: false,
             prefer: None,
             call: "c1".into(),
-        })
+        }, None)
     }
 
     fn campaign(machine: Option<MachineHandling>) -> Role {
         Role::Campaign {
             machine,
             voicemail_language: None,
+            uac: None,
         }
     }
 
@@ -244,6 +286,27 @@ mod tests {
         assert_eq!(inbound.voicemail_language(), None);
         assert_eq!(inbound.machine(), None);
         assert_eq!(leg().machine(), None);
+    }
+
+    /// A UAC belongs to the roles that dial: an inbound call hands one back, a campaign
+    /// call, an agent leg and a callback keep it (a parked callback has none yet).
+    #[test]
+    fn only_the_roles_that_dial_keep_a_uac() {
+        let trunk = crate::config::Trunk::peer("t".into(), ([127, 0, 0, 1], 5060).into());
+        let uac = || {
+            let d = PendingDial::for_test(trunk.clone());
+            Box::new(Uac::sent(None, std::time::Instant::now(), d))
+        };
+        let mut inbound = Role::Inbound { invite_key: None };
+        assert!(inbound.dialed(uac()).is_err());
+        assert!(inbound.uac().is_none() && inbound.uac_mut().is_none());
+        let parked = Callback::Parked(Box::new(PendingDial::for_test(trunk.clone())));
+        for mut role in [campaign(None), leg(), Role::Callback(parked, None)] {
+            assert!(role.uac().is_none(), "none before the INVITE: {role:?}");
+            assert!(role.dialed(uac()).is_ok());
+            assert!(role.uac().is_some_and(|u| !u.answered() && !u.settled()));
+            assert!(role.uac_mut().is_some());
+        }
     }
 
     /// Only an inbound call reports responses to the router's INVITE transaction.

@@ -77,7 +77,7 @@ mod uac;
 
 pub(crate) use peer_leg::PeerLeg;
 pub use queue::{feature_route, AnsweredLeg, CallbackFor, LegControl, LegEvent, LegLink};
-pub(crate) use uac::PendingDial;
+pub(crate) use uac::{PendingDial, Uac};
 pub use uac::{run_outbound, CallResult, MachineHandling, OutboundRequest};
 
 pub const MAILBOX: usize = 64;
@@ -216,8 +216,6 @@ pub struct Call {
     ticket_id: Option<i64>,
     caller: String,
     shutdown_seen: bool,
-    /// The UAC side of an outbound call (campaigns); None for inbound calls.
-    uac: Option<Box<uac::Uac>>,
     /// The dialplan outcome recorded on this call, if any.
     outcome: Option<String>,
     /// Variables given by whoever started the call (the dialer's ticket.* for outbound).
@@ -328,7 +326,6 @@ impl Call {
             ticket_id: None,
             caller: s.caller,
             shutdown_seen: false,
-            uac: None,
             outcome: None,
             preset_vars: Vars::new(),
             awaiting_language: None,
@@ -679,7 +676,7 @@ impl Call {
 
     fn finished(&self) -> bool {
         self.phase == Phase::Done
-            && self.uac.as_ref().is_none_or(|u| u.settled())
+            && self.role.uac().is_none_or(|u| u.settled())
             && self.bye.is_none()
             && self.pending_2xx.is_none()
     }
@@ -704,7 +701,7 @@ impl Call {
         if let Some(t) = self.interp.as_ref().and_then(Interpreter::poll_timeout) {
             d = d.min(t);
         }
-        if let Some(t) = self.uac.as_ref().and_then(|u| u.deadline()) {
+        if let Some(t) = self.role.uac().and_then(|u| u.deadline()) {
             d = d.min(t);
         }
         if let Some(r) = self.relay.as_ref().filter(|_| !self.held) {
@@ -963,8 +960,8 @@ impl Call {
         let (Some(code), Ok(cseq)) = (msg.status(), msg.cseq()) else {
             return;
         };
-        let uac = self.uac.as_ref().is_some_and(|u| u.is_invite(key))
-            || (cseq.method == Method::Cancel && self.uac.is_some());
+        let uac = self.role.uac().is_some_and(|u| u.is_invite(key))
+            || (cseq.method == Method::Cancel && self.role.uac().is_some());
         if uac {
             self.on_uac_response(now, code, msg, &cseq);
             return;
@@ -982,7 +979,7 @@ impl Call {
     }
 
     fn on_client_timeout(&mut self, now: Instant, key: &TransactionKey) {
-        if self.uac.as_ref().is_some_and(|u| u.is_invite(key)) {
+        if self.role.uac().is_some_and(|u| u.is_invite(key)) {
             self.on_uac_timeout(now);
         } else if self.bye.as_ref().is_some_and(|b| b.key == *key) {
             // No answer to our BYE (Timer F): the dialog is over all the same.
@@ -1468,7 +1465,7 @@ impl Call {
             Phase::Answered | Phase::Calling => {
                 // Our own stop cut a campaign call before the customer chose: report it as
                 // interrupted so the dialer retries, not as an answered call without choice.
-                if self.uac.is_some() && self.outcome.is_none() {
+                if self.role.uac().is_some() && self.outcome.is_none() {
                     self.disposition_override = Some(Disposition::Interrupted);
                 }
                 self.hangup(now, HangupCause::Shutdown)

@@ -1429,7 +1429,7 @@ impl Call {
 
     /// The leg is over: report it to the caller once.
     pub(super) fn report_leg_end(&mut self, disposition: Disposition) {
-        let answered = self.uac.as_ref().is_some_and(|u| u.answered());
+        let answered = self.role.uac().is_some_and(|u| u.answered());
         let Some(link) = self.role.agent_leg_mut() else {
             return;
         };

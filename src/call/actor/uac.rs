@@ -138,6 +138,25 @@ pub(crate) struct PendingDial {
     failover_flows: Vec<(String, ReplyPath)>,
 }
 
+#[cfg(test)]
+impl PendingDial {
+    /// A dial to `sip:c@` the trunk's address with nothing attached (role tests).
+    pub(crate) fn for_test(trunk: Trunk) -> PendingDial {
+        let request_uri = Uri::sip(Some("c"), &trunk.address.ip().to_string(), None);
+        PendingDial {
+            to: format!("<{request_uri}>"),
+            request_uri,
+            route: Vec::new(),
+            trunk,
+            ring_timeout: Duration::from_secs(30),
+            result: None,
+            caller_id: String::new(),
+            slot: None,
+            failover_flows: Vec::new(),
+        }
+    }
+}
+
 /// How an outbound call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallResult {
@@ -148,7 +167,8 @@ pub struct CallResult {
     pub answered: bool,
 }
 
-pub(super) struct Uac {
+#[derive(Debug)]
+pub(crate) struct Uac {
     /// The INVITE client transaction in progress (the latest after a digest answer or a
     /// failover): its answers are this call's, an older one's are absorbed by its core.
     invite_key: Option<TransactionKey>,
@@ -177,18 +197,40 @@ pub(super) struct Uac {
 }
 
 impl Uac {
+    /// The client side of `d`'s INVITE, just sent in transaction `invite_key` (CSeq 1).
+    pub(crate) fn sent(invite_key: Option<TransactionKey>, now: Instant, d: PendingDial) -> Uac {
+        Uac {
+            invite_key,
+            cseq: 1,
+            ring_deadline: now + d.ring_timeout,
+            provisional: false,
+            cancel_cause: None,
+            digest: DigestClient::default(),
+            trunk: d.trunk,
+            ack_2xx: None,
+            final_received: false,
+            result: d.result,
+            answered: false,
+            ringing_seen: false,
+            ring_timeout: d.ring_timeout,
+            caller_id: d.caller_id,
+            slot: d.slot,
+            failover_flows: d.failover_flows,
+        }
+    }
+
     /// The ring timeout, while it can still fire (the transaction's timers are the
     /// table's). A past deadline that nothing clears would wake the actor in a busy loop.
     pub(super) fn deadline(&self) -> Option<Instant> {
         (!self.final_received && self.cancel_cause.is_none()).then_some(self.ring_deadline)
     }
 
-    pub(super) fn answered(&self) -> bool {
+    pub(crate) fn answered(&self) -> bool {
         self.answered
     }
 
     /// The INVITE has its outcome (a final answer, or given up).
-    pub(super) fn settled(&self) -> bool {
+    pub(crate) fn settled(&self) -> bool {
         self.final_received
     }
 
@@ -404,12 +446,13 @@ impl Call {
         // customer is rung), a campaign call its machine handling. (A request for a leg
         // that parks does not exist: a leg is always dialed at once.)
         let (role, dial_now) = match (req.leg, req.park) {
-            (Some(link), _) => (Role::AgentLeg(link), Some(dial)),
-            (None, true) => (Role::Callback(Callback::Parked(dial)), None),
+            (Some(link), _) => (Role::AgentLeg(link, None), Some(dial)),
+            (None, true) => (Role::Callback(Callback::Parked(dial), None), None),
             (None, false) => (
                 Role::Campaign {
                     machine: req.machine,
                     voicemail_language: None,
+                    uac: None,
                 },
                 Some(dial),
             ),
@@ -492,24 +535,15 @@ impl Call {
         self.phase = Phase::Calling;
         self.invite_branch = branch;
         self.invite = invite;
-        self.uac = Some(Box::new(Uac {
-            invite_key,
-            cseq: 1,
-            ring_deadline: now + d.ring_timeout,
-            provisional: false,
-            cancel_cause: None,
-            digest: DigestClient::default(),
-            trunk: d.trunk,
-            ack_2xx: None,
-            final_received: false,
-            result: d.result,
-            answered: false,
-            ringing_seen: false,
-            ring_timeout: d.ring_timeout,
-            caller_id: d.caller_id,
-            slot: d.slot,
-            failover_flows: d.failover_flows,
-        }));
+        if self
+            .role
+            .dialed(Box::new(Uac::sent(invite_key, now, d)))
+            .is_err()
+        {
+            // Only the outbound roles dial (`start_outbound` makes them): unreachable, and
+            // were it reached the INVITE's answers would still end the call.
+            warn!("an INVITE was sent for a call whose role does not dial");
+        }
     }
 
     /// The first trunk answered 503 or 408, or nothing at all (Timer B): send the INVITE
@@ -518,7 +552,7 @@ impl Call {
     /// 503): same Call-ID, From tag and SDP offer, CSeq + 1, new branch, the new trunk's
     /// Request-URI. False when there is none to go to; the caller then ends the call.
     fn try_failover(&mut self, now: Instant, code: u16) -> bool {
-        let Some(u) = self.uac.as_ref() else {
+        let Some(u) = self.role.uac() else {
             return false;
         };
         // A CANCEL we sent, or one pending for any reason but the ring timeout, ends the
@@ -579,7 +613,7 @@ impl Call {
         slot: Option<crate::dialer::gate::TrunkSlot>,
         code: u16,
     ) {
-        let Some(old) = self.uac.as_ref().map(|u| u.trunk.name.clone()) else {
+        let Some(old) = self.role.uac().map(|u| u.trunk.name.clone()) else {
             return;
         };
         info!(from = %old, to = %trunk.name, code, "failing over to the next trunk");
@@ -592,7 +626,7 @@ impl Call {
             Some(trunk.address.port()),
         );
         let to = format!("<{request_uri}>");
-        let Some((cseq, caller_id)) = self.uac.as_ref().map(|u| (u.cseq + 1, u.caller_id.clone()))
+        let Some((cseq, caller_id)) = self.role.uac().map(|u| (u.cseq + 1, u.caller_id.clone()))
         else {
             return;
         };
@@ -617,7 +651,7 @@ impl Call {
         });
         self.invite_branch = branch;
         self.invite = invite;
-        if let Some(u) = self.uac.as_mut() {
+        if let Some(u) = self.role.uac_mut() {
             u.invite_key = invite_key;
             u.cseq = cseq;
             u.ring_deadline = now + u.ring_timeout;
@@ -634,7 +668,7 @@ impl Call {
 
     /// The ring timeout (the TU's): no final answer in time withdraws the INVITE.
     pub(super) fn drive_uac(&mut self, now: Instant) {
-        let ring_expired = self.uac.as_ref().is_some_and(|u| {
+        let ring_expired = self.role.uac().is_some_and(|u| {
             !u.final_received && u.cancel_cause.is_none() && now >= u.ring_deadline
         });
         if ring_expired && self.phase == Phase::Calling {
@@ -645,7 +679,7 @@ impl Call {
     /// The INVITE transaction gave up (Timer B): no answer at all from the trunk, or no
     /// final answer within 64·T1 of our CANCEL (RFC 3261 §9.1).
     pub(super) fn on_uac_timeout(&mut self, now: Instant) {
-        let Some(u) = self.uac.as_ref() else { return };
+        let Some(u) = self.role.uac() else { return };
         if u.final_received {
             return;
         }
@@ -663,7 +697,7 @@ impl Call {
     /// Give up on an outbound call that has not been answered. The transaction sends the
     /// CANCEL at once after a provisional, else as soon as one arrives (RFC 3261 §9.1).
     pub(super) fn cancel_outbound(&mut self, now: Instant, cause: HangupCause) {
-        let Some(u) = self.uac.as_mut() else { return };
+        let Some(u) = self.role.uac_mut() else { return };
         if u.final_received || u.cancel_cause.is_some() {
             return;
         }
@@ -676,7 +710,7 @@ impl Call {
     }
 
     fn finish_outbound(&mut self, code: u16, disposition: Disposition, cause: HangupCause) {
-        if let Some(u) = self.uac.as_mut() {
+        if let Some(u) = self.role.uac_mut() {
             u.final_received = true;
         }
         self.phase = Phase::Done;
@@ -686,7 +720,7 @@ impl Call {
 
     /// A response of the INVITE transaction in progress, or of its CANCEL.
     pub(super) fn on_uac_response(&mut self, now: Instant, code: u16, msg: &Message, cseq: &CSeq) {
-        let Some(u) = self.uac.as_mut() else { return };
+        let Some(u) = self.role.uac_mut() else { return };
         if cseq.method == Method::Cancel {
             // The INVITE's own final answer (487, or a 2xx that crossed it) decides; its
             // 64·T1 give-up is the INVITE transaction's Timer B.
@@ -721,7 +755,7 @@ impl Call {
         if matches!(code, 503 | 408) && self.try_failover(now, code) {
             return;
         }
-        let cause = match self.uac.as_ref().and_then(|u| u.cancel_cause.clone()) {
+        let cause = match self.role.uac().and_then(|u| u.cancel_cause.clone()) {
             Some(c) if code == 487 => c,
             _ => HangupCause::Sip(code),
         };
@@ -746,7 +780,7 @@ impl Call {
             StartLine::Request { uri, .. } => uri.clone(),
             StartLine::Response { .. } => return false,
         };
-        let Some(u) = self.uac.as_mut() else {
+        let Some(u) = self.role.uac_mut() else {
             return false;
         };
         let Some((name, value)) = u.digest.authorize("INVITE", uri.as_str(), user, pass) else {
@@ -767,7 +801,7 @@ impl Call {
         invite.headers.retain(|h| !h.name.matches(&name));
         invite.push_header(name, value);
         let invite_key = self.start_client(now, invite.clone());
-        if let Some(u) = self.uac.as_mut() {
+        if let Some(u) = self.role.uac_mut() {
             u.invite_key = invite_key;
             u.cseq = cseq;
             u.provisional = false;
@@ -779,7 +813,7 @@ impl Call {
     }
 
     fn on_uac_2xx(&mut self, now: Instant, msg: &Message) {
-        let Some(u) = self.uac.as_mut() else { return };
+        let Some(u) = self.role.uac_mut() else { return };
         if let Some(ack) = &u.ack_2xx {
             // Retransmitted 2xx: our ACK was lost (§13.2.2.4).
             self.flow.send(ack.clone());
@@ -798,7 +832,7 @@ impl Call {
         let ack = self.dialog.ack(cseq, &self.local);
         let ack_bytes = ack.to_bytes();
         self.flow.send(ack_bytes.clone());
-        if let Some(u) = self.uac.as_mut() {
+        if let Some(u) = self.role.uac_mut() {
             u.ack_2xx = Some(ack_bytes);
         }
         self.phase = Phase::Answered;
@@ -836,7 +870,7 @@ impl Call {
     pub(super) fn report_result(&mut self, disposition: Disposition, sip_status: Option<u16>) {
         let outcome = self.outcome.clone();
         let id = self.id.clone();
-        if let Some(u) = self.uac.as_mut() {
+        if let Some(u) = self.role.uac_mut() {
             // The call is over for the trunk: its channel is free for the next dial.
             u.slot = None;
             if let Some(tx) = u.result.take() {
