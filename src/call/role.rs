@@ -232,14 +232,17 @@ mod tests {
 
     fn leg() -> Role {
         let (caller_tx, _rx) = mpsc::channel(1);
-        Role::AgentLeg(LegLink {
-            leg: 3,
-            agent: "alice".into(),
-            caller_tx,
-            reported: false,
-            prefer: None,
-            call: "c1".into(),
-        }, None)
+        Role::AgentLeg(
+            LegLink {
+                leg: 3,
+                agent: "alice".into(),
+                caller_tx,
+                reported: false,
+                prefer: None,
+                call: "c1".into(),
+            },
+            None,
+        )
     }
 
     fn campaign(machine: Option<MachineHandling>) -> Role {

@@ -77,8 +77,8 @@ mod uac;
 
 pub(crate) use peer_leg::PeerLeg;
 pub use queue::{feature_route, AnsweredLeg, CallbackFor, LegControl, LegEvent, LegLink};
-pub(crate) use uac::{PendingDial, Uac};
 pub use uac::{run_outbound, CallResult, MachineHandling, OutboundRequest};
+pub(crate) use uac::{PendingDial, Uac};
 
 pub const MAILBOX: usize = 64;
 
