@@ -560,9 +560,11 @@ mod tests {
     /// UPDATE's answer (no offer) changes nothing.
     #[test]
     fn hold_is_due_until_accepted_and_dropped_when_refused() {
-        let mut h = Hold::default();
-        assert!(!h.due());
-        h.wanted = true;
+        assert!(!Hold::default().due());
+        let mut h = Hold {
+            wanted: true,
+            agreed: false,
+        };
         assert!(h.due());
         h.answered(None, true);
         assert!(h.due(), "an UPDATE's 200 agrees to nothing");
