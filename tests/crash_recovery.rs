@@ -2062,8 +2062,7 @@ fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
 /// B releases it with `queue_no_agents`), and B's record (the only one) has hold, unhold
 /// and `transfer support->sales` in its trail.
 #[test]
-fn shared_queues_browser_agent_of_one_node_holds_sends_dtmf_and_transfers_a_caller_of_the_other(
-) {
+fn shared_queues_browser_agent_of_one_node_holds_sends_dtmf_and_transfers_a_caller_of_the_other() {
     let Some(base) = Pg::from_env() else { return };
     let Some(chromium) = chromium() else { return };
     let own = base.own_database("webc");
@@ -2073,15 +2072,16 @@ fn shared_queues_browser_agent_of_one_node_holds_sends_dtmf_and_transfers_a_call
     let x = browser_agent_across(&own.url, &chromium, "controls:sales", sales);
     let number = "+15551239419";
     let caller = crate::sip_ws::raw_caller(&x.b, number, Duration::from_secs(60));
-    let report = x.line_rx.recv_timeout(Duration::from_secs(90)).unwrap_or_else(|_| {
-        panic!(
-            "no report from the page\nA:{}\nB:{}",
-            x.a.log(),
-            x.b.log()
-        )
-    });
+    let report = x
+        .line_rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("no report from the page\nA:{}\nB:{}", x.a.log(), x.b.log()));
     let BrowserAcross {
-        a, b, child, node_b, ..
+        a,
+        b,
+        child,
+        node_b,
+        ..
     } = x;
     let out = child.wait_with_output().expect("node exits");
     let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
@@ -2138,7 +2138,10 @@ fn shared_queues_browser_agent_of_one_node_holds_sends_dtmf_and_transfers_a_call
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        pg.count("SELECT COUNT(*) FROM call_records WHERE caller = $1", number),
+        pg.count(
+            "SELECT COUNT(*) FROM call_records WHERE caller = $1",
+            number
+        ),
         1,
         "A keeps no record of its own for the leg"
     );

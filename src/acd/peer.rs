@@ -133,7 +133,11 @@ pub fn sipfrag_status(body: &[u8]) -> Option<u16> {
     if !parts.next()?.eq_ignore_ascii_case("SIP/2.0") {
         return None;
     }
-    parts.next()?.parse().ok().filter(|c| (100..700).contains(c))
+    parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|c| (100..700).contains(c))
 }
 
 #[cfg(test)]
@@ -232,7 +236,10 @@ mod tests {
     fn sipfrag_status_reads_the_status_line() {
         assert_eq!(sipfrag_status(b"SIP/2.0 200 OK\r\n"), Some(200));
         assert_eq!(sipfrag_status(b"SIP/2.0 100 Trying"), Some(100));
-        assert_eq!(sipfrag_status(b"SIP/2.0 603 Declined\r\nX: y\r\n"), Some(603));
+        assert_eq!(
+            sipfrag_status(b"SIP/2.0 603 Declined\r\nX: y\r\n"),
+            Some(603)
+        );
         assert_eq!(sipfrag_status(b""), None);
         assert_eq!(sipfrag_status(b"INVITE sip:a@b SIP/2.0"), None);
         assert_eq!(sipfrag_status(b"SIP/2.0 9999 Odd"), None);

@@ -232,7 +232,11 @@ impl Call {
     /// A response to a client transaction (`Some(code)`) or its timeout (None): true when it
     /// was our REFER's. 2xx: B takes the transfer and ends the leg with BYE. A failure or no
     /// answer: the call goes on, and the browser leg is told.
-    pub(super) fn peer_leg_refer_answer(&mut self, key: &TransactionKey, code: Option<u16>) -> bool {
+    pub(super) fn peer_leg_refer_answer(
+        &mut self,
+        key: &TransactionKey,
+        code: Option<u16>,
+    ) -> bool {
         let Role::PeerBrowser(p) = &mut self.role else {
             return false;
         };
@@ -246,7 +250,10 @@ impl Call {
         if code.is_some_and(|c| c < 300) {
             info!(?code, "the caller's node took the transfer");
         } else {
-            warn!(?code, "the caller's node refused the transfer (or never answered); the call goes on");
+            warn!(
+                ?code,
+                "the caller's node refused the transfer (or never answered); the call goes on"
+            );
             self.peer_leg_transfer_refused();
         }
         true
