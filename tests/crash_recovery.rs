@@ -235,6 +235,22 @@ impl Pg {
             .expect("bridge counters")
     }
 
+    /// The trail of call `id`: (kind, detail) in order.
+    fn call_events(&self, id: &str) -> Vec<(String, String)> {
+        self.rt
+            .block_on(
+                sqlx::query_as::<_, (String, Option<String>)>(
+                    "SELECT kind, detail FROM call_events WHERE call_id = $1 ORDER BY seq",
+                )
+                .bind(id)
+                .fetch_all(&self.db.pool),
+            )
+            .expect("call events")
+            .into_iter()
+            .map(|(k, d)| (k, d.unwrap_or_default()))
+            .collect()
+    }
+
     fn count0(&self, sql: &str) -> i64 {
         self.rt
             .block_on(sqlx::query_scalar::<_, i64>(sql).fetch_one(&self.db.pool))
@@ -1793,36 +1809,43 @@ fn shared_queues_an_agent_of_one_node_answers_a_caller_of_the_other_and_the_lead
     }
 }
 
-/// Node A's browser agent for node B's caller (issue 18, ADR 0011 "As built"): two nodes on
-/// one PostgreSQL with shared queues; agent `webdora` logs in on A's `/agent` page in
-/// headless Chromium (fake microphone: a beep) with the browser phone on; a SIPp customer
-/// of B with a ticket calls the hotline (queue `support` at once) with a 400 Hz tone. The
-/// leader offers B's caller to webdora; B rings A with a marked INVITE, A rings the page,
-/// which shows B's caller's order in the pop, answers, and audio flows both ways through
-/// B's bridge and A's browser leg. The page hangs up and disposes of the call: one call
-/// record on B naming the agent, the disposition against B's call. And an INVITE with the
-/// marker from an address that is no node's is refused (403).
-#[test]
-fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
-    use crate::acd_sipp::wait_agent_state;
-    let Some(base) = Pg::from_env() else { return };
+/// Chromium for the browser tests: None (skipped, with a message) when missing outside CI.
+fn chromium() -> Option<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !std::path::Path::new(&chromium).exists() {
         assert!(std::env::var("CI").is_err(), "CI must have Chromium");
         eprintln!("Chromium not found at {chromium}: skipped");
-        return;
+        return None;
     }
-    let own = base.own_database("webq");
-    let pg = Pg::connect(&own.url);
-    let url = own.url.clone();
+    Some(chromium)
+}
+
+/// Two nodes sharing their queues, with agent `webdora`'s page on A.
+struct BrowserAcross {
+    a: Server,
+    b: Server,
+    node_b: String,
+    dir_b: tempfile::TempDir,
+    _dir_a: tempfile::TempDir,
+    /// The page driver (tests/browser/agent_call.js) and its stdout lines after `READY`.
+    child: std::process::Child,
+    line_rx: std::sync::mpsc::Receiver<String>,
+}
+
+/// Nodes A (the queues' leader) and B on the database `url`, `[cluster] queues =
+/// "cluster"`, each with `extra` in its config and a hotline that queues in `support` at
+/// once; agent `webdora` (queue `support`) logged in on A's `/agent` page in headless
+/// Chromium, driven by tests/browser/agent_call.js in `mode` with the browser phone on,
+/// and available as B (the leader's view) shows.
+fn browser_agent_across(url: &str, chromium: &str, mode: &str, extra: &str) -> BrowserAcross {
+    use crate::acd_sipp::wait_agent_state;
     let node_a = support::unique("wa");
     let node_b = support::unique("wb");
-    // The hotline queues at once (the customer's tone can start with the call).
     let setup = |dir: &std::path::Path| {
         let plans = crate::sip_ws::hotline_queues_at_once(dir);
         let cfg = support::config_with(
             dir,
-            "[cluster]\nheartbeat_s = 1\ndead_after_s = 3\nqueues = \"cluster\"\n",
+            &format!("[cluster]\nheartbeat_s = 1\ndead_after_s = 3\nqueues = \"cluster\"\n{extra}"),
         );
         let text = std::fs::read_to_string(&cfg).expect("config");
         let planned = text.replace(
@@ -1839,7 +1862,7 @@ fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
     let cfg_b = setup(dir_b.path());
     let start = |node: &str, cfg: &std::path::Path| {
         Server::start_on(
-            Some(&url),
+            Some(url),
             &["--node-id", node, "--config", &cfg.display().to_string()],
         )
     };
@@ -1850,11 +1873,7 @@ fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
             .then_some(())
     });
     let b = start(&node_b, &cfg_b);
-    add_agent_on(&url, "webdora");
-    pg.exec(
-        "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, status, delay_days, new_eta) \
-         VALUES ('WEB-1818', 'Nodal Crosser', '+15551239418', 'en', 'web', 'UTC', 'delayed', 3, '2026-12-24')",
-    );
+    add_agent_on(url, "webdora");
 
     // The agent's page on A, phone on.
     let script = support::repo_root().join("tests/browser/agent_call.js");
@@ -1863,12 +1882,51 @@ fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
         .arg(format!("http://{}", a.http_addr))
         .arg("webdora")
         .arg("s3cret-pw")
-        .arg("dispose")
+        .arg(mode)
         .env("NODE_PATH", crate::sip_ws::playwright_node_path())
-        .env("CHROMIUM", &chromium);
+        .env("CHROMIUM", chromium);
     let (child, line_rx) = crate::sip_ws::start_page_driver(cmd, &a);
     // Reachable through A's page, as B's API (the leader's view) shows.
     wait_agent_state(&b, "webdora", "available", Duration::from_secs(10));
+    BrowserAcross {
+        a,
+        b,
+        node_b,
+        dir_b,
+        _dir_a: dir_a,
+        child,
+        line_rx,
+    }
+}
+
+/// Node A's browser agent for node B's caller (issue 18, ADR 0011 "As built"): two nodes on
+/// one PostgreSQL with shared queues; agent `webdora` logs in on A's `/agent` page in
+/// headless Chromium (fake microphone: a beep) with the browser phone on; a SIPp customer
+/// of B with a ticket calls the hotline (queue `support` at once) with a 400 Hz tone. The
+/// leader offers B's caller to webdora; B rings A with a marked INVITE, A rings the page,
+/// which shows B's caller's order in the pop, answers, and audio flows both ways through
+/// B's bridge and A's browser leg. The page hangs up and disposes of the call: one call
+/// record on B naming the agent, the disposition against B's call. And an INVITE with the
+/// marker from an address that is no node's is refused (403).
+#[test]
+fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
+    let Some(base) = Pg::from_env() else { return };
+    let Some(chromium) = chromium() else { return };
+    let own = base.own_database("webq");
+    let pg = Pg::connect(&own.url);
+    let BrowserAcross {
+        a,
+        b,
+        node_b,
+        dir_b,
+        child,
+        line_rx,
+        ..
+    } = browser_agent_across(&own.url, &chromium, "dispose", "");
+    pg.exec(
+        "INSERT INTO tickets (order_id, customer_name, phone, language, segment, timezone, status, delay_days, new_eta) \
+         VALUES ('WEB-1818', 'Nodal Crosser', '+15551239418', 'en', 'web', 'UTC', 'delayed', 3, '2026-12-24')",
+    );
 
     // A stranger (not a node's SIP socket) sending the marked INVITE to A is refused.
     let stranger = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
@@ -1990,6 +2048,123 @@ fn shared_queues_browser_agent_of_one_node_answers_a_caller_of_the_other() {
         crate::acd_sipp::packets(&bridge, "agent_to_caller") >= 100,
         "the browser's audio reached B's caller: {bridge}"
     );
+}
+
+/// Issues 16 + 18: hold, the DTMF pad and a blind transfer from a browser agent's page on
+/// node A, for a caller node B holds. A asks B as a SIP agent phone would (a re-INVITE
+/// offering `sendonly`, then `sendrecv`; a REFER to `sales`); the pad's RFC 4733 events go
+/// through both nodes' relays. A raw UDP caller on B logs every RTP packet it gets, and the
+/// same assertions as for a caller of the page's own node
+/// (`sip_ws::holds_sends_dtmf_and_transfers`) hold: the page hears nothing while held and
+/// the caller again after resume; the caller hears the bridge, then B's music on hold (another
+/// source) while held, the bridge again, and the pad's 5 as one RFC 4733 event. The
+/// transfer: the page's call ends as transferred, B's caller goes to `sales` (nobody there:
+/// B releases it with `queue_no_agents`), and B's record (the only one) has hold, unhold
+/// and `transfer support->sales` in its trail.
+#[test]
+fn shared_queues_browser_agent_of_one_node_holds_sends_dtmf_and_transfers_a_caller_of_the_other() {
+    let Some(base) = Pg::from_env() else { return };
+    let Some(chromium) = chromium() else { return };
+    let own = base.own_database("webc");
+    let pg = Pg::connect(&own.url);
+    let sales = "[[queue]]\nname = \"sales\"\nstrategy = \"longest-idle\"\nring_timeout_s = 15\n\
+                 wrapup_s = 5\njoin_empty = false\nmusic_on_hold = \"moh\"\n";
+    let x = browser_agent_across(&own.url, &chromium, "controls:sales", sales);
+    let number = "+15551239419";
+    let caller = crate::sip_ws::raw_caller(&x.b, number, Duration::from_secs(60));
+    let report = x
+        .line_rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("no report from the page\nA:{}\nB:{}", x.a.log(), x.b.log()));
+    let BrowserAcross {
+        a,
+        b,
+        child,
+        node_b,
+        ..
+    } = x;
+    let out = child.wait_with_output().expect("node exits");
+    let r: serde_json::Value = serde_json::from_str(&report).expect("driver JSON");
+    assert!(
+        out.status.success(),
+        "browser driver failed: {r}\n{}\nA:{}\nB:{}",
+        String::from_utf8_lossy(&out.stderr),
+        a.log(),
+        b.log()
+    );
+    eprintln!("browser agent on A for B's caller: {r}");
+    let (heard, bye) = caller.join().expect("caller thread");
+    assert!(
+        r["stats"]["codecs"]
+            .to_string()
+            .to_lowercase()
+            .contains("audio/pcmu"),
+        "the page's leg is on PCMU: {r}"
+    );
+    crate::sip_ws::assert_hold_and_dtmf_heard(&r, &heard);
+    assert!(
+        r["note"]
+            .as_str()
+            .is_some_and(|n| n.to_lowercase().contains("transferred")),
+        "{r}"
+    );
+    assert!(
+        bye,
+        "B's caller got a BYE after the transfer to an empty queue\nB:{}",
+        b.log()
+    );
+
+    // B's record, the only one; its trail names the hold, its end and the transfer.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ended = "SELECT COUNT(*) FROM call_records WHERE caller = $1 AND node = $2 \
+                 AND hangup_cause = 'queue_no_agents' AND queue IS NULL AND ended_at IS NOT NULL";
+    let count_ended = || {
+        pg.rt
+            .block_on(
+                sqlx::query_scalar::<_, i64>(ended)
+                    .bind(number)
+                    .bind(&node_b)
+                    .fetch_one(&pg.db.pool),
+            )
+            .expect("count")
+    };
+    while count_ended() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no record on B of the caller released by `sales`\nA:{}\nB:{}",
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        pg.count(
+            "SELECT COUNT(*) FROM call_records WHERE caller = $1",
+            number
+        ),
+        1,
+        "A keeps no record of its own for the leg"
+    );
+    let id: String = pg
+        .rt
+        .block_on(
+            sqlx::query_scalar("SELECT id FROM call_records WHERE caller = $1")
+                .bind(number)
+                .fetch_one(&pg.db.pool),
+        )
+        .expect("call id");
+    let trail = pg.call_events(&id);
+    for (kind, detail) in [
+        ("hold", "agent"),
+        ("unhold", "agent"),
+        ("transfer", "support->sales"),
+    ] {
+        assert!(
+            trail.iter().any(|(k, d)| k == kind && d == detail),
+            "{kind} {detail} in {trail:?}\nA:{}",
+            a.log()
+        );
+    }
 }
 
 /// Issue 18's inbound case with shared queues: three nodes behind Kamailio on one

@@ -1543,7 +1543,7 @@ fn browser_ring_ends_when_the_caller_hangs_up() {
 
 /// One RTP packet the raw caller received: wall-clock ms, SSRC, payload type, payload head.
 #[derive(Debug, Clone)]
-struct Heard {
+pub(crate) struct Heard {
     at_ms: u128,
     ssrc: u32,
     pt: u8,
@@ -1565,7 +1565,7 @@ fn wall_ms() -> u128 {
 /// cannot log): INVITE `hotline` offering PCMU + telephone-event 101, then a 400 Hz PCMU
 /// tone every 20 ms, logging what arrives, until the server's BYE (answered 200) or
 /// `limit`. Returns what it heard and whether a BYE came.
-fn raw_caller(
+pub(crate) fn raw_caller(
     server: &Server,
     caller: &str,
     limit: Duration,
@@ -1728,6 +1728,104 @@ fn holds_sends_dtmf_and_transfers(opus: bool, number: &str) {
             "the page's leg is on PCMU: {r}"
         );
     }
+    assert_hold_and_dtmf_heard(&r, &heard);
+    // The transfer: the page's call ended, the caller went to `sales` (empty: released).
+    assert!(
+        r["note"]
+            .as_str()
+            .is_some_and(|n| n.to_lowercase().contains("transferred")),
+        "{r}"
+    );
+    assert!(
+        bye,
+        "the caller got a BYE after the transfer to an empty queue"
+    );
+    let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
+        db.rows(&format!(
+            "SELECT * FROM call_records WHERE caller = '{number}' AND direction = 'inbound' \
+             AND ended_at IS NOT NULL"
+        ))
+        .pop()
+    });
+    // schema.md: a transferred caller the new queue refused keeps no `queue`, its cause
+    // names the refusal, and the trail names the transfer.
+    assert_eq!(rec["hangup_cause"], "queue_no_agents", "{rec:?}");
+    assert_eq!(rec["queue"], serde_json::Value::Null, "{rec:?}");
+    let id = rec["id"].as_str().expect("id").to_string();
+    let trail = server.db().call_events(&id);
+    for (kind, detail) in [
+        ("hold", "agent"),
+        ("unhold", "agent"),
+        ("transfer", "support->sales"),
+    ] {
+        assert!(
+            trail.iter().any(|(k, d)| k == kind && d == detail),
+            "{kind} {detail} in {trail:?}"
+        );
+    }
+}
+
+/// A browser that vanishes mid-call (the tab is closed without hanging up: its event
+/// stream and its media stop): the call is released at once as `agent_lost` (not after
+/// ICE consent's 30 s), the caller gets the BYE, the agent goes to wrap-up, and once the
+/// agent logs in again in a new page, available; nothing is left offered or on a call.
+#[test]
+fn browser_agent_vanishing_mid_call_is_released_as_agent_lost() {
+    let (dir, server, mut child, line_rx) = browser_agent_ready("vanish", "");
+    // 12 s of a 400 Hz tone from the customer (the page waits for audio before vanishing).
+    let caller = tone_caller(&server, &dir, "+15551239780", 12, 40_000);
+    let vanished = line_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the page did not answer\n{}", server.log()));
+    assert_eq!(vanished, "VANISHED", "{vanished}\n{}", server.log());
+    let gone_at = std::time::Instant::now();
+    // Wrap-up is seen on the way (5 s in the default queue).
+    support::wait_for(
+        Duration::from_secs(10),
+        "webcarol in wrap-up after the vanished call",
+        || {
+            let (code, body) = server.api_get("/api/agents/webcarol")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (code == 200 && v["state"] == "wrap_up").then_some(())
+        },
+    );
+    let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
+        db.rows(
+            "SELECT * FROM call_records WHERE caller = '+15551239780' AND direction = 'inbound' \
+             AND ended_at IS NOT NULL",
+        )
+        .pop()
+    });
+    assert!(
+        gone_at.elapsed() < Duration::from_secs(15),
+        "released promptly, not at ICE consent expiry: {:?}",
+        gone_at.elapsed()
+    );
+    assert_eq!(rec["agent"], "webcarol", "{rec:?}");
+    assert_eq!(rec["hangup_cause"], "agent_lost", "{rec:?}");
+    caller.wait().assert_ok(&server);
+    // The agent comes back in a new page.
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("driver stdin");
+        stdin.write_all(b"RELOGIN\n").expect("tell the driver");
+    }
+    let r = page_report(child, &line_rx, &server, Duration::from_secs(60));
+    eprintln!("browser agent: {r}");
+    let states = r["states_after"].as_array().cloned().unwrap_or_default();
+    assert_eq!(states.last(), Some(&serde_json::json!("available")), "{r}");
+    assert!(
+        !states.iter().any(|s| s == "on_call" || s == "offered"),
+        "nothing stuck on the vanished call: {r}"
+    );
+}
+
+/// What `controls:` mode of tests/browser/agent_call.js (report `r`) did, as the page and
+/// the raw caller (`heard`) saw it: nothing from the caller on the page while held and its
+/// audio again after resume; at the caller the bridge's audio before hold, music on hold
+/// (another source) while held, the bridge again after resume, and the pad's 5 as one
+/// RFC 4733 event on the caller's 8 kHz clock, on the audio's timeline.
+pub(crate) fn assert_hold_and_dtmf_heard(r: &serde_json::Value, heard: &[Heard]) {
     let n = |k: &str| r[k].as_u64().unwrap_or(0);
     let t = |k: &str| u128::from(r[k].as_u64().unwrap_or(0));
     // The page: nothing from the caller while held, the caller's audio again after.
@@ -1822,95 +1920,6 @@ fn holds_sends_dtmf_and_transfers(opus: bool, number: &str) {
         "the event starts {gap} units of 8 kHz after the audio before it (ts {} vs {})",
         first_event.ts,
         audio_before.ts
-    );
-    // The transfer: the page's call ended, the caller went to `sales` (empty: released).
-    assert!(
-        r["note"]
-            .as_str()
-            .is_some_and(|n| n.to_lowercase().contains("transferred")),
-        "{r}"
-    );
-    assert!(
-        bye,
-        "the caller got a BYE after the transfer to an empty queue"
-    );
-    let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
-        db.rows(&format!(
-            "SELECT * FROM call_records WHERE caller = '{number}' AND direction = 'inbound' \
-             AND ended_at IS NOT NULL"
-        ))
-        .pop()
-    });
-    // schema.md: a transferred caller the new queue refused keeps no `queue`, its cause
-    // names the refusal, and the trail names the transfer.
-    assert_eq!(rec["hangup_cause"], "queue_no_agents", "{rec:?}");
-    assert_eq!(rec["queue"], serde_json::Value::Null, "{rec:?}");
-    let id = rec["id"].as_str().expect("id").to_string();
-    let trail = server.db().call_events(&id);
-    for (kind, detail) in [
-        ("hold", "agent"),
-        ("unhold", "agent"),
-        ("transfer", "support->sales"),
-    ] {
-        assert!(
-            trail.iter().any(|(k, d)| k == kind && d == detail),
-            "{kind} {detail} in {trail:?}"
-        );
-    }
-}
-
-/// A browser that vanishes mid-call (the tab is closed without hanging up: its event
-/// stream and its media stop): the call is released at once as `agent_lost` (not after
-/// ICE consent's 30 s), the caller gets the BYE, the agent goes to wrap-up, and once the
-/// agent logs in again in a new page, available; nothing is left offered or on a call.
-#[test]
-fn browser_agent_vanishing_mid_call_is_released_as_agent_lost() {
-    let (dir, server, mut child, line_rx) = browser_agent_ready("vanish", "");
-    // 12 s of a 400 Hz tone from the customer (the page waits for audio before vanishing).
-    let caller = tone_caller(&server, &dir, "+15551239780", 12, 40_000);
-    let vanished = line_rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("the page did not answer\n{}", server.log()));
-    assert_eq!(vanished, "VANISHED", "{vanished}\n{}", server.log());
-    let gone_at = std::time::Instant::now();
-    // Wrap-up is seen on the way (5 s in the default queue).
-    support::wait_for(
-        Duration::from_secs(10),
-        "webcarol in wrap-up after the vanished call",
-        || {
-            let (code, body) = server.api_get("/api/agents/webcarol")?;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            (code == 200 && v["state"] == "wrap_up").then_some(())
-        },
-    );
-    let rec = server.wait_db(Duration::from_secs(15), "the caller's record", |db| {
-        db.rows(
-            "SELECT * FROM call_records WHERE caller = '+15551239780' AND direction = 'inbound' \
-             AND ended_at IS NOT NULL",
-        )
-        .pop()
-    });
-    assert!(
-        gone_at.elapsed() < Duration::from_secs(15),
-        "released promptly, not at ICE consent expiry: {:?}",
-        gone_at.elapsed()
-    );
-    assert_eq!(rec["agent"], "webcarol", "{rec:?}");
-    assert_eq!(rec["hangup_cause"], "agent_lost", "{rec:?}");
-    caller.wait().assert_ok(&server);
-    // The agent comes back in a new page.
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("driver stdin");
-        stdin.write_all(b"RELOGIN\n").expect("tell the driver");
-    }
-    let r = page_report(child, &line_rx, &server, Duration::from_secs(60));
-    eprintln!("browser agent: {r}");
-    let states = r["states_after"].as_array().cloned().unwrap_or_default();
-    assert_eq!(states.last(), Some(&serde_json::json!("available")), "{r}");
-    assert!(
-        !states.iter().any(|s| s == "on_call" || s == "offered"),
-        "nothing stuck on the vanished call: {r}"
     );
 }
 

@@ -8,8 +8,15 @@
 //! A takes such an INVITE only from a running cluster peer ([`is_peer`]) and only for an
 //! agent whose browser phone is on there ([`admit`]), and rings the page for it.
 //!
-//! Here: building and reading the marker, the peer check against the `nodes` table, and the
-//! admission answer. The call actor (`call::actor::peer_leg`) only wires them.
+//! The page's hold and blind transfer act on B's call, so A asks B for them exactly as a SIP
+//! agent phone would: a re-INVITE offering `sendonly` (hold) or `sendrecv` (resume), and a
+//! REFER whose Refer-To names the queue or agent at B ([`refer_to`]); B's agent-leg code
+//! does the rest (music on hold, `on_refer`). The pad's DTMF needs nothing: RFC 4733 events
+//! go through both nodes' relays like the audio.
+//!
+//! Here: building and reading the marker, the peer check against the `nodes` table, the
+//! admission answer and the Refer-To. The call actor (`call::actor::peer_leg`) only wires
+//! them.
 
 use std::net::SocketAddr;
 
@@ -102,6 +109,37 @@ pub fn failure_status(how: super::OfferEnd) -> (u16, &'static str) {
     }
 }
 
+/// The Refer-To of A's REFER to B for a blind transfer to `name` (a queue, or an agent:
+/// B's `on_refer` resolves a queue's name first), at `node`, B's URI in the dialog (its
+/// Contact): `<sip:NAME@B_HOST:PORT>`. The name is escaped as a URI user part (RFC 3261
+/// §25.1: unreserved characters stay, the rest as `%HH`), so B reads back the same name.
+pub fn refer_to(name: &str, node: &Uri) -> String {
+    let mut user = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            user.push(char::from(b));
+        } else {
+            user.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("<{}>", Uri::sip(Some(&user), &node.host, node.port))
+}
+
+/// The status code of a `message/sipfrag` body (RFC 3420) in a REFER's NOTIFY: its first
+/// line, `SIP/2.0 200 OK`. None when it is no status line.
+pub fn sipfrag_status(body: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut parts = text.lines().next()?.split_whitespace();
+    if !parts.next()?.eq_ignore_ascii_case("SIP/2.0") {
+        return None;
+    }
+    parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|c| (100..700).contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +212,37 @@ mod tests {
             admit(Some(false), None, false).map_err(|r| r.code),
             Err(403)
         );
+    }
+
+    /// The Refer-To names the target at B's address, and reads back (as B's `on_refer`
+    /// parses it) as the same name, odd characters included.
+    #[test]
+    fn refer_to_names_the_target_at_the_callers_node() {
+        let b = Uri::parse("sip:sb@10.0.0.3:5071;transport=udp").expect("uri");
+        assert_eq!(refer_to("sales", &b), "<sip:sales@10.0.0.3:5071>");
+        for name in ["sales", "agent.bob", "a b;c@d%e", "ünïcode"] {
+            let r = refer_to(name, &b);
+            let inner = r.trim_start_matches('<').trim_end_matches('>');
+            let u = Uri::parse(inner).unwrap_or_else(|_| panic!("{r} parses"));
+            assert_eq!(u.user.as_deref(), Some(name), "{r}");
+            assert_eq!((u.host.as_str(), u.port), ("10.0.0.3", Some(5071)));
+            assert!(u.params.is_empty(), "{r}");
+        }
+        let v6 = Uri::parse("sip:[::1]:5072").expect("uri");
+        assert_eq!(refer_to("q", &v6), "<sip:q@[::1]:5072>");
+    }
+
+    #[test]
+    fn sipfrag_status_reads_the_status_line() {
+        assert_eq!(sipfrag_status(b"SIP/2.0 200 OK\r\n"), Some(200));
+        assert_eq!(sipfrag_status(b"SIP/2.0 100 Trying"), Some(100));
+        assert_eq!(
+            sipfrag_status(b"SIP/2.0 603 Declined\r\nX: y\r\n"),
+            Some(603)
+        );
+        assert_eq!(sipfrag_status(b""), None);
+        assert_eq!(sipfrag_status(b"INVITE sip:a@b SIP/2.0"), None);
+        assert_eq!(sipfrag_status(b"SIP/2.0 9999 Odd"), None);
     }
 
     #[test]

@@ -351,6 +351,12 @@ pub(super) async fn run(
                         r.set_dest(dest);
                     }
                 }
+                // The caller's node refused the transfer (a caller on another node): the
+                // call goes on, and its end later is not a transfer.
+                Some(CallInput::LegControl(LegControl::TransferRefused)) => {
+                    info!(agent = %link.agent, "transfer refused by the caller's node; the call goes on");
+                    transferring = false;
+                }
                 // After our transfer request the caller's side stops this leg: the caller
                 // waits in the new queue.
                 Some(CallInput::LegControl(LegControl::Stop)) if transferring => break "transferred",

@@ -1,12 +1,14 @@
 //! In-dialog requests of calls we answer beyond BYE and INFO, the shell side: re-INVITE and
 //! UPDATE (RFC 3311) offer/answer applied to the media, RFC 4028 session timers driven from
 //! `crate::sip::session_timer`, our own refreshes (UPDATE, or re-INVITE when the peer does
-//! not allow UPDATE) sent in client transactions (`sip::transaction`, held by the call:
-//! their retransmissions, timeouts and the ACK of a non-2xx final are the cores'). Each
-//! re-INVITE and UPDATE received is answered once: their retransmissions (and the ACK of a
-//! non-2xx answer to a re-INVITE) are absorbed by the router's server transactions and
-//! never come here (`call::router`, `sip::transaction::InviteServers`); the 2xx to a
-//! re-INVITE is retransmitted by the call until its ACK (`pending_2xx`). The
+//! not allow UPDATE) and our own hold of the peer (a re-INVITE offering `sendonly`, and
+//! `sendrecv` again to resume: RFC 3264 §8.4; asked by a browser agent's page on another
+//! node's call, `actor/peer_leg.rs`) sent in client transactions (`sip::transaction`, held
+//! by the call: their retransmissions, timeouts and the ACK of a non-2xx final are the
+//! cores'). Each re-INVITE and UPDATE received is answered once: their retransmissions (and
+//! the ACK of a non-2xx answer to a re-INVITE) are absorbed by the router's server
+//! transactions and never come here (`call::router`, `sip::transaction::InviteServers`); the
+//! 2xx to a re-INVITE is retransmitted by the call until its ACK (`pending_2xx`). The
 //! dialog rules — CSeq order, the RFC 3261 §14 glare answers (491, 500 + Retry-After), the
 //! target refresh and the back-off after a 491 to ours — are the core's (`crate::sip::dialog`).
 
@@ -38,6 +40,59 @@ pub(super) struct InDialog {
     out: Option<OutRequest>,
     /// The ACK to our last re-INVITE's 2xx, resent when the peer retransmits that 2xx.
     last_ack: Option<(u32, Vec<u8>)>,
+    /// Our side's hold of the peer.
+    hold: Hold,
+}
+
+/// Our side's hold of the peer: what we want, and what the peer last accepted (a 2xx to a
+/// re-INVITE of ours offering it). They differ → a re-INVITE is due ([`Hold::due`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Hold {
+    wanted: bool,
+    agreed: bool,
+}
+
+impl Hold {
+    fn due(self) -> bool {
+        self.wanted != self.agreed
+    }
+
+    /// The final answer to a re-INVITE of ours that offered `offered` (None: no offer, an
+    /// UPDATE). Accepted: the peer agrees. Refused or timed out: we stop asking (no endless
+    /// re-offers), so what is wanted falls back to what was agreed — unless the wish changed
+    /// meanwhile (the page resumed while its hold was refused): that is offered next. The
+    /// side that asked (the page) keeps its own state, see `peer_leg.rs`. A 491 is neither:
+    /// the dialog's back-off sends it again.
+    fn answered(&mut self, offered: Option<bool>, accepted: bool) {
+        let Some(offered) = offered else { return };
+        if accepted {
+            self.agreed = offered;
+        } else if offered == self.wanted {
+            self.wanted = self.agreed;
+        }
+    }
+}
+
+/// Our direction in an offer of ours: `current` is what we last answered to the peer's
+/// offer; our hold (RFC 3264 §8.4) makes it `sendonly`, or `inactive` when the peer holds us
+/// too (we would neither send nor receive).
+fn offer_direction(current: Direction, hold: bool) -> Direction {
+    match (hold, current) {
+        (false, d) => d,
+        (true, Direction::SendRecv | Direction::SendOnly) => Direction::SendOnly,
+        (true, Direction::RecvOnly | Direction::Inactive) => Direction::Inactive,
+    }
+}
+
+/// The method of our next request in the dialog: a change of our hold needs an offer,
+/// which only a re-INVITE carries here; a plain refresh is an UPDATE without a body when the
+/// peer allows it (RFC 4028 §7.4), else a re-INVITE.
+fn own_request_method(hold_due: bool, peer_allows_update: bool) -> Method {
+    if peer_allows_update && !hold_due {
+        Method::Update
+    } else {
+        Method::Invite
+    }
 }
 
 /// Header fields to add to a response.
@@ -52,6 +107,8 @@ struct OutRequest {
     /// The TU's bound on the wait for a final answer: 64·T1 from sending, like Timer F —
     /// an INVITE transaction past a provisional has no timer of its own (RFC 3261 §17.1.1).
     give_up: Instant,
+    /// The hold state a re-INVITE offered (None for an UPDATE).
+    hold: Option<bool>,
 }
 
 impl Call {
@@ -162,14 +219,32 @@ impl Call {
         // After the timer: an expiry due at the same instant wins over the retry.
         if self.phase == Phase::Answered {
             if let Some(dialog::Event::Retry { method }) = self.dialog.handle_timeout(now) {
-                info!(%method, "retrying our refresh after the 491 back-off");
+                info!(%method, "retrying our request after the 491 back-off");
                 self.send_refresh(now);
             }
         }
+        // Our hold changed: offer it once nothing else is in progress (our request, the
+        // peer's offer/answer awaiting its ACK, the back-off after a 491).
+        if self.phase == Phase::Answered
+            && self.in_dialog.hold.due()
+            && self.in_dialog.out.is_none()
+            && self.pending_2xx.is_none()
+            && self.dialog.poll_timeout().is_none()
+        {
+            self.send_refresh(now);
+        }
     }
 
-    /// We are the refresher: UPDATE without a body when the peer allows it, else a
-    /// re-INVITE offering our current SDP (unchanged version, RFC 3264 §8).
+    /// Hold the peer (`on`: our offers say `sendonly`) or resume (`sendrecv`): a re-INVITE
+    /// goes out from `drive_in_dialog`, now or once the request in progress is answered.
+    pub(super) fn hold_peer(&mut self, on: bool) {
+        self.in_dialog.hold.wanted = on;
+    }
+
+    /// Our own request in the dialog: a re-INVITE offering our hold (or its end) when that
+    /// changed; else the session refresh (we are the refresher), an UPDATE without a body
+    /// when the peer allows it, else a re-INVITE offering our current SDP (unchanged
+    /// version, RFC 3264 §8). A 491's retry comes here too: it sends what is due then.
     fn send_refresh(&mut self, now: Instant) {
         if self.pending_2xx.is_some() || self.in_dialog.out.is_some() {
             // An offer/answer of the peer is not finished: refreshing now would overlap.
@@ -178,34 +253,51 @@ impl Call {
             }
             return;
         }
-        let Some(timer) = self.in_dialog.timer.as_ref() else {
+        let hold_due = self.in_dialog.hold.due();
+        if !hold_due && self.in_dialog.timer.is_none() {
             return;
-        };
-        let headers = timer.refresh_headers();
-        let method = if self.in_dialog.peer_allows_update {
-            Method::Update
-        } else {
-            Method::Invite
-        };
+        }
+        let headers = self
+            .in_dialog
+            .timer
+            .as_ref()
+            .map(SessionTimer::refresh_headers)
+            .unwrap_or_default();
+        let method = own_request_method(hold_due, self.in_dialog.peer_allows_update);
         let mut req = self.dialog.request(method.clone(), &self.local);
         req.push_header(HeaderName::Contact, self.local.contact.clone());
         for (n, v) in headers {
             req.push_header(n, v);
         }
+        let mut hold = None;
         if method == Method::Invite {
-            let offer = self.offer;
+            let wanted = self.in_dialog.hold.wanted;
+            let mut offer = self.offer;
+            if let Some(n) = offer.as_mut() {
+                n.direction = offer_direction(n.direction, wanted);
+            }
+            if hold_due {
+                // A changed session: a new version (RFC 3264 §8).
+                self.sdp_version += 1;
+            }
             let body = self.local_sdp(offer.as_ref());
             req.push_header(HeaderName::ContentType, "application/sdp");
             req.body = Bytes::from(body);
+            hold = Some(wanted);
         }
         let Some(key) = self.start_client(now, req) else {
             return;
         };
-        info!(%method, "session refresh sent");
+        if hold_due {
+            info!(%method, hold = self.in_dialog.hold.wanted, "our hold of the peer offered");
+        } else {
+            info!(%method, "session refresh sent");
+        }
         self.in_dialog.out = Some(OutRequest {
             method,
             key,
             give_up: now + TIMEOUT_64T1,
+            hold,
         });
     }
 
@@ -218,6 +310,7 @@ impl Call {
         };
         warn!(method = %o.method, "no answer to our refresh");
         self.dialog.request_timed_out();
+        self.in_dialog.hold.answered(o.hold, false);
         if let Some(t) = self.in_dialog.timer.as_mut() {
             t.on_refresh_timeout();
         }
@@ -245,9 +338,9 @@ impl Call {
                 outcome,
             } => (method, cseq, code, outcome),
         };
-        if self.in_dialog.out.take().is_none() {
+        let Some(out) = self.in_dialog.out.take() else {
             return true;
-        }
+        };
         if method == Method::Invite && (200..300).contains(&code) {
             // RFC 3261 §13.2.2.4: every 2xx gets an ACK of its own (new branch), from the
             // TU; a non-2xx was ACKed inside the INVITE transaction (§17.1.1.3).
@@ -266,7 +359,13 @@ impl Call {
                 retry_in_ms = retry_at.saturating_duration_since(now).as_millis() as u64,
                 "our refresh met the peer's: retrying after a random delay"
             ),
-            Outcome::Accepted | Outcome::Refused => {}
+            Outcome::Accepted => self.in_dialog.hold.answered(out.hold, true),
+            Outcome::Refused => {
+                if out.hold.is_some_and(|h| h != self.in_dialog.hold.agreed) {
+                    warn!(code, hold = ?out.hold, "the peer refused our hold offer");
+                }
+                self.in_dialog.hold.answered(out.hold, false);
+            }
         }
         if let Some(t) = self.in_dialog.timer.as_mut() {
             t.on_refresh_response(now, msg);
@@ -428,5 +527,68 @@ impl Call {
             self.record_event("unhold", format!("caller:{}", n.direction.as_attr()));
         }
         Some(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hold → sendonly (inactive when the peer holds us too); resume → what we answered.
+    #[test]
+    fn our_hold_offers_sendonly_and_resume_offers_the_answered_direction() {
+        use crate::sip::sdp::Direction::*;
+        assert_eq!(offer_direction(SendRecv, true), SendOnly);
+        assert_eq!(offer_direction(SendOnly, true), SendOnly);
+        assert_eq!(offer_direction(RecvOnly, true), Inactive);
+        assert_eq!(offer_direction(Inactive, true), Inactive);
+        for d in [SendRecv, SendOnly, RecvOnly, Inactive] {
+            assert_eq!(offer_direction(d, false), d, "{d:?}");
+        }
+    }
+
+    /// A hold change needs an offer: a re-INVITE even when the peer allows UPDATE.
+    #[test]
+    fn a_hold_change_goes_in_a_reinvite_a_plain_refresh_in_update_when_allowed() {
+        assert_eq!(own_request_method(true, true), Method::Invite);
+        assert_eq!(own_request_method(true, false), Method::Invite);
+        assert_eq!(own_request_method(false, true), Method::Update);
+        assert_eq!(own_request_method(false, false), Method::Invite);
+    }
+
+    /// Accepted: agreed. Refused: no re-offer, unless the wish changed meanwhile. An
+    /// UPDATE's answer (no offer) changes nothing.
+    #[test]
+    fn hold_is_due_until_accepted_and_dropped_when_refused() {
+        assert!(!Hold::default().due());
+        let mut h = Hold {
+            wanted: true,
+            agreed: false,
+        };
+        assert!(h.due());
+        h.answered(None, true);
+        assert!(h.due(), "an UPDATE's 200 agrees to nothing");
+        h.answered(Some(true), true);
+        assert!(!h.due() && h.agreed);
+
+        // Resume refused: still held on both sides' books, nothing more to offer.
+        h.wanted = false;
+        h.answered(Some(false), false);
+        assert!(!h.due() && h.wanted && h.agreed);
+
+        // Resume offered, then hold asked again before the answer; the resume is refused:
+        // the newer wish (hold) equals what is agreed, nothing is due.
+        h.wanted = false;
+        let offered = h.wanted;
+        h.wanted = true;
+        h.answered(Some(offered), false);
+        assert!(!h.due() && h.wanted);
+
+        // Resume offered, hold asked again meanwhile, the resume accepted: hold is due.
+        h.wanted = false;
+        let offered = h.wanted;
+        h.wanted = true;
+        h.answered(Some(offered), true);
+        assert!(h.due() && !h.agreed && h.wanted);
     }
 }

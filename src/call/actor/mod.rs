@@ -973,6 +973,10 @@ impl Call {
             }
             return;
         }
+        // A peer browser leg's REFER (the page's transfer, `peer_leg.rs`).
+        if self.peer_leg_refer_answer(key, Some(code)) {
+            return;
+        }
         // Our refresh (re-INVITE, UPDATE), including a 2xx repeated in Accepted; a NOTIFY's
         // answer is nobody's business.
         self.on_in_dialog_response(now, msg);
@@ -985,7 +989,7 @@ impl Call {
             // No answer to our BYE (Timer F): the dialog is over all the same.
             self.bye = None;
             self.phase = Phase::Done;
-        } else {
+        } else if !self.peer_leg_refer_answer(key, None) {
             self.on_refresh_timeout(key);
         }
     }
@@ -1305,6 +1309,8 @@ impl Call {
                 self.on_update(now, &msg);
             }
             Method::Options => self.reply(&msg, 200, "OK"),
+            // The caller's node reports on our REFER (a browser agent's transfer).
+            Method::Notify if self.role.is_peer_browser() => self.peer_leg_notify(&msg),
             _ => self.reply(&msg, 501, "Not Implemented"),
         }
     }

@@ -8,6 +8,16 @@
 //! or rings out → 486 / 480; B's CANCEL or BYE stops the leg; the page hangs up → BYE.
 //! The call writes no records: B's call record, events and disposition tell the story.
 //!
+//! The page's controls act on B's call, so we ask B for them as a SIP agent phone would:
+//! hold → a re-INVITE offering `sendonly`, resume → `sendrecv` (`in_dialog.rs`: the same
+//! client transaction, 491 back-off and ACK as our session refreshes), and B plays its music
+//! on hold to the caller; transfer → a REFER naming the queue or agent at B
+//! (`acd::peer::refer_to`), B answers 202 and NOTIFY (answered 200 here), re-queues its
+//! caller and ends the leg with BYE, and the browser leg ends as "transferred". A refused
+//! or unanswered REFER is logged and the browser leg told (`LegControl::TransferRefused`):
+//! the call goes on. The pad's DTMF needs nothing here: the browser leg's RFC 4733 events
+//! go through our relay and B's like the audio.
+//!
 //! The decisions (marker, peer check, admission, status codes) are `acd::peer`'s; here
 //! only the wiring.
 
@@ -21,8 +31,10 @@ use super::{Call, CallInput, Phase};
 use crate::acd::peer;
 use crate::call::disposition::{Disposition, HangupCause};
 use crate::call::role::Role;
+use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::sdp::Negotiated;
 use crate::sip::transaction::TransactionKey;
+use crate::webrtc::phones::TransferTarget;
 
 /// How long A lets the page ring at most: B ends the ring (CANCEL) at its queue's ring
 /// timeout; this only keeps a leg whose CANCEL was lost from ringing forever.
@@ -40,6 +52,8 @@ pub(crate) struct PeerLeg {
     leg_tx: Option<mpsc::Sender<CallInput>>,
     /// The page answered; bridged when our media starts.
     answered: Option<Box<AnsweredLeg>>,
+    /// Our REFER to B (the page's blind transfer) waiting for its final answer.
+    refer: Option<TransactionKey>,
 }
 
 impl Call {
@@ -75,6 +89,7 @@ impl Call {
             call: call.clone().unwrap_or_default(),
             leg_tx: None,
             answered: None,
+            refer: None,
         }));
         if let Err(r) = peer::admit(peer_ok, call.as_deref(), phone_on) {
             info!(%agent, %source, code = r.code, reason = r.reason, "browser leg from another node refused");
@@ -159,10 +174,114 @@ impl Call {
                 };
                 self.hangup(now, cause);
             }
-            // Hold and transfer from the page act on the caller's call, which is B's: not
-            // carried over the inter-node leg (docs/deployment.md).
-            LegEvent::Hold { .. } | LegEvent::Transfer { .. } => {
-                info!("hold/transfer from a browser agent on another node's call: not supported");
+            LegEvent::Hold { on, .. } => self.peer_leg_hold(now, on),
+            LegEvent::Transfer { target, .. } => self.peer_leg_refer(now, &target),
+        }
+    }
+
+    /// The page holds B's caller (or resumes): B is asked with a re-INVITE (`hold_peer`),
+    /// and plays its music on hold to the caller and relays nothing to us meanwhile. Our
+    /// bridge pauses with it (as a caller's does for its agent's hold): no relay, and no
+    /// media timeout for the silence; the relay counts from now again on resume.
+    fn peer_leg_hold(&mut self, now: Instant, on: bool) {
+        if self.phase != Phase::Answered || self.relay.is_none() || on == self.held {
+            return;
+        }
+        self.held = on;
+        if !on {
+            if let Some(r) = self.relay.as_mut() {
+                r.touch(now);
+            }
+        }
+        info!(on, "browser agent hold: asking the caller's node");
+        self.hold_peer(on);
+    }
+
+    /// The page's blind transfer: a REFER to B naming the target at B (`peer::refer_to`),
+    /// in a client transaction of its own; its answer comes to [`Self::peer_leg_refer_answer`].
+    fn peer_leg_refer(&mut self, now: Instant, target: &TransferTarget) {
+        let pending = matches!(&self.role, Role::PeerBrowser(p) if p.refer.is_some());
+        if pending {
+            info!(%target, "a transfer is already asked of the caller's node");
+            return;
+        }
+        if self.phase != Phase::Answered {
+            self.peer_leg_transfer_refused();
+            return;
+        }
+        let name = match target {
+            TransferTarget::Queue(n) | TransferTarget::Agent(n) => n,
+        };
+        let refer_to = peer::refer_to(name, self.dialog.remote_target());
+        let mut req = self.dialog.request(Method::Refer, &self.local);
+        req.push_header(HeaderName::Contact, self.local.contact.clone());
+        req.push_header(HeaderName::Other("Refer-To".into()), refer_to.clone());
+        let key = self.start_client(now, req);
+        let Role::PeerBrowser(p) = &mut self.role else {
+            return;
+        };
+        match key {
+            Some(key) => {
+                info!(%target, %refer_to, "browser agent transfer: REFER to the caller's node");
+                p.refer = Some(key);
+            }
+            None => self.peer_leg_transfer_refused(),
+        }
+    }
+
+    /// A response to a client transaction (`Some(code)`) or its timeout (None): true when it
+    /// was our REFER's. 2xx: B takes the transfer and ends the leg with BYE. A failure or no
+    /// answer: the call goes on, and the browser leg is told.
+    pub(super) fn peer_leg_refer_answer(
+        &mut self,
+        key: &TransactionKey,
+        code: Option<u16>,
+    ) -> bool {
+        let Role::PeerBrowser(p) = &mut self.role else {
+            return false;
+        };
+        if p.refer.as_ref() != Some(key) {
+            return false;
+        }
+        if code.is_some_and(|c| c < 200) {
+            return true;
+        }
+        p.refer = None;
+        if code.is_some_and(|c| c < 300) {
+            info!(?code, "the caller's node took the transfer");
+        } else {
+            warn!(
+                ?code,
+                "the caller's node refused the transfer (or never answered); the call goes on"
+            );
+            self.peer_leg_transfer_refused();
+        }
+        true
+    }
+
+    /// B's NOTIFY of the transfer (RFC 3515 §2.4.4): answered 200. A failure in its sipfrag
+    /// means the transfer did not happen after all.
+    pub(super) fn peer_leg_notify(&self, msg: &Message) {
+        let to_tag = msg
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        if to_tag.as_deref() != Some(self.local_tag.as_str()) {
+            self.reply(msg, 481, "Call/Transaction Does Not Exist");
+            return;
+        }
+        self.reply(msg, 200, "OK");
+        let code = peer::sipfrag_status(&msg.body);
+        info!(?code, "the caller's node reports on the transfer");
+        if code.is_some_and(|c| c >= 300) {
+            self.peer_leg_transfer_refused();
+        }
+    }
+
+    fn peer_leg_transfer_refused(&self) {
+        if let Role::PeerBrowser(p) = &self.role {
+            if let Some(tx) = &p.leg_tx {
+                let _ = tx.try_send(CallInput::LegControl(LegControl::TransferRefused));
             }
         }
     }

@@ -123,6 +123,9 @@ pub enum LegControl {
     Stop,
     /// The caller's side moved its media (re-INVITE): relay to this address from now on.
     CallerMoved { dest: SocketAddr },
+    /// The transfer this leg asked for did not happen (the caller's node refused or never
+    /// answered A's REFER, `peer_leg.rs`): the call goes on with this leg.
+    TransferRefused,
 }
 
 /// What an agent leg knows about the call it serves (its `call::role::Role::AgentLeg`).
@@ -1184,6 +1187,8 @@ impl Call {
                     r.set_dest(dest);
                 }
             }
+            // Only a browser leg asks another node for a transfer.
+            LegControl::TransferRefused => {}
             LegControl::Stop => match self.phase {
                 Phase::Calling => self.cancel_outbound(now, HangupCause::Cancelled),
                 Phase::Answered => self.hangup(now, HangupCause::CallerGone),
